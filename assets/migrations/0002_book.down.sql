@@ -1,0 +1,21 @@
+-- Financial history is never deleted: undoing this migration is refused while the book
+-- holds any account or order. Archive the database (pg_dump) and empty it first.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM profiles) OR EXISTS (SELECT 1 FROM orders) THEN
+        RAISE EXCEPTION 'refusing to drop the order book: it holds accounts or orders'
+            USING HINT = 'financial history is never deleted; archive it with pg_dump and empty it first';
+    END IF;
+END
+$$;
+
+SET LOCAL ROLE incident_owner;
+DROP TABLE maintenance_log;
+DROP TABLE system_settings;
+DROP TABLE daily_pnl_tracking;
+ALTER TABLE orders DROP CONSTRAINT fk_orders_position_id;
+DROP TABLE positions;
+DROP TABLE orders;
+DROP TABLE profiles;
+DROP TABLE instruments;
+RESET ROLE;

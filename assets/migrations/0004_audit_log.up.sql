@@ -1,0 +1,58 @@
+-- The audit log of rollbacks. Insert-only: UPDATE, DELETE and TRUNCATE are refused.
+--   order_rolled_back  one row per order a rollback call undid (exactly one per order, ever)
+--   rollback_failed    a rollback the client could not complete (error after retries)
+--   postcheck_failed   a post-check that did not match its baseline
+-- Rows of one rollback call share rollback_id; rows of one batch share batch_id.
+SET LOCAL ROLE incident_owner;
+
+CREATE TABLE order_audit_log (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    order_id       uuid NOT NULL,
+    user_id        uuid NOT NULL,
+    action         text NOT NULL CHECK (action IN ('order_rolled_back', 'rollback_failed', 'postcheck_failed')),
+    rollback_id    uuid NOT NULL,
+    batch_id       uuid,
+    mode           text CHECK (mode IN ('single', 'transaction')),
+    transaction_id uuid,
+    operator       text NOT NULL CHECK (length(operator) BETWEEN 1 AND 200),
+    db_user        text NOT NULL DEFAULT session_user,
+    -- how long the rollback call took, measured with clock_timestamp() inside it
+    duration_us    bigint CHECK (duration_us >= 0),
+    is_drill       boolean NOT NULL DEFAULT false,
+    details        jsonb NOT NULL DEFAULT '{}'::jsonb,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT audit_rollback_has_mode CHECK (
+        action <> 'order_rolled_back' OR (mode IS NOT NULL AND duration_us IS NOT NULL))
+);
+
+-- An order is rolled back at most once, and its rollback has exactly one row.
+CREATE UNIQUE INDEX order_audit_one_rollback_per_order ON order_audit_log (order_id)
+    WHERE action = 'order_rolled_back';
+CREATE INDEX idx_order_audit_created_at ON order_audit_log (created_at);
+CREATE INDEX idx_order_audit_user_id ON order_audit_log (user_id);
+
+CREATE TRIGGER order_audit_log_append_only
+    BEFORE UPDATE OR DELETE ON order_audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER order_audit_log_no_truncate
+    BEFORE TRUNCATE ON order_audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
+-- Dashboards LISTEN on order_audit. One notification per statement (not per row), and a
+-- session doing a batch may set incident.defer_notify = on and notify once in a while
+-- itself: every NOTIFY takes a database-wide lock at commit.
+CREATE FUNCTION order_audit_notify() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF coalesce(current_setting('incident.defer_notify', true), '') <> 'on' THEN
+        PERFORM pg_notify('order_audit', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER order_audit_log_notify
+    AFTER INSERT ON order_audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION order_audit_notify();
+
+RESET ROLE;

@@ -1,0 +1,336 @@
+//! Rolling back many orders: one order per database transaction, on a few connections,
+//! with retries of serialization failures, deadlocks and lock timeouts. Orders of one user
+//! always go to the same connection, one after the other, so workers never queue on each
+//! other's profile locks. Running the same batch again rolls back nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::connect::ConnectSettings;
+use crate::db;
+use crate::error::{Error, Result, is_retryable};
+
+/// One order to roll back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchItem {
+    /// The order.
+    pub order_id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+}
+
+/// How to run a batch.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Identifies the batch on every audit row.
+    pub batch_id: Uuid,
+    /// The rollback reason recorded on every order.
+    pub reason: String,
+    /// Connections working at once.
+    pub concurrency: usize,
+    /// Attempts per order for retryable errors.
+    pub max_attempts: u32,
+    /// How often dashboards are told that the audit log moved.
+    pub notify_interval: Duration,
+}
+
+impl BatchOptions {
+    /// Defaults for a reason.
+    pub fn new(reason: String) -> Self {
+        BatchOptions {
+            batch_id: Uuid::new_v4(),
+            reason,
+            concurrency: 4,
+            max_attempts: 8,
+            notify_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What happened to one order.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Rolled back now.
+    RolledBack {
+        /// Cash given back.
+        refunded: Decimal,
+        /// Margin released.
+        margin_released: Decimal,
+        /// Attempts it took.
+        attempts: u32,
+    },
+    /// Rolled back before (a rerun, or another operator).
+    AlreadyRolledBack,
+    /// Refused by the database, with its reason; nothing changed.
+    Refused {
+        /// The stable error code.
+        error_code: String,
+        /// The explanation.
+        message: String,
+    },
+    /// An error the retries did not get past.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// Not attempted: the batch was cancelled first.
+    NotAttempted,
+}
+
+/// The end of a batch.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    /// The batch id on the audit rows.
+    pub batch_id: Uuid,
+    /// Orders in the batch.
+    pub total: usize,
+    /// Rolled back by this run.
+    pub rolled_back: usize,
+    /// Found already rolled back.
+    pub already_rolled_back: usize,
+    /// Refused, per order, with the reason.
+    pub refused: Vec<(Uuid, String, String)>,
+    /// Failed, per order, with the error.
+    pub failed: Vec<(Uuid, String)>,
+    /// Not attempted because the batch was cancelled.
+    pub not_attempted: usize,
+    /// Cash given back by this run.
+    pub refunded: Decimal,
+    /// Margin released by this run.
+    pub margin_released: Decimal,
+    /// Retries that were needed.
+    pub retries: u64,
+    /// Wall time.
+    pub elapsed_ms: u128,
+    /// Whether the batch was cancelled.
+    pub cancelled: bool,
+}
+
+impl Summary {
+    /// True when every order is now rolled back.
+    pub fn complete(&self) -> bool {
+        self.refused.is_empty() && self.failed.is_empty() && self.not_attempted == 0 && !self.cancelled
+    }
+}
+
+/// Live progress, shared with whoever draws it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Orders finished (any outcome).
+    pub done: AtomicU64,
+    /// Orders rolled back.
+    pub rolled_back: AtomicU64,
+    /// Orders refused or failed.
+    pub problems: AtomicU64,
+    /// Set to stop taking new orders (in-flight ones finish).
+    pub cancel: AtomicBool,
+}
+
+/// Reads the order ids of a `--orders` file: one per line; blank lines and `#` comments
+/// are skipped. A malformed line is an error naming it, and nothing runs.
+pub fn parse_order_file(text: &str) -> Result<Vec<Uuid>> {
+    let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let id = Uuid::parse_str(line).map_err(|_| {
+            Error::BadInput(format!("line {}: not an order id (UUID): {}", n + 1, crate::sanitize::line(line)))
+        })?;
+        if seen.insert(id) {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::BadInput("the file lists no order ids".into()));
+    }
+    Ok(ids)
+}
+
+async fn roll_back_one(
+    conn: &mut sqlx::PgConnection,
+    item: BatchItem,
+    opts: &BatchOptions,
+    retries: &AtomicU64,
+) -> Outcome {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match db::rollback_order(&mut *conn, item.order_id, item.user_id, &opts.reason).await {
+            Ok(r) if r.success => {
+                return Outcome::RolledBack {
+                    refunded: r.refunded.unwrap_or_default(),
+                    margin_released: r.margin_released.unwrap_or_default(),
+                    attempts: attempt,
+                };
+            }
+            Ok(r) if r.error_code.as_deref() == Some("already_rolled_back") => return Outcome::AlreadyRolledBack,
+            Ok(r) => {
+                return Outcome::Refused {
+                    error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
+                    message: r.message.unwrap_or_default(),
+                };
+            }
+            Err(e) if is_retryable(e.sqlstate()) && attempt < opts.max_attempts => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                // Exponential backoff with jitter, so colliding workers fall out of step.
+                let base = 5u64 << attempt.min(8);
+                let jitter = u64::from(item.order_id.as_bytes()[attempt as usize % 16]) % base.max(1);
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            }
+            Err(e) => return Outcome::Failed { error: e.to_string() },
+        }
+    }
+}
+
+/// Runs the batch. `progress` is updated as orders finish; setting its `cancel` stops the
+/// batch after the orders in flight.
+pub async fn run(
+    settings: &ConnectSettings,
+    items: Vec<BatchItem>,
+    opts: &BatchOptions,
+    progress: Arc<Progress>,
+) -> Result<(Summary, Vec<(BatchItem, Outcome)>)> {
+    let started = Instant::now();
+    let concurrency = opts.concurrency.clamp(1, 64).min(items.len().max(1));
+
+    // One queue per worker; all orders of a user in the same queue, in the given order.
+    let mut queues: Vec<Vec<(usize, BatchItem)>> = vec![Vec::new(); concurrency];
+    let mut owner: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut load = vec![0usize; concurrency];
+    for (i, item) in items.iter().enumerate() {
+        let w = *owner.entry(item.user_id).or_insert_with(|| {
+            let w = (0..concurrency).min_by_key(|&w| load[w]).unwrap_or(0);
+            w
+        });
+        load[w] += 1;
+        queues[w].push((i, *item));
+    }
+
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let mut conn = settings.connection().await?;
+        db::join_batch(&mut conn, opts.batch_id).await?;
+        conns.push(conn);
+    }
+    let mut notifier = settings.connection().await?;
+
+    let retries = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (queue, mut conn) in queues.into_iter().zip(conns) {
+        let opts = opts.clone();
+        let progress = progress.clone();
+        let retries = retries.clone();
+        tasks.spawn(async move {
+            let mut results = Vec::with_capacity(queue.len());
+            for (i, item) in queue {
+                if progress.cancel.load(Ordering::Relaxed) {
+                    results.push((i, item, Outcome::NotAttempted));
+                    continue;
+                }
+                let outcome = roll_back_one(&mut conn, item, &opts, &retries).await;
+                match outcome {
+                    Outcome::RolledBack { .. } => {
+                        progress.rolled_back.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Refused { .. } | Outcome::Failed { .. } => {
+                        progress.problems.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                if let Outcome::Failed { error } = &outcome {
+                    let detail = serde_json::json!({ "error": error, "batch_id": opts.batch_id });
+                    // Best effort: the failure is in the summary even if this cannot be written.
+                    let _ =
+                        db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
+                }
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                results.push((i, item, outcome));
+            }
+            results
+        });
+    }
+
+    // Tell dashboards about progress a few times a second instead of on every commit.
+    let mut outcomes: Vec<Option<(BatchItem, Outcome)>> = vec![None; items.len()];
+    let mut last_notified = 0;
+    let mut ticker = tokio::time::interval(opts.notify_interval);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(results)) => {
+                    for (i, item, outcome) in results {
+                        outcomes[i] = Some((item, outcome));
+                    }
+                }
+                Some(Err(e)) => return Err(Error::Other(format!("a batch worker stopped: {e}"))),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let now = progress.rolled_back.load(Ordering::Relaxed);
+                if now != last_notified {
+                    last_notified = now;
+                    let _ = db::notify_audit_changed(&mut notifier).await;
+                }
+            }
+        }
+    }
+    let _ = db::notify_audit_changed(&mut notifier).await;
+
+    let outcomes: Vec<(BatchItem, Outcome)> = outcomes.into_iter().flatten().collect();
+    let mut s = Summary {
+        batch_id: opts.batch_id,
+        total: items.len(),
+        rolled_back: 0,
+        already_rolled_back: 0,
+        refused: Vec::new(),
+        failed: Vec::new(),
+        not_attempted: 0,
+        refunded: Decimal::ZERO,
+        margin_released: Decimal::ZERO,
+        retries: retries.load(Ordering::Relaxed),
+        elapsed_ms: started.elapsed().as_millis(),
+        cancelled: progress.cancel.load(Ordering::Relaxed),
+    };
+    for (item, outcome) in &outcomes {
+        match outcome {
+            Outcome::RolledBack { refunded, margin_released, .. } => {
+                s.rolled_back += 1;
+                s.refunded += refunded;
+                s.margin_released += margin_released;
+            }
+            Outcome::AlreadyRolledBack => s.already_rolled_back += 1,
+            Outcome::Refused { error_code, message } => {
+                s.refused.push((item.order_id, error_code.clone(), message.clone()))
+            }
+            Outcome::Failed { error } => s.failed.push((item.order_id, error.clone())),
+            Outcome::NotAttempted => s.not_attempted += 1,
+        }
+    }
+    Ok((s, outcomes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_file_skips_comments_and_names_bad_lines() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        let text = format!("# burst\n{a}\n\n  {b}  # second\n{a}\n");
+        assert_eq!(parse_order_file(&text).ok(), Some(vec![a, b]));
+        let err = parse_order_file(&format!("{a}\nnot-a-uuid\n")).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("line 2: not an order id (UUID): not-a-uuid"));
+        assert!(parse_order_file("# nothing\n").is_err());
+    }
+}

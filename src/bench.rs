@@ -1,0 +1,446 @@
+//! `incident-console bench`: rollback throughput through the batch path, and the time of a
+//! whole-book audit, each next to a baseline measured on the same server in the same run
+//! (pgbench's built-in TPC-B-like transaction; plain `count(*)` over the audited tables),
+//! because this machine is shared and only ratios are meaningful.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::batch::{self, BatchItem, BatchOptions, Progress};
+use crate::cli::{BenchArgs, GlobalArgs};
+use crate::connect::ConnectSettings;
+use crate::db::{self, SeedOrder};
+use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::output::print_json;
+use crate::sandbox::{self, Durability};
+use crate::target;
+
+/// Rollback throughput at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackFigures {
+    /// Connections.
+    pub concurrency: u16,
+    /// Orders rolled back.
+    pub orders: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Orders per second.
+    pub orders_per_second: f64,
+    /// pgbench TPS at the same client count (mean of a run before and one after).
+    pub pgbench_tps: Option<f64>,
+    /// orders/s divided by pgbench TPS.
+    pub ratio: Option<f64>,
+    /// Retries the batch needed.
+    pub retries: u64,
+}
+
+/// The audit timing.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditFigures {
+    /// Orders in the book.
+    pub orders: i64,
+    /// Ledger transfers in the book.
+    pub transfers: i64,
+    /// Best of three, `ledger_audit()`.
+    pub audit_seconds: f64,
+    /// Best of three, sum over the audited tables of `SELECT count(*)`.
+    pub count_seconds: f64,
+    /// audit / count.
+    pub ratio: f64,
+    /// Violations found (must be zero).
+    pub violations: usize,
+}
+
+/// Everything the bench measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Server version.
+    pub server: String,
+    /// Rollback figures per concurrency.
+    pub rollback: Vec<RollbackFigures>,
+    /// Audit figures.
+    pub audit: Option<AuditFigures>,
+}
+
+fn say(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// The server to benchmark on: an admin URL (database `postgres`) and a way to name other
+/// databases on it.
+struct Server {
+    admin: ConnectSettings,
+    binaries: Option<sandbox::ServerBinaries>,
+}
+
+impl Server {
+    fn database(&self, name: &str) -> Result<ConnectSettings> {
+        let opts = self.admin.options()?;
+        let mut s = self.admin.clone();
+        s.url = replace_database(&s.url, opts.get_database().unwrap_or("postgres"), name)?;
+        Ok(s)
+    }
+}
+
+fn replace_database(url: &str, _current: &str, name: &str) -> Result<String> {
+    // postgres://user@host:port/DB?query  ->  the path segment is the database.
+    let scheme_end = url.find("://").ok_or_else(|| Error::BadInput("the database URL has no scheme".into()))? + 3;
+    let path_start = url[scheme_end..].find('/').map(|i| scheme_end + i);
+    let query_start = url.find('?');
+    Ok(match path_start {
+        Some(p) if query_start.is_none_or(|q| p < q) => {
+            let end = query_start.unwrap_or(url.len());
+            format!("{}/{}{}", &url[..p], name, &url[end..])
+        }
+        _ => {
+            let end = query_start.unwrap_or(url.len());
+            format!("{}/{}{}", &url[..end], name, &url[end..])
+        }
+    })
+}
+
+/// Deterministic accounts and executed orders for the bench.
+fn bench_book(
+    seed: u64,
+    users: usize,
+    orders: usize,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (Vec<(Uuid, Decimal)>, Vec<SeedOrder>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut id = || {
+        let mut b = [0u8; 16];
+        rand::Rng::fill_bytes(&mut rng, &mut b);
+        uuid::Builder::from_random_bytes(b).into_uuid()
+    };
+    let accounts: Vec<(Uuid, Decimal)> = (0..users).map(|_| (id(), Decimal::from(1_000_000_000))).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut book = Vec::with_capacity(orders);
+    for n in 0..orders {
+        let mut b = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rng, &mut b);
+        let (i1, i2) = b.split_at(16);
+        let sym = crate::demo::SYMBOLS[n % 8];
+        book.push(SeedOrder {
+            id: uuid::Builder::from_random_bytes(i1.try_into().unwrap_or_default()).into_uuid(),
+            position_id: uuid::Builder::from_random_bytes(i2.try_into().unwrap_or_default()).into_uuid(),
+            user_id: accounts[rng.random_range(0..users)].0,
+            symbol: sym.0.to_string(),
+            order_type: "market",
+            side: if n % 2 == 0 { "buy" } else { "sell" },
+            quantity: Decimal::from(rng.random_range(1..=50) * 1000),
+            price: sym.1,
+            transaction_id: Some(uuid::Builder::from_random_bytes(b[8..24].try_into().unwrap_or_default()).into_uuid()),
+            idempotency_key: format!("bench-{seed}-{n}"),
+            at: at + chrono::Duration::milliseconds(n as i64),
+        });
+    }
+    (accounts, book)
+}
+
+async fn seed(
+    conn: &mut PgConnection,
+    seed_no: u64,
+    users: usize,
+    orders: usize,
+    label: &str,
+) -> Result<Vec<SeedOrder>> {
+    let (accounts, book) = bench_book(seed_no, users, orders, chrono::Utc::now() - chrono::Duration::hours(1));
+    db::create_accounts(&mut *conn, &accounts).await?;
+    let started = Instant::now();
+    for (i, chunk) in book.chunks(20_000).enumerate() {
+        db::insert_executed_orders(conn, chunk).await?;
+        if (i + 1) % 10 == 0 {
+            say(&format!(
+                "  {label}: {} of {} orders written ({:.0}s)",
+                (i + 1) * 20_000,
+                orders,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(book)
+}
+
+fn pgbench_tps(server: &Server, db: &ConnectSettings, clients: u16, seconds: u32, init: bool) -> Result<Option<f64>> {
+    let Some(bins) = &server.binaries else { return Ok(None) };
+    let pgbench = bins.tool("pgbench");
+    let pgbench = if pgbench.is_file() {
+        pgbench
+    } else if let Some(p) = which("pgbench") {
+        p
+    } else {
+        say("pgbench is not installed: no TPS baseline");
+        return Ok(None);
+    };
+    let opts = db.options()?;
+    let mut base = std::process::Command::new(&pgbench);
+    let host =
+        opts.get_socket().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| opts.get_host().to_string());
+    base.env("PGHOST", host)
+        .env("PGPORT", opts.get_port().to_string())
+        .env("PGUSER", opts.get_username())
+        .env("PGDATABASE", opts.get_database().unwrap_or("postgres"));
+    if let Some(pw) = password_of(&db.url) {
+        base.env("PGPASSWORD", pw);
+    }
+    if init {
+        let out = std::process::Command::new(&pgbench)
+            .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
+            .args(["-i", "-q", "-s", "10"])
+            .output()
+            .map_err(|e| Error::Other(format!("cannot run pgbench: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::Other(format!(
+                "pgbench -i failed: {}",
+                crate::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
+            )));
+        }
+    }
+    let c = clients.to_string();
+    let out = base
+        .args(["-n", "-c", &c, "-j", &c, "-T", &seconds.to_string()])
+        .output()
+        .map_err(|e| Error::Other(format!("cannot run pgbench: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok());
+    if tps.is_none() {
+        return Err(Error::Other(format!(
+            "pgbench printed no tps: {}",
+            crate::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
+        )));
+    }
+    Ok(tps)
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
+}
+
+fn password_of(url: &str) -> Option<String> {
+    let opts: sqlx::postgres::PgConnectOptions = url.parse().ok()?;
+    let _ = opts;
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p.to_string())
+}
+
+/// Runs the benchmark.
+async fn run(server: &Server, args: &BenchArgs) -> Result<BenchReport> {
+    let mut admin = server.admin.connection().await?;
+    let version: String = sqlx::query_scalar("SELECT version()").fetch_one(&mut admin).await?;
+    let tag = std::process::id();
+    let book_db = format!("incident_bench_{tag}");
+    let pg_db = format!("incident_pgbench_{tag}");
+    db::drop_database(&mut admin, &book_db).await?;
+    db::create_database(&mut admin, &book_db, None).await?;
+    let result = run_in(server, args, &book_db, &pg_db, version).await;
+    // Leave nothing behind, whatever happened.
+    let _ = db::drop_database(&mut admin, &book_db).await;
+    let _ = db::drop_database(&mut admin, &pg_db).await;
+    result
+}
+
+async fn run_in(server: &Server, args: &BenchArgs, book_db: &str, pg_db: &str, version: String) -> Result<BenchReport> {
+    let book = server.database(book_db)?;
+    {
+        let pool = book.pool(2).await?;
+        db::migrate(&pool).await?;
+        pool.close().await;
+    }
+    let mut conn = book.connection().await?;
+    let mut figures = Vec::new();
+    let mut pgbench_ready = false;
+    let mut seeded = 0usize;
+    for (level, &c) in args.concurrency.iter().enumerate() {
+        say(&format!("Concurrency {c}: seeding {} orders …", args.orders));
+        let users = (args.orders / 20).max(usize::from(c) * 16);
+        let orders = seed(&mut conn, 100 + level as u64, users, args.orders, "seed").await?;
+        seeded += orders.len();
+        sqlx::query("VACUUM ANALYZE").execute(&mut conn).await?;
+
+        let mut tps = Vec::new();
+        if args.pgbench_seconds > 0 {
+            if !pgbench_ready {
+                let mut admin = server.admin.connection().await?;
+                db::drop_database(&mut admin, pg_db).await?;
+                db::create_database(&mut admin, pg_db, None).await?;
+            }
+            let pg = server.database(pg_db)?;
+            let secs = args.pgbench_seconds;
+            let init = !pgbench_ready;
+            say(&format!("  pgbench -c {c} for {secs}s …"));
+            let srv = Server { admin: server.admin.clone(), binaries: server.binaries.clone() };
+            if let Some(t) = tokio::task::spawn_blocking(move || pgbench_tps(&srv, &pg, c, secs, init))
+                .await
+                .map_err(|e| Error::Other(e.to_string()))??
+            {
+                tps.push(t);
+            }
+            pgbench_ready = true;
+        }
+
+        say(&format!("  rolling back {} orders on {c} connection(s) …", orders.len()));
+        let items: Vec<BatchItem> = orders.iter().map(|o| BatchItem { order_id: o.id, user_id: o.user_id }).collect();
+        let opts = BatchOptions { concurrency: usize::from(c), ..BatchOptions::new("bench: batch rollback".into()) };
+        let started = Instant::now();
+        let (summary, _) = batch::run(&book, items, &opts, Arc::new(Progress::default())).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        if summary.rolled_back != orders.len() {
+            return Err(Error::CheckFailed(format!(
+                "the batch rolled back {} of {} orders ({} refused, {} failed)",
+                summary.rolled_back,
+                orders.len(),
+                summary.refused.len(),
+                summary.failed.len()
+            )));
+        }
+
+        if args.pgbench_seconds > 0 && pgbench_ready {
+            let pg = server.database(pg_db)?;
+            let secs = args.pgbench_seconds;
+            say(&format!("  pgbench -c {c} again for {secs}s …"));
+            let srv = Server { admin: server.admin.clone(), binaries: server.binaries.clone() };
+            if let Some(t) = tokio::task::spawn_blocking(move || pgbench_tps(&srv, &pg, c, secs, false))
+                .await
+                .map_err(|e| Error::Other(e.to_string()))??
+            {
+                tps.push(t);
+            }
+        }
+        let rate = orders.len() as f64 / seconds;
+        let pgbench = (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64);
+        figures.push(RollbackFigures {
+            concurrency: c,
+            orders: orders.len(),
+            seconds,
+            orders_per_second: rate,
+            pgbench_tps: pgbench,
+            ratio: pgbench.map(|p| rate / p),
+            retries: summary.retries,
+        });
+    }
+
+    let audit = if args.audit_orders > 0 {
+        let more = args.audit_orders.saturating_sub(seeded);
+        if more > 0 {
+            say(&format!("Audit: growing the book to {} orders …", args.audit_orders));
+            seed(&mut conn, 900, (more / 100).max(100), more, "audit book").await?;
+        }
+        sqlx::query("VACUUM ANALYZE").execute(&mut conn).await?;
+        let (orders, transfers): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM ledger_transfers)")
+                .fetch_one(&mut conn)
+                .await?;
+        say("  timing count(*) over the audited tables and ledger_audit() (best of 3) …");
+        // Warm the cache once so neither side pays for the first read.
+        let _ = db::ledger_audit(&mut conn).await?;
+        let mut count_seconds = f64::MAX;
+        let mut audit_seconds = f64::MAX;
+        let mut violations = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let _: (i64, i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM profiles), (SELECT count(*) FROM orders), \
+                        (SELECT count(*) FROM positions), (SELECT count(*) FROM ledger_transfers), \
+                        (SELECT count(*) FROM order_audit_log)",
+            )
+            .fetch_one(&mut conn)
+            .await?;
+            count_seconds = count_seconds.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            violations = db::ledger_audit(&mut conn).await?.len();
+            audit_seconds = audit_seconds.min(t.elapsed().as_secs_f64());
+        }
+        Some(AuditFigures {
+            orders,
+            transfers,
+            audit_seconds,
+            count_seconds,
+            ratio: audit_seconds / count_seconds,
+            violations,
+        })
+    } else {
+        None
+    };
+    let _ = conn.close().await;
+    Ok(BenchReport { server: version, rollback: figures, audit })
+}
+
+/// `incident-console bench`.
+pub async fn run_command(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err(Error::BadInput("--concurrency takes positive numbers, e.g. 1,4".into()));
+    }
+    let mut settings = match &g.database_url {
+        Some(url) if !url.trim().is_empty() => target::settings_for(url.clone(), false, g),
+        _ => {
+            let cluster = tokio::task::spawn_blocking(sandbox::sandbox_cluster)
+                .await
+                .map_err(|e| Error::Sandbox(e.to_string()))??;
+            target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            target::settings_for(cluster.url("postgres"), true, g)
+        }
+    };
+    // Seeding a million orders and auditing them must not hit the interactive timeouts.
+    settings.statement_timeout = Duration::ZERO;
+    settings.lock_timeout = Duration::ZERO;
+    let binaries = sandbox::ServerBinaries::find().ok();
+    let server = Server { admin: settings, binaries };
+    let report = run(&server, &args).await?;
+    if g.json {
+        print_json(&json!(report))?;
+    } else {
+        println!("Server: {}", report.server);
+        for f in &report.rollback {
+            println!(
+                "Rollback, {} connection(s): {} orders in {:.2}s = {:.0} orders/s; pgbench TPC-B-like {}; ratio {} ({} retries)",
+                f.concurrency,
+                f.orders,
+                f.seconds,
+                f.orders_per_second,
+                f.pgbench_tps.map_or("not run".into(), |t| format!("{t:.0} tps")),
+                f.ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
+                f.retries
+            );
+        }
+        if let Some(a) = &report.audit {
+            println!(
+                "Audit of {} orders / {} transfers: {:.3}s; count(*) over the same tables {:.3}s; ratio {:.2}x; {} violation(s)",
+                a.orders, a.transfers, a.audit_seconds, a.count_seconds, a.ratio, a.violations
+            );
+        }
+    }
+    let clean = report.audit.as_ref().is_none_or(|a| a.violations == 0);
+    Ok(if clean { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_the_database_of_a_url() {
+        let r = |u: &str| replace_database(u, "", "other").unwrap_or_default();
+        assert_eq!(
+            r("postgresql:///postgres?host=/tmp/x&port=5432&user=postgres"),
+            "postgresql:///other?host=/tmp/x&port=5432&user=postgres"
+        );
+        assert_eq!(r("postgres://u:p@h:5432/db"), "postgres://u:p@h:5432/other");
+        assert_eq!(r("postgres://u@h"), "postgres://u@h/other");
+        assert_eq!(password_of("postgres://u:s3@h/db").as_deref(), Some("s3"));
+        assert_eq!(password_of("postgres://u@h/db"), None);
+    }
+}

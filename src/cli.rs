@@ -1,0 +1,350 @@
+//! The command line: every step of an incident without the TUI, with human output by
+//! default and `--json` for scripts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+/// Exit codes, shown in `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 a check failed, violations found or a rollback did not complete · \
+2 bad input (nothing was changed) · 3 database unreachable.\n\n\
+With no --database-url and no DATABASE_URL, every command uses the sandbox: a private PostgreSQL \
+the console starts itself, seeded with a demo order book that contains a bad burst to roll back.";
+
+/// Incident console for order-execution incidents: classify, check, roll back, prove, report.
+#[derive(Debug, Parser)]
+#[command(name = "incident-console", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Connection flags shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do (the console itself when omitted).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL (postgres://user:password@host:port/db). The password is never printed.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Name recorded on every audit row [default: $INCIDENT_OPERATOR, else the OS user].
+    #[arg(long, global = true)]
+    pub operator: Option<String>,
+
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Server-side limit for one statement (e.g. 30s, 2m; 0 for none).
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+
+    /// Server-side limit for waiting on a row lock (0 for none).
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the sandbox PostgreSQL (start, stop, status, url, reset).
+    Sandbox {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+    /// Apply the schema migrations (or show them with --dry-run).
+    Migrate {
+        /// Print the SQL that would run, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo migrations down to this version (reversible migrations only; a migration
+        /// that would delete financial history refuses).
+        #[arg(long, value_name = "VERSION")]
+        undo_to: Option<i64>,
+    },
+    /// Write the demo order book into an empty database.
+    Seed(SeedArgs),
+    /// Find orders by id, user, transaction, symbol, status and time window.
+    Orders(OrdersArgs),
+    /// Run every pre-rollback check of one order and show the baseline.
+    Precheck(PrecheckArgs),
+    /// Roll back one order (or its transaction group), or a batch, then prove it.
+    Rollback(RollbackArgs),
+    /// Compare an order's state with the baseline its pre-check took.
+    Postcheck(PostcheckArgs),
+    /// Check every ledger invariant over the whole book (exit 1 on any violation).
+    Audit,
+    /// Rollback metrics and alerts.
+    Metrics(MetricsArgs),
+    /// Stop or resume new orders.
+    Maintenance(MaintenanceArgs),
+    /// Automated rollback drill on drill accounts: every step, checked.
+    Drill,
+    /// Benchmark rollbacks and the audit against pgbench on the same server.
+    Bench(BenchArgs),
+}
+
+/// Sandbox actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SandboxAction {
+    /// Start it (creating, migrating and seeding it on first use).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Say whether it exists and runs.
+    Status,
+    /// Print a connection URL for psql or DATABASE_URL.
+    Url,
+    /// Delete it and start a fresh one with a new demo book.
+    Reset,
+}
+
+/// `seed` flags.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Random seed: the same seed gives the same book.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Trading day (YYYY-MM-DD, UTC) [default: the last finished session].
+    #[arg(long)]
+    pub date: Option<chrono::NaiveDate>,
+}
+
+/// `orders` flags.
+#[derive(Debug, Clone, Args)]
+pub struct OrdersArgs {
+    /// One order id.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+    /// Orders of one user.
+    #[arg(long)]
+    pub user: Option<Uuid>,
+    /// Orders of one transaction group.
+    #[arg(long)]
+    pub transaction: Option<Uuid>,
+    /// Symbol, e.g. GBPUSD.
+    #[arg(long, value_parser = parse_symbol)]
+    pub symbol: Option<String>,
+    /// Status.
+    #[arg(long)]
+    pub status: Option<OrderStatus>,
+    /// Created at or after (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created before.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many orders.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Include drill accounts.
+    #[arg(long)]
+    pub include_drill: bool,
+}
+
+/// Order statuses.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Executing,
+    Executed,
+    Failed,
+    Cancelled,
+    RolledBack,
+}
+
+impl OrderStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Executing => "executing",
+            OrderStatus::Executed => "executed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// `precheck` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PrecheckArgs {
+    /// The order.
+    pub order: Uuid,
+    /// Its user.
+    #[arg(long)]
+    pub user: Uuid,
+    /// Also write the baseline to this file (for `postcheck --baseline`).
+    #[arg(long, value_name = "FILE")]
+    pub baseline_out: Option<PathBuf>,
+}
+
+/// `rollback` flags: one order (ORDER --user) or a batch (--symbol/--from/--to or --orders).
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The order to roll back.
+    #[arg(conflicts_with_all = ["symbol", "orders"], requires = "user")]
+    pub order: Option<Uuid>,
+    /// Its user (a mismatch is refused as order_not_found).
+    #[arg(long)]
+    pub user: Option<Uuid>,
+    /// Roll back every executed order of the order's transaction group.
+    #[arg(long, requires = "order")]
+    pub transaction: bool,
+    /// Why (recorded on every order and audit row; 1 to 1000 characters).
+    #[arg(long)]
+    pub reason: String,
+    /// Batch: orders of this symbol...
+    #[arg(long, value_parser = parse_symbol, requires_all = ["from", "to"], conflicts_with = "orders")]
+    pub symbol: Option<String>,
+    /// ...created at or after this time...
+    #[arg(long, value_parser = parse_time, requires = "symbol")]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// ...and before this time...
+    #[arg(long, value_parser = parse_time, requires = "symbol")]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// ...in this status.
+    #[arg(long, default_value = "executed", requires = "symbol")]
+    pub status: OrderStatus,
+    /// Batch: the order ids in this file, one per line (`#` comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub orders: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Batch: connections working at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// `postcheck` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PostcheckArgs {
+    /// The order.
+    pub order: Uuid,
+    /// Its user.
+    #[arg(long)]
+    pub user: Uuid,
+    /// The baseline written by `precheck --baseline-out` (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+}
+
+/// `metrics` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Count rollbacks since this long ago.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub since: Duration,
+    /// This many rollbacks within --burst-window raise an alert.
+    #[arg(long, default_value_t = 5)]
+    pub burst_count: u64,
+    /// The window of the burst alert.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub burst_window: Duration,
+    /// A rollback (or batch) longer than this raises an alert.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub long_rollback: Duration,
+    /// Skip the whole-book ledger audit (the data-inconsistency alert then only sees
+    /// failed post-checks).
+    #[arg(long)]
+    pub skip_audit: bool,
+}
+
+/// `maintenance` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceArgs {
+    /// on: refuse new orders; off: accept them again.
+    pub mode: OnOff,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// on / off.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// `bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Orders rolled back per concurrency level.
+    #[arg(long, default_value_t = 10_000)]
+    pub orders: usize,
+    /// Concurrency levels, comma separated.
+    #[arg(long, default_value = "1,4", value_delimiter = ',')]
+    pub concurrency: Vec<u16>,
+    /// Size of the book the audit is timed on.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub audit_orders: usize,
+    /// Seconds of each pgbench run (0 skips pgbench).
+    #[arg(long, default_value_t = 15)]
+    pub pgbench_seconds: u32,
+}
+
+/// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("not a duration ({e}); try 30s, 5m or 1h"))
+}
+
+/// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err("not a time; use RFC 3339 (2026-11-25T13:02:00Z) or \"2026-11-25 13:02\" (UTC)".into())
+}
+
+/// Symbols are 3 to 12 capital letters or digits.
+pub fn parse_symbol(s: &str) -> Result<String, String> {
+    let up = s.trim().to_ascii_uppercase();
+    if (3..=12).contains(&up.len()) && up.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        Ok(up)
+    } else {
+        Err("a symbol is 3 to 12 letters or digits, e.g. GBPUSD".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_times_and_durations() {
+        assert!(parse_time("2026-11-25T13:02:00Z").is_ok());
+        assert_eq!(parse_time("2026-11-25 13:02").ok(), parse_time("2026-11-25T13:02:00+00:00").ok());
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_symbol("gbpusd").ok().as_deref(), Some("GBPUSD"));
+        assert!(parse_symbol("GBP;USD").is_err());
+    }
+}

@@ -1,0 +1,711 @@
+//! The headless commands: what each subcommand does, and what it prints.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::batch::{self, BatchItem, BatchOptions, Progress};
+use crate::cli::{self, Cli, Command, GlobalArgs, OnOff, SandboxAction};
+use crate::connect::ConnectSettings;
+use crate::db::{self, OrderFilter};
+use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result, is_retryable};
+use crate::metrics::{self, Thresholds};
+use crate::output::{self, money, print_json};
+use crate::sandbox::{self, Durability, Status};
+use crate::{demo, sanitize, target};
+
+fn say(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        None => console_placeholder(g).await,
+        Some(Command::Sandbox { action }) => sandbox_command(g, action).await,
+        Some(Command::Migrate { dry_run, undo_to }) => migrate(g, dry_run, undo_to).await,
+        Some(Command::Seed(a)) => seed(g, a).await,
+        Some(Command::Orders(a)) => orders(g, a).await,
+        Some(Command::Precheck(a)) => precheck(g, a).await,
+        Some(Command::Rollback(a)) => {
+            if a.order.is_some() {
+                rollback_one(g, a).await
+            } else {
+                rollback_batch(g, a).await
+            }
+        }
+        Some(Command::Postcheck(a)) => postcheck(g, a).await,
+        Some(Command::Audit) => audit(g).await,
+        Some(Command::Metrics(a)) => metrics_command(g, a).await,
+        Some(Command::Maintenance(a)) => maintenance(g, a).await,
+        Some(Command::Drill) => {
+            let settings = target::resolve(g, &say).await?;
+            crate::drill::run_command(&settings, g.json).await
+        }
+        Some(Command::Bench(a)) => crate::bench::run_command(g, a).await,
+    }
+}
+
+async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
+    let settings = target::resolve(g, &say).await?;
+    let pool = settings.pool(4).await?;
+    Ok((settings, pool))
+}
+
+/// Until the TUI lands, the bare command shows where things stand.
+async fn console_placeholder(g: &GlobalArgs) -> Result<i32> {
+    let (settings, pool) = connect(g).await?;
+    let (accounts, orders) = db::book_size(&pool).await?;
+    let m = db::maintenance_state(&pool).await?;
+    println!("Database: {}", settings.describe());
+    println!("Book: {accounts} accounts, {orders} orders");
+    println!("Maintenance mode: {}", if m.maintenance_mode { "ON" } else { "off" });
+    println!("See `incident-console --help` for the commands.");
+    Ok(EXIT_OK)
+}
+
+async fn sandbox_command(g: &GlobalArgs, action: SandboxAction) -> Result<i32> {
+    let cluster =
+        tokio::task::spawn_blocking(sandbox::sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+    match action {
+        SandboxAction::Start => {
+            let url = target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            if g.json {
+                print_json(&json!({ "status": "running", "url": url, "root": cluster.root() }))?;
+            } else {
+                println!("Sandbox running. Connect with: psql '{url}'");
+            }
+        }
+        SandboxAction::Stop => {
+            let c = cluster.clone();
+            tokio::task::spawn_blocking(move || c.stop()).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+            if g.json {
+                print_json(&json!({ "status": "stopped" }))?;
+            } else {
+                println!("Sandbox stopped.");
+            }
+        }
+        SandboxAction::Status => {
+            let c = cluster.clone();
+            let status =
+                tokio::task::spawn_blocking(move || c.status()).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+            let text = match status {
+                Status::NotInitialized => "not created",
+                Status::Stopped => "stopped",
+                Status::Running => "running",
+            };
+            if g.json {
+                print_json(
+                    &json!({ "status": text, "root": cluster.root(), "url": cluster.url(sandbox::SANDBOX_DATABASE),
+                                     "server_binaries": cluster.binaries().dir() }),
+                )?;
+            } else {
+                println!("Sandbox: {text}");
+                println!("Directory: {}", cluster.root().display());
+                println!("Server binaries: {}", cluster.binaries().dir().display());
+                if status == Status::Running {
+                    println!("URL: {}", cluster.url(sandbox::SANDBOX_DATABASE));
+                }
+            }
+        }
+        SandboxAction::Url => {
+            let url = target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            if g.json {
+                print_json(&json!({ "url": url }))?;
+            } else {
+                println!("{url}");
+            }
+        }
+        SandboxAction::Reset => {
+            let c = cluster.clone();
+            say(&format!("Deleting the sandbox in {} …", cluster.root().display()));
+            tokio::task::spawn_blocking(move || c.destroy()).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+            let url = target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            if g.json {
+                print_json(&json!({ "status": "running", "url": url }))?;
+            } else {
+                println!("Sandbox reset. Connect with: psql '{url}'");
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn migrate(g: &GlobalArgs, dry_run: bool, undo_to: Option<i64>) -> Result<i32> {
+    // Migrating needs no sandbox seeding first: connect to the URL, or prepare the sandbox.
+    let (_settings, pool) = connect(g).await?;
+    let applied = db::applied_migrations(&pool).await?;
+    let plan: Vec<&sqlx::migrate::Migration> = match undo_to {
+        None => db::MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+            .collect(),
+        Some(target) => {
+            let mut v: Vec<_> = db::MIGRATOR
+                .iter()
+                .filter(|m| m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version))
+                .collect();
+            v.sort_by(|a, b| b.version.cmp(&a.version));
+            v
+        }
+    };
+    if dry_run {
+        if g.json {
+            let list: Vec<Value> = plan
+                .iter()
+                .map(|m| json!({ "version": m.version, "description": m.description, "sql": m.sql.as_str() }))
+                .collect();
+            print_json(&json!({ "dry_run": true, "migrations": list }))?;
+        } else if plan.is_empty() {
+            println!("-- nothing to do: the database is at the latest version");
+        } else {
+            for m in &plan {
+                println!(
+                    "-- migration {} {} (runs in one transaction)\n{}\n",
+                    m.version,
+                    m.description,
+                    m.sql.as_str().trim_end()
+                );
+            }
+        }
+        return Ok(EXIT_OK);
+    }
+    match undo_to {
+        None => db::migrate(&pool).await?,
+        Some(target) => db::undo_to(&pool, target).await?,
+    }
+    if g.json {
+        print_json(&json!({ "applied": plan.iter().map(|m| m.version).collect::<Vec<_>>() }))?;
+    } else if plan.is_empty() {
+        println!("Nothing to do: the database is at the latest version.");
+    } else {
+        for m in &plan {
+            println!("{} {} {}", if undo_to.is_some() { "undid" } else { "applied" }, m.version, m.description);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn seed(g: &GlobalArgs, a: cli::SeedArgs) -> Result<i32> {
+    let settings = match &g.database_url {
+        Some(url) if !url.trim().is_empty() => target::settings_for(url.clone(), false, g),
+        _ => {
+            return Err(Error::BadInput(
+                "the sandbox is seeded when it is created; for a fresh book run `incident-console sandbox reset`, \
+                 or give --database-url of an empty database to seed"
+                    .into(),
+            ));
+        }
+    };
+    let pool = settings.pool(2).await?;
+    db::migrate(&pool).await?;
+    let spec =
+        demo::DemoSpec::standard(a.seed, a.date.unwrap_or_else(|| demo::default_trading_date(chrono::Utc::now())));
+    let mut conn = pool.acquire().await?;
+    let book = target::seed_demo(&mut conn, &spec).await?;
+    if g.json {
+        print_json(&json!({ "accounts": book.accounts.len(), "executed": book.executed.len(),
+                             "unexecuted": book.unexecuted.len(), "burst": book.burst }))?;
+    } else {
+        println!(
+            "Seeded {} accounts, {} executed and {} other orders. Bad burst: {} executions on {} from {} to {} UTC.",
+            book.accounts.len(),
+            book.executed.len(),
+            book.unexecuted.len(),
+            book.burst.orders,
+            book.burst.symbol,
+            book.burst.from.format("%Y-%m-%d %H:%M"),
+            book.burst.to.format("%H:%M")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn orders(g: &GlobalArgs, a: cli::OrdersArgs) -> Result<i32> {
+    let (_s, pool) = connect(g).await?;
+    let filter = OrderFilter {
+        id: a.id,
+        user_id: a.user,
+        transaction_id: a.transaction,
+        symbol: a.symbol,
+        status: a.status.map(|s| s.as_str().to_string()),
+        from: a.from,
+        to: a.to,
+        include_drill: a.include_drill,
+        limit: a.limit,
+    };
+    let rows = db::find_orders(&pool, &filter).await?;
+    if g.json {
+        print_json(&rows)?;
+    } else {
+        print!("{}", output::orders(&rows));
+        println!(
+            "{} order(s){}",
+            rows.len(),
+            if rows.len() as i64 == a.limit { " (limit reached; use --limit)" } else { "" }
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_precheck(p: &db::Precheck) {
+    println!("Pre-check: {}", if p.ready { "READY" } else { "NOT READY" });
+    print!("{}", output::checks(&p.checks));
+    if let Some(f) = p.figures() {
+        println!(
+            "Baseline at {}: balance {}, margin used {}, open positions {}",
+            f.captured_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+            money(f.balance),
+            money(f.margin_used),
+            f.open_positions
+        );
+        println!(
+            "  This order:        refund {}, margin released {}",
+            money(f.expected_refund),
+            money(f.expected_margin_release)
+        );
+        if f.transaction_id.is_some() {
+            println!(
+                "  Transaction group: {} executed order(s), refund {}, margin released {}, {} left alone",
+                f.group.order_ids.len(),
+                money(f.group.expected_refund),
+                money(f.group.expected_margin_release),
+                f.group.skipped.len()
+            );
+        }
+    }
+}
+
+async fn precheck(g: &GlobalArgs, a: cli::PrecheckArgs) -> Result<i32> {
+    let (_s, pool) = connect(g).await?;
+    let p = db::precheck(&pool, a.order, a.user).await?;
+    if let Some(path) = &a.baseline_out {
+        let baseline = p
+            .baseline
+            .as_ref()
+            .ok_or_else(|| Error::CheckFailed("no baseline: the order or the account does not exist".into()))?;
+        let text = serde_json::to_string_pretty(baseline).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(path, text).map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if g.json {
+        print_json(&p)?;
+    } else {
+        print_precheck(&p);
+        if let Some(path) = &a.baseline_out {
+            println!("Baseline written to {}", path.display());
+        }
+    }
+    Ok(if p.ready { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+/// Asks on stderr, reads one line from stdin; true only if it is `expected`.
+async fn confirm(prompt: String, expected: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => Ok(false),
+            Ok(_) => Ok(line.trim() == expected),
+        }
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))?
+}
+
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(Error::BadInput("--reason must not be empty: say why the orders are rolled back".into()));
+    }
+    if reason.chars().count() > 1000 {
+        return Err(Error::BadInput(format!("--reason is {} characters; at most 1000", reason.chars().count())));
+    }
+    Ok(())
+}
+
+async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
+    check_reason(&a.reason)?;
+    let (order, user) = match (a.order, a.user) {
+        (Some(o), Some(u)) => (o, u),
+        _ => return Err(Error::BadInput("give the order and --user".into())),
+    };
+    let (_s, pool) = connect(g).await?;
+
+    // Round trip 1: every pre-check, and the baseline.
+    let pre = db::precheck(&pool, order, user).await?;
+    if !g.json {
+        print_precheck(&pre);
+    }
+    let figures = match (&pre.baseline, pre.figures()) {
+        (Some(b), Some(f)) if pre.ready => (b.clone(), f),
+        _ => {
+            if g.json {
+                print_json(&json!({ "precheck": pre, "rollback": null, "postcheck": null }))?;
+            } else {
+                println!("Nothing was changed: the pre-check did not pass.");
+            }
+            return Ok(EXIT_CHECK_FAILED);
+        }
+    };
+    let (baseline, f) = figures;
+    let plan = if a.transaction {
+        format!(
+            "Roll back {} executed order(s) of transaction {} for user {}: refund {}, release margin {}.",
+            f.group.order_ids.len(),
+            f.transaction_id.map(|t| t.to_string()).unwrap_or_else(|| "(none)".into()),
+            user,
+            money(f.group.expected_refund),
+            money(f.group.expected_margin_release)
+        )
+    } else {
+        format!(
+            "Roll back order {order} of user {user}: refund {}, release margin {}.",
+            money(f.expected_refund),
+            money(f.expected_margin_release)
+        )
+    };
+    if !a.yes {
+        eprintln!("{plan}\nReason: {}", sanitize::line(&a.reason));
+        if !confirm("Type yes to roll back: ".into(), "yes".into()).await? {
+            eprintln!("Not confirmed; nothing was changed.");
+            return Ok(EXIT_CHECK_FAILED);
+        }
+    } else if !g.json {
+        println!("{plan}");
+    }
+
+    // Round trip 2: rollback and post-check together. Retried whole on a serialization
+    // failure or deadlock: the function is one transaction, so a retry cannot double up.
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        match db::rollback_with_postcheck(&pool, order, user, &a.reason, &baseline, a.transaction).await {
+            Err(e) if is_retryable(e.sqlstate()) && attempt < 8 => {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            other => break other,
+        }
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = json!({ "error": e.to_string(), "attempts": attempt });
+            let _ = db::record_failure(&pool, order, user, "rollback_failed", &detail).await;
+            return Err(e);
+        }
+    };
+    let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
+    if g.json {
+        print_json(&json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck }))?;
+    } else {
+        let r = &result.rollback;
+        if r.success {
+            println!(
+                "Rolled back {} order(s): refunded {}, margin released {}, {} transfer(s) reversed in {} ms.",
+                r.order_ids.as_ref().map_or(0, Vec::len),
+                money(r.refunded.unwrap_or_default()),
+                money(r.margin_released.unwrap_or_default()),
+                r.transfers_reversed.unwrap_or(0),
+                r.duration_us.unwrap_or(0) as f64 / 1000.0
+            );
+        } else {
+            println!(
+                "Refused ({}): {}. Nothing was changed.",
+                sanitize::line(r.error_code.as_deref().unwrap_or("unknown")),
+                sanitize::line(r.message.as_deref().unwrap_or(""))
+            );
+        }
+        if let Some(p) = &result.postcheck {
+            println!("Post-check against the baseline: {}", if p.successful { "PASSED" } else { "FAILED" });
+            print!("{}", output::checks(&p.checks));
+        }
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+async fn batch_items(pool: &sqlx::PgPool, a: &cli::RollbackArgs) -> Result<Vec<BatchItem>> {
+    if let Some(path) = &a.orders {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
+        let ids = batch::parse_order_file(&text)?;
+        let owners: std::collections::HashMap<Uuid, Uuid> = db::order_owners(pool, &ids).await?.into_iter().collect();
+        let unknown: Vec<String> = ids.iter().filter(|i| !owners.contains_key(i)).map(|i| i.to_string()).collect();
+        if !unknown.is_empty() {
+            return Err(Error::BadInput(format!(
+                "{} order id(s) in {} do not exist: {}",
+                unknown.len(),
+                path.display(),
+                unknown.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        return Ok(ids
+            .into_iter()
+            .filter_map(|id| owners.get(&id).map(|&user_id| BatchItem { order_id: id, user_id }))
+            .collect());
+    }
+    match (&a.symbol, a.from, a.to) {
+        (Some(symbol), Some(from), Some(to)) => {
+            if from >= to {
+                return Err(Error::BadInput("--from must be before --to".into()));
+            }
+            Ok(db::orders_in_window(pool, symbol, from, to, a.status.as_str())
+                .await?
+                .into_iter()
+                .map(|(order_id, user_id)| BatchItem { order_id, user_id })
+                .collect())
+        }
+        _ => Err(Error::BadInput(
+            "say what to roll back: ORDER --user U, or --symbol S --from T1 --to T2, or --orders FILE".into(),
+        )),
+    }
+}
+
+async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
+    check_reason(&a.reason)?;
+    let (settings, pool) = connect(g).await?;
+    let items = batch_items(&pool, &a).await?;
+    if items.is_empty() {
+        if g.json {
+            print_json(&json!({ "preview": null, "summary": null, "message": "no orders match" }))?;
+        } else {
+            println!("No orders match: nothing to roll back.");
+        }
+        return Ok(EXIT_OK);
+    }
+    let ids: Vec<Uuid> = items.iter().map(|i| i.order_id).collect();
+    let preview = db::batch_preview(&pool, &ids).await?;
+    let maintenance = db::maintenance_state(&pool).await?;
+    let headline = format!(
+        "Batch: {} order(s) ({} executed) of {} user(s); refund {}, release margin {}.",
+        preview.orders,
+        preview.executed,
+        preview.users,
+        money(preview.total_refund),
+        money(preview.total_margin_release)
+    );
+    if !g.json {
+        println!("{headline}");
+        if !maintenance.maintenance_mode {
+            println!("Note: maintenance mode is off; new orders keep executing during the batch.");
+        }
+    }
+    if !a.yes {
+        eprintln!("Reason: {}", sanitize::line(&a.reason));
+        let word = preview.orders.to_string();
+        if !confirm(format!("Type {word} to roll back {word} order(s): "), word).await? {
+            eprintln!("Not confirmed; nothing was changed.");
+            return Ok(EXIT_CHECK_FAILED);
+        }
+    }
+
+    let mut opts = BatchOptions::new(a.reason.clone());
+    opts.concurrency = usize::from(a.concurrency);
+    let progress = Arc::new(Progress::default());
+    let total = items.len() as u64;
+
+    // Ctrl-C stops taking new orders; the ones in flight finish and the summary says
+    // what is left (running the batch again finishes it).
+    let cancel = progress.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nCancelling: finishing the orders in flight …");
+            cancel.cancel.store(true, Ordering::Relaxed);
+        }
+    });
+    let shown = progress.clone();
+    let drawer = tokio::spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        if tty {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} rolled back/finished · {per_sec} · eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+        let mut last_line = std::time::Instant::now();
+        loop {
+            let done = shown.done.load(Ordering::Relaxed);
+            if tty {
+                bar.set_position(done);
+            } else if last_line.elapsed() >= Duration::from_secs(2) || done == total {
+                eprintln!(
+                    "progress: {done}/{total} finished, {} rolled back",
+                    shown.rolled_back.load(Ordering::Relaxed)
+                );
+                last_line = std::time::Instant::now();
+            }
+            if done >= total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bar.finish_and_clear();
+    });
+    let run = batch::run(&settings, items, &opts, progress.clone()).await;
+    progress.done.store(total, Ordering::Relaxed);
+    let _ = drawer.await;
+    ctrl_c.abort();
+    let (summary, outcomes) = run?;
+
+    // Prove the batch: every touched user's balance and margin against the ledger.
+    let mut users: Vec<Uuid> = outcomes.iter().map(|(i, _)| i.user_id).collect();
+    users.sort();
+    users.dedup();
+    let violations = db::ledger_audit_users(&pool, &users).await?;
+    let ok = summary.complete() && violations.is_empty();
+    if g.json {
+        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
+    } else {
+        println!(
+            "Done in {:.1}s: {} rolled back, {} already rolled back, {} refused, {} failed{}.",
+            summary.elapsed_ms as f64 / 1000.0,
+            summary.rolled_back,
+            summary.already_rolled_back,
+            summary.refused.len(),
+            summary.failed.len(),
+            if summary.not_attempted > 0 {
+                format!(", {} not attempted (cancelled)", summary.not_attempted)
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "Refunded {}, margin released {}, {} retries.",
+            money(summary.refunded),
+            money(summary.margin_released),
+            summary.retries
+        );
+        for (id, code, msg) in &summary.refused {
+            println!("  refused {id}: {} — {}", sanitize::line(code), sanitize::line(msg));
+        }
+        for (id, err) in &summary.failed {
+            println!("  failed  {id}: {}", sanitize::line(err));
+        }
+        print!("{}", output::violations(&violations, false));
+        if !summary.complete() {
+            println!("Run the same command again to finish what is left; nothing is rolled back twice.");
+        }
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+async fn postcheck(g: &GlobalArgs, a: cli::PostcheckArgs) -> Result<i32> {
+    let text = if a.baseline.as_os_str() == "-" {
+        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .map_err(|e| Error::BadInput(format!("cannot read the baseline from stdin: {e}")))?
+    } else {
+        std::fs::read_to_string(&a.baseline)
+            .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", a.baseline.display())))?
+    };
+    let baseline: Value =
+        serde_json::from_str(&text).map_err(|e| Error::BadInput(format!("the baseline is not JSON: {e}")))?;
+    // Accept the whole pre-check result too, not only its baseline.
+    let baseline = match baseline.get("baseline") {
+        Some(b) if baseline.get("checks").is_some() => b.clone(),
+        _ => baseline,
+    };
+    let (_s, pool) = connect(g).await?;
+    let p = db::postcheck(&pool, a.order, a.user, &baseline).await?;
+    if p.error_code.as_deref() == Some("invalid_baseline") {
+        return Err(Error::BadInput("the baseline is not the pre-check baseline of this order and user".into()));
+    }
+    if g.json {
+        print_json(&p)?;
+    } else {
+        println!("Post-check: {}", if p.successful { "PASSED" } else { "FAILED" });
+        print!("{}", output::checks(&p.checks));
+    }
+    Ok(if p.successful { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+async fn audit(g: &GlobalArgs) -> Result<i32> {
+    let (_s, pool) = connect(g).await?;
+    let started = std::time::Instant::now();
+    let v = db::ledger_audit(&pool).await?;
+    if g.json {
+        print_json(&json!({ "violations": v, "elapsed_ms": started.elapsed().as_millis() }))?;
+    } else {
+        print!("{}", output::violations(&v, true));
+    }
+    Ok(if v.is_empty() { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+fn chrono_duration(d: Duration) -> Result<chrono::Duration> {
+    chrono::Duration::from_std(d).map_err(|_| Error::BadInput("duration too long".into()))
+}
+
+async fn metrics_command(g: &GlobalArgs, a: cli::MetricsArgs) -> Result<i32> {
+    let (_s, pool) = connect(g).await?;
+    let now = chrono::Utc::now();
+    let since = now - chrono_duration(a.since)?;
+    let records = db::rollback_records(&pool, since).await?;
+    let failed_postchecks = db::failed_postchecks(&pool, since).await?;
+    let violations = if a.skip_audit { 0 } else { db::ledger_audit(&pool).await?.len() as u64 };
+    let thresholds = Thresholds {
+        burst_count: a.burst_count,
+        burst_window: chrono_duration(a.burst_window)?,
+        long_rollback: chrono_duration(a.long_rollback)?,
+    };
+    let m = metrics::compute(&records, violations, failed_postchecks.max(0) as u64, now, &thresholds);
+    if g.json {
+        print_json(&json!({ "since": since, "audited": !a.skip_audit, "metrics": m }))?;
+    } else {
+        let opt = |d: Option<rust_decimal::Decimal>, unit: &str| d.map_or("none".to_string(), |d| format!("{d}{unit}"));
+        println!("Rollbacks since {}", since.format("%Y-%m-%d %H:%M UTC"));
+        println!(
+            "  total {} · succeeded {} · failed {} · orders rolled back {}",
+            m.total, m.succeeded, m.failed, m.orders_rolled_back
+        );
+        println!("  success rate {}", opt(m.success_rate_percent, " %"));
+        println!("  mean {} · p95 {}", opt(m.mean_ms, " ms"), opt(m.p95_ms, " ms"));
+        println!(
+            "  last rollback {} · in the last {} minutes {}",
+            m.last_rollback.map_or("never".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+            thresholds.burst_window.num_minutes(),
+            m.recent
+        );
+        if m.alerts.is_empty() {
+            println!("Alerts: none");
+        } else {
+            for alert in &m.alerts {
+                println!("ALERT: {}", alert.describe());
+            }
+        }
+    }
+    Ok(if m.alerts.is_empty() { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+async fn maintenance(g: &GlobalArgs, a: cli::MaintenanceArgs) -> Result<i32> {
+    if a.reason.trim().is_empty() || a.reason.chars().count() > 1000 {
+        return Err(Error::BadInput("--reason must be 1 to 1000 characters".into()));
+    }
+    let (_s, pool) = connect(g).await?;
+    let r = db::set_maintenance(&pool, a.mode == OnOff::On, &a.reason).await?;
+    if r.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::BadInput(format!(
+            "refused: {}",
+            sanitize::line(r.get("message").and_then(Value::as_str).unwrap_or("unknown"))
+        )));
+    }
+    let state = db::maintenance_state(&pool).await?;
+    if g.json {
+        print_json(&json!({ "result": r, "state": state }))?;
+    } else if state.maintenance_mode {
+        println!(
+            "Maintenance mode is ON since {}: new orders are refused.",
+            state.maintenance_since.map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        );
+    } else {
+        println!("Maintenance mode is off: new orders are accepted.");
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,142 @@
+//! How the console reaches PostgreSQL: the URL (or the sandbox), the per-connection
+//! settings every session carries, and a printable description with the password hidden.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{Connection, PgConnection};
+
+use crate::error::{Error, Result};
+
+/// Where to connect and what every session is told about itself.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// The database URL. Never printed as is: see [`redact_url`].
+    pub url: String,
+    /// True when the URL is the console's own sandbox cluster.
+    pub is_sandbox: bool,
+    /// Recorded on every audit row.
+    pub operator: String,
+    /// Shown in `pg_stat_activity`.
+    pub application_name: String,
+    /// Server-side limit on one statement (zero: none).
+    pub statement_timeout: Duration,
+    /// Server-side limit on waiting for a lock (zero: none).
+    pub lock_timeout: Duration,
+}
+
+impl ConnectSettings {
+    /// Connection options for sqlx, with the session settings as startup parameters.
+    pub fn options(&self) -> Result<PgConnectOptions> {
+        let mut opts = PgConnectOptions::from_str(&self.url).map_err(|e| {
+            Error::BadInput(format!(
+                "invalid database URL {}: {}",
+                redact_url(&self.url),
+                strip_url(&e.to_string(), &self.url)
+            ))
+        })?;
+        // A socket or loopback server needs no TLS; a remote one should use it when offered.
+        if opts.get_socket().is_some() || is_local_host(opts.get_host()) {
+            if !self.url.contains("sslmode=") {
+                opts = opts.ssl_mode(PgSslMode::Disable);
+            }
+        }
+        Ok(opts.application_name(&self.application_name).options([
+            ("statement_timeout", self.statement_timeout.as_millis().to_string()),
+            ("lock_timeout", self.lock_timeout.as_millis().to_string()),
+            ("incident.operator", self.operator.clone()),
+        ]))
+    }
+
+    /// A pool of connections, each with the session settings.
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool> {
+        let opts = self.options()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        Ok(pool)
+    }
+
+    /// One dedicated connection (batch workers, the listener, tests of locking).
+    pub async fn connection(&self) -> Result<PgConnection> {
+        let opts = self.options()?;
+        Ok(PgConnection::connect_with(&opts).await?)
+    }
+
+    /// What to show the user: "sandbox" or "user@host:port/db", never the password.
+    pub fn describe(&self) -> String {
+        if self.is_sandbox {
+            return "sandbox".to_string();
+        }
+        redact_url(&self.url)
+    }
+}
+
+fn is_local_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]")
+}
+
+/// The URL with any password replaced by `***` (and query parameters named password).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = rest_start + colon + 1;
+                out.replace_range(start..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    crate::sanitize::line(&out).into_owned()
+}
+
+/// Removes the raw URL from a message that might quote it.
+fn strip_url(message: &str, url: &str) -> String {
+    crate::sanitize::line(&message.replace(url, &redact_url(url))).into_owned()
+}
+
+/// The operator's name: the flag, else `$INCIDENT_OPERATOR`, else the OS user.
+pub fn default_operator() -> String {
+    for var in ["INCIDENT_OPERATOR", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.trim();
+            if !v.is_empty() {
+                return v.to_string();
+            }
+        }
+    }
+    crate::sandbox::current_user_name().unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_passwords() {
+        assert_eq!(redact_url("postgres://bob:s3cret@db.example:5432/prod"), "postgres://bob:***@db.example:5432/prod");
+        assert_eq!(
+            redact_url("postgres://bob@db/prod?password=x&sslmode=require"),
+            "postgres://bob@db/prod?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgresql:///incident?host=/tmp/s"), "postgresql:///incident?host=/tmp/s");
+        assert_eq!(redact_url("postgres://a:p@ss@h/db"), "postgres://a:***@h/db");
+    }
+}

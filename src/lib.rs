@@ -1,0 +1,17 @@
+//! incident-console: contain and undo bad order executions on a trading platform's
+//! PostgreSQL, prove every rollback, and keep people informed.
+
+pub mod batch;
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod connect;
+pub mod db;
+pub mod demo;
+pub mod drill;
+pub mod error;
+pub mod metrics;
+pub mod output;
+pub mod sandbox;
+pub mod sanitize;
+pub mod target;

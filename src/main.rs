@@ -1,0 +1,34 @@
+//! The `incident-console` binary.
+
+use clap::Parser;
+
+use incident_console::cli::Cli;
+use incident_console::error::EXIT_CHECK_FAILED;
+
+fn main() {
+    // Panics get a readable report (and, once the TUI exists, a restored terminal first).
+    let _ = color_eyre::install();
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(EXIT_CHECK_FAILED);
+        }
+    };
+    let code = match runtime.block_on(incident_console::commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                let body = serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
+                println!("{body}");
+            }
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    // Do not wait for background tasks (a pending stdin read) to finish.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

@@ -1,0 +1,97 @@
+//! Which database a command talks to: the URL it was given, or the sandbox, which is
+//! created, started, migrated and seeded on first use.
+
+use sqlx::Connection;
+
+use crate::cli::GlobalArgs;
+use crate::connect::{ConnectSettings, default_operator};
+use crate::demo::{DemoBook, DemoSpec};
+use crate::error::{Error, Result};
+use crate::sandbox::{Cluster, Durability, SANDBOX_DATABASE, sandbox_cluster};
+use crate::{db, demo};
+
+/// Connection settings for a URL, with the flags' session settings.
+pub fn settings_for(url: String, is_sandbox: bool, global: &GlobalArgs) -> ConnectSettings {
+    ConnectSettings {
+        url,
+        is_sandbox,
+        operator: global.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_operator),
+        application_name: "incident-console".into(),
+        statement_timeout: global.statement_timeout,
+        lock_timeout: global.lock_timeout,
+    }
+}
+
+/// The database of this invocation: `--database-url` / `DATABASE_URL`, else the sandbox.
+pub async fn resolve(global: &GlobalArgs, say: &(dyn Fn(&str) + Sync)) -> Result<ConnectSettings> {
+    match &global.database_url {
+        Some(url) if !url.trim().is_empty() => Ok(settings_for(url.clone(), false, global)),
+        _ => {
+            let cluster =
+                tokio::task::spawn_blocking(sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+            let url = ensure_ready(&cluster, Durability::Durable, say).await?;
+            Ok(settings_for(url, true, global))
+        }
+    }
+}
+
+/// Starts the cluster (creating it if needed), creates the console's database, migrates
+/// it, and seeds the demo book into it when it is empty. Returns its URL.
+pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn Fn(&str) + Sync)) -> Result<String> {
+    let c = cluster.clone();
+    if !c.is_initialized() {
+        say(&format!("Creating the sandbox PostgreSQL in {} …", c.root().display()));
+    }
+    tokio::task::spawn_blocking(move || {
+        c.init(durability)?;
+        c.start()
+    })
+    .await
+    .map_err(|e| Error::Sandbox(e.to_string()))??;
+
+    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres")).await?;
+    if !db::database_exists(&mut admin, SANDBOX_DATABASE).await? {
+        db::create_database(&mut admin, SANDBOX_DATABASE, None).await?;
+    }
+    let _ = admin.close().await;
+
+    let url = cluster.url(SANDBOX_DATABASE);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await?;
+    db::migrate(&pool).await?;
+    let (accounts, orders) = db::book_size(&pool).await?;
+    if accounts == 0 && orders == 0 {
+        say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
+        let spec = DemoSpec::standard(1, demo::default_trading_date(chrono::Utc::now()));
+        let mut conn = pool.acquire().await?;
+        let book = seed_demo(&mut conn, &spec).await?;
+        say(&format!(
+            "Demo book ready. The bad burst: {} duplicate executions on {} between {} and {} UTC.",
+            book.burst.orders,
+            book.burst.symbol,
+            book.burst.from.format("%Y-%m-%d %H:%M"),
+            book.burst.to.format("%H:%M")
+        ));
+    }
+    pool.close().await;
+    Ok(url)
+}
+
+/// Writes the demo book of `spec` in one transaction. The book must be empty.
+pub async fn seed_demo(conn: &mut sqlx::PgConnection, spec: &DemoSpec) -> Result<DemoBook> {
+    let (accounts, orders) = db::book_size(&mut *conn).await?;
+    if accounts > 0 || orders > 0 {
+        return Err(Error::BadInput(format!(
+            "the book already holds {accounts} accounts and {orders} orders; seed only an empty database \
+             (for the sandbox: `incident-console sandbox reset`)"
+        )));
+    }
+    let book = demo::generate(spec);
+    let mut tx = conn.begin().await?;
+    db::create_accounts(&mut *tx, &book.accounts).await?;
+    for chunk in book.executed.chunks(10_000) {
+        db::insert_executed_orders(&mut tx, chunk).await?;
+    }
+    db::insert_unexecuted_orders(&mut tx, &book.unexecuted).await?;
+    tx.commit().await?;
+    Ok(book)
+}
