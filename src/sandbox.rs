@@ -38,8 +38,17 @@ impl ServerBinaries {
     /// `/usr/lib/postgresql/<newest>/bin` where Debian installs them off `PATH`.
     pub fn find() -> Result<Self> {
         let mut candidates = Vec::new();
+        // An explicit directory is the only one tried: a wrong setting should say so.
         if let Some(dir) = std::env::var_os("INCIDENT_PG_BINDIR") {
-            candidates.push(PathBuf::from(dir));
+            let dir = PathBuf::from(dir);
+            return if ["initdb", "pg_ctl", "postgres"].iter().all(|t| dir.join(t).is_file()) {
+                Ok(ServerBinaries { dir })
+            } else {
+                Err(Error::Sandbox(format!(
+                    "INCIDENT_PG_BINDIR={} does not hold initdb, pg_ctl and postgres. {INSTALL_HINT}",
+                    dir.display()
+                )))
+            };
         }
         if let Some(path) = std::env::var_os("PATH") {
             for dir in std::env::split_paths(&path) {

@@ -45,7 +45,7 @@ $$;
 CREATE FUNCTION _reason_refusal(p_reason text)
 RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT CASE
-        WHEN p_reason IS NULL OR btrim(p_reason) = '' THEN
+        WHEN p_reason IS NULL OR p_reason !~ '[^[:space:]]' THEN
             _refusal('invalid_reason', 'a rollback reason is required')
         WHEN length(p_reason) > 1000 THEN
             _refusal('invalid_reason', 'the rollback reason is longer than 1000 characters',
@@ -818,7 +818,7 @@ BEGIN
     IF p_enabled IS NULL THEN
         RETURN _refusal('invalid_argument', 'say whether maintenance mode is to be on or off');
     END IF;
-    IF p_reason IS NULL OR btrim(p_reason) = '' OR length(p_reason) > 1000 THEN
+    IF p_reason IS NULL OR p_reason !~ '[^[:space:]]' OR length(p_reason) > 1000 THEN
         RETURN _refusal('invalid_reason', 'a reason of 1 to 1000 characters is required');
     END IF;
 
