@@ -208,10 +208,7 @@ pub async fn run(
     let mut owner: BTreeMap<Uuid, usize> = BTreeMap::new();
     let mut load = vec![0usize; concurrency];
     for (i, item) in items.iter().enumerate() {
-        let w = *owner.entry(item.user_id).or_insert_with(|| {
-            let w = (0..concurrency).min_by_key(|&w| load[w]).unwrap_or(0);
-            w
-        });
+        let w = *owner.entry(item.user_id).or_insert_with(|| (0..concurrency).min_by_key(|&w| load[w]).unwrap_or(0));
         load[w] += 1;
         queues[w].push((i, *item));
     }

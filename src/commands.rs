@@ -150,7 +150,7 @@ async fn migrate(g: &GlobalArgs, dry_run: bool, undo_to: Option<i64>) -> Result<
                 .iter()
                 .filter(|m| m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version))
                 .collect();
-            v.sort_by(|a, b| b.version.cmp(&a.version));
+            v.sort_by_key(|m| std::cmp::Reverse(m.version));
             v
         }
     };
@@ -240,6 +240,9 @@ async fn orders(g: &GlobalArgs, a: cli::OrdersArgs) -> Result<i32> {
         limit: a.limit,
     };
     let rows = db::find_orders(&pool, &filter).await?;
+    if rows.len() as i64 == a.limit && g.json {
+        eprintln!("note: {} orders shown, the --limit; more may match", a.limit);
+    }
     if g.json {
         print_json(&rows)?;
     } else {
@@ -344,10 +347,22 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     let figures = match (&pre.baseline, pre.figures()) {
         (Some(b), Some(f)) if pre.ready => (b.clone(), f),
         _ => {
+            // Say why in the contract's words, as the rollback function would have.
+            let (code, message) = match pre.figures() {
+                Some(f) if f.order_status == "rolled_back" => {
+                    ("already_rolled_back", "the order was already rolled back")
+                }
+                Some(_) => ("precheck_failed", "the pre-check did not pass"),
+                None if pre.checks.iter().any(|c| c.check == "order_exists" && !c.passed) => {
+                    ("order_not_found", "no order with this id belongs to this user")
+                }
+                None => ("precheck_failed", "the pre-check did not pass"),
+            };
             if g.json {
-                print_json(&json!({ "precheck": pre, "rollback": null, "postcheck": null }))?;
+                print_json(&json!({ "precheck": pre, "refused": { "error_code": code, "message": message },
+                                     "rollback": null, "postcheck": null }))?;
             } else {
-                println!("Nothing was changed: the pre-check did not pass.");
+                println!("Refused ({code}): {message}. Nothing was changed.");
             }
             return Ok(EXIT_CHECK_FAILED);
         }

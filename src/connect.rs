@@ -37,10 +37,8 @@ impl ConnectSettings {
             ))
         })?;
         // A socket or loopback server needs no TLS; a remote one should use it when offered.
-        if opts.get_socket().is_some() || is_local_host(opts.get_host()) {
-            if !self.url.contains("sslmode=") {
-                opts = opts.ssl_mode(PgSslMode::Disable);
-            }
+        if (opts.get_socket().is_some() || is_local_host(opts.get_host())) && !self.url.contains("sslmode=") {
+            opts = opts.ssl_mode(PgSslMode::Disable);
         }
         Ok(opts.application_name(&self.application_name).options([
             ("statement_timeout", self.statement_timeout.as_millis().to_string()),
@@ -52,6 +50,15 @@ impl ConnectSettings {
     /// A pool of connections, each with the session settings.
     pub async fn pool(&self, max_connections: u32) -> Result<PgPool> {
         let opts = self.options()?;
+        // One plain attempt first: the pool would retry a refused connection until its
+        // timeout and then report only the timeout, not the cause.
+        match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(Error::Unreachable("no answer within 10 s".into())),
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

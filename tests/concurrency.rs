@@ -168,7 +168,7 @@ async fn bank_test_money_is_never_created_or_lost() {
             .expect("snapshot");
             assert_eq!(net, Decimal::ZERO, "the ledger does not net to zero at snapshot {snapshots}");
             assert!(min_balance >= Decimal::ZERO && min_margin >= Decimal::ZERO);
-            if snapshots % 10 == 0 {
+            if snapshots.is_multiple_of(10) {
                 let violations = db::ledger_audit(&mut c).await.expect("audit");
                 assert!(violations.is_empty(), "snapshot {snapshots}: {violations:?}");
             }

@@ -88,6 +88,9 @@ async fn a_failed_order_inside_a_group_is_left_alone() {
     assert_consistent(&t.pool).await;
 }
 
+/// Order, user, reason, expected error code.
+type Case<'a> = (Option<Uuid>, Option<Uuid>, Option<&'a str>, &'a str);
+
 async fn refusal(
     t: &TestDb,
     sql: &'static str,
@@ -116,7 +119,7 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
 
     for f in ["SELECT rollback_execute_order_atomic($1, $2, $3)", "SELECT rollback_order_execution($1, $2, $3)"] {
         let target = if f.contains("order_execution") { grouped } else { order };
-        let cases: Vec<(Option<Uuid>, Option<Uuid>, Option<&str>, &str)> = vec![
+        let cases: Vec<Case> = vec![
             (Some(Uuid::new_v4()), Some(user), Some("r"), "order_not_found"),
             (Some(target), Some(other), Some("r"), "order_not_found"),
             (Some(target), Some(user), Some(""), "invalid_reason"),

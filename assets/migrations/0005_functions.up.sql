@@ -15,35 +15,40 @@ ALTER DEFAULT PRIVILEGES FOR ROLE incident_owner REVOKE EXECUTE ON FUNCTIONS FRO
 
 ---------------------------------------------------------------------------------------------
 -- Internal helpers
+--
+-- Only the owner may execute them (EXECUTE is revoked from PUBLIC), and they only run
+-- inside the SECURITY DEFINER functions below, under those functions' search_path. They
+-- carry no SET clause of their own so that the planner can inline them: a SET makes every
+-- call save and restore the setting, which costs more than the helper itself.
 ---------------------------------------------------------------------------------------------
 
 CREATE FUNCTION _refusal(p_code text, p_message text, p_extra jsonb DEFAULT '{}'::jsonb)
-RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('success', false, 'error_code', p_code, 'message', p_message) || p_extra
 $$;
 
 CREATE FUNCTION _money(p_amount numeric)
-RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT to_jsonb(round(p_amount, 8)::text)
 $$;
 
 -- The name recorded on audit rows: set per connection by the client, else the login role.
 CREATE FUNCTION _operator()
-RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS text LANGUAGE sql STABLE AS $$
     SELECT left(coalesce(nullif(btrim(current_setting('incident.operator', true)), ''), session_user::text), 200)
 $$;
 
 -- The batch a session is running, if it said so (a malformed value is ignored).
 CREATE FUNCTION _batch_id()
-RETURNS uuid LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT CASE WHEN s ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                THEN s::uuid END
-    FROM coalesce(current_setting('incident.batch_id', true), '') AS s
+RETURNS uuid LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN current_setting('incident.batch_id', true)
+                     ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                THEN current_setting('incident.batch_id', true)::uuid END
 $$;
 
 -- NULL when the reason is acceptable, else the refusal.
 CREATE FUNCTION _reason_refusal(p_reason text)
-RETURNS jsonb LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE
         WHEN p_reason IS NULL OR p_reason !~ '[^[:space:]]' THEN
             _refusal('invalid_reason', 'a rollback reason is required')
@@ -57,7 +62,7 @@ $$;
 -- cash_back into user_cash and margin_back out of user_margin.
 CREATE FUNCTION _execution_totals(p_user_id uuid, p_order_ids uuid[],
     OUT cash_back numeric, OUT margin_back numeric, OUT transfers integer, OUT reversed integer)
-LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT coalesce(sum(CASE WHEN t.debit_account = 'user_cash' THEN t.amount
                              WHEN t.credit_account = 'user_cash' THEN -t.amount END), 0),
            coalesce(sum(CASE WHEN t.credit_account = 'user_margin' THEN t.amount
@@ -112,7 +117,11 @@ BEGIN
     ), a AS (
         SELECT a.user_id, count(*) AS n_rollback_rows
         FROM order_audit_log a
-        WHERE a.action = 'order_rolled_back' AND (p_user_ids IS NULL OR a.user_id = ANY (p_user_ids))
+        WHERE a.action = 'order_rolled_back'
+          -- per user through the orders, so the audit log needs no index on user_id
+          AND (p_user_ids IS NULL
+               OR a.order_id IN (SELECT o.id FROM orders o
+                                 WHERE o.user_id = ANY (p_user_ids) AND o.status = 'rolled_back'))
         GROUP BY a.user_id
     ), net AS (
         SELECT (SELECT coalesce(sum(pr.balance + pr.margin_used), 0) FROM profiles pr)
@@ -165,101 +174,84 @@ BEGIN
 END
 $$;
 
--- The money half of a rollback. The caller has locked the orders (by id) and checked that
--- each belongs to p_user_id and is 'executed'. Locks the profile, then the positions.
+-- The money half of a rollback, as one statement. The caller has locked the orders (by
+-- id), checked that each belongs to p_user_id, is 'executed' and has an open position.
+-- This locks the profile (its UPDATE), reverses exactly what the executions took, closes
+-- the positions, marks the orders and writes one audit row per order. The unique index on
+-- reverses_id makes a second reversal of any transfer fail, whatever else went wrong.
 CREATE FUNCTION _rollback_locked_orders(
     p_user_id uuid, p_order_ids uuid[], p_reason text, p_mode text,
     p_transaction_id uuid, p_started timestamptz, p_extra jsonb DEFAULT '{}'::jsonb)
-RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_n           integer := cardinality(p_order_ids);
-    v_drill       boolean;
-    v_positions   integer;
+    v_rollback_id uuid := gen_random_uuid();
     v_cash        numeric;
     v_margin      numeric;
     v_transfers   integer;
-    v_rows        integer;
-    v_rollback_id uuid := gen_random_uuid();
+    v_profiles    integer;
+    v_positions   integer;
+    v_orders      integer;
     v_duration    bigint;
 BEGIN
-    SELECT is_drill INTO v_drill FROM profiles WHERE id = p_user_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'profile % of the order is missing', p_user_id
-            USING ERRCODE = 'foreign_key_violation';
-    END IF;
-
-    SELECT count(*) INTO v_positions
-    FROM (SELECT 1 FROM positions
-          WHERE order_id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'open'
-          ORDER BY id FOR UPDATE) AS locked;
-    IF v_positions <> v_n THEN
-        RETURN _refusal('not_rollbackable',
-            'the position of the order is no longer open (closed by the trader)',
-            jsonb_build_object('reason', 'position_not_open', 'order_ids', to_jsonb(p_order_ids)));
-    END IF;
-
-    -- Reverse exactly what the executions took. The unique index on reverses_id makes a
-    -- second reversal of any transfer fail, whatever else went wrong.
     WITH reversed AS (
         INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind, order_id, reverses_id)
         SELECT t.user_id, t.credit_account, t.debit_account, t.amount, 'reversal', t.order_id, t.id
         FROM ledger_transfers t
         WHERE t.order_id = ANY (p_order_ids) AND t.reverses_id IS NULL AND t.user_id = p_user_id
-        ORDER BY t.id
         RETURNING debit_account, credit_account, amount
+    ), sums AS (
+        SELECT coalesce(sum(CASE WHEN credit_account = 'user_cash' THEN amount
+                                 WHEN debit_account = 'user_cash' THEN -amount END), 0) AS cash,
+               coalesce(sum(CASE WHEN credit_account = 'user_margin' THEN amount
+                                 WHEN debit_account = 'user_margin' THEN -amount END), 0) AS margin,
+               count(*) AS n
+        FROM reversed
+    ), profile AS (
+        UPDATE profiles p SET balance = p.balance + s.cash, margin_used = p.margin_used + s.margin
+        FROM sums s WHERE p.id = p_user_id
+        RETURNING p.is_drill
+    ), closed AS (
+        UPDATE positions SET status = 'rolled_back', closed_at = now()
+        WHERE order_id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'open'
+        RETURNING 1
+    ), marked AS (
+        -- failure_reason is left as it was: it is forensic evidence.
+        UPDATE orders
+        SET status = 'rolled_back', rolled_back_at = now(), rolled_back_reason = p_reason, updated_at = now()
+        WHERE id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'executed'
+        RETURNING id, executed_at, commission, total_cost, position_id, failure_reason
+    ), daily AS (
+        INSERT INTO daily_pnl_tracking AS d (user_id, trading_date, orders_rolled_back, commission_refunded)
+        SELECT p_user_id, (m.executed_at AT TIME ZONE 'UTC')::date, count(*), sum(m.commission)
+        FROM marked m GROUP BY 2
+        ON CONFLICT (user_id, trading_date) DO UPDATE
+        SET orders_rolled_back = d.orders_rolled_back + excluded.orders_rolled_back,
+            commission_refunded = d.commission_refunded + excluded.commission_refunded
+    ), audit AS (
+        INSERT INTO order_audit_log (order_id, user_id, action, rollback_id, batch_id, mode,
+                                     transaction_id, operator, duration_us, is_drill, details)
+        SELECT m.id, p_user_id, 'order_rolled_back', v_rollback_id, _batch_id(), p_mode, p_transaction_id,
+               _operator(), (extract(epoch FROM clock_timestamp() - p_started) * 1000000)::bigint,
+               coalesce((SELECT bool_or(is_drill) FROM profile), false),
+               jsonb_build_object('reason', p_reason, 'original_status', 'executed',
+                                  'position_id', m.position_id, 'total_cost', _money(m.total_cost),
+                                  'commission', _money(m.commission), 'failure_reason', m.failure_reason)
+        FROM marked m
+        RETURNING duration_us
     )
-    SELECT coalesce(sum(CASE WHEN credit_account = 'user_cash' THEN amount
-                             WHEN debit_account = 'user_cash' THEN -amount END), 0),
-           coalesce(sum(CASE WHEN credit_account = 'user_margin' THEN amount
-                             WHEN debit_account = 'user_margin' THEN -amount END), 0),
-           count(*)
-    INTO v_cash, v_margin, v_transfers
-    FROM reversed;
+    SELECT s.cash, s.margin, s.n, (SELECT count(*) FROM profile), (SELECT count(*) FROM closed),
+           (SELECT count(*) FROM marked), (SELECT max(duration_us) FROM audit)
+    INTO v_cash, v_margin, v_transfers, v_profiles, v_positions, v_orders, v_duration
+    FROM sums s;
 
-    UPDATE profiles
-    SET balance = balance + v_cash, margin_used = margin_used + v_margin
-    WHERE id = p_user_id;
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows <> 1 THEN
-        RAISE EXCEPTION 'profile % changed % rows, expected 1', p_user_id, v_rows;
+    -- The caller checked every one of these under its locks; a difference means a row
+    -- changed under us (a position closed at the same moment): retry the whole call.
+    IF v_profiles <> 1 OR v_positions <> v_n OR v_orders <> v_n THEN
+        RAISE EXCEPTION 'rollback of % order(s) touched % profile(s), % position(s), % order(s)',
+            v_n, v_profiles, v_positions, v_orders
+            USING ERRCODE = 'serialization_failure';
     END IF;
-
-    UPDATE positions SET status = 'rolled_back', closed_at = now()
-    WHERE order_id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'open';
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows <> v_n THEN
-        RAISE EXCEPTION 'closed % positions, expected %', v_rows, v_n;
-    END IF;
-
-    -- failure_reason is left as it was: it is forensic evidence.
-    UPDATE orders
-    SET status = 'rolled_back', rolled_back_at = now(), rolled_back_reason = p_reason, updated_at = now()
-    WHERE id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'executed';
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows <> v_n THEN
-        RAISE EXCEPTION 'rolled back % orders, expected %', v_rows, v_n;
-    END IF;
-
-    INSERT INTO daily_pnl_tracking AS d (user_id, trading_date, orders_rolled_back, commission_refunded)
-    SELECT p_user_id, (o.executed_at AT TIME ZONE 'UTC')::date, count(*), sum(o.commission)
-    FROM orders o WHERE o.id = ANY (p_order_ids)
-    GROUP BY 2
-    ON CONFLICT (user_id, trading_date) DO UPDATE
-    SET orders_rolled_back = d.orders_rolled_back + excluded.orders_rolled_back,
-        commission_refunded = d.commission_refunded + excluded.commission_refunded;
-
-    v_duration := (extract(epoch FROM clock_timestamp() - p_started) * 1000000)::bigint;
-
-    INSERT INTO order_audit_log (order_id, user_id, action, rollback_id, batch_id, mode,
-                                 transaction_id, operator, duration_us, is_drill, details)
-    SELECT o.id, p_user_id, 'order_rolled_back', v_rollback_id, _batch_id(), p_mode,
-           p_transaction_id, _operator(), v_duration, v_drill,
-           jsonb_build_object('reason', p_reason, 'original_status', 'executed',
-                              'position_id', o.position_id, 'total_cost', _money(o.total_cost),
-                              'commission', _money(o.commission),
-                              'failure_reason', o.failure_reason)
-    FROM orders o WHERE o.id = ANY (p_order_ids)
-    ORDER BY o.id;
 
     RETURN jsonb_build_object(
         'success', true,
@@ -336,7 +328,7 @@ END
 $$;
 
 CREATE FUNCTION _order_result(o orders, p_duplicate boolean)
-RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN o.status = 'failed' THEN
         _refusal(split_part(o.failure_reason, ':', 1), o.failure_reason,
                  jsonb_build_object('order_id', o.id, 'status', o.status, 'duplicate', p_duplicate))
@@ -470,8 +462,9 @@ SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_started timestamptz := clock_timestamp();
     v_refusal jsonb;
-    v_status  text;
-    v_tx      uuid;
+    v_status   text;
+    v_tx       uuid;
+    v_position text;
 BEGIN
     IF p_order_id IS NULL OR p_user_id IS NULL THEN
         RETURN _refusal('invalid_argument', 'order id and user id are required');
@@ -481,9 +474,10 @@ BEGIN
         RETURN v_refusal;
     END IF;
 
-    SELECT status, transaction_id INTO v_status, v_tx
-    FROM orders WHERE id = p_order_id AND user_id = p_user_id
-    FOR UPDATE;
+    SELECT o.status, o.transaction_id, p.status INTO v_status, v_tx, v_position
+    FROM orders o LEFT JOIN positions p ON p.id = o.position_id
+    WHERE o.id = p_order_id AND o.user_id = p_user_id
+    FOR UPDATE OF o;
     IF NOT FOUND THEN
         RETURN _refusal('order_not_found', 'no order with this id belongs to this user',
                         jsonb_build_object('order_id', p_order_id));
@@ -495,6 +489,11 @@ BEGIN
     IF v_status <> 'executed' THEN
         RETURN _refusal('not_rollbackable', format('an order in status %s cannot be rolled back', v_status),
                         jsonb_build_object('order_id', p_order_id, 'status', v_status));
+    END IF;
+    IF v_position IS DISTINCT FROM 'open' THEN
+        RETURN _refusal('not_rollbackable', 'the position of the order is no longer open (closed by the trader)',
+                        jsonb_build_object('order_id', p_order_id, 'reason', 'position_not_open',
+                                           'position_status', v_position));
     END IF;
 
     RETURN _rollback_locked_orders(p_user_id, ARRAY[p_order_id], p_rollback_reason, 'single', v_tx, v_started);
@@ -515,6 +514,7 @@ DECLARE
     v_done       uuid[];
     v_skipped    jsonb;
     v_in_flight  jsonb;
+    v_closed     jsonb;
 BEGIN
     IF p_order_id IS NULL OR p_user_id IS NULL THEN
         RETURN _refusal('invalid_argument', 'order id and user id are required');
@@ -540,15 +540,23 @@ BEGIN
            coalesce(jsonb_agg(jsonb_build_object('order_id', g.id, 'status', g.status) ORDER BY g.id)
                     FILTER (WHERE g.status IN ('failed', 'cancelled')), '[]'::jsonb),
            jsonb_agg(jsonb_build_object('order_id', g.id, 'status', g.status) ORDER BY g.id)
-                    FILTER (WHERE g.status IN ('pending', 'executing'))
-    INTO v_executed, v_done, v_skipped, v_in_flight
-    FROM (SELECT o.id, o.status FROM orders o
+                    FILTER (WHERE g.status IN ('pending', 'executing')),
+           jsonb_agg(jsonb_build_object('order_id', g.id, 'position_status', g.position_status) ORDER BY g.id)
+                    FILTER (WHERE g.status = 'executed' AND g.position_status IS DISTINCT FROM 'open')
+    INTO v_executed, v_done, v_skipped, v_in_flight, v_closed
+    FROM (SELECT o.id, o.status, p.status AS position_status
+          FROM orders o LEFT JOIN positions p ON p.id = o.position_id
           WHERE o.transaction_id = v_tx AND o.user_id = p_user_id
-          ORDER BY o.id FOR UPDATE) AS g;
+          ORDER BY o.id FOR UPDATE OF o) AS g;
 
     IF v_in_flight IS NOT NULL THEN
         RETURN _refusal('not_rollbackable', 'orders of the group are still pending or executing',
                         jsonb_build_object('transaction_id', v_tx, 'in_flight', v_in_flight));
+    END IF;
+    IF v_closed IS NOT NULL THEN
+        RETURN _refusal('not_rollbackable', 'positions of the group are no longer open (closed by the trader)',
+                        jsonb_build_object('transaction_id', v_tx, 'reason', 'position_not_open',
+                                           'positions', v_closed));
     END IF;
     IF v_executed IS NULL THEN
         IF v_done IS NOT NULL THEN

@@ -4,8 +4,21 @@ SET LOCAL ROLE incident_owner;
 
 REVOKE ALL ON instruments, profiles, orders, positions, daily_pnl_tracking, system_settings,
     maintenance_log, ledger_transfers, order_audit_log FROM PUBLIC;
--- Every function of the schema is owned by incident_owner (migrations 3 to 5).
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
+-- Named one by one: extensions may keep functions of other owners in public.
+REVOKE EXECUTE ON FUNCTION
+    ledger_refuse_change(), order_audit_notify(),
+    _refusal(text, text, jsonb), _money(numeric), _operator(), _batch_id(), _reason_refusal(text),
+    _execution_totals(uuid, uuid[]), _ledger_audit(uuid[]),
+    _rollback_locked_orders(uuid, uuid[], text, text, uuid, timestamptz, jsonb),
+    _order_result(orders, boolean),
+    check_active_transactions(uuid), ledger_audit(), ledger_audit_users(uuid[]),
+    create_trading_account(uuid, numeric),
+    execute_order_atomic(uuid, text, text, text, numeric, numeric, text, uuid),
+    rollback_execute_order_atomic(uuid, uuid, text), rollback_order_execution(uuid, uuid, text),
+    rollback_precheck(uuid, uuid), rollback_postcheck(uuid, uuid, jsonb),
+    set_maintenance_mode(boolean, text), rollback_with_postcheck(uuid, uuid, text, jsonb, boolean),
+    record_rollback_failure(uuid, uuid, text, jsonb)
+    FROM PUBLIC;
 
 GRANT SELECT ON instruments, profiles, orders, positions, daily_pnl_tracking, system_settings,
     maintenance_log, ledger_transfers, order_audit_log
