@@ -248,7 +248,11 @@ async fn run(server: &Server, args: &BenchArgs) -> Result<BenchReport> {
     db::create_database(&mut admin, &book_db, None).await?;
     let result = run_in(server, args, &book_db, &pg_db, version).await;
     // Leave nothing behind, whatever happened.
-    let _ = db::drop_database(&mut admin, &book_db).await;
+    if args.keep_database {
+        say(&format!("Kept the database {book_db}"));
+    } else {
+        let _ = db::drop_database(&mut admin, &book_db).await;
+    }
     let _ = db::drop_database(&mut admin, &pg_db).await;
     result
 }

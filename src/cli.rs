@@ -291,6 +291,9 @@ pub struct BenchArgs {
     /// Seconds of each pgbench run (0 skips pgbench).
     #[arg(long, default_value_t = 15)]
     pub pgbench_seconds: u32,
+    /// Keep the benchmark's database afterwards (for investigation) and print its name.
+    #[arg(long)]
+    pub keep_database: bool,
 }
 
 /// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds.

@@ -177,7 +177,9 @@ async fn migrate(g: &GlobalArgs, dry_run: bool, undo_to: Option<i64>) -> Result<
     }
     match undo_to {
         None => db::migrate(&pool).await?,
-        Some(target) => db::undo_to(&pool, target).await?,
+        Some(target) => {
+            db::undo_to(&pool, target).await?;
+        }
     }
     if g.json {
         print_json(&json!({ "applied": plan.iter().map(|m| m.version).collect::<Vec<_>>() }))?;

@@ -81,7 +81,13 @@ impl From<sqlx::Error> for Error {
                 // is not usable from here, whatever the query was.
                 let unreachable =
                     code.as_deref().is_some_and(|c| c.starts_with("28") || c == "3D000" || c.starts_with("57P"));
-                let message = crate::sanitize::line(db.message()).into_owned();
+                // The HINT says what to do next; keep it with the message.
+                let hint = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.hint())
+                    .map(|h| format!(" (hint: {})", crate::sanitize::line(h)))
+                    .unwrap_or_default();
+                let message = format!("{}{hint}", crate::sanitize::line(db.message()));
                 if unreachable { Error::Unreachable(message) } else { Error::Database(DbErrorText { code, message }) }
             }
             E::Io(io) => Error::Unreachable(crate::sanitize::line(&io.to_string()).into_owned()),

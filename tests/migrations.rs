@@ -1,0 +1,343 @@
+//! The schema migrations against a real PostgreSQL: down and up again on a book with
+//! data, the refusal to delete financial history, a full round trip on an empty database,
+//! and the shape of the migration files.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use incident_console::db::{self, MIGRATOR};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use uuid::Uuid;
+
+/// The nine functions of DESIGN.md's contract table, as `to_regprocedure` takes them.
+const CONTRACT: [&str; 9] = [
+    "create_trading_account(uuid,numeric)",
+    "execute_order_atomic(uuid,text,text,text,numeric,numeric,text,uuid)",
+    "rollback_execute_order_atomic(uuid,uuid,text)",
+    "rollback_order_execution(uuid,uuid,text)",
+    "rollback_precheck(uuid,uuid)",
+    "rollback_postcheck(uuid,uuid,jsonb)",
+    "check_active_transactions(uuid)",
+    "ledger_audit()",
+    "set_maintenance_mode(boolean,text)",
+];
+
+const TABLES: [&str; 9] = [
+    "instruments",
+    "profiles",
+    "orders",
+    "positions",
+    "daily_pnl_tracking",
+    "system_settings",
+    "maintenance_log",
+    "ledger_transfers",
+    "order_audit_log",
+];
+
+const ALL: [i64; 6] = [1, 2, 3, 4, 5, 6];
+
+/// Which contract functions exist (exact signature in schema public).
+async fn existing_functions(t: &TestDb) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for f in CONTRACT {
+        let exists: bool = sqlx::query_scalar("SELECT to_regprocedure($1) IS NOT NULL")
+            .bind(format!("public.{f}"))
+            .fetch_one(&t.pool)
+            .await
+            .expect("to_regprocedure");
+        if exists {
+            out.push(f);
+        }
+    }
+    out
+}
+
+async fn existing_tables(t: &TestDb) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for table in TABLES {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("public.{table}"))
+            .fetch_one(&t.pool)
+            .await
+            .expect("to_regclass");
+        if exists {
+            out.push(table);
+        }
+    }
+    out
+}
+
+/// Whether the operator role may execute a function and PUBLIC may not.
+async fn granted_to_operator_only(t: &TestDb, signature: &str) -> (bool, bool) {
+    sqlx::query_as(
+        "SELECT has_function_privilege('incident_operator'::name, to_regprocedure($1), 'EXECUTE'), \
+                has_function_privilege('public'::name, to_regprocedure($1), 'EXECUTE')",
+    )
+    .bind(format!("public.{signature}"))
+    .fetch_one(&t.pool)
+    .await
+    .expect("privileges")
+}
+
+/// A book with two users, executed orders (one group) and one rollback done.
+async fn book_with_data(t: &TestDb) -> (Uuid, Uuid) {
+    let user = account(&t.pool, "10000").await;
+    let other = account(&t.pool, "2500").await;
+    let tx = Uuid::new_v4();
+    let a = executed(&t.pool, user, "1000", Some(tx)).await;
+    let _b = executed(&t.pool, user, "2000", Some(tx)).await;
+    let keep = executed(&t.pool, other, "300", None).await;
+    let r = db::rollback_group(&t.pool, a, user, "duplicate burst").await.expect("group rollback");
+    assert!(r.success, "{r:?}");
+    assert_consistent(&t.pool).await;
+    (other, keep)
+}
+
+#[tokio::test]
+async fn down_to_4_and_up_again_keeps_the_book_and_restores_the_functions() {
+    let t = test_db().await;
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), ALL);
+    let (other, keep) = book_with_data(&t).await;
+    let print = fingerprint(&t.pool).await;
+    assert_eq!(existing_functions(&t).await, CONTRACT);
+
+    db::undo_to(&t.pool, 4).await.expect("undo to 4 keeps tables and data");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), [1, 2, 3, 4]);
+    assert!(existing_functions(&t).await.is_empty(), "the functions are gone: {:?}", existing_functions(&t).await);
+    assert_eq!(existing_tables(&t).await, TABLES, "the tables stay");
+    assert_eq!(fingerprint(&t.pool).await, print, "the data is intact");
+    // The grants of migration 6 are gone with it.
+    let viewer_select: bool = sqlx::query_scalar("SELECT has_table_privilege('incident_viewer', 'orders', 'SELECT')")
+        .fetch_one(&t.pool)
+        .await
+        .expect("privilege");
+    assert!(!viewer_select);
+
+    db::migrate(&t.pool).await.expect("migrate up again");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), ALL);
+    assert_eq!(existing_functions(&t).await, CONTRACT);
+    for f in CONTRACT {
+        let (operator, public) = granted_to_operator_only(&t, f).await;
+        assert!(operator, "{f}: the operator may execute it again");
+        assert!(!public, "{f}: PUBLIC may not execute it after the round trip");
+    }
+    assert_eq!(fingerprint(&t.pool).await, print, "migrating up changes no data");
+    assert_consistent(&t.pool).await;
+
+    // The recreated functions work on the old data.
+    let before = money_of(&t.pool, other).await;
+    let r = db::rollback_order(&t.pool, keep, other, "after the migration round trip").await.expect("rollback");
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.refunded, Some(dec("6.666")), "300 x 1.1 = 330: margin 6.6 + commission 0.066");
+    assert_eq!(money_of(&t.pool, other).await, (before.0 + dec("6.666"), dec("0")));
+    assert_eq!(db::rollback_audit_rows(&t.pool, keep).await.expect("rows"), 1);
+    assert_consistent(&t.pool).await;
+}
+
+/// Everything in the book and the ledger (the audit log may be gone: it was empty).
+async fn book_print(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(concat_ws('|', \
+            (SELECT string_agg(x::text, ';' ORDER BY x.id) FROM profiles x), \
+            (SELECT string_agg(x::text, ';' ORDER BY x.id) FROM orders x), \
+            (SELECT string_agg(x::text, ';' ORDER BY x.id) FROM positions x), \
+            (SELECT string_agg(x::text, ';' ORDER BY x.id) FROM ledger_transfers x), \
+            (SELECT string_agg(x::text, ';' ORDER BY x.user_id, x.trading_date) FROM daily_pnl_tracking x)))",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("book print")
+}
+
+/// A new pool on the test database. After a failed migration the old pool must be
+/// closed first: its connection still holds the migrator's advisory lock (see
+/// `a_failed_undo_does_not_leave_the_migration_lock_held`).
+async fn fresh_pool(t: TestDb) -> PgPool {
+    t.pool.close().await;
+    PgPoolOptions::new().max_connections(4).connect(&t.url).await.expect("new pool")
+}
+
+#[tokio::test]
+async fn undoing_everything_on_a_book_with_data_is_refused_and_the_data_stays() {
+    let t = test_db().await;
+    book_with_data(&t).await;
+    let print = fingerprint(&t.pool).await;
+
+    let err = db::undo_to(&t.pool, 0).await.expect_err("dropping the book must be refused");
+    let text = err.to_string();
+    // Migration 4 refuses first: the audit trail holds the rollback's rows.
+    assert!(text.contains("refusing to drop order_audit_log: it holds audit rows"), "{text}");
+
+    assert_eq!(existing_tables(&t).await, TABLES, "the tables stay");
+    assert_eq!(fingerprint(&t.pool).await, print, "the data is intact");
+    let versions = db::applied_migrations(&t.pool).await.expect("applied");
+    assert!(versions.starts_with(&[1, 2, 3, 4]), "the migrations holding data stay applied: {versions:?}");
+
+    // Whatever was undone can be applied again, and the book is still consistent.
+    let pool = fresh_pool(t).await;
+    tokio::time::timeout(Duration::from_secs(20), db::migrate(&pool))
+        .await
+        .expect("migrating a fresh pool must not wait")
+        .expect("migrate up again");
+    assert_eq!(db::applied_migrations(&pool).await.expect("applied"), ALL);
+    assert_eq!(fingerprint(&pool).await, print);
+    assert_consistent(&pool).await;
+}
+
+#[tokio::test]
+async fn undoing_everything_with_transfers_but_no_rollback_yet_is_refused_by_the_ledger() {
+    let t = test_db().await;
+    let user = account(&t.pool, "10000").await;
+    executed(&t.pool, user, "1000", None).await;
+    let print = fingerprint(&t.pool).await;
+    let money = book_print(&t.pool).await;
+
+    let err = db::undo_to(&t.pool, 0).await.expect_err("dropping the ledger must be refused");
+    let text = err.to_string();
+    // The audit log is empty, so migration 3 is the one that refuses.
+    assert!(text.contains("refusing to drop the ledger: it holds transfers"), "{text}");
+    for table in ["instruments", "profiles", "orders", "positions", "ledger_transfers"] {
+        assert!(existing_tables(&t).await.contains(&table), "{table} must stay");
+    }
+    assert_eq!(book_print(&t.pool).await, money, "the book and the ledger are intact");
+    let versions = db::applied_migrations(&t.pool).await.expect("applied");
+    assert!(versions.starts_with(&[1, 2, 3]), "{versions:?}");
+
+    let pool = fresh_pool(t).await;
+    tokio::time::timeout(Duration::from_secs(20), db::migrate(&pool))
+        .await
+        .expect("migrating a fresh pool must not wait")
+        .expect("migrate up again");
+    assert_eq!(fingerprint(&pool).await, print);
+    assert_eq!(money_of(&pool, user).await, (dec("9977.78"), dec("22")));
+    assert_consistent(&pool).await;
+}
+
+#[tokio::test]
+
+async fn a_failed_undo_does_not_leave_the_migration_lock_held() {
+    let t = test_db().await;
+    book_with_data(&t).await;
+    db::undo_to(&t.pool, 0).await.expect_err("dropping the book must be refused");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .expect("locks");
+    assert_eq!(held, 0, "no session may keep the migrator's advisory lock after the call returned");
+    tokio::time::timeout(Duration::from_secs(5), db::migrate(&t.pool))
+        .await
+        .expect("migrate after a failed undo must not wait for a lock nobody will release")
+        .expect("migrate up again");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), ALL);
+}
+
+#[tokio::test]
+
+async fn a_refused_undo_says_that_financial_history_is_never_deleted() {
+    let t = test_db().await;
+    book_with_data(&t).await;
+    let err = db::undo_to(&t.pool, 0).await.expect_err("dropping the book must be refused");
+    // The down migrations raise with a HINT saying what to do: that is what the person
+    // running `migrate --undo-to` needs to read, with the SQLSTATE of RAISE EXCEPTION.
+    assert_eq!(err.sqlstate(), Some("P0001"), "{err}");
+    assert!(err.to_string().contains("never deleted"), "{err}");
+}
+
+#[tokio::test]
+
+async fn a_refused_undo_changes_nothing_at_all() {
+    let t = test_db().await;
+    book_with_data(&t).await;
+    let print = fingerprint(&t.pool).await;
+
+    let err = db::undo_to(&t.pool, 0).await.expect_err("dropping the book must be refused");
+    assert!(err.to_string().contains("refusing to drop"), "{err}");
+    assert_eq!(fingerprint(&t.pool).await, print, "the data is intact");
+    assert_eq!(
+        db::applied_migrations(&t.pool).await.expect("applied"),
+        ALL,
+        "a refused undo must leave every migration applied"
+    );
+    assert_eq!(existing_functions(&t).await, CONTRACT, "the contract functions must survive a refused undo");
+}
+
+#[tokio::test]
+async fn an_empty_database_goes_all_the_way_down_and_up_again() {
+    let t = test_db().await;
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), ALL);
+
+    db::undo_to(&t.pool, 0).await.expect("an empty book may be dropped");
+    assert!(db::applied_migrations(&t.pool).await.expect("applied").is_empty());
+    assert!(existing_tables(&t).await.is_empty(), "tables left: {:?}", existing_tables(&t).await);
+    assert!(existing_functions(&t).await.is_empty());
+    let types: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_type WHERE typname IN ('ledger_account', 'transfer_kind') \
+         AND typnamespace = 'public'::regnamespace",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .expect("types");
+    assert_eq!(types, 0);
+
+    db::migrate(&t.pool).await.expect("migrate up from nothing");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), ALL);
+    assert_eq!(existing_tables(&t).await, TABLES);
+    assert_eq!(existing_functions(&t).await, CONTRACT);
+    for f in CONTRACT {
+        let (operator, public) = granted_to_operator_only(&t, f).await;
+        assert!(operator && !public, "{f}: operator {operator}, PUBLIC {public}");
+    }
+
+    // And the rebuilt schema works end to end.
+    let user = account(&t.pool, "10000").await;
+    let order = executed(&t.pool, user, "1000", None).await;
+    let r = db::rollback_order(&t.pool, order, user, "fresh schema").await.expect("rollback");
+    assert!(r.success, "{r:?}");
+    assert_eq!(money_of(&t.pool, user).await, (dec("10000"), dec("0")));
+    assert_consistent(&t.pool).await;
+}
+
+#[test]
+fn every_migration_has_an_up_and_a_down_file_and_runs_in_a_transaction() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/migrations");
+    let mut files: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).expect("read assets/migrations") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        let kind = if name.ends_with(".up.sql") {
+            "up"
+        } else if name.ends_with(".down.sql") {
+            "down"
+        } else {
+            panic!("unexpected file in assets/migrations: {name}");
+        };
+        let version: i64 = name
+            .split('_')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} does not start with a version"));
+        files.entry(version).or_default().push(kind.to_string());
+    }
+    assert_eq!(files.keys().copied().collect::<Vec<_>>(), ALL, "versions 1 to 6, no gaps");
+    for (version, kinds) in &mut files {
+        kinds.sort();
+        assert_eq!(kinds, &["down", "up"], "migration {version}: exactly one .up.sql and one .down.sql");
+    }
+
+    // The embedded migrator sees the same pairs, and none opts out of its transaction.
+    for version in ALL {
+        let ups = MIGRATOR.iter().filter(|m| m.version == version && m.migration_type.is_up_migration()).count();
+        let downs = MIGRATOR.iter().filter(|m| m.version == version && m.migration_type.is_down_migration()).count();
+        assert_eq!((ups, downs), (1, 1), "migration {version} in MIGRATOR");
+    }
+    for m in MIGRATOR.iter() {
+        assert!(!m.no_tx, "migration {} {} must run in a transaction", m.version, m.description);
+        assert!(!m.sql.as_str().trim().is_empty(), "migration {} is empty", m.version);
+    }
+}
