@@ -552,9 +552,10 @@ async fn a_balance_cannot_go_negative_even_for_the_owner_of_the_tables() {
     let _order = executed(&t.pool, user, "1000", None).await;
     let print = fingerprint(&t.pool).await;
     for (sql, constraint) in [
-        ("UPDATE profiles SET balance = -1", "profiles_balance_check"),
-        ("UPDATE profiles SET balance = -0.00000001 WHERE id = $1", "profiles_balance_check"),
-        ("UPDATE profiles SET margin_used = -1 WHERE id = $1", "profiles_margin_used_check"),
+        // money columns are of the domain money_nonneg (numeric(20,8), never negative)
+        ("UPDATE profiles SET balance = -1", "money_nonneg_check"),
+        ("UPDATE profiles SET balance = -0.00000001 WHERE id = $1", "money_nonneg_check"),
+        ("UPDATE profiles SET margin_used = -1 WHERE id = $1", "money_nonneg_check"),
     ] {
         // As the superuser, and as the owner of the tables (inside a transaction that is
         // rolled back, so the SET ROLE does not leak into the pool).
@@ -574,4 +575,28 @@ async fn a_balance_cannot_go_negative_even_for_the_owner_of_the_tables() {
     }
     assert_eq!(fingerprint(&t.pool).await, print);
     assert_eq!(money_of(&t.pool, user).await, (dec("9977.78"), dec("22")));
+}
+
+#[tokio::test]
+async fn a_position_cannot_belong_to_another_users_order() {
+    let t = test_db().await;
+    let alice = account(&t.pool, "10000").await;
+    let mallory = account(&t.pool, "10000").await;
+    let order = executed(&t.pool, alice, "1000", None).await;
+    let print = fingerprint(&t.pool).await;
+    let attempts = [
+        // a second position for alice's order, owned by mallory
+        "INSERT INTO positions (user_id, order_id, symbol, side, quantity, entry_price, margin_used) \
+         VALUES ($2, $1, 'EURUSD', 'buy', 1, 1.1, 0)",
+        // handing alice's position to mallory
+        "UPDATE positions SET user_id = $2 WHERE order_id = $1",
+        // handing alice's order to mallory
+        "UPDATE orders SET user_id = $2 WHERE id = $1",
+    ];
+    for sql in attempts {
+        let err = sqlx::query(sql).bind(order).bind(mallory).execute(&t.pool).await.expect_err(sql);
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert!(matches!(code.as_deref(), Some("23514" | "23505")), "{sql}: {err}");
+    }
+    assert_eq!(fingerprint(&t.pool).await, print);
 }

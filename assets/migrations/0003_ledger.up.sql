@@ -16,7 +16,7 @@ CREATE TABLE ledger_transfers (
     user_id        uuid NOT NULL REFERENCES profiles (id),
     debit_account  ledger_account NOT NULL,
     credit_account ledger_account NOT NULL,
-    amount         numeric(20,8) NOT NULL CHECK (amount > 0),
+    amount         money_positive NOT NULL,
     kind           transfer_kind NOT NULL,
     order_id       uuid REFERENCES orders (id),
     reverses_id    bigint REFERENCES ledger_transfers (id),

@@ -10,4 +10,5 @@ $$;
 SET LOCAL ROLE incident_owner;
 DROP TABLE order_audit_log;
 DROP FUNCTION order_audit_notify();
+DROP DOMAIN audit_action;
 RESET ROLE;

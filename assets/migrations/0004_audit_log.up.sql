@@ -5,24 +5,26 @@
 -- Rows of one rollback call share rollback_id; rows of one batch share batch_id.
 SET LOCAL ROLE incident_owner;
 
+CREATE DOMAIN audit_action AS text CHECK (VALUE IN ('order_rolled_back', 'rollback_failed', 'postcheck_failed'));
+
 CREATE TABLE order_audit_log (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     order_id       uuid NOT NULL,
     user_id        uuid NOT NULL,
-    action         text NOT NULL CHECK (action IN ('order_rolled_back', 'rollback_failed', 'postcheck_failed')),
+    action         audit_action NOT NULL,
     rollback_id    uuid NOT NULL,
     batch_id       uuid,
     mode           text CHECK (mode IN ('single', 'transaction')),
     transaction_id uuid,
-    operator       text NOT NULL CHECK (length(operator) BETWEEN 1 AND 200),
+    operator       key_text NOT NULL,
     db_user        text NOT NULL DEFAULT session_user,
     -- how long the rollback call took, measured with clock_timestamp() inside it
-    duration_us    bigint CHECK (duration_us >= 0),
+    duration_us    bigint,
     is_drill       boolean NOT NULL DEFAULT false,
     details        jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at     timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT audit_rollback_has_mode CHECK (
-        action <> 'order_rolled_back' OR (mode IS NOT NULL AND duration_us IS NOT NULL))
+        action <> 'order_rolled_back' OR (mode IS NOT NULL AND duration_us >= 0))
 );
 
 -- An order is rolled back at most once, and its rollback has exactly one row.

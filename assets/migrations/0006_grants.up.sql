@@ -6,7 +6,7 @@ REVOKE ALL ON instruments, profiles, orders, positions, daily_pnl_tracking, syst
     maintenance_log, ledger_transfers, order_audit_log FROM PUBLIC;
 -- Named one by one: extensions may keep functions of other owners in public.
 REVOKE EXECUTE ON FUNCTION
-    ledger_refuse_change(), order_audit_notify(),
+    ledger_refuse_change(), order_audit_notify(), positions_owner_matches_order(), orders_owner_never_changes(),
     _refusal(text, text, jsonb), _money(numeric), _operator(), _batch_id(), _reason_refusal(text),
     _execution_totals(uuid, uuid[]), _ledger_audit(uuid[]),
     _rollback_locked_orders(uuid, uuid[], text, text, uuid, timestamptz, jsonb),
