@@ -49,13 +49,24 @@ pub struct AuditFigures {
     pub orders: i64,
     /// Ledger transfers in the book.
     pub transfers: i64,
-    /// Best of three, `ledger_audit()`.
-    pub audit_seconds: f64,
-    /// Best of three, sum over the audited tables of `SELECT count(*)`.
-    pub count_seconds: f64,
-    /// audit / count.
-    pub ratio: f64,
-    /// Violations found (must be zero).
+    /// Best of three, `ledger_audit_full()`: every table recomputed.
+    pub full_seconds: f64,
+    /// Best of three, `count(*)` over the tables the full audit reads.
+    pub full_count_seconds: f64,
+    /// full / count.
+    pub full_ratio: f64,
+    /// Building the first checkpoint (horizon and figures).
+    pub checkpoint_seconds: f64,
+    /// Orders rolled back after the checkpoint (what the incremental audit has to add).
+    pub changed_orders: usize,
+    /// Best of three, `ledger_audit()` from the checkpoint.
+    pub incremental_seconds: f64,
+    /// Best of three, `count(*)` over the tables the incremental audit reads (the book's
+    /// tables and the checkpoint's).
+    pub incremental_count_seconds: f64,
+    /// incremental / count.
+    pub incremental_ratio: f64,
+    /// Violations found by either (must be zero).
     pub violations: usize,
 }
 
@@ -237,6 +248,25 @@ fn password_of(url: &str) -> Option<String> {
     userinfo.split_once(':').map(|(_, p)| p.to_string())
 }
 
+/// `count(*)` over every table the full audit reads.
+const COUNT_BOOK: &str = "SELECT (SELECT count(*) FROM profiles) + (SELECT count(*) FROM orders) \
+     + (SELECT count(*) FROM positions) + (SELECT count(*) FROM ledger_transfers) \
+     + (SELECT count(*) FROM order_audit_log)";
+/// ... and the incremental audit, which also reads the checkpoint.
+const COUNT_INCREMENTAL: &str = "SELECT (SELECT count(*) FROM profiles) + (SELECT count(*) FROM orders) \
+     + (SELECT count(*) FROM positions) + (SELECT count(*) FROM ledger_transfers) \
+     + (SELECT count(*) FROM order_audit_log) + (SELECT count(*) FROM ledger_audit_checkpoint_users)";
+
+async fn best_of_3(conn: &mut PgConnection, sql: &'static str) -> Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let _: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
 /// Runs the benchmark.
 async fn run(server: &Server, args: &BenchArgs) -> Result<BenchReport> {
     let mut admin = server.admin.connection().await?;
@@ -348,32 +378,51 @@ async fn run_in(server: &Server, args: &BenchArgs, book_db: &str, pg_db: &str, v
             sqlx::query_as("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM ledger_transfers)")
                 .fetch_one(&mut conn)
                 .await?;
-        say("  timing count(*) over the audited tables and ledger_audit() (best of 3) …");
+        say("  timing count(*) over the audited tables and ledger_audit_full() (best of 3) …");
         // Warm the cache once so neither side pays for the first read.
-        let _ = db::ledger_audit(&mut conn).await?;
-        let mut count_seconds = f64::MAX;
-        let mut audit_seconds = f64::MAX;
+        let _ = db::ledger_audit_full(&mut conn).await?;
+        let full_count_seconds = best_of_3(&mut conn, COUNT_BOOK).await?;
         let mut violations = 0;
+        let mut full_seconds = f64::MAX;
         for _ in 0..3 {
             let t = Instant::now();
-            let _: (i64, i64, i64, i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM profiles), (SELECT count(*) FROM orders), \
-                        (SELECT count(*) FROM positions), (SELECT count(*) FROM ledger_transfers), \
-                        (SELECT count(*) FROM order_audit_log)",
-            )
-            .fetch_one(&mut conn)
-            .await?;
-            count_seconds = count_seconds.min(t.elapsed().as_secs_f64());
-            let t = Instant::now();
-            violations = db::ledger_audit(&mut conn).await?.len();
-            audit_seconds = audit_seconds.min(t.elapsed().as_secs_f64());
+            violations += db::ledger_audit_full(&mut conn).await?.len();
+            full_seconds = full_seconds.min(t.elapsed().as_secs_f64());
         }
+
+        say("  checkpoint, 1,000 more rollbacks, then ledger_audit() from the checkpoint (best of 3) …");
+        let pool = book.pool(2).await?;
+        let t = Instant::now();
+        db::refresh_audit_checkpoint(&pool, true).await?;
+        let checkpoint_seconds = t.elapsed().as_secs_f64();
+        let candidates: Vec<(Uuid, Uuid)> =
+            sqlx::query_as("SELECT id, user_id FROM orders WHERE status = 'executed' ORDER BY id LIMIT 1000")
+                .fetch_all(&mut conn)
+                .await?;
+        let items: Vec<BatchItem> =
+            candidates.iter().map(|&(order_id, user_id)| BatchItem { order_id, user_id }).collect();
+        let opts = BatchOptions { concurrency: 4, ..BatchOptions::new("bench: changes after the checkpoint".into()) };
+        let (summary, _) = batch::run(&book, items, &opts, Arc::new(Progress::default())).await?;
+        let _ = db::ledger_audit(&mut conn).await?;
+        let incremental_count_seconds = best_of_3(&mut conn, COUNT_INCREMENTAL).await?;
+        let mut incremental_seconds = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            violations += db::ledger_audit(&mut conn).await?.len();
+            incremental_seconds = incremental_seconds.min(t.elapsed().as_secs_f64());
+        }
+        pool.close().await;
         Some(AuditFigures {
             orders,
             transfers,
-            audit_seconds,
-            count_seconds,
-            ratio: audit_seconds / count_seconds,
+            full_seconds,
+            full_count_seconds,
+            full_ratio: full_seconds / full_count_seconds,
+            checkpoint_seconds,
+            changed_orders: summary.rolled_back,
+            incremental_seconds,
+            incremental_count_seconds,
+            incremental_ratio: incremental_seconds / incremental_count_seconds,
             violations,
         })
     } else {
@@ -422,8 +471,17 @@ pub async fn run_command(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
         }
         if let Some(a) = &report.audit {
             println!(
-                "Audit of {} orders / {} transfers: {:.3}s; count(*) over the same tables {:.3}s; ratio {:.2}x; {} violation(s)",
-                a.orders, a.transfers, a.audit_seconds, a.count_seconds, a.ratio, a.violations
+                "Audit of {} orders / {} transfers, recomputed from the tables: {:.3}s; count(*) over the same tables {:.3}s; ratio {:.2}x",
+                a.orders, a.transfers, a.full_seconds, a.full_count_seconds, a.full_ratio
+            );
+            println!(
+                "Audit from a checkpoint ({:.2}s to build) after {} more rollbacks: {:.3}s; count(*) over the tables it reads {:.3}s; ratio {:.2}x; {} violation(s)",
+                a.checkpoint_seconds,
+                a.changed_orders,
+                a.incremental_seconds,
+                a.incremental_count_seconds,
+                a.incremental_ratio,
+                a.violations
             );
         }
     }

@@ -80,7 +80,11 @@ pub enum Command {
     /// Compare an order's state with the baseline its pre-check took.
     Postcheck(PostcheckArgs),
     /// Check every ledger invariant over the whole book (exit 1 on any violation).
-    Audit,
+    Audit {
+        /// Recompute from the tables alone instead of from the last checkpoint.
+        #[arg(long)]
+        full: bool,
+    },
     /// Rollback metrics and alerts.
     Metrics(MetricsArgs),
     /// Stop or resume new orders.

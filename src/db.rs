@@ -481,6 +481,56 @@ pub async fn ledger_audit<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Res
     Ok(sqlx::query_as("SELECT user_id, check_name, expected, actual FROM ledger_audit()").fetch_all(e).await?)
 }
 
+/// `ledger_audit_full()`: the same, recomputed from the tables alone (no checkpoint).
+pub async fn ledger_audit_full<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<Vec<Violation>> {
+    Ok(sqlx::query_as("SELECT user_id, check_name, expected, actual FROM ledger_audit_full()").fetch_all(e).await?)
+}
+
+/// What a new audit checkpoint recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointInfo {
+    /// Its id.
+    pub checkpoint_id: i64,
+    /// Built from the tables alone (not from the previous checkpoint).
+    pub full: bool,
+    /// Users it holds figures for.
+    pub users: i64,
+    /// Time the database took to build it.
+    pub elapsed_ms: f64,
+}
+
+/// Records a new audit checkpoint: first a horizon (its own short transaction, which
+/// waits for the writes in flight), then the figures up to it. Retries a deadlock with a
+/// rollback that was taking its locks at the same moment.
+pub async fn refresh_audit_checkpoint(pool: &PgPool, full: bool) -> Result<CheckpointInfo> {
+    let mut attempt = 0;
+    let (ledger_max, audit_max, change_max): (i64, i64, i64) = loop {
+        attempt += 1;
+        match sqlx::query_as("SELECT ledger_max, audit_max, change_max FROM audit_horizon()").fetch_one(pool).await {
+            Err(e) if attempt < 5 && crate::error::is_retryable(Error::from_ref(&e).as_deref()) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            other => break other?,
+        }
+    };
+    let v = call_json(
+        pool,
+        sqlx::query("SELECT ledger_audit_checkpoint($1, $2, $3, $4)")
+            .bind(ledger_max)
+            .bind(audit_max)
+            .bind(change_max)
+            .bind(full),
+    )
+    .await?;
+    if v.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::CheckFailed(format!(
+            "the checkpoint was refused: {}",
+            crate::sanitize::line(v.get("message").and_then(Value::as_str).unwrap_or("unknown"))
+        )));
+    }
+    decode(v, "ledger_audit_checkpoint")
+}
+
 /// The same invariants, for some users only.
 pub async fn ledger_audit_users<'e, E: Executor<'e, Database = Postgres>>(
     e: E,

@@ -111,6 +111,13 @@ impl From<std::io::Error> for Error {
     }
 }
 
+impl Error {
+    /// The SQLSTATE of a sqlx error, without converting it.
+    pub fn from_ref(e: &sqlx::Error) -> Option<String> {
+        e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+    }
+}
+
 /// Result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -435,12 +435,20 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
 
     // Exactly the contract's grants: the viewer runs the read-only checks, the operator
     // also the money paths; nobody but the owner runs the internal helpers.
-    let viewer =
-        ["check_active_transactions", "ledger_audit", "ledger_audit_users", "rollback_postcheck", "rollback_precheck"];
+    let viewer = [
+        "check_active_transactions",
+        "ledger_audit",
+        "ledger_audit_full",
+        "ledger_audit_users",
+        "rollback_postcheck",
+        "rollback_precheck",
+    ];
     assert_eq!(executable_by(&t, "incident_viewer").await, viewer);
     let mut operator: Vec<&str> = viewer.to_vec();
     operator.extend([
+        "audit_horizon",
         "create_trading_account",
+        "ledger_audit_checkpoint",
         "execute_order_atomic",
         "record_rollback_failure",
         "rollback_execute_order_atomic",

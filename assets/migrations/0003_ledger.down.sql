@@ -8,6 +8,10 @@ END
 $$;
 
 SET LOCAL ROLE incident_owner;
+DROP TRIGGER positions_no_truncate ON positions;
+DROP TRIGGER positions_never_deleted ON positions;
+DROP TRIGGER orders_no_truncate ON orders;
+DROP TRIGGER orders_never_deleted ON orders;
 DROP TRIGGER maintenance_log_no_truncate ON maintenance_log;
 DROP TRIGGER maintenance_log_append_only ON maintenance_log;
 DROP TABLE ledger_transfers;

@@ -58,6 +58,19 @@ CREATE TRIGGER ledger_transfers_append_only
 CREATE TRIGGER ledger_transfers_no_truncate
     BEFORE TRUNCATE ON ledger_transfers
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+-- Financial history is never deleted: orders and positions change state, they do not go.
+CREATE TRIGGER orders_never_deleted
+    BEFORE DELETE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER orders_no_truncate
+    BEFORE TRUNCATE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER positions_never_deleted
+    BEFORE DELETE ON positions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER positions_no_truncate
+    BEFORE TRUNCATE ON positions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER maintenance_log_append_only
     BEFORE UPDATE OR DELETE ON maintenance_log
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();

@@ -8,6 +8,8 @@ END
 $$;
 
 SET LOCAL ROLE incident_owner;
+DROP TABLE ledger_audit_checkpoint_users;
+DROP TABLE ledger_audit_checkpoints;
 DROP TABLE order_audit_log;
 DROP FUNCTION order_audit_notify();
 DROP DOMAIN audit_action;

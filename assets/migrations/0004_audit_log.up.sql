@@ -57,4 +57,38 @@ CREATE TRIGGER order_audit_log_notify
     WHEN (coalesce(current_setting('incident.defer_notify', true), '') <> 'on')
     EXECUTE FUNCTION order_audit_notify();
 
+-- Checkpoints of the ledger audit: the per-user figures of the book up to a horizon, so
+-- that the next audit only adds what came after (ledger and audit rows above the ids,
+-- orders and positions whose change_seq is above change_max). Derived data: old
+-- checkpoints are pruned, and `audit --full` rebuilds one from nothing.
+CREATE TABLE ledger_audit_checkpoints (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    taken_at       timestamptz NOT NULL DEFAULT now(),
+    ledger_max     bigint NOT NULL,
+    audit_max      bigint NOT NULL,
+    change_max     bigint NOT NULL,
+    full_recompute boolean NOT NULL,
+    users          integer NOT NULL,
+    operator       text NOT NULL
+);
+
+CREATE TABLE ledger_audit_checkpoint_users (
+    checkpoint_id           bigint NOT NULL REFERENCES ledger_audit_checkpoints (id) ON DELETE CASCADE,
+    user_id                 uuid NOT NULL,
+    cash                    numeric NOT NULL,
+    margin                  numeric NOT NULL,
+    house                   numeric NOT NULL,
+    taken                   numeric NOT NULL,
+    given_back              numeric NOT NULL,
+    cost_executed           numeric NOT NULL,
+    cost_rolled_back        numeric NOT NULL,
+    n_executed              bigint NOT NULL,
+    n_rolled_back           bigint NOT NULL,
+    open_margin             numeric NOT NULL,
+    n_live                  bigint NOT NULL,
+    n_positions_rolled_back bigint NOT NULL,
+    n_rollback_rows         bigint NOT NULL,
+    PRIMARY KEY (checkpoint_id, user_id)
+);
+
 RESET ROLE;

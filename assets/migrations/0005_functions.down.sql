@@ -10,10 +10,16 @@ DROP FUNCTION execute_order_atomic(uuid, text, text, text, numeric, numeric, tex
 DROP FUNCTION _order_result(orders, boolean);
 DROP FUNCTION create_trading_account(uuid, numeric);
 DROP FUNCTION ledger_audit_users(uuid[]);
+DROP FUNCTION ledger_audit_checkpoint(bigint, bigint, bigint, boolean);
+DROP FUNCTION audit_horizon();
+DROP FUNCTION ledger_audit_full();
 DROP FUNCTION ledger_audit();
 DROP FUNCTION check_active_transactions(uuid);
 DROP FUNCTION _rollback_locked_orders(uuid, uuid[], text, text, uuid, timestamptz, jsonb);
-DROP FUNCTION _ledger_audit(uuid[]);
+DROP FUNCTION _ledger_audit(uuid[], boolean);
+DROP FUNCTION _audit_incremental(bigint, bigint, bigint);
+DROP FUNCTION _audit_figures(uuid[], bigint, bigint);
+DROP TYPE audit_figures;
 DROP FUNCTION _execution_totals(uuid, uuid[]);
 DROP FUNCTION _reason_refusal(text);
 DROP FUNCTION _batch_id();

@@ -79,10 +79,30 @@ LANGUAGE sql STABLE AS $$
     WHERE t.order_id = ANY (p_order_ids) AND t.reverses_id IS NULL AND t.user_id = p_user_id
 $$;
 
--- Every invariant violation of the given users (NULL: the whole book). One statement, so
--- one snapshot. Custom plans: per-user calls use the indexes, whole-book calls scan once.
-CREATE FUNCTION _ledger_audit(p_user_ids uuid[])
-RETURNS TABLE (user_id uuid, check_name text, expected numeric, actual numeric)
+-- The figures the ledger audit compares, per user. Each is a sum or a count over one
+-- table, so the whole book is read in one pass per table.
+CREATE TYPE audit_figures AS (
+    user_id                 uuid,
+    cash                    numeric,  -- ledger: the user's cash account
+    margin                  numeric,  -- ledger: the user's margin account
+    house                   numeric,  -- ledger: what the user's transfers put in house accounts
+    taken                   numeric,  -- ledger: margin and commission taken by executions
+    given_back              numeric,  -- ledger: reversals
+    cost_executed           numeric,  -- orders: total cost of executed and rolled-back orders
+    cost_rolled_back        numeric,  -- orders: total cost of rolled-back orders
+    n_executed              bigint,
+    n_rolled_back           bigint,
+    open_margin             numeric,  -- positions: margin of open positions
+    n_live                  bigint,   -- positions: open or closed
+    n_positions_rolled_back bigint,
+    n_rollback_rows         bigint    -- audit log: order_rolled_back rows
+);
+
+-- Figures computed from the tables, for some users (NULL: all), counting ledger and audit
+-- rows up to the given ids (NULL: all). Custom plans: per-user calls use the indexes,
+-- whole-book calls scan each table once.
+CREATE FUNCTION _audit_figures(p_user_ids uuid[], p_ledger_max bigint, p_audit_max bigint)
+RETURNS SETOF audit_figures
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, public, pg_temp
 SET plan_cache_mode = force_custom_plan AS $$
@@ -100,7 +120,8 @@ BEGIN
                sum(t.amount) FILTER (WHERE t.kind IN ('margin_lock', 'commission')) AS taken,
                sum(t.amount) FILTER (WHERE t.kind = 'reversal') AS given_back
         FROM ledger_transfers t
-        WHERE p_user_ids IS NULL OR t.user_id = ANY (p_user_ids)
+        WHERE (p_user_ids IS NULL OR t.user_id = ANY (p_user_ids))
+          AND (p_ledger_max IS NULL OR t.id <= p_ledger_max)
         GROUP BY t.user_id
     ), o AS (
         SELECT o.user_id,
@@ -123,30 +144,133 @@ BEGIN
         SELECT a.user_id, count(*) AS n_rollback_rows
         FROM order_audit_log a
         WHERE a.action = 'order_rolled_back'
+          AND (p_audit_max IS NULL OR a.id <= p_audit_max)
           -- per user through the orders, so the audit log needs no index on user_id
           AND (p_user_ids IS NULL
                OR a.order_id IN (SELECT o.id FROM orders o
                                  WHERE o.user_id = ANY (p_user_ids) AND o.status = 'rolled_back'))
         GROUP BY a.user_id
-    ), net AS (
-        SELECT (SELECT coalesce(sum(pr.balance + pr.margin_used), 0) FROM profiles pr)
-               + (SELECT coalesce(sum(l.house), 0) FROM l) AS total
+    )
+    SELECT coalesce(l.user_id, o.user_id, p.user_id, a.user_id),
+           coalesce(l.cash, 0), coalesce(l.margin, 0), coalesce(l.house, 0),
+           coalesce(l.taken, 0), coalesce(l.given_back, 0),
+           coalesce(o.cost_executed, 0), coalesce(o.cost_rolled_back, 0),
+           coalesce(o.n_executed, 0), coalesce(o.n_rolled_back, 0),
+           coalesce(p.open_margin, 0), coalesce(p.n_live, 0), coalesce(p.n_rolled_back, 0),
+           coalesce(a.n_rollback_rows, 0)
+    FROM l
+    FULL JOIN o ON o.user_id = l.user_id
+    FULL JOIN p ON p.user_id = coalesce(l.user_id, o.user_id)
+    FULL JOIN a ON a.user_id = coalesce(l.user_id, o.user_id, p.user_id);
+END
+$$;
+
+-- The figures of the whole book from checkpoint p_checkpoint onwards: ledger and audit
+-- rows are append-only, so the checkpoint's sums plus the rows above its ids (up to
+-- p_ledger_to / p_audit_to, NULL: all) are exact; users with an order or position
+-- changed since the checkpoint (change_seq above change_max) are recomputed from the
+-- tables. The cost is what changed, not the history.
+CREATE FUNCTION _audit_incremental(p_checkpoint bigint, p_ledger_to bigint, p_audit_to bigint)
+RETURNS SETOF audit_figures
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    c         ledger_audit_checkpoints;
+    v_touched uuid[];
+BEGIN
+    SELECT * INTO c FROM ledger_audit_checkpoints WHERE id = p_checkpoint;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ledger audit checkpoint % does not exist', p_checkpoint;
+    END IF;
+    SELECT coalesce(array_agg(DISTINCT t.user_id), '{}') INTO v_touched
+    FROM (SELECT o.user_id FROM orders o WHERE o.change_seq > c.change_max
+          UNION ALL
+          SELECT p.user_id FROM positions p WHERE p.change_seq > c.change_max) t;
+
+    RETURN QUERY
+    WITH base AS (
+        SELECT cu.user_id, cu.cash, cu.margin, cu.house, cu.taken, cu.given_back, cu.cost_executed,
+               cu.cost_rolled_back, cu.n_executed, cu.n_rolled_back, cu.open_margin, cu.n_live,
+               cu.n_positions_rolled_back, cu.n_rollback_rows
+        FROM ledger_audit_checkpoint_users cu
+        WHERE cu.checkpoint_id = c.id AND NOT (cu.user_id = ANY (v_touched))
+        UNION ALL
+        SELECT * FROM _audit_figures(v_touched, c.ledger_max, c.audit_max)
+    ), ld AS (
+        SELECT t.user_id,
+               sum(CASE WHEN t.credit_account = 'user_cash' THEN t.amount
+                        WHEN t.debit_account = 'user_cash' THEN -t.amount ELSE 0 END) AS cash,
+               sum(CASE WHEN t.credit_account = 'user_margin' THEN t.amount
+                        WHEN t.debit_account = 'user_margin' THEN -t.amount ELSE 0 END) AS margin,
+               sum(CASE WHEN t.credit_account IN ('house_clearing', 'house_commission') THEN t.amount
+                        WHEN t.debit_account IN ('house_clearing', 'house_commission') THEN -t.amount
+                        ELSE 0 END) AS house,
+               coalesce(sum(t.amount) FILTER (WHERE t.kind IN ('margin_lock', 'commission')), 0) AS taken,
+               coalesce(sum(t.amount) FILTER (WHERE t.kind = 'reversal'), 0) AS given_back
+        FROM ledger_transfers t
+        WHERE t.id > c.ledger_max AND (p_ledger_to IS NULL OR t.id <= p_ledger_to)
+        GROUP BY t.user_id
+    ), ad AS (
+        SELECT a.user_id, count(*) AS n
+        FROM order_audit_log a
+        WHERE a.id > c.audit_max AND (p_audit_to IS NULL OR a.id <= p_audit_to)
+          AND a.action = 'order_rolled_back'
+        GROUP BY a.user_id
+    )
+    SELECT coalesce(b.user_id, ld.user_id, ad.user_id),
+           coalesce(b.cash, 0) + coalesce(ld.cash, 0),
+           coalesce(b.margin, 0) + coalesce(ld.margin, 0),
+           coalesce(b.house, 0) + coalesce(ld.house, 0),
+           coalesce(b.taken, 0) + coalesce(ld.taken, 0),
+           coalesce(b.given_back, 0) + coalesce(ld.given_back, 0),
+           coalesce(b.cost_executed, 0), coalesce(b.cost_rolled_back, 0),
+           coalesce(b.n_executed, 0), coalesce(b.n_rolled_back, 0),
+           coalesce(b.open_margin, 0), coalesce(b.n_live, 0), coalesce(b.n_positions_rolled_back, 0),
+           coalesce(b.n_rollback_rows, 0) + coalesce(ad.n, 0)
+    FROM base b
+    FULL JOIN ld ON ld.user_id = b.user_id
+    FULL JOIN ad ON ad.user_id = coalesce(b.user_id, ld.user_id);
+END
+$$;
+
+-- Every invariant violation of the given users (NULL: the whole book). The whole book is
+-- audited from the latest checkpoint when there is one (p_full: from the tables alone).
+-- STABLE: every statement sees the snapshot of the calling query.
+CREATE FUNCTION _ledger_audit(p_user_ids uuid[], p_full boolean DEFAULT false)
+RETURNS TABLE (user_id uuid, check_name text, expected numeric, actual numeric)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
+SET plan_cache_mode = force_custom_plan AS $$
+DECLARE
+    v_checkpoint bigint;
+    v_ledger_max bigint := 0;
+BEGIN
+    IF p_user_ids IS NULL AND NOT p_full THEN
+        SELECT c.id, c.ledger_max INTO v_checkpoint, v_ledger_max
+        FROM ledger_audit_checkpoints c ORDER BY c.id DESC LIMIT 1;
+    END IF;
+
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM _audit_incremental(v_checkpoint, NULL, NULL) WHERE v_checkpoint IS NOT NULL
+        UNION ALL
+        SELECT * FROM _audit_figures(p_user_ids, NULL, NULL) WHERE v_checkpoint IS NULL
     ), u AS (
         SELECT pr.id, pr.balance, pr.margin_used,
-               coalesce(l.cash, 0) AS ledger_cash, coalesce(l.margin, 0) AS ledger_margin,
-               coalesce(l.taken, 0) AS taken, coalesce(l.given_back, 0) AS given_back,
-               coalesce(o.cost_executed, 0) AS cost_executed,
-               coalesce(o.cost_rolled_back, 0) AS cost_rolled_back,
-               coalesce(o.n_executed, 0) AS n_executed, coalesce(o.n_rolled_back, 0) AS n_rolled_back,
-               coalesce(p.open_margin, 0) AS open_margin, coalesce(p.n_live, 0) AS n_live,
-               coalesce(p.n_rolled_back, 0) AS n_positions_rolled_back,
-               coalesce(a.n_rollback_rows, 0) AS n_rollback_rows
+               coalesce(f.cash, 0) AS ledger_cash, coalesce(f.margin, 0) AS ledger_margin,
+               coalesce(f.taken, 0) AS taken, coalesce(f.given_back, 0) AS given_back,
+               coalesce(f.cost_executed, 0) AS cost_executed, coalesce(f.cost_rolled_back, 0) AS cost_rolled_back,
+               coalesce(f.n_executed, 0) AS n_executed, coalesce(f.n_rolled_back, 0) AS n_rolled_back,
+               coalesce(f.open_margin, 0) AS open_margin, coalesce(f.n_live, 0) AS n_live,
+               coalesce(f.n_positions_rolled_back, 0) AS n_positions_rolled_back,
+               coalesce(f.n_rollback_rows, 0) AS n_rollback_rows
         FROM profiles pr
-        LEFT JOIN l ON l.user_id = pr.id
-        LEFT JOIN o ON o.user_id = pr.id
-        LEFT JOIN p ON p.user_id = pr.id
-        LEFT JOIN a ON a.user_id = pr.id
+        LEFT JOIN f ON f.user_id = pr.id
         WHERE p_user_ids IS NULL OR pr.id = ANY (p_user_ids)
+    ), net AS (
+        SELECT (SELECT coalesce(sum(pr.balance + pr.margin_used), 0) FROM profiles pr)
+               + (SELECT coalesce(sum(f.house), 0) FROM f) AS total
     )
     SELECT u.id, c.check_name, c.expected, c.actual
     FROM u
@@ -162,18 +286,24 @@ BEGIN
     ) AS c (check_name, expected, actual)
     WHERE c.expected IS DISTINCT FROM c.actual
     UNION ALL
+    -- Figures of a user with no account (a transfer or order without a profile).
+    SELECT f.user_id, 'figures_without_account', 0::numeric, 1::numeric
+    FROM f
+    WHERE p_user_ids IS NULL AND NOT EXISTS (SELECT 1 FROM profiles pr WHERE pr.id = f.user_id)
+    UNION ALL
     -- Every account together nets to zero: the users' caches plus the house accounts.
     SELECT NULL::uuid, 'ledger_nets_to_zero', 0::numeric, net.total
     FROM net
     WHERE p_user_ids IS NULL AND net.total <> 0
     UNION ALL
-    -- A reversal moves exactly the original amount back between the same two accounts.
+    -- A reversal moves exactly the original amount back between the same two accounts
+    -- (reversals below the checkpoint were checked when it was taken).
     SELECT r.user_id, 'reversal_mirrors_original', o.amount, r.amount
     FROM ledger_transfers r
-    JOIN ledger_transfers o ON o.id = r.reverses_id
-    WHERE r.reverses_id IS NOT NULL
+    LEFT JOIN ledger_transfers o ON o.id = r.reverses_id
+    WHERE r.reverses_id IS NOT NULL AND r.id > coalesce(v_ledger_max, 0)
       AND (p_user_ids IS NULL OR r.user_id = ANY (p_user_ids))
-      AND (r.amount <> o.amount OR r.debit_account <> o.credit_account
+      AND (o.id IS NULL OR r.amount <> o.amount OR r.debit_account <> o.credit_account
            OR r.credit_account <> o.debit_account OR r.user_id <> o.user_id
            OR r.order_id IS DISTINCT FROM o.order_id OR o.kind = 'reversal');
 END
@@ -284,11 +414,79 @@ SET search_path = pg_catalog, public, pg_temp AS $$
     WHERE user_id = p_user_id AND status IN ('pending', 'executing')
 $$;
 
+-- Every invariant violation in the whole book; no rows: consistent. Incremental from the
+-- latest checkpoint when there is one.
 CREATE FUNCTION ledger_audit()
 RETURNS TABLE (user_id uuid, check_name text, expected numeric, actual numeric)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT * FROM _ledger_audit(NULL)
+$$;
+
+-- The same, recomputed from the tables alone, trusting no checkpoint.
+CREATE FUNCTION ledger_audit_full()
+RETURNS TABLE (user_id uuid, check_name text, expected numeric, actual numeric)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT * FROM _ledger_audit(NULL, true)
+$$;
+
+-- The horizon of a new checkpoint: waits for every write in flight on the audited tables
+-- (SHARE locks, held only by this one statement's transaction), then returns the highest
+-- ledger id, audit id and change number. Everything at or below them is committed.
+CREATE FUNCTION audit_horizon(OUT ledger_max bigint, OUT audit_max bigint, OUT change_max bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    -- The order the rollback statement takes its locks in, to avoid deadlocking with it.
+    LOCK TABLE ledger_transfers, profiles, positions, orders, order_audit_log IN SHARE MODE;
+    SELECT coalesce(max(t.id), 0) INTO ledger_max FROM ledger_transfers t;
+    SELECT coalesce(max(a.id), 0) INTO audit_max FROM order_audit_log a;
+    SELECT greatest((SELECT coalesce(max(o.change_seq), 0) FROM orders o),
+                    (SELECT coalesce(max(p.change_seq), 0) FROM positions p))
+    INTO change_max;
+END
+$$;
+
+-- Records a checkpoint at a horizon from audit_horizon(), built from the previous one
+-- (or from the tables alone when p_full or there is none). Keeps the last three.
+CREATE FUNCTION ledger_audit_checkpoint(p_ledger_max bigint, p_audit_max bigint, p_change_max bigint,
+                                        p_full boolean)
+RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_started timestamptz := clock_timestamp();
+    v_prev    ledger_audit_checkpoints;
+    v_full    boolean;
+    v_id      bigint;
+    v_users   integer;
+BEGIN
+    IF p_ledger_max IS NULL OR p_audit_max IS NULL OR p_change_max IS NULL THEN
+        RETURN _refusal('invalid_argument', 'the horizon from audit_horizon() is required');
+    END IF;
+    SELECT * INTO v_prev FROM ledger_audit_checkpoints ORDER BY id DESC LIMIT 1;
+    IF FOUND AND (p_ledger_max < v_prev.ledger_max OR p_audit_max < v_prev.audit_max
+                  OR p_change_max < v_prev.change_max) THEN
+        RETURN _refusal('invalid_argument', 'the horizon is older than the latest checkpoint');
+    END IF;
+    v_full := coalesce(p_full, false) OR v_prev.id IS NULL;
+
+    INSERT INTO ledger_audit_checkpoints (ledger_max, audit_max, change_max, full_recompute, users, operator)
+    VALUES (p_ledger_max, p_audit_max, p_change_max, v_full, 0, _operator())
+    RETURNING id INTO v_id;
+    INSERT INTO ledger_audit_checkpoint_users
+    SELECT v_id, f.* FROM _audit_figures(NULL, p_ledger_max, p_audit_max) f WHERE v_full
+    UNION ALL
+    SELECT v_id, f.* FROM _audit_incremental(v_prev.id, p_ledger_max, p_audit_max) f WHERE NOT v_full;
+    GET DIAGNOSTICS v_users = ROW_COUNT;
+    UPDATE ledger_audit_checkpoints SET users = v_users WHERE id = v_id;
+    DELETE FROM ledger_audit_checkpoints
+    WHERE id < (SELECT min(k.id) FROM (SELECT id FROM ledger_audit_checkpoints ORDER BY id DESC LIMIT 3) k);
+
+    RETURN jsonb_build_object('success', true, 'checkpoint_id', v_id, 'full', v_full, 'users', v_users,
+        'ledger_max', p_ledger_max, 'audit_max', p_audit_max, 'change_max', p_change_max,
+        'elapsed_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 1));
+END
 $$;
 
 -- The same checks restricted to some users (used after a batch and by the pre/post-checks).

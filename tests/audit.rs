@@ -1,0 +1,178 @@
+//! The ledger audit, whole-book and incremental from a checkpoint, must find the same
+//! violations as a recomputation from the tables alone, whatever happened in between.
+
+mod common;
+
+use common::*;
+use incident_console::db;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Both audits, sorted, as comparable text.
+async fn both(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    let show = |v: Vec<db::Violation>| {
+        let mut s: Vec<String> = v
+            .into_iter()
+            .map(|v| format!("{:?} {} {:?} {:?}", v.user_id, v.check_name, v.expected, v.actual))
+            .collect();
+        s.sort();
+        s
+    };
+    (show(db::ledger_audit(pool).await.expect("audit")), show(db::ledger_audit_full(pool).await.expect("full audit")))
+}
+
+async fn checkpoint(pool: &PgPool, full: bool) -> db::CheckpointInfo {
+    db::refresh_audit_checkpoint(pool, full).await.expect("checkpoint")
+}
+
+#[tokio::test]
+async fn incremental_and_full_agree_on_a_clean_book_through_checkpoints() {
+    let t = test_db().await;
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(account(&t.pool, "10000").await);
+    }
+    let mut orders = Vec::new();
+    for (i, &u) in users.iter().enumerate() {
+        orders.push((executed(&t.pool, u, &format!("{}", 1000 + i), Some(Uuid::new_v4())).await, u));
+    }
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+    let first = checkpoint(&t.pool, false).await;
+    assert!(first.full, "the first checkpoint is built from the tables");
+    assert_eq!(first.users, 5);
+
+    // Activity after the checkpoint: rollbacks, new orders, a new account.
+    for &(o, u) in &orders[..2] {
+        assert!(db::rollback_order(&t.pool, o, u, "r").await.expect("rollback").success);
+    }
+    let late = account(&t.pool, "500").await;
+    executed(&t.pool, late, "10", None).await;
+    executed(&t.pool, users[4], "700", None).await;
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+
+    // A checkpoint built from the previous one, then more activity.
+    let second = checkpoint(&t.pool, false).await;
+    assert!(!second.full);
+    assert_eq!(second.users, 6);
+    assert!(db::rollback_order(&t.pool, orders[3].0, orders[3].1, "r").await.expect("rollback").success);
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+
+    // The incremental checkpoint holds the same figures a full one would.
+    let inc: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_id::text, concat_ws(',', cash, margin, house, taken, given_back, cost_executed, cost_rolled_back, \
+                n_executed, n_rolled_back, open_margin, n_live, n_positions_rolled_back, n_rollback_rows) \
+         FROM ledger_audit_checkpoint_users WHERE checkpoint_id = $1 ORDER BY 1",
+    )
+    .bind(second.checkpoint_id)
+    .fetch_all(&t.pool)
+    .await
+    .expect("figures");
+    let third = checkpoint(&t.pool, true).await;
+    assert!(third.full);
+    let full: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_id::text, concat_ws(',', cash, margin, house, taken, given_back, cost_executed, cost_rolled_back, \
+                n_executed, n_rolled_back, open_margin, n_live, n_positions_rolled_back, n_rollback_rows) \
+         FROM ledger_audit_checkpoint_users WHERE checkpoint_id = $1 ORDER BY 1",
+    )
+    .bind(third.checkpoint_id)
+    .fetch_all(&t.pool)
+    .await
+    .expect("figures");
+    // The full one also counts the rollback made after the second checkpoint.
+    assert_eq!(inc.len(), full.len());
+    let differ: Vec<_> = inc.iter().zip(&full).filter(|(a, b)| a != b).map(|(a, _)| a.0.clone()).collect();
+    assert_eq!(differ, vec![orders[3].1.to_string()], "only the user rolled back since differs");
+}
+
+#[tokio::test]
+async fn tampering_after_a_checkpoint_is_found_by_the_incremental_audit() {
+    let t = test_db().await;
+    let a = account(&t.pool, "10000").await;
+    let b = account(&t.pool, "10000").await;
+    let oa = executed(&t.pool, a, "1000", None).await;
+    let ob = executed(&t.pool, b, "2000", None).await;
+    checkpoint(&t.pool, false).await;
+
+    // Each tampering is made directly by the superuser, the way a bad script would.
+    let cases: Vec<(&str, &str)> = vec![
+        ("UPDATE profiles SET balance = balance + 1 WHERE id = $1", "balance_matches_ledger"),
+        (
+            "UPDATE orders SET status = 'rolled_back', rolled_back_at = now(), rolled_back_reason = 'forged' \
+             WHERE user_id = $1 AND status = 'executed'",
+            "rolled_back_orders_have_one_audit_row",
+        ),
+        ("UPDATE positions SET margin_used = margin_used + 1 WHERE user_id = $1", "margin_matches_open_positions"),
+        (
+            "INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind) \
+             VALUES ($1, 'house_clearing', 'user_cash', 5, 'deposit')",
+            "balance_matches_ledger",
+        ),
+    ];
+    for (sql, check) in cases {
+        let t = test_db().await;
+        let u = account(&t.pool, "10000").await;
+        executed(&t.pool, u, "1000", None).await;
+        checkpoint(&t.pool, false).await;
+        sqlx::query(sql).bind(u).execute(&t.pool).await.expect(sql);
+        let (incremental, full) = both(&t.pool).await;
+        assert!(!full.is_empty(), "{sql}: the full audit must see it");
+        assert_eq!(incremental, full, "{sql}");
+        assert!(incremental.iter().any(|v| v.contains(check)), "{sql}: {incremental:?}");
+    }
+    // The first database was left alone: still clean, both ways.
+    let _ = (oa, ob);
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_taken_during_rollbacks_miss_nothing() {
+    let t = test_db().await;
+    let mut work = Vec::new();
+    for _ in 0..8 {
+        let u = account(&t.pool, "100000").await;
+        for _ in 0..25 {
+            work.push((executed(&t.pool, u, "500", None).await, u));
+        }
+    }
+    checkpoint(&t.pool, false).await;
+    // Roll back everything on four connections while checkpoints are being taken.
+    let chunks: Vec<Vec<(Uuid, Uuid)>> = work.chunks(50).map(|c| c.to_vec()).collect();
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let url = t.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let pool = PgPool::connect(&url).await.expect("pool");
+            for (o, u) in chunk {
+                loop {
+                    match db::rollback_order(&pool, o, u, "r").await {
+                        Ok(r) => {
+                            assert!(r.success, "{r:?}");
+                            break;
+                        }
+                        Err(e) if incident_console::error::is_retryable(e.sqlstate()) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    let mut checkpoints = 0;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        checkpoint(&t.pool, false).await;
+        checkpoints += 1;
+        let (incremental, full) = both(&t.pool).await;
+        assert_eq!(incremental, full);
+        assert!(full.is_empty(), "{full:?}");
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    assert!(checkpoints >= 1);
+    checkpoint(&t.pool, false).await;
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+    let rolled: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'rolled_back'")
+        .fetch_one(&t.pool)
+        .await
+        .expect("count");
+    assert_eq!(rolled, 200);
+}
