@@ -20,8 +20,7 @@ DROP TABLE orders;
 DROP FUNCTION orders_owner_never_changes();
 DROP TABLE profiles;
 DROP TABLE instruments;
-DROP FUNCTION book_changed();
-DROP SEQUENCE book_change_seq;
+
 DROP DOMAIN key_text;
 DROP DOMAIN reason_text;
 DROP DOMAIN position_state;

@@ -64,8 +64,6 @@ CREATE TABLE orders (
     position_id        uuid,
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
-    -- stamped on every insert and update (book_changed): what the audit rechecks
-    change_seq         bigint NOT NULL DEFAULT 0,
     CONSTRAINT uq_orders_user_idempotency_key UNIQUE (user_id, idempotency_key),
     -- an executed (or rolled back) order carries everything its execution did
     CONSTRAINT orders_execution_recorded CHECK (
@@ -99,7 +97,6 @@ CREATE TABLE positions (
     status          position_state NOT NULL DEFAULT 'open',
     opened_at       timestamptz NOT NULL DEFAULT now(),
     closed_at       timestamptz,
-    change_seq      bigint NOT NULL DEFAULT 0,
     -- one position per order: an order can never be half rolled back
     CONSTRAINT uq_positions_order_id UNIQUE (order_id),
     CONSTRAINT fk_positions_order_id FOREIGN KEY (order_id) REFERENCES orders (id),
@@ -149,24 +146,6 @@ CREATE INDEX idx_orders_transaction_id ON orders (transaction_id) WHERE transact
 CREATE INDEX idx_positions_user_id_symbol ON positions (user_id, symbol);
 CREATE INDEX idx_positions_status ON positions (status);
 
--- Every insert and update of an order or a position takes the next number of one
--- sequence, so the incremental ledger audit knows exactly which rows changed since its
--- last checkpoint (see _audit_incremental). A trigger, not a default, so that no writer
--- can skip or forge it.
-CREATE SEQUENCE book_change_seq;
-CREATE FUNCTION book_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-BEGIN
-    NEW.change_seq := nextval('book_change_seq');
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER orders_book_changed BEFORE INSERT OR UPDATE ON orders
-    FOR EACH ROW EXECUTE FUNCTION book_changed();
-CREATE TRIGGER positions_book_changed BEFORE INSERT OR UPDATE ON positions
-    FOR EACH ROW EXECUTE FUNCTION book_changed();
-CREATE INDEX idx_orders_change_seq ON orders (change_seq);
-CREATE INDEX idx_positions_change_seq ON positions (change_seq);
 
 CREATE TABLE daily_pnl_tracking (
     user_id             uuid NOT NULL REFERENCES profiles (id),

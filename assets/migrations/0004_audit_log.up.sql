@@ -57,16 +57,104 @@ CREATE TRIGGER order_audit_log_notify
     WHEN (coalesce(current_setting('incident.defer_notify', true), '') <> 'on')
     EXECUTE FUNCTION order_audit_notify();
 
--- Checkpoints of the ledger audit: the per-user figures of the book up to a horizon, so
--- that the next audit only adds what came after (ledger and audit rows above the ids,
--- orders and positions whose change_seq is above change_max). Derived data: old
--- checkpoints are pruned, and `audit --full` rebuilds one from nothing.
+-- What every insert and update of an order or a position did to the figures the ledger
+-- audit compares, per user: the difference between the row's contribution after and
+-- before. With the ledger and the audit log (both append-only) this makes the book's
+-- figures a sum over append-only rows, so an audit can start from a checkpoint and add
+-- only what came after it. Written by triggers, so no writer can skip it.
+CREATE TABLE book_changes (
+    id                        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id                   uuid NOT NULL,
+    d_cost_executed           numeric NOT NULL DEFAULT 0,
+    d_cost_rolled_back        numeric NOT NULL DEFAULT 0,
+    d_n_executed              integer NOT NULL DEFAULT 0,
+    d_n_rolled_back           integer NOT NULL DEFAULT 0,
+    d_open_margin             numeric NOT NULL DEFAULT 0,
+    d_n_live                  integer NOT NULL DEFAULT 0,
+    d_n_positions_rolled_back integer NOT NULL DEFAULT 0
+);
+
+CREATE TRIGGER book_changes_append_only
+    BEFORE UPDATE OR DELETE ON book_changes
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER book_changes_no_truncate
+    BEFORE TRUNCATE ON book_changes
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
+-- The contribution of one order (or position) row to the figures; NULL row: none.
+CREATE FUNCTION _order_figures(o orders, OUT cost_executed numeric, OUT cost_rolled_back numeric,
+                               OUT n_executed integer, OUT n_rolled_back integer)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN o.status IN ('executed', 'rolled_back') THEN coalesce(o.total_cost, 0) ELSE 0 END,
+           CASE WHEN o.status = 'rolled_back' THEN coalesce(o.total_cost, 0) ELSE 0 END,
+           CASE WHEN o.status = 'executed' THEN 1 ELSE 0 END,
+           CASE WHEN o.status = 'rolled_back' THEN 1 ELSE 0 END
+$$;
+CREATE FUNCTION _position_figures(p positions, OUT open_margin numeric, OUT n_live integer,
+                                  OUT n_rolled_back integer)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p.status = 'open' THEN coalesce(p.margin_used, 0) ELSE 0 END,
+           CASE WHEN p.status IS NOT NULL AND p.status <> 'rolled_back' THEN 1 ELSE 0 END,
+           CASE WHEN p.status = 'rolled_back' THEN 1 ELSE 0 END
+$$;
+
+CREATE FUNCTION orders_record_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    n record;
+    o record;
+BEGIN
+    n := _order_figures(NEW);
+    IF TG_OP = 'UPDATE' THEN
+        o := _order_figures(OLD);
+    ELSE
+        o := _order_figures(NULL::orders);
+    END IF;
+    IF (n.cost_executed, n.cost_rolled_back, n.n_executed, n.n_rolled_back)
+       IS DISTINCT FROM (o.cost_executed, o.cost_rolled_back, o.n_executed, o.n_rolled_back) THEN
+        INSERT INTO book_changes (user_id, d_cost_executed, d_cost_rolled_back, d_n_executed, d_n_rolled_back)
+        VALUES (NEW.user_id, n.cost_executed - o.cost_executed, n.cost_rolled_back - o.cost_rolled_back,
+                n.n_executed - o.n_executed, n.n_rolled_back - o.n_rolled_back);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION positions_record_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    n record;
+    o record;
+BEGIN
+    n := _position_figures(NEW);
+    IF TG_OP = 'UPDATE' THEN
+        o := _position_figures(OLD);
+    ELSE
+        o := _position_figures(NULL::positions);
+    END IF;
+    IF (n.open_margin, n.n_live, n.n_rolled_back) IS DISTINCT FROM (o.open_margin, o.n_live, o.n_rolled_back) THEN
+        INSERT INTO book_changes (user_id, d_open_margin, d_n_live, d_n_positions_rolled_back)
+        VALUES (NEW.user_id, n.open_margin - o.open_margin, n.n_live - o.n_live, n.n_rolled_back - o.n_rolled_back);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER orders_record_change AFTER INSERT OR UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION orders_record_change();
+CREATE TRIGGER positions_record_change AFTER INSERT OR UPDATE ON positions
+    FOR EACH ROW EXECUTE FUNCTION positions_record_change();
+
+-- Checkpoints of the ledger audit: the per-user figures of the book up to a horizon (the
+-- highest ledger, audit-log and book-change ids it counts), so that the next audit only
+-- adds the rows above them. Derived data: old checkpoints are pruned, and
+-- `audit --full` rebuilds one from the tables alone.
 CREATE TABLE ledger_audit_checkpoints (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     taken_at       timestamptz NOT NULL DEFAULT now(),
     ledger_max     bigint NOT NULL,
     audit_max      bigint NOT NULL,
-    change_max     bigint NOT NULL,
+    changes_max    bigint NOT NULL,
     full_recompute boolean NOT NULL,
     users          integer NOT NULL,
     operator       text NOT NULL

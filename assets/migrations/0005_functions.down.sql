@@ -17,7 +17,7 @@ DROP FUNCTION ledger_audit();
 DROP FUNCTION check_active_transactions(uuid);
 DROP FUNCTION _rollback_locked_orders(uuid, uuid[], text, text, uuid, timestamptz, jsonb);
 DROP FUNCTION _ledger_audit(uuid[], boolean);
-DROP FUNCTION _audit_incremental(bigint, bigint, bigint);
+DROP FUNCTION _audit_incremental(bigint, bigint, bigint, bigint);
 DROP FUNCTION _audit_figures(uuid[], bigint, bigint);
 DROP TYPE audit_figures;
 DROP FUNCTION _execution_totals(uuid, uuid[]);

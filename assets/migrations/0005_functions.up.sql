@@ -165,39 +165,26 @@ BEGIN
 END
 $$;
 
--- The figures of the whole book from checkpoint p_checkpoint onwards: ledger and audit
--- rows are append-only, so the checkpoint's sums plus the rows above its ids (up to
--- p_ledger_to / p_audit_to, NULL: all) are exact; users with an order or position
--- changed since the checkpoint (change_seq above change_max) are recomputed from the
--- tables. The cost is what changed, not the history.
-CREATE FUNCTION _audit_incremental(p_checkpoint bigint, p_ledger_to bigint, p_audit_to bigint)
+-- The figures of the whole book from checkpoint p_checkpoint onwards: the checkpoint's
+-- sums plus the ledger, audit-log and book-change rows above its ids (up to the given ids;
+-- NULL: all). All three tables are append-only, so this is exact, and it costs what
+-- changed since the checkpoint, not the history.
+CREATE FUNCTION _audit_incremental(p_checkpoint bigint, p_ledger_to bigint, p_audit_to bigint,
+                                   p_changes_to bigint)
 RETURNS SETOF audit_figures
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, public, pg_temp
 SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
-    c         ledger_audit_checkpoints;
-    v_touched uuid[];
+    c ledger_audit_checkpoints;
 BEGIN
     SELECT * INTO c FROM ledger_audit_checkpoints WHERE id = p_checkpoint;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'ledger audit checkpoint % does not exist', p_checkpoint;
     END IF;
-    SELECT coalesce(array_agg(DISTINCT t.user_id), '{}') INTO v_touched
-    FROM (SELECT o.user_id FROM orders o WHERE o.change_seq > c.change_max
-          UNION ALL
-          SELECT p.user_id FROM positions p WHERE p.change_seq > c.change_max) t;
 
     RETURN QUERY
-    WITH base AS (
-        SELECT cu.user_id, cu.cash, cu.margin, cu.house, cu.taken, cu.given_back, cu.cost_executed,
-               cu.cost_rolled_back, cu.n_executed, cu.n_rolled_back, cu.open_margin, cu.n_live,
-               cu.n_positions_rolled_back, cu.n_rollback_rows
-        FROM ledger_audit_checkpoint_users cu
-        WHERE cu.checkpoint_id = c.id AND NOT (cu.user_id = ANY (v_touched))
-        UNION ALL
-        SELECT * FROM _audit_figures(v_touched, c.ledger_max, c.audit_max)
-    ), ld AS (
+    WITH deltas AS (
         SELECT t.user_id,
                sum(CASE WHEN t.credit_account = 'user_cash' THEN t.amount
                         WHEN t.debit_account = 'user_cash' THEN -t.amount ELSE 0 END) AS cash,
@@ -207,30 +194,38 @@ BEGIN
                         WHEN t.debit_account IN ('house_clearing', 'house_commission') THEN -t.amount
                         ELSE 0 END) AS house,
                coalesce(sum(t.amount) FILTER (WHERE t.kind IN ('margin_lock', 'commission')), 0) AS taken,
-               coalesce(sum(t.amount) FILTER (WHERE t.kind = 'reversal'), 0) AS given_back
+               coalesce(sum(t.amount) FILTER (WHERE t.kind = 'reversal'), 0) AS given_back,
+               0::numeric AS cost_executed, 0::numeric AS cost_rolled_back, 0::bigint AS n_executed,
+               0::bigint AS n_rolled_back, 0::numeric AS open_margin, 0::bigint AS n_live,
+               0::bigint AS n_positions_rolled_back, 0::bigint AS n_rollback_rows
         FROM ledger_transfers t
         WHERE t.id > c.ledger_max AND (p_ledger_to IS NULL OR t.id <= p_ledger_to)
         GROUP BY t.user_id
-    ), ad AS (
-        SELECT a.user_id, count(*) AS n
+        UNION ALL
+        SELECT a.user_id, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, count(*)
         FROM order_audit_log a
         WHERE a.id > c.audit_max AND (p_audit_to IS NULL OR a.id <= p_audit_to)
           AND a.action = 'order_rolled_back'
         GROUP BY a.user_id
+        UNION ALL
+        SELECT b.user_id, 0, 0, 0, 0, 0, sum(b.d_cost_executed), sum(b.d_cost_rolled_back), sum(b.d_n_executed),
+               sum(b.d_n_rolled_back), sum(b.d_open_margin), sum(b.d_n_live), sum(b.d_n_positions_rolled_back), 0
+        FROM book_changes b
+        WHERE b.id > c.changes_max AND (p_changes_to IS NULL OR b.id <= p_changes_to)
+        GROUP BY b.user_id
+        UNION ALL
+        SELECT cu.user_id, cu.cash, cu.margin, cu.house, cu.taken, cu.given_back, cu.cost_executed,
+               cu.cost_rolled_back, cu.n_executed, cu.n_rolled_back, cu.open_margin, cu.n_live,
+               cu.n_positions_rolled_back, cu.n_rollback_rows
+        FROM ledger_audit_checkpoint_users cu
+        WHERE cu.checkpoint_id = c.id
     )
-    SELECT coalesce(b.user_id, ld.user_id, ad.user_id),
-           coalesce(b.cash, 0) + coalesce(ld.cash, 0),
-           coalesce(b.margin, 0) + coalesce(ld.margin, 0),
-           coalesce(b.house, 0) + coalesce(ld.house, 0),
-           coalesce(b.taken, 0) + coalesce(ld.taken, 0),
-           coalesce(b.given_back, 0) + coalesce(ld.given_back, 0),
-           coalesce(b.cost_executed, 0), coalesce(b.cost_rolled_back, 0),
-           coalesce(b.n_executed, 0), coalesce(b.n_rolled_back, 0),
-           coalesce(b.open_margin, 0), coalesce(b.n_live, 0), coalesce(b.n_positions_rolled_back, 0),
-           coalesce(b.n_rollback_rows, 0) + coalesce(ad.n, 0)
-    FROM base b
-    FULL JOIN ld ON ld.user_id = b.user_id
-    FULL JOIN ad ON ad.user_id = coalesce(b.user_id, ld.user_id);
+    SELECT d.user_id, sum(d.cash), sum(d.margin), sum(d.house), sum(d.taken), sum(d.given_back),
+           sum(d.cost_executed), sum(d.cost_rolled_back), sum(d.n_executed)::bigint, sum(d.n_rolled_back)::bigint,
+           sum(d.open_margin), sum(d.n_live)::bigint, sum(d.n_positions_rolled_back)::bigint,
+           sum(d.n_rollback_rows)::bigint
+    FROM deltas d
+    GROUP BY d.user_id;
 END
 $$;
 
@@ -253,7 +248,7 @@ BEGIN
 
     RETURN QUERY
     WITH f AS (
-        SELECT * FROM _audit_incremental(v_checkpoint, NULL, NULL) WHERE v_checkpoint IS NOT NULL
+        SELECT * FROM _audit_incremental(v_checkpoint, NULL, NULL, NULL) WHERE v_checkpoint IS NOT NULL
         UNION ALL
         SELECT * FROM _audit_figures(p_user_ids, NULL, NULL) WHERE v_checkpoint IS NULL
     ), u AS (
@@ -432,59 +427,61 @@ SET search_path = pg_catalog, public, pg_temp AS $$
 $$;
 
 -- The horizon of a new checkpoint: waits for every write in flight on the audited tables
--- (SHARE locks, held only by this one statement's transaction), then returns the highest
--- ledger id, audit id and change number. Everything at or below them is committed.
-CREATE FUNCTION audit_horizon(OUT ledger_max bigint, OUT audit_max bigint, OUT change_max bigint)
+-- (SHARE locks, held until the calling transaction ends), then returns the highest ledger,
+-- audit-log and book-change ids. Everything at or below them is committed.
+CREATE FUNCTION audit_horizon(OUT ledger_max bigint, OUT audit_max bigint, OUT changes_max bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     -- The order the rollback statement takes its locks in, to avoid deadlocking with it.
-    LOCK TABLE ledger_transfers, profiles, positions, orders, order_audit_log IN SHARE MODE;
+    LOCK TABLE ledger_transfers, profiles, positions, orders, order_audit_log, book_changes IN SHARE MODE;
     SELECT coalesce(max(t.id), 0) INTO ledger_max FROM ledger_transfers t;
     SELECT coalesce(max(a.id), 0) INTO audit_max FROM order_audit_log a;
-    SELECT greatest((SELECT coalesce(max(o.change_seq), 0) FROM orders o),
-                    (SELECT coalesce(max(p.change_seq), 0) FROM positions p))
-    INTO change_max;
+    SELECT coalesce(max(b.id), 0) INTO changes_max FROM book_changes b;
 END
 $$;
 
--- Records a checkpoint at a horizon from audit_horizon(), built from the previous one
--- (or from the tables alone when p_full or there is none). Keeps the last three.
-CREATE FUNCTION ledger_audit_checkpoint(p_ledger_max bigint, p_audit_max bigint, p_change_max bigint,
+-- Records a checkpoint at a horizon from audit_horizon(), built from the previous one, or
+-- with p_full from the tables alone; then the caller's snapshot must be the one taken
+-- under the horizon's locks (see db::refresh_audit_checkpoint), so the tables hold
+-- exactly what the horizon counts. Keeps the last three checkpoints.
+CREATE FUNCTION ledger_audit_checkpoint(p_ledger_max bigint, p_audit_max bigint, p_changes_max bigint,
                                         p_full boolean)
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_started timestamptz := clock_timestamp();
     v_prev    ledger_audit_checkpoints;
-    v_full    boolean;
     v_id      bigint;
     v_users   integer;
 BEGIN
-    IF p_ledger_max IS NULL OR p_audit_max IS NULL OR p_change_max IS NULL THEN
+    IF p_ledger_max IS NULL OR p_audit_max IS NULL OR p_changes_max IS NULL OR p_full IS NULL THEN
         RETURN _refusal('invalid_argument', 'the horizon from audit_horizon() is required');
     END IF;
     SELECT * INTO v_prev FROM ledger_audit_checkpoints ORDER BY id DESC LIMIT 1;
-    IF FOUND AND (p_ledger_max < v_prev.ledger_max OR p_audit_max < v_prev.audit_max
-                  OR p_change_max < v_prev.change_max) THEN
+    IF NOT p_full AND v_prev.id IS NULL THEN
+        RETURN _refusal('no_checkpoint', 'there is no checkpoint to continue from; take a full one');
+    END IF;
+    IF NOT p_full AND (p_ledger_max < v_prev.ledger_max OR p_audit_max < v_prev.audit_max
+                       OR p_changes_max < v_prev.changes_max) THEN
         RETURN _refusal('invalid_argument', 'the horizon is older than the latest checkpoint');
     END IF;
-    v_full := coalesce(p_full, false) OR v_prev.id IS NULL;
 
-    INSERT INTO ledger_audit_checkpoints (ledger_max, audit_max, change_max, full_recompute, users, operator)
-    VALUES (p_ledger_max, p_audit_max, p_change_max, v_full, 0, _operator())
+    INSERT INTO ledger_audit_checkpoints (ledger_max, audit_max, changes_max, full_recompute, users, operator)
+    VALUES (p_ledger_max, p_audit_max, p_changes_max, p_full, 0, _operator())
     RETURNING id INTO v_id;
     INSERT INTO ledger_audit_checkpoint_users
-    SELECT v_id, f.* FROM _audit_figures(NULL, p_ledger_max, p_audit_max) f WHERE v_full
+    SELECT v_id, f.* FROM _audit_figures(NULL, p_ledger_max, p_audit_max) f WHERE p_full
     UNION ALL
-    SELECT v_id, f.* FROM _audit_incremental(v_prev.id, p_ledger_max, p_audit_max) f WHERE NOT v_full;
+    SELECT v_id, f.* FROM _audit_incremental(v_prev.id, p_ledger_max, p_audit_max, p_changes_max) f
+    WHERE NOT p_full;
     GET DIAGNOSTICS v_users = ROW_COUNT;
     UPDATE ledger_audit_checkpoints SET users = v_users WHERE id = v_id;
     DELETE FROM ledger_audit_checkpoints
     WHERE id < (SELECT min(k.id) FROM (SELECT id FROM ledger_audit_checkpoints ORDER BY id DESC LIMIT 3) k);
 
-    RETURN jsonb_build_object('success', true, 'checkpoint_id', v_id, 'full', v_full, 'users', v_users,
-        'ledger_max', p_ledger_max, 'audit_max', p_audit_max, 'change_max', p_change_max,
+    RETURN jsonb_build_object('success', true, 'checkpoint_id', v_id, 'full', p_full, 'users', v_users,
+        'ledger_max', p_ledger_max, 'audit_max', p_audit_max, 'changes_max', p_changes_max,
         'elapsed_ms', round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 1));
 END
 $$;

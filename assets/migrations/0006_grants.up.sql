@@ -4,14 +4,15 @@ SET LOCAL ROLE incident_owner;
 
 REVOKE ALL ON instruments, profiles, orders, positions, daily_pnl_tracking, system_settings,
     maintenance_log, ledger_transfers, order_audit_log, ledger_audit_checkpoints,
-    ledger_audit_checkpoint_users FROM PUBLIC;
+    ledger_audit_checkpoint_users, book_changes FROM PUBLIC;
 -- Named one by one: extensions may keep functions of other owners in public.
 REVOKE EXECUTE ON FUNCTION
     ledger_refuse_change(), order_audit_notify(), positions_owner_matches_order(), orders_owner_never_changes(),
     _refusal(text, text, jsonb), _money(numeric), _operator(), _batch_id(), _reason_refusal(text),
     _execution_totals(uuid, uuid[]), _ledger_audit(uuid[], boolean),
-    _audit_figures(uuid[], bigint, bigint), _audit_incremental(bigint, bigint, bigint),
-    book_changed(), ledger_audit_full(), audit_horizon(),
+    _audit_figures(uuid[], bigint, bigint), _audit_incremental(bigint, bigint, bigint, bigint),
+    orders_record_change(), positions_record_change(), _order_figures(orders), _position_figures(positions),
+    ledger_audit_full(), audit_horizon(),
     ledger_audit_checkpoint(bigint, bigint, bigint, boolean),
     _rollback_locked_orders(uuid, uuid[], text, text, uuid, timestamptz, jsonb),
     _order_result(orders, boolean),
