@@ -172,3 +172,25 @@ async fn checkpoints_taken_during_rollbacks_miss_nothing() {
         .expect("count");
     assert_eq!(rolled, 200);
 }
+
+#[tokio::test]
+async fn a_change_right_after_a_rollback_in_the_same_transaction_is_still_recorded() {
+    let t = test_db().await;
+    let u = account(&t.pool, "10000").await;
+    let a = executed(&t.pool, u, "1000", None).await;
+    let b = executed(&t.pool, u, "2000", None).await;
+    checkpoint(&t.pool, false).await;
+    // The rollback writes its own change row and tells the triggers to stand aside; that
+    // must last for its statement only, not for the rest of the transaction.
+    let mut tx = t.pool.begin().await.expect("begin");
+    assert!(db::rollback_order(&mut *tx, a, u, "r").await.expect("rollback").success);
+    sqlx::query("UPDATE orders SET total_cost = total_cost + 1 WHERE id = $1")
+        .bind(b)
+        .execute(&mut *tx)
+        .await
+        .expect("tamper");
+    tx.commit().await.expect("commit");
+    let (incremental, full) = both(&t.pool).await;
+    assert!(full.iter().any(|v| v.contains("execution_transfers_match_orders")), "{full:?}");
+    assert_eq!(incremental, full);
+}

@@ -324,6 +324,9 @@ DECLARE
     v_orders      integer;
     v_duration    bigint;
 BEGIN
+    -- This statement writes its own book_changes row; the triggers that would write one
+    -- per order and per position stand aside for it (and only for it: reset below).
+    PERFORM set_config('incident.book_changes', 'written', true);
     WITH reversed AS (
         INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind, order_id, reverses_id)
         SELECT t.user_id, t.credit_account, t.debit_account, t.amount, 'reversal', t.order_id, t.id
@@ -344,7 +347,7 @@ BEGIN
     ), closed AS (
         UPDATE positions SET status = 'rolled_back', closed_at = now()
         WHERE order_id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'open'
-        RETURNING 1
+        RETURNING margin_used
     ), marked AS (
         -- failure_reason is left as it was: it is forensic evidence.
         UPDATE orders
@@ -368,11 +371,20 @@ BEGIN
                jsonb_build_object('reason', p_reason, 'refunded', _money(m.total_cost))
         FROM marked m
         RETURNING duration_us
+    ), changes AS (
+        -- What this did to the audited figures (see book_changes), in one row: executed
+        -- orders became rolled back, open positions rolled back.
+        INSERT INTO book_changes (user_id, d_cost_rolled_back, d_n_executed, d_n_rolled_back,
+                                  d_open_margin, d_n_live, d_n_positions_rolled_back)
+        SELECT p_user_id, m.cost, -m.n, m.n, -c.margin, -c.n, c.n
+        FROM (SELECT coalesce(sum(total_cost), 0) AS cost, count(*) AS n FROM marked) m,
+             (SELECT coalesce(sum(margin_used), 0) AS margin, count(*) AS n FROM closed) c
     )
     SELECT s.cash, s.margin, s.n, (SELECT count(*) FROM profile), (SELECT count(*) FROM closed),
            (SELECT count(*) FROM marked), (SELECT max(duration_us) FROM audit)
     INTO v_cash, v_margin, v_transfers, v_profiles, v_positions, v_orders, v_duration
     FROM sums s;
+    PERFORM set_config('incident.book_changes', '', true);
 
     -- The caller checked every one of these under its locks; a difference means a row
     -- changed under us (a position closed at the same moment): retry the whole call.
