@@ -68,6 +68,11 @@ impl Drill {
 const DEPOSIT: Decimal = Decimal::from_parts(10_000, 0, 0, false, 0);
 const REASON: &str = "drill: duplicate executions of a faulty deploy";
 
+/// An optional value for the report: the value, or "none".
+fn shown<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_string(), |v| v.to_string())
+}
+
 fn success(v: &Value) -> bool {
     v.get("success").and_then(Value::as_bool) == Some(true)
 }
@@ -162,7 +167,11 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
     let t = Instant::now();
     let pre = db::precheck(&mut conn, a4, a).await?;
     let failed: Vec<&str> = pre.checks.iter().filter(|c| !c.passed).map(|c| c.check.as_str()).collect();
-    d.record("pre-check one order", t, Ok((pre.ready, format!("{} checks, failed: {:?}", pre.checks.len(), failed))));
+    d.record(
+        "pre-check one order",
+        t,
+        Ok((pre.ready, format!("{} checks, {} failed {}", pre.checks.len(), failed.len(), failed.join(", ")))),
+    );
 
     let t = Instant::now();
     let baseline = pre.baseline.clone().unwrap_or(Value::Null);
@@ -174,7 +183,11 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
         t,
         Ok((
             r.rollback.success && post_ok && r.rollback.refunded == expected,
-            format!("refunded {:?} (expected {:?}); post-check passed: {post_ok}", r.rollback.refunded, expected),
+            format!(
+                "refunded {} (expected {}); post-check passed: {post_ok}",
+                shown(r.rollback.refunded),
+                shown(expected)
+            ),
         )),
     );
 
@@ -187,7 +200,12 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
         t,
         Ok((
             again.error_code.as_deref() == Some("already_rolled_back") && before == after,
-            format!("refused with {:?}; balance {} before, {} after", again.error_code, before.0, after.0),
+            format!(
+                "refused with {}; balance {} before, {} after",
+                shown(again.error_code.as_ref()),
+                before.0,
+                after.0
+            ),
         )),
     );
 
@@ -211,9 +229,9 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
         Ok((
             pre.ready && r.rollback.success && post_ok && r.rollback.order_ids.as_ref().map_or(0, Vec::len) == 2 && a3_intact,
             format!(
-                "{} order(s) rolled back, refunded {:?}; failed order untouched: {a3_intact}; post-check passed: {post_ok}",
+                "{} order(s) rolled back, refunded {}; failed order untouched: {a3_intact}; post-check passed: {post_ok}",
                 r.rollback.order_ids.as_ref().map_or(0, Vec::len),
-                r.rollback.refunded
+                shown(r.rollback.refunded)
             ),
         )),
     );
@@ -231,7 +249,14 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
     d.record(
         "refusals: empty reason, another user's order, a failed order",
         t,
-        Ok((codes == want && before == after, format!("codes {codes:?}; balances unchanged: {}", before == after))),
+        Ok((
+            codes == want && before == after,
+            format!(
+                "refused with {}; balances unchanged: {}",
+                codes.iter().map(|c| shown(c.as_ref())).collect::<Vec<_>>().join(", "),
+                before == after
+            ),
+        )),
     );
 
     // 8. Two operators roll back one order at the same moment.
@@ -308,9 +333,9 @@ async fn concurrent_double_rollback(settings: &ConnectSettings, order: Uuid, use
     Ok((
         ok,
         format!(
-            "second call waited on the lock: {waited}; first: {}, second: {:?}; audit rows {rows}; balance {} -> {} (refund {refunded} once)",
+            "second call waited on the lock: {waited}; first: {}, second: {}; audit rows {rows}; balance {} -> {} (refund {refunded} once)",
             if r1.success { "rolled back" } else { "refused" },
-            r2.error_code,
+            shown(r2.error_code.as_ref()),
             before.0,
             after.0
         ),
