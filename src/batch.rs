@@ -131,6 +131,15 @@ pub struct Progress {
     pub problems: AtomicU64,
     /// Set to stop taking new orders (in-flight ones finish).
     pub cancel: AtomicBool,
+    /// Outcomes not yet shown, for a live display (drained by whoever draws).
+    pub recent: std::sync::Mutex<Vec<(BatchItem, Outcome)>>,
+}
+
+impl Progress {
+    /// Takes the outcomes recorded since the last call.
+    pub fn take_recent(&self) -> Vec<(BatchItem, Outcome)> {
+        self.recent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
 }
 
 /// Reads the order ids of a `--orders` file: one per line; blank lines and `#` comments
@@ -251,6 +260,12 @@ pub async fn run(
                         db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
                 }
                 progress.done.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut recent) = progress.recent.lock() {
+                    // Bounded: a display that never drains must not grow memory.
+                    if recent.len() < 1000 {
+                        recent.push((item, outcome.clone()));
+                    }
+                }
                 results.push((i, item, outcome));
             }
             results

@@ -24,6 +24,14 @@ pub struct Cli {
     /// What to do (the console itself when omitted).
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Console: the incident's title.
+    #[arg(long, default_value = "Order execution incident")]
+    pub title: String,
+
+    /// Console: the incident's level (1 minor, 2 moderate, 3 critical).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub level: u8,
 }
 
 /// Flags every command understands.
@@ -93,6 +101,23 @@ pub enum Command {
     Drill,
     /// Benchmark rollbacks and the audit against pgbench on the same server.
     Bench(BenchArgs),
+    /// The console's configuration file (key bindings, dashboard settings).
+    Config {
+        /// What to show.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `config` actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigAction {
+    /// Print where the configuration file is read from.
+    Path,
+    /// Print an example file with every setting.
+    Example,
+    /// Check the file and print the key bindings in effect.
+    Check,
 }
 
 /// Sandbox actions.

@@ -26,7 +26,7 @@ fn say(msg: &str) {
 pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.command {
-        None => console_placeholder(g).await,
+        None => console(g, &cli.title, cli.level).await,
         Some(Command::Sandbox { action }) => sandbox_command(g, action).await,
         Some(Command::Migrate { dry_run, undo_to }) => migrate(g, dry_run, undo_to).await,
         Some(Command::Seed(a)) => seed(g, a).await,
@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             crate::drill::run_command(&settings, g.json).await
         }
         Some(Command::Bench(a)) => crate::bench::run_command(g, a).await,
+        Some(Command::Config { action }) => config_command(g, action),
     }
 }
 
@@ -57,15 +58,67 @@ async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
     Ok((settings, pool))
 }
 
-/// Until the TUI lands, the bare command shows where things stand.
-async fn console_placeholder(g: &GlobalArgs) -> Result<i32> {
-    let (settings, pool) = connect(g).await?;
-    let (accounts, orders) = db::book_size(&pool).await?;
-    let m = db::maintenance_state(&pool).await?;
-    println!("Database: {}", settings.describe());
-    println!("Book: {accounts} accounts, {orders} orders");
-    println!("Maintenance mode: {}", if m.maintenance_mode { "ON" } else { "off" });
-    println!("See `incident-console --help` for the commands.");
+/// The console: opens at once, connects (starting the sandbox if needed) in the background.
+async fn console(g: &GlobalArgs, title: &str, level: u8) -> Result<i32> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Error::BadInput(
+            "the console needs a terminal; without one, use the headless commands (incident-console --help)".into(),
+        ));
+    }
+    let config = crate::config::ConsoleConfig::load()?;
+    let _log = init_log();
+    let level = crate::workflow::Level::from_number(level).unwrap_or(crate::workflow::Level::Moderate);
+    let now = chrono::Utc::now();
+    let incident = crate::workflow::IncidentHeader::new(title.to_string(), level, now);
+    let (target, label) = match &g.database_url {
+        Some(url) if !url.trim().is_empty() => {
+            let s = target::settings_for(url.clone(), false, g);
+            let label = s.describe();
+            (crate::worker::WorkerTarget::Url(s), label)
+        }
+        _ => {
+            (crate::worker::WorkerTarget::Sandbox(target::settings_for(String::new(), true, g)), "sandbox".to_string())
+        }
+    };
+    let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
+    let app = crate::app::App::new(config.keymap.clone(), incident, label, now, (w, h));
+    let worker = crate::worker::spawn(target, config);
+    tracing::info!("console started");
+    crate::tui::run_console(app, worker).await?;
+    Ok(EXIT_OK)
+}
+
+/// Logs go to a file in the user's state directory, never to the terminal.
+fn init_log() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = crate::config::log_dir().ok()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    let appender = tracing_appender::rolling::daily(dir, "console.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INCIDENT_CONSOLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_writer(writer).with_ansi(false).with_env_filter(filter).try_init().ok()?;
+    Some(guard)
+}
+
+fn config_command(g: &GlobalArgs, action: cli::ConfigAction) -> Result<i32> {
+    let path = crate::config::config_path()?;
+    match action {
+        cli::ConfigAction::Path => {
+            if g.json {
+                print_json(&json!({ "path": path, "exists": path.exists() }))?;
+            } else {
+                println!("{}", path.display());
+            }
+        }
+        cli::ConfigAction::Example => print!("{}", crate::config::EXAMPLE),
+        cli::ConfigAction::Check => {
+            let c = crate::config::ConsoleConfig::load()?;
+            println!("{}: {}", path.display(), if path.exists() { "ok" } else { "not present, defaults in effect" });
+            for a in crate::keymap::KeyAction::ALL {
+                println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+            }
+        }
+    }
     Ok(EXIT_OK)
 }
 

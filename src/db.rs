@@ -1002,9 +1002,16 @@ pub async fn orders_in_window<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
-/// The trading date of the newest order (for messages about the demo book).
+/// The trading date of the newest order outside drill accounts (a filter's times of day
+/// refer to it).
 pub async fn newest_trading_date<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<Option<NaiveDate>> {
-    Ok(sqlx::query_scalar("SELECT max(created_at AT TIME ZONE 'UTC')::date FROM orders").fetch_one(e).await?)
+    Ok(sqlx::query_scalar(
+        "SELECT (o.created_at AT TIME ZONE 'UTC')::date FROM orders o \
+         JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill \
+         ORDER BY o.created_at DESC LIMIT 1",
+    )
+    .fetch_optional(e)
+    .await?)
 }
 
 /// `CREATE DATABASE name TEMPLATE template` for tests and benchmarks. The names are
@@ -1061,4 +1068,150 @@ mod tests {
         assert_eq!(super::migration_lock_id(""), 0);
         assert_eq!(super::migration_lock_id("123456789"), 0x3d32_ad9e_i64 * 0xCBF4_3926_i64);
     }
+}
+
+// ----------------------------------------------------------------------------------------
+// The console's queries
+// ----------------------------------------------------------------------------------------
+
+/// A filter of the console with its time bounds resolved to instants.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedQuery {
+    pub id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub transaction_id: Option<Uuid>,
+    pub symbol: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+fn push_filter(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
+    q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill WHERE true");
+    if let Some(id) = f.id {
+        q.push(" AND o.id = ").push_bind(id);
+    }
+    if let Some(u) = f.user_id {
+        q.push(" AND o.user_id = ").push_bind(u);
+    }
+    if let Some(t) = f.transaction_id {
+        q.push(" AND o.transaction_id = ").push_bind(t);
+    }
+    if let Some(s) = &f.symbol {
+        q.push(" AND o.symbol = ").push_bind(s.clone());
+    }
+    if let Some(s) = &f.status {
+        q.push(" AND o.status = ").push_bind(s.clone());
+    }
+    if let Some(t) = f.from {
+        q.push(" AND o.created_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.to {
+        q.push(" AND o.created_at < ").push_bind(t);
+    }
+}
+
+/// One page of orders, newest first, after or before a key (keyset paging: the cost of a
+/// page does not depend on how deep in the book it is). Returns the rows, closest to the
+/// key first, and whether there are more.
+pub async fn orders_page<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    older_than: Option<(DateTime<Utc>, Uuid)>,
+    newer_than: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<(Vec<OrderRow>, bool)> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
+    push_filter(&mut q, f);
+    if let Some((t, id)) = older_than {
+        q.push(" AND (o.created_at, o.id) < (").push_bind(t).push(", ").push_bind(id).push(")");
+    }
+    if let Some((t, id)) = newer_than {
+        q.push(" AND (o.created_at, o.id) > (").push_bind(t).push(", ").push_bind(id).push(")");
+        q.push(" ORDER BY o.created_at, o.id");
+    } else {
+        q.push(" ORDER BY o.created_at DESC, o.id DESC");
+    }
+    q.push(" LIMIT ").push_bind(limit + 1);
+    let mut rows = q.build_query_as::<OrderRow>().fetch_all(e).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    Ok((rows, more))
+}
+
+/// How many orders match, counting at most `cap` (true when there are more).
+pub async fn count_orders<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    cap: i64,
+) -> Result<(i64, bool)> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM orders o");
+    push_filter(&mut q, f);
+    q.push(" LIMIT ").push_bind(cap + 1).push(") s");
+    let n: i64 = q.build_query_scalar().fetch_one(e).await?;
+    Ok((n.min(cap), n > cap))
+}
+
+/// Executed orders matching a filter, oldest first, at most `cap` (error beyond).
+pub async fn executed_matching<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    cap: i64,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT o.id, o.user_id FROM orders o");
+    let mut only_executed = f.clone();
+    only_executed.status = Some("executed".into());
+    push_filter(&mut q, &only_executed);
+    q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(cap + 1);
+    let rows: Vec<(Uuid, Uuid)> = q.build_query_as().fetch_all(e).await?;
+    if rows.len() as i64 > cap {
+        return Err(Error::BadInput(format!("more than {cap} orders match: narrow the filter")));
+    }
+    Ok(rows)
+}
+
+/// Successful rollback calls per minute over the last `minutes` minutes, oldest first.
+pub async fn rollbacks_per_minute<'e, E: Executor<'e, Database = Postgres>>(e: E, minutes: i32) -> Result<Vec<u64>> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT (extract(epoch FROM date_trunc('minute', now()) - date_trunc('minute', created_at)) / 60)::int AS ago, \
+                count(DISTINCT rollback_id) \
+         FROM order_audit_log \
+         WHERE action = 'order_rolled_back' AND NOT is_drill \
+           AND created_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1) \
+         GROUP BY 1",
+    )
+    .bind(minutes)
+    .fetch_all(e)
+    .await?;
+    let n = minutes.max(1) as usize;
+    let mut out = vec![0u64; n];
+    for (ago, count) in rows {
+        if (0..n as i32).contains(&ago) {
+            out[n - 1 - ago as usize] = count.max(0) as u64;
+        }
+    }
+    Ok(out)
+}
+
+/// Rollback calls running now on any connection (0 when this role cannot see others').
+pub async fn rollbacks_in_flight<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() \
+           AND (query LIKE '%rollback_execute_order_atomic(%' OR query LIKE '%rollback_order_execution(%' \
+                OR query LIKE '%rollback_with_postcheck(%')",
+    )
+    .fetch_one(e)
+    .await?)
+}
+
+/// `pg_cancel_backend(pid)`.
+pub async fn cancel_backend<'e, E: Executor<'e, Database = Postgres>>(e: E, pid: i32) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_cancel_backend($1)").bind(pid).fetch_one(e).await?)
+}
+
+/// Round trip of a trivial query.
+pub async fn ping<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<()> {
+    sqlx::query("SELECT 1").execute(e).await?;
+    Ok(())
 }

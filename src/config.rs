@@ -1,0 +1,164 @@
+//! The console's configuration file (`config.toml` in the user's config directory):
+//! key bindings and the intervals and thresholds of the dashboard. Everything has a
+//! default; a file that does not parse is an error that says where.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::keymap::{KeyAction, KeyMap};
+use crate::metrics::Thresholds;
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    keys: BTreeMap<KeyAction, Vec<String>>,
+    #[serde(default)]
+    dashboard: DashboardFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardFile {
+    refresh_seconds: Option<u64>,
+    audit_seconds: Option<u64>,
+    metrics_window_hours: Option<u64>,
+    burst_count: Option<u64>,
+    burst_window_minutes: Option<i64>,
+    long_rollback_minutes: Option<i64>,
+}
+
+/// The console's settings, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Key bindings.
+    pub keymap: KeyMap,
+    /// How often the dashboard is refreshed when no notification arrives.
+    pub refresh: Duration,
+    /// How often the ledger audit runs in the background.
+    pub audit: Duration,
+    /// How far back the metrics count.
+    pub metrics_window: chrono::Duration,
+    /// Alert thresholds.
+    pub thresholds: Thresholds,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            keymap: KeyMap::default(),
+            refresh: Duration::from_secs(10),
+            audit: Duration::from_secs(60),
+            metrics_window: chrono::Duration::hours(24),
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// Where the configuration file lives (it need not exist).
+pub fn config_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("INCIDENT_CONSOLE_CONFIG") {
+        return Ok(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "incident-console")
+        .map(|d| d.config_dir().join("config.toml"))
+        .ok_or_else(|| Error::Other("cannot determine the user's config directory (is HOME set?)".into()))
+}
+
+/// Where the console writes its log file.
+pub fn log_dir() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "incident-console")
+        .ok_or_else(|| Error::Other("cannot determine the user's state directory (is HOME set?)".into()))?;
+    Ok(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).join("logs"))
+}
+
+impl ConsoleConfig {
+    /// Reads the file at `config_path()`; a missing file gives the defaults.
+    pub fn load() -> Result<Self> {
+        let path = config_path()?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).map_err(|e| Error::BadInput(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(Error::BadInput(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Parses a configuration text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| crate::sanitize::multiline(&e.to_string()))?;
+        let d = ConsoleConfig::default();
+        let positive = |v: Option<u64>, name: &str, default: Duration| match v {
+            Some(0) => Err(format!("[dashboard] {name} must be at least 1")),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        };
+        let t = Thresholds {
+            burst_count: file.dashboard.burst_count.unwrap_or(d.thresholds.burst_count),
+            burst_window: file
+                .dashboard
+                .burst_window_minutes
+                .map(chrono::Duration::minutes)
+                .unwrap_or(d.thresholds.burst_window),
+            long_rollback: file
+                .dashboard
+                .long_rollback_minutes
+                .map(chrono::Duration::minutes)
+                .unwrap_or(d.thresholds.long_rollback),
+        };
+        Ok(ConsoleConfig {
+            keymap: KeyMap::with_overrides(&file.keys)?,
+            refresh: positive(file.dashboard.refresh_seconds, "refresh_seconds", d.refresh)?,
+            audit: positive(file.dashboard.audit_seconds, "audit_seconds", d.audit)?,
+            metrics_window: file
+                .dashboard
+                .metrics_window_hours
+                .map(|h| chrono::Duration::hours(h.min(24 * 365) as i64))
+                .unwrap_or(d.metrics_window),
+            thresholds: t,
+        })
+    }
+}
+
+/// An example file, printed by `config example`.
+pub const EXAMPLE: &str = r#"# incident-console configuration
+[keys]
+# action = ["key", ...]; keys: q, G, ?, enter, esc, tab, shift-tab, space, ctrl-c, alt-x, f5, pgdn
+quit = ["q", "ctrl-c"]
+precheck = ["p", "enter"]
+
+[dashboard]
+refresh_seconds = 10        # fallback when no notification arrives
+audit_seconds = 60          # background ledger audit
+metrics_window_hours = 24
+burst_count = 5             # this many rollbacks ...
+burst_window_minutes = 10   # ... within this window raise an alert
+long_rollback_minutes = 30
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses() {
+        let c = ConsoleConfig::parse(EXAMPLE).map_err(|e| e.to_string());
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = ConsoleConfig::parse("[keys]\nquit = [\"ctrl-shift-\"]\n").err().unwrap_or_default();
+        assert!(e.contains("quit"), "{e}");
+        let e = ConsoleConfig::parse("[keys]\nfly = [\"f\"]\n").err().unwrap_or_default();
+        assert!(e.contains("fly"), "{e}");
+        let e = ConsoleConfig::parse("[dashboard]\nrefresh_seconds = 0\n").err().unwrap_or_default();
+        assert!(e.contains("refresh_seconds"), "{e}");
+        let e = ConsoleConfig::parse("colour = 1\n").err().unwrap_or_default();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

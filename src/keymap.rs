@@ -1,0 +1,376 @@
+//! What each key does in the console, and how a user's TOML file changes it.
+//!
+//! Key strings are written the way people say them: `q`, `G`, `?`, `enter`, `esc`,
+//! `tab`, `shift-tab`, `ctrl-c`, `alt-x`, `f5`, `pgdn`, `space`. A string the parser does
+//! not understand is an error at start-up that names it, never a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde::Deserialize;
+
+/// Something a key can do outside a text input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    /// Leave the console (asks first while a rollback runs).
+    Quit,
+    /// Show or hide the list of keys.
+    Help,
+    /// Focus the next pane.
+    NextPane,
+    /// Focus the previous pane.
+    PrevPane,
+    /// Move up one row.
+    Up,
+    /// Move down one row.
+    Down,
+    /// Move up one page.
+    PageUp,
+    /// Move down one page.
+    PageDown,
+    /// Go to the first row.
+    Top,
+    /// Go to the last row loaded.
+    Bottom,
+    /// Edit the orders filter.
+    Filter,
+    /// Select or unselect the order under the cursor for a batch.
+    ToggleSelect,
+    /// Select every order matching the filter for a batch.
+    SelectAllMatching,
+    /// Forget the selection.
+    ClearSelection,
+    /// Pre-check the order under the cursor.
+    Precheck,
+    /// Roll back the order under the cursor.
+    Rollback,
+    /// Roll back the transaction group of the order under the cursor.
+    RollbackGroup,
+    /// Roll back the selected orders as a batch.
+    RollbackBatch,
+    /// Cancel the request or rollback that is running; close a dialog.
+    Cancel,
+    /// Reload the orders and the dashboard.
+    Refresh,
+}
+
+impl KeyAction {
+    /// Every action, in the order the help lists them.
+    pub const ALL: [KeyAction; 20] = [
+        KeyAction::Help,
+        KeyAction::Quit,
+        KeyAction::NextPane,
+        KeyAction::PrevPane,
+        KeyAction::Up,
+        KeyAction::Down,
+        KeyAction::PageUp,
+        KeyAction::PageDown,
+        KeyAction::Top,
+        KeyAction::Bottom,
+        KeyAction::Filter,
+        KeyAction::ToggleSelect,
+        KeyAction::SelectAllMatching,
+        KeyAction::ClearSelection,
+        KeyAction::Precheck,
+        KeyAction::Rollback,
+        KeyAction::RollbackGroup,
+        KeyAction::RollbackBatch,
+        KeyAction::Cancel,
+        KeyAction::Refresh,
+    ];
+
+    /// What the help says it does.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyAction::Quit => "quit (asks first while a rollback runs)",
+            KeyAction::Help => "show or hide this help",
+            KeyAction::NextPane => "next pane",
+            KeyAction::PrevPane => "previous pane",
+            KeyAction::Up => "up",
+            KeyAction::Down => "down",
+            KeyAction::PageUp => "page up",
+            KeyAction::PageDown => "page down",
+            KeyAction::Top => "first order",
+            KeyAction::Bottom => "last order loaded",
+            KeyAction::Filter => "filter orders: symbol:GBPUSD status:executed from:13:02 to:13:06 user:ID tx:ID",
+            KeyAction::ToggleSelect => "select / unselect the order for a batch",
+            KeyAction::SelectAllMatching => "select every order matching the filter",
+            KeyAction::ClearSelection => "clear the selection",
+            KeyAction::Precheck => "pre-check the order",
+            KeyAction::Rollback => "roll back the order",
+            KeyAction::RollbackGroup => "roll back the order's transaction group",
+            KeyAction::RollbackBatch => "roll back the selection as a batch",
+            KeyAction::Cancel => "cancel what is running / close the dialog",
+            KeyAction::Refresh => "reload orders and dashboard",
+        }
+    }
+}
+
+/// A key with its modifiers, comparable to crossterm's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Chord {
+    code: ChordCode,
+    ctrl: bool,
+    alt: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum ChordCode {
+    Char(char),
+    Named(&'static str),
+    F(u8),
+}
+
+const NAMED: [(&str, KeyCode); 14] = [
+    ("enter", KeyCode::Enter),
+    ("esc", KeyCode::Esc),
+    ("tab", KeyCode::Tab),
+    ("backtab", KeyCode::BackTab),
+    ("backspace", KeyCode::Backspace),
+    ("up", KeyCode::Up),
+    ("down", KeyCode::Down),
+    ("left", KeyCode::Left),
+    ("right", KeyCode::Right),
+    ("home", KeyCode::Home),
+    ("end", KeyCode::End),
+    ("pgup", KeyCode::PageUp),
+    ("pgdn", KeyCode::PageDown),
+    ("delete", KeyCode::Delete),
+];
+
+impl Chord {
+    /// The chord of a key event (None for keys no binding can name).
+    pub fn from_event(ev: &KeyEvent) -> Option<Chord> {
+        let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = ev.modifiers.contains(KeyModifiers::ALT);
+        let code = match ev.code {
+            KeyCode::Char(' ') => ChordCode::Named("space"),
+            // Shift is part of the character itself ('G'), so it is not kept separately.
+            KeyCode::Char(c) => ChordCode::Char(if ctrl { c.to_ascii_lowercase() } else { c }),
+            KeyCode::F(n) => ChordCode::F(n),
+            other => ChordCode::Named(NAMED.iter().find(|(_, k)| *k == other)?.0),
+        };
+        Some(Chord { code, ctrl, alt })
+    }
+
+    /// Parses "ctrl-c", "shift-tab", "G", "f5", "space".
+    pub fn parse(text: &str) -> Result<Chord, String> {
+        let lower = text.trim();
+        if lower.is_empty() {
+            return Err("an empty key".into());
+        }
+        let mut ctrl = false;
+        let mut alt = false;
+        let mut shift = false;
+        let mut rest = lower;
+        loop {
+            let l = rest.to_ascii_lowercase();
+            if let Some(r) = l.strip_prefix("ctrl-").or_else(|| l.strip_prefix("c-")) {
+                ctrl = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else if let Some(r) = l.strip_prefix("alt-").or_else(|| l.strip_prefix("m-")) {
+                alt = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else if let Some(r) = l.strip_prefix("shift-") {
+                shift = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else {
+                break;
+            }
+        }
+        let name = rest.to_ascii_lowercase();
+        let code = if rest.chars().count() == 1 {
+            let c = rest.chars().next().unwrap_or(' ');
+            if c == ' ' {
+                ChordCode::Named("space")
+            } else if shift {
+                ChordCode::Char(c.to_ascii_uppercase())
+            } else if ctrl {
+                ChordCode::Char(c.to_ascii_lowercase())
+            } else {
+                ChordCode::Char(c)
+            }
+        } else if name == "space" {
+            ChordCode::Named("space")
+        } else if name == "tab" && shift {
+            ChordCode::Named("backtab")
+        } else if let Some(n) =
+            name.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()).filter(|n| (1..=24).contains(n))
+        {
+            ChordCode::F(n)
+        } else {
+            let alias = match name.as_str() {
+                "return" => "enter",
+                "escape" => "esc",
+                "pageup" => "pgup",
+                "pagedown" => "pgdn",
+                "del" => "delete",
+                other => other,
+            };
+            ChordCode::Named(
+                NAMED
+                    .iter()
+                    .find(|(n, _)| *n == alias)
+                    .map(|(n, _)| *n)
+                    .ok_or_else(|| format!("unknown key \"{}\"", crate::sanitize::line(text)))?,
+            )
+        };
+        Ok(Chord { code, ctrl, alt })
+    }
+}
+
+impl fmt::Display for Chord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ctrl {
+            write!(f, "ctrl-")?;
+        }
+        if self.alt {
+            write!(f, "alt-")?;
+        }
+        match self.code {
+            ChordCode::Char(c) => write!(f, "{c}"),
+            ChordCode::Named("backtab") => write!(f, "shift-tab"),
+            ChordCode::Named(n) => write!(f, "{n}"),
+            ChordCode::F(n) => write!(f, "f{n}"),
+        }
+    }
+}
+
+/// The bindings in effect.
+#[derive(Debug, Clone)]
+pub struct KeyMap {
+    bindings: BTreeMap<Chord, KeyAction>,
+}
+
+const DEFAULTS: [(KeyAction, &[&str]); 20] = [
+    (KeyAction::Quit, &["q", "ctrl-c"]),
+    (KeyAction::Help, &["?", "f1"]),
+    (KeyAction::NextPane, &["tab"]),
+    (KeyAction::PrevPane, &["shift-tab"]),
+    (KeyAction::Up, &["k", "up"]),
+    (KeyAction::Down, &["j", "down"]),
+    (KeyAction::PageUp, &["pgup", "ctrl-u"]),
+    (KeyAction::PageDown, &["pgdn", "ctrl-d"]),
+    (KeyAction::Top, &["g", "home"]),
+    (KeyAction::Bottom, &["G", "end"]),
+    (KeyAction::Filter, &["/"]),
+    (KeyAction::ToggleSelect, &["space"]),
+    (KeyAction::SelectAllMatching, &["A"]),
+    (KeyAction::ClearSelection, &["x"]),
+    (KeyAction::Precheck, &["p", "enter"]),
+    (KeyAction::Rollback, &["r"]),
+    (KeyAction::RollbackGroup, &["t"]),
+    (KeyAction::RollbackBatch, &["b"]),
+    (KeyAction::Cancel, &["esc", "c"]),
+    (KeyAction::Refresh, &["R", "f5"]),
+];
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        let mut bindings = BTreeMap::new();
+        for (action, keys) in DEFAULTS {
+            for k in keys {
+                if let Ok(chord) = Chord::parse(k) {
+                    bindings.insert(chord, action);
+                }
+            }
+        }
+        KeyMap { bindings }
+    }
+}
+
+impl KeyMap {
+    /// The defaults with the user's `[keys]` table applied: each action listed gets exactly
+    /// the keys given for it.
+    pub fn with_overrides(overrides: &BTreeMap<KeyAction, Vec<String>>) -> Result<Self, String> {
+        let mut map = KeyMap::default();
+        for (action, keys) in overrides {
+            map.bindings.retain(|_, a| a != action);
+            for k in keys {
+                let chord = Chord::parse(k).map_err(|e| format!("[keys] {}: {e}", action_name(*action)))?;
+                if let Some(other) = map.bindings.insert(chord, *action).filter(|o| o != action) {
+                    return Err(format!(
+                        "[keys] \"{}\" is bound to both {} and {}",
+                        chord,
+                        action_name(other),
+                        action_name(*action)
+                    ));
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The action of a key event, if any.
+    pub fn action(&self, ev: &KeyEvent) -> Option<KeyAction> {
+        Chord::from_event(ev).and_then(|c| self.bindings.get(&c).copied())
+    }
+
+    /// The keys of an action, for the footer and the help ("q ctrl-c").
+    pub fn keys_for(&self, action: KeyAction) -> String {
+        let keys: Vec<String> =
+            self.bindings.iter().filter(|(_, a)| **a == action).map(|(c, _)| c.to_string()).collect();
+        if keys.is_empty() { "unbound".into() } else { keys.join(" ") }
+    }
+}
+
+fn action_name(a: KeyAction) -> String {
+    // snake_case, as written in the TOML file
+    let debug = format!("{a:?}");
+    let mut out = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(code: KeyCode, m: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, m)
+    }
+
+    #[test]
+    fn defaults_cover_every_action() {
+        let m = KeyMap::default();
+        for a in KeyAction::ALL {
+            assert_ne!(m.keys_for(a), "unbound", "{a:?}");
+        }
+        assert_eq!(m.action(&ev(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(KeyAction::Quit));
+        assert_eq!(m.action(&ev(KeyCode::Char('G'), KeyModifiers::SHIFT)), Some(KeyAction::Bottom));
+        assert_eq!(m.action(&ev(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(KeyAction::PrevPane));
+        assert_eq!(m.action(&ev(KeyCode::Char(' '), KeyModifiers::NONE)), Some(KeyAction::ToggleSelect));
+    }
+
+    #[test]
+    fn overrides_replace_and_bad_keys_are_errors() {
+        let mut o = BTreeMap::new();
+        o.insert(KeyAction::Quit, vec!["ctrl-q".to_string()]);
+        let m = KeyMap::with_overrides(&o).unwrap_or_default();
+        assert_eq!(m.action(&ev(KeyCode::Char('q'), KeyModifiers::CONTROL)), Some(KeyAction::Quit));
+        assert_eq!(m.action(&ev(KeyCode::Char('q'), KeyModifiers::NONE)), None);
+
+        o.insert(KeyAction::Help, vec!["hyper-k".to_string()]);
+        let err = KeyMap::with_overrides(&o).err().unwrap_or_default();
+        assert!(err.contains("unknown key \"hyper-k\""), "{err}");
+
+        let mut clash = BTreeMap::new();
+        clash.insert(KeyAction::Help, vec!["r".to_string()]);
+        let err = KeyMap::with_overrides(&clash).err().unwrap_or_default();
+        assert!(err.contains("bound to both"), "{err}");
+    }
+
+    #[test]
+    fn chords_print_as_written() {
+        for k in ["ctrl-c", "shift-tab", "G", "f5", "space", "pgdn", "alt-x"] {
+            assert_eq!(Chord::parse(k).map(|c| c.to_string()).ok().as_deref(), Some(k));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Where each pane goes on a screen of a given size. Pure geometry, shared by drawing and
+//! by mouse hit-testing, so a click lands on what was drawn.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+
+/// The smallest screen the console draws on.
+pub const MIN_WIDTH: u16 = 80;
+/// The smallest screen the console draws on.
+pub const MIN_HEIGHT: u16 = 24;
+
+/// The panes that can have focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pane {
+    /// Candidate orders.
+    Orders,
+    /// Pre-check of an order.
+    Precheck,
+    /// The rollback being prepared or run.
+    Rollback,
+    /// Post-check of the last rollback.
+    Postcheck,
+    /// Live metrics and alerts.
+    Dashboard,
+}
+
+impl Pane {
+    /// Focus order for Tab.
+    pub const ORDER: [Pane; 5] = [Pane::Orders, Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
+
+    /// Title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Orders => "Orders",
+            Pane::Precheck => "Pre-check",
+            Pane::Rollback => "Rollback",
+            Pane::Postcheck => "Post-check",
+            Pane::Dashboard => "Dashboard",
+        }
+    }
+}
+
+/// The rectangles of one screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// Incident, level, phase, database, maintenance.
+    pub header: Rect,
+    /// The Orders pane (with its filter line).
+    pub orders: Rect,
+    /// Tabs over the detail area (narrow screens only).
+    pub tabs: Option<Rect>,
+    /// Pre-check / Rollback / Post-check (and Dashboard on narrow screens).
+    pub detail: Rect,
+    /// The Dashboard, when the screen is wide enough to show it beside the detail.
+    pub dashboard: Option<Rect>,
+    /// Keys that work here.
+    pub footer: Rect,
+}
+
+impl Areas {
+    /// Computes the areas; None when the screen is below 80x24.
+    pub fn of(width: u16, height: u16) -> Option<Areas> {
+        if width < MIN_WIDTH || height < MIN_HEIGHT {
+            return None;
+        }
+        let area = Rect::new(0, 0, width, height);
+        let [header, body, footer] =
+            Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area);
+        if width >= 120 && height >= 30 {
+            let [orders, right] =
+                Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(body);
+            let [detail, dashboard] =
+                Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(right);
+            Some(Areas { header, orders, tabs: None, detail, dashboard: Some(dashboard), footer })
+        } else {
+            let [orders, tabs, detail] =
+                Layout::vertical([Constraint::Percentage(45), Constraint::Length(1), Constraint::Min(6)]).areas(body);
+            Some(Areas { header, orders, tabs: Some(tabs), detail, dashboard: None, footer })
+        }
+    }
+
+    /// Rows of orders the Orders pane shows (borders, filter line and column titles off).
+    pub fn order_rows(&self) -> usize {
+        self.orders.height.saturating_sub(4) as usize
+    }
+
+    /// The first screen row of the order list.
+    pub fn first_order_row(&self) -> u16 {
+        self.orders.y + 3
+    }
+}
+
+/// Whether a point is in a rectangle.
+pub fn contains(r: Rect, x: u16, y: u16) -> bool {
+    x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height
+}

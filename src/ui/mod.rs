@@ -1,0 +1,293 @@
+//! Drawing the console. `render` reads the state and draws; it does no I/O, changes
+//! nothing and never reads the clock. Everything from the database passes through
+//! `sanitize` before it reaches the screen.
+
+pub mod dashboard;
+pub mod detail;
+pub mod layout;
+pub mod orders;
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
+
+use crate::app::App;
+use crate::keymap::KeyAction;
+use crate::protocol::ConnState;
+use crate::sanitize;
+use crate::workflow::Level;
+use layout::{Areas, MIN_HEIGHT, MIN_WIDTH, Pane};
+
+/// Draws the whole screen.
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    let Some(areas) = Areas::of(area.width, area.height) else {
+        too_small(frame, area);
+        return;
+    };
+    header(app, frame, areas.header);
+    orders::render(app, frame, areas.orders);
+    if let Some(tabs) = areas.tabs {
+        detail_tabs(app, frame, tabs);
+    }
+    match app.detail {
+        Pane::Dashboard if areas.dashboard.is_none() => dashboard::render(app, frame, areas.detail),
+        Pane::Postcheck => detail::postcheck(app, frame, areas.detail),
+        Pane::Rollback => detail::rollback(app, frame, areas.detail),
+        _ => detail::precheck(app, frame, areas.detail),
+    }
+    if let Some(d) = areas.dashboard {
+        dashboard::render(app, frame, d);
+    }
+    footer(app, frame, areas.footer);
+    if app.help {
+        help(app, frame, area);
+    }
+    if app.quit_confirm {
+        quit_confirm(frame, area);
+    }
+}
+
+/// A pane's frame: bold and coloured when focused, with its title.
+pub fn pane_block(app: &App, pane: Pane, title: String) -> Block<'static> {
+    let focused = app.focus == pane;
+    let style = if focused {
+        Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().fg(Color::DarkGray)
+    };
+    let marker = if focused { "▶ " } else { "" };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(style)
+        .title(Span::styled(format!(" {marker}{title} "), style))
+}
+
+/// The level's colour; the label carries the meaning without it.
+pub fn level_style(level: Level) -> Style {
+    match level {
+        Level::Minor => Style::new().fg(Color::Black).bg(Color::Green),
+        Level::Moderate => Style::new().fg(Color::Black).bg(Color::Yellow),
+        Level::Critical => Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+    }
+}
+
+/// "3m 05s" / "1h 02m".
+pub fn duration_text(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else if s >= 1 {
+        format!("{}.{}s", s, (d.num_milliseconds().max(0) % 1000) / 100)
+    } else {
+        format!("{} ms", d.num_milliseconds().max(0))
+    }
+}
+
+fn header(app: &App, frame: &mut Frame, area: Rect) {
+    let inc = &app.incident;
+    let in_phase = app.now - inc.phase_since;
+    let minutes = in_phase.num_minutes().max(0);
+    let phase = match inc.phase.time_box() {
+        Some(b) if in_phase > b => Span::styled(
+            format!(" {} {}m / {}m OVERDUE ", inc.phase.label(), minutes, b.num_minutes()),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        Some(b) => Span::raw(format!(" {} {}m / {}m ", inc.phase.label(), minutes, b.num_minutes())),
+        None => Span::raw(format!(" {} {}m ", inc.phase.label(), minutes)),
+    };
+    let line1 = Line::from(vec![
+        Span::styled(format!(" {} ", sanitize::line(&inc.id)), Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("{} ", sanitize::line(&inc.title))),
+        Span::styled(format!(" L{} {} ", inc.level.number(), inc.level.label()), level_style(inc.level)),
+        phase,
+    ]);
+    let db = match &app.conn {
+        ConnState::Up { latency_ms } => Span::styled(
+            format!(
+                " DB {} · {}{} ms ",
+                sanitize::line(&app.target),
+                if *latency_ms <= 1 { "<" } else { "≤" },
+                latency_ms
+            ),
+            Style::new().fg(Color::Green),
+        ),
+        ConnState::Connecting { detail } => Span::styled(
+            format!(" DB {}: {} … ", sanitize::line(&app.target), sanitize::line(detail)),
+            Style::new().fg(Color::Yellow),
+        ),
+        ConnState::Down { error, retry_in } => Span::styled(
+            format!(
+                " DB UNREACHABLE: {}{} ",
+                sanitize::line(error),
+                if *retry_in > 0 { format!(" · retrying in {retry_in}s") } else { " · retrying".into() }
+            ),
+            Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+    };
+    let maintenance = match &app.maintenance {
+        Some(m) if m.maintenance_mode => Span::styled(
+            format!(
+                " MAINTENANCE ON since {} ",
+                m.maintenance_since.map_or("?".into(), |t| t.format("%H:%M UTC").to_string())
+            ),
+            Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD),
+        ),
+        Some(_) => Span::raw(" maintenance off "),
+        None => Span::raw(" maintenance ? "),
+    };
+    let selection = if app.orders.all_matching {
+        Span::styled(" batch: all matching the filter ", Style::new().fg(Color::Cyan))
+    } else if !app.orders.selected.is_empty() {
+        Span::styled(format!(" batch: {} selected ", app.orders.selected.len()), Style::new().fg(Color::Cyan))
+    } else {
+        Span::raw("")
+    };
+    let line2 = Line::from(vec![db, Span::raw("│"), maintenance, selection]);
+    frame.render_widget(Paragraph::new(Text::from(vec![line1, line2])), area);
+}
+
+fn detail_tabs(app: &App, frame: &mut Frame, area: Rect) {
+    let tabs = [Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
+    let slots = Layout::horizontal([Constraint::Ratio(1, 4); 4]).split(area);
+    for (pane, slot) in tabs.iter().zip(slots.iter()) {
+        let shown = app.detail == *pane;
+        let style = if shown {
+            Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(Color::Gray)
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!(" {} ", pane.title()), style)).alignment(Alignment::Center),
+            *slot,
+        );
+    }
+}
+
+fn key(app: &App, a: KeyAction) -> String {
+    app.keymap.keys_for(a)
+}
+
+fn footer(app: &App, frame: &mut Frame, area: Rect) {
+    let line = if let Some(m) = &app.message {
+        let style = if m.error {
+            Style::new().fg(Color::White).bg(Color::Red)
+        } else {
+            Style::new().fg(Color::Black).bg(Color::Cyan)
+        };
+        Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if app.orders.editing.is_some() {
+        Line::from(" typing the filter · enter apply · esc cancel · e.g. GBPUSD executed from:13:02 to:13:06")
+    } else if let Some(text) = app.flow.as_ref().and_then(flow_hint) {
+        Line::from(text)
+    } else {
+        let keys: Vec<(KeyAction, &str)> = match app.focus {
+            Pane::Orders => vec![
+                (KeyAction::Filter, "filter"),
+                (KeyAction::Precheck, "pre-check"),
+                (KeyAction::Rollback, "roll back"),
+                (KeyAction::RollbackGroup, "group"),
+                (KeyAction::ToggleSelect, "select"),
+                (KeyAction::SelectAllMatching, "all"),
+                (KeyAction::RollbackBatch, "batch"),
+            ],
+            Pane::Rollback => vec![(KeyAction::Rollback, "roll back"), (KeyAction::Cancel, "cancel/close")],
+            _ => vec![(KeyAction::Refresh, "refresh"), (KeyAction::Cancel, "cancel")],
+        };
+        let mut spans = Vec::new();
+        for (a, label) in keys.into_iter().chain([
+            (KeyAction::NextPane, "pane"),
+            (KeyAction::Help, "help"),
+            (KeyAction::Quit, "quit"),
+        ]) {
+            spans.push(Span::styled(
+                format!(" {} ", first_key(&key(app, a))),
+                Style::new().fg(Color::Black).bg(Color::Gray),
+            ));
+            spans.push(Span::raw(format!(" {label} ")));
+        }
+        Line::from(spans)
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn first_key(keys: &str) -> &str {
+    keys.split(' ').next().unwrap_or(keys)
+}
+
+fn flow_hint(flow: &crate::app::flow::Flow) -> Option<&'static str> {
+    use crate::app::flow::Stage;
+    match flow.stage {
+        Stage::Reason => Some(" typing the reason · enter continue · esc abandon (nothing is changed)"),
+        Stage::Confirm if flow.confirm_word.is_some() => Some(" type the word shown · enter roll back · esc abandon"),
+        Stage::Confirm => Some(" enter roll back · esc abandon (nothing is changed)"),
+        Stage::Running { .. } | Stage::Prechecking { .. } | Stage::Previewing { .. } => {
+            Some(" c/esc cancel (on the server too) · tab pane · ? help")
+        }
+        _ => None,
+    }
+}
+
+/// A rectangle of at most `w`×`h` in the middle of `area`.
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+}
+
+fn help(app: &App, frame: &mut Frame, area: Rect) {
+    let mut lines = vec![Line::from(Span::styled("Keys", Style::new().add_modifier(Modifier::BOLD))), Line::from("")];
+    for a in KeyAction::ALL {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>16}  ", key(app, a)), Style::new().fg(Color::Cyan)),
+            Span::raw(a.describe()),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(
+        "In a text input: enter continue · esc abandon · ctrl-c quit. Mouse: click a pane or an order, wheel scrolls.",
+    ));
+    lines.push(Line::from("A rollback: pre-check (p), then r (one order), t (its group) or b (batch); type a reason;"));
+    lines.push(Line::from("confirm; the post-check proves the result against the pre-check's baseline."));
+    lines.push(Line::from("Keys can be changed in the config file: `incident-console config path` prints where."));
+    let h = lines.len() as u16 + 2;
+    let rect = centered(area, 110, h);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" Help · any key closes ").border_type(BorderType::Double)),
+        rect,
+    );
+}
+
+fn quit_confirm(frame: &mut Frame, area: Rect) {
+    let rect = centered(area, 60, 5);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from("A rollback is running. Quit anyway?").bold(),
+            Line::from("It is cancelled on the server; a batch stops after the orders in flight."),
+            Line::from("y quit · any other key stays"),
+        ])
+        .block(Block::bordered().border_style(Style::new().fg(Color::Red)).title(" Quit? ")),
+        rect,
+    );
+}
+
+fn too_small(frame: &mut Frame, area: Rect) {
+    let text = vec![
+        Line::from("Terminal too small").bold(),
+        Line::from(format!(
+            "incident-console needs {MIN_WIDTH}×{MIN_HEIGHT}; this one is {}×{}.",
+            area.width, area.height
+        )),
+        Line::from("Enlarge the window (or press q to quit)."),
+    ];
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+}

@@ -1,0 +1,185 @@
+//! The Orders pane: the filter line and the rows on screen (only those are built).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+
+use crate::app::App;
+use crate::app::flow::short;
+use crate::output::money;
+use crate::sanitize;
+use crate::ui::layout::Pane;
+use crate::ui::pane_block;
+
+fn status_style(status: &str) -> Style {
+    match status {
+        "executed" => Style::new().fg(Color::Green),
+        "rolled_back" => Style::new().fg(Color::Magenta),
+        "failed" | "cancelled" => Style::new().fg(Color::Red),
+        _ => Style::new().fg(Color::Yellow),
+    }
+}
+
+/// Draws the pane.
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let o = &app.orders;
+    let count = match (o.count, o.count_request) {
+        (Some((n, true)), _) => format!("{n}+ match"),
+        (Some((n, false)), _) => format!("{n} match"),
+        (None, Some(_)) => "counting…".into(),
+        (None, None) => String::new(),
+    };
+    let title = format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count);
+    let block = pane_block(app, Pane::Orders, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+
+    match &o.editing {
+        Some(editor) => {
+            let [label, input] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(filter);
+            frame.render_widget(Paragraph::new(Span::styled(" filter: ", Style::new().fg(Color::Cyan))), label);
+            frame.render_widget(editor, input);
+        }
+        None => {
+            let text = if o.filter_text.is_empty() {
+                Line::from(vec![
+                    Span::styled(
+                        format!(" {} ", first(&app.keymap.keys_for(crate::keymap::KeyAction::Filter))),
+                        Style::new().fg(Color::Black).bg(Color::Gray),
+                    ),
+                    Span::styled(
+                        " filter: symbol:GBPUSD status:executed from:13:02 to:13:06",
+                        Style::new().fg(Color::DarkGray),
+                    ),
+                ])
+            } else {
+                Line::from(Span::styled(
+                    format!(" filter: {}", sanitize::line(&o.filter_text)),
+                    Style::new().fg(Color::Cyan),
+                ))
+            };
+            frame.render_widget(Paragraph::new(text), filter);
+        }
+    }
+
+    if let Some(e) = &o.error {
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(Span::styled(
+                    format!(" Could not load orders: {}", sanitize::line(e)),
+                    Style::new().fg(Color::Red),
+                )),
+                Line::from(" R reloads; the header says whether the database is reachable."),
+            ]),
+            table,
+        );
+        return;
+    }
+    if o.rows.is_empty() {
+        let text = if app.orders_loading_first() || !o.started {
+            " loading orders…"
+        } else {
+            " No orders match the filter. / to change it."
+        };
+        frame.render_widget(Paragraph::new(text), table);
+        return;
+    }
+
+    let wide = table.width >= 110;
+    let header_cells: Vec<&str> = if wide {
+        vec!["", "time (UTC)", "symbol", "side", "quantity", "price", "status", "cost", "order", "user", "transaction"]
+    } else {
+        vec!["", "time", "symbol", "side", "quantity", "status", "cost", "order", "user"]
+    };
+    let visible = table.height.saturating_sub(1) as usize;
+    let end = (o.offset + visible).min(o.rows.len());
+    let rows: Vec<Row> = (o.offset..end)
+        .filter_map(|i| o.rows.get(i).map(|r| (i, r)))
+        .map(|(i, r)| {
+            let mark = if o.selected.contains_key(&r.id) {
+                "●"
+            } else if o.all_matching && r.status == "executed" {
+                "○"
+            } else {
+                " "
+            };
+            let time = if wide {
+                r.created_at.format("%m-%d %H:%M:%S").to_string()
+            } else {
+                r.created_at.format("%H:%M:%S").to_string()
+            };
+            let mut cells = vec![
+                Cell::from(mark),
+                Cell::from(time),
+                Cell::from(sanitize::line(&r.symbol).into_owned()),
+                Cell::from(sanitize::line(&r.side).into_owned()),
+                Cell::from(money(r.quantity)),
+            ];
+            if wide {
+                cells.push(Cell::from(r.price.map(money).unwrap_or_default()));
+            }
+            cells.push(Cell::from(Span::styled(sanitize::line(&r.status).into_owned(), status_style(&r.status))));
+            cells.push(Cell::from(r.total_cost.map(money).unwrap_or_default()));
+            cells.push(Cell::from(short(r.id)));
+            cells.push(Cell::from(short(r.user_id)));
+            if wide {
+                cells.push(Cell::from(r.transaction_id.map(short).unwrap_or_else(|| "-".into())));
+            }
+            let style = if i == o.cursor {
+                Style::new()
+                    .bg(if app.focus == Pane::Orders { Color::Blue } else { Color::DarkGray })
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            };
+            Row::new(cells).style(style)
+        })
+        .collect();
+    let widths: Vec<Constraint> = if wide {
+        vec![
+            Constraint::Length(1),
+            Constraint::Length(14),
+            Constraint::Length(7),
+            Constraint::Length(4),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Min(8),
+        ]
+    } else {
+        vec![
+            Constraint::Length(1),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(4),
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Length(10),
+            Constraint::Length(8),
+            Constraint::Min(8),
+        ]
+    };
+    let more = match (o.has_newer, o.has_older, &o.loading) {
+        (_, _, Some(_)) => " loading more…",
+        (true, true, _) => " ↑↓ more",
+        (true, false, _) => " ↑ more",
+        (false, true, _) => " ↓ more",
+        _ => "",
+    };
+    let header = Row::new(header_cells).style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD));
+    frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table);
+    if !more.is_empty() && table.width > 20 {
+        let r = Rect::new(table.x + table.width.saturating_sub(16), table.y, 16.min(table.width), 1);
+        frame.render_widget(Paragraph::new(Span::styled(more, Style::new().fg(Color::DarkGray))), r);
+    }
+}
+
+fn first(keys: &str) -> &str {
+    keys.split(' ').next().unwrap_or(keys)
+}
