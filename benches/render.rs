@@ -1,1 +1,110 @@
-fn main() {}
+//! Drawing and key handling of the console, measured with criterion on a TestBackend.
+//!
+//! `cargo bench --bench render`. The figures that matter are ratios against the
+//! baseline in the same run (an empty 160x48 frame), because the machine is shared.
+
+use std::hint::black_box;
+
+use chrono::{Duration, TimeZone, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use incident_console::app::{Action, App};
+use incident_console::db::OrderRow;
+use incident_console::keymap::KeyMap;
+use incident_console::protocol::{Command, ConnState, DbEvent};
+use incident_console::workflow::{IncidentHeader, Level};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+fn row(i: u64) -> OrderRow {
+    let t = Utc.with_ymd_and_hms(2026, 11, 25, 16, 0, 0).single().unwrap_or_default() - Duration::seconds(i as i64);
+    OrderRow {
+        id: Uuid::from_u128(0x1000 + u128::from(i)),
+        user_id: Uuid::from_u128(0x2000 + u128::from(i % 200)),
+        symbol: ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"][(i % 4) as usize].into(),
+        side: if i % 2 == 0 { "buy".into() } else { "sell".into() },
+        order_type: "market".into(),
+        quantity: Decimal::from(1000 + i),
+        price: Some(Decimal::new(12700, 4)),
+        status: "executed".into(),
+        transaction_id: Some(Uuid::from_u128(0x3000 + u128::from(i / 3))),
+        total_cost: Some(Decimal::new(2531_14686, 5)),
+        commission: Some(Decimal::new(25_3114, 4)),
+        failure_reason: None,
+        rolled_back_reason: None,
+        created_at: t,
+        executed_at: Some(t),
+        rolled_back_at: None,
+    }
+}
+
+/// An app that has loaded pages of orders until `total` rows went through it (it keeps
+/// at most its window of them), with `matching` orders counted.
+fn loaded_app(total: u64, matching: i64) -> App {
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 5, 0).single().unwrap_or_default();
+    let mut app = App::new(KeyMap::default(), IncidentHeader::new("Duplicate executions".into(), Level::Moderate, now), "sandbox".into(), now, (160, 48));
+    let mut cmds = app.update(Action::Db(Box::new(DbEvent::Connection(ConnState::Up { latency_ms: 1 })))).commands;
+    let mut next = 0u64;
+    while next < total {
+        let mut progressed = false;
+        for c in std::mem::take(&mut cmds) {
+            match c {
+                Command::LoadOrders { id, page, limit, .. } => {
+                    let n = (limit as u64).min(total - next);
+                    let rows: Vec<OrderRow> = (next..next + n).map(row).collect();
+                    next += n;
+                    let more = next < total;
+                    let ev = DbEvent::Orders { id, page, rows, has_more: more };
+                    cmds.extend(app.update(Action::Db(Box::new(ev))).commands);
+                    progressed = true;
+                }
+                Command::CountOrders { id, .. } => {
+                    let ev = DbEvent::OrderCount { id, count: matching, capped: false };
+                    cmds.extend(app.update(Action::Db(Box::new(ev))).commands);
+                }
+                _ => {}
+            }
+        }
+        if !progressed {
+            // Walk the cursor to the end of the window so the next page is asked for.
+            cmds.extend(app.update(Action::Terminal(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)))).commands);
+            if cmds.is_empty() {
+                break;
+            }
+        }
+    }
+    app
+}
+
+fn key(c: char) -> Action {
+    Action::Terminal(Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut terminal = match Terminal::new(TestBackend::new(160, 48)) {
+        Ok(t) => t,
+        Err(e) => panic!("test backend: {e}"),
+    };
+    let empty = loaded_app(0, 0);
+    c.bench_function("baseline: empty 160x48 frame", |b| {
+        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&empty), f)).map(|_| ()))
+    });
+    let app = loaded_app(10_000, 10_000);
+    c.bench_function("160x48 frame, 10,000 orders loaded", |b| {
+        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&app), f)).map(|_| ()))
+    });
+    let mut app = loaded_app(10_000, 10_000);
+    c.bench_function("key j handled and frame redrawn, 10,000 orders loaded", |b| {
+        b.iter(|| {
+            let e = app.update(key('j'));
+            let _ = app.update(key('k'));
+            black_box(e);
+            terminal.draw(|f| incident_console::ui::render(&app, f)).map(|_| ())
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
