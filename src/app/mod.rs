@@ -415,6 +415,8 @@ impl App {
             return None;
         }
         match key.code {
+            // Moving between panes still works while typing.
+            KeyCode::Tab | KeyCode::BackTab => None,
             KeyCode::Esc => {
                 self.flow = None;
                 Some(self.say("Rollback abandoned: nothing was changed.", false))
@@ -852,15 +854,17 @@ impl App {
     }
 
     fn on_cancelled(&mut self, id: RequestId) -> Effects {
+        let mut changed = false;
+        // A flow's pre-check is also the Pre-check pane's request: both end.
         if let Some(flow) = self.flow.as_mut().filter(|f| f.request() == Some(id)) {
             flow.stage = Stage::Cancelled { message: "Cancelled on the server: nothing was changed.".into() };
-            return Effects::redraw();
+            changed = true;
         }
         if matches!(self.precheck, Load::Loading { id: i, .. } if i == id) {
             self.precheck = Load::Cancelled;
-            return Effects::redraw();
+            changed = true;
         }
-        Effects::none()
+        if changed { Effects::redraw() } else { Effects::none() }
     }
 
     /// The order under the cursor (for rendering).
