@@ -78,7 +78,21 @@ impl ConnectSettings {
         if self.is_sandbox {
             return "sandbox".to_string();
         }
-        redact_url(&self.url)
+        match PgConnectOptions::from_str(&self.url) {
+            Ok(o) => {
+                let place = match o.get_socket() {
+                    // A socket directory can be long; its last component says enough.
+                    Some(dir) => format!(
+                        "socket {}",
+                        dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+                    ),
+                    None => format!("{}:{}", o.get_host(), o.get_port()),
+                };
+                crate::sanitize::line(&format!("{}@{}/{}", o.get_username(), place, o.get_database().unwrap_or("?")))
+                    .into_owned()
+            }
+            Err(_) => redact_url(&self.url),
+        }
     }
 }
 
@@ -145,5 +159,31 @@ mod tests {
         );
         assert_eq!(redact_url("postgresql:///incident?host=/tmp/s"), "postgresql:///incident?host=/tmp/s");
         assert_eq!(redact_url("postgres://a:p@ss@h/db"), "postgres://a:***@h/db");
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::*;
+
+    fn settings(url: &str) -> ConnectSettings {
+        ConnectSettings {
+            url: url.into(),
+            is_sandbox: false,
+            operator: "t".into(),
+            application_name: "t".into(),
+            statement_timeout: Duration::ZERO,
+            lock_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn describes_without_password_or_long_paths() {
+        assert_eq!(settings("postgres://bob:s3cret@db.example:6432/prod").describe(), "bob@db.example:6432/prod");
+        assert_eq!(
+            settings("postgresql:///incident?host=/var/lib/incident-console/sandbox/run&port=5432&user=postgres")
+                .describe(),
+            "postgres@socket run/incident"
+        );
     }
 }

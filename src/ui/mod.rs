@@ -123,7 +123,8 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         ),
         ConnState::Down { error, retry_in } => Span::styled(
             format!(
-                " DB UNREACHABLE: {}{} ",
+                " DB {} UNREACHABLE: {}{} ",
+                sanitize::line(&app.target),
                 sanitize::line(error),
                 if *retry_in > 0 { format!(" · retrying in {retry_in}s") } else { " · retrying".into() }
             ),

@@ -79,7 +79,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     if o.rows.is_empty() {
-        let text = if app.orders_loading_first() || !o.started {
+        let text = if !o.started && !matches!(app.conn, crate::protocol::ConnState::Up { .. }) {
+            " waiting for the database…"
+        } else if app.orders_loading_first() || !o.started {
             " loading orders…"
         } else {
             " No orders match the filter. / to change it."

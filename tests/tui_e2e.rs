@@ -1,0 +1,571 @@
+//! End-to-end tests of the console (the binary with no subcommand): the real binary in a
+//! private tmux server, driven by keys and read from the screen, checked against the
+//! database; and one in-process test of the event loop's responsiveness while the
+//! database sleeps inside a request.
+
+mod common;
+
+use std::process::{Command as StdCommand, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestDb, assert_consistent, test_db};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use incident_console::app::App;
+use incident_console::config::ConsoleConfig;
+use incident_console::keymap::KeyMap;
+use incident_console::protocol::DbEvent;
+use incident_console::tui::{LoopStats, run_loop};
+use incident_console::worker::{self, WorkerTarget};
+use incident_console::workflow::{IncidentHeader, Level};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_incident-console");
+const BURST_SQL: &str =
+    "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
+const REASON: &str = "duplicate executions of deploy 4711";
+
+// ----------------------------------------------------------------------------------------
+// The database
+// ----------------------------------------------------------------------------------------
+
+/// A fresh database with the demo book of seed 7 on 2026-11-25, written by the binary.
+async fn seeded() -> TestDb {
+    let t = test_db().await;
+    let out = tokio::process::Command::new(BIN)
+        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", &t.url])
+        .env_remove("DATABASE_URL")
+        .env("INCIDENT_OPERATOR", "e2e")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run seed");
+    assert!(
+        out.status.success(),
+        "seed failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t
+}
+
+/// The burst's orders, newest first (the order the console lists them in).
+async fn burst_newest_first(t: &TestDb) -> Vec<(Uuid, Uuid)> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, user_id FROM orders WHERE {BURST_SQL} ORDER BY created_at DESC, id DESC"
+    )))
+    .fetch_all(&t.pool)
+    .await
+    .expect("burst query")
+}
+
+async fn count(t: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&t.pool).await.expect(sql)
+}
+
+/// The console's short form of an id (first 8 hex digits).
+fn short(id: Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
+// ----------------------------------------------------------------------------------------
+// The binary in tmux
+// ----------------------------------------------------------------------------------------
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A private tmux server running the console in a 160x48 pane; the pane's shell stays
+/// after the console exits. The server is killed when this is dropped.
+struct Console {
+    socket: String,
+    /// The server's socket file, removed with the server.
+    socket_path: String,
+    home: tempfile::TempDir,
+    opened: Instant,
+}
+
+impl Console {
+    /// `incident-console --database-url URL`, with INCIDENT_OPERATOR=e2e, a private HOME
+    /// and no DATABASE_URL.
+    fn open(url: &str) -> Console {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!("ic-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let home = tempfile::tempdir().expect("temp HOME");
+        let command =
+            format!("{} --database-url {}; echo console-exited-$?; exec sh", shell_quote(BIN), shell_quote(url));
+        let console = Console { socket, socket_path: String::new(), home, opened: Instant::now() };
+        let out = console
+            .tmux()
+            .args(["new-session", "-d", "-s", "s", "-x", "160", "-y", "48", &command])
+            .output()
+            .expect("start tmux");
+        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        let mut console = console;
+        console.socket_path = console.pane_format("#{socket_path}");
+        console
+    }
+
+    /// tmux on this console's server, with a clean environment: the server copies it, and
+    /// so does the console it starts.
+    fn tmux(&self) -> StdCommand {
+        let mut c = StdCommand::new("/usr/bin/tmux");
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env("HOME", self.home.path())
+            .env("SHELL", "/bin/sh")
+            .env("TERM", "xterm-256color")
+            .env("LANG", "C.UTF-8")
+            .env("INCIDENT_OPERATOR", "e2e")
+            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Keys by tmux name (Enter, Escape, C-c).
+    fn keys(&self, keys: &[&str]) {
+        let out = self.tmux().args(["send-keys", "-t", "s"]).args(keys).output().expect("tmux send-keys");
+        assert!(out.status.success(), "send-keys {keys:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Text typed literally.
+    fn type_text(&self, text: &str) {
+        let out = self.tmux().args(["send-keys", "-t", "s", "-l", text]).output().expect("tmux send-keys");
+        assert!(out.status.success(), "send-keys -l {text:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        let out = self.tmux().args(["capture-pane", "-p", "-t", "s"]).output().expect("tmux capture-pane");
+        if !out.status.success() {
+            return format!("<capture-pane failed: {}>", String::from_utf8_lossy(&out.stderr));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A format of the pane (`#{alternate_on}`).
+    fn pane_format(&self, format: &str) -> String {
+        let out = self.tmux().args(["display-message", "-p", "-t", "s", format]).output().expect("tmux display");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Polls the screen until `pred` holds; panics with the screen after `timeout`.
+    async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{s}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        self.wait_until(&format!("{text:?}"), timeout, |s| s.contains(text)).await
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if self.socket_path.contains(&self.socket) {
+            let _ = std::fs::remove_file(&self.socket_path);
+        }
+    }
+}
+
+const T: Duration = Duration::from_secs(15);
+
+/// The line after the column titles of the Orders table: its first row.
+fn first_order_row(screen: &str) -> &str {
+    let mut lines = screen.lines().skip_while(|l| !(l.contains("symbol") && l.contains("quantity")));
+    lines.next();
+    lines.next().unwrap_or("")
+}
+
+/// After the console has quit: the pane's shell works like a normal terminal again.
+async fn assert_terminal_back_to_normal(c: &Console) {
+    assert_eq!(c.pane_format("#{alternate_on}"), "0", "the alternate screen is left");
+    for flag in ["mouse_any_flag", "mouse_button_flag", "mouse_all_flag", "mouse_sgr_flag"] {
+        assert_eq!(c.pane_format(&format!("#{{{flag}}}")), "0", "{flag}: mouse capture is off");
+    }
+    assert_eq!(c.pane_format("#{cursor_flag}"), "1", "the cursor is shown");
+    c.type_text("echo back-to-normal");
+    c.keys(&["Enter"]);
+    let s = c
+        .wait_until("the shell to echo the typed command and run it", Duration::from_secs(5), |s| {
+            s.lines().any(|l| l.contains("echo back-to-normal")) && s.lines().any(|l| l.trim() == "back-to-normal")
+        })
+        .await;
+    assert!(!s.contains("Orders ·"), "the console's screen is gone:\n{s}");
+    c.type_text("stty -a");
+    c.keys(&["Enter"]);
+    let s = c.wait_until("stty -a", Duration::from_secs(5), |s| s.contains("icanon")).await;
+    let words: Vec<&str> = s.split(|ch: char| ch.is_whitespace() || ch == ';').collect();
+    for on in ["icanon", "echo", "icrnl", "isig"] {
+        assert!(words.contains(&on), "{on} is on again:\n{s}");
+        assert!(!words.contains(&format!("-{on}").as_str()), "{on} is still off:\n{s}");
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The newcomer's path
+// ----------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
+    let t = seeded().await;
+    let burst = burst_newest_first(&t).await;
+    assert_eq!(burst.len(), 60, "the demo book's burst");
+    let (newest, newest_user) = burst[0];
+
+    let c = Console::open(&t.url);
+    c.wait_until("the Orders pane to list orders", T, |s| {
+        s.contains("symbol") && s.contains("quantity") && s.contains("executed")
+    })
+    .await;
+    assert_eq!(c.pane_format("#{alternate_on}"), "1", "the console uses the alternate screen");
+
+    // The filter.
+    c.type_text("/");
+    c.wait_for("typing the filter", T).await;
+    c.type_text("GBPUSD from:13:02 to:13:06");
+    c.keys(&["Enter"]);
+    let s = c.wait_for("60 match", T).await;
+    let s = if first_order_row(&s).contains(&short(newest)) {
+        s
+    } else {
+        c.wait_until("the burst's newest order on the first row", T, |s| first_order_row(s).contains(&short(newest)))
+            .await
+    };
+    assert!(first_order_row(&s).contains("GBPUSD"), "{s}");
+
+    // Pre-check.
+    c.type_text("p");
+    let s = c.wait_until("the pre-check to say READY", T, |s| s.contains(" READY ") && !s.contains("NOT READY")).await;
+    assert!(s.contains(&format!("Pre-check · order {}", short(newest))), "{s}");
+    assert!(s.contains("Baseline: balance"), "{s}");
+
+    // Roll it back: reason, then enter (level 2: no word to type).
+    c.type_text("r");
+    let s = c.wait_for("Reason (required):", T).await;
+    assert!(s.contains(&format!("Rollback · order {}", short(newest))), "{s}");
+    c.type_text(REASON);
+    c.wait_for(REASON, T).await;
+    c.keys(&["Enter"]);
+    c.wait_for("enter rolls back now", T).await;
+    c.keys(&["Enter"]);
+    let s = c.wait_for("PASSED", T).await;
+    assert!(s.contains("1 order(s) rolled back"), "{s}");
+
+    // Exactly that order, with one audit row by e2e.
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+        .bind(newest)
+        .fetch_one(&t.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "rolled_back");
+    assert_eq!(count(&t, "SELECT count(*) FROM orders WHERE status = 'rolled_back'").await, 1);
+    let audit: Vec<(String, String, Uuid)> =
+        sqlx::query_as("SELECT operator, action, user_id FROM order_audit_log WHERE order_id = $1")
+            .bind(newest)
+            .fetch_all(&t.pool)
+            .await
+            .expect("audit rows");
+    assert_eq!(audit, vec![("e2e".to_string(), "order_rolled_back".to_string(), newest_user)]);
+    assert_eq!(count(&t, "SELECT count(*) FROM order_audit_log").await, 1);
+    c.wait_for("rollbacks 1 ·", Duration::from_secs(5)).await;
+
+    // The batch: every executed order matching the filter.
+    c.type_text("A");
+    c.wait_for("Batch: every executed order matching the filter", T).await;
+    c.type_text("b");
+    let s = c.wait_for("Reason (required):", T).await;
+    assert!(s.contains("59 order(s) (59 executed)"), "{s}");
+    c.type_text(REASON);
+    c.wait_for(REASON, T).await;
+    c.keys(&["Enter"]);
+    c.wait_for("Type 59 to roll back", T).await;
+    c.type_text("59");
+    c.keys(&["Enter"]);
+    let s = c.wait_for("59 rolled back", Duration::from_secs(30)).await;
+    assert!(s.contains("59 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
+
+    assert_eq!(
+        count(&t, &format!("SELECT count(*) FROM orders WHERE {BURST_SQL} AND status = 'rolled_back'")).await,
+        60
+    );
+    assert_eq!(count(&t, "SELECT count(*) FROM orders WHERE status = 'rolled_back'").await, 60);
+    assert_eq!(
+        count(&t, "SELECT count(*) FROM order_audit_log WHERE action = 'order_rolled_back' AND operator = 'e2e'").await,
+        60
+    );
+    assert_consistent(&t.pool).await;
+    c.wait_for("rollbacks 60 ·", Duration::from_secs(5)).await;
+
+    // Quit: the process ends and the terminal is a terminal again.
+    c.type_text("q");
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
+    assert_terminal_back_to_normal(&c).await;
+}
+
+// ----------------------------------------------------------------------------------------
+// Live dashboard
+// ----------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
+    let t = seeded().await;
+    let (order, user) = burst_newest_first(&t).await[5];
+    let c = Console::open(&t.url);
+    c.wait_for("rollbacks 0 ·", T).await;
+    // The start-up audit refreshes the dashboard when it ends: wait for it, so that only
+    // the notification (or the 10 s fallback) can bring the next figures.
+    c.wait_for("ledger audit clean at", T).await;
+
+    let r: serde_json::Value = sqlx::query_scalar("SELECT rollback_execute_order_atomic($1, $2, 'psql')")
+        .bind(order)
+        .bind(user)
+        .fetch_one(&t.pool)
+        .await
+        .expect("rollback through SQL");
+    assert_eq!(r["success"], true, "{r}");
+    let committed = Instant::now();
+    c.wait_for("rollbacks 1 ·", Duration::from_secs(3)).await;
+    let shown = committed.elapsed();
+    // The fallback refresh runs every 10 s from start-up: this came by notification.
+    assert!(
+        c.opened.elapsed() < Duration::from_secs(10),
+        "the console was open for {:?}: the 10 s refresh may have brought it",
+        c.opened.elapsed()
+    );
+    eprintln!("a rollback committed by psql showed on the dashboard after {shown:?}");
+    c.type_text("q");
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
+}
+
+// ----------------------------------------------------------------------------------------
+// Unreachable database
+// ----------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_opens_when_the_database_is_unreachable() {
+    let c = Console::open("postgres://bob:s3cret@127.0.0.1:1/nope");
+    let start = Instant::now();
+    let s = loop {
+        let s = c.screen();
+        assert!(!s.contains("s3cret"), "the password is on screen:\n{s}");
+        if s.contains("UNREACHABLE") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no UNREACHABLE after 5 s; the screen:\n{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(s.contains("retrying"), "it says it keeps retrying:\n{s}");
+    assert!(s.contains("Orders"), "the panes are drawn:\n{s}");
+    // A while longer: retrying, still no password.
+    for _ in 0..10 {
+        let s = c.screen();
+        assert!(!s.contains("s3cret"), "the password is on screen:\n{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.type_text("q");
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
+    assert_eq!(c.pane_format("#{alternate_on}"), "0");
+    let s = c.screen();
+    assert!(!s.contains("s3cret") && !s.contains("panicked"), "{s}");
+    // Nor in the files it wrote under its private HOME (the log).
+    let mut dirs = vec![c.home.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                assert!(!String::from_utf8_lossy(&bytes).contains("s3cret"), "{} holds the password", path.display());
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Responsiveness, in process
+// ----------------------------------------------------------------------------------------
+
+fn key(ch: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(ch), KeyModifiers::NONE))
+}
+
+fn buffer_text(terminal: &Terminal<TestBackend>) -> String {
+    let b = terminal.backend().buffer();
+    let mut s = String::new();
+    for (i, cell) in b.content().iter().enumerate() {
+        if i > 0 && i % b.area.width as usize == 0 {
+            s.push('\n');
+        }
+        s.push_str(cell.symbol());
+    }
+    s
+}
+
+const ACTIVE_PRECHECKS: &str = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rollback_precheck%' \
+     AND state = 'active' AND pid <> pg_backend_pid() AND datname = current_database()";
+
+async fn wait<F: Fn() -> bool>(what: &str, timeout: Duration, f: F) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_are_handled_and_frames_drawn_while_the_database_sleeps() {
+    let t = seeded().await;
+    // The pre-check's check of active orders sleeps 5 s on the server.
+    sqlx::query(
+        "CREATE OR REPLACE FUNCTION check_active_transactions(p_user_id uuid) RETURNS integer LANGUAGE sql \
+         SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$ \
+         SELECT (SELECT count(*)::integer FROM orders WHERE user_id = p_user_id AND status IN ('pending','executing')) \
+              + (SELECT 0 FROM pg_sleep(5)) $$",
+    )
+    .execute(&t.pool)
+    .await
+    .expect("a sleeping check_active_transactions");
+
+    let handle = worker::spawn(WorkerTarget::Url(t.settings()), ConsoleConfig::default());
+    let now = chrono::Utc::now();
+    let incident = IncidentHeader::new("responsiveness".into(), Level::Moderate, now);
+    let mut app = App::new(KeyMap::default(), incident, t.settings().describe(), now, (160, 48));
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).expect("test terminal");
+    let stats = LoopStats::default();
+
+    // Terminal events we send; `asks` counts the loop asking for the next one, which it
+    // does only after it has handled (and drawn) the previous one.
+    let (key_tx, key_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let asks = AtomicU64::new(0);
+    let keys = Box::pin(futures::stream::unfold(key_rx, |mut rx| {
+        asks.fetch_add(1, Ordering::SeqCst);
+        async move { rx.recv().await.map(|e| (Ok(e), rx)) }
+    }));
+
+    // The worker's events pass through a tap that notes what arrived.
+    let (db_tx, db_rx) = tokio::sync::mpsc::unbounded_channel::<DbEvent>();
+    let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let mut worker_events = handle.events;
+    let tap_seen = seen.clone();
+    let tap = tokio::spawn(async move {
+        while let Some(ev) = worker_events.recv().await {
+            let kind = match &ev {
+                DbEvent::Orders { rows, .. } => format!("orders {}", rows.len()),
+                DbEvent::Precheck { .. } => "precheck".into(),
+                DbEvent::Cancelled { .. } => "cancelled".into(),
+                DbEvent::Failed { error, .. } => format!("failed {error}"),
+                other => format!("{other:?}").split([' ', '(', '{']).next().unwrap_or("").to_string(),
+            };
+            tap_seen.lock().expect("tap").push((Instant::now(), kind));
+            if db_tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    let arrived = |what: &str| seen.lock().expect("tap").iter().any(|(_, k)| k.starts_with(what));
+
+    let driver = async {
+        wait("the first page of orders", T, || {
+            seen.lock().expect("tap").iter().any(|(_, k)| k.starts_with("orders ") && k != "orders 0")
+        })
+        .await;
+        // Let the start-up answers (count, dashboard, audit) arrive and be drawn.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let precheck_sent = Instant::now();
+        key_tx.send(key('p')).expect("send p");
+        let start = Instant::now();
+        loop {
+            if count(&t, ACTIVE_PRECHECKS).await == 1 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "the pre-check never ran on the server");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let (frames0, events0) = (stats.frames.load(Ordering::SeqCst), stats.events.load(Ordering::SeqCst));
+        let mut latencies = Vec::new();
+        let mut next = Instant::now();
+        for _ in 0..20 {
+            tokio::time::sleep_until(next.into()).await;
+            next += Duration::from_millis(50);
+            let (asked, frames) = (asks.load(Ordering::SeqCst), stats.frames.load(Ordering::SeqCst));
+            let sent = Instant::now();
+            key_tx.send(key('j')).expect("send j");
+            wait("the key to be handled and drawn", Duration::from_secs(2), || {
+                asks.load(Ordering::SeqCst) > asked && stats.frames.load(Ordering::SeqCst) > frames
+            })
+            .await;
+            latencies.push(sent.elapsed());
+        }
+        let (frames1, events1) = (stats.frames.load(Ordering::SeqCst), stats.events.load(Ordering::SeqCst));
+        assert_eq!(events1 - events0, 20, "every key was handled");
+        assert!(frames1 - frames0 >= 20, "a frame per key: {} frames for 20 keys", frames1 - frames0);
+        let worst = latencies.iter().max().copied().unwrap_or_default();
+        assert!(worst < Duration::from_millis(100), "a key took {worst:?} to be handled and drawn: {latencies:?}");
+        assert_eq!(count(&t, ACTIVE_PRECHECKS).await, 1, "the pre-check is still sleeping on the server");
+        assert!(!arrived("precheck"), "the pre-check had not answered yet");
+        let mut sorted = latencies.clone();
+        sorted.sort();
+        eprintln!(
+            "20 keys while the pre-check slept: {} frames, latency median {:?}, worst {worst:?}",
+            frames1 - frames0,
+            sorted[10]
+        );
+
+        // Cancel: the query is gone from the server long before its 5 s sleep would end.
+        let cancel_sent = Instant::now();
+        key_tx.send(key('c')).expect("send c");
+        loop {
+            if count(&t, ACTIVE_PRECHECKS).await == 0 {
+                break;
+            }
+            assert!(cancel_sent.elapsed() < Duration::from_secs(2), "the pre-check still runs 2 s after c");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let gone = cancel_sent.elapsed();
+        assert!(precheck_sent.elapsed() < Duration::from_secs(4), "gone only {:?} after p", precheck_sent.elapsed());
+        eprintln!("cancelled: the server-side query was gone {gone:?} after c");
+        wait("the worker to report the cancellation", Duration::from_secs(2), || arrived("cancelled")).await;
+
+        // Idle: no input, nothing animating, (almost) no frames.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle0 = stats.frames.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = stats.frames.load(Ordering::SeqCst) - idle0;
+        assert!(idle <= 1, "{idle} frames drawn in 2 s of idle");
+
+        key_tx.send(key('q')).expect("send q");
+    };
+
+    let commands = handle.commands.clone();
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(40), async {
+        tokio::join!(run_loop(&mut terminal, &mut app, commands, db_rx, keys, &stats), driver)
+    })
+    .await
+    .expect("run_loop ended after q");
+    result.expect("run_loop returns Ok");
+    assert!(app.quit);
+    let screen = buffer_text(&terminal);
+    assert!(screen.contains("Cancelled."), "the Pre-check pane says it was cancelled:\n{screen}");
+    assert!(!arrived("precheck"), "a cancelled pre-check never answers");
+    // q sent Shutdown: the worker ends.
+    tokio::time::timeout(Duration::from_secs(5), handle.task).await.expect("worker ends").expect("worker task");
+    tap.abort();
+    assert_eq!(count(&t, ACTIVE_PRECHECKS).await, 0);
+}
