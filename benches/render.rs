@@ -24,7 +24,7 @@ fn row(i: u64) -> OrderRow {
         id: Uuid::from_u128(0x1000 + u128::from(i)),
         user_id: Uuid::from_u128(0x2000 + u128::from(i % 200)),
         symbol: ["EURUSD", "GBPUSD", "USDJPY", "AUDUSD"][(i % 4) as usize].into(),
-        side: if i % 2 == 0 { "buy".into() } else { "sell".into() },
+        side: if i.is_multiple_of(2) { "buy".into() } else { "sell".into() },
         order_type: "market".into(),
         quantity: Decimal::from(1000 + i),
         price: Some(Decimal::new(12700, 4)),
@@ -44,7 +44,13 @@ fn row(i: u64) -> OrderRow {
 /// at most its window of them), with `matching` orders counted.
 fn loaded_app(total: u64, matching: i64) -> App {
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 5, 0).single().unwrap_or_default();
-    let mut app = App::new(KeyMap::default(), IncidentHeader::new("Duplicate executions".into(), Level::Moderate, now), "sandbox".into(), now, (160, 48));
+    let mut app = App::new(
+        KeyMap::default(),
+        IncidentHeader::new("Duplicate executions".into(), Level::Moderate, now),
+        "sandbox".into(),
+        now,
+        (160, 48),
+    );
     let mut cmds = app.update(Action::Db(Box::new(DbEvent::Connection(ConnState::Up { latency_ms: 1 })))).commands;
     let mut next = 0u64;
     while next < total {
@@ -69,7 +75,9 @@ fn loaded_app(total: u64, matching: i64) -> App {
         }
         if !progressed {
             // Walk the cursor to the end of the window so the next page is asked for.
-            cmds.extend(app.update(Action::Terminal(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)))).commands);
+            cmds.extend(
+                app.update(Action::Terminal(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)))).commands,
+            );
             if cmds.is_empty() {
                 break;
             }

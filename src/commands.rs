@@ -61,9 +61,8 @@ async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
 /// The console: opens at once, connects (starting the sandbox if needed) in the background.
 async fn console(g: &GlobalArgs, title: &str, level: u8) -> Result<i32> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(Error::BadInput(
-            "the console needs a terminal; without one, use the headless commands (incident-console --help)".into(),
-        ));
+        // Over a plain pipe the console cannot draw: say where things stand instead.
+        return status_summary(g).await;
     }
     let config = crate::config::ConsoleConfig::load()?;
     let _log = init_log();
@@ -85,6 +84,18 @@ async fn console(g: &GlobalArgs, title: &str, level: u8) -> Result<i32> {
     let worker = crate::worker::spawn(target, config);
     tracing::info!("console started");
     crate::tui::run_console(app, worker).await?;
+    Ok(EXIT_OK)
+}
+
+/// Where things stand, in a few lines (the bare command without a terminal).
+async fn status_summary(g: &GlobalArgs) -> Result<i32> {
+    let (settings, pool) = connect(g).await?;
+    let (accounts, orders) = db::book_size(&pool).await?;
+    let m = db::maintenance_state(&pool).await?;
+    println!("Database: {}", settings.describe());
+    println!("Book: {accounts} accounts, {orders} orders");
+    println!("Maintenance mode: {}", if m.maintenance_mode { "ON" } else { "off" });
+    println!("The console needs a terminal; the headless commands do everything without one (--help).");
     Ok(EXIT_OK)
 }
 

@@ -84,7 +84,7 @@ impl KeyAction {
     /// What the help says it does.
     pub fn describe(self) -> &'static str {
         match self {
-            KeyAction::Quit => "quit (asks first while a rollback runs)",
+            KeyAction::Quit => "quit (asks mid-rollback)",
             KeyAction::Help => "show or hide this help",
             KeyAction::NextPane => "next pane",
             KeyAction::PrevPane => "previous pane",
@@ -94,16 +94,16 @@ impl KeyAction {
             KeyAction::PageDown => "page down",
             KeyAction::Top => "first order",
             KeyAction::Bottom => "last order loaded",
-            KeyAction::Filter => "filter orders: symbol:GBPUSD status:executed from:13:02 to:13:06 user:ID tx:ID",
-            KeyAction::ToggleSelect => "select / unselect the order for a batch",
-            KeyAction::SelectAllMatching => "select every order matching the filter",
+            KeyAction::Filter => "filter the orders",
+            KeyAction::ToggleSelect => "select order for a batch",
+            KeyAction::SelectAllMatching => "select all matching",
             KeyAction::ClearSelection => "clear the selection",
             KeyAction::Precheck => "pre-check the order",
             KeyAction::Rollback => "roll back the order",
-            KeyAction::RollbackGroup => "roll back the order's transaction group",
-            KeyAction::RollbackBatch => "roll back the selection as a batch",
-            KeyAction::Cancel => "cancel what is running / close the dialog",
-            KeyAction::Refresh => "reload orders and dashboard",
+            KeyAction::RollbackGroup => "roll back its group",
+            KeyAction::RollbackBatch => "roll back the selection",
+            KeyAction::Cancel => "cancel what runs / close",
+            KeyAction::Refresh => "reload orders, dashboard",
         }
     }
 }

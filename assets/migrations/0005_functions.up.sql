@@ -827,8 +827,7 @@ BEGIN
     v_checks := v_checks || jsonb_build_object('check', 'position_open',
         'passed', coalesce(v_position.status = 'open', false),
         'detail', CASE WHEN v_position.id IS NULL THEN 'the order has no position'
-                       ELSE format('position %s is %s, margin %s', v_position.id, v_position.status,
-                                   v_position.margin_used) END);
+                       ELSE format('position %s, margin %s', v_position.status, v_position.margin_used) END);
 
     SELECT * INTO v_profile FROM profiles WHERE id = p_user_id;
     v_checks := v_checks || jsonb_build_object('check', 'profile_accessible',

@@ -310,7 +310,9 @@ impl App {
                     KeyAction::Top => {
                         if self.orders.has_newer {
                             // The window does not start at the newest order: load the top again.
-                            return self.reload_orders();
+                            let e = self.reload_orders();
+                            self.orders.keep = None;
+                            return e;
                         }
                         self.orders.set_cursor(0, rows)
                     }
@@ -391,7 +393,9 @@ impl App {
                         self.orders.query = query;
                         self.orders.selected.clear();
                         self.orders.all_matching = false;
-                        self.reload_orders()
+                        let e = self.reload_orders();
+                        self.orders.keep = None;
+                        e
                     }
                     Err(e) => self.say(format!("filter: {e}"), true),
                 }
@@ -788,6 +792,11 @@ impl App {
             };
         }
         if let Some(flow) = self.flow.as_mut().filter(|_| for_flow) {
+            if matches!(flow.stage, Stage::Cancelling { .. }) {
+                // It finished before the cancel reached it: the operator still said stop.
+                flow.stage = Stage::Cancelled { message: "Cancelled: nothing was changed.".into() };
+                return Effects::redraw();
+            }
             match result {
                 Ok(p) if p.ready => {
                     flow.baseline = p.baseline.clone().map(|b| (order, user, b));

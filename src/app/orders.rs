@@ -52,6 +52,8 @@ pub struct OrdersView {
     pub error: Option<String>,
     /// A first page has been asked for since the console started.
     pub started: bool,
+    /// The order to put the cursor back on when the reloaded first page holds it.
+    pub keep: Option<uuid::Uuid>,
 }
 
 /// A filter input with the console's look.
@@ -130,6 +132,8 @@ impl OrdersView {
 
     /// Forget the rows (a new filter, or a refresh) and ask for the first page again.
     pub fn restart(&mut self, page_id: RequestId, count_id: RequestId) -> [crate::protocol::Command; 2] {
+        // A reload after a rollback should not lose the operator's place.
+        self.keep = self.current().map(|r| r.id);
         self.rows.clear();
         self.cursor = 0;
         self.offset = 0;
@@ -213,6 +217,9 @@ impl OrdersView {
                 self.has_newer = false;
                 self.cursor = 0;
                 self.offset = 0;
+                if let Some(i) = self.keep.take().and_then(|keep| self.rows.iter().position(|r| r.id == keep)) {
+                    self.cursor = i;
+                }
             }
             PageRequest::Older(_) => {
                 self.rows.extend(rows);

@@ -59,7 +59,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if m.alerts.is_empty() {
         lines.push(Line::from(Span::styled(" no alerts", Style::new().fg(Color::Green))));
     }
-    let text_height = (lines.len() as u16).min(inner.height.saturating_sub(2));
+    // Rows the lines take once wrapped, so the sparkline never covers an alert.
+    let width = usize::from(inner.width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+    let text_height = (rows as u16).min(inner.height.saturating_sub(2));
     let [text, label, spark] =
         Layout::vertical([Constraint::Length(text_height), Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);

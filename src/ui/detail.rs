@@ -34,7 +34,7 @@ fn value_text(v: Option<&Value>) -> String {
     }
 }
 
-fn check_lines(checks: &[Check]) -> Vec<Line<'static>> {
+fn check_lines(checks: &[&Check]) -> Vec<Line<'static>> {
     let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
     checks
         .iter()
@@ -88,34 +88,34 @@ pub fn precheck(app: &App, frame: &mut Frame, area: Rect) {
                 },
                 Span::raw(format!("  at {}", v.at.format("%H:%M:%S UTC"))),
             ])];
-            lines.extend(check_lines(&v.result.checks));
+            // The money first, then the failing checks, then the rest: on a small screen
+            // what is cut is what passed.
             if let Some(f) = v.result.figures() {
-                lines.push(Line::from(""));
                 lines.push(Line::from(format!(
-                    " Baseline: balance {}, margin {}, {} open position(s)",
+                    " Baseline: balance {}, margin {}, {} open",
                     money(f.balance),
                     money(f.margin_used),
                     f.open_positions
                 )));
+                let group = if f.transaction_id.is_some() {
+                    format!(" · group of {}: {}", f.group.order_ids.len(), money(f.group.expected_refund))
+                } else {
+                    String::new()
+                };
                 lines.push(Line::from(format!(
-                    " This order: refund {}, margin released {}",
+                    " Refund {}, margin back {}{group}",
                     money(f.expected_refund),
                     money(f.expected_margin_release)
                 )));
-                if f.transaction_id.is_some() {
-                    lines.push(Line::from(format!(
-                        " Its group: {} executed order(s), refund {}, {} left alone",
-                        f.group.order_ids.len(),
-                        money(f.group.expected_refund),
-                        f.group.skipped.len()
-                    )));
-                }
             }
+            let mut checks: Vec<&Check> = v.result.checks.iter().collect();
+            checks.sort_by_key(|c| c.passed);
+            lines.extend(check_lines(&checks));
             (format!("Pre-check · order {} · user {}", short(v.order), short(v.user)), lines)
         }
     };
     let block = pane_block(app, Pane::Precheck, title);
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// The Rollback pane.
@@ -186,13 +186,8 @@ pub fn rollback(app: &App, frame: &mut Frame, area: Rect) {
                 Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             ))];
             if let Load::Loaded(v) = &app.precheck {
-                lines.extend(
-                    check_lines(&v.result.checks)
-                        .into_iter()
-                        .zip(&v.result.checks)
-                        .filter(|(_, c)| !c.passed)
-                        .map(|(l, _)| l),
-                );
+                let failing: Vec<&Check> = v.result.checks.iter().filter(|c| !c.passed).collect();
+                lines.extend(check_lines(&failing));
             }
             text(frame, inner, lines);
         }
@@ -222,7 +217,7 @@ pub fn rollback(app: &App, frame: &mut Frame, area: Rect) {
                             ])),
                             label,
                         );
-                        frame.render_widget(&flow.confirm, input);
+                        frame.render_widget(&flow.confirm, indent(input));
                     }
                     None => frame.render_widget(
                         Paragraph::new(Span::styled(
@@ -233,7 +228,7 @@ pub fn rollback(app: &App, frame: &mut Frame, area: Rect) {
                     ),
                 }
             } else {
-                frame.render_widget(&flow.reason, reason);
+                frame.render_widget(&flow.reason, indent(reason));
             }
             if let Some(h) = &flow.hint {
                 frame.render_widget(
@@ -343,11 +338,16 @@ fn outcome_lines<'a>(items: impl Iterator<Item = (uuid::Uuid, &'a Outcome)>) -> 
             };
             Line::from(vec![
                 Span::raw(format!(" {} ", short(id))),
-                Span::styled(format!("{label:<11}"), style),
+                Span::styled(format!("{label:<11} "), style),
                 Span::raw(detail),
             ])
         })
         .collect()
+}
+
+/// The area one column in, to line inputs up with the text around them.
+fn indent(r: Rect) -> Rect {
+    Rect::new(r.x.saturating_add(1), r.y, r.width.saturating_sub(1), r.height)
 }
 
 fn text(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
@@ -391,9 +391,11 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     };
     text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict]), Line::from(summary)]);
     let Some(p) = &v.postcheck else { return };
-    let rows: Vec<Row> = p
-        .checks
-        .iter()
+    // Failing checks first: on a small screen what is cut is what passed.
+    let mut checks: Vec<&Check> = p.checks.iter().collect();
+    checks.sort_by_key(|c| c.passed);
+    let rows: Vec<Row> = checks
+        .into_iter()
         .map(|c| {
             let style = if c.passed { Style::new() } else { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) };
             Row::new(vec![

@@ -67,7 +67,7 @@ impl Areas {
             Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area);
         if width >= 120 && height >= 30 {
             let [orders, right] =
-                Layout::horizontal([Constraint::Percentage(56), Constraint::Percentage(44)]).areas(body);
+                Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(body);
             let [detail, dashboard] =
                 Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(right);
             Some(Areas { header, orders, tabs: None, detail, dashboard: Some(dashboard), footer })

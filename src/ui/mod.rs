@@ -101,11 +101,12 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         Some(b) => Span::raw(format!(" {} {}m / {}m ", inc.phase.label(), minutes, b.num_minutes())),
         None => Span::raw(format!(" {} {}m ", inc.phase.label(), minutes)),
     };
+    // The level and the phase come first: a long title may be cut, they may not.
     let line1 = Line::from(vec![
-        Span::styled(format!(" {} ", sanitize::line(&inc.id)), Style::new().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("{} ", sanitize::line(&inc.title))),
         Span::styled(format!(" L{} {} ", inc.level.number(), inc.level.label()), level_style(inc.level)),
+        Span::styled(format!(" {} ", sanitize::line(&inc.id)), Style::new().add_modifier(Modifier::BOLD)),
         phase,
+        Span::raw(format!("│ {}", sanitize::line(&inc.title))),
     ]);
     let db = match &app.conn {
         ConnState::Up { latency_ms } => Span::styled(
@@ -123,10 +124,10 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         ),
         ConnState::Down { error, retry_in } => Span::styled(
             format!(
-                " DB {} UNREACHABLE: {}{} ",
+                " DB {} UNREACHABLE ({}): {} ",
                 sanitize::line(&app.target),
-                sanitize::line(error),
-                if *retry_in > 0 { format!(" · retrying in {retry_in}s") } else { " · retrying".into() }
+                if *retry_in > 0 { format!("retrying in {retry_in}s") } else { "retrying".into() },
+                sanitize::line(error)
             ),
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ),
@@ -149,7 +150,8 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         Span::raw("")
     };
-    let line2 = Line::from(vec![db, Span::raw("│"), maintenance, selection]);
+    // Maintenance and the selection are short and come first; a database error is long.
+    let line2 = Line::from(vec![maintenance, selection, Span::raw("│"), db]);
     frame.render_widget(Paragraph::new(Text::from(vec![line1, line2])), area);
 }
 
@@ -201,11 +203,11 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             _ => vec![(KeyAction::Refresh, "refresh"), (KeyAction::Cancel, "cancel")],
         };
         let mut spans = Vec::new();
-        for (a, label) in keys.into_iter().chain([
-            (KeyAction::NextPane, "pane"),
-            (KeyAction::Help, "help"),
-            (KeyAction::Quit, "quit"),
-        ]) {
+        // Help and quit first: on a narrow screen the end of the line is what gets cut.
+        for (a, label) in [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")]
+            .into_iter()
+            .chain(keys)
+        {
             spans.push(Span::styled(
                 format!(" {} ", first_key(&key(app, a))),
                 Style::new().fg(Color::Black).bg(Color::Gray),
@@ -242,33 +244,40 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 fn help(app: &App, frame: &mut Frame, area: Rect) {
-    let mut lines = vec![Line::from(Span::styled("Keys", Style::new().add_modifier(Modifier::BOLD))), Line::from("")];
-    for a in KeyAction::ALL {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>16}  ", key(app, a)), Style::new().fg(Color::Cyan)),
+    let entry = |a: KeyAction| {
+        Line::from(vec![
+            Span::styled(format!("{:>11} ", key(app, a)), Style::new().fg(Color::Cyan)),
             Span::raw(a.describe()),
-        ]));
-    }
-    lines.push(Line::from(""));
-    lines.push(Line::from(
-        "In a text input: enter continue · esc abandon · ctrl-c quit. Mouse: click a pane or an order, wheel scrolls.",
-    ));
-    lines.push(Line::from("A rollback: pre-check (p), then r (one order), t (its group) or b (batch); type a reason;"));
-    lines.push(Line::from("confirm; the post-check proves the result against the pre-check's baseline."));
-    lines.push(Line::from("Keys can be changed in the config file: `incident-console config path` prints where."));
-    let h = lines.len() as u16 + 2;
-    let rect = centered(area, 110, h);
+        ])
+    };
+    // Two columns, so the whole list fits on 80x24.
+    let half = KeyAction::ALL.len().div_ceil(2);
+    let left: Vec<Line> = KeyAction::ALL[..half].iter().map(|a| entry(*a)).collect();
+    let right: Vec<Line> = KeyAction::ALL[half..].iter().map(|a| entry(*a)).collect();
+    let tips = vec![
+        Line::from("Typing: enter continues, esc abandons, ctrl-c quits. Mouse: click, wheel."),
+        Line::from("Filter: GBPUSD executed from:13:02 to:13:06 (also user: tx: id: terms)."),
+        Line::from("Roll back: p, then r / t / b, a reason, confirm; a post-check proves it."),
+        Line::from("Change keys in the file `incident-console config path` names."),
+    ];
+    let rows = left.len() as u16;
+    let width = area.width.min(118).saturating_sub(2).max(1) as usize;
+    let tip_rows: usize = tips.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+    let rect = centered(area, 118, rows + tip_rows as u16 + 3);
     frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Help · any key closes ").border_type(BorderType::Double)),
-        rect,
-    );
+    let block = Block::bordered().title(" Help · any key closes ").border_type(BorderType::Double);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let [lists, _, tip_area] =
+        Layout::vertical([Constraint::Length(rows), Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(lists);
+    frame.render_widget(Paragraph::new(left), l);
+    frame.render_widget(Paragraph::new(right), r);
+    frame.render_widget(Paragraph::new(tips).wrap(Wrap { trim: false }), tip_area);
 }
 
 fn quit_confirm(frame: &mut Frame, area: Rect) {
-    let rect = centered(area, 60, 5);
+    let rect = centered(area, 78, 5);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(vec![

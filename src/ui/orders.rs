@@ -31,7 +31,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         (None, Some(_)) => "counting…".into(),
         (None, None) => String::new(),
     };
-    let title = format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count);
+    let title = if count.is_empty() {
+        format!("Orders · {}", sanitize::line(&o.describe_filter()))
+    } else {
+        format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count)
+    };
     let block = pane_block(app, Pane::Orders, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -90,9 +94,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
 
-    let wide = table.width >= 110;
+    // Wide enough for price and transaction too (160 columns and up).
+    let wide = table.width >= 94;
     let header_cells: Vec<&str> = if wide {
-        vec!["", "time (UTC)", "symbol", "side", "quantity", "price", "status", "cost", "order", "user", "transaction"]
+        vec!["", "time", "symbol", "side", "quantity", "price", "status", "cost", "order", "user", "tx"]
     } else {
         vec!["", "time", "symbol", "side", "quantity", "status", "cost", "order", "user"]
     };
@@ -101,21 +106,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let rows: Vec<Row> = (o.offset..end)
         .filter_map(|i| o.rows.get(i).map(|r| (i, r)))
         .map(|(i, r)| {
-            let mark = if o.selected.contains_key(&r.id) {
+            // The cursor is marked by a character too, not only by colour.
+            let cursor = if i == o.cursor { "▶" } else { " " };
+            let chosen = if o.selected.contains_key(&r.id) {
                 "●"
             } else if o.all_matching && r.status == "executed" {
                 "○"
             } else {
                 " "
             };
-            let time = if wide {
-                r.created_at.format("%m-%d %H:%M:%S").to_string()
-            } else {
-                r.created_at.format("%H:%M:%S").to_string()
-            };
             let mut cells = vec![
-                Cell::from(mark),
-                Cell::from(time),
+                Cell::from(format!("{cursor}{chosen}")),
+                Cell::from(r.created_at.format("%H:%M:%S").to_string()),
                 Cell::from(sanitize::line(&r.symbol).into_owned()),
                 Cell::from(sanitize::line(&r.side).into_owned()),
                 Cell::from(money(r.quantity)),
@@ -140,33 +142,21 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             Row::new(cells).style(style)
         })
         .collect();
-    let widths: Vec<Constraint> = if wide {
-        vec![
-            Constraint::Length(1),
-            Constraint::Length(14),
-            Constraint::Length(7),
-            Constraint::Length(4),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Length(11),
-            Constraint::Length(11),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Min(8),
-        ]
-    } else {
-        vec![
-            Constraint::Length(1),
-            Constraint::Length(8),
-            Constraint::Length(6),
-            Constraint::Length(4),
-            Constraint::Length(11),
-            Constraint::Length(11),
-            Constraint::Length(10),
-            Constraint::Length(8),
-            Constraint::Min(8),
-        ]
-    };
+    let mut widths = vec![
+        Constraint::Length(2),
+        Constraint::Length(8),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(11),
+    ];
+    if wide {
+        widths.push(Constraint::Length(8));
+    }
+    widths.extend([Constraint::Length(11), Constraint::Length(10), Constraint::Length(8)]);
+    widths.push(if wide { Constraint::Length(8) } else { Constraint::Min(8) });
+    if wide {
+        widths.push(Constraint::Min(8));
+    }
     let more = match (o.has_newer, o.has_older, &o.loading) {
         (_, _, Some(_)) => " loading more…",
         (true, true, _) => " ↑↓ more",

@@ -1,0 +1,984 @@
+//! Whole-screen snapshots of the console at 80x24 and 160x48, one per state. Every state
+//! is reached the way the running console reaches it: by feeding the app terminal events,
+//! ticks and the worker's `DbEvent`s (answering the request ids of the `Command`s it sent).
+//! No database is needed. Times, ids and money are fixed, so the screens are deterministic.
+//!
+//! Regenerate with `INSTA_UPDATE=always cargo test --test tui_snapshots` and read the
+//! `.snap` files under `tests/snapshots/`.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use incident_console::app::{Action, App, Effects};
+use incident_console::batch::{BatchItem, Outcome};
+use incident_console::db::{
+    BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
+};
+use incident_console::keymap::KeyMap;
+use incident_console::metrics::{Alert, Metrics};
+use incident_console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
+use incident_console::ui;
+use incident_console::workflow::{IncidentHeader, Level};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+// ----------------------------------------------------------------------------------------
+// Fixed data
+// ----------------------------------------------------------------------------------------
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
+}
+
+/// The incident was declared at 13:08.
+fn t0() -> DateTime<Utc> {
+    at(13, 8, 0)
+}
+
+/// An id whose first eight hex digits (what the console shows) are `head`.
+fn id(head: u32, tail: u32) -> Uuid {
+    Uuid::from_u128((u128::from(head) << 96) | 0x4000_8000_0000_0000_0000 | u128::from(tail))
+}
+
+fn user(n: u32) -> Uuid {
+    id(0x7e57_a000 + n, n)
+}
+
+fn dec(n: i64, scale: u32) -> Decimal {
+    Decimal::new(n, scale)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn order(
+    i: u32,
+    u: u32,
+    symbol: &str,
+    side: &str,
+    qty: i64,
+    price: Decimal,
+    status: &str,
+    created: DateTime<Utc>,
+    tx: Option<u32>,
+) -> OrderRow {
+    let quantity = Decimal::from(qty);
+    let executed = matches!(status, "executed" | "rolled_back");
+    OrderRow {
+        id: id(0x0b5e_0000 + i, i),
+        user_id: user(u),
+        symbol: symbol.into(),
+        side: side.into(),
+        order_type: "market".into(),
+        quantity,
+        price: Some(price),
+        status: status.into(),
+        transaction_id: tx.map(|t| id(0x7a00_0000 + t, t)),
+        total_cost: executed.then(|| (quantity * price).round_dp(2)),
+        commission: executed.then(|| dec(250, 2)),
+        failure_reason: (status == "failed").then(|| "price moved beyond the slippage limit".into()),
+        rolled_back_reason: (status == "rolled_back").then(|| "fat-finger quantity".into()),
+        created_at: created,
+        executed_at: executed.then_some(created + Duration::milliseconds(180)),
+        rolled_back_at: (status == "rolled_back").then_some(created + Duration::minutes(20)),
+    }
+}
+
+/// The bad burst: 30 GBPUSD buys duplicated by a deploy between 13:02 and 13:06, six users,
+/// two orders per transaction group.
+fn burst() -> Vec<OrderRow> {
+    let qty = [100_000, 25_000, 50_000, 10_000, 75_000, 20_000];
+    (0..30u32)
+        .map(|i| {
+            let created = at(13, 2, 5) + Duration::seconds(i64::from(i) * 7);
+            let price = dec(12_650 + i64::from(i % 4), 4);
+            order(i, i % 6, "GBPUSD", "buy", qty[(i % 6) as usize], price, "executed", created, Some(i / 2))
+        })
+        .collect()
+}
+
+/// A realistic first page: the burst and a few ordinary orders around it, newest first.
+fn page() -> Vec<OrderRow> {
+    let mut rows = burst();
+    rows.push(order(100, 1, "EURUSD", "sell", 40_000, dec(10_412, 4), "executed", at(13, 7, 12), None));
+    rows.push(order(101, 2, "USDJPY", "buy", 15_000, dec(15_123, 2), "executed", at(13, 0, 44), Some(90)));
+    rows.push(order(102, 3, "GBPUSD", "buy", 30_000, dec(12_644, 4), "failed", at(13, 1, 58), None));
+    rows.push(order(103, 4, "XAUUSD", "sell", 10, dec(265_410, 2), "rolled_back", at(12, 41, 3), None));
+    rows.push(order(104, 5, "EURUSD", "buy", 5_000, dec(10_420, 4), "pending", at(13, 7, 40), None));
+    rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    rows
+}
+
+fn check(name: &str, passed: bool, detail: &str) -> Check {
+    Check { check: name.into(), passed, detail: Some(detail.into()), expected: None, actual: None, violations: None }
+}
+
+fn post(name: &str, passed: bool, detail: &str, expected: Value, actual: Value) -> Check {
+    Check {
+        check: name.into(),
+        passed,
+        detail: Some(detail.into()),
+        expected: Some(expected),
+        actual: Some(actual),
+        violations: None,
+    }
+}
+
+/// What `rollback_precheck` returns for an order of the burst.
+fn baseline(o: &OrderRow) -> Value {
+    let refund = o.total_cost.expect("an executed order has a cost");
+    json!({
+        "version": 1,
+        "order_id": o.id,
+        "user_id": o.user_id,
+        "captured_at": "2026-11-25T13:10:00.000000+00:00",
+        "order_status": o.status,
+        "failure_reason": null,
+        "transaction_id": o.transaction_id,
+        "position_id": id(0x9051_0000, 1),
+        "balance": "48250.00",
+        "margin_used": "12650.00",
+        "open_positions": 4,
+        "expected_refund": refund.to_string(),
+        "expected_margin_release": (refund / Decimal::from(10)).round_dp(2).to_string(),
+        "group": {
+            "order_ids": [o.id, id(0x0b5e_0000 + 99, 99)],
+            "skipped": [],
+            "expected_refund": (refund * Decimal::from(2)).to_string(),
+            "expected_margin_release": (refund / Decimal::from(5)).round_dp(2).to_string()
+        }
+    })
+}
+
+fn precheck_ready(o: &OrderRow) -> Precheck {
+    let cost = o.total_cost.expect("cost");
+    Precheck {
+        ready: true,
+        error_code: None,
+        checks: vec![
+            check("order_exists", true, &format!("order of buy {} GBPUSD", o.quantity)),
+            check("order_executed", true, "status executed"),
+            check("position_open", true, "position 90510000-0000-4000-8000-000000000001 is open, margin 2530.00"),
+            check("profile_accessible", true, "balance 48250.00, margin used 12650.00"),
+            check("no_active_transactions", true, "0 order(s) of the user pending or executing"),
+            check(
+                "execution_transfers_unreversed",
+                true,
+                &format!("2 transfer(s), 0 reversed, refund {cost} of total cost {cost}"),
+            ),
+            check("user_ledger_consistent", true, "balance and margin agree with the ledger and positions"),
+        ],
+        baseline: Some(baseline(o)),
+    }
+}
+
+fn precheck_not_ready(o: &OrderRow) -> Precheck {
+    let cost = o.total_cost.expect("cost");
+    Precheck {
+        ready: false,
+        error_code: None,
+        checks: vec![
+            check("order_exists", true, &format!("order of buy {} GBPUSD", o.quantity)),
+            check("order_executed", true, "status executed"),
+            check("position_open", true, "position 90510000-0000-4000-8000-000000000001 is open, margin 2530.00"),
+            check("profile_accessible", true, "balance 48250.00, margin used 12650.00"),
+            check("no_active_transactions", false, "2 order(s) of the user pending or executing"),
+            check(
+                "execution_transfers_unreversed",
+                true,
+                &format!("2 transfer(s), 0 reversed, refund {cost} of total cost {cost}"),
+            ),
+            check("user_ledger_consistent", true, "balance and margin agree with the ledger and positions"),
+        ],
+        baseline: Some(baseline(o)),
+    }
+}
+
+/// A rollback that happened, and a post-check whose balance does not match the baseline.
+fn rollback_with_mismatch(o: &OrderRow) -> RollbackAndPostcheck {
+    let refund = o.total_cost.expect("cost");
+    let expected_balance = dec(4_825_000, 2) + refund;
+    let actual_balance = expected_balance - dec(10_000, 2);
+    RollbackAndPostcheck {
+        rollback: RollbackResult {
+            success: true,
+            error_code: None,
+            message: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            refunded: Some(refund),
+            margin_released: Some((refund / Decimal::from(10)).round_dp(2)),
+            transfers_reversed: Some(2),
+            duration_us: Some(41_870),
+            skipped: None,
+            already_rolled_back: None,
+            status: None,
+        },
+        postcheck: Some(Postcheck {
+            successful: false,
+            error_code: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            checks: vec![
+                post(
+                    "order_rolled_back",
+                    true,
+                    "the order is marked rolled back",
+                    json!("rolled_back"),
+                    json!("rolled_back"),
+                ),
+                post(
+                    "failure_reason_preserved",
+                    true,
+                    "the original failure reason is untouched",
+                    Value::Null,
+                    Value::Null,
+                ),
+                post("positions_closed", true, "each position closed as rolled_back", json!(1), json!(1)),
+                post(
+                    "balance_restored",
+                    false,
+                    "baseline 48250.00 + refund",
+                    json!(expected_balance.to_string()),
+                    json!(actual_balance.to_string()),
+                ),
+                post("margin_released", true, "baseline 12650.00 - release", json!("10120.00"), json!("10120.00")),
+                post("open_positions", true, "open positions after the rollback", json!(3), json!(3)),
+                post("transfers_reversed", true, "every transfer has one mirror", json!(2), json!(2)),
+                post("one_audit_row_per_order", true, "one audit row per order", json!(1), json!(1)),
+                post("user_ledger_consistent", false, "balance and margin agree with the ledger", json!(0), json!(1)),
+            ],
+        }),
+    }
+}
+
+fn metrics(alerts: Vec<Alert>) -> Metrics {
+    Metrics {
+        total: 14,
+        succeeded: 12,
+        failed: 2,
+        orders_rolled_back: 40,
+        success_rate_percent: Some(dec(8571, 2)),
+        mean_ms: Some(dec(42_315, 3)),
+        p95_ms: Some(dec(118_200, 3)),
+        last_rollback: Some(at(13, 9, 30)),
+        recent: 12,
+        alerts,
+    }
+}
+
+fn per_minute(burst: bool) -> Vec<u64> {
+    (0..60u64).map(|m| if burst && m >= 54 { [2, 5, 9, 3, 1, 2][(m - 54) as usize] } else { m % 7 / 5 }).collect()
+}
+
+fn quiet_dashboard() -> DashboardData {
+    let mut m = metrics(vec![]);
+    m.failed = 0;
+    m.total = 12;
+    m.success_rate_percent = Some(Decimal::from(100));
+    m.recent = 2;
+    DashboardData {
+        metrics: m,
+        per_minute: per_minute(false),
+        in_flight: 0,
+        audit_violations: Some(0),
+        audit_at: Some(at(13, 7, 0)),
+    }
+}
+
+fn alerting_dashboard() -> DashboardData {
+    DashboardData {
+        metrics: metrics(vec![
+            Alert::RollbackFailed { count: 2 },
+            Alert::DataInconsistency { violations: 1, failed_postchecks: 1 },
+            Alert::RollbackBurst { count: 12, window_minutes: 10 },
+        ]),
+        per_minute: per_minute(true),
+        in_flight: 1,
+        audit_violations: Some(1),
+        audit_at: Some(at(13, 9, 0)),
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Driving the app
+// ----------------------------------------------------------------------------------------
+
+/// The app and every command it has sent, so answers can carry the right request ids.
+struct Sim {
+    app: App,
+    sent: Vec<Command>,
+}
+
+impl Sim {
+    fn new(level: Level, size: (u16, u16)) -> Sim {
+        let incident = IncidentHeader::new("Duplicate GBPUSD executions after deploy 4711".into(), level, t0());
+        let app = App::new(KeyMap::default(), incident, "sandbox".into(), t0(), size);
+        Sim { app, sent: Vec::new() }
+    }
+
+    fn act(&mut self, action: Action) -> Effects {
+        let e = self.app.update(action);
+        self.sent.extend(e.commands.iter().cloned());
+        e
+    }
+
+    fn tick(&mut self, t: DateTime<Utc>) {
+        self.act(Action::Tick(t));
+    }
+
+    fn db(&mut self, ev: DbEvent) -> Effects {
+        self.act(Action::Db(Box::new(ev)))
+    }
+
+    fn key(&mut self, code: KeyCode) -> Effects {
+        let modifiers = match code {
+            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+            KeyCode::BackTab => KeyModifiers::SHIFT,
+            _ => KeyModifiers::NONE,
+        };
+        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
+    }
+
+    fn press(&mut self, c: char) -> Effects {
+        self.key(KeyCode::Char(c))
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.press(c);
+        }
+    }
+
+    fn enter(&mut self) -> Effects {
+        self.key(KeyCode::Enter)
+    }
+
+    /// The id of the last page request, and which page.
+    fn last_page(&self) -> (RequestId, PageRequest) {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::LoadOrders { id, page, .. } => Some((*id, *page)),
+                _ => None,
+            })
+            .expect("a LoadOrders was sent")
+    }
+
+    fn last_count(&self) -> RequestId {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::CountOrders { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("a CountOrders was sent")
+    }
+
+    fn last_precheck(&self) -> (RequestId, Uuid, Uuid) {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::Precheck { id, order, user } => Some((*id, *order, *user)),
+                _ => None,
+            })
+            .expect("a Precheck was sent")
+    }
+
+    fn last_preview(&self) -> RequestId {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::PreviewBatch { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("a PreviewBatch was sent")
+    }
+
+    fn last_run(&self) -> RequestId {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::Rollback { id, .. } | Command::RunBatch { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("a Rollback or RunBatch was sent")
+    }
+
+    /// Answers the outstanding first page and count with these rows.
+    fn answer_orders(&mut self, rows: Vec<OrderRow>) {
+        let (page_id, page) = self.last_page();
+        let count_id = self.last_count();
+        let n = rows.len() as i64;
+        self.db(DbEvent::Orders { id: page_id, page, rows, has_more: false });
+        self.db(DbEvent::OrderCount { id: count_id, count: n, capped: false });
+    }
+
+    fn current(&self) -> OrderRow {
+        self.app.current_order().cloned().expect("an order under the cursor")
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// States
+// ----------------------------------------------------------------------------------------
+
+/// The first frame: the worker is still connecting.
+fn connecting(size: (u16, u16)) -> Sim {
+    let mut s = Sim::new(Level::Moderate, size);
+    s.db(DbEvent::Connection(ConnState::Connecting { detail: "starting the sandbox".into() }));
+    s.tick(t0() + Duration::seconds(1));
+    s
+}
+
+/// Connected; the first page of orders has been asked for and not answered yet.
+fn connected_waiting(size: (u16, u16)) -> Sim {
+    let mut s = connecting(size);
+    s.db(DbEvent::Target("sandbox".into()));
+    let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+    assert!(e.commands.iter().any(|c| matches!(c, Command::LoadOrders { page: PageRequest::First, .. })));
+    assert!(e.commands.contains(&Command::RefreshDashboard));
+    s.db(DbEvent::Maintenance(MaintenanceState {
+        maintenance_mode: false,
+        maintenance_reason: None,
+        maintenance_since: None,
+        maintenance_by: None,
+    }));
+    s.tick(t0() + Duration::seconds(2));
+    s
+}
+
+/// A page of orders, the dashboard's first figures, the cursor moved down onto the burst.
+fn orders_loaded(size: (u16, u16)) -> Sim {
+    let mut s = connected_waiting(size);
+    s.answer_orders(page());
+    s.db(DbEvent::Dashboard(quiet_dashboard()));
+    s.tick(at(13, 10, 0));
+    for _ in 0..3 {
+        s.press('j');
+    }
+    s
+}
+
+fn prechecked(size: (u16, u16), ready: bool) -> Sim {
+    let mut s = orders_loaded(size);
+    let o = s.current();
+    s.press('p');
+    let (id, order, user) = s.last_precheck();
+    assert_eq!((order, user), (o.id, o.user_id));
+    let result = if ready { precheck_ready(&o) } else { precheck_not_ready(&o) };
+    s.db(DbEvent::Precheck { id, order, user, result: Ok(result) });
+    s
+}
+
+/// `r` on the order under the cursor, the pre-check passed, part of a reason typed.
+fn reason_entry(size: (u16, u16), level: Level) -> Sim {
+    let mut s = orders_loaded(size);
+    s.app.incident.level = level;
+    let o = s.current();
+    s.press('r');
+    let (id, order, user) = s.last_precheck();
+    s.db(DbEvent::Precheck { id, order, user, result: Ok(precheck_ready(&o)) });
+    s.typed("duplicate execution from deploy 4711");
+    s
+}
+
+/// The reason given; the confirmation is shown.
+fn confirm_single(size: (u16, u16), level: Level) -> Sim {
+    let mut s = reason_entry(size, level);
+    s.enter();
+    if level == Level::Critical {
+        s.typed("ROLL");
+    }
+    s
+}
+
+/// Six orders of the burst selected with space, previewed, a reason, the count being typed.
+fn confirm_batch(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    for _ in 0..6 {
+        s.press(' ');
+    }
+    s.press('b');
+    let id = s.last_preview();
+    let items: Vec<BatchItem> = s.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 6,
+        executed: 6,
+        users: 6,
+        total_refund: dec(35_425_000, 2),
+        total_margin_release: dec(3_542_500, 2),
+    };
+    s.db(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
+    s.typed("duplicate executions from deploy 4711");
+    s.enter();
+    s.typed("6");
+    s
+}
+
+/// The whole burst as a batch ("GBPUSD executed", A, b), 18 of 30 done.
+fn batch_running(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    s.press('/');
+    s.typed("GBPUSD executed");
+    s.enter();
+    let mut rows = burst();
+    rows.reverse();
+    s.answer_orders(rows.clone());
+    s.press('A');
+    s.press('b');
+    let id = s.last_preview();
+    let items: Vec<BatchItem> = rows.iter().map(|r| BatchItem { order_id: r.id, user_id: r.user_id }).collect();
+    let preview = BatchPreview {
+        orders: 30,
+        executed: 30,
+        users: 6,
+        total_refund: dec(160_350_750, 2),
+        total_margin_release: dec(16_035_075, 2),
+    };
+    s.db(DbEvent::BatchPreview { id, result: Ok((preview, items.clone())) });
+    s.typed("duplicate executions from deploy 4711");
+    s.enter();
+    s.typed("30");
+    s.tick(at(13, 11, 0));
+    let e = s.enter();
+    assert!(matches!(e.commands.as_slice(), [Command::RunBatch { .. }]), "{:?}", e.commands);
+    let run = s.last_run();
+    let recent: Vec<(BatchItem, Outcome)> = items
+        .iter()
+        .take(18)
+        .enumerate()
+        .map(|(i, item)| {
+            // the newest outcome (pushed last, shown first) is a refusal
+            let outcome = if i == 17 {
+                Outcome::Refused { error_code: "not_rollbackable".into(), message: "position already closed".into() }
+            } else {
+                Outcome::RolledBack {
+                    refunded: rows[i].total_cost.unwrap_or_default(),
+                    margin_released: dec(1, 0),
+                    attempts: 1,
+                }
+            };
+            (*item, outcome)
+        })
+        .collect();
+    s.db(DbEvent::BatchProgress { id: run, done: 18, total: 30, rolled_back: 17, problems: 1, recent });
+    s.tick(at(13, 11, 12));
+    s
+}
+
+/// A single rollback done; its post-check found the balance off by 100.00.
+fn postcheck_mismatch(size: (u16, u16)) -> Sim {
+    let mut s = confirm_single(size, Level::Moderate);
+    let o = s.current();
+    s.tick(at(13, 10, 30));
+    let e = s.enter();
+    assert!(matches!(e.commands.as_slice(), [Command::Rollback { .. }]), "{:?}", e.commands);
+    let id = s.last_run();
+    s.tick(at(13, 10, 31));
+    s.db(DbEvent::Rollback { id, result: Ok(rollback_with_mismatch(&o)) });
+    // The orders reload the rollback asked for comes back with the order rolled back.
+    let mut rows = page();
+    for r in rows.iter_mut().filter(|r| r.id == o.id) {
+        r.status = "rolled_back".into();
+    }
+    s.answer_orders(rows);
+    s
+}
+
+fn alert_firing(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    s.db(DbEvent::Dashboard(alerting_dashboard()));
+    // Shift-Tab from Orders focuses the Dashboard (on a narrow screen, it becomes the tab shown).
+    s.key(KeyCode::BackTab);
+    s
+}
+
+fn unreachable(size: (u16, u16)) -> Sim {
+    let mut s = connecting(size);
+    s.db(DbEvent::Connection(ConnState::Down {
+        error: "connection refused (is PostgreSQL running on 127.0.0.1:5432?)".into(),
+        retry_in: 8,
+    }));
+    s.tick(t0() + Duration::seconds(20));
+    s
+}
+
+fn unreachable_after_load(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    s.db(DbEvent::Connection(ConnState::Down {
+        error: "server closed the connection unexpectedly".into(),
+        retry_in: 2,
+    }));
+    s
+}
+
+fn with_help(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    s.press('?');
+    s
+}
+
+fn quit_while_running(size: (u16, u16)) -> Sim {
+    let mut s = batch_running(size);
+    let e = s.press('q');
+    assert!(e.commands.is_empty(), "quitting asks first: {:?}", e.commands);
+    s
+}
+
+fn maintenance_on(size: (u16, u16)) -> Sim {
+    let mut s = orders_loaded(size);
+    s.db(DbEvent::Maintenance(MaintenanceState {
+        maintenance_mode: true,
+        maintenance_reason: Some("rolling back the 13:02 burst".into()),
+        maintenance_since: Some(at(13, 9, 12)),
+        maintenance_by: Some("incident_commander".into()),
+    }));
+    s
+}
+
+// ----------------------------------------------------------------------------------------
+// Rendering
+// ----------------------------------------------------------------------------------------
+
+fn draw(app: &App, size: (u16, u16)) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(size.0, size.1)).expect("a test terminal");
+    terminal.draw(|f| ui::render(app, f)).expect("a frame");
+    terminal
+}
+
+/// The screen as plain text, one line per row.
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    let buf = terminal.backend().buffer();
+    let w = buf.area.width as usize;
+    buf.content.chunks(w).map(|row| row.iter().map(|c| c.symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
+}
+
+/// Draws, snapshots as `{name}_{w}x{h}`, and returns the text for assertions.
+fn snap(sim: &Sim, name: &str) -> String {
+    let size = sim.app.size;
+    let terminal = draw(&sim.app, size);
+    insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), terminal.backend());
+    screen(&terminal)
+}
+
+fn assert_has(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "the screen should show {n:?}:\n{text}");
+    }
+}
+
+fn assert_lacks(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(!text.contains(n), "the screen should not show {n:?}:\n{text}");
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The snapshots
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn loading_while_connecting() {
+    for size in SIZES {
+        let s = connecting(size);
+        let text = snap(&s, "loading_connecting");
+        assert_has(&text, &["L2 MODERATE", "DB sandbox: starting the sandbox", "waiting for the database"]);
+        if size.0 >= 120 {
+            assert_has(&text, &["Assessment 0m / 15m"]);
+        }
+    }
+}
+
+#[test]
+fn empty_connected_before_the_first_page() {
+    for size in SIZES {
+        let s = connected_waiting(size);
+        assert!(s.app.orders_loading_first());
+        let text = snap(&s, "empty");
+        assert_has(&text, &["L2 MODERATE", "DB sandbox", "maintenance off", "loading orders", "counting"]);
+        assert_lacks(&text, &["UNREACHABLE", "GBPUSD  buy"]);
+    }
+}
+
+#[test]
+fn empty_no_order_matches() {
+    for size in SIZES {
+        let mut s = connected_waiting(size);
+        s.answer_orders(vec![]);
+        let text = snap(&s, "empty_no_match");
+        assert_has(&text, &["No orders match the filter", "0 match"]);
+    }
+}
+
+#[test]
+fn orders_loaded_with_the_cursor_moved() {
+    for size in SIZES {
+        let s = orders_loaded(size);
+        assert_eq!(s.app.orders.cursor, 3);
+        assert_eq!(s.app.orders.rows.len(), 35);
+        let text = snap(&s, "orders_loaded");
+        assert_has(&text, &["35 match", "GBPUSD", "executed", "EURUSD", "pending", "L2 MODERATE"]);
+        // the row under the cursor is on screen
+        assert_has(&text, &[&incident_console::app::flow::short(s.current().id)]);
+    }
+}
+
+#[test]
+fn precheck_passed() {
+    for size in SIZES {
+        let s = prechecked(size, true);
+        let text = snap(&s, "precheck_passed");
+        assert_has(&text, &["READY", "PASS", "order_exists", "Pre-check · order 0b5e001c"]);
+        assert_lacks(&text, &["NOT READY", "FAIL"]);
+        if size.0 >= 120 {
+            assert_has(&text, &["user_ledger_consistent", "Baseline: balance 48250.00", "group of", "94875.00"]);
+        }
+    }
+}
+
+#[test]
+fn precheck_failed() {
+    for size in SIZES {
+        let s = prechecked(size, false);
+        let text = snap(&s, "precheck_failed");
+        assert_has(&text, &["NOT READY", "FAIL", "no_active_transactions"]);
+    }
+}
+
+#[test]
+fn rollback_reason_entry() {
+    for size in SIZES {
+        let s = reason_entry(size, Level::Moderate);
+        let text = snap(&s, "rollback_reason");
+        assert_has(&text, &["Reason (required)", "duplicate execution from deploy 4711", "typing the reason"]);
+    }
+}
+
+#[test]
+fn rollback_confirm_single() {
+    for size in SIZES {
+        let s = confirm_single(size, Level::Moderate);
+        let text = snap(&s, "rollback_confirm_single");
+        assert_has(&text, &["enter rolls back now", "duplicate execution from deploy 4711", "refund"]);
+    }
+}
+
+#[test]
+fn rollback_confirm_single_level3() {
+    for size in SIZES {
+        let s = confirm_single(size, Level::Critical);
+        let text = snap(&s, "rollback_confirm_level3");
+        assert_has(&text, &["L3 CRITICAL", "ROLLBACK", "ROLL"]);
+    }
+}
+
+#[test]
+fn rollback_confirm_batch_with_the_typed_count() {
+    for size in SIZES {
+        let s = confirm_batch(size);
+        assert_eq!(s.app.flow.as_ref().and_then(|f| f.confirm_word.clone()).as_deref(), Some("6"));
+        let text = snap(&s, "rollback_confirm_batch");
+        assert_has(&text, &["batch of 6 selected order(s)", "Type 6 to roll back", "batch: 6 selected", "●"]);
+    }
+}
+
+#[test]
+fn rollback_in_progress_with_a_gauge() {
+    for size in SIZES {
+        let s = batch_running(size);
+        let text = snap(&s, "rollback_in_progress");
+        assert_has(&text, &["Rolling back", "18/30", "rolled back 17", "refused", "not_rollbackable", "12.0s"]);
+    }
+}
+
+#[test]
+fn postcheck_with_a_mismatch() {
+    for size in SIZES {
+        let s = postcheck_mismatch(size);
+        let text = snap(&s, "postcheck_mismatch");
+        assert_has(&text, &["FAILED", "FAIL", "balance_restored", "expected", "actual"]);
+        // expected (baseline 48250.00 + refund 94875.00) and actual, both on screen
+        assert_has(&text, &["143125.00", "143025.00"]);
+    }
+}
+
+#[test]
+fn alert_firing_on_the_dashboard() {
+    for size in SIZES {
+        let s = alert_firing(size);
+        let text = snap(&s, "alert_firing");
+        assert_has(&text, &["ALERT", "2 rollback(s) failed", "data inconsistency", "ledger audit: 1 violation(s)"]);
+        if size.0 < 120 {
+            // the Dashboard is the detail tab shown
+            assert_has(&text, &["12 rollbacks in the last 10 minutes", "▶ Dashboard"]);
+        }
+    }
+}
+
+#[test]
+fn database_unreachable() {
+    for size in SIZES {
+        let s = unreachable(size);
+        let text = snap(&s, "db_unreachable");
+        assert_has(&text, &["DB sandbox UNREACHABLE", "connection refused", "waiting for the database"]);
+        if size.0 >= 120 {
+            assert_has(&text, &["retrying in 8s", "maintenance ?"]);
+        }
+    }
+}
+
+#[test]
+fn database_unreachable_after_orders_loaded() {
+    for size in SIZES {
+        let s = unreachable_after_load(size);
+        let text = snap(&s, "db_unreachable_after_load");
+        // At 80 columns the end of a long error is cut; its start and the state are not.
+        assert_has(&text, &["UNREACHABLE", "server closed", "GBPUSD"]);
+    }
+}
+
+#[test]
+fn help_open() {
+    for size in SIZES {
+        let s = with_help(size);
+        let text = snap(&s, "help");
+        assert_has(&text, &["Help", "any key closes", incident_console::keymap::KeyAction::Quit.describe()]);
+    }
+}
+
+#[test]
+fn quit_confirmation_while_a_rollback_runs() {
+    for size in SIZES {
+        let s = quit_while_running(size);
+        assert!(s.app.quit_confirm && !s.app.quit);
+        let text = snap(&s, "quit_confirm");
+        assert_has(&text, &["A rollback is running. Quit anyway?", "y quit"]);
+    }
+}
+
+#[test]
+fn terminal_too_small() {
+    for size in [(60, 20), (79, 24)] {
+        let mut s = orders_loaded((80, 24));
+        s.act(Action::Terminal(Event::Resize(size.0, size.1)));
+        assert_eq!(s.app.size, size);
+        let text = snap(&s, "too_small");
+        assert_has(&text, &["Terminal too small", &format!("{}×{}", size.0, size.1)]);
+    }
+}
+
+#[test]
+fn maintenance_mode_on() {
+    for size in SIZES {
+        let s = maintenance_on(size);
+        let text = snap(&s, "maintenance_on");
+        assert_has(&text, &["MAINTENANCE ON since 13:09 UTC"]);
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// What the snapshots showed to be cut or garbled (ignored until fixed in src/ui)
+// ----------------------------------------------------------------------------------------
+
+fn text_of(sim: &Sim) -> String {
+    screen(&draw(&sim.app, sim.app.size))
+}
+
+#[test]
+
+fn header_shows_phase_retry_and_maintenance_at_80_columns() {
+    let text = text_of(&orders_loaded((80, 24)));
+    assert_has(&text, &["Assessment 2m / 15m"]);
+    let text = text_of(&unreachable((80, 24)));
+    assert_has(&text, &["retrying in 8s", "maintenance ?"]);
+}
+
+#[test]
+
+fn the_level_label_survives_a_long_title_at_80_columns() {
+    let mut s = orders_loaded((80, 24));
+    s.app.incident.title = "Duplicate GBPUSD executions on the EU matching engine after deploy 4711".into();
+    s.app.incident.level = Level::Critical;
+    let text = text_of(&s);
+    assert_has(&text, &["L3 CRITICAL"]);
+}
+
+#[test]
+
+fn the_footer_shows_help_and_quit_at_80_columns() {
+    let text = text_of(&orders_loaded((80, 24)));
+    let footer = text.lines().last().unwrap_or_default().to_string();
+    assert_has(&footer, &["help", "quit"]);
+}
+
+#[test]
+
+fn help_lists_every_key_at_80x24() {
+    let text = text_of(&with_help((80, 24)));
+    // (the filter's description wraps at 80 columns, so it is checked by its start)
+    for a in incident_console::keymap::KeyAction::ALL {
+        let d = a.describe();
+        assert_has(&text, &[&d[..d.len().min(40)]]);
+    }
+    assert_has(&text, &["config path"]);
+}
+
+#[test]
+
+fn precheck_failure_in_the_last_check_and_the_baseline_are_visible_at_80x24() {
+    let mut s = orders_loaded((80, 24));
+    let o = s.current();
+    s.press('p');
+    let (id, order, user) = s.last_precheck();
+    let mut result = precheck_ready(&o);
+    result.ready = false;
+    if let Some(last) = result.checks.last_mut() {
+        last.passed = false;
+        last.detail = Some("1 invariant(s) violated".into());
+    }
+    s.db(DbEvent::Precheck { id, order, user, result: Ok(result) });
+    let text = text_of(&s);
+    assert_has(&text, &["NOT READY", "FAIL user_ledger_consistent", "Baseline: balance 48250.00"]);
+}
+
+#[test]
+
+fn every_failing_postcheck_row_is_visible_at_80x24() {
+    let text = text_of(&postcheck_mismatch((80, 24)));
+    assert_has(&text, &["FAIL balance_restored", "FAIL user_ledger_consistent"]);
+}
+
+#[test]
+
+fn every_firing_alert_is_visible_on_the_wide_dashboard() {
+    let text = text_of(&alert_firing((160, 48)));
+    // (a long alert wraps at a word boundary, so its parts are checked apart)
+    assert_has(&text, &["1 ledger violation(s), 1 failed", "post-check(s)", "12 rollbacks in the last 10 minutes"]);
+    let text = text_of(&batch_running((160, 48)));
+    assert_has(&text, &["no alerts"]);
+}
+
+#[test]
+
+fn batch_outcome_label_and_detail_are_separated() {
+    let text = text_of(&batch_running((80, 24)));
+    assert_lacks(&text, &["rolled backrefund"]);
+}
+
+#[test]
+
+fn the_quit_dialog_text_is_not_cut() {
+    for size in SIZES {
+        let text = text_of(&quit_while_running(size));
+        assert_has(&text, &["orders in flight"]);
+    }
+}

@@ -1,0 +1,1088 @@
+//! The console's update logic as plain unit tests: terminal events, ticks and the worker's
+//! answers go into `App::update`; the tests read the state and the `Command`s that come
+//! out. No database, no terminal.
+
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use incident_console::app::flow::{FlowTarget, Stage};
+use incident_console::app::orders::{PAGE, WINDOW, parse_filter};
+use incident_console::app::{Action, App, Effects, Load};
+use incident_console::batch::BatchItem;
+use incident_console::db::{BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult};
+use incident_console::keymap::KeyMap;
+use incident_console::protocol::{
+    BatchTarget, Command, ConnState, DbEvent, OrderKey, OrderQuery, PageRequest, RequestId, TimeBound,
+};
+use incident_console::ui;
+use incident_console::ui::layout::Pane;
+use incident_console::workflow::{IncidentHeader, Level};
+
+// ----------------------------------------------------------------------------------------
+// Fixtures
+// ----------------------------------------------------------------------------------------
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
+}
+
+fn id(head: u32, tail: u32) -> Uuid {
+    Uuid::from_u128((u128::from(head) << 96) | u128::from(tail))
+}
+
+/// Order `i` of a burst, newest first when `i` grows (created one second apart, backwards).
+fn row(i: u32) -> OrderRow {
+    let created = at(13, 6, 0) - Duration::seconds(i64::from(i));
+    OrderRow {
+        id: id(0x0b5e_0000 + i, i),
+        user_id: id(0x7e57_a000 + i % 5, i % 5),
+        symbol: "GBPUSD".into(),
+        side: "buy".into(),
+        order_type: "market".into(),
+        quantity: Decimal::from(10_000),
+        price: Some(Decimal::new(12_650, 4)),
+        status: "executed".into(),
+        transaction_id: Some(id(0x7a00_0000 + i / 2, i / 2)),
+        total_cost: Some(Decimal::new(1_265_000, 2)),
+        commission: Some(Decimal::new(250, 2)),
+        failure_reason: None,
+        rolled_back_reason: None,
+        created_at: created,
+        executed_at: Some(created),
+        rolled_back_at: None,
+    }
+}
+
+fn rows(range: std::ops::Range<u32>) -> Vec<OrderRow> {
+    range.map(row).collect()
+}
+
+fn baseline(o: &OrderRow) -> Value {
+    json!({
+        "version": 1,
+        "order_id": o.id,
+        "user_id": o.user_id,
+        "captured_at": "2026-11-25T13:10:00+00:00",
+        "order_status": "executed",
+        "failure_reason": null,
+        "transaction_id": o.transaction_id,
+        "balance": "48250.00",
+        "margin_used": "12650.00",
+        "open_positions": 4,
+        "expected_refund": "12650.00",
+        "expected_margin_release": "1265.00",
+        "group": {"order_ids": [o.id], "skipped": [], "expected_refund": "12650.00", "expected_margin_release": "1265.00"}
+    })
+}
+
+fn precheck(o: &OrderRow, ready: bool) -> Precheck {
+    Precheck {
+        ready,
+        error_code: None,
+        checks: vec![
+            Check {
+                check: "order_executed".into(),
+                passed: true,
+                detail: Some("status executed".into()),
+                expected: None,
+                actual: None,
+                violations: None,
+            },
+            Check {
+                check: "no_active_transactions".into(),
+                passed: ready,
+                detail: Some("0 order(s) of the user pending or executing".into()),
+                expected: None,
+                actual: None,
+                violations: None,
+            },
+        ],
+        baseline: Some(baseline(o)),
+    }
+}
+
+fn rolled_back(o: &OrderRow) -> RollbackAndPostcheck {
+    RollbackAndPostcheck {
+        rollback: RollbackResult {
+            success: true,
+            error_code: None,
+            message: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            refunded: o.total_cost,
+            margin_released: Some(Decimal::new(126_500, 2)),
+            transfers_reversed: Some(2),
+            duration_us: Some(30_000),
+            skipped: None,
+            already_rolled_back: None,
+            status: None,
+        },
+        postcheck: Some(Postcheck {
+            successful: true,
+            error_code: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            checks: vec![],
+        }),
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Driving the app
+// ----------------------------------------------------------------------------------------
+
+struct Sim {
+    app: App,
+}
+
+impl Sim {
+    fn new(level: Level, size: (u16, u16)) -> Sim {
+        let now = at(13, 10, 0);
+        let incident = IncidentHeader::new("Duplicate GBPUSD executions".into(), level, now);
+        Sim { app: App::new(KeyMap::default(), incident, "sandbox".into(), now, size) }
+    }
+
+    fn act(&mut self, a: Action) -> Effects {
+        self.app.update(a)
+    }
+
+    fn db(&mut self, ev: DbEvent) -> Effects {
+        self.act(Action::Db(Box::new(ev)))
+    }
+
+    fn key_mod(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Effects {
+        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
+    }
+
+    fn key(&mut self, code: KeyCode) -> Effects {
+        let m = match code {
+            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+            KeyCode::BackTab => KeyModifiers::SHIFT,
+            _ => KeyModifiers::NONE,
+        };
+        self.key_mod(code, m)
+    }
+
+    fn press(&mut self, c: char) -> Effects {
+        self.key(KeyCode::Char(c))
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            let e = self.press(c);
+            assert!(e.commands.is_empty(), "typing {c:?} sent {:?}", e.commands);
+        }
+    }
+
+    fn enter(&mut self) -> Effects {
+        self.key(KeyCode::Enter)
+    }
+
+    fn paste(&mut self, text: &str) -> Effects {
+        self.act(Action::Terminal(Event::Paste(text.into())))
+    }
+
+    fn mouse(&mut self, kind: MouseEventKind, column: u16, row: u16) -> Effects {
+        self.act(Action::Terminal(Event::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE })))
+    }
+
+    /// Connects; returns the first page and count requests.
+    fn connect(&mut self) -> (RequestId, RequestId) {
+        let e = self.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+        let page = load_id(&e.commands).expect("the first page is asked for on connecting");
+        let count = count_id(&e.commands).expect("the count is asked for on connecting");
+        (page, count)
+    }
+
+    /// Connected, with a first page of `n` orders answered (`has_more` says there are older).
+    fn loaded(size: (u16, u16), n: u32, has_more: bool) -> Sim {
+        let mut s = Sim::new(Level::Moderate, size);
+        let (page, count) = s.connect();
+        s.db(DbEvent::Orders { id: page, page: PageRequest::First, rows: rows(0..n), has_more });
+        s.db(DbEvent::OrderCount { id: count, count: i64::from(n), capped: false });
+        s
+    }
+
+    fn stage(&self) -> Stage {
+        self.app.flow.as_ref().map(|f| f.stage.clone()).expect("a rollback flow")
+    }
+
+    /// `r` on the order under the cursor, answered by a pre-check that passed.
+    fn reach_reason(&mut self) -> (RequestId, OrderRow) {
+        let o = self.app.current_order().cloned().expect("an order under the cursor");
+        let e = self.press('r');
+        let [Command::Precheck { id, order, user }] = e.commands.as_slice() else {
+            panic!("r sends one pre-check: {:?}", e.commands)
+        };
+        assert_eq!((*order, *user), (o.id, o.user_id));
+        let id = *id;
+        self.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+        assert_eq!(self.stage(), Stage::Reason);
+        (id, o)
+    }
+
+    /// Through reason and confirmation to a running single rollback; returns its id.
+    fn reach_running(&mut self) -> (RequestId, OrderRow) {
+        let (_, o) = self.reach_reason();
+        self.typed("duplicate execution");
+        self.enter();
+        let e = self.enter();
+        let [Command::Rollback { id, .. }] = e.commands.as_slice() else {
+            panic!("enter sends one rollback: {:?}", e.commands)
+        };
+        (*id, o)
+    }
+}
+
+fn load_id(commands: &[Command]) -> Option<RequestId> {
+    commands.iter().find_map(|c| match c {
+        Command::LoadOrders { id, .. } => Some(*id),
+        _ => None,
+    })
+}
+
+fn count_id(commands: &[Command]) -> Option<RequestId> {
+    commands.iter().find_map(|c| match c {
+        Command::CountOrders { id, .. } => Some(*id),
+        _ => None,
+    })
+}
+
+fn filter_text(app: &App) -> Option<String> {
+    app.orders.editing.as_ref().map(|e| e.lines().join("\n"))
+}
+
+// ----------------------------------------------------------------------------------------
+// Filter editing
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn slash_opens_the_filter_and_enter_applies_it() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.press('/');
+    assert!(e.redraw && e.commands.is_empty());
+    assert_eq!(filter_text(&s.app).as_deref(), Some(""));
+    // Keys that are bindings elsewhere are text here.
+    s.typed("GBPUSD executed from:13:02 to:13:06 q");
+    assert!(!s.app.quit, "q typed into the filter must not quit");
+    for _ in 0..2 {
+        s.key(KeyCode::Backspace);
+    }
+    assert_eq!(filter_text(&s.app).as_deref(), Some("GBPUSD executed from:13:02 to:13:06"));
+
+    let e = s.enter();
+    let query = parse_filter("GBPUSD executed from:13:02 to:13:06").expect("a good filter");
+    assert_eq!(query.symbol.as_deref(), Some("GBPUSD"));
+    assert_eq!(query.status.as_deref(), Some("executed"));
+    assert_eq!(query.from, NaiveTime::from_hms_opt(13, 2, 0).map(TimeBound::TimeOfDay));
+    assert_eq!(query.to, NaiveTime::from_hms_opt(13, 6, 0).map(TimeBound::TimeOfDay));
+    let [
+        Command::LoadOrders { id: a, query: q1, page: PageRequest::First, limit },
+        Command::CountOrders { id: b, query: q2 },
+    ] = e.commands.as_slice()
+    else {
+        panic!("enter sends LoadOrders and CountOrders: {:?}", e.commands)
+    };
+    assert_ne!(a, b);
+    assert_eq!((q1, q2, *limit), (&query, &query, PAGE));
+    assert!(s.app.orders.editing.is_none());
+    assert_eq!(s.app.orders.filter_text, "GBPUSD executed from:13:02 to:13:06");
+    assert_eq!(s.app.orders.query, query);
+    // The old rows are gone until the new page comes.
+    assert!(s.app.orders.rows.is_empty());
+    assert!(s.app.orders_loading_first());
+}
+
+#[test]
+fn a_bad_filter_says_why_and_sends_nothing() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('/');
+    s.typed("colour:red");
+    let e = s.enter();
+    assert!(e.commands.is_empty(), "{:?}", e.commands);
+    let m = s.app.message.clone().expect("an error message");
+    assert!(m.error);
+    assert!(m.text.starts_with("filter: unknown filter key"), "{}", m.text);
+    // Still editing, the text kept, the rows and the filter in effect unchanged.
+    assert_eq!(filter_text(&s.app).as_deref(), Some("colour:red"));
+    assert_eq!(s.app.orders.rows.len(), 20);
+    assert_eq!(s.app.orders.query, OrderQuery::default());
+
+    // A user id that is not a UUID.
+    s.key(KeyCode::Esc);
+    s.press('/');
+    s.typed("user:bob");
+    let e = s.enter();
+    assert!(e.commands.is_empty());
+    assert!(s.app.message.as_ref().is_some_and(|m| m.error && m.text.contains("user:bob")));
+}
+
+#[test]
+fn esc_abandons_the_filter_edit() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('/');
+    s.typed("EURUSD");
+    let e = s.key(KeyCode::Esc);
+    assert!(e.redraw && e.commands.is_empty());
+    assert!(s.app.orders.editing.is_none());
+    assert_eq!(s.app.orders.filter_text, "");
+    assert_eq!(s.app.orders.query, OrderQuery::default());
+    assert_eq!(s.app.orders.rows.len(), 20);
+    // Reopening starts from the filter in effect, not from the abandoned text.
+    s.press('/');
+    assert_eq!(filter_text(&s.app).as_deref(), Some(""));
+}
+
+// ----------------------------------------------------------------------------------------
+// Paste
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_paste_goes_into_the_filter_with_newlines_as_spaces() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('/');
+    let e = s.paste("GBPUSD\nexecuted\r\nfrom:13:02");
+    assert!(e.redraw && e.commands.is_empty());
+    let text = filter_text(&s.app).expect("editing");
+    assert!(!text.contains('\n') && !text.contains('\r'), "{text:?}");
+    assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["GBPUSD", "executed", "from:13:02"]);
+    let e = s.enter();
+    let Some(Command::LoadOrders { query, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    assert_eq!(query.symbol.as_deref(), Some("GBPUSD"));
+    assert_eq!(query.status.as_deref(), Some("executed"));
+}
+
+#[test]
+fn a_paste_goes_into_the_reason() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.reach_reason();
+    let e = s.paste("duplicate executions\nfrom deploy 4711\n");
+    assert!(e.redraw);
+    let flow = s.app.flow.as_ref().expect("flow");
+    assert_eq!(flow.reason.lines().len(), 1, "the reason stays one line");
+    assert_eq!(flow.reason_text(), "duplicate executions from deploy 4711");
+}
+
+#[test]
+fn a_paste_with_no_text_input_focused_does_nothing() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.paste("rm -rf /\n");
+    assert_eq!(e, Effects::default());
+    assert!(s.app.orders.editing.is_none() && s.app.flow.is_none());
+}
+
+// ----------------------------------------------------------------------------------------
+// Selection
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn space_toggles_and_moves_down() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.press(' ');
+    assert!(e.redraw && e.commands.is_empty());
+    assert_eq!(s.app.orders.cursor, 1);
+    assert_eq!(s.app.orders.selected.get(&row(0).id), Some(&row(0).user_id));
+    s.press(' ');
+    assert_eq!(s.app.orders.selected.len(), 2);
+    // Back up and unselect the first.
+    s.press('k');
+    s.press('k');
+    s.press(' ');
+    assert_eq!(s.app.orders.selected.len(), 1);
+    assert!(!s.app.orders.selected.contains_key(&row(0).id));
+    assert!(s.app.orders.selected.contains_key(&row(1).id));
+    assert_eq!(s.app.orders.selection(), vec![BatchItem { order_id: row(1).id, user_id: row(1).user_id }]);
+}
+
+#[test]
+fn capital_a_selects_all_matching_and_x_clears() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press(' ');
+    let e = s.press('A');
+    assert!(e.redraw && e.commands.is_empty());
+    assert!(s.app.orders.all_matching);
+    assert!(s.app.orders.selected.is_empty(), "A replaces the explicit selection");
+    assert!(s.app.message.as_ref().is_some_and(|m| !m.error && m.text.contains("every executed order")));
+    let e = s.press('x');
+    assert!(e.redraw);
+    assert!(!s.app.orders.all_matching && s.app.orders.selected.is_empty());
+    // space after A goes back to an explicit selection
+    s.press('A');
+    s.press(' ');
+    assert!(!s.app.orders.all_matching);
+    assert_eq!(s.app.orders.selected.len(), 1);
+}
+
+#[test]
+fn b_without_a_selection_is_refused() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.press('b');
+    assert!(e.commands.is_empty(), "{:?}", e.commands);
+    assert!(s.app.flow.is_none());
+    let m = s.app.message.clone().expect("a message");
+    assert!(m.error && m.text.starts_with("Select orders first"), "{m:?}");
+}
+
+// ----------------------------------------------------------------------------------------
+// Paging and stale pages
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn the_cursor_near_the_end_asks_for_an_older_page() {
+    let mut s = Sim::loaded((160, 48), 200, true);
+    assert_eq!(s.app.orders.rows.len(), 200);
+    // Far from the end: nothing asked.
+    let e = s.press('j');
+    assert!(e.commands.is_empty());
+    let e = s.press('G');
+    let [Command::LoadOrders { id, page, limit, .. }] = e.commands.as_slice() else {
+        panic!("G near the end asks for one more page: {:?}", e.commands)
+    };
+    assert_eq!(*page, PageRequest::Older(OrderKey::of(&row(199))));
+    assert_eq!(*limit, PAGE);
+    let older = *id;
+    // While it is in flight, moving does not ask again.
+    assert!(s.press('k').commands.is_empty());
+
+    let e = s.db(DbEvent::Orders {
+        id: older,
+        page: PageRequest::Older(OrderKey::of(&row(199))),
+        rows: rows(200..400),
+        has_more: true,
+    });
+    assert!(e.redraw);
+    assert_eq!(s.app.orders.rows.len(), 400);
+    assert_eq!(s.app.orders.cursor, 198, "the cursor stays on its order");
+    assert_eq!(s.app.current_order().map(|r| r.id), Some(row(198).id));
+}
+
+#[test]
+fn the_window_stays_bounded() {
+    let mut s = Sim::loaded((160, 48), 200, true);
+    for n in 1..=3u32 {
+        let e = s.press('G');
+        let id = load_id(&e.commands).expect("an older page");
+        let last = row(200 * n - 1);
+        s.db(DbEvent::Orders {
+            id,
+            page: PageRequest::Older(OrderKey::of(&last)),
+            rows: rows(200 * n..200 * (n + 1)),
+            has_more: true,
+        });
+    }
+    assert_eq!(s.app.orders.rows.len(), WINDOW);
+    assert!(s.app.orders.has_newer, "the dropped newest rows can be loaded again");
+    assert_eq!(s.app.orders.rows.front().map(|r| r.id), Some(row(200).id));
+}
+
+#[test]
+fn a_stale_page_is_ignored_without_a_redraw() {
+    let mut s = Sim::new(Level::Moderate, (80, 24));
+    let (first, count) = s.connect();
+    // R reloads: the first request is now stale.
+    let e = s.press('R');
+    let second = load_id(&e.commands).expect("a reload");
+    assert!(e.commands.contains(&Command::RefreshDashboard));
+    assert_ne!(first, second);
+    let e = s.db(DbEvent::Orders { id: first, page: PageRequest::First, rows: rows(0..5), has_more: false });
+    assert_eq!(e, Effects { commands: vec![], redraw: false });
+    assert!(s.app.orders.rows.is_empty());
+    let e = s.db(DbEvent::OrderCount { id: count, count: 5, capped: false });
+    assert_eq!(e, Effects::default(), "a stale count too");
+    assert_eq!(s.app.orders.count, None);
+    // The current one is taken.
+    let e = s.db(DbEvent::Orders { id: second, page: PageRequest::First, rows: rows(0..7), has_more: false });
+    assert!(e.redraw);
+    assert_eq!(s.app.orders.rows.len(), 7);
+}
+
+// ----------------------------------------------------------------------------------------
+// The confirm flow
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn single_rollback_precheck_reason_confirm_run() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('j');
+    s.press('j');
+    let (_, o) = s.reach_reason();
+    assert_eq!(o.id, row(2).id);
+    assert_eq!(s.app.focus, Pane::Rollback);
+    let flow = s.app.flow.as_ref().expect("flow");
+    assert_eq!(flow.target, FlowTarget::Single(row(2)));
+    assert_eq!(flow.baseline, Some((o.id, o.user_id, baseline(&o))));
+
+    // An empty reason is refused with a hint.
+    let e = s.enter();
+    assert!(e.commands.is_empty());
+    assert_eq!(s.stage(), Stage::Reason);
+    assert!(s.app.flow.as_ref().and_then(|f| f.hint.clone()).is_some_and(|h| h.starts_with("A reason is required")));
+    // Spaces are not a reason either.
+    s.typed("   ");
+    assert!(s.enter().commands.is_empty());
+    assert_eq!(s.stage(), Stage::Reason);
+
+    // Keys that are bindings elsewhere are text in the reason.
+    s.typed("quit? no: duplicate execution");
+    assert!(!s.app.quit && !s.app.help);
+    let e = s.enter();
+    assert!(e.commands.is_empty(), "the reason alone changes nothing: {:?}", e.commands);
+    assert_eq!(s.stage(), Stage::Confirm);
+    assert_eq!(s.app.flow.as_ref().and_then(|f| f.confirm_word.clone()), None, "level 2 needs no typed word");
+
+    let e = s.enter();
+    let [Command::Rollback { id, order, user, reason, baseline: b, group }] = e.commands.as_slice() else {
+        panic!("enter sends exactly one rollback: {:?}", e.commands)
+    };
+    assert_eq!((*order, *user), (o.id, o.user_id));
+    assert_eq!(reason, "quit? no: duplicate execution");
+    assert_eq!(b, &baseline(&o), "the baseline is the pre-check's, untouched");
+    assert!(!group);
+    assert!(matches!(s.stage(), Stage::Running { id: r, .. } if r == *id));
+    assert!(s.app.rollback_running());
+
+    // Another enter (outside a text input it pre-checks the order under the cursor) or r
+    // does not send a second rollback.
+    let e = s.enter();
+    assert!(!e.commands.iter().any(|c| matches!(c, Command::Rollback { .. })), "{:?}", e.commands);
+    assert!(s.press('r').commands.is_empty());
+    assert!(s.app.message.as_ref().is_some_and(|m| m.text.contains("already being prepared or running")));
+
+    // The answer: done, post-check shown, orders and dashboard refreshed.
+    let id = *id;
+    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o)) });
+    assert!(matches!(s.stage(), Stage::Done { ok: true, .. }), "{:?}", s.stage());
+    assert!(matches!(s.app.postcheck, Load::Loaded(_)));
+    assert_eq!(s.app.detail, Pane::Postcheck);
+    assert!(load_id(&e.commands).is_some());
+    assert!(e.commands.contains(&Command::RefreshDashboard));
+}
+
+#[test]
+fn t_rolls_back_the_transaction_group() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let o = row(0);
+    let e = s.press('t');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    s.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    s.typed("group duplicate");
+    s.enter();
+    let e = s.enter();
+    assert!(matches!(e.commands.as_slice(), [Command::Rollback { group: true, .. }]), "{:?}", e.commands);
+}
+
+#[test]
+fn a_precheck_that_did_not_pass_stops_the_flow() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let o = row(0);
+    let e = s.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    s.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, false)) });
+    assert_eq!(s.stage(), Stage::PrecheckFailed);
+    // Typing and enter do nothing to the database.
+    let e = s.enter();
+    assert!(!e.commands.iter().any(|c| matches!(c, Command::Rollback { .. })), "{:?}", e.commands);
+}
+
+#[test]
+fn level_3_requires_the_typed_word() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.app.incident.level = Level::Critical;
+    let (_, o) = s.reach_reason();
+    s.typed("duplicate execution");
+    s.enter();
+    assert_eq!(s.stage(), Stage::Confirm);
+    assert_eq!(s.app.flow.as_ref().and_then(|f| f.confirm_word.clone()).as_deref(), Some("ROLLBACK"));
+
+    // Nothing typed: refused.
+    let e = s.enter();
+    assert!(e.commands.is_empty());
+    assert_eq!(s.stage(), Stage::Confirm);
+    assert!(s.app.flow.as_ref().and_then(|f| f.hint.clone()).is_some_and(|h| h.contains("Type ROLLBACK exactly")));
+
+    // A wrong word, and the right word in the wrong case: refused.
+    for wrong in ["ROLLBAK", "rollback"] {
+        s.typed(wrong);
+        let e = s.enter();
+        assert!(e.commands.is_empty(), "{wrong} must not roll back: {:?}", e.commands);
+        assert_eq!(s.stage(), Stage::Confirm);
+        for _ in 0..wrong.len() {
+            s.key(KeyCode::Backspace);
+        }
+    }
+    // Typing clears the hint; the right word rolls back.
+    s.typed("ROLLBACK");
+    assert!(s.app.flow.as_ref().is_some_and(|f| f.hint.is_none()));
+    let e = s.enter();
+    let [Command::Rollback { order, reason, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(*order, o.id);
+    assert_eq!(reason, "duplicate execution");
+}
+
+#[test]
+fn a_pasted_confirmation_word_counts() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.app.incident.level = Level::Critical;
+    s.reach_reason();
+    s.typed("dup");
+    s.enter();
+    s.paste("ROLLBACK");
+    assert!(matches!(s.enter().commands.as_slice(), [Command::Rollback { .. }]));
+}
+
+#[test]
+fn a_batch_requires_the_count_typed() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    for _ in 0..3 {
+        s.press(' ');
+    }
+    let selection = s.app.orders.selection();
+    assert_eq!(selection.len(), 3);
+    let e = s.press('b');
+    let [Command::PreviewBatch { id, target }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(target, &BatchTarget::Orders(selection.clone()));
+    assert!(matches!(s.stage(), Stage::Previewing { id: p } if p == *id));
+    let preview = BatchPreview {
+        orders: 3,
+        executed: 3,
+        users: 3,
+        total_refund: Decimal::new(3_795_000, 2),
+        total_margin_release: Decimal::new(379_500, 2),
+    };
+    s.db(DbEvent::BatchPreview { id: *id, result: Ok((preview, selection.clone())) });
+    assert_eq!(s.stage(), Stage::Reason);
+    s.typed("burst");
+    s.enter();
+    assert_eq!(s.app.flow.as_ref().and_then(|f| f.confirm_word.clone()).as_deref(), Some("3"));
+    assert!(s.enter().commands.is_empty(), "the count must be typed");
+    s.typed("4");
+    assert!(s.enter().commands.is_empty(), "a wrong count is refused");
+    s.key(KeyCode::Backspace);
+    s.typed("3");
+    let e = s.enter();
+    let [Command::RunBatch { id: run, items, reason }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(items, &selection);
+    assert_eq!(reason, "burst");
+    assert!(matches!(s.stage(), Stage::Running { id, .. } if id == *run));
+    assert_eq!(s.app.flow.as_ref().map(|f| f.run.total), Some(3));
+}
+
+#[test]
+fn a_batch_of_everything_matching_previews_the_filter() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('A');
+    let e = s.press('b');
+    assert!(
+        matches!(e.commands.as_slice(), [Command::PreviewBatch { target: BatchTarget::Matching(q), .. }] if *q == OrderQuery::default()),
+        "{:?}",
+        e.commands
+    );
+}
+
+#[test]
+fn esc_abandons_the_flow_without_a_command() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.reach_reason();
+    s.typed("dup");
+    let e = s.key(KeyCode::Esc);
+    assert!(e.commands.is_empty());
+    assert!(s.app.flow.is_none());
+    assert!(s.app.message.as_ref().is_some_and(|m| m.text.contains("nothing was changed")));
+}
+
+// ----------------------------------------------------------------------------------------
+// Stale answers
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_precheck_answer_for_an_older_request_changes_nothing() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let o = row(0);
+    let first = match s.press('p').commands.as_slice() {
+        [Command::Precheck { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    s.press('j');
+    let o2 = row(1);
+    let second = match s.press('p').commands.as_slice() {
+        [Command::Precheck { id, order, .. }] => {
+            assert_eq!(*order, o2.id);
+            *id
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(first, second);
+    let e = s.db(DbEvent::Precheck { id: first, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    assert_eq!(e, Effects::default());
+    assert!(matches!(s.app.precheck, Load::Loading { id, .. } if id == second));
+    assert!(s.app.flow.is_none());
+
+    let e = s.db(DbEvent::Precheck { id: second, order: o2.id, user: o2.user_id, result: Ok(precheck(&o2, true)) });
+    assert!(e.redraw);
+    assert!(matches!(&s.app.precheck, Load::Loaded(v) if v.order == o2.id));
+}
+
+#[test]
+fn a_flow_ignores_a_precheck_answer_that_is_not_its_own() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let o = row(0);
+    let id = match s.press('r').commands.as_slice() {
+        [Command::Precheck { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    let e = s.db(DbEvent::Precheck { id: id + 100, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    assert_eq!(e, Effects::default());
+    assert_eq!(s.stage(), Stage::Prechecking { id });
+    // A batch preview or rollback answer with a made-up id, too.
+    let e = s.db(DbEvent::Rollback { id: id + 100, result: Ok(rolled_back(&o)) });
+    assert_eq!(e, Effects::default());
+    assert_eq!(s.stage(), Stage::Prechecking { id });
+    assert_eq!(s.app.postcheck, Load::Idle);
+}
+
+// ----------------------------------------------------------------------------------------
+// Cancel
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn c_cancels_a_running_rollback_and_a_late_answer_is_ignored() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let (id, o) = s.reach_running();
+    let e = s.press('c');
+    assert_eq!(e.commands, vec![Command::Cancel { id }]);
+    assert!(matches!(s.stage(), Stage::Cancelling { id: c, .. } if c == id));
+    // Pressing it again does not send a second cancel.
+    assert!(s.press('c').commands.is_empty());
+    // While cancelling, quitting still asks first.
+    assert!(s.app.rollback_running());
+
+    let e = s.db(DbEvent::Cancelled { id });
+    assert!(e.redraw);
+    assert!(matches!(s.stage(), Stage::Cancelled { .. }));
+    assert!(!s.app.rollback_running());
+
+    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o)) });
+    assert_eq!(e, Effects::default());
+    assert!(matches!(s.stage(), Stage::Cancelled { .. }));
+    assert_eq!(s.app.postcheck, Load::Idle);
+
+    // c once more closes the finished flow.
+    s.press('c');
+    assert!(s.app.flow.is_none());
+}
+
+#[test]
+fn esc_cancels_a_running_rollback_too() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let (id, _) = s.reach_running();
+    assert_eq!(s.key(KeyCode::Esc).commands, vec![Command::Cancel { id }]);
+}
+
+#[test]
+fn c_cancels_a_running_batch() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press(' ');
+    let items = s.app.orders.selection();
+    let pid = match s.press('b').commands.as_slice() {
+        [Command::PreviewBatch { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    let preview = BatchPreview {
+        orders: 1,
+        executed: 1,
+        users: 1,
+        total_refund: Decimal::ONE,
+        total_margin_release: Decimal::ONE,
+    };
+    s.db(DbEvent::BatchPreview { id: pid, result: Ok((preview, items)) });
+    s.typed("x");
+    s.enter();
+    s.typed("1");
+    let run = match s.enter().commands.as_slice() {
+        [Command::RunBatch { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(s.press('c').commands, vec![Command::Cancel { id: run }]);
+    assert!(matches!(s.stage(), Stage::Cancelling { .. }));
+}
+
+#[test]
+fn cancelling_a_flow_while_it_prechecks_also_stops_the_precheck_pane() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let id = match s.press('r').commands.as_slice() {
+        [Command::Precheck { id, .. }] => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(s.press('c').commands, vec![Command::Cancel { id }]);
+    s.db(DbEvent::Cancelled { id });
+    assert!(matches!(s.stage(), Stage::Cancelled { .. }));
+    assert!(
+        !matches!(s.app.precheck, Load::Loading { .. }),
+        "the Pre-check pane still says pre-checking… for a request that was cancelled"
+    );
+    assert!(!s.app.animating(), "nothing moves, so the loop must stop ticking");
+}
+
+// ----------------------------------------------------------------------------------------
+// Quit
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn q_with_nothing_running_quits() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.press('q');
+    assert!(s.app.quit);
+    assert_eq!(e.commands, vec![Command::Shutdown]);
+}
+
+#[test]
+fn q_while_a_rollback_runs_asks_first() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let (id, _) = s.reach_running();
+    let e = s.press('q');
+    assert!(e.commands.is_empty());
+    assert!(s.app.quit_confirm && !s.app.quit);
+    // Any other key stays.
+    let e = s.press('n');
+    assert!(e.commands.is_empty());
+    assert!(!s.app.quit_confirm && !s.app.quit);
+    assert!(matches!(s.stage(), Stage::Running { .. }), "staying does not cancel");
+    // y quits: the rollback is cancelled on the server, then the worker stops.
+    s.press('q');
+    let e = s.press('y');
+    assert!(s.app.quit);
+    assert_eq!(e.commands, vec![Command::Cancel { id }, Command::Shutdown]);
+}
+
+#[test]
+fn ctrl_c_quits_even_while_typing_a_reason() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.reach_reason();
+    s.typed("half a rea");
+    let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(s.app.quit);
+    assert_eq!(e.commands, vec![Command::Shutdown]);
+    let reason = s.app.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
+    assert_eq!(reason, "half a rea", "ctrl-c is not typed into the reason");
+}
+
+#[test]
+fn ctrl_c_quits_while_typing_the_filter() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('/');
+    s.typed("GBP");
+    let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(s.app.quit);
+    assert_eq!(e.commands, vec![Command::Shutdown]);
+}
+
+#[test]
+fn ctrl_c_twice_quits_while_a_rollback_runs() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let (id, _) = s.reach_running();
+    let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(e.commands.is_empty() && s.app.quit_confirm, "asks first while money moves");
+    let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(s.app.quit);
+    assert_eq!(e.commands, vec![Command::Cancel { id }, Command::Shutdown]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Mouse, resize, focus
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_click_on_an_order_row_moves_the_cursor_there() {
+    // 80x24: the Orders pane is rows 2..=10; border, filter line and column titles come
+    // first, so the first order is on row 5.
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.key(KeyCode::Tab);
+    assert_ne!(s.app.focus, Pane::Orders);
+    let e = s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 7);
+    assert!(e.redraw && e.commands.is_empty());
+    assert_eq!(s.app.focus, Pane::Orders);
+    assert_eq!(s.app.orders.cursor, 2);
+    // A click on the column titles focuses the pane but does not move the cursor.
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 4);
+    assert_eq!(s.app.orders.cursor, 2);
+    // A click below the last loaded row (few rows) does not move it either.
+    let mut few = Sim::loaded((80, 24), 2, false);
+    few.mouse(MouseEventKind::Down(MouseButton::Left), 10, 8);
+    assert_eq!(few.app.orders.cursor, 0);
+}
+
+#[test]
+fn a_click_lands_on_the_row_that_was_drawn() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    // Scroll so the list does not start at the first order.
+    for _ in 0..8 {
+        s.press('j');
+    }
+    assert!(s.app.orders.offset > 0);
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 5);
+    let clicked = s.app.current_order().map(|r| incident_console::app::flow::short(r.id)).expect("a row");
+    // The row drawn on screen line 5 is the one now under the cursor.
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    let buf = terminal.backend().buffer();
+    let line5: String = (0..80).map(|x| buf[(x, 5)].symbol().to_string()).collect();
+    assert!(line5.contains(&clicked), "{line5:?} should show {clicked}");
+}
+
+#[test]
+fn the_wheel_scrolls_by_three() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.mouse(MouseEventKind::ScrollDown, 10, 6);
+    assert!(e.redraw);
+    assert_eq!(s.app.orders.cursor, 3);
+    s.mouse(MouseEventKind::ScrollDown, 10, 6);
+    assert_eq!(s.app.orders.cursor, 6);
+    s.mouse(MouseEventKind::ScrollUp, 10, 6);
+    assert_eq!(s.app.orders.cursor, 3);
+    // Outside the Orders pane the wheel does nothing to the list.
+    let e = s.mouse(MouseEventKind::ScrollDown, 10, 18);
+    assert_eq!(e, Effects::default());
+    assert_eq!(s.app.orders.cursor, 3);
+}
+
+#[test]
+fn a_click_on_a_tab_shows_that_pane() {
+    // 80x24: the tabs are row 11, four equal slots.
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 30, 11);
+    assert_eq!((s.app.focus, s.app.detail), (Pane::Rollback, Pane::Rollback));
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 75, 11);
+    assert_eq!((s.app.focus, s.app.detail), (Pane::Dashboard, Pane::Dashboard));
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 2, 11);
+    assert_eq!((s.app.focus, s.app.detail), (Pane::Precheck, Pane::Precheck));
+}
+
+#[test]
+fn resize_below_the_minimum_and_back() {
+    let mut s = Sim::loaded((160, 48), 40, false);
+    for _ in 0..30 {
+        s.press('j');
+    }
+    assert_eq!((s.app.orders.cursor, s.app.orders.offset), (30, 0));
+
+    let e = s.act(Action::Terminal(Event::Resize(60, 20)));
+    assert!(e.redraw);
+    assert_eq!(s.app.size, (60, 20));
+    let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
+    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("Terminal too small"));
+    // The mouse has nothing to hit; keys still work.
+    assert_eq!(s.mouse(MouseEventKind::Down(MouseButton::Left), 5, 5), Effects::default());
+    s.press('k');
+    assert_eq!(s.app.orders.cursor, 29);
+
+    let e = s.act(Action::Terminal(Event::Resize(80, 24)));
+    assert!(e.redraw);
+    // 80x24 shows 5 orders: the window scrolled so the cursor is visible.
+    let (cursor, offset) = (s.app.orders.cursor, s.app.orders.offset);
+    assert_eq!(cursor, 29);
+    assert!(offset <= cursor && cursor < offset + 5, "cursor {cursor} offset {offset}");
+}
+
+#[test]
+fn tab_and_shift_tab_cycle_the_panes() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let order = [Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard, Pane::Orders];
+    for want in order {
+        let e = s.key(KeyCode::Tab);
+        assert!(e.redraw);
+        assert_eq!(s.app.focus, want);
+    }
+    // On a narrow screen the Dashboard is a tab of the detail area.
+    assert_eq!(s.app.detail, Pane::Dashboard);
+    for want in [Pane::Dashboard, Pane::Postcheck, Pane::Rollback, Pane::Precheck, Pane::Orders] {
+        s.key(KeyCode::BackTab);
+        assert_eq!(s.app.focus, want);
+    }
+    assert_eq!(s.app.detail, Pane::Precheck);
+
+    // On a wide screen the Dashboard has its own place: focusing it keeps the detail shown.
+    let mut wide = Sim::loaded((160, 48), 20, false);
+    wide.key(KeyCode::BackTab);
+    assert_eq!((wide.app.focus, wide.app.detail), (Pane::Dashboard, Pane::Precheck));
+    // Keys that move the list do nothing while another pane has focus.
+    assert!(wide.press('j').commands.is_empty());
+    assert_eq!(wide.app.orders.cursor, 0);
+}
+
+#[test]
+fn tab_moves_panes_while_typing_a_reason_without_typing_a_tab() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.reach_reason();
+    s.typed("dup");
+    assert_eq!(s.app.focus, Pane::Rollback);
+    let e = s.key(KeyCode::Tab);
+    assert!(e.redraw && e.commands.is_empty());
+    assert_eq!(s.app.focus, Pane::Postcheck);
+    s.key(KeyCode::BackTab);
+    assert_eq!(s.app.focus, Pane::Rollback);
+    assert_eq!(s.stage(), Stage::Reason);
+    assert_eq!(s.app.flow.as_ref().map(|f| f.reason_text()).as_deref(), Some("dup"));
+}
+
+// ----------------------------------------------------------------------------------------
+// Ticks
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn an_idle_tick_within_the_minute_does_not_redraw() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    assert!(!s.app.animating());
+    let e = s.act(Action::Tick(at(13, 10, 20)));
+    assert_eq!(e, Effects { commands: vec![], redraw: false });
+    assert_eq!(s.app.now, at(13, 10, 20));
+    // The minute turning changes the header's time in phase: redraw.
+    let e = s.act(Action::Tick(at(13, 11, 0)));
+    assert!(e.redraw);
+}
+
+#[test]
+fn ticks_redraw_while_something_runs() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.reach_running();
+    assert!(s.app.animating());
+    let e = s.act(Action::Tick(at(13, 10, 1)));
+    assert!(e.redraw && e.commands.is_empty());
+}
+
+#[test]
+fn ticks_redraw_while_connecting() {
+    let mut s = Sim::new(Level::Moderate, (80, 24));
+    assert!(s.app.animating());
+    assert!(s.act(Action::Tick(at(13, 10, 1))).redraw);
+}
+
+#[test]
+fn the_same_connection_state_again_does_not_redraw() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+    assert_eq!(e, Effects::default());
+    // Down and up again: the rows already shown are not reloaded from scratch.
+    let e = s.db(DbEvent::Connection(ConnState::Down { error: "gone".into(), retry_in: 1 }));
+    assert!(e.redraw && e.commands.is_empty());
+    let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 5 }));
+    assert!(e.redraw && e.commands.is_empty());
+    assert_eq!(s.app.orders.rows.len(), 20);
+}
+
+#[test]
+fn help_opens_on_question_mark_and_any_key_closes_it() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.press('?');
+    assert!(s.app.help);
+    // The key that closes help does nothing else.
+    let e = s.press('q');
+    assert!(!s.app.help && !s.app.quit);
+    assert!(e.commands.is_empty());
+}
