@@ -12,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod drill;
 pub mod error;
+pub mod journal;
 pub mod keymap;
 pub mod metrics;
 pub mod output;
