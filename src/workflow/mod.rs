@@ -1,4 +1,9 @@
-//! Incident levels and phases, as the source document defines them.
+//! The incident workflow: levels and phases as the source document defines them, the
+//! checklists, and the incident's state as a pure state machine over journal entries.
+
+pub mod checklist;
+pub mod classify;
+pub mod incident;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -46,6 +51,7 @@ impl Level {
 
 /// Where the response is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// 0–15 minutes: detection, classification, team activation.
     Assessment,
@@ -66,6 +72,30 @@ impl Phase {
             Phase::Recovery => "Recovery",
             Phase::PostIncident => "Post-incident",
         }
+    }
+
+    /// Every phase, in order.
+    pub const ALL: [Phase; 4] = [Phase::Assessment, Phase::Response, Phase::Recovery, Phase::PostIncident];
+
+    /// The name used in files and commands.
+    pub fn key(self) -> &'static str {
+        match self {
+            Phase::Assessment => "assessment",
+            Phase::Response => "response",
+            Phase::Recovery => "recovery",
+            Phase::PostIncident => "post_incident",
+        }
+    }
+
+    /// Parses a phase name ("recovery", "post-incident", "Post incident").
+    pub fn parse(s: &str) -> Option<Phase> {
+        let k = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+        Phase::ALL.into_iter().find(|p| p.key() == k)
+    }
+
+    /// The phase after this one.
+    pub fn next(self) -> Option<Phase> {
+        Phase::ALL.iter().position(|p| *p == self).and_then(|i| Phase::ALL.get(i + 1).copied())
     }
 
     /// How long the phase is meant to last (none for post-incident).
