@@ -107,6 +107,159 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// The incident: open one, classify it, follow its phases and checklist, keep its
+    /// timeline, verify the journal, write the post-incident report.
+    Incident(IncidentArgs),
+    /// Message templates: list them, fill one in.
+    Template {
+        /// What to do.
+        #[command(subcommand)]
+        action: TemplateAction,
+    },
+}
+
+/// `incident` flags.
+#[derive(Debug, Clone, Args)]
+pub struct IncidentArgs {
+    /// Work on this incident instead of the current one.
+    #[arg(long, global = true, value_name = "ID")]
+    pub incident: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: IncidentAction,
+}
+
+/// `incident` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum IncidentAction {
+    /// Open an incident and make it current.
+    New {
+        /// What happened, in a few words.
+        #[arg(long)]
+        title: String,
+        /// 1 minor, 2 moderate, 3 critical (see `incident classify`).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+        /// Why this level.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Where the incident stands: level, phase, time box, checklist, roles, next update.
+    Show,
+    /// Every incident, newest first.
+    List,
+    /// Make another incident current.
+    Switch {
+        /// Its id.
+        id: String,
+    },
+    /// Ask the source document's questions and propose a level (--apply sets it).
+    Classify {
+        /// Answers as id=yes|no|unsure (ask without them to be asked on the terminal).
+        #[arg(long = "answer", value_name = "ID=ANSWER")]
+        answers: Vec<String>,
+        /// Set the proposed level on the current incident.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Raise or lower the level (logged with the reason).
+    Level {
+        /// 1, 2 or 3.
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Move to a later phase: response, recovery, post_incident.
+    Phase {
+        /// The phase.
+        name: String,
+    },
+    /// Tick a checklist item.
+    Tick {
+        /// Its id (see `incident show`).
+        item: String,
+    },
+    /// Skip a checklist item, with the reason.
+    Skip {
+        /// Its id.
+        item: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Give a checklist item to a role.
+    Assign {
+        /// Its id.
+        item: String,
+        /// The role (incident_commander, technical_lead, database_admin, ...).
+        #[arg(long)]
+        role: String,
+    },
+    /// Give a role to a person (a hand-over when someone held it).
+    Role {
+        /// incident_commander, technical_lead, database_admin, security_lead,
+        /// communications_lead, documentation_lead.
+        role: String,
+        /// Who.
+        person: String,
+    },
+    /// Add a note to the timeline.
+    Note {
+        /// The note.
+        text: String,
+    },
+    /// Fill a message field (impact, estimated_resolution, ...).
+    Field {
+        /// The field.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Waive a required message field explicitly.
+    Waive {
+        /// The field.
+        name: String,
+    },
+    /// The timeline, newest first.
+    Timeline {
+        /// Only entries whose kind, operator or text contain this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Recompute the journal's hash chain; names the first broken line.
+    Verify,
+    /// Write the post-incident report (Markdown) from the journal.
+    Report {
+        /// Write it here (default: the incident's reports directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `template` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TemplateAction {
+    /// The templates, their audience and required fields.
+    List,
+    /// Fill a template from the current incident.
+    Render {
+        /// internal_alert, customer_notice, status_update, resolution_notice, post_incident_report.
+        name: String,
+        /// Fill a field: key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Waive a required field (repeatable).
+        #[arg(long = "waive", value_name = "KEY")]
+        waive: Vec<String>,
+        /// Fill it from this incident instead of the current one.
+        #[arg(long, value_name = "ID")]
+        incident: Option<String>,
+    },
 }
 
 /// `config` actions.

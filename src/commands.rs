@@ -16,6 +16,7 @@ use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result, is_retryable};
 use crate::metrics::{self, Thresholds};
 use crate::output::{self, money, print_json};
 use crate::sandbox::{self, Durability, Status};
+use crate::workflow::incident::Observation;
 use crate::{demo, sanitize, target};
 
 fn say(msg: &str) {
@@ -49,6 +50,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Some(Command::Bench(a)) => crate::bench::run_command(g, a).await,
         Some(Command::Config { action }) => config_command(g, action),
+        Some(Command::Incident(a)) => crate::incident_cmd::incident_command(g, a).await,
+        Some(Command::Template { action }) => crate::incident_cmd::template_command(g, action).await,
     }
 }
 
@@ -350,9 +353,18 @@ fn print_precheck(p: &db::Precheck) {
     }
 }
 
+fn failed_checks(checks: &[db::Check]) -> Vec<String> {
+    checks.iter().filter(|c| !c.passed).map(|c| c.check.clone()).collect()
+}
+
+fn precheck_observation(p: &db::Precheck, order: Uuid, user: Uuid) -> Observation {
+    Observation::Precheck { order, user, ready: p.ready, failed: failed_checks(&p.checks) }
+}
+
 async fn precheck(g: &GlobalArgs, a: cli::PrecheckArgs) -> Result<i32> {
     let (_s, pool) = connect(g).await?;
     let p = db::precheck(&pool, a.order, a.user).await?;
+    crate::incident_cmd::observe(g, vec![precheck_observation(&p, a.order, a.user)], Some(&pool)).await;
     if let Some(path) = &a.baseline_out {
         let baseline = p
             .baseline
@@ -424,6 +436,7 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
                 }
                 None => ("precheck_failed", "the pre-check did not pass"),
             };
+            crate::incident_cmd::observe(g, vec![precheck_observation(&pre, order, user)], Some(&pool)).await;
             if g.json {
                 print_json(&json!({ "precheck": pre, "refused": { "error_code": code, "message": message },
                                      "rollback": null, "postcheck": null }))?;
@@ -477,10 +490,45 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         Err(e) => {
             let detail = json!({ "error": e.to_string(), "attempts": attempt });
             let _ = db::record_failure(&pool, order, user, "rollback_failed", &detail).await;
+            let failed = Observation::Rollback {
+                mode: if a.transaction { "transaction" } else { "single" }.into(),
+                order: Some(order),
+                user: Some(user),
+                orders: 0,
+                users: 1,
+                refunded: "0".into(),
+                success: false,
+                detail: e.to_string(),
+                reason: a.reason.clone(),
+            };
+            crate::incident_cmd::observe(g, vec![precheck_observation(&pre, order, user), failed], Some(&pool)).await;
             return Err(e);
         }
     };
     let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
+    let r = &result.rollback;
+    let mut seen = vec![
+        precheck_observation(&pre, order, user),
+        Observation::Rollback {
+            mode: if a.transaction { "transaction" } else { "single" }.into(),
+            order: Some(order),
+            user: Some(user),
+            orders: r.order_ids.as_ref().map_or(0, Vec::len) as u64,
+            users: 1,
+            refunded: r.refunded.unwrap_or_default().normalize().to_string(),
+            success: r.success,
+            detail: if r.success {
+                "rolled back".into()
+            } else {
+                format!("{}: {}", r.error_code.as_deref().unwrap_or("unknown"), r.message.as_deref().unwrap_or(""))
+            },
+            reason: a.reason.clone(),
+        },
+    ];
+    if let Some(p) = &result.postcheck {
+        seen.push(Observation::Postcheck { order, successful: p.successful, failed: failed_checks(&p.checks) });
+    }
+    crate::incident_cmd::observe(g, seen, Some(&pool)).await;
     if g.json {
         print_json(&json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck }))?;
     } else {
@@ -641,6 +689,28 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     users.dedup();
     let violations = db::ledger_audit_users(&pool, &users).await?;
     let ok = summary.complete() && violations.is_empty();
+    let seen = vec![
+        Observation::Rollback {
+            mode: "batch".into(),
+            order: None,
+            user: None,
+            orders: summary.rolled_back as u64,
+            users: users.len() as u64,
+            refunded: summary.refunded.normalize().to_string(),
+            success: summary.complete(),
+            detail: format!(
+                "{} rolled back, {} already, {} refused, {} failed, {} not attempted",
+                summary.rolled_back,
+                summary.already_rolled_back,
+                summary.refused.len(),
+                summary.failed.len(),
+                summary.not_attempted
+            ),
+            reason: a.reason.clone(),
+        },
+        Observation::Audit { violations: violations.len() as u64 },
+    ];
+    crate::incident_cmd::observe(g, seen, Some(&pool)).await;
     if g.json {
         print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
     } else {
@@ -699,6 +769,8 @@ async fn postcheck(g: &GlobalArgs, a: cli::PostcheckArgs) -> Result<i32> {
     if p.error_code.as_deref() == Some("invalid_baseline") {
         return Err(Error::BadInput("the baseline is not the pre-check baseline of this order and user".into()));
     }
+    let seen = Observation::Postcheck { order: a.order, successful: p.successful, failed: failed_checks(&p.checks) };
+    crate::incident_cmd::observe(g, vec![seen], Some(&pool)).await;
     if g.json {
         print_json(&p)?;
     } else {
@@ -713,6 +785,7 @@ async fn audit(g: &GlobalArgs, full: bool) -> Result<i32> {
     let started = std::time::Instant::now();
     let v = if full { db::ledger_audit_full(&pool).await? } else { db::ledger_audit(&pool).await? };
     let elapsed_ms = started.elapsed().as_millis();
+    crate::incident_cmd::observe(g, vec![Observation::Audit { violations: v.len() as u64 }], Some(&pool)).await;
     // A clean book gets a new checkpoint, so the next audit costs only what changes until
     // then. Viewers may not take one; that only makes their next audit slower.
     let checkpoint = if v.is_empty() {
@@ -795,15 +868,35 @@ async fn maintenance(g: &GlobalArgs, a: cli::MaintenanceArgs) -> Result<i32> {
         )));
     }
     let state = db::maintenance_state(&pool).await?;
+    // Prove it: a probe order inside a transaction that is rolled back.
+    let probe = db::probe_new_orders(&pool).await?;
+    let refused = probe.as_deref() == Some("maintenance_mode");
+    let on = a.mode == OnOff::On;
+    let verified = refused == on;
+    let seen = Observation::Maintenance { on, reason: a.reason.clone(), verified };
+    crate::incident_cmd::observe(g, vec![seen], Some(&pool)).await;
     if g.json {
-        print_json(&json!({ "result": r, "state": state }))?;
-    } else if state.maintenance_mode {
+        print_json(
+            &json!({ "result": r, "state": state, "probe": { "error_code": probe, "new_orders_refused": refused },
+                             "verified": verified }),
+        )?;
+    } else if on {
         println!(
-            "Maintenance mode is ON since {}: new orders are refused.",
+            "Maintenance mode is ON since {}.",
             state.maintenance_since.map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         );
+        if refused {
+            println!("Verified: a probe order was refused (maintenance_mode) and rolled back.");
+        } else {
+            println!(
+                "NOT VERIFIED: a probe order was not refused for maintenance (got {}).",
+                sanitize::line(probe.as_deref().unwrap_or("success"))
+            );
+        }
+    } else if refused {
+        println!("NOT VERIFIED: maintenance mode was switched off, but a probe order is still refused.");
     } else {
-        println!("Maintenance mode is off: new orders are accepted.");
+        println!("Maintenance mode is off: new orders are accepted (probe rolled back).");
     }
-    Ok(EXIT_OK)
+    Ok(if verified { EXIT_OK } else { EXIT_CHECK_FAILED })
 }

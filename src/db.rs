@@ -1215,3 +1215,54 @@ pub async fn ping<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<()> 
     sqlx::query("SELECT 1").execute(e).await?;
     Ok(())
 }
+
+// ----------------------------------------------------------------------------------------
+// Incident journals
+// ----------------------------------------------------------------------------------------
+
+/// The highest journal entry of an incident copied to the database (0: none).
+pub async fn incident_events_max_seq<'e, E: Executor<'e, Database = Postgres>>(e: E, incident: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT incident_events_max_seq($1)").bind(incident.to_string()).fetch_one(e).await?)
+}
+
+/// Copies journal entries to `incident_events`; returns the number inserted, or an
+/// error naming the entries whose hash differs from the copy already there.
+pub async fn copy_incident_events<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    incident: &str,
+    entries: &[crate::journal::Entry],
+) -> Result<i64> {
+    let payload = serde_json::to_value(entries).map_err(|e| Error::Other(e.to_string()))?;
+    let v = call_json(e, sqlx::query("SELECT record_incident_events($1, $2)").bind(incident.to_string()).bind(payload))
+        .await?;
+    if v.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::CheckFailed(format!(
+            "the database's copy of {} differs at entries {}",
+            crate::sanitize::line(incident),
+            crate::sanitize::line(&v.get("conflicts").map(|c| c.to_string()).unwrap_or_default())
+        )));
+    }
+    Ok(v.get("inserted").and_then(Value::as_i64).unwrap_or(0))
+}
+
+/// Proves maintenance mode refuses new orders: tries an order inside a transaction that
+/// is always rolled back, and returns the error code it got (`maintenance_mode` when on).
+pub async fn probe_new_orders(pool: &PgPool) -> Result<Option<String>> {
+    let mut tx = pool.begin().await?;
+    let key = format!("maintenance-probe-{}", Uuid::new_v4());
+    let o = NewOrder {
+        user_id: Uuid::new_v4(),
+        symbol: "EURUSD",
+        order_type: "market",
+        side: "buy",
+        quantity: Decimal::ONE,
+        price: Decimal::ONE,
+        idempotency_key: &key,
+        transaction_id: None,
+    };
+    let r = execute_order(&mut *tx, &o).await;
+    // Whatever happened, nothing of the probe stays.
+    tx.rollback().await?;
+    let v = r?;
+    Ok(v.get("error_code").and_then(Value::as_str).map(str::to_string))
+}

@@ -66,10 +66,19 @@ impl Out {
     }
 }
 
-/// The binary with a predictable environment: no DATABASE_URL, no sandbox settings.
+/// Where the binary keeps incidents during these tests: never the user's own.
+fn data_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("data dir")).path()
+}
+
+/// The binary with a predictable environment: no DATABASE_URL, no sandbox settings, no
+/// current incident of the user's.
 fn console() -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_incident-console"));
-    c.env_remove("DATABASE_URL")
+    c.env("INCIDENT_CONSOLE_DATA_DIR", data_dir())
+        .env("INCIDENT_CONSOLE_CONFIG", data_dir().join("no-config.toml"))
+        .env_remove("DATABASE_URL")
         .env_remove("INCIDENT_PG_BINDIR")
         .env_remove("INCIDENT_CONSOLE_SANDBOX_DIR")
         .env_remove("RUST_BACKTRACE")

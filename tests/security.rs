@@ -437,6 +437,7 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
     // also the money paths; nobody but the owner runs the internal helpers.
     let viewer = [
         "check_active_transactions",
+        "incident_events_max_seq",
         "ledger_audit",
         "ledger_audit_full",
         "ledger_audit_users",
@@ -450,6 +451,7 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         "create_trading_account",
         "ledger_audit_checkpoint",
         "execute_order_atomic",
+        "record_incident_events",
         "record_rollback_failure",
         "rollback_execute_order_atomic",
         "rollback_order_execution",

@@ -127,7 +127,26 @@ pub enum Observation {
     /// A pre-check ran.
     Precheck { order: Uuid, user: Uuid, ready: bool, failed: Vec<String> },
     /// A rollback (single, transaction group or batch) ended.
-    Rollback { mode: String, orders: u64, refunded: String, success: bool, detail: String },
+    Rollback {
+        /// single, transaction or batch.
+        mode: String,
+        /// The order it started from (none for a batch).
+        order: Option<Uuid>,
+        /// Its user (none for a batch).
+        user: Option<Uuid>,
+        /// Orders rolled back.
+        orders: u64,
+        /// Users touched.
+        users: u64,
+        /// Cash given back, as a decimal string.
+        refunded: String,
+        /// Whether it completed.
+        success: bool,
+        /// What happened, in words.
+        detail: String,
+        /// The reason recorded on the orders.
+        reason: String,
+    },
     /// A post-check ran.
     Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
     /// Maintenance mode was switched, and whether the probe confirmed it.
@@ -163,9 +182,10 @@ impl Observation {
             Observation::Precheck { order, user, ready, failed } => {
                 ("precheck", json!({ "order": order, "user": user, "ready": ready, "failed": failed }))
             }
-            Observation::Rollback { mode, orders, refunded, success, detail } => (
+            Observation::Rollback { mode, order, user, orders, users, refunded, success, detail, reason } => (
                 "rollback",
-                json!({ "mode": mode, "orders": orders, "refunded": refunded, "success": success, "detail": detail }),
+                json!({ "mode": mode, "order": order, "user": user, "orders": orders, "users": users,
+                        "refunded": refunded, "success": success, "detail": detail, "reason": reason }),
             ),
             Observation::Postcheck { order, successful, failed } => {
                 ("postcheck", json!({ "order": order, "successful": successful, "failed": failed }))

@@ -1,0 +1,609 @@
+//! The `incident` and `template` commands, and the journal side of the database commands:
+//! what a pre-check, rollback, post-check, audit or maintenance switch records in the
+//! current incident.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::cli::{GlobalArgs, IncidentAction, IncidentArgs, TemplateAction};
+use crate::comms::{self, Rendered, TemplateStore};
+use crate::connect::default_operator;
+use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::incidents::{IncidentStore, OpenIncident};
+use crate::journal::{Entry, Verification};
+use crate::output::print_json;
+use crate::sanitize::line;
+use crate::workflow::checklist::Checklist;
+use crate::workflow::classify::{self, Answer};
+use crate::workflow::incident::{ItemState, Observation, Role, Step};
+use crate::workflow::{Level, Phase};
+
+/// The operator recorded in the journal: `--operator`, `$INCIDENT_OPERATOR`, the OS user.
+pub fn operator(g: &GlobalArgs) -> String {
+    g.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_operator)
+}
+
+fn config_dir() -> Result<PathBuf> {
+    let path = crate::config::config_path()?;
+    Ok(path.parent().map(PathBuf::from).unwrap_or_default())
+}
+
+/// The checklist in effect: `checklists.toml` in the config directory, else the shipped one.
+pub fn checklist() -> Result<Checklist> {
+    Checklist::load(&config_dir()?.join("checklists.toml"))
+}
+
+/// The templates in effect: the user's in `templates/` of the config directory over the shipped ones.
+pub fn templates() -> Result<TemplateStore> {
+    let dir = config_dir()?.join("templates");
+    Ok(TemplateStore::load(dir.is_dir().then_some(dir.as_path()))?)
+}
+
+fn open(id: Option<&str>) -> Result<OpenIncident> {
+    let store = IncidentStore::open_default()?;
+    let checklist = checklist()?;
+    match id {
+        Some(id) => store.open(id, checklist),
+        None => store.open_current(checklist)?.ok_or_else(|| {
+            Error::BadInput("no current incident: start one with `incident new --title TITLE --level N`".into())
+        }),
+    }
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// "12m", "1h05m": time boxes and deadlines read at a glance.
+pub fn short_duration(d: chrono::Duration) -> String {
+    let m = d.num_minutes().abs();
+    if m >= 60 { format!("{}h{:02}m", m / 60, m % 60) } else { format!("{m}m") }
+}
+
+/// Records what a database command observed in the current incident, if there is one.
+/// Best effort: a journal that cannot be written is said on stderr, and the command's
+/// own result stands. Copies the new entries to the database when a pool is at hand.
+pub async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Option<&sqlx::PgPool>) {
+    let op = operator(g);
+    let result = (|| -> Result<Option<OpenIncident>> {
+        let store = IncidentStore::open_default()?;
+        let Some(mut inc) = store.open_current(checklist()?)? else { return Ok(None) };
+        let now = Utc::now();
+        for o in observations {
+            inc.act(Step::Observe(o), &op, now)?;
+        }
+        Ok(Some(inc))
+    })();
+    match result {
+        Ok(Some(inc)) => {
+            if let Some(pool) = pool
+                && let Err(e) = copy_journal(pool, &inc).await
+            {
+                eprintln!("note: the journal of {} was not copied to the database: {e}", inc.incident.id);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: not recorded in the incident's journal: {e}"),
+    }
+}
+
+/// Copies the journal entries the database does not have yet to `incident_events`.
+pub async fn copy_journal(pool: &sqlx::PgPool, inc: &OpenIncident) -> Result<i64> {
+    let id = &inc.incident.id;
+    let have = crate::db::incident_events_max_seq(pool, id).await?;
+    let entries: Vec<Entry> = inc.entries()?.into_iter().filter(|e| e.seq as i64 > have).collect();
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut copied = 0;
+    for chunk in entries.chunks(500) {
+        copied += crate::db::copy_incident_events(pool, id, chunk).await?;
+    }
+    Ok(copied)
+}
+
+/// After an incident command: copy the journal to the database when one is at hand
+/// without starting anything (a URL was given, or the sandbox is already running).
+async fn sync_if_reachable(g: &GlobalArgs, inc: &OpenIncident) {
+    let url = match &g.database_url {
+        Some(u) if !u.trim().is_empty() => crate::target::settings_for(u.clone(), false, g),
+        _ => {
+            let running = tokio::task::spawn_blocking(|| {
+                let c = crate::sandbox::sandbox_cluster().ok()?;
+                matches!(c.status(), Ok(crate::sandbox::Status::Running))
+                    .then(|| c.url(crate::sandbox::SANDBOX_DATABASE))
+            })
+            .await
+            .ok()
+            .flatten();
+            match running {
+                Some(u) => crate::target::settings_for(u, true, g),
+                None => return,
+            }
+        }
+    };
+    let attempt = async {
+        let pool = url.pool(1).await?;
+        let n = copy_journal(&pool, inc).await;
+        pool.close().await;
+        n
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("note: journal kept on disk only (database: {e})"),
+        Err(_) => eprintln!("note: journal kept on disk only (database did not answer within 5 s)"),
+    }
+}
+
+/// `incident …`
+pub async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<i32> {
+    let id = a.incident.as_deref();
+    let op = operator(g);
+    let now = Utc::now();
+    let step = match a.action {
+        IncidentAction::New { title, level, reason } => return new(g, &title, level, &reason, &op, now).await,
+        IncidentAction::Show => return show(g, &open(id)?, now),
+        IncidentAction::List => return list(g),
+        IncidentAction::Switch { id } => {
+            IncidentStore::open_default()?.switch(&id)?;
+            println!("{id} is now the current incident.");
+            return Ok(EXIT_OK);
+        }
+        IncidentAction::Classify { answers, apply } => return classify_command(g, id, &answers, apply, &op).await,
+        IncidentAction::Timeline { filter, limit } => return timeline(g, &open(id)?, filter.as_deref(), limit),
+        IncidentAction::Verify => return verify(g, &open(id)?),
+        IncidentAction::Report { out } => return report(g, id, out, &op).await,
+        IncidentAction::Level { level, reason } => {
+            Step::SetLevel { to: Level::from_number(level).unwrap_or(Level::Critical), reason }
+        }
+        IncidentAction::Phase { name } => match Phase::parse(&name) {
+            Some(to) => Step::Advance { to },
+            None => {
+                return Err(Error::BadInput(format!(
+                    "no phase \"{}\": assessment, response, recovery, post_incident",
+                    line(&name)
+                )));
+            }
+        },
+        IncidentAction::Tick { item } => Step::Tick { item },
+        IncidentAction::Skip { item, reason } => Step::Skip { item, reason },
+        IncidentAction::Assign { item, role } => Step::AssignItem { item, role: parse_role(&role)? },
+        IncidentAction::Role { role, person } => Step::AssignRole { role: parse_role(&role)?, person },
+        IncidentAction::Note { text } => Step::Note { text },
+        IncidentAction::Field { name, value } => Step::SetField { name, value },
+        IncidentAction::Waive { name } => Step::Waive { name },
+    };
+    let mut inc = open(id)?;
+    let written = inc.act(step, &op, now)?;
+    if g.json {
+        print_json(&json!({ "incident": inc.incident.id, "recorded": written }))?;
+    } else {
+        for e in &written {
+            println!("{}  {}", when(e.at), line(&crate::report::describe(e)));
+        }
+    }
+    sync_if_reachable(g, &inc).await;
+    Ok(EXIT_OK)
+}
+
+fn parse_role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = Role::ALL.iter().map(|r| r.key()).collect();
+        Error::BadInput(format!("no role \"{}\": {}", line(s), known.join(", ")))
+    })
+}
+
+async fn new(g: &GlobalArgs, title: &str, level: u8, reason: &str, op: &str, now: DateTime<Utc>) -> Result<i32> {
+    let level = Level::from_number(level).ok_or_else(|| Error::BadInput("the level is 1, 2 or 3".into()))?;
+    let store = IncidentStore::open_default()?;
+    let previous = store.current_id()?;
+    let inc = store.create(title, level, reason, op, now, checklist()?)?;
+    if g.json {
+        print_json(
+            &json!({ "incident": inc.incident.id, "dir": inc.dir, "level": level.number(), "previous": previous }),
+        )?;
+    } else {
+        println!(
+            "Opened {} at Level {} {}: {}",
+            inc.incident.id,
+            level.number(),
+            level.label(),
+            line(&inc.incident.title)
+        );
+        println!("Journal: {}", inc.journal.path().display());
+        if let Some(p) = previous {
+            println!("({p} is no longer current; `incident switch {p}` goes back to it.)");
+        }
+    }
+    sync_if_reachable(g, &inc).await;
+    Ok(EXIT_OK)
+}
+
+fn list(g: &GlobalArgs) -> Result<i32> {
+    let store = IncidentStore::open_default()?;
+    let current = store.current_id()?;
+    let all = store.list()?;
+    if g.json {
+        let rows: Vec<Value> = all
+            .iter()
+            .map(|s| {
+                json!({ "id": s.id, "title": s.title, "level": s.level.number(), "phase": s.phase.key(),
+                        "opened_at": s.opened_at, "current": current.as_deref() == Some(s.id.as_str()) })
+            })
+            .collect();
+        print_json(&rows)?;
+    } else if all.is_empty() {
+        println!("No incidents yet. Start one with `incident new --title TITLE --level N`.");
+    } else {
+        for s in all {
+            let mark = if current.as_deref() == Some(s.id.as_str()) { "*" } else { " " };
+            println!(
+                "{mark} {}  L{} {:<8}  {:<13}  {}  {}",
+                s.id,
+                s.level.number(),
+                s.level.label(),
+                s.phase.label(),
+                when(s.opened_at),
+                line(&s.title)
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn item_mark(s: &ItemState) -> &'static str {
+    match s {
+        ItemState::Open => "[ ]",
+        ItemState::Done { .. } => "[x]",
+        ItemState::Skipped { .. } => "[-]",
+    }
+}
+
+fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
+    let entries = inc.entries()?;
+    let ctx = crate::report::message_context(inc, &entries, None, now);
+    let i = &inc.incident;
+    if g.json {
+        print_json(&json!({ "context": ctx.to_value(), "dir": inc.dir }))?;
+        return Ok(EXIT_OK);
+    }
+    println!("{}  Level {} {}  {}", i.id, i.level.number(), i.level.label(), line(&i.title));
+    let phase_line = match i.phase_deadline() {
+        Some(d) if now > d => format!("OVERDUE by {} (time box ended {})", short_duration(now - d), when(d)),
+        Some(d) => format!("{} left (time box ends {})", short_duration(d - now), when(d)),
+        None => "no time box".to_string(),
+    };
+    println!("Phase: {} since {}, {}", i.phase.label(), when(i.phase_started()), phase_line);
+    match i.maintenance_on() {
+        Some(p) => println!(
+            "Maintenance mode: ON since {}{}",
+            when(p.on_at),
+            if p.verified { " (verified: new orders refused)" } else { " (NOT verified)" }
+        ),
+        None => println!("Maintenance mode: off"),
+    }
+    let due = |label: &str, d: Option<DateTime<Utc>>| match d {
+        Some(d) if now > d => println!("{label}: OVERDUE since {}", when(d)),
+        Some(d) => println!("{label}: due {} (in {})", when(d), short_duration(d - now)),
+        None => {}
+    };
+    due("Next internal update", ctx.next_update_due);
+    if i.last_message("customer").is_none() {
+        due("First customer notice", ctx.next_customer_notice_due);
+    }
+    println!("Team:");
+    for r in Role::ALL {
+        match i.roles.get(&r) {
+            Some(a) => println!("  {:<22} {}", r.label(), line(&a.person)),
+            None => println!("  {:<22} (unassigned)", r.label()),
+        }
+    }
+    println!("Checklist, {} (Level {}):", i.phase.label(), i.level.number());
+    for it in inc.checklist.for_phase(i.phase, i.level) {
+        let st = i.item_state(&it.id);
+        let extra = match st {
+            ItemState::Done { by, auto: true, .. } => format!("  (observed; {})", line(by)),
+            ItemState::Done { by, at, .. } => format!("  ({}, {})", line(by), at.format("%H:%M")),
+            ItemState::Skipped { reason, .. } => format!("  (skipped: {})", line(reason)),
+            ItemState::Open => i.item_roles.get(&it.id).map(|r| format!("  -> {}", r.label())).unwrap_or_default(),
+        };
+        println!("  {} {:<24} {}{extra}", item_mark(st), it.id, it.text);
+    }
+    let earlier: Vec<_> = i.open_items(&inc.checklist).into_iter().filter(|it| it.phase < i.phase).collect();
+    if !earlier.is_empty() {
+        println!("Still open from earlier phases:");
+        for it in earlier {
+            println!("  [ ] {:<24} {} ({})", it.id, it.text, it.phase.label());
+        }
+    }
+    if !i.fields.is_empty() || !i.waived.is_empty() {
+        println!("Message fields:");
+        for (k, v) in &i.fields {
+            println!("  {k} = {}", line(v));
+        }
+        for k in &i.waived {
+            println!("  {k} (waived)");
+        }
+    }
+    println!("Journal: {} entries in {}", entries.len(), inc.journal.path().display());
+    Ok(EXIT_OK)
+}
+
+fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usize) -> Result<i32> {
+    let entries = inc.entries()?;
+    let needle = filter.map(str::to_lowercase);
+    let shown: Vec<(&Entry, String)> = entries
+        .iter()
+        .rev()
+        .map(|e| (e, crate::report::describe(e)))
+        .filter(|(e, text)| {
+            needle.as_ref().is_none_or(|n| {
+                e.kind.to_lowercase().contains(n)
+                    || e.operator.to_lowercase().contains(n)
+                    || text.to_lowercase().contains(n)
+            })
+        })
+        .take(limit)
+        .collect();
+    if g.json {
+        let rows: Vec<Value> = shown.iter().map(|(e, text)| json!({ "entry": e, "text": text })).collect();
+        print_json(&rows)?;
+    } else {
+        for (e, text) in shown {
+            println!("{}  {:<12} {:<16} {}", when(e.at), line(&e.operator), e.kind, line(&text));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
+    let v = inc.verify()?;
+    if g.json {
+        print_json(&json!({ "incident": inc.incident.id, "journal": inc.journal.path(), "verification": v }))?;
+    }
+    match v {
+        Verification::Intact { entries, last_hash } => {
+            if !g.json {
+                println!("Journal intact: {entries} entries, final hash {last_hash}");
+            }
+            Ok(EXIT_OK)
+        }
+        Verification::Broken { line: n, reason } => {
+            if !g.json {
+                println!("Journal BROKEN at line {n}: {}", line(&reason));
+                println!("({})", inc.journal.path().display());
+            }
+            Ok(EXIT_CHECK_FAILED)
+        }
+    }
+}
+
+/// Answers as `id=yes|no|unsure`.
+fn parse_answers(raw: &[String]) -> Result<Vec<(&'static str, Answer)>> {
+    let mut out = Vec::new();
+    for r in raw {
+        let (k, v) = r
+            .split_once('=')
+            .ok_or_else(|| Error::BadInput(format!("an answer is ID=yes|no|unsure, not \"{}\"", line(r))))?;
+        let q = classify::QUESTIONS.iter().find(|q| q.id == k.trim()).ok_or_else(|| {
+            let ids: Vec<&str> = classify::QUESTIONS.iter().map(|q| q.id).collect();
+            Error::BadInput(format!("no question \"{}\": {}", line(k), ids.join(", ")))
+        })?;
+        out.push((q.id, parse_answer(v).ok_or_else(|| Error::BadInput(format!("{k}: answer yes, no or unsure")))?));
+    }
+    Ok(out)
+}
+
+fn parse_answer(v: &str) -> Option<Answer> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(Answer::Yes),
+        "n" | "no" => Some(Answer::No),
+        "u" | "unsure" | "?" => Some(Answer::Unsure),
+        _ => None,
+    }
+}
+
+async fn ask_questions() -> Result<Vec<(&'static str, Answer)>> {
+    tokio::task::spawn_blocking(|| {
+        let mut out = Vec::new();
+        let stdin = std::io::stdin();
+        for q in classify::QUESTIONS {
+            loop {
+                eprint!("{} [y/n/u] ", q.text);
+                let _ = std::io::stderr().flush();
+                let mut l = String::new();
+                match stdin.lock().read_line(&mut l) {
+                    Ok(0) | Err(_) => return Err(Error::BadInput("classification interrupted; nothing set".into())),
+                    Ok(_) => {}
+                }
+                if let Some(a) = parse_answer(&l) {
+                    out.push((q.id, a));
+                    break;
+                }
+                eprintln!("  answer y (yes), n (no) or u (unsure)");
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))?
+}
+
+async fn classify_command(g: &GlobalArgs, id: Option<&str>, raw: &[String], apply: bool, op: &str) -> Result<i32> {
+    let answers = if raw.is_empty() {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::BadInput(
+                "give the answers with --answer ID=yes|no|unsure (no terminal to ask on)".into(),
+            ));
+        }
+        ask_questions().await?
+    } else {
+        parse_answers(raw)?
+    };
+    let (level, why) = classify::propose(&answers);
+    let reason =
+        format!("classified: {}", if why.is_empty() { "no criterion applies".to_string() } else { why.join(" ") });
+    let mut applied = None;
+    if apply {
+        let mut inc = open(id)?;
+        let now = Utc::now();
+        let mut written = if inc.incident.level != level {
+            inc.act(Step::SetLevel { to: level, reason: reason.clone() }, op, now)?
+        } else {
+            inc.act(Step::Note { text: format!("level {} confirmed, {reason}", level.number()) }, op, now)?
+        };
+        // Running the helper is the classification step; tick it unless done already.
+        if inc.checklist.get("classify").is_some() && inc.incident.item_state("classify") == &ItemState::Open {
+            written.extend(inc.act(Step::Tick { item: "classify".into() }, op, now)?);
+        }
+        applied = Some(written);
+        sync_if_reachable(g, &inc).await;
+    }
+    if g.json {
+        print_json(&json!({ "level": level.number(), "why": why, "applied": applied }))?;
+    } else {
+        println!("Proposed: Level {} {}", level.number(), level.label());
+        for w in &why {
+            println!("  because: {w}");
+        }
+        if answers.iter().any(|(_, a)| *a == Answer::Unsure) {
+            println!("  (unsure answers count as yes: when in doubt, the higher level)");
+        }
+        if applied.is_some() {
+            println!("Set on the incident.");
+        } else {
+            println!("Apply it with --apply, or `incident level N --reason …`.");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Fills the post-incident report from the journal and writes it; returns its path.
+pub fn write_report(inc: &mut OpenIncident, out: Option<PathBuf>, op: &str, now: DateTime<Utc>) -> Result<PathBuf> {
+    let entries = inc.entries()?;
+    let verification = inc.verify()?;
+    if let Verification::Broken { line: n, reason } = &verification {
+        return Err(Error::CheckFailed(format!(
+            "the journal is broken at line {n} ({}); no report from it",
+            line(reason)
+        )));
+    }
+    let ctx = crate::report::message_context(inc, &entries, Some(&verification), now);
+    let rendered = match templates()?.render_for_copy("post_incident_report", &ctx.to_value(), &[]) {
+        Err(comms::CommsError::FieldsMissing { fields, .. }) => {
+            return Err(Error::BadInput(format!(
+                "the report needs {}: fill each with `incident field NAME \"TEXT\"` (or `incident waive NAME`)",
+                fields.join(", ")
+            )));
+        }
+        other => other?,
+    };
+    let path = match out {
+        Some(p) => {
+            std::fs::write(&p, &rendered.text)
+                .map_err(|e| Error::Other(format!("cannot write {}: {e}", p.display())))?;
+            p
+        }
+        None => comms::export(&inc.reports_dir(), "post_incident_report", &rendered.text, now)?,
+    };
+    let hash = crate::journal::sha256_hex(rendered.text.as_bytes());
+    inc.act(Step::Observe(Observation::ReportWritten { path: path.display().to_string(), hash }), op, now)?;
+    Ok(path)
+}
+
+async fn report(g: &GlobalArgs, id: Option<&str>, out: Option<PathBuf>, op: &str) -> Result<i32> {
+    let mut inc = open(id)?;
+    let path = write_report(&mut inc, out, op, Utc::now())?;
+    if g.json {
+        print_json(&json!({ "incident": inc.incident.id, "report": path }))?;
+    } else {
+        println!("Report written to {}", path.display());
+    }
+    sync_if_reachable(g, &inc).await;
+    Ok(EXIT_OK)
+}
+
+/// `template …`
+pub async fn template_command(g: &GlobalArgs, action: TemplateAction) -> Result<i32> {
+    let store = templates()?;
+    match action {
+        TemplateAction::List => {
+            let list = store.list();
+            if g.json {
+                let rows: Vec<Value> = list
+                    .iter()
+                    .map(|t| {
+                        json!({ "name": t.name, "file": t.file, "title": t.title, "audience": t.audience.as_str(),
+                                "required": t.required, "source": t.source.to_string(), "problem": t.problem })
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for t in list {
+                    println!(
+                        "{:<22} {:<9} {}{}",
+                        t.name,
+                        t.audience.as_str(),
+                        t.title,
+                        if t.required.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  (fill: {})", t.required.join(", "))
+                        }
+                    );
+                    if let Some(p) = &t.problem {
+                        println!("  PROBLEM: {}", line(p));
+                    }
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        TemplateAction::Render { name, set, waive, incident } => {
+            let inc = open(incident.as_deref())?;
+            let entries = inc.entries()?;
+            let mut ctx = crate::report::message_context(&inc, &entries, None, Utc::now());
+            for kv in &set {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| Error::BadInput(format!("--set takes KEY=VALUE, not \"{}\"", line(kv))))?;
+                ctx.set_field(k.trim(), v);
+            }
+            for w in waive {
+                ctx.waive(w);
+            }
+            let rendered = store.render(&name, &ctx.to_value())?;
+            let leaks = if rendered.audience == comms::Audience::Customer {
+                comms::scan_leaks(&rendered.text, &ctx.internal_values(), &[])
+            } else {
+                rendered.leaks.clone()
+            };
+            print_rendered(g, &rendered, &leaks)?;
+            Ok(if rendered.missing.is_empty() && leaks.is_empty() { EXIT_OK } else { EXIT_CHECK_FAILED })
+        }
+    }
+}
+
+fn print_rendered(g: &GlobalArgs, r: &Rendered, leaks: &[comms::Leak]) -> Result<()> {
+    if g.json {
+        return print_json(&json!({ "name": r.name, "title": r.title, "audience": r.audience.as_str(), "text": r.text,
+                                    "missing": r.missing, "waived": r.waived,
+                                    "leaks": leaks.iter().map(|l| l.to_string()).collect::<Vec<_>>() }));
+    }
+    print!("{}", crate::sanitize::multiline(&r.text));
+    if !r.text.ends_with('\n') {
+        println!();
+    }
+    if !r.missing.is_empty() {
+        eprintln!(
+            "Required fields still empty: {} (fill with --set KEY=VALUE or `incident field`, or --waive KEY)",
+            r.missing.join(", ")
+        );
+    }
+    for l in leaks {
+        eprintln!("Internal detail in a customer message: {}", line(&l.to_string()));
+    }
+    Ok(())
+}
