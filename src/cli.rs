@@ -25,13 +25,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Console: the incident's title.
-    #[arg(long, default_value = "Order execution incident")]
-    pub title: String,
+    /// Console: start a new incident with this title (default: open the current incident,
+    /// or start an untitled one when there is none).
+    #[arg(long)]
+    pub title: Option<String>,
 
-    /// Console: the incident's level (1 minor, 2 moderate, 3 critical).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
-    pub level: u8,
+    /// Console: the level of a new incident (1 minor, 2 moderate, 3 critical) [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub level: Option<u8>,
 }
 
 /// Flags every command understands.

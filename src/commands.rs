@@ -27,7 +27,7 @@ fn say(msg: &str) {
 pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     match cli.command {
-        None => console(g, &cli.title, cli.level).await,
+        None => console(g, cli.title.as_deref(), cli.level).await,
         Some(Command::Sandbox { action }) => sandbox_command(g, action).await,
         Some(Command::Migrate { dry_run, undo_to }) => migrate(g, dry_run, undo_to).await,
         Some(Command::Seed(a)) => seed(g, a).await,
@@ -62,16 +62,40 @@ async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
 }
 
 /// The console: opens at once, connects (starting the sandbox if needed) in the background.
-async fn console(g: &GlobalArgs, title: &str, level: u8) -> Result<i32> {
+async fn console(g: &GlobalArgs, title: Option<&str>, level: Option<u8>) -> Result<i32> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         // Over a plain pipe the console cannot draw: say where things stand instead.
         return status_summary(g).await;
     }
     let config = crate::config::ConsoleConfig::load()?;
     let _log = init_log();
-    let level = crate::workflow::Level::from_number(level).unwrap_or(crate::workflow::Level::Moderate);
     let now = chrono::Utc::now();
-    let incident = crate::workflow::IncidentHeader::new(title.to_string(), level, now);
+    let (inc, note) = open_console_incident(g, title, level, now)?;
+    let entries = inc.entries()?;
+    let delivered = entries.last().map_or(0, |e| e.seq);
+    let panel = crate::app::incident::IncidentPanel::new(
+        entries,
+        inc.checklist.clone(),
+        crate::incident_cmd::templates()?,
+        config.contacts.clone(),
+        inc.journal.path().to_path_buf(),
+        now,
+    )
+    .map_err(Error::CheckFailed)?;
+    let sync = crate::protocol::Command::SyncJournal {
+        incident: inc.incident.id.clone(),
+        path: inc.journal.path().to_path_buf(),
+    };
+    let session = crate::session::Session::new(
+        inc,
+        crate::incident_cmd::operator(g),
+        delivered,
+        Box::new(|sequence: &str| {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(sequence.as_bytes());
+            let _ = out.flush();
+        }),
+    );
     let (target, label) = match &g.database_url {
         Some(url) if !url.trim().is_empty() => {
             let s = target::settings_for(url.clone(), false, g);
@@ -83,11 +107,40 @@ async fn console(g: &GlobalArgs, title: &str, level: u8) -> Result<i32> {
         }
     };
     let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
-    let app = crate::app::App::new(config.keymap.clone(), incident, label, now, (w, h));
+    let header = panel.state.header();
+    let mut app = crate::app::App::new(config.keymap.clone(), header, label, now, (w, h)).with_incident(panel);
+    app.message = note.map(|text| crate::app::Message { text, error: false });
     let worker = crate::worker::spawn(target, config);
+    let _ = worker.commands.send(sync);
     tracing::info!("console started");
-    crate::tui::run_console(app, worker).await?;
+    crate::tui::run_console(app, worker, Some(session)).await?;
     Ok(EXIT_OK)
+}
+
+/// The incident the console works on: a new one when a title is given, else the current
+/// one, else a new untitled one. Returns it and what to tell the person about it.
+fn open_console_incident(
+    g: &GlobalArgs,
+    title: Option<&str>,
+    level: Option<u8>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::incidents::OpenIncident, Option<String>)> {
+    let store = crate::incidents::IncidentStore::open_default()?;
+    let checklist = crate::incident_cmd::checklist()?;
+    if title.is_none()
+        && let Some(inc) = store.open_current(checklist.clone())?
+    {
+        let note = level
+            .filter(|l| *l != inc.incident.level.number())
+            .map(|_| "--level is for a new incident: L changes the level of this one (with a reason).".to_string());
+        return Ok((inc, note));
+    }
+    let level = crate::workflow::Level::from_number(level.unwrap_or(2)).unwrap_or(crate::workflow::Level::Moderate);
+    let title = title.unwrap_or("Order execution incident");
+    let op = crate::incident_cmd::operator(g);
+    let inc = store.create(title, level, "opened from the console", &op, now, checklist)?;
+    let note = format!("Started {}: C classifies it, i shows the checklist.", inc.incident.id);
+    Ok((inc, Some(note)))
 }
 
 /// Where things stand, in a few lines (the bare command without a terminal).

@@ -20,7 +20,30 @@ struct FileConfig {
     keys: BTreeMap<KeyAction, Vec<String>>,
     #[serde(default)]
     dashboard: DashboardFile,
+    #[serde(default)]
+    contact: Vec<Contact>,
 }
+
+/// A person to call: a response-team role or an escalation contact.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    /// A team role (incident_commander, technical_lead, database_admin, security_lead,
+    /// communications_lead, documentation_lead) or an escalation (cto, ceo, legal, compliance).
+    pub role: String,
+    /// Who.
+    pub name: String,
+    /// Phone number.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The escalation contacts of the source document, after the response team.
+pub const ESCALATIONS: [(&str, &str); 4] =
+    [("cto", "CTO"), ("ceo", "CEO"), ("legal", "Legal"), ("compliance", "Compliance")];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +69,8 @@ pub struct ConsoleConfig {
     pub metrics_window: chrono::Duration,
     /// Alert thresholds.
     pub thresholds: Thresholds,
+    /// The response team's and the escalation contacts' names, phones and e-mails.
+    pub contacts: Vec<Contact>,
 }
 
 impl Default for ConsoleConfig {
@@ -56,6 +81,7 @@ impl Default for ConsoleConfig {
             audit: Duration::from_secs(60),
             metrics_window: chrono::Duration::hours(24),
             thresholds: Thresholds::default(),
+            contacts: Vec::new(),
         }
     }
 }
@@ -110,7 +136,22 @@ impl ConsoleConfig {
                 .map(chrono::Duration::minutes)
                 .unwrap_or(d.thresholds.long_rollback),
         };
+        for c in &file.contact {
+            let known = crate::workflow::incident::Role::parse(&c.role).is_some()
+                || ESCALATIONS.iter().any(|(k, _)| *k == c.role);
+            if !known {
+                return Err(format!(
+                    "[[contact]] role \"{}\": one of incident_commander, technical_lead, database_admin, \
+                     security_lead, communications_lead, documentation_lead, cto, ceo, legal, compliance",
+                    crate::sanitize::line(&c.role)
+                ));
+            }
+            if c.name.trim().is_empty() {
+                return Err(format!("[[contact]] {}: the name is empty", c.role));
+            }
+        }
         Ok(ConsoleConfig {
+            contacts: file.contact,
             keymap: KeyMap::with_overrides(&file.keys)?,
             refresh: positive(file.dashboard.refresh_seconds, "refresh_seconds", d.refresh)?,
             audit: positive(file.dashboard.audit_seconds, "audit_seconds", d.audit)?,
@@ -138,6 +179,13 @@ metrics_window_hours = 24
 burst_count = 5             # this many rollbacks ...
 burst_window_minutes = 10   # ... within this window raise an alert
 long_rollback_minutes = 30
+
+# The response team and the escalation contacts, shown in the Team pane.
+[[contact]]
+role = "incident_commander"   # also technical_lead, database_admin, security_lead,
+name = "Alex Example"         # communications_lead, documentation_lead, cto, ceo, legal, compliance
+phone = "+1 555 0100"
+email = "alex@example.com"
 "#;
 
 #[cfg(test)]

@@ -92,15 +92,16 @@ pub async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Optio
 
 /// Copies the journal entries the database does not have yet to `incident_events`.
 pub async fn copy_journal(pool: &sqlx::PgPool, inc: &OpenIncident) -> Result<i64> {
-    let id = &inc.incident.id;
-    let have = crate::db::incident_events_max_seq(pool, id).await?;
-    let entries: Vec<Entry> = inc.entries()?.into_iter().filter(|e| e.seq as i64 > have).collect();
-    if entries.is_empty() {
-        return Ok(0);
-    }
+    copy_new_entries(pool, &inc.incident.id, inc.entries()?).await
+}
+
+/// Copies the entries past the database's highest `seq` of the incident; returns how many.
+pub async fn copy_new_entries(pool: &sqlx::PgPool, incident: &str, entries: Vec<Entry>) -> Result<i64> {
+    let have = crate::db::incident_events_max_seq(pool, incident).await?;
+    let entries: Vec<Entry> = entries.into_iter().filter(|e| e.seq as i64 > have).collect();
     let mut copied = 0;
     for chunk in entries.chunks(500) {
-        copied += crate::db::copy_incident_events(pool, id, chunk).await?;
+        copied += crate::db::copy_incident_events(pool, incident, chunk).await?;
     }
     Ok(copied)
 }
@@ -495,7 +496,7 @@ pub fn write_report(inc: &mut OpenIncident, out: Option<PathBuf>, op: &str, now:
     let rendered = match templates()?.render_for_copy("post_incident_report", &ctx.to_value(), &[]) {
         Err(comms::CommsError::FieldsMissing { fields, .. }) => {
             return Err(Error::BadInput(format!(
-                "the report needs {}: fill each with `incident field NAME \"TEXT\"` (or `incident waive NAME`)",
+                "the report needs {}: fill them (f in the console's Messages pane, or `incident field NAME TEXT`) or waive them",
                 fields.join(", ")
             )));
         }

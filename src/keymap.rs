@@ -54,11 +54,39 @@ pub enum KeyAction {
     Cancel,
     /// Reload the orders and the dashboard.
     Refresh,
+    /// Switch between the rollback screen and the incident screen.
+    Screen,
+    /// Tick the checklist item under the cursor.
+    Tick,
+    /// Skip the checklist item under the cursor, with a reason.
+    Skip,
+    /// Give the item to a role, or a role to a person.
+    Assign,
+    /// Move the incident to its next phase.
+    NextPhase,
+    /// Raise or lower the incident's level, with a reason.
+    Level,
+    /// Ask the classification questions and propose a level.
+    Classify,
+    /// Add a note to the timeline.
+    Note,
+    /// Turn maintenance mode on or off, and verify it.
+    Maintenance,
+    /// Edit the message under the cursor.
+    Edit,
+    /// Fill the message's next required field.
+    Fill,
+    /// Waive the message's next required field.
+    Waive,
+    /// Copy the message (OSC 52) and write it to a file.
+    Copy,
+    /// Write the post-incident report.
+    Report,
 }
 
 impl KeyAction {
     /// Every action, in the order the help lists them.
-    pub const ALL: [KeyAction; 20] = [
+    pub const ALL: [KeyAction; 34] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -79,6 +107,20 @@ impl KeyAction {
         KeyAction::RollbackBatch,
         KeyAction::Cancel,
         KeyAction::Refresh,
+        KeyAction::Screen,
+        KeyAction::Tick,
+        KeyAction::Skip,
+        KeyAction::Assign,
+        KeyAction::NextPhase,
+        KeyAction::Level,
+        KeyAction::Classify,
+        KeyAction::Note,
+        KeyAction::Maintenance,
+        KeyAction::Edit,
+        KeyAction::Fill,
+        KeyAction::Waive,
+        KeyAction::Copy,
+        KeyAction::Report,
     ];
 
     /// What the help says it does.
@@ -104,6 +146,20 @@ impl KeyAction {
             KeyAction::RollbackBatch => "roll back the selection",
             KeyAction::Cancel => "cancel what runs / close",
             KeyAction::Refresh => "reload orders, dashboard",
+            KeyAction::Screen => "rollback / incident screen",
+            KeyAction::Tick => "tick the checklist item",
+            KeyAction::Skip => "skip the item (with reason)",
+            KeyAction::Assign => "assign item / role",
+            KeyAction::NextPhase => "next phase",
+            KeyAction::Level => "change level (with reason)",
+            KeyAction::Classify => "classification helper",
+            KeyAction::Note => "note to the timeline",
+            KeyAction::Maintenance => "maintenance on/off",
+            KeyAction::Edit => "edit the message",
+            KeyAction::Fill => "fill a required field",
+            KeyAction::Waive => "waive a required field",
+            KeyAction::Copy => "copy message (+ file)",
+            KeyAction::Report => "write the report",
         }
     }
 }
@@ -244,7 +300,7 @@ pub struct KeyMap {
     bindings: BTreeMap<Chord, KeyAction>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 20] = [
+const DEFAULTS: [(KeyAction, &[&str]); 34] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -265,6 +321,20 @@ const DEFAULTS: [(KeyAction, &[&str]); 20] = [
     (KeyAction::RollbackBatch, &["b"]),
     (KeyAction::Cancel, &["esc", "c"]),
     (KeyAction::Refresh, &["R", "f5"]),
+    (KeyAction::Screen, &["i"]),
+    (KeyAction::Tick, &["d"]),
+    (KeyAction::Skip, &["s"]),
+    (KeyAction::Assign, &["a"]),
+    (KeyAction::NextPhase, &["P"]),
+    (KeyAction::Level, &["L"]),
+    (KeyAction::Classify, &["C"]),
+    (KeyAction::Note, &["n"]),
+    (KeyAction::Maintenance, &["M"]),
+    (KeyAction::Edit, &["e"]),
+    (KeyAction::Fill, &["f"]),
+    (KeyAction::Waive, &["w"]),
+    (KeyAction::Copy, &["y"]),
+    (KeyAction::Report, &["W"]),
 ];
 
 impl Default for KeyMap {

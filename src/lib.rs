@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod report;
 pub mod sandbox;
 pub mod sanitize;
+pub mod session;
 pub mod target;
 pub mod tui;
 pub mod ui;

@@ -84,6 +84,17 @@ pub struct DashboardData {
     pub audit_at: Option<DateTime<Utc>>,
 }
 
+/// What the probe after switching maintenance mode saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceProbe {
+    /// A probe order was refused with `maintenance_mode`.
+    pub new_orders_refused: bool,
+    /// The error code the probe got (none: it would have executed).
+    pub probe_code: Option<String>,
+    /// The state afterwards.
+    pub state: MaintenanceState,
+}
+
 /// The state of the connection to the database.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnState {
@@ -125,6 +136,11 @@ pub enum Command {
     Cancel { id: RequestId },
     /// Refresh the dashboard now.
     RefreshDashboard,
+    /// Turn maintenance mode on or off, then prove it with a probe order.
+    SetMaintenance { id: RequestId, on: bool, reason: String },
+    /// Copy the journal entries the database lacks to `incident_events` (now, and again
+    /// after every reconnect).
+    SyncJournal { incident: String, path: std::path::PathBuf },
     /// Stop the worker.
     Shutdown,
 }
@@ -161,6 +177,10 @@ pub enum DbEvent {
     Dashboard(DashboardData),
     /// Maintenance mode as stored.
     Maintenance(MaintenanceState),
+    /// Maintenance mode was switched: whether a probe order was refused afterwards.
+    MaintenanceSet { id: RequestId, on: bool, reason: String, result: Result<MaintenanceProbe, String> },
+    /// The journal copy: entries copied, or why not (the journal on disk stays the truth).
+    JournalSynced(Result<u64, String>),
     /// A request was cancelled (on the server too).
     Cancelled { id: RequestId },
     /// A request failed in a way that belongs to no pane.

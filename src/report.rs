@@ -14,6 +14,8 @@ use crate::comms::context::{
 use crate::incidents::OpenIncident;
 use crate::journal::{Entry, Verification};
 use crate::workflow::Phase;
+use crate::workflow::checklist::Checklist;
+use crate::workflow::incident::Incident;
 
 fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
     let failed: Vec<String> = data["failed"]
@@ -57,7 +59,11 @@ pub fn describe(e: &Entry) -> String {
         "maintenance" => format!(
             "maintenance mode {}{}: {}",
             if d["on"] == true { "on" } else { "off" },
-            if d["verified"] == true { " (verified: new orders refused)" } else { "" },
+            match (d["on"] == true, d["verified"] == true) {
+                (true, true) => " (verified: new orders refused)",
+                (false, true) => " (verified: new orders accepted)",
+                _ => " (NOT verified)",
+            },
             s("reason")
         ),
         "audit" => format!("ledger audit: {} violation(s)", d["violations"]),
@@ -67,14 +73,24 @@ pub fn describe(e: &Entry) -> String {
     }
 }
 
-/// The context of the incident's messages and report, as of `now`.
+/// The context of an open incident's messages and report, as of `now`.
 pub fn message_context(
     inc: &OpenIncident,
     entries: &[Entry],
     verification: Option<&Verification>,
     now: DateTime<Utc>,
 ) -> MessageContext {
-    let i = &inc.incident;
+    context_of(&inc.incident, &inc.checklist, entries, verification, now)
+}
+
+/// The context of the messages and report of an incident's state and journal entries.
+pub fn context_of(
+    i: &Incident,
+    checklist: &Checklist,
+    entries: &[Entry],
+    verification: Option<&Verification>,
+    now: DateTime<Utc>,
+) -> MessageContext {
     let mut c = MessageContext::new(i.id.clone(), i.title.clone(), i.level, i.opened_at, now);
     c.phase = i.phase;
     c.phase_since = i.phase_started();
@@ -175,7 +191,7 @@ pub fn message_context(
         })
         .collect();
     c.open_items = i
-        .open_items(&inc.checklist)
+        .open_items(checklist)
         .into_iter()
         .map(|it| OpenItem {
             phase: it.phase,

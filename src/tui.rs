@@ -90,6 +90,7 @@ pub async fn run_loop<B, S>(
     mut db_events: mpsc::UnboundedReceiver<DbEvent>,
     mut terminal_events: S,
     stats: &LoopStats,
+    mut session: Option<&mut crate::session::Session>,
 ) -> io::Result<()>
 where
     B: Backend,
@@ -134,6 +135,19 @@ where
             _ = animation.tick(), if animating => app.update(Action::Tick(chrono::Utc::now())),
             _ = minute.tick() => app.update(Action::Tick(chrono::Utc::now())),
         };
+        let mut effects = effects;
+        // The journal's answers can ask for more (a copy to the database): until quiet.
+        while let Some(request) = (!effects.journal.is_empty()).then(|| effects.journal.remove(0)) {
+            let event = match session.as_deref_mut() {
+                Some(s) => s.perform(request, chrono::Utc::now()),
+                None => crate::app::incident::JournalEvent::Refused("no incident journal is open".into()),
+            };
+            app.now = chrono::Utc::now();
+            let more = app.update(Action::Journal(event));
+            effects.commands.extend(more.commands);
+            effects.journal.extend(more.journal);
+            effects.redraw |= more.redraw;
+        }
         for c in effects.commands {
             let _ = commands.send(c);
         }
@@ -145,7 +159,11 @@ where
 }
 
 /// Opens the console in this terminal and runs it to the end.
-pub async fn run_console(mut app: App, worker: crate::worker::WorkerHandle) -> crate::error::Result<()> {
+pub async fn run_console(
+    mut app: App,
+    worker: crate::worker::WorkerHandle,
+    mut session: Option<crate::session::Session>,
+) -> crate::error::Result<()> {
     let mut guard =
         TerminalGuard::enter().map_err(|e| crate::error::Error::Other(format!("cannot open the terminal: {e}")))?;
     // A hang-up (closed SSH session) or a kill still restores the terminal.
@@ -162,9 +180,16 @@ pub async fn run_console(mut app: App, worker: crate::worker::WorkerHandle) -> c
         std::process::exit(130);
     });
     let stats = LoopStats::default();
-    let result =
-        run_loop(&mut guard.terminal, &mut app, worker.commands.clone(), worker.events, EventStream::new(), &stats)
-            .await;
+    let result = run_loop(
+        &mut guard.terminal,
+        &mut app,
+        worker.commands.clone(),
+        worker.events,
+        EventStream::new(),
+        &stats,
+        session.as_mut(),
+    )
+    .await;
     let _ = worker.commands.send(Command::Shutdown);
     let _ = tokio::time::timeout(Duration::from_secs(2), worker.task).await;
     signals.abort();

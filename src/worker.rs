@@ -23,7 +23,8 @@ use crate::db::{self, ResolvedQuery};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::{
-    BatchTarget, Command, ConnState, DashboardData, DbEvent, OrderQuery, PageRequest, RequestId, TimeBound,
+    BatchTarget, Command, ConnState, DashboardData, DbEvent, MaintenanceProbe, OrderQuery, PageRequest, RequestId,
+    TimeBound,
 };
 use crate::sandbox::{self, Durability};
 
@@ -78,6 +79,8 @@ struct Worker {
     audit: AuditState,
     last_latency: Option<u32>,
     attempt: u32,
+    /// The incident journal to keep copied to the database.
+    journal: Option<(String, std::path::PathBuf)>,
 }
 
 fn latency_bucket(ms: f64) -> u32 {
@@ -97,6 +100,7 @@ impl Worker {
             audit: Arc::new(Mutex::new((None, None))),
             last_latency: None,
             attempt: 0,
+            journal: None,
         }
     }
 
@@ -146,6 +150,8 @@ impl Worker {
                         self.maintenance().await;
                         listener = self.listen(note_tx.clone()).await;
                         dashboard_due = Some(tokio::time::Instant::now());
+                        // What was journalled while the database was away goes over now.
+                        self.sync_journal();
                     }
                     Err(e) => {
                         self.attempt += 1;
@@ -284,6 +290,21 @@ impl Worker {
         });
     }
 
+    fn sync_journal(&self) {
+        let (Some(pool), Some((incident, path))) = (self.pool.clone(), self.journal.clone()) else { return };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let entries = tokio::task::spawn_blocking(move || crate::journal::Journal::open(path)?.entries())
+                    .await
+                    .map_err(|e| Error::Other(e.to_string()))??;
+                crate::incident_cmd::copy_new_entries(&pool, &incident, entries).await
+            }
+            .await;
+            let _ = events.send(DbEvent::JournalSynced(result.map(|n| n.max(0) as u64).map_err(|e| e.to_string())));
+        });
+    }
+
     fn cancel(&self, id: RequestId) {
         let entry = self.running.lock().ok().and_then(|mut m| match m.get_mut(&id) {
             Some(Cancel::Batch(p)) => {
@@ -308,6 +329,11 @@ impl Worker {
     fn handle(&mut self, cmd: Command) {
         if let Command::Cancel { id } = cmd {
             self.cancel(id);
+            return;
+        }
+        if let Command::SyncJournal { incident, path } = cmd {
+            self.journal = Some((incident, path));
+            self.sync_journal();
             return;
         }
         let (Some(pool), Some(settings)) = (self.pool.clone(), self.settings.clone()) else {
@@ -439,7 +465,38 @@ impl Worker {
                         .send(DbEvent::BatchDone { id, result: result.map(|(s, _)| s).map_err(|e| e.to_string()) });
                 });
             }
-            Command::Cancel { .. } | Command::RefreshDashboard | Command::Shutdown => {}
+            Command::SetMaintenance { id, on, reason } => {
+                tokio::spawn(async move {
+                    let result = async {
+                        let r = db::set_maintenance(&pool, on, &reason).await?;
+                        if r.get("success").and_then(serde_json::Value::as_bool) != Some(true) {
+                            return Err(Error::BadInput(format!(
+                                "refused: {}",
+                                r.get("message").and_then(serde_json::Value::as_str).unwrap_or("unknown")
+                            )));
+                        }
+                        // Prove it: a probe order inside a transaction that is rolled back.
+                        let probe_code = db::probe_new_orders(&pool).await?;
+                        let state = db::maintenance_state(&pool).await?;
+                        Ok(MaintenanceProbe {
+                            new_orders_refused: probe_code.as_deref() == Some("maintenance_mode"),
+                            probe_code,
+                            state,
+                        })
+                    }
+                    .await;
+                    if let Ok(p) = &result {
+                        let _ = events.send(DbEvent::Maintenance(p.state.clone()));
+                    }
+                    let _ = events.send(DbEvent::MaintenanceSet {
+                        id,
+                        on,
+                        reason,
+                        result: result.map_err(|e: Error| e.to_string()),
+                    });
+                });
+            }
+            Command::Cancel { .. } | Command::RefreshDashboard | Command::Shutdown | Command::SyncJournal { .. } => {}
         }
     }
 }
@@ -487,8 +544,9 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::Rollback { id, .. }
         | Command::PreviewBatch { id, .. }
         | Command::RunBatch { id, .. }
+        | Command::SetMaintenance { id, .. }
         | Command::Cancel { id } => Some(*id),
-        Command::RefreshDashboard | Command::Shutdown => None,
+        Command::RefreshDashboard | Command::Shutdown | Command::SyncJournal { .. } => None,
     }
 }
 

@@ -555,7 +555,7 @@ async fn keys_are_handled_and_frames_drawn_while_the_database_sleeps() {
 
     let commands = handle.commands.clone();
     let (result, ()) = tokio::time::timeout(Duration::from_secs(40), async {
-        tokio::join!(run_loop(&mut terminal, &mut app, commands, db_rx, keys, &stats), driver)
+        tokio::join!(run_loop(&mut terminal, &mut app, commands, db_rx, keys, &stats, None), driver)
     })
     .await
     .expect("run_loop ended after q");

@@ -490,7 +490,7 @@ fn a_stale_page_is_ignored_without_a_redraw() {
     assert!(e.commands.contains(&Command::RefreshDashboard));
     assert_ne!(first, second);
     let e = s.db(DbEvent::Orders { id: first, page: PageRequest::First, rows: rows(0..5), has_more: false });
-    assert_eq!(e, Effects { commands: vec![], redraw: false });
+    assert_eq!(e, Effects::default());
     assert!(s.app.orders.rows.is_empty());
     let e = s.db(DbEvent::OrderCount { id: count, count: 5, capped: false });
     assert_eq!(e, Effects::default(), "a stale count too");
@@ -1040,7 +1040,7 @@ fn an_idle_tick_within_the_minute_does_not_redraw() {
     let mut s = Sim::loaded((80, 24), 20, false);
     assert!(!s.app.animating());
     let e = s.act(Action::Tick(at(13, 10, 20)));
-    assert_eq!(e, Effects { commands: vec![], redraw: false });
+    assert_eq!(e, Effects::default());
     assert_eq!(s.app.now, at(13, 10, 20));
     // The minute turning changes the header's time in phase: redraw.
     let e = s.act(Action::Tick(at(13, 11, 0)));

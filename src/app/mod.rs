@@ -4,6 +4,8 @@
 //! be tested by feeding actions.
 
 pub mod flow;
+pub mod incident;
+mod incident_update;
 pub mod orders;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +20,7 @@ use crate::ui::layout::{Areas, Pane, contains};
 use crate::workflow::{IncidentHeader, Level};
 
 use flow::{Flow, FlowTarget, Stage};
+use incident::{IncidentPanel, JournalEvent, JournalRequest};
 use orders::OrdersView;
 
 /// A pane's load state.
@@ -68,6 +71,17 @@ pub enum Action {
     Tick(DateTime<Utc>),
     /// The database worker answered.
     Db(Box<DbEvent>),
+    /// The loop did what was asked of the incident's journal.
+    Journal(JournalEvent),
+}
+
+/// Which screen is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Orders, pre-check, rollback, post-check, dashboard.
+    Rollback,
+    /// Checklist, timeline, team, messages.
+    Incident,
 }
 
 /// What an update asks of the loop.
@@ -77,17 +91,22 @@ pub struct Effects {
     pub commands: Vec<Command>,
     /// The screen must be drawn again.
     pub redraw: bool,
+    /// Requests for the incident's journal.
+    pub journal: Vec<JournalRequest>,
 }
 
 impl Effects {
     fn redraw() -> Self {
-        Effects { commands: Vec::new(), redraw: true }
+        Effects { commands: Vec::new(), redraw: true, journal: Vec::new() }
     }
     fn none() -> Self {
         Effects::default()
     }
     fn with(commands: Vec<Command>) -> Self {
-        Effects { commands, redraw: true }
+        Effects { commands, redraw: true, journal: Vec::new() }
+    }
+    fn journal(requests: Vec<JournalRequest>) -> Self {
+        Effects { commands: Vec::new(), redraw: true, journal: requests }
     }
 }
 
@@ -138,6 +157,13 @@ pub struct App {
     pub quit: bool,
     /// The footer's message.
     pub message: Option<Message>,
+    /// The screen shown.
+    pub screen: Screen,
+    /// The incident's journal, checklist, team and messages (none: no journal, as in
+    /// tests of the rollback screen alone).
+    pub case: Option<IncidentPanel>,
+    /// The maintenance switch waiting for the worker: its request id.
+    pub maintenance_request: Option<RequestId>,
     next_id: RequestId,
 }
 
@@ -163,8 +189,26 @@ impl App {
             quit_confirm: false,
             quit: false,
             message: None,
+            screen: Screen::Rollback,
+            case: None,
+            maintenance_request: None,
             next_id: 1,
         }
+    }
+
+    /// The console with an incident's journal behind it.
+    pub fn with_incident(mut self, panel: IncidentPanel) -> Self {
+        self.incident = panel.state.header();
+        self.case = Some(panel);
+        self
+    }
+
+    /// Asks the loop to record an observation (when there is a journal).
+    fn observe(&self, observations: Vec<crate::workflow::incident::Observation>) -> Vec<JournalRequest> {
+        if self.case.is_none() {
+            return Vec::new();
+        }
+        observations.into_iter().map(|o| JournalRequest::Step(crate::workflow::incident::Step::Observe(o))).collect()
     }
 
     fn id(&mut self) -> RequestId {
@@ -212,7 +256,18 @@ impl App {
             Action::Terminal(Event::Mouse(m)) => self.on_mouse(m),
             Action::Terminal(Event::Paste(text)) => self.on_paste(&text),
             Action::Terminal(_) => Effects::none(),
-            Action::Db(ev) => self.on_db(*ev),
+            Action::Db(ev) => {
+                // What the answer shows is recorded in the journal; decided before the
+                // answer changes the state that says whose request it was.
+                let journal = self.journal_for(&ev);
+                let mut e = self.on_db(*ev);
+                if !journal.is_empty() {
+                    e.journal.extend(journal);
+                    e.redraw = true;
+                }
+                e
+            }
+            Action::Journal(ev) => self.on_journal(ev),
         }
     }
 
@@ -240,6 +295,9 @@ impl App {
         if self.help {
             self.help = false;
             return Effects::redraw();
+        }
+        if self.case.as_ref().is_some_and(|c| c.dialog.is_some()) {
+            return self.dialog_key(key);
         }
         if self.orders.editing.is_some() {
             return self.filter_key(key);
@@ -278,6 +336,9 @@ impl App {
     }
 
     fn on_action(&mut self, action: KeyAction) -> Effects {
+        if let Some(e) = self.incident_action(action) {
+            return e;
+        }
         let rows = self.order_rows();
         match action {
             KeyAction::Quit => self.request_quit(),
@@ -351,6 +412,21 @@ impl App {
                 e.commands.push(Command::RefreshDashboard);
                 e
             }
+            // Handled by `incident_action`.
+            KeyAction::Screen
+            | KeyAction::Tick
+            | KeyAction::Skip
+            | KeyAction::Assign
+            | KeyAction::NextPhase
+            | KeyAction::Level
+            | KeyAction::Classify
+            | KeyAction::Note
+            | KeyAction::Maintenance
+            | KeyAction::Edit
+            | KeyAction::Fill
+            | KeyAction::Waive
+            | KeyAction::Copy
+            | KeyAction::Report => Effects::none(),
         }
     }
 
@@ -615,6 +691,9 @@ impl App {
     }
 
     fn on_paste(&mut self, text: &str) -> Effects {
+        if self.dialog_paste(text) {
+            return Effects::redraw();
+        }
         // Single-line inputs: a pasted newline becomes a space.
         let text: String = text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
         let input: Option<&mut TextArea<'static>> = if let Some(e) = self.orders.editing.as_mut() {
@@ -760,6 +839,13 @@ impl App {
                 Effects::redraw()
             }
             DbEvent::Cancelled { id } => self.on_cancelled(id),
+            DbEvent::MaintenanceSet { id, on, reason, result } => self.on_maintenance_set(id, on, reason, result),
+            DbEvent::JournalSynced(r) => {
+                let Some(case) = self.case.as_mut() else { return Effects::none() };
+                let changed = case.db_copy.as_ref().map(|c| c.is_ok()) != Some(r.is_ok());
+                case.db_copy = Some(r);
+                if changed { Effects::redraw() } else { Effects::none() }
+            }
             DbEvent::Failed { id, error } => {
                 if self.orders.loading.map(|l| l.0) == Some(id) {
                     self.orders.loading = None;
@@ -773,6 +859,10 @@ impl App {
                 if let Some(flow) = self.flow.as_mut().filter(|f| f.request() == Some(id)) {
                     flow.stage = Stage::Failed { error };
                     return Effects::redraw();
+                }
+                if self.maintenance_request == Some(id) {
+                    self.maintenance_request = None;
+                    return self.say(format!("Maintenance mode not switched: {error}"), true);
                 }
                 Effects::none()
             }

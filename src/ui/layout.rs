@@ -21,11 +21,26 @@ pub enum Pane {
     Postcheck,
     /// Live metrics and alerts.
     Dashboard,
+    /// The incident's phase, time box and checklist.
+    Checklist,
+    /// The journal, newest first.
+    Timeline,
+    /// The response team and the escalation contacts.
+    Team,
+    /// Message templates: fill, edit, copy.
+    Messages,
 }
 
 impl Pane {
     /// Focus order for Tab.
     pub const ORDER: [Pane; 5] = [Pane::Orders, Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
+    /// Focus order for Tab on the incident screen.
+    pub const INCIDENT: [Pane; 4] = [Pane::Checklist, Pane::Timeline, Pane::Team, Pane::Messages];
+
+    /// Whether the pane is on the incident screen.
+    pub fn on_incident_screen(self) -> bool {
+        Pane::INCIDENT.contains(&self)
+    }
 
     /// Title.
     pub fn title(self) -> &'static str {
@@ -35,6 +50,10 @@ impl Pane {
             Pane::Rollback => "Rollback",
             Pane::Postcheck => "Post-check",
             Pane::Dashboard => "Dashboard",
+            Pane::Checklist => "Checklist",
+            Pane::Timeline => "Timeline",
+            Pane::Team => "Team",
+            Pane::Messages => "Messages",
         }
     }
 }
@@ -86,6 +105,68 @@ impl Areas {
     /// The first screen row of the order list.
     pub fn first_order_row(&self) -> u16 {
         self.orders.y + 3
+    }
+}
+
+/// The rectangles of the incident screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentAreas {
+    /// As on the rollback screen.
+    pub header: Rect,
+    /// Tabs over the single pane (narrow screens only).
+    pub tabs: Option<Rect>,
+    /// Where each pane goes; on narrow screens they share one rectangle and only the
+    /// focused one is drawn.
+    pub checklist: Rect,
+    /// The timeline.
+    pub timeline: Rect,
+    /// The team.
+    pub team: Rect,
+    /// The messages.
+    pub messages: Rect,
+    /// Keys that work here.
+    pub footer: Rect,
+}
+
+impl IncidentAreas {
+    /// Computes the areas; None when the screen is below 80x24.
+    pub fn of(width: u16, height: u16) -> Option<IncidentAreas> {
+        if width < MIN_WIDTH || height < MIN_HEIGHT {
+            return None;
+        }
+        let area = Rect::new(0, 0, width, height);
+        let [header, body, footer] =
+            Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area);
+        if width >= 120 && height >= 30 {
+            let [left, right] =
+                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+            let [checklist, team] =
+                Layout::vertical([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(left);
+            let [messages, timeline] =
+                Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(right);
+            Some(IncidentAreas { header, tabs: None, checklist, timeline, team, messages, footer })
+        } else {
+            let [tabs, pane] = Layout::vertical([Constraint::Length(1), Constraint::Min(6)]).areas(body);
+            Some(IncidentAreas {
+                header,
+                tabs: Some(tabs),
+                checklist: pane,
+                timeline: pane,
+                team: pane,
+                messages: pane,
+                footer,
+            })
+        }
+    }
+
+    /// A pane's rectangle.
+    pub fn of_pane(&self, pane: Pane) -> Rect {
+        match pane {
+            Pane::Timeline => self.timeline,
+            Pane::Team => self.team,
+            Pane::Messages => self.messages,
+            _ => self.checklist,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod detail;
+pub mod incident;
 pub mod layout;
 pub mod orders;
 
@@ -23,6 +24,17 @@ use layout::{Areas, MIN_HEIGHT, MIN_WIDTH, Pane};
 /// Draws the whole screen.
 pub fn render(app: &App, frame: &mut Frame) {
     let area = frame.area();
+    if app.screen == crate::app::Screen::Incident {
+        let Some(areas) = layout::IncidentAreas::of(area.width, area.height) else {
+            too_small(frame, area);
+            return;
+        };
+        header(app, frame, areas.header);
+        incident::render(app, frame, &areas);
+        footer(app, frame, areas.footer);
+        overlays(app, frame, area);
+        return;
+    }
     let Some(areas) = Areas::of(area.width, area.height) else {
         too_small(frame, area);
         return;
@@ -42,6 +54,11 @@ pub fn render(app: &App, frame: &mut Frame) {
         dashboard::render(app, frame, d);
     }
     footer(app, frame, areas.footer);
+    overlays(app, frame, area);
+}
+
+fn overlays(app: &App, frame: &mut Frame, area: Rect) {
+    incident::dialog(app, frame, area);
     if app.help {
         help(app, frame, area);
     }
@@ -132,10 +149,15 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ),
     };
+    let verified = app
+        .case
+        .as_ref()
+        .and_then(|c| c.state.maintenance_on())
+        .map_or("", |p| if p.verified { " ✓verified" } else { " UNVERIFIED" });
     let maintenance = match &app.maintenance {
         Some(m) if m.maintenance_mode => Span::styled(
             format!(
-                " MAINTENANCE ON since {} ",
+                " MAINTENANCE ON since {}{verified} ",
                 m.maintenance_since.map_or("?".into(), |t| t.format("%H:%M UTC").to_string())
             ),
             Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD),
@@ -150,8 +172,22 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         Span::raw("")
     };
-    // Maintenance and the selection are short and come first; a database error is long.
-    let line2 = Line::from(vec![maintenance, selection, Span::raw("│"), db]);
+    let due = app.case.as_ref().and_then(|c| c.next_update_due(app.now)).map(|d| {
+        if app.now > d {
+            Span::styled(
+                format!(" UPDATE OVERDUE {} ", duration_text(app.now - d)),
+                Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+            )
+        } else {
+            Span::raw(format!(" next update {} ", d.format("%H:%M")))
+        }
+    });
+    // Maintenance, the update timer and the selection are short and come first; a
+    // database error is long.
+    let mut spans = vec![maintenance];
+    spans.extend(due.map(|d| vec![Span::raw("│"), d]).unwrap_or_default());
+    spans.extend([selection, Span::raw("│"), db]);
+    let line2 = Line::from(spans);
     frame.render_widget(Paragraph::new(Text::from(vec![line1, line2])), area);
 }
 
@@ -184,12 +220,15 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Cyan)
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if let Some(d) = app.case.as_ref().and_then(|c| c.dialog.as_ref()) {
+        Line::from(incident::dialog_hint(d))
     } else if app.orders.editing.is_some() {
         Line::from(" typing the filter · enter apply · esc cancel · e.g. GBPUSD executed from:13:02 to:13:06")
     } else if let Some(text) = app.flow.as_ref().and_then(flow_hint) {
         Line::from(text)
     } else {
         let keys: Vec<(KeyAction, &str)> = match app.focus {
+            p if p.on_incident_screen() => incident::footer_keys(p),
             Pane::Orders => vec![
                 (KeyAction::Filter, "filter"),
                 (KeyAction::Precheck, "pre-check"),
@@ -204,9 +243,18 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
         };
         let mut spans = Vec::new();
         // Help and quit first: on a narrow screen the end of the line is what gets cut.
+        // Leaving the incident screen comes early; the rollback screen's own keys come
+        // before the way to the incident screen, which the help lists too.
+        let (early, late) = if app.screen == crate::app::Screen::Incident {
+            (Some((KeyAction::Screen, "rollback")), None)
+        } else {
+            (None, Some((KeyAction::Screen, "incident")))
+        };
         for (a, label) in [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")]
             .into_iter()
+            .chain(early)
             .chain(keys)
+            .chain(late)
         {
             spans.push(Span::styled(
                 format!(" {} ", first_key(&key(app, a))),
@@ -255,10 +303,8 @@ fn help(app: &App, frame: &mut Frame, area: Rect) {
     let left: Vec<Line> = KeyAction::ALL[..half].iter().map(|a| entry(*a)).collect();
     let right: Vec<Line> = KeyAction::ALL[half..].iter().map(|a| entry(*a)).collect();
     let tips = vec![
-        Line::from("Typing: enter continues, esc abandons, ctrl-c quits. Mouse: click, wheel."),
-        Line::from("Filter: GBPUSD executed from:13:02 to:13:06 (also user: tx: id: terms)."),
         Line::from("Roll back: p, then r / t / b, a reason, confirm; a post-check proves it."),
-        Line::from("Change keys in the file `incident-console config path` names."),
+        Line::from("Typing: enter continues, esc abandons. Keys: `incident-console config path`."),
     ];
     let rows = left.len() as u16;
     let width = area.width.min(118).saturating_sub(2).max(1) as usize;
