@@ -91,7 +91,8 @@ impl IncidentStore {
     fn set_current(&self, id: &str) -> Result<()> {
         std::fs::create_dir_all(&self.root)
             .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
-        let tmp = self.root.join(".current.tmp");
+        // A temporary file of its own: two processes switching at once must not share one.
+        let tmp = self.root.join(format!(".current.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4().simple()));
         std::fs::write(&tmp, format!("{id}\n"))
             .map_err(|e| Error::Other(format!("cannot write {}: {e}", tmp.display())))?;
         std::fs::rename(&tmp, self.current_file())
@@ -111,9 +112,21 @@ impl IncidentStore {
         let base = format!("INC-{}", now.format("%Y%m%d-%H%M"));
         let mut id = base.clone();
         let mut n = 1;
-        while self.root.join(&id).exists() {
-            n += 1;
-            id = format!("{base}-{n}");
+        // Validate before anything is created.
+        Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
+        // Creating the directory claims the id: two consoles starting in the same minute
+        // cannot both get it.
+        loop {
+            match std::fs::create_dir(self.root.join(&id)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
+                    n += 1;
+                    id = format!("{base}-{n}");
+                }
+                Err(e) => return Err(Error::Other(format!("cannot create {}: {e}", self.root.join(&id).display()))),
+            }
         }
         let (kind, data) = Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
         let dir = self.root.join(&id);

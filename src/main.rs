@@ -8,6 +8,17 @@ use incident_console::error::EXIT_CHECK_FAILED;
 fn main() {
     // Panics get a readable report (and, once the TUI exists, a restored terminal first).
     let _ = color_eyre::install();
+    // `incident-console … | head` closes stdout early: stop quietly, as other tools do,
+    // instead of printing a crash report.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let text = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied());
+        if text.is_some_and(|t| t.starts_with("failed printing to stdout") && t.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
     let cli = Cli::parse();
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {

@@ -800,7 +800,7 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
     let mut forged = entries[1].clone();
     forged["data"] = json!({ "text": "something else" });
     forged["hash"] = json!("f".repeat(64));
-    // With a new seq 3 beside it: that one is stored, the conflict is still reported.
+    // With a new seq 3 beside it: the call copies nothing and names seq 2 alone.
     let mut next = entries[1].clone();
     next["seq"] = json!(3);
     next["prev"] = entries[1]["hash"].clone();
@@ -814,6 +814,7 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
         .await
         .expect("seq 2");
     assert_eq!(stored, entries[1]["hash"].as_str().expect("hash"), "the first copy stands");
+    assert_eq!(db_chain(&t, &id).await, chain(&entries), "nothing of the disagreeing call was stored");
 
     // The grants: the operator records, the viewer only reads the high-water mark.
     let mut c = t.conn().await;
@@ -840,12 +841,10 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
 }
 
 // ----------------------------------------------------------------------------------------
-// Product bugs found while writing these tests: each test states the expected behaviour
-// and fails today. Run with `cargo test --test incident_cli -- --ignored`.
+// Bugs found while writing these tests, fixed since: each test states the behaviour.
 // ----------------------------------------------------------------------------------------
 
 #[tokio::test]
-#[ignore = "product bug: concurrent `incident new` in one data directory share an id and a journal"]
 async fn concurrent_new_incidents_get_their_own_journals() {
     let w = World::new();
     let titles: Vec<String> = (1..=8).map(|n| format!("parallel {n}")).collect();
@@ -865,7 +864,6 @@ async fn concurrent_new_incidents_get_their_own_journals() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: a second journal with the same incident id is spliced into the database's copy"]
 async fn two_journals_of_one_incident_id_are_reported_not_spliced() {
     let t = test_db().await;
     let (a, b) = (World::new(), World::new());
@@ -898,7 +896,6 @@ async fn two_journals_of_one_incident_id_are_reported_not_spliced() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: record_incident_events misses a conflict within one call"]
 async fn record_incident_events_reports_a_conflict_within_one_call() {
     let t = test_db().await;
     let entry = |seq: i64, c: char| {
@@ -917,7 +914,6 @@ async fn record_incident_events_reports_a_conflict_within_one_call() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: record_incident_events misses a conflict with a concurrent copy"]
 async fn record_incident_events_reports_a_conflict_with_a_concurrent_copy() {
     use sqlx::Connection;
     let t = test_db().await;
@@ -951,7 +947,6 @@ async fn record_incident_events_reports_a_conflict_with_a_concurrent_copy() {
 }
 
 #[tokio::test]
-#[ignore = "product bug: output to a closed pipe (`| head`) panics with a crash report"]
 async fn a_closed_stdout_is_not_a_crash() {
     let w = World::new();
     w.open("Pipe", 2).await;
