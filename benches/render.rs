@@ -114,5 +114,71 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The console on the incident screen, its journal holding `notes` notes after the opening.
+fn incident_app(dir: &std::path::Path, notes: usize) -> App {
+    use incident_console::app::incident::IncidentPanel;
+    use incident_console::comms::TemplateStore;
+    use incident_console::incidents::IncidentStore;
+    use incident_console::workflow::checklist::Checklist;
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 5, 0).single().unwrap_or_default();
+    let store = IncidentStore::new(dir.to_path_buf());
+    let inc = match store.create("Duplicate executions", Level::Critical, "bench", "bench", now, Checklist::shipped()) {
+        Ok(i) => i,
+        Err(e) => panic!("incident: {e}"),
+    };
+    for n in 0..notes {
+        let data = serde_json::json!({ "text": format!("note {n}: checked the GBPUSD fills of deploy 4711") });
+        if let Err(e) = inc.journal.append("bench", "note", data, now + Duration::seconds(n as i64)) {
+            panic!("append: {e}");
+        }
+    }
+    let entries = match inc.entries() {
+        Ok(e) => e,
+        Err(e) => panic!("entries: {e}"),
+    };
+    let panel = match IncidentPanel::new(
+        entries,
+        Checklist::shipped(),
+        TemplateStore::shipped(),
+        Vec::new(),
+        inc.journal.path().to_path_buf(),
+        now,
+    ) {
+        Ok(p) => p,
+        Err(e) => panic!("panel: {e}"),
+    };
+    let mut app = loaded_app(0, 0).with_incident(panel);
+    let _ = app.update(key('i'));
+    app
+}
+
+fn bench_incident(c: &mut Criterion) {
+    let mut terminal = match Terminal::new(TestBackend::new(160, 48)) {
+        Ok(t) => t,
+        Err(e) => panic!("test backend: {e}"),
+    };
+    let empty = loaded_app(0, 0);
+    c.bench_function("baseline (incident): empty 160x48 frame", |b| {
+        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&empty), f)).map(|_| ()))
+    });
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let app = incident_app(dir.path(), 2_000);
+    c.bench_function("incident screen 160x48, journal of 2,000 entries", |b| {
+        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&app), f)).map(|_| ()))
+    });
+    let mut app = incident_app(&dir.path().join("second"), 2_000);
+    let now = app.now;
+    c.bench_function("messages re-filled from a journal of 2,000 entries", |b| {
+        b.iter(|| {
+            if let Some(case) = app.case.as_mut() {
+                case.refresh_messages(black_box(now));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_incident);
 criterion_main!(benches);

@@ -151,6 +151,24 @@ async fn status_summary(g: &GlobalArgs) -> Result<i32> {
     println!("Database: {}", settings.describe());
     println!("Book: {accounts} accounts, {orders} orders");
     println!("Maintenance mode: {}", if m.maintenance_mode { "ON" } else { "off" });
+    let current = crate::incidents::IncidentStore::open_default()
+        .and_then(|store| store.open_current(crate::incident_cmd::checklist()?));
+    match current {
+        Ok(Some(inc)) => {
+            let i = &inc.incident;
+            println!(
+                "Incident: {} Level {} {}, {} since {}: {}",
+                i.id,
+                i.level.number(),
+                i.level.label(),
+                i.phase.label(),
+                i.phase_started().format("%Y-%m-%d %H:%M UTC"),
+                sanitize::line(&i.title)
+            );
+        }
+        Ok(None) => println!("Incident: none open (incident new --title T --level N)"),
+        Err(e) => println!("Incident: cannot be read: {e}"),
+    }
     println!("The console needs a terminal; the headless commands do everything without one (--help).");
     Ok(EXIT_OK)
 }

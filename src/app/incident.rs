@@ -9,7 +9,7 @@ use ratatui_textarea::TextArea;
 use crate::comms::{self, Audience, Draft, Rendered, TO_FILL_PREFIX, TemplateStore};
 use crate::config::Contact;
 use crate::journal::Entry;
-use crate::workflow::checklist::{Checklist, Item};
+use crate::workflow::checklist::{AutoSignal, Checklist, Item};
 use crate::workflow::classify::{self, Answer};
 use crate::workflow::incident::{Incident, ItemState, Observation, Role, Step};
 use crate::workflow::{Level, Phase};
@@ -257,19 +257,30 @@ impl IncidentPanel {
         self.checklist_cursor = self.checklist_cursor.min(rows.saturating_sub(1));
     }
 
-    /// Fills every template again from the incident; edits survive where untouched.
+    /// Fills the templates again from the incident. The selected one is filled from the
+    /// whole incident and its edits are carried over; the others only for their status
+    /// (title, missing fields), without the timeline, which is the costly part of a long
+    /// journal. They are filled in full when selected.
     pub fn refresh_messages(&mut self, now: DateTime<Utc>) {
-        let ctx = crate::report::context_of(&self.state, &self.checklist, &self.entries, None, now);
+        let ctx = crate::report::context_without_timeline(&self.state, &self.checklist, &self.entries, None, now);
         self.internal = ctx.internal_values();
-        let value = ctx.to_value();
+        let light = ctx.to_value();
         let names: Vec<String> = self.templates.list().into_iter().map(|t| t.name).collect();
+        let selected =
+            self.messages.get(self.message_cursor).map(|s| s.name.clone()).or_else(|| names.first().cloned());
+        let full = match &selected {
+            Some(name) if self.uses_timeline(name) => self.full_context(now),
+            _ => light.clone(),
+        };
         let mut slots = Vec::with_capacity(names.len());
         for name in names {
-            let rendered = self.templates.render(&name, &value).map_err(|e| e.to_string());
+            let is_selected = selected.as_deref() == Some(name.as_str());
+            let value = if is_selected { &full } else { &light };
+            let rendered = self.templates.render(&name, value).map_err(|e| e.to_string());
             let old = self.messages.iter().find(|s| s.name == name);
             let draft = old.and_then(|s| s.draft.as_ref()).map(|d| match &rendered {
-                Ok(r) => d.refilled(&r.text),
-                Err(_) => d.clone(),
+                Ok(r) if is_selected => d.refilled(&r.text),
+                _ => d.clone(),
             });
             let copied = old.and_then(|s| s.copied.clone()).or_else(|| {
                 self.state
@@ -282,6 +293,31 @@ impl IncidentPanel {
         }
         self.messages = slots;
         self.message_cursor = self.message_cursor.min(self.messages.len().saturating_sub(1));
+    }
+
+    /// Whether a template lists the timeline (the post-incident report does): only then is
+    /// the timeline built for it.
+    fn uses_timeline(&self, name: &str) -> bool {
+        self.templates.source(name).is_ok_and(|s| s.contains("timeline"))
+    }
+
+    fn full_context(&self, now: DateTime<Utc>) -> serde_json::Value {
+        crate::report::context_of(&self.state, &self.checklist, &self.entries, None, now).to_value()
+    }
+
+    /// Fills the selected message from the whole incident (after the cursor moved to it).
+    pub fn refresh_selected(&mut self, now: DateTime<Utc>) {
+        let Some(name) = self.messages.get(self.message_cursor).map(|s| s.name.clone()) else { return };
+        let value = if self.uses_timeline(&name) {
+            self.full_context(now)
+        } else {
+            crate::report::context_without_timeline(&self.state, &self.checklist, &self.entries, None, now).to_value()
+        };
+        let Some(slot) = self.messages.get_mut(self.message_cursor) else { return };
+        slot.rendered = self.templates.render(&slot.name, &value).map_err(|e| e.to_string());
+        if let (Some(d), Ok(r)) = (&slot.draft, &slot.rendered) {
+            slot.draft = Some(d.refilled(&r.text));
+        }
     }
 
     /// The checklist rows: the current phase's items, then items still open from earlier phases.
@@ -300,6 +336,19 @@ impl IncidentPanel {
     /// The item under the checklist cursor.
     pub fn current_item(&self) -> Option<&Item> {
         self.checklist_rows().get(self.checklist_cursor).copied()
+    }
+
+    /// One screenful of the timeline: `rows` entries from `offset`, newest first, filtered,
+    /// and how many entries pass the filter. Only the entries shown are described when
+    /// nothing is filtered.
+    pub fn timeline_page(&self, offset: usize, rows: usize) -> (Vec<(&Entry, String)>, usize) {
+        if self.timeline_filter.is_empty() {
+            let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, crate::report::describe(e)));
+            return (page.collect(), self.entries.len());
+        }
+        let all = self.timeline();
+        let n = all.len();
+        (all.into_iter().skip(offset).take(rows).collect(), n)
     }
 
     /// Timeline entries, newest first, filtered.
@@ -326,6 +375,22 @@ impl IncidentPanel {
     /// The contact configured for a role key.
     pub fn contact(&self, role_key: &str) -> Option<&Contact> {
         self.contacts.iter().find(|c| c.role == role_key)
+    }
+
+    /// Whether the console saw what an item's `auto` signal stands for (shown as a hint at
+    /// Levels 2 and 3, where a person ticks the item).
+    pub fn observed(&self, signal: AutoSignal) -> bool {
+        let i = &self.state;
+        match signal {
+            AutoSignal::PostcheckPassed => i.records_of("postcheck").any(|r| r.data["successful"] == true),
+            AutoSignal::MaintenanceVerified => i.maintenance.iter().any(|p| p.verified),
+            AutoSignal::AuditClean => i.records_of("audit").last().is_some_and(|r| r.data["violations"] == 0),
+            AutoSignal::CustomerNoticeSent => i.last_message("customer").is_some(),
+            AutoSignal::InternalAlertSent => {
+                i.records_of("message_copied").any(|r| r.data["template"] == "internal_alert")
+            }
+            AutoSignal::ReportWritten => i.records_of("report_written").next().is_some(),
+        }
     }
 
     /// The message under the cursor.

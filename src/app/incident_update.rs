@@ -232,6 +232,8 @@ impl App {
                     return Some(self.say("Editing works in the Messages pane.", true));
                 }
                 let case = self.case.as_mut()?;
+                // Times in the text ("Posted: …") are as of now, not of the last change.
+                case.refresh_messages(self.now);
                 let Some(slot) = case.current_message() else { return Some(Effects::none()) };
                 if let Err(e) = &slot.rendered {
                     let msg = format!("{} cannot be filled: {e}", slot.name);
@@ -264,7 +266,8 @@ impl App {
                 if self.focus != Pane::Messages {
                     return Some(self.say("Copying works in the Messages pane.", true));
                 }
-                let case = self.case.as_ref()?;
+                let case = self.case.as_mut()?;
+                case.refresh_messages(self.now);
                 match case.copy_request() {
                     Ok(r) => Some(Effects::journal(vec![r])),
                     Err(e) => Some(self.say(e, true)),
@@ -285,7 +288,7 @@ impl App {
         let (len, pos) = match focus {
             Pane::Checklist => (case.checklist_rows().len(), case.checklist_cursor),
             Pane::Team => (super::incident::IncidentPanel::team_rows(), case.team_cursor),
-            Pane::Timeline => (case.timeline().len(), case.timeline_offset),
+            Pane::Timeline => (case.timeline_page(0, 0).1, case.timeline_offset),
             Pane::Messages => (case.messages.len(), case.message_cursor),
             _ => return Effects::none(),
         };
@@ -306,7 +309,10 @@ impl App {
             Pane::Checklist => case.checklist_cursor = next,
             Pane::Team => case.team_cursor = next,
             Pane::Timeline => case.timeline_offset = next,
-            _ => case.message_cursor = next,
+            _ => {
+                case.message_cursor = next;
+                case.refresh_selected(self.now);
+            }
         }
         Effects::redraw()
     }

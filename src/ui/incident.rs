@@ -153,7 +153,11 @@ fn checklist(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
             }
             ItemState::Done { by, at, .. } => format!(" ✓ {} {}", sanitize::line(by), at.format("%H:%M")),
             ItemState::Skipped { reason, .. } => format!(" skipped: {}", sanitize::line(reason)),
-            ItemState::Open => i.item_roles.get(&it.id).map(|r| format!(" → {}", r.label())).unwrap_or_default(),
+            ItemState::Open => {
+                let role = i.item_roles.get(&it.id).map(|r| format!(" → {}", r.label())).unwrap_or_default();
+                let seen = if it.auto.is_some_and(|a| case.observed(a)) { " (observed: d confirms)" } else { "" };
+                format!("{role}{seen}")
+            }
         };
         let text_style = if matches!(state, ItemState::Open) { Style::new() } else { Style::new().fg(Color::Gray) };
         let line = Line::from(vec![
@@ -241,7 +245,8 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
 }
 
 fn timeline(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
-    let shown = case.timeline();
+    // Rows inside the frame: the pane's height less its two borders.
+    let (shown, matching) = case.timeline_page(case.timeline_offset, area.height.saturating_sub(2) as usize);
     let copy = match &case.db_copy {
         Some(Ok(_)) => "copied to db",
         Some(Err(_)) => "disk only",
@@ -252,15 +257,13 @@ fn timeline(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     } else {
         format!(" · filter \"{}\"", sanitize::line(&case.timeline_filter))
     };
-    let title = format!("Timeline · {}/{} · {copy}{filter}", shown.len(), case.entries.len());
+    let title = format!("Timeline · {}/{} · {copy}{filter}", matching, case.entries.len());
     let block = pane_block(app, Pane::Timeline, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let wide = inner.width >= 90;
     let lines: Vec<Line> = shown
         .iter()
-        .skip(case.timeline_offset)
-        .take(inner.height as usize)
         .map(|(e, text)| {
             let at = if wide { e.at.format("%Y-%m-%d %H:%M:%S") } else { e.at.format("%m-%d %H:%M:%S") };
             let style = match e.kind.as_str() {
