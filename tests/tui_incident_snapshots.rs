@@ -1,0 +1,803 @@
+//! Whole-screen snapshots of the incident screen at 80x24 and 160x48. The incident is real:
+//! it is created with `IncidentStore` in a temporary directory, and every step goes the way
+//! the running console takes it: a key (or a worker answer) goes into `App::update`, the
+//! journal requests that come out are performed by a `Session` and its `JournalEvent`s are
+//! fed back with `Action::Journal`, exactly as the loop in `src/tui.rs` does. The clock is
+//! fixed (the journal entries carry the time the harness passes), so the screens are
+//! deterministic; the temporary directory's random name is the only thing redacted.
+//!
+//! Regenerate with `INSTA_UPDATE=always cargo test --test tui_incident_snapshots` and read
+//! the `.snap` files under `tests/snapshots/`.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use incident_console::app::incident::{IncidentPanel, JournalEvent, JournalRequest};
+use incident_console::app::{Action, App, Effects, Screen};
+use incident_console::comms::TemplateStore;
+use incident_console::config::Contact;
+use incident_console::db::MaintenanceState;
+use incident_console::incidents::IncidentStore;
+use incident_console::keymap::KeyMap;
+use incident_console::protocol::{Command, ConnState, DbEvent, MaintenanceProbe};
+use incident_console::session::Session;
+use incident_console::ui;
+use incident_console::ui::layout::Pane;
+use incident_console::workflow::checklist::Checklist;
+use incident_console::workflow::incident::{Observation, Step};
+use incident_console::workflow::{IncidentHeader, Level, Phase};
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+const TITLE: &str = "Duplicate GBPUSD executions after deploy 4711";
+const OPERATOR: &str = "alice";
+/// What the temporary directory's random name is replaced with in the snapshots.
+const ROOT_SHOWN: &str = "/tmp/ics-XXXXXX";
+
+// ----------------------------------------------------------------------------------------
+// Fixed data
+// ----------------------------------------------------------------------------------------
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
+}
+
+/// The incident was declared at 13:08.
+fn t0() -> DateTime<Utc> {
+    at(13, 8, 0)
+}
+
+/// An id whose first eight hex digits are `head`.
+fn id(head: u32, tail: u32) -> Uuid {
+    Uuid::from_u128((u128::from(head) << 96) | 0x4000_8000_0000_0000_0000 | u128::from(tail))
+}
+
+fn contact(role: &str, name: &str, phone: &str, email: &str) -> Contact {
+    Contact { role: role.into(), name: name.into(), phone: Some(phone.into()), email: Some(email.into()) }
+}
+
+/// The `[[contact]]` entries of a realistic config file: most of the team and the escalations.
+fn contacts() -> Vec<Contact> {
+    vec![
+        contact("incident_commander", "Alice Martin", "+44 20 7946 0101", "alice.martin@tradex.example"),
+        contact("technical_lead", "Bo Chen", "+44 20 7946 0102", "bo.chen@tradex.example"),
+        contact("database_admin", "Dana Ruiz", "+44 20 7946 0103", "dana.ruiz@tradex.example"),
+        contact("communications_lead", "Eve Adams", "+44 20 7946 0105", "eve.adams@tradex.example"),
+        contact("cto", "Frank Ito", "+44 20 7946 0200", "cto@tradex.example"),
+        contact("legal", "Gita Rao", "+44 20 7946 0300", "legal@tradex.example"),
+        contact("compliance", "Hal Berg", "+44 20 7946 0400", "compliance@tradex.example"),
+    ]
+}
+
+// ----------------------------------------------------------------------------------------
+// Driving the app with a real journal
+// ----------------------------------------------------------------------------------------
+
+/// The app, the session that writes its journal, and what went out.
+struct Console {
+    app: App,
+    session: Session,
+    /// Every clipboard sequence the session wrote (OSC 52).
+    clipboard: Arc<Mutex<Vec<String>>>,
+    /// Every command sent to the (absent) worker.
+    sent: Vec<Command>,
+    /// The incidents directory's parent, as it appears in paths.
+    root: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Console {
+    /// An incident opened at t0 at Level 2 by alice, its console connected to the sandbox,
+    /// maintenance off, the incident screen shown.
+    fn open(size: (u16, u16)) -> Console {
+        // Under /tmp with a fixed-length name: the journal records absolute paths, and the
+        // timeline shows them, so their length must not depend on $TMPDIR.
+        let dir = tempfile::Builder::new().prefix("ics-").tempdir_in("/tmp").expect("a temporary directory");
+        let root = dir.path().to_str().expect("a UTF-8 path").to_string();
+        assert_eq!(root.len(), ROOT_SHOWN.len(), "the redaction keeps the layout");
+        let store = IncidentStore::new(dir.path().join("incidents"));
+        let incident = store
+            .create(TITLE, Level::Moderate, "EU desk reports duplicate fills", OPERATOR, t0(), Checklist::shipped())
+            .expect("the incident is created");
+        let entries = incident.entries().expect("the journal reads back");
+        let delivered = entries.last().map_or(0, |e| e.seq);
+        let panel = IncidentPanel::new(
+            entries,
+            Checklist::shipped(),
+            TemplateStore::shipped(),
+            contacts(),
+            incident.journal.path().to_path_buf(),
+            t0(),
+        )
+        .expect("the journal describes an incident");
+        let clipboard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&clipboard);
+        let session = Session::new(
+            incident,
+            OPERATOR.into(),
+            delivered,
+            Box::new(move |s: &str| sink.lock().expect("the clipboard lock").push(s.to_string())),
+        );
+        let header = IncidentHeader::new(TITLE.into(), Level::Moderate, t0());
+        let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), size).with_incident(panel);
+        let mut c = Console { app, session, clipboard, sent: Vec::new(), root, _dir: dir };
+        c.db(DbEvent::Target("sandbox".into()));
+        c.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+        c.db(DbEvent::Maintenance(MaintenanceState {
+            maintenance_mode: false,
+            maintenance_reason: None,
+            maintenance_since: None,
+            maintenance_by: None,
+        }));
+        c.press('i');
+        assert_eq!(c.app.screen, Screen::Incident);
+        c
+    }
+
+    /// Applies an action; performs the journal requests that come out at `app.now` and feeds
+    /// the answers back until quiet, as the loop does. Every request must be appended.
+    fn act(&mut self, action: Action) -> Effects {
+        let mut effects = self.app.update(action);
+        while !effects.journal.is_empty() {
+            let request = effects.journal.remove(0);
+            let event = self.session.perform(request.clone(), self.app.now);
+            assert!(matches!(event, JournalEvent::Appended { .. }), "{request:?} was not appended: {event:?}");
+            let more = self.app.update(Action::Journal(event));
+            effects.commands.extend(more.commands);
+            effects.journal.extend(more.journal);
+            effects.redraw |= more.redraw;
+        }
+        self.sent.extend(effects.commands.iter().cloned());
+        effects
+    }
+
+    /// Asks the journal for a step directly (what the rollback screen's answers ask for).
+    fn record(&mut self, request: JournalRequest) {
+        let event = self.session.perform(request.clone(), self.app.now);
+        assert!(matches!(event, JournalEvent::Appended { .. }), "{request:?} was not appended: {event:?}");
+        self.app.update(Action::Journal(event));
+    }
+
+    fn clock(&mut self, t: DateTime<Utc>) {
+        self.act(Action::Tick(t));
+    }
+
+    fn db(&mut self, ev: DbEvent) -> Effects {
+        self.act(Action::Db(Box::new(ev)))
+    }
+
+    fn key(&mut self, code: KeyCode) -> Effects {
+        let modifiers = match code {
+            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+            KeyCode::BackTab => KeyModifiers::SHIFT,
+            _ => KeyModifiers::NONE,
+        };
+        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
+    }
+
+    fn press(&mut self, c: char) -> Effects {
+        self.key(KeyCode::Char(c))
+    }
+
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            self.press(c);
+        }
+    }
+
+    fn enter(&mut self) -> Effects {
+        self.key(KeyCode::Enter)
+    }
+
+    /// Tab until the pane has focus.
+    fn focus(&mut self, pane: Pane) {
+        for _ in 0..4 {
+            if self.app.focus == pane {
+                return;
+            }
+            self.key(KeyCode::Tab);
+        }
+        assert_eq!(self.app.focus, pane, "Tab reaches every incident pane");
+    }
+
+    fn case(&self) -> &IncidentPanel {
+        self.app.case.as_ref().expect("an incident panel")
+    }
+
+    fn last_maintenance_request(&self) -> u64 {
+        self.sent
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::SetMaintenance { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("a SetMaintenance was sent")
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The incident, step by step
+// ----------------------------------------------------------------------------------------
+
+/// Opened at 13:08 (Level 2); detection ticked at 13:09.
+fn opened(size: (u16, u16)) -> Console {
+    let mut c = Console::open(size);
+    c.clock(at(13, 9, 0));
+    c.press('d');
+    c
+}
+
+/// Classified Level 3 at 13:10; team roles taken at 13:11; items given to roles at 13:12.
+fn classified(size: (u16, u16)) -> Console {
+    let mut c = opened(size);
+    c.clock(at(13, 10, 0));
+    c.press('C');
+    // not a complete failure; data corrupted: yes; every other criterion: no
+    c.typed("nynnnnnnnn");
+    c.enter();
+    assert_eq!(c.case().state.level, Level::Critical);
+
+    c.clock(at(13, 11, 0));
+    c.focus(Pane::Team);
+    for _ in 0..3 {
+        // prefilled with the configured contact: Alice Martin, Bo Chen, Dana Ruiz
+        c.press('a');
+        c.enter();
+        c.press('j');
+    }
+
+    c.clock(at(13, 12, 0));
+    c.focus(Pane::Checklist);
+    c.press('g');
+    c.typed("jj");
+    c.press('a');
+    c.press('1'); // activate_team → Incident Commander
+    c.press('j');
+    c.press('a');
+    c.press('5'); // internal_alert → Communications Lead
+    c.clock(at(13, 13, 0));
+    c
+}
+
+/// The internal alert filled and copied; Response entered at 13:20 with two Assessment items
+/// left open; maintenance mode switched on at 13:25 and verified by the probe.
+fn maintenance_verified(size: (u16, u16)) -> Console {
+    let mut c = classified(size);
+    c.clock(at(13, 14, 0));
+    c.focus(Pane::Messages);
+    c.press('g');
+    c.press('f');
+    c.typed("Duplicate GBPUSD fills on 6 accounts since 13:02; balances overstated");
+    c.enter();
+    c.press('f');
+    c.typed("14:30 UTC");
+    c.enter();
+    c.clock(at(13, 15, 0));
+    c.press('y');
+    c.focus(Pane::Checklist);
+    c.press('d'); // internal_alert, still under the cursor
+
+    c.clock(at(13, 20, 0));
+    c.press('P');
+    c.press('y');
+    assert_eq!(c.case().state.phase, Phase::Response);
+
+    c.clock(at(13, 25, 0));
+    c.press('M');
+    c.typed("stop new orders during the rollback");
+    c.enter();
+    let id = c.last_maintenance_request();
+    let state = MaintenanceState {
+        maintenance_mode: true,
+        maintenance_reason: Some("stop new orders during the rollback".into()),
+        maintenance_since: Some(at(13, 25, 0)),
+        maintenance_by: Some(OPERATOR.into()),
+    };
+    c.db(DbEvent::MaintenanceSet {
+        id,
+        on: true,
+        reason: "stop new orders during the rollback".into(),
+        result: Ok(MaintenanceProbe { new_orders_refused: true, probe_code: Some("maintenance_mode".into()), state }),
+    });
+    c
+}
+
+/// The Response phase worked on until 13:50, seen at 14:10: the phase is 5 minutes past its
+/// 45-minute box and the internal update (due 13:30) is 40 minutes late.
+fn response(size: (u16, u16)) -> Console {
+    let mut c = maintenance_verified(size);
+    c.clock(at(13, 26, 0));
+    c.press('g');
+    c.press('d'); // stop_new_orders
+
+    c.clock(at(13, 30, 0));
+    c.press('n');
+    c.typed("orders DB snapshot taken (pg_dump 13:29), matching engine logs archived");
+    c.enter();
+    c.press('j');
+    c.press('d'); // preserve_state
+
+    c.clock(at(13, 32, 0));
+    c.press('j');
+    c.press('a');
+    c.press('2'); // investigate → Technical Lead
+
+    c.clock(at(13, 35, 0));
+    c.typed("jjj");
+    c.press('s'); // full_system_plan
+    c.typed("single-service rollback, no full-system change");
+    c.enter();
+
+    c.clock(at(13, 40, 0));
+    c.focus(Pane::Team);
+    c.press('g');
+    c.press('j'); // Technical Lead: Bo Chen hands over to Cy Okafor
+    c.press('a');
+    for _ in 0.."Bo Chen".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed("Cy Okafor");
+    c.enter();
+
+    // What the rollback screen recorded: a pre-check, the rollback and its post-check.
+    let order = id(0x0b5e_0003, 3);
+    let user = id(0x7e57_a003, 3);
+    c.clock(at(13, 44, 0));
+    c.record(JournalRequest::Step(Step::Observe(Observation::Precheck { order, user, ready: true, failed: vec![] })));
+    c.clock(at(13, 45, 0));
+    c.record(JournalRequest::Step(Step::Observe(Observation::Rollback {
+        mode: "single".into(),
+        order: Some(order),
+        user: Some(user),
+        orders: 1,
+        users: 1,
+        refunded: Decimal::new(632_500, 2).to_string(),
+        success: true,
+        detail: "rolled back".into(),
+        reason: "duplicate execution from deploy 4711".into(),
+    })));
+    c.record(JournalRequest::Step(Step::Observe(Observation::Postcheck { order, successful: true, failed: vec![] })));
+
+    c.clock(at(13, 50, 0));
+    c.focus(Pane::Checklist);
+    c.press('n');
+    c.typed("CTO approval pending for the 29 remaining orders of the burst");
+    c.enter();
+
+    c.clock(at(14, 10, 0));
+    c
+}
+
+// ----------------------------------------------------------------------------------------
+// Rendering
+// ----------------------------------------------------------------------------------------
+
+fn draw(app: &App) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).expect("a test terminal");
+    terminal.draw(|f| ui::render(app, f)).expect("a frame");
+    terminal
+}
+
+/// The screen as plain text, one line per row.
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    let buf = terminal.backend().buffer();
+    let w = buf.area.width as usize;
+    buf.content.chunks(w).map(|row| row.iter().map(|c| c.symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
+}
+
+/// The temporary directory's name, made fixed (same length, so nothing moves).
+fn redact(c: &Console, text: &str) -> String {
+    let shown = text.matches("/tmp/ics-").count();
+    let whole = text.matches(c.root.as_str()).count();
+    assert_eq!(shown, whole, "a temporary path is cut where it cannot be redacted:\n{text}");
+    text.replace(c.root.as_str(), ROOT_SHOWN)
+}
+
+/// Draws, snapshots as `{name}_{w}x{h}`, and returns the text for assertions.
+fn snap(c: &Console, name: &str) -> String {
+    let terminal = draw(&c.app);
+    let size = c.app.size;
+    insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), redact(c, &terminal.backend().to_string()));
+    redact(c, &screen(&terminal))
+}
+
+fn assert_has(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "the screen should show {n:?}:\n{text}");
+    }
+}
+
+fn assert_lacks(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(!text.contains(n), "the screen should not show {n:?}:\n{text}");
+    }
+}
+
+/// The foreground and background of the first cell of the first occurrence of `needle`.
+fn colours_of(terminal: &Terminal<TestBackend>, needle: &str) -> (Option<Color>, Option<Color>) {
+    let buf = terminal.backend().buffer();
+    let w = buf.area.width as usize;
+    for (y, row) in buf.content.chunks(w).enumerate() {
+        let symbols: Vec<&str> = row.iter().map(|c| c.symbol()).collect();
+        for x in 0..symbols.len() {
+            let mut s = String::new();
+            for sym in &symbols[x..] {
+                if s.len() >= needle.len() {
+                    break;
+                }
+                s.push_str(sym);
+            }
+            if s.starts_with(needle) {
+                let cell = &buf[(x as u16, y as u16)];
+                return (cell.style().fg, cell.style().bg);
+            }
+        }
+    }
+    panic!("{needle:?} is not on the screen:\n{}", screen(terminal))
+}
+
+// ----------------------------------------------------------------------------------------
+// The snapshots
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn the_scenario_is_what_the_journal_says() {
+    let c = response((160, 48));
+    let i = &c.case().state;
+    assert_eq!((i.level, i.phase), (Level::Critical, Phase::Response));
+    assert_eq!(i.opened_at, t0());
+    assert!(i.phase_overdue(c.app.now));
+    assert_eq!(i.handovers.len(), 1);
+    assert!(i.maintenance_on().is_some_and(|m| m.verified));
+    // every entry carries the fixed clock, none the wall clock
+    assert!(c.case().entries.iter().all(|e| e.at >= t0() && e.at <= at(14, 10, 0)));
+    assert_eq!(c.case().entries.len() as u64, i.entries);
+    // the copy went to the clipboard as OSC 52
+    let clip = c.clipboard.lock().expect("the clipboard lock");
+    assert_eq!(clip.len(), 1);
+    assert!(clip[0].contains("]52;c;"), "{:?}", clip[0]);
+}
+
+#[test]
+fn checklist_with_the_phase_overdue() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Checklist);
+        let text = snap(&c, "incident_checklist_overdue");
+        assert_has(
+            &text,
+            &[
+                "L3 CRITICAL",
+                "Response 50m / 45m OVERDUE",
+                "UPDATE OVERDUE 40m 00s",
+                "OVERDUE by 5m (45m box)",
+                "update OVERDUE 40m",
+                "✓ Assessment",
+                "[x] Stop new orders",
+                "[x] Preserve system state",
+                "[ ] Investigation",
+                "[-] Full-system rollback plan",
+                "skipped: single-service rol",
+                "still open from earlier phases:",
+                "[ ] Team activation",
+                "[ ] First customer notice",
+                "MAINTENANCE ON since 13:25 UTC ✓verified",
+            ],
+        );
+        let terminal = draw(&c.app);
+        assert_eq!(colours_of(&terminal, "OVERDUE by"), (Some(Color::White), Some(Color::Red)));
+        assert_eq!(colours_of(&terminal, "UPDATE OVERDUE").1, Some(Color::Red));
+        assert_eq!(colours_of(&terminal, "Response 50m / 45m OVERDUE").0, Some(Color::Red));
+        assert_eq!(colours_of(&terminal, "MAINTENANCE ON").1, Some(Color::Magenta));
+    }
+}
+
+#[test]
+fn timeline_newest_first() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Timeline);
+        let n = c.case().entries.len();
+        let text = snap(&c, "incident_timeline");
+        assert_has(
+            &text,
+            &[
+                &format!("Timeline · {n}/{n} · disk"),
+                "CTO approval pending",
+                "post-check of 0b5e0003-0000-4000-8000-000000000003",
+                "Cy Okafor is technical_lead",
+                "maintenance mode on (verified: new orders refused)",
+            ],
+        );
+    }
+}
+
+#[test]
+fn timeline_filtered() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Timeline);
+        c.press('/');
+        c.typed("rollback");
+        c.enter();
+        let shown = c.case().timeline().len();
+        assert!(shown > 0 && shown < c.case().entries.len());
+        let text = snap(&c, "incident_timeline_filtered");
+        assert_has(
+            &text,
+            &[
+                &format!("Timeline · {shown}/{} · disk · filter \"rollback\"", c.case().entries.len()),
+                "single rollback: 1 order(s), refunded 6325",
+                "skipped full_system_plan: single-service rollback",
+            ],
+        );
+        assert_lacks(&text, &["Cy Okafor is technical_lead", "CTO approval pending"]);
+    }
+}
+
+#[test]
+fn team_with_contacts_and_a_hand_over() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Team);
+        let text = snap(&c, "incident_team");
+        assert_has(
+            &text,
+            &[
+                "Incident Commander",
+                "Alice Martin",
+                "Cy Okafor",
+                "Dana Ruiz",
+                "Security Lead",
+                "unassigned",
+                "on call: Eve Adams",
+                "CTO",
+                "Frank Ito",
+            ],
+        );
+        assert_lacks(&text, &["Bo Chen"]);
+    }
+}
+
+#[test]
+fn messages_with_required_fields_missing() {
+    for size in SIZES {
+        let mut c = classified(size);
+        c.focus(Pane::Messages);
+        let text = snap(&c, "incident_messages_missing");
+        assert_has(
+            &text,
+            &[
+                "needs impact, estimated_resolution",
+                "needs conditions, actions, needs",
+                "[to fill: impact]",
+                "INCIDENT ALERT - Level 3 (CRITICAL)",
+            ],
+        );
+        assert_lacks(&text, &["copied"]);
+        if size.0 >= 120 {
+            assert_has(&text, &["needs customer_impact, estimated_resolution", "cannot be filled"]);
+        }
+    }
+}
+
+#[test]
+fn messages_with_one_ready_and_copied() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Messages);
+        c.press('g');
+        let text = snap(&c, "incident_messages_copied");
+        assert_has(
+            &text,
+            &[
+                "ready · copied 13:15",
+                "needs customer_impact",
+                "─ last copy 13:15:00 → /tmp/ics-XXXXXX/incidents/INC-20261125-1308/messages/",
+                "Impact: Duplicate GBPUSD fills on 6 accounts",
+            ],
+        );
+        assert_lacks(&text, &["[to fill: impact]"]);
+    }
+}
+
+#[test]
+fn message_editor_open() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Messages);
+        c.press('g');
+        c.typed("jj"); // customer_notice
+        c.press('e');
+        c.typed("Dear customers, ");
+        let text = snap(&c, "incident_editor");
+        assert_has(
+            &text,
+            &[
+                "Editing Customer notice · esc done · ctrl-r refill",
+                "still empty: customer_impact",
+                "Dear customers, [URGENT] Service Notice",
+                "editing · esc done (edits kept)",
+            ],
+        );
+    }
+}
+
+#[test]
+fn classification_asks_one_question_at_a_time() {
+    for size in SIZES {
+        let mut c = opened(size);
+        c.press('C');
+        c.press('n');
+        let text = snap(&c, "incident_classify_question");
+        assert_has(
+            &text,
+            &[
+                "Classify the incident",
+                "Question 2 of 10",
+                "Is data corrupted or lost (balances, orders, positions)?",
+                "(yes means at least Level 3 CRITICAL)",
+                "So far: Level 1 MINOR",
+            ],
+        );
+    }
+}
+
+#[test]
+fn classification_proposes_a_level() {
+    for size in SIZES {
+        let mut c = opened(size);
+        c.press('C');
+        // data corruption: unsure (counts as yes); data consistency: yes
+        c.typed("nunnnynnnn");
+        let text = snap(&c, "incident_classify_proposal");
+        assert_has(
+            &text,
+            &[
+                "Proposed:",
+                "Level 3 CRITICAL",
+                "because: Is data corrupted or lost",
+                "unsure answers counted as yes",
+                "enter apply",
+            ],
+        );
+        assert_eq!(colours_of(&draw(&c.app), " Level 3 CRITICAL ").1, Some(Color::Red));
+    }
+}
+
+#[test]
+fn level_dialog() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.press('L');
+        let text = snap(&c, "incident_level_dialog");
+        assert_has(
+            &text,
+            &[
+                "Level (now 3)",
+                "1 MINOR",
+                "2 MODERATE",
+                "3 CRITICAL",
+                "complete failure, data corruption, breach, regulatory",
+                "a reason is asked next",
+            ],
+        );
+    }
+}
+
+#[test]
+fn text_dialog_with_a_hint_after_an_empty_enter() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Checklist);
+        c.press('g');
+        c.typed("jjj"); // decide
+        c.press('s');
+        let e = c.enter();
+        assert!(e.journal.is_empty() && e.commands.is_empty());
+        let text = snap(&c, "incident_text_hint");
+        assert_has(
+            &text,
+            &["Why is \"decide\" skipped?", "Type something first (esc to abandon).", "enter record · esc abandon"],
+        );
+    }
+}
+
+#[test]
+fn confirm_the_next_phase() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.press('P');
+        let text = snap(&c, "incident_confirm_phase");
+        assert_has(
+            &text,
+            &[
+                "Move to Recovery?",
+                "4 item(s) of Response are still open",
+                "Recovery has a time box of 3h00m.",
+                "y/enter move on · esc stay",
+            ],
+        );
+    }
+}
+
+#[test]
+fn maintenance_on_verified_in_the_header() {
+    for size in SIZES {
+        let c = maintenance_verified(size);
+        let text = snap(&c, "incident_maintenance_verified");
+        assert_has(
+            &text,
+            &["MAINTENANCE ON since 13:25 UTC ✓verified", "Maintenance mode ON, verified: a probe order was refused"],
+        );
+        assert_lacks(&text, &["UNVERIFIED", "maintenance off"]);
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// What the snapshots showed to be cut (ignored until fixed in src/ui; see the report)
+// ----------------------------------------------------------------------------------------
+
+fn text_of(c: &Console) -> String {
+    redact(c, &screen(&draw(&c.app)))
+}
+
+#[test]
+#[ignore = "rendering: checklist rows are cut at the pane's edge (no wrap), so the role a long item is given to \
+            (\"→ Technical Lead\", \"→ Incident Commander\"), who ticked it and when, and skip reasons are not shown"]
+fn the_checklist_shows_who_has_each_item() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Checklist);
+        let text = text_of(&c);
+        assert_has(&text, &["→ Technical Lead", "→ Incident Commander", "✓ alice 13:30", "no full-system change"]);
+    }
+}
+
+#[test]
+#[ignore = "rendering: timeline rows are cut at the pane's edge (no wrap); after a full order id the outcome of a \
+            pre-check or post-check (ready / passed / FAILED) is not shown"]
+fn the_timeline_shows_the_outcome_of_checks() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.focus(Pane::Timeline);
+        let text = text_of(&c);
+        assert_has(
+            &text,
+            &[
+                "pre-check of 0b5e0003-0000-4000-8000-000000000003: ready",
+                "post-check of 0b5e0003-0000-4000-8000-000000000003: passed",
+            ],
+        );
+    }
+}
+
+#[test]
+#[ignore = "rendering: at 80 columns, with maintenance on (verified) and an update overdue, the database state is \
+            pushed off the end of the header's second line: an unreachable database is not shown"]
+fn the_header_keeps_the_database_state_at_80_columns() {
+    let mut c = response((80, 24));
+    c.db(DbEvent::Connection(ConnState::Down { error: "connection refused".into(), retry_in: 5 }));
+    let text = text_of(&c);
+    assert_has(&text, &["MAINTENANCE ON", "UPDATE OVERDUE", "UNREACHABLE"]);
+}
+
+#[test]
+#[ignore = "rendering: the message editor neither wraps nor scrolls sideways until the cursor goes there; at 80 \
+            columns the ends of long lines of the message are not shown"]
+fn the_editor_shows_whole_lines_at_80_columns() {
+    let mut c = response((80, 24));
+    c.focus(Pane::Messages);
+    c.press('g');
+    c.typed("jj");
+    c.press('e');
+    let text = text_of(&c);
+    assert_has(&text, &["with our order execution system.", "provide updates every 15 minutes."]);
+}

@@ -1,0 +1,1331 @@
+//! The incident screen's behaviour as plain tests: keys and the worker's answers go into
+//! `App::update`; the tests read the state, the `Command`s and the `JournalRequest`s that come
+//! out. The journal is real: a `Session` on an incident created in a temporary directory
+//! performs the requests, and its `JournalEvent`s go back through `Action::Journal`, as the
+//! loop in `src/tui.rs` does. No database, no terminal, a fixed clock.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use incident_console::app::flow::Stage;
+use incident_console::app::incident::{Dialog, IncidentPanel, JournalEvent, JournalRequest, Purpose};
+use incident_console::app::{Action, App, Effects, Load, Screen};
+use incident_console::batch::{BatchItem, Summary};
+use incident_console::comms::TemplateStore;
+use incident_console::config::Contact;
+use incident_console::db::{
+    BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
+};
+use incident_console::incidents::IncidentStore;
+use incident_console::keymap::KeyMap;
+use incident_console::metrics::Metrics;
+use incident_console::protocol::{Command, ConnState, DashboardData, DbEvent, MaintenanceProbe, PageRequest};
+use incident_console::session::Session;
+use incident_console::ui::layout::Pane;
+use incident_console::workflow::checklist::Checklist;
+use incident_console::workflow::incident::{ItemState, Observation, Role, Step};
+use incident_console::workflow::{IncidentHeader, Level, Phase};
+
+const TITLE: &str = "Duplicate GBPUSD executions after deploy 4711";
+const OPERATOR: &str = "alice";
+
+// ----------------------------------------------------------------------------------------
+// Fixtures
+// ----------------------------------------------------------------------------------------
+
+fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
+}
+
+fn t0() -> DateTime<Utc> {
+    at(13, 8, 0)
+}
+
+fn id(head: u32, tail: u32) -> Uuid {
+    Uuid::from_u128((u128::from(head) << 96) | 0x4000_8000_0000_0000_0000 | u128::from(tail))
+}
+
+fn contacts() -> Vec<Contact> {
+    let c = |role: &str, name: &str| Contact {
+        role: role.into(),
+        name: name.into(),
+        phone: Some("+44 20 7946 0100".into()),
+        email: None,
+    };
+    vec![c("incident_commander", "Alice Martin"), c("technical_lead", "Bo Chen"), c("cto", "Frank Ito")]
+}
+
+/// Order `i` of the burst.
+fn row(i: u32) -> OrderRow {
+    let created = at(13, 6, 0) - Duration::seconds(i64::from(i));
+    OrderRow {
+        id: id(0x0b5e_0000 + i, i),
+        user_id: id(0x7e57_a000 + i % 5, i % 5),
+        symbol: "GBPUSD".into(),
+        side: "buy".into(),
+        order_type: "market".into(),
+        quantity: Decimal::from(10_000),
+        price: Some(Decimal::new(12_650, 4)),
+        status: "executed".into(),
+        transaction_id: Some(id(0x7a00_0000 + i / 2, i / 2)),
+        total_cost: Some(Decimal::new(1_265_000, 2)),
+        commission: Some(Decimal::new(250, 2)),
+        failure_reason: None,
+        rolled_back_reason: None,
+        created_at: created,
+        executed_at: Some(created),
+        rolled_back_at: None,
+    }
+}
+
+fn check(name: &str, passed: bool) -> Check {
+    Check { check: name.into(), passed, detail: Some("detail".into()), expected: None, actual: None, violations: None }
+}
+
+fn baseline(o: &OrderRow) -> Value {
+    json!({
+        "version": 1,
+        "order_id": o.id,
+        "user_id": o.user_id,
+        "captured_at": "2026-11-25T13:10:00+00:00",
+        "order_status": "executed",
+        "failure_reason": null,
+        "transaction_id": o.transaction_id,
+        "balance": "48250.00",
+        "margin_used": "12650.00",
+        "open_positions": 4,
+        "expected_refund": "12650.00",
+        "expected_margin_release": "1265.00",
+        "group": {"order_ids": [o.id], "skipped": [], "expected_refund": "12650.00", "expected_margin_release": "1265.00"}
+    })
+}
+
+fn precheck(o: &OrderRow, ready: bool) -> Precheck {
+    Precheck {
+        ready,
+        error_code: None,
+        checks: vec![check("order_executed", true), check("no_active_transactions", ready)],
+        baseline: Some(baseline(o)),
+    }
+}
+
+fn rolled_back(o: &OrderRow, postcheck_passes: bool) -> RollbackAndPostcheck {
+    RollbackAndPostcheck {
+        rollback: RollbackResult {
+            success: true,
+            error_code: None,
+            message: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            refunded: o.total_cost,
+            margin_released: Some(Decimal::new(126_500, 2)),
+            transfers_reversed: Some(2),
+            duration_us: Some(30_000),
+            skipped: None,
+            already_rolled_back: None,
+            status: None,
+        },
+        postcheck: Some(Postcheck {
+            successful: postcheck_passes,
+            error_code: None,
+            mode: Some("single".into()),
+            order_ids: Some(vec![o.id]),
+            checks: vec![check("order_rolled_back", true), check("balance_restored", postcheck_passes)],
+        }),
+    }
+}
+
+fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateTime<Utc>>) -> DashboardData {
+    DashboardData {
+        metrics: Metrics {
+            total,
+            succeeded: total,
+            failed: 0,
+            orders_rolled_back: total,
+            success_rate_percent: Some(Decimal::from(100)),
+            mean_ms: Some(Decimal::new(42_315, 3)),
+            p95_ms: Some(Decimal::new(118_200, 3)),
+            last_rollback: Some(at(13, 9, 30)),
+            recent: total,
+            alerts: vec![],
+        },
+        per_minute: vec![0; 60],
+        in_flight: 0,
+        audit_violations,
+        audit_at,
+    }
+}
+
+fn maintenance_state(on: bool, since: DateTime<Utc>) -> MaintenanceState {
+    MaintenanceState {
+        maintenance_mode: on,
+        maintenance_reason: on.then(|| "stop new orders".to_string()),
+        maintenance_since: on.then_some(since),
+        maintenance_by: on.then(|| OPERATOR.to_string()),
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Driving the app
+// ----------------------------------------------------------------------------------------
+
+/// The app and the session that writes its incident's journal.
+struct Console {
+    app: App,
+    /// None for an app without an incident.
+    session: Option<Session>,
+    clipboard: Arc<Mutex<Vec<String>>>,
+    dir: tempfile::TempDir,
+}
+
+impl Console {
+    /// An incident opened at t0 by alice at `level`; the console on the rollback screen.
+    fn open(level: Level) -> Console {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = IncidentStore::new(dir.path().join("incidents"));
+        let incident = store
+            .create(TITLE, level, "EU desk reports duplicate fills", OPERATOR, t0(), Checklist::shipped())
+            .expect("the incident is created");
+        let entries = incident.entries().expect("the journal reads back");
+        let delivered = entries.last().map_or(0, |e| e.seq);
+        let panel = IncidentPanel::new(
+            entries,
+            Checklist::shipped(),
+            TemplateStore::shipped(),
+            contacts(),
+            incident.journal.path().to_path_buf(),
+            t0(),
+        )
+        .expect("the journal describes an incident");
+        let clipboard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&clipboard);
+        let session = Session::new(
+            incident,
+            OPERATOR.into(),
+            delivered,
+            Box::new(move |s: &str| sink.lock().expect("the clipboard lock").push(s.to_string())),
+        );
+        let header = IncidentHeader::new(TITLE.into(), level, t0());
+        let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), (160, 48)).with_incident(panel);
+        Console { app, session: Some(session), clipboard, dir }
+    }
+
+    /// Level 2, on the incident screen (Checklist focused), at 13:10.
+    fn incident() -> Console {
+        let mut c = Console::open(Level::Moderate);
+        c.clock(at(13, 10, 0));
+        let e = c.press('i');
+        assert!(e.journal.is_empty());
+        c
+    }
+
+    /// The console without an incident journal (`App::new` only).
+    fn without_incident() -> Console {
+        let header = IncidentHeader::new(TITLE.into(), Level::Moderate, t0());
+        let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), (160, 48));
+        Console {
+            app,
+            session: None,
+            clipboard: Arc::new(Mutex::new(Vec::new())),
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    fn act(&mut self, a: Action) -> Effects {
+        self.app.update(a)
+    }
+
+    fn clock(&mut self, t: DateTime<Utc>) {
+        self.act(Action::Tick(t));
+    }
+
+    fn db(&mut self, ev: DbEvent) -> Effects {
+        self.act(Action::Db(Box::new(ev)))
+    }
+
+    fn key_mod(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Effects {
+        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
+    }
+
+    fn key(&mut self, code: KeyCode) -> Effects {
+        let m = match code {
+            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+            KeyCode::BackTab => KeyModifiers::SHIFT,
+            _ => KeyModifiers::NONE,
+        };
+        self.key_mod(code, m)
+    }
+
+    fn press(&mut self, c: char) -> Effects {
+        self.key(KeyCode::Char(c))
+    }
+
+    /// Types text into whatever has the keys; nothing may be asked of the worker or journal.
+    fn typed(&mut self, text: &str) {
+        for c in text.chars() {
+            let e = self.press(c);
+            assert!(e.commands.is_empty() && e.journal.is_empty(), "typing {c:?} asked for {e:?}");
+        }
+    }
+
+    fn enter(&mut self) -> Effects {
+        self.key(KeyCode::Enter)
+    }
+
+    fn esc(&mut self) -> Effects {
+        self.key(KeyCode::Esc)
+    }
+
+    /// Does what the loop does with journal requests: performs each at `app.now` and feeds
+    /// the answer back, until quiet. Returns the events.
+    fn perform(&mut self, requests: Vec<JournalRequest>) -> Vec<JournalEvent> {
+        let mut queue = requests;
+        let mut events = Vec::new();
+        while !queue.is_empty() {
+            let request = queue.remove(0);
+            let session = self.session.as_mut().expect("a session");
+            let event = session.perform(request, self.app.now);
+            events.push(event.clone());
+            let more = self.app.update(Action::Journal(event));
+            queue.extend(more.journal);
+        }
+        events
+    }
+
+    /// Performs and requires every request to be appended.
+    fn append(&mut self, requests: Vec<JournalRequest>) {
+        assert!(!requests.is_empty(), "nothing was asked of the journal");
+        for ev in self.perform(requests) {
+            assert!(matches!(ev, JournalEvent::Appended { .. }), "not appended: {ev:?}");
+        }
+    }
+
+    fn focus(&mut self, pane: Pane) {
+        for _ in 0..4 {
+            if self.app.focus == pane {
+                return;
+            }
+            self.key(KeyCode::Tab);
+        }
+        assert_eq!(self.app.focus, pane);
+    }
+
+    fn case(&self) -> &IncidentPanel {
+        self.app.case.as_ref().expect("an incident panel")
+    }
+
+    fn dialog(&self) -> Option<&Dialog> {
+        self.case().dialog.as_ref()
+    }
+
+    fn text_dialog(&self) -> (Purpose, String, Option<String>) {
+        match self.dialog() {
+            Some(Dialog::Text { purpose, input, hint }) => (purpose.clone(), input.lines().join("\n"), hint.clone()),
+            other => panic!("a text dialog is open: {other:?}"),
+        }
+    }
+
+    fn message(&self) -> (String, bool) {
+        self.app.message.as_ref().map(|m| (m.text.clone(), m.error)).expect("a footer message")
+    }
+
+    fn entries(&self) -> usize {
+        self.case().entries.len()
+    }
+
+    fn last_kind(&self) -> String {
+        self.case().entries.last().map(|e| e.kind.clone()).expect("an entry")
+    }
+
+    /// Connected, with one page of `n` orders on the rollback screen.
+    fn connect_with_orders(&mut self, n: u32) {
+        let e = self.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+        let page = e
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                Command::LoadOrders { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("the first page is asked for");
+        self.db(DbEvent::Orders {
+            id: page,
+            page: PageRequest::First,
+            rows: (0..n).map(row).collect(),
+            has_more: false,
+        });
+        self.db(DbEvent::Maintenance(maintenance_state(false, t0())));
+    }
+
+    /// The message slot index of a template.
+    fn select_message(&mut self, template: &str) {
+        self.focus(Pane::Messages);
+        let index = self.case().messages.iter().position(|s| s.name == template).expect("the template exists");
+        self.press('g');
+        for _ in 0..index {
+            self.press('j');
+        }
+        assert_eq!(self.case().current_message().map(|s| s.name.as_str()), Some(template));
+    }
+
+    fn slot_text(&self, template: &str) -> String {
+        self.case()
+            .messages
+            .iter()
+            .find(|s| s.name == template)
+            .and_then(|s| s.text())
+            .expect("the template is filled")
+            .to_string()
+    }
+
+    fn unfilled(&self, template: &str) -> Vec<String> {
+        self.case().messages.iter().find(|s| s.name == template).map(|s| s.unfilled()).expect("the template")
+    }
+}
+
+fn step(s: Step) -> JournalRequest {
+    JournalRequest::Step(s)
+}
+
+fn observed(e: &Effects) -> Vec<Observation> {
+    e.journal
+        .iter()
+        .map(|r| match r {
+            JournalRequest::Step(Step::Observe(o)) => o.clone(),
+            other => panic!("only observations are asked for: {other:?}"),
+        })
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------
+// Screens and panes
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn i_switches_screens_and_tab_cycles_the_four_incident_panes() {
+    let mut c = Console::open(Level::Moderate);
+    assert_eq!((c.app.screen, c.app.focus), (Screen::Rollback, Pane::Orders));
+    let e = c.press('i');
+    assert!(e.redraw && e.journal.is_empty() && e.commands.is_empty());
+    assert_eq!((c.app.screen, c.app.focus), (Screen::Incident, Pane::Checklist));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = c.key(KeyCode::Tab);
+        assert!(e.journal.is_empty());
+        seen.push(c.app.focus);
+    }
+    assert_eq!(seen, vec![Pane::Timeline, Pane::Team, Pane::Messages, Pane::Checklist]);
+    c.key(KeyCode::BackTab);
+    assert_eq!(c.app.focus, Pane::Messages);
+    c.press('i');
+    assert_eq!((c.app.screen, c.app.focus), (Screen::Rollback, Pane::Orders));
+    // Tab on the rollback screen stays among its own panes.
+    c.key(KeyCode::Tab);
+    assert!(!c.app.focus.on_incident_screen());
+}
+
+// ----------------------------------------------------------------------------------------
+// Checklist
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
+    let mut c = Console::incident();
+    assert_eq!(c.case().current_item().map(|i| i.id.as_str()), Some("detect"));
+    let e = c.press('d');
+    assert_eq!(e.journal, vec![step(Step::Tick { item: "detect".into() })]);
+    // Nothing changes before the journal says so.
+    assert_eq!(c.case().state.item_state("detect"), &ItemState::Open);
+    let events = c.perform(e.journal);
+    let [JournalEvent::Appended { entries, .. }] = events.as_slice() else { panic!("appended: {events:?}") };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].kind, "item_ticked");
+    assert_eq!(entries[0].data["item"], "detect");
+    assert_eq!(entries[0].at, at(13, 10, 0));
+    assert_eq!(
+        c.case().state.item_state("detect"),
+        &ItemState::Done { at: at(13, 10, 0), by: OPERATOR.into(), auto: false }
+    );
+
+    // Ticking it again is refused by the workflow; the footer says why, nothing is written.
+    let before = c.entries();
+    let e = c.press('d');
+    let events = c.perform(e.journal);
+    assert!(matches!(events.as_slice(), [JournalEvent::Refused(_)]), "{events:?}");
+    assert_eq!(c.entries(), before);
+    let (text, error) = c.message();
+    assert!(error && text.contains("already done"), "{text}");
+}
+
+#[test]
+fn an_append_asks_the_worker_to_copy_the_journal() {
+    let mut c = Console::incident();
+    let e = c.press('d');
+    let session = c.session.as_mut().expect("a session");
+    let event = session.perform(e.journal[0].clone(), c.app.now);
+    let e = c.act(Action::Journal(event));
+    assert!(matches!(e.commands.as_slice(), [Command::SyncJournal { .. }]), "{:?}", e.commands);
+}
+
+#[test]
+fn s_asks_why_an_empty_reason_gives_a_hint_and_esc_records_nothing() {
+    let mut c = Console::incident();
+    let before = c.entries();
+    let e = c.press('s');
+    assert!(e.journal.is_empty());
+    let (purpose, text, hint) = c.text_dialog();
+    assert_eq!(purpose, Purpose::SkipReason("detect".into()));
+    assert_eq!((text.as_str(), hint), ("", None));
+
+    let e = c.enter();
+    assert!(e.journal.is_empty() && e.commands.is_empty());
+    let (_, _, hint) = c.text_dialog();
+    assert_eq!(hint.as_deref(), Some("Type something first (esc to abandon)."));
+    // Spaces only are empty too.
+    c.typed("   ");
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    assert!(c.text_dialog().2.is_some());
+
+    let e = c.esc();
+    assert!(e.journal.is_empty() && e.commands.is_empty());
+    assert!(c.dialog().is_none());
+    assert_eq!(c.message(), ("Abandoned: nothing recorded.".to_string(), false));
+    assert_eq!(c.entries(), before);
+    assert_eq!(c.case().state.item_state("detect"), &ItemState::Open);
+
+    // With a reason it is asked for and recorded.
+    c.press('s');
+    c.typed("paged by the EU desk");
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::Skip { item: "detect".into(), reason: "paged by the EU desk".into() })]);
+    c.append(e.journal);
+    assert!(
+        matches!(c.case().state.item_state("detect"), ItemState::Skipped { reason, .. } if reason == "paged by the EU desk")
+    );
+    // A skipped item cannot be skipped again: said at once, no dialog.
+    let e = c.press('s');
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.message().1);
+}
+
+#[test]
+fn a_on_the_checklist_picks_a_role_for_the_item() {
+    let mut c = Console::incident();
+    c.press('j'); // classify
+    let e = c.press('a');
+    assert!(e.journal.is_empty());
+    assert!(matches!(c.dialog(), Some(Dialog::PickRole { item, cursor: 0 }) if item == "classify"));
+    c.press('j');
+    c.press('j');
+    assert!(matches!(c.dialog(), Some(Dialog::PickRole { cursor: 2, .. })));
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::AssignItem { item: "classify".into(), role: Role::DatabaseAdmin })]);
+    assert!(c.dialog().is_none());
+    c.append(e.journal);
+    assert_eq!(c.case().state.item_roles.get("classify"), Some(&Role::DatabaseAdmin));
+
+    // A digit picks directly; Esc picks nothing.
+    c.press('a');
+    let e = c.press('5');
+    assert_eq!(e.journal, vec![step(Step::AssignItem { item: "classify".into(), role: Role::CommunicationsLead })]);
+    c.press('a');
+    let e = c.esc();
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+}
+
+#[test]
+fn a_in_the_team_pane_is_prefilled_with_the_configured_contact() {
+    let mut c = Console::incident();
+    c.focus(Pane::Team);
+    c.press('a');
+    let (purpose, text, _) = c.text_dialog();
+    assert_eq!(purpose, Purpose::Person(Role::IncidentCommander));
+    assert_eq!(text, "Alice Martin");
+    let e = c.enter();
+    assert_eq!(
+        e.journal,
+        vec![step(Step::AssignRole { role: Role::IncidentCommander, person: "Alice Martin".into() })]
+    );
+    c.append(e.journal);
+    assert_eq!(c.case().state.roles.get(&Role::IncidentCommander).map(|a| a.person.as_str()), Some("Alice Martin"));
+
+    // A role without a configured contact starts empty.
+    c.press('j');
+    c.press('j');
+    c.press('a');
+    let (purpose, text, _) = c.text_dialog();
+    assert_eq!((purpose, text.as_str()), (Purpose::Person(Role::DatabaseAdmin), ""));
+    c.esc();
+
+    // The escalation contacts are not assigned here.
+    c.press('G');
+    let e = c.press('a');
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.message().0.contains("config file"));
+}
+
+#[test]
+fn shift_p_asks_to_confirm_then_advances() {
+    let mut c = Console::incident();
+    let e = c.press('P');
+    assert!(e.journal.is_empty());
+    // detect, classify, activate_team and internal_alert are open at Level 2
+    assert!(matches!(c.dialog(), Some(Dialog::ConfirmPhase { to: Phase::Response, open: 4 })), "{:?}", c.dialog());
+    let e = c.esc();
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert_eq!(c.case().state.phase, Phase::Assessment);
+
+    c.press('P');
+    let e = c.press('y');
+    assert_eq!(e.journal, vec![step(Step::Advance { to: Phase::Response })]);
+    c.append(e.journal);
+    assert_eq!(c.case().state.phase, Phase::Response);
+    assert_eq!(c.app.incident.phase, Phase::Response, "the header follows the journal");
+    assert!(c.case().state.records_of("note").any(|r| r.data["text"].as_str().is_some_and(|t| t.contains("detect"))));
+    // Items left open stay listed after the new phase's items.
+    let rows: Vec<&str> = c.case().checklist_rows().iter().map(|i| i.id.as_str()).collect();
+    assert!(rows.contains(&"detect") && rows.contains(&"stop_new_orders"), "{rows:?}");
+}
+
+#[test]
+fn shift_l_picks_a_level_then_asks_why() {
+    let mut c = Console::incident();
+    let e = c.press('L');
+    assert!(e.journal.is_empty());
+    assert!(matches!(c.dialog(), Some(Dialog::PickLevel { cursor: Level::Moderate })));
+    let e = c.press('3');
+    assert!(e.journal.is_empty());
+    let (purpose, _, _) = c.text_dialog();
+    assert_eq!(purpose, Purpose::LevelReason(Level::Critical));
+    let e = c.enter();
+    assert!(e.journal.is_empty(), "a reason is required");
+    c.typed("balances of 6 accounts are wrong");
+    let e = c.enter();
+    assert_eq!(
+        e.journal,
+        vec![step(Step::SetLevel { to: Level::Critical, reason: "balances of 6 accounts are wrong".into() })]
+    );
+    c.append(e.journal);
+    assert_eq!(c.case().state.level, Level::Critical);
+    assert_eq!(c.app.incident.level, Level::Critical);
+
+    // The same level: said, nothing asked.
+    c.press('L');
+    let e = c.enter();
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.message().0.contains("already Level 3"));
+}
+
+#[test]
+fn shift_c_classifies_and_unsure_counts_up() {
+    let mut c = Console::incident();
+    c.press('C');
+    // complete failure: no; data corrupted: unsure (counts as yes); the rest: no
+    c.typed("nu");
+    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 2, .. })));
+    // backspace goes back one question
+    c.key(KeyCode::Backspace);
+    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 1, answers }) if answers.len() == 1));
+    c.typed("unnnnnnnn");
+    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 10, .. })));
+    let e = c.enter();
+    let [JournalRequest::Step(Step::SetLevel { to, reason }), JournalRequest::Step(Step::Tick { item })] =
+        e.journal.as_slice()
+    else {
+        panic!("a level change and the classify tick: {:?}", e.journal)
+    };
+    assert_eq!(*to, Level::Critical);
+    assert!(reason.starts_with("classified: Is data corrupted"), "{reason}");
+    assert_eq!(item, "classify");
+    c.append(e.journal);
+    assert_eq!(c.case().state.level, Level::Critical);
+    assert!(matches!(c.case().state.item_state("classify"), ItemState::Done { .. }));
+
+    // Classified again to the same level: a note confirms it; the item is not ticked twice.
+    c.press('C');
+    c.typed("nynnnnnnnn");
+    let e = c.enter();
+    assert!(
+        matches!(e.journal.as_slice(), [JournalRequest::Step(Step::Note { text })] if text.starts_with("level 3 confirmed")),
+        "{:?}",
+        e.journal
+    );
+}
+
+#[test]
+fn n_adds_a_note() {
+    let mut c = Console::incident();
+    let e = c.press('n');
+    assert!(e.journal.is_empty());
+    assert_eq!(c.text_dialog().0, Purpose::Note);
+    c.typed("deploy 4711 rolled back by the release team");
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::Note { text: "deploy 4711 rolled back by the release team".into() })]);
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "note");
+    let (newest, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind.clone(), t)).expect("a row");
+    assert_eq!((newest.as_str(), text.as_str()), ("note", "deploy 4711 rolled back by the release team"));
+}
+
+#[test]
+fn slash_filters_the_timeline() {
+    let mut c = Console::incident();
+    for s in [
+        Step::Tick { item: "detect".into() },
+        Step::SetLevel { to: Level::Critical, reason: "balances wrong".into() },
+        Step::Note { text: "snapshot taken".into() },
+    ] {
+        c.append(vec![step(s)]);
+    }
+    let all = c.case().timeline().len();
+    assert_eq!(all, 4);
+    let e = c.press('/');
+    assert!(e.journal.is_empty());
+    assert_eq!(c.app.focus, Pane::Timeline);
+    assert_eq!(c.text_dialog().0, Purpose::TimelineFilter);
+    c.typed("LEVEL");
+    let e = c.enter();
+    assert!(e.journal.is_empty() && e.commands.is_empty());
+    assert_eq!(c.case().timeline_filter, "level");
+    let kinds: Vec<String> = c.case().timeline().iter().map(|(e, _)| e.kind.clone()).collect();
+    // "level_changed", and the opening entry ("... at Level 2")
+    assert_eq!(kinds, vec!["level_changed", "incident_opened"]);
+    // by operator
+    c.press('/');
+    assert_eq!(c.text_dialog().1, "level", "the dialog starts from the current filter");
+    for _ in 0.."level".len() {
+        c.key(KeyCode::Backspace);
+    }
+    c.typed("alice");
+    c.enter();
+    assert_eq!(c.case().timeline().len(), all);
+    // empty shows all again; nothing matches shows nothing
+    c.press('/');
+    c.typed("zzz");
+    c.enter();
+    assert!(c.case().timeline().is_empty());
+    assert_eq!(c.entries(), all, "filtering records nothing");
+}
+
+// ----------------------------------------------------------------------------------------
+// Messages
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn f_fills_the_next_missing_field() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    assert_eq!(c.unfilled("internal_alert"), vec!["impact", "estimated_resolution"]);
+    let e = c.press('f');
+    assert!(e.journal.is_empty());
+    assert_eq!(c.text_dialog().0, Purpose::Field("impact".into()));
+    c.typed("30 duplicate GBPUSD fills, 6 accounts");
+    let e = c.enter();
+    assert_eq!(
+        e.journal,
+        vec![step(Step::SetField { name: "impact".into(), value: "30 duplicate GBPUSD fills, 6 accounts".into() })]
+    );
+    c.append(e.journal);
+    assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);
+    assert!(c.slot_text("internal_alert").contains("Impact: 30 duplicate GBPUSD fills, 6 accounts"));
+    c.press('f');
+    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+}
+
+#[test]
+fn w_waives_the_next_missing_field() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    let e = c.press('w');
+    assert_eq!(e.journal, vec![step(Step::Waive { name: "impact".into() })]);
+    assert!(c.dialog().is_none());
+    c.append(e.journal);
+    assert!(c.case().state.waived.contains("impact"));
+    assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);
+    assert!(c.slot_text("internal_alert").contains("Impact: [waived]"));
+    let e = c.press('w');
+    assert_eq!(e.journal, vec![step(Step::Waive { name: "estimated_resolution".into() })]);
+    c.append(e.journal);
+    let e = c.press('w');
+    assert!(e.journal.is_empty(), "nothing left to waive");
+    assert!(!c.message().1);
+}
+
+#[test]
+fn y_is_refused_while_required_fields_are_empty() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    let e = c.press('y');
+    assert!(e.journal.is_empty());
+    let (text, error) = c.message();
+    assert!(error);
+    assert!(text.contains("impact") && text.contains("estimated_resolution"), "{text}");
+    assert!(c.clipboard.lock().expect("the clipboard lock").is_empty());
+}
+
+#[test]
+fn y_copies_a_ready_message() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    c.append(vec![
+        step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
+        step(Step::SetField { name: "estimated_resolution".into(), value: "14:30 UTC".into() }),
+    ]);
+    let e = c.press('y');
+    let [JournalRequest::Copy { template, audience, text }] = e.journal.as_slice() else {
+        panic!("a copy: {:?}", e.journal)
+    };
+    assert_eq!((template.as_str(), audience.as_str()), ("internal_alert", "internal"));
+    assert_eq!(text, &c.slot_text("internal_alert"));
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "message_copied");
+    let copied = c.case().messages[0].copied.clone().expect("the slot knows it was copied");
+    assert_eq!(copied.0, at(13, 10, 0));
+    assert!(std::path::Path::new(&copied.1).is_file(), "the file was written: {}", copied.1);
+    assert!(copied.1.starts_with(c.dir.path().to_str().expect("a UTF-8 path")));
+    assert_eq!(c.clipboard.lock().expect("the clipboard lock").len(), 1);
+    assert!(c.message().0.starts_with("Copied internal_alert"));
+}
+
+/// The customer notice with both fields filled.
+fn customer_notice_ready(c: &mut Console) {
+    c.select_message("customer_notice");
+    c.append(vec![
+        step(Step::SetField { name: "customer_impact".into(), value: "Some orders were executed twice.".into() }),
+        step(Step::SetField { name: "estimated_resolution".into(), value: "the next hour".into() }),
+    ]);
+    assert!(c.unfilled("customer_notice").is_empty());
+}
+
+/// Opens the editor, goes to the line that starts with `prefix`, and adds `text` at its end.
+fn edit_line(c: &mut Console, prefix: &str, text: &str) {
+    let current = c.case().current_message().and_then(|s| s.text()).expect("a message").to_string();
+    let line = current.split('\n').position(|l| l.starts_with(prefix)).expect("the line is in the message");
+    let e = c.press('e');
+    assert!(e.journal.is_empty());
+    assert!(matches!(c.dialog(), Some(Dialog::Editor { .. })));
+    for _ in 0..line {
+        c.key(KeyCode::Down);
+    }
+    c.key(KeyCode::End);
+    c.typed(text);
+}
+
+#[test]
+fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
+    let mut c = Console::incident();
+    let order = row(3);
+    c.append(vec![step(Step::Observe(Observation::Rollback {
+        mode: "single".into(),
+        order: Some(order.id),
+        user: Some(order.user_id),
+        orders: 1,
+        users: 1,
+        refunded: "12650".into(),
+        success: true,
+        detail: "rolled back".into(),
+        reason: "duplicate execution".into(),
+    }))]);
+    assert!(c.case().internal.contains(&order.id.to_string()), "{:?}", c.case().internal);
+    customer_notice_ready(&mut c);
+    edit_line(&mut c, "Dear Valued Customer,", &format!(" (order {})", order.id));
+    c.esc();
+    assert!(c.slot_text("customer_notice").contains(&order.id.to_string()));
+
+    let e = c.press('y');
+    assert!(e.journal.is_empty());
+    let (text, error) = c.message();
+    assert!(error && text.starts_with("Not copied: internal detail in a customer message"), "{text}");
+    assert!(text.contains("internal value") && text.contains(&order.id.to_string()), "{text}");
+    assert!(c.clipboard.lock().expect("the clipboard lock").is_empty());
+
+    // Refilled from the incident in the editor, the edit is gone and the copy goes out.
+    c.press('e');
+    c.key_mod(KeyCode::Char('r'), KeyModifiers::CONTROL);
+    c.esc();
+    assert!(c.case().current_message().is_some_and(|s| s.draft.is_none()));
+    let e = c.press('y');
+    assert!(
+        matches!(e.journal.as_slice(), [JournalRequest::Copy { template, audience, .. }]
+            if template == "customer_notice" && audience == "customer"),
+        "{:?}",
+        e.journal
+    );
+    c.append(e.journal);
+    assert_eq!(c.case().state.last_message("customer"), Some(at(13, 10, 0)));
+}
+
+#[test]
+fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
+    let mut c = Console::incident();
+    c.select_message("customer_notice");
+    edit_line(&mut c, "We apologize", " Our desk: +44 20 7946 0000.");
+    let e = c.esc();
+    assert!(e.journal.is_empty() && e.commands.is_empty());
+    assert!(c.dialog().is_none());
+    assert_eq!(c.message(), ("Edits kept; y copies.".to_string(), false));
+    let slot = c.case().current_message().expect("a slot").clone();
+    assert!(slot.draft.is_some());
+    assert!(c.slot_text("customer_notice").contains("appreciate your patience. Our desk: +44 20 7946 0000."));
+    assert_eq!(c.unfilled("customer_notice"), vec!["customer_impact", "estimated_resolution"]);
+
+    // A field filled later re-fills the message; the edit stays.
+    c.press('f');
+    c.typed("Some orders were executed twice.");
+    let e = c.enter();
+    c.append(e.journal);
+    let text = c.slot_text("customer_notice");
+    assert!(text.contains("Some orders were executed twice."), "{text}");
+    assert!(text.contains("Our desk: +44 20 7946 0000."), "{text}");
+    assert!(c.case().current_message().is_some_and(|s| s.draft.is_some()));
+    assert_eq!(c.unfilled("customer_notice"), vec!["estimated_resolution"]);
+
+    // Reopened, the editor shows the draft, not the template.
+    c.press('e');
+    let Some(Dialog::Editor { input, .. }) = c.dialog() else { panic!("the editor") };
+    assert!(input.lines().join("\n").contains("Our desk"));
+}
+
+// ----------------------------------------------------------------------------------------
+// Maintenance
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn shift_m_needs_the_database() {
+    let mut c = Console::incident();
+    let e = c.press('M');
+    assert!(e.journal.is_empty() && e.commands.is_empty() && c.dialog().is_none());
+    assert!(c.message().0.contains("not connected"));
+}
+
+#[test]
+fn shift_m_asks_why_switches_and_records_the_verified_probe() {
+    let mut c = Console::incident();
+    c.connect_with_orders(3);
+    let e = c.press('M');
+    assert!(e.commands.is_empty() && e.journal.is_empty());
+    assert_eq!(c.text_dialog().0, Purpose::Maintenance(true));
+    let e = c.enter();
+    assert!(e.commands.is_empty());
+    assert!(c.text_dialog().2.is_some(), "a reason is required");
+    c.typed("stop new orders during the rollback");
+    let e = c.enter();
+    assert!(e.journal.is_empty(), "nothing is recorded before the probe answers");
+    let [Command::SetMaintenance { id, on: true, reason }] = e.commands.as_slice() else {
+        panic!("one SetMaintenance: {:?}", e.commands)
+    };
+    let id = *id;
+    assert_eq!(reason, "stop new orders during the rollback");
+    assert_eq!(c.app.maintenance_request, Some(id));
+    // While the switch runs, M does not ask again.
+    let e = c.press('M');
+    assert!(e.commands.is_empty() && c.dialog().is_none());
+
+    c.clock(at(13, 12, 0));
+    let e = c.db(DbEvent::MaintenanceSet {
+        id,
+        on: true,
+        reason: "stop new orders during the rollback".into(),
+        result: Ok(MaintenanceProbe {
+            new_orders_refused: true,
+            probe_code: Some("maintenance_mode".into()),
+            state: maintenance_state(true, at(13, 12, 0)),
+        }),
+    });
+    assert_eq!(
+        observed(&e),
+        vec![Observation::Maintenance {
+            on: true,
+            reason: "stop new orders during the rollback".into(),
+            verified: true
+        }]
+    );
+    assert_eq!(c.app.maintenance_request, None);
+    assert!(c.app.maintenance.as_ref().is_some_and(|m| m.maintenance_mode));
+    c.append(e.journal);
+    assert!(c.case().state.maintenance_on().is_some_and(|p| p.verified && p.on_at == at(13, 12, 0)));
+
+    // M again switches it off.
+    c.press('M');
+    assert_eq!(c.text_dialog().0, Purpose::Maintenance(false));
+}
+
+#[test]
+fn a_probe_that_gets_through_is_recorded_unverified() {
+    let mut c = Console::incident();
+    c.connect_with_orders(3);
+    c.press('M');
+    c.typed("stop new orders");
+    let e = c.enter();
+    let Some(Command::SetMaintenance { id, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    let e = c.db(DbEvent::MaintenanceSet {
+        id: *id,
+        on: true,
+        reason: "stop new orders".into(),
+        result: Ok(MaintenanceProbe {
+            new_orders_refused: false,
+            probe_code: None,
+            state: maintenance_state(true, at(13, 10, 0)),
+        }),
+    });
+    assert_eq!(
+        observed(&e),
+        vec![Observation::Maintenance { on: true, reason: "stop new orders".into(), verified: false }]
+    );
+    let (text, error) = c.message();
+    assert!(error && text.contains("NOT verified"), "{text}");
+}
+
+// ----------------------------------------------------------------------------------------
+// What the rollback screen's answers record
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_precheck_answering_our_request_is_recorded() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(5);
+    let o = c.app.current_order().cloned().expect("an order under the cursor");
+    let e = c.press('p');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let id = *id;
+    // An answer to some other request is not ours: nothing recorded.
+    let e = c.db(DbEvent::Precheck { id: id + 100, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    assert!(e.journal.is_empty());
+    let e = c.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, false)) });
+    assert_eq!(
+        observed(&e),
+        vec![Observation::Precheck {
+            order: o.id,
+            user: o.user_id,
+            ready: false,
+            failed: vec!["no_active_transactions".into()]
+        }]
+    );
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "precheck");
+    // The same answer again (no longer awaited) records nothing.
+    let e = c.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, false)) });
+    assert!(e.journal.is_empty());
+}
+
+#[test]
+fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(5);
+    let o = c.app.current_order().cloned().expect("an order under the cursor");
+    let e = c.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let e = c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    assert_eq!(observed(&e).len(), 1, "the flow's pre-check is recorded too");
+    c.append(e.journal);
+    assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Reason));
+    c.typed("duplicate execution");
+    c.enter();
+    let e = c.enter();
+    let [Command::Rollback { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let run = *id;
+    // An answer for another id is not the flow's.
+    let e = c.db(DbEvent::Rollback { id: run + 100, result: Ok(rolled_back(&o, true)) });
+    assert!(e.journal.is_empty());
+
+    let e = c.db(DbEvent::Rollback { id: run, result: Ok(rolled_back(&o, true)) });
+    assert_eq!(
+        observed(&e),
+        vec![
+            Observation::Rollback {
+                mode: "single".into(),
+                order: Some(o.id),
+                user: Some(o.user_id),
+                orders: 1,
+                users: 1,
+                refunded: "12650".into(),
+                success: true,
+                detail: "rolled back".into(),
+                reason: "duplicate execution".into(),
+            },
+            Observation::Postcheck { order: o.id, successful: true, failed: vec![] },
+        ]
+    );
+    assert!(c.case().audit_wanted, "a rollback asks for the next audit to be recorded");
+    c.append(e.journal);
+    let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["postcheck", "rollback"]);
+    assert!(c.case().internal.contains(&o.id.to_string()));
+}
+
+#[test]
+fn a_batch_of_the_flow_is_recorded() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(5);
+    c.press(' ');
+    c.press(' ');
+    let e = c.press('b');
+    let [Command::PreviewBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let items: Vec<BatchItem> = c.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 2,
+        executed: 2,
+        users: 2,
+        total_refund: Decimal::new(2_530_000, 2),
+        total_margin_release: Decimal::new(253_000, 2),
+    };
+    let e = c.db(DbEvent::BatchPreview { id: *id, result: Ok((preview, items)) });
+    assert!(e.journal.is_empty());
+    c.typed("duplicates");
+    c.enter();
+    c.typed("2");
+    let e = c.enter();
+    let [Command::RunBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let summary = Summary {
+        batch_id: id_of_batch(),
+        total: 2,
+        rolled_back: 2,
+        already_rolled_back: 0,
+        refused: vec![],
+        failed: vec![],
+        not_attempted: 0,
+        refunded: Decimal::new(2_530_000, 2),
+        margin_released: Decimal::new(253_000, 2),
+        retries: 0,
+        elapsed_ms: 80,
+        cancelled: false,
+    };
+    let e = c.db(DbEvent::BatchDone { id: *id, result: Ok(summary) });
+    let seen = observed(&e);
+    let [Observation::Rollback { mode, orders, users, refunded, success, reason, .. }] = seen.as_slice() else {
+        panic!("one rollback observation: {:?}", e.journal)
+    };
+    assert_eq!(
+        (mode.as_str(), *orders, *users, refunded.as_str(), *success, reason.as_str()),
+        ("batch", 2, 2, "25300", true, "duplicates")
+    );
+}
+
+fn id_of_batch() -> Uuid {
+    id(0xba7c_0000, 1)
+}
+
+#[test]
+fn the_dashboard_audit_is_recorded_once_not_on_every_refresh() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(3);
+    let e = c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0)))));
+    assert_eq!(observed(&e), vec![Observation::Audit { violations: 0 }]);
+    c.append(e.journal);
+    // The same figures again, other figures with the same audit, a newer audit that found
+    // the same: nothing new to record.
+    let e = c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0)))));
+    assert!(e.journal.is_empty());
+    let e = c.db(DbEvent::Dashboard(dashboard(13, Some(0), Some(at(13, 7, 0)))));
+    assert!(e.journal.is_empty());
+    let e = c.db(DbEvent::Dashboard(dashboard(13, Some(0), Some(at(13, 8, 0)))));
+    assert!(e.journal.is_empty());
+    // No audit yet in the figures: nothing.
+    let e = c.db(DbEvent::Dashboard(dashboard(14, None, None)));
+    assert!(e.journal.is_empty());
+    // A newer audit with a different result is recorded, once.
+    let e = c.db(DbEvent::Dashboard(dashboard(14, Some(2), Some(at(13, 9, 0)))));
+    assert_eq!(observed(&e), vec![Observation::Audit { violations: 2 }]);
+    c.append(e.journal);
+    let e = c.db(DbEvent::Dashboard(dashboard(15, Some(2), Some(at(13, 9, 0)))));
+    assert!(e.journal.is_empty());
+    assert_eq!(c.case().state.records_of("audit").count(), 2);
+}
+
+#[test]
+fn after_a_rollback_the_next_fresh_audit_is_recorded_even_if_unchanged() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(3);
+    let e = c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0)))));
+    c.append(e.journal);
+    let o = c.app.current_order().cloned().expect("an order");
+    let e = c.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    c.typed("dup");
+    c.enter();
+    let e = c.enter();
+    let [Command::Rollback { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    c.db(DbEvent::Rollback { id: *id, result: Ok(rolled_back(&o, true)) });
+    // The audit from before the rollback does not count.
+    let e = c.db(DbEvent::Dashboard(dashboard(13, Some(0), Some(at(13, 7, 0)))));
+    assert!(e.journal.is_empty());
+    let e = c.db(DbEvent::Dashboard(dashboard(13, Some(0), Some(at(13, 11, 0)))));
+    assert_eq!(observed(&e), vec![Observation::Audit { violations: 0 }]);
+}
+
+#[test]
+fn incident_keys_on_the_rollback_screen_say_where_they_work() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(3);
+    assert_eq!(c.app.screen, Screen::Rollback);
+    let before = c.entries();
+    for k in ['d', 's', 'a', 'e', 'f', 'w', 'y'] {
+        let e = c.press(k);
+        assert!(e.journal.is_empty() && e.commands.is_empty(), "{k}: {e:?}");
+        assert!(c.dialog().is_none(), "{k} opened a dialog");
+        let (text, error) = c.message();
+        assert!(error && text == "That is for the incident screen (i switches).", "{k}: {text}");
+    }
+    assert_eq!(c.app.screen, Screen::Rollback);
+    assert_eq!(c.entries(), before);
+}
+
+/// Opens a dialog of some kind.
+type OpenDialog = fn(&mut Console);
+
+#[test]
+fn ctrl_c_inside_a_dialog_still_quits() {
+    let opened: [(&str, OpenDialog); 4] = [
+        ("note", |c| {
+            c.press('n');
+            c.typed("half a no");
+        }),
+        ("classify", |c| {
+            c.press('C');
+            c.press('y');
+        }),
+        ("role picker", |c| {
+            c.press('a');
+        }),
+        ("editor", |c| {
+            c.select_message("status_update");
+            c.press('e');
+        }),
+    ];
+    for (what, open) in opened {
+        let mut c = Console::incident();
+        open(&mut c);
+        assert!(c.dialog().is_some(), "{what}");
+        let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert!(c.app.quit, "{what}");
+        assert!(e.commands.contains(&Command::Shutdown), "{what}: {:?}", e.commands);
+        assert!(e.journal.is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn without_an_incident_nothing_is_asked_of_the_journal() {
+    let mut c = Console::without_incident();
+    let mut all: Vec<Effects> = Vec::new();
+    c.connect_with_orders(5);
+    // incident keys: refused with a message
+    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W'] {
+        let e = c.press(k);
+        assert!(c.message().0.contains("No incident journal"), "{k}: {:?}", c.app.message);
+        all.push(e);
+    }
+    assert_eq!(c.app.screen, Screen::Rollback);
+    // a pre-check, a rollback, dashboards, maintenance: the rollback screen works unrecorded
+    let o = c.app.current_order().cloned().expect("an order");
+    let e = c.press('p');
+    let Some(Command::Precheck { id, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    all.push(c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) }));
+    assert!(matches!(c.app.precheck, Load::Loaded(_)));
+    let e = c.press('r');
+    let Some(Command::Precheck { id, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    all.push(c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) }));
+    c.typed("dup");
+    c.enter();
+    let e = c.enter();
+    let Some(Command::Rollback { id, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    all.push(c.db(DbEvent::Rollback { id: *id, result: Ok(rolled_back(&o, true)) }));
+    all.push(c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0))))));
+    all.push(c.db(DbEvent::Dashboard(dashboard(13, Some(1), Some(at(13, 9, 0))))));
+    c.press('c'); // close the finished flow
+    let e = c.press('M');
+    let Some(Command::SetMaintenance { id, on: true, .. }) = e.commands.first() else {
+        panic!("the switch still works without a journal: {:?}", e.commands)
+    };
+    all.push(c.db(DbEvent::MaintenanceSet {
+        id: *id,
+        on: true,
+        reason: "console".into(),
+        result: Ok(MaintenanceProbe {
+            new_orders_refused: true,
+            probe_code: Some("maintenance_mode".into()),
+            state: maintenance_state(true, at(13, 12, 0)),
+        }),
+    }));
+    assert!(c.app.maintenance.as_ref().is_some_and(|m| m.maintenance_mode));
+    all.push(c.act(Action::Journal(JournalEvent::Refused("no incident journal is open".into()))));
+    all.push(c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(c.app.quit);
+    for e in &all {
+        assert!(e.journal.is_empty(), "{e:?}");
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Product bugs found while writing these tests (ignored until fixed; see the report)
+// ----------------------------------------------------------------------------------------
+
+/// Level 2: a single rollback prepared on the rollback screen up to its confirmation (Level 1
+/// and 2 confirm with Enter alone; no word is typed).
+fn rollback_waiting_for_enter() -> Console {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(5);
+    let o = c.app.current_order().cloned().expect("an order under the cursor");
+    let e = c.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    c.typed("duplicate execution");
+    c.enter();
+    assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Confirm));
+    assert!(c.app.flow.as_ref().is_some_and(|f| f.confirm_word.is_none()));
+    c
+}
+
+#[test]
+#[ignore = "product bug: with a rollback waiting for its confirmation, i switches to the incident screen and Enter \
+            there (\"opens what is under the cursor\") runs the rollback the person cannot see"]
+fn enter_on_the_incident_screen_does_not_run_a_rollback_being_confirmed() {
+    let mut c = rollback_waiting_for_enter();
+    c.press('i');
+    assert_eq!(c.app.screen, Screen::Incident, "i switches screens during the confirmation");
+    c.focus(Pane::Team);
+    let e = c.enter();
+    assert!(
+        !e.commands.iter().any(|cmd| matches!(cmd, Command::Rollback { .. })),
+        "Enter on the incident screen sent a rollback: {:?}",
+        e.commands
+    );
+    assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Confirm));
+    // Enter in the Team pane opens the person dialog instead.
+    assert!(matches!(c.dialog(), Some(Dialog::Text { purpose: Purpose::Person(_), .. })), "{:?}", c.dialog());
+}
+
+#[test]
+#[ignore = "product bug: with a rollback waiting for its confirmation, Esc on the incident screen abandons it, \
+            although Esc there is documented never to cancel a rollback the person cannot see"]
+fn esc_on_the_incident_screen_does_not_abandon_a_rollback_being_confirmed() {
+    let mut c = rollback_waiting_for_enter();
+    c.press('i');
+    let e = c.esc();
+    assert!(e.commands.is_empty());
+    assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Confirm), "{:?}", c.app.message);
+}
+
+#[test]
+#[ignore = "product bug: messages are filled again only when the journal changes, not when the clock moves; a \
+            message copied later carries the time and the elapsed time of the last journal entry"]
+fn a_copied_message_is_filled_as_of_the_copy() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    c.append(vec![
+        step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
+        step(Step::SetField { name: "estimated_resolution".into(), value: "14:30 UTC".into() }),
+    ]);
+    assert!(c.slot_text("internal_alert").contains("Time: 2026-11-25 13:10 UTC"));
+    // Half an hour later, with nothing new in the journal, the alert is copied.
+    c.clock(at(13, 40, 0));
+    let e = c.press('y');
+    let [JournalRequest::Copy { text, .. }] = e.journal.as_slice() else { panic!("a copy: {:?}", e.journal) };
+    assert!(text.contains("Time: 2026-11-25 13:40 UTC (started 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
+}
