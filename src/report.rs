@@ -28,6 +28,10 @@ fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
     }
 }
 
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path).file_name().map_or(path.to_string(), |f| f.to_string_lossy().into_owned())
+}
+
 /// One line of text for a journal entry, for timelines.
 pub fn describe(e: &Entry) -> String {
     let d = &e.data;
@@ -44,7 +48,7 @@ pub fn describe(e: &Entry) -> String {
         "field_set" => format!("field {} = {}", s("name"), s("value")),
         "field_waived" => format!("field {} waived", s("name")),
         "precheck" => {
-            format!("pre-check of {}: {}", s("order"), if d["ready"] == true { "ready" } else { "NOT ready" })
+            format!("pre-check {}: order {}", if d["ready"] == true { "ready" } else { "NOT READY" }, s("order"))
         }
         "rollback" => format!(
             "{} rollback: {} order(s), refunded {}{}",
@@ -54,21 +58,21 @@ pub fn describe(e: &Entry) -> String {
             if d["success"] == true { String::new() } else { format!(" — {}", s("detail")) }
         ),
         "postcheck" => {
-            format!("post-check of {}: {}", s("order"), if d["successful"] == true { "passed" } else { "FAILED" })
+            format!("post-check {}: order {}", if d["successful"] == true { "passed" } else { "FAILED" }, s("order"))
         }
         "maintenance" => format!(
-            "maintenance mode {}{}: {}",
-            if d["on"] == true { "on" } else { "off" },
+            "maintenance mode {}, {}: {}",
+            if d["on"] == true { "ON" } else { "off" },
             match (d["on"] == true, d["verified"] == true) {
-                (true, true) => " (verified: new orders refused)",
-                (false, true) => " (verified: new orders accepted)",
-                _ => " (NOT verified)",
+                (true, true) => "verified (new orders refused)",
+                (false, true) => "verified (new orders accepted)",
+                _ => "NOT verified",
             },
             s("reason")
         ),
         "audit" => format!("ledger audit: {} violation(s)", d["violations"]),
-        "message_copied" => format!("{} copied ({})", s("template"), s("path")),
-        "report_written" => format!("report written ({})", s("path")),
+        "message_copied" => format!("{} copied: {}", s("template"), file_name(&s("path"))),
+        "report_written" => format!("report written: {}", file_name(&s("path"))),
         other => format!("{other}: {d}"),
     }
 }

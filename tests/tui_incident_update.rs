@@ -1283,8 +1283,6 @@ fn rollback_waiting_for_enter() -> Console {
 }
 
 #[test]
-#[ignore = "product bug: with a rollback waiting for its confirmation, i switches to the incident screen and Enter \
-            there (\"opens what is under the cursor\") runs the rollback the person cannot see"]
 fn enter_on_the_incident_screen_does_not_run_a_rollback_being_confirmed() {
     let mut c = rollback_waiting_for_enter();
     c.press('i');
@@ -1302,8 +1300,6 @@ fn enter_on_the_incident_screen_does_not_run_a_rollback_being_confirmed() {
 }
 
 #[test]
-#[ignore = "product bug: with a rollback waiting for its confirmation, Esc on the incident screen abandons it, \
-            although Esc there is documented never to cancel a rollback the person cannot see"]
 fn esc_on_the_incident_screen_does_not_abandon_a_rollback_being_confirmed() {
     let mut c = rollback_waiting_for_enter();
     c.press('i');
@@ -1313,8 +1309,6 @@ fn esc_on_the_incident_screen_does_not_abandon_a_rollback_being_confirmed() {
 }
 
 #[test]
-#[ignore = "product bug: messages are filled again only when the journal changes, not when the clock moves; a \
-            message copied later carries the time and the elapsed time of the last journal entry"]
 fn a_copied_message_is_filled_as_of_the_copy() {
     let mut c = Console::incident();
     c.select_message("internal_alert");

@@ -445,6 +445,8 @@ pub fn text_input(text: &str, placeholder: &str) -> TextArea<'static> {
 pub fn editor_input(text: &str) -> TextArea<'static> {
     let mut t = TextArea::new(text.split('\n').map(str::to_string).collect());
     t.set_cursor_line_style(ratatui::style::Style::default());
+    // Messages are prose: wrap at words, so a long line is read whole at 80 columns.
+    t.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     t
 }
 

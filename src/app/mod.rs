@@ -244,6 +244,10 @@ impl App {
             Action::Tick(now) => {
                 let minute_changed = now.timestamp() / 60 != self.now.timestamp() / 60;
                 self.now = now;
+                if minute_changed && let Some(case) = self.case.as_mut() {
+                    // Messages say "posted at" and "next update at": keep them current.
+                    case.refresh_messages(now);
+                }
                 if self.animating() || minute_changed { Effects::redraw() } else { Effects::none() }
             }
             Action::Terminal(Event::Resize(w, h)) => {
@@ -302,7 +306,11 @@ impl App {
         if self.orders.editing.is_some() {
             return self.filter_key(key);
         }
-        if let Some(effects) = self.flow_text_key(key) {
+        // The rollback flow's inputs take keys only where the flow is on screen: Enter or
+        // Esc on the incident screen must never confirm or abandon a rollback unseen.
+        if self.screen == Screen::Rollback
+            && let Some(effects) = self.flow_text_key(key)
+        {
             return effects;
         }
         match self.keymap.action(&key) {

@@ -56,6 +56,16 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     }
 }
 
+/// At most `max` characters, the last one an ellipsis when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 fn hm(t: DateTime<Utc>) -> String {
     t.format("%H:%M").to_string()
 }
@@ -124,6 +134,7 @@ fn checklist(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     if i.last_message("customer").is_none()
         && let Some(d) = case.customer_notice_due(now)
     {
+        cadence.push(Span::raw("│"));
         cadence.push(due_span("customer notice", d, now));
     }
     let mut lines = vec![phase_strip(case), Line::from(cadence)];
@@ -160,10 +171,14 @@ fn checklist(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
             }
         };
         let text_style = if matches!(state, ItemState::Open) { Style::new() } else { Style::new().fg(Color::Gray) };
+        // Who, when and why matter as much as the item: the item's text gives way.
+        let width = inner.width as usize;
+        let meta = clip(&meta, width / 2);
+        let room = width.saturating_sub(5 + meta.chars().count());
         let line = Line::from(vec![
             Span::raw(if selected { "▶" } else { " " }),
             Span::styled(mark, mark_style),
-            Span::styled(format!(" {}", sanitize::line(&it.text)), text_style),
+            Span::styled(format!(" {}", clip(&sanitize::line(&it.text), room)), text_style),
             Span::styled(meta, Style::new().fg(Color::Cyan)),
         ]);
         lines.push(if selected { line.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { line });
@@ -239,6 +254,15 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         ]);
         lines.push(if selected { line.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { line });
     }
+    if !case.state.handovers.is_empty() {
+        lines.push(Line::from(Span::styled(" hand-overs:", Style::new().fg(Color::Gray))));
+        for (role, from, to, at, _) in case.state.handovers.iter().rev() {
+            lines.push(Line::from(Span::styled(
+                format!("  {} {}: {} → {}", at.format("%H:%M"), role.label(), sanitize::line(from), sanitize::line(to)),
+                Style::new().fg(Color::Gray),
+            )));
+        }
+    }
     let height = inner.height as usize;
     let offset = if case.team_cursor >= height { case.team_cursor + 1 - height } else { 0 };
     frame.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
@@ -298,10 +322,16 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         let selected = n == case.message_cursor;
         let (audience, title) = match &slot.rendered {
             Ok(r) => (if r.audience == Audience::Customer { "customer" } else { "internal" }, r.title.clone()),
-            Err(_) => ("?", slot.name.clone()),
+            Err(_) => match case.templates.info(&slot.name) {
+                Ok(t) => (if t.audience == Audience::Customer { "customer" } else { "internal" }, t.title.clone()),
+                Err(_) => ("?", slot.name.clone()),
+            },
         };
         let unfilled = slot.unfilled();
         let status = match (&slot.rendered, unfilled.is_empty()) {
+            (Err(e), _) if e.contains("audit") => {
+                Span::styled("needs a ledger audit first", Style::new().fg(Color::Yellow))
+            }
             (Err(_), _) => Span::styled("cannot be filled", Style::new().fg(Color::Red)),
             (Ok(_), false) => Span::styled(format!("needs {}", unfilled.join(", ")), Style::new().fg(Color::Yellow)),
             (Ok(_), true) => Span::styled("ready", Style::new().fg(Color::Green)),
@@ -322,7 +352,13 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(Paragraph::new(lines), list);
     let rule_text = match case.current_message().and_then(|s| s.copied.as_ref()) {
-        Some((at, path)) => format!("─ last copy {} → {} ", at.format("%H:%M:%S"), sanitize::line(path)),
+        Some((at, path)) => format!(
+            "─ last copy {} → {} ",
+            at.format("%H:%M:%S"),
+            sanitize::line(
+                &std::path::Path::new(path).file_name().map_or(path.clone(), |f| f.to_string_lossy().into_owned())
+            )
+        ),
         None => String::new(),
     };
     let fill = (rule.width as usize).saturating_sub(rule_text.chars().count());
@@ -365,14 +401,14 @@ pub fn footer_keys(focus: Pane) -> Vec<(crate::keymap::KeyAction, &'static str)>
             (K::Skip, "skip"),
             (K::Assign, "assign"),
             (K::NextPhase, "phase"),
-            (K::Level, "level"),
             (K::Classify, "classify"),
+            (K::Level, "level"),
             (K::Note, "note"),
             (K::Maintenance, "maint."),
         ],
         Pane::Team => vec![(K::Assign, "assign person"), (K::Note, "note"), (K::Level, "level")],
         Pane::Timeline => vec![(K::Filter, "filter"), (K::Note, "note"), (K::Level, "level")],
-        _ => vec![(K::Fill, "fill"), (K::Waive, "waive"), (K::Edit, "edit"), (K::Copy, "copy"), (K::Report, "report")],
+        _ => vec![(K::Copy, "copy"), (K::Fill, "fill"), (K::Edit, "edit"), (K::Waive, "waive"), (K::Report, "report")],
     }
 }
 
@@ -411,12 +447,12 @@ pub fn dialog(app: &App, frame: &mut Frame, area: Rect) {
             frame.render_widget(input, field);
             if let Some(h) = hint {
                 frame.render_widget(
-                    Paragraph::new(Span::styled(sanitize::line(h).into_owned(), Style::new().fg(Color::Red)))
-                        .wrap(Wrap { trim: true }),
+                    Paragraph::new(Span::styled(format!(" {}", sanitize::line(h)), Style::new().fg(Color::Red)))
+                        .wrap(Wrap { trim: false }),
                     why,
                 );
             }
-            frame.render_widget(Paragraph::new("enter record · esc abandon").fg(Color::Gray), keys);
+            frame.render_widget(Paragraph::new(" enter record · esc abandon").fg(Color::Gray), keys);
         }
         Dialog::PickRole { item, cursor } => {
             let rect = centered(area, 60, Role::ALL.len() as u16 + 4);
@@ -531,7 +567,7 @@ pub fn dialog(app: &App, frame: &mut Frame, area: Rect) {
                 lines.push(Line::from(format!(" {} has a time box of {}.", to.label(), short(b))));
             }
             lines.push(Line::from(" y/enter move on · esc stay").fg(Color::Gray));
-            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), inner);
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Dialog::Editor { template, input } => editor(case, template, input, frame, area),
     }

@@ -139,26 +139,32 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
             format!(" DB {}: {} … ", sanitize::line(&app.target), sanitize::line(detail)),
             Style::new().fg(Color::Yellow),
         ),
-        ConnState::Down { error, retry_in } => Span::styled(
+        ConnState::Down { retry_in, .. } => Span::styled(
             format!(
-                " DB {} UNREACHABLE ({}): {} ",
-                sanitize::line(&app.target),
-                if *retry_in > 0 { format!("retrying in {retry_in}s") } else { "retrying".into() },
-                sanitize::line(error)
+                " DB UNREACHABLE · {} ",
+                if *retry_in > 0 { format!("retry {retry_in}s") } else { "retrying".into() },
             ),
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ),
+    };
+    // Which database and why, after the short facts: the line may be cut there.
+    let db_detail = match &app.conn {
+        ConnState::Down { error, .. } => Some(Span::styled(
+            format!(" {}: {} ", sanitize::line(&app.target), sanitize::line(error)),
+            Style::new().fg(Color::Red),
+        )),
+        _ => None,
     };
     let verified = app
         .case
         .as_ref()
         .and_then(|c| c.state.maintenance_on())
-        .map_or("", |p| if p.verified { " ✓verified" } else { " UNVERIFIED" });
+        .map_or("", |p| if p.verified { " ✓" } else { " UNVERIFIED" });
     let maintenance = match &app.maintenance {
         Some(m) if m.maintenance_mode => Span::styled(
             format!(
                 " MAINTENANCE ON since {}{verified} ",
-                m.maintenance_since.map_or("?".into(), |t| t.format("%H:%M UTC").to_string())
+                m.maintenance_since.map_or("?".into(), |t| t.format("%H:%M").to_string())
             ),
             Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD),
         ),
@@ -175,7 +181,7 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
     let due = app.case.as_ref().and_then(|c| c.next_update_due(app.now)).map(|d| {
         if app.now > d {
             Span::styled(
-                format!(" UPDATE OVERDUE {} ", duration_text(app.now - d)),
+                format!(" UPDATE OVERDUE {} ", crate::incident_cmd::short_duration(app.now - d)),
                 Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
             )
         } else {
@@ -183,10 +189,15 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         }
     });
     // Maintenance, the update timer and the selection are short and come first; a
-    // database error is long.
-    let mut spans = vec![maintenance];
+    // database error is long, but an unreachable database is the first thing to know.
+    let db_down = matches!(app.conn, ConnState::Down { .. });
+    let (lead, tail) = if db_down { (Some(db), None) } else { (None, Some(db)) };
+    let mut spans: Vec<Span> = lead.into_iter().flat_map(|d| [d, Span::raw("│")]).collect();
+    spans.push(maintenance);
     spans.extend(due.map(|d| vec![Span::raw("│"), d]).unwrap_or_default());
-    spans.extend([selection, Span::raw("│"), db]);
+    spans.push(selection);
+    spans.extend(tail.into_iter().flat_map(|d| [Span::raw("│"), d]));
+    spans.extend(db_detail.into_iter().flat_map(|d| [Span::raw("│"), d]));
     let line2 = Line::from(spans);
     frame.render_widget(Paragraph::new(Text::from(vec![line1, line2])), area);
 }
@@ -250,12 +261,21 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
         } else {
             (None, Some((KeyAction::Screen, "incident")))
         };
-        for (a, label) in [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")]
-            .into_iter()
-            .chain(early)
-            .chain(keys)
-            .chain(late)
-        {
+        let globals = [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")];
+        // On the incident screen the pane's main keys come first (a narrow footer is cut
+        // at the end); the rest of them, after the globals, are in the help too.
+        let (first, rest): (Vec<_>, Vec<_>) = if early.is_some() {
+            let split = keys.len().min(5);
+            (keys[..split].to_vec(), keys[split..].to_vec())
+        } else {
+            (Vec::new(), keys)
+        };
+        let ordered: Vec<(KeyAction, &str)> = if early.is_some() {
+            first.into_iter().chain(early).chain(globals).chain(rest).collect()
+        } else {
+            globals.into_iter().chain(rest).chain(late).collect()
+        };
+        for (a, label) in ordered {
             spans.push(Span::styled(
                 format!(" {} ", first_key(&key(app, a))),
                 Style::new().fg(Color::Black).bg(Color::Gray),
@@ -267,8 +287,9 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
+/// The shortest of an action's keys: "q" rather than "ctrl-c".
 fn first_key(keys: &str) -> &str {
-    keys.split(' ').next().unwrap_or(keys)
+    keys.split(' ').min_by_key(|k| k.chars().count()).unwrap_or(keys)
 }
 
 fn flow_hint(flow: &crate::app::flow::Flow) -> Option<&'static str> {
