@@ -136,6 +136,8 @@ pub enum Command {
     Cancel { id: RequestId },
     /// Refresh the dashboard now.
     RefreshDashboard,
+    /// Run the ledger audit now (after a rollback), then refresh the dashboard.
+    AuditNow,
     /// Turn maintenance mode on or off, then prove it with a probe order.
     SetMaintenance { id: RequestId, on: bool, reason: String },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again

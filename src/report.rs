@@ -28,6 +28,10 @@ fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
     }
 }
 
+fn role(key: &str) -> String {
+    crate::workflow::incident::Role::parse(key).map_or(key.to_string(), |r| r.label().to_string())
+}
+
 fn file_name(path: &str) -> String {
     std::path::Path::new(path).file_name().map_or(path.to_string(), |f| f.to_string_lossy().into_owned())
 }
@@ -42,8 +46,8 @@ pub fn describe(e: &Entry) -> String {
         "phase_changed" => format!("phase {} -> {}", s("from"), s("to")),
         "item_ticked" => format!("ticked {}{}", s("item"), if d["auto"] == true { " (observed)" } else { "" }),
         "item_skipped" => format!("skipped {}: {}", s("item"), s("reason")),
-        "item_assigned" => format!("{} assigned to {}", s("item"), s("role")),
-        "role_assigned" => format!("{} is {}", s("person"), s("role")),
+        "item_assigned" => format!("{} assigned to {}", s("item"), role(&s("role"))),
+        "role_assigned" => format!("{} is {}", s("person"), role(&s("role"))),
         "note" => s("text"),
         "field_set" => format!("field {} = {}", s("name"), s("value")),
         "field_waived" => format!("field {} waived", s("name")),

@@ -168,6 +168,7 @@ impl Worker {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now()),
+                    Some(Command::AuditNow) => self.background_audit(),
                     Some(c) => self.handle(c),
                 },
                 Some(channel) = notes.recv() => {
@@ -496,7 +497,11 @@ impl Worker {
                     });
                 });
             }
-            Command::Cancel { .. } | Command::RefreshDashboard | Command::Shutdown | Command::SyncJournal { .. } => {}
+            Command::Cancel { .. }
+            | Command::RefreshDashboard
+            | Command::AuditNow
+            | Command::Shutdown
+            | Command::SyncJournal { .. } => {}
         }
     }
 }
@@ -546,7 +551,7 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::RunBatch { id, .. }
         | Command::SetMaintenance { id, .. }
         | Command::Cancel { id } => Some(*id),
-        Command::RefreshDashboard | Command::Shutdown | Command::SyncJournal { .. } => None,
+        Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
     }
 }
 

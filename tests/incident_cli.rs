@@ -384,7 +384,7 @@ async fn role_handover_is_logged_and_the_timeline_filters_newest_first() {
     w.ic(&["--operator", "alice", "incident", "role", "technical-lead", "Cy"]).await.code(0).clean();
     // Alice hands over to Bob.
     let handover = w.ic(&["--operator", "bob", "incident", "role", "Incident Commander", "Bob"]).await;
-    handover.code(0).clean().says("Bob is incident_commander");
+    handover.code(0).clean().says("Bob is Incident Commander");
     w.ic(&["incident", "note", "rollback strategy agreed"]).await.code(0).clean();
     // The holder again is refused.
     let same = w.ic(&["incident", "role", "incident_commander", "Bob"]).await;
@@ -415,15 +415,15 @@ async fn role_handover_is_logged_and_the_timeline_filters_newest_first() {
     assert_eq!(
         texts,
         [
-            ("bob", "Bob is incident_commander"),
-            ("alice", "Cy is technical_lead"),
-            ("alice", "Alice is incident_commander")
+            ("bob", "Bob is Incident Commander"),
+            ("alice", "Cy is Technical Lead"),
+            ("alice", "Alice is Incident Commander")
         ]
     );
     let text = w.ic(&["incident", "timeline"]).await;
     text.code(0).clean();
-    let bob = text.stdout.find("Bob is incident_commander").expect("Bob in the timeline");
-    let alice = text.stdout.find("Alice is incident_commander").expect("Alice in the timeline");
+    let bob = text.stdout.find("Bob is Incident Commander").expect("Bob in the timeline");
+    let alice = text.stdout.find("Alice is Incident Commander").expect("Alice in the timeline");
     assert!(bob < alice, "newest first:\n{}", text.stdout);
 
     // The filter matches the operator and the text too, case-insensitively; --limit cuts.

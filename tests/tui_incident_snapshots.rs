@@ -512,7 +512,7 @@ fn timeline_newest_first() {
                 &format!("Timeline · {n}/{n} · disk"),
                 "CTO approval pending",
                 "post-check passed: order 0b5e0003",
-                "Cy Okafor is technical_lead",
+                "Cy Okafor is Technical Lead",
                 "maintenance mode ON, verified (new orders refused)",
             ],
         );
@@ -538,7 +538,7 @@ fn timeline_filtered() {
                 "skipped full_system_plan: single-service rollback",
             ],
         );
-        assert_lacks(&text, &["Cy Okafor is technical_lead", "CTO approval pending"]);
+        assert_lacks(&text, &["Cy Okafor is Technical Lead", "CTO approval pending"]);
     }
 }
 

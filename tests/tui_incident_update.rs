@@ -1052,7 +1052,7 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
             Observation::Postcheck { order: o.id, successful: true, failed: vec![] },
         ]
     );
-    assert!(c.case().audit_wanted, "a rollback asks for the next audit to be recorded");
+    assert!(c.case().audit_wanted.is_some(), "a rollback asks for the next audit to be recorded");
     c.append(e.journal);
     let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, vec!["postcheck", "rollback"]);

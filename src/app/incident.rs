@@ -197,8 +197,8 @@ pub struct IncidentPanel {
     pub internal: Vec<String>,
     /// The open dialog.
     pub dialog: Option<Dialog>,
-    /// A rollback happened since the last recorded audit: record the next one.
-    pub audit_wanted: bool,
+    /// A rollback ended at this time: record the first audit that ran after it.
+    pub audit_wanted: Option<DateTime<Utc>>,
     /// The audit result last recorded.
     pub audit_recorded: Option<(usize, DateTime<Utc>)>,
 }
@@ -231,7 +231,7 @@ impl IncidentPanel {
             message_cursor: 0,
             internal: Vec::new(),
             dialog: None,
-            audit_wanted: false,
+            audit_wanted: None,
             audit_recorded: None,
         };
         p.audit_recorded =
@@ -490,8 +490,12 @@ pub fn classification_steps(
 pub fn audit_observation(panel: &mut IncidentPanel, violations: usize, at: DateTime<Utc>) -> Option<Observation> {
     let changed = panel.audit_recorded.is_none_or(|(v, _)| v != violations);
     let fresh = panel.audit_recorded.is_none_or(|(_, t)| at > t);
-    if fresh && (panel.audit_wanted || changed) {
-        panel.audit_wanted = false;
+    // Only an audit that started after the rollback proves it.
+    let proves = panel.audit_wanted.is_some_and(|t| at >= t);
+    if fresh && (proves || changed) {
+        if proves {
+            panel.audit_wanted = None;
+        }
         panel.audit_recorded = Some((violations, at));
         return Some(Observation::Audit { violations: violations as u64 });
     }

@@ -597,6 +597,7 @@ impl App {
         if self.case.is_none() {
             return Vec::new();
         }
+        let now = self.now;
         let flow_request = self.flow.as_ref().and_then(|f| f.request());
         let mut seen = Vec::new();
         match ev {
@@ -640,7 +641,7 @@ impl App {
                     seen.push(Observation::Postcheck { order, successful: p.successful, failed });
                 }
                 if let Some(c) = self.case.as_mut() {
-                    c.audit_wanted = true;
+                    c.audit_wanted = Some(now);
                 }
             }
             DbEvent::BatchDone { id, result: Ok(s) } if flow_request == Some(*id) => {
@@ -666,7 +667,7 @@ impl App {
                     reason,
                 });
                 if let Some(c) = self.case.as_mut() {
-                    c.audit_wanted = true;
+                    c.audit_wanted = Some(now);
                 }
             }
             DbEvent::Dashboard(d) => {

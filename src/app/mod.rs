@@ -828,8 +828,12 @@ impl App {
                     Err(e) => Stage::Failed { error: e.clone() },
                 };
                 flow.summary = result.ok();
+                // The batch is done: its selection is spent.
+                self.orders.selected.clear();
+                self.orders.all_matching = false;
                 let mut e = self.reload_orders();
-                e.commands.push(Command::RefreshDashboard);
+                // The proof: the ledger audited again now, not at its next minute.
+                e.commands.extend([Command::RefreshDashboard, Command::AuditNow]);
                 e
             }
             DbEvent::Dashboard(d) => {
@@ -950,7 +954,7 @@ impl App {
                 flow.result = Some(r);
                 self.focus_pane(Pane::Postcheck);
                 let mut e = self.reload_orders();
-                e.commands.push(Command::RefreshDashboard);
+                e.commands.extend([Command::RefreshDashboard, Command::AuditNow]);
                 e
             }
             Err(e) => {
