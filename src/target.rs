@@ -57,7 +57,19 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
 
     let url = cluster.url(SANDBOX_DATABASE);
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await?;
-    db::migrate(&pool).await?;
+    if let Err(e) = db::migrate(&pool).await {
+        // A sandbox made by another build of the console: its data is a demo book, so
+        // say how to start afresh rather than leave the person with a checksum error.
+        let text = e.to_string();
+        if text.contains("previously applied but") || text.contains("missing in the resolved migrations") {
+            return Err(Error::Sandbox(format!(
+                "the sandbox was made by another version of incident-console ({}); \
+                 `incident-console sandbox reset` makes a fresh one",
+                crate::sanitize::line(&text)
+            )));
+        }
+        return Err(e);
+    }
     let (accounts, orders) = db::book_size(&pool).await?;
     if accounts == 0 && orders == 0 {
         say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
