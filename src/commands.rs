@@ -17,7 +17,7 @@ use crate::metrics::{self, Thresholds};
 use crate::output::{self, money, print_json};
 use crate::sandbox::{self, Durability, Status};
 use crate::workflow::incident::Observation;
-use crate::{demo, sanitize, target};
+use crate::{demo, observed, sanitize, target};
 
 fn say(msg: &str) {
     eprintln!("{msg}");
@@ -424,18 +424,10 @@ fn print_precheck(p: &db::Precheck) {
     }
 }
 
-fn failed_checks(checks: &[db::Check]) -> Vec<String> {
-    checks.iter().filter(|c| !c.passed).map(|c| c.check.clone()).collect()
-}
-
-fn precheck_observation(p: &db::Precheck, order: Uuid, user: Uuid) -> Observation {
-    Observation::Precheck { order, user, ready: p.ready, failed: failed_checks(&p.checks) }
-}
-
 async fn precheck(g: &GlobalArgs, a: cli::PrecheckArgs) -> Result<i32> {
     let (_s, pool) = connect(g).await?;
     let p = db::precheck(&pool, a.order, a.user).await?;
-    crate::incident_cmd::observe(g, vec![precheck_observation(&p, a.order, a.user)], Some(&pool)).await;
+    crate::incident_cmd::observe(g, vec![observed::precheck(&p, a.order, a.user)], Some(&pool)).await;
     if let Some(path) = &a.baseline_out {
         let baseline = p
             .baseline
@@ -507,7 +499,7 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
                 }
                 None => ("precheck_failed", "the pre-check did not pass"),
             };
-            crate::incident_cmd::observe(g, vec![precheck_observation(&pre, order, user)], Some(&pool)).await;
+            crate::incident_cmd::observe(g, vec![observed::precheck(&pre, order, user)], Some(&pool)).await;
             if g.json {
                 print_json(&json!({ "precheck": pre, "refused": { "error_code": code, "message": message },
                                      "rollback": null, "postcheck": null }))?;
@@ -561,44 +553,14 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         Err(e) => {
             let detail = json!({ "error": e.to_string(), "attempts": attempt });
             let _ = db::record_failure(&pool, order, user, "rollback_failed", &detail).await;
-            let failed = Observation::Rollback {
-                mode: if a.transaction { "transaction" } else { "single" }.into(),
-                order: Some(order),
-                user: Some(user),
-                orders: 0,
-                users: 1,
-                refunded: "0".into(),
-                success: false,
-                detail: e.to_string(),
-                reason: a.reason.clone(),
-            };
-            crate::incident_cmd::observe(g, vec![precheck_observation(&pre, order, user), failed], Some(&pool)).await;
+            let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason);
+            crate::incident_cmd::observe(g, vec![observed::precheck(&pre, order, user), failed], Some(&pool)).await;
             return Err(e);
         }
     };
     let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
-    let r = &result.rollback;
-    let mut seen = vec![
-        precheck_observation(&pre, order, user),
-        Observation::Rollback {
-            mode: if a.transaction { "transaction" } else { "single" }.into(),
-            order: Some(order),
-            user: Some(user),
-            orders: r.order_ids.as_ref().map_or(0, Vec::len) as u64,
-            users: 1,
-            refunded: r.refunded.unwrap_or_default().normalize().to_string(),
-            success: r.success,
-            detail: if r.success {
-                "rolled back".into()
-            } else {
-                format!("{}: {}", r.error_code.as_deref().unwrap_or("unknown"), r.message.as_deref().unwrap_or(""))
-            },
-            reason: a.reason.clone(),
-        },
-    ];
-    if let Some(p) = &result.postcheck {
-        seen.push(Observation::Postcheck { order, successful: p.successful, failed: failed_checks(&p.checks) });
-    }
+    let mut seen = vec![observed::precheck(&pre, order, user)];
+    seen.extend(observed::rollback(&result, order, user, a.transaction, &a.reason));
     crate::incident_cmd::observe(g, seen, Some(&pool)).await;
     if g.json {
         print_json(&json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck }))?;
@@ -761,24 +723,7 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     let violations = db::ledger_audit_users(&pool, &users).await?;
     let ok = summary.complete() && violations.is_empty();
     let seen = vec![
-        Observation::Rollback {
-            mode: "batch".into(),
-            order: None,
-            user: None,
-            orders: summary.rolled_back as u64,
-            users: users.len() as u64,
-            refunded: summary.refunded.normalize().to_string(),
-            success: summary.complete(),
-            detail: format!(
-                "{} rolled back, {} already, {} refused, {} failed, {} not attempted",
-                summary.rolled_back,
-                summary.already_rolled_back,
-                summary.refused.len(),
-                summary.failed.len(),
-                summary.not_attempted
-            ),
-            reason: a.reason.clone(),
-        },
+        observed::batch(&summary, users.len() as u64, &a.reason),
         Observation::Audit { violations: violations.len() as u64 },
     ];
     crate::incident_cmd::observe(g, seen, Some(&pool)).await;
@@ -840,7 +785,7 @@ async fn postcheck(g: &GlobalArgs, a: cli::PostcheckArgs) -> Result<i32> {
     if p.error_code.as_deref() == Some("invalid_baseline") {
         return Err(Error::BadInput("the baseline is not the pre-check baseline of this order and user".into()));
     }
-    let seen = Observation::Postcheck { order: a.order, successful: p.successful, failed: failed_checks(&p.checks) };
+    let seen = observed::postcheck(&p, a.order);
     crate::incident_cmd::observe(g, vec![seen], Some(&pool)).await;
     if g.json {
         print_json(&p)?;
@@ -931,18 +876,10 @@ async fn maintenance(g: &GlobalArgs, a: cli::MaintenanceArgs) -> Result<i32> {
         return Err(Error::BadInput("--reason must be 1 to 1000 characters".into()));
     }
     let (_s, pool) = connect(g).await?;
-    let r = db::set_maintenance(&pool, a.mode == OnOff::On, &a.reason).await?;
-    if r.get("success").and_then(Value::as_bool) != Some(true) {
-        return Err(Error::BadInput(format!(
-            "refused: {}",
-            sanitize::line(r.get("message").and_then(Value::as_str).unwrap_or("unknown"))
-        )));
-    }
-    let state = db::maintenance_state(&pool).await?;
-    // Prove it: a probe order inside a transaction that is rolled back.
-    let probe = db::probe_new_orders(&pool).await?;
-    let refused = probe.as_deref() == Some("maintenance_mode");
     let on = a.mode == OnOff::On;
+    // Switched, then proved: a probe order inside a transaction that is rolled back.
+    let (r, p) = db::switch_maintenance(&pool, on, &a.reason).await?;
+    let (state, probe, refused) = (p.state, p.probe_code, p.new_orders_refused);
     let verified = refused == on;
     let seen = Observation::Maintenance { on, reason: a.reason.clone(), verified };
     crate::incident_cmd::observe(g, vec![seen], Some(&pool)).await;

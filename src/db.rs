@@ -701,27 +701,18 @@ pub async fn find_orders<'e, E: Executor<'e, Database = Postgres>>(e: E, f: &Ord
         q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill");
     }
     q.push(" WHERE true");
-    if let Some(id) = f.id {
-        q.push(" AND o.id = ").push_bind(id);
-    }
-    if let Some(u) = f.user_id {
-        q.push(" AND o.user_id = ").push_bind(u);
-    }
-    if let Some(t) = f.transaction_id {
-        q.push(" AND o.transaction_id = ").push_bind(t);
-    }
-    if let Some(s) = &f.symbol {
-        q.push(" AND o.symbol = ").push_bind(s.clone());
-    }
-    if let Some(s) = &f.status {
-        q.push(" AND o.status = ").push_bind(s.clone());
-    }
-    if let Some(t) = f.from {
-        q.push(" AND o.created_at >= ").push_bind(t);
-    }
-    if let Some(t) = f.to {
-        q.push(" AND o.created_at < ").push_bind(t);
-    }
+    push_conditions(
+        &mut q,
+        &ResolvedQuery {
+            id: f.id,
+            user_id: f.user_id,
+            transaction_id: f.transaction_id,
+            symbol: f.symbol.clone(),
+            status: f.status.clone(),
+            from: f.from,
+            to: f.to,
+        },
+    );
     q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(f.limit);
     Ok(q.build_query_as::<OrderRow>().fetch_all(e).await?)
 }
@@ -1088,6 +1079,11 @@ pub struct ResolvedQuery {
 
 fn push_filter(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
     q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill WHERE true");
+    push_conditions(q, f);
+}
+
+/// The filter's conditions, each a static fragment with a bound value, after a WHERE.
+fn push_conditions(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
     if let Some(id) = f.id {
         q.push(" AND o.id = ").push_bind(id);
     }
@@ -1243,6 +1239,34 @@ pub async fn copy_incident_events<'e, E: Executor<'e, Database = Postgres>>(
         )));
     }
     Ok(v.get("inserted").and_then(Value::as_i64).unwrap_or(0))
+}
+
+/// What the probe after switching maintenance mode saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceProbe {
+    /// A probe order was refused with `maintenance_mode`.
+    pub new_orders_refused: bool,
+    /// The error code the probe got (none: it would have executed).
+    pub probe_code: Option<String>,
+    /// The state afterwards.
+    pub state: MaintenanceState,
+}
+
+/// Switches maintenance mode and proves it with a probe order. Returns the function's
+/// answer and what the probe saw; a refusal by the function is `BadInput` with its message.
+pub async fn switch_maintenance(pool: &PgPool, on: bool, reason: &str) -> Result<(Value, MaintenanceProbe)> {
+    let r = set_maintenance(pool, on, reason).await?;
+    if r.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::BadInput(format!(
+            "refused: {}",
+            crate::sanitize::line(r.get("message").and_then(Value::as_str).unwrap_or("unknown"))
+        )));
+    }
+    let probe_code = probe_new_orders(pool).await?;
+    let state = maintenance_state(pool).await?;
+    let probe =
+        MaintenanceProbe { new_orders_refused: probe_code.as_deref() == Some("maintenance_mode"), probe_code, state };
+    Ok((r, probe))
 }
 
 /// Proves maintenance mode refuses new orders: tries an order inside a transaction that

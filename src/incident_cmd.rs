@@ -57,12 +57,6 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// "12m", "1h05m": time boxes and deadlines read at a glance.
-pub fn short_duration(d: chrono::Duration) -> String {
-    let m = d.num_minutes().abs();
-    if m >= 60 { format!("{}h{:02}m", m / 60, m % 60) } else { format!("{m}m") }
-}
-
 /// Records what a database command observed in the current incident, if there is one.
 /// Best effort: a journal that cannot be written is said on stderr, and the command's
 /// own result stands. Copies the new entries to the database when a pool is at hand.
@@ -273,8 +267,10 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
     }
     println!("{}  Level {} {}  {}", i.id, i.level.number(), i.level.label(), line(&i.title));
     let phase_line = match i.phase_deadline() {
-        Some(d) if now > d => format!("OVERDUE by {} (time box ended {})", short_duration(now - d), when(d)),
-        Some(d) => format!("{} left (time box ends {})", short_duration(d - now), when(d)),
+        Some(d) if now > d => {
+            format!("OVERDUE by {} (time box ended {})", crate::output::short_duration(now - d), when(d))
+        }
+        Some(d) => format!("{} left (time box ends {})", crate::output::short_duration(d - now), when(d)),
         None => "no time box".to_string(),
     };
     println!("Phase: {} since {}, {}", i.phase.label(), when(i.phase_started()), phase_line);
@@ -288,7 +284,7 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
     }
     let due = |label: &str, d: Option<DateTime<Utc>>| match d {
         Some(d) if now > d => println!("{label}: OVERDUE since {}", when(d)),
-        Some(d) => println!("{label}: due {} (in {})", when(d), short_duration(d - now)),
+        Some(d) => println!("{label}: due {} (in {})", when(d), crate::output::short_duration(d - now)),
         None => {}
     };
     due("Next internal update", ctx.next_update_due);
@@ -335,18 +331,11 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
 
 fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usize) -> Result<i32> {
     let entries = inc.entries()?;
-    let needle = filter.map(str::to_lowercase);
     let shown: Vec<(&Entry, String)> = entries
         .iter()
         .rev()
         .map(|e| (e, crate::report::describe(e)))
-        .filter(|(e, text)| {
-            needle.as_ref().is_none_or(|n| {
-                e.kind.to_lowercase().contains(n)
-                    || e.operator.to_lowercase().contains(n)
-                    || text.to_lowercase().contains(n)
-            })
-        })
+        .filter(|(e, text)| crate::report::matches(e, text, filter.unwrap_or("")))
         .take(limit)
         .collect();
     if g.json {

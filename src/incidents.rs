@@ -46,7 +46,8 @@ pub struct OpenIncident {
     pub checklist: Checklist,
 }
 
-fn fold(entries: &[Entry]) -> Result<Incident> {
+/// The incident a journal's entries describe.
+pub fn fold(entries: &[Entry]) -> Result<Incident> {
     Incident::from_records(entries.iter().map(|e| (e.kind.as_str(), &e.data, e.at, e.operator.as_str())))
         .map_err(|e| Error::CheckFailed(format!("the journal does not describe an incident: {e}")))
 }
@@ -203,24 +204,26 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl OpenIncident {
-    /// Re-reads the journal (another console or command may have written to it).
-    pub fn reload(&mut self) -> Result<()> {
-        self.incident = fold(&self.journal.entries()?)?;
-        Ok(())
-    }
-
     /// Does a step: checks it against the latest state, appends its records, and
     /// returns them. A refused step is `BadInput` with the reason, and writes nothing.
     pub fn act(&mut self, step: Step, operator: &str, now: DateTime<Utc>) -> Result<Vec<Entry>> {
-        self.reload()?;
+        self.act_after(step, operator, now, u64::MAX)
+    }
+
+    /// Like [`OpenIncident::act`], and also returns the entries past `after` that another
+    /// process appended before this step: everything a reader at `after` has not seen,
+    /// from the one read the step needs anyway.
+    pub fn act_after(&mut self, step: Step, operator: &str, now: DateTime<Utc>, after: u64) -> Result<Vec<Entry>> {
+        let current = self.journal.entries()?;
+        self.incident = fold(&current)?;
         let records = self.incident.decide(step, &self.checklist).map_err(Error::BadInput)?;
-        let mut written = Vec::with_capacity(records.len());
+        let mut seen: Vec<Entry> = current.into_iter().filter(|e| e.seq > after).collect();
         for (kind, data) in records {
             let e = self.journal.append(operator, kind, data, now)?;
             self.incident.apply(&e.kind, &e.data, e.at, &e.operator);
-            written.push(e);
+            seen.push(e);
         }
-        Ok(written)
+        Ok(seen)
     }
 
     /// Every entry of the journal.

@@ -18,6 +18,7 @@ pub mod incidents;
 pub mod journal;
 pub mod keymap;
 pub mod metrics;
+pub mod observed;
 pub mod output;
 pub mod protocol;
 pub mod report;

@@ -132,6 +132,12 @@ pub fn violations(list: &[Violation], whole_book: bool) -> String {
     format!("{title}: {} violation(s)\n{}", list.len(), table(&["user", "check", "expected", "actual"], &rows))
 }
 
+/// "12m", "1h05m": time boxes and deadlines read at a glance.
+pub fn short_duration(d: chrono::Duration) -> String {
+    let m = d.num_minutes().abs();
+    if m >= 60 { format!("{}h{:02}m", m / 60, m % 60) } else { format!("{m}m") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

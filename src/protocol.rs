@@ -84,16 +84,7 @@ pub struct DashboardData {
     pub audit_at: Option<DateTime<Utc>>,
 }
 
-/// What the probe after switching maintenance mode saw.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MaintenanceProbe {
-    /// A probe order was refused with `maintenance_mode`.
-    pub new_orders_refused: bool,
-    /// The error code the probe got (none: it would have executed).
-    pub probe_code: Option<String>,
-    /// The state afterwards.
-    pub state: MaintenanceState,
-}
+pub use crate::db::MaintenanceProbe;
 
 /// The state of the connection to the database.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,8 +32,19 @@ fn role(key: &str) -> String {
     crate::workflow::incident::Role::parse(key).map_or(key.to_string(), |r| r.label().to_string())
 }
 
-fn file_name(path: &str) -> String {
+/// The last part of a path, for lines too narrow for the whole of it.
+pub fn file_name(path: &str) -> String {
     std::path::Path::new(path).file_name().map_or(path.to_string(), |f| f.to_string_lossy().into_owned())
+}
+
+/// Whether an entry passes a timeline filter: its kind, operator or text contains the
+/// needle, ignoring case (an empty needle passes everything).
+pub fn matches(e: &Entry, text: &str, needle: &str) -> bool {
+    let n = needle.to_lowercase();
+    n.is_empty()
+        || e.kind.to_lowercase().contains(&n)
+        || e.operator.to_lowercase().contains(&n)
+        || text.to_lowercase().contains(&n)
 }
 
 /// One line of text for a journal entry, for timelines.

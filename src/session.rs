@@ -46,11 +46,9 @@ impl Session {
     }
 
     fn try_perform(&mut self, request: JournalRequest, now: DateTime<Utc>) -> Result<(Vec<Entry>, Option<String>)> {
-        let note = match request {
-            JournalRequest::Step(step) => {
-                self.incident.act(step, &self.operator, now)?;
-                None
-            }
+        // Everything past what the app has, including lines another process appended.
+        let (entries, note) = match request {
+            JournalRequest::Step(step) => (self.incident.act_after(step, &self.operator, now, self.delivered)?, None),
             JournalRequest::Copy { template, audience, text } => {
                 // The file first: it is the record of what went out, even if the terminal
                 // ignores OSC 52.
@@ -58,19 +56,18 @@ impl Session {
                 (self.clipboard)(&comms::clipboard_sequence(&text, self.in_tmux));
                 let path = path.display().to_string();
                 let seen = Observation::MessageCopied { template: template.clone(), audience, path: path.clone() };
-                self.incident.act(Step::Observe(seen), &self.operator, now)?;
+                let entries = self.incident.act_after(Step::Observe(seen), &self.operator, now, self.delivered)?;
                 let short = Path::new(&path)
                     .strip_prefix(self.incident.path())
                     .map_or(path.clone(), |p| p.display().to_string());
-                Some(format!("Copied {template}: clipboard (OSC 52) + {short}"))
+                (entries, Some(format!("Copied {template}: clipboard (OSC 52) + {short}")))
             }
             JournalRequest::Report => {
                 let path = crate::incident_cmd::write_report(&mut self.incident, None, &self.operator, now)?;
-                Some(format!("Report written to {}", path.display()))
+                let entries = self.incident.entries()?.into_iter().filter(|e| e.seq > self.delivered).collect();
+                (entries, Some(format!("Report written to {}", path.display())))
             }
         };
-        // Everything past what the app has, including lines another process appended.
-        let entries: Vec<Entry> = self.incident.entries()?.into_iter().filter(|e| e.seq > self.delivered).collect();
         if let Some(last) = entries.last() {
             self.delivered = last.seq;
         }

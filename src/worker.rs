@@ -23,8 +23,7 @@ use crate::db::{self, ResolvedQuery};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::protocol::{
-    BatchTarget, Command, ConnState, DashboardData, DbEvent, MaintenanceProbe, OrderQuery, PageRequest, RequestId,
-    TimeBound,
+    BatchTarget, Command, ConnState, DashboardData, DbEvent, OrderQuery, PageRequest, RequestId, TimeBound,
 };
 use crate::sandbox::{self, Durability};
 
@@ -468,24 +467,7 @@ impl Worker {
             }
             Command::SetMaintenance { id, on, reason } => {
                 tokio::spawn(async move {
-                    let result = async {
-                        let r = db::set_maintenance(&pool, on, &reason).await?;
-                        if r.get("success").and_then(serde_json::Value::as_bool) != Some(true) {
-                            return Err(Error::BadInput(format!(
-                                "refused: {}",
-                                r.get("message").and_then(serde_json::Value::as_str).unwrap_or("unknown")
-                            )));
-                        }
-                        // Prove it: a probe order inside a transaction that is rolled back.
-                        let probe_code = db::probe_new_orders(&pool).await?;
-                        let state = db::maintenance_state(&pool).await?;
-                        Ok(MaintenanceProbe {
-                            new_orders_refused: probe_code.as_deref() == Some("maintenance_mode"),
-                            probe_code,
-                            state,
-                        })
-                    }
-                    .await;
+                    let result = db::switch_maintenance(&pool, on, &reason).await.map(|(_, probe)| probe);
                     if let Ok(p) = &result {
                         let _ = events.send(DbEvent::Maintenance(p.state.clone()));
                     }
@@ -493,7 +475,7 @@ impl Worker {
                         id,
                         on,
                         reason,
-                        result: result.map_err(|e: Error| e.to_string()),
+                        result: result.map_err(|e| e.to_string()),
                     });
                 });
             }

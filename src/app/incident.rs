@@ -213,8 +213,7 @@ impl IncidentPanel {
         journal_path: std::path::PathBuf,
         now: DateTime<Utc>,
     ) -> Result<Self, String> {
-        let state =
-            Incident::from_records(entries.iter().map(|e| (e.kind.as_str(), &e.data, e.at, e.operator.as_str())))?;
+        let state = crate::incidents::fold(&entries).map_err(|e| e.to_string())?;
         let mut p = IncidentPanel {
             state,
             checklist,
@@ -357,13 +356,7 @@ impl IncidentPanel {
             .iter()
             .rev()
             .map(|e| (e, crate::report::describe(e)))
-            .filter(|(e, text)| {
-                let f = &self.timeline_filter;
-                f.is_empty()
-                    || e.kind.to_lowercase().contains(f)
-                    || e.operator.to_lowercase().contains(f)
-                    || text.to_lowercase().contains(f)
-            })
+            .filter(|(e, text)| crate::report::matches(e, text, &self.timeline_filter))
             .collect()
     }
 

@@ -605,40 +605,19 @@ impl App {
                 let ours =
                     matches!(self.precheck, Load::Loading { id: i, .. } if i == *id) || flow_request == Some(*id);
                 if ours {
-                    let failed = p.checks.iter().filter(|c| !c.passed).map(|c| c.check.clone()).collect();
-                    seen.push(Observation::Precheck { order: *order, user: *user, ready: p.ready, failed });
+                    seen.push(crate::observed::precheck(p, *order, *user));
                 }
             }
             DbEvent::Rollback { id, result: Ok(r) } if flow_request == Some(*id) => {
-                let (order, user, group) = match self.flow.as_ref().map(|f| &f.target) {
-                    Some(super::flow::FlowTarget::Single(o)) => (Some(o.id), Some(o.user_id), false),
-                    Some(super::flow::FlowTarget::Group(o)) => (Some(o.id), Some(o.user_id), true),
-                    _ => (None, None, false),
-                };
                 let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
-                let rb = &r.rollback;
-                seen.push(Observation::Rollback {
-                    mode: if group { "transaction" } else { "single" }.into(),
-                    order,
-                    user,
-                    orders: rb.order_ids.as_ref().map_or(0, Vec::len) as u64,
-                    users: 1,
-                    refunded: rb.refunded.unwrap_or_default().normalize().to_string(),
-                    success: rb.success,
-                    detail: if rb.success {
-                        "rolled back".into()
-                    } else {
-                        format!(
-                            "{}: {}",
-                            rb.error_code.as_deref().unwrap_or("unknown"),
-                            rb.message.as_deref().unwrap_or("")
-                        )
-                    },
-                    reason,
-                });
-                if let (Some(order), Some(p)) = (order, &r.postcheck) {
-                    let failed = p.checks.iter().filter(|c| !c.passed).map(|c| c.check.clone()).collect();
-                    seen.push(Observation::Postcheck { order, successful: p.successful, failed });
+                match self.flow.as_ref().map(|f| &f.target) {
+                    Some(super::flow::FlowTarget::Single(o)) => {
+                        seen.extend(crate::observed::rollback(r, o.id, o.user_id, false, &reason))
+                    }
+                    Some(super::flow::FlowTarget::Group(o)) => {
+                        seen.extend(crate::observed::rollback(r, o.id, o.user_id, true, &reason))
+                    }
+                    _ => {}
                 }
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);
@@ -648,24 +627,7 @@ impl App {
                 let users =
                     self.flow.as_ref().and_then(|f| f.preview.as_ref()).map_or(0, |(p, _)| p.users.max(0) as u64);
                 let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
-                seen.push(Observation::Rollback {
-                    mode: "batch".into(),
-                    order: None,
-                    user: None,
-                    orders: s.rolled_back as u64,
-                    users,
-                    refunded: s.refunded.normalize().to_string(),
-                    success: s.complete(),
-                    detail: format!(
-                        "{} rolled back, {} already, {} refused, {} failed, {} not attempted",
-                        s.rolled_back,
-                        s.already_rolled_back,
-                        s.refused.len(),
-                        s.failed.len(),
-                        s.not_attempted
-                    ),
-                    reason,
-                });
+                seen.push(crate::observed::batch(s, users, &reason));
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);
                 }

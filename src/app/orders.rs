@@ -58,11 +58,7 @@ pub struct OrdersView {
 
 /// A filter input with the console's look.
 pub fn filter_input(text: &str) -> TextArea<'static> {
-    let mut t = TextArea::new(vec![text.to_string()]);
-    t.set_cursor_line_style(ratatui::style::Style::default());
-    t.set_placeholder_text("symbol:GBPUSD status:executed from:13:02 to:13:06 user:ID tx:ID");
-    t.move_cursor(ratatui_textarea::CursorMove::End);
-    t
+    super::incident::text_input(text, "symbol:GBPUSD status:executed from:13:02 to:13:06 user:ID tx:ID")
 }
 
 /// Parses the filter line. Terms are `key:value` (symbol, status, from, to, user, tx, id)

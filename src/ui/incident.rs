@@ -71,9 +71,7 @@ fn hm(t: DateTime<Utc>) -> String {
 }
 
 /// Minutes only: timers that tick once a minute should not show seconds.
-fn short(d: chrono::Duration) -> String {
-    crate::incident_cmd::short_duration(d)
-}
+use crate::output::short_duration as short;
 
 /// "next update 08:45 UTC (in 3m 10s)" or, overdue, in red.
 pub fn due_span(label: &str, due: DateTime<Utc>, now: DateTime<Utc>) -> Span<'static> {
@@ -352,13 +350,9 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(Paragraph::new(lines), list);
     let rule_text = match case.current_message().and_then(|s| s.copied.as_ref()) {
-        Some((at, path)) => format!(
-            "─ last copy {} → {} ",
-            at.format("%H:%M:%S"),
-            sanitize::line(
-                &std::path::Path::new(path).file_name().map_or(path.clone(), |f| f.to_string_lossy().into_owned())
-            )
-        ),
+        Some((at, path)) => {
+            format!("─ last copy {} → {} ", at.format("%H:%M:%S"), sanitize::line(&crate::report::file_name(path)))
+        }
         None => String::new(),
     };
     let fill = (rule.width as usize).saturating_sub(rule_text.chars().count());

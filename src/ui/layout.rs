@@ -78,12 +78,7 @@ pub struct Areas {
 impl Areas {
     /// Computes the areas; None when the screen is below 80x24.
     pub fn of(width: u16, height: u16) -> Option<Areas> {
-        if width < MIN_WIDTH || height < MIN_HEIGHT {
-            return None;
-        }
-        let area = Rect::new(0, 0, width, height);
-        let [header, body, footer] =
-            Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area);
+        let [header, body, footer] = frame_rows(width, height)?;
         if width >= 120 && height >= 30 {
             let [orders, right] =
                 Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(body);
@@ -131,12 +126,7 @@ pub struct IncidentAreas {
 impl IncidentAreas {
     /// Computes the areas; None when the screen is below 80x24.
     pub fn of(width: u16, height: u16) -> Option<IncidentAreas> {
-        if width < MIN_WIDTH || height < MIN_HEIGHT {
-            return None;
-        }
-        let area = Rect::new(0, 0, width, height);
-        let [header, body, footer] =
-            Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area);
+        let [header, body, footer] = frame_rows(width, height)?;
         if width >= 120 && height >= 30 {
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
@@ -168,6 +158,15 @@ impl IncidentAreas {
             _ => self.checklist,
         }
     }
+}
+
+/// Header, body and footer of either screen; None below 80x24.
+fn frame_rows(width: u16, height: u16) -> Option<[Rect; 3]> {
+    if width < MIN_WIDTH || height < MIN_HEIGHT {
+        return None;
+    }
+    let area = Rect::new(0, 0, width, height);
+    Some(Layout::vertical([Constraint::Length(2), Constraint::Min(10), Constraint::Length(1)]).areas(area))
 }
 
 /// Whether a point is in a rectangle.

@@ -181,7 +181,7 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
     let due = app.case.as_ref().and_then(|c| c.next_update_due(app.now)).map(|d| {
         if app.now > d {
             Span::styled(
-                format!(" UPDATE OVERDUE {} ", crate::incident_cmd::short_duration(app.now - d)),
+                format!(" UPDATE OVERDUE {} ", crate::output::short_duration(app.now - d)),
                 Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
             )
         } else {
@@ -253,27 +253,21 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             _ => vec![(KeyAction::Refresh, "refresh"), (KeyAction::Cancel, "cancel")],
         };
         let mut spans = Vec::new();
-        // Help and quit first: on a narrow screen the end of the line is what gets cut.
-        // Leaving the incident screen comes early; the rollback screen's own keys come
-        // before the way to the incident screen, which the help lists too.
-        let (early, late) = if app.screen == crate::app::Screen::Incident {
-            (Some((KeyAction::Screen, "rollback")), None)
-        } else {
-            (None, Some((KeyAction::Screen, "incident")))
-        };
+        // A narrow footer is cut at the end, so what matters most comes first: on the
+        // rollback screen help and quit, then the pane's keys, then the way to the incident
+        // screen; on the incident screen the pane's five main keys, the way back, help and
+        // quit, then the pane's other keys (all of them are in the help too).
         let globals = [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")];
-        // On the incident screen the pane's main keys come first (a narrow footer is cut
-        // at the end); the rest of them, after the globals, are in the help too.
-        let (first, rest): (Vec<_>, Vec<_>) = if early.is_some() {
-            let split = keys.len().min(5);
-            (keys[..split].to_vec(), keys[split..].to_vec())
+        let ordered: Vec<(KeyAction, &str)> = if app.screen == crate::app::Screen::Incident {
+            let (main, more) = keys.split_at(keys.len().min(5));
+            main.iter()
+                .copied()
+                .chain([(KeyAction::Screen, "rollback")])
+                .chain(globals)
+                .chain(more.iter().copied())
+                .collect()
         } else {
-            (Vec::new(), keys)
-        };
-        let ordered: Vec<(KeyAction, &str)> = if early.is_some() {
-            first.into_iter().chain(early).chain(globals).chain(rest).collect()
-        } else {
-            globals.into_iter().chain(rest).chain(late).collect()
+            globals.into_iter().chain(keys).chain([(KeyAction::Screen, "incident")]).collect()
         };
         for (a, label) in ordered {
             spans.push(Span::styled(
