@@ -587,7 +587,9 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     assert_eq!(count(&t, "SELECT count(*) FROM orders WHERE status = 'rolled_back'").await, 60);
     assert_consistent(&t.pool).await;
 
-    // 5. The report: its three fields, then W.
+    // 5. The report: its three fields, then W; after the audit that follows the rollback,
+    // so nothing is journaled between the report and the reads below.
+    wait_for_audit_after_rollback(&c, &dir).await;
     c.write_report().await;
 
     let report_path = file_named(&dir.join("reports"), "post_incident_report");
@@ -700,10 +702,27 @@ async fn a_report_written_after_a_rollback_cites_an_audit_taken_after_it() {
     assert_consistent(&t.pool).await;
 
     // Within seconds, an audit taken after the rollback is recorded.
+    wait_for_audit_after_rollback(&c, &dir).await;
+
+    // The report cites it.
+    c.write_report().await;
+    let report = std::fs::read_to_string(file_named(&dir.join("reports"), "post_incident_report")).expect("report");
+    let entries = journal(&dir);
+    let rollback = entries.iter().find(|e| kind_is(e, "rollback")).expect("the rollback entry");
+    let audit = entries.iter().rev().find(|e| kind_is(e, "audit")).expect("an audit entry");
+    assert!(audit["seq"].as_u64() > rollback["seq"].as_u64(), "the last audit recorded predates the rollback");
+    assert!(section(&report, "## Ledger audit").contains("found no inconsistencies"), "{report}");
+    c.keys(&["q"]);
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
+}
+
+/// Waits until the journal holds a ledger audit recorded after the (first) rollback entry:
+/// the console audits at once after a rollback.
+async fn wait_for_audit_after_rollback(c: &Console, dir: &Path) {
     let start = Instant::now();
     let audit_deadline = Duration::from_secs(10);
     loop {
-        let entries = journal(&dir);
+        let entries = journal(dir);
         let rollback = entries.iter().position(|e| kind_is(e, "rollback"));
         if rollback.is_some_and(|r| entries[r..].iter().any(|e| kind_is(e, "audit"))) {
             break;
@@ -719,17 +738,6 @@ async fn a_report_written_after_a_rollback_cites_an_audit_taken_after_it() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
-    // The report cites it.
-    c.write_report().await;
-    let report = std::fs::read_to_string(file_named(&dir.join("reports"), "post_incident_report")).expect("report");
-    let entries = journal(&dir);
-    let rollback = entries.iter().find(|e| kind_is(e, "rollback")).expect("the rollback entry");
-    let audit = entries.iter().rev().find(|e| kind_is(e, "audit")).expect("an audit entry");
-    assert!(audit["seq"].as_u64() > rollback["seq"].as_u64(), "the last audit recorded predates the rollback");
-    assert!(section(&report, "## Ledger audit").contains("found no inconsistencies"), "{report}");
-    c.keys(&["q"]);
-    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
 }
 
 // ----------------------------------------------------------------------------------------
