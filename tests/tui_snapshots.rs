@@ -732,6 +732,27 @@ fn orders_loaded_with_the_cursor_moved() {
     }
 }
 
+/// More rows lie beyond the loaded window (and are being loaded): said on the pane's bottom
+/// border, where it hides no column heading.
+#[test]
+fn more_rows_beyond_the_window() {
+    for size in SIZES {
+        let mut s = connected_waiting(size);
+        let (page_id, request) = s.last_page();
+        let count_id = s.last_count();
+        s.db(DbEvent::Orders { id: page_id, page: request, rows: page(), has_more: true });
+        s.db(DbEvent::OrderCount { id: count_id, count: 5000, capped: false });
+        let text = snap(&s, "more_rows");
+        let lines: Vec<&str> = text.lines().collect();
+        let heading = lines.iter().find(|l| l.contains("symbol") && l.contains("quantity")).expect("the headings");
+        assert!(heading.contains("user"), "the last heading is whole:\n{text}");
+        assert!(!heading.contains("more"), "{text}");
+        // The window is short of the cursor's margin, so the next page is already asked for.
+        let border = lines.iter().find(|l| l.contains("loading more…")).expect("the indicator");
+        assert!(border.contains('└') || border.contains('┗'), "on the bottom border:\n{text}");
+    }
+}
+
 #[test]
 fn precheck_passed() {
     for size in SIZES {

@@ -252,29 +252,30 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Pane::Rollback => vec![(KeyAction::Rollback, "roll back"), (KeyAction::Cancel, "cancel/close")],
             _ => vec![(KeyAction::Refresh, "refresh"), (KeyAction::Cancel, "cancel")],
         };
+        // Help and quit always show; then as many of the pane's keys as fit whole, then the
+        // other screen and the next pane. Every key is in the help too.
+        let always = [(KeyAction::Help, "help"), (KeyAction::Quit, "quit")];
+        let other_screen = if app.screen == crate::app::Screen::Incident { "rollback" } else { "incident" };
+        let extra = [(KeyAction::Screen, other_screen), (KeyAction::NextPane, "pane")];
+        let item = |(a, label): (KeyAction, &str)| (format!(" {} ", first_key(&key(app, a))), format!(" {label} "));
+        let width = |(k, l): &(String, String)| k.chars().count() + l.chars().count();
+        let mut room = usize::from(area.width).saturating_sub(always.iter().map(|&a| width(&item(a))).sum());
+        let mut shown = Vec::new();
+        for (i, a) in keys.iter().copied().chain(extra).enumerate() {
+            let w = width(&item(a));
+            if w <= room {
+                room -= w;
+                shown.push(a);
+            } else if i < keys.len() {
+                // The pane's keys stay in their order: none after one that did not fit.
+                room = 0;
+            }
+        }
         let mut spans = Vec::new();
-        // A narrow footer is cut at the end, so what matters most comes first: on the
-        // rollback screen help and quit, then the pane's keys, then the way to the incident
-        // screen; on the incident screen the pane's five main keys, the way back, help and
-        // quit, then the pane's other keys (all of them are in the help too).
-        let globals = [(KeyAction::Help, "help"), (KeyAction::Quit, "quit"), (KeyAction::NextPane, "pane")];
-        let ordered: Vec<(KeyAction, &str)> = if app.screen == crate::app::Screen::Incident {
-            let (main, more) = keys.split_at(keys.len().min(5));
-            main.iter()
-                .copied()
-                .chain([(KeyAction::Screen, "rollback")])
-                .chain(globals)
-                .chain(more.iter().copied())
-                .collect()
-        } else {
-            globals.into_iter().chain(keys).chain([(KeyAction::Screen, "incident")]).collect()
-        };
-        for (a, label) in ordered {
-            spans.push(Span::styled(
-                format!(" {} ", first_key(&key(app, a))),
-                Style::new().fg(Color::Black).bg(Color::Gray),
-            ));
-            spans.push(Span::raw(format!(" {label} ")));
+        for a in shown.into_iter().chain(always) {
+            let (k, l) = item(a);
+            spans.push(Span::styled(k, Style::new().fg(Color::Black).bg(Color::Gray)));
+            spans.push(Span::raw(l));
         }
         Line::from(spans)
     };

@@ -36,7 +36,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count)
     };
-    let block = pane_block(app, Pane::Orders, title);
+    // Whether more rows lie beyond the loaded window, on the bottom border where it hides
+    // no column.
+    let more = match (o.has_newer, o.has_older, &o.loading) {
+        (_, _, Some(_)) => " loading more… ",
+        (true, true, _) => " ↑↓ more ",
+        (true, false, _) => " ↑ more ",
+        (false, true, _) => " ↓ more ",
+        _ => "",
+    };
+    let mut block = pane_block(app, Pane::Orders, title);
+    if !more.is_empty() && !o.rows.is_empty() {
+        block = block.title_bottom(Line::from(Span::styled(more, Style::new().fg(Color::Gray))).right_aligned());
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
@@ -157,19 +169,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if wide {
         widths.push(Constraint::Min(8));
     }
-    let more = match (o.has_newer, o.has_older, &o.loading) {
-        (_, _, Some(_)) => " loading more…",
-        (true, true, _) => " ↑↓ more",
-        (true, false, _) => " ↑ more",
-        (false, true, _) => " ↓ more",
-        _ => "",
-    };
     let header = Row::new(header_cells).style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD));
     frame.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table);
-    if !more.is_empty() && table.width > 20 {
-        let r = Rect::new(table.x + table.width.saturating_sub(16), table.y, 16.min(table.width), 1);
-        frame.render_widget(Paragraph::new(Span::styled(more, Style::new().fg(Color::DarkGray))), r);
-    }
 }
 
 fn first(keys: &str) -> &str {
