@@ -753,6 +753,35 @@ fn more_rows_beyond_the_window() {
     }
 }
 
+/// An amount wider than its column is cut with a visible '…' (never silently, which would
+/// read as another amount); given room, the column grows to show it whole.
+#[test]
+fn a_wide_amount_is_never_cut_silently() {
+    let exact = "123456789.12345678";
+    for (size, whole) in [((80, 24), false), ((160, 48), false), ((240, 48), true)] {
+        let mut s = connected_waiting(size);
+        let mut rows = page();
+        rows[0].total_cost = Some(exact.parse().expect("a decimal"));
+        rows[0].symbol = "BTCUSDT.PERP".into();
+        s.answer_orders(rows);
+        let text = text_of(&s);
+        let row = text.lines().find(|l| l.contains("13:07:40")).expect("the row");
+        let token = |start: &str| {
+            row.split(|c: char| c.is_whitespace() || c == '┃')
+                .find(|w| w.starts_with(start))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{start}… is on the row:\n{text}"))
+        };
+        let (cost, symbol) = (token("12345"), token("BTC"));
+        if whole {
+            assert_eq!((cost.as_str(), symbol.as_str()), (exact, "BTCUSDT.PERP"), "shown whole with room:\n{text}");
+        } else {
+            assert!(cost.ends_with('…') && exact.starts_with(cost.trim_end_matches('…')), "{text}");
+            assert!(symbol.ends_with('…'), "the symbol too:\n{text}");
+        }
+    }
+}
+
 #[test]
 fn precheck_passed() {
     for size in SIZES {
@@ -818,6 +847,37 @@ fn rollback_in_progress_with_a_gauge() {
         let s = batch_running(size);
         let text = snap(&s, "rollback_in_progress");
         assert_has(&text, &["Rolling back", "18/30", "rolled back 17", "refused", "not_rollbackable", "12.0s"]);
+    }
+}
+
+/// Expected and actual amounts of the largest size numeric(20,8) holds, differing in the
+/// last digit: on every screen size both show whole, or cut with a visible '…'.
+#[test]
+fn postcheck_amounts_are_never_cut_silently() {
+    let (expected, actual) = ("123456789012.12345678", "123456789012.12345679");
+    for size in [(80, 24), (100, 30), (160, 48)] {
+        let mut s = confirm_single(size, Level::Moderate);
+        let o = s.current();
+        s.enter();
+        let id = s.last_run();
+        let mut result = rollback_with_mismatch(&o);
+        let checks = &mut result.postcheck.as_mut().expect("a post-check").checks;
+        let balance = checks.iter_mut().find(|c| c.check == "balance_restored").expect("balance_restored");
+        balance.expected = Some(json!(expected));
+        balance.actual = Some(json!(actual));
+        s.db(DbEvent::Rollback { id, result: Ok(result) });
+        let text = text_of(&s);
+        let row = text.lines().find(|l| l.contains("FAIL balance")).unwrap_or_else(|| panic!("the row:\n{text}"));
+        let amounts: Vec<&str> =
+            row.split(|c: char| c.is_whitespace() || "┃│".contains(c)).filter(|w| w.starts_with("1234")).collect();
+        assert_eq!(amounts.len(), 2, "{text}");
+        for (shown, (whole, what)) in amounts.into_iter().zip([(expected, "expected"), (actual, "actual")]) {
+            let fair = shown == whole || (shown.ends_with('…') && whole.starts_with(shown.trim_end_matches('…')));
+            assert!(fair, "{what} {whole} shown as {shown} at {size:?}, not whole nor visibly cut:\n{text}");
+        }
+        if size.0 >= 100 {
+            assert!(row.contains(expected) && row.contains(actual), "both whole at {size:?}:\n{text}");
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::db::Check;
 use crate::output::money;
 use crate::sanitize;
 use crate::ui::layout::Pane;
-use crate::ui::{duration_text, pane_block};
+use crate::ui::{duration_text, fit, pane_block};
 
 fn pass(passed: bool) -> Span<'static> {
     if passed {
@@ -394,23 +394,45 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     // Failing checks first: on a small screen what is cut is what passed.
     let mut checks: Vec<&Check> = p.checks.iter().collect();
     checks.sort_by_key(|c| c.passed);
+    // Expected and actual side by side, whole when they fit: the check names give way first,
+    // and whatever is cut ends in a visible '…', so two cut amounts never look alike or apart.
+    let values: Vec<(String, String)> =
+        checks.iter().map(|c| (value_text(c.expected.as_ref()), value_text(c.actual.as_ref()))).collect();
+    let widest = |texts: &mut dyn Iterator<Item = usize>, least: usize| texts.max().unwrap_or(0).max(least) as u16;
+    let check_need = widest(&mut checks.iter().map(|c| c.check.chars().count()), 5);
+    let expected_need = widest(&mut values.iter().map(|v| v.0.chars().count()), 16);
+    let actual_need = widest(&mut values.iter().map(|v| v.1.chars().count()), 6);
+    let avail = table.width.saturating_sub(4 + 3);
+    let check_w = check_need.min(avail.saturating_sub(expected_need + actual_need).max(12));
+    let rest = avail.saturating_sub(check_w);
+    let expected_w = expected_need.min(rest.saturating_sub(actual_need.min(rest / 2)));
+    let actual_w = rest.saturating_sub(expected_w).max(1);
     let rows: Vec<Row> = checks
         .into_iter()
-        .map(|c| {
+        .zip(&values)
+        .map(|(c, (expected, actual))| {
             let style = if c.passed { Style::new() } else { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) };
             Row::new(vec![
                 Cell::from(pass(c.passed)),
-                Cell::from(c.check.clone()),
-                Cell::from(value_text(c.expected.as_ref())),
-                Cell::from(value_text(c.actual.as_ref())),
+                Cell::from(fit(&c.check, check_w)),
+                Cell::from(fit(expected, expected_w)),
+                Cell::from(fit(actual, actual_w)),
             ])
             .style(style)
         })
         .collect();
     let header = Row::new(vec!["", "check", "expected", "actual"]).style(Style::new().fg(Color::Gray).bold());
     frame.render_widget(
-        Table::new(rows, [Constraint::Length(4), Constraint::Length(26), Constraint::Length(16), Constraint::Min(10)])
-            .header(header),
+        Table::new(
+            rows,
+            [
+                Constraint::Length(4),
+                Constraint::Length(check_w),
+                Constraint::Length(expected_w),
+                Constraint::Min(actual_w),
+            ],
+        )
+        .header(header),
         table,
     );
 }

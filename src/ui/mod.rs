@@ -282,6 +282,18 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
+/// `text` in `width` columns: cut with a trailing '…' when longer, so a cut amount never
+/// reads as a different amount.
+pub fn fit(text: &str, width: u16) -> String {
+    let width = usize::from(width);
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// The shortest of an action's keys: "q" rather than "ctrl-c".
 fn first_key(keys: &str) -> &str {
     keys.split(' ').min_by_key(|k| k.chars().count()).unwrap_or(keys)

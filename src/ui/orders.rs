@@ -8,10 +8,11 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use crate::app::App;
 use crate::app::flow::short;
+use crate::db::OrderRow;
 use crate::output::money;
 use crate::sanitize;
 use crate::ui::layout::Pane;
-use crate::ui::pane_block;
+use crate::ui::{fit, pane_block};
 
 fn status_style(status: &str) -> Style {
     match status {
@@ -115,9 +116,42 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let visible = table.height.saturating_sub(1) as usize;
     let end = (o.offset + visible).min(o.rows.len());
-    let rows: Vec<Row> = (o.offset..end)
-        .filter_map(|i| o.rows.get(i).map(|r| (i, r)))
-        .map(|(i, r)| {
+    let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
+
+    // Money columns take the width of the widest amount on screen when the pane has room;
+    // an amount still too wide is cut with a visible '…', never silently.
+    let texts: Vec<[String; 4]> = on_screen
+        .iter()
+        .map(|(_, r)| {
+            [
+                sanitize::line(&r.symbol).into_owned(),
+                money(r.quantity),
+                r.price.map(money).unwrap_or_default(),
+                r.total_cost.map(money).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let widest = |k: usize| texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16;
+    // [symbol, quantity, price, cost]: the least each gets, then what it would like.
+    let least: [u16; 4] = [6, 11, 8, 10];
+    let mut money_widths = least;
+    let fixed: u16 = 2 + 8 + 4 + 11 + 8 + 8 + if wide { 8 } else { 0 };
+    let columns: u16 = if wide { 11 } else { 9 };
+    let used = |w: &[u16; 4]| fixed + w[0] + w[1] + w[3] + if wide { w[2] } else { 0 } + (columns - 1);
+    for k in [3, 1, 2, 0] {
+        if k == 2 && !wide {
+            continue;
+        }
+        let want = widest(k).max(least[k]);
+        let room = table.width.saturating_sub(used(&money_widths));
+        money_widths[k] = (least[k] + room).min(want).max(least[k]);
+    }
+    let cell = |text: &str, k: usize| Cell::from(fit(text, money_widths[k]));
+
+    let rows: Vec<Row> = on_screen
+        .iter()
+        .zip(&texts)
+        .map(|(&(i, r), t)| {
             // The cursor is marked by a character too, not only by colour.
             let cursor = if i == o.cursor { "▶" } else { " " };
             let chosen = if o.selected.contains_key(&r.id) {
@@ -130,15 +164,15 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             let mut cells = vec![
                 Cell::from(format!("{cursor}{chosen}")),
                 Cell::from(r.created_at.format("%H:%M:%S").to_string()),
-                Cell::from(sanitize::line(&r.symbol).into_owned()),
+                cell(&t[0], 0),
                 Cell::from(sanitize::line(&r.side).into_owned()),
-                Cell::from(money(r.quantity)),
+                cell(&t[1], 1),
             ];
             if wide {
-                cells.push(Cell::from(r.price.map(money).unwrap_or_default()));
+                cells.push(cell(&t[2], 2));
             }
             cells.push(Cell::from(Span::styled(sanitize::line(&r.status).into_owned(), status_style(&r.status))));
-            cells.push(Cell::from(r.total_cost.map(money).unwrap_or_default()));
+            cells.push(cell(&t[3], 3));
             cells.push(Cell::from(short(r.id)));
             cells.push(Cell::from(short(r.user_id)));
             if wide {
@@ -157,14 +191,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let mut widths = vec![
         Constraint::Length(2),
         Constraint::Length(8),
-        Constraint::Length(6),
+        Constraint::Length(money_widths[0]),
         Constraint::Length(4),
-        Constraint::Length(11),
+        Constraint::Length(money_widths[1]),
     ];
     if wide {
-        widths.push(Constraint::Length(8));
+        widths.push(Constraint::Length(money_widths[2]));
     }
-    widths.extend([Constraint::Length(11), Constraint::Length(10), Constraint::Length(8)]);
+    widths.extend([Constraint::Length(11), Constraint::Length(money_widths[3]), Constraint::Length(8)]);
     widths.push(if wide { Constraint::Length(8) } else { Constraint::Min(8) });
     if wide {
         widths.push(Constraint::Min(8));
