@@ -889,6 +889,8 @@ fn postcheck_with_a_mismatch() {
         assert_has(&text, &["FAILED", "FAIL", "balance_restored", "expected", "actual"]);
         // expected (baseline 48250.00 + refund 94875.00) and actual, both on screen
         assert_has(&text, &["143125.00", "143025.00"]);
+        // the rollback's own amounts, whole
+        assert_has(&text, &["refunded 94875.00", "margin released 9487.50"]);
     }
 }
 

@@ -377,19 +377,25 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(app, Pane::Postcheck, format!("Post-check · {}", v.at.format("%H:%M:%S UTC")));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [head, table] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
     let r = &v.rollback;
-    let summary = if r.success {
-        format!(
-            " {} order(s) rolled back, refunded {}, margin released {}",
-            r.order_ids.as_ref().map_or(0, Vec::len),
-            money(r.refunded.unwrap_or_default()),
-            money(r.margin_released.unwrap_or_default())
+    // The count beside the verdict; the amounts on their own line, given the rows they need
+    // so that no amount is cut.
+    let (what, amounts) = if r.success {
+        (
+            format!(" {} order(s) rolled back", r.order_ids.as_ref().map_or(0, Vec::len)),
+            format!(
+                " refunded {} · margin released {}",
+                money(r.refunded.unwrap_or_default()),
+                money(r.margin_released.unwrap_or_default())
+            ),
         )
     } else {
-        format!(" refused: {}", sanitize::line(r.error_code.as_deref().unwrap_or("unknown")))
+        (String::new(), format!(" refused: {}", sanitize::line(r.error_code.as_deref().unwrap_or("unknown"))))
     };
-    text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict]), Line::from(summary)]);
+    let width = usize::from(inner.width.max(1));
+    let amount_rows = amounts.chars().count().div_ceil(width).clamp(1, 3) as u16;
+    let [head, table] = Layout::vertical([Constraint::Length(1 + amount_rows), Constraint::Min(1)]).areas(inner);
+    text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict, Span::raw(what)]), Line::from(amounts)]);
     let Some(p) = &v.postcheck else { return };
     // Failing checks first: on a small screen what is cut is what passed.
     let mut checks: Vec<&Check> = p.checks.iter().collect();
