@@ -235,6 +235,8 @@ impl Console {
             .env("TERM", "xterm-256color")
             .env("LANG", "C.UTF-8")
             .env("INCIDENT_OPERATOR", "e2e")
+            // The server's socket in the private HOME, not /tmp: nothing shared, nothing left.
+            .env("TMUX_TMPDIR", &self.home)
             .env("INCIDENT_CONSOLE_DATA_DIR", &self.data)
             .env("INCIDENT_CONSOLE_CONFIG", &self.config)
             .args(["-u", "-f", "/dev/null", "-L", &self.socket])

@@ -98,7 +98,10 @@ impl Console {
     fn open(size: (u16, u16)) -> Console {
         // Under /tmp with a fixed-length name: the journal records absolute paths, and the
         // timeline shows them, so their length must not depend on $TMPDIR.
-        let dir = tempfile::Builder::new().prefix("ics-").tempdir_in("/tmp").expect("a temporary directory");
+        let dir = tempfile::Builder::new()
+            .prefix("ics-")
+            .tempdir_in("/tmp")
+            .expect("a writable /tmp (these snapshots show paths under it)");
         let root = dir.path().to_str().expect("a UTF-8 path").to_string();
         assert_eq!(root.len(), ROOT_SHOWN.len(), "the redaction keeps the layout");
         let store = IncidentStore::new(dir.path().join("incidents"));
