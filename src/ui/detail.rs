@@ -34,19 +34,21 @@ fn value_text(v: Option<&Value>) -> String {
     }
 }
 
-fn check_lines(checks: &[&Check]) -> Vec<Line<'static>> {
-    let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+/// One line per check. A passing check's detail too long for `room` columns ends in a
+/// visible '…' (details carry amounts, and a silently cut amount reads as another amount);
+/// a failing check's detail is kept whole, for the paragraph to wrap.
+fn check_lines(checks: &[&Check], room: u16) -> Vec<Line<'static>> {
+    let width = checks.iter().map(|c| c.check.chars().count()).max().unwrap_or(0);
+    let detail_room = room.saturating_sub(u16::try_from(width + 7).unwrap_or(u16::MAX)).max(2);
     checks
         .iter()
         .map(|c| {
+            let detail = sanitize::line(c.detail.as_deref().unwrap_or("")).into_owned();
             Line::from(vec![
                 Span::raw(" "),
                 pass(c.passed),
                 Span::raw(format!(" {:<width$} ", c.check, width = width)),
-                Span::styled(
-                    sanitize::line(c.detail.as_deref().unwrap_or("")).into_owned(),
-                    Style::new().fg(Color::Gray),
-                ),
+                Span::styled(if c.passed { fit(&detail, detail_room) } else { detail }, Style::new().fg(Color::Gray)),
             ])
         })
         .collect()
@@ -110,12 +112,13 @@ pub fn precheck(app: &App, frame: &mut Frame, area: Rect) {
             }
             let mut checks: Vec<&Check> = v.result.checks.iter().collect();
             checks.sort_by_key(|c| c.passed);
-            lines.extend(check_lines(&checks));
+            lines.extend(check_lines(&checks, area.width.saturating_sub(2)));
             (format!("Pre-check · order {} · user {}", short(v.order), short(v.user)), lines)
         }
     };
     let block = pane_block(app, Pane::Precheck, title);
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    // Wrapped, so the baseline's amounts are never cut; the check lines already fit.
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
 }
 
 /// The Rollback pane.
@@ -187,7 +190,7 @@ pub fn rollback(app: &App, frame: &mut Frame, area: Rect) {
             ))];
             if let Load::Loaded(v) = &app.precheck {
                 let failing: Vec<&Check> = v.result.checks.iter().filter(|c| !c.passed).collect();
-                lines.extend(check_lines(&failing));
+                lines.extend(check_lines(&failing, inner.width));
             }
             text(frame, inner, lines);
         }
