@@ -14,7 +14,7 @@ use crate::comms::Audience;
 use crate::config::ESCALATIONS;
 use crate::sanitize;
 use crate::ui::layout::{IncidentAreas, Pane};
-use crate::ui::{centered, pane_block};
+use crate::ui::{centered, fit, pane_block};
 use crate::workflow::classify::{Answer, QUESTIONS, propose};
 use crate::workflow::incident::{ItemState, Role};
 use crate::workflow::{Level, Phase};
@@ -199,7 +199,7 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = Vec::new();
-    let contact_text = |role_key: &str, person: Option<&str>| -> String {
+    let contact_parts = |role_key: &str, person: Option<&str>| -> Vec<String> {
         let c = case
             .contacts
             .iter()
@@ -213,9 +213,9 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
                 }
                 parts.extend(c.phone.as_deref().map(|p| sanitize::line(p).into_owned()));
                 parts.extend(c.email.as_deref().map(|e| sanitize::line(e).into_owned()));
-                parts.join(" · ")
+                parts
             }
-            None => String::new(),
+            None => Vec::new(),
         }
     };
     for (n, role) in Role::ALL.iter().enumerate() {
@@ -226,24 +226,27 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
             Some(p) => Span::styled(format!("{:<16}", sanitize::line(p)), Style::new().add_modifier(Modifier::BOLD)),
             None => Span::styled(format!("{:<16}", "unassigned"), Style::new().fg(Color::Yellow)),
         };
+        let room = usize::from(inner.width).saturating_sub(1 + 20 + name.content.chars().count() + 1);
+        let contact = fit_parts(&contact_parts(role.key(), person), room);
         let line = Line::from(vec![
             Span::raw(if selected { "▶" } else { " " }),
             Span::raw(format!("{:<20}", role.label())),
             name,
-            Span::styled(format!(" {}", contact_text(role.key(), person)), Style::new().fg(Color::Gray)),
+            Span::styled(format!(" {contact}"), Style::new().fg(Color::Gray)),
         ]);
         lines.push(if selected { line.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { line });
     }
     for (n, (key, label)) in ESCALATIONS.iter().enumerate() {
         let selected = app.focus == Pane::Team && case.team_cursor == Role::ALL.len() + n;
+        let room = usize::from(inner.width).saturating_sub(1 + 20);
         let text = match case.contact(key) {
             Some(c) => {
                 let mut parts = vec![sanitize::line(&c.name).into_owned()];
                 parts.extend(c.phone.as_deref().map(|p| sanitize::line(p).into_owned()));
                 parts.extend(c.email.as_deref().map(|e| sanitize::line(e).into_owned()));
-                parts.join(" · ")
+                fit_parts(&parts, room)
             }
-            None => "not configured ([[contact]] in the config file)".into(),
+            None => fit("not configured ([[contact]] in the config file)", u16::try_from(room).unwrap_or(u16::MAX)),
         };
         let line = Line::from(vec![
             Span::raw(if selected { "▶" } else { " " }),
@@ -264,6 +267,31 @@ fn team(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
     let height = inner.height as usize;
     let offset = if case.team_cursor >= height { case.team_cursor + 1 - height } else { 0 };
     frame.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
+}
+
+/// A contact's parts (name, phone, e-mail) joined by " · " within `room` columns. A phone
+/// number cut short is another number, so only the e-mail is ever cut (with '…'); a part
+/// that does not fit whole is left out, and '…' says something was.
+fn fit_parts(parts: &[String], room: usize) -> String {
+    let mut shown = String::new();
+    for part in parts {
+        let sep = if shown.is_empty() { "" } else { " · " };
+        let whole = format!("{shown}{sep}{part}");
+        if whole.chars().count() <= room {
+            shown = whole;
+            continue;
+        }
+        let left = room.saturating_sub(shown.chars().count() + sep.chars().count());
+        if part.contains('@') && left >= 8 {
+            shown = format!("{shown}{sep}{}", fit(part, u16::try_from(left).unwrap_or(u16::MAX)));
+        } else if shown.chars().count() + 2 <= room {
+            shown.push_str(" …");
+        } else {
+            shown = fit(&shown, u16::try_from(room).unwrap_or(u16::MAX));
+        }
+        break;
+    }
+    shown
 }
 
 fn timeline(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
@@ -294,10 +322,13 @@ fn timeline(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
                 "note" => Style::new().fg(Color::Yellow),
                 _ => Style::new(),
             };
+            let at = format!(" {at} ");
+            // One row per entry: a text too long ends in a visible '…' (entries carry amounts).
+            let room = usize::from(inner.width).saturating_sub(at.chars().count() + 9);
             Line::from(vec![
-                Span::styled(format!(" {at} "), Style::new().fg(Color::Gray)),
+                Span::styled(at, Style::new().fg(Color::Gray)),
                 Span::styled(format!("{:<8.8} ", sanitize::line(&e.operator)), Style::new().fg(Color::DarkGray)),
-                Span::styled(sanitize::line(text).into_owned(), style),
+                Span::styled(fit(&sanitize::line(text), u16::try_from(room).unwrap_or(u16::MAX)), style),
             ])
         })
         .collect();
@@ -602,4 +633,34 @@ fn editor(
     let [s, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     frame.render_widget(Paragraph::new(status), s);
     frame.render_widget(input, t);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_parts;
+
+    fn parts(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_contact_that_fits_is_shown_whole() {
+        let p = parts(&["Alice Martin", "+44 20 7946 0101", "alice@x.example"]);
+        assert_eq!(fit_parts(&p, 60), "Alice Martin · +44 20 7946 0101 · alice@x.example");
+    }
+
+    #[test]
+    fn only_the_email_is_ever_cut() {
+        let p = parts(&["Alice Martin", "+44 20 7946 0101", "alice.martin@tradex.example"]);
+        assert_eq!(fit_parts(&p, 42), "Alice Martin · +44 20 7946 0101 · alice.m…");
+        // Too little room for a useful piece of the e-mail: left out, and said so.
+        assert_eq!(fit_parts(&p, 36), "Alice Martin · +44 20 7946 0101 …");
+        // The phone never loses digits: it goes whole or not at all.
+        assert_eq!(fit_parts(&p, 25), "Alice Martin …");
+        for room in 0..60 {
+            let shown = fit_parts(&p, room);
+            assert!(shown.chars().count() <= room, "{room}: {shown}");
+            assert!(!shown.contains("+44") || shown.contains("+44 20 7946 0101"), "{room}: {shown}");
+        }
+    }
 }
