@@ -318,12 +318,13 @@ pub struct OrdersArgs {
     /// Status.
     #[arg(long)]
     pub status: Option<OrderStatus>,
-    /// Created at or after (RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in UTC).
-    #[arg(long, value_parser = parse_time)]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created at or after (RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in UTC, or HH:MM on the book's
+    /// latest trading day).
+    #[arg(long, value_parser = parse_time_bound)]
+    pub from: Option<crate::protocol::TimeBound>,
     /// Created before.
-    #[arg(long, value_parser = parse_time)]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_parser = parse_time_bound)]
+    pub to: Option<crate::protocol::TimeBound>,
     /// At most this many orders.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub limit: i64,
@@ -388,12 +389,13 @@ pub struct RollbackArgs {
     /// Batch: orders of this symbol...
     #[arg(long, value_parser = parse_symbol, requires_all = ["from", "to"], conflicts_with = "orders")]
     pub symbol: Option<String>,
-    /// ...created at or after this time...
-    #[arg(long, value_parser = parse_time, requires = "symbol")]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// ...created at or after this time (RFC 3339, "YYYY-MM-DD HH:MM" in UTC, or HH:MM on the
+    /// book's latest trading day; the preview shows the window resolved)...
+    #[arg(long, value_parser = parse_time_bound, requires = "symbol")]
+    pub from: Option<crate::protocol::TimeBound>,
     /// ...and before this time...
-    #[arg(long, value_parser = parse_time, requires = "symbol")]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    #[arg(long, value_parser = parse_time_bound, requires = "symbol")]
+    pub to: Option<crate::protocol::TimeBound>,
     /// ...in this status.
     #[arg(long, default_value = "executed", requires = "symbol")]
     pub status: OrderStatus,
@@ -500,6 +502,21 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         }
     }
     Err("not a time; use RFC 3339 (2026-11-25T13:02:00Z) or \"2026-11-25 13:02\" (UTC)".into())
+}
+
+/// A time as `parse_time` takes it, or a time of day ("13:02", "13:02:30") on the book's
+/// latest trading day, resolved against the database when the command runs.
+pub fn parse_time_bound(s: &str) -> Result<crate::protocol::TimeBound, String> {
+    for fmt in ["%H:%M", "%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveTime::parse_from_str(s.trim(), fmt) {
+            return Ok(crate::protocol::TimeBound::TimeOfDay(t));
+        }
+    }
+    parse_time(s).map(crate::protocol::TimeBound::At).map_err(|_| {
+        "not a time; use RFC 3339 (2026-11-25T13:02:00Z), \"2026-11-25 13:02\" (UTC), or 13:02 for that time on \
+         the book's latest trading day"
+            .to_string()
+    })
 }
 
 /// Symbols are 3 to 12 capital letters or digits.

@@ -368,14 +368,20 @@ async fn seed(g: &GlobalArgs, a: cli::SeedArgs) -> Result<i32> {
 
 async fn orders(g: &GlobalArgs, a: cli::OrdersArgs) -> Result<i32> {
     let (_s, pool) = connect(g).await?;
+    let [from, to] = db::resolve_time_bounds(&pool, [a.from, a.to]).await?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(Error::BadInput(format!("--from ({f}) must be before --to ({t})")));
+    }
     let filter = OrderFilter {
         id: a.id,
         user_id: a.user,
         transaction_id: a.transaction,
         symbol: a.symbol,
         status: a.status.map(|s| s.as_str().to_string()),
-        from: a.from,
-        to: a.to,
+        from,
+        to,
         include_drill: a.include_drill,
         limit: a.limit,
     };
@@ -590,7 +596,7 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
 }
 
-async fn batch_items(pool: &sqlx::PgPool, a: &cli::RollbackArgs) -> Result<Vec<BatchItem>> {
+async fn batch_items(pool: &sqlx::PgPool, a: &cli::RollbackArgs, json: bool) -> Result<Vec<BatchItem>> {
     if let Some(path) = &a.orders {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
@@ -612,8 +618,21 @@ async fn batch_items(pool: &sqlx::PgPool, a: &cli::RollbackArgs) -> Result<Vec<B
     }
     match (&a.symbol, a.from, a.to) {
         (Some(symbol), Some(from), Some(to)) => {
+            let [Some(from), Some(to)] = db::resolve_time_bounds(pool, [Some(from), Some(to)]).await? else {
+                return Err(Error::BadInput("--from and --to are both needed".into()));
+            };
             if from >= to {
-                return Err(Error::BadInput("--from must be before --to".into()));
+                return Err(Error::BadInput(format!("--from ({from}) must be before --to ({to})")));
+            }
+            if !json {
+                // A time of day was resolved against the book: say which window it became.
+                println!(
+                    "Window: {} {} orders created from {} to {} UTC.",
+                    sanitize::line(symbol),
+                    a.status.as_str(),
+                    from.format("%Y-%m-%d %H:%M:%S"),
+                    to.format("%Y-%m-%d %H:%M:%S")
+                );
             }
             Ok(db::orders_in_window(pool, symbol, from, to, a.status.as_str())
                 .await?
@@ -630,7 +649,7 @@ async fn batch_items(pool: &sqlx::PgPool, a: &cli::RollbackArgs) -> Result<Vec<B
 async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     check_reason(&a.reason)?;
     let (settings, pool) = connect(g).await?;
-    let items = batch_items(&pool, &a).await?;
+    let items = batch_items(&pool, &a, g.json).await?;
     if items.is_empty() {
         if g.json {
             print_json(&json!({ "preview": null, "summary": null, "message": "no orders match" }))?;

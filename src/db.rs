@@ -11,6 +11,7 @@ use sqlx::{Executor, FromRow, PgConnection, PgPool, Postgres, QueryBuilder, Row}
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::protocol::TimeBound;
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./assets/migrations");
@@ -1003,6 +1004,26 @@ pub async fn newest_trading_date<'e, E: Executor<'e, Database = Postgres>>(e: E)
     )
     .fetch_optional(e)
     .await?)
+}
+
+/// Resolves times of day (`TimeBound::TimeOfDay`) on the book's latest trading day (today
+/// when the book is empty); instants stay as they are.
+pub async fn resolve_time_bounds<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    bounds: [Option<TimeBound>; 2],
+) -> Result<[Option<DateTime<Utc>>; 2]> {
+    let needs_day = bounds.iter().any(|b| matches!(b, Some(TimeBound::TimeOfDay(_))));
+    let day = if needs_day {
+        newest_trading_date(e).await?.unwrap_or_else(|| Utc::now().date_naive())
+    } else {
+        Utc::now().date_naive()
+    };
+    Ok(bounds.map(|b| {
+        b.map(|b| match b {
+            TimeBound::At(t) => t,
+            TimeBound::TimeOfDay(t) => day.and_time(t).and_utc(),
+        })
+    }))
 }
 
 /// `CREATE DATABASE name TEMPLATE template` for tests and benchmarks. The names are

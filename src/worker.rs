@@ -22,9 +22,7 @@ use crate::connect::ConnectSettings;
 use crate::db::{self, ResolvedQuery};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::protocol::{
-    BatchTarget, Command, ConnState, DashboardData, DbEvent, OrderQuery, PageRequest, RequestId, TimeBound,
-};
+use crate::protocol::{BatchTarget, Command, ConnState, DashboardData, DbEvent, OrderQuery, PageRequest, RequestId};
 use crate::sandbox::{self, Durability};
 
 /// Where the worker connects.
@@ -541,26 +539,15 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
 type Conn = PoolConnection<sqlx::Postgres>;
 
 async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
-    let needs_day = matches!(q.from, Some(TimeBound::TimeOfDay(_))) || matches!(q.to, Some(TimeBound::TimeOfDay(_)));
-    let day = if needs_day {
-        db::newest_trading_date(&mut **conn).await?.unwrap_or_else(|| Utc::now().date_naive())
-    } else {
-        Utc::now().date_naive()
-    };
-    let at = |b: Option<TimeBound>| {
-        b.map(|b| match b {
-            TimeBound::At(t) => t,
-            TimeBound::TimeOfDay(t) => day.and_time(t).and_utc(),
-        })
-    };
+    let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
     Ok(ResolvedQuery {
         id: q.id,
         user_id: q.user_id,
         transaction_id: q.transaction_id,
         symbol: q.symbol.clone(),
         status: q.status.clone(),
-        from: at(q.from),
-        to: at(q.to),
+        from,
+        to,
     })
 }
 

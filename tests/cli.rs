@@ -266,6 +266,14 @@ async fn seed_writes_the_demo_book_and_orders_lists_exactly_the_burst() {
     )
     .await;
     assert!(offset.code(0).stdout.ends_with("\n60 order(s)\n"), "{}", offset.stdout);
+    // ... and as times of day, on the book's latest trading day (the seed's 2026-11-25).
+    let of_day =
+        ic(&t.url, &["orders", "--symbol", "GBPUSD", "--from", "13:02", "--to", "13:06", "--limit", "1000"]).await;
+    assert!(of_day.code(0).stdout.ends_with("\n60 order(s)\n"), "{}", of_day.stdout);
+    let reversed = ic(&t.url, &["orders", "--from", "13:06", "--to", "13:02"]).await;
+    assert!(reversed.code(2).clean().stderr.contains("must be before --to"), "{}", reversed.stderr);
+    let nonsense = ic(&t.url, &["orders", "--from", "25:61"]).await;
+    assert!(nonsense.code(2).clean().stderr.contains("13:02 for that time"), "{}", nonsense.stderr);
     // The bare command shows the book.
     let bare = ic(&t.url, &[]).await;
     assert!(bare.code(0).clean().stdout.contains("Book: 200 accounts"), "{}", bare.stdout);
@@ -621,10 +629,17 @@ async fn batch_by_window_rolls_back_the_burst_once() {
 #[tokio::test]
 async fn batch_confirmation_wants_the_count_typed() {
     let t = seeded().await;
-    let window = ["rollback", "--symbol", "GBPUSD", "--from", BURST_FROM, "--to", BURST_TO, "--reason", REASON];
+    // Times of day: on the book's latest trading day, and the preview says which window.
+    let window = ["rollback", "--symbol", "GBPUSD", "--from", "13:02", "--to", "13:06", "--reason", REASON];
     let print = fingerprint(&t.pool).await;
     let no = ic_stdin(&t.url, &window, "yes\n").await;
     no.code(1).clean();
+    assert!(
+        no.stdout
+            .contains("Window: GBPUSD executed orders created from 2026-11-25 13:02:00 to 2026-11-25 13:06:00 UTC."),
+        "{}",
+        no.stdout
+    );
     assert!(no.stdout.contains("Batch: 60 order(s) (60 executed) of 20 user(s)"), "{}", no.stdout);
     assert!(no.stderr.contains("Type 60 to roll back 60 order(s)"), "{}", no.stderr);
     assert_eq!(fingerprint(&t.pool).await, print);

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use chrono::NaiveTime;
 use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
@@ -112,12 +111,7 @@ fn parse_status(s: &str) -> Option<String> {
 }
 
 fn parse_bound(s: &str) -> Option<TimeBound> {
-    for fmt in ["%H:%M", "%H:%M:%S"] {
-        if let Ok(t) = NaiveTime::parse_from_str(s, fmt) {
-            return Some(TimeBound::TimeOfDay(t));
-        }
-    }
-    crate::cli::parse_time(s).ok().map(TimeBound::At)
+    crate::cli::parse_time_bound(s).ok()
 }
 
 impl OrdersView {
@@ -273,6 +267,7 @@ impl OrdersView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveTime;
 
     #[test]
     fn filters_parse_keys_and_bare_terms() {
