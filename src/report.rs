@@ -75,6 +75,12 @@ pub fn describe(e: &Entry) -> String {
         "postcheck" => {
             format!("post-check {}: order {}", if d["successful"] == true { "passed" } else { "FAILED" }, s("order"))
         }
+        "maintenance" if d["seen_in_database"] == true => format!(
+            "maintenance mode {} outside this console (seen in the database{}): {}",
+            if d["on"] == true { "switched ON" } else { "switched off" },
+            d["by"].as_str().map(|b| format!(", by {b}")).unwrap_or_default(),
+            s("reason")
+        ),
         "maintenance" => format!(
             "maintenance mode {}, {}: {}",
             if d["on"] == true { "ON" } else { "off" },

@@ -956,6 +956,74 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
     assert_eq!(c.text_dialog().0, Purpose::Maintenance(false));
 }
 
+/// Switched outside this console (another console, psql): the journal says so, so the
+/// header, the customer notice and the report follow the database, not a stale "on".
+#[test]
+fn maintenance_switched_elsewhere_is_recorded_as_seen() {
+    let mut c = Console::incident();
+    c.connect_with_orders(3);
+    let before = c.entries();
+    // The same state again changes nothing.
+    let e = c.db(DbEvent::Maintenance(maintenance_state(false, t0())));
+    assert!(e.journal.is_empty() && !e.redraw);
+
+    c.clock(at(13, 20, 0));
+    let e = c.db(DbEvent::Maintenance(maintenance_state(true, at(13, 19, 30))));
+    assert_eq!(
+        observed(&e),
+        vec![Observation::MaintenanceSeen {
+            on: true,
+            reason: "stop new orders".into(),
+            by: Some(OPERATOR.into()),
+            since: Some(at(13, 19, 30)),
+        }]
+    );
+    c.append(e.journal);
+    assert_eq!(c.entries(), before + 1);
+    let period = c.case().state.maintenance_on().cloned().expect("on, per the journal");
+    assert!(!period.verified, "not probed by this console");
+    let notice = c.slot_text("customer_notice");
+    assert!(notice.contains("temporarily suspended"), "the customer notice follows:\n{notice}");
+    // Seen once: the next identical state records nothing more.
+    let e = c.db(DbEvent::Maintenance(maintenance_state(true, at(13, 19, 30))));
+    assert!(e.journal.is_empty());
+
+    // Switched off elsewhere: recorded too, and the notice stops saying so.
+    let e = c.db(DbEvent::Maintenance(maintenance_state(false, t0())));
+    let [Observation::MaintenanceSeen { on: false, .. }] = observed(&e).as_slice() else {
+        panic!("{:?}", observed(&e))
+    };
+    c.append(e.journal);
+    assert!(c.case().state.maintenance_on().is_none());
+    assert!(!c.slot_text("customer_notice").contains("temporarily suspended"));
+}
+
+/// This console's own switch is recorded once, from the probe's answer, even when a
+/// periodic refresh shows the new state first.
+#[test]
+fn a_refresh_during_our_own_switch_records_nothing() {
+    let mut c = Console::incident();
+    c.connect_with_orders(3);
+    c.press('M');
+    c.typed("stop new orders");
+    let e = c.enter();
+    let Some(Command::SetMaintenance { id, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    let id = *id;
+    let e = c.db(DbEvent::Maintenance(maintenance_state(true, at(13, 10, 0))));
+    assert!(e.journal.is_empty(), "{:?}", e.journal);
+    let e = c.db(DbEvent::MaintenanceSet {
+        id,
+        on: true,
+        reason: "stop new orders".into(),
+        result: Ok(MaintenanceProbe {
+            new_orders_refused: true,
+            probe_code: Some("maintenance_mode".into()),
+            state: maintenance_state(true, at(13, 10, 0)),
+        }),
+    });
+    assert_eq!(observed(&e).len(), 1);
+}
+
 #[test]
 fn a_probe_that_gets_through_is_recorded_unverified() {
     let mut c = Console::incident();

@@ -847,8 +847,24 @@ impl App {
                 if self.maintenance.as_ref() == Some(&m) {
                     return Effects::none();
                 }
+                // Switched by someone else: the journal (and so every message) must say so.
+                // Not while this console's own switch is in flight: its answer records it.
+                let journal_on = self.case.as_ref().map(|c| c.state.maintenance_on().is_some());
+                let seen = match journal_on {
+                    Some(on) if on != m.maintenance_mode && self.maintenance_request.is_none() => {
+                        self.observe(vec![crate::workflow::incident::Observation::MaintenanceSeen {
+                            on: m.maintenance_mode,
+                            reason: m.maintenance_reason.clone().unwrap_or_else(|| "no reason recorded".into()),
+                            by: m.maintenance_by.clone(),
+                            since: m.maintenance_since,
+                        }])
+                    }
+                    _ => Vec::new(),
+                };
                 self.maintenance = Some(m);
-                Effects::redraw()
+                let mut e = Effects::redraw();
+                e.journal = seen;
+                e
             }
             DbEvent::Cancelled { id } => self.on_cancelled(id),
             DbEvent::MaintenanceSet { id, on, reason, result } => self.on_maintenance_set(id, on, reason, result),

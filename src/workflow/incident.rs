@@ -151,6 +151,9 @@ pub enum Observation {
     Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
     /// Maintenance mode was switched, and whether the probe confirmed it.
     Maintenance { on: bool, reason: String, verified: bool },
+    /// The database's maintenance mode differs from the journal's: someone switched it
+    /// outside this console (another console, the CLI elsewhere, psql). Not probed here.
+    MaintenanceSeen { on: bool, reason: String, by: Option<String>, since: Option<DateTime<Utc>> },
     /// The ledger audit ran.
     Audit { violations: u64 },
     /// A message was copied out (and written to a file).
@@ -193,6 +196,11 @@ impl Observation {
             Observation::Maintenance { on, reason, verified } => {
                 ("maintenance", json!({ "on": on, "reason": reason, "verified": verified }))
             }
+            Observation::MaintenanceSeen { on, reason, by, since } => (
+                "maintenance",
+                json!({ "on": on, "reason": reason, "verified": false, "seen_in_database": true,
+                        "by": by, "since": since }),
+            ),
             Observation::Audit { violations } => ("audit", json!({ "violations": violations })),
             Observation::MessageCopied { template, audience, path } => {
                 ("message_copied", json!({ "template": template, "audience": audience, "path": path }))
