@@ -481,13 +481,19 @@ pub struct BenchArgs {
     pub keep_database: bool,
 }
 
-/// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds.
+/// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds. At most ten years: every
+/// duration here is a window or a timeout, and date arithmetic must not overflow.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
     let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("not a duration ({e}); try 30s, 5m or 1h"))?,
+    };
+    if d > LONGEST {
+        return Err("too long: at most 3650 days".into());
     }
-    humantime::parse_duration(s).map_err(|e| format!("not a duration ({e}); try 30s, 5m or 1h"))
+    Ok(d)
 }
 
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.
@@ -544,6 +550,8 @@ mod tests {
         assert!(parse_time("2026-11-25T13:02:00Z").is_ok());
         assert_eq!(parse_time("2026-11-25 13:02").ok(), parse_time("2026-11-25T13:02:00+00:00").ok());
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_duration("10000000000000").is_err(), "centuries are refused, not overflowed");
+        assert_eq!(parse_duration("3650days"), Ok(Duration::from_secs(3650 * 24 * 3600)));
         assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
         assert!(parse_duration("soon").is_err());

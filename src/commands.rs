@@ -852,7 +852,9 @@ fn chrono_duration(d: Duration) -> Result<chrono::Duration> {
 async fn metrics_command(g: &GlobalArgs, a: cli::MetricsArgs) -> Result<i32> {
     let (_s, pool) = connect(g).await?;
     let now = chrono::Utc::now();
-    let since = now - chrono_duration(a.since)?;
+    let since = now
+        .checked_sub_signed(chrono_duration(a.since)?)
+        .ok_or_else(|| Error::BadInput("--since reaches before any date".into()))?;
     let records = db::rollback_records(&pool, since).await?;
     let failed_postchecks = db::failed_postchecks(&pool, since).await?;
     let violations = if a.skip_audit { 0 } else { db::ledger_audit(&pool).await?.len() as u64 };

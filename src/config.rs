@@ -123,18 +123,24 @@ impl ConsoleConfig {
             Some(s) => Ok(Duration::from_secs(s)),
             None => Ok(default),
         };
+        // Minutes from 1 to ten years: beyond that, date arithmetic would overflow.
+        let minutes = |v: Option<i64>, name: &str, default: chrono::Duration| match v {
+            Some(m) if (1..=10 * 365 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
+            Some(_) => Err(format!("[dashboard] {name} must be from 1 to 5256000 (ten years)")),
+            None => Ok(default),
+        };
         let t = Thresholds {
             burst_count: file.dashboard.burst_count.unwrap_or(d.thresholds.burst_count),
-            burst_window: file
-                .dashboard
-                .burst_window_minutes
-                .map(chrono::Duration::minutes)
-                .unwrap_or(d.thresholds.burst_window),
-            long_rollback: file
-                .dashboard
-                .long_rollback_minutes
-                .map(chrono::Duration::minutes)
-                .unwrap_or(d.thresholds.long_rollback),
+            burst_window: minutes(
+                file.dashboard.burst_window_minutes,
+                "burst_window_minutes",
+                d.thresholds.burst_window,
+            )?,
+            long_rollback: minutes(
+                file.dashboard.long_rollback_minutes,
+                "long_rollback_minutes",
+                d.thresholds.long_rollback,
+            )?,
         };
         for c in &file.contact {
             let known = crate::workflow::incident::Role::parse(&c.role).is_some()
@@ -208,5 +214,13 @@ mod tests {
         assert!(e.contains("refresh_seconds"), "{e}");
         let e = ConsoleConfig::parse("colour = 1\n").err().unwrap_or_default();
         assert!(e.contains("colour"), "{e}");
+        // Windows that would overflow date arithmetic (or panic building the duration).
+        for v in ["0", "-5", "9999999999999999", "200000000000"] {
+            let e =
+                ConsoleConfig::parse(&format!("[dashboard]\nburst_window_minutes = {v}\n")).err().unwrap_or_default();
+            assert!(e.contains("burst_window_minutes"), "{v}: {e}");
+        }
+        let ok = ConsoleConfig::parse("[dashboard]\nlong_rollback_minutes = 45\n");
+        assert!(ok.is_ok_and(|c| c.thresholds.long_rollback == chrono::Duration::minutes(45)));
     }
 }

@@ -100,37 +100,75 @@ fn is_local_host(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]")
 }
 
-/// The URL with any password replaced by `***` (and query parameters named password).
+/// The URL with any password replaced by `***`: the userinfo's password (up to the last
+/// `@`, so an unencoded `/`, `?` or `@` in it is hidden too), `password=` query
+/// parameters, and `password=` in a key=value connection string.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..].find(['/', '?']).map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = rest_start + colon + 1;
-                out.replace_range(start..rest_start + at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", query.join("&"));
+    for (start, end) in secret_spans(url).into_iter().rev() {
+        out.replace_range(start..end, "***");
     }
     crate::sanitize::line(&out).into_owned()
 }
 
-/// Removes the raw URL from a message that might quote it.
+/// Byte ranges of the secrets in a URL or key=value connection string, in order.
+fn secret_spans(url: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut after_userinfo = 0;
+    if let Some(scheme_end) = url.find("://") {
+        let rest = scheme_end + 3;
+        if let Some(at) = url[rest..].rfind('@').map(|i| rest + i)
+            && let Some(colon) = url[rest..at].find(':').map(|i| rest + i)
+        {
+            spans.push((colon + 1, at));
+            after_userinfo = at;
+        }
+    }
+    // password=VALUE, as a query parameter (up to '&') or a key=value pair (up to a space,
+    // or quoted).
+    let lower = url.to_ascii_lowercase();
+    let mut from = after_userinfo;
+    while let Some(k) = lower[from..].find("password").map(|i| from + i) {
+        let mut v = k + "password".len();
+        while url[v..].starts_with(' ') {
+            v += 1;
+        }
+        if !url[v..].starts_with('=') {
+            from = v;
+            continue;
+        }
+        v += 1;
+        while url[v..].starts_with(' ') {
+            v += 1;
+        }
+        let end = if url[v..].starts_with('\'') {
+            url[v + 1..].find('\'').map_or(url.len(), |i| v + 1 + i + 1)
+        } else {
+            url[v..].find(['&', ' ']).map_or(url.len(), |i| v + i)
+        };
+        if end > v {
+            spans.push((v, end));
+        }
+        from = end;
+    }
+    spans
+}
+
+/// Removes the raw URL, and any piece of its password, from a message that might quote
+/// them.
 fn strip_url(message: &str, url: &str) -> String {
-    crate::sanitize::line(&message.replace(url, &redact_url(url))).into_owned()
+    let mut m = message.replace(url, &redact_url(url));
+    for (start, end) in secret_spans(url) {
+        let secret = &url[start..end];
+        if secret.chars().count() >= 3 {
+            m = m.replace(secret, "***");
+        }
+        // The parser may quote a piece of it (e.g. "invalid port number" after a '/').
+        for piece in secret.split(['/', '?', '@', ':']).filter(|p| p.chars().count() >= 2) {
+            m = m.replace(piece, "***");
+        }
+    }
+    crate::sanitize::line(&m).into_owned()
 }
 
 /// The operator's name: the flag, else `$INCIDENT_OPERATOR`, else the OS user.
@@ -159,6 +197,18 @@ mod tests {
         );
         assert_eq!(redact_url("postgresql:///incident?host=/tmp/s"), "postgresql:///incident?host=/tmp/s");
         assert_eq!(redact_url("postgres://a:p@ss@h/db"), "postgres://a:***@h/db");
+        // Unencoded '/' or '?' in the password: still hidden.
+        assert_eq!(redact_url("postgres://bob:pa/ss@db/prod"), "postgres://bob:***@db/prod");
+        assert_eq!(redact_url("postgres://bob:pa?ss@db/prod"), "postgres://bob:***@db/prod");
+        // key=value connection strings.
+        assert_eq!(redact_url("host=db user=bob password=s3cret"), "host=db user=bob password=***");
+        assert_eq!(redact_url("host=db password = 's 3cret' user=x"), "host=db password = *** user=x");
+        assert_eq!(redact_url("host=db PASSWORD=x dbname=y"), "host=db PASSWORD=*** dbname=y");
+        assert_eq!(redact_url("postgres://u@h/db?sslpassword=k&x=1"), "postgres://u@h/db?sslpassword=***&x=1");
+        // An error quoting a piece of the password loses it.
+        let m = strip_url("invalid port number: pa", "postgres://bob:pa/ss@db/prod");
+        assert!(!m.contains("pa") || m.contains("***"), "{m}");
+        assert!(!strip_url("bad: s3cret", "host=db password=s3cret").contains("s3cret"));
     }
 }
 

@@ -144,14 +144,17 @@ pub fn compute(
     let failed = records.len() as u64 - succeeded.len() as u64;
     let total = records.len() as u64;
     let durations: Vec<i64> = succeeded.iter().filter_map(|r| r.duration_us).collect();
-    let window_start = now - thresholds.burst_window;
+    // Checked: the window and the durations come from a config file and the database.
+    let window_start = now.checked_sub_signed(thresholds.burst_window).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let recent = succeeded.iter().filter(|r| r.at >= window_start && r.at <= now).count() as u64;
 
     // An operation is one call, or a whole batch: from the start of its first call to the
     // end of its last.
     let mut spans: std::collections::HashMap<uuid::Uuid, (DateTime<Utc>, DateTime<Utc>)> = Default::default();
     for r in records {
-        let start = r.at - Duration::microseconds(r.duration_us.unwrap_or(0));
+        let start =
+            r.at.checked_sub_signed(Duration::microseconds(r.duration_us.unwrap_or(0)))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let e = spans.entry(r.operation).or_insert((start, r.at));
         e.0 = e.0.min(start);
         e.1 = e.1.max(r.at);
