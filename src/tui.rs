@@ -46,6 +46,11 @@ impl TerminalGuard {
         std::panic::set_hook(Box::new(move |info| {
             restore();
             previous(info);
+            // A panic in a spawned task would leave the console running on a restored
+            // (cooked) terminal: end the process instead. Each rollback is its own database
+            // transaction and the journal is synced per entry, so nothing is half-done.
+            eprintln!("incident-console stopped after an internal error; the terminal is restored.");
+            std::process::exit(101);
         }));
         enable_raw_mode()?;
         RESTORED.store(false, Ordering::SeqCst);
@@ -166,18 +171,27 @@ pub async fn run_console(
 ) -> crate::error::Result<()> {
     let mut guard =
         TerminalGuard::enter().map_err(|e| crate::error::Error::Other(format!("cannot open the terminal: {e}")))?;
-    // A hang-up (closed SSH session) or a kill still restores the terminal.
+    // A hang-up (closed SSH session) or a kill still restores the terminal. In raw mode
+    // Ctrl-C is a key, so SIGINT and SIGQUIT come only from outside (kill): treated alike.
     let signals = tokio::spawn(async {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let (Ok(mut term), Ok(mut hup), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = hup.recv() => {},
-        }
+        // The shell's convention: 128 + the signal's number.
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = hup.recv() => 128 + 1,
+            _ = int.recv() => 128 + 2,
+            _ = quit.recv() => 128 + 3,
+        };
         restore();
-        std::process::exit(130);
+        std::process::exit(code);
     });
     let stats = LoopStats::default();
     let result = run_loop(

@@ -355,6 +355,30 @@ async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
 }
 
 // ----------------------------------------------------------------------------------------
+// Killed from outside
+// ----------------------------------------------------------------------------------------
+
+/// A kill from outside (a closed SSH session, `kill`, `kill -INT`) still leaves a working
+/// terminal, and the exit code names the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_outside_restores_the_terminal() {
+    for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129), ("QUIT", 131)] {
+        let c = Console::open("postgres://bob:s3cret@127.0.0.1:1/nope");
+        c.wait_for("UNREACHABLE", T).await;
+        assert_eq!(c.pane_format("#{alternate_on}"), "1", "the console is up");
+        // The pane runs `sh -c 'console; echo …'`: the console is the shell's child.
+        let shell = c.pane_format("#{pane_pid}");
+        let out = StdCommand::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!pid.is_empty() && !pid.contains('\n'), "one child of {shell}: {pid:?}");
+        let status = StdCommand::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
+        assert!(status.success());
+        c.wait_for(&format!("console-exited-{code}"), Duration::from_secs(5)).await;
+        assert_terminal_back_to_normal(&c).await;
+    }
+}
+
+// ----------------------------------------------------------------------------------------
 // Unreachable database
 // ----------------------------------------------------------------------------------------
 
