@@ -147,13 +147,18 @@ impl Progress {
 pub fn parse_order_file(text: &str) -> Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // A byte-order mark (an editor's) is not part of the first id.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
         let id = Uuid::parse_str(line).map_err(|_| {
-            Error::BadInput(format!("line {}: not an order id (UUID): {}", n + 1, crate::sanitize::line(line)))
+            // The line as far as an id would reach: a junk line may be megabytes long.
+            let shown: String = line.chars().take(48).collect();
+            let more = if line.chars().nth(48).is_some() { "…" } else { "" };
+            Error::BadInput(format!("line {}: not an order id (UUID): {}{more}", n + 1, crate::sanitize::line(&shown)))
         })?;
         if seen.insert(id) {
             ids.push(id);
@@ -344,5 +349,8 @@ mod tests {
         let err = parse_order_file(&format!("{a}\nnot-a-uuid\n")).err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("line 2: not an order id (UUID): not-a-uuid"));
         assert!(parse_order_file("# nothing\n").is_err());
+        assert_eq!(parse_order_file(&format!("\u{feff}{a}\r\n{b}\r\n")).ok(), Some(vec![a, b]));
+        let long = parse_order_file(&"x".repeat(10_000_000)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(long.len() < 100 && long.ends_with('…'), "{long}");
     }
 }

@@ -51,11 +51,11 @@ pub struct GlobalArgs {
     pub json: bool,
 
     /// Server-side limit for one statement (e.g. 30s, 2m; 0 for none).
-    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout)]
     pub statement_timeout: Duration,
 
     /// Server-side limit for waiting on a row lock (0 for none).
-    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_timeout)]
     pub lock_timeout: Duration,
 }
 
@@ -496,6 +496,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A server-side timeout: 0 for none, else 1 ms to PostgreSQL's limit (about 24 days). A
+/// shorter one would round to 0, which the server reads as no limit at all.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Ok(d);
+    }
+    if d < Duration::from_millis(1) {
+        return Err("shorter than 1ms (0 means no limit)".into());
+    }
+    if d.as_millis() > i32::MAX as u128 {
+        return Err("longer than PostgreSQL allows (2147483647ms, about 24 days)".into());
+    }
+    Ok(d)
+}
+
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.
 pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let s = s.trim();
@@ -551,6 +567,10 @@ mod tests {
         assert_eq!(parse_time("2026-11-25 13:02").ok(), parse_time("2026-11-25T13:02:00+00:00").ok());
         assert!(parse_time("yesterday").is_err());
         assert!(parse_duration("10000000000000").is_err(), "centuries are refused, not overflowed");
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        assert!(parse_timeout("500us").is_err() && parse_timeout("1ns").is_err());
+        assert!(parse_timeout("30days").is_err() && parse_timeout("3000000000ms").is_err());
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
         assert_eq!(parse_duration("3650days"), Ok(Duration::from_secs(3650 * 24 * 3600)));
         assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));

@@ -26,6 +26,8 @@ fn say(msg: &str) {
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     let g = &cli.global;
+    // Before anything: the name goes on every audit row and journal entry.
+    crate::connect::check_operator(&crate::connect::operator_name(g.operator.as_deref()))?;
     match cli.command {
         None => console(g, cli.title.as_deref(), cli.level).await,
         Some(Command::Sandbox { action }) => sandbox_command(g, action).await,

@@ -171,6 +171,34 @@ fn strip_url(message: &str, url: &str) -> String {
     crate::sanitize::line(&m).into_owned()
 }
 
+/// The operator's name as given: the flag when not blank, else the default.
+pub fn operator_name(flag: Option<&str>) -> String {
+    flag.map(str::trim).filter(|o| !o.is_empty()).map_or_else(default_operator, str::to_string)
+}
+
+/// The longest operator name (the journal keeps the same limit).
+pub const OPERATOR_MAX_CHARS: usize = 200;
+
+/// Refuses an operator name that is empty, longer than 200 characters, or holds control
+/// characters: it goes on every audit row and into the server's startup options, where a
+/// tab or a newline would be read as another option.
+pub fn check_operator(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n == 0 || n > OPERATOR_MAX_CHARS {
+        return Err(Error::BadInput(format!(
+            "the operator name must be 1 to {OPERATOR_MAX_CHARS} characters, got {n} \
+             (--operator, $INCIDENT_OPERATOR or the OS user)"
+        )));
+    }
+    if name.chars().any(|c| c.is_control() || crate::sanitize::is_invisible(c)) {
+        return Err(Error::BadInput(format!(
+            "the operator name {} holds control or invisible characters",
+            crate::sanitize::line(name)
+        )));
+    }
+    Ok(())
+}
+
 /// The operator's name: the flag, else `$INCIDENT_OPERATOR`, else the OS user.
 pub fn default_operator() -> String {
     for var in ["INCIDENT_OPERATOR", "USER", "LOGNAME"] {

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::cli::{GlobalArgs, IncidentAction, IncidentArgs, TemplateAction};
 use crate::comms::{self, Rendered, TemplateStore};
-use crate::connect::default_operator;
 use crate::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::incidents::{IncidentStore, OpenIncident};
 use crate::journal::{Entry, Verification};
@@ -23,7 +22,7 @@ use crate::workflow::{Level, Phase};
 
 /// The operator recorded in the journal: `--operator`, `$INCIDENT_OPERATOR`, the OS user.
 pub fn operator(g: &GlobalArgs) -> String {
-    g.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_operator)
+    crate::connect::operator_name(g.operator.as_deref())
 }
 
 fn config_dir() -> Result<PathBuf> {

@@ -35,7 +35,8 @@ fn main() {
                 let body = serde_json::json!({ "error": e.to_string(), "exit_code": e.exit_code() });
                 println!("{body}");
             }
-            eprintln!("error: {e}");
+            // Errors quote file names and arguments: shown, never executed by the terminal.
+            eprintln!("error: {}", incident_console::sanitize::multiline(&e.to_string()));
             e.exit_code()
         }
     };

@@ -5,9 +5,25 @@ use std::borrow::Cow;
 use std::fmt::Write;
 
 fn is_unsafe(c: char) -> bool {
-    // C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), and the bidi overrides
-    // that can make text read differently from what it is.
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    // C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), and the invisible ones.
+    c.is_control() || is_invisible(c)
+}
+
+/// Characters that draw nothing yet change how text reads or breaks: bidi overrides,
+/// isolates and marks, zero-width characters, the byte-order mark, line and paragraph
+/// separators.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{2029}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{feff}'
+    )
 }
 
 /// One line of text: every control character is escaped, newlines included.
@@ -52,6 +68,9 @@ mod tests {
         assert_eq!(line("bell\x07"), "bell\\x07");
         assert_eq!(line("l1\nl2"), "l1\\nl2");
         assert_eq!(line("rtl\u{202e}txt"), "rtl\\u{202e}txt");
+        for c in ['\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{feff}', '\u{2028}', '\u{2029}'] {
+            assert_eq!(line(&format!("a{c}b")), format!("a\\u{{{:x}}}b", c as u32));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use sqlx::Connection;
 
 use crate::cli::GlobalArgs;
-use crate::connect::{ConnectSettings, default_operator};
+use crate::connect::{ConnectSettings, operator_name};
 use crate::demo::{DemoBook, DemoSpec};
 use crate::error::{Error, Result};
 use crate::sandbox::{Cluster, Durability, SANDBOX_DATABASE, sandbox_cluster};
@@ -15,7 +15,7 @@ pub fn settings_for(url: String, is_sandbox: bool, global: &GlobalArgs) -> Conne
     ConnectSettings {
         url,
         is_sandbox,
-        operator: global.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(default_operator),
+        operator: operator_name(global.operator.as_deref()),
         application_name: "incident-console".into(),
         statement_timeout: global.statement_timeout,
         lock_timeout: global.lock_timeout,

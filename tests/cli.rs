@@ -910,6 +910,30 @@ async fn bad_input_exits_2_and_changes_nothing() {
         ),
         ("empty maintenance reason", vec!["maintenance", "on", "--reason", " "]),
         ("bad duration", vec!["metrics", "--since", "a while"]),
+        ("a window of centuries", vec!["metrics", "--since", "99999999999h"]),
+        ("a burst window of centuries", vec!["metrics", "--burst-window", "99999999999h"]),
+        ("a timeout the server cannot take", vec!["--statement-timeout", "30days", "audit"]),
+        ("a timeout that would mean none", vec!["--lock-timeout", "500us", "audit"]),
+        // A tab would be read by the server as the start of another startup option.
+        (
+            "an operator name with a tab",
+            vec![
+                "--operator",
+                "eve\t-c\tincident.operator=mallory",
+                "rollback",
+                &os,
+                "--user",
+                &us,
+                "--reason",
+                REASON,
+                "--yes",
+            ],
+        ),
+        ("an operator name with a newline", vec!["--operator", "eve\nx", "audit"]),
+        (
+            "a 201-character operator name",
+            vec!["--operator", &long[..201], "rollback", &os, "--user", &us, "--reason", REASON, "--yes"],
+        ),
     ];
     let url = t.url.as_str();
     let runs = cases.iter().map(|(name, args)| async move { (name, ic(url, args).await) });
