@@ -1242,6 +1242,20 @@ pub async fn incident_events_max_seq<'e, E: Executor<'e, Database = Postgres>>(e
     Ok(sqlx::query_scalar("SELECT incident_events_max_seq($1)").bind(incident.to_string()).fetch_one(e).await?)
 }
 
+/// The `seq` and `hash` of the journal entries of an incident copied to the database,
+/// from `from_seq` on.
+pub async fn incident_event_hashes<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    incident: &str,
+    from_seq: i64,
+) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as("SELECT seq, hash FROM incident_events WHERE incident_id = $1 AND seq >= $2 ORDER BY seq")
+        .bind(incident.to_string())
+        .bind(from_seq)
+        .fetch_all(e)
+        .await?)
+}
+
 /// Copies journal entries to `incident_events`; returns the number inserted, or an
 /// error naming the entries whose hash differs from the copy already there.
 pub async fn copy_incident_events<'e, E: Executor<'e, Database = Postgres>>(

@@ -89,8 +89,20 @@ pub async fn copy_journal(pool: &sqlx::PgPool, inc: &OpenIncident) -> Result<i64
 }
 
 /// Copies the entries past the database's highest `seq` of the incident; returns how many.
+/// A journal that no longer holds the database's last entry as it was (lines deleted from
+/// its end, perhaps written anew) is refused: the copy shows what the file lost.
 pub async fn copy_new_entries(pool: &sqlx::PgPool, incident: &str, entries: Vec<Entry>) -> Result<i64> {
     let have = crate::db::incident_events_max_seq(pool, incident).await?;
+    if have > 0 {
+        // The copy's last entry is enough to see a tail deleted or written anew.
+        let copied = crate::db::incident_event_hashes(pool, incident, have).await?;
+        if let Some(problem) = compare_with_copy(&entries, &copied) {
+            return Err(Error::CheckFailed(format!(
+                "the journal of {} disagrees with its database copy: {problem}",
+                line(incident)
+            )));
+        }
+    }
     let entries: Vec<Entry> = entries.into_iter().filter(|e| e.seq as i64 > have).collect();
     let mut copied = 0;
     for chunk in entries.chunks(500) {
@@ -99,26 +111,28 @@ pub async fn copy_new_entries(pool: &sqlx::PgPool, incident: &str, entries: Vec<
     Ok(copied)
 }
 
+/// The database of incident commands, when one is at hand without starting anything: a
+/// URL was given, or the sandbox is already running. `Err` says why there is none.
+async fn database_at_hand(g: &GlobalArgs) -> std::result::Result<crate::connect::ConnectSettings, String> {
+    if let Some(u) = g.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
+        return Ok(crate::target::settings_for(u.clone(), false, g));
+    }
+    let running = tokio::task::spawn_blocking(|| {
+        let c = crate::sandbox::sandbox_cluster().ok()?;
+        matches!(c.status(), Ok(crate::sandbox::Status::Running)).then(|| c.url(crate::sandbox::SANDBOX_DATABASE))
+    })
+    .await
+    .ok()
+    .flatten();
+    running
+        .map(|u| crate::target::settings_for(u, true, g))
+        .ok_or_else(|| "no database URL and the sandbox is not running".to_string())
+}
+
 /// After an incident command: copy the journal to the database when one is at hand
 /// without starting anything (a URL was given, or the sandbox is already running).
 async fn sync_if_reachable(g: &GlobalArgs, inc: &OpenIncident) {
-    let url = match &g.database_url {
-        Some(u) if !u.trim().is_empty() => crate::target::settings_for(u.clone(), false, g),
-        _ => {
-            let running = tokio::task::spawn_blocking(|| {
-                let c = crate::sandbox::sandbox_cluster().ok()?;
-                matches!(c.status(), Ok(crate::sandbox::Status::Running))
-                    .then(|| c.url(crate::sandbox::SANDBOX_DATABASE))
-            })
-            .await
-            .ok()
-            .flatten();
-            match running {
-                Some(u) => crate::target::settings_for(u, true, g),
-                None => return,
-            }
-        }
-    };
+    let Ok(url) = database_at_hand(g).await else { return };
     let attempt = async {
         let pool = url.pool(1).await?;
         let n = copy_journal(&pool, inc).await;
@@ -148,7 +162,7 @@ pub async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<i32> {
         }
         IncidentAction::Classify { answers, apply } => return classify_command(g, id, &answers, apply, &op).await,
         IncidentAction::Timeline { filter, limit } => return timeline(g, &open(id)?, filter.as_deref(), limit),
-        IncidentAction::Verify => return verify(g, &open(id)?),
+        IncidentAction::Verify => return verify(g, &open(id)?).await,
         IncidentAction::Report { out } => return report(g, id, out, &op).await,
         IncidentAction::Level { level, reason } => {
             Step::SetLevel { to: Level::from_number(level).unwrap_or(Level::Critical), reason }
@@ -348,15 +362,79 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
     Ok(EXIT_OK)
 }
 
-fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
+/// Where the journal and its database copy part, if they do: an entry whose hash differs,
+/// or entries the copy holds past the journal's end.
+fn compare_with_copy(entries: &[Entry], copied: &[(i64, String)]) -> Option<String> {
+    let mine: std::collections::HashMap<i64, &str> = entries.iter().map(|e| (e.seq as i64, e.hash.as_str())).collect();
+    if let Some((seq, _)) = copied.iter().find(|(seq, hash)| mine.get(seq).is_some_and(|h| h != hash)) {
+        return Some(format!("entry {seq} differs from the copy (the journal was changed after it was copied)"));
+    }
+    let missing: Vec<i64> = copied.iter().map(|(seq, _)| *seq).filter(|seq| !mine.contains_key(seq)).collect();
+    match (missing.first(), missing.last()) {
+        (Some(first), Some(last)) => Some(format!(
+            "the copy holds entr{} {first}{} that the journal no longer has (lines deleted)",
+            if missing.len() == 1 { "y" } else { "ies" },
+            if first == last { String::new() } else { format!(" to {last}") }
+        )),
+        _ => None,
+    }
+}
+
+/// The database copy's entries, when a database is at hand without starting anything
+/// (as for copying): `Err` says why it was not checked.
+async fn copied_entries(g: &GlobalArgs, incident: &str) -> std::result::Result<Vec<(i64, String)>, String> {
+    let settings = database_at_hand(g).await?;
+    let attempt = async {
+        let pool = settings.pool(1).await?;
+        let rows = crate::db::incident_event_hashes(&pool, incident, 1).await;
+        pool.close().await;
+        rows
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the database did not answer within 5 s".into()),
+    }
+}
+
+async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
     let v = inc.verify()?;
+    // The chain alone cannot see lines deleted from the end: the database copy can.
+    let copy = match &v {
+        Verification::Intact { .. } => Some(copied_entries(g, &inc.incident.id).await),
+        Verification::Broken { .. } => None,
+    };
+    let against_copy = match &copy {
+        Some(Ok(rows)) if !rows.is_empty() => Some(compare_with_copy(&inc.entries()?, rows)),
+        _ => None,
+    };
     if g.json {
-        print_json(&json!({ "incident": inc.incident.id, "journal": inc.journal.path(), "verification": v }))?;
+        let database = match (&copy, &against_copy) {
+            (Some(Ok(rows)), Some(problem)) => json!({ "checked": true, "entries": rows.len(), "problem": problem }),
+            (Some(Ok(_)), None) => json!({ "checked": true, "entries": 0, "problem": null }),
+            (Some(Err(why)), _) => json!({ "checked": false, "why": why }),
+            (None, _) => Value::Null,
+        };
+        print_json(&json!({ "incident": inc.incident.id, "journal": inc.journal.path(), "verification": v,
+                            "database_copy": database }))?;
+    }
+    if let Some(Some(problem)) = &against_copy {
+        if !g.json {
+            println!("Journal DOES NOT MATCH its database copy: {}", line(problem));
+            println!("({})", inc.journal.path().display());
+        }
+        return Ok(EXIT_CHECK_FAILED);
     }
     match v {
         Verification::Intact { entries, last_hash } => {
             if !g.json {
                 println!("Journal intact: {entries} entries, final hash {last_hash}");
+                match &copy {
+                    Some(Ok(rows)) if !rows.is_empty() => println!("Database copy: {} entries, matching.", rows.len()),
+                    Some(Ok(_)) => println!("Database copy: none yet."),
+                    Some(Err(why)) => println!("Database copy not checked: {}", line(why)),
+                    None => {}
+                }
             }
             Ok(EXIT_OK)
         }

@@ -844,6 +844,42 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
 // Bugs found while writing these tests, fixed since: each test states the behaviour.
 // ----------------------------------------------------------------------------------------
 
+/// Lines deleted from the journal's end leave a valid chain: the database copy shows them
+/// missing, and a line written anew in their place is a conflict, not a quiet copy.
+#[tokio::test]
+async fn verify_finds_a_deleted_tail_through_the_database_copy() {
+    let t = test_db().await;
+    let w = World::new();
+    let id = w.open("Tail check", 2).await;
+    for note in ["first note", "second note"] {
+        w.db(&t.url, &["incident", "note", note]).await.code(0).clean();
+    }
+    assert_eq!(db_chain(&t, &id).await.len(), 3);
+    w.db(&t.url, &["incident", "verify"]).await.code(0).clean().says("Database copy: 3 entries, matching.");
+    // Without a database at hand the chain is all there is, and verify says so.
+    w.ic(&["incident", "verify"]).await.code(0).clean().says("Database copy not checked");
+
+    // The last line deleted.
+    let path = w.journal(&id);
+    let original = std::fs::read_to_string(&path).expect("journal");
+    let shortened: String = original.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, &shortened).expect("write");
+    w.ic(&["incident", "verify"]).await.code(0).clean().says("Journal intact: 2 entries");
+    let out = w.db(&t.url, &["incident", "verify"]).await;
+    out.code(1).clean().says("the copy holds entry 3 that the journal no longer has (lines deleted)");
+    let j = w.db(&t.url, &["--json", "incident", "verify"]).await.code(1).json();
+    assert_eq!(j["database_copy"]["checked"], true, "{j}");
+
+    // A note written in its place (seq 3 again): refused by the copy, named by verify.
+    let note = w.db(&t.url, &["incident", "note", "rewritten history"]).await;
+    note.code(0).clean();
+    assert!(note.stderr.contains("disagrees with its database copy: entry 3 differs"), "{}", note.stderr);
+    w.db(&t.url, &["incident", "verify"]).await.code(1).clean().says("entry 3 differs from the copy");
+    let copy = db_chain(&t, &id).await;
+    assert_eq!(copy.len(), 3, "the copy keeps what it had");
+    assert_eq!(copy, chain(&original.lines().map(|l| serde_json::from_str(l).expect("json")).collect::<Vec<Value>>()));
+}
+
 #[tokio::test]
 async fn concurrent_new_incidents_get_their_own_journals() {
     let w = World::new();
