@@ -215,7 +215,7 @@ async fn db_chain(t: &TestDb, id: &str) -> Vec<(i64, String, String)> {
 /// The hash `incident verify` printed ("... final hash HASH").
 fn verified_hash(out: &Out) -> String {
     let (_, rest) = out.stdout.split_once("final hash ").unwrap_or_else(|| panic!("no final hash in {}", out.stdout));
-    rest.trim().to_string()
+    rest.lines().next().unwrap_or("").trim().to_string()
 }
 
 // ----------------------------------------------------------------------------------------
