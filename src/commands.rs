@@ -472,10 +472,16 @@ async fn confirm(prompt: String, expected: String) -> Result<bool> {
 
 fn check_reason(reason: &str) -> Result<()> {
     if reason.trim().is_empty() {
-        return Err(Error::BadInput("--reason must not be empty: say why the orders are rolled back".into()));
+        return Err(Error::BadInput("--reason must not be empty: say why".into()));
     }
     if reason.chars().count() > 1000 {
         return Err(Error::BadInput(format!("--reason is {} characters; at most 1000", reason.chars().count())));
+    }
+    if let Some(c) = sanitize::first_hidden(reason, false) {
+        return Err(Error::BadInput(format!(
+            "--reason holds a control or invisible character ({}): type plain text on one line",
+            sanitize::line(&c.to_string())
+        )));
     }
     Ok(())
 }
@@ -895,9 +901,7 @@ async fn metrics_command(g: &GlobalArgs, a: cli::MetricsArgs) -> Result<i32> {
 }
 
 async fn maintenance(g: &GlobalArgs, a: cli::MaintenanceArgs) -> Result<i32> {
-    if a.reason.trim().is_empty() || a.reason.chars().count() > 1000 {
-        return Err(Error::BadInput("--reason must be 1 to 1000 characters".into()));
-    }
+    check_reason(&a.reason)?;
     let (_s, pool) = connect(g).await?;
     let on = a.mode == OnOff::On;
     // Switched, then proved: a probe order inside a transaction that is rolled back.

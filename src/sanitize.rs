@@ -26,6 +26,12 @@ pub fn is_invisible(c: char) -> bool {
     )
 }
 
+/// The first character of `s` that a person's text should not hold: a control or
+/// invisible character (line breaks and tabs allowed when `multiline`).
+pub fn first_hidden(s: &str, multiline: bool) -> Option<char> {
+    s.chars().find(|&c| is_unsafe(c) && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+}
+
 /// One line of text: every control character is escaped, newlines included.
 pub fn line(s: &str) -> Cow<'_, str> {
     if !s.chars().any(is_unsafe) {
@@ -71,6 +77,15 @@ mod tests {
         for c in ['\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{feff}', '\u{2028}', '\u{2029}'] {
             assert_eq!(line(&format!("a{c}b")), format!("a\\u{{{:x}}}b", c as u32));
         }
+    }
+
+    #[test]
+    fn finds_what_a_person_should_not_type() {
+        assert_eq!(first_hidden("plain text, ünïcode", false), None);
+        assert_eq!(first_hidden("two\nlines", false), Some('\n'));
+        assert_eq!(first_hidden("two\nlines\tand a tab", true), None);
+        assert_eq!(first_hidden("bell\x07", true), Some('\x07'));
+        assert_eq!(first_hidden("rtl\u{202e}", true), Some('\u{202e}'));
     }
 
     #[test]

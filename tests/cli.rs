@@ -930,6 +930,9 @@ async fn bad_input_exits_2_and_changes_nothing() {
             ],
         ),
         ("an operator name with a newline", vec!["--operator", "eve\nx", "audit"]),
+        ("a reason of control characters", vec!["rollback", &os, "--user", &us, "--reason", "\x07\x1b", "--yes"]),
+        ("a reason on two lines", vec!["rollback", &os, "--user", &us, "--reason", "one\ntwo", "--yes"]),
+        ("a maintenance reason with an escape", vec!["maintenance", "on", "--reason", "stop\x1b[2J"]),
         (
             "a 201-character operator name",
             vec!["--operator", &long[..201], "rollback", &os, "--user", &us, "--reason", REASON, "--yes"],

@@ -345,6 +345,11 @@ impl App {
                                 *hint = Some("A reason of 1 to 1000 characters is required.".into());
                                 return Effects::redraw();
                             }
+                            if crate::sanitize::first_hidden(&reason, false).is_some() {
+                                *hint =
+                                    Some("The reason holds a control or invisible character: plain text only.".into());
+                                return Effects::redraw();
+                            }
                             case.dialog = None;
                             self.next_id += 1;
                             self.maintenance_request = Some(id_for_maintenance);

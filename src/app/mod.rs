@@ -532,6 +532,11 @@ impl App {
                     flow.hint = Some("A reason is required: it is recorded on every order and audit row.".into());
                 } else if reason.chars().count() > 1000 {
                     flow.hint = Some(format!("The reason is {} characters; at most 1000.", reason.chars().count()));
+                } else if let Some(c) = crate::sanitize::first_hidden(&reason, false) {
+                    flow.hint = Some(format!(
+                        "The reason holds a control or invisible character ({}): plain text only.",
+                        crate::sanitize::line(&c.to_string())
+                    ));
                 } else {
                     flow.hint = None;
                     flow.confirm_word = match (&flow.target, &flow.preview) {

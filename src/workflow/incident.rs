@@ -261,6 +261,8 @@ pub struct Incident {
     pub entries: u64,
 }
 
+/// A person's text: required, at most `max` characters, no control or invisible
+/// characters (line breaks allowed in long texts: notes and message fields).
 fn text_ok(s: &str, what: &str, max: usize) -> Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -268,6 +270,12 @@ fn text_ok(s: &str, what: &str, max: usize) -> Result<String, String> {
     }
     if t.chars().count() > max {
         return Err(format!("{what} is longer than {max} characters"));
+    }
+    if let Some(c) = crate::sanitize::first_hidden(t, max > 1000) {
+        return Err(format!(
+            "{what} holds a control or invisible character ({})",
+            crate::sanitize::line(&c.to_string())
+        ));
     }
     Ok(t.to_string())
 }
