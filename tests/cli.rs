@@ -472,12 +472,17 @@ async fn rollback_without_yes_asks_on_stdin() {
     let (os, us) = (b[5].id.to_string(), b[5].user.to_string());
     let print = fingerprint(&t.pool).await;
 
-    // "no" (with a reason holding a terminal escape, which must not reach the terminal).
-    let no = ic_stdin(&t.url, &["rollback", &os, "--user", &us, "--reason", "dup \x1b[2J deploy"], "no\n").await;
+    // A reason holding a terminal escape is refused before the question, the escape shown,
+    // not sent.
+    let escape = ic_stdin(&t.url, &["rollback", &os, "--user", &us, "--reason", "dup \x1b[2J deploy"], "yes\n").await;
+    escape.code(2).clean();
+    assert!(escape.stderr.contains("control or invisible character (\\x1b)"), "{}", escape.stderr);
+    assert!(!escape.stderr.contains('\x1b') && !escape.stdout.contains('\x1b'), "escape sequences are shown, not sent");
+    // "no".
+    let no = ic_stdin(&t.url, &["rollback", &os, "--user", &us, "--reason", REASON], "no\n").await;
     no.code(1).clean();
     assert!(no.stderr.contains("Type yes to roll back"), "{}", no.stderr);
     assert!(no.stderr.contains("Not confirmed; nothing was changed."), "{}", no.stderr);
-    assert!(!no.stderr.contains('\x1b') && !no.stdout.contains('\x1b'), "escape sequences are shown, not sent");
     // End of input is no confirmation either; nor is "y".
     ic_stdin(&t.url, &["rollback", &os, "--user", &us, "--reason", REASON], "").await.code(1).clean();
     ic_stdin(&t.url, &["rollback", &os, "--user", &us, "--reason", REASON], "y\n").await.code(1).clean();
