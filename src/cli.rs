@@ -427,16 +427,16 @@ pub struct PostcheckArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Count rollbacks since this long ago.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = parse_window)]
     pub since: Duration,
     /// This many rollbacks within --burst-window raise an alert.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub burst_count: u64,
     /// The window of the burst alert.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = parse_window)]
     pub burst_window: Duration,
     /// A rollback (or batch) longer than this raises an alert.
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = parse_window)]
     pub long_rollback: Duration,
     /// Skip the whole-book ledger audit (the data-inconsistency alert then only sees
     /// failed post-checks).
@@ -492,6 +492,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     if d > LONGEST {
         return Err("too long: at most 3650 days".into());
+    }
+    Ok(d)
+}
+
+/// A window or threshold: a duration longer than zero (zero would alert on everything or
+/// look at nothing).
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
     }
     Ok(d)
 }

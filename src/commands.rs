@@ -200,9 +200,21 @@ fn config_command(g: &GlobalArgs, action: cli::ConfigAction) -> Result<i32> {
         cli::ConfigAction::Example => print!("{}", crate::config::EXAMPLE),
         cli::ConfigAction::Check => {
             let c = crate::config::ConsoleConfig::load()?;
-            println!("{}: {}", path.display(), if path.exists() { "ok" } else { "not present, defaults in effect" });
-            for a in crate::keymap::KeyAction::ALL {
-                println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+            if g.json {
+                let keys: serde_json::Map<String, Value> = crate::keymap::KeyAction::ALL
+                    .iter()
+                    .map(|&a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
+                    .collect();
+                print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys }))?;
+            } else {
+                println!(
+                    "{}: {}",
+                    sanitize::line(&path.display().to_string()),
+                    if path.exists() { "ok" } else { "not present, defaults in effect" }
+                );
+                for a in crate::keymap::KeyAction::ALL {
+                    println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+                }
             }
         }
     }
@@ -470,6 +482,15 @@ async fn confirm(prompt: String, expected: String) -> Result<bool> {
     .map_err(|e| Error::Other(e.to_string()))?
 }
 
+/// A confirmation refused: nothing changed, said on stderr (and as JSON with --json).
+fn not_confirmed(g: &GlobalArgs) -> Result<i32> {
+    eprintln!("Not confirmed; nothing was changed.");
+    if g.json {
+        print_json(&json!({ "confirmed": false, "changed": false }))?;
+    }
+    Ok(EXIT_CHECK_FAILED)
+}
+
 fn check_reason(reason: &str) -> Result<()> {
     if reason.trim().is_empty() {
         return Err(Error::BadInput("--reason must not be empty: say why".into()));
@@ -543,8 +564,7 @@ async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
     if !a.yes {
         eprintln!("{plan}\nReason: {}", sanitize::line(&a.reason));
         if !confirm("Type yes to roll back: ".into(), "yes".into()).await? {
-            eprintln!("Not confirmed; nothing was changed.");
-            return Ok(EXIT_CHECK_FAILED);
+            return not_confirmed(g);
         }
     } else if !g.json {
         println!("{plan}");
@@ -687,8 +707,7 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         eprintln!("Reason: {}", sanitize::line(&a.reason));
         let word = preview.orders.to_string();
         if !confirm(format!("Type {word} to roll back {word} order(s): "), word).await? {
-            eprintln!("Not confirmed; nothing was changed.");
-            return Ok(EXIT_CHECK_FAILED);
+            return not_confirmed(g);
         }
     }
 
@@ -783,8 +802,19 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
             println!("  failed  {id}: {}", sanitize::line(err));
         }
         print!("{}", output::violations(&violations, false));
-        if !summary.complete() {
-            println!("Run the same command again to finish what is left; nothing is rolled back twice.");
+        // Failed and unattempted orders may go through on a second run; refused ones will
+        // be refused again (their state does not allow a rollback).
+        let retryable = summary.failed.len() + summary.not_attempted;
+        if retryable > 0 {
+            println!(
+                "Run the same command again to finish the {retryable} order(s) not done; nothing is rolled back twice."
+            );
+        }
+        if !summary.refused.is_empty() {
+            println!(
+                "The {} refused order(s) cannot be rolled back as they stand (see why above); a second run refuses them again.",
+                summary.refused.len()
+            );
         }
     }
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })

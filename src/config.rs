@@ -130,7 +130,10 @@ impl ConsoleConfig {
             None => Ok(default),
         };
         let t = Thresholds {
-            burst_count: file.dashboard.burst_count.unwrap_or(d.thresholds.burst_count),
+            burst_count: match file.dashboard.burst_count {
+                Some(0) => return Err("[dashboard] burst_count must be at least 1".into()),
+                n => n.unwrap_or(d.thresholds.burst_count),
+            },
             burst_window: minutes(
                 file.dashboard.burst_window_minutes,
                 "burst_window_minutes",
@@ -220,6 +223,8 @@ mod tests {
                 ConsoleConfig::parse(&format!("[dashboard]\nburst_window_minutes = {v}\n")).err().unwrap_or_default();
             assert!(e.contains("burst_window_minutes"), "{v}: {e}");
         }
+        let e = ConsoleConfig::parse("[dashboard]\nburst_count = 0\n").err().unwrap_or_default();
+        assert!(e.contains("burst_count"), "{e}");
         let ok = ConsoleConfig::parse("[dashboard]\nlong_rollback_minutes = 45\n");
         assert!(ok.is_ok_and(|c| c.thresholds.long_rollback == chrono::Duration::minutes(45)));
     }

@@ -87,6 +87,16 @@ impl From<sqlx::Error> for Error {
                     .and_then(|pg| pg.hint())
                     .map(|h| format!(" (hint: {})", crate::sanitize::line(h)))
                     .unwrap_or_default();
+                // A table or function of ours missing: most likely the wrong database, or
+                // one never migrated.
+                // (PostgreSQL's own hint for a missing function, about type casts, misleads.)
+                let hint = if matches!(code.as_deref(), Some("42P01" | "42883")) {
+                    " (is this the right database, and migrated? `incident-console migrate --dry-run` shows what \
+                     is missing)"
+                        .to_string()
+                } else {
+                    hint
+                };
                 let message = format!("{}{hint}", crate::sanitize::line(db.message()));
                 if unreachable { Error::Unreachable(message) } else { Error::Database(DbErrorText { code, message }) }
             }

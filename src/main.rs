@@ -1,9 +1,10 @@
 //! The `incident-console` binary.
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 use incident_console::cli::Cli;
-use incident_console::error::EXIT_CHECK_FAILED;
+use incident_console::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
 
 fn main() {
     // Panics get a readable report (and, once the TUI exists, a restored terminal first).
@@ -19,7 +20,19 @@ fn main() {
         }
         report(info);
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Bad arguments with --json: machines get their JSON on stdout too.
+            let is_usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if is_usage && std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
+                println!("{}", serde_json::json!({ "error": first, "exit_code": EXIT_BAD_INPUT }));
+            }
+            e.exit()
+        }
+    };
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
         Ok(rt) => rt,

@@ -310,6 +310,37 @@ async fn seed_without_a_database_url_refuses_to_touch_the_sandbox() {
     assert!(!sandbox.exists(), "seed must not create a sandbox");
 }
 
+/// With --json, stdout is JSON whatever happens: bad arguments, and commands without a
+/// database.
+#[tokio::test]
+async fn json_on_stdout_for_bad_arguments_and_config_check() {
+    let mut c = console();
+    c.args(["--json", "orders", "--id", "not-a-uuid"]);
+    let out = run_cmd(c, None).await;
+    out.code(2).clean();
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(j["exit_code"], 2, "{j}");
+    assert!(j["error"].as_str().is_some_and(|e| e.contains("not-a-uuid")), "{j}");
+    assert!(out.stderr.contains("not-a-uuid"), "people still read stderr: {}", out.stderr);
+
+    let mut c = console();
+    c.args(["--json", "config", "check"]);
+    let out = run_cmd(c, None).await;
+    out.code(0).clean();
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(j["valid"], true, "{j}");
+    assert_eq!(j["keys"]["quit (asks mid-rollback)"], "ctrl-c q", "{j}");
+}
+
+/// A database without our schema (the wrong one, or never migrated) says so.
+#[tokio::test]
+async fn an_unmigrated_database_is_named_as_such() {
+    let out = ic(&common::admin_url(), &["audit"]).await;
+    assert_ne!(out.code, 0, "{out:#?}");
+    out.clean();
+    assert!(out.stderr.contains("is this the right database, and migrated?"), "{}", out.stderr);
+}
+
 // ----------------------------------------------------------------------------------------
 // One order: precheck, rollback, postcheck
 // ----------------------------------------------------------------------------------------
@@ -648,6 +679,11 @@ async fn batch_confirmation_wants_the_count_typed() {
     assert!(no.stdout.contains("Batch: 60 order(s) (60 executed) of 20 user(s)"), "{}", no.stdout);
     assert!(no.stderr.contains("Type 60 to roll back 60 order(s)"), "{}", no.stderr);
     assert_eq!(fingerprint(&t.pool).await, print);
+    let mut json_window = vec!["--json"];
+    json_window.extend(window);
+    let j = ic_stdin(&t.url, &json_window, "no\n").await.code(1).clean().json();
+    assert_eq!(j, serde_json::json!({ "confirmed": false, "changed": false }));
+    assert_eq!(fingerprint(&t.pool).await, print);
 
     let yes = ic_stdin(&t.url, &window, "60\n").await;
     yes.code(0).clean();
@@ -733,7 +769,8 @@ async fn a_batch_with_orders_that_cannot_be_rolled_back_reports_them_and_exits_1
     assert!(out.stdout.contains("2 rolled back, 0 already rolled back, 2 refused, 0 failed"), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("refused {failed}: not_rollbackable")), "{}", out.stdout);
     assert!(out.stdout.contains(&format!("refused {pending}: not_rollbackable")), "{}", out.stdout);
-    assert!(out.stdout.contains("Run the same command again"), "{}", out.stdout);
+    assert!(out.stdout.contains("The 2 refused order(s) cannot be rolled back as they stand"), "{}", out.stdout);
+    assert!(!out.stdout.contains("Run the same command again"), "a second run would not help:\n{}", out.stdout);
     assert_eq!(status_of(&t, failed).await, "failed");
     assert_eq!(status_of(&t, pending).await, "pending");
 
@@ -917,6 +954,8 @@ async fn bad_input_exits_2_and_changes_nothing() {
         ("bad duration", vec!["metrics", "--since", "a while"]),
         ("a window of centuries", vec!["metrics", "--since", "99999999999h"]),
         ("a burst window of centuries", vec!["metrics", "--burst-window", "99999999999h"]),
+        ("a threshold of nothing", vec!["metrics", "--long-rollback", "0"]),
+        ("a burst of none", vec!["metrics", "--burst-count", "0"]),
         ("a timeout the server cannot take", vec!["--statement-timeout", "30days", "audit"]),
         ("a timeout that would mean none", vec!["--lock-timeout", "500us", "audit"]),
         // A tab would be read by the server as the start of another startup option.
