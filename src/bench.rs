@@ -456,7 +456,7 @@ pub async fn run_command(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
     if g.json {
         print_json(&json!(report))?;
     } else {
-        println!("Server: {}", report.server);
+        println!("Server: {}", crate::sanitize::line(&report.server));
         for f in &report.rollback {
             println!(
                 "Rollback, {} connection(s): {} orders in {:.2}s = {:.0} orders/s; pgbench TPC-B-like {}; ratio {} ({} retries)",

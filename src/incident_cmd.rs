@@ -320,22 +320,22 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
             ItemState::Skipped { reason, .. } => format!("  (skipped: {})", line(reason)),
             ItemState::Open => i.item_roles.get(&it.id).map(|r| format!("  -> {}", r.label())).unwrap_or_default(),
         };
-        println!("  {} {:<24} {}{extra}", item_mark(st), it.id, it.text);
+        println!("  {} {:<24} {}{extra}", item_mark(st), line(&it.id), line(&it.text));
     }
     let earlier: Vec<_> = i.open_items(&inc.checklist).into_iter().filter(|it| it.phase < i.phase).collect();
     if !earlier.is_empty() {
         println!("Still open from earlier phases:");
         for it in earlier {
-            println!("  [ ] {:<24} {} ({})", it.id, it.text, it.phase.label());
+            println!("  [ ] {:<24} {} ({})", line(&it.id), line(&it.text), it.phase.label());
         }
     }
     if !i.fields.is_empty() || !i.waived.is_empty() {
         println!("Message fields:");
         for (k, v) in &i.fields {
-            println!("  {k} = {}", line(v));
+            println!("  {} = {}", line(k), line(v));
         }
         for k in &i.waived {
-            println!("  {k} (waived)");
+            println!("  {} (waived)", line(k));
         }
     }
     println!("Journal: {} entries in {}", entries.len(), inc.journal.path().display());
@@ -612,13 +612,13 @@ pub async fn template_command(g: &GlobalArgs, action: TemplateAction) -> Result<
                 for t in list {
                     println!(
                         "{:<22} {:<9} {}{}",
-                        t.name,
+                        line(&t.name),
                         t.audience.as_str(),
-                        t.title,
+                        line(&t.title),
                         if t.required.is_empty() {
                             String::new()
                         } else {
-                            format!("  (fill: {})", t.required.join(", "))
+                            format!("  (fill: {})", line(&t.required.join(", ")))
                         }
                     );
                     if let Some(p) = &t.problem {

@@ -37,11 +37,11 @@ fn value_text(v: &Value) -> String {
 
 /// The checks of a pre- or post-check, one per line, with expected and actual when given.
 pub fn checks(list: &[Check]) -> String {
-    let width = list.iter().map(|c| c.check.len()).max().unwrap_or(0);
+    let width = list.iter().map(|c| sanitize::line(&c.check).chars().count()).max().unwrap_or(0);
     let mut out = String::new();
     for c in list {
         let mark = if c.passed { "PASS" } else { "FAIL" };
-        let _ = write!(out, "  {mark}  {:<width$}", c.check, width = width);
+        let _ = write!(out, "  {mark}  {:<width$}", sanitize::line(&c.check), width = width);
         if let Some(detail) = &c.detail {
             let _ = write!(out, "  {}", sanitize::line(detail));
         }

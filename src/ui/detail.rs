@@ -38,7 +38,7 @@ fn value_text(v: Option<&Value>) -> String {
 /// visible '…' (details carry amounts, and a silently cut amount reads as another amount);
 /// a failing check's detail is kept whole, for the paragraph to wrap.
 fn check_lines(checks: &[&Check], room: u16) -> Vec<Line<'static>> {
-    let width = checks.iter().map(|c| c.check.chars().count()).max().unwrap_or(0);
+    let width = checks.iter().map(|c| sanitize::line(&c.check).chars().count()).max().unwrap_or(0);
     let detail_room = room.saturating_sub(u16::try_from(width + 7).unwrap_or(u16::MAX)).max(2);
     checks
         .iter()
@@ -47,7 +47,7 @@ fn check_lines(checks: &[&Check], room: u16) -> Vec<Line<'static>> {
             Line::from(vec![
                 Span::raw(" "),
                 pass(c.passed),
-                Span::raw(format!(" {:<width$} ", c.check, width = width)),
+                Span::raw(format!(" {:<width$} ", sanitize::line(&c.check), width = width)),
                 Span::styled(if c.passed { fit(&detail, detail_room) } else { detail }, Style::new().fg(Color::Gray)),
             ])
         })
@@ -408,7 +408,7 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     let values: Vec<(String, String)> =
         checks.iter().map(|c| (value_text(c.expected.as_ref()), value_text(c.actual.as_ref()))).collect();
     let widest = |texts: &mut dyn Iterator<Item = usize>, least: usize| texts.max().unwrap_or(0).max(least) as u16;
-    let check_need = widest(&mut checks.iter().map(|c| c.check.chars().count()), 5);
+    let check_need = widest(&mut checks.iter().map(|c| sanitize::line(&c.check).chars().count()), 5);
     let expected_need = widest(&mut values.iter().map(|v| v.0.chars().count()), 16);
     let actual_need = widest(&mut values.iter().map(|v| v.1.chars().count()), 6);
     let avail = table.width.saturating_sub(4 + 3);
@@ -423,7 +423,7 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
             let style = if c.passed { Style::new() } else { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) };
             Row::new(vec![
                 Cell::from(pass(c.passed)),
-                Cell::from(fit(&c.check, check_w)),
+                Cell::from(fit(&sanitize::line(&c.check), check_w)),
                 Cell::from(fit(expected, expected_w)),
                 Cell::from(fit(actual, actual_w)),
             ])

@@ -372,7 +372,7 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         let edited = if slot.draft.is_some() { " · edited" } else { "" };
         let line = Line::from(vec![
             Span::raw(if selected && app.focus == Pane::Messages { "▶" } else { " " }),
-            Span::raw(format!("{title:<22.22} ")),
+            Span::raw(format!("{:<22.22} ", sanitize::line(&title))),
             Span::styled(format!("{audience:<9}"), Style::new().fg(Color::Gray)),
             status,
             Span::styled(format!("{edited}{copied}"), Style::new().fg(Color::Cyan)),
@@ -608,7 +608,10 @@ fn editor(
     let rect = Rect::new(area.x, area.y + 2, area.width, area.height.saturating_sub(3));
     frame.render_widget(Clear, rect);
     let slot = case.messages.iter().find(|s| s.name == template);
-    let title = slot.and_then(|s| s.rendered.as_ref().ok()).map_or(template.to_string(), |r| r.title.clone());
+    let title = sanitize::line(
+        &slot.and_then(|s| s.rendered.as_ref().ok()).map_or(template.to_string(), |r| r.title.clone()),
+    )
+    .into_owned();
     let block = dialog_block(format!("Editing {title} · esc done · ctrl-r refill"));
     let inner = block.inner(rect);
     frame.render_widget(block, rect);

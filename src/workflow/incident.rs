@@ -304,6 +304,12 @@ impl Incident {
             return Err(format!("the journal starts with {kind}, not incident_opened"));
         }
         let level = level_of(&data["level"]).ok_or("incident_opened without a level 1-3")?;
+        // The id names directories and is printed everywhere: as strict on replay as when
+        // it was written (a hand-edited journal must not smuggle anything in).
+        let id = data["id"].as_str().unwrap_or("");
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err("incident_opened with an id that is not letters, digits and dashes".into());
+        }
         let mut inc = Incident {
             id: data["id"].as_str().unwrap_or("").to_string(),
             title: data["title"].as_str().unwrap_or("").to_string(),
