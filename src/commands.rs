@@ -427,8 +427,10 @@ fn print_precheck(p: &db::Precheck) {
             money(f.margin_used),
             f.open_positions
         );
+        // What a rollback would give back: only when one could run now.
+        let would = if p.ready { "refund" } else { "(not ready) would refund" };
         println!(
-            "  This order:        refund {}, margin released {}",
+            "  This order:        {would} {}, margin released {}",
             money(f.expected_refund),
             money(f.expected_margin_release)
         );
@@ -837,6 +839,13 @@ async fn postcheck(g: &GlobalArgs, a: cli::PostcheckArgs) -> Result<i32> {
         Some(b) if baseline.get("checks").is_some() => b.clone(),
         _ => baseline,
     };
+    // Only the format `precheck --baseline-out` writes: another version may mean otherwise.
+    if baseline.get("version") != Some(&json!(1)) {
+        return Err(Error::BadInput(format!(
+            "the baseline's version is {}, not 1: write it with `incident-console precheck ORDER --user U --baseline-out FILE`",
+            sanitize::line(&baseline.get("version").map_or("missing".to_string(), Value::to_string))
+        )));
+    }
     let (_s, pool) = connect(g).await?;
     let p = db::postcheck(&pool, a.order, a.user, &baseline).await?;
     if p.error_code.as_deref() == Some("invalid_baseline") {

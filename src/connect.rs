@@ -29,7 +29,7 @@ pub struct ConnectSettings {
 impl ConnectSettings {
     /// Connection options for sqlx, with the session settings as startup parameters.
     pub fn options(&self) -> Result<PgConnectOptions> {
-        let mut opts = PgConnectOptions::from_str(&self.url).map_err(|e| {
+        let mut opts = PgConnectOptions::from_str(&libpq_compatible(&self.url)).map_err(|e| {
             Error::BadInput(format!(
                 "invalid database URL {}: {}",
                 redact_url(&self.url),
@@ -78,7 +78,7 @@ impl ConnectSettings {
         if self.is_sandbox {
             return "sandbox".to_string();
         }
-        match PgConnectOptions::from_str(&self.url) {
+        match PgConnectOptions::from_str(&libpq_compatible(&self.url)) {
             Ok(o) => {
                 let place = match o.get_socket() {
                     // A socket directory can be long; its last component says enough.
@@ -94,6 +94,19 @@ impl ConnectSettings {
             Err(_) => redact_url(&self.url),
         }
     }
+}
+
+/// libpq takes `postgresql://user:pw@/db?host=/socket/dir` (an empty host, the socket in
+/// the query); the URL parser underneath sqlx refuses an empty host after a userinfo. A
+/// placeholder host is given, which the `host` parameter then replaces.
+fn libpq_compatible(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest_at) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let authority_end = url[rest_at..].find('/').map_or(url.len(), |i| rest_at + i);
+    let authority = &url[rest_at..authority_end];
+    if authority.ends_with('@') && (url.contains("?host=") || url.contains("&host=")) {
+        return format!("{}localhost{}", &url[..authority_end], &url[authority_end..]).into();
+    }
+    url.into()
 }
 
 fn is_local_host(host: &str) -> bool {
@@ -215,6 +228,23 @@ pub fn default_operator() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn takes_libpq_socket_urls_with_a_userinfo() {
+        let url = "postgresql://postgres:pw@/adv?host=/var/run/pg&port=5432";
+        let s = ConnectSettings {
+            url: url.into(),
+            is_sandbox: false,
+            operator: "t".into(),
+            application_name: "t".into(),
+            statement_timeout: Duration::from_secs(1),
+            lock_timeout: Duration::from_secs(1),
+        };
+        let o = s.options().expect("parsed");
+        assert_eq!(o.get_socket().map(|p| p.to_string_lossy().into_owned()), Some("/var/run/pg".into()));
+        assert_eq!(o.get_database(), Some("adv"));
+        assert_eq!(libpq_compatible("postgres://u:p@h/db"), "postgres://u:p@h/db");
+    }
 
     #[test]
     fn hides_passwords() {

@@ -468,6 +468,12 @@ async fn precheck_rollback_and_postcheck_of_one_order() {
         .collect();
     assert_eq!(failed, vec!["balance_restored"], "{p}");
 
+    // Another format version is bad input, whatever else it holds.
+    let mut future = written.clone();
+    future["version"] = Value::from(2);
+    let post = ic_stdin(&t.url, &["postcheck", &os, "--user", &us, "--baseline", "-"], &future.to_string()).await;
+    assert!(post.code(2).clean().stderr.contains("the baseline's version is 2, not 1"), "{}", post.stderr);
+
     // A baseline of another order is bad input; so is one that is not JSON.
     let other = b.iter().find(|x| x.user != u).expect("another burst user");
     let other_path = dir.path().join("other.json");

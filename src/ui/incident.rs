@@ -608,10 +608,9 @@ fn editor(
     let rect = Rect::new(area.x, area.y + 2, area.width, area.height.saturating_sub(3));
     frame.render_widget(Clear, rect);
     let slot = case.messages.iter().find(|s| s.name == template);
-    let title = sanitize::line(
-        &slot.and_then(|s| s.rendered.as_ref().ok()).map_or(template.to_string(), |r| r.title.clone()),
-    )
-    .into_owned();
+    let title =
+        sanitize::line(&slot.and_then(|s| s.rendered.as_ref().ok()).map_or(template.to_string(), |r| r.title.clone()))
+            .into_owned();
     let block = dialog_block(format!("Editing {title} · esc done · ctrl-r refill"));
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
