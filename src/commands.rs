@@ -728,6 +728,9 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         }
     });
     let shown = progress.clone();
+    // Set when the run is over, cancelled or not: the last line says what really finished.
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run_over = over.clone();
     let drawer = tokio::spawn(async move {
         let tty = std::io::stderr().is_terminal();
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
@@ -741,17 +744,19 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         }
         let mut last_line = std::time::Instant::now();
         loop {
+            let ended = run_over.load(Ordering::Relaxed);
             let done = shown.done.load(Ordering::Relaxed);
             if tty {
                 bar.set_position(done);
-            } else if last_line.elapsed() >= Duration::from_secs(2) || done == total {
+            } else if last_line.elapsed() >= Duration::from_secs(2) || done == total || ended {
                 eprintln!(
-                    "progress: {done}/{total} finished, {} rolled back",
-                    shown.rolled_back.load(Ordering::Relaxed)
+                    "progress: {done}/{total} finished, {} rolled back{}",
+                    shown.rolled_back.load(Ordering::Relaxed),
+                    if ended && done < total { format!(", {} not attempted", total - done) } else { String::new() }
                 );
                 last_line = std::time::Instant::now();
             }
-            if done >= total {
+            if done >= total || ended {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -759,7 +764,7 @@ async fn rollback_batch(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {
         bar.finish_and_clear();
     });
     let run = batch::run(&settings, items, &opts, progress.clone()).await;
-    progress.done.store(total, Ordering::Relaxed);
+    over.store(true, Ordering::Relaxed);
     let _ = drawer.await;
     ctrl_c.abort();
     let (summary, outcomes) = run?;
