@@ -362,20 +362,35 @@ async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
 /// terminal, and the exit code names the signal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_from_outside_restores_the_terminal() {
-    for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129), ("QUIT", 131)] {
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130), (libc::SIGHUP, 129), (libc::SIGQUIT, 131)] {
         let c = Console::open("postgres://bob:s3cret@127.0.0.1:1/nope");
         c.wait_for("UNREACHABLE", T).await;
         assert_eq!(c.pane_format("#{alternate_on}"), "1", "the console is up");
         // The pane runs `sh -c 'console; echo …'`: the console is the shell's child.
-        let shell = c.pane_format("#{pane_pid}");
-        let out = StdCommand::new("pgrep").args(["-P", &shell]).output().expect("pgrep");
-        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(!pid.is_empty() && !pid.contains('\n'), "one child of {shell}: {pid:?}");
-        let status = StdCommand::new("kill").args([&format!("-{signal}"), &pid]).status().expect("kill");
-        assert!(status.success());
+        let shell: i32 = c.pane_format("#{pane_pid}").parse().expect("the pane's pid");
+        let children = children_of(shell);
+        let [pid] = children.as_slice() else { panic!("one child of {shell}: {children:?}") };
+        // SAFETY: kill(2) on a pid this test started, with a valid signal number.
+        let sent = unsafe { libc::kill(*pid, signal) };
+        assert_eq!(sent, 0, "kill {pid}");
         c.wait_for(&format!("console-exited-{code}"), Duration::from_secs(5)).await;
         assert_terminal_back_to_normal(&c).await;
     }
+}
+
+/// The processes whose parent is `parent`, from /proc (no procps needed).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // "pid (comm) state ppid …": the command may hold spaces, so read after its ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 // ----------------------------------------------------------------------------------------
