@@ -977,17 +977,42 @@ fn resize_below_the_minimum_and_back() {
     terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
     let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
     assert!(text.contains("Terminal too small"));
-    // The mouse has nothing to hit; keys still work.
+    // The mouse has nothing to hit, and keys do nothing: nothing may act unseen.
     assert_eq!(s.mouse(MouseEventKind::Down(MouseButton::Left), 5, 5), Effects::default());
-    s.press('k');
-    assert_eq!(s.app.orders.cursor, 29);
+    assert_eq!(s.press('k'), Effects::default());
+    assert_eq!(s.app.orders.cursor, 30);
 
     let e = s.act(Action::Terminal(Event::Resize(80, 24)));
     assert!(e.redraw);
     // 80x24 shows 5 orders: the window scrolled so the cursor is visible.
     let (cursor, offset) = (s.app.orders.cursor, s.app.orders.offset);
-    assert_eq!(cursor, 29);
+    assert_eq!(cursor, 30);
     assert!(offset <= cursor && cursor < offset + 5, "cursor {cursor} offset {offset}");
+}
+
+/// Below the smallest size only a notice is drawn: a rollback cannot be started,
+/// reasoned or confirmed blind; q still quits (asking first while a rollback runs).
+#[test]
+fn no_key_acts_while_the_terminal_is_too_small() {
+    let mut s = Sim::loaded((80, 24), 20, false);
+    s.act(Action::Terminal(Event::Resize(60, 20)));
+    for e in [s.press('r'), s.press('p'), s.press('i'), s.paste("why"), s.enter(), s.key(KeyCode::Tab)] {
+        assert_eq!(e, Effects::default());
+    }
+    assert!(s.app.flow.is_none() && s.app.screen == incident_console::app::Screen::Rollback);
+
+    // A rollback confirmed at full size, then the window shrinks: q asks, on the notice.
+    s.act(Action::Terminal(Event::Resize(80, 24)));
+    s.reach_running();
+    s.act(Action::Terminal(Event::Resize(60, 20)));
+    let e = s.press('q');
+    assert!(e.commands.is_empty() && s.app.quit_confirm && !s.app.quit);
+    let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
+    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("A rollback is running") && text.contains("y quits"), "{text}");
+    s.press('y');
+    assert!(s.app.quit);
 }
 
 #[test]

@@ -221,6 +221,11 @@ impl App {
         Areas::of(self.size.0, self.size.1)
     }
 
+    /// Whether the terminal is below the smallest size: only a notice is drawn.
+    pub fn too_small(&self) -> bool {
+        crate::ui::layout::frame_rows(self.size.0, self.size.1).is_none()
+    }
+
     fn order_rows(&self) -> usize {
         self.areas().map_or(10, |a| a.order_rows())
     }
@@ -294,6 +299,14 @@ impl App {
         // Ctrl-C always means quit, even inside a text input.
         if ctrl_c {
             return self.request_quit();
+        }
+        // Nothing is drawn but the "too small" notice: no key may act unseen (a rollback
+        // confirmed blind), only quitting.
+        if self.too_small() {
+            return match self.keymap.action(&key) {
+                Some(KeyAction::Quit) => self.request_quit(),
+                _ => Effects::none(),
+            };
         }
         self.message = None;
         if self.help {
@@ -704,6 +717,9 @@ impl App {
     }
 
     fn on_paste(&mut self, text: &str) -> Effects {
+        if self.too_small() {
+            return Effects::none();
+        }
         if self.dialog_paste(text) {
             return Effects::redraw();
         }

@@ -161,7 +161,7 @@ impl IncidentAreas {
 }
 
 /// Header, body and footer of either screen; None below 80x24.
-fn frame_rows(width: u16, height: u16) -> Option<[Rect; 3]> {
+pub fn frame_rows(width: u16, height: u16) -> Option<[Rect; 3]> {
     if width < MIN_WIDTH || height < MIN_HEIGHT {
         return None;
     }

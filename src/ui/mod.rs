@@ -26,7 +26,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     let area = frame.area();
     if app.screen == crate::app::Screen::Incident {
         let Some(areas) = layout::IncidentAreas::of(area.width, area.height) else {
-            too_small(frame, area);
+            too_small(app, frame, area);
             return;
         };
         header(app, frame, areas.header);
@@ -36,7 +36,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         return;
     }
     let Some(areas) = Areas::of(area.width, area.height) else {
-        too_small(frame, area);
+        too_small(app, frame, area);
         return;
     };
     header(app, frame, areas.header);
@@ -364,14 +364,20 @@ fn quit_confirm(frame: &mut Frame, area: Rect) {
     );
 }
 
-fn too_small(frame: &mut Frame, area: Rect) {
-    let text = vec![
+fn too_small(app: &App, frame: &mut Frame, area: Rect) {
+    let mut text = vec![
         Line::from("Terminal too small").bold(),
         Line::from(format!(
             "incident-console needs {MIN_WIDTH}×{MIN_HEIGHT}; this one is {}×{}.",
             area.width, area.height
         )),
-        Line::from("Enlarge the window (or press q to quit)."),
+        Line::from("Keys do nothing until it is larger (q quits)."),
     ];
+    if app.rollback_running() {
+        text.push(Line::from("A rollback is running; it goes on.").fg(Color::Yellow));
+    }
+    if app.quit_confirm {
+        text.push(Line::from("Quit while a rollback runs? y quits, any other key stays.").fg(Color::Red).bold());
+    }
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
 }
