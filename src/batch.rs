@@ -129,8 +129,11 @@ pub struct Progress {
     pub rolled_back: AtomicU64,
     /// Orders refused or failed.
     pub problems: AtomicU64,
-    /// Set to stop taking new orders (in-flight ones finish).
+    /// Set to stop taking new orders; no retry starts after it. The calls in flight are
+    /// cancelled on the server through `backends`.
     pub cancel: AtomicBool,
+    /// The backend pids of the batch's connections (for `pg_cancel_backend`).
+    pub backends: std::sync::Mutex<Vec<i32>>,
     /// Outcomes not yet shown, for a live display (drained by whoever draws).
     pub recent: std::sync::Mutex<Vec<(BatchItem, Outcome)>>,
 }
@@ -175,6 +178,7 @@ async fn roll_back_one(
     item: BatchItem,
     opts: &BatchOptions,
     retries: &AtomicU64,
+    cancel: &AtomicBool,
 ) -> Outcome {
     let mut attempt = 0;
     loop {
@@ -194,6 +198,9 @@ async fn roll_back_one(
                     message: r.message.unwrap_or_default(),
                 };
             }
+            // Cancelled meanwhile (perhaps this very call, on the server): its transaction
+            // rolled back, so the order is as it was; no retry.
+            Err(_) if cancel.load(Ordering::Relaxed) => return Outcome::NotAttempted,
             Err(e) if is_retryable(e.sqlstate()) && attempt < opts.max_attempts => {
                 retries.fetch_add(1, Ordering::Relaxed);
                 // Exponential backoff with jitter, so colliding workers fall out of step.
@@ -231,6 +238,10 @@ pub async fn run(
     for _ in 0..concurrency {
         let mut conn = settings.connection().await?;
         db::join_batch(&mut conn, opts.batch_id).await?;
+        let pid = db::backend_pid(&mut conn).await?;
+        if let Ok(mut b) = progress.backends.lock() {
+            b.push(pid);
+        }
         conns.push(conn);
     }
     let mut notifier = settings.connection().await?;
@@ -248,7 +259,11 @@ pub async fn run(
                     results.push((i, item, Outcome::NotAttempted));
                     continue;
                 }
-                let outcome = roll_back_one(&mut conn, item, &opts, &retries).await;
+                let outcome = roll_back_one(&mut conn, item, &opts, &retries, &progress.cancel).await;
+                if outcome == Outcome::NotAttempted {
+                    results.push((i, item, outcome));
+                    continue;
+                }
                 match outcome {
                     Outcome::RolledBack { .. } => {
                         progress.rolled_back.fetch_add(1, Ordering::Relaxed);

@@ -304,22 +304,28 @@ impl Worker {
     }
 
     fn cancel(&self, id: RequestId) {
-        let entry = self.running.lock().ok().and_then(|mut m| match m.get_mut(&id) {
+        let pids = self.running.lock().ok().map_or_else(Vec::new, |mut m| match m.get_mut(&id) {
             Some(Cancel::Batch(p)) => {
+                // No new order, no retry; and the calls in flight are cancelled on the
+                // server (each is one transaction: a cancelled one changes nothing).
                 p.cancel.store(true, Ordering::Relaxed);
-                None
+                p.backends.lock().map(|b| b.clone()).unwrap_or_default()
             }
-            Some(Cancel::Backend(Some(pid))) => Some(*pid),
+            Some(Cancel::Backend(Some(pid))) => vec![*pid],
             Some(Cancel::Backend(None)) => {
                 // Not started yet: it will see it was removed and not run.
                 m.remove(&id);
-                None
+                Vec::new()
             }
-            None => None,
+            None => Vec::new(),
         });
-        if let (Some(pid), Some(pool)) = (entry, self.pool.clone()) {
+        if let Some(pool) = self.pool.clone()
+            && !pids.is_empty()
+        {
             tokio::spawn(async move {
-                let _ = db::cancel_backend(&pool, pid).await;
+                for pid in pids {
+                    let _ = db::cancel_backend(&pool, pid).await;
+                }
             });
         }
     }

@@ -304,3 +304,70 @@ async fn bank_test_money_is_never_created_or_lost() {
     }
     assert_consistent(&t.pool).await;
 }
+
+/// A batch cancelled while its call waits on a lock: the call is cancelled on the server,
+/// nothing is retried or started afterwards, and nothing changed — also once the lock is
+/// gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_batch_stops_on_the_server_and_changes_nothing() {
+    use incident_console::batch::{self, BatchItem, BatchOptions, Progress};
+    let t = test_db().await;
+    let user = account(&t.pool, "100000").await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(executed(&t.pool, user, "1000", None).await);
+    }
+    let before = fingerprint(&t.pool).await;
+
+    // Another session holds the first order's row: the batch's first call waits on it.
+    let mut holder = t.conn().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
+    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(orders[0])
+        .execute(&mut holder)
+        .await
+        .expect("lock the order");
+
+    let mut settings = t.settings();
+    settings.lock_timeout = Duration::from_secs(60);
+    let mut opts = BatchOptions::new("cancel test".into());
+    opts.concurrency = 1;
+    let progress = Arc::new(Progress::default());
+    let items: Vec<BatchItem> = orders.iter().map(|&order_id| BatchItem { order_id, user_id: user }).collect();
+    let run = {
+        let progress = progress.clone();
+        tokio::spawn(async move { batch::run(&settings, items, &opts, progress).await })
+    };
+    let pid = loop {
+        if let Some(&pid) = progress.backends.lock().expect("backends").first() {
+            break pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut observer = t.conn().await;
+    assert!(
+        wait_until_waiting(&mut observer, pid, Duration::from_secs(10)).await.expect("pg_stat_activity"),
+        "the batch's call waits on the held row"
+    );
+
+    // What the console's cancel does: stop, and cancel the calls in flight on the server.
+    let started = Instant::now();
+    progress.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    for pid in progress.backends.lock().expect("backends").clone() {
+        db::cancel_backend(&t.pool, pid).await.expect("pg_cancel_backend");
+    }
+    let (summary, _) = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the batch ends without waiting for the lock")
+        .expect("join")
+        .expect("the batch runs");
+    assert!(started.elapsed() < Duration::from_secs(5), "ended {:?} after the cancel", started.elapsed());
+    assert_eq!((summary.rolled_back, summary.not_attempted), (0, 3), "{summary:?}");
+    assert!(summary.failed.is_empty() && summary.refused.is_empty(), "{summary:?}");
+
+    // The lock released: still nothing happens, nothing changed.
+    sqlx::query("ROLLBACK").execute(&mut holder).await.expect("release");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fingerprint(&t.pool).await, before);
+    assert_consistent(&t.pool).await;
+}
