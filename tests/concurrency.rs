@@ -353,7 +353,8 @@ async fn a_cancelled_batch_stops_on_the_server_and_changes_nothing() {
     // What the console's cancel does: stop, and cancel the calls in flight on the server.
     let started = Instant::now();
     progress.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-    for pid in progress.backends.lock().expect("backends").clone() {
+    let pids = progress.backends.lock().expect("backends").clone();
+    for pid in pids {
         db::cancel_backend(&t.pool, pid).await.expect("pg_cancel_backend");
     }
     let (summary, _) = tokio::time::timeout(Duration::from_secs(10), run)
