@@ -108,18 +108,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
 
     // Wide enough for price and transaction too (160 columns and up).
-    let wide = table.width >= 94;
-    let header_cells: Vec<&str> = if wide {
-        vec!["", "time", "symbol", "side", "quantity", "price", "status", "cost", "order", "user", "tx"]
-    } else {
-        vec!["", "time", "symbol", "side", "quantity", "status", "cost", "order", "user"]
-    };
     let visible = table.height.saturating_sub(1) as usize;
     let end = (o.offset + visible).min(o.rows.len());
     let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
 
-    // Money columns take the width of the widest amount on screen when the pane has room;
-    // an amount still too wide is cut with a visible '…', never silently.
+    // Money columns take the width of the widest amount on screen. The transaction and
+    // price columns give way first, so amounts show whole; an amount still too wide is
+    // cut with a visible '…', never silently.
     let texts: Vec<[String; 4]> = on_screen
         .iter()
         .map(|(_, r)| {
@@ -132,21 +127,42 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     let widest = |k: usize| texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16;
-    // [symbol, quantity, price, cost]: the least each gets, then what it would like.
-    let least: [u16; 4] = [6, 11, 8, 10];
+    // [symbol, quantity, price, cost]: the least each gets (its heading), then what it
+    // would like.
+    let least: [u16; 4] = [6, 8, 5, 4];
+    let want: [u16; 4] = [0, 1, 2, 3].map(|k| widest(k).max(least[k]));
+    let status_w =
+        on_screen.iter().map(|(_, r)| sanitize::line(&r.status).chars().count()).max().unwrap_or(0).max(6) as u16;
+    // cursor, time, side, status, order, user (+ tx) and the spaces between columns.
+    let fixed = |price: bool, tx: bool| -> u16 {
+        let columns = 9 + u16::from(price) + u16::from(tx);
+        2 + 8 + 4 + status_w + 8 + 8 + if tx { 8 } else { 0 } + (columns - 1)
+    };
+    let need = |price: bool, tx: bool| fixed(price, tx) + want[0] + want[1] + want[3] + if price { want[2] } else { 0 };
+    let (show_price, show_tx) =
+        [(true, true), (true, false)].into_iter().find(|&(p, t)| need(p, t) <= table.width).unwrap_or((false, false));
     let mut money_widths = least;
-    let fixed: u16 = 2 + 8 + 4 + 11 + 8 + 8 + if wide { 8 } else { 0 };
-    let columns: u16 = if wide { 11 } else { 9 };
-    let used = |w: &[u16; 4]| fixed + w[0] + w[1] + w[3] + if wide { w[2] } else { 0 } + (columns - 1);
     for k in [3, 1, 2, 0] {
-        if k == 2 && !wide {
+        if k == 2 && !show_price {
             continue;
         }
-        let want = widest(k).max(least[k]);
-        let room = table.width.saturating_sub(used(&money_widths));
-        money_widths[k] = (least[k] + room).min(want).max(least[k]);
+        let used = fixed(show_price, show_tx)
+            + money_widths[0]
+            + money_widths[1]
+            + money_widths[3]
+            + if show_price { money_widths[2] } else { 0 };
+        let room = table.width.saturating_sub(used);
+        money_widths[k] = (least[k] + room).min(want[k]).max(least[k]);
     }
     let cell = |text: &str, k: usize| Cell::from(fit(text, money_widths[k]));
+    let mut header_cells = vec!["", "time", "symbol", "side", "quantity"];
+    if show_price {
+        header_cells.push("price");
+    }
+    header_cells.extend(["status", "cost", "order", "user"]);
+    if show_tx {
+        header_cells.push("tx");
+    }
 
     let rows: Vec<Row> = on_screen
         .iter()
@@ -168,14 +184,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Cell::from(sanitize::line(&r.side).into_owned()),
                 cell(&t[1], 1),
             ];
-            if wide {
+            if show_price {
                 cells.push(cell(&t[2], 2));
             }
             cells.push(Cell::from(Span::styled(sanitize::line(&r.status).into_owned(), status_style(&r.status))));
             cells.push(cell(&t[3], 3));
             cells.push(Cell::from(short(r.id)));
             cells.push(Cell::from(short(r.user_id)));
-            if wide {
+            if show_tx {
                 cells.push(Cell::from(r.transaction_id.map(short).unwrap_or_else(|| "-".into())));
             }
             let style = if i == o.cursor {
@@ -195,12 +211,12 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Length(4),
         Constraint::Length(money_widths[1]),
     ];
-    if wide {
+    if show_price {
         widths.push(Constraint::Length(money_widths[2]));
     }
-    widths.extend([Constraint::Length(11), Constraint::Length(money_widths[3]), Constraint::Length(8)]);
-    widths.push(if wide { Constraint::Length(8) } else { Constraint::Min(8) });
-    if wide {
+    widths.extend([Constraint::Length(status_w), Constraint::Length(money_widths[3]), Constraint::Length(8)]);
+    widths.push(if show_tx { Constraint::Length(8) } else { Constraint::Min(8) });
+    if show_tx {
         widths.push(Constraint::Min(8));
     }
     let header = Row::new(header_cells).style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD));
