@@ -511,20 +511,19 @@ async fn classify_command(g: &GlobalArgs, id: Option<&str>, raw: &[String], appl
         parse_answers(raw)?
     };
     let (level, why) = classify::propose(&answers);
-    let reason =
-        format!("classified: {}", if why.is_empty() { "no criterion applies".to_string() } else { why.join(" ") });
     let mut applied = None;
+    let mut kept = None;
     if apply {
         let mut inc = open(id)?;
         let now = Utc::now();
-        let mut written = if inc.incident.level != level {
-            inc.act(Step::SetLevel { to: level, reason: reason.clone() }, op, now)?
-        } else {
-            inc.act(Step::Note { text: format!("level {} confirmed, {reason}", level.number()) }, op, now)?
-        };
-        // Running the helper is the classification step; tick it unless done already.
-        if inc.checklist.get("classify").is_some() && inc.incident.item_state("classify") == &ItemState::Open {
-            written.extend(inc.act(Step::Tick { item: "classify".into() }, op, now)?);
+        // Running the helper is the classification step; it is ticked unless done already.
+        let open_item =
+            inc.checklist.get("classify").is_some() && inc.incident.item_state("classify") == &ItemState::Open;
+        let (result, steps) = crate::app::incident::classification_steps(inc.incident.level, &answers, open_item);
+        kept = (result != level).then_some(result);
+        let mut written = Vec::new();
+        for step in steps {
+            written.extend(inc.act(step, op, now)?);
         }
         applied = Some(written);
         sync_if_reachable(g, &inc).await;
@@ -539,7 +538,13 @@ async fn classify_command(g: &GlobalArgs, id: Option<&str>, raw: &[String], appl
         if answers.iter().any(|(_, a)| *a == Answer::Unsure) {
             println!("  (unsure answers count as yes: when in doubt, the higher level)");
         }
-        if applied.is_some() {
+        if let Some(current) = kept {
+            println!(
+                "Level {} kept (noted): the classification never lowers the level; `incident level {} --reason …` does.",
+                current.number(),
+                level.number()
+            );
+        } else if applied.is_some() {
             println!("Set on the incident.");
         } else {
             println!("Apply it with --apply, or `incident level N --reason …`.");

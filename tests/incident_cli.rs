@@ -373,6 +373,21 @@ async fn classify_with_doubt_proposes_level_3_and_apply_logs_it() {
         again["applied"].as_array().expect("applied").iter().map(|e| e["kind"].as_str().expect("kind")).collect();
     assert_eq!(kinds, ["note"], "{again}");
     assert_eq!(w.kinds(&id), ["incident_opened", "level_changed", "item_ticked", "note"]);
+
+    // Answers that point lower never lower the level: Level 3 is kept, and the proposal noted.
+    let out = w.ic(&["incident", "classify", "--apply", "--answer", "data_corruption=no"]).await;
+    out.code(0).clean().says("Proposed: Level 1 MINOR").says("Level 3 kept (noted)");
+    let entries = w.entries(&id);
+    let last = entries.last().expect("an entry");
+    assert_eq!(last["kind"], "note", "{last}");
+    assert!(
+        last["data"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("level 3 kept; the classification proposes Level 1")),
+        "{last}"
+    );
+    let show = w.ic(&["--json", "incident", "show"]).await.code(0).json();
+    assert_eq!(show["context"]["level"]["number"], 3, "{show}");
 }
 
 // ----------------------------------------------------------------------------------------

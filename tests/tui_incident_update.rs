@@ -656,6 +656,20 @@ fn shift_c_classifies_and_unsure_counts_up() {
         "{:?}",
         e.journal
     );
+    c.append(e.journal);
+
+    // Every answer no proposes Level 1: the level is kept, the proposal noted, never lowered.
+    c.press('C');
+    c.typed("nnnnnnnnnn");
+    let e = c.enter();
+    assert!(
+        matches!(e.journal.as_slice(), [JournalRequest::Step(Step::Note { text })]
+            if text.starts_with("level 3 kept; the classification proposes Level 1")),
+        "{:?}",
+        e.journal
+    );
+    c.append(e.journal);
+    assert_eq!(c.case().state.level, Level::Critical);
 }
 
 #[test]

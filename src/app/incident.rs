@@ -459,7 +459,9 @@ pub fn step_of(purpose: &Purpose, text: &str) -> Result<Option<Step>, String> {
     })
 }
 
-/// The classification's outcome: the level and the steps that record it.
+/// The classification's outcome: the level it leaves and the steps that record it. It may
+/// raise the level, never lower it: lowering is a decision of its own, with a typed reason
+/// (`L`, `incident level`), and in doubt the higher level stands.
 pub fn classification_steps(
     current: Level,
     answers: &[(&'static str, Answer)],
@@ -468,11 +470,19 @@ pub fn classification_steps(
     let (level, why) = classify::propose(answers);
     let reason =
         format!("classified: {}", if why.is_empty() { "no criterion applies".to_string() } else { why.join(" ") });
-    let mut steps = vec![if level != current {
-        Step::SetLevel { to: level, reason }
+    let (level, first) = if level > current {
+        (level, Step::SetLevel { to: level, reason })
+    } else if level < current {
+        let text = format!(
+            "level {} kept; the classification proposes Level {} ({reason}); lowering needs a reason of its own",
+            current.number(),
+            level.number()
+        );
+        (current, Step::Note { text })
     } else {
-        Step::Note { text: format!("level {} confirmed, {reason}", level.number()) }
-    }];
+        (level, Step::Note { text: format!("level {} confirmed, {reason}", level.number()) })
+    };
+    let mut steps = vec![first];
     if classify_open {
         steps.push(Step::Tick { item: "classify".into() });
     }

@@ -555,6 +555,15 @@ pub fn dialog(app: &App, frame: &mut Frame, area: Rect) {
                     ),
                     Span::raw(if level == case.state.level { "  (unchanged)" } else { "" }),
                 ]));
+                if level < case.state.level {
+                    lines.push(
+                        Line::from(format!(
+                            "  lower than Level {}: enter keeps it (noted); L lowers it, with a reason",
+                            case.state.level.number()
+                        ))
+                        .fg(Color::Yellow),
+                    );
+                }
                 for w in why.iter().take(3) {
                     lines.push(Line::from(format!("  because: {w}")));
                 }
