@@ -264,7 +264,8 @@ fn metrics(alerts: Vec<Alert>) -> Metrics {
         success_rate_percent: Some(dec(8571, 2)),
         mean_ms: Some(dec(42_315, 3)),
         p95_ms: Some(dec(118_200, 3)),
-        last_rollback: Some(at(13, 9, 30)),
+        // Before the orders are loaded (13:08:02): they are not stale.
+        last_rollback: Some(at(13, 7, 30)),
         recent: 12,
         alerts,
     }
@@ -788,6 +789,27 @@ fn a_wide_amount_is_never_cut_silently() {
         }
         assert_eq!(symbol == "BTCUSDT.PERP", symbol_whole, "{size:?}:\n{text}");
     }
+}
+
+/// A rollback committed by anyone after the rows and the pre-check were loaded (the
+/// dashboard hears of it): both say they may be out of date; R reloads the rows.
+#[test]
+fn a_rollback_elsewhere_marks_the_orders_and_the_precheck_stale() {
+    let mut s = prechecked((160, 48), true);
+    let text = text_of(&s);
+    assert!(!text.contains("stale") && !text.contains("Stale"), "{text}");
+    let mut d = quiet_dashboard();
+    d.metrics.last_rollback = Some(at(13, 11, 0));
+    s.tick(at(13, 11, 1));
+    s.db(DbEvent::Dashboard(d));
+    let text = text_of(&s);
+    assert!(text.contains("stale: R reloads"), "{text}");
+    assert!(text.contains("Stale: a rollback at 13:11:00 since · p re-runs"), "{text}");
+    // R: the rows are loaded again, and are current.
+    s.press('R');
+    s.answer_orders(page());
+    let text = text_of(&s);
+    assert!(!text.contains("stale: R reloads"), "{text}");
 }
 
 #[test]

@@ -217,6 +217,13 @@ impl App {
         id
     }
 
+    /// The last rollback seen on the dashboard (anyone's), when it is newer than `since`:
+    /// what was loaded before it may show orders as they no longer are.
+    pub fn rollback_since(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let last = self.dashboard.as_ref()?.metrics.last_rollback?;
+        since.is_some_and(|s| last > s).then_some(last)
+    }
+
     fn areas(&self) -> Option<Areas> {
         Areas::of(self.size.0, self.size.1)
     }
@@ -770,8 +777,12 @@ impl App {
                 Effects::redraw()
             }
             DbEvent::Orders { id, page, rows: r, has_more } => {
+                let first = page == PageRequest::First;
                 if !self.orders.receive(id, page, r, has_more, rows) {
                     return Effects::none();
+                }
+                if first {
+                    self.orders.loaded_at = Some(self.now);
                 }
                 Effects::with(self.more_orders())
             }

@@ -53,6 +53,8 @@ pub struct OrdersView {
     pub started: bool,
     /// The order to put the cursor back on when the reloaded first page holds it.
     pub keep: Option<uuid::Uuid>,
+    /// When the first page on screen was answered (for "changed since").
+    pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A filter input with the console's look.

@@ -110,6 +110,12 @@ pub fn precheck(app: &App, frame: &mut Frame, area: Rect) {
                     money(f.expected_margin_release)
                 )));
             }
+            if let Some(at) = app.rollback_since(Some(v.at)) {
+                lines.push(Line::from(Span::styled(
+                    format!(" Stale: a rollback at {} since · p re-runs", at.format("%H:%M:%S")),
+                    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                )));
+            }
             let mut checks: Vec<&Check> = v.result.checks.iter().collect();
             checks.sort_by_key(|c| c.passed);
             lines.extend(check_lines(&checks, area.width.saturating_sub(2)));

@@ -32,11 +32,15 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         (None, Some(_)) => "counting…".into(),
         (None, None) => String::new(),
     };
-    let title = if count.is_empty() {
+    let mut title = if count.is_empty() {
         format!("Orders · {}", sanitize::line(&o.describe_filter()))
     } else {
         format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count)
     };
+    // Someone rolled back since these rows were loaded: they may be out of date.
+    if app.rollback_since(o.loaded_at).is_some() {
+        title.push_str(" · stale: R reloads");
+    }
     // Whether more rows lie beyond the loaded window, on the bottom border where it hides
     // no column.
     let more = match (o.has_newer, o.has_older, &o.loading) {
