@@ -15,7 +15,7 @@ use uuid::Uuid;
 use incident_console::app::flow::Stage;
 use incident_console::app::incident::{Dialog, IncidentPanel, JournalEvent, JournalRequest, Purpose};
 use incident_console::app::{Action, App, Effects, Load, Screen};
-use incident_console::batch::{BatchItem, Summary};
+use incident_console::batch::{BatchItem, Outcome, Summary};
 use incident_console::comms::TemplateStore;
 use incident_console::config::Contact;
 use incident_console::db::{
@@ -1139,6 +1139,48 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
     let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, vec!["postcheck", "rollback"]);
     assert!(c.case().internal.contains(&o.id.to_string()));
+}
+
+/// Quitting while a batch runs: its answer will never come, so the journal records what
+/// was heard of it, as not finished.
+#[test]
+fn quitting_mid_batch_records_the_batch_as_interrupted() {
+    let mut c = Console::open(Level::Moderate);
+    c.connect_with_orders(5);
+    c.press(' ');
+    c.press(' ');
+    let e = c.press('b');
+    let [Command::PreviewBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let items: Vec<BatchItem> = c.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 2,
+        executed: 2,
+        users: 2,
+        total_refund: Decimal::new(2_530_000, 2),
+        total_margin_release: Decimal::new(253_000, 2),
+    };
+    c.db(DbEvent::BatchPreview { id: *id, result: Ok((preview, items.clone())) });
+    c.typed("duplicates");
+    c.enter();
+    c.typed("2");
+    let e = c.enter();
+    let [Command::RunBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let id = *id;
+    let done = Outcome::RolledBack { refunded: Decimal::new(1_265_000, 2), margin_released: Decimal::ONE, attempts: 1 };
+    c.db(DbEvent::BatchProgress { id, done: 1, total: 2, rolled_back: 1, problems: 0, recent: vec![(items[0], done)] });
+
+    let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(e.journal.is_empty() && c.app.quit_confirm, "asks first");
+    let e = c.press('y');
+    assert!(c.app.quit);
+    assert!(e.commands.contains(&Command::Cancel { id }) && e.commands.contains(&Command::Shutdown));
+    let seen = observed(&e);
+    let [Observation::Rollback { mode, orders, refunded, success, detail, reason, .. }] = seen.as_slice() else {
+        panic!("one rollback observation: {:?}", e.journal)
+    };
+    assert_eq!((mode.as_str(), *orders, refunded.as_str(), *success), ("batch", 1, "12650", false));
+    assert!(detail.starts_with("interrupted: the console quit with 1 of 2 finished"), "{detail}");
+    assert_eq!(reason, "duplicates");
 }
 
 #[test]

@@ -55,6 +55,8 @@ pub struct BatchRun {
     pub rolled_back: u64,
     /// Refused or failed.
     pub problems: u64,
+    /// Cash given back by the orders heard of so far.
+    pub refunded: rust_decimal::Decimal,
     /// The latest outcomes, newest first.
     pub recent: VecDeque<(BatchItem, Outcome)>,
 }

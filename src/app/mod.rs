@@ -355,7 +355,29 @@ impl App {
             commands.push(Command::Cancel { id });
         }
         commands.push(Command::Shutdown);
-        Effects::with(commands)
+        // A batch cut short by quitting: its answer will not come, so what is known of it
+        // goes in the journal now (each order was its own transaction; the rest is untouched).
+        let interrupted = self.flow.as_ref().filter(|f| f.is_running() && f.is_batch()).map(|f| {
+            let r = &f.run;
+            crate::workflow::incident::Observation::Rollback {
+                mode: "batch".into(),
+                order: None,
+                user: None,
+                orders: r.rolled_back,
+                users: 0,
+                refunded: r.refunded.normalize().to_string(),
+                success: false,
+                detail: format!(
+                    "interrupted: the console quit with {} of {} finished ({} rolled back, {} refused or failed); \
+                     run the batch again to finish, nothing is rolled back twice",
+                    r.done, r.total, r.rolled_back, r.problems
+                ),
+                reason: f.reason_text(),
+            }
+        });
+        let mut e = Effects::with(commands);
+        e.journal = self.observe(interrupted.into_iter().collect());
+        e
     }
 
     fn say(&mut self, text: impl Into<String>, error: bool) -> Effects {
@@ -825,6 +847,9 @@ impl App {
                 flow.run.rolled_back = rolled_back;
                 flow.run.problems = problems;
                 for r in recent {
+                    if let crate::batch::Outcome::RolledBack { refunded, .. } = &r.1 {
+                        flow.run.refunded += *refunded;
+                    }
                     flow.run.recent.push_front(r);
                 }
                 flow.run.recent.truncate(50);
