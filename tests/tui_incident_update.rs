@@ -1183,6 +1183,28 @@ fn quitting_mid_batch_records_the_batch_as_interrupted() {
     assert_eq!(reason, "duplicates");
 }
 
+/// A message longer than the preview: page keys scroll it, up/down still pick the message
+/// (and a new pick starts at its top).
+#[test]
+fn page_keys_scroll_the_message_preview() {
+    let mut c = Console::incident();
+    c.select_message("internal_alert");
+    let lines = c.case().preview_lines();
+    assert!(lines > 10, "the alert has {lines} lines");
+    let e = c.key(KeyCode::PageDown);
+    assert!(e.redraw);
+    assert_eq!(c.case().preview_scroll, 5);
+    assert_eq!(c.case().current_message().map(|m| m.name.as_str()), Some("internal_alert"), "the pick stays");
+    for _ in 0..10 {
+        c.key(KeyCode::PageDown);
+    }
+    assert_eq!(c.case().preview_scroll, lines - 1, "no further than the last line");
+    c.key(KeyCode::PageUp);
+    assert_eq!(c.case().preview_scroll, lines - 6);
+    c.press('j');
+    assert_eq!(c.case().preview_scroll, 0, "another message starts at its top");
+}
+
 #[test]
 fn a_batch_of_the_flow_is_recorded() {
     let mut c = Console::open(Level::Moderate);

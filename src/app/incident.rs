@@ -193,6 +193,8 @@ pub struct IncidentPanel {
     pub messages: Vec<MessageSlot>,
     /// Messages cursor.
     pub message_cursor: usize,
+    /// Lines of the selected message's preview scrolled off the top (page keys).
+    pub preview_scroll: u16,
     /// Internal identifiers the customer messages must not contain.
     pub internal: Vec<String>,
     /// The open dialog.
@@ -228,6 +230,7 @@ impl IncidentPanel {
             templates,
             messages: Vec::new(),
             message_cursor: 0,
+            preview_scroll: 0,
             internal: Vec::new(),
             dialog: None,
             audit_wanted: None,
@@ -384,6 +387,12 @@ impl IncidentPanel {
             }
             AutoSignal::ReportWritten => i.records_of("report_written").next().is_some(),
         }
+    }
+
+    /// Lines in the selected message's text (for the preview's scrolling).
+    pub fn preview_lines(&self) -> u16 {
+        let n = self.current_message().and_then(|m| m.text()).map_or(0, |t| t.lines().count());
+        u16::try_from(n).unwrap_or(u16::MAX)
     }
 
     /// The message under the cursor.

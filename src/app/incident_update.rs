@@ -292,6 +292,16 @@ impl App {
             Pane::Messages => (case.messages.len(), case.message_cursor),
             _ => return Effects::none(),
         };
+        // In Messages the page keys scroll the preview (a message is longer than the pane at
+        // 80x24); up and down pick the message.
+        if focus == Pane::Messages && matches!(action, KeyAction::PageUp | KeyAction::PageDown) {
+            let before = case.preview_scroll;
+            case.preview_scroll = match action {
+                KeyAction::PageUp => before.saturating_sub(5),
+                _ => before.saturating_add(5).min(case.preview_lines().saturating_sub(1)),
+            };
+            return if case.preview_scroll == before { Effects::none() } else { Effects::redraw() };
+        }
         let last = len.saturating_sub(1);
         let page = 10;
         let next = match action {
@@ -311,6 +321,7 @@ impl App {
             Pane::Timeline => case.timeline_offset = next,
             _ => {
                 case.message_cursor = next;
+                case.preview_scroll = 0;
                 case.refresh_selected(self.now);
             }
         }

@@ -380,12 +380,21 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         lines.push(if selected { line.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { line });
     }
     frame.render_widget(Paragraph::new(lines), list);
-    let rule_text = match case.current_message().and_then(|s| s.copied.as_ref()) {
+    let mut rule_text = match case.current_message().and_then(|s| s.copied.as_ref()) {
         Some((at, path)) => {
             format!("─ last copy {} → {} ", at.format("%H:%M:%S"), sanitize::line(&crate::report::file_name(path)))
         }
         None => String::new(),
     };
+    // Longer than the preview (wrapping aside): say how to see the rest, first.
+    let lines_total = case.preview_lines();
+    if lines_total > preview.height || case.preview_scroll > 0 {
+        rule_text = format!(
+            "─ {}-{}/{lines_total} pgdn ─{rule_text}",
+            case.preview_scroll + 1,
+            (case.preview_scroll + preview.height).min(lines_total)
+        );
+    }
     let fill = (rule.width as usize).saturating_sub(rule_text.chars().count());
     frame.render_widget(
         Paragraph::new(Span::styled(format!("{rule_text}{}", "─".repeat(fill)), Style::new().fg(Color::DarkGray))),
@@ -399,7 +408,7 @@ fn messages(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         },
         None => Text::from(" no templates"),
     };
-    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), preview);
+    frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }).scroll((case.preview_scroll, 0)), preview);
 }
 
 /// The message's text with the placeholders of empty fields in yellow.
