@@ -104,11 +104,20 @@ pub fn precheck(app: &App, frame: &mut Frame, area: Rect) {
                 } else {
                     String::new()
                 };
-                lines.push(Line::from(format!(
-                    " Refund {}, margin back {}{group}",
-                    money(f.expected_refund),
-                    money(f.expected_margin_release)
-                )));
+                // Not ready: nothing would be given back now; the figures are the execution's.
+                lines.push(Line::from(if v.result.ready {
+                    format!(
+                        " Refund {}, margin back {}{group}",
+                        money(f.expected_refund),
+                        money(f.expected_margin_release)
+                    )
+                } else {
+                    format!(
+                        " Not ready: no refund now (execution took {}, margin {})",
+                        money(f.expected_refund),
+                        money(f.expected_margin_release)
+                    )
+                }));
             }
             if let Some(at) = app.rollback_since(Some(v.at)) {
                 lines.push(Line::from(Span::styled(
