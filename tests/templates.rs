@@ -186,7 +186,7 @@ fn internal_alert_renders_the_incident() {
             "Affected so far: 37 orders, 12 users",
             "Status: Recovering - phase Recovery since 2026-11-26 08:50 UTC",
             "Maintenance mode: ON since 2026-11-26 08:05 UTC (stop new orders during rollback) - new orders are refused",
-            "Rollbacks: 1 succeeded, 1 failed, 2 attempted; 3 orders reversed, 1520.25 refunded",
+            "Rollbacks by this incident: 3 orders reversed, 1520.25 refunded (2 runs: 1 succeeded, 1 failed)",
             "Ledger audit (2026-11-26 09:12 UTC): consistent",
             "Next update: 2026-11-26 09:30 UTC (updates every 15 minutes)",
             "- Incident Commander: Ada Lovelace",
