@@ -759,6 +759,7 @@ fn w_waives_the_next_missing_field() {
     let e = c.press('w');
     assert_eq!(e.journal, vec![step(Step::Waive { name: "impact".into() })]);
     assert!(c.dialog().is_none());
+    assert!(c.message().0.starts_with("Waived \"impact\" in every message"), "{:?}", c.message());
     c.append(e.journal);
     assert!(c.case().state.waived.contains("impact"));
     assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);

@@ -252,7 +252,13 @@ impl App {
                     return Some(self.say("Every required field of this message is filled or waived.", false));
                 };
                 if action == KeyAction::Waive {
-                    return Some(Effects::journal(vec![JournalRequest::Step(Step::Waive { name })]));
+                    // Said, since a waiver holds for every message that uses the field.
+                    let mut e = self.say(
+                        format!("Waived \"{name}\" in every message that uses it (recorded in the timeline)."),
+                        false,
+                    );
+                    e.journal = vec![JournalRequest::Step(Step::Waive { name })];
+                    return Some(e);
                 }
                 let current = case.state.fields.get(&name).cloned().unwrap_or_default();
                 case.dialog = Some(Dialog::Text {
