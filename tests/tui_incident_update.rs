@@ -561,6 +561,14 @@ fn a_in_the_team_pane_is_prefilled_with_the_configured_contact() {
     c.press('a');
     let (purpose, text, _) = c.text_dialog();
     assert_eq!((purpose, text.as_str()), (Purpose::Person(Role::DatabaseAdmin), ""));
+    // A name the journal refuses: the dialog stays, with the text and the reason.
+    let long = "n".repeat(201);
+    c.typed(&long);
+    let e = c.enter();
+    assert!(e.journal.is_empty(), "{:?}", e.journal);
+    let (_, text, hint) = c.text_dialog();
+    assert_eq!(text, long, "the typed text is kept");
+    assert!(hint.is_some_and(|h| h.contains("longer than 200")), "says why");
     c.esc();
 
     // The escalation contacts are not assigned here.

@@ -381,6 +381,12 @@ impl App {
                             Effects::with(vec![Command::SetMaintenance { id: id_for_maintenance, on, reason }])
                         }
                         _ => match step_of(&purpose, &text) {
+                            // Refused by the workflow (too long, hidden characters, …): the
+                            // dialog stays open with the text, and says why.
+                            Ok(Some(step)) if let Err(why) = case.state.decide(step.clone(), &case.checklist) => {
+                                *hint = Some(why);
+                                Effects::redraw()
+                            }
                             Ok(Some(step)) => {
                                 case.dialog = None;
                                 Effects::journal(vec![JournalRequest::Step(step)])
