@@ -911,6 +911,23 @@ fn postcheck_amounts_are_never_cut_silently() {
     }
 }
 
+/// At 80x24 the post-check's last checks are below the pane: it says how many, and j / k
+/// scroll them into view; another pane or a new result starts at the top again.
+#[test]
+fn the_postcheck_scrolls_at_80x24() {
+    let mut s = postcheck_mismatch((80, 24));
+    assert_eq!(s.app.focus, incident_console::ui::layout::Pane::Postcheck);
+    let text = text_of(&s);
+    assert!(text.contains("0 above · 3 below (j/k)") && !text.contains("one_audit_row_per_order"), "{text}");
+    for _ in 0..3 {
+        s.press('j');
+    }
+    let text = text_of(&s);
+    assert!(text.contains("3 above · 0 below") && text.contains("PASS one_audit_row_per_order"), "{text}");
+    s.key(KeyCode::Tab);
+    assert_eq!(s.app.detail_scroll, 0);
+}
+
 #[test]
 fn postcheck_with_a_mismatch() {
     for size in SIZES {

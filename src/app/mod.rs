@@ -164,6 +164,8 @@ pub struct App {
     pub case: Option<IncidentPanel>,
     /// The maintenance switch waiting for the worker: its request id.
     pub maintenance_request: Option<RequestId>,
+    /// Rows of the Pre-check / Post-check pane scrolled off the top (up/down there).
+    pub detail_scroll: u16,
     next_id: RequestId,
 }
 
@@ -192,6 +194,7 @@ impl App {
             screen: Screen::Rollback,
             case: None,
             maintenance_request: None,
+            detail_scroll: 0,
             next_id: 1,
         }
     }
@@ -409,6 +412,17 @@ impl App {
             | KeyAction::PageDown
             | KeyAction::Top
             | KeyAction::Bottom => {
+                // The check lists can be longer than their pane at 80x24: they scroll.
+                if matches!(self.focus, Pane::Precheck | Pane::Postcheck) {
+                    let before = self.detail_scroll;
+                    self.detail_scroll = match action {
+                        KeyAction::Up => before.saturating_sub(1),
+                        KeyAction::Down => before.saturating_add(1).min(30),
+                        KeyAction::PageUp | KeyAction::Top => 0,
+                        _ => before.saturating_add(5).min(30),
+                    };
+                    return if self.detail_scroll == before { Effects::none() } else { Effects::redraw() };
+                }
                 if self.focus != Pane::Orders {
                     return Effects::none();
                 }
@@ -481,6 +495,9 @@ impl App {
     }
 
     fn focus_pane(&mut self, pane: Pane) {
+        if pane != self.focus {
+            self.detail_scroll = 0;
+        }
         self.focus = pane;
         if pane != Pane::Orders && (pane != Pane::Dashboard || self.areas().is_some_and(|a| a.dashboard.is_none())) {
             self.detail = pane;
@@ -961,6 +978,7 @@ impl App {
             return Effects::none();
         }
         if for_pane {
+            self.detail_scroll = 0;
             self.precheck = match &result {
                 Ok(p) => Load::Loaded(PrecheckView { order, user, result: p.clone(), at: self.now }),
                 Err(e) => Load::Failed(e.clone()),
@@ -1019,6 +1037,7 @@ impl App {
                         elapsed_ms,
                     }
                 };
+                self.detail_scroll = 0;
                 self.postcheck = Load::Loaded(PostcheckView {
                     rollback: r.rollback.clone(),
                     postcheck: r.postcheck.clone(),

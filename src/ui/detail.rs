@@ -131,9 +131,15 @@ pub fn precheck(app: &App, frame: &mut Frame, area: Rect) {
             (format!("Pre-check · order {} · user {}", short(v.order), short(v.user)), lines)
         }
     };
-    let block = pane_block(app, Pane::Precheck, title);
+    let mut block = pane_block(app, Pane::Precheck, title);
+    if app.detail_scroll > 0 {
+        block = block.title_bottom(Line::from(format!(" ↑ {} more (k) ", app.detail_scroll)).right_aligned());
+    }
     // Wrapped, so the baseline's amounts are never cut; the check lines already fit.
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((app.detail_scroll, 0)).block(block),
+        area,
+    );
 }
 
 /// The Rollback pane.
@@ -392,9 +398,8 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
         Some(_) => Span::styled(" FAILED ", Style::new().fg(Color::White).bg(Color::Red).bold()),
         None => Span::styled(" NOT RUN ", Style::new().fg(Color::Black).bg(Color::Yellow)),
     };
-    let block = pane_block(app, Pane::Postcheck, format!("Post-check · {}", v.at.format("%H:%M:%S UTC")));
+    let mut block = pane_block(app, Pane::Postcheck, format!("Post-check · {}", v.at.format("%H:%M:%S UTC")));
     let inner = block.inner(area);
-    frame.render_widget(block, area);
     let r = &v.rollback;
     // The count beside the verdict; the amounts on their own line, given the rows they need
     // so that no amount is cut.
@@ -413,6 +418,15 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     let width = usize::from(inner.width.max(1));
     let amount_rows = amounts.chars().count().div_ceil(width).clamp(1, 3) as u16;
     let [head, table] = Layout::vertical([Constraint::Length(1 + amount_rows), Constraint::Min(1)]).areas(inner);
+    // Checks past the pane's edge (failing ones come first): j / k scroll them.
+    let shown = usize::from(table.height.saturating_sub(1));
+    let total = v.postcheck.as_ref().map_or(0, |p| p.checks.len());
+    let below = total.saturating_sub(usize::from(app.detail_scroll) + shown);
+    if below > 0 || app.detail_scroll > 0 {
+        block = block
+            .title_bottom(Line::from(format!(" {} above · {below} below (j/k) ", app.detail_scroll)).right_aligned());
+    }
+    frame.render_widget(block, area);
     text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict, Span::raw(what)]), Line::from(amounts)]);
     let Some(p) = &v.postcheck else { return };
     // Failing checks first: on a small screen what is cut is what passed.
@@ -434,6 +448,7 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     let rows: Vec<Row> = checks
         .into_iter()
         .zip(&values)
+        .skip(usize::from(app.detail_scroll))
         .map(|(c, (expected, actual))| {
             let style = if c.passed { Style::new() } else { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) };
             Row::new(vec![
