@@ -494,19 +494,7 @@ fn not_confirmed(g: &GlobalArgs) -> Result<i32> {
 }
 
 fn check_reason(reason: &str) -> Result<()> {
-    if reason.trim().is_empty() {
-        return Err(Error::BadInput("--reason must not be empty: say why".into()));
-    }
-    if reason.chars().count() > 1000 {
-        return Err(Error::BadInput(format!("--reason is {} characters; at most 1000", reason.chars().count())));
-    }
-    if let Some(c) = sanitize::first_hidden(reason, false) {
-        return Err(Error::BadInput(format!(
-            "--reason holds a control or invisible character ({}): type plain text on one line",
-            sanitize::line(&c.to_string())
-        )));
-    }
-    Ok(())
+    crate::workflow::incident::reason_ok(reason, "--reason").map(|_| ()).map_err(Error::BadInput)
 }
 
 async fn rollback_one(g: &GlobalArgs, a: cli::RollbackArgs) -> Result<i32> {

@@ -189,13 +189,11 @@ pub fn operator_name(flag: Option<&str>) -> String {
     flag.map(str::trim).filter(|o| !o.is_empty()).map_or_else(default_operator, str::to_string)
 }
 
-/// The longest operator name (the journal keeps the same limit).
-pub const OPERATOR_MAX_CHARS: usize = 200;
-
 /// Refuses an operator name that is empty, longer than 200 characters, or holds control
 /// characters: it goes on every audit row and into the server's startup options, where a
 /// tab or a newline would be read as another option.
 pub fn check_operator(name: &str) -> Result<()> {
+    use crate::journal::OPERATOR_MAX_CHARS;
     let n = name.chars().count();
     if n == 0 || n > OPERATOR_MAX_CHARS {
         return Err(Error::BadInput(format!(

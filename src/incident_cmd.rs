@@ -111,38 +111,45 @@ pub async fn copy_new_entries(pool: &sqlx::PgPool, incident: &str, entries: Vec<
     Ok(copied)
 }
 
-/// The database of incident commands, when one is at hand without starting anything: a
-/// URL was given, or the sandbox is already running. `Err` says why there is none.
-async fn database_at_hand(g: &GlobalArgs) -> std::result::Result<crate::connect::ConnectSettings, String> {
-    if let Some(u) = g.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
-        return Ok(crate::target::settings_for(u.clone(), false, g));
-    }
-    let running = tokio::task::spawn_blocking(|| {
-        let c = crate::sandbox::sandbox_cluster().ok()?;
-        matches!(c.status(), Ok(crate::sandbox::Status::Running)).then(|| c.url(crate::sandbox::SANDBOX_DATABASE))
+/// Runs `work` on the database of incident commands when one is at hand without starting
+/// anything (a URL was given, or the sandbox is already running), within 5 s. None: no
+/// database at hand; `Err` says what went wrong.
+async fn with_database_at_hand<T, F, Fut>(g: &GlobalArgs, work: F) -> Option<std::result::Result<T, String>>
+where
+    F: FnOnce(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let settings = match g.database_url.as_ref().filter(|u| !u.trim().is_empty()) {
+        Some(u) => crate::target::settings_for(u.clone(), false, g),
+        None => {
+            let running = tokio::task::spawn_blocking(|| {
+                let c = crate::sandbox::sandbox_cluster().ok()?;
+                matches!(c.status(), Ok(crate::sandbox::Status::Running))
+                    .then(|| c.url(crate::sandbox::SANDBOX_DATABASE))
+            })
+            .await
+            .ok()
+            .flatten()?;
+            crate::target::settings_for(running, true, g)
+        }
+    };
+    let attempt = async {
+        let pool = settings.pool(1).await?;
+        let out = work(pool.clone()).await;
+        pool.close().await;
+        out
+    };
+    Some(match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("the database did not answer within 5 s".into()),
     })
-    .await
-    .ok()
-    .flatten();
-    running
-        .map(|u| crate::target::settings_for(u, true, g))
-        .ok_or_else(|| "no database URL and the sandbox is not running".to_string())
 }
 
-/// After an incident command: copy the journal to the database when one is at hand
-/// without starting anything (a URL was given, or the sandbox is already running).
+/// After an incident command: copy the journal to the database when one is at hand.
 async fn sync_if_reachable(g: &GlobalArgs, inc: &OpenIncident) {
-    let Ok(url) = database_at_hand(g).await else { return };
-    let attempt = async {
-        let pool = url.pool(1).await?;
-        let n = copy_journal(&pool, inc).await;
-        pool.close().await;
-        n
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => eprintln!("note: journal kept on disk only (database: {e})"),
-        Err(_) => eprintln!("note: journal kept on disk only (database did not answer within 5 s)"),
+    let copied = with_database_at_hand(g, |pool| async move { copy_journal(&pool, inc).await }).await;
+    if let Some(Err(why)) = copied {
+        eprintln!("note: journal kept on disk only (database: {why})");
     }
 }
 
@@ -383,18 +390,9 @@ fn compare_with_copy(entries: &[Entry], copied: &[(i64, String)]) -> Option<Stri
 /// The database copy's entries, when a database is at hand without starting anything
 /// (as for copying): `Err` says why it was not checked.
 async fn copied_entries(g: &GlobalArgs, incident: &str) -> std::result::Result<Vec<(i64, String)>, String> {
-    let settings = database_at_hand(g).await?;
-    let attempt = async {
-        let pool = settings.pool(1).await?;
-        let rows = crate::db::incident_event_hashes(&pool, incident, 1).await;
-        pool.close().await;
-        rows
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
-        Ok(Ok(rows)) => Ok(rows),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the database did not answer within 5 s".into()),
-    }
+    with_database_at_hand(g, |pool| async move { crate::db::incident_event_hashes(&pool, incident, 1).await })
+        .await
+        .unwrap_or_else(|| Err("no database URL and the sandbox is not running".into()))
 }
 
 async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {

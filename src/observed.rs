@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use crate::batch::Summary;
-use crate::db::{Check, Postcheck, Precheck, RollbackAndPostcheck};
+use crate::db::{Check, MaintenanceState, Postcheck, Precheck, RollbackAndPostcheck};
 use crate::workflow::incident::Observation;
 
 fn failed(checks: &[Check]) -> Vec<String> {
@@ -79,6 +79,35 @@ pub fn batch(s: &Summary, users: u64, reason: &str) -> Observation {
             s.refused.len(),
             s.failed.len(),
             s.not_attempted
+        ),
+        reason: reason.to_string(),
+    }
+}
+
+/// Maintenance mode as the database shows it, switched outside this console.
+pub fn maintenance_seen(m: &MaintenanceState) -> Observation {
+    Observation::MaintenanceSeen {
+        on: m.maintenance_mode,
+        reason: m.maintenance_reason.clone().unwrap_or_else(|| "no reason recorded".into()),
+        by: m.maintenance_by.clone(),
+        since: m.maintenance_since,
+    }
+}
+
+/// A batch cut short by quitting the console: what was heard of it, as not finished.
+pub fn interrupted_batch(run: &crate::app::flow::BatchRun, reason: &str) -> Observation {
+    Observation::Rollback {
+        mode: "batch".into(),
+        order: None,
+        user: None,
+        orders: run.rolled_back,
+        users: 0,
+        refunded: run.refunded.normalize().to_string(),
+        success: false,
+        detail: format!(
+            "interrupted: the console quit with {} of {} finished ({} rolled back, {} refused or failed); \
+             run the batch again to finish, nothing is rolled back twice",
+            run.done, run.total, run.rolled_back, run.problems
         ),
         reason: reason.to_string(),
     }

@@ -671,6 +671,11 @@ fn snap(sim: &Sim, name: &str) -> String {
     screen(&terminal)
 }
 
+/// `shown` is `whole`, or a start of it ending in a visible '…': never silently cut.
+fn shown_fairly(shown: &str, whole: &str) -> bool {
+    shown == whole || (shown.ends_with('…') && whole.starts_with(shown.trim_end_matches('…')))
+}
+
 fn assert_has(text: &str, needles: &[&str]) {
     for n in needles {
         assert!(text.contains(n), "the screen should show {n:?}:\n{text}");
@@ -780,10 +785,7 @@ fn a_wide_amount_is_never_cut_silently() {
                 .unwrap_or_else(|| panic!("{start}… is on the row:\n{text}"))
         };
         let (cost, symbol) = (token("12345"), token("BTC"));
-        let fair = |shown: &str, whole: &str| {
-            shown == whole || (shown.ends_with('…') && whole.starts_with(shown.trim_end_matches('…')))
-        };
-        assert!(fair(&cost, exact) && fair(&symbol, "BTCUSDT.PERP"), "{size:?}:\n{text}");
+        assert!(shown_fairly(&cost, exact) && shown_fairly(&symbol, "BTCUSDT.PERP"), "{size:?}:\n{text}");
         if exact.len() <= 18 {
             assert_eq!(cost, exact, "the amount whole at {size:?}:\n{text}");
         }
@@ -902,8 +904,10 @@ fn postcheck_amounts_are_never_cut_silently() {
             row.split(|c: char| c.is_whitespace() || "┃│".contains(c)).filter(|w| w.starts_with("1234")).collect();
         assert_eq!(amounts.len(), 2, "{text}");
         for (shown, (whole, what)) in amounts.into_iter().zip([(expected, "expected"), (actual, "actual")]) {
-            let fair = shown == whole || (shown.ends_with('…') && whole.starts_with(shown.trim_end_matches('…')));
-            assert!(fair, "{what} {whole} shown as {shown} at {size:?}, not whole nor visibly cut:\n{text}");
+            assert!(
+                shown_fairly(shown, whole),
+                "{what} {whole} shown as {shown} at {size:?}, not whole nor visibly cut:\n{text}"
+            );
         }
         if size.0 >= 100 {
             assert!(row.contains(expected) && row.contains(actual), "both whole at {size:?}:\n{text}");

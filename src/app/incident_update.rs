@@ -357,16 +357,13 @@ impl App {
                             Effects::redraw()
                         }
                         Purpose::Maintenance(on) => {
-                            let reason = text.trim().to_string();
-                            if reason.is_empty() || reason.chars().count() > 1000 {
-                                *hint = Some("A reason of 1 to 1000 characters is required.".into());
-                                return Effects::redraw();
-                            }
-                            if crate::sanitize::first_hidden(&reason, false).is_some() {
-                                *hint =
-                                    Some("The reason holds a control or invisible character: plain text only.".into());
-                                return Effects::redraw();
-                            }
+                            let reason = match crate::workflow::incident::reason_ok(&text, "A reason") {
+                                Ok(reason) => reason,
+                                Err(why) => {
+                                    *hint = Some(format!("{why}."));
+                                    return Effects::redraw();
+                                }
+                            };
                             case.dialog = None;
                             self.next_id += 1;
                             self.maintenance_request = Some(id_for_maintenance);
@@ -659,6 +656,15 @@ impl App {
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);
                 }
+            }
+            // Switched by someone else: the journal (and so every message) must say so. Not
+            // while this console's own switch is in flight: its answer records it.
+            DbEvent::Maintenance(m)
+                if self.maintenance.as_ref() != Some(m)
+                    && self.maintenance_request.is_none()
+                    && self.case.as_ref().is_some_and(|c| c.state.maintenance_on().is_some() != m.maintenance_mode) =>
+            {
+                seen.push(crate::observed::maintenance_seen(m));
             }
             DbEvent::Dashboard(d) => {
                 if let (Some(v), Some(at), Some(case)) = (d.audit_violations, d.audit_at, self.case.as_mut())

@@ -360,24 +360,11 @@ impl App {
         commands.push(Command::Shutdown);
         // A batch cut short by quitting: its answer will not come, so what is known of it
         // goes in the journal now (each order was its own transaction; the rest is untouched).
-        let interrupted = self.flow.as_ref().filter(|f| f.is_running() && f.is_batch()).map(|f| {
-            let r = &f.run;
-            crate::workflow::incident::Observation::Rollback {
-                mode: "batch".into(),
-                order: None,
-                user: None,
-                orders: r.rolled_back,
-                users: 0,
-                refunded: r.refunded.normalize().to_string(),
-                success: false,
-                detail: format!(
-                    "interrupted: the console quit with {} of {} finished ({} rolled back, {} refused or failed); \
-                     run the batch again to finish, nothing is rolled back twice",
-                    r.done, r.total, r.rolled_back, r.problems
-                ),
-                reason: f.reason_text(),
-            }
-        });
+        let interrupted = self
+            .flow
+            .as_ref()
+            .filter(|f| f.is_running() && f.is_batch())
+            .map(|f| crate::observed::interrupted_batch(&f.run, &f.reason_text()));
         let mut e = Effects::with(commands);
         e.journal = self.observe(interrupted.into_iter().collect());
         e
@@ -586,16 +573,9 @@ impl App {
         let Some(flow) = self.flow.as_mut() else { return Effects::none() };
         match flow.stage {
             Stage::Reason => {
-                let reason = flow.reason_text();
-                if reason.is_empty() {
-                    flow.hint = Some("A reason is required: it is recorded on every order and audit row.".into());
-                } else if reason.chars().count() > 1000 {
-                    flow.hint = Some(format!("The reason is {} characters; at most 1000.", reason.chars().count()));
-                } else if let Some(c) = crate::sanitize::first_hidden(&reason, false) {
-                    flow.hint = Some(format!(
-                        "The reason holds a control or invisible character ({}): plain text only.",
-                        crate::sanitize::line(&c.to_string())
-                    ));
+                // Recorded on every order and audit row: checked as every reason is.
+                if let Err(why) = crate::workflow::incident::reason_ok(&flow.reason_text(), "A reason") {
+                    flow.hint = Some(format!("{why}."));
                 } else {
                     flow.hint = None;
                     flow.confirm_word = match (&flow.target, &flow.preview) {
@@ -921,24 +901,8 @@ impl App {
                 if self.maintenance.as_ref() == Some(&m) {
                     return Effects::none();
                 }
-                // Switched by someone else: the journal (and so every message) must say so.
-                // Not while this console's own switch is in flight: its answer records it.
-                let journal_on = self.case.as_ref().map(|c| c.state.maintenance_on().is_some());
-                let seen = match journal_on {
-                    Some(on) if on != m.maintenance_mode && self.maintenance_request.is_none() => {
-                        self.observe(vec![crate::workflow::incident::Observation::MaintenanceSeen {
-                            on: m.maintenance_mode,
-                            reason: m.maintenance_reason.clone().unwrap_or_else(|| "no reason recorded".into()),
-                            by: m.maintenance_by.clone(),
-                            since: m.maintenance_since,
-                        }])
-                    }
-                    _ => Vec::new(),
-                };
                 self.maintenance = Some(m);
-                let mut e = Effects::redraw();
-                e.journal = seen;
-                e
+                Effects::redraw()
             }
             DbEvent::Cancelled { id } => self.on_cancelled(id),
             DbEvent::MaintenanceSet { id, on, reason, result } => self.on_maintenance_set(id, on, reason, result),

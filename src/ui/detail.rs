@@ -434,12 +434,15 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     checks.sort_by_key(|c| c.passed);
     // Expected and actual side by side, whole when they fit: the check names give way first,
     // and whatever is cut ends in a visible '…', so two cut amounts never look alike or apart.
-    let values: Vec<(String, String)> =
-        checks.iter().map(|c| (value_text(c.expected.as_ref()), value_text(c.actual.as_ref()))).collect();
-    let widest = |texts: &mut dyn Iterator<Item = usize>, least: usize| texts.max().unwrap_or(0).max(least) as u16;
-    let check_need = widest(&mut checks.iter().map(|c| sanitize::line(&c.check).chars().count()), 5);
-    let expected_need = widest(&mut values.iter().map(|v| v.0.chars().count()), 16);
-    let actual_need = widest(&mut values.iter().map(|v| v.1.chars().count()), 6);
+    // [check, expected, actual] of each row, as shown.
+    let cells: Vec<[String; 3]> = checks
+        .iter()
+        .map(|c| {
+            [sanitize::line(&c.check).into_owned(), value_text(c.expected.as_ref()), value_text(c.actual.as_ref())]
+        })
+        .collect();
+    let widest = |k: usize, least: usize| cells.iter().map(|r| r[k].chars().count()).fold(least, usize::max) as u16;
+    let (check_need, expected_need, actual_need) = (widest(0, 5), widest(1, 16), widest(2, 6));
     let avail = table.width.saturating_sub(4 + 3);
     let check_w = check_need.min(avail.saturating_sub(expected_need + actual_need).max(12));
     let rest = avail.saturating_sub(check_w);
@@ -447,13 +450,13 @@ pub fn postcheck(app: &App, frame: &mut Frame, area: Rect) {
     let actual_w = rest.saturating_sub(expected_w).max(1);
     let rows: Vec<Row> = checks
         .into_iter()
-        .zip(&values)
+        .zip(&cells)
         .skip(usize::from(app.detail_scroll))
-        .map(|(c, (expected, actual))| {
+        .map(|(c, [name, expected, actual])| {
             let style = if c.passed { Style::new() } else { Style::new().fg(Color::Red).add_modifier(Modifier::BOLD) };
             Row::new(vec![
                 Cell::from(pass(c.passed)),
-                Cell::from(fit(&sanitize::line(&c.check), check_w)),
+                Cell::from(fit(name, check_w)),
                 Cell::from(fit(expected, expected_w)),
                 Cell::from(fit(actual, actual_w)),
             ])

@@ -156,7 +156,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             + money_widths[3]
             + if show_price { money_widths[2] } else { 0 };
         let room = table.width.saturating_sub(used);
-        money_widths[k] = (least[k] + room).min(want[k]).max(least[k]);
+        money_widths[k] = (least[k] + room).min(want[k]);
     }
     let cell = |text: &str, k: usize| Cell::from(fit(text, money_widths[k]));
     let mut header_cells = vec!["", "time", "symbol", "side", "quantity"];

@@ -261,6 +261,15 @@ pub struct Incident {
     pub entries: u64,
 }
 
+/// The longest reason (of a rollback, a level change, a skip, maintenance mode).
+pub const REASON_MAX_CHARS: usize = 1000;
+
+/// A reason, checked as every reason is (`what` names it in the message): required, one
+/// line, at most 1000 characters, nothing hidden. Returns it trimmed.
+pub fn reason_ok(s: &str, what: &str) -> Result<String, String> {
+    text_ok(s, what, REASON_MAX_CHARS)
+}
+
 /// A person's text: required, at most `max` characters, no control or invisible
 /// characters (line breaks allowed in long texts: notes and message fields).
 fn text_ok(s: &str, what: &str, max: usize) -> Result<String, String> {
@@ -417,7 +426,7 @@ impl Incident {
     pub fn decide(&self, step: Step, checklist: &Checklist) -> Result<Vec<(&'static str, Value)>, String> {
         match step {
             Step::SetLevel { to, reason } => {
-                let reason = text_ok(&reason, "a reason for the level change", 1000)?;
+                let reason = reason_ok(&reason, "a reason for the level change")?;
                 if to == self.level {
                     return Err(format!("the incident is already Level {} ({})", to.number(), to.label()));
                 }
@@ -452,7 +461,7 @@ impl Incident {
             Step::Skip { item, reason } => {
                 let it = self.item_for_level(checklist, &item)?;
                 self.require_open(&it.id)?;
-                let reason = text_ok(&reason, "a reason to skip", 1000)?;
+                let reason = reason_ok(&reason, "a reason to skip")?;
                 Ok(vec![("item_skipped", json!({ "item": it.id, "reason": reason }))])
             }
             Step::AssignItem { item, role } => {
