@@ -8,11 +8,11 @@ use std::hint::black_box;
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
-use incident_console::app::{Action, App};
-use incident_console::db::OrderRow;
-use incident_console::keymap::KeyMap;
-use incident_console::protocol::{Command, ConnState, DbEvent};
-use incident_console::workflow::{IncidentHeader, Level};
+use incident_console::console::app::{Action, App};
+use incident_console::console::protocol::{Command, ConnState, DbEvent};
+use incident_console::core::contract::OrderRow;
+use incident_console::core::keys::KeyMap;
+use incident_console::core::workflow::{IncidentHeader, Level};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use rust_decimal::Decimal;
@@ -97,11 +97,11 @@ fn bench(c: &mut Criterion) {
     };
     let empty = loaded_app(0, 0);
     c.bench_function("baseline: empty 160x48 frame", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&empty), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&empty), f)).map(|_| ()))
     });
     let app = loaded_app(10_000, 10_000);
     c.bench_function("160x48 frame, 10,000 orders loaded", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&app), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&app), f)).map(|_| ()))
     });
     let mut app = loaded_app(10_000, 10_000);
     c.bench_function("key j handled and frame redrawn, 10,000 orders loaded", |b| {
@@ -109,17 +109,17 @@ fn bench(c: &mut Criterion) {
             let e = app.update(key('j'));
             let _ = app.update(key('k'));
             black_box(e);
-            terminal.draw(|f| incident_console::ui::render(&app, f)).map(|_| ())
+            terminal.draw(|f| incident_console::console::ui::render(&app, f)).map(|_| ())
         })
     });
 }
 
 /// The console on the incident screen, its journal holding `notes` notes after the opening.
 fn incident_app(dir: &std::path::Path, notes: usize) -> App {
-    use incident_console::app::incident::IncidentPanel;
-    use incident_console::comms::TemplateStore;
-    use incident_console::incidents::IncidentStore;
-    use incident_console::workflow::checklist::Checklist;
+    use incident_console::console::app::incident::IncidentPanel;
+    use incident_console::core::comms::TemplateStore;
+    use incident_console::core::workflow::checklist::Checklist;
+    use incident_console::store::incidents::IncidentStore;
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 5, 0).single().unwrap_or_default();
     let store = IncidentStore::new(dir.to_path_buf());
     let inc = match store.create("Duplicate executions", Level::Critical, "bench", "bench", now, Checklist::shipped()) {
@@ -159,7 +159,7 @@ fn bench_incident(c: &mut Criterion) {
     };
     let empty = loaded_app(0, 0);
     c.bench_function("baseline (incident): empty 160x48 frame", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&empty), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&empty), f)).map(|_| ()))
     });
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
@@ -167,7 +167,7 @@ fn bench_incident(c: &mut Criterion) {
     };
     let app = incident_app(dir.path(), 2_000);
     c.bench_function("incident screen 160x48, journal of 2,000 entries", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::ui::render(black_box(&app), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&app), f)).map(|_| ()))
     });
     let mut app = incident_app(&dir.path().join("second"), 2_000);
     let now = app.now;

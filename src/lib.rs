@@ -1,32 +1,20 @@
 //! incident-console: contain and undo bad order executions on a trading platform's
 //! PostgreSQL, prove every rollback, and keep people informed.
+//!
+//! The folders are the architecture (see ARCHITECTURE.md). Each layer depends only on the
+//! ones below it, and `tests/layers.rs` fails when an import points upward:
+//!
+//! ```text
+//! console/   cli/      two thin front ends: the terminal UI and the headless commands
+//!     └─► ops/ ◄─┘     the use cases both share: rollback, batch, incident, maintenance
+//!          │
+//!        store/        I/O: SQL (one place, split by concern), journal file, config files,
+//!          │           incident directories, sandbox, demo book
+//!        core/         the pure domain: workflow, journal format, contract types, rules
+//! ```
 
-pub mod app;
-pub mod batch;
-pub mod bench;
 pub mod cli;
-pub mod commands;
-pub mod comms;
-pub mod config;
-pub mod connect;
-pub mod db;
-pub mod demo;
-pub mod drill;
-pub mod error;
-pub mod incident_cmd;
-pub mod incidents;
-pub mod journal;
-pub mod keymap;
-pub mod metrics;
-pub mod observed;
-pub mod output;
-pub mod protocol;
-pub mod report;
-pub mod sandbox;
-pub mod sanitize;
-pub mod session;
-pub mod target;
-pub mod tui;
-pub mod ui;
-pub mod worker;
-pub mod workflow;
+pub mod console;
+pub mod core;
+pub mod ops;
+pub mod store;

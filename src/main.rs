@@ -3,8 +3,10 @@
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use incident_console::cli::Cli;
-use incident_console::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
+use incident_console::cli::args::Cli;
+use incident_console::core::error::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, Result};
+use incident_console::store::connect::check_operator;
+use incident_console::{cli, console};
 
 fn main() {
     // Panics get a readable report (and, once the TUI exists, a restored terminal first).
@@ -41,7 +43,7 @@ fn main() {
             std::process::exit(EXIT_CHECK_FAILED);
         }
     };
-    let code = match runtime.block_on(incident_console::commands::run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             if json {
@@ -49,11 +51,26 @@ fn main() {
                 println!("{body}");
             }
             // Errors quote file names and arguments: shown, never executed by the terminal.
-            eprintln!("error: {}", incident_console::sanitize::multiline(&e.to_string()));
+            eprintln!("error: {}", incident_console::core::sanitize::multiline(&e.to_string()));
             e.exit_code()
         }
     };
     // Do not wait for background tasks (a pending stdin read) to finish.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
+}
+
+/// The console when no command is given, else the headless command.
+async fn run(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    let session = g.session();
+    // Before anything: the name goes on every audit row and journal entry.
+    check_operator(&session.operator)?;
+    match cli.command {
+        None => {
+            let database_url = g.database_url().map(str::to_string);
+            console::run(console::Options { database_url, session, title: cli.title, level: cli.level }).await
+        }
+        Some(command) => cli::run(command, g).await,
+    }
 }

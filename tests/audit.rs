@@ -4,13 +4,13 @@
 mod common;
 
 use common::*;
-use incident_console::db;
+use incident_console::store::db;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Both audits, sorted, as comparable text.
 async fn both(pool: &PgPool) -> (Vec<String>, Vec<String>) {
-    let show = |v: Vec<db::Violation>| {
+    let show = |v: Vec<incident_console::core::contract::Violation>| {
         let mut s: Vec<String> = v
             .into_iter()
             .map(|v| format!("{:?} {} {:?} {:?}", v.user_id, v.check_name, v.expected, v.actual))
@@ -21,7 +21,7 @@ async fn both(pool: &PgPool) -> (Vec<String>, Vec<String>) {
     (show(db::ledger_audit(pool).await.expect("audit")), show(db::ledger_audit_full(pool).await.expect("full audit")))
 }
 
-async fn checkpoint(pool: &PgPool, full: bool) -> db::CheckpointInfo {
+async fn checkpoint(pool: &PgPool, full: bool) -> incident_console::core::contract::CheckpointInfo {
     db::refresh_audit_checkpoint(pool, full).await.expect("checkpoint")
 }
 
@@ -145,7 +145,7 @@ async fn checkpoints_taken_during_rollbacks_miss_nothing() {
                             assert!(r.success, "{r:?}");
                             break;
                         }
-                        Err(e) if incident_console::error::is_retryable(e.sqlstate()) => continue,
+                        Err(e) if incident_console::store::db::is_retryable(e.sqlstate()) => continue,
                         Err(e) => panic!("{e}"),
                     }
                 }

@@ -439,7 +439,7 @@ async fn precheck_rollback_and_postcheck_of_one_order() {
         text.stdout
     );
     assert_eq!(fingerprint(&t.pool).await, print);
-    assert_eq!(incident_console::db::rollback_audit_rows(&t.pool, o).await.expect("rows"), 1);
+    assert_eq!(incident_console::store::db::rollback_audit_rows(&t.pool, o).await.expect("rows"), 1);
 
     // Post-check against the file, and the same baseline from stdin.
     let post = ic(&t.url, &["postcheck", &os, "--user", &us, "--baseline", path_str(&baseline_path)]).await;

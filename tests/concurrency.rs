@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use incident_console::db;
-use incident_console::drill::wait_until_waiting;
-use incident_console::error::{Error, is_retryable};
+use incident_console::core::error::Error;
+use incident_console::ops::drill::wait_until_waiting;
+use incident_console::store::db;
+use incident_console::store::db::is_retryable;
 use rand::{RngExt, SeedableRng};
 use rust_decimal::Decimal;
 use sqlx::{Connection, PgConnection};
@@ -31,7 +32,12 @@ async fn connect(t: &TestDb, isolation: Isolation) -> PgConnection {
 
 /// Calls a rollback function, retrying the whole call on serialization failures and
 /// deadlocks as every client of the contract must. Returns the result and the retries.
-async fn rollback_retrying(c: &mut PgConnection, order: Uuid, user: Uuid, group: bool) -> (db::RollbackResult, u32) {
+async fn rollback_retrying(
+    c: &mut PgConnection,
+    order: Uuid,
+    user: Uuid,
+    group: bool,
+) -> (incident_console::core::contract::RollbackResult, u32) {
     let mut retries = 0;
     loop {
         let r = if group {
@@ -310,7 +316,8 @@ async fn bank_test_money_is_never_created_or_lost() {
 /// gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_batch_stops_on_the_server_and_changes_nothing() {
-    use incident_console::batch::{self, BatchItem, BatchOptions, Progress};
+    use incident_console::core::batch::BatchItem;
+    use incident_console::ops::batch::{self, BatchOptions, Progress};
     let t = test_db().await;
     let user = account(&t.pool, "100000").await;
     let mut orders = Vec::new();

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use incident_console::error::Error;
-use incident_console::journal::{Entry, GENESIS_PREV, Journal, Verification};
+use incident_console::core::error::Error;
+use incident_console::store::journal::{Entry, GENESIS_PREV, Journal, Verification};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

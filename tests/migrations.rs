@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use incident_console::db::{self, MIGRATOR};
+use incident_console::store::db::{self, MIGRATOR};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use incident_console::db;
+use incident_console::store::db;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -74,9 +74,12 @@ async fn a_failed_order_inside_a_group_is_left_alone() {
     assert_eq!(skipped[0]["order_id"], failed_id.to_string());
     assert_eq!(money_of(&t.pool, user).await, (dec("1000"), dec("0")));
 
-    let rows = db::find_orders(&t.pool, &db::OrderFilter { id: Some(failed_id), limit: 1, ..Default::default() })
-        .await
-        .expect("find");
+    let rows = db::find_orders(
+        &t.pool,
+        &incident_console::core::orders::OrderFilter { id: Some(failed_id), limit: 1, ..Default::default() },
+    )
+    .await
+    .expect("find");
     assert_eq!(rows[0].status, "failed");
     assert!(rows[0].failure_reason.as_deref().is_some_and(|f| f.starts_with("insufficient_funds")), "reason kept");
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use incident_console::db;
+use incident_console::store::db;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;

@@ -5,12 +5,12 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
-use incident_console::comms::{
+use incident_console::core::comms::{
     AuditResult, CheckLine, CheckResult, CommsError, Draft, JournalSummary, LeakKind, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TemplateSource,
     TemplateStore, TimelineEntry, WAIVED_MARKER, clipboard_sequence, osc52, osc52_tmux, refill,
 };
-use incident_console::workflow::{Level, Phase};
+use incident_console::core::workflow::{Level, Phase};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
@@ -525,7 +525,7 @@ fn a_user_template_overrides_the_shipped_one() -> Result<(), Box<dyn std::error:
     std::fs::write(dir.path().join("no_header.md.j2"), "plain {{ incident.id }}\n")?;
     std::fs::write(dir.path().join("broken.md.j2"), "{# title: Broken\naudience: internal #}\n{% if %}\n")?;
     std::fs::write(dir.path().join("README.txt"), "not a template")?;
-    let store = TemplateStore::load(Some(dir.path()))?;
+    let store = incident_console::store::config::load_templates(Some(dir.path()))?;
 
     let info = store.info("customer_notice")?;
     assert_eq!(info.title, "Our notice");
@@ -561,7 +561,7 @@ fn a_user_template_overrides_the_shipped_one() -> Result<(), Box<dyn std::error:
     assert_eq!(store.info("internal_alert")?.source, TemplateSource::Shipped);
 
     // No directory: just the shipped templates.
-    let none = TemplateStore::load(Some(&dir.path().join("missing")))?;
+    let none = incident_console::store::config::load_templates(Some(&dir.path().join("missing")))?;
     assert_eq!(none.list().len(), 5);
     Ok(())
 }

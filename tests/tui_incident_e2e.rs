@@ -523,7 +523,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
         })
         .await;
     assert!(!s.contains("UNVERIFIED"), "{s}");
-    let m = incident_console::db::maintenance_state(&t.pool).await.expect("maintenance state");
+    let m = incident_console::store::db::maintenance_state(&t.pool).await.expect("maintenance state");
     assert!(m.maintenance_mode, "system_settings says maintenance is on: {m:?}");
     assert_eq!(m.maintenance_reason.as_deref(), Some(MAINTENANCE_REASON), "{m:?}");
     assert!(m.maintenance_since.is_some(), "{m:?}");
@@ -602,7 +602,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     assert_eq!(written["data"]["path"].as_str(), Some(report_path.to_string_lossy().as_ref()));
     assert_eq!(
         written["data"]["hash"].as_str(),
-        Some(incident_console::journal::sha256_hex(report.as_bytes()).as_str()),
+        Some(incident_console::core::journal::sha256_hex(report.as_bytes()).as_str()),
         "the journal holds the report's hash"
     );
     // Level history, or the classification that confirmed the level.

@@ -12,24 +12,25 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::app::flow::Stage;
-use incident_console::app::incident::{Dialog, IncidentPanel, JournalEvent, JournalRequest, Purpose};
-use incident_console::app::{Action, App, Effects, Load, Screen};
-use incident_console::batch::{BatchItem, Outcome, Summary};
-use incident_console::comms::TemplateStore;
-use incident_console::config::Contact;
-use incident_console::db::{
+use incident_console::console::app::flow::Stage;
+use incident_console::console::app::incident::{Dialog, IncidentPanel, JournalEvent, JournalRequest, Purpose};
+use incident_console::console::app::{Action, App, Effects, Load, Screen};
+use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest};
+use incident_console::console::session::Session;
+use incident_console::console::ui::layout::Pane;
+use incident_console::core::batch::{BatchItem, Outcome, Summary};
+use incident_console::core::comms::TemplateStore;
+use incident_console::core::contacts::Contact;
+use incident_console::core::contract::MaintenanceProbe;
+use incident_console::core::contract::{
     BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
 };
-use incident_console::incidents::IncidentStore;
-use incident_console::keymap::KeyMap;
-use incident_console::metrics::Metrics;
-use incident_console::protocol::{Command, ConnState, DashboardData, DbEvent, MaintenanceProbe, PageRequest};
-use incident_console::session::Session;
-use incident_console::ui::layout::Pane;
-use incident_console::workflow::checklist::Checklist;
-use incident_console::workflow::incident::{ItemState, Observation, Role, Step};
-use incident_console::workflow::{IncidentHeader, Level, Phase};
+use incident_console::core::keys::KeyMap;
+use incident_console::core::metrics::Metrics;
+use incident_console::core::workflow::checklist::Checklist;
+use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
+use incident_console::core::workflow::{IncidentHeader, Level, Phase};
+use incident_console::store::incidents::IncidentStore;
 
 const TITLE: &str = "Duplicate GBPUSD executions after deploy 4711";
 const OPERATOR: &str = "alice";

@@ -14,16 +14,16 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::app::{Action, App, Effects};
-use incident_console::batch::{BatchItem, Outcome};
-use incident_console::db::{
+use incident_console::console::app::{Action, App, Effects};
+use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
+use incident_console::console::ui;
+use incident_console::core::batch::{BatchItem, Outcome};
+use incident_console::core::contract::{
     BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
 };
-use incident_console::keymap::KeyMap;
-use incident_console::metrics::{Alert, Metrics};
-use incident_console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
-use incident_console::ui;
-use incident_console::workflow::{IncidentHeader, Level};
+use incident_console::core::keys::KeyMap;
+use incident_console::core::metrics::{Alert, Metrics};
+use incident_console::core::workflow::{IncidentHeader, Level};
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
@@ -734,7 +734,7 @@ fn orders_loaded_with_the_cursor_moved() {
         let text = snap(&s, "orders_loaded");
         assert_has(&text, &["35 match", "GBPUSD", "executed", "EURUSD", "pending", "L2 MODERATE"]);
         // the row under the cursor is on screen
-        assert_has(&text, &[&incident_console::app::flow::short(s.current().id)]);
+        assert_has(&text, &[&incident_console::console::app::flow::short(s.current().id)]);
     }
 }
 
@@ -920,7 +920,7 @@ fn postcheck_amounts_are_never_cut_silently() {
 #[test]
 fn the_postcheck_scrolls_at_80x24() {
     let mut s = postcheck_mismatch((80, 24));
-    assert_eq!(s.app.focus, incident_console::ui::layout::Pane::Postcheck);
+    assert_eq!(s.app.focus, incident_console::console::ui::layout::Pane::Postcheck);
     let text = text_of(&s);
     assert!(text.contains("0 above · 3 below (j/k)") && !text.contains("one_audit_row_per_order"), "{text}");
     for _ in 0..3 {
@@ -985,7 +985,7 @@ fn help_open() {
     for size in SIZES {
         let s = with_help(size);
         let text = snap(&s, "help");
-        assert_has(&text, &["Help", "any key closes", incident_console::keymap::KeyAction::Quit.describe()]);
+        assert_has(&text, &["Help", "any key closes", incident_console::core::keys::KeyAction::Quit.describe()]);
     }
 }
 
@@ -1059,7 +1059,7 @@ fn the_footer_shows_help_and_quit_at_80_columns() {
 fn help_lists_every_key_at_80x24() {
     let text = text_of(&with_help((80, 24)));
     // (the filter's description wraps at 80 columns, so it is checked by its start)
-    for a in incident_console::keymap::KeyAction::ALL {
+    for a in incident_console::core::keys::KeyAction::ALL {
         let d = a.describe();
         assert_has(&text, &[&d[..d.len().min(40)]]);
     }

@@ -10,18 +10,19 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::app::flow::{FlowTarget, Stage};
-use incident_console::app::orders::{PAGE, WINDOW, parse_filter};
-use incident_console::app::{Action, App, Effects, Load};
-use incident_console::batch::BatchItem;
-use incident_console::db::{BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult};
-use incident_console::keymap::KeyMap;
-use incident_console::protocol::{
-    BatchTarget, Command, ConnState, DbEvent, OrderKey, OrderQuery, PageRequest, RequestId, TimeBound,
+use incident_console::console::app::flow::{FlowTarget, Stage};
+use incident_console::console::app::orders::{PAGE, WINDOW, parse_filter};
+use incident_console::console::app::{Action, App, Effects, Load};
+use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, OrderKey, PageRequest, RequestId};
+use incident_console::console::ui;
+use incident_console::console::ui::layout::Pane;
+use incident_console::core::batch::BatchItem;
+use incident_console::core::contract::{
+    BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
 };
-use incident_console::ui;
-use incident_console::ui::layout::Pane;
-use incident_console::workflow::{IncidentHeader, Level};
+use incident_console::core::keys::KeyMap;
+use incident_console::core::orders::{OrderQuery, TimeBound};
+use incident_console::core::workflow::{IncidentHeader, Level};
 
 // ----------------------------------------------------------------------------------------
 // Fixtures
@@ -925,7 +926,7 @@ fn a_click_lands_on_the_row_that_was_drawn() {
     }
     assert!(s.app.orders.offset > 0);
     s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 5);
-    let clicked = s.app.current_order().map(|r| incident_console::app::flow::short(r.id)).expect("a row");
+    let clicked = s.app.current_order().map(|r| incident_console::console::app::flow::short(r.id)).expect("a row");
     // The row drawn on screen line 5 is the one now under the cursor.
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
     terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
@@ -999,7 +1000,7 @@ fn no_key_acts_while_the_terminal_is_too_small() {
     for e in [s.press('r'), s.press('p'), s.press('i'), s.paste("why"), s.enter(), s.key(KeyCode::Tab)] {
         assert_eq!(e, Effects::default());
     }
-    assert!(s.app.flow.is_none() && s.app.screen == incident_console::app::Screen::Rollback);
+    assert!(s.app.flow.is_none() && s.app.screen == incident_console::console::app::Screen::Rollback);
 
     // A rollback confirmed at full size, then the window shrinks: q asks, on the notice.
     s.act(Action::Terminal(Event::Resize(80, 24)));

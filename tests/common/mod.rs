@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use incident_console::connect::ConnectSettings;
-use incident_console::db;
-use incident_console::sandbox::{Cluster, Durability};
+use incident_console::store::connect::ConnectSettings;
+use incident_console::store::db;
+use incident_console::store::sandbox::{Cluster, Durability};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};

@@ -1,0 +1,567 @@
+//! The command line: every step of an incident without the TUI, with human output by
+//! default and `--json` for scripts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::core::orders::{TimeBound, parse_symbol, parse_time_bound};
+use crate::store::connect::{SessionOptions, operator_name};
+
+/// Exit codes, shown in `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 a check failed, violations found or a rollback did not complete · \
+2 bad input (nothing was changed) · 3 database unreachable.\n\n\
+With no --database-url and no DATABASE_URL, every command uses the sandbox: a private PostgreSQL \
+the console starts itself, seeded with a demo order book that contains a bad burst to roll back.";
+
+/// Incident console for order-execution incidents: classify, check, roll back, prove, report.
+#[derive(Debug, Parser)]
+#[command(name = "incident-console", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Connection flags shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do (the console itself when omitted).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Console: start a new incident with this title (default: open the current incident,
+    /// or start an untitled one when there is none).
+    #[arg(long)]
+    pub title: Option<String>,
+
+    /// Console: the level of a new incident (1 minor, 2 moderate, 3 critical) [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub level: Option<u8>,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL (postgres://user:password@host:port/db). The password is never printed.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Name recorded on every audit row [default: $INCIDENT_OPERATOR, else the OS user].
+    #[arg(long, global = true)]
+    pub operator: Option<String>,
+
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Server-side limit for one statement (e.g. 30s, 2m; 0 for none).
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_timeout)]
+    pub statement_timeout: Duration,
+
+    /// Server-side limit for waiting on a row lock (0 for none).
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_timeout)]
+    pub lock_timeout: Duration,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the sandbox PostgreSQL (start, stop, status, url, reset).
+    Sandbox {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: SandboxAction,
+    },
+    /// Apply the schema migrations (or show them with --dry-run).
+    Migrate {
+        /// Print the SQL that would run, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo migrations down to this version (reversible migrations only; a migration
+        /// that would delete financial history refuses).
+        #[arg(long, value_name = "VERSION")]
+        undo_to: Option<i64>,
+    },
+    /// Write the demo order book into an empty database.
+    Seed(SeedArgs),
+    /// Find orders by id, user, transaction, symbol, status and time window.
+    Orders(OrdersArgs),
+    /// Run every pre-rollback check of one order and show the baseline.
+    Precheck(PrecheckArgs),
+    /// Roll back one order (or its transaction group), or a batch, then prove it.
+    Rollback(RollbackArgs),
+    /// Compare an order's state with the baseline its pre-check took.
+    Postcheck(PostcheckArgs),
+    /// Check every ledger invariant over the whole book (exit 1 on any violation).
+    Audit {
+        /// Recompute from the tables alone instead of from the last checkpoint.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Rollback metrics and alerts.
+    Metrics(MetricsArgs),
+    /// Stop or resume new orders.
+    Maintenance(MaintenanceArgs),
+    /// Automated rollback drill on drill accounts: every step, checked.
+    Drill,
+    /// Benchmark rollbacks and the audit against pgbench on the same server.
+    Bench(BenchArgs),
+    /// The console's configuration file (key bindings, dashboard settings).
+    Config {
+        /// What to show.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// The incident: open one, classify it, follow its phases and checklist, keep its
+    /// timeline, verify the journal, write the post-incident report.
+    Incident(IncidentArgs),
+    /// Message templates: list them, fill one in.
+    Template {
+        /// What to do.
+        #[command(subcommand)]
+        action: TemplateAction,
+    },
+}
+
+/// `incident` flags.
+#[derive(Debug, Clone, Args)]
+pub struct IncidentArgs {
+    /// Work on this incident instead of the current one.
+    #[arg(long, global = true, value_name = "ID")]
+    pub incident: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: IncidentAction,
+}
+
+/// `incident` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum IncidentAction {
+    /// Open an incident and make it current.
+    New {
+        /// What happened, in a few words.
+        #[arg(long)]
+        title: String,
+        /// 1 minor, 2 moderate, 3 critical (see `incident classify`).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+        /// Why this level.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Where the incident stands: level, phase, time box, checklist, roles, next update.
+    Show,
+    /// Every incident, newest first.
+    List,
+    /// Make another incident current.
+    Switch {
+        /// Its id.
+        id: String,
+    },
+    /// Ask the source document's questions and propose a level (--apply sets it).
+    Classify {
+        /// Answers as id=yes|no|unsure (ask without them to be asked on the terminal).
+        #[arg(long = "answer", value_name = "ID=ANSWER")]
+        answers: Vec<String>,
+        /// Set the proposed level on the current incident.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Raise or lower the level (logged with the reason).
+    Level {
+        /// 1, 2 or 3.
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Move to a later phase: response, recovery, post_incident.
+    Phase {
+        /// The phase.
+        name: String,
+    },
+    /// Tick a checklist item.
+    Tick {
+        /// Its id (see `incident show`).
+        item: String,
+    },
+    /// Skip a checklist item, with the reason.
+    Skip {
+        /// Its id.
+        item: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Give a checklist item to a role.
+    Assign {
+        /// Its id.
+        item: String,
+        /// The role (incident_commander, technical_lead, database_admin, ...).
+        #[arg(long)]
+        role: String,
+    },
+    /// Give a role to a person (a hand-over when someone held it).
+    Role {
+        /// incident_commander, technical_lead, database_admin, security_lead,
+        /// communications_lead, documentation_lead.
+        role: String,
+        /// Who.
+        person: String,
+    },
+    /// Add a note to the timeline.
+    Note {
+        /// The note.
+        text: String,
+    },
+    /// Fill a message field (impact, estimated_resolution, ...).
+    Field {
+        /// The field.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Waive a required message field explicitly.
+    Waive {
+        /// The field.
+        name: String,
+    },
+    /// The timeline, newest first.
+    Timeline {
+        /// Only entries whose kind, operator or text contain this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Recompute the journal's hash chain; names the first broken line.
+    Verify,
+    /// Write the post-incident report (Markdown) from the journal.
+    Report {
+        /// Write it here (default: the incident's reports directory).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `template` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TemplateAction {
+    /// The templates, their audience and required fields.
+    List,
+    /// Fill a template from the current incident.
+    Render {
+        /// internal_alert, customer_notice, status_update, resolution_notice, post_incident_report.
+        name: String,
+        /// Fill a field: key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Waive a required field (repeatable).
+        #[arg(long = "waive", value_name = "KEY")]
+        waive: Vec<String>,
+        /// Fill it from this incident instead of the current one.
+        #[arg(long, value_name = "ID")]
+        incident: Option<String>,
+    },
+}
+
+/// `config` actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ConfigAction {
+    /// Print where the configuration file is read from.
+    Path,
+    /// Print an example file with every setting.
+    Example,
+    /// Check the file and print the key bindings in effect.
+    Check,
+}
+
+/// Sandbox actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum SandboxAction {
+    /// Start it (creating, migrating and seeding it on first use).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Say whether it exists and runs.
+    Status,
+    /// Print a connection URL for psql or DATABASE_URL.
+    Url,
+    /// Delete it and start a fresh one with a new demo book.
+    Reset,
+}
+
+/// `seed` flags.
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Random seed: the same seed gives the same book.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Trading day (YYYY-MM-DD, UTC) [default: the last finished session].
+    #[arg(long)]
+    pub date: Option<chrono::NaiveDate>,
+}
+
+/// `orders` flags.
+#[derive(Debug, Clone, Args)]
+pub struct OrdersArgs {
+    /// One order id.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+    /// Orders of one user.
+    #[arg(long)]
+    pub user: Option<Uuid>,
+    /// Orders of one transaction group.
+    #[arg(long)]
+    pub transaction: Option<Uuid>,
+    /// Symbol, e.g. GBPUSD.
+    #[arg(long, value_parser = parse_symbol)]
+    pub symbol: Option<String>,
+    /// Status.
+    #[arg(long)]
+    pub status: Option<OrderStatus>,
+    /// Created at or after (RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in UTC, or HH:MM on the book's
+    /// latest trading day).
+    #[arg(long, value_parser = parse_time_bound)]
+    pub from: Option<TimeBound>,
+    /// Created before.
+    #[arg(long, value_parser = parse_time_bound)]
+    pub to: Option<TimeBound>,
+    /// At most this many orders.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Include drill accounts.
+    #[arg(long)]
+    pub include_drill: bool,
+}
+
+/// Order statuses.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Executing,
+    Executed,
+    Failed,
+    Cancelled,
+    RolledBack,
+}
+
+impl OrderStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Executing => "executing",
+            OrderStatus::Executed => "executed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// `precheck` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PrecheckArgs {
+    /// The order.
+    pub order: Uuid,
+    /// Its user.
+    #[arg(long)]
+    pub user: Uuid,
+    /// Also write the baseline to this file (for `postcheck --baseline`).
+    #[arg(long, value_name = "FILE")]
+    pub baseline_out: Option<PathBuf>,
+}
+
+/// `rollback` flags: one order (ORDER --user) or a batch (--symbol/--from/--to or --orders).
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The order to roll back.
+    #[arg(conflicts_with_all = ["symbol", "orders"], requires = "user")]
+    pub order: Option<Uuid>,
+    /// Its user (a mismatch is refused as order_not_found).
+    #[arg(long)]
+    pub user: Option<Uuid>,
+    /// Roll back every executed order of the order's transaction group.
+    #[arg(long, requires = "order")]
+    pub transaction: bool,
+    /// Why (recorded on every order and audit row; 1 to 1000 characters).
+    #[arg(long)]
+    pub reason: String,
+    /// Batch: orders of this symbol...
+    #[arg(long, value_parser = parse_symbol, requires_all = ["from", "to"], conflicts_with = "orders")]
+    pub symbol: Option<String>,
+    /// ...created at or after this time (RFC 3339, "YYYY-MM-DD HH:MM" in UTC, or HH:MM on the
+    /// book's latest trading day; the preview shows the window resolved)...
+    #[arg(long, value_parser = parse_time_bound, requires = "symbol")]
+    pub from: Option<TimeBound>,
+    /// ...and before this time...
+    #[arg(long, value_parser = parse_time_bound, requires = "symbol")]
+    pub to: Option<TimeBound>,
+    /// ...in this status.
+    #[arg(long, default_value = "executed", requires = "symbol")]
+    pub status: OrderStatus,
+    /// Batch: the order ids in this file, one per line (`#` comments allowed).
+    #[arg(long, value_name = "FILE")]
+    pub orders: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Batch: connections working at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// `postcheck` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PostcheckArgs {
+    /// The order.
+    pub order: Uuid,
+    /// Its user.
+    #[arg(long)]
+    pub user: Uuid,
+    /// The baseline written by `precheck --baseline-out` (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+}
+
+/// `metrics` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Count rollbacks since this long ago.
+    #[arg(long, default_value = "24h", value_parser = parse_window)]
+    pub since: Duration,
+    /// This many rollbacks within --burst-window raise an alert.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub burst_count: u64,
+    /// The window of the burst alert.
+    #[arg(long, default_value = "10m", value_parser = parse_window)]
+    pub burst_window: Duration,
+    /// A rollback (or batch) longer than this raises an alert.
+    #[arg(long, default_value = "30m", value_parser = parse_window)]
+    pub long_rollback: Duration,
+    /// Skip the whole-book ledger audit (the data-inconsistency alert then only sees
+    /// failed post-checks).
+    #[arg(long)]
+    pub skip_audit: bool,
+}
+
+/// `maintenance` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceArgs {
+    /// on: refuse new orders; off: accept them again.
+    pub mode: OnOff,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// on / off.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// `bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Orders rolled back per concurrency level.
+    #[arg(long, default_value_t = 10_000)]
+    pub orders: usize,
+    /// Concurrency levels, comma separated.
+    #[arg(long, default_value = "1,4", value_delimiter = ',')]
+    pub concurrency: Vec<u16>,
+    /// Size of the book the audit is timed on.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub audit_orders: usize,
+    /// Seconds of each pgbench run (0 skips pgbench).
+    #[arg(long, default_value_t = 15)]
+    pub pgbench_seconds: u32,
+    /// Keep the benchmark's database afterwards (for investigation) and print its name.
+    #[arg(long)]
+    pub keep_database: bool,
+}
+
+/// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds. At most ten years: every
+/// duration here is a window or a timeout, and date arithmetic must not overflow.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const LONGEST: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    let s = s.trim();
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("not a duration ({e}); try 30s, 5m or 1h"))?,
+    };
+    if d > LONGEST {
+        return Err("too long: at most 3650 days".into());
+    }
+    Ok(d)
+}
+
+/// A window or threshold: a duration longer than zero (zero would alert on everything or
+/// look at nothing).
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// A server-side timeout: 0 for none, else 1 ms to PostgreSQL's limit (about 24 days). A
+/// shorter one would round to 0, which the server reads as no limit at all.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Ok(d);
+    }
+    if d < Duration::from_millis(1) {
+        return Err("shorter than 1ms (0 means no limit)".into());
+    }
+    if d.as_millis() > i32::MAX as u128 {
+        return Err("longer than PostgreSQL allows (2147483647ms, about 24 days)".into());
+    }
+    Ok(d)
+}
+
+
+impl GlobalArgs {
+    /// The database URL given (`--database-url` / `DATABASE_URL`), if not blank.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    /// What every session of this invocation tells the server about itself.
+    pub fn session(&self) -> SessionOptions {
+        SessionOptions {
+            operator: operator_name(self.operator.as_deref()),
+            statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_durations_and_timeouts() {
+        assert!(parse_duration("10000000000000").is_err(), "centuries are refused, not overflowed");
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        assert!(parse_timeout("500us").is_err() && parse_timeout("1ns").is_err());
+        assert!(parse_timeout("30days").is_err() && parse_timeout("3000000000ms").is_err());
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_duration("3650days"), Ok(Duration::from_secs(3650 * 24 * 3600)));
+        assert_eq!(parse_duration("90").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m").ok(), Some(Duration::from_secs(600)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! `config path|example|check`.
+
+use serde_json::{Value, json};
+
+use super::args::{self, GlobalArgs};
+use super::output::print_json;
+use crate::core::error::{EXIT_OK, Result};
+use crate::core::sanitize;
+
+pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Result<i32> {
+    let path = crate::store::config::config_path()?;
+    match action {
+        args::ConfigAction::Path => {
+            if g.json {
+                print_json(&json!({ "path": path, "exists": path.exists() }))?;
+            } else {
+                println!("{}", path.display());
+            }
+        }
+        args::ConfigAction::Example => print!("{}", crate::store::config::EXAMPLE),
+        args::ConfigAction::Check => {
+            let c = crate::store::config::ConsoleConfig::load()?;
+            if g.json {
+                let keys: serde_json::Map<String, Value> = crate::core::keys::KeyAction::ALL
+                    .iter()
+                    .map(|&a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
+                    .collect();
+                print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys }))?;
+            } else {
+                println!(
+                    "{}: {}",
+                    sanitize::line(&path.display().to_string()),
+                    if path.exists() { "ok" } else { "not present, defaults in effect" }
+                );
+                for a in crate::core::keys::KeyAction::ALL {
+                    println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}

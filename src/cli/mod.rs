@@ -1,0 +1,107 @@
+//! The headless front end: every step of an incident without the console, one file per
+//! subcommand, human output by default and `--json` for scripts. Each command is a thin
+//! layer over `ops` (the use cases it shares with the console) and `store`.
+
+pub mod args;
+mod audit;
+mod bench;
+mod config;
+mod drill;
+mod incident;
+mod maintenance;
+mod metrics;
+mod migrate;
+mod orders;
+mod output;
+mod postcheck;
+mod precheck;
+mod rollback;
+mod sandbox;
+mod seed;
+mod template;
+
+use std::io::{BufRead, Write};
+
+use serde_json::json;
+
+use crate::core::error::{EXIT_CHECK_FAILED, Error, Result};
+use crate::core::workflow::incident::Observation;
+use crate::store::connect::ConnectSettings;
+use crate::store::target;
+use args::{Command, GlobalArgs};
+
+pub use output::print_json;
+
+/// Progress and notes go to stderr, so stdout stays the command's answer.
+fn say(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// Runs one headless command; returns the exit code.
+pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
+    match command {
+        Command::Sandbox { action } => sandbox::sandbox_command(g, action).await,
+        Command::Migrate { dry_run, undo_to } => migrate::migrate(g, dry_run, undo_to).await,
+        Command::Seed(a) => seed::seed(g, a).await,
+        Command::Orders(a) => orders::orders(g, a).await,
+        Command::Precheck(a) => precheck::precheck(g, a).await,
+        Command::Rollback(a) if a.order.is_some() => rollback::rollback_one(g, a).await,
+        Command::Rollback(a) => rollback::rollback_batch(g, a).await,
+        Command::Postcheck(a) => postcheck::postcheck(g, a).await,
+        Command::Audit { full } => audit::audit(g, full).await,
+        Command::Metrics(a) => metrics::metrics_command(g, a).await,
+        Command::Maintenance(a) => maintenance::maintenance(g, a).await,
+        Command::Drill => drill::drill(g).await,
+        Command::Bench(a) => bench::bench(g, a).await,
+        Command::Config { action } => config::config_command(g, action),
+        Command::Incident(a) => incident::incident_command(g, a).await,
+        Command::Template { action } => template::template_command(g, action).await,
+    }
+}
+
+/// The database of this invocation (the sandbox when no URL is given) and a small pool.
+async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
+    let settings = target::resolve(g.database_url(), &g.session(), &say).await?;
+    let pool = settings.pool(4).await?;
+    Ok((settings, pool))
+}
+
+/// Asks on stderr, reads one line from stdin; true only if it is `expected`.
+async fn confirm(prompt: String, expected: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => Ok(false),
+            Ok(_) => Ok(line.trim() == expected),
+        }
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))?
+}
+
+/// A confirmation refused: nothing changed, said on stderr (and as JSON with --json).
+fn not_confirmed(g: &GlobalArgs) -> Result<i32> {
+    eprintln!("Not confirmed; nothing was changed.");
+    if g.json {
+        print_json(&json!({ "confirmed": false, "changed": false }))?;
+    }
+    Ok(EXIT_CHECK_FAILED)
+}
+
+/// A `--reason`, checked as every reason is.
+fn check_reason(reason: &str) -> Result<()> {
+    crate::core::workflow::incident::reason_ok(reason, "--reason").map(|_| ()).map_err(Error::BadInput)
+}
+
+/// The operator recorded in the journal: `--operator`, `$INCIDENT_OPERATOR`, the OS user.
+fn operator(g: &GlobalArgs) -> String {
+    crate::store::connect::operator_name(g.operator.as_deref())
+}
+
+/// Records what a command observed in the current incident, if there is one (best effort:
+/// the command's own result stands), and copies the journal to the database.
+async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Option<&sqlx::PgPool>) {
+    crate::ops::incident::observe(&operator(g), observations, pool).await;
+}

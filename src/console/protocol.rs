@@ -1,0 +1,161 @@
+//! The messages between the console's UI task and its database worker: `Command`s go to
+//! the worker, `DbEvent`s come back. Every request carries an id, so an answer to a
+//! request the UI no longer waits for is recognised and dropped.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::core::batch::{BatchItem, Outcome, Summary};
+use crate::core::contract::{
+    BatchPreview, MaintenanceProbe, MaintenanceState, OrderRow, Precheck, RollbackAndPostcheck,
+};
+use crate::core::metrics::Metrics;
+use crate::core::orders::OrderQuery;
+
+/// Identifies one request.
+pub type RequestId = u64;
+
+/// The key orders are sorted by (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderKey {
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Tie breaker.
+    pub id: Uuid,
+}
+
+impl OrderKey {
+    /// The key of a row.
+    pub fn of(row: &OrderRow) -> Self {
+        OrderKey { created_at: row.created_at, id: row.id }
+    }
+}
+
+/// Which page of orders to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRequest {
+    /// The newest orders.
+    First,
+    /// Orders older than the key.
+    Older(OrderKey),
+    /// Orders newer than the key.
+    Newer(OrderKey),
+}
+
+/// What a batch rolls back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchTarget {
+    /// These orders.
+    Orders(Vec<BatchItem>),
+    /// Every executed order matching the filter.
+    Matching(OrderQuery),
+}
+
+/// The dashboard's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardData {
+    /// The metrics and their alerts.
+    pub metrics: Metrics,
+    /// Rollbacks per minute over the last hour, oldest first.
+    pub per_minute: Vec<u64>,
+    /// Rollback calls running right now, on any connection.
+    pub in_flight: u64,
+    /// Violations found by the last background audit (none: not run yet).
+    pub audit_violations: Option<usize>,
+    /// When that audit ran.
+    pub audit_at: Option<DateTime<Utc>>,
+}
+
+/// The state of the connection to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    /// Starting (the sandbox may be starting too).
+    Connecting {
+        /// What is happening.
+        detail: String,
+    },
+    /// Connected.
+    Up {
+        /// Round trip of a trivial query, in milliseconds, rounded to a bucket.
+        latency_ms: u32,
+    },
+    /// Not reachable; retrying.
+    Down {
+        /// Why (no password, sanitized).
+        error: String,
+        /// Seconds until the next attempt.
+        retry_in: u64,
+    },
+}
+
+/// Requests to the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A page of orders.
+    LoadOrders { id: RequestId, query: OrderQuery, page: PageRequest, limit: i64 },
+    /// How many orders match (capped).
+    CountOrders { id: RequestId, query: OrderQuery },
+    /// `rollback_precheck`.
+    Precheck { id: RequestId, order: Uuid, user: Uuid },
+    /// `rollback_with_postcheck`.
+    Rollback { id: RequestId, order: Uuid, user: Uuid, reason: String, baseline: serde_json::Value, group: bool },
+    /// What a batch would do.
+    PreviewBatch { id: RequestId, target: BatchTarget },
+    /// Run a batch.
+    RunBatch { id: RequestId, items: Vec<BatchItem>, reason: String },
+    /// Cancel a request: on the server too.
+    Cancel { id: RequestId },
+    /// Refresh the dashboard now.
+    RefreshDashboard,
+    /// Run the ledger audit now (after a rollback), then refresh the dashboard.
+    AuditNow,
+    /// Turn maintenance mode on or off, then prove it with a probe order.
+    SetMaintenance { id: RequestId, on: bool, reason: String },
+    /// Copy the journal entries the database lacks to `incident_events` (now, and again
+    /// after every reconnect).
+    SyncJournal { incident: String, path: std::path::PathBuf },
+    /// Stop the worker.
+    Shutdown,
+}
+
+/// Answers and news from the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbEvent {
+    /// The connection changed.
+    Connection(ConnState),
+    /// Where the console is connected ("sandbox", or user@host/db without password).
+    Target(String),
+    /// A page of orders.
+    Orders { id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool },
+    /// The count of matching orders; `capped` when there are at least that many.
+    OrderCount { id: RequestId, count: i64, capped: bool },
+    /// A pre-check.
+    Precheck { id: RequestId, order: Uuid, user: Uuid, result: Result<Precheck, String> },
+    /// A rollback and its post-check.
+    Rollback { id: RequestId, result: Result<RollbackAndPostcheck, String> },
+    /// A batch preview and the orders it covers.
+    BatchPreview { id: RequestId, result: Result<(BatchPreview, Vec<BatchItem>), String> },
+    /// Progress of a running batch.
+    BatchProgress {
+        id: RequestId,
+        done: u64,
+        total: u64,
+        rolled_back: u64,
+        problems: u64,
+        recent: Vec<(BatchItem, Outcome)>,
+    },
+    /// The end of a batch.
+    BatchDone { id: RequestId, result: Result<Summary, String> },
+    /// New dashboard figures.
+    Dashboard(DashboardData),
+    /// Maintenance mode as stored.
+    Maintenance(MaintenanceState),
+    /// Maintenance mode was switched: whether a probe order was refused afterwards.
+    MaintenanceSet { id: RequestId, on: bool, reason: String, result: Result<MaintenanceProbe, String> },
+    /// The journal copy: entries copied, or why not (the journal on disk stays the truth).
+    JournalSynced(Result<u64, String>),
+    /// A request was cancelled (on the server too).
+    Cancelled { id: RequestId },
+    /// A request failed in a way that belongs to no pane.
+    Failed { id: RequestId, error: String },
+}

@@ -1,0 +1,81 @@
+//! The Dashboard: rollback metrics, a sparkline of rollbacks per minute, and alerts.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Sparkline, Wrap};
+
+use crate::console::app::App;
+use crate::console::ui::layout::Pane;
+use crate::console::ui::{duration_text, pane_block};
+
+/// Draws the pane.
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let block = pane_block(app, Pane::Dashboard, "Dashboard · live".into());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(d) = &app.dashboard else {
+        frame.render_widget(Paragraph::new(" waiting for the first figures…"), inner);
+        return;
+    };
+    let m = &d.metrics;
+    let opt = |v: Option<rust_decimal::Decimal>, unit: &str| v.map_or("none".to_string(), |v| format!("{v}{unit}"));
+    let last = m.last_rollback.map_or("never".to_string(), |t| format!("{} ago", duration_text(app.now - t)));
+    let audit = match (d.audit_violations, d.audit_at) {
+        (Some(0), Some(t)) => {
+            Span::styled(format!("ledger audit clean at {}", t.format("%H:%M:%S")), Style::new().fg(Color::Green))
+        }
+        (Some(n), _) => Span::styled(
+            format!("ledger audit: {n} violation(s)"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        _ => Span::styled("ledger audit pending", Style::new().fg(Color::Gray)),
+    };
+    let mut lines = vec![
+        Line::from(format!(
+            " rollbacks {} · ok {} · failed {} · rate {} · in flight {}",
+            m.total,
+            m.succeeded,
+            m.failed,
+            opt(m.success_rate_percent, "%"),
+            d.in_flight
+        )),
+        Line::from(format!(
+            " mean {} · p95 {} · last {} · {} in last 10 min",
+            opt(m.mean_ms, " ms"),
+            opt(m.p95_ms, " ms"),
+            last,
+            m.recent
+        )),
+        Line::from(vec![Span::raw(" "), audit]),
+    ];
+    for a in &m.alerts {
+        lines.push(Line::from(vec![
+            Span::styled(" ALERT ", Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)),
+            Span::styled(format!(" {}", a.describe()), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+        ]));
+    }
+    if m.alerts.is_empty() {
+        lines.push(Line::from(Span::styled(" no alerts", Style::new().fg(Color::Green))));
+    }
+    // Rows the lines take once wrapped, so the sparkline never covers an alert.
+    let width = usize::from(inner.width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+    let text_height = (rows as u16).min(inner.height.saturating_sub(2));
+    let [text, label, spark] =
+        Layout::vertical([Constraint::Length(text_height), Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text);
+    let peak = d.per_minute.iter().max().copied().unwrap_or(0);
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            format!(" rollbacks per minute, last hour (peak {peak})"),
+            Style::new().fg(Color::Gray),
+        )),
+        label,
+    );
+    // The newest minutes on the right, as many as fit.
+    let width = spark.width as usize;
+    let data = &d.per_minute[d.per_minute.len().saturating_sub(width)..];
+    frame.render_widget(Sparkline::default().data(data).style(Style::new().fg(Color::Cyan)), spark);
+}

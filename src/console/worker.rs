@@ -1,0 +1,617 @@
+//! The console's database worker: the only part of the console that touches the database.
+//! It owns the pool, answers `Command`s with `DbEvent`s, listens on `order_audit` and
+//! `maintenance_mode`, refreshes the dashboard and audits the ledger in the background,
+//! and reconnects with backoff when the database goes away. Every request runs in its own
+//! task; cancelling one cancels its query on the server and throws its connection away.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::console::protocol::{BatchTarget, Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
+use crate::core::batch::BatchItem;
+use crate::core::error::{Error, Result};
+use crate::core::metrics;
+use crate::core::orders::OrderQuery;
+use crate::core::orders::ResolvedQuery;
+use crate::ops::batch::{self, BatchOptions, Progress};
+use crate::store::config::ConsoleConfig;
+use crate::store::connect::ConnectSettings;
+use crate::store::db;
+use crate::store::sandbox::{self, Durability};
+
+/// Where the worker connects.
+#[derive(Debug, Clone)]
+pub enum WorkerTarget {
+    /// A database URL.
+    Url(ConnectSettings),
+    /// The sandbox; the settings carry the session settings, the URL is filled in once
+    /// the sandbox runs.
+    Sandbox(ConnectSettings),
+}
+
+/// The UI's ends of the channels.
+pub struct WorkerHandle {
+    /// Commands to the worker.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Events from the worker.
+    pub events: mpsc::UnboundedReceiver<DbEvent>,
+    /// The worker task.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the worker on the current tokio runtime.
+pub fn spawn(target: WorkerTarget, config: ConsoleConfig) -> WorkerHandle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut w = Worker::new(target, config, ev_tx);
+        w.run(cmd_rx).await;
+    });
+    WorkerHandle { commands: cmd_tx, events: ev_rx, task }
+}
+
+/// What a running request can be cancelled through.
+enum Cancel {
+    /// Its backend, once it has one.
+    Backend(Option<i32>),
+    /// A batch's stop flag.
+    Batch(Arc<Progress>),
+}
+
+type Running = Arc<Mutex<HashMap<RequestId, Cancel>>>;
+
+struct Worker {
+    target: WorkerTarget,
+    config: ConsoleConfig,
+    events: mpsc::UnboundedSender<DbEvent>,
+    settings: Option<ConnectSettings>,
+    pool: Option<PgPool>,
+    running: Running,
+    audit: AuditState,
+    last_latency: Option<u32>,
+    attempt: u32,
+    /// The incident journal to keep copied to the database.
+    journal: Option<(String, std::path::PathBuf)>,
+}
+
+fn latency_bucket(ms: f64) -> u32 {
+    // Coarse, so that a jittering round trip does not redraw an idle screen.
+    [1u32, 2, 5, 10, 20, 50, 100, 200, 500, 1000].into_iter().find(|b| ms <= f64::from(*b)).unwrap_or(5000)
+}
+
+impl Worker {
+    fn new(target: WorkerTarget, config: ConsoleConfig, events: mpsc::UnboundedSender<DbEvent>) -> Self {
+        Worker {
+            target,
+            config,
+            events,
+            settings: None,
+            pool: None,
+            running: Arc::new(Mutex::new(HashMap::new())),
+            audit: Arc::new(Mutex::new((None, None))),
+            last_latency: None,
+            attempt: 0,
+            journal: None,
+        }
+    }
+
+    fn send(&self, ev: DbEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        let settings = match &self.target {
+            WorkerTarget::Url(s) => s.clone(),
+            WorkerTarget::Sandbox(template) => {
+                self.send(DbEvent::Connection(ConnState::Connecting { detail: "starting the sandbox".into() }));
+                let cluster = tokio::task::spawn_blocking(sandbox::sandbox_cluster)
+                    .await
+                    .map_err(|e| Error::Sandbox(e.to_string()))??;
+                let events = self.events.clone();
+                let say = move |m: &str| {
+                    let _ = events.send(DbEvent::Connection(ConnState::Connecting { detail: m.to_string() }));
+                };
+                let url = crate::store::target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+                ConnectSettings { url, is_sandbox: true, ..template.clone() }
+            }
+        };
+        let pool = settings.pool(8).await?;
+        self.send(DbEvent::Target(settings.describe()));
+        self.settings = Some(settings);
+        self.pool = Some(pool);
+        Ok(())
+    }
+
+    async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (note_tx, mut notes) = mpsc::unbounded_channel::<String>();
+        let mut listener: Option<JoinHandle<()>> = None;
+        let mut refresh = tokio::time::interval(self.config.refresh);
+        let mut audit = tokio::time::interval(self.config.audit);
+        let mut ping = tokio::time::interval(Duration::from_secs(10));
+        let mut retry_at = tokio::time::Instant::now();
+        // A notification marks the dashboard stale; it is refreshed at most every 300 ms.
+        let mut dashboard_due: Option<tokio::time::Instant> = None;
+        loop {
+            if self.pool.is_none() && tokio::time::Instant::now() >= retry_at {
+                match self.connect().await {
+                    Ok(()) => {
+                        self.attempt = 0;
+                        self.last_latency = None;
+                        self.ping().await;
+                        self.maintenance().await;
+                        listener = self.listen(note_tx.clone()).await;
+                        dashboard_due = Some(tokio::time::Instant::now());
+                        // What was journalled while the database was away goes over now.
+                        self.sync_journal();
+                    }
+                    Err(e) => {
+                        self.attempt += 1;
+                        let wait = (1u64 << self.attempt.min(5)).min(30);
+                        retry_at = tokio::time::Instant::now() + Duration::from_secs(wait);
+                        self.send(DbEvent::Connection(ConnState::Down { error: e.to_string(), retry_in: wait }));
+                    }
+                }
+            }
+            let wake = dashboard_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let reconnect =
+                if self.pool.is_none() { retry_at } else { tokio::time::Instant::now() + Duration::from_secs(3600) };
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now()),
+                    Some(Command::AuditNow) => self.background_audit(),
+                    Some(c) => self.handle(c),
+                },
+                Some(channel) = notes.recv() => {
+                    if channel == "maintenance_mode" {
+                        self.maintenance().await;
+                    } else {
+                        let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+                        dashboard_due = Some(dashboard_due.map_or(soon, |d| d.min(soon)));
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    dashboard_due = None;
+                    self.dashboard();
+                }
+                _ = tokio::time::sleep_until(reconnect) => {}
+                _ = refresh.tick() => {
+                    if self.pool.is_some() {
+                        self.dashboard();
+                        self.maintenance().await;
+                    }
+                }
+                _ = audit.tick() => self.background_audit(),
+                _ = ping.tick() => {
+                    if self.pool.is_some() && !self.ping().await {
+                        if let Some(l) = listener.take() {
+                            l.abort();
+                        }
+                        self.pool = None;
+                        retry_at = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        let cancels: Vec<RequestId> = self.running.lock().map(|m| m.keys().copied().collect()).unwrap_or_default();
+        for id in cancels {
+            self.cancel(id);
+        }
+        if let Some(pool) = self.pool.take() {
+            // Give cancellations a moment to reach the server.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pool.close().await;
+        }
+    }
+
+    async fn ping(&mut self) -> bool {
+        let Some(pool) = self.pool.clone() else { return false };
+        let started = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), db::ping(&pool)).await {
+            Ok(Ok(())) => {
+                let bucket = latency_bucket(started.elapsed().as_secs_f64() * 1000.0);
+                if self.last_latency != Some(bucket) {
+                    self.last_latency = Some(bucket);
+                    self.send(DbEvent::Connection(ConnState::Up { latency_ms: bucket }));
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                self.last_latency = None;
+                self.send(DbEvent::Connection(ConnState::Down { error: e.to_string(), retry_in: 0 }));
+                false
+            }
+            Err(_) => {
+                self.last_latency = None;
+                self.send(DbEvent::Connection(ConnState::Down { error: "no answer within 5 s".into(), retry_in: 0 }));
+                false
+            }
+        }
+    }
+
+    async fn maintenance(&self) {
+        if let Some(pool) = &self.pool
+            && let Ok(m) = db::maintenance_state(pool).await
+        {
+            self.send(DbEvent::Maintenance(m));
+        }
+    }
+
+    async fn listen(&self, notes: mpsc::UnboundedSender<String>) -> Option<JoinHandle<()>> {
+        let pool = self.pool.clone()?;
+        let mut l = PgListener::connect_with(&pool).await.ok()?;
+        l.listen_all(["order_audit", "maintenance_mode"]).await.ok()?;
+        Some(tokio::spawn(async move {
+            while let Ok(n) = l.recv().await {
+                if notes.send(n.channel().to_string()).is_err() {
+                    break;
+                }
+            }
+        }))
+    }
+
+    fn dashboard(&self) {
+        let Some(pool) = self.pool.clone() else { return };
+        let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
+        tokio::spawn(async move {
+            if let Ok(d) = dashboard_data(&pool, &config, &audit).await {
+                let _ = events.send(DbEvent::Dashboard(d));
+            }
+        });
+    }
+
+    fn background_audit(&self) {
+        let Some(pool) = self.pool.clone() else { return };
+        let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
+        tokio::spawn(async move {
+            let Ok(v) = db::ledger_audit(&pool).await else { return };
+            if let Ok(mut a) = audit.lock() {
+                *a = (Some(v.len()), Some(Utc::now()));
+            }
+            if v.is_empty() {
+                // A viewer may not take checkpoints; the next audit is then just slower.
+                let _ = db::refresh_audit_checkpoint(&pool, false).await;
+            }
+            // Show the result now: a violation raises the data-inconsistency alert.
+            if let Ok(d) = dashboard_data(&pool, &config, &audit).await {
+                let _ = events.send(DbEvent::Dashboard(d));
+            }
+        });
+    }
+
+    fn sync_journal(&self) {
+        let (Some(pool), Some((incident, path))) = (self.pool.clone(), self.journal.clone()) else { return };
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let entries =
+                    tokio::task::spawn_blocking(move || crate::store::journal::Journal::open(path)?.entries())
+                        .await
+                        .map_err(|e| Error::Other(e.to_string()))??;
+                crate::ops::incident::copy_new_entries(&pool, &incident, entries).await
+            }
+            .await;
+            let _ = events.send(DbEvent::JournalSynced(result.map(|n| n.max(0) as u64).map_err(|e| e.to_string())));
+        });
+    }
+
+    fn cancel(&self, id: RequestId) {
+        let pids = self.running.lock().ok().map_or_else(Vec::new, |mut m| match m.get_mut(&id) {
+            Some(Cancel::Batch(p)) => {
+                // No new order, no retry; and the calls in flight are cancelled on the
+                // server (each is one transaction: a cancelled one changes nothing).
+                p.cancel.store(true, Ordering::Relaxed);
+                p.backends.lock().map(|b| b.clone()).unwrap_or_default()
+            }
+            Some(Cancel::Backend(Some(pid))) => vec![*pid],
+            Some(Cancel::Backend(None)) => {
+                // Not started yet: it will see it was removed and not run.
+                m.remove(&id);
+                Vec::new()
+            }
+            None => Vec::new(),
+        });
+        if let Some(pool) = self.pool.clone()
+            && !pids.is_empty()
+        {
+            tokio::spawn(async move {
+                for pid in pids {
+                    let _ = db::cancel_backend(&pool, pid).await;
+                }
+            });
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        if let Command::Cancel { id } = cmd {
+            self.cancel(id);
+            return;
+        }
+        if let Command::SyncJournal { incident, path } = cmd {
+            self.journal = Some((incident, path));
+            self.sync_journal();
+            return;
+        }
+        let (Some(pool), Some(settings)) = (self.pool.clone(), self.settings.clone()) else {
+            if let Some(id) = request_id(&cmd) {
+                self.send(DbEvent::Failed { id, error: "the database is not reachable; retrying".into() });
+            }
+            return;
+        };
+        let events = self.events.clone();
+        let running = self.running.clone();
+        match cmd {
+            Command::LoadOrders { id, query, page, limit } => {
+                request(pool, running, events, id, move |mut conn, events| async move {
+                    let r = async {
+                        let f = resolve(&mut conn, &query).await?;
+                        let (older, newer) = match page {
+                            PageRequest::First => (None, None),
+                            PageRequest::Older(k) => (Some((k.created_at, k.id)), None),
+                            PageRequest::Newer(k) => (None, Some((k.created_at, k.id))),
+                        };
+                        let (rows, has_more) = db::orders_page(&mut *conn, &f, older, newer, limit).await?;
+                        let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
+                        Ok(())
+                    }
+                    .await;
+                    (conn, r)
+                });
+            }
+            Command::CountOrders { id, query } => {
+                request(pool, running, events, id, move |mut conn, events| async move {
+                    let r = async {
+                        let f = resolve(&mut conn, &query).await?;
+                        let (count, capped) = db::count_orders(&mut *conn, &f, 100_000).await?;
+                        let _ = events.send(DbEvent::OrderCount { id, count, capped });
+                        Ok(())
+                    }
+                    .await;
+                    (conn, r)
+                });
+            }
+            Command::Precheck { id, order, user } => {
+                request(pool, running, events, id, move |mut conn, events| async move {
+                    let r = match db::precheck(&mut *conn, order, user).await {
+                        Err(e) if e.sqlstate() == Some("57014") => Err(e),
+                        result => {
+                            let _ = events.send(DbEvent::Precheck {
+                                id,
+                                order,
+                                user,
+                                result: result.map_err(|e| e.to_string()),
+                            });
+                            Ok(())
+                        }
+                    };
+                    (conn, r)
+                });
+            }
+            Command::Rollback { id, order, user, reason, baseline, group } => {
+                request(pool, running, events, id, move |mut conn, events| async move {
+                    // Retried whole on a serialization failure or deadlock: one transaction.
+                    let mut attempt = 0;
+                    let result = loop {
+                        attempt += 1;
+                        match db::rollback_with_postcheck(&mut *conn, order, user, &reason, &baseline, group).await {
+                            Err(e) if db::is_retryable(e.sqlstate()) && attempt < 8 => {
+                                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                            }
+                            other => break other,
+                        }
+                    };
+                    let r = match result {
+                        Err(e) if e.sqlstate() == Some("57014") => Err(e),
+                        other => {
+                            let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
+                            Ok(())
+                        }
+                    };
+                    (conn, r)
+                });
+            }
+            Command::PreviewBatch { id, target } => {
+                request(pool, running, events, id, move |mut conn, events| async move {
+                    let r = async {
+                        let items: Vec<BatchItem> = match target {
+                            BatchTarget::Orders(items) => items,
+                            BatchTarget::Matching(query) => {
+                                let f = resolve(&mut conn, &query).await?;
+                                db::executed_matching(&mut *conn, &f, 100_000)
+                                    .await?
+                                    .into_iter()
+                                    .map(|(order_id, user_id)| BatchItem { order_id, user_id })
+                                    .collect()
+                            }
+                        };
+                        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
+                        let preview = db::batch_preview(&mut *conn, &ids).await?;
+                        let _ = events.send(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
+                        Ok(())
+                    }
+                    .await;
+                    (conn, r)
+                });
+            }
+            Command::RunBatch { id, items, reason } => {
+                let progress = Arc::new(Progress::default());
+                if let Ok(mut m) = running.lock() {
+                    m.insert(id, Cancel::Batch(progress.clone()));
+                }
+                tokio::spawn(async move {
+                    let total = items.len() as u64;
+                    let opts = BatchOptions::new(reason);
+                    let reporter = {
+                        let progress = progress.clone();
+                        let events = events.clone();
+                        tokio::spawn(async move {
+                            loop {
+                                tokio::time::sleep(Duration::from_millis(250)).await;
+                                let _ = events.send(progress_event(id, total, &progress));
+                            }
+                        })
+                    };
+                    let result = batch::run(&settings, items, &opts, progress.clone()).await;
+                    reporter.abort();
+                    let _ = events.send(progress_event(id, total, &progress));
+                    if let Ok(mut m) = running.lock() {
+                        m.remove(&id);
+                    }
+                    let _ = events
+                        .send(DbEvent::BatchDone { id, result: result.map(|(s, _)| s).map_err(|e| e.to_string()) });
+                });
+            }
+            Command::SetMaintenance { id, on, reason } => {
+                tokio::spawn(async move {
+                    let result =
+                        crate::ops::maintenance::switch_maintenance(&pool, on, &reason).await.map(|(_, probe)| probe);
+                    if let Ok(p) = &result {
+                        let _ = events.send(DbEvent::Maintenance(p.state.clone()));
+                    }
+                    let _ = events.send(DbEvent::MaintenanceSet {
+                        id,
+                        on,
+                        reason,
+                        result: result.map_err(|e| e.to_string()),
+                    });
+                });
+            }
+            Command::Cancel { .. }
+            | Command::RefreshDashboard
+            | Command::AuditNow
+            | Command::Shutdown
+            | Command::SyncJournal { .. } => {}
+        }
+    }
+}
+
+type AuditState = Arc<Mutex<(Option<usize>, Option<chrono::DateTime<Utc>>)>>;
+
+async fn dashboard_data(pool: &PgPool, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
+    let now = Utc::now();
+    let since = now - config.metrics_window;
+    let records = db::rollback_records(pool, since).await?;
+    let failed_postchecks = db::failed_postchecks(pool, since).await?;
+    let (violations, audit_at) = audit.lock().map(|a| *a).unwrap_or((None, None));
+    let m = metrics::compute(
+        &records,
+        violations.unwrap_or(0) as u64,
+        failed_postchecks.max(0) as u64,
+        now,
+        &config.thresholds,
+    );
+    Ok(DashboardData {
+        metrics: m,
+        per_minute: db::rollbacks_per_minute(pool, 60).await?,
+        in_flight: db::rollbacks_in_flight(pool).await?.max(0) as u64,
+        audit_violations: violations,
+        audit_at,
+    })
+}
+
+fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
+    DbEvent::BatchProgress {
+        id,
+        done: p.done.load(Ordering::Relaxed),
+        total,
+        rolled_back: p.rolled_back.load(Ordering::Relaxed),
+        problems: p.problems.load(Ordering::Relaxed),
+        recent: p.take_recent(),
+    }
+}
+
+fn request_id(cmd: &Command) -> Option<RequestId> {
+    match cmd {
+        Command::LoadOrders { id, .. }
+        | Command::CountOrders { id, .. }
+        | Command::Precheck { id, .. }
+        | Command::Rollback { id, .. }
+        | Command::PreviewBatch { id, .. }
+        | Command::RunBatch { id, .. }
+        | Command::SetMaintenance { id, .. }
+        | Command::Cancel { id } => Some(*id),
+        Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
+    }
+}
+
+/// Resolves a filter's times of day against the book's latest trading day.
+type Conn = PoolConnection<sqlx::Postgres>;
+
+async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
+    let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
+    Ok(ResolvedQuery {
+        id: q.id,
+        user_id: q.user_id,
+        transaction_id: q.transaction_id,
+        symbol: q.symbol.clone(),
+        status: q.status.clone(),
+        from,
+        to,
+    })
+}
+
+/// Runs one cancellable request: a pooled connection whose backend id is registered, so
+/// `Cancel` can reach its query on the server. A cancelled connection is closed, never
+/// returned to the pool mid-way.
+fn request<F, Fut>(pool: PgPool, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
+where
+    F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
+{
+    if let Ok(mut m) = running.lock() {
+        m.insert(id, Cancel::Backend(None));
+    }
+    tokio::spawn(async move {
+        let outcome: Result<()> = async {
+            let mut conn = pool.acquire().await?;
+            let pid = db::backend_pid(&mut conn).await?;
+            let still_wanted = running
+                .lock()
+                .map(|mut m| match m.get_mut(&id) {
+                    Some(Cancel::Backend(slot)) => {
+                        *slot = Some(pid);
+                        true
+                    }
+                    _ => false,
+                })
+                .unwrap_or(false);
+            if !still_wanted {
+                return Err(Error::Database(crate::core::error::DbErrorText {
+                    code: Some("57014".into()),
+                    message: "cancelled before it started".into(),
+                }));
+            }
+            let (conn, r) = f(conn, events.clone()).await;
+            if r.as_ref().err().is_some_and(|e| e.sqlstate() == Some("57014")) {
+                // The server cancelled this connection's query: do not reuse it.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+            }
+            r
+        }
+        .await;
+        if let Ok(mut m) = running.lock() {
+            m.remove(&id);
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(e) if e.sqlstate() == Some("57014") => {
+                let _ = events.send(DbEvent::Cancelled { id });
+            }
+            Err(e) => {
+                let _ = events.send(DbEvent::Failed { id, error: e.to_string() });
+            }
+        }
+    });
+}

@@ -1,0 +1,257 @@
+//! What the SQL contract's functions and the console's queries answer, as Rust values:
+//! pre- and post-checks, rollback results, audit violations, orders, batch previews,
+//! maintenance mode. Plain data; the SQL that produces them is in `store::db`.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// One check of a pre-check or post-check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    /// Stable name of the check.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was checked, in words.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// Expected value (post-check), money as a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Value>,
+    /// Actual value (post-check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<Value>,
+    /// Ledger invariant violations behind a failed consistency check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<Value>>,
+}
+
+/// The figures of a pre-check baseline the console shows. The baseline itself travels as
+/// JSON, untouched, back to the post-check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BaselineFigures {
+    /// The order the baseline was taken for.
+    pub order_id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// When the pre-check ran.
+    pub captured_at: DateTime<Utc>,
+    /// Order status at the time.
+    pub order_status: String,
+    /// Transaction group of the order.
+    pub transaction_id: Option<Uuid>,
+    /// The user's balance.
+    pub balance: Decimal,
+    /// The user's margin in use.
+    pub margin_used: Decimal,
+    /// Open positions of the user.
+    pub open_positions: i64,
+    /// Refund a single-order rollback gives.
+    pub expected_refund: Decimal,
+    /// Margin a single-order rollback releases.
+    pub expected_margin_release: Decimal,
+    /// What a transaction-group rollback would do.
+    pub group: GroupFigures,
+}
+
+/// The transaction-group part of a baseline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupFigures {
+    /// Executed orders of the group.
+    pub order_ids: Vec<Uuid>,
+    /// Orders of the group that are not executed (left alone).
+    #[serde(default)]
+    pub skipped: Vec<Value>,
+    /// Refund of the whole group.
+    pub expected_refund: Decimal,
+    /// Margin released by the whole group.
+    pub expected_margin_release: Decimal,
+}
+
+/// Result of `rollback_precheck`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Precheck {
+    /// Every check passed.
+    pub ready: bool,
+    /// Set when the call itself was refused (NULL arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// The baseline for the post-check (absent when the order or profile is missing).
+    pub baseline: Option<Value>,
+}
+
+impl Precheck {
+    /// The baseline's figures, if there is a baseline and it has the expected shape.
+    pub fn figures(&self) -> Option<BaselineFigures> {
+        self.baseline.as_ref().and_then(|b| serde_json::from_value(b.clone()).ok())
+    }
+}
+
+/// Result of `rollback_postcheck`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Postcheck {
+    /// Every check passed.
+    pub successful: bool,
+    /// Set when the baseline itself was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// `single` or `group`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The orders the verified rollback covered.
+    #[serde(default)]
+    pub order_ids: Option<Vec<Uuid>>,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+/// Result of a rollback function (`rollback_execute_order_atomic`, `rollback_order_execution`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RollbackResult {
+    /// The rollback happened.
+    pub success: bool,
+    /// Why not: `order_not_found`, `not_rollbackable`, `already_rolled_back`, `invalid_reason`, ...
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// Human explanation of a refusal.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// `single` or `transaction`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Orders rolled back by this call.
+    #[serde(default)]
+    pub order_ids: Option<Vec<Uuid>>,
+    /// Cash given back to the user.
+    #[serde(default)]
+    pub refunded: Option<Decimal>,
+    /// Margin released.
+    #[serde(default)]
+    pub margin_released: Option<Decimal>,
+    /// Ledger transfers reversed.
+    #[serde(default)]
+    pub transfers_reversed: Option<i64>,
+    /// Time the function took, in microseconds.
+    #[serde(default)]
+    pub duration_us: Option<i64>,
+    /// Orders of the group left alone (failed, cancelled).
+    #[serde(default)]
+    pub skipped: Option<Vec<Value>>,
+    /// Orders of the group that were rolled back before.
+    #[serde(default)]
+    pub already_rolled_back: Option<Vec<Uuid>>,
+    /// Status of the order when refused.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// The rollback and its post-check, from `rollback_with_postcheck`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RollbackAndPostcheck {
+    /// The rollback's result.
+    pub rollback: RollbackResult,
+    /// The post-check (absent when the rollback was refused).
+    pub postcheck: Option<Postcheck>,
+}
+
+/// One violation found by `ledger_audit()`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Violation {
+    /// The user (none for book-wide checks).
+    pub user_id: Option<Uuid>,
+    /// Which invariant.
+    pub check_name: String,
+    /// What it should be.
+    pub expected: Option<Decimal>,
+    /// What it is.
+    pub actual: Option<Decimal>,
+}
+
+/// An order as listed by `orders`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub symbol: String,
+    pub side: String,
+    pub order_type: String,
+    pub quantity: Decimal,
+    pub price: Option<Decimal>,
+    pub status: String,
+    pub transaction_id: Option<Uuid>,
+    pub total_cost: Option<Decimal>,
+    pub commission: Option<Decimal>,
+    pub failure_reason: Option<String>,
+    pub rolled_back_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub executed_at: Option<DateTime<Utc>>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
+}
+
+/// What a batch will touch, before it runs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchPreview {
+    /// Orders in the batch.
+    pub orders: i64,
+    /// Of which executed (the others will be refused or reported as already rolled back).
+    pub executed: i64,
+    /// Distinct users.
+    pub users: i64,
+    /// Cash the executed orders' rollbacks give back.
+    pub total_refund: Decimal,
+    /// Margin they release.
+    pub total_margin_release: Decimal,
+}
+
+/// One rollback call (or a failure) as the metrics see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackRecord {
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// How long the call took (none for failures recorded by a client).
+    pub duration_us: Option<i64>,
+    /// Rolled back, or failed.
+    pub success: bool,
+    /// The batch it belonged to, else the call itself.
+    pub operation: Uuid,
+    /// Orders it covered.
+    pub orders: i64,
+}
+
+/// Maintenance mode as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MaintenanceState {
+    pub maintenance_mode: bool,
+    pub maintenance_reason: Option<String>,
+    pub maintenance_since: Option<DateTime<Utc>>,
+    pub maintenance_by: Option<String>,
+}
+
+/// What a new audit checkpoint recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointInfo {
+    /// Its id.
+    pub checkpoint_id: i64,
+    /// Built from the tables alone (not from the previous checkpoint).
+    pub full: bool,
+    /// Users it holds figures for.
+    pub users: i64,
+    /// Time the database took to build it.
+    pub elapsed_ms: f64,
+}
+
+/// What the probe after switching maintenance mode saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceProbe {
+    /// A probe order was refused with `maintenance_mode`.
+    pub new_orders_refused: bool,
+    /// The error code the probe got (none: it would have executed).
+    pub probe_code: Option<String>,
+    /// The state afterwards.
+    pub state: MaintenanceState,
+}

@@ -1,0 +1,440 @@
+//! What each key does in the console, and how a user's TOML file changes it.
+//!
+//! Key strings are written the way people say them: `q`, `G`, `?`, `enter`, `esc`,
+//! `tab`, `shift-tab`, `ctrl-c`, `alt-x`, `f5`, `pgdn`, `space`. A string the parser does
+//! not understand is an error at start-up that names it, never a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Something a key can do outside a text input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAction {
+    /// Leave the console (asks first while a rollback runs).
+    Quit,
+    /// Show or hide the list of keys.
+    Help,
+    /// Focus the next pane.
+    NextPane,
+    /// Focus the previous pane.
+    PrevPane,
+    /// Move up one row.
+    Up,
+    /// Move down one row.
+    Down,
+    /// Move up one page.
+    PageUp,
+    /// Move down one page.
+    PageDown,
+    /// Go to the first row.
+    Top,
+    /// Go to the last row loaded.
+    Bottom,
+    /// Edit the orders filter.
+    Filter,
+    /// Select or unselect the order under the cursor for a batch.
+    ToggleSelect,
+    /// Select every order matching the filter for a batch.
+    SelectAllMatching,
+    /// Forget the selection.
+    ClearSelection,
+    /// Pre-check the order under the cursor.
+    Precheck,
+    /// Roll back the order under the cursor.
+    Rollback,
+    /// Roll back the transaction group of the order under the cursor.
+    RollbackGroup,
+    /// Roll back the selected orders as a batch.
+    RollbackBatch,
+    /// Cancel the request or rollback that is running; close a dialog.
+    Cancel,
+    /// Reload the orders and the dashboard.
+    Refresh,
+    /// Switch between the rollback screen and the incident screen.
+    Screen,
+    /// Tick the checklist item under the cursor.
+    Tick,
+    /// Skip the checklist item under the cursor, with a reason.
+    Skip,
+    /// Give the item to a role, or a role to a person.
+    Assign,
+    /// Move the incident to its next phase.
+    NextPhase,
+    /// Raise or lower the incident's level, with a reason.
+    Level,
+    /// Ask the classification questions and propose a level.
+    Classify,
+    /// Add a note to the timeline.
+    Note,
+    /// Turn maintenance mode on or off, and verify it.
+    Maintenance,
+    /// Edit the message under the cursor.
+    Edit,
+    /// Fill the message's next required field.
+    Fill,
+    /// Waive the message's next required field.
+    Waive,
+    /// Copy the message (OSC 52) and write it to a file.
+    Copy,
+    /// Write the post-incident report.
+    Report,
+}
+
+impl KeyAction {
+    /// Every action, in the order the help lists them.
+    pub const ALL: [KeyAction; 34] = [
+        KeyAction::Help,
+        KeyAction::Quit,
+        KeyAction::NextPane,
+        KeyAction::PrevPane,
+        KeyAction::Up,
+        KeyAction::Down,
+        KeyAction::PageUp,
+        KeyAction::PageDown,
+        KeyAction::Top,
+        KeyAction::Bottom,
+        KeyAction::Filter,
+        KeyAction::ToggleSelect,
+        KeyAction::SelectAllMatching,
+        KeyAction::ClearSelection,
+        KeyAction::Precheck,
+        KeyAction::Rollback,
+        KeyAction::RollbackGroup,
+        KeyAction::RollbackBatch,
+        KeyAction::Cancel,
+        KeyAction::Refresh,
+        KeyAction::Screen,
+        KeyAction::Tick,
+        KeyAction::Skip,
+        KeyAction::Assign,
+        KeyAction::NextPhase,
+        KeyAction::Level,
+        KeyAction::Classify,
+        KeyAction::Note,
+        KeyAction::Maintenance,
+        KeyAction::Edit,
+        KeyAction::Fill,
+        KeyAction::Waive,
+        KeyAction::Copy,
+        KeyAction::Report,
+    ];
+
+    /// What the help says it does.
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyAction::Quit => "quit (asks mid-rollback)",
+            KeyAction::Help => "show or hide this help",
+            KeyAction::NextPane => "next pane",
+            KeyAction::PrevPane => "previous pane",
+            KeyAction::Up => "up",
+            KeyAction::Down => "down",
+            KeyAction::PageUp => "page up",
+            KeyAction::PageDown => "page down",
+            KeyAction::Top => "first order",
+            KeyAction::Bottom => "last order loaded",
+            KeyAction::Filter => "filter the orders",
+            KeyAction::ToggleSelect => "select order for a batch",
+            KeyAction::SelectAllMatching => "select all matching",
+            KeyAction::ClearSelection => "clear the selection",
+            KeyAction::Precheck => "pre-check the order",
+            KeyAction::Rollback => "roll back the order",
+            KeyAction::RollbackGroup => "roll back its group",
+            KeyAction::RollbackBatch => "roll back the selection",
+            KeyAction::Cancel => "cancel what runs / close",
+            KeyAction::Refresh => "reload orders, dashboard",
+            KeyAction::Screen => "rollback / incident screen",
+            KeyAction::Tick => "tick the checklist item",
+            KeyAction::Skip => "skip the item (with reason)",
+            KeyAction::Assign => "assign item / role",
+            KeyAction::NextPhase => "next phase",
+            KeyAction::Level => "change level (with reason)",
+            KeyAction::Classify => "classification helper",
+            KeyAction::Note => "note to the timeline",
+            KeyAction::Maintenance => "maintenance on/off",
+            KeyAction::Edit => "edit the message",
+            KeyAction::Fill => "fill a required field",
+            KeyAction::Waive => "waive a required field",
+            KeyAction::Copy => "copy message (+ file)",
+            KeyAction::Report => "write the report",
+        }
+    }
+}
+
+/// A key with its modifiers, as bindings name it (the console maps terminal events to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Chord {
+    code: ChordCode,
+    ctrl: bool,
+    alt: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum ChordCode {
+    Char(char),
+    Named(&'static str),
+    F(u8),
+}
+
+/// The keys with names, as written in the config file.
+const NAMED: [&str; 14] = [
+    "enter",
+    "esc",
+    "tab",
+    "backtab",
+    "backspace",
+    "up",
+    "down",
+    "left",
+    "right",
+    "home",
+    "end",
+    "pgup",
+    "pgdn",
+    "delete",
+];
+
+impl Chord {
+    /// A character key (shift is part of the character: 'G').
+    pub fn char(c: char, ctrl: bool, alt: bool) -> Chord {
+        Chord { code: ChordCode::Char(c), ctrl, alt }
+    }
+
+    /// A named key ("enter", "space", "pgdn", ...); None for a name bindings cannot use.
+    pub fn named(name: &str, ctrl: bool, alt: bool) -> Option<Chord> {
+        let name = if name == "space" { "space" } else { NAMED.iter().copied().find(|n| *n == name)? };
+        Some(Chord { code: ChordCode::Named(name), ctrl, alt })
+    }
+
+    /// A function key, F1 to F24.
+    pub fn function(n: u8, ctrl: bool, alt: bool) -> Chord {
+        Chord { code: ChordCode::F(n), ctrl, alt }
+    }
+
+    /// Parses "ctrl-c", "shift-tab", "G", "f5", "space".
+    pub fn parse(text: &str) -> Result<Chord, String> {
+        let lower = text.trim();
+        if lower.is_empty() {
+            return Err("an empty key".into());
+        }
+        let mut ctrl = false;
+        let mut alt = false;
+        let mut shift = false;
+        let mut rest = lower;
+        loop {
+            let l = rest.to_ascii_lowercase();
+            if let Some(r) = l.strip_prefix("ctrl-").or_else(|| l.strip_prefix("c-")) {
+                ctrl = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else if let Some(r) = l.strip_prefix("alt-").or_else(|| l.strip_prefix("m-")) {
+                alt = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else if let Some(r) = l.strip_prefix("shift-") {
+                shift = true;
+                rest = &rest[rest.len() - r.len()..];
+            } else {
+                break;
+            }
+        }
+        let name = rest.to_ascii_lowercase();
+        let code = if rest.chars().count() == 1 {
+            let c = rest.chars().next().unwrap_or(' ');
+            if c == ' ' {
+                ChordCode::Named("space")
+            } else if shift {
+                ChordCode::Char(c.to_ascii_uppercase())
+            } else if ctrl {
+                ChordCode::Char(c.to_ascii_lowercase())
+            } else {
+                ChordCode::Char(c)
+            }
+        } else if name == "space" {
+            ChordCode::Named("space")
+        } else if name == "tab" && shift {
+            ChordCode::Named("backtab")
+        } else if let Some(n) =
+            name.strip_prefix('f').and_then(|n| n.parse::<u8>().ok()).filter(|n| (1..=24).contains(n))
+        {
+            ChordCode::F(n)
+        } else {
+            let alias = match name.as_str() {
+                "return" => "enter",
+                "escape" => "esc",
+                "pageup" => "pgup",
+                "pagedown" => "pgdn",
+                "del" => "delete",
+                other => other,
+            };
+            ChordCode::Named(
+                NAMED
+                    .iter()
+                    .copied()
+                    .find(|n| *n == alias)
+                    .ok_or_else(|| format!("unknown key \"{}\"", crate::core::sanitize::line(text)))?,
+            )
+        };
+        Ok(Chord { code, ctrl, alt })
+    }
+}
+
+impl fmt::Display for Chord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ctrl {
+            write!(f, "ctrl-")?;
+        }
+        if self.alt {
+            write!(f, "alt-")?;
+        }
+        match self.code {
+            ChordCode::Char(c) => write!(f, "{c}"),
+            ChordCode::Named("backtab") => write!(f, "shift-tab"),
+            ChordCode::Named(n) => write!(f, "{n}"),
+            ChordCode::F(n) => write!(f, "f{n}"),
+        }
+    }
+}
+
+/// The bindings in effect.
+#[derive(Debug, Clone)]
+pub struct KeyMap {
+    bindings: BTreeMap<Chord, KeyAction>,
+}
+
+const DEFAULTS: [(KeyAction, &[&str]); 34] = [
+    (KeyAction::Quit, &["q", "ctrl-c"]),
+    (KeyAction::Help, &["?", "f1"]),
+    (KeyAction::NextPane, &["tab"]),
+    (KeyAction::PrevPane, &["shift-tab"]),
+    (KeyAction::Up, &["k", "up"]),
+    (KeyAction::Down, &["j", "down"]),
+    (KeyAction::PageUp, &["pgup", "ctrl-u"]),
+    (KeyAction::PageDown, &["pgdn", "ctrl-d"]),
+    (KeyAction::Top, &["g", "home"]),
+    (KeyAction::Bottom, &["G", "end"]),
+    (KeyAction::Filter, &["/"]),
+    (KeyAction::ToggleSelect, &["space"]),
+    (KeyAction::SelectAllMatching, &["A"]),
+    (KeyAction::ClearSelection, &["x"]),
+    (KeyAction::Precheck, &["p", "enter"]),
+    (KeyAction::Rollback, &["r"]),
+    (KeyAction::RollbackGroup, &["t"]),
+    (KeyAction::RollbackBatch, &["b"]),
+    (KeyAction::Cancel, &["esc", "c"]),
+    (KeyAction::Refresh, &["R", "f5"]),
+    (KeyAction::Screen, &["i"]),
+    (KeyAction::Tick, &["d"]),
+    (KeyAction::Skip, &["s"]),
+    (KeyAction::Assign, &["a"]),
+    (KeyAction::NextPhase, &["P"]),
+    (KeyAction::Level, &["L"]),
+    (KeyAction::Classify, &["C"]),
+    (KeyAction::Note, &["n"]),
+    (KeyAction::Maintenance, &["M"]),
+    (KeyAction::Edit, &["e"]),
+    (KeyAction::Fill, &["f"]),
+    (KeyAction::Waive, &["w"]),
+    (KeyAction::Copy, &["y"]),
+    (KeyAction::Report, &["W"]),
+];
+
+impl Default for KeyMap {
+    fn default() -> Self {
+        let mut bindings = BTreeMap::new();
+        for (action, keys) in DEFAULTS {
+            for k in keys {
+                if let Ok(chord) = Chord::parse(k) {
+                    bindings.insert(chord, action);
+                }
+            }
+        }
+        KeyMap { bindings }
+    }
+}
+
+impl KeyMap {
+    /// The defaults with the user's `[keys]` table applied: each action listed gets exactly
+    /// the keys given for it.
+    pub fn with_overrides(overrides: &BTreeMap<KeyAction, Vec<String>>) -> Result<Self, String> {
+        let mut map = KeyMap::default();
+        for (action, keys) in overrides {
+            map.bindings.retain(|_, a| a != action);
+            for k in keys {
+                let chord = Chord::parse(k).map_err(|e| format!("[keys] {}: {e}", action_name(*action)))?;
+                if let Some(other) = map.bindings.insert(chord, *action).filter(|o| o != action) {
+                    return Err(format!(
+                        "[keys] \"{}\" is bound to both {} and {}",
+                        chord,
+                        action_name(other),
+                        action_name(*action)
+                    ));
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// The action bound to a chord, if any.
+    pub fn lookup(&self, chord: Chord) -> Option<KeyAction> {
+        self.bindings.get(&chord).copied()
+    }
+
+    /// The keys of an action, for the footer and the help ("q ctrl-c").
+    pub fn keys_for(&self, action: KeyAction) -> String {
+        let keys: Vec<String> =
+            self.bindings.iter().filter(|(_, a)| **a == action).map(|(c, _)| c.to_string()).collect();
+        if keys.is_empty() { "unbound".into() } else { keys.join(" ") }
+    }
+}
+
+fn action_name(a: KeyAction) -> String {
+    // snake_case, as written in the TOML file
+    let debug = format!("{a:?}");
+    let mut out = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_cover_every_action() {
+        let m = KeyMap::default();
+        for a in KeyAction::ALL {
+            assert_ne!(m.keys_for(a), "unbound", "{a:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_and_bad_keys_are_errors() {
+        let mut o = BTreeMap::new();
+        o.insert(KeyAction::Quit, vec!["ctrl-q".to_string()]);
+        let m = KeyMap::with_overrides(&o).unwrap_or_default();
+        assert_eq!(m.lookup(Chord::char('q', true, false)), Some(KeyAction::Quit));
+        assert_eq!(m.lookup(Chord::char('q', false, false)), None);
+
+        o.insert(KeyAction::Help, vec!["hyper-k".to_string()]);
+        let err = KeyMap::with_overrides(&o).err().unwrap_or_default();
+        assert!(err.contains("unknown key \"hyper-k\""), "{err}");
+
+        let mut clash = BTreeMap::new();
+        clash.insert(KeyAction::Help, vec!["r".to_string()]);
+        let err = KeyMap::with_overrides(&clash).err().unwrap_or_default();
+        assert!(err.contains("bound to both"), "{err}");
+    }
+
+    #[test]
+    fn chords_print_as_written() {
+        for k in ["ctrl-c", "shift-tab", "G", "f5", "space", "pgdn", "alt-x"] {
+            assert_eq!(Chord::parse(k).map(|c| c.to_string()).ok().as_deref(), Some(k));
+        }
+    }
+}

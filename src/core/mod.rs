@@ -1,0 +1,18 @@
+//! The pure domain: no database, terminal, async runtime or file system here. The incident
+//! workflow, the journal's line format, the SQL contract's values, the rules every front
+//! end applies (reasons, filters, money formatting), observations and the message context.
+
+pub mod batch;
+pub mod comms;
+pub mod contacts;
+pub mod contract;
+pub mod error;
+pub mod format;
+pub mod journal;
+pub mod keys;
+pub mod metrics;
+pub mod observed;
+pub mod orders;
+pub mod report;
+pub mod sanitize;
+pub mod workflow;

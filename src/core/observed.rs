@@ -1,0 +1,114 @@
+//! What the database's answers say, as journal observations: one definition for the
+//! headless commands and the console, so both record a rollback the same way.
+
+use uuid::Uuid;
+
+use crate::core::batch::Summary;
+use crate::core::contract::{Check, MaintenanceState, Postcheck, Precheck, RollbackAndPostcheck};
+use crate::core::workflow::incident::Observation;
+
+fn failed(checks: &[Check]) -> Vec<String> {
+    checks.iter().filter(|c| !c.passed).map(|c| c.check.clone()).collect()
+}
+
+fn mode(group: bool) -> String {
+    if group { "transaction" } else { "single" }.into()
+}
+
+/// A pre-check of an order.
+pub fn precheck(p: &Precheck, order: Uuid, user: Uuid) -> Observation {
+    Observation::Precheck { order, user, ready: p.ready, failed: failed(&p.checks) }
+}
+
+/// A post-check of an order.
+pub fn postcheck(p: &Postcheck, order: Uuid) -> Observation {
+    Observation::Postcheck { order, successful: p.successful, failed: failed(&p.checks) }
+}
+
+/// A single or transaction-group rollback that ran: the rollback, then its post-check.
+pub fn rollback(r: &RollbackAndPostcheck, order: Uuid, user: Uuid, group: bool, reason: &str) -> Vec<Observation> {
+    let rb = &r.rollback;
+    let mut seen = vec![Observation::Rollback {
+        mode: mode(group),
+        order: Some(order),
+        user: Some(user),
+        orders: rb.order_ids.as_ref().map_or(0, Vec::len) as u64,
+        users: 1,
+        refunded: rb.refunded.unwrap_or_default().normalize().to_string(),
+        success: rb.success,
+        detail: if rb.success {
+            "rolled back".into()
+        } else {
+            format!("{}: {}", rb.error_code.as_deref().unwrap_or("unknown"), rb.message.as_deref().unwrap_or(""))
+        },
+        reason: reason.to_string(),
+    }];
+    seen.extend(r.postcheck.as_ref().map(|p| postcheck(p, order)));
+    seen
+}
+
+/// A single or transaction-group rollback that did not get an answer.
+pub fn rollback_failed(error: &str, order: Uuid, user: Uuid, group: bool, reason: &str) -> Observation {
+    Observation::Rollback {
+        mode: mode(group),
+        order: Some(order),
+        user: Some(user),
+        orders: 0,
+        users: 1,
+        refunded: "0".into(),
+        success: false,
+        detail: error.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A batch that ended (complete, cancelled or with refusals).
+pub fn batch(s: &Summary, users: u64, reason: &str) -> Observation {
+    Observation::Rollback {
+        mode: "batch".into(),
+        order: None,
+        user: None,
+        orders: s.rolled_back as u64,
+        users,
+        refunded: s.refunded.normalize().to_string(),
+        success: s.complete(),
+        detail: format!(
+            "{} rolled back, {} already, {} refused, {} failed, {} not attempted",
+            s.rolled_back,
+            s.already_rolled_back,
+            s.refused.len(),
+            s.failed.len(),
+            s.not_attempted
+        ),
+        reason: reason.to_string(),
+    }
+}
+
+/// Maintenance mode as the database shows it, switched outside this console.
+pub fn maintenance_seen(m: &MaintenanceState) -> Observation {
+    Observation::MaintenanceSeen {
+        on: m.maintenance_mode,
+        reason: m.maintenance_reason.clone().unwrap_or_else(|| "no reason recorded".into()),
+        by: m.maintenance_by.clone(),
+        since: m.maintenance_since,
+    }
+}
+
+/// A batch cut short by quitting the console: what was heard of it, as not finished.
+pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str) -> Observation {
+    Observation::Rollback {
+        mode: "batch".into(),
+        order: None,
+        user: None,
+        orders: run.rolled_back,
+        users: 0,
+        refunded: run.refunded.normalize().to_string(),
+        success: false,
+        detail: format!(
+            "interrupted: the console quit with {} of {} finished ({} rolled back, {} refused or failed); \
+             run the batch again to finish, nothing is rolled back twice",
+            run.done, run.total, run.rolled_back, run.problems
+        ),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,109 @@
+//! Which orders: the filter both front ends use (the console's filter line, the CLI's
+//! flags), times given as instants or as times of day on the book's latest trading day,
+//! and the parsing of symbols and times they share.
+
+use chrono::{DateTime, NaiveTime, Utc};
+use uuid::Uuid;
+
+/// A time bound of the orders filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    /// An instant.
+    At(DateTime<Utc>),
+    /// A time of day on the book's latest trading day (the worker resolves it).
+    TimeOfDay(NaiveTime),
+}
+
+/// Which orders the Orders pane shows (empty fields do not filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub transaction_id: Option<Uuid>,
+    pub symbol: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<TimeBound>,
+    pub to: Option<TimeBound>,
+}
+
+/// Which orders to find. Empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub transaction_id: Option<Uuid>,
+    pub symbol: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Include the accounts created by `drill`.
+    pub include_drill: bool,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+/// A filter of the console with its time bounds resolved to instants.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedQuery {
+    pub id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub transaction_id: Option<Uuid>,
+    pub symbol: Option<String>,
+    pub status: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err("not a time; use RFC 3339 (2026-11-25T13:02:00Z) or \"2026-11-25 13:02\" (UTC)".into())
+}
+
+/// A time as `parse_time` takes it, or a time of day ("13:02", "13:02:30") on the book's
+/// latest trading day, resolved against the database when the command runs.
+pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
+    for fmt in ["%H:%M", "%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveTime::parse_from_str(s.trim(), fmt) {
+            return Ok(TimeBound::TimeOfDay(t));
+        }
+    }
+    parse_time(s).map(TimeBound::At).map_err(|_| {
+        "not a time; use RFC 3339 (2026-11-25T13:02:00Z), \"2026-11-25 13:02\" (UTC), or 13:02 for that time on \
+         the book's latest trading day"
+            .to_string()
+    })
+}
+
+/// Symbols are 3 to 12 capital letters or digits.
+pub fn parse_symbol(s: &str) -> Result<String, String> {
+    let up = s.trim().to_ascii_uppercase();
+    if (3..=12).contains(&up.len()) && up.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
+        Ok(up)
+    } else {
+        Err("a symbol is 3 to 12 letters or digits, e.g. GBPUSD".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_times_and_symbols() {
+        assert!(parse_time("2026-11-25T13:02:00Z").is_ok());
+        assert_eq!(parse_time("2026-11-25 13:02").ok(), parse_time("2026-11-25T13:02:00+00:00").ok());
+        assert!(parse_time("yesterday").is_err());
+        assert!(matches!(parse_time_bound("13:02"), Ok(TimeBound::TimeOfDay(_))));
+        assert_eq!(parse_symbol("gbpusd").ok().as_deref(), Some("GBPUSD"));
+        assert!(parse_symbol("GBP;USD").is_err());
+    }
+}

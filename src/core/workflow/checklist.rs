@@ -1,0 +1,141 @@
+//! The response checklists: shipped in `assets/checklists.toml`, replaceable by a file of
+//! the same name in the user's config directory.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use super::{Level, Phase};
+
+/// A fact the console observes itself, which can tick an item at Level 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoSignal {
+    /// A post-check passed against its baseline.
+    PostcheckPassed,
+    /// Maintenance mode was turned on and the probe saw new orders refused.
+    MaintenanceVerified,
+    /// The ledger audit found nothing.
+    AuditClean,
+    /// A customer notice was copied out.
+    CustomerNoticeSent,
+    /// An internal alert was copied out.
+    InternalAlertSent,
+    /// The post-incident report was written.
+    ReportWritten,
+}
+
+/// One item of a checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Stable id, used in the journal.
+    pub id: String,
+    /// The phase it belongs to.
+    pub phase: Phase,
+    /// What to do.
+    pub text: String,
+    /// The levels it applies to.
+    pub levels: Vec<u8>,
+    /// What the console can observe to tick it (Level 1 only).
+    #[serde(default)]
+    pub auto: Option<AutoSignal>,
+}
+
+impl Item {
+    /// Whether the item is part of the response at this level.
+    pub fn applies(&self, level: Level) -> bool {
+        self.levels.contains(&level.number())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    item: Vec<Item>,
+}
+
+/// The checklists of every phase and level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checklist {
+    items: Vec<Item>,
+}
+
+const SHIPPED: &str = include_str!("../../../assets/checklists.toml");
+
+impl Checklist {
+    /// The checklist shipped with the console.
+    pub fn shipped() -> Checklist {
+        // The shipped file is checked by a test; an error here is a build defect.
+        Checklist::parse(SHIPPED).unwrap_or(Checklist { items: Vec::new() })
+    }
+
+    /// Parses and checks a checklist file.
+    pub fn parse(text: &str) -> std::result::Result<Checklist, String> {
+        let file: File = toml::from_str(text).map_err(|e| crate::core::sanitize::multiline(&e.to_string()))?;
+        let mut ids = BTreeSet::new();
+        for item in &file.item {
+            if item.id.is_empty() || !item.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(format!("item id \"{}\": use a-z, 0-9 and _", crate::core::sanitize::line(&item.id)));
+            }
+            if !ids.insert(item.id.clone()) {
+                return Err(format!("item id \"{}\" appears twice", item.id));
+            }
+            if item.text.trim().is_empty() {
+                return Err(format!("item \"{}\" has no text", item.id));
+            }
+            if item.levels.is_empty() || item.levels.iter().any(|l| !(1..=3).contains(l)) {
+                return Err(format!("item \"{}\": levels are 1, 2 and 3", item.id));
+            }
+        }
+        Ok(Checklist { items: file.item })
+    }
+
+    /// Every item.
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// One item by id.
+    pub fn get(&self, id: &str) -> Option<&Item> {
+        self.items.iter().find(|i| i.id == id)
+    }
+
+    /// The items of a phase at a level, in file order.
+    pub fn for_phase(&self, phase: Phase, level: Level) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(move |i| i.phase == phase && i.applies(level))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_checklist_is_valid_and_covers_every_phase() {
+        let c = Checklist::parse(SHIPPED).map_err(|e| e.to_string());
+        assert!(c.is_ok(), "{c:?}");
+        let c = Checklist::shipped();
+        for phase in Phase::ALL {
+            for level in [Level::Minor, Level::Moderate, Level::Critical] {
+                assert!(c.for_phase(phase, level).count() > 0, "{phase:?} {level:?}");
+            }
+        }
+        // Level 3 adds the full-system steps and regulatory notification.
+        let l3: Vec<_> = c.for_phase(Phase::Response, Level::Critical).map(|i| i.id.as_str()).collect();
+        let l2: Vec<_> = c.for_phase(Phase::Response, Level::Moderate).map(|i| i.id.as_str()).collect();
+        assert!(l3.contains(&"regulatory_notice") && !l2.contains(&"regulatory_notice"));
+        assert!(l3.contains(&"full_system_plan"));
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let dup = "[[item]]\nid='a'\nphase='response'\ntext='x'\nlevels=[1]\n[[item]]\nid='a'\nphase='response'\ntext='y'\nlevels=[2]\n";
+        assert!(Checklist::parse(dup).err().unwrap_or_default().contains("twice"));
+        let level = "[[item]]\nid='a'\nphase='response'\ntext='x'\nlevels=[4]\n";
+        assert!(Checklist::parse(level).err().unwrap_or_default().contains("levels"));
+        let phase = "[[item]]\nid='a'\nphase='lunch'\ntext='x'\nlevels=[1]\n";
+        assert!(Checklist::parse(phase).err().unwrap_or_default().contains("lunch"));
+    }
+}

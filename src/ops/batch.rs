@@ -1,0 +1,249 @@
+//! Rolling back many orders: one order per database transaction, on a few connections,
+//! with retries of serialization failures, deadlocks and lock timeouts. Orders of one user
+//! always go to the same connection, one after the other, so workers never queue on each
+//! other's profile locks. Running the same batch again rolls back nothing twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::core::batch::{BatchItem, Outcome, Summary};
+use crate::core::error::{Error, Result};
+use crate::store::connect::ConnectSettings;
+use crate::store::db;
+use crate::store::db::is_retryable;
+
+/// How to run a batch.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Identifies the batch on every audit row.
+    pub batch_id: Uuid,
+    /// The rollback reason recorded on every order.
+    pub reason: String,
+    /// Connections working at once.
+    pub concurrency: usize,
+    /// Attempts per order for retryable errors.
+    pub max_attempts: u32,
+    /// How often dashboards are told that the audit log moved.
+    pub notify_interval: Duration,
+}
+
+impl BatchOptions {
+    /// Defaults for a reason.
+    pub fn new(reason: String) -> Self {
+        BatchOptions {
+            batch_id: Uuid::new_v4(),
+            reason,
+            concurrency: 4,
+            max_attempts: 8,
+            notify_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Live progress, shared with whoever draws it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Orders finished (any outcome).
+    pub done: AtomicU64,
+    /// Orders rolled back.
+    pub rolled_back: AtomicU64,
+    /// Orders refused or failed.
+    pub problems: AtomicU64,
+    /// Set to stop taking new orders; no retry starts after it. The calls in flight are
+    /// cancelled on the server through `backends`.
+    pub cancel: AtomicBool,
+    /// The backend pids of the batch's connections (for `pg_cancel_backend`).
+    pub backends: std::sync::Mutex<Vec<i32>>,
+    /// Outcomes not yet shown, for a live display (drained by whoever draws).
+    pub recent: std::sync::Mutex<Vec<(BatchItem, Outcome)>>,
+}
+
+impl Progress {
+    /// Takes the outcomes recorded since the last call.
+    pub fn take_recent(&self) -> Vec<(BatchItem, Outcome)> {
+        self.recent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
+async fn roll_back_one(
+    conn: &mut sqlx::PgConnection,
+    item: BatchItem,
+    opts: &BatchOptions,
+    retries: &AtomicU64,
+    cancel: &AtomicBool,
+) -> Outcome {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match db::rollback_order(&mut *conn, item.order_id, item.user_id, &opts.reason).await {
+            Ok(r) if r.success => {
+                return Outcome::RolledBack {
+                    refunded: r.refunded.unwrap_or_default(),
+                    margin_released: r.margin_released.unwrap_or_default(),
+                    attempts: attempt,
+                };
+            }
+            Ok(r) if r.error_code.as_deref() == Some("already_rolled_back") => return Outcome::AlreadyRolledBack,
+            Ok(r) => {
+                return Outcome::Refused {
+                    error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
+                    message: r.message.unwrap_or_default(),
+                };
+            }
+            // Cancelled meanwhile (perhaps this very call, on the server): its transaction
+            // rolled back, so the order is as it was; no retry.
+            Err(_) if cancel.load(Ordering::Relaxed) => return Outcome::NotAttempted,
+            Err(e) if is_retryable(e.sqlstate()) && attempt < opts.max_attempts => {
+                retries.fetch_add(1, Ordering::Relaxed);
+                // Exponential backoff with jitter, so colliding workers fall out of step.
+                let base = 5u64 << attempt.min(8);
+                let jitter = u64::from(item.order_id.as_bytes()[attempt as usize % 16]) % base.max(1);
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            }
+            Err(e) => return Outcome::Failed { error: e.to_string() },
+        }
+    }
+}
+
+/// Runs the batch. `progress` is updated as orders finish; setting its `cancel` stops the
+/// batch after the orders in flight.
+pub async fn run(
+    settings: &ConnectSettings,
+    items: Vec<BatchItem>,
+    opts: &BatchOptions,
+    progress: Arc<Progress>,
+) -> Result<(Summary, Vec<(BatchItem, Outcome)>)> {
+    let started = Instant::now();
+    let concurrency = opts.concurrency.clamp(1, 64).min(items.len().max(1));
+
+    // One queue per worker; all orders of a user in the same queue, in the given order.
+    let mut queues: Vec<Vec<(usize, BatchItem)>> = vec![Vec::new(); concurrency];
+    let mut owner: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut load = vec![0usize; concurrency];
+    for (i, item) in items.iter().enumerate() {
+        let w = *owner.entry(item.user_id).or_insert_with(|| (0..concurrency).min_by_key(|&w| load[w]).unwrap_or(0));
+        load[w] += 1;
+        queues[w].push((i, *item));
+    }
+
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let mut conn = settings.connection().await?;
+        db::join_batch(&mut conn, opts.batch_id).await?;
+        let pid = db::backend_pid(&mut conn).await?;
+        if let Ok(mut b) = progress.backends.lock() {
+            b.push(pid);
+        }
+        conns.push(conn);
+    }
+    let mut notifier = settings.connection().await?;
+
+    let retries = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (queue, mut conn) in queues.into_iter().zip(conns) {
+        let opts = opts.clone();
+        let progress = progress.clone();
+        let retries = retries.clone();
+        tasks.spawn(async move {
+            let mut results = Vec::with_capacity(queue.len());
+            for (i, item) in queue {
+                if progress.cancel.load(Ordering::Relaxed) {
+                    results.push((i, item, Outcome::NotAttempted));
+                    continue;
+                }
+                let outcome = roll_back_one(&mut conn, item, &opts, &retries, &progress.cancel).await;
+                if outcome == Outcome::NotAttempted {
+                    results.push((i, item, outcome));
+                    continue;
+                }
+                match outcome {
+                    Outcome::RolledBack { .. } => {
+                        progress.rolled_back.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Refused { .. } | Outcome::Failed { .. } => {
+                        progress.problems.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                if let Outcome::Failed { error } = &outcome {
+                    let detail = serde_json::json!({ "error": error, "batch_id": opts.batch_id });
+                    // Best effort: the failure is in the summary even if this cannot be written.
+                    let _ =
+                        db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
+                }
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut recent) = progress.recent.lock() {
+                    // Bounded: a display that never drains must not grow memory.
+                    if recent.len() < 1000 {
+                        recent.push((item, outcome.clone()));
+                    }
+                }
+                results.push((i, item, outcome));
+            }
+            results
+        });
+    }
+
+    // Tell dashboards about progress a few times a second instead of on every commit.
+    let mut outcomes: Vec<Option<(BatchItem, Outcome)>> = vec![None; items.len()];
+    let mut last_notified = 0;
+    let mut ticker = tokio::time::interval(opts.notify_interval);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(results)) => {
+                    for (i, item, outcome) in results {
+                        outcomes[i] = Some((item, outcome));
+                    }
+                }
+                Some(Err(e)) => return Err(Error::Other(format!("a batch worker stopped: {e}"))),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let now = progress.rolled_back.load(Ordering::Relaxed);
+                if now != last_notified {
+                    last_notified = now;
+                    let _ = db::notify_audit_changed(&mut notifier).await;
+                }
+            }
+        }
+    }
+    let _ = db::notify_audit_changed(&mut notifier).await;
+
+    let outcomes: Vec<(BatchItem, Outcome)> = outcomes.into_iter().flatten().collect();
+    let mut s = Summary {
+        batch_id: opts.batch_id,
+        total: items.len(),
+        rolled_back: 0,
+        already_rolled_back: 0,
+        refused: Vec::new(),
+        failed: Vec::new(),
+        not_attempted: 0,
+        refunded: Decimal::ZERO,
+        margin_released: Decimal::ZERO,
+        retries: retries.load(Ordering::Relaxed),
+        elapsed_ms: started.elapsed().as_millis(),
+        cancelled: progress.cancel.load(Ordering::Relaxed),
+    };
+    for (item, outcome) in &outcomes {
+        match outcome {
+            Outcome::RolledBack { refunded, margin_released, .. } => {
+                s.rolled_back += 1;
+                s.refunded += refunded;
+                s.margin_released += margin_released;
+            }
+            Outcome::AlreadyRolledBack => s.already_rolled_back += 1,
+            Outcome::Refused { error_code, message } => {
+                s.refused.push((item.order_id, error_code.clone(), message.clone()))
+            }
+            Outcome::Failed { error } => s.failed.push((item.order_id, error.clone())),
+            Outcome::NotAttempted => s.not_attempted += 1,
+        }
+    }
+    Ok((s, outcomes))
+}

@@ -1,0 +1,9 @@
+//! The use cases, shared by the CLI and the console's worker: a rollback with its checks, a
+//! batch, maintenance mode switched and proved, the incident's records, the drill and the
+//! benchmark.
+
+pub mod batch;
+pub mod bench;
+pub mod drill;
+pub mod incident;
+pub mod maintenance;

@@ -1,0 +1,277 @@
+//! The user's config directory: `config.toml` (key bindings, the intervals and thresholds
+//! of the dashboard, contacts), `checklists.toml` and `templates/`. Everything has a
+//! default; a file that does not parse is an error that says where.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::comms::{self, CommsError, TemplateStore, UserTemplate};
+use crate::core::contacts::{Contact, ESCALATIONS};
+use crate::core::error::{Error, Result};
+use crate::core::keys::{KeyAction, KeyMap};
+use crate::core::metrics::Thresholds;
+use crate::core::workflow::checklist::Checklist;
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    keys: BTreeMap<KeyAction, Vec<String>>,
+    #[serde(default)]
+    dashboard: DashboardFile,
+    #[serde(default)]
+    contact: Vec<Contact>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardFile {
+    refresh_seconds: Option<u64>,
+    audit_seconds: Option<u64>,
+    metrics_window_hours: Option<u64>,
+    burst_count: Option<u64>,
+    burst_window_minutes: Option<i64>,
+    long_rollback_minutes: Option<i64>,
+}
+
+/// The console's settings, defaults filled in.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Key bindings.
+    pub keymap: KeyMap,
+    /// How often the dashboard is refreshed when no notification arrives.
+    pub refresh: Duration,
+    /// How often the ledger audit runs in the background.
+    pub audit: Duration,
+    /// How far back the metrics count.
+    pub metrics_window: chrono::Duration,
+    /// Alert thresholds.
+    pub thresholds: Thresholds,
+    /// The response team's and the escalation contacts' names, phones and e-mails.
+    pub contacts: Vec<Contact>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            keymap: KeyMap::default(),
+            refresh: Duration::from_secs(10),
+            audit: Duration::from_secs(60),
+            metrics_window: chrono::Duration::hours(24),
+            thresholds: Thresholds::default(),
+            contacts: Vec::new(),
+        }
+    }
+}
+
+/// Where the configuration file lives (it need not exist).
+pub fn config_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("INCIDENT_CONSOLE_CONFIG") {
+        return Ok(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "incident-console")
+        .map(|d| d.config_dir().join("config.toml"))
+        .ok_or_else(|| Error::Other("cannot determine the user's config directory (is HOME set?)".into()))
+}
+
+/// Where the console writes its log file.
+pub fn log_dir() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "incident-console")
+        .ok_or_else(|| Error::Other("cannot determine the user's state directory (is HOME set?)".into()))?;
+    Ok(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).join("logs"))
+}
+
+impl ConsoleConfig {
+    /// Reads the file at `config_path()`; a missing file gives the defaults.
+    pub fn load() -> Result<Self> {
+        let path = config_path()?;
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).map_err(|e| Error::BadInput(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(Error::BadInput(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Parses a configuration text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| crate::core::sanitize::multiline(&e.to_string()))?;
+        let d = ConsoleConfig::default();
+        let positive = |v: Option<u64>, name: &str, default: Duration| match v {
+            Some(0) => Err(format!("[dashboard] {name} must be at least 1")),
+            Some(s) => Ok(Duration::from_secs(s)),
+            None => Ok(default),
+        };
+        // Minutes from 1 to ten years: beyond that, date arithmetic would overflow.
+        let minutes = |v: Option<i64>, name: &str, default: chrono::Duration| match v {
+            Some(m) if (1..=10 * 365 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
+            Some(_) => Err(format!("[dashboard] {name} must be from 1 to 5256000 (ten years)")),
+            None => Ok(default),
+        };
+        let t = Thresholds {
+            burst_count: match file.dashboard.burst_count {
+                Some(0) => return Err("[dashboard] burst_count must be at least 1".into()),
+                n => n.unwrap_or(d.thresholds.burst_count),
+            },
+            burst_window: minutes(
+                file.dashboard.burst_window_minutes,
+                "burst_window_minutes",
+                d.thresholds.burst_window,
+            )?,
+            long_rollback: minutes(
+                file.dashboard.long_rollback_minutes,
+                "long_rollback_minutes",
+                d.thresholds.long_rollback,
+            )?,
+        };
+        for c in &file.contact {
+            let known = crate::core::workflow::incident::Role::parse(&c.role).is_some()
+                || ESCALATIONS.iter().any(|(k, _)| *k == c.role);
+            if !known {
+                return Err(format!(
+                    "[[contact]] role \"{}\": one of incident_commander, technical_lead, database_admin, \
+                     security_lead, communications_lead, documentation_lead, cto, ceo, legal, compliance",
+                    crate::core::sanitize::line(&c.role)
+                ));
+            }
+            if c.name.trim().is_empty() {
+                return Err(format!("[[contact]] {}: the name is empty", c.role));
+            }
+        }
+        Ok(ConsoleConfig {
+            contacts: file.contact,
+            keymap: KeyMap::with_overrides(&file.keys)?,
+            refresh: positive(file.dashboard.refresh_seconds, "refresh_seconds", d.refresh)?,
+            audit: positive(file.dashboard.audit_seconds, "audit_seconds", d.audit)?,
+            metrics_window: file
+                .dashboard
+                .metrics_window_hours
+                .map(|h| chrono::Duration::hours(h.min(24 * 365) as i64))
+                .unwrap_or(d.metrics_window),
+            thresholds: t,
+        })
+    }
+}
+
+/// An example file, printed by `config example`.
+pub const EXAMPLE: &str = r#"# incident-console configuration
+[keys]
+# action = ["key", ...]; keys: q, G, ?, enter, esc, tab, shift-tab, space, ctrl-c, alt-x, f5, pgdn
+quit = ["q", "ctrl-c"]
+precheck = ["p", "enter"]
+
+[dashboard]
+refresh_seconds = 10        # fallback when no notification arrives
+audit_seconds = 60          # background ledger audit
+metrics_window_hours = 24
+burst_count = 5             # this many rollbacks ...
+burst_window_minutes = 10   # ... within this window raise an alert
+long_rollback_minutes = 30
+
+# The response team and the escalation contacts, shown in the Team pane.
+[[contact]]
+role = "incident_commander"   # also technical_lead, database_admin, security_lead,
+name = "Alex Example"         # communications_lead, documentation_lead, cto, ceo, legal, compliance
+phone = "+1 555 0100"
+email = "alex@example.com"
+"#;
+
+
+/// The directory of the config file: user checklists and templates live beside it.
+pub fn config_dir() -> Result<PathBuf> {
+    let path = config_path()?;
+    Ok(path.parent().map(PathBuf::from).unwrap_or_default())
+}
+
+/// The checklist in effect: `checklists.toml` in the config directory, else the shipped one.
+pub fn checklist() -> Result<Checklist> {
+    load_checklist(&config_dir()?.join("checklists.toml"))
+}
+
+/// A checklist file if it exists, else the shipped one.
+pub fn load_checklist(user_file: &Path) -> Result<Checklist> {
+    match std::fs::read_to_string(user_file) {
+        Ok(text) => Checklist::parse(&text).map_err(|e| Error::BadInput(format!("{}: {e}", user_file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Checklist::shipped()),
+        Err(e) => Err(Error::BadInput(format!("cannot read {}: {e}", user_file.display()))),
+    }
+}
+
+/// The templates in effect: the user's in `templates/` of the config directory over the shipped ones.
+pub fn templates() -> Result<TemplateStore> {
+    let dir = config_dir()?.join("templates");
+    Ok(load_templates(dir.is_dir().then_some(dir.as_path()))?)
+}
+
+/// A user template larger than this is refused rather than read (it is not a message).
+const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
+
+/// The shipped templates, overridden by `*.j2` files in `user_dir` with the same name
+/// and extended by the others. A missing directory is not an error.
+pub fn load_templates(user_dir: Option<&Path>) -> comms::Result<TemplateStore> {
+    let Some(dir) = user_dir else { return Ok(TemplateStore::shipped()) };
+    let io = |e: std::io::Error| CommsError::Io { path: dir.to_path_buf(), message: e.to_string() };
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TemplateStore::shipped()),
+        Err(e) => return Err(io(e)),
+    };
+    let mut files = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(io)?;
+        let Ok(file) = entry.file_name().into_string() else { continue };
+        if file.ends_with(".j2") && !file.starts_with('.') {
+            let path = entry.path();
+            let text = read_user_file(&path);
+            files.push(UserTemplate { file, path, text });
+        }
+    }
+    Ok(TemplateStore::with_user_files(files))
+}
+
+fn read_user_file(path: &Path) -> std::result::Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.len() > MAX_TEMPLATE_BYTES {
+        return Err(format!("{} is larger than 1 MiB", path.display()));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses() {
+        let c = ConsoleConfig::parse(EXAMPLE).map_err(|e| e.to_string());
+        assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = ConsoleConfig::parse("[keys]\nquit = [\"ctrl-shift-\"]\n").err().unwrap_or_default();
+        assert!(e.contains("quit"), "{e}");
+        let e = ConsoleConfig::parse("[keys]\nfly = [\"f\"]\n").err().unwrap_or_default();
+        assert!(e.contains("fly"), "{e}");
+        let e = ConsoleConfig::parse("[dashboard]\nrefresh_seconds = 0\n").err().unwrap_or_default();
+        assert!(e.contains("refresh_seconds"), "{e}");
+        let e = ConsoleConfig::parse("colour = 1\n").err().unwrap_or_default();
+        assert!(e.contains("colour"), "{e}");
+        // Windows that would overflow date arithmetic (or panic building the duration).
+        for v in ["0", "-5", "9999999999999999", "200000000000"] {
+            let e =
+                ConsoleConfig::parse(&format!("[dashboard]\nburst_window_minutes = {v}\n")).err().unwrap_or_default();
+            assert!(e.contains("burst_window_minutes"), "{v}: {e}");
+        }
+        let e = ConsoleConfig::parse("[dashboard]\nburst_count = 0\n").err().unwrap_or_default();
+        assert!(e.contains("burst_count"), "{e}");
+        let ok = ConsoleConfig::parse("[dashboard]\nlong_rollback_minutes = 45\n");
+        assert!(ok.is_ok_and(|c| c.thresholds.long_rollback == chrono::Duration::minutes(45)));
+    }
+}

@@ -1,0 +1,160 @@
+//! Calls of the SQL contract's functions (the names outside tools rely on).
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::{Executor, Postgres};
+use uuid::Uuid;
+
+use super::{call_json, decode};
+use crate::core::contract::*;
+use crate::core::error::Result;
+
+/// `rollback_precheck(order, user)`: every pre-check in one round trip.
+pub async fn precheck<'e, E: Executor<'e, Database = Postgres>>(e: E, order: Uuid, user: Uuid) -> Result<Precheck> {
+    let v = call_json(e, sqlx::query("SELECT rollback_precheck($1, $2)").bind(order).bind(user)).await?;
+    decode(v, "rollback_precheck")
+}
+
+/// `rollback_postcheck(order, user, baseline)`.
+pub async fn postcheck<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+    user: Uuid,
+    baseline: &Value,
+) -> Result<Postcheck> {
+    let v = call_json(
+        e,
+        sqlx::query("SELECT rollback_postcheck($1, $2, $3)").bind(order).bind(user).bind(baseline.clone()),
+    )
+    .await?;
+    decode(v, "rollback_postcheck")
+}
+
+/// `rollback_execute_order_atomic`: one order.
+pub async fn rollback_order<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+    user: Uuid,
+    reason: &str,
+) -> Result<RollbackResult> {
+    let v = call_json(
+        e,
+        sqlx::query("SELECT rollback_execute_order_atomic($1, $2, $3)").bind(order).bind(user).bind(reason.to_string()),
+    )
+    .await?;
+    decode(v, "rollback_execute_order_atomic")
+}
+
+/// `rollback_order_execution`: the order's whole transaction group.
+pub async fn rollback_group<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+    user: Uuid,
+    reason: &str,
+) -> Result<RollbackResult> {
+    let v = call_json(
+        e,
+        sqlx::query("SELECT rollback_order_execution($1, $2, $3)").bind(order).bind(user).bind(reason.to_string()),
+    )
+    .await?;
+    decode(v, "rollback_order_execution")
+}
+
+/// Rollback and post-check in one round trip.
+pub async fn rollback_with_postcheck<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+    user: Uuid,
+    reason: &str,
+    baseline: &Value,
+    whole_transaction: bool,
+) -> Result<RollbackAndPostcheck> {
+    let v = call_json(
+        e,
+        sqlx::query("SELECT rollback_with_postcheck($1, $2, $3, $4, $5)")
+            .bind(order)
+            .bind(user)
+            .bind(reason.to_string())
+            .bind(baseline.clone())
+            .bind(whole_transaction),
+    )
+    .await?;
+    decode(v, "rollback_with_postcheck")
+}
+
+/// Records a rollback the client could not complete (after its retries).
+pub async fn record_failure<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+    user: Uuid,
+    action: &str,
+    detail: &Value,
+) -> Result<()> {
+    call_json(
+        e,
+        sqlx::query("SELECT record_rollback_failure($1, $2, $3, $4)")
+            .bind(order)
+            .bind(user)
+            .bind(action.to_string())
+            .bind(detail.clone()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `set_maintenance_mode(enabled, reason)`.
+pub async fn set_maintenance<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    enabled: bool,
+    reason: &str,
+) -> Result<Value> {
+    call_json(e, sqlx::query("SELECT set_maintenance_mode($1, $2)").bind(enabled).bind(reason.to_string())).await
+}
+
+/// Current maintenance mode.
+pub async fn maintenance_state<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<MaintenanceState> {
+    Ok(sqlx::query_as(
+        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by FROM system_settings",
+    )
+    .fetch_one(e)
+    .await?)
+}
+
+/// `create_trading_account(user, deposit)`.
+pub async fn create_account<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    user: Uuid,
+    deposit: Decimal,
+) -> Result<Value> {
+    call_json(e, sqlx::query("SELECT create_trading_account($1, $2)").bind(user).bind(deposit)).await
+}
+
+/// Arguments of `execute_order_atomic`.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub user_id: Uuid,
+    pub symbol: &'a str,
+    pub order_type: &'a str,
+    pub side: &'a str,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub idempotency_key: &'a str,
+    pub transaction_id: Option<Uuid>,
+}
+
+/// `execute_order_atomic(...)`.
+pub async fn execute_order<'e, E: Executor<'e, Database = Postgres>>(e: E, o: &NewOrder<'_>) -> Result<Value> {
+    call_json(
+        e,
+        sqlx::query("SELECT execute_order_atomic($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(o.user_id)
+            .bind(o.symbol.to_string())
+            .bind(o.order_type.to_string())
+            .bind(o.side.to_string())
+            .bind(o.quantity)
+            .bind(o.price)
+            .bind(o.idempotency_key.to_string())
+            .bind(o.transaction_id),
+    )
+    .await
+}

@@ -1,0 +1,103 @@
+//! Schema migrations: apply, undo in one transaction, and what is applied.
+
+use sqlx::PgPool;
+
+use super::MIGRATOR;
+use crate::core::error::{Error, Result};
+
+/// Applies every pending migration, each in its own transaction.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    // On a dedicated connection, closed afterwards: sqlx holds a session advisory lock
+    // while migrating and does not release it when a migration fails; a pooled connection
+    // would carry that lock back into the pool and the next migrate would wait forever.
+    let mut conn = pool.acquire().await?.detach();
+    let result = MIGRATOR.run_direct(None, &mut conn, false).await;
+    let _ = sqlx::Connection::close(conn).await;
+    result.map_err(migrate_error)
+}
+
+/// Undoes the migrations above `target`, newest first, all in one transaction: a down
+/// migration that refuses (it would delete financial history) leaves every migration in
+/// place. Returns the versions undone.
+pub async fn undo_to(pool: &PgPool, target: i64) -> Result<Vec<i64>> {
+    let applied = applied_migrations(pool).await?;
+    let mut downs: Vec<&sqlx::migrate::Migration> = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_down_migration() && m.version > target && applied.contains(&m.version))
+        .collect();
+    downs.sort_by_key(|m| std::cmp::Reverse(m.version));
+    let mut conn = pool.acquire().await?.detach();
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    // The key sqlx's migrator locks, so an undo and a migrate never interleave.
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(migration_lock_id(&database)).execute(&mut *tx).await?;
+    let mut failure = None;
+    for m in &downs {
+        if let Err(e) = sqlx::raw_sql(m.sql.clone()).execute(&mut *tx).await {
+            failure = Some(migrate_error(sqlx::migrate::MigrateError::ExecuteMigration(e, m.version)));
+            break;
+        }
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1").bind(m.version).execute(&mut *tx).await?;
+    }
+    if let Some(e) = failure {
+        // Roll back now, not when the connection goes: the lock must be free on return.
+        tx.rollback().await?;
+        let _ = sqlx::Connection::close(conn).await;
+        return Err(e);
+    }
+    tx.commit().await?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(downs.iter().map(|m| m.version).collect())
+}
+
+/// The advisory lock id sqlx's migrator takes for a database (CRC-32 of its name).
+fn migration_lock_id(database: &str) -> i64 {
+    let mut crc: u32 = !0;
+    for b in database.bytes() {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    0x3d32_ad9e_i64 * i64::from(!crc)
+}
+
+fn migrate_error(e: sqlx::migrate::MigrateError) -> Error {
+    use sqlx::migrate::MigrateError as M;
+    match e {
+        M::Execute(inner) => Error::from(inner),
+        M::ExecuteMigration(inner, version) => match Error::from(inner) {
+            Error::Database(mut text) => {
+                text.message = format!("migration {version}: {}", text.message);
+                Error::Database(text)
+            }
+            other => other,
+        },
+        other => Error::Database(crate::core::error::DbErrorText {
+            code: None,
+            message: crate::core::sanitize::line(&other.to_string()).into_owned(),
+        }),
+    }
+}
+
+/// Versions already applied (empty on a fresh database).
+pub async fn applied_migrations(pool: &PgPool) -> Result<Vec<i64>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lock_id_matches_sqlx() {
+        // sqlx: 0x3d32ad9e * crc32_ieee(name); crc32("incident") = 0x5f8c1bf7 (zlib)
+        assert_eq!(super::migration_lock_id(""), 0);
+        assert_eq!(super::migration_lock_id("123456789"), 0x3d32_ad9e_i64 * 0xCBF4_3926_i64);
+    }
+}

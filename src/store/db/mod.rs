@@ -1,0 +1,49 @@
+//! Every SQL statement of the console, in one place, split by concern. Statements are
+//! static text with bound parameters; nothing from a user is ever formatted into SQL.
+
+mod admin;
+mod audit;
+mod contract;
+mod error;
+mod incident_events;
+mod metrics;
+mod migrate;
+mod orders;
+mod retry;
+mod rows;
+mod seed;
+mod session;
+
+pub use admin::*;
+pub use audit::*;
+pub use contract::*;
+pub use incident_events::*;
+pub use metrics::*;
+pub use migrate::*;
+pub use orders::*;
+pub use retry::*;
+pub use seed::*;
+pub use session::*;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgRow;
+use sqlx::{Executor, Postgres, Row};
+
+use crate::core::error::{Error, Result};
+
+/// The schema migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./assets/migrations");
+
+fn decode<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::Other(format!("unexpected result from {what}: {e}")))
+}
+
+async fn call_json<'e, E: Executor<'e, Database = Postgres>>(
+    executor: E,
+    query: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Value> {
+    let row: PgRow = query.fetch_one(executor).await?;
+    Ok(row.try_get::<Value, _>(0)?)
+}

@@ -1,0 +1,237 @@
+//! Reading the order book: listings, pages, counts, batch previews, time windows.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::PgRow;
+use sqlx::{Executor, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
+
+use crate::core::contract::*;
+use crate::core::error::{Error, Result};
+use crate::core::orders::{OrderFilter, ResolvedQuery, TimeBound};
+
+const ORDER_COLUMNS: &str = "SELECT o.id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.price, o.status, \
+     o.transaction_id, o.total_cost, o.commission, o.failure_reason, o.rolled_back_reason, o.created_at, \
+     o.executed_at, o.rolled_back_at FROM orders o";
+
+/// Orders matching the filter, oldest first.
+pub async fn find_orders<'e, E: Executor<'e, Database = Postgres>>(e: E, f: &OrderFilter) -> Result<Vec<OrderRow>> {
+    // Static fragments chosen by which filters are set; every value is a bound parameter,
+    // so each combination gets a plan that can use its index.
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
+    if !f.include_drill {
+        q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill");
+    }
+    q.push(" WHERE true");
+    push_conditions(
+        &mut q,
+        &ResolvedQuery {
+            id: f.id,
+            user_id: f.user_id,
+            transaction_id: f.transaction_id,
+            symbol: f.symbol.clone(),
+            status: f.status.clone(),
+            from: f.from,
+            to: f.to,
+        },
+    );
+    q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(f.limit);
+    Ok(q.build_query_as::<OrderRow>().fetch_all(e).await?)
+}
+
+/// Users of the given orders (unknown ids are absent from the result).
+pub async fn order_owners<'e, E: Executor<'e, Database = Postgres>>(e: E, ids: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as("SELECT id, user_id FROM orders WHERE id = ANY($1)").bind(ids.to_vec()).fetch_all(e).await?)
+}
+
+/// What rolling back these orders will do.
+pub async fn batch_preview<'e, E: Executor<'e, Database = Postgres>>(e: E, ids: &[Uuid]) -> Result<BatchPreview> {
+    let row: PgRow = sqlx::query(
+        "SELECT count(*) AS orders, \
+                count(*) FILTER (WHERE o.status = 'executed') AS executed, \
+                count(DISTINCT o.user_id) AS users, \
+                coalesce(sum(x.cash_back) FILTER (WHERE o.status = 'executed'), 0) AS refund, \
+                coalesce(sum(x.margin_back) FILTER (WHERE o.status = 'executed'), 0) AS margin \
+         FROM orders o \
+         LEFT JOIN LATERAL ( \
+             SELECT sum(CASE WHEN t.debit_account = 'user_cash' THEN t.amount \
+                             WHEN t.credit_account = 'user_cash' THEN -t.amount END) AS cash_back, \
+                    sum(CASE WHEN t.credit_account = 'user_margin' THEN t.amount \
+                             WHEN t.debit_account = 'user_margin' THEN -t.amount END) AS margin_back \
+             FROM ledger_transfers t \
+             WHERE t.order_id = o.id AND t.reverses_id IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.reverses_id = t.id) \
+         ) x ON true \
+         WHERE o.id = ANY($1)",
+    )
+    .bind(ids.to_vec())
+    .fetch_one(e)
+    .await?;
+    Ok(BatchPreview {
+        orders: row.try_get("orders")?,
+        executed: row.try_get("executed")?,
+        users: row.try_get("users")?,
+        total_refund: row.try_get("refund")?,
+        total_margin_release: row.try_get("margin")?,
+    })
+}
+
+/// Rows in the book's main tables (to refuse seeding a non-empty book).
+pub async fn book_size<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<(i64, i64)> {
+    Ok(sqlx::query_as("SELECT (SELECT count(*) FROM profiles), (SELECT count(*) FROM orders)").fetch_one(e).await?)
+}
+
+/// Balance and margin of one user.
+pub async fn account<'e, E: Executor<'e, Database = Postgres>>(e: E, user: Uuid) -> Result<Option<(Decimal, Decimal)>> {
+    Ok(sqlx::query_as("SELECT balance, margin_used FROM profiles WHERE id = $1").bind(user).fetch_optional(e).await?)
+}
+
+/// Audit rows recording a rollback of this order.
+pub async fn rollback_audit_rows<'e, E: Executor<'e, Database = Postgres>>(e: E, order: Uuid) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM order_audit_log WHERE order_id = $1 AND action = 'order_rolled_back'")
+        .bind(order)
+        .fetch_one(e)
+        .await?)
+}
+
+/// Executed orders of one symbol in a time window with a given status (the batch by window).
+pub async fn orders_in_window<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    symbol: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    status: &str,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as(
+        "SELECT o.id, o.user_id FROM orders o \
+         WHERE o.symbol = $1 AND o.created_at >= $2 AND o.created_at < $3 AND o.status = $4 \
+         ORDER BY o.created_at, o.id",
+    )
+    .bind(symbol.to_string())
+    .bind(from)
+    .bind(to)
+    .bind(status.to_string())
+    .fetch_all(e)
+    .await?)
+}
+
+/// The trading date of the newest order outside drill accounts (a filter's times of day
+/// refer to it).
+pub async fn newest_trading_date<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<Option<NaiveDate>> {
+    Ok(sqlx::query_scalar(
+        "SELECT (o.created_at AT TIME ZONE 'UTC')::date FROM orders o \
+         JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill \
+         ORDER BY o.created_at DESC LIMIT 1",
+    )
+    .fetch_optional(e)
+    .await?)
+}
+
+/// Resolves times of day (`TimeBound::TimeOfDay`) on the book's latest trading day (today
+/// when the book is empty); instants stay as they are.
+pub async fn resolve_time_bounds<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    bounds: [Option<TimeBound>; 2],
+) -> Result<[Option<DateTime<Utc>>; 2]> {
+    let needs_day = bounds.iter().any(|b| matches!(b, Some(TimeBound::TimeOfDay(_))));
+    let day = if needs_day {
+        newest_trading_date(e).await?.unwrap_or_else(|| Utc::now().date_naive())
+    } else {
+        Utc::now().date_naive()
+    };
+    Ok(bounds.map(|b| {
+        b.map(|b| match b {
+            TimeBound::At(t) => t,
+            TimeBound::TimeOfDay(t) => day.and_time(t).and_utc(),
+        })
+    }))
+}
+
+fn push_filter(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
+    q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill WHERE true");
+    push_conditions(q, f);
+}
+
+/// The filter's conditions, each a static fragment with a bound value, after a WHERE.
+fn push_conditions(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
+    if let Some(id) = f.id {
+        q.push(" AND o.id = ").push_bind(id);
+    }
+    if let Some(u) = f.user_id {
+        q.push(" AND o.user_id = ").push_bind(u);
+    }
+    if let Some(t) = f.transaction_id {
+        q.push(" AND o.transaction_id = ").push_bind(t);
+    }
+    if let Some(s) = &f.symbol {
+        q.push(" AND o.symbol = ").push_bind(s.clone());
+    }
+    if let Some(s) = &f.status {
+        q.push(" AND o.status = ").push_bind(s.clone());
+    }
+    if let Some(t) = f.from {
+        q.push(" AND o.created_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.to {
+        q.push(" AND o.created_at < ").push_bind(t);
+    }
+}
+
+/// One page of orders, newest first, after or before a key (keyset paging: the cost of a
+/// page does not depend on how deep in the book it is). Returns the rows, closest to the
+/// key first, and whether there are more.
+pub async fn orders_page<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    older_than: Option<(DateTime<Utc>, Uuid)>,
+    newer_than: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<(Vec<OrderRow>, bool)> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
+    push_filter(&mut q, f);
+    if let Some((t, id)) = older_than {
+        q.push(" AND (o.created_at, o.id) < (").push_bind(t).push(", ").push_bind(id).push(")");
+    }
+    if let Some((t, id)) = newer_than {
+        q.push(" AND (o.created_at, o.id) > (").push_bind(t).push(", ").push_bind(id).push(")");
+        q.push(" ORDER BY o.created_at, o.id");
+    } else {
+        q.push(" ORDER BY o.created_at DESC, o.id DESC");
+    }
+    q.push(" LIMIT ").push_bind(limit + 1);
+    let mut rows = q.build_query_as::<OrderRow>().fetch_all(e).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    Ok((rows, more))
+}
+
+/// How many orders match, counting at most `cap` (true when there are more).
+pub async fn count_orders<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    cap: i64,
+) -> Result<(i64, bool)> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM orders o");
+    push_filter(&mut q, f);
+    q.push(" LIMIT ").push_bind(cap + 1).push(") s");
+    let n: i64 = q.build_query_scalar().fetch_one(e).await?;
+    Ok((n.min(cap), n > cap))
+}
+
+/// Executed orders matching a filter, oldest first, at most `cap` (error beyond).
+pub async fn executed_matching<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+    cap: i64,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT o.id, o.user_id FROM orders o");
+    let mut only_executed = f.clone();
+    only_executed.status = Some("executed".into());
+    push_filter(&mut q, &only_executed);
+    q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(cap + 1);
+    let rows: Vec<(Uuid, Uuid)> = q.build_query_as().fetch_all(e).await?;
+    if rows.len() as i64 > cap {
+        return Err(Error::BadInput(format!("more than {cap} orders match: narrow the filter")));
+    }
+    Ok(rows)
+}

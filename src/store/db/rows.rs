@@ -1,0 +1,64 @@
+//! How rows become the domain's values: `FromRow` for the types of `core::contract`, so the
+//! domain stays free of sqlx and every column is named in one place.
+
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
+
+use crate::core::contract::{MaintenanceState, OrderRow, RollbackRecord, Violation};
+
+impl<'r> FromRow<'r, PgRow> for Violation {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(Violation {
+            user_id: row.try_get("user_id")?,
+            check_name: row.try_get("check_name")?,
+            expected: row.try_get("expected")?,
+            actual: row.try_get("actual")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for OrderRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(OrderRow {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            symbol: row.try_get("symbol")?,
+            side: row.try_get("side")?,
+            order_type: row.try_get("order_type")?,
+            quantity: row.try_get("quantity")?,
+            price: row.try_get("price")?,
+            status: row.try_get("status")?,
+            transaction_id: row.try_get("transaction_id")?,
+            total_cost: row.try_get("total_cost")?,
+            commission: row.try_get("commission")?,
+            failure_reason: row.try_get("failure_reason")?,
+            rolled_back_reason: row.try_get("rolled_back_reason")?,
+            created_at: row.try_get("created_at")?,
+            executed_at: row.try_get("executed_at")?,
+            rolled_back_at: row.try_get("rolled_back_at")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for RollbackRecord {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(RollbackRecord {
+            at: row.try_get("at")?,
+            duration_us: row.try_get("duration_us")?,
+            success: row.try_get("success")?,
+            operation: row.try_get("operation")?,
+            orders: row.try_get("orders")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for MaintenanceState {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(MaintenanceState {
+            maintenance_mode: row.try_get("maintenance_mode")?,
+            maintenance_reason: row.try_get("maintenance_reason")?,
+            maintenance_since: row.try_get("maintenance_since")?,
+            maintenance_by: row.try_get("maintenance_by")?,
+        })
+    }
+}

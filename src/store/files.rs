@@ -1,0 +1,71 @@
+//! Files an incident leaves behind besides its journal: every message copied out and every
+//! report, each in its own file that is never overwritten.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::core::comms::{CommsError, Result};
+
+/// Writes the message to `<dir>/<UTC timestamp>-<name>.md` and returns the path. Never
+/// overwrites: a second copy in the same second gets `-2`, `-3`, ... The file is readable
+/// by its owner only, as internal messages name people and orders.
+pub fn export(dir: &Path, name: &str, text: &str, at: DateTime<Utc>) -> Result<PathBuf> {
+    let io = |path: &Path, e: std::io::Error| CommsError::Io { path: path.to_path_buf(), message: e.to_string() };
+    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let stem = format!("{}-{}", at.format("%Y%m%dT%H%M%SZ"), safe_stem(name));
+    for n in 1..=1000u32 {
+        let file = if n == 1 { format!("{stem}.md") } else { format!("{stem}-{n}.md") };
+        let path = dir.join(file);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&path) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes()).map_err(|e| io(&path, e))?;
+                // The file is the proof of what was sent; make it survive a crash.
+                f.sync_all().map_err(|e| io(&path, e))?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&path, e)),
+        }
+    }
+    Err(CommsError::Io { path: dir.join(format!("{stem}.md")), message: "1000 copies in one second; giving up".into() })
+}
+
+/// A template name made safe as part of a file name: its extensions dropped, anything but
+/// letters, digits, `-` and `_` replaced, so a name can never walk out of the directory.
+fn safe_stem(name: &str) -> String {
+    let base = name.trim_end_matches(".j2").trim_end_matches(".md");
+    let s: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() { "message".to_string() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn export_never_overwrites_and_sanitizes_the_name() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| CommsError::Io { path: PathBuf::new(), message: e.to_string() })?;
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 7, 48, 5).single().unwrap_or_default();
+        let a = export(dir.path(), "customer_notice.md.j2", "one", at)?;
+        let b = export(dir.path(), "customer_notice", "two", at)?;
+        let c = export(dir.path(), "../../etc/passwd", "three", at)?;
+        assert_eq!(a.file_name().and_then(|n| n.to_str()), Some("20261126T074805Z-customer_notice.md"));
+        assert_eq!(b.file_name().and_then(|n| n.to_str()), Some("20261126T074805Z-customer_notice-2.md"));
+        assert_eq!(c.parent(), Some(dir.path()));
+        assert_eq!(fs::read_to_string(&a).unwrap_or_default(), "one");
+        assert_eq!(fs::read_to_string(&b).unwrap_or_default(), "two");
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! Where incidents live: one directory per incident under the user's data directory,
+//! holding its journal (the source of truth), the messages copied out and the reports.
+//! A `current` file names the incident the console and the commands work on.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::core::error::{Error, Result};
+use crate::core::workflow::Level;
+use crate::core::workflow::checklist::Checklist;
+use crate::core::workflow::incident::{Incident, Step};
+use crate::store::journal::{Entry, Journal, Verification};
+
+/// The incidents directory.
+#[derive(Debug, Clone)]
+pub struct IncidentStore {
+    root: PathBuf,
+}
+
+/// One line of the incident list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentSummary {
+    /// Its id.
+    pub id: String,
+    /// What happened.
+    pub title: String,
+    /// Its level now.
+    pub level: Level,
+    /// Its phase now.
+    pub phase: crate::core::workflow::Phase,
+    /// When it was opened.
+    pub opened_at: DateTime<Utc>,
+}
+
+/// An incident opened for work: its directory, journal, state and checklist.
+#[derive(Debug, Clone)]
+pub struct OpenIncident {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its journal.
+    pub journal: Journal,
+    /// Its state, as the journal says.
+    pub incident: Incident,
+    /// The checklist in effect.
+    pub checklist: Checklist,
+}
+
+/// The incident a journal's entries describe.
+pub fn fold(entries: &[Entry]) -> Result<Incident> {
+    Incident::from_records(entries.iter().map(|e| (e.kind.as_str(), &e.data, e.at, e.operator.as_str())))
+        .map_err(|e| Error::CheckFailed(format!("the journal does not describe an incident: {e}")))
+}
+
+impl IncidentStore {
+    /// `$INCIDENT_CONSOLE_DATA_DIR/incidents`, else the user's data directory.
+    pub fn default_root() -> Result<PathBuf> {
+        if let Some(d) = std::env::var_os("INCIDENT_CONSOLE_DATA_DIR") {
+            return Ok(PathBuf::from(d).join("incidents"));
+        }
+        directories::ProjectDirs::from("", "", "incident-console")
+            .map(|d| d.data_dir().join("incidents"))
+            .ok_or_else(|| Error::Other("cannot determine the user's data directory (is HOME set?)".into()))
+    }
+
+    /// A store at a directory.
+    pub fn new(root: PathBuf) -> Self {
+        IncidentStore { root }
+    }
+
+    /// The store at the default place.
+    pub fn open_default() -> Result<Self> {
+        Ok(IncidentStore::new(Self::default_root()?))
+    }
+
+    fn current_file(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The id of the current incident, if any.
+    pub fn current_id(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(self.current_file()) {
+            Ok(s) => {
+                let id = s.trim().to_string();
+                Ok((!id.is_empty() && valid_id(&id)).then_some(id))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Other(format!("cannot read {}: {e}", self.current_file().display()))),
+        }
+    }
+
+    fn set_current(&self, id: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
+        // A temporary file of its own: two processes switching at once must not share one.
+        let tmp = self.root.join(format!(".current.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4().simple()));
+        std::fs::write(&tmp, format!("{id}\n"))
+            .map_err(|e| Error::Other(format!("cannot write {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, self.current_file())
+            .map_err(|e| Error::Other(format!("cannot update the current incident: {e}")))
+    }
+
+    /// Starts an incident and makes it current.
+    pub fn create(
+        &self,
+        title: &str,
+        level: Level,
+        reason: &str,
+        operator: &str,
+        now: DateTime<Utc>,
+        checklist: Checklist,
+    ) -> Result<OpenIncident> {
+        let base = format!("INC-{}", now.format("%Y%m%d-%H%M"));
+        let mut id = base.clone();
+        let mut n = 1;
+        // Validate before anything is created.
+        Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
+        // Creating the directory claims the id: two consoles starting in the same minute
+        // cannot both get it.
+        loop {
+            match std::fs::create_dir(self.root.join(&id)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
+                    n += 1;
+                    id = format!("{base}-{n}");
+                }
+                Err(e) => return Err(Error::Other(format!("cannot create {}: {e}", self.root.join(&id).display()))),
+            }
+        }
+        let (kind, data) = Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
+        let dir = self.root.join(&id);
+        let journal = Journal::open(dir.join("journal.jsonl"))?;
+        journal.append(operator, kind, data, now)?;
+        self.set_current(&id)?;
+        let incident = fold(&journal.entries()?)?;
+        Ok(OpenIncident { dir, journal, incident, checklist })
+    }
+
+    /// Opens an incident by id.
+    pub fn open(&self, id: &str, checklist: Checklist) -> Result<OpenIncident> {
+        if !valid_id(id) {
+            return Err(Error::BadInput(format!("not an incident id: {}", crate::core::sanitize::line(id))));
+        }
+        let dir = self.root.join(id);
+        let path = dir.join("journal.jsonl");
+        if !path.is_file() {
+            return Err(Error::BadInput(format!("no incident {id} in {}", self.root.display())));
+        }
+        let journal = Journal::open(path)?;
+        let incident = fold(&journal.entries()?)?;
+        Ok(OpenIncident { dir, journal, incident, checklist })
+    }
+
+    /// Opens the current incident, if there is one.
+    pub fn open_current(&self, checklist: Checklist) -> Result<Option<OpenIncident>> {
+        match self.current_id()? {
+            Some(id) => self.open(&id, checklist).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes an existing incident current.
+    pub fn switch(&self, id: &str) -> Result<()> {
+        if !valid_id(id) || !self.root.join(id).join("journal.jsonl").is_file() {
+            return Err(Error::BadInput(format!("no incident {}", crate::core::sanitize::line(id))));
+        }
+        self.set_current(id)
+    }
+
+    /// Every incident, newest first.
+    pub fn list(&self) -> Result<Vec<IncidentSummary>> {
+        let mut out = Vec::new();
+        let Ok(dir) = std::fs::read_dir(&self.root) else { return Ok(out) };
+        for e in dir.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !valid_id(&id) {
+                continue;
+            }
+            if let Ok(j) = Journal::open(e.path().join("journal.jsonl"))
+                && let Ok(entries) = j.entries()
+                && let Ok(i) = fold(&entries)
+            {
+                out.push(IncidentSummary {
+                    id,
+                    title: i.title,
+                    level: i.level,
+                    phase: i.phase,
+                    opened_at: i.opened_at,
+                });
+            }
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.opened_at));
+        Ok(out)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !id.starts_with('-')
+}
+
+impl OpenIncident {
+    /// Does a step: checks it against the latest state, appends its records, and
+    /// returns them. A refused step is `BadInput` with the reason, and writes nothing.
+    pub fn act(&mut self, step: Step, operator: &str, now: DateTime<Utc>) -> Result<Vec<Entry>> {
+        self.act_after(step, operator, now, u64::MAX)
+    }
+
+    /// Like [`OpenIncident::act`], and also returns the entries past `after` that another
+    /// process appended before this step: everything a reader at `after` has not seen,
+    /// from the one read the step needs anyway.
+    pub fn act_after(&mut self, step: Step, operator: &str, now: DateTime<Utc>, after: u64) -> Result<Vec<Entry>> {
+        let current = self.journal.entries()?;
+        self.incident = fold(&current)?;
+        let records = self.incident.decide(step, &self.checklist).map_err(Error::BadInput)?;
+        let mut seen: Vec<Entry> = current.into_iter().filter(|e| e.seq > after).collect();
+        for (kind, data) in records {
+            let e = self.journal.append(operator, kind, data, now)?;
+            self.incident.apply(&e.kind, &e.data, e.at, &e.operator);
+            seen.push(e);
+        }
+        Ok(seen)
+    }
+
+    /// Every entry of the journal.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        self.journal.entries()
+    }
+
+    /// Recomputes the journal's chain.
+    pub fn verify(&self) -> Result<Verification> {
+        self.journal.verify()
+    }
+
+    /// Where copied messages are written.
+    pub fn messages_dir(&self) -> PathBuf {
+        self.dir.join("messages")
+    }
+
+    /// Where reports are written.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.dir.join("reports")
+    }
+
+    /// The incident's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::workflow::Phase;
+
+    #[test]
+    fn create_act_reopen_and_verify() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = IncidentStore::new(dir.path().join("incidents"));
+        assert_eq!(store.current_id().ok().flatten(), None);
+        let now = Utc::now();
+        let mut inc = store
+            .create("Duplicates", Level::Critical, "burst", "alice", now, Checklist::shipped())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = inc.incident.id.clone();
+        assert_eq!(store.current_id().ok().flatten().as_deref(), Some(id.as_str()));
+        inc.act(Step::Advance { to: Phase::Response }, "alice", now).unwrap_or_else(|e| panic!("{e}"));
+        let refused = inc.act(Step::Advance { to: Phase::Assessment }, "alice", now);
+        assert!(matches!(refused, Err(Error::BadInput(_))));
+        let again = store.open_current(Checklist::shipped()).ok().flatten().unwrap_or_else(|| panic!("current"));
+        assert_eq!(again.incident.phase, Phase::Response);
+        assert!(matches!(again.verify(), Ok(Verification::Intact { .. })));
+        // A second incident in the same minute gets its own id.
+        let second =
+            store.create("Other", Level::Minor, "", "bob", now, Checklist::shipped()).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(second.incident.id, id);
+        assert_eq!(store.list().unwrap_or_default().len(), 2);
+        assert!(store.open("../etc", Checklist::shipped()).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! I/O below the domain: every SQL statement (`db`), the journal file, the incidents
+//! directory, the user's config files and templates, exported messages, connecting, the
+//! sandbox cluster and its demo book.
+
+pub mod config;
+pub mod connect;
+pub mod db;
+pub mod demo;
+pub mod files;
+pub mod incidents;
+pub mod journal;
+pub mod sandbox;
+pub mod target;

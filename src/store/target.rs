@@ -1,0 +1,129 @@
+//! Which database a command talks to: the URL it was given, or the sandbox, which is
+//! created, started, migrated and seeded on first use.
+
+use sqlx::Connection;
+
+use crate::core::error::{Error, Result};
+use crate::store::connect::{ConnectSettings, SessionOptions};
+use crate::store::demo::{DemoBook, DemoSpec};
+use crate::store::sandbox::{Cluster, Durability, SANDBOX_DATABASE, sandbox_cluster};
+use crate::store::{db, demo};
+
+/// Connection settings for a URL, with the invocation's session settings.
+pub fn settings_for(url: String, is_sandbox: bool, session: &SessionOptions) -> ConnectSettings {
+    ConnectSettings {
+        url,
+        is_sandbox,
+        operator: session.operator.clone(),
+        application_name: "incident-console".into(),
+        statement_timeout: session.statement_timeout,
+        lock_timeout: session.lock_timeout,
+    }
+}
+
+/// The database of this invocation: the URL given, else the sandbox (started, migrated
+/// and seeded when needed).
+pub async fn resolve(
+    url: Option<&str>,
+    session: &SessionOptions,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<ConnectSettings> {
+    match url {
+        Some(url) => Ok(settings_for(url.to_string(), false, session)),
+        None => {
+            let cluster =
+                tokio::task::spawn_blocking(sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+            let url = ensure_ready(&cluster, Durability::Durable, say).await?;
+            Ok(settings_for(url, true, session))
+        }
+    }
+}
+
+/// The database at hand without starting anything: the URL given, or the sandbox when it
+/// already runs. None when there is neither.
+pub async fn at_hand(url: Option<&str>, session: &SessionOptions) -> Option<ConnectSettings> {
+    if let Some(u) = url {
+        return Some(settings_for(u.to_string(), false, session));
+    }
+    let running = tokio::task::spawn_blocking(|| {
+        let c = sandbox_cluster().ok()?;
+        matches!(c.status(), Ok(crate::store::sandbox::Status::Running)).then(|| c.url(SANDBOX_DATABASE))
+    })
+    .await
+    .ok()
+    .flatten()?;
+    Some(settings_for(running, true, session))
+}
+
+/// Starts the cluster (creating it if needed), creates the console's database, migrates
+/// it, and seeds the demo book into it when it is empty. Returns its URL.
+pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn Fn(&str) + Sync)) -> Result<String> {
+    let c = cluster.clone();
+    if !c.is_initialized() {
+        say(&format!("Creating the sandbox PostgreSQL in {} …", c.root().display()));
+    }
+    tokio::task::spawn_blocking(move || {
+        c.init(durability)?;
+        c.start()
+    })
+    .await
+    .map_err(|e| Error::Sandbox(e.to_string()))??;
+
+    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres")).await?;
+    if !db::database_exists(&mut admin, SANDBOX_DATABASE).await? {
+        db::create_database(&mut admin, SANDBOX_DATABASE, None).await?;
+    }
+    let _ = admin.close().await;
+
+    let url = cluster.url(SANDBOX_DATABASE);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await?;
+    if let Err(e) = db::migrate(&pool).await {
+        // A sandbox made by another build of the console: its data is a demo book, so
+        // say how to start afresh rather than leave the person with a checksum error.
+        let text = e.to_string();
+        if text.contains("previously applied but") || text.contains("missing in the resolved migrations") {
+            return Err(Error::Sandbox(format!(
+                "the sandbox was made by another version of incident-console ({}); \
+                 `incident-console sandbox reset` makes a fresh one",
+                crate::core::sanitize::line(&text)
+            )));
+        }
+        return Err(e);
+    }
+    let (accounts, orders) = db::book_size(&pool).await?;
+    if accounts == 0 && orders == 0 {
+        say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
+        let spec = DemoSpec::standard(1, demo::default_trading_date(chrono::Utc::now()));
+        let mut conn = pool.acquire().await?;
+        let book = seed_demo(&mut conn, &spec).await?;
+        say(&format!(
+            "Demo book ready. The bad burst: {} duplicate executions on {} between {} and {} UTC.",
+            book.burst.orders,
+            book.burst.symbol,
+            book.burst.from.format("%Y-%m-%d %H:%M"),
+            book.burst.to.format("%H:%M")
+        ));
+    }
+    pool.close().await;
+    Ok(url)
+}
+
+/// Writes the demo book of `spec` in one transaction. The book must be empty.
+pub async fn seed_demo(conn: &mut sqlx::PgConnection, spec: &DemoSpec) -> Result<DemoBook> {
+    let (accounts, orders) = db::book_size(&mut *conn).await?;
+    if accounts > 0 || orders > 0 {
+        return Err(Error::BadInput(format!(
+            "the book already holds {accounts} accounts and {orders} orders; seed only an empty database \
+             (for the sandbox: `incident-console sandbox reset`)"
+        )));
+    }
+    let book = demo::generate(spec);
+    let mut tx = conn.begin().await?;
+    db::create_accounts(&mut *tx, &book.accounts).await?;
+    for chunk in book.executed.chunks(10_000) {
+        db::insert_executed_orders(&mut tx, chunk).await?;
+    }
+    db::insert_unexecuted_orders(&mut tx, &book.unexecuted).await?;
+    tx.commit().await?;
+    Ok(book)
+}
