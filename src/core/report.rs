@@ -14,7 +14,7 @@ use crate::core::comms::context::{
 use crate::core::workflow::Phase;
 use crate::core::workflow::checklist::Checklist;
 use crate::core::workflow::incident::Incident;
-use crate::store::journal::{Entry, Verification};
+use crate::core::journal::{Entry, Verification};
 
 fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
     let failed: Vec<String> = data["failed"]
