@@ -421,7 +421,7 @@ fn required_fields_are_listed_and_copy_refused_until_filled_or_waived() {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(preview.missing, vec!["impact".to_string(), "estimated_resolution".to_string()]);
-    assert!(!preview.is_ready());
+    assert!(!store.blockers(&preview, &preview.text, &[]).is_clear());
     assert!(preview.text.contains("Impact: [to fill: impact]"), "{}", preview.text);
 
     let err = store.render_for_copy("internal_alert", &c.to_value(), &[]).err();
@@ -443,7 +443,7 @@ fn required_fields_are_listed_and_copy_refused_until_filled_or_waived() {
     };
     assert_eq!(r.waived, vec!["estimated_resolution".to_string()]);
     assert!(r.text.contains(&format!("Estimated resolution: {WAIVED_MARKER}")), "{}", r.text);
-    assert!(r.is_ready());
+    assert!(store.blockers(&r, &r.text, &[]).is_clear());
 }
 
 #[test]
@@ -610,4 +610,27 @@ fn osc52_exact_sequences() {
         clipboard_sequence(text, true).as_bytes(),
         [b"\x1bPtmux;\x1b\x1b]52;c;".as_slice(), b64.as_bytes(), b"\x07\x1b\\"].concat()
     );
+}
+
+#[test]
+fn public_domains_from_the_config_may_appear_in_customer_text_and_no_other_host() {
+    let mut c = filled();
+    c.set_field("customer_impact", "See status.example.com for updates; db7.prod.internal was restarted.");
+    let plain = TemplateStore::shipped();
+    let rendered = plain.render("customer_notice", &c.to_value()).unwrap_or_else(|e| panic!("{e}"));
+    let hosts = |store: &TemplateStore| -> Vec<String> {
+        store.blockers(&rendered, &rendered.text, &c.internal_values()).leaks.iter().map(|l| l.found.clone()).collect()
+    };
+    // Without public domains both host names are internal details.
+    let both = hosts(&plain);
+    assert!(both.iter().any(|h| h.contains("status.example.com")), "{both:?}");
+    assert!(both.iter().any(|h| h.contains("db7.prod.internal")), "{both:?}");
+    // With the company's domain configured, only the internal host is refused.
+    let configured = TemplateStore::shipped().with_public_domains(vec!["example.com".into()]);
+    let left = hosts(&configured);
+    assert!(!left.iter().any(|h| h.contains("example.com")), "{left:?}");
+    assert!(left.iter().any(|h| h.contains("db7.prod.internal")), "{left:?}");
+    // The copy rule is the same one: render_for_copy refuses for the internal host.
+    let err = configured.render_for_copy("customer_notice", &c.to_value(), &[]).err();
+    assert!(matches!(err, Some(CommsError::Leak { .. })), "{err:?}");
 }

@@ -525,7 +525,6 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-
 impl GlobalArgs {
     /// The database URL given (`--database-url` / `DATABASE_URL`), if not blank.
     pub fn database_url(&self) -> Option<&str> {

@@ -20,7 +20,7 @@ pub(super) async fn audit(g: &GlobalArgs, full: bool) -> Result<i32> {
     let checkpoint = if v.is_empty() {
         match db::refresh_audit_checkpoint(&pool, full).await {
             Ok(c) => Some(c),
-            Err(e) if e.sqlstate() == Some("42501") => None,
+            Err(e) if e.sqlstate() == Some(db::INSUFFICIENT_PRIVILEGE) => None,
             Err(e) => return Err(e),
         }
     } else {

@@ -20,8 +20,8 @@ use crate::core::workflow::incident::Observation;
 use crate::core::{observed, sanitize};
 use crate::ops::batch::run as run_batch;
 use crate::ops::batch::{BatchOptions, Progress};
+use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
 use crate::store::db;
-use crate::store::db::is_retryable;
 
 pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Result<i32> {
     check_reason(&a.reason)?;
@@ -86,23 +86,12 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         println!("{plan}");
     }
 
-    // Round trip 2: rollback and post-check together. Retried whole on a serialization
-    // failure or deadlock: the function is one transaction, so a retry cannot double up.
-    let mut attempt = 0;
-    let result = loop {
-        attempt += 1;
-        match db::rollback_with_postcheck(&pool, order, user, &a.reason, &baseline, a.transaction).await {
-            Err(e) if is_retryable(e.sqlstate()) && attempt < 8 => {
-                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-            }
-            other => break other,
-        }
-    };
-    let result = match result {
+    // Round trip 2: rollback and post-check together, retried and recorded as the console's.
+    let req = RollbackRequest { order, user, reason: a.reason.clone(), baseline, group: a.transaction };
+    let mut conn = pool.acquire().await?;
+    let result = match rollback_and_prove(&pool, &mut conn, &req).await {
         Ok(r) => r,
         Err(e) => {
-            let detail = json!({ "error": e.to_string(), "attempts": attempt });
-            let _ = db::record_failure(&pool, order, user, "rollback_failed", &detail).await;
             let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason);
             super::observe(g, vec![observed::precheck(&pre, order, user), failed], Some(&pool)).await;
             return Err(e);
@@ -298,17 +287,10 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
         print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
     } else {
         println!(
-            "Done in {:.1}s: {} rolled back, {} already rolled back, {} refused, {} failed{}.",
+            "Done in {:.1}s: {}{}.",
             summary.elapsed_ms as f64 / 1000.0,
-            summary.rolled_back,
-            summary.already_rolled_back,
-            summary.refused.len(),
-            summary.failed.len(),
-            if summary.not_attempted > 0 {
-                format!(", {} not attempted (cancelled)", summary.not_attempted)
-            } else {
-                String::new()
-            }
+            summary.outcome_sentence(),
+            if summary.not_attempted > 0 { " (cancelled)" } else { "" }
         );
         println!(
             "Refunded {}, margin released {}, {} retries.",

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::args::{GlobalArgs, TemplateAction};
 use super::print_json;
-use crate::core::comms::{self, Rendered};
+use crate::core::comms::{Blockers, Rendered};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::sanitize::line;
 use crate::ops::incident::{message_context, open};
@@ -60,34 +60,30 @@ pub(super) async fn template_command(g: &GlobalArgs, action: TemplateAction) -> 
                 ctx.waive(w);
             }
             let rendered = store.render(&name, &ctx.to_value())?;
-            let leaks = if rendered.audience == comms::Audience::Customer {
-                comms::scan_leaks(&rendered.text, &ctx.internal_values(), &[])
-            } else {
-                rendered.leaks.clone()
-            };
-            print_rendered(g, &rendered, &leaks)?;
-            Ok(if rendered.missing.is_empty() && leaks.is_empty() { EXIT_OK } else { EXIT_CHECK_FAILED })
+            let blockers = store.blockers(&rendered, &rendered.text, &ctx.internal_values());
+            print_rendered(g, &rendered, &blockers)?;
+            Ok(if blockers.is_clear() { EXIT_OK } else { EXIT_CHECK_FAILED })
         }
     }
 }
 
-fn print_rendered(g: &GlobalArgs, r: &Rendered, leaks: &[comms::Leak]) -> Result<()> {
+fn print_rendered(g: &GlobalArgs, r: &Rendered, blockers: &Blockers) -> Result<()> {
     if g.json {
         return print_json(&json!({ "name": r.name, "title": r.title, "audience": r.audience.as_str(), "text": r.text,
-                                    "missing": r.missing, "waived": r.waived,
-                                    "leaks": leaks.iter().map(|l| l.to_string()).collect::<Vec<_>>() }));
+                                    "missing": blockers.unfilled, "waived": r.waived,
+                                    "leaks": blockers.leaks.iter().map(|l| l.to_string()).collect::<Vec<_>>() }));
     }
     print!("{}", crate::core::sanitize::multiline(&r.text));
     if !r.text.ends_with('\n') {
         println!();
     }
-    if !r.missing.is_empty() {
+    if !blockers.unfilled.is_empty() {
         eprintln!(
             "Required fields still empty: {} (fill with --set KEY=VALUE or `incident field`, or --waive KEY)",
-            r.missing.join(", ")
+            blockers.unfilled.join(", ")
         );
     }
-    for l in leaks {
+    for l in &blockers.leaks {
         eprintln!("Internal detail in a customer message: {}", line(&l.to_string()));
     }
     Ok(())

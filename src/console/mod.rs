@@ -50,7 +50,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let panel = app::incident::IncidentPanel::new(
         entries,
         inc.checklist.clone(),
-        crate::store::config::templates()?,
+        crate::store::config::templates_with(&config)?,
         config.contacts.clone(),
         inc.journal.path().to_path_buf(),
         now,

@@ -23,9 +23,10 @@ use crate::core::metrics;
 use crate::core::orders::OrderQuery;
 use crate::core::orders::ResolvedQuery;
 use crate::ops::batch::{self, BatchOptions, Progress};
+use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
 use crate::store::config::ConsoleConfig;
 use crate::store::connect::ConnectSettings;
-use crate::store::db;
+use crate::store::db::{self, QUERY_CANCELED, is_cancel};
 use crate::store::sandbox::{self, Durability};
 
 /// Where the worker connects.
@@ -385,7 +386,7 @@ impl Worker {
             Command::Precheck { id, order, user } => {
                 request(pool, running, events, id, move |mut conn, events| async move {
                     let r = match db::precheck(&mut *conn, order, user).await {
-                        Err(e) if e.sqlstate() == Some("57014") => Err(e),
+                        Err(e) if is_cancel(&e) => Err(e),
                         result => {
                             let _ = events.send(DbEvent::Precheck {
                                 id,
@@ -400,20 +401,11 @@ impl Worker {
                 });
             }
             Command::Rollback { id, order, user, reason, baseline, group } => {
+                let req = RollbackRequest { order, user, reason, baseline, group };
+                let recorder = pool.clone();
                 request(pool, running, events, id, move |mut conn, events| async move {
-                    // Retried whole on a serialization failure or deadlock: one transaction.
-                    let mut attempt = 0;
-                    let result = loop {
-                        attempt += 1;
-                        match db::rollback_with_postcheck(&mut *conn, order, user, &reason, &baseline, group).await {
-                            Err(e) if db::is_retryable(e.sqlstate()) && attempt < 8 => {
-                                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
-                            }
-                            other => break other,
-                        }
-                    };
-                    let r = match result {
-                        Err(e) if e.sqlstate() == Some("57014") => Err(e),
+                    let r = match rollback_and_prove(&recorder, &mut conn, &req).await {
+                        Err(e) if is_cancel(&e) => Err(e),
                         other => {
                             let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
                             Ok(())
@@ -589,12 +581,12 @@ where
                 .unwrap_or(false);
             if !still_wanted {
                 return Err(Error::Database(crate::core::error::DbErrorText {
-                    code: Some("57014".into()),
+                    code: Some(QUERY_CANCELED.into()),
                     message: "cancelled before it started".into(),
                 }));
             }
             let (conn, r) = f(conn, events.clone()).await;
-            if r.as_ref().err().is_some_and(|e| e.sqlstate() == Some("57014")) {
+            if r.as_ref().err().is_some_and(|e| is_cancel(e)) {
                 // The server cancelled this connection's query: do not reuse it.
                 let _ = sqlx::Connection::close(conn.detach()).await;
             }
@@ -606,7 +598,7 @@ where
         }
         match outcome {
             Ok(()) => {}
-            Err(e) if e.sqlstate() == Some("57014") => {
+            Err(e) if is_cancel(&e) => {
                 let _ = events.send(DbEvent::Cancelled { id });
             }
             Err(e) => {

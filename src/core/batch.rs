@@ -79,6 +79,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What happened to the orders, in one sentence: "58 rolled back, 2 already rolled back,
+    /// 0 refused, 0 failed", and how many were not attempted when any were not.
+    pub fn outcome_sentence(&self) -> String {
+        let mut s = format!(
+            "{} rolled back, {} already rolled back, {} refused, {} failed",
+            self.rolled_back,
+            self.already_rolled_back,
+            self.refused.len(),
+            self.failed.len()
+        );
+        if self.not_attempted > 0 {
+            s.push_str(&format!(", {} not attempted", self.not_attempted));
+        }
+        s
+    }
+
     /// True when every order is now rolled back.
     pub fn complete(&self) -> bool {
         self.refused.is_empty() && self.failed.is_empty() && self.not_attempted == 0 && !self.cancelled

@@ -72,14 +72,7 @@ pub fn batch(s: &Summary, users: u64, reason: &str) -> Observation {
         users,
         refunded: s.refunded.normalize().to_string(),
         success: s.complete(),
-        detail: format!(
-            "{} rolled back, {} already, {} refused, {} failed, {} not attempted",
-            s.rolled_back,
-            s.already_rolled_back,
-            s.refused.len(),
-            s.failed.len(),
-            s.not_attempted
-        ),
+        detail: s.outcome_sentence(),
         reason: reason.to_string(),
     }
 }

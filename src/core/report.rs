@@ -11,10 +11,10 @@ use crate::core::comms::context::{
     AuditResult, CheckLine, CheckResult, InternalRefs, JournalSummary, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TimelineEntry,
 };
+use crate::core::journal::{Entry, Verification};
 use crate::core::workflow::Phase;
 use crate::core::workflow::checklist::Checklist;
 use crate::core::workflow::incident::Incident;
-use crate::core::journal::{Entry, Verification};
 
 fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
     let failed: Vec<String> = data["failed"]

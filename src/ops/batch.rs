@@ -15,7 +15,6 @@ use crate::core::batch::{BatchItem, Outcome, Summary};
 use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
-use crate::store::db::is_retryable;
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
@@ -77,36 +76,39 @@ async fn roll_back_one(
     retries: &AtomicU64,
     cancel: &AtomicBool,
 ) -> Outcome {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match db::rollback_order(&mut *conn, item.order_id, item.user_id, &opts.reason).await {
-            Ok(r) if r.success => {
-                return Outcome::RolledBack {
-                    refunded: r.refunded.unwrap_or_default(),
-                    margin_released: r.margin_released.unwrap_or_default(),
-                    attempts: attempt,
-                };
-            }
-            Ok(r) if r.error_code.as_deref() == Some("already_rolled_back") => return Outcome::AlreadyRolledBack,
-            Ok(r) => {
-                return Outcome::Refused {
-                    error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
-                    message: r.message.unwrap_or_default(),
-                };
-            }
-            // Cancelled meanwhile (perhaps this very call, on the server): its transaction
-            // rolled back, so the order is as it was; no retry.
-            Err(_) if cancel.load(Ordering::Relaxed) => return Outcome::NotAttempted,
-            Err(e) if is_retryable(e.sqlstate()) && attempt < opts.max_attempts => {
-                retries.fetch_add(1, Ordering::Relaxed);
-                // Exponential backoff with jitter, so colliding workers fall out of step.
-                let base = 5u64 << attempt.min(8);
-                let jitter = u64::from(item.order_id.as_bytes()[attempt as usize % 16]) % base.max(1);
-                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-            }
-            Err(e) => return Outcome::Failed { error: e.to_string() },
+    // Exponential backoff with jitter, so colliding workers fall out of step; none once
+    // the batch is cancelled.
+    let backoff = |attempt: u32| -> Option<Duration> {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
         }
+        retries.fetch_add(1, Ordering::Relaxed);
+        let base = 5u64 << attempt.min(8);
+        let jitter = u64::from(item.order_id.as_bytes()[attempt as usize % 16]) % base.max(1);
+        Some(Duration::from_millis(base + jitter))
+    };
+    let mut retry = db::Retry::new(opts.max_attempts);
+    let result = loop {
+        let r = db::rollback_order(&mut *conn, item.order_id, item.user_id, &opts.reason).await;
+        if !retry.again(&r, backoff).await {
+            break r;
+        }
+    };
+    match (result, retry.attempts()) {
+        (Ok(r), attempts) if r.success => Outcome::RolledBack {
+            refunded: r.refunded.unwrap_or_default(),
+            margin_released: r.margin_released.unwrap_or_default(),
+            attempts,
+        },
+        (Ok(r), _) if r.error_code.as_deref() == Some("already_rolled_back") => Outcome::AlreadyRolledBack,
+        (Ok(r), _) => Outcome::Refused {
+            error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
+            message: r.message.unwrap_or_default(),
+        },
+        // Cancelled meanwhile (perhaps this very call, on the server): its transaction
+        // rolled back, so the order is as it was.
+        (Err(_), _) if cancel.load(Ordering::Relaxed) => Outcome::NotAttempted,
+        (Err(e), _) => Outcome::Failed { error: e.to_string() },
     }
 }
 

@@ -7,3 +7,4 @@ pub mod bench;
 pub mod drill;
 pub mod incident;
 pub mod maintenance;
+pub mod rollback;

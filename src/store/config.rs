@@ -25,6 +25,15 @@ struct FileConfig {
     dashboard: DashboardFile,
     #[serde(default)]
     contact: Vec<Contact>,
+    #[serde(default)]
+    messages: MessagesFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessagesFile {
+    #[serde(default)]
+    public_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -53,6 +62,9 @@ pub struct ConsoleConfig {
     pub thresholds: Thresholds,
     /// The response team's and the escalation contacts' names, phones and e-mails.
     pub contacts: Vec<Contact>,
+    /// Host names customer messages may name (the company's public domains, lowercase);
+    /// any other host name in a customer message is an internal detail.
+    pub public_domains: Vec<String>,
 }
 
 impl Default for ConsoleConfig {
@@ -64,6 +76,7 @@ impl Default for ConsoleConfig {
             metrics_window: chrono::Duration::hours(24),
             thresholds: Thresholds::default(),
             contacts: Vec::new(),
+            public_domains: Vec::new(),
         }
     }
 }
@@ -141,7 +154,22 @@ impl ConsoleConfig {
                 return Err(format!("[[contact]] {}: the name is empty", c.role));
             }
         }
+        let mut public_domains = Vec::new();
+        for d in &file.messages.public_domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let label_ok = |l: &str| {
+                !l.is_empty() && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            };
+            if !d.contains('.') || !d.split('.').all(label_ok) {
+                return Err(format!(
+                    "[messages] public_domains: \"{}\" is not a domain name (like example.com)",
+                    crate::core::sanitize::line(&d)
+                ));
+            }
+            public_domains.push(d);
+        }
         Ok(ConsoleConfig {
+            public_domains,
             contacts: file.contact,
             keymap: KeyMap::with_overrides(&file.keys)?,
             refresh: positive(file.dashboard.refresh_seconds, "refresh_seconds", d.refresh)?,
@@ -177,8 +205,11 @@ role = "incident_commander"   # also technical_lead, database_admin, security_le
 name = "Alex Example"         # communications_lead, documentation_lead, cto, ceo, legal, compliance
 phone = "+1 555 0100"
 email = "alex@example.com"
-"#;
 
+# Host names customer messages may name; any other host name is refused as internal.
+[messages]
+public_domains = ["example.com"]
+"#;
 
 /// The directory of the config file: user checklists and templates live beside it.
 pub fn config_dir() -> Result<PathBuf> {
@@ -200,10 +231,16 @@ pub fn load_checklist(user_file: &Path) -> Result<Checklist> {
     }
 }
 
-/// The templates in effect: the user's in `templates/` of the config directory over the shipped ones.
+/// The templates in effect: the user's in `templates/` of the config directory over the
+/// shipped ones, with the config file's public domains.
 pub fn templates() -> Result<TemplateStore> {
+    templates_with(&ConsoleConfig::load()?)
+}
+
+/// The templates in effect, with the public domains of a config already read.
+pub fn templates_with(config: &ConsoleConfig) -> Result<TemplateStore> {
     let dir = config_dir()?.join("templates");
-    Ok(load_templates(dir.is_dir().then_some(dir.as_path()))?)
+    Ok(load_templates(dir.is_dir().then_some(dir.as_path()))?.with_public_domains(config.public_domains.clone()))
 }
 
 /// A user template larger than this is refused rather than read (it is not a message).
@@ -251,6 +288,16 @@ mod tests {
     fn the_example_parses() {
         let c = ConsoleConfig::parse(EXAMPLE).map_err(|e| e.to_string());
         assert!(c.is_ok(), "{c:?}");
+    }
+
+    #[test]
+    fn public_domains_are_read_and_checked() {
+        let c = ConsoleConfig::parse("[messages]\npublic_domains = [\"Status.Example.com.\"]\n").unwrap_or_default();
+        assert_eq!(c.public_domains, vec!["status.example.com".to_string()]);
+        for bad in ["\"exa mple.com\"", "\"localhost\"", "\"-x.com\"", "\"a..b\""] {
+            let e = ConsoleConfig::parse(&format!("[messages]\npublic_domains = [{bad}]\n")).err().unwrap_or_default();
+            assert!(e.contains("not a domain name"), "{bad}: {e}");
+        }
     }
 
     #[test]

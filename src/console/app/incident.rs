@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use ratatui_textarea::TextArea;
 
-use crate::core::comms::{self, Audience, Draft, Rendered, TO_FILL_PREFIX, TemplateStore};
+use crate::core::comms::{self, Draft, Rendered, TemplateStore};
 use crate::core::contacts::Contact;
 use crate::core::workflow::checklist::{AutoSignal, Checklist, Item};
 use crate::core::workflow::classify::Answer;
@@ -159,8 +159,7 @@ impl MessageSlot {
     /// Required fields whose placeholder is still in the text.
     pub fn unfilled(&self) -> Vec<String> {
         let Ok(r) = &self.rendered else { return Vec::new() };
-        let text = self.text().unwrap_or("");
-        r.missing.iter().filter(|f| text.contains(&format!("{TO_FILL_PREFIX}{f}]"))).cloned().collect()
+        r.unfilled_in(self.text().unwrap_or(""))
     }
 }
 
@@ -415,16 +414,17 @@ impl IncidentPanel {
     pub fn copy_request(&self) -> Result<JournalRequest, String> {
         let slot = self.current_message().ok_or("no template")?;
         let r = slot.rendered.as_ref().map_err(|e| format!("{} cannot be filled: {e}", slot.name))?;
-        let unfilled = slot.unfilled();
-        if !unfilled.is_empty() {
-            return Err(format!("Not copied: {} still empty: {} (f fill, w waive)", slot.name, unfilled.join(", ")));
-        }
         let text = slot.text().unwrap_or("").to_string();
-        if r.audience == Audience::Customer {
-            let leaks = comms::scan_leaks(&text, &self.internal, &[]);
-            if let Some(l) = leaks.first() {
-                return Err(format!("Not copied: internal detail in a customer message: {l} (e to edit)"));
-            }
+        let blockers = self.templates.blockers(r, &text, &self.internal);
+        if !blockers.unfilled.is_empty() {
+            return Err(format!(
+                "Not copied: {} still empty: {} (f fill, w waive)",
+                slot.name,
+                blockers.unfilled.join(", ")
+            ));
+        }
+        if let Some(l) = blockers.leaks.first() {
+            return Err(format!("Not copied: internal detail in a customer message: {l} (e to edit)"));
         }
         Ok(JournalRequest::Copy { template: slot.name.clone(), audience: r.audience.as_str().to_string(), text })
     }

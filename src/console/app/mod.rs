@@ -872,17 +872,9 @@ impl App {
                             s.rolled_back, s.not_attempted
                         ),
                     },
-                    Ok(s) => Stage::Done {
-                        ok: s.complete(),
-                        message: format!(
-                            "{} rolled back, {} already rolled back, {} refused, {} failed.",
-                            s.rolled_back,
-                            s.already_rolled_back,
-                            s.refused.len(),
-                            s.failed.len()
-                        ),
-                        elapsed_ms,
-                    },
+                    Ok(s) => {
+                        Stage::Done { ok: s.complete(), message: format!("{}.", s.outcome_sentence()), elapsed_ms }
+                    }
                     Err(e) => Stage::Failed { error: e.clone() },
                 };
                 flow.summary = result.ok();

@@ -637,16 +637,8 @@ fn editor(
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
     let text = input.lines().join("\n");
-    let still: Vec<String> = slot
-        .and_then(|s| s.rendered.as_ref().ok())
-        .map(|r| {
-            r.missing
-                .iter()
-                .filter(|f| text.contains(&format!("{}{f}]", crate::core::comms::TO_FILL_PREFIX)))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let still: Vec<String> =
+        slot.and_then(|s| s.rendered.as_ref().ok()).map(|r| r.unfilled_in(&text)).unwrap_or_default();
     let status = if still.is_empty() {
         Line::from(" every required field is filled or waived").fg(Color::Green)
     } else {

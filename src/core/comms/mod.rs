@@ -27,7 +27,8 @@ pub use context::{
 pub use leak::{Leak, LeakKind, scan_leaks};
 pub use merge::{Draft, refill};
 pub use templates::{
-    Audience, Rendered, TO_FILL_PREFIX, TemplateInfo, TemplateSource, TemplateStore, UserTemplate, WAIVED_MARKER,
+    Audience, Blockers, Rendered, TO_FILL_PREFIX, TemplateInfo, TemplateSource, TemplateStore, UserTemplate,
+    WAIVED_MARKER, placeholder,
 };
 
 /// What went wrong preparing a message.

@@ -116,9 +116,32 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    /// Whether it may be copied as it is.
-    pub fn is_ready(&self) -> bool {
-        self.missing.is_empty() && self.leaks.is_empty()
+    /// Required fields still to fill in `text` (this message, perhaps edited): in the text as
+    /// filled, every field the incident lacks; in an edited one, those whose placeholder the
+    /// person left in it.
+    pub fn unfilled_in(&self, text: &str) -> Vec<String> {
+        self.missing.iter().filter(|f| text == self.text || text.contains(&placeholder(f))).cloned().collect()
+    }
+}
+
+/// What an empty required field shows until it is filled: `[to fill: NAME]`.
+pub fn placeholder(field: &str) -> String {
+    format!("{TO_FILL_PREFIX}{field}]")
+}
+
+/// What stops a message from going out as it stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blockers {
+    /// Required fields neither filled nor waived.
+    pub unfilled: Vec<String>,
+    /// Internal details in a customer message.
+    pub leaks: Vec<Leak>,
+}
+
+impl Blockers {
+    /// Nothing stops it.
+    pub fn is_clear(&self) -> bool {
+        self.unfilled.is_empty() && self.leaks.is_empty()
     }
 }
 
@@ -256,15 +279,30 @@ impl TemplateStore {
     /// contains a UUID, a host name or IP address, or one of `internal` (order ids, user ids,
     /// database hosts) or of the context's own internal ids.
     pub fn render_for_copy(&self, name: &str, ctx: &Value, internal: &[String]) -> Result<Rendered> {
-        let missing = self.missing_fields(name, ctx)?;
-        if !missing.is_empty() {
-            return Err(CommsError::FieldsMissing { template: self.info(name)?.name.clone(), fields: missing });
-        }
         let rendered = self.render_with(name, ctx, internal)?;
-        if !rendered.leaks.is_empty() {
-            return Err(CommsError::Leak { template: rendered.name, leaks: rendered.leaks });
+        let mut values = context_internal_values(ctx);
+        values.extend(internal.iter().cloned());
+        let Blockers { unfilled, leaks } = self.blockers(&rendered, &rendered.text, &values);
+        if !unfilled.is_empty() {
+            return Err(CommsError::FieldsMissing { template: rendered.name, fields: unfilled });
+        }
+        if !leaks.is_empty() {
+            return Err(CommsError::Leak { template: rendered.name, leaks });
         }
         Ok(rendered)
+    }
+
+    /// The one rule for letting a message out (copying it, writing the report, `template
+    /// render`): every required field filled or waived, and no internal detail (one of
+    /// `internal`, an id, a host name other than the public domains) in a customer message.
+    /// `text` is what would go out: the filled text, or the person's edit of it.
+    pub fn blockers(&self, rendered: &Rendered, text: &str, internal: &[String]) -> Blockers {
+        let leaks = if rendered.audience == Audience::Customer {
+            scan_leaks(text, internal, &self.public_domains)
+        } else {
+            Vec::new()
+        };
+        Blockers { unfilled: rendered.unfilled_in(text), leaks }
     }
 
     fn render_with(&self, name: &str, ctx: &Value, internal: &[String]) -> Result<Rendered> {
@@ -284,7 +322,7 @@ impl TemplateStore {
                 if waived.contains(f) {
                     effective.insert(f.clone(), Value::from(WAIVED_MARKER));
                 } else {
-                    effective.insert(f.clone(), Value::from(format!("{TO_FILL_PREFIX}{f}]")));
+                    effective.insert(f.clone(), Value::from(placeholder(f)));
                     missing.push(f.clone());
                 }
             }

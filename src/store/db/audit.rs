@@ -42,15 +42,13 @@ pub async fn refresh_audit_checkpoint(pool: &PgPool, full: bool) -> Result<Check
 }
 
 async fn horizon<'e, E: Executor<'e, Database = Postgres> + Copy>(e: E) -> Result<(i64, i64, i64)> {
-    let mut attempt = 0;
+    // A deadlock with a rollback taking its locks at the same moment is retried.
+    let mut retry = super::Retry::new(5);
     loop {
-        attempt += 1;
-        // A deadlock with a rollback taking its locks at the same moment is retried.
-        match sqlx::query_as("SELECT ledger_max, audit_max, changes_max FROM audit_horizon()").fetch_one(e).await {
-            Err(err) if attempt < 5 && super::is_retryable(super::sqlstate_of(&err).as_deref()) => {
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-            }
-            other => return Ok(other?),
+        let r = sqlx::query_as("SELECT ledger_max, audit_max, changes_max FROM audit_horizon()").fetch_one(e).await;
+        let r = r.map_err(Error::from);
+        if !retry.again(&r, |n| Some(std::time::Duration::from_millis(20 << n))).await {
+            return r;
         }
     }
 }
