@@ -586,7 +586,7 @@ where
                 }));
             }
             let (conn, r) = f(conn, events.clone()).await;
-            if r.as_ref().err().is_some_and(|e| is_cancel(e)) {
+            if r.as_ref().err().is_some_and(is_cancel) {
                 // The server cancelled this connection's query: do not reuse it.
                 let _ = sqlx::Connection::close(conn.detach()).await;
             }
