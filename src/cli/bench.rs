@@ -36,7 +36,7 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
         pgbench_seconds: args.pgbench_seconds,
         keep_database: args.keep_database,
     };
-    let report = run(settings, &plan).await?;
+    let report = run(settings, &plan, &say).await?;
     if g.json {
         print_json(&json!(report))?;
     } else {

@@ -4,6 +4,7 @@
 
 pub mod args;
 mod audit;
+mod batch;
 mod bench;
 mod config;
 mod drill;
@@ -46,7 +47,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Orders(a) => orders::orders(g, a).await,
         Command::Precheck(a) => precheck::precheck(g, a).await,
         Command::Rollback(a) if a.order.is_some() => rollback::rollback_one(g, a).await,
-        Command::Rollback(a) => rollback::rollback_batch(g, a).await,
+        Command::Rollback(a) => batch::rollback_batch(g, a).await,
         Command::Postcheck(a) => postcheck::postcheck(g, a).await,
         Command::Audit { full } => audit::audit(g, full).await,
         Command::Metrics(a) => metrics::metrics_command(g, a).await,

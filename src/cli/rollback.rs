@@ -1,25 +1,16 @@
-//! `rollback`: one order, its transaction group, or a batch (by window or order file), with a
-//! typed confirmation, progress, Ctrl-C, and the proof afterwards.
-
-use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+//! `rollback ORDER --user U [--transaction]`: one order or its transaction group, after its
+//! pre-check and a typed confirmation, proved by the post-check. Batches are `batch.rs`.
 
 use serde_json::json;
-use uuid::Uuid;
 
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::precheck::print_precheck;
 use super::{check_reason, confirm, connect, not_confirmed};
-use crate::core::batch::{self, BatchItem};
+use crate::core::contract::RollbackAndPostcheck;
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::format::money;
-use crate::core::workflow::incident::Observation;
 use crate::core::{observed, sanitize};
-use crate::ops::batch::run as run_batch;
-use crate::ops::batch::{BatchOptions, Progress};
 use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
 use crate::store::db;
 
@@ -39,17 +30,7 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     let figures = match (&pre.baseline, pre.figures()) {
         (Some(b), Some(f)) if pre.ready => (b.clone(), f),
         _ => {
-            // Say why in the contract's words, as the rollback function would have.
-            let (code, message) = match pre.figures() {
-                Some(f) if f.order_status == "rolled_back" => {
-                    ("already_rolled_back", "the order was already rolled back")
-                }
-                Some(_) => ("precheck_failed", "the pre-check did not pass"),
-                None if pre.checks.iter().any(|c| c.check == "order_exists" && !c.passed) => {
-                    ("order_not_found", "no order with this id belongs to this user")
-                }
-                None => ("precheck_failed", "the pre-check did not pass"),
-            };
+            let (code, message) = pre.refusal();
             super::observe(g, vec![observed::precheck(&pre, order, user)], Some(&pool)).await;
             if g.json {
                 print_json(&json!({ "precheck": pre, "refused": { "error_code": code, "message": message },
@@ -104,221 +85,32 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     if g.json {
         print_json(&json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck }))?;
     } else {
-        let r = &result.rollback;
-        if r.success {
-            println!(
-                "Rolled back {} order(s): refunded {}, margin released {}, {} transfer(s) reversed in {} ms.",
-                r.order_ids.as_ref().map_or(0, Vec::len),
-                money(r.refunded.unwrap_or_default()),
-                money(r.margin_released.unwrap_or_default()),
-                r.transfers_reversed.unwrap_or(0),
-                r.duration_us.unwrap_or(0) as f64 / 1000.0
-            );
-        } else {
-            println!(
-                "Refused ({}): {}. Nothing was changed.",
-                sanitize::line(r.error_code.as_deref().unwrap_or("unknown")),
-                sanitize::line(r.message.as_deref().unwrap_or(""))
-            );
-        }
-        if let Some(p) = &result.postcheck {
-            println!("Post-check against the baseline: {}", if p.successful { "PASSED" } else { "FAILED" });
-            print!("{}", output::checks(&p.checks));
-        }
+        print_outcome(&result);
     }
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
 }
 
-async fn batch_items(pool: &sqlx::PgPool, a: &args::RollbackArgs, json: bool) -> Result<Vec<BatchItem>> {
-    if let Some(path) = &a.orders {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
-        let ids = batch::parse_order_file(&text)?;
-        let owners: std::collections::HashMap<Uuid, Uuid> = db::order_owners(pool, &ids).await?.into_iter().collect();
-        let unknown: Vec<String> = ids.iter().filter(|i| !owners.contains_key(i)).map(|i| i.to_string()).collect();
-        if !unknown.is_empty() {
-            return Err(Error::BadInput(format!(
-                "{} order id(s) in {} do not exist: {}",
-                unknown.len(),
-                path.display(),
-                unknown.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        return Ok(ids
-            .into_iter()
-            .filter_map(|id| owners.get(&id).map(|&user_id| BatchItem { order_id: id, user_id }))
-            .collect());
-    }
-    match (&a.symbol, a.from, a.to) {
-        (Some(symbol), Some(from), Some(to)) => {
-            let [Some(from), Some(to)] = db::resolve_time_bounds(pool, [Some(from), Some(to)]).await? else {
-                return Err(Error::BadInput("--from and --to are both needed".into()));
-            };
-            if from >= to {
-                return Err(Error::BadInput(format!("--from ({from}) must be before --to ({to})")));
-            }
-            if !json {
-                // A time of day was resolved against the book: say which window it became.
-                println!(
-                    "Window: {} {} orders created from {} to {} UTC.",
-                    sanitize::line(symbol),
-                    a.status.as_str(),
-                    from.format("%Y-%m-%d %H:%M:%S"),
-                    to.format("%Y-%m-%d %H:%M:%S")
-                );
-            }
-            Ok(db::orders_in_window(pool, symbol, from, to, a.status.as_str())
-                .await?
-                .into_iter()
-                .map(|(order_id, user_id)| BatchItem { order_id, user_id })
-                .collect())
-        }
-        _ => Err(Error::BadInput(
-            "say what to roll back: ORDER --user U, or --symbol S --from T1 --to T2, or --orders FILE".into(),
-        )),
-    }
-}
-
-pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Result<i32> {
-    check_reason(&a.reason)?;
-    let (settings, pool) = connect(g).await?;
-    let items = batch_items(&pool, &a, g.json).await?;
-    if items.is_empty() {
-        if g.json {
-            print_json(&json!({ "preview": null, "summary": null, "message": "no orders match" }))?;
-        } else {
-            println!("No orders match: nothing to roll back.");
-        }
-        return Ok(EXIT_OK);
-    }
-    let ids: Vec<Uuid> = items.iter().map(|i| i.order_id).collect();
-    let preview = db::batch_preview(&pool, &ids).await?;
-    let maintenance = db::maintenance_state(&pool).await?;
-    let headline = format!(
-        "Batch: {} order(s) ({} executed) of {} user(s); refund {}, release margin {}.",
-        preview.orders,
-        preview.executed,
-        preview.users,
-        money(preview.total_refund),
-        money(preview.total_margin_release)
-    );
-    if !g.json {
-        println!("{headline}");
-        if !maintenance.maintenance_mode {
-            println!("Note: maintenance mode is off; new orders keep executing during the batch.");
-        }
-    }
-    if !a.yes {
-        eprintln!("Reason: {}", sanitize::line(&a.reason));
-        let word = preview.orders.to_string();
-        if !confirm(format!("Type {word} to roll back {word} order(s): "), word).await? {
-            return not_confirmed(g);
-        }
-    }
-
-    let mut opts = BatchOptions::new(a.reason.clone());
-    opts.concurrency = usize::from(a.concurrency);
-    let progress = Arc::new(Progress::default());
-    let total = items.len() as u64;
-
-    // Ctrl-C stops taking new orders; the ones in flight finish and the summary says
-    // what is left (running the batch again finishes it).
-    let cancel = progress.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCancelling: finishing the orders in flight …");
-            cancel.cancel.store(true, Ordering::Relaxed);
-        }
-    });
-    let shown = progress.clone();
-    // Set when the run is over, cancelled or not: the last line says what really finished.
-    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let run_over = over.clone();
-    let drawer = tokio::spawn(async move {
-        let tty = std::io::stderr().is_terminal();
-        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-        if tty {
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} rolled back/finished · {per_sec} · eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-        }
-        let mut last_line = std::time::Instant::now();
-        loop {
-            let ended = run_over.load(Ordering::Relaxed);
-            let done = shown.done.load(Ordering::Relaxed);
-            if tty {
-                bar.set_position(done);
-            } else if last_line.elapsed() >= Duration::from_secs(2) || done == total || ended {
-                eprintln!(
-                    "progress: {done}/{total} finished, {} rolled back{}",
-                    shown.rolled_back.load(Ordering::Relaxed),
-                    if ended && done < total { format!(", {} not attempted", total - done) } else { String::new() }
-                );
-                last_line = std::time::Instant::now();
-            }
-            if done >= total || ended {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bar.finish_and_clear();
-    });
-    let run = run_batch(&settings, items, &opts, progress.clone()).await;
-    over.store(true, Ordering::Relaxed);
-    let _ = drawer.await;
-    ctrl_c.abort();
-    let (summary, outcomes) = run?;
-
-    // Prove the batch: every touched user's balance and margin against the ledger.
-    let mut users: Vec<Uuid> = outcomes.iter().map(|(i, _)| i.user_id).collect();
-    users.sort();
-    users.dedup();
-    let violations = db::ledger_audit_users(&pool, &users).await?;
-    let ok = summary.complete() && violations.is_empty();
-    let seen = vec![
-        observed::batch(&summary, users.len() as u64, &a.reason),
-        Observation::Audit { violations: violations.len() as u64 },
-    ];
-    super::observe(g, seen, Some(&pool)).await;
-    if g.json {
-        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
+/// What the rollback did and what its post-check found, for people.
+fn print_outcome(result: &RollbackAndPostcheck) {
+    let r = &result.rollback;
+    if r.success {
+        println!(
+            "Rolled back {} order(s): refunded {}, margin released {}, {} transfer(s) reversed in {} ms.",
+            r.order_ids.as_ref().map_or(0, Vec::len),
+            money(r.refunded.unwrap_or_default()),
+            money(r.margin_released.unwrap_or_default()),
+            r.transfers_reversed.unwrap_or(0),
+            r.duration_us.unwrap_or(0) as f64 / 1000.0
+        );
     } else {
         println!(
-            "Done in {:.1}s: {}{}.",
-            summary.elapsed_ms as f64 / 1000.0,
-            summary.outcome_sentence(),
-            if summary.not_attempted > 0 { " (cancelled)" } else { "" }
+            "Refused ({}): {}. Nothing was changed.",
+            sanitize::line(r.error_code.as_deref().unwrap_or("unknown")),
+            sanitize::line(r.message.as_deref().unwrap_or(""))
         );
-        println!(
-            "Refunded {}, margin released {}, {} retries.",
-            money(summary.refunded),
-            money(summary.margin_released),
-            summary.retries
-        );
-        for (id, code, msg) in &summary.refused {
-            println!("  refused {id}: {} — {}", sanitize::line(code), sanitize::line(msg));
-        }
-        for (id, err) in &summary.failed {
-            println!("  failed  {id}: {}", sanitize::line(err));
-        }
-        print!("{}", output::violations(&violations, false));
-        // Failed and unattempted orders may go through on a second run; refused ones will
-        // be refused again (their state does not allow a rollback).
-        let retryable = summary.failed.len() + summary.not_attempted;
-        if retryable > 0 {
-            println!(
-                "Run the same command again to finish the {retryable} order(s) not done; nothing is rolled back twice."
-            );
-        }
-        if !summary.refused.is_empty() {
-            println!(
-                "The {} refused order(s) cannot be rolled back as they stand (see why above); a second run refuses them again.",
-                summary.refused.len()
-            );
-        }
     }
-    Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
+    if let Some(p) = &result.postcheck {
+        println!("Post-check against the baseline: {}", if p.successful { "PASSED" } else { "FAILED" });
+        print!("{}", output::checks(&p.checks));
+    }
 }

@@ -78,7 +78,56 @@ pub struct Summary {
     pub cancelled: bool,
 }
 
+/// What a batch run knows besides its orders' outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTally {
+    /// The batch id on the audit rows.
+    pub batch_id: Uuid,
+    /// Orders in the batch.
+    pub total: usize,
+    /// Retries that were needed.
+    pub retries: u64,
+    /// Wall time.
+    pub elapsed_ms: u128,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+}
+
 impl Summary {
+    /// The summary of a run from each order's outcome.
+    pub fn of(t: BatchTally, outcomes: &[(BatchItem, Outcome)]) -> Summary {
+        let mut s = Summary {
+            batch_id: t.batch_id,
+            total: t.total,
+            rolled_back: 0,
+            already_rolled_back: 0,
+            refused: Vec::new(),
+            failed: Vec::new(),
+            not_attempted: 0,
+            refunded: Decimal::ZERO,
+            margin_released: Decimal::ZERO,
+            retries: t.retries,
+            elapsed_ms: t.elapsed_ms,
+            cancelled: t.cancelled,
+        };
+        for (item, outcome) in outcomes {
+            match outcome {
+                Outcome::RolledBack { refunded, margin_released, .. } => {
+                    s.rolled_back += 1;
+                    s.refunded += refunded;
+                    s.margin_released += margin_released;
+                }
+                Outcome::AlreadyRolledBack => s.already_rolled_back += 1,
+                Outcome::Refused { error_code, message } => {
+                    s.refused.push((item.order_id, error_code.clone(), message.clone()))
+                }
+                Outcome::Failed { error } => s.failed.push((item.order_id, error.clone())),
+                Outcome::NotAttempted => s.not_attempted += 1,
+            }
+        }
+        s
+    }
+
     /// What happened to the orders, in one sentence: "58 rolled back, 2 already rolled back,
     /// 0 refused, 0 failed", and how many were not attempted when any were not.
     pub fn outcome_sentence(&self) -> String {
@@ -150,6 +199,22 @@ pub struct BatchRun {
     pub recent: VecDeque<(BatchItem, Outcome)>,
 }
 
+/// One queue per worker, every order of a user in the same queue and in the given order,
+/// so workers never wait on each other's profile locks; each user goes to the least loaded
+/// queue. Each order keeps its place in the batch.
+pub fn queues_by_user(items: &[BatchItem], workers: usize) -> Vec<Vec<(usize, BatchItem)>> {
+    let workers = workers.max(1);
+    let mut queues: Vec<Vec<(usize, BatchItem)>> = vec![Vec::new(); workers];
+    let mut owner: std::collections::BTreeMap<Uuid, usize> = std::collections::BTreeMap::new();
+    let mut load = vec![0usize; workers];
+    for (i, item) in items.iter().enumerate() {
+        let w = *owner.entry(item.user_id).or_insert_with(|| (0..workers).min_by_key(|&w| load[w]).unwrap_or(0));
+        load[w] += 1;
+        queues[w].push((i, *item));
+    }
+    queues
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +231,22 @@ mod tests {
         assert_eq!(parse_order_file(&format!("\u{feff}{a}\r\n{b}\r\n")).ok(), Some(vec![a, b]));
         let long = parse_order_file(&"x".repeat(10_000_000)).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(long.len() < 100 && long.ends_with('…'), "{long}");
+    }
+
+    #[test]
+    fn a_user_stays_on_one_queue_in_order() {
+        let users: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        let items: Vec<BatchItem> =
+            (0..12).map(|n| BatchItem { order_id: Uuid::new_v4(), user_id: users[n % 3] }).collect();
+        let queues = queues_by_user(&items, 2);
+        assert_eq!(queues.iter().map(Vec::len).sum::<usize>(), 12);
+        for u in &users {
+            let holding: Vec<usize> = (0..2).filter(|&q| queues[q].iter().any(|(_, i)| i.user_id == *u)).collect();
+            assert_eq!(holding.len(), 1, "a user's orders on one queue");
+            let places: Vec<usize> =
+                queues[holding[0]].iter().filter(|(_, i)| i.user_id == *u).map(|(p, _)| *p).collect();
+            assert!(places.windows(2).all(|w| w[0] < w[1]), "in the given order: {places:?}");
+        }
+        assert_eq!(queues_by_user(&items, 0).len(), 1);
     }
 }

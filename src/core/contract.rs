@@ -86,6 +86,19 @@ pub struct Precheck {
 }
 
 impl Precheck {
+    /// Why a rollback cannot go ahead, in the contract's words (`error_code`, message), as
+    /// the rollback function would have said it: for a pre-check that is not ready.
+    pub fn refusal(&self) -> (&'static str, &'static str) {
+        match self.figures() {
+            Some(f) if f.order_status == "rolled_back" => ("already_rolled_back", "the order was already rolled back"),
+            Some(_) => ("precheck_failed", "the pre-check did not pass"),
+            None if self.checks.iter().any(|c| c.check == "order_exists" && !c.passed) => {
+                ("order_not_found", "no order with this id belongs to this user")
+            }
+            None => ("precheck_failed", "the pre-check did not pass"),
+        }
+    }
+
     /// The baseline's figures, if there is a baseline and it has the expected shape.
     pub fn figures(&self) -> Option<BaselineFigures> {
         self.baseline.as_ref().and_then(|b| serde_json::from_value(b.clone()).ok())

@@ -3,15 +3,14 @@
 //! always go to the same connection, one after the other, so workers never queue on each
 //! other's profile locks. Running the same batch again rolls back nothing twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rust_decimal::Decimal;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::core::batch::{BatchItem, Outcome, Summary};
+use crate::core::batch::{BatchItem, BatchTally, Outcome, Summary, queues_by_user};
 use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
@@ -63,6 +62,27 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Counts an order that finished (any outcome but not attempted) and keeps it for the
+    /// live display.
+    fn record(&self, item: BatchItem, outcome: &Outcome) {
+        match outcome {
+            Outcome::RolledBack { .. } => {
+                self.rolled_back.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Refused { .. } | Outcome::Failed { .. } => {
+                self.problems.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::AlreadyRolledBack | Outcome::NotAttempted => {}
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut recent) = self.recent.lock() {
+            // Bounded: a display that never drains must not grow memory.
+            if recent.len() < 1000 {
+                recent.push((item, outcome.clone()));
+            }
+        }
+    }
+
     /// Takes the outcomes recorded since the last call.
     pub fn take_recent(&self) -> Vec<(BatchItem, Outcome)> {
         self.recent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
@@ -122,73 +142,15 @@ pub async fn run(
 ) -> Result<(Summary, Vec<(BatchItem, Outcome)>)> {
     let started = Instant::now();
     let concurrency = opts.concurrency.clamp(1, 64).min(items.len().max(1));
-
-    // One queue per worker; all orders of a user in the same queue, in the given order.
-    let mut queues: Vec<Vec<(usize, BatchItem)>> = vec![Vec::new(); concurrency];
-    let mut owner: BTreeMap<Uuid, usize> = BTreeMap::new();
-    let mut load = vec![0usize; concurrency];
-    for (i, item) in items.iter().enumerate() {
-        let w = *owner.entry(item.user_id).or_insert_with(|| (0..concurrency).min_by_key(|&w| load[w]).unwrap_or(0));
-        load[w] += 1;
-        queues[w].push((i, *item));
-    }
-
-    let mut conns = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let mut conn = settings.connection().await?;
-        db::join_batch(&mut conn, opts.batch_id).await?;
-        let pid = db::backend_pid(&mut conn).await?;
-        if let Ok(mut b) = progress.backends.lock() {
-            b.push(pid);
-        }
-        conns.push(conn);
-    }
+    let queues = queues_by_user(&items, concurrency);
+    let conns = open_workers(settings, opts, &progress, concurrency).await?;
     let mut notifier = settings.connection().await?;
 
     let retries = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for (queue, mut conn) in queues.into_iter().zip(conns) {
-        let opts = opts.clone();
-        let progress = progress.clone();
-        let retries = retries.clone();
-        tasks.spawn(async move {
-            let mut results = Vec::with_capacity(queue.len());
-            for (i, item) in queue {
-                if progress.cancel.load(Ordering::Relaxed) {
-                    results.push((i, item, Outcome::NotAttempted));
-                    continue;
-                }
-                let outcome = roll_back_one(&mut conn, item, &opts, &retries, &progress.cancel).await;
-                if outcome == Outcome::NotAttempted {
-                    results.push((i, item, outcome));
-                    continue;
-                }
-                match outcome {
-                    Outcome::RolledBack { .. } => {
-                        progress.rolled_back.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::Refused { .. } | Outcome::Failed { .. } => {
-                        progress.problems.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                if let Outcome::Failed { error } = &outcome {
-                    let detail = serde_json::json!({ "error": error, "batch_id": opts.batch_id });
-                    // Best effort: the failure is in the summary even if this cannot be written.
-                    let _ =
-                        db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
-                }
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut recent) = progress.recent.lock() {
-                    // Bounded: a display that never drains must not grow memory.
-                    if recent.len() < 1000 {
-                        recent.push((item, outcome.clone()));
-                    }
-                }
-                results.push((i, item, outcome));
-            }
-            results
-        });
+    for (queue, conn) in queues.into_iter().zip(conns) {
+        let (opts, progress, retries) = (opts.clone(), progress.clone(), retries.clone());
+        tasks.spawn(async move { work_queue(conn, queue, &opts, &progress, &retries).await });
     }
 
     // Tell dashboards about progress a few times a second instead of on every commit.
@@ -218,34 +180,62 @@ pub async fn run(
     let _ = db::notify_audit_changed(&mut notifier).await;
 
     let outcomes: Vec<(BatchItem, Outcome)> = outcomes.into_iter().flatten().collect();
-    let mut s = Summary {
+    let tally = BatchTally {
         batch_id: opts.batch_id,
         total: items.len(),
-        rolled_back: 0,
-        already_rolled_back: 0,
-        refused: Vec::new(),
-        failed: Vec::new(),
-        not_attempted: 0,
-        refunded: Decimal::ZERO,
-        margin_released: Decimal::ZERO,
         retries: retries.load(Ordering::Relaxed),
         elapsed_ms: started.elapsed().as_millis(),
         cancelled: progress.cancel.load(Ordering::Relaxed),
     };
-    for (item, outcome) in &outcomes {
-        match outcome {
-            Outcome::RolledBack { refunded, margin_released, .. } => {
-                s.rolled_back += 1;
-                s.refunded += refunded;
-                s.margin_released += margin_released;
-            }
-            Outcome::AlreadyRolledBack => s.already_rolled_back += 1,
-            Outcome::Refused { error_code, message } => {
-                s.refused.push((item.order_id, error_code.clone(), message.clone()))
-            }
-            Outcome::Failed { error } => s.failed.push((item.order_id, error.clone())),
-            Outcome::NotAttempted => s.not_attempted += 1,
+    Ok((Summary::of(tally, &outcomes), outcomes))
+}
+
+/// The workers' connections, each marked as part of the batch, their backends registered
+/// so a cancel reaches the calls in flight.
+async fn open_workers(
+    settings: &ConnectSettings,
+    opts: &BatchOptions,
+    progress: &Progress,
+    n: usize,
+) -> Result<Vec<PgConnection>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut conn = settings.connection().await?;
+        db::join_batch(&mut conn, opts.batch_id).await?;
+        let pid = db::backend_pid(&mut conn).await?;
+        if let Ok(mut b) = progress.backends.lock() {
+            b.push(pid);
         }
+        conns.push(conn);
     }
-    Ok((s, outcomes))
+    Ok(conns)
+}
+
+/// One worker: its queue in order, on its own connection; after a cancel, the rest is not
+/// attempted. Returns each order's outcome with its place in the batch.
+async fn work_queue(
+    mut conn: PgConnection,
+    queue: Vec<(usize, BatchItem)>,
+    opts: &BatchOptions,
+    progress: &Progress,
+    retries: &AtomicU64,
+) -> Vec<(usize, BatchItem, Outcome)> {
+    let mut results = Vec::with_capacity(queue.len());
+    for (i, item) in queue {
+        let outcome = if progress.cancel.load(Ordering::Relaxed) {
+            Outcome::NotAttempted
+        } else {
+            roll_back_one(&mut conn, item, opts, retries, &progress.cancel).await
+        };
+        if outcome != Outcome::NotAttempted {
+            if let Outcome::Failed { error } = &outcome {
+                let detail = serde_json::json!({ "error": error, "batch_id": opts.batch_id });
+                // Best effort: the failure is in the summary even if this cannot be written.
+                let _ = db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
+            }
+            progress.record(item, &outcome);
+        }
+        results.push((i, item, outcome));
+    }
+    results
 }

@@ -97,74 +97,119 @@ fn cost(quantity: Decimal, price: Decimal) -> Decimal {
 
 /// Generates the book. Pure: no I/O, deterministic in `spec`.
 pub fn generate(spec: &DemoSpec) -> DemoBook {
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let open = Utc.from_utc_datetime(&spec.date.and_hms_opt(7, 0, 0).unwrap_or_default());
-    let session_secs: i64 = 9 * 3600;
-    let burst_from = open + Duration::minutes(6 * 60 + 2); // 13:02
-    let burst_to = burst_from + Duration::minutes(4);
+    let mut g = Generator::new(spec);
+    let mut executed = g.trading_day();
+    let burst = g.burst(&mut executed);
+    executed.sort_by_key(|o| (o.at, o.id));
+    let unexecuted = g.unexecuted(&burst.users);
+    DemoBook {
+        accounts: g.accounts,
+        executed,
+        unexecuted,
+        burst: BurstInfo {
+            symbol: BURST_SYMBOL.to_string(),
+            from: g.burst_from,
+            to: g.burst_to,
+            orders: burst.orders,
+            transaction_ids: burst.transaction_ids,
+            users: burst.users.len(),
+        },
+    }
+}
 
-    let mut accounts = Vec::with_capacity(spec.accounts);
-    let mut cash = Vec::with_capacity(spec.accounts);
-    for _ in 0..spec.accounts {
-        let deposit = Decimal::from(rng.random_range(200..=1000) * 100);
-        accounts.push((uuid(&mut rng), deposit));
-        cash.push(deposit);
+/// The burst as generated: orders written, their groups, the accounts touched.
+struct Burst {
+    orders: usize,
+    transaction_ids: Vec<Uuid>,
+    users: std::collections::BTreeSet<usize>,
+}
+
+/// The book being generated: one random stream, drawn from in a fixed order (the same
+/// seed gives the same book only as long as that order does not change).
+struct Generator<'a> {
+    spec: &'a DemoSpec,
+    rng: ChaCha8Rng,
+    open: DateTime<Utc>,
+    burst_from: DateTime<Utc>,
+    burst_to: DateTime<Utc>,
+    accounts: Vec<(Uuid, Decimal)>,
+    /// Each account's cash left, so no order is written that it could not pay for.
+    cash: Vec<Decimal>,
+    /// Each symbol's last price (a small random walk).
+    prices: Vec<Decimal>,
+}
+
+/// A transaction group being placed: its id, the account, and how many more legs follow.
+type OpenGroup = (Uuid, usize, usize);
+
+const SESSION_SECS: i64 = 9 * 3600;
+
+impl<'a> Generator<'a> {
+    /// The accounts with their deposits.
+    fn new(spec: &'a DemoSpec) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let open = Utc.from_utc_datetime(&spec.date.and_hms_opt(7, 0, 0).unwrap_or_default());
+        let burst_from = open + Duration::minutes(6 * 60 + 2); // 13:02
+        let mut accounts = Vec::with_capacity(spec.accounts);
+        let mut cash = Vec::with_capacity(spec.accounts);
+        for _ in 0..spec.accounts {
+            let deposit = Decimal::from(rng.random_range(200..=1000) * 100);
+            accounts.push((uuid(&mut rng), deposit));
+            cash.push(deposit);
+        }
+        Generator {
+            spec,
+            rng,
+            open,
+            burst_from,
+            burst_to: burst_from + Duration::minutes(4),
+            accounts,
+            cash,
+            prices: SYMBOLS.iter().map(|s| s.1).collect(),
+        }
     }
 
-    // Times first, so the orders are written in time order and balances are checked in it.
-    let mut times: Vec<i64> = (0..spec.orders).map(|_| rng.random_range(0..session_secs)).collect();
-    times.sort_unstable();
-    let mut executed = Vec::with_capacity(spec.orders + spec.burst_groups * spec.burst_copies);
-    let mut prices: Vec<Decimal> = SYMBOLS.iter().map(|s| s.1).collect();
-    let mut pending_group: Option<(Uuid, usize, usize)> = None; // (tx, account, orders left)
-    for (n, secs) in times.into_iter().enumerate() {
-        let at = open + Duration::seconds(secs) + Duration::milliseconds(rng.random_range(0..1000));
+    /// The normal orders of the trading day, in time order.
+    fn trading_day(&mut self) -> Vec<SeedOrder> {
+        // Times first, so the orders are written in time order and balances are checked in it.
+        let mut times: Vec<i64> = (0..self.spec.orders).map(|_| self.rng.random_range(0..SESSION_SECS)).collect();
+        times.sort_unstable();
+        let mut executed = Vec::with_capacity(self.spec.orders + self.spec.burst_groups * self.spec.burst_copies);
+        let mut group: Option<OpenGroup> = None;
+        for (n, secs) in times.into_iter().enumerate() {
+            executed.extend(self.day_order(n, secs, &mut group));
+        }
+        executed
+    }
+
+    /// One order of the day at `secs` after the open, unless its account cannot pay.
+    fn day_order(&mut self, n: usize, secs: i64, group: &mut Option<OpenGroup>) -> Option<SeedOrder> {
+        let rng = &mut self.rng;
+        let at = self.open + Duration::seconds(secs) + Duration::milliseconds(rng.random_range(0..1000));
         let mut sym = rng.random_range(0..SYMBOLS.len());
         // Keep the burst window of the burst symbol to the burst alone.
-        if SYMBOLS[sym].0 == BURST_SYMBOL && at >= burst_from && at < burst_to {
+        if SYMBOLS[sym].0 == BURST_SYMBOL && at >= self.burst_from && at < self.burst_to {
             sym = (sym + 1) % SYMBOLS.len();
         }
         // A small random walk, in basis points of the opening price.
         let step = Decimal::from(rng.random_range(-3i64..=3)) * SYMBOLS[sym].1 / Decimal::from(10_000);
-        prices[sym] = (prices[sym] + step).round_dp(5).max(SYMBOLS[sym].1 / Decimal::from(2));
-        let price = prices[sym];
-
-        // Most orders stand alone; some are legs of a group placed together; a few old
-        // clients send no transaction id at all.
-        let (account, tx) = match pending_group.take() {
-            Some((tx, account, left)) => {
-                if left > 1 {
-                    pending_group = Some((tx, account, left - 1));
-                }
-                (account, Some(tx))
-            }
-            None => {
-                let account = rng.random_range(0..spec.accounts);
-                let roll = rng.random_range(0..100);
-                if roll < 8 {
-                    let tx = uuid(&mut rng);
-                    pending_group = Some((tx, account, rng.random_range(1..=2)));
-                    (account, Some(tx))
-                } else if roll < 11 {
-                    (account, None)
-                } else {
-                    (account, Some(uuid(&mut rng)))
-                }
-            }
-        };
+        self.prices[sym] = (self.prices[sym] + step).round_dp(5).max(SYMBOLS[sym].1 / Decimal::from(2));
+        let price = self.prices[sym];
+        let (account, tx) = self.group_of(group);
+        let rng = &mut self.rng;
         let notional = Decimal::from(rng.random_range(10..=500) * 100);
         let quantity = (notional / price).round_dp(0).max(Decimal::ONE);
         let total = cost(quantity, price);
-        let id = uuid(&mut rng);
-        let position_id = uuid(&mut rng);
-        if cash[account] < total {
-            continue;
+        let id = uuid(rng);
+        let position_id = uuid(rng);
+        if self.cash[account] < total {
+            return None;
         }
-        cash[account] -= total;
-        executed.push(SeedOrder {
+        self.cash[account] -= total;
+        Some(SeedOrder {
             id,
             position_id,
-            user_id: accounts[account].0,
+            user_id: self.accounts[account].0,
             symbol: SYMBOLS[sym].0.to_string(),
             order_type: if rng.random_range(0..10) < 8 { "market" } else { "limit" },
             side: if rng.random_bool(0.5) { "buy" } else { "sell" },
@@ -173,108 +218,125 @@ pub fn generate(spec: &DemoSpec) -> DemoBook {
             transaction_id: tx,
             idempotency_key: format!("ord-{n:05}"),
             at,
-        });
+        })
     }
 
-    // The burst: a faulty deploy re-executed each order of some groups a few times.
-    let burst_sym = SYMBOLS.iter().position(|s| s.0 == BURST_SYMBOL).unwrap_or(1);
-    let mut burst_users = std::collections::BTreeSet::new();
-    let mut burst_txs = Vec::with_capacity(spec.burst_groups);
-    let mut burst_count = 0;
-    for g in 0..spec.burst_groups {
-        let tx = uuid(&mut rng);
-        let side = if rng.random_bool(0.5) { "buy" } else { "sell" };
-        let quantity = Decimal::from(rng.random_range(5..=100) * 1000);
-        // Affected users are distinct and could pay for every copy (the deploy did).
-        let need = cost(quantity, prices[burst_sym]) * Decimal::from(spec.burst_copies as u64 + 1);
-        let mut account = rng.random_range(0..spec.accounts);
-        for _ in 0..spec.accounts {
-            if !burst_users.contains(&account) && cash[account] >= need {
-                break;
+    /// The account and transaction id of the next order. Most orders stand alone; some
+    /// are legs of a group placed together; a few old clients send no transaction id.
+    fn group_of(&mut self, group: &mut Option<OpenGroup>) -> (usize, Option<Uuid>) {
+        if let Some((tx, account, left)) = group.take() {
+            if left > 1 {
+                *group = Some((tx, account, left - 1));
             }
-            account = (account + 1) % spec.accounts;
+            return (account, Some(tx));
         }
-        let start = burst_from + Duration::milliseconds(rng.random_range(0..200_000));
-        let mut wrote = false;
-        for copy in 0..spec.burst_copies {
-            let price =
-                (prices[burst_sym] + Decimal::from(rng.random_range(-2i64..=2)) / Decimal::from(100_000)).round_dp(5);
-            let total = cost(quantity, price);
-            if cash[account] < total {
+        let rng = &mut self.rng;
+        let account = rng.random_range(0..self.spec.accounts);
+        let roll = rng.random_range(0..100);
+        if roll < 8 {
+            let tx = uuid(rng);
+            *group = Some((tx, account, rng.random_range(1..=2)));
+            (account, Some(tx))
+        } else if roll < 11 {
+            (account, None)
+        } else {
+            (account, Some(uuid(rng)))
+        }
+    }
+
+    /// The burst: a faulty deploy re-executed each order of some groups a few times.
+    fn burst(&mut self, executed: &mut Vec<SeedOrder>) -> Burst {
+        let burst_sym = SYMBOLS.iter().position(|s| s.0 == BURST_SYMBOL).unwrap_or(1);
+        let mut burst = Burst { orders: 0, transaction_ids: Vec::new(), users: Default::default() };
+        for g in 0..self.spec.burst_groups {
+            let rng = &mut self.rng;
+            let tx = uuid(rng);
+            let side = if rng.random_bool(0.5) { "buy" } else { "sell" };
+            let quantity = Decimal::from(rng.random_range(5..=100) * 1000);
+            // Affected users are distinct and could pay for every copy (the deploy did).
+            let need = cost(quantity, self.prices[burst_sym]) * Decimal::from(self.spec.burst_copies as u64 + 1);
+            let mut account = rng.random_range(0..self.spec.accounts);
+            for _ in 0..self.spec.accounts {
+                if !burst.users.contains(&account) && self.cash[account] >= need {
+                    break;
+                }
+                account = (account + 1) % self.spec.accounts;
+            }
+            let start = self.burst_from + Duration::milliseconds(self.rng.random_range(0..200_000));
+            let mut wrote = false;
+            for copy in 0..self.spec.burst_copies {
+                let rng = &mut self.rng;
+                let price = (self.prices[burst_sym]
+                    + Decimal::from(rng.random_range(-2i64..=2)) / Decimal::from(100_000))
+                .round_dp(5);
+                let total = cost(quantity, price);
+                if self.cash[account] < total {
+                    continue;
+                }
+                self.cash[account] -= total;
+                let at = start + Duration::milliseconds(copy as i64 * rng.random_range(150..4000));
+                executed.push(SeedOrder {
+                    id: uuid(rng),
+                    position_id: uuid(rng),
+                    user_id: self.accounts[account].0,
+                    symbol: BURST_SYMBOL.to_string(),
+                    order_type: "market",
+                    side,
+                    quantity,
+                    price,
+                    transaction_id: Some(tx),
+                    idempotency_key: format!("deploy-4711-g{g:02}-try{copy}"),
+                    at: at.min(self.burst_to - Duration::milliseconds(1)),
+                });
+                burst.orders += 1;
+                wrote = true;
+            }
+            if wrote {
+                burst.users.insert(account);
+                burst.transaction_ids.push(tx);
+            }
+        }
+        burst
+    }
+
+    /// Orders that never executed: a few failed for lack of funds, a few still pending
+    /// (of users who are not in the burst, so the burst's pre-checks pass).
+    fn unexecuted(&mut self, burst_users: &std::collections::BTreeSet<usize>) -> Vec<SeedUnexecuted> {
+        let mut unexecuted = Vec::new();
+        let mut k = 0;
+        while unexecuted.len() < 12 {
+            k += 1;
+            let rng = &mut self.rng;
+            let account = rng.random_range(0..self.spec.accounts);
+            if burst_users.contains(&account) {
                 continue;
             }
-            cash[account] -= total;
-            let at = start + Duration::milliseconds(copy as i64 * rng.random_range(150..4000));
-            executed.push(SeedOrder {
-                id: uuid(&mut rng),
-                position_id: uuid(&mut rng),
-                user_id: accounts[account].0,
-                symbol: BURST_SYMBOL.to_string(),
-                order_type: "market",
-                side,
+            let sym = rng.random_range(0..SYMBOLS.len());
+            let pending = unexecuted.len() < 3;
+            let at = if pending {
+                self.open + Duration::seconds(SESSION_SECS - rng.random_range(1..120))
+            } else {
+                self.open + Duration::seconds(rng.random_range(0..SESSION_SECS))
+            };
+            let quantity = Decimal::from(rng.random_range(1000..=5000) * 1000);
+            let price = self.prices[sym];
+            unexecuted.push(SeedUnexecuted {
+                id: uuid(rng),
+                user_id: self.accounts[account].0,
+                symbol: SYMBOLS[sym].0.to_string(),
+                side: if rng.random_bool(0.5) { "buy" } else { "sell" },
                 quantity,
                 price,
-                transaction_id: Some(tx),
-                idempotency_key: format!("deploy-4711-g{g:02}-try{copy}"),
-                at: at.min(burst_to - Duration::milliseconds(1)),
+                status: if pending { "pending" } else { "failed" },
+                failure_reason: (!pending).then(|| {
+                    format!("insufficient_funds: needs {}, balance {}", cost(quantity, price), self.cash[account])
+                }),
+                transaction_id: Some(uuid(rng)),
+                idempotency_key: format!("late-{k:03}"),
+                at,
             });
-            burst_count += 1;
-            wrote = true;
         }
-        if wrote {
-            burst_users.insert(account);
-            burst_txs.push(tx);
-        }
-    }
-    executed.sort_by_key(|o| (o.at, o.id));
-
-    // Orders that never executed: a few failed for lack of funds, a few still pending
-    // (users who are not in the burst, so the burst's pre-checks pass).
-    let mut unexecuted = Vec::new();
-    let mut k = 0;
-    while unexecuted.len() < 12 {
-        k += 1;
-        let account = rng.random_range(0..spec.accounts);
-        if burst_users.contains(&account) {
-            continue;
-        }
-        let sym = rng.random_range(0..SYMBOLS.len());
-        let pending = unexecuted.len() < 3;
-        let at = if pending {
-            open + Duration::seconds(session_secs - rng.random_range(1..120))
-        } else {
-            open + Duration::seconds(rng.random_range(0..session_secs))
-        };
-        let quantity = Decimal::from(rng.random_range(1000..=5000) * 1000);
-        unexecuted.push(SeedUnexecuted {
-            id: uuid(&mut rng),
-            user_id: accounts[account].0,
-            symbol: SYMBOLS[sym].0.to_string(),
-            side: if rng.random_bool(0.5) { "buy" } else { "sell" },
-            quantity,
-            price: prices[sym],
-            status: if pending { "pending" } else { "failed" },
-            failure_reason: (!pending).then(|| {
-                format!("insufficient_funds: needs {}, balance {}", cost(quantity, prices[sym]), cash[account])
-            }),
-            transaction_id: Some(uuid(&mut rng)),
-            idempotency_key: format!("late-{k:03}"),
-            at,
-        });
-    }
-
-    DemoBook {
-        accounts,
-        executed,
-        unexecuted,
-        burst: BurstInfo {
-            symbol: BURST_SYMBOL.to_string(),
-            from: burst_from,
-            to: burst_to,
-            orders: burst_count,
-            transaction_ids: burst_txs,
-            users: burst_users.len(),
-        },
+        unexecuted
     }
 }
 

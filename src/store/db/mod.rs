@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod contract;
 mod error;
 mod incident_events;
@@ -16,6 +17,7 @@ mod session;
 
 pub use admin::*;
 pub use audit::*;
+pub use bench::*;
 pub use contract::*;
 pub use incident_events::*;
 pub use metrics::*;

@@ -1,0 +1,234 @@
+//! `rollback` of a batch: by symbol and time window or from an order file, with a preview,
+//! a typed confirmation, progress, Ctrl-C, and the audit of the touched users afterwards.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::args::{self, GlobalArgs};
+use super::output::{self, print_json};
+use super::{check_reason, confirm, connect, not_confirmed, observe};
+use crate::core::batch::{self, BatchItem, Outcome, Summary};
+use crate::core::contract::Violation;
+use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::core::format::money;
+use crate::core::observed;
+use crate::core::sanitize;
+use crate::core::workflow::incident::Observation;
+use crate::ops::batch::{BatchOptions, Progress, run as run_batch};
+use crate::store::connect::ConnectSettings;
+use crate::store::db;
+
+async fn batch_items(pool: &sqlx::PgPool, a: &args::RollbackArgs, json: bool) -> Result<Vec<BatchItem>> {
+    if let Some(path) = &a.orders {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;
+        let ids = batch::parse_order_file(&text)?;
+        let owners: std::collections::HashMap<Uuid, Uuid> = db::order_owners(pool, &ids).await?.into_iter().collect();
+        let unknown: Vec<String> = ids.iter().filter(|i| !owners.contains_key(i)).map(|i| i.to_string()).collect();
+        if !unknown.is_empty() {
+            return Err(Error::BadInput(format!(
+                "{} order id(s) in {} do not exist: {}",
+                unknown.len(),
+                path.display(),
+                unknown.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        return Ok(ids
+            .into_iter()
+            .filter_map(|id| owners.get(&id).map(|&user_id| BatchItem { order_id: id, user_id }))
+            .collect());
+    }
+    match (&a.symbol, a.from, a.to) {
+        (Some(symbol), Some(from), Some(to)) => {
+            let [Some(from), Some(to)] = db::resolve_time_bounds(pool, [Some(from), Some(to)]).await? else {
+                return Err(Error::BadInput("--from and --to are both needed".into()));
+            };
+            if from >= to {
+                return Err(Error::BadInput(format!("--from ({from}) must be before --to ({to})")));
+            }
+            if !json {
+                // A time of day was resolved against the book: say which window it became.
+                println!(
+                    "Window: {} {} orders created from {} to {} UTC.",
+                    sanitize::line(symbol),
+                    a.status.as_str(),
+                    from.format("%Y-%m-%d %H:%M:%S"),
+                    to.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+            Ok(db::orders_in_window(pool, symbol, from, to, a.status.as_str())
+                .await?
+                .into_iter()
+                .map(|(order_id, user_id)| BatchItem { order_id, user_id })
+                .collect())
+        }
+        _ => Err(Error::BadInput(
+            "say what to roll back: ORDER --user U, or --symbol S --from T1 --to T2, or --orders FILE".into(),
+        )),
+    }
+}
+
+pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Result<i32> {
+    check_reason(&a.reason)?;
+    let (settings, pool) = connect(g).await?;
+    let items = batch_items(&pool, &a, g.json).await?;
+    if items.is_empty() {
+        if g.json {
+            print_json(&json!({ "preview": null, "summary": null, "message": "no orders match" }))?;
+        } else {
+            println!("No orders match: nothing to roll back.");
+        }
+        return Ok(EXIT_OK);
+    }
+    let ids: Vec<Uuid> = items.iter().map(|i| i.order_id).collect();
+    let preview = db::batch_preview(&pool, &ids).await?;
+    let maintenance = db::maintenance_state(&pool).await?;
+    let headline = format!(
+        "Batch: {} order(s) ({} executed) of {} user(s); refund {}, release margin {}.",
+        preview.orders,
+        preview.executed,
+        preview.users,
+        money(preview.total_refund),
+        money(preview.total_margin_release)
+    );
+    if !g.json {
+        println!("{headline}");
+        if !maintenance.maintenance_mode {
+            println!("Note: maintenance mode is off; new orders keep executing during the batch.");
+        }
+    }
+    if !a.yes {
+        eprintln!("Reason: {}", sanitize::line(&a.reason));
+        let word = preview.orders.to_string();
+        if !confirm(format!("Type {word} to roll back {word} order(s): "), word).await? {
+            return not_confirmed(g);
+        }
+    }
+
+    let mut opts = BatchOptions::new(a.reason.clone());
+    opts.concurrency = usize::from(a.concurrency);
+    let (summary, outcomes) = run_with_progress(&settings, items, &opts).await?;
+
+    // Prove the batch: every touched user's balance and margin against the ledger.
+    let mut users: Vec<Uuid> = outcomes.iter().map(|(i, _)| i.user_id).collect();
+    users.sort();
+    users.dedup();
+    let violations = db::ledger_audit_users(&pool, &users).await?;
+    let ok = summary.complete() && violations.is_empty();
+    let seen = vec![
+        observed::batch(&summary, users.len() as u64, &a.reason),
+        Observation::Audit { violations: violations.len() as u64 },
+    ];
+    observe(g, seen, Some(&pool)).await;
+    if g.json {
+        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
+    } else {
+        print_summary(&summary, &violations);
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+/// Runs the batch with a progress line on stderr. Ctrl-C stops taking new orders; the
+/// ones in flight finish and the summary says what is left (running the batch again
+/// finishes it).
+async fn run_with_progress(
+    settings: &ConnectSettings,
+    items: Vec<BatchItem>,
+    opts: &BatchOptions,
+) -> Result<(Summary, Vec<(BatchItem, Outcome)>)> {
+    let progress = Arc::new(Progress::default());
+    let total = items.len() as u64;
+    // Ctrl-C stops taking new orders; the ones in flight finish and the summary says
+    // what is left (running the batch again finishes it).
+    let cancel = progress.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nCancelling: finishing the orders in flight …");
+            cancel.cancel.store(true, Ordering::Relaxed);
+        }
+    });
+    let shown = progress.clone();
+    // Set when the run is over, cancelled or not: the last line says what really finished.
+    let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run_over = over.clone();
+    let drawer = tokio::spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+        if tty {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} rolled back/finished · {per_sec} · eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+        let mut last_line = std::time::Instant::now();
+        loop {
+            let ended = run_over.load(Ordering::Relaxed);
+            let done = shown.done.load(Ordering::Relaxed);
+            if tty {
+                bar.set_position(done);
+            } else if last_line.elapsed() >= Duration::from_secs(2) || done == total || ended {
+                eprintln!(
+                    "progress: {done}/{total} finished, {} rolled back{}",
+                    shown.rolled_back.load(Ordering::Relaxed),
+                    if ended && done < total { format!(", {} not attempted", total - done) } else { String::new() }
+                );
+                last_line = std::time::Instant::now();
+            }
+            if done >= total || ended {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bar.finish_and_clear();
+    });
+    let run = run_batch(settings, items, opts, progress.clone()).await;
+    over.store(true, Ordering::Relaxed);
+    let _ = drawer.await;
+    ctrl_c.abort();
+    run
+}
+
+/// The batch's summary for people: what happened, the money, each refusal and failure,
+/// the audit of the touched users, and whether a second run can finish it.
+fn print_summary(summary: &Summary, violations: &[Violation]) {
+    println!(
+        "Done in {:.1}s: {}{}.",
+        summary.elapsed_ms as f64 / 1000.0,
+        summary.outcome_sentence(),
+        if summary.not_attempted > 0 { " (cancelled)" } else { "" }
+    );
+    println!(
+        "Refunded {}, margin released {}, {} retries.",
+        money(summary.refunded),
+        money(summary.margin_released),
+        summary.retries
+    );
+    for (id, code, msg) in &summary.refused {
+        println!("  refused {id}: {} — {}", sanitize::line(code), sanitize::line(msg));
+    }
+    for (id, err) in &summary.failed {
+        println!("  failed  {id}: {}", sanitize::line(err));
+    }
+    print!("{}", output::violations(violations, false));
+    // Failed and unattempted orders may go through on a second run; refused ones will
+    // be refused again (their state does not allow a rollback).
+    let retryable = summary.failed.len() + summary.not_attempted;
+    if retryable > 0 {
+        println!(
+            "Run the same command again to finish the {retryable} order(s) not done; nothing is rolled back twice."
+        );
+    }
+    if !summary.refused.is_empty() {
+        println!(
+            "The {} refused order(s) cannot be rolled back as they stand (see why above); a second run refuses them again.",
+            summary.refused.len()
+        );
+    }
+}
