@@ -11,6 +11,7 @@
 pub mod cadence;
 pub mod clipboard;
 pub mod context;
+mod header;
 pub mod leak;
 pub mod merge;
 pub mod templates;
