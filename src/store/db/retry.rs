@@ -28,11 +28,6 @@ pub fn is_cancel(e: &Error) -> bool {
     e.sqlstate() == Some(QUERY_CANCELED)
 }
 
-/// The SQLSTATE of a sqlx error, without converting it.
-pub fn sqlstate_of(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
-}
-
 /// The retry rule, in one place: after an attempt, another is made only for a retryable
 /// error, while attempts are left and the caller's backoff gives a wait (`None`: the work
 /// was cancelled).
