@@ -3,8 +3,8 @@
 //! benchmark.
 
 pub mod batch;
-pub mod bench;
+pub(crate) mod bench;
 pub mod drill;
 pub mod incident;
-pub mod maintenance;
-pub mod rollback;
+pub(crate) mod maintenance;
+pub(crate) mod rollback;

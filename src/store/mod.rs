@@ -5,9 +5,9 @@
 pub mod config;
 pub mod connect;
 pub mod db;
-pub mod demo;
-pub mod files;
+pub(crate) mod demo;
+pub(crate) mod files;
 pub mod incidents;
 pub mod journal;
 pub mod sandbox;
-pub mod target;
+pub(crate) mod target;

@@ -8,13 +8,13 @@
 //! fields, highlight the leaked text); they convert into [`crate::core::error::Error`] for the
 //! headless commands.
 
-pub mod cadence;
-pub mod clipboard;
-pub mod context;
+pub(crate) mod cadence;
+mod clipboard;
+pub(crate) mod context;
 mod header;
-pub mod leak;
-pub mod merge;
-pub mod templates;
+mod leak;
+mod merge;
+mod templates;
 
 use std::fmt;
 use std::path::PathBuf;
