@@ -76,7 +76,11 @@ async fn a_failed_order_inside_a_group_is_left_alone() {
 
     let rows = db::find_orders(
         &t.pool,
-        &incident_console::core::orders::OrderFilter { id: Some(failed_id), limit: 1, ..Default::default() },
+        &incident_console::core::orders::OrderListing {
+            filter: incident_console::core::orders::ResolvedQuery { id: Some(failed_id), ..Default::default() },
+            limit: 1,
+            ..Default::default()
+        },
     )
     .await
     .expect("find");

@@ -4,7 +4,7 @@ use super::args::{self, GlobalArgs};
 use super::connect;
 use super::output::{self, print_json};
 use crate::core::error::{EXIT_OK, Error, Result};
-use crate::core::orders::OrderFilter;
+use crate::core::orders::{OrderListing, ResolvedQuery};
 use crate::store::db;
 
 pub(super) async fn orders(g: &GlobalArgs, a: args::OrdersArgs) -> Result<i32> {
@@ -15,14 +15,16 @@ pub(super) async fn orders(g: &GlobalArgs, a: args::OrdersArgs) -> Result<i32> {
     {
         return Err(Error::BadInput(format!("--from ({f}) must be before --to ({t})")));
     }
-    let filter = OrderFilter {
-        id: a.id,
-        user_id: a.user,
-        transaction_id: a.transaction,
-        symbol: a.symbol,
-        status: a.status.map(|s| s.as_str().to_string()),
-        from,
-        to,
+    let filter = OrderListing {
+        filter: ResolvedQuery {
+            id: a.id,
+            user_id: a.user,
+            transaction_id: a.transaction,
+            symbol: a.symbol,
+            status: a.status.map(|s| s.as_str().to_string()),
+            from,
+            to,
+        },
         include_drill: a.include_drill,
         limit: a.limit,
     };

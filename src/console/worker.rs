@@ -543,15 +543,7 @@ type Conn = PoolConnection<sqlx::Postgres>;
 
 async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
     let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
-    Ok(ResolvedQuery {
-        id: q.id,
-        user_id: q.user_id,
-        transaction_id: q.transaction_id,
-        symbol: q.symbol.clone(),
-        status: q.status.clone(),
-        from,
-        to,
-    })
+    Ok(q.with_times(from, to))
 }
 
 /// Runs one cancellable request: a pooled connection whose backend id is registered, so

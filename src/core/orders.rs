@@ -14,44 +14,63 @@ pub enum TimeBound {
     TimeOfDay(NaiveTime),
 }
 
-/// Which orders the Orders pane shows (empty fields do not filter).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrderQuery {
+/// Which orders: each field that is set narrows the choice (orders created from `from`,
+/// inclusive, to `to`, exclusive). `T` is how a time is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFilter<T> {
+    /// One order.
     pub id: Option<Uuid>,
+    /// One user's orders.
     pub user_id: Option<Uuid>,
+    /// One transaction group.
     pub transaction_id: Option<Uuid>,
+    /// One symbol (upper case).
     pub symbol: Option<String>,
+    /// One status.
     pub status: Option<String>,
-    pub from: Option<TimeBound>,
-    pub to: Option<TimeBound>,
+    /// Created at or after.
+    pub from: Option<T>,
+    /// Created before.
+    pub to: Option<T>,
 }
 
-/// Which orders to find. Empty fields do not filter.
+impl<T> Default for OrderFilter<T> {
+    fn default() -> Self {
+        OrderFilter { id: None, user_id: None, transaction_id: None, symbol: None, status: None, from: None, to: None }
+    }
+}
+
+impl<T> OrderFilter<T> {
+    /// The same filter with its times given another way (resolved to instants).
+    pub fn with_times<U>(&self, from: Option<U>, to: Option<U>) -> OrderFilter<U> {
+        OrderFilter {
+            id: self.id,
+            user_id: self.user_id,
+            transaction_id: self.transaction_id,
+            symbol: self.symbol.clone(),
+            status: self.status.clone(),
+            from,
+            to,
+        }
+    }
+}
+
+/// A filter as typed (the console's filter line, the CLI's flags): times may be times of
+/// day, resolved against the book when the query runs.
+pub type OrderQuery = OrderFilter<TimeBound>;
+
+/// A filter with its times resolved to instants, as the SQL takes it.
+pub type ResolvedQuery = OrderFilter<DateTime<Utc>>;
+
+/// A listing of orders (`orders`, the drill): oldest first, at most `limit`.
 #[derive(Debug, Clone, Default)]
-pub struct OrderFilter {
-    pub id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub transaction_id: Option<Uuid>,
-    pub symbol: Option<String>,
-    pub status: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
+pub struct OrderListing {
+    /// Which orders.
+    pub filter: ResolvedQuery,
     /// Include the accounts created by `drill`.
     pub include_drill: bool,
     /// At most this many rows.
     pub limit: i64,
-}
-
-/// A filter of the console with its time bounds resolved to instants.
-#[derive(Debug, Clone, Default)]
-pub struct ResolvedQuery {
-    pub id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub transaction_id: Option<Uuid>,
-    pub symbol: Option<String>,
-    pub status: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
 }
 
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.

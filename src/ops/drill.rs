@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::core::batch::BatchItem;
 use crate::core::contract::Precheck;
 use crate::core::error::{Error, Result};
-use crate::core::orders::OrderFilter;
+use crate::core::orders::{OrderListing, ResolvedQuery};
 use crate::core::sanitize;
 use crate::ops::batch::{self, BatchOptions, Progress};
 use crate::store::connect::ConnectSettings;
@@ -265,7 +265,8 @@ async fn roll_back_group(conn: &mut PgConnection, acc: Accounts, o: Orders) -> R
     let baseline = pre.baseline.clone().unwrap_or(Value::Null);
     let r = db::rollback_with_postcheck(&mut *conn, o.a1, acc.a, REASON, &baseline, true).await?;
     let post_ok = r.postcheck.as_ref().is_some_and(|p| p.successful);
-    let filter = OrderFilter { id: Some(o.a3), include_drill: true, limit: 1, ..Default::default() };
+    let filter =
+        OrderListing { filter: ResolvedQuery { id: Some(o.a3), ..Default::default() }, include_drill: true, limit: 1 };
     let a3_row = db::find_orders(&mut *conn, &filter).await?;
     let a3_intact = a3_row.first().is_some_and(|o| {
         o.status == "failed" && o.failure_reason.as_deref().is_some_and(|f| f.starts_with("insufficient_funds"))

@@ -15,7 +15,12 @@ pub(super) fn short_name(file: &str) -> String {
 /// The header's fields, or for a file without one: those of the shipped template it
 /// overrides, else its name, customer audience (the safe side: it gets leak-checked), and
 /// no required fields.
-pub(super) fn header_info(file: &str, src: &str, source: TemplateSource, shipped: Option<&TemplateInfo>) -> TemplateInfo {
+pub(super) fn header_info(
+    file: &str,
+    src: &str,
+    source: TemplateSource,
+    shipped: Option<&TemplateInfo>,
+) -> TemplateInfo {
     let name = short_name(file);
     let mut info = TemplateInfo {
         name: name.clone(),

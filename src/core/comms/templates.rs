@@ -23,8 +23,8 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value as JinjaValue};
 use serde_json::{Map, Value};
 
-use super::leak::{Leak, scan_leaks};
 use super::header::{header_info, short_name};
+use super::leak::{Leak, scan_leaks};
 use super::{CommsError, Result};
 
 /// What a waived field renders as: visible, so nobody mistakes it for an omission.
@@ -460,11 +460,6 @@ fn to_comms_error(file: &str, e: minijinja::Error) -> CommsError {
     }
     CommsError::BadTemplate { template: file.to_string(), message: e.to_string() }
 }
-
-
-
-
-
 
 #[cfg(test)]
 mod tests {

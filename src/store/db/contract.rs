@@ -37,12 +37,8 @@ pub async fn rollback_order<'e, E: Executor<'e, Database = Postgres>>(
     user: Uuid,
     reason: &str,
 ) -> Result<RollbackResult> {
-    let v = call_json(
-        e,
-        sqlx::query("SELECT rollback_execute_order_atomic($1, $2, $3)").bind(order).bind(user).bind(reason.to_string()),
-    )
-    .await?;
-    decode(v, "rollback_execute_order_atomic")
+    let sql = "SELECT rollback_execute_order_atomic($1, $2, $3)";
+    rollback_call(e, sql, "rollback_execute_order_atomic", order, user, reason).await
 }
 
 /// `rollback_order_execution`: the order's whole transaction group.
@@ -52,12 +48,21 @@ pub async fn rollback_group<'e, E: Executor<'e, Database = Postgres>>(
     user: Uuid,
     reason: &str,
 ) -> Result<RollbackResult> {
-    let v = call_json(
-        e,
-        sqlx::query("SELECT rollback_order_execution($1, $2, $3)").bind(order).bind(user).bind(reason.to_string()),
-    )
-    .await?;
-    decode(v, "rollback_order_execution")
+    rollback_call(e, "SELECT rollback_order_execution($1, $2, $3)", "rollback_order_execution", order, user, reason)
+        .await
+}
+
+/// One of the two rollback functions, which take and answer the same.
+async fn rollback_call<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    sql: &'static str,
+    function: &str,
+    order: Uuid,
+    user: Uuid,
+    reason: &str,
+) -> Result<RollbackResult> {
+    let v = call_json(e, sqlx::query(sql).bind(order).bind(user).bind(reason.to_string())).await?;
+    decode(v, function)
 }
 
 /// Rollback and post-check in one round trip.

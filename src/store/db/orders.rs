@@ -8,14 +8,14 @@ use uuid::Uuid;
 
 use crate::core::contract::*;
 use crate::core::error::{Error, Result};
-use crate::core::orders::{OrderFilter, ResolvedQuery, TimeBound};
+use crate::core::orders::{OrderListing, ResolvedQuery, TimeBound};
 
 const ORDER_COLUMNS: &str = "SELECT o.id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.price, o.status, \
      o.transaction_id, o.total_cost, o.commission, o.failure_reason, o.rolled_back_reason, o.created_at, \
      o.executed_at, o.rolled_back_at FROM orders o";
 
 /// Orders matching the filter, oldest first.
-pub async fn find_orders<'e, E: Executor<'e, Database = Postgres>>(e: E, f: &OrderFilter) -> Result<Vec<OrderRow>> {
+pub async fn find_orders<'e, E: Executor<'e, Database = Postgres>>(e: E, f: &OrderListing) -> Result<Vec<OrderRow>> {
     // Static fragments chosen by which filters are set; every value is a bound parameter,
     // so each combination gets a plan that can use its index.
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
@@ -23,18 +23,7 @@ pub async fn find_orders<'e, E: Executor<'e, Database = Postgres>>(e: E, f: &Ord
         q.push(" JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill");
     }
     q.push(" WHERE true");
-    push_conditions(
-        &mut q,
-        &ResolvedQuery {
-            id: f.id,
-            user_id: f.user_id,
-            transaction_id: f.transaction_id,
-            symbol: f.symbol.clone(),
-            status: f.status.clone(),
-            from: f.from,
-            to: f.to,
-        },
-    );
+    push_conditions(&mut q, &f.filter);
     q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(f.limit);
     Ok(q.build_query_as::<OrderRow>().fetch_all(e).await?)
 }
