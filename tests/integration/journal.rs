@@ -226,7 +226,7 @@ fn concurrent_appends_from_two_processes() {
         .iter()
         .map(|op| {
             Command::new(&exe)
-                .args(["--exact", "child_appender", "--ignored", "--nocapture", "--test-threads=1"])
+                .args(["--exact", "journal::child_appender", "--ignored", "--nocapture", "--test-threads=1"])
                 .env(CHILD_PATH, j.path())
                 .env(CHILD_OPERATOR, op)
                 .env(CHILD_GO, &go)

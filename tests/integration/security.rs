@@ -3,12 +3,10 @@
 //! design promises, and the append-only / at-most-once guards that even the superuser
 //! cannot get past with plain DML.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::*;
+use crate::support::db::*;
 use incident_console::store::db;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};

@@ -1,87 +1,16 @@
 //! End-to-end tests of the `incident` and `template` commands: the real binary, each test
 //! in its own data directory (and, where the database matters, its own database from
-//! `common`), checked on stdout, stderr, exit code, the journal file and the database.
-
-mod common;
+//! `support::db`), checked on stdout, stderr, exit code, the journal file and the database.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{TestDb, account, assert_consistent, executed, test_db};
+use crate::support::cli::{Out, console_in, run_cmd};
+use crate::support::db::{TestDb, account, assert_consistent, executed, test_db};
 use serde_json::{Value, json};
 
 const DATA_CORRUPTION_QUESTION: &str = "Is data corrupted or lost (balances, orders, positions)?";
-
-// ----------------------------------------------------------------------------------------
-// Running the binary (the builder pattern of tests/cli.rs, one directory per test)
-// ----------------------------------------------------------------------------------------
-
-/// What one run of the binary left behind.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Out {
-    /// Panics with the whole output unless the exit code is `code`.
-    fn code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "exit code of `{}`\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Stdout as JSON.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of `{}` is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
-                self.what, self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// No panic report or backtrace hint anywhere in the output.
-    fn clean(&self) -> &Self {
-        for text in [&self.stdout, &self.stderr] {
-            for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "Location:"] {
-                assert!(!text.contains(bad), "`{}` printed {bad:?}:\n{text}", self.what);
-            }
-        }
-        self
-    }
-
-    /// Stdout contains `needle`.
-    fn says(&self, needle: &str) -> &Self {
-        assert!(self.stdout.contains(needle), "stdout of `{}` lacks {needle:?}:\n{}", self.what, self.stdout);
-        self
-    }
-
-    /// Stderr contains `needle`.
-    fn complains(&self, needle: &str) -> &Self {
-        assert!(self.stderr.contains(needle), "stderr of `{}` lacks {needle:?}:\n{}", self.what, self.stderr);
-        self
-    }
-}
-
-async fn run_cmd(mut cmd: tokio::process::Command) -> Out {
-    let what = format!("{:?}", cmd.as_std().get_args().collect::<Vec<_>>());
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd.spawn().expect("spawn incident-console");
-    let out = child.wait_with_output().await.expect("wait for incident-console");
-    Out {
-        code: out.status.code().expect("exited (not killed by a signal)"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        what,
-    }
-}
 
 /// One test's world: its data directory (incidents under `incidents/`), a configuration
 /// file that does not exist in the same directory (so `templates/` there holds overrides),
@@ -101,17 +30,8 @@ impl World {
 
     /// The binary with a predictable environment: no DATABASE_URL, this test's directories.
     fn console(&self) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_incident-console"));
-        c.env("INCIDENT_CONSOLE_DATA_DIR", self.root())
-            .env("INCIDENT_CONSOLE_CONFIG", self.root().join("config.toml"))
-            .env("INCIDENT_CONSOLE_SANDBOX_DIR", self.root().join("sandbox"))
-            .env_remove("DATABASE_URL")
-            .env_remove("INCIDENT_PG_BINDIR")
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("RUST_LIB_BACKTRACE")
-            .env("INCIDENT_OPERATOR", "inc-test")
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true);
+        let mut c = console_in(self.root(), "inc-test");
+        c.env("INCIDENT_CONSOLE_SANDBOX_DIR", self.root().join("sandbox"));
         c
     }
 
@@ -119,14 +39,14 @@ impl World {
     async fn ic(&self, args: &[&str]) -> Out {
         let mut c = self.console();
         c.args(args);
-        run_cmd(c).await
+        run_cmd(c, None).await
     }
 
     /// `incident-console --database-url URL args...`
     async fn db(&self, url: &str, args: &[&str]) -> Out {
         let mut c = self.console();
         c.arg("--database-url").arg(url).args(args);
-        run_cmd(c).await
+        run_cmd(c, None).await
     }
 
     /// Opens an incident and returns its id.

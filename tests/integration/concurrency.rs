@@ -1,11 +1,9 @@
 //! Rollbacks racing each other and the executor, on a real PostgreSQL.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::db::*;
 use incident_console::core::error::Error;
 use incident_console::ops::drill::wait_until_waiting;
 use incident_console::store::db;

@@ -1,17 +1,16 @@
 //! End-to-end tests of the headless command line: the real `incident-console` binary
-//! against a real PostgreSQL (a fresh database per test, from `common`), checked on
+//! against a real PostgreSQL (a fresh database per test, from `support::db`), checked on
 //! stdout, stderr, exit code and the database itself.
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{TestDb, account, assert_consistent, execute, fingerprint, money_of, test_db};
+use crate::support::cli::{BIN, Out, PASSWORD, console_in, run_cmd};
+use crate::support::db::{TestDb, account, assert_consistent, execute, fingerprint, money_of, test_db};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
 
 const BURST_FROM: &str = "2026-11-25 13:02";
@@ -19,52 +18,10 @@ const BURST_TO: &str = "2026-11-25 13:06";
 const BURST_SQL: &str =
     "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
 const REASON: &str = "duplicate executions of deploy 4711";
-const PASSWORD: &str = "s3cretpw";
 
 // ----------------------------------------------------------------------------------------
 // Running the binary
 // ----------------------------------------------------------------------------------------
-
-/// What one run of the binary left behind.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Out {
-    /// Panics with the whole output unless the exit code is `code`.
-    fn code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "exit code of `{}`\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Stdout as JSON.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of `{}` is not JSON ({e})\n--- stdout\n{}\n--- stderr\n{}",
-                self.what, self.stdout, self.stderr
-            )
-        })
-    }
-
-    /// No panic report, backtrace hint or password anywhere in the output.
-    fn clean(&self) -> &Self {
-        for text in [&self.stdout, &self.stderr] {
-            for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "Location:", PASSWORD] {
-                assert!(!text.contains(bad), "`{}` printed {bad:?}:\n{text}", self.what);
-            }
-        }
-        self
-    }
-}
 
 /// Where the binary keeps incidents during these tests: never the user's own.
 fn data_dir() -> &'static std::path::Path {
@@ -72,41 +29,9 @@ fn data_dir() -> &'static std::path::Path {
     DIR.get_or_init(|| tempfile::tempdir().expect("data dir")).path()
 }
 
-/// The binary with a predictable environment: no DATABASE_URL, no sandbox settings, no
-/// current incident of the user's.
+/// The binary with a predictable environment, keeping incidents in this binary's directory.
 fn console() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_incident-console"));
-    c.env("INCIDENT_CONSOLE_DATA_DIR", data_dir())
-        .env("INCIDENT_CONSOLE_CONFIG", data_dir().join("no-config.toml"))
-        .env_remove("DATABASE_URL")
-        .env_remove("INCIDENT_PG_BINDIR")
-        .env_remove("INCIDENT_CONSOLE_SANDBOX_DIR")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .env("INCIDENT_OPERATOR", "cli-test")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    c
-}
-
-async fn run_cmd(mut cmd: tokio::process::Command, input: Option<&str>) -> Out {
-    let what = format!("{:?}", cmd.as_std().get_args().collect::<Vec<_>>());
-    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn incident-console");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).await.expect("write stdin");
-        drop(stdin);
-    }
-    let out = child.wait_with_output().await.expect("wait for incident-console");
-    Out {
-        code: out.status.code().expect("exited (not killed by a signal)"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        what,
-    }
+    console_in(data_dir(), "cli-test")
 }
 
 /// `incident-console --database-url URL args...`
@@ -335,7 +260,7 @@ async fn json_on_stdout_for_bad_arguments_and_config_check() {
 /// A database without our schema (the wrong one, or never migrated) says so.
 #[tokio::test]
 async fn an_unmigrated_database_is_named_as_such() {
-    let out = ic(&common::admin_url(), &["audit"]).await;
+    let out = ic(&crate::support::db::admin_url(), &["audit"]).await;
     assert_ne!(out.code, 0, "{out:#?}");
     out.clean();
     assert!(out.stderr.contains("is this the right database, and migrated?"), "{}", out.stderr);
@@ -1195,7 +1120,7 @@ struct SandboxGuard {
 
 impl Drop for SandboxGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_incident-console"))
+        let _ = std::process::Command::new(BIN)
             .env_remove("DATABASE_URL")
             .env_remove("INCIDENT_PG_BINDIR")
             .env("INCIDENT_CONSOLE_SANDBOX_DIR", &self.sandbox)

@@ -1,8 +1,6 @@
 //! The rollback functions against a real PostgreSQL: results, refusals, and money.
 
-mod common;
-
-use common::*;
+use crate::support::db::*;
 use incident_console::store::db;
 use serde_json::Value;
 use uuid::Uuid;

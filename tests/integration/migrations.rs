@@ -2,12 +2,10 @@
 //! data, the refusal to delete financial history, a full round trip on an empty database,
 //! and the shape of the migration files.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::support::db::*;
 use incident_console::store::db::{self, MIGRATOR};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -1,9 +1,7 @@
 //! The ledger audit, whole-book and incremental from a checkpoint, must find the same
 //! violations as a recomputation from the tables alone, whatever happened in between.
 
-mod common;
-
-use common::*;
+use crate::support::db::*;
 use incident_console::store::db;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,0 +1,18 @@
+//! The integration tests, one binary: the ledger on a real PostgreSQL (rollbacks,
+//! concurrency, audit, migrations, roles), the headless CLI run as a real process, the
+//! journal, the message templates, and the layering of the source tree. One throwaway
+//! cluster serves them all (`support::db`), with a database per test.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod audit;
+mod cli;
+mod concurrency;
+mod incident_cli;
+mod journal;
+mod layers;
+mod migrations;
+mod rollback;
+mod security;
+mod templates;
