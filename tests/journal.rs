@@ -13,6 +13,10 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// Journals written before entries were typed still read, fold and verify.
+#[path = "journal/v1.rs"]
+mod v1;
+
 /// Env var that turns `child_appender` on and names the journal it appends to.
 const CHILD_PATH: &str = "JOURNAL_CHILD_PATH";
 const CHILD_OPERATOR: &str = "JOURNAL_CHILD_OPERATOR";
