@@ -13,7 +13,7 @@ use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::incident::{Incident, Observation, Role, Step};
 use incident_console::core::workflow::{Level, Phase};
 use incident_console::store::incidents::{IncidentStore, fold};
-use incident_console::store::journal::{Entry, Journal, Verification};
+use incident_console::store::journal::{Entry, Event, Journal, Verification};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -181,7 +181,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
         }),
     );
     let unknown = json!({ "minutes": 12, "breach": { "b": [1, null, "x"], "a": true }, "ratio": 1.5 });
-    inc.journal.append("alice", "sla_breached", unknown, t(2000)).expect("append an unknown kind");
+    inc.journal.append("alice", &Event::from_parts("sla_breached", unknown), t(2000)).expect("append an unknown kind");
     inc.journal.path().to_path_buf()
 }
 
@@ -205,10 +205,10 @@ fn summary(inc: &Incident, entries: &[Entry], verification: &Verification) -> St
     line(format!("fields {:?}", inc.fields));
     line(format!("waived {:?}", inc.waived));
     for r in &inc.records {
-        line(format!("record {} {:?} {} {}", r.at, r.by, r.kind, r.data));
+        line(format!("record {} {:?} {} {}", r.at, r.by, r.event.kind(), r.event.data()));
     }
     for e in entries {
-        line(format!("timeline {} {:?} {} {:?}", e.seq, e.operator, e.kind, describe(e)));
+        line(format!("timeline {} {:?} {} {:?}", e.seq, e.operator, e.kind(), describe(e)));
     }
     let now = t(3600);
     let ctx = context_of(inc, &Checklist::shipped(), entries, Some(verification), now);
@@ -247,4 +247,52 @@ fn v1_journal_verifies_reads_and_folds_as_before() {
         assert_eq!(got, old, "summary line {}", n + 1);
     }
     assert_eq!(got.lines().count(), expected.lines().count());
+}
+
+/// Every v1 line reads into its typed event (all but the one unknown kind), and the new
+/// code writes each entry back to the very bytes on disk: same canonical data, same hash.
+#[test]
+fn v1_lines_read_typed_and_write_back_the_same_bytes() {
+    let text = std::fs::read_to_string(fixture(FIXTURE)).expect("read the fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("journal.jsonl");
+    std::fs::write(&path, &text).expect("copy the fixture");
+    let entries = Journal::open(&path).expect("open").entries().expect("entries");
+    assert_eq!(entries.len() as u64, LINES);
+    let mut variants = std::collections::BTreeSet::new();
+    for (line, e) in text.lines().zip(&entries) {
+        let unknown = matches!(e.event, Event::Unknown(_));
+        assert_eq!(unknown, e.kind() == "sla_breached", "line {}: {:?}", e.seq, e.event);
+        variants.insert(format!("{:?}", e.event).split('(').next().unwrap_or_default().to_string());
+        let hashed = e.hashed_text().expect("hashed text");
+        let fields = hashed.strip_suffix('}').expect("an object");
+        assert_eq!(format!("{fields},\"hash\":\"{}\"}}", e.hash), line, "line {}", e.seq);
+        assert_eq!(e.compute_hash().expect("hash"), e.hash);
+        // As JSON (`--json`, the database's copy) the entry has the line's members.
+        let as_json = serde_json::to_value(e).expect("entry as JSON");
+        assert_eq!(as_json, serde_json::from_str::<serde_json::Value>(line).expect("the line as JSON"));
+    }
+    // Every variant is in the fixture, both maintenance forms included.
+    let expected = [
+        "Audit",
+        "FieldSet",
+        "FieldWaived",
+        "IncidentOpened",
+        "ItemAssigned",
+        "ItemSkipped",
+        "ItemTicked",
+        "LevelChanged",
+        "Maintenance",
+        "MaintenanceSeen",
+        "MessageCopied",
+        "Note",
+        "PhaseChanged",
+        "Postcheck",
+        "Precheck",
+        "ReportWritten",
+        "RoleAssigned",
+        "Rollback",
+        "Unknown",
+    ];
+    assert_eq!(variants.iter().map(String::as_str).collect::<Vec<_>>(), expected);
 }

@@ -2,6 +2,8 @@
 
 use super::*;
 use chrono::TimeZone;
+use serde_json::json;
+use uuid::Uuid;
 
 fn t(min: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 26, 3, 0, 0).single().unwrap_or_default() + Duration::minutes(min)
@@ -9,25 +11,25 @@ fn t(min: i64) -> DateTime<Utc> {
 
 /// A tiny journal in memory: records are appended and folded as the real one does.
 struct Book {
-    entries: Vec<(String, Value, DateTime<Utc>, String)>,
+    entries: Vec<(Event, DateTime<Utc>, String)>,
     checklist: Checklist,
 }
 
 impl Book {
     fn open(level: Level) -> Self {
-        let (k, d) =
-            Incident::open_record("INC-1", "Duplicate executions", level, "first look").unwrap_or(("x", json!({})));
-        Book { entries: vec![(k.into(), d, t(0), "alice".into())], checklist: Checklist::shipped() }
+        let opened = Incident::open_record("INC-1", "Duplicate executions", level, "first look")
+            .unwrap_or_else(|_| Event::from_parts("x", json!({})));
+        Book { entries: vec![(opened, t(0), "alice".into())], checklist: Checklist::shipped() }
     }
     fn incident(&self) -> Incident {
-        Incident::from_records(self.entries.iter().map(|(k, d, at, by)| (k.as_str(), d, *at, by.as_str())))
+        Incident::from_records(self.entries.iter().map(|(e, at, by)| (e, *at, by.as_str())))
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn step(&mut self, step: Step, at: DateTime<Utc>) -> Result<Vec<String>, String> {
         let records = self.incident().decide(step, &self.checklist)?;
-        let kinds = records.iter().map(|(k, _)| k.to_string()).collect();
-        for (k, d) in records {
-            self.entries.push((k.into(), d, at, "alice".into()));
+        let kinds = records.iter().map(|e| e.kind().to_string()).collect();
+        for e in records {
+            self.entries.push((e, at, "alice".into()));
         }
         Ok(kinds)
     }
@@ -42,8 +44,8 @@ fn opening_starts_in_assessment_at_the_given_level() {
     assert!(!i.phase_overdue(t(15)));
     assert!(i.phase_overdue(t(16)));
     assert!(Incident::from_records(std::iter::empty()).is_err());
-    let note = json!({ "text": "x" });
-    assert!(Incident::from_records([("note", &note, t(0), "a")]).is_err());
+    let note = Event::from_parts("note", json!({ "text": "x" }));
+    assert!(Incident::from_records([(&note, t(0), "a")]).is_err());
 }
 
 #[test]
@@ -131,7 +133,7 @@ fn level_1_ticks_what_the_console_observed_levels_2_and_3_do_not() {
         let i = b.incident();
         let auto = matches!(i.item_state("validate_results"), ItemState::Done { auto: true, .. });
         assert_eq!(auto, expect_auto);
-        assert_eq!(i.records_of("postcheck").count(), 1);
+        assert_eq!(i.records_of::<event::Postcheck>().count(), 1);
     }
     // A failed post-check ticks nothing, even at Level 1.
     let mut b = Book::open(Level::Minor);
