@@ -118,6 +118,7 @@ fn bench(c: &mut Criterion) {
 fn incident_app(dir: &std::path::Path, notes: usize) -> App {
     use incident_console::console::app::incident::IncidentPanel;
     use incident_console::core::comms::TemplateStore;
+    use incident_console::core::journal;
     use incident_console::core::workflow::checklist::Checklist;
     use incident_console::store::incidents::IncidentStore;
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 16, 5, 0).single().unwrap_or_default();
@@ -127,8 +128,9 @@ fn incident_app(dir: &std::path::Path, notes: usize) -> App {
         Err(e) => panic!("incident: {e}"),
     };
     for n in 0..notes {
-        let data = serde_json::json!({ "text": format!("note {n}: checked the GBPUSD fills of deploy 4711") });
-        if let Err(e) = inc.journal.append("bench", "note", data, now + Duration::seconds(n as i64)) {
+        let text = format!("note {n}: checked the GBPUSD fills of deploy 4711");
+        let note = journal::Event::Note(journal::event::Note { text, system: false });
+        if let Err(e) = inc.journal.append("bench", &note, now + Duration::seconds(n as i64)) {
             panic!("append: {e}");
         }
     }

@@ -25,6 +25,7 @@ use incident_console::core::contract::MaintenanceProbe;
 use incident_console::core::contract::{
     BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
 };
+use incident_console::core::journal::event;
 use incident_console::core::keys::KeyMap;
 use incident_console::core::metrics::Metrics;
 use incident_console::core::workflow::checklist::Checklist;
@@ -340,7 +341,7 @@ impl Console {
     }
 
     fn last_kind(&self) -> String {
-        self.case().entries.last().map(|e| e.kind.clone()).expect("an entry")
+        self.case().entries.last().map(|e| e.kind().to_string()).expect("an entry")
     }
 
     /// Connected, with one page of `n` orders on the rollback screen.
@@ -445,8 +446,8 @@ fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
     let events = c.perform(e.journal);
     let [JournalEvent::Appended { entries, .. }] = events.as_slice() else { panic!("appended: {events:?}") };
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].kind, "item_ticked");
-    assert_eq!(entries[0].data["item"], "detect");
+    assert_eq!(entries[0].kind(), "item_ticked");
+    assert_eq!(entries[0].data()["item"], "detect");
     assert_eq!(entries[0].at, at(13, 10, 0));
     assert_eq!(
         c.case().state.item_state("detect"),
@@ -596,7 +597,7 @@ fn shift_p_asks_to_confirm_then_advances() {
     c.append(e.journal);
     assert_eq!(c.case().state.phase, Phase::Response);
     assert_eq!(c.app.incident.phase, Phase::Response, "the header follows the journal");
-    assert!(c.case().state.records_of("note").any(|r| r.data["text"].as_str().is_some_and(|t| t.contains("detect"))));
+    assert!(c.case().state.records_of::<event::Note>().any(|(_, n)| n.text.contains("detect")));
     // Items left open stay listed after the new phase's items.
     let rows: Vec<&str> = c.case().checklist_rows().iter().map(|i| i.id.as_str()).collect();
     assert!(rows.contains(&"detect") && rows.contains(&"stop_new_orders"), "{rows:?}");
@@ -692,7 +693,7 @@ fn n_adds_a_note() {
     assert_eq!(e.journal, vec![step(Step::Note { text: "deploy 4711 rolled back by the release team".into() })]);
     c.append(e.journal);
     assert_eq!(c.last_kind(), "note");
-    let (newest, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind.clone(), t)).expect("a row");
+    let (newest, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind().to_string(), t)).expect("a row");
     assert_eq!((newest.as_str(), text.as_str()), ("note", "deploy 4711 rolled back by the release team"));
 }
 
@@ -716,7 +717,7 @@ fn slash_filters_the_timeline() {
     let e = c.enter();
     assert!(e.journal.is_empty() && e.commands.is_empty());
     assert_eq!(c.case().timeline_filter, "level");
-    let kinds: Vec<String> = c.case().timeline().iter().map(|(e, _)| e.kind.clone()).collect();
+    let kinds: Vec<String> = c.case().timeline().iter().map(|(e, _)| e.kind().to_string()).collect();
     // "level_changed", and the opening entry ("... at Level 2")
     assert_eq!(kinds, vec!["level_changed", "incident_opened"]);
     // by operator
@@ -1146,7 +1147,7 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
     );
     assert!(c.case().audit_wanted.is_some(), "a rollback asks for the next audit to be recorded");
     c.append(e.journal);
-    let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind.as_str()).collect();
+    let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind()).collect();
     assert_eq!(kinds, vec!["postcheck", "rollback"]);
     assert!(c.case().internal.contains(&o.id.to_string()));
 }
@@ -1291,7 +1292,7 @@ fn the_dashboard_audit_is_recorded_once_not_on_every_refresh() {
     c.append(e.journal);
     let e = c.db(DbEvent::Dashboard(dashboard(15, Some(2), Some(at(13, 9, 0)))));
     assert!(e.journal.is_empty());
-    assert_eq!(c.case().state.records_of("audit").count(), 2);
+    assert_eq!(c.case().state.records_of::<event::Audit>().count(), 2);
 }
 
 #[test]

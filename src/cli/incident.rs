@@ -264,7 +264,7 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
         print_json(&rows)?;
     } else {
         for (e, text) in shown {
-            println!("{}  {:<12} {:<16} {}", when(e.at), line(&e.operator), e.kind, line(&text));
+            println!("{}  {:<12} {:<16} {}", when(e.at), line(&e.operator), e.kind(), line(&text));
         }
     }
     Ok(EXIT_OK)

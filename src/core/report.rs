@@ -11,24 +11,18 @@ use crate::core::comms::context::{
     AuditResult, CheckLine, CheckResult, InternalRefs, JournalSummary, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TimelineEntry,
 };
+use crate::core::journal::event::{self, Event};
 use crate::core::journal::{Entry, Verification};
 use crate::core::workflow::Phase;
 use crate::core::workflow::checklist::Checklist;
-use crate::core::workflow::incident::Incident;
+use crate::core::workflow::incident::{Incident, Role};
 
-fn check_result(data: &serde_json::Value, passed_key: &str) -> CheckResult {
-    let failed: Vec<String> = data["failed"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
+/// A pre-check (passed = ready) or post-check (passed = successful) with its failed checks.
+fn check_result(passed: bool, failed: &[String]) -> CheckResult {
     CheckResult {
-        passed: data[passed_key].as_bool().unwrap_or(false),
-        checks: failed.into_iter().map(|check| CheckLine { check, passed: false, detail: None }).collect(),
+        passed,
+        checks: failed.iter().map(|check| CheckLine { check: check.clone(), passed: false, detail: None }).collect(),
     }
-}
-
-fn role(key: &str) -> String {
-    crate::core::workflow::incident::Role::parse(key).map_or(key.to_string(), |r| r.label().to_string())
 }
 
 /// The last part of a path, for lines too narrow for the whole of it.
@@ -41,59 +35,55 @@ pub fn file_name(path: &str) -> String {
 pub fn matches(e: &Entry, text: &str, needle: &str) -> bool {
     let n = needle.to_lowercase();
     n.is_empty()
-        || e.kind.to_lowercase().contains(&n)
+        || e.kind().to_lowercase().contains(&n)
         || e.operator.to_lowercase().contains(&n)
         || text.to_lowercase().contains(&n)
 }
 
 /// One line of text for a journal entry, for timelines.
 pub fn describe(e: &Entry) -> String {
-    let d = &e.data;
-    let s = |k: &str| d[k].as_str().unwrap_or("").to_string();
-    match e.kind.as_str() {
-        "incident_opened" => format!("opened \"{}\" at Level {}", s("title"), d["level"]),
-        "level_changed" => format!("level {} -> {}: {}", d["from"], d["to"], s("reason")),
-        "phase_changed" => format!("phase {} -> {}", s("from"), s("to")),
-        "item_ticked" => format!("ticked {}{}", s("item"), if d["auto"] == true { " (observed)" } else { "" }),
-        "item_skipped" => format!("skipped {}: {}", s("item"), s("reason")),
-        "item_assigned" => format!("{} assigned to {}", s("item"), role(&s("role"))),
-        "role_assigned" => format!("{} is {}", s("person"), role(&s("role"))),
-        "note" => s("text"),
-        "field_set" => format!("field {} = {}", s("name"), s("value")),
-        "field_waived" => format!("field {} waived", s("name")),
-        "precheck" => {
-            format!("pre-check {}: order {}", if d["ready"] == true { "ready" } else { "NOT READY" }, s("order"))
-        }
-        "rollback" => format!(
+    match &e.event {
+        Event::IncidentOpened(d) => format!("opened \"{}\" at Level {}", d.title, d.level.number()),
+        Event::LevelChanged(d) => format!("level {} -> {}: {}", d.from.number(), d.to.number(), d.reason),
+        Event::PhaseChanged(d) => format!("phase {} -> {}", d.from.key(), d.to.key()),
+        Event::ItemTicked(d) => format!("ticked {}{}", d.item, if d.auto { " (observed)" } else { "" }),
+        Event::ItemSkipped(d) => format!("skipped {}: {}", d.item, d.reason),
+        Event::ItemAssigned(d) => format!("{} assigned to {}", d.item, d.role.label()),
+        Event::RoleAssigned(d) => format!("{} is {}", d.person, d.role.label()),
+        Event::Note(d) => d.text.clone(),
+        Event::FieldSet(d) => format!("field {} = {}", d.name, d.value),
+        Event::FieldWaived(d) => format!("field {} waived", d.name),
+        Event::Precheck(d) => format!("pre-check {}: order {}", if d.ready { "ready" } else { "NOT READY" }, d.order),
+        Event::Rollback(d) => format!(
             "{} rollback: {} order(s), refunded {}{}",
-            s("mode"),
-            d["orders"],
-            s("refunded"),
-            if d["success"] == true { String::new() } else { format!(" — {}", s("detail")) }
+            d.mode,
+            d.orders,
+            d.refunded,
+            if d.success { String::new() } else { format!(" — {}", d.detail) }
         ),
-        "postcheck" => {
-            format!("post-check {}: order {}", if d["successful"] == true { "passed" } else { "FAILED" }, s("order"))
+        Event::Postcheck(d) => {
+            format!("post-check {}: order {}", if d.successful { "passed" } else { "FAILED" }, d.order)
         }
-        "maintenance" if d["seen_in_database"] == true => format!(
+        Event::MaintenanceSeen(d) => format!(
             "maintenance mode {} outside this console (seen in the database{}): {}",
-            if d["on"] == true { "switched ON" } else { "switched off" },
-            d["by"].as_str().map(|b| format!(", by {b}")).unwrap_or_default(),
-            s("reason")
+            if d.on { "switched ON" } else { "switched off" },
+            d.by.as_ref().map(|b| format!(", by {b}")).unwrap_or_default(),
+            d.reason
         ),
-        "maintenance" => format!(
+        Event::Maintenance(d) => format!(
             "maintenance mode {}, {}: {}",
-            if d["on"] == true { "ON" } else { "off" },
-            match (d["on"] == true, d["verified"] == true) {
+            if d.on { "ON" } else { "off" },
+            match (d.on, d.verified) {
                 (true, true) => "verified (new orders refused)",
                 (false, true) => "verified (new orders accepted)",
                 _ => "NOT verified",
             },
-            s("reason")
+            d.reason
         ),
-        "audit" => format!("ledger audit: {} violation(s)", d["violations"]),
-        "message_copied" => format!("{} copied: {}", s("template"), file_name(&s("path"))),
-        "report_written" => format!("report written: {}", file_name(&s("path"))),
-        other => format!("{other}: {d}"),
+        Event::Audit(d) => format!("ledger audit: {} violation(s)", d.violations),
+        Event::MessageCopied(d) => format!("{} copied: {}", d.template, file_name(&d.path)),
+        Event::ReportWritten(d) => format!("report written: {}", file_name(&d.path)),
+        Event::Unknown(u) => format!("{}: {}", u.kind(), u.data()),
     }
 }
 
@@ -108,7 +98,12 @@ pub fn context_of(
     let mut c = context_without_timeline(i, checklist, entries, verification, now);
     c.timeline = entries
         .iter()
-        .map(|e| TimelineEntry { at: e.at, operator: e.operator.clone(), kind: e.kind.clone(), text: describe(e) })
+        .map(|e| TimelineEntry {
+            at: e.at,
+            operator: e.operator.clone(),
+            kind: e.kind().to_string(),
+            text: describe(e),
+        })
         .collect();
     c
 }
@@ -134,88 +129,14 @@ pub fn context_without_timeline(
     if i.phase == Phase::PostIncident {
         c.resolved_at = Some(i.phase_started());
     }
-
-    // Rollbacks, each with the pre-check before it and the post-check after it.
-    let mut users = BTreeSet::new();
-    let mut orders_affected = 0u64;
-    let mut internal = InternalRefs::default();
-    for r in i.records_of("rollback") {
-        let order = r.data["order"].as_str().unwrap_or("").to_string();
-        let user = r.data["user"].as_str().unwrap_or("").to_string();
-        if !user.is_empty() {
-            users.insert(user.clone());
-            internal.user_ids.push(user.clone());
-        }
-        if !order.is_empty() {
-            internal.order_ids.push(order.clone());
-        }
-        let n = r.data["orders"].as_u64().unwrap_or(0);
-        orders_affected += n;
-        let pre = i.records_of("precheck").filter(|p| p.data["order"].as_str() == Some(&order) && p.at <= r.at).last();
-        let post = i.records_of("postcheck").find(|p| p.data["order"].as_str() == Some(&order) && p.at >= r.at);
-        c.rollbacks.push(RollbackRecord {
-            at: r.at,
-            order_id: order.clone(),
-            user_id: user,
-            scope: r.data["mode"].as_str().unwrap_or("").to_string(),
-            reason: r.data["reason"].as_str().unwrap_or("").to_string(),
-            succeeded: r.data["success"].as_bool().unwrap_or(false),
-            outcome: r.data["detail"].as_str().unwrap_or("").to_string(),
-            orders_reversed: n,
-            refunded: r.data["refunded"].as_str().and_then(|s| s.parse::<Decimal>().ok()).unwrap_or_default(),
-            precheck: pre.filter(|_| !order.is_empty()).map(|p| check_result(&p.data, "ready")),
-            postcheck: post.filter(|_| !order.is_empty()).map(|p| check_result(&p.data, "successful")),
-        });
-        // A batch names no single user; its count of users stands for them.
-        if r.data["user"].is_null() {
-            for k in 0..r.data["users"].as_u64().unwrap_or(0) {
-                users.insert(format!("batch-{}-{k}", r.at.timestamp_micros()));
-            }
-        }
-    }
-    c.orders_affected = orders_affected;
-    c.users_affected = users.len() as u64;
-    c.internal = internal;
-
-    c.maintenance = match i.maintenance_on() {
-        Some(p) => MaintenanceState { on: true, since: Some(p.on_at), reason: Some(p.reason.clone()) },
-        None => MaintenanceState::default(),
-    };
-    c.maintenance_periods = i
-        .maintenance
-        .iter()
-        .map(|p| MaintenancePeriod { from: p.on_at, until: p.off_at, reason: p.reason.clone() })
-        .collect();
-    c.roles = crate::core::workflow::incident::Role::ALL
-        .iter()
-        .filter_map(|r| i.roles.get(r).map(|a| RoleAssignment { role: r.label().to_string(), name: a.person.clone() }))
-        .collect();
+    add_rollbacks(&mut c, i);
+    add_team_and_maintenance(&mut c, i);
     c.next_update_due = cadence::next_update_due(i.level, i.last_message("internal"), i.opened_at, now);
     c.next_customer_notice_due = cadence::customer_notice_due(i.level, i.last_message("customer"), i.opened_at, now);
-    c.audit = i
-        .records_of("audit")
-        .last()
-        .map(|a| AuditResult { at: a.at, violations: a.data["violations"].as_u64().unwrap_or(0) });
-    c.level_history = i
-        .level_history
-        .iter()
-        .filter_map(|h| {
-            h.from.map(|from| LevelChange {
-                at: h.at,
-                from,
-                to: h.to,
-                reason: h.reason.clone(),
-                operator: h.by.clone(),
-            })
-        })
-        .collect();
+    c.audit = i.records_of::<event::Audit>().last().map(|(r, a)| AuditResult { at: r.at, violations: a.violations });
     c.messages_sent = i
-        .records_of("message_copied")
-        .map(|m| SentMessage {
-            at: m.at,
-            template: m.data["template"].as_str().unwrap_or("").to_string(),
-            path: m.data["path"].as_str().map(str::to_string),
-        })
+        .records_of::<event::MessageCopied>()
+        .map(|(r, m)| SentMessage { at: r.at, template: m.template.clone(), path: Some(m.path.clone()) })
         .collect();
     c.open_items = i
         .open_items(checklist)
@@ -236,4 +157,86 @@ pub fn context_without_timeline(
     c.fields = i.fields.clone();
     c.waived = i.waived.clone();
     c
+}
+
+/// The rollbacks, each with the pre-check before it and the post-check after it, and the
+/// orders, users and internal references they touched.
+fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
+    let mut users = BTreeSet::new();
+    let mut orders_affected = 0u64;
+    let mut internal = InternalRefs::default();
+    for (r, rollback) in i.records_of::<event::Rollback>() {
+        if let Some(user) = rollback.user {
+            users.insert(user.to_string());
+            internal.user_ids.push(user.to_string());
+        }
+        if let Some(order) = rollback.order {
+            internal.order_ids.push(order.to_string());
+        }
+        orders_affected += rollback.orders;
+        c.rollbacks.push(rollback_record(i, r.at, rollback));
+        // A batch names no single user; its count of users stands for them.
+        if rollback.user.is_none() {
+            for k in 0..rollback.users {
+                users.insert(format!("batch-{}-{k}", r.at.timestamp_micros()));
+            }
+        }
+    }
+    c.orders_affected = orders_affected;
+    c.users_affected = users.len() as u64;
+    c.internal = internal;
+}
+
+/// One rollback as the messages show it. Checks belong to a rollback by its order (a batch
+/// names none): the last pre-check before it and the first post-check after it.
+fn rollback_record(i: &Incident, at: DateTime<Utc>, rollback: &event::Rollback) -> RollbackRecord {
+    let pre = rollback.order.and_then(|order| {
+        i.records_of::<event::Precheck>().filter(|(p, check)| check.order == order && p.at <= at).last()
+    });
+    let post = rollback
+        .order
+        .and_then(|order| i.records_of::<event::Postcheck>().find(|(p, check)| check.order == order && p.at >= at));
+    RollbackRecord {
+        at,
+        order_id: rollback.order.map(|o| o.to_string()).unwrap_or_default(),
+        user_id: rollback.user.map(|u| u.to_string()).unwrap_or_default(),
+        scope: rollback.mode.clone(),
+        reason: rollback.reason.clone(),
+        succeeded: rollback.success,
+        outcome: rollback.detail.clone(),
+        orders_reversed: rollback.orders,
+        refunded: rollback.refunded.parse::<Decimal>().unwrap_or_default(),
+        precheck: pre.map(|(_, p)| check_result(p.ready, &p.failed)),
+        postcheck: post.map(|(_, p)| check_result(p.successful, &p.failed)),
+    }
+}
+
+/// Maintenance mode now and its periods, who holds which role, and the level's changes.
+fn add_team_and_maintenance(c: &mut MessageContext, i: &Incident) {
+    c.maintenance = match i.maintenance_on() {
+        Some(p) => MaintenanceState { on: true, since: Some(p.on_at), reason: Some(p.reason.clone()) },
+        None => MaintenanceState::default(),
+    };
+    c.maintenance_periods = i
+        .maintenance
+        .iter()
+        .map(|p| MaintenancePeriod { from: p.on_at, until: p.off_at, reason: p.reason.clone() })
+        .collect();
+    c.roles = Role::ALL
+        .iter()
+        .filter_map(|r| i.roles.get(r).map(|a| RoleAssignment { role: r.label().to_string(), name: a.person.clone() }))
+        .collect();
+    c.level_history = i
+        .level_history
+        .iter()
+        .filter_map(|h| {
+            h.from.map(|from| LevelChange {
+                at: h.at,
+                from,
+                to: h.to,
+                reason: h.reason.clone(),
+                operator: h.by.clone(),
+            })
+        })
+        .collect();
 }

@@ -48,7 +48,7 @@ pub struct OpenIncident {
 
 /// The incident a journal's entries describe.
 pub fn fold(entries: &[Entry]) -> Result<Incident> {
-    Incident::from_records(entries.iter().map(|e| (e.kind.as_str(), &e.data, e.at, e.operator.as_str())))
+    Incident::from_records(entries.iter().map(|e| (&e.event, e.at, e.operator.as_str())))
         .map_err(|e| Error::CheckFailed(format!("the journal does not describe an incident: {e}")))
 }
 
@@ -129,10 +129,10 @@ impl IncidentStore {
                 Err(e) => return Err(Error::Other(format!("cannot create {}: {e}", self.root.join(&id).display()))),
             }
         }
-        let (kind, data) = Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
+        let opened = Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
         let dir = self.root.join(&id);
         let journal = Journal::open(dir.join("journal.jsonl"))?;
-        journal.append(operator, kind, data, now)?;
+        journal.append(operator, &opened, now)?;
         self.set_current(&id)?;
         let incident = fold(&journal.entries()?)?;
         Ok(OpenIncident { dir, journal, incident, checklist })
@@ -218,9 +218,9 @@ impl OpenIncident {
         self.incident = fold(&current)?;
         let records = self.incident.decide(step, &self.checklist).map_err(Error::BadInput)?;
         let mut seen: Vec<Entry> = current.into_iter().filter(|e| e.seq > after).collect();
-        for (kind, data) in records {
-            let e = self.journal.append(operator, kind, data, now)?;
-            self.incident.apply(&e.kind, &e.data, e.at, &e.operator);
+        for event in records {
+            let e = self.journal.append(operator, &event, now)?;
+            self.incident.apply(&e.event, e.at, &e.operator);
             seen.push(e);
         }
         Ok(seen)

@@ -15,10 +15,9 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::core::error::{Error, Result};
-pub use crate::core::journal::{Entry, GENESIS_PREV, Verification};
+pub use crate::core::journal::{Entry, Event, GENESIS_PREV, Verification};
 use crate::core::journal::{
     check_line, hashed_text, line_from_hashed, normalize_at, validate_data, validate_kind, validate_operator,
 };
@@ -73,7 +72,8 @@ impl Journal {
     /// Appends one entry, chained to the current last line, and returns it as it will be
     /// read back. Refuses (nothing written) when the input is malformed or the last line
     /// is broken.
-    pub fn append(&self, operator: &str, kind: &str, data: Value, at: DateTime<Utc>) -> Result<Entry> {
+    pub fn append(&self, operator: &str, event: &Event, at: DateTime<Utc>) -> Result<Entry> {
+        let (kind, data) = (event.kind(), event.data());
         validate_operator(operator)?;
         validate_kind(kind)?;
         validate_data(&data)?;
@@ -291,7 +291,7 @@ mod tests {
     use super::*;
     use crate::core::journal::{DATA_MAX_DEPTH, HEX_LEN, sha256_hex};
     use chrono::{TimeZone, Timelike};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_714_564_800 + secs, 123_456_789).single().unwrap_or_default()
@@ -301,7 +301,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path().join("incident/journal.jsonl")).unwrap();
         for i in 1..=n {
-            j.append("alice", "note", json!({"i": i, "text": format!("entry {i}")}), t(i as i64)).unwrap();
+            j.append("alice", &Event::from_parts("note", json!({"i": i, "text": format!("entry {i}")})), t(i as i64))
+                .unwrap();
         }
         (dir, j)
     }
@@ -326,7 +327,13 @@ mod tests {
     fn exact_line_format_and_hash() {
         let (_d, j) = journal_with(0);
         let at = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap();
-        let e = j.append("bob \"b\"", "level_change", json!({"z": [1, {"b": 2, "a": 1}], "a": "x\ny"}), at).unwrap();
+        let e = j
+            .append(
+                "bob \"b\"",
+                &Event::from_parts("level_change", json!({"z": [1, {"b": 2, "a": 1}], "a": "x\ny"})),
+                at,
+            )
+            .unwrap();
         let hashed = "{\"seq\":1,\"at\":\"2024-05-01T12:00:00.000000Z\",\"operator\":\"bob \\\"b\\\"\",\
                       \"kind\":\"level_change\",\"data\":{\"a\":\"x\\ny\",\"z\":[1,{\"a\":1,\"b\":2}]},\
                       \"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\"}";
@@ -351,7 +358,7 @@ mod tests {
         assert_eq!(entries.len(), 5);
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(e.seq, i as u64 + 1);
-            assert_eq!(e.data["i"], json!(i + 1));
+            assert_eq!(e.data()["i"], json!(i + 1));
             assert_eq!(e.compute_hash().unwrap(), e.hash);
             let prev = if i == 0 { GENESIS_PREV } else { entries[i - 1].hash.as_str() };
             assert_eq!(e.prev, prev);
@@ -377,24 +384,24 @@ mod tests {
             Err(Error::BadInput(m)) => m,
             other => panic!("expected BadInput, got {other:?}"),
         };
-        assert!(bad(j.append("", "note", json!({}), t(0))).contains("operator"));
-        assert!(bad(j.append(&"x".repeat(201), "note", json!({}), t(0))).contains("operator"));
-        j.append(&"é".repeat(200), "note", json!({}), t(0)).unwrap();
-        assert!(bad(j.append("a", "", json!({}), t(0))).contains("kind"));
-        assert!(bad(j.append("a", &"k".repeat(65), json!({}), t(0))).contains("kind"));
-        j.append("a", &"k".repeat(64), json!({}), t(0)).unwrap();
-        assert!(bad(j.append("a", "Note", json!({}), t(0))).contains("\"N\""));
-        assert!(bad(j.append("a", "no-te", json!({}), t(0))).contains("kind"));
-        assert!(bad(j.append("a", "note", json!([1]), t(0))).contains("an array"));
-        assert!(bad(j.append("a", "note", json!("x"), t(0))).contains("a string"));
-        assert!(bad(j.append("a", "note", Value::Null, t(0))).contains("null"));
+        assert!(bad(j.append("", &Event::from_parts("note", json!({})), t(0))).contains("operator"));
+        assert!(bad(j.append(&"x".repeat(201), &Event::from_parts("note", json!({})), t(0))).contains("operator"));
+        j.append(&"é".repeat(200), &Event::from_parts("note", json!({})), t(0)).unwrap();
+        assert!(bad(j.append("a", &Event::from_parts("", json!({})), t(0))).contains("kind"));
+        assert!(bad(j.append("a", &Event::from_parts(&"k".repeat(65), json!({})), t(0))).contains("kind"));
+        j.append("a", &Event::from_parts(&"k".repeat(64), json!({})), t(0)).unwrap();
+        assert!(bad(j.append("a", &Event::from_parts("Note", json!({})), t(0))).contains("\"N\""));
+        assert!(bad(j.append("a", &Event::from_parts("no-te", json!({})), t(0))).contains("kind"));
+        assert!(bad(j.append("a", &Event::from_parts("note", json!([1])), t(0))).contains("an array"));
+        assert!(bad(j.append("a", &Event::from_parts("note", json!("x")), t(0))).contains("a string"));
+        assert!(bad(j.append("a", &Event::from_parts("note", Value::Null), t(0))).contains("null"));
         let mut deep = json!({});
         for _ in 0..DATA_MAX_DEPTH {
             deep = json!({ "d": deep });
         }
-        assert!(bad(j.append("a", "note", deep, t(0))).contains("nested"));
+        assert!(bad(j.append("a", &Event::from_parts("note", deep), t(0))).contains("nested"));
         let far = Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap();
-        assert!(bad(j.append("a", "note", json!({}), far)).contains("years"));
+        assert!(bad(j.append("a", &Event::from_parts("note", json!({})), far)).contains("years"));
         // Nothing was written by the refused calls.
         assert_eq!(
             j.verify().unwrap(),
@@ -409,7 +416,7 @@ mod tests {
         for _ in 1..DATA_MAX_DEPTH {
             deep = json!({ "d": deep });
         }
-        let e = j.append("a", "note", deep, t(0)).unwrap();
+        let e = j.append("a", &Event::from_parts("note", deep), t(0)).unwrap();
         assert_eq!(j.entries().unwrap(), vec![e]);
         assert!(matches!(j.verify().unwrap(), Verification::Intact { entries: 1, .. }));
     }
@@ -432,7 +439,7 @@ mod tests {
     fn case_flip_in_hash_or_number_is_detected() {
         // Changes a JSON parser would not see: hex case in the hash, exponent case in a number.
         let (_d, j) = journal_with(2);
-        j.append("alice", "note", json!({"x": 1.5e300}), t(3)).unwrap();
+        j.append("alice", &Event::from_parts("note", json!({"x": 1.5e300})), t(3)).unwrap();
         let orig = lines(&j);
 
         let mut ls = orig.clone();
@@ -500,7 +507,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 30] ^= 0x04;
         std::fs::write(j.path(), &bytes).unwrap();
-        let err = j.append("a", "note", json!({}), t(9)).unwrap_err();
+        let err = j.append("a", &Event::from_parts("note", json!({})), t(9)).unwrap_err();
         assert!(matches!(err, Error::CheckFailed(ref m) if m.contains("last line is broken")), "{err}");
         assert!(j.last().is_err());
         assert_eq!(std::fs::read(j.path()).unwrap(), bytes, "nothing appended");
@@ -508,16 +515,16 @@ mod tests {
         // Truncated last line.
         let bytes = &orig[..orig.len() - 5];
         std::fs::write(j.path(), bytes).unwrap();
-        assert!(matches!(j.append("a", "note", json!({}), t(9)), Err(Error::CheckFailed(_))));
+        assert!(matches!(j.append("a", &Event::from_parts("note", json!({})), t(9)), Err(Error::CheckFailed(_))));
         assert_eq!(std::fs::read(j.path()).unwrap(), bytes);
 
         // Not a journal line at all.
         std::fs::write(j.path(), b"hello\n").unwrap();
-        assert!(matches!(j.append("a", "note", json!({}), t(9)), Err(Error::CheckFailed(_))));
+        assert!(matches!(j.append("a", &Event::from_parts("note", json!({})), t(9)), Err(Error::CheckFailed(_))));
 
         // Restored: appending works again and chains on.
         std::fs::write(j.path(), &orig).unwrap();
-        let e = j.append("a", "note", json!({}), t(9)).unwrap();
+        let e = j.append("a", &Event::from_parts("note", json!({})), t(9)).unwrap();
         assert_eq!(e.seq, 4);
         assert!(matches!(j.verify().unwrap(), Verification::Intact { entries: 4, .. }));
     }
@@ -541,9 +548,9 @@ mod tests {
     fn last_reads_long_lines_across_chunks() {
         let (_d, j) = journal_with(2);
         let big = "x".repeat(3 * TAIL_CHUNK as usize + 17);
-        let e = j.append("a", "note", json!({ "big": big }), t(5)).unwrap();
+        let e = j.append("a", &Event::from_parts("note", json!({ "big": big })), t(5)).unwrap();
         assert_eq!(j.last().unwrap(), Some(e.clone()));
-        let e2 = j.append("a", "note", json!({ "after": true }), t(6)).unwrap();
+        let e2 = j.append("a", &Event::from_parts("note", json!({ "after": true })), t(6)).unwrap();
         assert_eq!(e2.prev, e.hash);
         assert_eq!(e2.seq, 4);
         assert!(matches!(j.verify().unwrap(), Verification::Intact { entries: 4, .. }));
@@ -555,8 +562,7 @@ mod tests {
         let e = j
             .append(
                 "o\u{1b}[2J\u{202e}",
-                "note",
-                json!({"k\n": "\u{0}\u{7f}\u{2028}é\"\\/", "\u{10ffff}": 1.5e300}),
+                &Event::from_parts("note", json!({"k\n": "\u{0}\u{7f}\u{2028}é\"\\/", "\u{10ffff}": 1.5e300})),
                 t(0),
             )
             .unwrap();
@@ -589,6 +595,6 @@ mod tests {
     fn append_to_deleted_file_fails() {
         let (_d, j) = journal_with(1);
         std::fs::remove_file(j.path()).unwrap();
-        assert!(j.append("a", "note", json!({}), t(0)).is_err());
+        assert!(j.append("a", &Event::from_parts("note", json!({})), t(0)).is_err());
     }
 }

@@ -8,10 +8,18 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use incident_console::core::error::Error;
-use incident_console::store::journal::{Entry, GENESIS_PREV, Journal, Verification};
+use incident_console::store::journal::{Entry, Event, GENESIS_PREV, Journal, Verification};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// Journals written before entries were typed still read, fold and verify.
+#[path = "journal/v1.rs"]
+mod v1;
+
+/// Typed events read back as they were decided.
+#[path = "journal/roundtrip.rs"]
+mod roundtrip;
 
 /// Env var that turns `child_appender` on and names the journal it appends to.
 const CHILD_PATH: &str = "JOURNAL_CHILD_PATH";
@@ -38,8 +46,8 @@ fn independent_hash(e: &Entry) -> String {
         e.seq,
         s(&e.at.to_rfc3339_opts(SecondsFormat::Micros, true)),
         s(&e.operator),
-        s(&e.kind),
-        serde_json::to_string(&e.data).expect("data"),
+        s(e.kind()),
+        serde_json::to_string(&e.data()).expect("data"),
         s(&e.prev),
     );
     hex(&Sha256::digest(text.as_bytes()))
@@ -75,7 +83,7 @@ fn append_reopen_read_back_and_verify() {
     let mut written = Vec::new();
     for i in 0..10i64 {
         let data = json!({"step": i, "note": format!("action {i}"), "nested": {"b": [1, 2], "a": null}});
-        written.push(j.append("ic-alice", "checklist_tick", data, at(i)).expect("append"));
+        written.push(j.append("ic-alice", &Event::from_parts("checklist_tick", data), at(i)).expect("append"));
     }
     drop(j);
 
@@ -86,8 +94,8 @@ fn append_reopen_read_back_and_verify() {
     for (i, (e, line)) in read.iter().zip(text.lines()).enumerate() {
         assert_eq!(e.seq, i as u64 + 1);
         assert_eq!(e.operator, "ic-alice");
-        assert_eq!(e.kind, "checklist_tick");
-        assert_eq!(e.data["step"], json!(i));
+        assert_eq!(e.kind(), "checklist_tick");
+        assert_eq!(e.data()["step"], json!(i));
         assert_eq!(e.at, at(i as i64));
         assert_eq!(e.prev, if i == 0 { GENESIS_PREV } else { read[i - 1].hash.as_str() });
         assert_eq!(independent_hash(e), e.hash, "entry {}", e.seq);
@@ -100,7 +108,7 @@ fn append_reopen_read_back_and_verify() {
     assert_eq!(j.verify().expect("verify"), Verification::Intact { entries: 10, last_hash: read[9].hash.clone() });
 
     // Appending after reopening chains on.
-    let e = j.append("ic-bob", "note", json!({"text": "hand-over"}), at(100)).expect("append");
+    let e = j.append("ic-bob", &Event::from_parts("note", json!({"text": "hand-over"})), at(100)).expect("append");
     assert_eq!((e.seq, e.prev.as_str()), (11, read[9].hash.as_str()));
 }
 
@@ -116,7 +124,7 @@ fn empty_file_is_intact() {
 fn corruption_is_detected_and_located() {
     let (_d, j) = new_journal();
     for i in 0..7 {
-        j.append("ic", "note", json!({"i": i}), at(i)).expect("append");
+        j.append("ic", &Event::from_parts("note", json!({"i": i})), at(i)).expect("append");
     }
     let orig = file_lines(j.path());
     let write = |lines: &[Vec<u8>]| std::fs::write(j.path(), lines.concat()).expect("write");
@@ -165,14 +173,14 @@ fn corruption_is_detected_and_located() {
 fn appending_after_corruption_is_refused() {
     let (_d, j) = new_journal();
     for i in 0..3 {
-        j.append("ic", "note", json!({"i": i}), at(i)).expect("append");
+        j.append("ic", &Event::from_parts("note", json!({"i": i})), at(i)).expect("append");
     }
     let mut ls = file_lines(j.path());
     let n = ls[2].len();
     ls[2][n / 2] ^= 0x01;
     std::fs::write(j.path(), ls.concat()).expect("write");
     let before = std::fs::read(j.path()).expect("read");
-    match j.append("ic", "note", json!({"text": "after"}), at(9)) {
+    match j.append("ic", &Event::from_parts("note", json!({"text": "after"})), at(9)) {
         Err(Error::CheckFailed(m)) => assert!(m.contains("broken"), "{m}"),
         other => panic!("expected refusal, got {other:?}"),
     }
@@ -194,7 +202,8 @@ fn child_appender() {
         std::thread::sleep(Duration::from_millis(1));
     }
     for i in 0..CHILD_APPENDS {
-        j.append(&operator, "note", json!({"i": i, "pid": std::process::id()}), Utc::now()).expect("append");
+        j.append(&operator, &Event::from_parts("note", json!({"i": i, "pid": std::process::id()})), Utc::now())
+            .expect("append");
     }
 }
 
@@ -208,7 +217,8 @@ fn assert_complete(j: &Journal, per_operator: &[(&str, u64)]) {
         assert_eq!(e.seq, i as u64 + 1, "seq without gaps");
     }
     for (op, n) in per_operator {
-        let is: Vec<u64> = entries.iter().filter(|e| e.operator == *op).filter_map(|e| e.data["i"].as_u64()).collect();
+        let is: Vec<u64> =
+            entries.iter().filter(|e| e.operator == *op).filter_map(|e| e.data()["i"].as_u64()).collect();
         assert_eq!(is, (0..*n).collect::<Vec<_>>(), "entries of {op}");
     }
     assert_eq!(
@@ -238,7 +248,7 @@ fn concurrent_appends_from_two_processes() {
         .collect();
     std::fs::write(&go, b"go").expect("go file");
     for i in 0..PARENT_APPENDS {
-        j.append("parent", "note", json!({"i": i}), Utc::now()).expect("append");
+        j.append("parent", &Event::from_parts("note", json!({"i": i})), Utc::now()).expect("append");
     }
     for child in children {
         let out = child.wait_with_output().expect("wait child");
@@ -264,7 +274,7 @@ fn concurrent_appends_from_threads() {
                 let own = if t % 2 == 0 { Some(Journal::open(shared.path()).expect("open")) } else { None };
                 let j = own.as_ref().unwrap_or(shared);
                 for i in 0..EACH {
-                    j.append(name, "note", json!({"i": i}), Utc::now()).expect("append");
+                    j.append(name, &Event::from_parts("note", json!({"i": i})), Utc::now()).expect("append");
                 }
             });
         }
@@ -340,14 +350,14 @@ proptest! {
         let (_d, j) = new_journal();
         let mut written = Vec::new();
         for a in &appends {
-            written.push(j.append(&a.operator, &a.kind, a.data.clone(), a.at).expect("append"));
+            written.push(j.append(&a.operator, &Event::from_parts(&a.kind, a.data.clone()), a.at).expect("append"));
         }
         let read = j.entries().expect("entries");
         prop_assert_eq!(&read, &written);
         for (a, e) in appends.iter().zip(&read) {
             prop_assert_eq!(&e.operator, &a.operator);
-            prop_assert_eq!(&e.kind, &a.kind);
-            prop_assert!(json_close(&e.data, &a.data), "{:?} vs {:?}", e.data, a.data);
+            prop_assert_eq!(e.kind(), a.kind.as_str());
+            prop_assert!(json_close(&e.data(), &a.data), "{:?} vs {:?}", e.data(), a.data);
             prop_assert!((a.at - e.at).num_microseconds() == Some(0) && a.at >= e.at);
         }
         let last_hash = read.last().map(|e| e.hash.clone()).unwrap_or_default();

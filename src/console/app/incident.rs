@@ -8,6 +8,7 @@ use ratatui_textarea::TextArea;
 
 use crate::core::comms::{self, Draft, Rendered, TemplateStore};
 use crate::core::contacts::Contact;
+use crate::core::journal::event::{self, Event};
 use crate::core::workflow::checklist::{AutoSignal, Checklist, Item};
 use crate::core::workflow::classify::Answer;
 use crate::core::workflow::incident::{Incident, ItemState, Observation, Role, Step};
@@ -235,8 +236,7 @@ impl IncidentPanel {
             audit_wanted: None,
             audit_recorded: None,
         };
-        p.audit_recorded =
-            p.state.records_of("audit").last().map(|r| (r.data["violations"].as_u64().unwrap_or(0) as usize, r.at));
+        p.audit_recorded = p.state.records_of::<event::Audit>().last().map(|(r, a)| (a.violations as usize, r.at));
         p.refresh_messages(now);
         Ok(p)
     }
@@ -244,12 +244,11 @@ impl IncidentPanel {
     /// Folds newly appended entries in.
     pub fn append(&mut self, entries: Vec<Entry>, now: DateTime<Utc>) {
         for e in entries {
-            self.state.apply(&e.kind, &e.data, e.at, &e.operator);
-            if e.kind == "message_copied"
-                && let (Some(t), Some(path)) = (e.data["template"].as_str(), e.data["path"].as_str())
-                && let Some(slot) = self.messages.iter_mut().find(|s| s.name == t)
+            self.state.apply(&e.event, e.at, &e.operator);
+            if let Event::MessageCopied(m) = &e.event
+                && let Some(slot) = self.messages.iter_mut().find(|s| s.name == m.template)
             {
-                slot.copied = Some((e.at, path.to_string()));
+                slot.copied = Some((e.at, m.path.clone()));
             }
             self.entries.push(e);
         }
@@ -285,10 +284,10 @@ impl IncidentPanel {
             });
             let copied = old.and_then(|s| s.copied.clone()).or_else(|| {
                 self.state
-                    .records_of("message_copied")
-                    .filter(|r| r.data["template"].as_str() == Some(name.as_str()))
+                    .records_of::<event::MessageCopied>()
+                    .filter(|(_, m)| m.template == name)
                     .last()
-                    .map(|r| (r.at, r.data["path"].as_str().unwrap_or("").to_string()))
+                    .map(|(r, m)| (r.at, m.path.clone()))
             });
             slots.push(MessageSlot { name, rendered, draft, copied });
         }
@@ -378,14 +377,14 @@ impl IncidentPanel {
     pub fn observed(&self, signal: AutoSignal) -> bool {
         let i = &self.state;
         match signal {
-            AutoSignal::PostcheckPassed => i.records_of("postcheck").any(|r| r.data["successful"] == true),
+            AutoSignal::PostcheckPassed => i.records_of::<event::Postcheck>().any(|(_, p)| p.successful),
             AutoSignal::MaintenanceVerified => i.maintenance.iter().any(|p| p.verified),
-            AutoSignal::AuditClean => i.records_of("audit").last().is_some_and(|r| r.data["violations"] == 0),
+            AutoSignal::AuditClean => i.records_of::<event::Audit>().last().is_some_and(|(_, a)| a.violations == 0),
             AutoSignal::CustomerNoticeSent => i.last_message("customer").is_some(),
             AutoSignal::InternalAlertSent => {
-                i.records_of("message_copied").any(|r| r.data["template"] == "internal_alert")
+                i.records_of::<event::MessageCopied>().any(|(_, m)| m.template == "internal_alert")
             }
-            AutoSignal::ReportWritten => i.records_of("report_written").next().is_some(),
+            AutoSignal::ReportWritten => i.records_of::<event::ReportWritten>().next().is_some(),
         }
     }
 

@@ -14,6 +14,7 @@ use crate::console::ui::layout::{IncidentAreas, Pane};
 use crate::console::ui::{centered, fit, pane_block};
 use crate::core::comms::Audience;
 use crate::core::contacts::ESCALATIONS;
+use crate::core::journal::Event;
 use crate::core::sanitize;
 use crate::core::workflow::classify::{Answer, QUESTIONS, propose};
 use crate::core::workflow::incident::{ItemState, Role};
@@ -316,10 +317,14 @@ fn timeline(app: &App, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|(e, text)| {
             let at = if wide { e.at.format("%Y-%m-%d %H:%M:%S") } else { e.at.format("%m-%d %H:%M:%S") };
-            let style = match e.kind.as_str() {
-                "level_changed" | "phase_changed" => Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-                "rollback" | "maintenance" => Style::new().fg(Color::Magenta),
-                "note" => Style::new().fg(Color::Yellow),
+            let style = match e.event {
+                Event::LevelChanged(_) | Event::PhaseChanged(_) => {
+                    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+                }
+                Event::Rollback(_) | Event::Maintenance(_) | Event::MaintenanceSeen(_) => {
+                    Style::new().fg(Color::Magenta)
+                }
+                Event::Note(_) => Style::new().fg(Color::Yellow),
                 _ => Style::new(),
             };
             let at = format!(" {at} ");

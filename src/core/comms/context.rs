@@ -312,12 +312,37 @@ impl MessageContext {
 
     /// The template variables. See the module's templates for how they are used.
     pub fn to_value(&self) -> Value {
-        let now = self.now;
         let mut root = Map::new();
         root.insert("company".into(), json!(self.company));
         root.insert("system".into(), json!(self.system));
-        root.insert("generated_at".into(), json!(time(now)));
+        root.insert("generated_at".into(), json!(time(self.now)));
+        self.put_incident_and_phase(&mut root);
+        root.insert(
+            "impact".into(),
+            json!({"orders_affected": self.orders_affected, "users_affected": self.users_affected}),
+        );
+        root.insert("rollbacks".into(), self.rollbacks_value());
+        root.insert("maintenance".into(), self.maintenance_value());
+        self.put_team_and_cadence(&mut root);
+        self.put_history(&mut root);
+        if let Some(j) = &self.journal {
+            root.insert(
+                "journal".into(),
+                json!({"entries": j.entries, "final_hash": j.final_hash, "verified": j.verified}),
+            );
+        }
+        root.insert(
+            "internal".into(),
+            json!({"order_ids": self.internal.order_ids, "user_ids": self.internal.user_ids, "hosts": self.internal.hosts}),
+        );
+        root.insert("fields".into(), json!(self.fields));
+        root.insert("waived".into(), json!(self.waived));
+        Value::Object(root)
+    }
 
+    /// `incident`, `level`, `phase` and `phases`: where the incident stands.
+    fn put_incident_and_phase(&self, root: &mut Map<String, Value>) {
+        let now = self.now;
         let mut incident = Map::new();
         incident.insert("id".into(), json!(self.incident_id));
         incident.insert("title".into(), json!(self.title));
@@ -348,14 +373,10 @@ impl MessageContext {
         }
         root.insert("phase".into(), Value::Object(phase));
         root.insert("phases".into(), Value::Array(self.phases.iter().map(|p| phase_span(p, now)).collect()));
+    }
 
-        root.insert(
-            "impact".into(),
-            json!({"orders_affected": self.orders_affected, "users_affected": self.users_affected}),
-        );
-        root.insert("rollbacks".into(), self.rollbacks_value());
-        root.insert("maintenance".into(), self.maintenance_value());
-
+    /// `roles`, `team`, `commander`, the update cadence and the last `audit`.
+    fn put_team_and_cadence(&self, root: &mut Map<String, Value>) {
         let roles: Map<String, Value> = self.roles.iter().map(|r| (r.role.clone(), json!(r.name))).collect();
         root.insert("roles".into(), Value::Object(roles));
         root.insert(
@@ -370,8 +391,8 @@ impl MessageContext {
         if let Some(d) = cadence::update_interval(self.level) {
             root.insert("update_every_minutes".into(), json!(d.num_minutes()));
         }
-        put_time(&mut root, "next_update_due", self.next_update_due);
-        put_time(&mut root, "next_customer_notice_due", self.next_customer_notice_due);
+        put_time(root, "next_update_due", self.next_update_due);
+        put_time(root, "next_customer_notice_due", self.next_customer_notice_due);
 
         if let Some(a) = &self.audit {
             root.insert(
@@ -379,7 +400,10 @@ impl MessageContext {
                 json!({"at": time(a.at), "consistent": a.violations == 0, "violations": a.violations}),
             );
         }
+    }
 
+    /// `level_history`, `timeline`, `messages_sent` and `open_items`: what happened, as lists.
+    fn put_history(&self, root: &mut Map<String, Value>) {
         let history: Vec<Value> = self
             .level_history
             .iter()
@@ -425,19 +449,6 @@ impl MessageContext {
             })
             .collect();
         root.insert("open_items".into(), Value::Array(open));
-        if let Some(j) = &self.journal {
-            root.insert(
-                "journal".into(),
-                json!({"entries": j.entries, "final_hash": j.final_hash, "verified": j.verified}),
-            );
-        }
-        root.insert(
-            "internal".into(),
-            json!({"order_ids": self.internal.order_ids, "user_ids": self.internal.user_ids, "hosts": self.internal.hosts}),
-        );
-        root.insert("fields".into(), json!(self.fields));
-        root.insert("waived".into(), json!(self.waived));
-        Value::Object(root)
     }
 
     /// "Investigating", "Containing", "Recovering", "Resolved": the status line of the
@@ -579,61 +590,4 @@ pub fn duration(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use std::str::FromStr;
-
-    fn at(h: u32, m: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 26, h, m, 0).single().unwrap_or_default()
-    }
-
-    #[test]
-    fn formats() {
-        assert_eq!(time(at(7, 48)), "2026-11-26 07:48 UTC");
-        assert_eq!(duration(Duration::minutes(12)), "12m");
-        assert_eq!(duration(Duration::minutes(65)), "1h 05m");
-        assert_eq!(duration(Duration::minutes(1440 + 180)), "1d 3h 00m");
-        assert_eq!(duration(Duration::minutes(-3)), "0m");
-        assert_eq!(money(Decimal::from_str("12.50000000").unwrap_or_default()), "12.50");
-        assert_eq!(money(Decimal::from_str("3").unwrap_or_default()), "3.00");
-        assert_eq!(money(Decimal::from_str("0.00012345").unwrap_or_default()), "0.00012345");
-    }
-
-    #[test]
-    fn absent_facts_are_undefined_not_null() {
-        let ctx = MessageContext::new("INC-1", "t", Level::Minor, at(7, 0), at(7, 10));
-        let v = ctx.to_value();
-        assert!(v.get("audit").is_none());
-        assert!(v.get("next_update_due").is_none(), "Level 1 updates on change");
-        assert!(v.get("commander").is_none());
-        assert!(v["maintenance"].get("since").is_none());
-        assert_eq!(v["update_every"], "on change");
-        assert_eq!(v["incident"]["status"], "Investigating");
-    }
-
-    #[test]
-    fn level3_cadence_and_counts() {
-        let mut ctx = MessageContext::new("INC-1", "t", Level::Critical, at(7, 48), at(7, 50));
-        ctx.rollbacks.push(RollbackRecord {
-            at: at(8, 0),
-            order_id: "o".into(),
-            user_id: "u".into(),
-            scope: "order".into(),
-            reason: "r".into(),
-            succeeded: true,
-            outcome: "rolled_back".into(),
-            orders_reversed: 2,
-            refunded: Decimal::from_str("10.5").unwrap_or_default(),
-            precheck: None,
-            postcheck: None,
-        });
-        let v = ctx.to_value();
-        assert_eq!(v["next_update_due"], "2026-11-26 08:03 UTC");
-        assert_eq!(v["next_customer_notice_due"], "2026-11-26 07:53 UTC");
-        assert_eq!(v["update_every_minutes"], 15);
-        assert_eq!(v["rollbacks"]["orders_reversed"], 2);
-        assert_eq!(v["rollbacks"]["refunded_total"], "10.50");
-        assert_eq!(ctx.internal_values(), vec!["o".to_string(), "u".to_string()]);
-    }
-}
+mod tests;

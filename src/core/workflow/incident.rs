@@ -7,11 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::checklist::{AutoSignal, Checklist, Item};
+use super::checklist::{Checklist, Item};
 use super::{IncidentHeader, Level, Phase};
+use crate::core::journal::event::{self, Event, EventData};
+
+mod observation;
+
+pub use observation::Observation;
 
 /// A role of the response team, as the source document lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,102 +115,16 @@ pub struct MaintenancePeriod {
     pub verified: bool,
 }
 
-/// Something recorded with its time and author: checks, rollbacks, messages, notes.
+/// Something recorded with its time and author: checks, rollbacks, messages, notes,
+/// maintenance switches, and entries of kinds this version does not know.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// When.
     pub at: DateTime<Utc>,
+    /// Who.
     pub by: String,
-    pub kind: String,
-    pub data: Value,
-}
-
-/// What the console saw happen (recorded in the journal, and maybe ticking items).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Observation {
-    /// A pre-check ran.
-    Precheck { order: Uuid, user: Uuid, ready: bool, failed: Vec<String> },
-    /// A rollback (single, transaction group or batch) ended.
-    Rollback {
-        /// single, transaction or batch.
-        mode: String,
-        /// The order it started from (none for a batch).
-        order: Option<Uuid>,
-        /// Its user (none for a batch).
-        user: Option<Uuid>,
-        /// Orders rolled back.
-        orders: u64,
-        /// Users touched.
-        users: u64,
-        /// Cash given back, as a decimal string.
-        refunded: String,
-        /// Whether it completed.
-        success: bool,
-        /// What happened, in words.
-        detail: String,
-        /// The reason recorded on the orders.
-        reason: String,
-    },
-    /// A post-check ran.
-    Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
-    /// Maintenance mode was switched, and whether the probe confirmed it.
-    Maintenance { on: bool, reason: String, verified: bool },
-    /// The database's maintenance mode differs from the journal's: someone switched it
-    /// outside this console (another console, the CLI elsewhere, psql). Not probed here.
-    MaintenanceSeen { on: bool, reason: String, by: Option<String>, since: Option<DateTime<Utc>> },
-    /// The ledger audit ran.
-    Audit { violations: u64 },
-    /// A message was copied out (and written to a file).
-    MessageCopied { template: String, audience: String, path: String },
-    /// The post-incident report was written.
-    ReportWritten { path: String, hash: String },
-}
-
-impl Observation {
-    fn signal(&self) -> Option<Vec<AutoSignal>> {
-        match self {
-            Observation::Postcheck { successful: true, .. } => Some(vec![AutoSignal::PostcheckPassed]),
-            Observation::Maintenance { on: true, verified: true, .. } => Some(vec![AutoSignal::MaintenanceVerified]),
-            Observation::Audit { violations: 0 } => Some(vec![AutoSignal::AuditClean]),
-            Observation::MessageCopied { audience, template, .. } => Some(if audience == "customer" {
-                vec![AutoSignal::CustomerNoticeSent]
-            } else if template == "internal_alert" {
-                vec![AutoSignal::InternalAlertSent]
-            } else {
-                vec![]
-            }),
-            Observation::ReportWritten { .. } => Some(vec![AutoSignal::ReportWritten]),
-            _ => None,
-        }
-    }
-
-    fn record(&self) -> (&'static str, Value) {
-        match self {
-            Observation::Precheck { order, user, ready, failed } => {
-                ("precheck", json!({ "order": order, "user": user, "ready": ready, "failed": failed }))
-            }
-            Observation::Rollback { mode, order, user, orders, users, refunded, success, detail, reason } => (
-                "rollback",
-                json!({ "mode": mode, "order": order, "user": user, "orders": orders, "users": users,
-                        "refunded": refunded, "success": success, "detail": detail, "reason": reason }),
-            ),
-            Observation::Postcheck { order, successful, failed } => {
-                ("postcheck", json!({ "order": order, "successful": successful, "failed": failed }))
-            }
-            Observation::Maintenance { on, reason, verified } => {
-                ("maintenance", json!({ "on": on, "reason": reason, "verified": verified }))
-            }
-            Observation::MaintenanceSeen { on, reason, by, since } => (
-                "maintenance",
-                json!({ "on": on, "reason": reason, "verified": false, "seen_in_database": true,
-                        "by": by, "since": since }),
-            ),
-            Observation::Audit { violations } => ("audit", json!({ "violations": violations })),
-            Observation::MessageCopied { template, audience, path } => {
-                ("message_copied", json!({ "template": template, "audience": audience, "path": path }))
-            }
-            Observation::ReportWritten { path, hash } => ("report_written", json!({ "path": path, "hash": hash })),
-        }
-    }
+    /// What.
+    pub event: Event,
 }
 
 /// What a person does to the incident.
@@ -289,48 +206,52 @@ fn text_ok(s: &str, what: &str, max: usize) -> Result<String, String> {
     Ok(t.to_string())
 }
 
-fn level_of(v: &Value) -> Option<Level> {
-    v.as_u64().and_then(|n| u8::try_from(n).ok()).and_then(Level::from_number)
-}
-
 impl Incident {
     /// The first record of a new incident.
-    pub fn open_record(id: &str, title: &str, level: Level, reason: &str) -> Result<(&'static str, Value), String> {
+    pub fn open_record(id: &str, title: &str, level: Level, reason: &str) -> Result<Event, String> {
         let title = text_ok(title, "a title", 200)?;
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err("an incident id is letters, digits and dashes".into());
         }
-        Ok(("incident_opened", json!({ "id": id, "title": title, "level": level.number(), "reason": reason.trim() })))
+        Ok(Event::IncidentOpened(event::IncidentOpened {
+            id: id.to_string(),
+            title,
+            level,
+            reason: reason.trim().to_string(),
+        }))
     }
 
-    /// Folds journal entries into the incident. The first must open it.
+    /// Folds journal entries (event, when, by whom) into the incident. The first must open it.
     pub fn from_records<'a>(
-        entries: impl IntoIterator<Item = (&'a str, &'a Value, DateTime<Utc>, &'a str)>,
+        entries: impl IntoIterator<Item = (&'a Event, DateTime<Utc>, &'a str)>,
     ) -> Result<Incident, String> {
         let mut it = entries.into_iter();
-        let Some((kind, data, at, by)) = it.next() else { return Err("the journal is empty".into()) };
-        if kind != "incident_opened" {
-            return Err(format!("the journal starts with {kind}, not incident_opened"));
-        }
-        let level = level_of(&data["level"]).ok_or("incident_opened without a level 1-3")?;
+        let Some((first, at, by)) = it.next() else { return Err("the journal is empty".into()) };
+        let opened = match first {
+            Event::IncidentOpened(opened) => opened,
+            Event::Unknown(u) if u.kind() == "incident_opened" => {
+                return Err("incident_opened without a level 1-3, or not as this version writes it".into());
+            }
+            other => return Err(format!("the journal starts with {}, not incident_opened", other.kind())),
+        };
         // The id names directories and is printed everywhere: as strict on replay as when
         // it was written (a hand-edited journal must not smuggle anything in).
-        let id = data["id"].as_str().unwrap_or("");
+        let id = &opened.id;
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err("incident_opened with an id that is not letters, digits and dashes".into());
         }
         let mut inc = Incident {
-            id: data["id"].as_str().unwrap_or("").to_string(),
-            title: data["title"].as_str().unwrap_or("").to_string(),
+            id: id.clone(),
+            title: opened.title.clone(),
             opened_at: at,
             opened_by: by.to_string(),
-            level,
+            level: opened.level,
             level_history: vec![LevelChange {
                 at,
                 by: by.to_string(),
                 from: None,
-                to: level,
-                reason: data["reason"].as_str().unwrap_or("").to_string(),
+                to: opened.level,
+                reason: opened.reason.clone(),
             }],
             phase: Phase::Assessment,
             phase_history: vec![(Phase::Assessment, at)],
@@ -344,93 +265,103 @@ impl Incident {
             records: Vec::new(),
             entries: 1,
         };
-        for (kind, data, at, by) in it {
-            inc.apply(kind, data, at, by);
+        for (event, at, by) in it {
+            inc.apply(event, at, by);
         }
         Ok(inc)
     }
 
     /// Applies one journal entry. Unknown kinds are kept as records (newer consoles may
     /// write kinds this one does not know).
-    pub fn apply(&mut self, kind: &str, data: &Value, at: DateTime<Utc>, by: &str) {
+    pub fn apply(&mut self, event: &Event, at: DateTime<Utc>, by: &str) {
         self.entries += 1;
-        let s = |k: &str| data[k].as_str().unwrap_or("").to_string();
-        match kind {
-            "level_changed" => {
-                if let Some(to) = level_of(&data["to"]) {
-                    self.level_history.push(LevelChange {
-                        at,
-                        by: by.into(),
-                        from: Some(self.level),
-                        to,
-                        reason: s("reason"),
-                    });
-                    self.level = to;
+        match event {
+            Event::LevelChanged(d) => {
+                self.level_history.push(LevelChange {
+                    at,
+                    by: by.into(),
+                    from: Some(self.level),
+                    to: d.to,
+                    reason: d.reason.clone(),
+                });
+                self.level = d.to;
+            }
+            Event::PhaseChanged(d) => {
+                self.phase = d.to;
+                self.phase_history.push((d.to, at));
+            }
+            Event::ItemTicked(d) => {
+                self.items.insert(d.item.clone(), ItemState::Done { at, by: by.into(), auto: d.auto });
+            }
+            Event::ItemSkipped(d) => {
+                self.items.insert(d.item.clone(), ItemState::Skipped { at, by: by.into(), reason: d.reason.clone() });
+            }
+            Event::ItemAssigned(d) => {
+                self.item_roles.insert(d.item.clone(), d.role);
+            }
+            Event::RoleAssigned(d) => {
+                if let Some(prev) = self.roles.get(&d.role) {
+                    self.handovers.push((d.role, prev.person.clone(), d.person.clone(), at, by.into()));
                 }
+                self.roles.insert(d.role, Assignment { person: d.person.clone(), since: at, by: by.into() });
             }
-            "phase_changed" => {
-                if let Some(to) = data["to"].as_str().and_then(Phase::parse) {
-                    self.phase = to;
-                    self.phase_history.push((to, at));
-                }
+            Event::FieldSet(d) => {
+                self.waived.remove(&d.name);
+                self.fields.insert(d.name.clone(), d.value.clone());
             }
-            "item_ticked" => {
-                let auto = data["auto"].as_bool().unwrap_or(false);
-                self.items.insert(s("item"), ItemState::Done { at, by: by.into(), auto });
+            Event::FieldWaived(d) => {
+                self.waived.insert(d.name.clone());
             }
-            "item_skipped" => {
-                self.items.insert(s("item"), ItemState::Skipped { at, by: by.into(), reason: s("reason") });
+            Event::Maintenance(d) => {
+                self.maintenance_switched(d.on, d.verified, &d.reason, at);
+                self.record(event, at, by);
             }
-            "item_assigned" => {
-                if let Some(r) = Role::parse(&s("role")) {
-                    self.item_roles.insert(s("item"), r);
-                }
+            // Seen in the database, not probed here: never verified.
+            Event::MaintenanceSeen(d) => {
+                self.maintenance_switched(d.on, false, &d.reason, at);
+                self.record(event, at, by);
             }
-            "role_assigned" => {
-                if let Some(r) = Role::parse(&s("role")) {
-                    let person = s("person");
-                    if let Some(prev) = self.roles.get(&r) {
-                        self.handovers.push((r, prev.person.clone(), person.clone(), at, by.into()));
-                    }
-                    self.roles.insert(r, Assignment { person, since: at, by: by.into() });
-                }
-            }
-            "field_set" => {
-                self.waived.remove(&s("name"));
-                self.fields.insert(s("name"), s("value"));
-            }
-            "field_waived" => {
-                self.waived.insert(s("name"));
-            }
-            "maintenance" => {
-                let on = data["on"].as_bool().unwrap_or(false);
-                let verified = data["verified"].as_bool().unwrap_or(false);
-                match self.maintenance.last_mut() {
-                    Some(p) if p.off_at.is_none() && on => p.verified |= verified,
-                    Some(p) if p.off_at.is_none() && !on => p.off_at = Some(at),
-                    _ if on => self.maintenance.push(MaintenancePeriod {
-                        on_at: at,
-                        off_at: None,
-                        reason: s("reason"),
-                        verified,
-                    }),
-                    _ => {}
-                }
-                self.records.push(Record { at, by: by.into(), kind: kind.into(), data: data.clone() });
-            }
-            _ => self.records.push(Record { at, by: by.into(), kind: kind.into(), data: data.clone() }),
+            Event::IncidentOpened(_)
+            | Event::Note(_)
+            | Event::Precheck(_)
+            | Event::Rollback(_)
+            | Event::Postcheck(_)
+            | Event::Audit(_)
+            | Event::MessageCopied(_)
+            | Event::ReportWritten(_)
+            | Event::Unknown(_) => self.record(event, at, by),
         }
     }
 
+    /// Maintenance switched on or off: a new period, the open one closed, or the open one
+    /// confirmed by the probe.
+    fn maintenance_switched(&mut self, on: bool, verified: bool, reason: &str, at: DateTime<Utc>) {
+        match self.maintenance.last_mut() {
+            Some(p) if p.off_at.is_none() && on => p.verified |= verified,
+            Some(p) if p.off_at.is_none() && !on => p.off_at = Some(at),
+            _ if on => self.maintenance.push(MaintenancePeriod {
+                on_at: at,
+                off_at: None,
+                reason: reason.to_string(),
+                verified,
+            }),
+            _ => {}
+        }
+    }
+
+    fn record(&mut self, event: &Event, at: DateTime<Utc>, by: &str) {
+        self.records.push(Record { at, by: by.into(), event: event.clone() });
+    }
+
     /// Checks a step against the state; returns the records to append (in order).
-    pub fn decide(&self, step: Step, checklist: &Checklist) -> Result<Vec<(&'static str, Value)>, String> {
+    pub fn decide(&self, step: Step, checklist: &Checklist) -> Result<Vec<Event>, String> {
         match step {
             Step::SetLevel { to, reason } => {
                 let reason = reason_ok(&reason, "a reason for the level change")?;
                 if to == self.level {
                     return Err(format!("the incident is already Level {} ({})", to.number(), to.label()));
                 }
-                Ok(vec![("level_changed", json!({ "from": self.level.number(), "to": to.number(), "reason": reason }))])
+                Ok(vec![Event::LevelChanged(event::LevelChanged { from: self.level, to, reason })])
             }
             Step::Advance { to } => {
                 if to <= self.phase {
@@ -439,7 +370,7 @@ impl Incident {
                         self.phase.label()
                     ));
                 }
-                let mut out = vec![("phase_changed", json!({ "from": self.phase.key(), "to": to.key() }))];
+                let mut out = vec![Event::PhaseChanged(event::PhaseChanged { from: self.phase, to })];
                 // Items left open in the phases being left stay open, and say so.
                 let open: Vec<String> = Phase::ALL
                     .iter()
@@ -449,38 +380,41 @@ impl Incident {
                     .map(|i| i.id.clone())
                     .collect();
                 if !open.is_empty() {
-                    out.push(("note", json!({ "text": format!("left open when moving to {}: {}", to.label(), open.join(", ")), "system": true })));
+                    let text = format!("left open when moving to {}: {}", to.label(), open.join(", "));
+                    out.push(Event::Note(event::Note { text, system: true }));
                 }
                 Ok(out)
             }
             Step::Tick { item } => {
                 let it = self.item_for_level(checklist, &item)?;
                 self.require_open(&it.id)?;
-                Ok(vec![("item_ticked", json!({ "item": it.id, "auto": false }))])
+                Ok(vec![Event::ItemTicked(event::ItemTicked { item: it.id.clone(), auto: false })])
             }
             Step::Skip { item, reason } => {
                 let it = self.item_for_level(checklist, &item)?;
                 self.require_open(&it.id)?;
                 let reason = reason_ok(&reason, "a reason to skip")?;
-                Ok(vec![("item_skipped", json!({ "item": it.id, "reason": reason }))])
+                Ok(vec![Event::ItemSkipped(event::ItemSkipped { item: it.id.clone(), reason })])
             }
             Step::AssignItem { item, role } => {
                 let it = self.item_for_level(checklist, &item)?;
-                Ok(vec![("item_assigned", json!({ "item": it.id, "role": role.key() }))])
+                Ok(vec![Event::ItemAssigned(event::ItemAssigned { item: it.id.clone(), role })])
             }
             Step::AssignRole { role, person } => {
                 let person = text_ok(&person, "a person", 200)?;
                 if self.roles.get(&role).is_some_and(|a| a.person == person) {
                     return Err(format!("{} already holds {}", person, role.label()));
                 }
-                Ok(vec![("role_assigned", json!({ "role": role.key(), "person": person }))])
+                Ok(vec![Event::RoleAssigned(event::RoleAssigned { role, person })])
             }
-            Step::Note { text } => Ok(vec![("note", json!({ "text": text_ok(&text, "a note", 4000)? }))]),
+            Step::Note { text } => {
+                Ok(vec![Event::Note(event::Note { text: text_ok(&text, "a note", 4000)?, system: false })])
+            }
             Step::SetField { name, value } => {
                 let name = field_name(&name)?;
-                Ok(vec![("field_set", json!({ "name": name, "value": text_ok(&value, "a value", 4000)? }))])
+                Ok(vec![Event::FieldSet(event::FieldSet { name, value: text_ok(&value, "a value", 4000)? })])
             }
-            Step::Waive { name } => Ok(vec![("field_waived", json!({ "name": field_name(&name)? }))]),
+            Step::Waive { name } => Ok(vec![Event::FieldWaived(event::FieldWaived { name: field_name(&name)? })]),
             Step::Observe(o) => {
                 let mut out = vec![o.record()];
                 // Level 1 is answered automatically: what the console saw itself ticks
@@ -489,7 +423,7 @@ impl Incident {
                     for signal in o.signal().unwrap_or_default() {
                         for it in checklist.items().iter().filter(|i| i.applies(self.level) && i.auto == Some(signal)) {
                             if self.item_state(&it.id) == &ItemState::Open {
-                                out.push(("item_ticked", json!({ "item": it.id, "auto": true })));
+                                out.push(Event::ItemTicked(event::ItemTicked { item: it.id.clone(), auto: true }));
                             }
                         }
                     }
@@ -563,14 +497,14 @@ impl Incident {
         self.maintenance.last().filter(|p| p.off_at.is_none())
     }
 
-    /// The records of one kind.
-    pub fn records_of<'s>(&'s self, kind: &'s str) -> impl Iterator<Item = &'s Record> + 's {
-        self.records.iter().filter(move |r| r.kind == kind)
+    /// The records of one kind, each with its data: `records_of::<event::Rollback>()`.
+    pub fn records_of<'s, T: EventData + 's>(&'s self) -> impl Iterator<Item = (&'s Record, &'s T)> + 's {
+        self.records.iter().filter_map(|r| T::of(&r.event).map(|data| (r, data)))
     }
 
     /// When the last message to this audience was copied out.
     pub fn last_message(&self, audience: &str) -> Option<DateTime<Utc>> {
-        self.records_of("message_copied").filter(|r| r.data["audience"] == audience).map(|r| r.at).max()
+        self.records_of::<event::MessageCopied>().filter(|(_, m)| m.audience == audience).map(|(r, _)| r.at).max()
     }
 
     /// What the header shows.
@@ -594,186 +528,4 @@ fn field_name(name: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn t(min: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 26, 3, 0, 0).single().unwrap_or_default() + Duration::minutes(min)
-    }
-
-    /// A tiny journal in memory: records are appended and folded as the real one does.
-    struct Book {
-        entries: Vec<(String, Value, DateTime<Utc>, String)>,
-        checklist: Checklist,
-    }
-
-    impl Book {
-        fn open(level: Level) -> Self {
-            let (k, d) =
-                Incident::open_record("INC-1", "Duplicate executions", level, "first look").unwrap_or(("x", json!({})));
-            Book { entries: vec![(k.into(), d, t(0), "alice".into())], checklist: Checklist::shipped() }
-        }
-        fn incident(&self) -> Incident {
-            Incident::from_records(self.entries.iter().map(|(k, d, at, by)| (k.as_str(), d, *at, by.as_str())))
-                .unwrap_or_else(|e| panic!("{e}"))
-        }
-        fn step(&mut self, step: Step, at: DateTime<Utc>) -> Result<Vec<String>, String> {
-            let records = self.incident().decide(step, &self.checklist)?;
-            let kinds = records.iter().map(|(k, _)| k.to_string()).collect();
-            for (k, d) in records {
-                self.entries.push((k.into(), d, at, "alice".into()));
-            }
-            Ok(kinds)
-        }
-    }
-
-    #[test]
-    fn opening_starts_in_assessment_at_the_given_level() {
-        let b = Book::open(Level::Critical);
-        let i = b.incident();
-        assert_eq!((i.level, i.phase), (Level::Critical, Phase::Assessment));
-        assert_eq!(i.phase_deadline(), Some(t(15)));
-        assert!(!i.phase_overdue(t(15)));
-        assert!(i.phase_overdue(t(16)));
-        assert!(Incident::from_records(std::iter::empty()).is_err());
-        let note = json!({ "text": "x" });
-        assert!(Incident::from_records([("note", &note, t(0), "a")]).is_err());
-    }
-
-    #[test]
-    fn level_changes_need_a_reason_and_a_different_level_and_are_kept() {
-        let mut b = Book::open(Level::Moderate);
-        assert!(b.step(Step::SetLevel { to: Level::Critical, reason: "  ".into() }, t(1)).is_err());
-        assert!(b.step(Step::SetLevel { to: Level::Moderate, reason: "same".into() }, t(1)).is_err());
-        b.step(Step::SetLevel { to: Level::Critical, reason: "balances corrupted".into() }, t(2)).unwrap_or_default();
-        b.step(Step::SetLevel { to: Level::Moderate, reason: "only the burst".into() }, t(9)).unwrap_or_default();
-        let i = b.incident();
-        assert_eq!(i.level, Level::Moderate);
-        let h: Vec<_> = i.level_history.iter().map(|c| (c.from, c.to, c.reason.as_str())).collect();
-        assert_eq!(
-            h,
-            vec![
-                (None, Level::Moderate, "first look"),
-                (Some(Level::Moderate), Level::Critical, "balances corrupted"),
-                (Some(Level::Critical), Level::Moderate, "only the burst"),
-            ]
-        );
-    }
-
-    #[test]
-    fn phases_only_move_forward_and_time_in_each_is_measured() {
-        let mut b = Book::open(Level::Moderate);
-        assert!(b.step(Step::Advance { to: Phase::Assessment }, t(1)).is_err());
-        let kinds = b.step(Step::Advance { to: Phase::Response }, t(10)).unwrap_or_default();
-        // Assessment items left open are noted.
-        assert_eq!(kinds, vec!["phase_changed", "note"]);
-        b.step(Step::Advance { to: Phase::PostIncident }, t(70)).unwrap_or_default();
-        assert!(b.step(Step::Advance { to: Phase::Recovery }, t(71)).is_err());
-        let i = b.incident();
-        assert_eq!(i.phase, Phase::PostIncident);
-        assert_eq!(i.phase_deadline(), None);
-        assert!(!i.phase_overdue(t(10_000)));
-        let times = i.time_in_phases(t(100));
-        assert_eq!(
-            times,
-            vec![
-                (Phase::Assessment, Duration::minutes(10)),
-                (Phase::Response, Duration::minutes(60)),
-                (Phase::PostIncident, Duration::minutes(30))
-            ]
-        );
-    }
-
-    #[test]
-    fn response_phase_overdue_after_45_minutes() {
-        let mut b = Book::open(Level::Moderate);
-        b.step(Step::Advance { to: Phase::Response }, t(15)).unwrap_or_default();
-        let i = b.incident();
-        assert_eq!(i.phase_deadline(), Some(t(60)));
-        assert!(!i.phase_overdue(t(60)));
-        assert!(i.phase_overdue(t(61)));
-    }
-
-    #[test]
-    fn items_are_ticked_skipped_with_a_reason_and_assigned() {
-        let mut b = Book::open(Level::Moderate);
-        b.step(Step::Tick { item: "detect".into() }, t(1)).unwrap_or_default();
-        assert!(b.step(Step::Tick { item: "detect".into() }, t(2)).err().unwrap_or_default().contains("already done"));
-        assert!(b.step(Step::Skip { item: "classify".into(), reason: "".into() }, t(2)).is_err());
-        b.step(Step::Skip { item: "classify".into(), reason: "done by phone".into() }, t(2)).unwrap_or_default();
-        assert!(b.step(Step::Tick { item: "classify".into() }, t(3)).err().unwrap_or_default().contains("skipped"));
-        assert!(
-            b.step(Step::Tick { item: "nope".into() }, t(3)).err().unwrap_or_default().contains("no checklist item")
-        );
-        // Level 3 items are not part of a Level 2 response.
-        assert!(
-            b.step(Step::Tick { item: "regulatory_notice".into() }, t(3)).err().unwrap_or_default().contains("Level 2")
-        );
-        b.step(Step::AssignItem { item: "preserve_state".into(), role: Role::DatabaseAdmin }, t(4)).unwrap_or_default();
-        let i = b.incident();
-        assert!(matches!(i.item_state("detect"), ItemState::Done { auto: false, .. }));
-        assert!(matches!(i.item_state("classify"), ItemState::Skipped { reason, .. } if reason == "done by phone"));
-        assert_eq!(i.item_roles.get("preserve_state"), Some(&Role::DatabaseAdmin));
-        assert!(!i.open_items(&b.checklist).iter().any(|it| it.id == "detect" || it.id == "classify"));
-    }
-
-    #[test]
-    fn level_1_ticks_what_the_console_observed_levels_2_and_3_do_not() {
-        for (level, expect_auto) in [(Level::Minor, true), (Level::Moderate, false), (Level::Critical, false)] {
-            let mut b = Book::open(level);
-            let o = Observation::Postcheck { order: Uuid::nil(), successful: true, failed: vec![] };
-            let kinds = b.step(Step::Observe(o), t(30)).unwrap_or_default();
-            assert_eq!(kinds.contains(&"item_ticked".to_string()), expect_auto, "{level:?}: {kinds:?}");
-            let i = b.incident();
-            let auto = matches!(i.item_state("validate_results"), ItemState::Done { auto: true, .. });
-            assert_eq!(auto, expect_auto);
-            assert_eq!(i.records_of("postcheck").count(), 1);
-        }
-        // A failed post-check ticks nothing, even at Level 1.
-        let mut b = Book::open(Level::Minor);
-        let o =
-            Observation::Postcheck { order: Uuid::nil(), successful: false, failed: vec!["balance_restored".into()] };
-        assert_eq!(b.step(Step::Observe(o), t(5)).unwrap_or_default(), vec!["postcheck"]);
-    }
-
-    #[test]
-    fn roles_are_assigned_and_handed_over() {
-        let mut b = Book::open(Level::Critical);
-        b.step(Step::AssignRole { role: Role::TechnicalLead, person: "Bo".into() }, t(1)).unwrap_or_default();
-        assert!(b.step(Step::AssignRole { role: Role::TechnicalLead, person: "Bo".into() }, t(2)).is_err());
-        b.step(Step::AssignRole { role: Role::TechnicalLead, person: "Cy".into() }, t(3)).unwrap_or_default();
-        let i = b.incident();
-        assert_eq!(i.roles.get(&Role::TechnicalLead).map(|a| a.person.as_str()), Some("Cy"));
-        assert_eq!(i.handovers.len(), 1);
-        assert_eq!((i.handovers[0].1.as_str(), i.handovers[0].2.as_str()), ("Bo", "Cy"));
-    }
-
-    #[test]
-    fn maintenance_periods_fields_and_messages() {
-        let mut b = Book::open(Level::Critical);
-        let on = Observation::Maintenance { on: true, reason: "burst".into(), verified: true };
-        b.step(Step::Observe(on), t(3)).unwrap_or_default();
-        assert!(b.incident().maintenance_on().is_some_and(|p| p.verified && p.on_at == t(3)));
-        let off = Observation::Maintenance { on: false, reason: "fixed".into(), verified: false };
-        b.step(Step::Observe(off), t(50)).unwrap_or_default();
-        let i = b.incident();
-        assert!(i.maintenance_on().is_none());
-        assert_eq!(i.maintenance[0].off_at, Some(t(50)));
-
-        b.step(Step::SetField { name: "impact".into(), value: "60 orders".into() }, t(4)).unwrap_or_default();
-        b.step(Step::Waive { name: "estimated_resolution".into() }, t(4)).unwrap_or_default();
-        assert!(b.step(Step::SetField { name: "Bad Name".into(), value: "x".into() }, t(4)).is_err());
-        let copied = Observation::MessageCopied {
-            template: "customer_notice".into(),
-            audience: "customer".into(),
-            path: "/x".into(),
-        };
-        b.step(Step::Observe(copied), t(5)).unwrap_or_default();
-        let i = b.incident();
-        assert_eq!(i.fields.get("impact").map(String::as_str), Some("60 orders"));
-        assert!(i.waived.contains("estimated_resolution"));
-        assert_eq!(i.last_message("customer"), Some(t(5)));
-        assert_eq!(i.last_message("internal"), None);
-    }
-}
+mod tests;

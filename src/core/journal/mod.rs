@@ -30,6 +30,12 @@
 //! JSON parser would make of it (`1e5` vs `1E5`, `\u001f` vs `\u001F`), and old journals
 //! stay verifiable even if a later `serde_json` prints numbers differently.
 //!
+//! # Kinds
+//!
+//! An entry's `kind` and `data` are read as an [`Event`] (see [`event`]): one variant per
+//! kind with its data typed, and [`Event::Unknown`] keeping, as read, a kind this version
+//! does not know or data it does not read exactly. Every event writes back to the very
+//! `data` it was read from, so typing changes no byte and no hash.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,6 +44,10 @@ use sha2::{Digest, Sha256};
 
 use crate::core::error::{Error, Result};
 use crate::core::sanitize;
+
+pub mod event;
+
+pub use event::Event;
 
 /// The `prev` of the first entry: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -58,8 +68,8 @@ const HASH_MEMBER: &[u8] = b",\"hash\":\"";
 pub(crate) const HEX_LEN: usize = 64;
 
 /// One line of the journal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "Line")]
 pub struct Entry {
     /// Position in the journal: 1, 2, ...; equal to the line number.
     pub seq: u64,
@@ -67,25 +77,88 @@ pub struct Entry {
     pub at: DateTime<Utc>,
     /// Who did it.
     pub operator: String,
-    /// What kind of action: 1 to 64 characters of `a-z`, `0-9`, `_`.
-    pub kind: String,
-    /// The action's details; always a JSON object.
-    pub data: Value,
+    /// What happened: the line's `kind` and `data`.
+    pub event: Event,
     /// The previous entry's `hash`; [`GENESIS_PREV`] for the first entry.
     pub prev: String,
     /// Lowercase hex SHA-256 of [`Entry::hashed_text`].
     pub hash: String,
 }
 
+/// A line's members as JSON has them; `kind` and `data` become the entry's [`Event`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    seq: u64,
+    at: DateTime<Utc>,
+    operator: String,
+    kind: String,
+    data: Value,
+    prev: String,
+    hash: String,
+}
+
+impl From<Line> for Entry {
+    fn from(l: Line) -> Entry {
+        Entry {
+            seq: l.seq,
+            at: l.at,
+            operator: l.operator,
+            event: Event::from_parts(&l.kind, l.data),
+            prev: l.prev,
+            hash: l.hash,
+        }
+    }
+}
+
+/// An entry written as its line's members, in the line's order (for `--json` and the
+/// database's copy).
+#[derive(Serialize)]
+struct LineRef<'a> {
+    seq: u64,
+    at: &'a DateTime<Utc>,
+    operator: &'a str,
+    kind: &'a str,
+    data: Value,
+    prev: &'a str,
+    hash: &'a str,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        LineRef {
+            seq: self.seq,
+            at: &self.at,
+            operator: &self.operator,
+            kind: self.kind(),
+            data: self.data(),
+            prev: &self.prev,
+            hash: &self.hash,
+        }
+        .serialize(serializer)
+    }
+}
+
 impl Entry {
+    /// The line's `kind`: 1 to 64 characters of `a-z`, `0-9`, `_`.
+    pub fn kind(&self) -> &str {
+        self.event.kind()
+    }
+
+    /// The line's `data`: always a JSON object.
+    pub fn data(&self) -> Value {
+        self.event.data()
+    }
+
     /// The canonical text the hash covers: the line without its `hash` member (see the
     /// module documentation).
     pub fn hashed_text(&self) -> Result<String> {
-        hashed_text(self.seq, &self.at, &self.operator, &self.kind, &self.data, &self.prev)
+        hashed_text(self.seq, &self.at, &self.operator, self.kind(), &self.data(), &self.prev)
     }
 
     /// The hash recomputed from the fields; equal to `hash` for an entry read from an
-    /// intact journal (unless a float in `data` did not survive serde_json's parsing).
+    /// intact journal (unless a float in an unknown kind's data did not survive
+    /// serde_json's parsing).
     pub fn compute_hash(&self) -> Result<String> {
         Ok(sha256_hex(self.hashed_text()?.as_bytes()))
     }
@@ -135,8 +208,12 @@ pub(crate) fn check_line(line: &[u8]) -> std::result::Result<Entry, String> {
         return Err("prev is not 64 lowercase hex digits".into());
     }
     validate_operator(&entry.operator).map_err(|e| e.to_string())?;
-    validate_kind(&entry.kind).map_err(|e| e.to_string())?;
-    validate_data(&entry.data).map_err(|e| e.to_string())?;
+    // A typed event's kind and data are valid by construction; only what was kept as read
+    // needs checking.
+    if let Event::Unknown(u) = &entry.event {
+        validate_kind(u.kind()).map_err(|e| e.to_string())?;
+        validate_data(u.data()).map_err(|e| e.to_string())?;
+    }
     Ok(entry)
 }
 

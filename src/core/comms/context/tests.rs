@@ -1,0 +1,58 @@
+//! The message context's template variables.
+
+use super::*;
+use chrono::TimeZone;
+use std::str::FromStr;
+
+fn at(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, h, m, 0).single().unwrap_or_default()
+}
+
+#[test]
+fn formats() {
+    assert_eq!(time(at(7, 48)), "2026-11-26 07:48 UTC");
+    assert_eq!(duration(Duration::minutes(12)), "12m");
+    assert_eq!(duration(Duration::minutes(65)), "1h 05m");
+    assert_eq!(duration(Duration::minutes(1440 + 180)), "1d 3h 00m");
+    assert_eq!(duration(Duration::minutes(-3)), "0m");
+    assert_eq!(money(Decimal::from_str("12.50000000").unwrap_or_default()), "12.50");
+    assert_eq!(money(Decimal::from_str("3").unwrap_or_default()), "3.00");
+    assert_eq!(money(Decimal::from_str("0.00012345").unwrap_or_default()), "0.00012345");
+}
+
+#[test]
+fn absent_facts_are_undefined_not_null() {
+    let ctx = MessageContext::new("INC-1", "t", Level::Minor, at(7, 0), at(7, 10));
+    let v = ctx.to_value();
+    assert!(v.get("audit").is_none());
+    assert!(v.get("next_update_due").is_none(), "Level 1 updates on change");
+    assert!(v.get("commander").is_none());
+    assert!(v["maintenance"].get("since").is_none());
+    assert_eq!(v["update_every"], "on change");
+    assert_eq!(v["incident"]["status"], "Investigating");
+}
+
+#[test]
+fn level3_cadence_and_counts() {
+    let mut ctx = MessageContext::new("INC-1", "t", Level::Critical, at(7, 48), at(7, 50));
+    ctx.rollbacks.push(RollbackRecord {
+        at: at(8, 0),
+        order_id: "o".into(),
+        user_id: "u".into(),
+        scope: "order".into(),
+        reason: "r".into(),
+        succeeded: true,
+        outcome: "rolled_back".into(),
+        orders_reversed: 2,
+        refunded: Decimal::from_str("10.5").unwrap_or_default(),
+        precheck: None,
+        postcheck: None,
+    });
+    let v = ctx.to_value();
+    assert_eq!(v["next_update_due"], "2026-11-26 08:03 UTC");
+    assert_eq!(v["next_customer_notice_due"], "2026-11-26 07:53 UTC");
+    assert_eq!(v["update_every_minutes"], 15);
+    assert_eq!(v["rollbacks"]["orders_reversed"], 2);
+    assert_eq!(v["rollbacks"]["refunded_total"], "10.50");
+    assert_eq!(ctx.internal_values(), vec!["o".to_string(), "u".to_string()]);
+}

@@ -1,0 +1,476 @@
+//! What a journal entry says happened: one [`Event`] variant per `kind`, each with its
+//! `data` as a typed struct, and [`Event::Unknown`] for everything else.
+//!
+//! # Byte for byte
+//!
+//! Every struct here serializes to exactly the members the kind has always had, with the
+//! same JSON types (a `refunded` amount is a decimal string, a `level` a number, a batch
+//! rollback's `order` is `null`, not absent). Reading does not trust that: a known kind is
+//! only typed when its struct writes back to a value *equal* to the `data` read (same
+//! members, same types, same values); anything else is kept whole as [`Event::Unknown`].
+//! So every event read from a line writes back to the same canonical bytes, the same hash,
+//! whatever was on disk.
+//!
+//! # Unknown kinds
+//!
+//! A newer console may write kinds this one does not know, and a hand may have edited a
+//! line. Such entries are kept as [`Event::Unknown`] with their kind and raw data: they
+//! verify, fold (as records) and show in the timeline as `kind: data`, but change no state.
+//! The members of a kind are therefore fixed: a version that needs other members writes a
+//! new kind.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::core::workflow::incident::Role;
+use crate::core::workflow::{Level, Phase};
+
+/// What happened: one variant per journal `kind`. Adding a kind means a variant here, its
+/// name in [`Event::kind`] and [`Event::from_parts`]; the compiler then points at every
+/// match that must handle it (the fold, the timeline's text).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `incident_opened`: the first entry of every journal.
+    IncidentOpened(IncidentOpened),
+    /// `level_changed`.
+    LevelChanged(LevelChanged),
+    /// `phase_changed`.
+    PhaseChanged(PhaseChanged),
+    /// `item_ticked`: a checklist item done, by a person or observed.
+    ItemTicked(ItemTicked),
+    /// `item_skipped`.
+    ItemSkipped(ItemSkipped),
+    /// `item_assigned`: an item given to a role.
+    ItemAssigned(ItemAssigned),
+    /// `role_assigned`: a role given to a person.
+    RoleAssigned(RoleAssigned),
+    /// `note`: typed by a person, or written by the console (`system`).
+    Note(Note),
+    /// `field_set`: a message field filled.
+    FieldSet(FieldSet),
+    /// `field_waived`: a message field waived.
+    FieldWaived(FieldWaived),
+    /// `precheck`: a rollback's pre-check ran.
+    Precheck(Precheck),
+    /// `rollback`: a rollback (single, transaction group or batch) ended.
+    Rollback(Rollback),
+    /// `postcheck`: a rollback's post-check ran.
+    Postcheck(Postcheck),
+    /// `maintenance`: maintenance mode switched by this console or the CLI.
+    Maintenance(Maintenance),
+    /// `maintenance` with `seen_in_database`: switched outside this console.
+    MaintenanceSeen(MaintenanceSeen),
+    /// `audit`: the ledger audit ran.
+    Audit(Audit),
+    /// `message_copied`: a message was copied out and written to a file.
+    MessageCopied(MessageCopied),
+    /// `report_written`: the post-incident report was written.
+    ReportWritten(ReportWritten),
+    /// A kind this version does not know, or data it does not read exactly: kept as read.
+    Unknown(Unknown),
+}
+
+/// `incident_opened`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentOpened {
+    /// The incident's id (letters, digits, dashes).
+    pub id: String,
+    /// What happened, in a few words.
+    pub title: String,
+    /// The level it was opened at, written as its number.
+    #[serde(with = "level_number")]
+    pub level: Level,
+    /// Why that level.
+    pub reason: String,
+}
+
+/// `level_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelChanged {
+    /// The level before, as its number.
+    #[serde(with = "level_number")]
+    pub from: Level,
+    /// The level after, as its number.
+    #[serde(with = "level_number")]
+    pub to: Level,
+    /// Why.
+    pub reason: String,
+}
+
+/// `phase_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseChanged {
+    /// The phase left.
+    pub from: Phase,
+    /// The phase entered.
+    pub to: Phase,
+}
+
+/// `item_ticked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemTicked {
+    /// The checklist item's id.
+    pub item: String,
+    /// Observed by the console rather than ticked by a person.
+    pub auto: bool,
+}
+
+/// `item_skipped`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemSkipped {
+    /// The checklist item's id.
+    pub item: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// `item_assigned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemAssigned {
+    /// The checklist item's id.
+    pub item: String,
+    /// The role that owns it.
+    pub role: Role,
+}
+
+/// `role_assigned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleAssigned {
+    /// The role.
+    pub role: Role,
+    /// Who holds it now.
+    pub person: String,
+}
+
+/// `note`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    /// The text (line breaks allowed).
+    pub text: String,
+    /// Written by the console itself; the member is only present when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub system: bool,
+}
+
+/// `field_set`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldSet {
+    /// The field's name (a-z, 0-9, _).
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// `field_waived`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldWaived {
+    /// The field's name.
+    pub name: String,
+}
+
+/// `precheck`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precheck {
+    /// The order checked.
+    pub order: Uuid,
+    /// Its user.
+    pub user: Uuid,
+    /// Whether the rollback may go ahead.
+    pub ready: bool,
+    /// The checks that failed.
+    pub failed: Vec<String>,
+}
+
+/// `rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// single, transaction or batch.
+    pub mode: String,
+    /// The order it started from; `null` for a batch.
+    pub order: Option<Uuid>,
+    /// Its user; `null` for a batch.
+    pub user: Option<Uuid>,
+    /// Orders rolled back.
+    pub orders: u64,
+    /// Users touched.
+    pub users: u64,
+    /// Cash given back, as a decimal string.
+    pub refunded: String,
+    /// Whether it completed.
+    pub success: bool,
+    /// What happened, in words.
+    pub detail: String,
+    /// The reason recorded on the orders.
+    pub reason: String,
+}
+
+/// `postcheck`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Postcheck {
+    /// The order checked.
+    pub order: Uuid,
+    /// Whether every check passed.
+    pub successful: bool,
+    /// The checks that failed.
+    pub failed: Vec<String>,
+}
+
+/// `maintenance`, as switched by this console or the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Maintenance {
+    /// On or off.
+    pub on: bool,
+    /// Why.
+    pub reason: String,
+    /// The probe saw new orders refused (on) or accepted (off).
+    pub verified: bool,
+}
+
+/// `maintenance` seen in the database: someone switched it outside this console. Written
+/// with `"verified":false,"seen_in_database":true` besides its fields.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MaintenanceSeen {
+    /// On or off.
+    pub on: bool,
+    /// The reason the database holds.
+    pub reason: String,
+    /// Who switched it, if the database says.
+    pub by: Option<String>,
+    /// Since when, if the database says.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// How [`MaintenanceSeen`] is written: its fields and the two constant members.
+#[derive(Serialize)]
+struct MaintenanceSeenData<'a> {
+    on: bool,
+    reason: &'a str,
+    verified: bool,
+    seen_in_database: bool,
+    by: &'a Option<String>,
+    since: &'a Option<DateTime<Utc>>,
+}
+
+impl Serialize for MaintenanceSeen {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MaintenanceSeenData {
+            on: self.on,
+            reason: &self.reason,
+            verified: false,
+            seen_in_database: true,
+            by: &self.by,
+            since: &self.since,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Ledger invariants violated.
+    pub violations: u64,
+}
+
+/// `message_copied`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageCopied {
+    /// The template's name.
+    pub template: String,
+    /// Its audience (customer, internal, ...).
+    pub audience: String,
+    /// The file it was written to.
+    pub path: String,
+}
+
+/// `report_written`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportWritten {
+    /// The report's file.
+    pub path: String,
+    /// Lowercase hex SHA-256 of its text.
+    pub hash: String,
+}
+
+/// An entry this version does not read: its kind and data exactly as on disk. Only
+/// [`Event::from_parts`] makes one, so that it never holds what a typed variant would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unknown {
+    kind: String,
+    data: Value,
+}
+
+impl Unknown {
+    /// The entry's `kind`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The entry's `data`, as read.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+}
+
+impl Event {
+    /// The `kind` written in the journal.
+    pub fn kind(&self) -> &str {
+        match self {
+            Event::IncidentOpened(_) => "incident_opened",
+            Event::LevelChanged(_) => "level_changed",
+            Event::PhaseChanged(_) => "phase_changed",
+            Event::ItemTicked(_) => "item_ticked",
+            Event::ItemSkipped(_) => "item_skipped",
+            Event::ItemAssigned(_) => "item_assigned",
+            Event::RoleAssigned(_) => "role_assigned",
+            Event::Note(_) => "note",
+            Event::FieldSet(_) => "field_set",
+            Event::FieldWaived(_) => "field_waived",
+            Event::Precheck(_) => "precheck",
+            Event::Rollback(_) => "rollback",
+            Event::Postcheck(_) => "postcheck",
+            Event::Maintenance(_) | Event::MaintenanceSeen(_) => "maintenance",
+            Event::Audit(_) => "audit",
+            Event::MessageCopied(_) => "message_copied",
+            Event::ReportWritten(_) => "report_written",
+            Event::Unknown(u) => &u.kind,
+        }
+    }
+
+    /// The `data` written in the journal: always a JSON object (for an unknown kind, what
+    /// was read; the journal refuses to append anything else).
+    pub fn data(&self) -> Value {
+        let data = match self {
+            Event::IncidentOpened(d) => serde_json::to_value(d),
+            Event::LevelChanged(d) => serde_json::to_value(d),
+            Event::PhaseChanged(d) => serde_json::to_value(d),
+            Event::ItemTicked(d) => serde_json::to_value(d),
+            Event::ItemSkipped(d) => serde_json::to_value(d),
+            Event::ItemAssigned(d) => serde_json::to_value(d),
+            Event::RoleAssigned(d) => serde_json::to_value(d),
+            Event::Note(d) => serde_json::to_value(d),
+            Event::FieldSet(d) => serde_json::to_value(d),
+            Event::FieldWaived(d) => serde_json::to_value(d),
+            Event::Precheck(d) => serde_json::to_value(d),
+            Event::Rollback(d) => serde_json::to_value(d),
+            Event::Postcheck(d) => serde_json::to_value(d),
+            Event::Maintenance(d) => serde_json::to_value(d),
+            Event::MaintenanceSeen(d) => serde_json::to_value(d),
+            Event::Audit(d) => serde_json::to_value(d),
+            Event::MessageCopied(d) => serde_json::to_value(d),
+            Event::ReportWritten(d) => serde_json::to_value(d),
+            Event::Unknown(u) => return u.data.clone(),
+        };
+        // Plain structs of strings, numbers and lists always serialize; were one ever not
+        // to, `null` is refused by the journal's append rather than written.
+        data.unwrap_or(Value::Null)
+    }
+
+    /// The event a line's `kind` and `data` describe: typed when the data is exactly what
+    /// this version writes for the kind, else [`Event::Unknown`] with both kept as read.
+    pub fn from_parts(kind: &str, data: Value) -> Event {
+        let typed = match kind {
+            "incident_opened" => exact(&data, Event::IncidentOpened),
+            "level_changed" => exact(&data, Event::LevelChanged),
+            "phase_changed" => exact(&data, Event::PhaseChanged),
+            "item_ticked" => exact(&data, Event::ItemTicked),
+            "item_skipped" => exact(&data, Event::ItemSkipped),
+            "item_assigned" => exact(&data, Event::ItemAssigned),
+            "role_assigned" => exact(&data, Event::RoleAssigned),
+            "note" => exact(&data, Event::Note),
+            "field_set" => exact(&data, Event::FieldSet),
+            "field_waived" => exact(&data, Event::FieldWaived),
+            "precheck" => exact(&data, Event::Precheck),
+            "rollback" => exact(&data, Event::Rollback),
+            "postcheck" => exact(&data, Event::Postcheck),
+            "maintenance" => exact(&data, Event::MaintenanceSeen).or_else(|| exact(&data, Event::Maintenance)),
+            "audit" => exact(&data, Event::Audit),
+            "message_copied" => exact(&data, Event::MessageCopied),
+            "report_written" => exact(&data, Event::ReportWritten),
+            _ => None,
+        };
+        typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))
+    }
+}
+
+/// `data` as `T`, if `T` writes it back unchanged: a member added, missing or written in
+/// another form (an upper-case UUID, a float level) leaves the entry unknown rather than
+/// silently different.
+fn exact<T: DeserializeOwned>(data: &Value, wrap: fn(T) -> Event) -> Option<Event> {
+    let event = wrap(T::deserialize(data).ok()?);
+    (event.data() == *data).then_some(event)
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A level as the journal writes it: its number, 1 to 3.
+mod level_number {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::core::workflow::Level;
+
+    /// Writes the level's number.
+    pub fn serialize<S: Serializer>(level: &Level, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(level.number())
+    }
+
+    /// Reads 1, 2 or 3; anything else is not a level.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Level, D::Error> {
+        let n = u8::deserialize(deserializer)?;
+        Level::from_number(n).ok_or_else(|| D::Error::custom(format!("level {n} is not 1, 2 or 3")))
+    }
+}
+
+/// The data of one kind, picked out of an [`Event`]: what
+/// `Incident::records_of::<Rollback>()` selects by.
+pub trait EventData {
+    /// The data, if the event is of this kind.
+    fn of(event: &Event) -> Option<&Self>;
+}
+
+/// `impl EventData` for data types that are each one variant's.
+macro_rules! event_data {
+    ($($variant:ident),* $(,)?) => {
+        $(
+            impl EventData for $variant {
+                fn of(event: &Event) -> Option<&Self> {
+                    match event {
+                        Event::$variant(data) => Some(data),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+event_data!(
+    IncidentOpened,
+    LevelChanged,
+    PhaseChanged,
+    ItemTicked,
+    ItemSkipped,
+    ItemAssigned,
+    RoleAssigned,
+    Note,
+    FieldSet,
+    FieldWaived,
+    Precheck,
+    Rollback,
+    Postcheck,
+    Maintenance,
+    MaintenanceSeen,
+    Audit,
+    MessageCopied,
+    ReportWritten,
+    Unknown,
+);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! What the console observed (checks, rollbacks, maintenance, audits, messages, reports)
+//! and the journal event that records each.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::core::journal::event::{self, Event};
+use crate::core::workflow::checklist::AutoSignal;
+
+/// What the console saw happen (recorded in the journal, and maybe ticking items).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A pre-check ran.
+    Precheck { order: Uuid, user: Uuid, ready: bool, failed: Vec<String> },
+    /// A rollback (single, transaction group or batch) ended.
+    Rollback {
+        /// single, transaction or batch.
+        mode: String,
+        /// The order it started from (none for a batch).
+        order: Option<Uuid>,
+        /// Its user (none for a batch).
+        user: Option<Uuid>,
+        /// Orders rolled back.
+        orders: u64,
+        /// Users touched.
+        users: u64,
+        /// Cash given back, as a decimal string.
+        refunded: String,
+        /// Whether it completed.
+        success: bool,
+        /// What happened, in words.
+        detail: String,
+        /// The reason recorded on the orders.
+        reason: String,
+    },
+    /// A post-check ran.
+    Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
+    /// Maintenance mode was switched, and whether the probe confirmed it.
+    Maintenance { on: bool, reason: String, verified: bool },
+    /// The database's maintenance mode differs from the journal's: someone switched it
+    /// outside this console (another console, the CLI elsewhere, psql). Not probed here.
+    MaintenanceSeen { on: bool, reason: String, by: Option<String>, since: Option<DateTime<Utc>> },
+    /// The ledger audit ran.
+    Audit { violations: u64 },
+    /// A message was copied out (and written to a file).
+    MessageCopied { template: String, audience: String, path: String },
+    /// The post-incident report was written.
+    ReportWritten { path: String, hash: String },
+}
+
+impl Observation {
+    /// What the observation stands for, for Level 1's automatic ticks.
+    pub(super) fn signal(&self) -> Option<Vec<AutoSignal>> {
+        match self {
+            Observation::Postcheck { successful: true, .. } => Some(vec![AutoSignal::PostcheckPassed]),
+            Observation::Maintenance { on: true, verified: true, .. } => Some(vec![AutoSignal::MaintenanceVerified]),
+            Observation::Audit { violations: 0 } => Some(vec![AutoSignal::AuditClean]),
+            Observation::MessageCopied { audience, template, .. } => Some(if audience == "customer" {
+                vec![AutoSignal::CustomerNoticeSent]
+            } else if template == "internal_alert" {
+                vec![AutoSignal::InternalAlertSent]
+            } else {
+                vec![]
+            }),
+            Observation::ReportWritten { .. } => Some(vec![AutoSignal::ReportWritten]),
+            _ => None,
+        }
+    }
+
+    /// The journal entry that records it.
+    pub(super) fn record(&self) -> Event {
+        match self.clone() {
+            Observation::Precheck { order, user, ready, failed } => {
+                Event::Precheck(event::Precheck { order, user, ready, failed })
+            }
+            Observation::Rollback { mode, order, user, orders, users, refunded, success, detail, reason } => {
+                Event::Rollback(event::Rollback { mode, order, user, orders, users, refunded, success, detail, reason })
+            }
+            Observation::Postcheck { order, successful, failed } => {
+                Event::Postcheck(event::Postcheck { order, successful, failed })
+            }
+            Observation::Maintenance { on, reason, verified } => {
+                Event::Maintenance(event::Maintenance { on, reason, verified })
+            }
+            Observation::MaintenanceSeen { on, reason, by, since } => {
+                Event::MaintenanceSeen(event::MaintenanceSeen { on, reason, by, since })
+            }
+            Observation::Audit { violations } => Event::Audit(event::Audit { violations }),
+            Observation::MessageCopied { template, audience, path } => {
+                Event::MessageCopied(event::MessageCopied { template, audience, path })
+            }
+            Observation::ReportWritten { path, hash } => Event::ReportWritten(event::ReportWritten { path, hash }),
+        }
+    }
+}
