@@ -13,6 +13,6 @@ pub mod keys;
 pub mod metrics;
 pub(crate) mod observed;
 pub mod orders;
-pub(crate) mod report;
+pub mod report;
 pub mod sanitize;
 pub mod workflow;
