@@ -482,6 +482,14 @@ impl App {
             | KeyAction::Waive
             | KeyAction::Copy
             | KeyAction::Report => Effects::none(),
+            // Dialog and input keys: never looked up in the screen table.
+            KeyAction::Accept
+            | KeyAction::Dismiss
+            | KeyAction::Yes
+            | KeyAction::No
+            | KeyAction::Unsure
+            | KeyAction::Back
+            | KeyAction::Refill => Effects::none(),
         }
     }
 
