@@ -19,12 +19,12 @@ use ratatui::style::Color;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use incident_console::console::app::incident::{IncidentPanel, JournalEvent, JournalRequest};
 use incident_console::console::app::{Action, App, Effects, Screen};
+use incident_console::console::incident::{IncidentPanel, JournalEvent, JournalRequest};
+use incident_console::console::panes::Pane;
 use incident_console::console::protocol::{Command, ConnState, DbEvent};
+use incident_console::console::render;
 use incident_console::console::session::Session;
-use incident_console::console::ui;
-use incident_console::console::ui::layout::Pane;
 use incident_console::core::comms::TemplateStore;
 use incident_console::core::contacts::Contact;
 use incident_console::core::contract::MaintenanceProbe;
@@ -385,7 +385,7 @@ fn response(size: (u16, u16)) -> Console {
 
 fn draw(app: &App) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).expect("a test terminal");
-    terminal.draw(|f| ui::render(app, f)).expect("a frame");
+    terminal.draw(|f| render(app, f)).expect("a frame");
     terminal
 }
 

@@ -1,15 +1,27 @@
 //! The terminal front end: a ratatui console over an async database worker. `run` opens it
-//! on the current (or a new) incident; `App::update` is the pure state machine, `ui::render`
+//! on the current (or a new) incident; `App::update` is the pure state machine, `render`
 //! draws it, the worker is the only part that touches the database, the session the only
 //! part that writes the incident's files.
+//!
+//! Each pane is a module under `panes` (its state, keys, footer keys and drawing), each
+//! dialog one under `dialogs`; `app` routes keys and answers to them, `frame` draws the
+//! header, the footer and the screens around them, `layout` says where everything goes.
 
 pub mod app;
+pub mod dialogs;
+pub mod frame;
+pub mod incident;
 pub mod keys;
+pub mod layout;
+pub mod maintenance;
+pub mod panes;
 pub mod protocol;
 pub mod session;
 pub mod terminal;
-pub mod ui;
+pub mod widgets;
 pub mod worker;
+
+pub use frame::render;
 
 use std::io::{IsTerminal, Write};
 
@@ -47,7 +59,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let (inc, note) = open_console_incident(&o.session.operator, title, level, now)?;
     let entries = inc.entries()?;
     let delivered = entries.last().map_or(0, |e| e.seq);
-    let panel = app::incident::IncidentPanel::new(
+    let panel = incident::IncidentPanel::new(
         entries,
         inc.checklist.clone(),
         crate::store::config::templates_with(&config)?,

@@ -103,7 +103,7 @@ where
 {
     let draw = |terminal: &mut Terminal<B>, app: &App| -> io::Result<()> {
         terminal
-            .draw(|f| crate::console::ui::render(app, f))
+            .draw(|f| crate::console::frame::render(app, f))
             .map(|_| ())
             .map_err(|e| io::Error::other(e.to_string()))?;
         stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +148,7 @@ where
         while let Some(request) = (!effects.journal.is_empty()).then(|| effects.journal.remove(0)) {
             let event = match session.as_deref_mut() {
                 Some(s) => s.perform(request, chrono::Utc::now()),
-                None => crate::console::app::incident::JournalEvent::Refused("no incident journal is open".into()),
+                None => crate::console::incident::JournalEvent::Refused("no incident journal is open".into()),
             };
             app.now = chrono::Utc::now();
             let more = app.update(Action::Journal(event));

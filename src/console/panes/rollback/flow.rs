@@ -1,12 +1,13 @@
-//! The rollback flow in the console: pre-check (or batch preview), reason, confirmation,
-//! run, result. No database transaction is open while a person reads or types: every
-//! step is its own call.
+//! The rollback flow's state: what is rolled back, where it is (pre-check or batch preview,
+//! reason, confirmation, run, result) and what came back. No database transaction is open
+//! while a person reads or types: every step is its own call.
 
 use chrono::{DateTime, Utc};
 use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
 use crate::console::protocol::{BatchTarget, RequestId};
+use crate::console::widgets::short;
 use crate::core::batch::{BatchItem, BatchRun, Summary};
 use crate::core::contract::{BatchPreview, OrderRow, RollbackAndPostcheck};
 
@@ -35,11 +36,6 @@ impl FlowTarget {
             FlowTarget::Batch(BatchTarget::Matching(_)) => "batch: every executed order matching the filter".into(),
         }
     }
-}
-
-/// The first 8 characters of an id, for narrow columns.
-pub fn short(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
 }
 
 /// Where the flow is.

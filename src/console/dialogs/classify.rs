@@ -1,0 +1,135 @@
+//! The classification helper: the questions one at a time, then the level they propose,
+//! applied (and logged with the reason) or not.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+
+use super::{Dialog, Turn};
+use crate::console::app::{App, Effects};
+use crate::console::incident::{IncidentPanel, JournalRequest};
+use crate::console::widgets::{centered, level_style};
+use crate::core::workflow::classify::{Answer, QUESTIONS, classification_steps, propose};
+use crate::core::workflow::incident::ItemState;
+
+/// The questions asked so far and their answers.
+#[derive(Debug, Clone)]
+pub struct Classify {
+    /// The question being asked (`QUESTIONS.len()`: the proposal is shown).
+    pub index: usize,
+    /// The answers so far.
+    pub answers: Vec<(&'static str, Answer)>,
+}
+
+impl Classify {
+    /// The first question.
+    pub(crate) fn open() -> Dialog {
+        Dialog::Classify(Classify { index: 0, answers: Vec::new() })
+    }
+
+    /// A key: an answer, back to the previous question, or abandon; on the proposal, apply
+    /// or not.
+    pub(crate) fn key(mut self, app: &mut App, key: KeyEvent) -> Turn {
+        if self.index >= QUESTIONS.len() {
+            return self.proposal_key(app, key);
+        }
+        let answer = match key.code {
+            KeyCode::Esc => return Turn::close(app.say("Classification abandoned.", false)),
+            KeyCode::Backspace if self.index > 0 => {
+                self.index -= 1;
+                self.answers.pop();
+                return Turn::open(Dialog::Classify(self), Effects::redraw());
+            }
+            KeyCode::Char('y') | KeyCode::Char('Y') => Answer::Yes,
+            KeyCode::Char('n') | KeyCode::Char('N') => Answer::No,
+            KeyCode::Char('u') | KeyCode::Char('U') | KeyCode::Char('?') => Answer::Unsure,
+            _ => return Turn::open(Dialog::Classify(self), Effects::none()),
+        };
+        if let Some(q) = QUESTIONS.get(self.index) {
+            self.answers.push((q.id, answer));
+            self.index += 1;
+        }
+        Turn::open(Dialog::Classify(self), Effects::redraw())
+    }
+
+    fn proposal_key(mut self, app: &mut App, key: KeyEvent) -> Turn {
+        match key.code {
+            KeyCode::Enter | KeyCode::Char('y') => {
+                let Some(case) = app.case.as_ref() else { return Turn::close(Effects::none()) };
+                let open =
+                    case.checklist.get("classify").is_some() && case.state.item_state("classify") == &ItemState::Open;
+                let (_, steps) = classification_steps(case.state.level, &self.answers, open);
+                Turn::close(Effects::journal(steps.into_iter().map(JournalRequest::Step).collect()))
+            }
+            KeyCode::Backspace => {
+                self.index -= 1;
+                self.answers.pop();
+                Turn::open(Dialog::Classify(self), Effects::redraw())
+            }
+            KeyCode::Esc | KeyCode::Char('n') => Turn::close(app.say("Classification not applied.", false)),
+            _ => Turn::open(Dialog::Classify(self), Effects::none()),
+        }
+    }
+
+    /// The footer while it is open.
+    pub(crate) fn hint() -> String {
+        " y yes · n no · u unsure (counts as yes) · backspace back · esc abandon".into()
+    }
+
+    /// Draws it.
+    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+        let rect = centered(area, 78, 10);
+        frame.render_widget(Clear, rect);
+        let block = super::block("Classify the incident".into());
+        let inner = block.inner(rect);
+        frame.render_widget(block, rect);
+        let lines = match QUESTIONS.get(self.index) {
+            Some(q) => {
+                let (so_far, _) = propose(&self.answers);
+                vec![
+                    Line::from(format!(" Question {} of {}", self.index + 1, QUESTIONS.len())).fg(Color::Gray),
+                    Line::from(format!(" {}", q.text)).bold(),
+                    Line::from(format!(" (yes means at least Level {} {})", q.level.number(), q.level.label())),
+                    Line::from(""),
+                    Line::from(format!(" So far: Level {} {}", so_far.number(), so_far.label())),
+                    Line::from(" y yes · n no · u unsure (counts as yes) · backspace back · esc abandon")
+                        .fg(Color::Gray),
+                ]
+            }
+            None => self.proposal_lines(case),
+        };
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    }
+
+    /// The level proposed and why.
+    fn proposal_lines(&self, case: &IncidentPanel) -> Vec<Line<'static>> {
+        let (level, why) = propose(&self.answers);
+        let mut lines = vec![Line::from(vec![
+            Span::raw(" Proposed: "),
+            Span::styled(format!(" Level {} {} ", level.number(), level.label()), level_style(level)),
+            Span::raw(if level == case.state.level { "  (unchanged)" } else { "" }),
+        ])];
+        if level < case.state.level {
+            lines.push(
+                Line::from(format!(
+                    "  lower than Level {}: enter keeps it (noted); L lowers it, with a reason",
+                    case.state.level.number()
+                ))
+                .fg(Color::Yellow),
+            );
+        }
+        for w in why.iter().take(3) {
+            lines.push(Line::from(format!("  because: {w}")));
+        }
+        if self.answers.iter().any(|(_, a)| *a == Answer::Unsure) {
+            lines.push(Line::from("  unsure answers counted as yes: in doubt, the higher level").fg(Color::Yellow));
+        }
+        lines.push(
+            Line::from(" enter apply (logged with the reason) · backspace back · esc do not apply").fg(Color::Gray),
+        );
+        lines
+    }
+}

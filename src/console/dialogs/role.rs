@@ -1,0 +1,83 @@
+//! The role picker: which response role does a checklist item.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph};
+
+use super::{Dialog, Turn};
+use crate::console::app::{App, Effects};
+use crate::console::incident::{IncidentPanel, JournalRequest};
+use crate::console::widgets::centered;
+use crate::core::sanitize;
+use crate::core::workflow::incident::{Role, Step};
+
+/// Which role gets the item.
+#[derive(Debug, Clone)]
+pub struct RolePicker {
+    /// The item.
+    pub item: String,
+    /// The role under the cursor.
+    pub cursor: usize,
+}
+
+impl RolePicker {
+    /// The picker for an item, on the first role.
+    pub(crate) fn open(item: String) -> Dialog {
+        Dialog::PickRole(RolePicker { item, cursor: 0 })
+    }
+
+    /// A key: up and down move (round), enter or a role's number picks, esc abandons.
+    pub(crate) fn key(mut self, _app: &mut App, key: KeyEvent) -> Turn {
+        let n = Role::ALL.len();
+        let pick = match key.code {
+            KeyCode::Esc => return Turn::close(Effects::redraw()),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.cursor = (self.cursor + n - 1) % n;
+                return Turn::open(Dialog::PickRole(self), Effects::redraw());
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.cursor = (self.cursor + 1) % n;
+                return Turn::open(Dialog::PickRole(self), Effects::redraw());
+            }
+            KeyCode::Enter => Some(self.cursor),
+            KeyCode::Char(c) => c.to_digit(10).and_then(|d| (d as usize).checked_sub(1)).filter(|d| *d < n),
+            _ => None,
+        };
+        match pick.and_then(|i| Role::ALL.get(i)) {
+            Some(role) => Turn::close(Effects::journal(vec![JournalRequest::Step(Step::AssignItem {
+                item: self.item,
+                role: *role,
+            })])),
+            None => Turn::open(Dialog::PickRole(self), Effects::none()),
+        }
+    }
+
+    /// The footer while it is open.
+    pub(crate) fn hint() -> String {
+        " 1-6 or ↑↓ enter pick the role · esc abandon".into()
+    }
+
+    /// Draws it.
+    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+        let rect = centered(area, 60, Role::ALL.len() as u16 + 4);
+        frame.render_widget(Clear, rect);
+        let block = super::block(format!("Give \"{}\" to", sanitize::line(&self.item)));
+        let inner = block.inner(rect);
+        frame.render_widget(block, rect);
+        let mut lines: Vec<Line> = Role::ALL
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let held =
+                    case.state.roles.get(r).map(|a| format!(" ({})", sanitize::line(&a.person))).unwrap_or_default();
+                let l = Line::from(format!(" {} {}{held}", n + 1, r.label()));
+                if n == self.cursor { l.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { l }
+            })
+            .collect();
+        lines.push(Line::from(" 1-6 or enter pick · esc abandon").fg(Color::Gray));
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
