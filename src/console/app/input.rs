@@ -52,7 +52,8 @@ impl App {
         if self.quit_confirm {
             return dialogs::quit::key(self, key, ctrl_c);
         }
-        // Ctrl-C always means quit, even inside a text input.
+        // Ctrl-C always means quit, even inside a text input, whatever the keymap says: in
+        // raw mode it is the one key every terminal user expects to get them out.
         if ctrl_c {
             return self.request_quit();
         }

@@ -1,7 +1,7 @@
 //! The classification helper: the questions one at a time, then the level they propose,
 //! applied (and logged with the reason) or not.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Stylize};
@@ -11,7 +11,9 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::{IncidentPanel, JournalRequest};
+use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, level_style};
+use crate::core::keys::KeyAction;
 use crate::core::workflow::classify::{Answer, QUESTIONS, classification_steps, propose};
 use crate::core::workflow::incident::ItemState;
 
@@ -36,16 +38,16 @@ impl Classify {
         if self.index >= QUESTIONS.len() {
             return self.proposal_key(app, key);
         }
-        let answer = match key.code {
-            KeyCode::Esc => return Turn::close(app.say("Classification abandoned.", false)),
-            KeyCode::Backspace if self.index > 0 => {
+        let answer = match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Dismiss) => return Turn::close(app.say("Classification abandoned.", false)),
+            Some(KeyAction::Back) if self.index > 0 => {
                 self.index -= 1;
                 self.answers.pop();
                 return Turn::open(Dialog::Classify(self), Effects::redraw());
             }
-            KeyCode::Char('y') | KeyCode::Char('Y') => Answer::Yes,
-            KeyCode::Char('n') | KeyCode::Char('N') => Answer::No,
-            KeyCode::Char('u') | KeyCode::Char('U') | KeyCode::Char('?') => Answer::Unsure,
+            Some(KeyAction::Yes) => Answer::Yes,
+            Some(KeyAction::No) => Answer::No,
+            Some(KeyAction::Unsure) => Answer::Unsure,
             _ => return Turn::open(Dialog::Classify(self), Effects::none()),
         };
         if let Some(q) = QUESTIONS.get(self.index) {
@@ -56,20 +58,20 @@ impl Classify {
     }
 
     fn proposal_key(mut self, app: &mut App, key: KeyEvent) -> Turn {
-        match key.code {
-            KeyCode::Enter | KeyCode::Char('y') => {
+        match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Accept | KeyAction::Yes) => {
                 let Some(case) = app.case.as_ref() else { return Turn::close(Effects::none()) };
                 let open =
                     case.checklist.get("classify").is_some() && case.state.item_state("classify") == &ItemState::Open;
                 let (_, steps) = classification_steps(case.state.level, &self.answers, open);
                 Turn::close(Effects::journal(steps.into_iter().map(JournalRequest::Step).collect()))
             }
-            KeyCode::Backspace => {
+            Some(KeyAction::Back) => {
                 self.index -= 1;
                 self.answers.pop();
                 Turn::open(Dialog::Classify(self), Effects::redraw())
             }
-            KeyCode::Esc | KeyCode::Char('n') => Turn::close(app.say("Classification not applied.", false)),
+            Some(KeyAction::Dismiss | KeyAction::No) => Turn::close(app.say("Classification not applied.", false)),
             _ => Turn::open(Dialog::Classify(self), Effects::none()),
         }
     }

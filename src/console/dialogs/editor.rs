@@ -1,7 +1,7 @@
 //! The message editor: the selected message's text, editable; the edits are kept as a
 //! draft over the filled template when it closes.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Stylize};
@@ -12,7 +12,9 @@ use ratatui_textarea::TextArea;
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::IncidentPanel;
+use crate::console::keys::EventKeys;
 use crate::core::comms::Draft;
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 
 /// The message editor.
@@ -39,13 +41,13 @@ impl Editor {
         Dialog::Editor(Editor { template, input: editor_input(text) })
     }
 
-    /// A key: esc closes and keeps the edits, ctrl-r fills the text from the incident
-    /// again, the rest is typed.
+    /// A key: dismiss closes and keeps the edits, refill fills the text from the incident
+    /// again, the rest is typed (enter too: a message has lines).
     pub(crate) fn key(mut self, app: &mut App, key: KeyEvent) -> Turn {
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let action = app.keymap.dialog_action(&key);
         let Some(case) = app.case.as_mut() else { return Turn::close(Effects::none()) };
-        match key.code {
-            KeyCode::Esc => {
+        match action {
+            Some(KeyAction::Dismiss) => {
                 let text = self.input.lines().join("\n");
                 if let Some(slot) = case.messages.iter_mut().find(|s| s.name == self.template)
                     && let Ok(r) = &slot.rendered
@@ -54,7 +56,7 @@ impl Editor {
                 }
                 Turn::close(app.say("Edits kept; y copies.", false))
             }
-            KeyCode::Char('r') if ctrl => {
+            Some(KeyAction::Refill) => {
                 if let Some(r) =
                     case.messages.iter().find(|s| s.name == self.template).and_then(|s| s.rendered.as_ref().ok())
                 {

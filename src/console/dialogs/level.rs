@@ -11,7 +11,9 @@ use super::text::{Purpose, TextDialog};
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::IncidentPanel;
+use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, level_style};
+use crate::core::keys::KeyAction;
 use crate::core::workflow::Level;
 
 /// Which level.
@@ -27,21 +29,24 @@ impl LevelPicker {
         Dialog::PickLevel(LevelPicker { cursor: level })
     }
 
-    /// A key: up and down move, enter or a level's number picks, esc abandons.
+    /// A key: up and down move, accept or a level's number picks, dismiss abandons.
     pub(crate) fn key(mut self, app: &mut App, key: KeyEvent) -> Turn {
-        let pick = match key.code {
-            KeyCode::Esc => return Turn::close(Effects::redraw()),
-            KeyCode::Up | KeyCode::Char('k') => {
+        let pick = match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Dismiss) => return Turn::close(Effects::redraw()),
+            Some(KeyAction::Up) => {
                 self.cursor = Level::from_number(self.cursor.number().saturating_sub(1).max(1)).unwrap_or(self.cursor);
                 return Turn::open(Dialog::PickLevel(self), Effects::redraw());
             }
-            KeyCode::Down | KeyCode::Char('j') => {
+            Some(KeyAction::Down) => {
                 self.cursor = Level::from_number((self.cursor.number() + 1).min(3)).unwrap_or(self.cursor);
                 return Turn::open(Dialog::PickLevel(self), Effects::redraw());
             }
-            KeyCode::Enter => Some(self.cursor),
-            KeyCode::Char(c) => c.to_digit(10).and_then(|d| Level::from_number(d as u8)),
-            _ => None,
+            Some(KeyAction::Accept) => Some(self.cursor),
+            // A level's number is typed rather than bound.
+            _ => match key.code {
+                KeyCode::Char(c) => c.to_digit(10).and_then(|d| Level::from_number(d as u8)),
+                _ => None,
+            },
         };
         let Some(level) = pick else { return Turn::open(Dialog::PickLevel(self), Effects::none()) };
         if app.case.as_ref().is_some_and(|c| c.state.level == level) {

@@ -1,6 +1,6 @@
 //! Moving the incident to its next phase, after saying what is still open.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Stylize};
@@ -10,8 +10,10 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::{IncidentPanel, JournalRequest};
+use crate::console::keys::EventKeys;
 use crate::console::widgets::centered;
 use crate::core::format::short_duration;
+use crate::core::keys::KeyAction;
 use crate::core::workflow::Phase;
 use crate::core::workflow::incident::{ItemState, Step};
 
@@ -38,13 +40,13 @@ impl ConfirmPhase {
         Ok(Dialog::ConfirmPhase(ConfirmPhase { to, open }))
     }
 
-    /// A key: yes (or enter) moves on, no (or esc) stays.
-    pub(crate) fn key(self, _app: &mut App, key: KeyEvent) -> Turn {
-        match key.code {
-            KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y') => {
+    /// A key: yes (or accept) moves on, no (or dismiss) stays.
+    pub(crate) fn key(self, app: &mut App, key: KeyEvent) -> Turn {
+        match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Accept | KeyAction::Yes) => {
                 Turn::close(Effects::journal(vec![JournalRequest::Step(Step::Advance { to: self.to })]))
             }
-            KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N') => Turn::close(Effects::redraw()),
+            Some(KeyAction::Dismiss | KeyAction::No) => Turn::close(Effects::redraw()),
             _ => Turn::open(Dialog::ConfirmPhase(self), Effects::none()),
         }
     }

@@ -1,6 +1,6 @@
 //! "A rollback is running: quit anyway?": asked before leaving mid-rollback.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style, Stylize};
@@ -8,12 +8,14 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Clear, Paragraph};
 
 use crate::console::app::{App, Effects};
+use crate::console::keys::EventKeys;
 use crate::console::widgets::centered;
+use crate::core::keys::KeyAction;
 
 /// A key while the question is open: yes (or ctrl-c) leaves, any other key stays.
 pub(crate) fn key(app: &mut App, key: KeyEvent, ctrl_c: bool) -> Effects {
-    match key.code {
-        KeyCode::Char('y') | KeyCode::Char('Y') => app.leave(),
+    match app.keymap.dialog_action(&key) {
+        Some(KeyAction::Yes) => app.leave(),
         _ if ctrl_c => app.leave(),
         _ => {
             app.quit_confirm = false;

@@ -10,7 +10,9 @@ use ratatui::widgets::{Clear, Paragraph};
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::{IncidentPanel, JournalRequest};
+use crate::console::keys::EventKeys;
 use crate::console::widgets::centered;
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::core::workflow::incident::{Role, Step};
 
@@ -29,22 +31,25 @@ impl RolePicker {
         Dialog::PickRole(RolePicker { item, cursor: 0 })
     }
 
-    /// A key: up and down move (round), enter or a role's number picks, esc abandons.
-    pub(crate) fn key(mut self, _app: &mut App, key: KeyEvent) -> Turn {
+    /// A key: up and down move (round), accept or a role's number picks, dismiss abandons.
+    pub(crate) fn key(mut self, app: &mut App, key: KeyEvent) -> Turn {
         let n = Role::ALL.len();
-        let pick = match key.code {
-            KeyCode::Esc => return Turn::close(Effects::redraw()),
-            KeyCode::Up | KeyCode::Char('k') => {
+        let pick = match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Dismiss) => return Turn::close(Effects::redraw()),
+            Some(KeyAction::Up) => {
                 self.cursor = (self.cursor + n - 1) % n;
                 return Turn::open(Dialog::PickRole(self), Effects::redraw());
             }
-            KeyCode::Down | KeyCode::Char('j') => {
+            Some(KeyAction::Down) => {
                 self.cursor = (self.cursor + 1) % n;
                 return Turn::open(Dialog::PickRole(self), Effects::redraw());
             }
-            KeyCode::Enter => Some(self.cursor),
-            KeyCode::Char(c) => c.to_digit(10).and_then(|d| (d as usize).checked_sub(1)).filter(|d| *d < n),
-            _ => None,
+            Some(KeyAction::Accept) => Some(self.cursor),
+            // A role's number, as shown beside it, is typed rather than bound.
+            _ => match key.code {
+                KeyCode::Char(c) => c.to_digit(10).and_then(|d| (d as usize).checked_sub(1)).filter(|d| *d < n),
+                _ => None,
+            },
         };
         match pick.and_then(|i| Role::ALL.get(i)) {
             Some(role) => Turn::close(Effects::journal(vec![JournalRequest::Step(Step::AssignItem {

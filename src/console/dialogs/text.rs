@@ -2,7 +2,7 @@
 //! role, a message field, or the timeline filter. Enter records it (the workflow may refuse,
 //! and the dialog then says why and keeps the text); esc abandons it.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
@@ -13,7 +13,9 @@ use ratatui_textarea::TextArea;
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
 use crate::console::incident::JournalRequest;
+use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, text_input};
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::core::workflow::Level;
 use crate::core::workflow::incident::{Role, Step};
@@ -74,11 +76,11 @@ impl TextDialog {
         Dialog::Text(TextDialog { purpose, input: text_input(text, placeholder), hint: None })
     }
 
-    /// A key: enter records, esc abandons, the rest is typed.
+    /// A key: accept records, dismiss abandons, the rest is typed.
     pub(crate) fn key(mut self, app: &mut App, key: KeyEvent) -> Turn {
-        match key.code {
-            KeyCode::Esc => Turn::close(app.say("Abandoned: nothing recorded.", false)),
-            KeyCode::Enter => self.accept(app),
+        match app.keymap.dialog_action(&key) {
+            Some(KeyAction::Dismiss) => Turn::close(app.say("Abandoned: nothing recorded.", false)),
+            Some(KeyAction::Accept) => self.accept(app),
             _ => {
                 self.input.input(key);
                 self.hint = None;

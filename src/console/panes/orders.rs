@@ -7,7 +7,7 @@ mod window;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -17,6 +17,7 @@ use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
 use crate::console::app::{App, Effects};
+use crate::console::keys::EventKeys;
 use crate::console::panes::{Pane, is_movement};
 use crate::console::protocol::{Command, ConnState, PageRequest, RequestId};
 use crate::console::widgets::{fit, pane_block, short, text_input};
@@ -182,15 +183,17 @@ fn movement(app: &mut App, action: KeyAction) -> Effects {
     Effects::with(more(app))
 }
 
-/// A key while the filter is being typed: the input takes it.
+/// A key while the filter is being typed: accept applies it, dismiss leaves it as it was,
+/// the rest is typed.
 pub(crate) fn filter_key(app: &mut App, key: KeyEvent) -> Effects {
+    let action = app.keymap.dialog_action(&key);
     let Some(editor) = app.orders.editing.as_mut() else { return Effects::none() };
-    match key.code {
-        KeyCode::Esc => {
+    match action {
+        Some(KeyAction::Dismiss) => {
             app.orders.editing = None;
             Effects::redraw()
         }
-        KeyCode::Enter => {
+        Some(KeyAction::Accept) => {
             let text = editor.lines().join(" ");
             match parse_filter(&text) {
                 Ok(query) => {

@@ -5,10 +5,11 @@
 mod draw;
 mod flow;
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
 use crate::console::app::{App, Effects, Load};
+use crate::console::keys::EventKeys;
 use crate::console::panes::Pane;
 use crate::console::panes::orders;
 use crate::console::panes::postcheck::PostcheckView;
@@ -104,14 +105,16 @@ pub(crate) fn text_key(app: &mut App, key: KeyEvent) -> Option<Effects> {
     if !typing && flow.stage != Stage::Confirm {
         return None;
     }
-    match key.code {
-        // Moving between panes still works while typing.
-        KeyCode::Tab | KeyCode::BackTab => None,
-        KeyCode::Esc => {
+    // Moving between panes still works while typing.
+    if matches!(app.keymap.action(&key), Some(KeyAction::NextPane | KeyAction::PrevPane)) {
+        return None;
+    }
+    match app.keymap.dialog_action(&key) {
+        Some(KeyAction::Dismiss) => {
             app.flow = None;
             Some(app.say("Rollback abandoned: nothing was changed.", false))
         }
-        KeyCode::Enter => Some(enter(app)),
+        Some(KeyAction::Accept) => Some(enter(app)),
         _ if typing => {
             let target = if flow.stage == Stage::Reason { &mut flow.reason } else { &mut flow.confirm };
             target.input(key);
