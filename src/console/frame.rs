@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::console::app::{App, Screen};
 use crate::console::dialogs;
+use crate::console::hints::Keys;
 use crate::console::layout::{Areas, IncidentAreas, MIN_HEIGHT, MIN_WIDTH};
 use crate::console::panes::{self, Pane};
 use crate::console::protocol::ConnState;
@@ -47,7 +48,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         dialogs::help::render(app, frame, area);
     }
     if app.quit_confirm {
-        dialogs::quit::render(frame, area);
+        dialogs::quit::render(app, frame, area);
     }
 }
 
@@ -195,6 +196,7 @@ fn status_line(app: &App) -> Line<'static> {
 /// The footer: the answer to the last key, else the open dialog's or input's keys, else
 /// the focused pane's keys that fit, with help and quit always.
 fn footer(app: &App, frame: &mut Frame, area: Rect) {
+    let k = Keys(&app.keymap);
     let line = if let Some(m) = &app.message {
         let style = if m.error {
             Style::new().fg(Color::White).bg(Color::Red)
@@ -203,10 +205,14 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
     } else if let Some(d) = app.case.as_ref().and_then(|c| c.dialog.as_ref()) {
-        Line::from(dialogs::hint(d))
+        Line::from(dialogs::hint(d, k))
     } else if app.orders.editing.is_some() {
-        Line::from(" typing the filter · enter apply · esc cancel · e.g. GBPUSD executed from:13:02 to:13:06")
-    } else if let Some(text) = app.flow.as_ref().and_then(panes::rollback::hint) {
+        Line::from(format!(
+            " typing the filter · {} apply · {} cancel · e.g. GBPUSD executed from:13:02 to:13:06",
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        ))
+    } else if let Some(text) = app.flow.as_ref().and_then(|f| panes::rollback::hint(f, k)) {
         Line::from(text)
     } else {
         let keys = app.focus.hints();
@@ -215,8 +221,7 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
         let always = [(KeyAction::Help, "help"), (KeyAction::Quit, "quit")];
         let other_screen = if app.screen == Screen::Incident { "rollback" } else { "incident" };
         let extra = [(KeyAction::Screen, other_screen), (KeyAction::NextPane, "pane")];
-        let item =
-            |(a, label): (KeyAction, &str)| (format!(" {} ", first_key(&app.keymap.keys_for(a))), format!(" {label} "));
+        let item = |(a, label): (KeyAction, &str)| (format!(" {} ", k.of(a)), format!(" {label} "));
         let width = |(k, l): &(String, String)| k.chars().count() + l.chars().count();
         let mut room = usize::from(area.width).saturating_sub(always.iter().map(|&a| width(&item(a))).sum());
         let mut shown = Vec::new();
@@ -241,25 +246,25 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), area);
 }
 
-/// The shortest of an action's keys: "q" rather than "ctrl-c".
-fn first_key(keys: &str) -> &str {
-    keys.split(' ').min_by_key(|k| k.chars().count()).unwrap_or(keys)
-}
-
 fn too_small(app: &App, frame: &mut Frame, area: Rect) {
+    let k = Keys(&app.keymap);
     let mut text = vec![
         Line::from("Terminal too small").bold(),
         Line::from(format!(
             "incident-console needs {MIN_WIDTH}×{MIN_HEIGHT}; this one is {}×{}.",
             area.width, area.height
         )),
-        Line::from("Keys do nothing until it is larger (q quits)."),
+        Line::from(format!("Keys do nothing until it is larger ({} quits).", k.of(KeyAction::Quit))),
     ];
     if app.rollback_running() {
         text.push(Line::from("A rollback is running; it goes on.").fg(Color::Yellow));
     }
     if app.quit_confirm {
-        text.push(Line::from("Quit while a rollback runs? y quits, any other key stays.").fg(Color::Red).bold());
+        text.push(
+            Line::from(format!("Quit while a rollback runs? {} quits, any other key stays.", k.of(KeyAction::Yes)))
+                .fg(Color::Red)
+                .bold(),
+        );
     }
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
 }

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod dialogs;
 pub mod frame;
+pub mod hints;
 pub mod incident;
 pub mod keys;
 pub mod layout;
@@ -26,6 +27,7 @@ pub use frame::render;
 use std::io::{IsTerminal, Write};
 
 use crate::core::error::{EXIT_OK, Error, Result};
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::store::connect::SessionOptions;
 use crate::store::db;
@@ -56,7 +58,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let config = crate::store::config::ConsoleConfig::load()?;
     let _log = init_log();
     let now = chrono::Utc::now();
-    let (inc, note) = open_console_incident(&o.session.operator, title, level, now)?;
+    let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))?;
     let entries = inc.entries()?;
     let delivered = entries.last().map_or(0, |e| e.seq);
     let panel = incident::IncidentPanel::new(
@@ -106,22 +108,31 @@ fn open_console_incident(
     title: Option<&str>,
     level: Option<u8>,
     now: chrono::DateTime<chrono::Utc>,
+    k: hints::Keys,
 ) -> Result<(crate::store::incidents::OpenIncident, Option<String>)> {
     let store = crate::store::incidents::IncidentStore::open_default()?;
     let checklist = crate::store::config::checklist()?;
     if title.is_none()
         && let Some(inc) = store.open_current(checklist.clone())?
     {
-        let note = level
-            .filter(|l| *l != inc.incident.level.number())
-            .map(|_| "--level is for a new incident: L changes the level of this one (with a reason).".to_string());
+        let note = level.filter(|l| *l != inc.incident.level.number()).map(|_| {
+            format!(
+                "--level is for a new incident: {} changes the level of this one (with a reason).",
+                k.of(KeyAction::Level)
+            )
+        });
         return Ok((inc, note));
     }
     let level =
         crate::core::workflow::Level::from_number(level.unwrap_or(2)).unwrap_or(crate::core::workflow::Level::Moderate);
     let title = title.unwrap_or("Order execution incident");
     let inc = store.create(title, level, "opened from the console", op, now, checklist)?;
-    let note = format!("Started {}: C classifies it, i shows the checklist.", inc.incident.id);
+    let note = format!(
+        "Started {}: {} classifies it, {} shows the checklist.",
+        inc.incident.id,
+        k.of(KeyAction::Classify),
+        k.of(KeyAction::Screen)
+    );
     Ok((inc, Some(note)))
 }
 

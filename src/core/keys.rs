@@ -477,13 +477,21 @@ impl KeyMap {
         if keys.is_empty() { "unbound".into() } else { keys.join(" ") }
     }
 
-    /// The key a hint names for an action: the shortest of its keys ("q" rather than
-    /// "ctrl-c"), the first written among equals; "unbound" when it has none.
+    /// The keys of an action in the order a hint names them: the shortest first ("q"
+    /// rather than "ctrl-c"; the first written among equals), then the others as written.
+    pub fn hint_keys(&self, action: KeyAction) -> Vec<String> {
+        let mut names: Vec<String> = self.written.get(&action).into_iter().flatten().map(Chord::to_string).collect();
+        if let Some(i) = (0..names.len()).min_by_key(|&i| names[i].chars().count()) {
+            let shortest = names.remove(i);
+            names.insert(0, shortest);
+        }
+        names
+    }
+
+    /// The key a hint names for an action (the first of `hint_keys`); "unbound" when it
+    /// has none.
     pub fn hint_key(&self, action: KeyAction) -> String {
-        self.written
-            .get(&action)
-            .and_then(|keys| keys.iter().map(Chord::to_string).min_by_key(|k| k.chars().count()))
-            .unwrap_or_else(|| "unbound".into())
+        self.hint_keys(action).into_iter().next().unwrap_or_else(|| "unbound".into())
     }
 
     /// Whether a chord is bound to an action (in the action's table).
@@ -548,6 +556,8 @@ mod tests {
         assert_eq!(m.hint_key(KeyAction::Yes), "y");
         assert_eq!(m.hint_key(KeyAction::Unsure), "u");
         assert_eq!(m.hint_key(KeyAction::Refresh), "R");
+        assert_eq!(m.hint_keys(KeyAction::Cancel), ["c", "esc"]);
+        assert_eq!(m.hint_keys(KeyAction::Precheck), ["p", "enter"]);
         let mut o = BTreeMap::new();
         o.insert(KeyAction::Refresh, vec!["f6".to_string(), "ctrl-l".to_string()]);
         o.insert(KeyAction::Report, Vec::new());

@@ -197,7 +197,7 @@ impl App {
     }
 
     fn key_of(&self, a: KeyAction) -> String {
-        self.keymap.keys_for(a).split(' ').next().unwrap_or("?").to_string()
+        self.keymap.hint_key(a)
     }
 
     fn request_quit(&mut self) -> Effects {

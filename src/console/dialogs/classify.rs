@@ -10,6 +10,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::{IncidentPanel, JournalRequest};
 use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, level_style};
@@ -77,12 +78,19 @@ impl Classify {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " y yes · n no · u unsure (counts as yes) · backspace back · esc abandon".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(
+            " {} yes · {} no · {} unsure (counts as yes) · {} back · {} abandon",
+            k.of(KeyAction::Yes),
+            k.of(KeyAction::No),
+            k.of(KeyAction::Unsure),
+            k.of(KeyAction::Back),
+            k.of(KeyAction::Dismiss)
+        )
     }
 
     /// Draws it.
-    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = centered(area, 78, 10);
         frame.render_widget(Clear, rect);
         let block = super::block("Classify the incident".into());
@@ -97,17 +105,16 @@ impl Classify {
                     Line::from(format!(" (yes means at least Level {} {})", q.level.number(), q.level.label())),
                     Line::from(""),
                     Line::from(format!(" So far: Level {} {}", so_far.number(), so_far.label())),
-                    Line::from(" y yes · n no · u unsure (counts as yes) · backspace back · esc abandon")
-                        .fg(Color::Gray),
+                    Line::from(Classify::hint(k)).fg(Color::Gray),
                 ]
             }
-            None => self.proposal_lines(case),
+            None => self.proposal_lines(case, k),
         };
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
     }
 
     /// The level proposed and why.
-    fn proposal_lines(&self, case: &IncidentPanel) -> Vec<Line<'static>> {
+    fn proposal_lines(&self, case: &IncidentPanel, k: Keys) -> Vec<Line<'static>> {
         let (level, why) = propose(&self.answers);
         let mut lines = vec![Line::from(vec![
             Span::raw(" Proposed: "),
@@ -117,8 +124,10 @@ impl Classify {
         if level < case.state.level {
             lines.push(
                 Line::from(format!(
-                    "  lower than Level {}: enter keeps it (noted); L lowers it, with a reason",
-                    case.state.level.number()
+                    "  lower than Level {}: {} keeps it (noted); {} lowers it, with a reason",
+                    case.state.level.number(),
+                    k.of(KeyAction::Accept),
+                    k.of(KeyAction::Level)
                 ))
                 .fg(Color::Yellow),
             );
@@ -130,7 +139,13 @@ impl Classify {
             lines.push(Line::from("  unsure answers counted as yes: in doubt, the higher level").fg(Color::Yellow));
         }
         lines.push(
-            Line::from(" enter apply (logged with the reason) · backspace back · esc do not apply").fg(Color::Gray),
+            Line::from(format!(
+                " {} apply (logged with the reason) · {} back · {} do not apply",
+                k.of(KeyAction::Accept),
+                k.of(KeyAction::Back),
+                k.of(KeyAction::Dismiss)
+            ))
+            .fg(Color::Gray),
         );
         lines
     }

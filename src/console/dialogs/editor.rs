@@ -11,6 +11,7 @@ use ratatui_textarea::TextArea;
 
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::IncidentPanel;
 use crate::console::keys::EventKeys;
 use crate::core::comms::Draft;
@@ -54,7 +55,8 @@ impl Editor {
                 {
                     slot.draft = (text != r.text).then(|| Draft { base: r.text.clone(), edited: text });
                 }
-                Turn::close(app.say("Edits kept; y copies.", false))
+                let text = format!("Edits kept; {} copies.", Keys(&app.keymap).of(KeyAction::Copy));
+                Turn::close(app.say(text, false))
             }
             Some(KeyAction::Refill) => {
                 if let Some(r) =
@@ -77,12 +79,16 @@ impl Editor {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " editing · esc done (edits kept) · ctrl-r refill from the incident".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(
+            " editing · {} done (edits kept) · {} refill from the incident",
+            k.of(KeyAction::Dismiss),
+            k.of(KeyAction::Refill)
+        )
     }
 
     /// Draws it over the screen's body (the header and the footer stay visible).
-    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = Rect::new(area.x, area.y + 2, area.width, area.height.saturating_sub(3));
         frame.render_widget(Clear, rect);
         let slot = case.messages.iter().find(|s| s.name == self.template);
@@ -90,7 +96,11 @@ impl Editor {
             &slot.and_then(|s| s.rendered.as_ref().ok()).map_or(self.template.clone(), |r| r.title.clone()),
         )
         .into_owned();
-        let block = super::block(format!("Editing {title} · esc done · ctrl-r refill"));
+        let block = super::block(format!(
+            "Editing {title} · {} done · {} refill",
+            k.of(KeyAction::Dismiss),
+            k.of(KeyAction::Refill)
+        ));
         let inner = block.inner(rect);
         frame.render_widget(block, rect);
         let text = self.input.lines().join("\n");
@@ -99,9 +109,15 @@ impl Editor {
         let status = if still.is_empty() {
             Line::from(" every required field is filled or waived").fg(Color::Green)
         } else {
-            Line::from(format!(" still empty: {} (type over the placeholder, or f / w after esc)", still.join(", ")))
-                .fg(Color::Black)
-                .bg(Color::Yellow)
+            Line::from(format!(
+                " still empty: {} (type over the placeholder, or {} / {} after {})",
+                still.join(", "),
+                k.of(KeyAction::Fill),
+                k.of(KeyAction::Waive),
+                k.of(KeyAction::Dismiss)
+            ))
+            .fg(Color::Black)
+            .bg(Color::Yellow)
         };
         let [s, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
         frame.render_widget(Paragraph::new(status), s);

@@ -7,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::widgets::centered;
 use crate::core::keys::KeyAction;
 
@@ -28,9 +29,20 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let half = KeyAction::ALL.len().div_ceil(2);
     let left: Vec<Line> = KeyAction::ALL[..half].iter().map(|a| entry(*a)).collect();
     let right: Vec<Line> = KeyAction::ALL[half..].iter().map(|a| entry(*a)).collect();
+    let k = Keys(&app.keymap);
     let tips = vec![
-        Line::from("Roll back: p, then r / t / b, a reason, confirm; a post-check proves it."),
-        Line::from("Typing: enter continues, esc abandons. Keys: `incident-console config path`."),
+        Line::from(format!(
+            "Roll back: {}, then {} / {} / {}, a reason, confirm; a post-check proves it.",
+            k.of(KeyAction::Precheck),
+            k.of(KeyAction::Rollback),
+            k.of(KeyAction::RollbackGroup),
+            k.of(KeyAction::RollbackBatch)
+        )),
+        Line::from(format!(
+            "Typing: {} continues, {} abandons. Keys: `incident-console config path`.",
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        )),
     ];
     let rows = left.len() as u16;
     let width = area.width.min(118).saturating_sub(2).max(1) as usize;

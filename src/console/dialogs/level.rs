@@ -10,6 +10,7 @@ use ratatui::widgets::{Clear, Paragraph};
 use super::text::{Purpose, TextDialog};
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::IncidentPanel;
 use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, level_style};
@@ -56,12 +57,17 @@ impl LevelPicker {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " 1 2 3 or ↑↓ enter pick the level · esc abandon".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(
+            " 1 2 3 or {} {} pick the level · {} abandon",
+            k.up_down(),
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        )
     }
 
     /// Draws it.
-    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = centered(area, 78, 8);
         frame.render_widget(Clear, rect);
         let block = super::block(format!("Level (now {})", case.state.level.number()));
@@ -83,7 +89,15 @@ impl LevelPicker {
             })
             .collect();
         lines.push(Line::from(""));
-        lines.push(Line::from(" 1 2 3 or ↑↓ enter; a reason is asked next · esc abandon").fg(Color::Gray));
+        lines.push(
+            Line::from(format!(
+                " 1 2 3 or {} {}; a reason is asked next · {} abandon",
+                k.up_down(),
+                k.of(KeyAction::Accept),
+                k.of(KeyAction::Dismiss)
+            ))
+            .fg(Color::Gray),
+        );
         frame.render_widget(Paragraph::new(lines), inner);
     }
 }

@@ -23,6 +23,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, BorderType};
 
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use classify::Classify;
 use editor::Editor;
 use level::LevelPicker;
@@ -102,27 +103,28 @@ pub(crate) fn paste(app: &mut App, text: &str) -> bool {
 }
 
 /// The footer while a dialog is open.
-pub(crate) fn hint(dialog: &Dialog) -> String {
+pub(crate) fn hint(dialog: &Dialog, k: Keys) -> String {
     match dialog {
-        Dialog::Text(_) => TextDialog::hint(),
-        Dialog::PickRole(_) => RolePicker::hint(),
-        Dialog::PickLevel(_) => LevelPicker::hint(),
-        Dialog::Classify(_) => Classify::hint(),
-        Dialog::ConfirmPhase(_) => ConfirmPhase::hint(),
-        Dialog::Editor(_) => Editor::hint(),
+        Dialog::Text(_) => TextDialog::hint(k),
+        Dialog::PickRole(_) => RolePicker::hint(k),
+        Dialog::PickLevel(_) => LevelPicker::hint(k),
+        Dialog::Classify(_) => Classify::hint(k),
+        Dialog::ConfirmPhase(_) => ConfirmPhase::hint(k),
+        Dialog::Editor(_) => Editor::hint(k),
     }
 }
 
 /// Draws the open dialog over whatever screen is shown.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(case) = &app.case else { return };
+    let k = Keys(&app.keymap);
     match &case.dialog {
-        Some(Dialog::Text(d)) => d.render(frame, area),
-        Some(Dialog::PickRole(d)) => d.render(case, frame, area),
-        Some(Dialog::PickLevel(d)) => d.render(case, frame, area),
-        Some(Dialog::Classify(d)) => d.render(case, frame, area),
-        Some(Dialog::ConfirmPhase(d)) => d.render(case, frame, area),
-        Some(Dialog::Editor(d)) => d.render(case, frame, area),
+        Some(Dialog::Text(d)) => d.render(k, frame, area),
+        Some(Dialog::PickRole(d)) => d.render(case, k, frame, area),
+        Some(Dialog::PickLevel(d)) => d.render(case, k, frame, area),
+        Some(Dialog::Classify(d)) => d.render(case, k, frame, area),
+        Some(Dialog::ConfirmPhase(d)) => d.render(case, k, frame, area),
+        Some(Dialog::Editor(d)) => d.render(case, k, frame, area),
         None => {}
     }
 }

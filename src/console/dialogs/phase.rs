@@ -9,6 +9,7 @@ use ratatui::widgets::{Clear, Paragraph, Wrap};
 
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::{IncidentPanel, JournalRequest};
 use crate::console::keys::EventKeys;
 use crate::console::widgets::centered;
@@ -52,12 +53,12 @@ impl ConfirmPhase {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " y/enter move on · esc stay".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(" {}/{} move on · {} stay", k.of(KeyAction::Yes), k.of(KeyAction::Accept), k.of(KeyAction::Dismiss))
     }
 
     /// Draws it.
-    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = centered(area, 72, 6);
         frame.render_widget(Clear, rect);
         let block = super::block(format!("Move to {}?", self.to.label()));
@@ -79,7 +80,7 @@ impl ConfirmPhase {
         if let Some(b) = self.to.time_box() {
             lines.push(Line::from(format!(" {} has a time box of {}.", self.to.label(), short_duration(b))));
         }
-        lines.push(Line::from(" y/enter move on · esc stay").fg(Color::Gray));
+        lines.push(Line::from(ConfirmPhase::hint(k)).fg(Color::Gray));
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
     }
 }

@@ -9,6 +9,7 @@ use ratatui::widgets::{Clear, Paragraph};
 
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::{IncidentPanel, JournalRequest};
 use crate::console::keys::EventKeys;
 use crate::console::widgets::centered;
@@ -61,12 +62,18 @@ impl RolePicker {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " 1-6 or ↑↓ enter pick the role · esc abandon".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(
+            " 1-{} or {} {} pick the role · {} abandon",
+            Role::ALL.len(),
+            k.up_down(),
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        )
     }
 
     /// Draws it.
-    pub(crate) fn render(&self, case: &IncidentPanel, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = centered(area, 60, Role::ALL.len() as u16 + 4);
         frame.render_widget(Clear, rect);
         let block = super::block(format!("Give \"{}\" to", sanitize::line(&self.item)));
@@ -82,7 +89,15 @@ impl RolePicker {
                 if n == self.cursor { l.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { l }
             })
             .collect();
-        lines.push(Line::from(" 1-6 or enter pick · esc abandon").fg(Color::Gray));
+        lines.push(
+            Line::from(format!(
+                " 1-{} or {} pick · {} abandon",
+                Role::ALL.len(),
+                k.of(KeyAction::Accept),
+                k.of(KeyAction::Dismiss)
+            ))
+            .fg(Color::Gray),
+        );
         frame.render_widget(Paragraph::new(lines), inner);
     }
 }

@@ -12,6 +12,7 @@ use ratatui_textarea::TextArea;
 
 use super::{Dialog, Turn};
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::incident::JournalRequest;
 use crate::console::keys::EventKeys;
 use crate::console::widgets::{centered, text_input};
@@ -108,7 +109,7 @@ impl TextDialog {
             },
             purpose => {
                 let Some(case) = app.case.as_ref() else { return Turn::close(Effects::none()) };
-                match step_of(&purpose, &text) {
+                match step_of(&purpose, &text, Keys(&app.keymap)) {
                     // Refused by the workflow (too long, hidden characters, …): the dialog
                     // stays open with the text, and says why.
                     Ok(Some(step)) if let Err(why) = case.state.decide(step.clone(), &case.checklist) => {
@@ -133,12 +134,16 @@ impl TextDialog {
     }
 
     /// The footer while it is open.
-    pub(crate) fn hint() -> String {
-        " typing · enter record · esc abandon (nothing recorded)".into()
+    pub(crate) fn hint(k: Keys) -> String {
+        format!(
+            " typing · {} record · {} abandon (nothing recorded)",
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        )
     }
 
     /// Draws it.
-    pub(crate) fn render(&self, frame: &mut Frame, area: Rect) {
+    pub(crate) fn render(&self, k: Keys, frame: &mut Frame, area: Rect) {
         let rect = centered(area, 76, 6);
         frame.render_widget(Clear, rect);
         let block = super::block(sanitize::line(&self.purpose.title()).into_owned());
@@ -154,15 +159,16 @@ impl TextDialog {
                 why,
             );
         }
-        frame.render_widget(Paragraph::new(" enter record · esc abandon").fg(Color::Gray), keys);
+        let line = format!(" {} record · {} abandon", k.of(KeyAction::Accept), k.of(KeyAction::Dismiss));
+        frame.render_widget(Paragraph::new(line).fg(Color::Gray), keys);
     }
 }
 
 /// The step a finished text dialog asks for (none for the timeline filter).
-fn step_of(purpose: &Purpose, text: &str) -> Result<Option<Step>, String> {
+fn step_of(purpose: &Purpose, text: &str, k: Keys) -> Result<Option<Step>, String> {
     let text = text.trim().to_string();
     if purpose.required() && text.is_empty() {
-        return Err("Type something first (esc to abandon).".into());
+        return Err(format!("Type something first ({} to abandon).", k.of(KeyAction::Dismiss)));
     }
     Ok(match purpose {
         Purpose::Note => Some(Step::Note { text }),

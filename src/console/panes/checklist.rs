@@ -12,6 +12,7 @@ use ratatui::widgets::Paragraph;
 use crate::console::app::{App, Effects};
 use crate::console::dialogs::role::RolePicker;
 use crate::console::dialogs::text::{Purpose, TextDialog};
+use crate::console::hints::Keys;
 use crate::console::incident::{IncidentPanel, JournalRequest};
 use crate::console::panes::{Pane, is_movement, step};
 use crate::console::widgets::pane_block;
@@ -190,7 +191,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             ItemState::Skipped { reason, .. } => format!(" skipped: {}", sanitize::line(reason)),
             ItemState::Open => {
                 let role = i.item_roles.get(&it.id).map(|r| format!(" → {}", r.label())).unwrap_or_default();
-                let seen = if it.auto.is_some_and(|a| case.observed(a)) { " (observed: d confirms)" } else { "" };
+                let seen = if it.auto.is_some_and(|a| case.observed(a)) {
+                    format!(" (observed: {} confirms)", Keys(&app.keymap).of(KeyAction::Tick))
+                } else {
+                    String::new()
+                };
                 format!("{role}{seen}")
             }
         };

@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use crate::console::app::{App, Effects};
 use crate::console::dialogs::editor::Editor;
 use crate::console::dialogs::text::{Purpose, TextDialog};
+use crate::console::hints::Keys;
 use crate::console::incident::{IncidentPanel, JournalRequest};
 use crate::console::panes::{Pane, is_movement, step};
 use crate::console::widgets::pane_block;
@@ -125,21 +126,27 @@ impl IncidentPanel {
         self.messages.get(self.message_cursor)
     }
 
-    /// What copying the message under the cursor would do: the request, or why not.
-    pub fn copy_request(&self) -> Result<JournalRequest, String> {
+    /// What copying the message under the cursor would do: the request, or why not (and
+    /// which keys help).
+    pub(crate) fn copy_request(&self, k: Keys) -> Result<JournalRequest, String> {
         let slot = self.current_message().ok_or("no template")?;
         let r = slot.rendered.as_ref().map_err(|e| format!("{} cannot be filled: {e}", slot.name))?;
         let text = slot.text().unwrap_or("").to_string();
         let blockers = self.templates.blockers(r, &text, &self.internal);
         if !blockers.unfilled.is_empty() {
             return Err(format!(
-                "Not copied: {} still empty: {} (f fill, w waive)",
+                "Not copied: {} still empty: {} ({} fill, {} waive)",
                 slot.name,
-                blockers.unfilled.join(", ")
+                blockers.unfilled.join(", "),
+                k.of(KeyAction::Fill),
+                k.of(KeyAction::Waive)
             ));
         }
         if let Some(l) = blockers.leaks.first() {
-            return Err(format!("Not copied: internal detail in a customer message: {l} (e to edit)"));
+            return Err(format!(
+                "Not copied: internal detail in a customer message: {l} ({} to edit)",
+                k.of(KeyAction::Edit)
+            ));
         }
         Ok(JournalRequest::Copy { template: slot.name.clone(), audience: r.audience.as_str().to_string(), text })
     }
@@ -233,7 +240,7 @@ fn fill(app: &mut App, action: KeyAction) -> Effects {
 fn copy(app: &mut App) -> Effects {
     let Some(case) = app.case.as_mut() else { return Effects::none() };
     case.refresh_messages(app.now);
-    match case.copy_request() {
+    match case.copy_request(Keys(&app.keymap)) {
         Ok(r) => Effects::journal(vec![r]),
         Err(e) => app.say(e, true),
     }
@@ -296,9 +303,10 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let lines_total = case.preview_lines();
     if lines_total > preview.height || case.preview_scroll > 0 {
         rule_text = format!(
-            "─ {}-{}/{lines_total} pgdn ─{rule_text}",
+            "─ {}-{}/{lines_total} {} ─{rule_text}",
             case.preview_scroll + 1,
-            (case.preview_scroll + preview.height).min(lines_total)
+            (case.preview_scroll + preview.height).min(lines_total),
+            Keys(&app.keymap).of(KeyAction::PageDown)
         );
     }
     let fill = (rule.width as usize).saturating_sub(rule_text.chars().count());

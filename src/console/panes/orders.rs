@@ -17,6 +17,7 @@ use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
 use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
 use crate::console::keys::EventKeys;
 use crate::console::panes::{Pane, is_movement};
 use crate::console::protocol::{Command, ConnState, PageRequest, RequestId};
@@ -139,7 +140,11 @@ pub(crate) fn key(app: &mut App, action: KeyAction, focused: bool) -> Option<Eff
         KeyAction::SelectAllMatching => {
             app.orders.selected.clear();
             app.orders.all_matching = true;
-            app.say("Batch: every executed order matching the filter (b to roll back)", false)
+            let text = format!(
+                "Batch: every executed order matching the filter ({} to roll back)",
+                Keys(&app.keymap).of(KeyAction::RollbackBatch)
+            );
+            app.say(text, false)
         }
         KeyAction::ClearSelection => {
             app.orders.selected.clear();
@@ -273,6 +278,7 @@ pub(crate) fn on_failed(app: &mut App, id: RequestId, error: &str) -> Option<Eff
 /// Draws the pane.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let o = &app.orders;
+    let k = Keys(&app.keymap);
     let block = block(app);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -285,7 +291,10 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
                     format!(" Could not load orders: {}", sanitize::line(e)),
                     Style::new().fg(Color::Red),
                 )),
-                Line::from(" R reloads; the header says whether the database is reachable."),
+                Line::from(format!(
+                    " {} reloads; the header says whether the database is reachable.",
+                    k.of(KeyAction::Refresh)
+                )),
             ]),
             table,
         );
@@ -293,11 +302,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     if o.rows.is_empty() {
         let text = if !o.started && !matches!(app.conn, ConnState::Up { .. }) {
-            " waiting for the database…"
+            " waiting for the database…".to_string()
         } else if app.orders_loading_first() || !o.started {
-            " loading orders…"
+            " loading orders…".to_string()
         } else {
-            " No orders match the filter. / to change it."
+            format!(" No orders match the filter. {} to change it.", k.of(KeyAction::Filter))
         };
         frame.render_widget(Paragraph::new(text), table);
         return;
@@ -322,7 +331,7 @@ fn block(app: &App) -> Block<'static> {
     };
     // Someone rolled back since these rows were loaded: they may be out of date.
     if app.rollback_since(o.loaded_at).is_some() {
-        title.push_str(" · stale: R reloads");
+        title.push_str(&format!(" · stale: {} reloads", Keys(&app.keymap).of(KeyAction::Refresh)));
     }
     let more = match (o.has_newer, o.has_older, &o.loading) {
         (_, _, Some(_)) => " loading more… ",
@@ -350,7 +359,7 @@ fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
     let text = if o.filter_text.is_empty() {
         Line::from(vec![
             Span::styled(
-                format!(" {} ", first(&app.keymap.keys_for(KeyAction::Filter))),
+                format!(" {} ", Keys(&app.keymap).of(KeyAction::Filter)),
                 Style::new().fg(Color::Black).bg(Color::Gray),
             ),
             Span::styled(
@@ -362,10 +371,6 @@ fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
         Line::from(Span::styled(format!(" filter: {}", sanitize::line(&o.filter_text)), Style::new().fg(Color::Cyan)))
     };
     frame.render_widget(Paragraph::new(text), area);
-}
-
-fn first(keys: &str) -> &str {
-    keys.split(' ').next().unwrap_or(keys)
 }
 
 /// Which optional columns show and how wide the money columns are, for the rows on screen.

@@ -10,6 +10,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use serde_json::Value;
 
 use crate::console::app::{App, Effects, Load};
+use crate::console::hints::Keys;
 use crate::console::panes::precheck::pass;
 use crate::console::panes::{Pane, is_movement, scroll_detail};
 use crate::console::widgets::{fit, pane_block};
@@ -82,8 +83,15 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let total = v.postcheck.as_ref().map_or(0, |p| p.checks.len());
     let below = total.saturating_sub(usize::from(app.detail_scroll) + shown);
     if below > 0 || app.detail_scroll > 0 {
-        block = block
-            .title_bottom(Line::from(format!(" {} above · {below} below (j/k) ", app.detail_scroll)).right_aligned());
+        block = block.title_bottom(
+            Line::from(format!(
+                " {} above · {below} below ({}/{}) ",
+                app.detail_scroll,
+                Keys(&app.keymap).of(KeyAction::Down),
+                Keys(&app.keymap).of(KeyAction::Up)
+            ))
+            .right_aligned(),
+        );
     }
     frame.render_widget(block, area);
     text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict, Span::raw(what)]), Line::from(amounts)]);

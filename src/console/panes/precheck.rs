@@ -10,6 +10,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use uuid::Uuid;
 
 use crate::console::app::{App, Effects, Load};
+use crate::console::hints::Keys;
 use crate::console::panes::{Pane, is_movement, scroll_detail};
 use crate::console::protocol::{Command, RequestId};
 use crate::console::widgets::{duration_text, fit, pane_block, short};
@@ -89,18 +90,23 @@ pub(crate) fn on_cancelled(app: &mut App, id: RequestId) -> bool {
 
 /// The Pre-check pane.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let k = Keys(&app.keymap);
     let (title, lines): (String, Vec<Line>) = match &app.precheck {
         Load::Idle => (
             "Pre-check".into(),
             vec![
-                Line::from(" Put the cursor on an order and press p (or enter)."),
+                Line::from(format!(" Put the cursor on an order and press {}.", k.with_others(KeyAction::Precheck))),
                 Line::from(" Every check runs in one round trip; its baseline is"),
                 Line::from(" what the post-check compares the rollback with."),
             ],
         ),
         Load::Loading { since, .. } => (
             "Pre-check".into(),
-            vec![Line::from(format!(" pre-checking… {} (c to cancel)", duration_text(app.now - *since)))],
+            vec![Line::from(format!(
+                " pre-checking… {} ({} to cancel)",
+                duration_text(app.now - *since),
+                k.of(KeyAction::Cancel)
+            ))],
         ),
         Load::Failed(e) => (
             "Pre-check".into(),
@@ -154,7 +160,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             }
             if let Some(at) = app.rollback_since(Some(v.at)) {
                 lines.push(Line::from(Span::styled(
-                    format!(" Stale: a rollback at {} since · p re-runs", at.format("%H:%M:%S")),
+                    format!(
+                        " Stale: a rollback at {} since · {} re-runs",
+                        at.format("%H:%M:%S"),
+                        k.of(KeyAction::Precheck)
+                    ),
                     Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
                 )));
             }
@@ -166,7 +176,8 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let mut block = pane_block(app, Pane::Precheck, title);
     if app.detail_scroll > 0 {
-        block = block.title_bottom(Line::from(format!(" ↑ {} more (k) ", app.detail_scroll)).right_aligned());
+        let up = k.of(KeyAction::Up);
+        block = block.title_bottom(Line::from(format!(" ↑ {} more ({up}) ", app.detail_scroll)).right_aligned());
     }
     // Wrapped, so the baseline's amounts are never cut; the check lines already fit.
     frame.render_widget(

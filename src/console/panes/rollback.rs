@@ -9,6 +9,7 @@ use crossterm::event::KeyEvent;
 use uuid::Uuid;
 
 use crate::console::app::{App, Effects, Load};
+use crate::console::hints::Keys;
 use crate::console::keys::EventKeys;
 use crate::console::panes::Pane;
 use crate::console::panes::orders;
@@ -38,9 +39,18 @@ pub(crate) fn key(app: &mut App, action: KeyAction) -> Option<Effects> {
     }
 }
 
+/// Said when a rollback is asked for while one is prepared or runs.
+fn one_at_a_time(app: &mut App) -> Effects {
+    let text = format!(
+        "A rollback is already being prepared or running ({} to abandon it).",
+        Keys(&app.keymap).prefer(KeyAction::Cancel, "esc")
+    );
+    app.say(text, true)
+}
+
 fn start(app: &mut App, group: bool) -> Effects {
     if app.flow.as_ref().is_some_and(|f| !f.is_finished()) {
-        return app.say("A rollback is already being prepared or running (Esc to abandon it).", true);
+        return one_at_a_time(app);
     }
     let Some(o) = app.orders.current().cloned() else {
         return app.say("No order under the cursor.", true);
@@ -50,7 +60,8 @@ fn start(app: &mut App, group: bool) -> Effects {
     }
     let id = app.id();
     let target = if group { FlowTarget::Group(o.clone()) } else { FlowTarget::Single(o.clone()) };
-    app.flow = Some(Flow::new(target, Stage::Prechecking { id }));
+    let accept = app.keymap.hint_key(KeyAction::Accept);
+    app.flow = Some(Flow::new(target, Stage::Prechecking { id }, &accept));
     app.precheck = Load::Loading { id, since: app.now };
     app.focus_pane(Pane::Rollback);
     Effects::with(vec![Command::Precheck { id, order: o.id, user: o.user_id }])
@@ -58,17 +69,24 @@ fn start(app: &mut App, group: bool) -> Effects {
 
 fn start_batch(app: &mut App) -> Effects {
     if app.flow.as_ref().is_some_and(|f| !f.is_finished()) {
-        return app.say("A rollback is already being prepared or running (Esc to abandon it).", true);
+        return one_at_a_time(app);
     }
     let target = if app.orders.all_matching {
         BatchTarget::Matching(app.orders.query.clone())
     } else if !app.orders.selected.is_empty() {
         BatchTarget::Orders(app.orders.selection())
     } else {
-        return app.say("Select orders first (space), or every order matching the filter (A).", true);
+        let k = Keys(&app.keymap);
+        let text = format!(
+            "Select orders first ({}), or every order matching the filter ({}).",
+            k.of(KeyAction::ToggleSelect),
+            k.of(KeyAction::SelectAllMatching)
+        );
+        return app.say(text, true);
     };
     let id = app.id();
-    app.flow = Some(Flow::new(FlowTarget::Batch(target.clone()), Stage::Previewing { id }));
+    let accept = app.keymap.hint_key(KeyAction::Accept);
+    app.flow = Some(Flow::new(FlowTarget::Batch(target.clone()), Stage::Previewing { id }, &accept));
     app.focus_pane(Pane::Rollback);
     Effects::with(vec![Command::PreviewBatch { id, target }])
 }
@@ -166,11 +184,12 @@ fn enter(app: &mut App) -> Effects {
 /// Enter on the confirmation: the rollback or the batch goes to the worker.
 fn confirm(app: &mut App, id: RequestId) -> Effects {
     let now = app.now;
+    let dismiss = app.keymap.hint_key(KeyAction::Dismiss);
     let Some(flow) = app.flow.as_mut() else { return Effects::none() };
     if let Some(word) = &flow.confirm_word {
         let typed = flow.confirm.lines().join("");
         if typed.trim() != word {
-            flow.hint = Some(format!("Type {word} exactly to confirm, or Esc to abandon."));
+            flow.hint = Some(format!("Type {word} exactly to confirm, or {dismiss} to abandon."));
             return Effects::redraw();
         }
     }
@@ -363,14 +382,20 @@ pub(crate) fn on_failed(app: &mut App, id: RequestId, error: String) -> bool {
 }
 
 /// The footer while the flow takes keys.
-pub(crate) fn hint(flow: &Flow) -> Option<&'static str> {
-    match flow.stage {
-        Stage::Reason => Some(" typing the reason · enter continue · esc abandon (nothing is changed)"),
-        Stage::Confirm if flow.confirm_word.is_some() => Some(" type the word shown · enter roll back · esc abandon"),
-        Stage::Confirm => Some(" enter roll back · esc abandon (nothing is changed)"),
-        Stage::Running { .. } | Stage::Prechecking { .. } | Stage::Previewing { .. } => {
-            Some(" c/esc cancel (on the server too) · tab pane · ? help")
+pub(crate) fn hint(flow: &Flow, k: Keys) -> Option<String> {
+    let (accept, dismiss) = (k.of(KeyAction::Accept), k.of(KeyAction::Dismiss));
+    Some(match flow.stage {
+        Stage::Reason => format!(" typing the reason · {accept} continue · {dismiss} abandon (nothing is changed)"),
+        Stage::Confirm if flow.confirm_word.is_some() => {
+            format!(" type the word shown · {accept} roll back · {dismiss} abandon")
         }
-        _ => None,
-    }
+        Stage::Confirm => format!(" {accept} roll back · {dismiss} abandon (nothing is changed)"),
+        Stage::Running { .. } | Stage::Prechecking { .. } | Stage::Previewing { .. } => format!(
+            " {} cancel (on the server too) · {} pane · {} help",
+            k.all(KeyAction::Cancel),
+            k.of(KeyAction::NextPane),
+            k.of(KeyAction::Help)
+        ),
+        _ => return None,
+    })
 }

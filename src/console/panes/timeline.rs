@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use crate::console::app::{App, Effects};
 use crate::console::dialogs::text::{Purpose, TextDialog};
+use crate::console::hints::Keys;
 use crate::console::incident::IncidentPanel;
 use crate::console::panes::{Pane, is_movement, step};
 use crate::console::widgets::{fit, pane_block};
@@ -110,7 +111,8 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     if lines.is_empty() {
-        frame.render_widget(Paragraph::new(" nothing matches the filter (/ changes it)"), inner);
+        let text = format!(" nothing matches the filter ({} changes it)", Keys(&app.keymap).of(KeyAction::Filter));
+        frame.render_widget(Paragraph::new(text), inner);
     } else {
         frame.render_widget(Paragraph::new(lines), inner);
     }

@@ -9,23 +9,31 @@ use ratatui::widgets::{Gauge, Paragraph, Wrap};
 
 use super::{Flow, FlowTarget, Stage};
 use crate::console::app::{App, Load};
+use crate::console::hints::Keys;
 use crate::console::panes::Pane;
 use crate::console::panes::precheck::check_lines;
 use crate::console::widgets::{duration_text, pane_block, short};
 use crate::core::batch::Outcome;
 use crate::core::contract::Check;
 use crate::core::format::money;
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 
 /// Draws the pane.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let k = Keys(&app.keymap);
     let Some(flow) = &app.flow else {
         let block = pane_block(app, Pane::Rollback, "Rollback".into());
         frame.render_widget(
             Paragraph::new(vec![
-                Line::from(" r  roll back the order under the cursor"),
-                Line::from(" t  roll back its whole transaction group"),
-                Line::from(" b  roll back the selection as a batch (space selects, A selects all matching)"),
+                Line::from(format!(" {}  roll back the order under the cursor", k.of(KeyAction::Rollback))),
+                Line::from(format!(" {}  roll back its whole transaction group", k.of(KeyAction::RollbackGroup))),
+                Line::from(format!(
+                    " {}  roll back the selection as a batch ({} selects, {} selects all matching)",
+                    k.of(KeyAction::RollbackBatch),
+                    k.of(KeyAction::ToggleSelect),
+                    k.of(KeyAction::SelectAllMatching)
+                )),
                 Line::from(""),
                 Line::from(" Each starts with a pre-check, asks for a reason and a confirmation,"),
                 Line::from(" and ends with a post-check against the baseline. Nothing changes before you confirm."),
@@ -39,14 +47,20 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(app, Pane::Rollback, format!("Rollback · {}", flow.target.title()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // A finished flow closes with cancel; people expect esc to close, so it is named while
+    // it does.
+    let close = k.prefer(KeyAction::Cancel, "esc");
+    let cancel = k.of(KeyAction::Cancel);
     match &flow.stage {
-        Stage::Prechecking { .. } => text(frame, inner, vec![Line::from(" Pre-checking… (c to cancel)")]),
+        Stage::Prechecking { .. } => {
+            text(frame, inner, vec![Line::from(format!(" Pre-checking… ({cancel} to cancel)"))])
+        }
         Stage::Previewing { .. } => {
-            text(frame, inner, vec![Line::from(" Working out what the batch covers… (c to cancel)")])
+            text(frame, inner, vec![Line::from(format!(" Working out what the batch covers… ({cancel} to cancel)"))])
         }
         Stage::PrecheckFailed => {
             let mut lines = vec![Line::from(Span::styled(
-                " The pre-check did not pass: nothing can be rolled back. esc closes.",
+                format!(" The pre-check did not pass: nothing can be rolled back. {close} closes."),
                 Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             ))];
             if let Load::Loaded(v) = &app.precheck {
@@ -60,7 +74,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             let status = if matches!(flow.stage, Stage::Cancelling { .. }) {
                 format!(" Cancelling… {} (waiting for the server)", duration_text(app.now - *since))
             } else {
-                format!(" Rolling back… {} · c cancels", duration_text(app.now - *since))
+                format!(" Rolling back… {} · {cancel} cancels", duration_text(app.now - *since))
             };
             if flow.is_batch() {
                 batch_progress(flow, status, frame, inner);
@@ -68,10 +82,14 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
                 text(frame, inner, vec![Line::from(status)]);
             }
         }
-        Stage::Done { ok, message, elapsed_ms } => text(frame, inner, done_lines(flow, *ok, message, *elapsed_ms)),
-        Stage::Cancelled { message } => {
-            text(frame, inner, vec![Line::from(format!(" {}", sanitize::line(message))), Line::from(" esc closes")])
+        Stage::Done { ok, message, elapsed_ms } => {
+            text(frame, inner, done_lines(flow, *ok, message, *elapsed_ms, &close))
         }
+        Stage::Cancelled { message } => text(
+            frame,
+            inner,
+            vec![Line::from(format!(" {}", sanitize::line(message))), Line::from(format!(" {close} closes"))],
+        ),
         Stage::Failed { error } => text(
             frame,
             inner,
@@ -80,7 +98,10 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
                     format!(" Failed: {}", sanitize::line(error)),
                     Style::new().fg(Color::Red).bold(),
                 )),
-                Line::from(" Nothing is half-done: each rollback is one transaction. esc closes; r tries again."),
+                Line::from(format!(
+                    " Nothing is half-done: each rollback is one transaction. {close} closes; {} tries again.",
+                    k.of(KeyAction::Rollback)
+                )),
             ],
         ),
     }
@@ -126,6 +147,7 @@ fn plan(app: &App, flow: &Flow) -> Vec<Line<'static>> {
 
 /// The plan, the reason input (or the reason given) and the confirmation.
 fn reason_and_confirm(app: &App, flow: &Flow, frame: &mut Frame, inner: Rect) {
+    let k = Keys(&app.keymap);
     let plan = plan(app, flow);
     let [top, reason_label, reason, confirm_area, hint] = Layout::vertical([
         Constraint::Length(plan.len() as u16 + 1),
@@ -147,7 +169,7 @@ fn reason_and_confirm(app: &App, flow: &Flow, frame: &mut Frame, inner: Rect) {
                     Paragraph::new(Line::from(vec![
                         Span::raw(" Type "),
                         Span::styled(word.clone(), Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
-                        Span::raw(" to roll back, esc abandons:"),
+                        Span::raw(format!(" to roll back, {} abandons:", k.of(KeyAction::Dismiss))),
                     ])),
                     label,
                 );
@@ -155,7 +177,11 @@ fn reason_and_confirm(app: &App, flow: &Flow, frame: &mut Frame, inner: Rect) {
             }
             None => frame.render_widget(
                 Paragraph::new(Span::styled(
-                    " enter rolls back now · esc abandons (nothing is changed)",
+                    format!(
+                        " {} rolls back now · {} abandons (nothing is changed)",
+                        k.of(KeyAction::Accept),
+                        k.of(KeyAction::Dismiss)
+                    ),
                     Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
                 )),
                 confirm_area,
@@ -192,7 +218,7 @@ fn batch_progress(flow: &Flow, status: String, frame: &mut Frame, inner: Rect) {
 }
 
 /// The result: the sentence, how long it took, and a batch's totals and problems.
-fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64) -> Vec<Line<'static>> {
+fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64, close: &str) -> Vec<Line<'static>> {
     let style = if ok {
         Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
     } else {
@@ -200,7 +226,7 @@ fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64) -> Vec<Line
     };
     let mut lines = vec![
         Line::from(Span::styled(format!(" {}", sanitize::line(message)), style)),
-        Line::from(format!(" in {} · esc closes", duration_text(chrono::Duration::milliseconds(elapsed_ms)))),
+        Line::from(format!(" in {} · {close} closes", duration_text(chrono::Duration::milliseconds(elapsed_ms)))),
     ];
     if let Some(s) = &flow.summary {
         lines.push(Line::from(format!(

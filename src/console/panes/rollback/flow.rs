@@ -97,13 +97,14 @@ fn input(placeholder: &str) -> TextArea<'static> {
 }
 
 impl Flow {
-    /// A new flow at its first stage.
-    pub fn new(target: FlowTarget, stage: Stage) -> Self {
+    /// A new flow at its first stage; `accept` is the key that confirms (the confirmation
+    /// input says it).
+    pub fn new(target: FlowTarget, stage: Stage, accept: &str) -> Self {
         Flow {
             target,
             stage,
             reason: input("why: e.g. duplicate executions from deploy 4711"),
-            confirm: input("type the word shown, then enter"),
+            confirm: input(&format!("type the word shown, then {accept}")),
             confirm_word: None,
             baseline: None,
             preview: None,
