@@ -126,7 +126,7 @@ impl IncidentPanel {
     }
 
     /// Folds newly appended entries in.
-    pub fn append(&mut self, entries: Vec<Entry>, now: DateTime<Utc>) {
+    pub(crate) fn append(&mut self, entries: Vec<Entry>, now: DateTime<Utc>) {
         for e in entries {
             self.state.apply(&e.kind, &e.data, e.at, &e.operator);
             if e.kind == "message_copied"
@@ -143,18 +143,22 @@ impl IncidentPanel {
     }
 
     /// When the next internal update is due (none at Level 1: on change).
-    pub fn next_update_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_update_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         comms::next_update_due(self.state.level, self.state.last_message("internal"), self.state.opened_at, now)
     }
 
     /// When the next customer notice is due.
-    pub fn customer_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn customer_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         comms::customer_notice_due(self.state.level, self.state.last_message("customer"), self.state.opened_at, now)
     }
 }
 
 /// Whether an observation is worth recording for the dashboard's audit result.
-pub fn audit_observation(panel: &mut IncidentPanel, violations: usize, at: DateTime<Utc>) -> Option<Observation> {
+pub(crate) fn audit_observation(
+    panel: &mut IncidentPanel,
+    violations: usize,
+    at: DateTime<Utc>,
+) -> Option<Observation> {
     let changed = panel.audit_recorded.is_none_or(|(v, _)| v != violations);
     let fresh = panel.audit_recorded.is_none_or(|(_, t)| at > t);
     // Only an audit that started after the rollback proves it.

@@ -9,12 +9,12 @@
 
 pub mod app;
 pub mod dialogs;
-pub mod frame;
-pub mod hints;
+mod frame;
+mod hints;
 pub mod incident;
-pub mod keys;
-pub mod layout;
-pub mod maintenance;
+mod keys;
+mod layout;
+mod maintenance;
 pub mod panes;
 pub mod protocol;
 pub mod session;

@@ -38,11 +38,6 @@ impl Session {
         }
     }
 
-    /// The incident.
-    pub fn incident(&self) -> &OpenIncident {
-        &self.incident
-    }
-
     /// Does one request; never fails, a failure is the event's text.
     pub fn perform(&mut self, request: JournalRequest, now: DateTime<Utc>) -> JournalEvent {
         match self.try_perform(request, now) {

@@ -23,7 +23,7 @@ static RESTORED: AtomicBool = AtomicBool::new(true);
 
 /// Puts the terminal back the way it was. Safe to call more than once, from a panic hook
 /// or a signal handler.
-pub fn restore() {
+pub(crate) fn restore() {
     if RESTORED.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -34,14 +34,14 @@ pub fn restore() {
 }
 
 /// The terminal in console mode; restored when dropped.
-pub struct TerminalGuard {
+pub(crate) struct TerminalGuard {
     /// The ratatui terminal.
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
 impl TerminalGuard {
     /// Enters console mode and installs a panic hook that leaves it first.
-    pub fn enter() -> io::Result<Self> {
+    pub(crate) fn enter() -> io::Result<Self> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
@@ -167,7 +167,7 @@ where
 }
 
 /// Opens the console in this terminal and runs it to the end.
-pub async fn run_console(
+pub(crate) async fn run_console(
     mut app: App,
     worker: crate::console::worker::WorkerHandle,
     mut session: Option<crate::console::session::Session>,

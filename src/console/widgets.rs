@@ -13,7 +13,7 @@ use crate::console::panes::Pane;
 use crate::core::workflow::Level;
 
 /// A pane's frame: bold and coloured when focused, with its title.
-pub fn pane_block(app: &App, pane: Pane, title: String) -> Block<'static> {
+pub(crate) fn pane_block(app: &App, pane: Pane, title: String) -> Block<'static> {
     let focused = app.focus == pane;
     let style = if focused {
         Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
@@ -30,7 +30,7 @@ pub fn pane_block(app: &App, pane: Pane, title: String) -> Block<'static> {
 
 /// Tabs naming `panes` in equal slots, `shown` highlighted (narrow screens show one pane
 /// at a time under them).
-pub fn tabs(frame: &mut Frame, area: Rect, panes: &[Pane], shown: Pane) {
+pub(crate) fn tabs(frame: &mut Frame, area: Rect, panes: &[Pane], shown: Pane) {
     let n = u32::try_from(panes.len()).unwrap_or(1).max(1);
     let slots = Layout::horizontal(vec![Constraint::Ratio(1, n); panes.len()]).split(area);
     for (pane, slot) in panes.iter().zip(slots.iter()) {
@@ -47,7 +47,7 @@ pub fn tabs(frame: &mut Frame, area: Rect, panes: &[Pane], shown: Pane) {
 }
 
 /// The level's colour; the label carries the meaning without it.
-pub fn level_style(level: Level) -> Style {
+pub(crate) fn level_style(level: Level) -> Style {
     match level {
         Level::Minor => Style::new().fg(Color::Black).bg(Color::Green),
         Level::Moderate => Style::new().fg(Color::Black).bg(Color::Yellow),
@@ -56,7 +56,7 @@ pub fn level_style(level: Level) -> Style {
 }
 
 /// "3m 05s" / "1h 02m".
-pub fn duration_text(d: chrono::Duration) -> String {
+pub(crate) fn duration_text(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
     if s >= 3600 {
         format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
@@ -71,7 +71,7 @@ pub fn duration_text(d: chrono::Duration) -> String {
 
 /// `text` in `width` columns: cut with a trailing '…' when longer, so a cut amount never
 /// reads as a different amount.
-pub fn fit(text: &str, width: u16) -> String {
+pub(crate) fn fit(text: &str, width: u16) -> String {
     let width = usize::from(width);
     if text.chars().count() <= width {
         return text.to_string();
@@ -82,7 +82,7 @@ pub fn fit(text: &str, width: u16) -> String {
 }
 
 /// A rectangle of at most `w`×`h` in the middle of `area`.
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
@@ -94,7 +94,7 @@ pub fn short(id: Uuid) -> String {
 }
 
 /// A one-line input, empty or with text, cursor at the end.
-pub fn text_input(text: &str, placeholder: &str) -> ratatui_textarea::TextArea<'static> {
+pub(crate) fn text_input(text: &str, placeholder: &str) -> ratatui_textarea::TextArea<'static> {
     let mut t = ratatui_textarea::TextArea::new(vec![text.to_string()]);
     t.set_cursor_line_style(Style::default());
     t.set_placeholder_text(placeholder.to_string());

@@ -269,7 +269,7 @@ impl App {
 
     /// The last rollback seen on the dashboard (anyone's), when it is newer than `since`:
     /// what was loaded before it may show orders as they no longer are.
-    pub fn rollback_since(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    pub(crate) fn rollback_since(&self, since: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let last = self.dashboard.as_ref()?.metrics.last_rollback?;
         since.is_some_and(|s| last > s).then_some(last)
     }

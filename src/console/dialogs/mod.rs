@@ -8,10 +8,10 @@
 
 pub mod classify;
 pub mod editor;
-pub mod help;
+pub(crate) mod help;
 pub mod level;
 pub mod phase;
-pub mod quit;
+pub(crate) mod quit;
 pub mod role;
 pub mod text;
 

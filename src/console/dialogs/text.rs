@@ -42,7 +42,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// The dialog's title.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         match self {
             Purpose::Note => "Note for the timeline".into(),
             Purpose::SkipReason(item) => format!("Why is \"{item}\" skipped?"),

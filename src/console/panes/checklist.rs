@@ -44,7 +44,7 @@ impl IncidentPanel {
 
     /// Whether the console saw what an item's `auto` signal stands for (shown as a hint at
     /// Levels 2 and 3, where a person ticks the item).
-    pub fn observed(&self, signal: AutoSignal) -> bool {
+    pub(crate) fn observed(&self, signal: AutoSignal) -> bool {
         let i = &self.state;
         match signal {
             AutoSignal::PostcheckPassed => i.records_of("postcheck").any(|r| r.data["successful"] == true),

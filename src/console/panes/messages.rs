@@ -100,7 +100,7 @@ impl IncidentPanel {
     }
 
     /// Fills the selected message from the whole incident (after the cursor moved to it).
-    pub fn refresh_selected(&mut self, now: DateTime<Utc>) {
+    pub(crate) fn refresh_selected(&mut self, now: DateTime<Utc>) {
         let Some(name) = self.messages.get(self.message_cursor).map(|s| s.name.clone()) else { return };
         let value = if self.uses_timeline(&name) {
             self.full_context(now)
@@ -152,7 +152,7 @@ impl IncidentPanel {
     }
 
     /// The next required field of the message under the cursor still to fill.
-    pub fn next_unfilled(&self) -> Option<String> {
+    pub(crate) fn next_unfilled(&self) -> Option<String> {
         self.current_message().and_then(|s| s.unfilled().into_iter().next())
     }
 }

@@ -6,15 +6,15 @@
 //! `None` to let the screen ask the next pane; most keys act only while the pane has the
 //! focus, a few (a rollback, a filter, cancel) wherever the focus is on its screen.
 
-pub mod checklist;
-pub mod dashboard;
-pub mod messages;
+pub(crate) mod checklist;
+pub(crate) mod dashboard;
+pub(crate) mod messages;
 pub mod orders;
-pub mod postcheck;
-pub mod precheck;
+pub(crate) mod postcheck;
+pub(crate) mod precheck;
 pub mod rollback;
-pub mod team;
-pub mod timeline;
+pub(crate) mod team;
+pub(crate) mod timeline;
 
 use ratatui::Frame;
 use ratatui::layout::Rect;

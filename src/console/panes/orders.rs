@@ -79,12 +79,12 @@ pub struct OrdersView {
 
 impl OrdersView {
     /// The order under the cursor.
-    pub fn current(&self) -> Option<&OrderRow> {
+    pub(crate) fn current(&self) -> Option<&OrderRow> {
         self.rows.get(self.cursor)
     }
 
     /// Selects or unselects the order under the cursor.
-    pub fn toggle_current(&mut self) {
+    pub(crate) fn toggle_current(&mut self) {
         if let Some(r) = self.rows.get(self.cursor) {
             if self.selected.remove(&r.id).is_none() {
                 self.selected.insert(r.id, r.user_id);
@@ -99,7 +99,7 @@ impl OrdersView {
     }
 
     /// A label for the time window, for titles.
-    pub fn describe_filter(&self) -> String {
+    pub(crate) fn describe_filter(&self) -> String {
         if self.filter_text.trim().is_empty() { "all orders, newest first".into() } else { self.filter_text.clone() }
     }
 }

@@ -95,8 +95,14 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(block, area);
     text(frame, head, vec![Line::from(vec![Span::raw(" "), verdict, Span::raw(what)]), Line::from(amounts)]);
-    let Some(p) = &v.postcheck else { return };
-    // Failing checks first: on a small screen what is cut is what passed.
+    if let Some(p) = &v.postcheck {
+        checks_table(app, p, frame, table);
+    }
+}
+
+/// Expected and actual of every check, failing ones first (on a small screen what is cut
+/// is what passed), from the scroll position down.
+fn checks_table(app: &App, p: &Postcheck, frame: &mut Frame, table: Rect) {
     let mut checks: Vec<&Check> = p.checks.iter().collect();
     checks.sort_by_key(|c| c.passed);
     // Expected and actual side by side, whole when they fit: the check names give way first,

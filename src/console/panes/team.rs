@@ -19,12 +19,12 @@ use crate::core::workflow::incident::Role;
 
 impl IncidentPanel {
     /// Team rows: the six roles, then the escalation contacts.
-    pub fn team_rows() -> usize {
+    pub(crate) fn team_rows() -> usize {
         Role::ALL.len() + crate::core::contacts::ESCALATIONS.len()
     }
 
     /// The contact configured for a role key.
-    pub fn contact(&self, role_key: &str) -> Option<&Contact> {
+    pub(crate) fn contact(&self, role_key: &str) -> Option<&Contact> {
         self.contacts.iter().find(|c| c.role == role_key)
     }
 }

@@ -21,7 +21,7 @@ impl IncidentPanel {
     /// One screenful of the timeline: `rows` entries from `offset`, newest first, filtered,
     /// and how many entries pass the filter. Only the entries shown are described when
     /// nothing is filtered.
-    pub fn timeline_page(&self, offset: usize, rows: usize) -> (Vec<(&Entry, String)>, usize) {
+    pub(crate) fn timeline_page(&self, offset: usize, rows: usize) -> (Vec<(&Entry, String)>, usize) {
         if self.timeline_filter.is_empty() {
             let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, crate::core::report::describe(e)));
             return (page.collect(), self.entries.len());

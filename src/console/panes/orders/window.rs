@@ -8,7 +8,7 @@ use crate::core::contract::OrderRow;
 
 impl OrdersView {
     /// Forget the rows (a new filter, or a refresh) and ask for the first page again.
-    pub fn restart(&mut self, page_id: RequestId, count_id: RequestId) -> [Command; 2] {
+    pub(crate) fn restart(&mut self, page_id: RequestId, count_id: RequestId) -> [Command; 2] {
         // A reload after a rollback should not lose the operator's place.
         self.keep = self.current().map(|r| r.id);
         self.rows.clear();
@@ -28,7 +28,7 @@ impl OrdersView {
     }
 
     /// Moves the cursor by `delta` rows, keeping it on screen (`height` rows visible).
-    pub fn move_cursor(&mut self, delta: isize, height: usize) {
+    pub(crate) fn move_cursor(&mut self, delta: isize, height: usize) {
         if self.rows.is_empty() {
             return;
         }
@@ -38,7 +38,7 @@ impl OrdersView {
     }
 
     /// Puts the cursor on a row.
-    pub fn set_cursor(&mut self, index: usize, height: usize) {
+    pub(crate) fn set_cursor(&mut self, index: usize, height: usize) {
         if !self.rows.is_empty() {
             self.cursor = index.min(self.rows.len() - 1);
             self.keep_visible(height);
@@ -55,7 +55,7 @@ impl OrdersView {
     }
 
     /// The next page to load, if the cursor is near an end of the window.
-    pub fn page_needed(&self) -> Option<PageRequest> {
+    pub(crate) fn page_needed(&self) -> Option<PageRequest> {
         if self.loading.is_some() || self.rows.is_empty() {
             return None;
         }
@@ -69,7 +69,7 @@ impl OrdersView {
     }
 
     /// Takes in a page; keeps the window bounded. Returns false for a stale answer.
-    pub fn receive(
+    pub(crate) fn receive(
         &mut self,
         id: RequestId,
         page: PageRequest,

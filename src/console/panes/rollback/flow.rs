@@ -24,7 +24,7 @@ pub enum FlowTarget {
 
 impl FlowTarget {
     /// Headline for the pane.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         match self {
             FlowTarget::Single(o) => format!("order {} ({} {} {})", short(o.id), o.side, o.symbol, o.status),
             FlowTarget::Group(o) => format!(
@@ -99,7 +99,7 @@ fn input(placeholder: &str) -> TextArea<'static> {
 impl Flow {
     /// A new flow at its first stage; `accept` is the key that confirms (the confirmation
     /// input says it).
-    pub fn new(target: FlowTarget, stage: Stage, accept: &str) -> Self {
+    pub(crate) fn new(target: FlowTarget, stage: Stage, accept: &str) -> Self {
         Flow {
             target,
             stage,
@@ -116,7 +116,7 @@ impl Flow {
     }
 
     /// True while something runs on the database for this flow.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         matches!(
             self.stage,
             Stage::Prechecking { .. } | Stage::Previewing { .. } | Stage::Running { .. } | Stage::Cancelling { .. }
@@ -124,12 +124,12 @@ impl Flow {
     }
 
     /// True while a rollback is changing money (quitting asks first).
-    pub fn is_changing_money(&self) -> bool {
+    pub(crate) fn is_changing_money(&self) -> bool {
         matches!(self.stage, Stage::Running { .. } | Stage::Cancelling { .. })
     }
 
     /// True when the flow has ended and can be closed.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         matches!(
             self.stage,
             Stage::Done { .. } | Stage::Cancelled { .. } | Stage::Failed { .. } | Stage::PrecheckFailed
@@ -142,7 +142,7 @@ impl Flow {
     }
 
     /// The request id the flow waits on.
-    pub fn request(&self) -> Option<RequestId> {
+    pub(crate) fn request(&self) -> Option<RequestId> {
         match self.stage {
             Stage::Prechecking { id }
             | Stage::Previewing { id }
@@ -153,7 +153,7 @@ impl Flow {
     }
 
     /// Whether this is a batch.
-    pub fn is_batch(&self) -> bool {
+    pub(crate) fn is_batch(&self) -> bool {
         matches!(self.target, FlowTarget::Batch(_))
     }
 }
