@@ -50,17 +50,16 @@ impl Pane {
     pub const ORDER: [Pane; 5] = [Pane::Orders, Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
     /// Focus order for Tab on the incident screen.
     pub const INCIDENT: [Pane; 4] = [Pane::Checklist, Pane::Timeline, Pane::Team, Pane::Messages];
+    /// The rollback screen's panes in the order they are asked whether a key is theirs
+    /// (the incident screen asks in `INCIDENT` order). The flow comes first, so that cancel
+    /// stops a rollback before a pre-check or a page of orders.
+    pub(crate) const ROLLBACK_KEY_ORDER: [Pane; 5] =
+        [Pane::Rollback, Pane::Precheck, Pane::Orders, Pane::Postcheck, Pane::Dashboard];
 
     /// Whether the pane is on the incident screen.
     pub fn on_incident_screen(self) -> bool {
         Pane::INCIDENT.contains(&self)
     }
-
-    /// The panes a screen asks, in this order, whether a key is theirs. On the rollback
-    /// screen the flow comes first, so that cancel stops a rollback before a pre-check or a
-    /// page of orders.
-    pub const ROLLBACK_KEY_ORDER: [Pane; 5] =
-        [Pane::Rollback, Pane::Precheck, Pane::Orders, Pane::Postcheck, Pane::Dashboard];
 
     /// Title.
     pub fn title(self) -> &'static str {

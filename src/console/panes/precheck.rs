@@ -186,6 +186,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// PASS in green, FAIL in red.
 pub(super) fn pass(passed: bool) -> Span<'static> {
     if passed {
         Span::styled("PASS", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))

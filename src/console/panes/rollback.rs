@@ -157,7 +157,8 @@ pub(crate) fn paste(app: &mut App, text: &str) -> bool {
 
 fn enter(app: &mut App) -> Effects {
     let level = app.incident.level;
-    // An id is taken at every enter, as it always was, so request ids stay as they were.
+    // The id a confirmation sends with, taken on every enter (as the console always has):
+    // ids are only ever compared, so the gaps are harmless.
     let id = app.id();
     let Some(flow) = app.flow.as_mut() else { return Effects::none() };
     match flow.stage {

@@ -28,6 +28,7 @@ pub(super) struct Job {
     pub(super) events: mpsc::UnboundedSender<DbEvent>,
 }
 
+/// A page of orders.
 pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: PageRequest, limit: i64) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
@@ -46,6 +47,7 @@ pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: Page
     });
 }
 
+/// How many orders match (capped).
 pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
@@ -59,6 +61,7 @@ pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
     });
 }
 
+/// `rollback_precheck` for one order.
 pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::Uuid) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = match db::precheck(&mut *conn, order, user).await {
@@ -72,6 +75,7 @@ pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::U
     });
 }
 
+/// A rollback and its post-check, recorded.
 pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
     let recorder = job.pool.clone();
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
@@ -86,6 +90,7 @@ pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
     });
 }
 
+/// What a batch would roll back: its orders and their money.
 pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
