@@ -97,11 +97,11 @@ fn bench(c: &mut Criterion) {
     };
     let empty = loaded_app(0, 0);
     c.bench_function("baseline: empty 160x48 frame", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&empty), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::render(black_box(&empty), f)).map(|_| ()))
     });
     let app = loaded_app(10_000, 10_000);
     c.bench_function("160x48 frame, 10,000 orders loaded", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&app), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::render(black_box(&app), f)).map(|_| ()))
     });
     let mut app = loaded_app(10_000, 10_000);
     c.bench_function("key j handled and frame redrawn, 10,000 orders loaded", |b| {
@@ -109,14 +109,14 @@ fn bench(c: &mut Criterion) {
             let e = app.update(key('j'));
             let _ = app.update(key('k'));
             black_box(e);
-            terminal.draw(|f| incident_console::console::ui::render(&app, f)).map(|_| ())
+            terminal.draw(|f| incident_console::console::render(&app, f)).map(|_| ())
         })
     });
 }
 
 /// The console on the incident screen, its journal holding `notes` notes after the opening.
 fn incident_app(dir: &std::path::Path, notes: usize) -> App {
-    use incident_console::console::app::incident::IncidentPanel;
+    use incident_console::console::incident::IncidentPanel;
     use incident_console::core::comms::TemplateStore;
     use incident_console::core::journal;
     use incident_console::core::workflow::checklist::Checklist;
@@ -161,7 +161,7 @@ fn bench_incident(c: &mut Criterion) {
     };
     let empty = loaded_app(0, 0);
     c.bench_function("baseline (incident): empty 160x48 frame", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&empty), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::render(black_box(&empty), f)).map(|_| ()))
     });
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
@@ -169,7 +169,7 @@ fn bench_incident(c: &mut Criterion) {
     };
     let app = incident_app(dir.path(), 2_000);
     c.bench_function("incident screen 160x48, journal of 2,000 entries", |b| {
-        b.iter(|| terminal.draw(|f| incident_console::console::ui::render(black_box(&app), f)).map(|_| ()))
+        b.iter(|| terminal.draw(|f| incident_console::console::render(black_box(&app), f)).map(|_| ()))
     });
     let mut app = incident_app(&dir.path().join("second"), 2_000);
     let now = app.now;

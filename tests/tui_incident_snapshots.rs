@@ -19,17 +19,19 @@ use ratatui::style::Color;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use incident_console::console::app::incident::{IncidentPanel, JournalEvent, JournalRequest};
 use incident_console::console::app::{Action, App, Effects, Screen};
+use incident_console::console::dialogs::Dialog;
+use incident_console::console::dialogs::role::RolePicker;
+use incident_console::console::incident::{IncidentPanel, JournalEvent, JournalRequest};
+use incident_console::console::panes::Pane;
 use incident_console::console::protocol::{Command, ConnState, DbEvent};
+use incident_console::console::render;
 use incident_console::console::session::Session;
-use incident_console::console::ui;
-use incident_console::console::ui::layout::Pane;
 use incident_console::core::comms::TemplateStore;
 use incident_console::core::contacts::Contact;
 use incident_console::core::contract::MaintenanceProbe;
 use incident_console::core::contract::MaintenanceState;
-use incident_console::core::keys::KeyMap;
+use incident_console::core::keys::{KeyAction, KeyMap};
 use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::incident::{Observation, Step};
 use incident_console::core::workflow::{IncidentHeader, Level, Phase};
@@ -385,7 +387,7 @@ fn response(size: (u16, u16)) -> Console {
 
 fn draw(app: &App) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(app.size.0, app.size.1)).expect("a test terminal");
-    terminal.draw(|f| ui::render(app, f)).expect("a frame");
+    terminal.draw(|f| render(app, f)).expect("a frame");
     terminal
 }
 
@@ -795,4 +797,65 @@ fn the_editor_shows_whole_lines_at_80_columns() {
     c.press('e');
     let text = text_of(&c);
     assert_has(&text, &["technical difficulties with our order execution", "║system."]);
+}
+
+// ----------------------------------------------------------------------------------------
+// Keys from the keymap
+// ----------------------------------------------------------------------------------------
+
+/// The last row of the screen.
+fn footer_of(c: &Console) -> String {
+    text_of(c).lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_rebound_key_is_the_one_shown_and_the_one_that_acts() {
+    let mut c = Console::open((160, 48));
+    let mut keys = std::collections::BTreeMap::new();
+    keys.insert(KeyAction::Note, vec!["o".to_string()]);
+    keys.insert(KeyAction::Accept, vec!["ctrl-s".to_string()]);
+    keys.insert(KeyAction::Dismiss, vec!["ctrl-g".to_string()]);
+    keys.insert(KeyAction::Up, vec!["k".to_string()]);
+    keys.insert(KeyAction::Down, vec!["j".to_string()]);
+    c.app.keymap = KeyMap::with_overrides(&keys).expect("a valid keymap");
+    let ctrl = |c: &mut Console, k: char| {
+        c.act(Action::Terminal(Event::Key(KeyEvent::new(KeyCode::Char(k), KeyModifiers::CONTROL))))
+    };
+
+    // A screen key: the footer names the new key, the old one does nothing, the new one acts.
+    assert_has(&footer_of(&c), &[" o  note "]);
+    assert_lacks(&footer_of(&c), &[" n  note "]);
+    c.press('n');
+    assert!(c.case().dialog.is_none(), "n is no longer the note key");
+    c.press('o');
+    assert!(c.case().dialog.is_some(), "o opens the note");
+
+    // Dialog keys: the dialog and the footer name them; esc and enter no longer act.
+    let text = text_of(&c);
+    assert_has(
+        &text,
+        &[" ctrl-s record · ctrl-g abandon", " typing · ctrl-s record · ctrl-g abandon (nothing recorded)"],
+    );
+    assert_lacks(&text, &["enter record", "esc abandon"]);
+    c.typed("rebound");
+    c.key(KeyCode::Esc);
+    assert!(c.case().dialog.is_some(), "esc is not dismiss any more");
+    ctrl(&mut c, 'g');
+    assert!(c.case().dialog.is_none(), "ctrl-g dismisses");
+    assert_eq!(c.app.message.as_ref().map(|m| m.text.as_str()), Some("Abandoned: nothing recorded."));
+    let before = c.case().entries.len();
+    c.press('o');
+    c.typed("noted with the rebound keys");
+    ctrl(&mut c, 's');
+    assert!(c.case().dialog.is_none(), "ctrl-s records");
+    assert_eq!(c.case().entries.len(), before + 1);
+
+    // A picker: without the arrow keys bound, the hint names the letters, and only they move.
+    c.focus(Pane::Checklist);
+    c.press('a');
+    assert_has(&footer_of(&c), &[" 1-6 or k/j ctrl-s pick the role · ctrl-g abandon"]);
+    c.key(KeyCode::Down);
+    assert!(matches!(c.case().dialog, Some(Dialog::PickRole(RolePicker { cursor: 0, .. }))));
+    c.press('j');
+    assert!(matches!(c.case().dialog, Some(Dialog::PickRole(RolePicker { cursor: 1, .. }))));
 }

@@ -12,12 +12,19 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::console::app::flow::Stage;
-use incident_console::console::app::incident::{Dialog, IncidentPanel, JournalEvent, JournalRequest, Purpose};
 use incident_console::console::app::{Action, App, Effects, Load, Screen};
+use incident_console::console::dialogs::Dialog;
+use incident_console::console::dialogs::classify::Classify;
+use incident_console::console::dialogs::editor::Editor;
+use incident_console::console::dialogs::level::LevelPicker;
+use incident_console::console::dialogs::phase::ConfirmPhase;
+use incident_console::console::dialogs::role::RolePicker;
+use incident_console::console::dialogs::text::{Purpose, TextDialog};
+use incident_console::console::incident::{IncidentPanel, JournalEvent, JournalRequest};
+use incident_console::console::panes::Pane;
+use incident_console::console::panes::rollback::Stage;
 use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest};
 use incident_console::console::session::Session;
-use incident_console::console::ui::layout::Pane;
 use incident_console::core::batch::{BatchItem, Outcome, Summary};
 use incident_console::core::comms::TemplateStore;
 use incident_console::core::contacts::Contact;
@@ -327,7 +334,9 @@ impl Console {
 
     fn text_dialog(&self) -> (Purpose, String, Option<String>) {
         match self.dialog() {
-            Some(Dialog::Text { purpose, input, hint }) => (purpose.clone(), input.lines().join("\n"), hint.clone()),
+            Some(Dialog::Text(TextDialog { purpose, input, hint })) => {
+                (purpose.clone(), input.lines().join("\n"), hint.clone())
+            }
             other => panic!("a text dialog is open: {other:?}"),
         }
     }
@@ -522,10 +531,10 @@ fn a_on_the_checklist_picks_a_role_for_the_item() {
     c.press('j'); // classify
     let e = c.press('a');
     assert!(e.journal.is_empty());
-    assert!(matches!(c.dialog(), Some(Dialog::PickRole { item, cursor: 0 }) if item == "classify"));
+    assert!(matches!(c.dialog(), Some(Dialog::PickRole(RolePicker { item, cursor: 0 })) if item == "classify"));
     c.press('j');
     c.press('j');
-    assert!(matches!(c.dialog(), Some(Dialog::PickRole { cursor: 2, .. })));
+    assert!(matches!(c.dialog(), Some(Dialog::PickRole(RolePicker { cursor: 2, .. }))));
     let e = c.enter();
     assert_eq!(e.journal, vec![step(Step::AssignItem { item: "classify".into(), role: Role::DatabaseAdmin })]);
     assert!(c.dialog().is_none());
@@ -586,7 +595,11 @@ fn shift_p_asks_to_confirm_then_advances() {
     let e = c.press('P');
     assert!(e.journal.is_empty());
     // detect, classify, activate_team and internal_alert are open at Level 2
-    assert!(matches!(c.dialog(), Some(Dialog::ConfirmPhase { to: Phase::Response, open: 4 })), "{:?}", c.dialog());
+    assert!(
+        matches!(c.dialog(), Some(Dialog::ConfirmPhase(ConfirmPhase { to: Phase::Response, open: 4 }))),
+        "{:?}",
+        c.dialog()
+    );
     let e = c.esc();
     assert!(e.journal.is_empty() && c.dialog().is_none());
     assert_eq!(c.case().state.phase, Phase::Assessment);
@@ -608,7 +621,7 @@ fn shift_l_picks_a_level_then_asks_why() {
     let mut c = Console::incident();
     let e = c.press('L');
     assert!(e.journal.is_empty());
-    assert!(matches!(c.dialog(), Some(Dialog::PickLevel { cursor: Level::Moderate })));
+    assert!(matches!(c.dialog(), Some(Dialog::PickLevel(LevelPicker { cursor: Level::Moderate }))));
     let e = c.press('3');
     assert!(e.journal.is_empty());
     let (purpose, _, _) = c.text_dialog();
@@ -638,12 +651,12 @@ fn shift_c_classifies_and_unsure_counts_up() {
     c.press('C');
     // complete failure: no; data corrupted: unsure (counts as yes); the rest: no
     c.typed("nu");
-    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 2, .. })));
+    assert!(matches!(c.dialog(), Some(Dialog::Classify(Classify { index: 2, .. }))));
     // backspace goes back one question
     c.key(KeyCode::Backspace);
-    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 1, answers }) if answers.len() == 1));
+    assert!(matches!(c.dialog(), Some(Dialog::Classify(Classify { index: 1, answers })) if answers.len() == 1));
     c.typed("unnnnnnnn");
-    assert!(matches!(c.dialog(), Some(Dialog::Classify { index: 10, .. })));
+    assert!(matches!(c.dialog(), Some(Dialog::Classify(Classify { index: 10, .. }))));
     let e = c.enter();
     let [JournalRequest::Step(Step::SetLevel { to, reason }), JournalRequest::Step(Step::Tick { item })] =
         e.journal.as_slice()
@@ -834,7 +847,7 @@ fn edit_line(c: &mut Console, prefix: &str, text: &str) {
     let line = current.split('\n').position(|l| l.starts_with(prefix)).expect("the line is in the message");
     let e = c.press('e');
     assert!(e.journal.is_empty());
-    assert!(matches!(c.dialog(), Some(Dialog::Editor { .. })));
+    assert!(matches!(c.dialog(), Some(Dialog::Editor(Editor { .. }))));
     for _ in 0..line {
         c.key(KeyCode::Down);
     }
@@ -913,7 +926,7 @@ fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
 
     // Reopened, the editor shows the draft, not the template.
     c.press('e');
-    let Some(Dialog::Editor { input, .. }) = c.dialog() else { panic!("the editor") };
+    let Some(Dialog::Editor(Editor { input, .. })) = c.dialog() else { panic!("the editor") };
     assert!(input.lines().join("\n").contains("Our desk"));
 }
 
@@ -1453,7 +1466,11 @@ fn enter_on_the_incident_screen_does_not_run_a_rollback_being_confirmed() {
     );
     assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Confirm));
     // Enter in the Team pane opens the person dialog instead.
-    assert!(matches!(c.dialog(), Some(Dialog::Text { purpose: Purpose::Person(_), .. })), "{:?}", c.dialog());
+    assert!(
+        matches!(c.dialog(), Some(Dialog::Text(TextDialog { purpose: Purpose::Person(_), .. }))),
+        "{:?}",
+        c.dialog()
+    );
 }
 
 #[test]

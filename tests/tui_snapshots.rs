@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use incident_console::console::app::{Action, App, Effects};
 use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
-use incident_console::console::ui;
+use incident_console::console::render;
 use incident_console::core::batch::{BatchItem, Outcome};
 use incident_console::core::contract::{
     BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
@@ -652,7 +652,7 @@ fn maintenance_on(size: (u16, u16)) -> Sim {
 
 fn draw(app: &App, size: (u16, u16)) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(size.0, size.1)).expect("a test terminal");
-    terminal.draw(|f| ui::render(app, f)).expect("a frame");
+    terminal.draw(|f| render(app, f)).expect("a frame");
     terminal
 }
 
@@ -734,7 +734,7 @@ fn orders_loaded_with_the_cursor_moved() {
         let text = snap(&s, "orders_loaded");
         assert_has(&text, &["35 match", "GBPUSD", "executed", "EURUSD", "pending", "L2 MODERATE"]);
         // the row under the cursor is on screen
-        assert_has(&text, &[&incident_console::console::app::flow::short(s.current().id)]);
+        assert_has(&text, &[&incident_console::console::widgets::short(s.current().id)]);
     }
 }
 
@@ -920,7 +920,7 @@ fn postcheck_amounts_are_never_cut_silently() {
 #[test]
 fn the_postcheck_scrolls_at_80x24() {
     let mut s = postcheck_mismatch((80, 24));
-    assert_eq!(s.app.focus, incident_console::console::ui::layout::Pane::Postcheck);
+    assert_eq!(s.app.focus, incident_console::console::panes::Pane::Postcheck);
     let text = text_of(&s);
     assert!(text.contains("0 above · 3 below (j/k)") && !text.contains("one_audit_row_per_order"), "{text}");
     for _ in 0..3 {

@@ -10,12 +10,12 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::console::app::flow::{FlowTarget, Stage};
-use incident_console::console::app::orders::{PAGE, WINDOW, parse_filter};
 use incident_console::console::app::{Action, App, Effects, Load};
+use incident_console::console::panes::Pane;
+use incident_console::console::panes::orders::{PAGE, WINDOW, parse_filter};
+use incident_console::console::panes::rollback::{FlowTarget, Stage};
 use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, OrderKey, PageRequest, RequestId};
-use incident_console::console::ui;
-use incident_console::console::ui::layout::Pane;
+use incident_console::console::render;
 use incident_console::core::batch::BatchItem;
 use incident_console::core::contract::{
     BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
@@ -926,10 +926,10 @@ fn a_click_lands_on_the_row_that_was_drawn() {
     }
     assert!(s.app.orders.offset > 0);
     s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 5);
-    let clicked = s.app.current_order().map(|r| incident_console::console::app::flow::short(r.id)).expect("a row");
+    let clicked = s.app.current_order().map(|r| incident_console::console::widgets::short(r.id)).expect("a row");
     // The row drawn on screen line 5 is the one now under the cursor.
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    terminal.draw(|f| render(&s.app, f)).expect("draw");
     let buf = terminal.backend().buffer();
     let line5: String = (0..80).map(|x| buf[(x, 5)].symbol().to_string()).collect();
     assert!(line5.contains(&clicked), "{line5:?} should show {clicked}");
@@ -975,7 +975,7 @@ fn resize_below_the_minimum_and_back() {
     assert!(e.redraw);
     assert_eq!(s.app.size, (60, 20));
     let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
-    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    terminal.draw(|f| render(&s.app, f)).expect("draw");
     let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
     assert!(text.contains("Terminal too small"));
     // The mouse has nothing to hit, and keys do nothing: nothing may act unseen.
@@ -1009,7 +1009,7 @@ fn no_key_acts_while_the_terminal_is_too_small() {
     let e = s.press('q');
     assert!(e.commands.is_empty() && s.app.quit_confirm && !s.app.quit);
     let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
-    terminal.draw(|f| ui::render(&s.app, f)).expect("draw");
+    terminal.draw(|f| render(&s.app, f)).expect("draw");
     let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
     assert!(text.contains("A rollback is running") && text.contains("y quits"), "{text}");
     s.press('y');

@@ -22,8 +22,9 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
             let c = crate::store::config::ConsoleConfig::load()?;
             if g.json {
                 let keys: serde_json::Map<String, Value> = crate::core::keys::KeyAction::ALL
-                    .iter()
-                    .map(|&a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
+                    .into_iter()
+                    .chain(crate::core::keys::KeyAction::DIALOG)
+                    .map(|a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
                     .collect();
                 print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys }))?;
             } else {
@@ -32,7 +33,7 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
                     sanitize::line(&path.display().to_string()),
                     if path.exists() { "ok" } else { "not present, defaults in effect" }
                 );
-                for a in crate::core::keys::KeyAction::ALL {
+                for a in crate::core::keys::KeyAction::ALL.into_iter().chain(crate::core::keys::KeyAction::DIALOG) {
                     println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
                 }
             }

@@ -33,15 +33,27 @@ pub fn chord_of(ev: &KeyEvent) -> Option<Chord> {
     Chord::named(name, ctrl, alt)
 }
 
+/// What a chord does in a dialog: its dialog binding, else up or down when the screen
+/// binds it so (a picker's cursor moves as a list's does); nothing else of the screen's.
+pub fn dialog_chord(keys: &KeyMap, chord: Chord) -> Option<KeyAction> {
+    keys.lookup_dialog(chord).or_else(|| keys.lookup(chord).filter(|a| matches!(a, KeyAction::Up | KeyAction::Down)))
+}
+
 /// The keymap read with terminal events.
 pub trait EventKeys {
-    /// The action of a key event, if any.
+    /// The screen action of a key event, if any.
     fn action(&self, ev: &KeyEvent) -> Option<KeyAction>;
+    /// The action of a key event in a dialog or a text input, if any (see `dialog_chord`).
+    fn dialog_action(&self, ev: &KeyEvent) -> Option<KeyAction>;
 }
 
 impl EventKeys for KeyMap {
     fn action(&self, ev: &KeyEvent) -> Option<KeyAction> {
         chord_of(ev).and_then(|c| self.lookup(c))
+    }
+
+    fn dialog_action(&self, ev: &KeyEvent) -> Option<KeyAction> {
+        chord_of(ev).and_then(|c| dialog_chord(self, c))
     }
 }
 
@@ -61,5 +73,21 @@ mod tests {
         assert_eq!(m.action(&ev(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(KeyAction::PrevPane));
         assert_eq!(m.action(&ev(KeyCode::Char(' '), KeyModifiers::NONE)), Some(KeyAction::ToggleSelect));
         assert_eq!(m.action(&ev(KeyCode::PageDown, KeyModifiers::NONE)), Some(KeyAction::PageDown));
+    }
+
+    #[test]
+    fn dialog_keys_from_events() {
+        let m = KeyMap::default();
+        let none = KeyModifiers::NONE;
+        assert_eq!(m.dialog_action(&ev(KeyCode::Enter, none)), Some(KeyAction::Accept));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Esc, none)), Some(KeyAction::Dismiss));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('Y'), KeyModifiers::SHIFT)), Some(KeyAction::Yes));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('?'), none)), Some(KeyAction::Unsure));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('r'), KeyModifiers::CONTROL)), Some(KeyAction::Refill));
+        // Up and down come from the screen's bindings; other screen keys do not.
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('k'), none)), Some(KeyAction::Up));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Down, none)), Some(KeyAction::Down));
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('p'), none)), None);
+        assert_eq!(m.dialog_action(&ev(KeyCode::Char('c'), none)), None);
     }
 }

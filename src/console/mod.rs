@@ -1,19 +1,33 @@
 //! The terminal front end: a ratatui console over an async database worker. `run` opens it
-//! on the current (or a new) incident; `App::update` is the pure state machine, `ui::render`
+//! on the current (or a new) incident; `App::update` is the pure state machine, `render`
 //! draws it, the worker is the only part that touches the database, the session the only
 //! part that writes the incident's files.
+//!
+//! Each pane is a module under `panes` (its state, keys, footer keys and drawing), each
+//! dialog one under `dialogs`; `app` routes keys and answers to them, `frame` draws the
+//! header, the footer and the screens around them, `layout` says where everything goes.
 
 pub mod app;
-pub mod keys;
+pub mod dialogs;
+mod frame;
+mod hints;
+pub mod incident;
+mod keys;
+mod layout;
+mod maintenance;
+pub mod panes;
 pub mod protocol;
 pub mod session;
 pub mod terminal;
-pub mod ui;
+pub mod widgets;
 pub mod worker;
+
+pub use frame::render;
 
 use std::io::{IsTerminal, Write};
 
 use crate::core::error::{EXIT_OK, Error, Result};
+use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::store::connect::SessionOptions;
 use crate::store::db;
@@ -44,10 +58,10 @@ pub async fn run(o: Options) -> Result<i32> {
     let config = crate::store::config::ConsoleConfig::load()?;
     let _log = init_log();
     let now = chrono::Utc::now();
-    let (inc, note) = open_console_incident(&o.session.operator, title, level, now)?;
+    let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))?;
     let entries = inc.entries()?;
     let delivered = entries.last().map_or(0, |e| e.seq);
-    let panel = app::incident::IncidentPanel::new(
+    let panel = incident::IncidentPanel::new(
         entries,
         inc.checklist.clone(),
         crate::store::config::templates_with(&config)?,
@@ -94,22 +108,31 @@ fn open_console_incident(
     title: Option<&str>,
     level: Option<u8>,
     now: chrono::DateTime<chrono::Utc>,
+    k: hints::Keys,
 ) -> Result<(crate::store::incidents::OpenIncident, Option<String>)> {
     let store = crate::store::incidents::IncidentStore::open_default()?;
     let checklist = crate::store::config::checklist()?;
     if title.is_none()
         && let Some(inc) = store.open_current(checklist.clone())?
     {
-        let note = level
-            .filter(|l| *l != inc.incident.level.number())
-            .map(|_| "--level is for a new incident: L changes the level of this one (with a reason).".to_string());
+        let note = level.filter(|l| *l != inc.incident.level.number()).map(|_| {
+            format!(
+                "--level is for a new incident: {} changes the level of this one (with a reason).",
+                k.of(KeyAction::Level)
+            )
+        });
         return Ok((inc, note));
     }
     let level =
         crate::core::workflow::Level::from_number(level.unwrap_or(2)).unwrap_or(crate::core::workflow::Level::Moderate);
     let title = title.unwrap_or("Order execution incident");
     let inc = store.create(title, level, "opened from the console", op, now, checklist)?;
-    let note = format!("Started {}: C classifies it, i shows the checklist.", inc.incident.id);
+    let note = format!(
+        "Started {}: {} classifies it, {} shows the checklist.",
+        inc.incident.id,
+        k.of(KeyAction::Classify),
+        k.of(KeyAction::Screen)
+    );
     Ok((inc, Some(note)))
 }
 

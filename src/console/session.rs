@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::console::app::incident::{JournalEvent, JournalRequest};
+use crate::console::incident::{JournalEvent, JournalRequest};
 use crate::core::comms;
 use crate::core::error::Result;
 use crate::core::workflow::incident::{Observation, Step};
@@ -36,11 +36,6 @@ impl Session {
             clipboard,
             delivered,
         }
-    }
-
-    /// The incident.
-    pub fn incident(&self) -> &OpenIncident {
-        &self.incident
     }
 
     /// Does one request; never fails, a failure is the event's text.

@@ -23,7 +23,7 @@ static RESTORED: AtomicBool = AtomicBool::new(true);
 
 /// Puts the terminal back the way it was. Safe to call more than once, from a panic hook
 /// or a signal handler.
-pub fn restore() {
+pub(crate) fn restore() {
     if RESTORED.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -34,14 +34,14 @@ pub fn restore() {
 }
 
 /// The terminal in console mode; restored when dropped.
-pub struct TerminalGuard {
+pub(crate) struct TerminalGuard {
     /// The ratatui terminal.
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
 impl TerminalGuard {
     /// Enters console mode and installs a panic hook that leaves it first.
-    pub fn enter() -> io::Result<Self> {
+    pub(crate) fn enter() -> io::Result<Self> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
@@ -103,7 +103,7 @@ where
 {
     let draw = |terminal: &mut Terminal<B>, app: &App| -> io::Result<()> {
         terminal
-            .draw(|f| crate::console::ui::render(app, f))
+            .draw(|f| crate::console::frame::render(app, f))
             .map(|_| ())
             .map_err(|e| io::Error::other(e.to_string()))?;
         stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +148,7 @@ where
         while let Some(request) = (!effects.journal.is_empty()).then(|| effects.journal.remove(0)) {
             let event = match session.as_deref_mut() {
                 Some(s) => s.perform(request, chrono::Utc::now()),
-                None => crate::console::app::incident::JournalEvent::Refused("no incident journal is open".into()),
+                None => crate::console::incident::JournalEvent::Refused("no incident journal is open".into()),
             };
             app.now = chrono::Utc::now();
             let more = app.update(Action::Journal(event));
@@ -167,7 +167,7 @@ where
 }
 
 /// Opens the console in this terminal and runs it to the end.
-pub async fn run_console(
+pub(crate) async fn run_console(
     mut app: App,
     worker: crate::console::worker::WorkerHandle,
     mut session: Option<crate::console::session::Session>,

@@ -4,6 +4,8 @@
 //! and reconnects with backoff when the database goes away. Every request runs in its own
 //! task; cancelling one cancels its query on the server and throws its connection away.
 
+mod requests;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -11,23 +13,20 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::console::protocol::{BatchTarget, Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
-use crate::core::batch::BatchItem;
+use crate::console::protocol::{Command, ConnState, DashboardData, DbEvent, RequestId};
 use crate::core::error::{Error, Result};
 use crate::core::metrics;
-use crate::core::orders::OrderQuery;
-use crate::core::orders::ResolvedQuery;
-use crate::ops::batch::{self, BatchOptions, Progress};
-use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
+use crate::ops::batch::Progress;
+use crate::ops::rollback::RollbackRequest;
 use crate::store::config::ConsoleConfig;
 use crate::store::connect::ConnectSettings;
-use crate::store::db::{self, QUERY_CANCELED, is_cancel};
+use crate::store::db;
 use crate::store::sandbox::{self, Durability};
+use requests::Job;
 
 /// Where the worker connects.
 #[derive(Debug, Clone)]
@@ -351,135 +350,17 @@ impl Worker {
             }
             return;
         };
-        let events = self.events.clone();
-        let running = self.running.clone();
+        let job = Job { pool, running: self.running.clone(), events: self.events.clone() };
         match cmd {
-            Command::LoadOrders { id, query, page, limit } => {
-                request(pool, running, events, id, move |mut conn, events| async move {
-                    let r = async {
-                        let f = resolve(&mut conn, &query).await?;
-                        let (older, newer) = match page {
-                            PageRequest::First => (None, None),
-                            PageRequest::Older(k) => (Some((k.created_at, k.id)), None),
-                            PageRequest::Newer(k) => (None, Some((k.created_at, k.id))),
-                        };
-                        let (rows, has_more) = db::orders_page(&mut *conn, &f, older, newer, limit).await?;
-                        let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
-                        Ok(())
-                    }
-                    .await;
-                    (conn, r)
-                });
-            }
-            Command::CountOrders { id, query } => {
-                request(pool, running, events, id, move |mut conn, events| async move {
-                    let r = async {
-                        let f = resolve(&mut conn, &query).await?;
-                        let (count, capped) = db::count_orders(&mut *conn, &f, 100_000).await?;
-                        let _ = events.send(DbEvent::OrderCount { id, count, capped });
-                        Ok(())
-                    }
-                    .await;
-                    (conn, r)
-                });
-            }
-            Command::Precheck { id, order, user } => {
-                request(pool, running, events, id, move |mut conn, events| async move {
-                    let r = match db::precheck(&mut *conn, order, user).await {
-                        Err(e) if is_cancel(&e) => Err(e),
-                        result => {
-                            let _ = events.send(DbEvent::Precheck {
-                                id,
-                                order,
-                                user,
-                                result: result.map_err(|e| e.to_string()),
-                            });
-                            Ok(())
-                        }
-                    };
-                    (conn, r)
-                });
-            }
+            Command::LoadOrders { id, query, page, limit } => requests::load_orders(job, id, query, page, limit),
+            Command::CountOrders { id, query } => requests::count_orders(job, id, query),
+            Command::Precheck { id, order, user } => requests::precheck(job, id, order, user),
             Command::Rollback { id, order, user, reason, baseline, group } => {
-                let req = RollbackRequest { order, user, reason, baseline, group };
-                let recorder = pool.clone();
-                request(pool, running, events, id, move |mut conn, events| async move {
-                    let r = match rollback_and_prove(&recorder, &mut conn, &req).await {
-                        Err(e) if is_cancel(&e) => Err(e),
-                        other => {
-                            let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
-                            Ok(())
-                        }
-                    };
-                    (conn, r)
-                });
+                requests::rollback(job, id, RollbackRequest { order, user, reason, baseline, group })
             }
-            Command::PreviewBatch { id, target } => {
-                request(pool, running, events, id, move |mut conn, events| async move {
-                    let r = async {
-                        let items: Vec<BatchItem> = match target {
-                            BatchTarget::Orders(items) => items,
-                            BatchTarget::Matching(query) => {
-                                let f = resolve(&mut conn, &query).await?;
-                                db::executed_matching(&mut *conn, &f, 100_000)
-                                    .await?
-                                    .into_iter()
-                                    .map(|(order_id, user_id)| BatchItem { order_id, user_id })
-                                    .collect()
-                            }
-                        };
-                        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
-                        let preview = db::batch_preview(&mut *conn, &ids).await?;
-                        let _ = events.send(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
-                        Ok(())
-                    }
-                    .await;
-                    (conn, r)
-                });
-            }
-            Command::RunBatch { id, items, reason } => {
-                let progress = Arc::new(Progress::default());
-                if let Ok(mut m) = running.lock() {
-                    m.insert(id, Cancel::Batch(progress.clone()));
-                }
-                tokio::spawn(async move {
-                    let total = items.len() as u64;
-                    let opts = BatchOptions::new(reason);
-                    let reporter = {
-                        let progress = progress.clone();
-                        let events = events.clone();
-                        tokio::spawn(async move {
-                            loop {
-                                tokio::time::sleep(Duration::from_millis(250)).await;
-                                let _ = events.send(progress_event(id, total, &progress));
-                            }
-                        })
-                    };
-                    let result = batch::run(&settings, items, &opts, progress.clone()).await;
-                    reporter.abort();
-                    let _ = events.send(progress_event(id, total, &progress));
-                    if let Ok(mut m) = running.lock() {
-                        m.remove(&id);
-                    }
-                    let _ = events
-                        .send(DbEvent::BatchDone { id, result: result.map(|(s, _)| s).map_err(|e| e.to_string()) });
-                });
-            }
-            Command::SetMaintenance { id, on, reason } => {
-                tokio::spawn(async move {
-                    let result =
-                        crate::ops::maintenance::switch_maintenance(&pool, on, &reason).await.map(|(_, probe)| probe);
-                    if let Ok(p) = &result {
-                        let _ = events.send(DbEvent::Maintenance(p.state.clone()));
-                    }
-                    let _ = events.send(DbEvent::MaintenanceSet {
-                        id,
-                        on,
-                        reason,
-                        result: result.map_err(|e| e.to_string()),
-                    });
-                });
-            }
+            Command::PreviewBatch { id, target } => requests::preview_batch(job, id, target),
+            Command::RunBatch { id, items, reason } => requests::run_batch(job, settings, id, items, reason),
+            Command::SetMaintenance { id, on, reason } => requests::set_maintenance(job, id, on, reason),
             Command::Cancel { .. }
             | Command::RefreshDashboard
             | Command::AuditNow
@@ -513,17 +394,6 @@ async fn dashboard_data(pool: &PgPool, config: &ConsoleConfig, audit: &AuditStat
     })
 }
 
-fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
-    DbEvent::BatchProgress {
-        id,
-        done: p.done.load(Ordering::Relaxed),
-        total,
-        rolled_back: p.rolled_back.load(Ordering::Relaxed),
-        problems: p.problems.load(Ordering::Relaxed),
-        recent: p.take_recent(),
-    }
-}
-
 fn request_id(cmd: &Command) -> Option<RequestId> {
     match cmd {
         Command::LoadOrders { id, .. }
@@ -536,66 +406,4 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
     }
-}
-
-/// Resolves a filter's times of day against the book's latest trading day.
-type Conn = PoolConnection<sqlx::Postgres>;
-
-async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
-    let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
-    Ok(q.with_times(from, to))
-}
-
-/// Runs one cancellable request: a pooled connection whose backend id is registered, so
-/// `Cancel` can reach its query on the server. A cancelled connection is closed, never
-/// returned to the pool mid-way.
-fn request<F, Fut>(pool: PgPool, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
-where
-    F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
-{
-    if let Ok(mut m) = running.lock() {
-        m.insert(id, Cancel::Backend(None));
-    }
-    tokio::spawn(async move {
-        let outcome: Result<()> = async {
-            let mut conn = pool.acquire().await?;
-            let pid = db::backend_pid(&mut conn).await?;
-            let still_wanted = running
-                .lock()
-                .map(|mut m| match m.get_mut(&id) {
-                    Some(Cancel::Backend(slot)) => {
-                        *slot = Some(pid);
-                        true
-                    }
-                    _ => false,
-                })
-                .unwrap_or(false);
-            if !still_wanted {
-                return Err(Error::Database(crate::core::error::DbErrorText {
-                    code: Some(QUERY_CANCELED.into()),
-                    message: "cancelled before it started".into(),
-                }));
-            }
-            let (conn, r) = f(conn, events.clone()).await;
-            if r.as_ref().err().is_some_and(is_cancel) {
-                // The server cancelled this connection's query: do not reuse it.
-                let _ = sqlx::Connection::close(conn.detach()).await;
-            }
-            r
-        }
-        .await;
-        if let Ok(mut m) = running.lock() {
-            m.remove(&id);
-        }
-        match outcome {
-            Ok(()) => {}
-            Err(e) if is_cancel(&e) => {
-                let _ = events.send(DbEvent::Cancelled { id });
-            }
-            Err(e) => {
-                let _ = events.send(DbEvent::Failed { id, error: e.to_string() });
-            }
-        }
-    });
 }

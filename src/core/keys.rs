@@ -1,5 +1,10 @@
 //! What each key does in the console, and how a user's TOML file changes it.
 //!
+//! Bindings live in two tables. The screen table holds what keys do on a screen (`enter`
+//! pre-checks there); the dialog table holds what they do in a dialog or a text input
+//! (`enter` accepts there, `y` answers yes). A key may mean one thing in each table; within
+//! a table it means one thing. Both are set from the same `[keys]` section of the config.
+//!
 //! Key strings are written the way people say them: `q`, `G`, `?`, `enter`, `esc`,
 //! `tab`, `shift-tab`, `ctrl-c`, `alt-x`, `f5`, `pgdn`, `space`. A string the parser does
 //! not understand is an error at start-up that names it, never a panic.
@@ -9,7 +14,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// Something a key can do outside a text input.
+/// Something a key can do: on a screen, or (the last seven) in a dialog or a text input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyAction {
@@ -81,10 +86,34 @@ pub enum KeyAction {
     Copy,
     /// Write the post-incident report.
     Report,
+    /// In a dialog or an input: accept (record, pick, apply, continue, roll back).
+    Accept,
+    /// In a dialog or an input: close it; what was typed is abandoned (the message editor
+    /// keeps its edits).
+    Dismiss,
+    /// In a dialog: answer yes.
+    Yes,
+    /// In a dialog: answer no.
+    No,
+    /// In the classification questions: answer unsure (counts as yes).
+    Unsure,
+    /// In the classification questions: back to the previous question.
+    Back,
+    /// In the message editor: fill the text from the incident again.
+    Refill,
+}
+
+/// Where a binding applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// On a screen, outside dialogs and inputs.
+    Screen,
+    /// In a dialog or a text input (typed characters go to the input).
+    Dialog,
 }
 
 impl KeyAction {
-    /// Every action, in the order the help lists them.
+    /// Every screen action, in the order the help lists them.
     pub const ALL: [KeyAction; 34] = [
         KeyAction::Help,
         KeyAction::Quit,
@@ -121,6 +150,22 @@ impl KeyAction {
         KeyAction::Copy,
         KeyAction::Report,
     ];
+
+    /// The dialog and input actions (bound in a table of their own).
+    pub const DIALOG: [KeyAction; 7] = [
+        KeyAction::Accept,
+        KeyAction::Dismiss,
+        KeyAction::Yes,
+        KeyAction::No,
+        KeyAction::Unsure,
+        KeyAction::Back,
+        KeyAction::Refill,
+    ];
+
+    /// The table the action is bound in.
+    pub fn context(self) -> Context {
+        if KeyAction::DIALOG.contains(&self) { Context::Dialog } else { Context::Screen }
+    }
 
     /// What the help says it does.
     pub fn describe(self) -> &'static str {
@@ -159,6 +204,13 @@ impl KeyAction {
             KeyAction::Waive => "waive a required field",
             KeyAction::Copy => "copy message (+ file)",
             KeyAction::Report => "write the report",
+            KeyAction::Accept => "dialog: accept / continue",
+            KeyAction::Dismiss => "dialog: close / abandon",
+            KeyAction::Yes => "dialog: yes",
+            KeyAction::No => "dialog: no",
+            KeyAction::Unsure => "dialog: unsure",
+            KeyAction::Back => "dialog: previous question",
+            KeyAction::Refill => "editor: refill the message",
         }
     }
 }
@@ -299,10 +351,16 @@ impl fmt::Display for Chord {
 /// The bindings in effect.
 #[derive(Debug, Clone)]
 pub struct KeyMap {
-    bindings: BTreeMap<Chord, KeyAction>,
+    /// Screen bindings.
+    screen: BTreeMap<Chord, KeyAction>,
+    /// Dialog and input bindings.
+    dialog: BTreeMap<Chord, KeyAction>,
+    /// Each action's keys in the order written (defaults or config): a hint names the
+    /// shortest, and the first written among equals ("y" rather than "Y").
+    written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 34] = [
+const DEFAULTS: [(KeyAction, &[&str]); 41] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -337,32 +395,55 @@ const DEFAULTS: [(KeyAction, &[&str]); 34] = [
     (KeyAction::Waive, &["w"]),
     (KeyAction::Copy, &["y"]),
     (KeyAction::Report, &["W"]),
+    (KeyAction::Accept, &["enter"]),
+    (KeyAction::Dismiss, &["esc"]),
+    (KeyAction::Yes, &["y", "Y"]),
+    (KeyAction::No, &["n", "N"]),
+    (KeyAction::Unsure, &["u", "U", "?"]),
+    (KeyAction::Back, &["backspace"]),
+    (KeyAction::Refill, &["ctrl-r"]),
 ];
 
 impl Default for KeyMap {
     fn default() -> Self {
-        let mut bindings = BTreeMap::new();
+        let mut map = KeyMap { screen: BTreeMap::new(), dialog: BTreeMap::new(), written: BTreeMap::new() };
         for (action, keys) in DEFAULTS {
-            for k in keys {
-                if let Ok(chord) = Chord::parse(k) {
-                    bindings.insert(chord, action);
-                }
+            let chords: Vec<Chord> = keys.iter().filter_map(|k| Chord::parse(k).ok()).collect();
+            for chord in &chords {
+                map.table_mut(action.context()).insert(*chord, action);
             }
+            map.written.insert(action, chords);
         }
-        KeyMap { bindings }
+        map
     }
 }
 
 impl KeyMap {
+    fn table(&self, context: Context) -> &BTreeMap<Chord, KeyAction> {
+        match context {
+            Context::Screen => &self.screen,
+            Context::Dialog => &self.dialog,
+        }
+    }
+
+    fn table_mut(&mut self, context: Context) -> &mut BTreeMap<Chord, KeyAction> {
+        match context {
+            Context::Screen => &mut self.screen,
+            Context::Dialog => &mut self.dialog,
+        }
+    }
+
     /// The defaults with the user's `[keys]` table applied: each action listed gets exactly
-    /// the keys given for it.
+    /// the keys given for it. A key may be bound once per table (screen, dialog).
     pub fn with_overrides(overrides: &BTreeMap<KeyAction, Vec<String>>) -> Result<Self, String> {
         let mut map = KeyMap::default();
         for (action, keys) in overrides {
-            map.bindings.retain(|_, a| a != action);
+            let table = map.table_mut(action.context());
+            table.retain(|_, a| a != action);
+            let mut chords = Vec::new();
             for k in keys {
                 let chord = Chord::parse(k).map_err(|e| format!("[keys] {}: {e}", action_name(*action)))?;
-                if let Some(other) = map.bindings.insert(chord, *action).filter(|o| o != action) {
+                if let Some(other) = table.insert(chord, *action).filter(|o| o != action) {
                     return Err(format!(
                         "[keys] \"{}\" is bound to both {} and {}",
                         chord,
@@ -370,21 +451,52 @@ impl KeyMap {
                         action_name(*action)
                     ));
                 }
+                if !chords.contains(&chord) {
+                    chords.push(chord);
+                }
             }
+            map.written.insert(*action, chords);
         }
         Ok(map)
     }
 
-    /// The action bound to a chord, if any.
+    /// The screen action bound to a chord, if any.
     pub fn lookup(&self, chord: Chord) -> Option<KeyAction> {
-        self.bindings.get(&chord).copied()
+        self.screen.get(&chord).copied()
     }
 
-    /// The keys of an action, for the footer and the help ("q ctrl-c").
+    /// The dialog action bound to a chord, if any.
+    pub fn lookup_dialog(&self, chord: Chord) -> Option<KeyAction> {
+        self.dialog.get(&chord).copied()
+    }
+
+    /// The keys of an action, for the help and `config check` ("ctrl-c q").
     pub fn keys_for(&self, action: KeyAction) -> String {
         let keys: Vec<String> =
-            self.bindings.iter().filter(|(_, a)| **a == action).map(|(c, _)| c.to_string()).collect();
+            self.table(action.context()).iter().filter(|(_, a)| **a == action).map(|(c, _)| c.to_string()).collect();
         if keys.is_empty() { "unbound".into() } else { keys.join(" ") }
+    }
+
+    /// The keys of an action in the order a hint names them: the shortest first ("q"
+    /// rather than "ctrl-c"; the first written among equals), then the others as written.
+    pub fn hint_keys(&self, action: KeyAction) -> Vec<String> {
+        let mut names: Vec<String> = self.written.get(&action).into_iter().flatten().map(Chord::to_string).collect();
+        if let Some(i) = (0..names.len()).min_by_key(|&i| names[i].chars().count()) {
+            let shortest = names.remove(i);
+            names.insert(0, shortest);
+        }
+        names
+    }
+
+    /// The key a hint names for an action (the first of `hint_keys`); "unbound" when it
+    /// has none.
+    pub fn hint_key(&self, action: KeyAction) -> String {
+        self.hint_keys(action).into_iter().next().unwrap_or_else(|| "unbound".into())
+    }
+
+    /// Whether a chord is bound to an action (in the action's table).
+    pub fn is_bound(&self, chord: Chord, action: KeyAction) -> bool {
+        self.table(action.context()).get(&chord) == Some(&action)
     }
 }
 
@@ -408,9 +520,51 @@ mod tests {
     #[test]
     fn defaults_cover_every_action() {
         let m = KeyMap::default();
-        for a in KeyAction::ALL {
+        for a in KeyAction::ALL.into_iter().chain(KeyAction::DIALOG) {
             assert_ne!(m.keys_for(a), "unbound", "{a:?}");
+            assert_ne!(m.hint_key(a), "unbound", "{a:?}");
         }
+        assert_eq!(DEFAULTS.len(), KeyAction::ALL.len() + KeyAction::DIALOG.len());
+    }
+
+    #[test]
+    fn the_two_tables_are_apart() {
+        let m = KeyMap::default();
+        let enter = Chord::parse("enter").unwrap_or(Chord::char('x', false, false));
+        assert_eq!(m.lookup(enter), Some(KeyAction::Precheck));
+        assert_eq!(m.lookup_dialog(enter), Some(KeyAction::Accept));
+        let y = Chord::char('y', false, false);
+        assert_eq!(m.lookup(y), Some(KeyAction::Copy));
+        assert_eq!(m.lookup_dialog(y), Some(KeyAction::Yes));
+        // A clash is one within a table; the same key in both tables is not one.
+        let mut o = BTreeMap::new();
+        o.insert(KeyAction::Accept, vec!["ctrl-s".to_string(), "p".to_string()]);
+        let m = KeyMap::with_overrides(&o).unwrap_or_default();
+        assert_eq!(m.lookup_dialog(Chord::char('p', false, false)), Some(KeyAction::Accept));
+        assert_eq!(m.lookup(Chord::char('p', false, false)), Some(KeyAction::Precheck));
+        assert_eq!(m.lookup_dialog(enter), None);
+        o.insert(KeyAction::Yes, vec!["p".to_string()]);
+        let err = KeyMap::with_overrides(&o).err().unwrap_or_default();
+        assert!(err.contains("bound to both accept and yes"), "{err}");
+    }
+
+    #[test]
+    fn hints_name_the_shortest_key_first_written() {
+        let m = KeyMap::default();
+        assert_eq!(m.hint_key(KeyAction::Quit), "q");
+        assert_eq!(m.hint_key(KeyAction::Cancel), "c");
+        assert_eq!(m.hint_key(KeyAction::Yes), "y");
+        assert_eq!(m.hint_key(KeyAction::Unsure), "u");
+        assert_eq!(m.hint_key(KeyAction::Refresh), "R");
+        assert_eq!(m.hint_keys(KeyAction::Cancel), ["c", "esc"]);
+        assert_eq!(m.hint_keys(KeyAction::Precheck), ["p", "enter"]);
+        let mut o = BTreeMap::new();
+        o.insert(KeyAction::Refresh, vec!["f6".to_string(), "ctrl-l".to_string()]);
+        o.insert(KeyAction::Report, Vec::new());
+        let m = KeyMap::with_overrides(&o).unwrap_or_default();
+        assert_eq!(m.hint_key(KeyAction::Refresh), "f6");
+        assert_eq!(m.hint_key(KeyAction::Report), "unbound");
+        assert_eq!(m.keys_for(KeyAction::Report), "unbound");
     }
 
     #[test]

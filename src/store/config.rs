@@ -190,6 +190,10 @@ pub const EXAMPLE: &str = r#"# incident-console configuration
 # action = ["key", ...]; keys: q, G, ?, enter, esc, tab, shift-tab, space, ctrl-c, alt-x, f5, pgdn
 quit = ["q", "ctrl-c"]
 precheck = ["p", "enter"]
+# in dialogs and text inputs (a table of their own: enter accepts there, y answers yes):
+# accept, dismiss, yes, no, unsure, back, refill
+accept = ["enter"]
+dismiss = ["esc"]
 
 [dashboard]
 refresh_seconds = 10        # fallback when no notification arrives

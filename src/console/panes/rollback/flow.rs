@@ -1,12 +1,13 @@
-//! The rollback flow in the console: pre-check (or batch preview), reason, confirmation,
-//! run, result. No database transaction is open while a person reads or types: every
-//! step is its own call.
+//! The rollback flow's state: what is rolled back, where it is (pre-check or batch preview,
+//! reason, confirmation, run, result) and what came back. No database transaction is open
+//! while a person reads or types: every step is its own call.
 
 use chrono::{DateTime, Utc};
 use ratatui_textarea::TextArea;
 use uuid::Uuid;
 
 use crate::console::protocol::{BatchTarget, RequestId};
+use crate::console::widgets::short;
 use crate::core::batch::{BatchItem, BatchRun, Summary};
 use crate::core::contract::{BatchPreview, OrderRow, RollbackAndPostcheck};
 
@@ -23,7 +24,7 @@ pub enum FlowTarget {
 
 impl FlowTarget {
     /// Headline for the pane.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         match self {
             FlowTarget::Single(o) => format!("order {} ({} {} {})", short(o.id), o.side, o.symbol, o.status),
             FlowTarget::Group(o) => format!(
@@ -35,11 +36,6 @@ impl FlowTarget {
             FlowTarget::Batch(BatchTarget::Matching(_)) => "batch: every executed order matching the filter".into(),
         }
     }
-}
-
-/// The first 8 characters of an id, for narrow columns.
-pub fn short(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_string()
 }
 
 /// Where the flow is.
@@ -101,13 +97,14 @@ fn input(placeholder: &str) -> TextArea<'static> {
 }
 
 impl Flow {
-    /// A new flow at its first stage.
-    pub fn new(target: FlowTarget, stage: Stage) -> Self {
+    /// A new flow at its first stage; `accept` is the key that confirms (the confirmation
+    /// input says it).
+    pub(crate) fn new(target: FlowTarget, stage: Stage, accept: &str) -> Self {
         Flow {
             target,
             stage,
             reason: input("why: e.g. duplicate executions from deploy 4711"),
-            confirm: input("type the word shown, then enter"),
+            confirm: input(&format!("type the word shown, then {accept}")),
             confirm_word: None,
             baseline: None,
             preview: None,
@@ -119,7 +116,7 @@ impl Flow {
     }
 
     /// True while something runs on the database for this flow.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         matches!(
             self.stage,
             Stage::Prechecking { .. } | Stage::Previewing { .. } | Stage::Running { .. } | Stage::Cancelling { .. }
@@ -127,12 +124,12 @@ impl Flow {
     }
 
     /// True while a rollback is changing money (quitting asks first).
-    pub fn is_changing_money(&self) -> bool {
+    pub(crate) fn is_changing_money(&self) -> bool {
         matches!(self.stage, Stage::Running { .. } | Stage::Cancelling { .. })
     }
 
     /// True when the flow has ended and can be closed.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         matches!(
             self.stage,
             Stage::Done { .. } | Stage::Cancelled { .. } | Stage::Failed { .. } | Stage::PrecheckFailed
@@ -145,7 +142,7 @@ impl Flow {
     }
 
     /// The request id the flow waits on.
-    pub fn request(&self) -> Option<RequestId> {
+    pub(crate) fn request(&self) -> Option<RequestId> {
         match self.stage {
             Stage::Prechecking { id }
             | Stage::Previewing { id }
@@ -156,7 +153,7 @@ impl Flow {
     }
 
     /// Whether this is a batch.
-    pub fn is_batch(&self) -> bool {
+    pub(crate) fn is_batch(&self) -> bool {
         matches!(self.target, FlowTarget::Batch(_))
     }
 }

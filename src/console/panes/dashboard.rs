@@ -6,12 +6,26 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline, Wrap};
 
-use crate::console::app::App;
-use crate::console::ui::layout::Pane;
-use crate::console::ui::{duration_text, pane_block};
+use crate::console::app::{App, Effects};
+use crate::console::panes::Pane;
+use crate::console::protocol::DashboardData;
+use crate::console::widgets::{duration_text, pane_block};
+use crate::core::keys::KeyAction;
+
+/// The keys the footer names.
+pub(crate) const HINTS: &[(KeyAction, &str)] = &[(KeyAction::Refresh, "refresh"), (KeyAction::Cancel, "cancel")];
+
+/// New figures from the worker (redrawn only when they changed).
+pub(crate) fn on_figures(app: &mut App, d: DashboardData) -> Effects {
+    if app.dashboard.as_ref() == Some(&d) {
+        return Effects::none();
+    }
+    app.dashboard = Some(d);
+    Effects::redraw()
+}
 
 /// Draws the pane.
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(app, Pane::Dashboard, "Dashboard · live".into());
     let inner = block.inner(area);
     frame.render_widget(block, area);

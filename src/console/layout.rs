@@ -8,56 +8,6 @@ pub const MIN_WIDTH: u16 = 80;
 /// The smallest screen the console draws on.
 pub const MIN_HEIGHT: u16 = 24;
 
-/// The panes that can have focus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Pane {
-    /// Candidate orders.
-    Orders,
-    /// Pre-check of an order.
-    Precheck,
-    /// The rollback being prepared or run.
-    Rollback,
-    /// Post-check of the last rollback.
-    Postcheck,
-    /// Live metrics and alerts.
-    Dashboard,
-    /// The incident's phase, time box and checklist.
-    Checklist,
-    /// The journal, newest first.
-    Timeline,
-    /// The response team and the escalation contacts.
-    Team,
-    /// Message templates: fill, edit, copy.
-    Messages,
-}
-
-impl Pane {
-    /// Focus order for Tab.
-    pub const ORDER: [Pane; 5] = [Pane::Orders, Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
-    /// Focus order for Tab on the incident screen.
-    pub const INCIDENT: [Pane; 4] = [Pane::Checklist, Pane::Timeline, Pane::Team, Pane::Messages];
-
-    /// Whether the pane is on the incident screen.
-    pub fn on_incident_screen(self) -> bool {
-        Pane::INCIDENT.contains(&self)
-    }
-
-    /// Title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Orders => "Orders",
-            Pane::Precheck => "Pre-check",
-            Pane::Rollback => "Rollback",
-            Pane::Postcheck => "Post-check",
-            Pane::Dashboard => "Dashboard",
-            Pane::Checklist => "Checklist",
-            Pane::Timeline => "Timeline",
-            Pane::Team => "Team",
-            Pane::Messages => "Messages",
-        }
-    }
-}
-
 /// The rectangles of one screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
@@ -146,16 +96,6 @@ impl IncidentAreas {
                 messages: pane,
                 footer,
             })
-        }
-    }
-
-    /// A pane's rectangle.
-    pub fn of_pane(&self, pane: Pane) -> Rect {
-        match pane {
-            Pane::Timeline => self.timeline,
-            Pane::Team => self.team,
-            Pane::Messages => self.messages,
-            _ => self.checklist,
         }
     }
 }

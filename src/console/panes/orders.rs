@@ -1,0 +1,521 @@
+//! The Orders pane: the filter, a bounded window of rows around the cursor (the database
+//! may hold millions; only a few hundred are ever held here, and only those on screen are
+//! drawn), and the selection for a batch.
+
+mod filter;
+mod window;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crossterm::event::KeyEvent;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+use ratatui_textarea::TextArea;
+use uuid::Uuid;
+
+use crate::console::app::{App, Effects};
+use crate::console::hints::Keys;
+use crate::console::keys::EventKeys;
+use crate::console::panes::{Pane, is_movement};
+use crate::console::protocol::{Command, ConnState, PageRequest, RequestId};
+use crate::console::widgets::{fit, pane_block, short, text_input};
+use crate::core::batch::BatchItem;
+use crate::core::contract::OrderRow;
+use crate::core::format::money;
+use crate::core::keys::KeyAction;
+use crate::core::orders::OrderQuery;
+use crate::core::sanitize;
+
+pub use filter::parse_filter;
+
+/// Rows asked for per page.
+pub const PAGE: i64 = 200;
+/// Rows held at most; beyond, the far end of the window is dropped.
+pub const WINDOW: usize = 600;
+/// Load the next page when the cursor comes this close to an end of the window.
+const MARGIN: usize = 50;
+
+/// The Orders pane.
+#[derive(Default)]
+pub struct OrdersView {
+    /// The filter in effect.
+    pub query: OrderQuery,
+    /// Its text, as typed.
+    pub filter_text: String,
+    /// The filter being edited, if it is.
+    pub editing: Option<TextArea<'static>>,
+    /// The rows held, newest first.
+    pub rows: VecDeque<OrderRow>,
+    /// Index of the cursor in `rows`.
+    pub cursor: usize,
+    /// Index of the first row on screen.
+    pub offset: usize,
+    /// The page request in flight.
+    pub loading: Option<(RequestId, PageRequest)>,
+    /// There are older rows than the window holds.
+    pub has_older: bool,
+    /// There are newer rows than the window holds.
+    pub has_newer: bool,
+    /// How many orders match, and whether that is a lower bound.
+    pub count: Option<(i64, bool)>,
+    /// The count request in flight.
+    pub count_request: Option<RequestId>,
+    /// Orders picked for a batch: order id -> user id.
+    pub selected: BTreeMap<Uuid, Uuid>,
+    /// The batch is every executed order matching the filter.
+    pub all_matching: bool,
+    /// Why the last load failed.
+    pub error: Option<String>,
+    /// A first page has been asked for since the console started.
+    pub started: bool,
+    /// The order to put the cursor back on when the reloaded first page holds it.
+    pub keep: Option<uuid::Uuid>,
+    /// When the first page on screen was answered (for "changed since").
+    pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl OrdersView {
+    /// The order under the cursor.
+    pub(crate) fn current(&self) -> Option<&OrderRow> {
+        self.rows.get(self.cursor)
+    }
+
+    /// Selects or unselects the order under the cursor.
+    pub(crate) fn toggle_current(&mut self) {
+        if let Some(r) = self.rows.get(self.cursor) {
+            if self.selected.remove(&r.id).is_none() {
+                self.selected.insert(r.id, r.user_id);
+            }
+            self.all_matching = false;
+        }
+    }
+
+    /// The explicit selection as batch items.
+    pub fn selection(&self) -> Vec<BatchItem> {
+        self.selected.iter().map(|(&order_id, &user_id)| BatchItem { order_id, user_id }).collect()
+    }
+
+    /// A label for the time window, for titles.
+    pub(crate) fn describe_filter(&self) -> String {
+        if self.filter_text.trim().is_empty() { "all orders, newest first".into() } else { self.filter_text.clone() }
+    }
+}
+
+/// A filter input with the console's look.
+fn filter_input(text: &str) -> TextArea<'static> {
+    text_input(text, "symbol:GBPUSD status:executed from:13:02 to:13:06 user:ID tx:ID")
+}
+
+/// The keys the footer names.
+pub(crate) const HINTS: &[(KeyAction, &str)] = &[
+    (KeyAction::Filter, "filter"),
+    (KeyAction::Precheck, "pre-check"),
+    (KeyAction::Rollback, "roll back"),
+    (KeyAction::RollbackGroup, "group"),
+    (KeyAction::ToggleSelect, "select"),
+    (KeyAction::SelectAllMatching, "all"),
+    (KeyAction::RollbackBatch, "batch"),
+];
+
+/// Keys: movement while focused; the filter and the selection wherever the focus is on the
+/// rollback screen; cancel (asked after the flow and the pre-check) stops a page load, then
+/// forgets the selection.
+pub(crate) fn key(app: &mut App, action: KeyAction, focused: bool) -> Option<Effects> {
+    Some(match action {
+        a if is_movement(a) && focused => movement(app, a),
+        KeyAction::Filter => {
+            app.focus_pane(Pane::Orders);
+            app.orders.editing = Some(filter_input(&app.orders.filter_text));
+            Effects::redraw()
+        }
+        KeyAction::ToggleSelect => {
+            app.orders.toggle_current();
+            let rows = app.order_rows();
+            app.orders.move_cursor(1, rows);
+            Effects::with(more(app))
+        }
+        KeyAction::SelectAllMatching => {
+            app.orders.selected.clear();
+            app.orders.all_matching = true;
+            let text = format!(
+                "Batch: every executed order matching the filter ({} to roll back)",
+                Keys(&app.keymap).of(KeyAction::RollbackBatch)
+            );
+            app.say(text, false)
+        }
+        KeyAction::ClearSelection => {
+            app.orders.selected.clear();
+            app.orders.all_matching = false;
+            Effects::redraw()
+        }
+        KeyAction::Cancel => {
+            if let Some((id, _)) = app.orders.loading.take() {
+                return Some(Effects::with(vec![Command::Cancel { id }]));
+            }
+            if app.orders.selected.is_empty() && !app.orders.all_matching {
+                return None;
+            }
+            app.orders.selected.clear();
+            app.orders.all_matching = false;
+            Effects::redraw()
+        }
+        _ => return None,
+    })
+}
+
+fn movement(app: &mut App, action: KeyAction) -> Effects {
+    let rows = app.order_rows();
+    let page = rows.max(1) as isize;
+    match action {
+        KeyAction::Up => app.orders.move_cursor(-1, rows),
+        KeyAction::Down => app.orders.move_cursor(1, rows),
+        KeyAction::PageUp => app.orders.move_cursor(-page, rows),
+        KeyAction::PageDown => app.orders.move_cursor(page, rows),
+        KeyAction::Top => {
+            if app.orders.has_newer {
+                // The window does not start at the newest order: load the top again.
+                let e = reload(app);
+                app.orders.keep = None;
+                return e;
+            }
+            app.orders.set_cursor(0, rows)
+        }
+        _ => app.orders.set_cursor(usize::MAX, rows),
+    }
+    Effects::with(more(app))
+}
+
+/// A key while the filter is being typed: accept applies it, dismiss leaves it as it was,
+/// the rest is typed.
+pub(crate) fn filter_key(app: &mut App, key: KeyEvent) -> Effects {
+    let action = app.keymap.dialog_action(&key);
+    let Some(editor) = app.orders.editing.as_mut() else { return Effects::none() };
+    match action {
+        Some(KeyAction::Dismiss) => {
+            app.orders.editing = None;
+            Effects::redraw()
+        }
+        Some(KeyAction::Accept) => {
+            let text = editor.lines().join(" ");
+            match parse_filter(&text) {
+                Ok(query) => {
+                    app.orders.editing = None;
+                    app.orders.filter_text = text.trim().to_string();
+                    app.orders.query = query;
+                    app.orders.selected.clear();
+                    app.orders.all_matching = false;
+                    let e = reload(app);
+                    app.orders.keep = None;
+                    e
+                }
+                Err(e) => app.say(format!("filter: {e}"), true),
+            }
+        }
+        _ => {
+            editor.input(key);
+            Effects::redraw()
+        }
+    }
+}
+
+/// The next page, when the cursor came near an end of the window.
+pub(crate) fn more(app: &mut App) -> Vec<Command> {
+    match app.orders.page_needed() {
+        Some(page) => {
+            let id = app.id();
+            app.orders.loading = Some((id, page));
+            vec![Command::LoadOrders { id, query: app.orders.query.clone(), page, limit: PAGE }]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The first page and the count again (a new filter, a refresh, after a rollback).
+pub(crate) fn reload(app: &mut App) -> Effects {
+    let (a, b) = (app.id(), app.id());
+    Effects::with(app.orders.restart(a, b).to_vec())
+}
+
+/// A page from the worker.
+pub(crate) fn on_page(app: &mut App, id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool) -> Effects {
+    let height = app.order_rows();
+    if !app.orders.receive(id, page, rows, has_more, height) {
+        return Effects::none();
+    }
+    if page == PageRequest::First {
+        app.orders.loaded_at = Some(app.now);
+    }
+    Effects::with(more(app))
+}
+
+/// The count from the worker.
+pub(crate) fn on_count(app: &mut App, id: RequestId, count: i64, capped: bool) -> Effects {
+    if app.orders.count_request != Some(id) {
+        return Effects::none();
+    }
+    app.orders.count_request = None;
+    app.orders.count = Some((count, capped));
+    Effects::redraw()
+}
+
+/// A request of this pane failed (None: not one of its requests).
+pub(crate) fn on_failed(app: &mut App, id: RequestId, error: &str) -> Option<Effects> {
+    if app.orders.loading.map(|l| l.0) == Some(id) {
+        app.orders.loading = None;
+        app.orders.error = Some(error.to_string());
+        return Some(Effects::redraw());
+    }
+    if app.orders.count_request == Some(id) {
+        app.orders.count_request = None;
+        return Some(Effects::none());
+    }
+    None
+}
+
+/// Draws the pane.
+pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
+    let o = &app.orders;
+    let k = Keys(&app.keymap);
+    let block = block(app);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    filter_line(app, frame, filter);
+    if let Some(e) = &o.error {
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(Span::styled(
+                    format!(" Could not load orders: {}", sanitize::line(e)),
+                    Style::new().fg(Color::Red),
+                )),
+                Line::from(format!(
+                    " {} reloads; the header says whether the database is reachable.",
+                    k.of(KeyAction::Refresh)
+                )),
+            ]),
+            table,
+        );
+        return;
+    }
+    if o.rows.is_empty() {
+        let text = if !o.started && !matches!(app.conn, ConnState::Up { .. }) {
+            " waiting for the database…".to_string()
+        } else if app.orders_loading_first() || !o.started {
+            " loading orders…".to_string()
+        } else {
+            format!(" No orders match the filter. {} to change it.", k.of(KeyAction::Filter))
+        };
+        frame.render_widget(Paragraph::new(text), table);
+        return;
+    }
+    rows(app, frame, table);
+}
+
+/// The frame, its title (filter, count, staleness) and, on the bottom border where it hides
+/// no column, whether more rows lie beyond the loaded window.
+fn block(app: &App) -> Block<'static> {
+    let o = &app.orders;
+    let count = match (o.count, o.count_request) {
+        (Some((n, true)), _) => format!("{n}+ match"),
+        (Some((n, false)), _) => format!("{n} match"),
+        (None, Some(_)) => "counting…".into(),
+        (None, None) => String::new(),
+    };
+    let mut title = if count.is_empty() {
+        format!("Orders · {}", sanitize::line(&o.describe_filter()))
+    } else {
+        format!("Orders · {} · {}", sanitize::line(&o.describe_filter()), count)
+    };
+    // Someone rolled back since these rows were loaded: they may be out of date.
+    if app.rollback_since(o.loaded_at).is_some() {
+        title.push_str(&format!(" · stale: {} reloads", Keys(&app.keymap).of(KeyAction::Refresh)));
+    }
+    let more = match (o.has_newer, o.has_older, &o.loading) {
+        (_, _, Some(_)) => " loading more… ",
+        (true, true, _) => " ↑↓ more ",
+        (true, false, _) => " ↑ more ",
+        (false, true, _) => " ↓ more ",
+        _ => "",
+    };
+    let mut block = pane_block(app, Pane::Orders, title);
+    if !more.is_empty() && !o.rows.is_empty() {
+        block = block.title_bottom(Line::from(Span::styled(more, Style::new().fg(Color::Gray))).right_aligned());
+    }
+    block
+}
+
+/// The filter line: the input while it is typed, else the filter in effect or how to set one.
+fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
+    let o = &app.orders;
+    if let Some(editor) = &o.editing {
+        let [label, input] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(area);
+        frame.render_widget(Paragraph::new(Span::styled(" filter: ", Style::new().fg(Color::Cyan))), label);
+        frame.render_widget(editor, input);
+        return;
+    }
+    let text = if o.filter_text.is_empty() {
+        Line::from(vec![
+            Span::styled(
+                format!(" {} ", Keys(&app.keymap).of(KeyAction::Filter)),
+                Style::new().fg(Color::Black).bg(Color::Gray),
+            ),
+            Span::styled(
+                " filter: symbol:GBPUSD status:executed from:13:02 to:13:06",
+                Style::new().fg(Color::DarkGray),
+            ),
+        ])
+    } else {
+        Line::from(Span::styled(format!(" filter: {}", sanitize::line(&o.filter_text)), Style::new().fg(Color::Cyan)))
+    };
+    frame.render_widget(Paragraph::new(text), area);
+}
+
+/// Which optional columns show and how wide the money columns are, for the rows on screen.
+struct Columns {
+    /// [symbol, quantity, price, cost].
+    money: [u16; 4],
+    status: u16,
+    price: bool,
+    tx: bool,
+}
+
+impl Columns {
+    /// Money columns take the width of the widest amount on screen. The transaction and
+    /// price columns give way first, so amounts show whole; an amount still too wide is
+    /// cut with a visible '…', never silently.
+    fn of(texts: &[[String; 4]], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
+        let widest = |k: usize| texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16;
+        // [symbol, quantity, price, cost]: the least each gets (its heading), then what it
+        // would like.
+        let least: [u16; 4] = [6, 8, 5, 4];
+        let want: [u16; 4] = [0, 1, 2, 3].map(|k| widest(k).max(least[k]));
+        let status =
+            on_screen.iter().map(|(_, r)| sanitize::line(&r.status).chars().count()).max().unwrap_or(0).max(6) as u16;
+        // cursor, time, side, status, order, user (+ tx) and the spaces between columns.
+        let fixed = |price: bool, tx: bool| -> u16 {
+            let columns = 9 + u16::from(price) + u16::from(tx);
+            2 + 8 + 4 + status + 8 + 8 + if tx { 8 } else { 0 } + (columns - 1)
+        };
+        let need =
+            |price: bool, tx: bool| fixed(price, tx) + want[0] + want[1] + want[3] + if price { want[2] } else { 0 };
+        let (price, tx) =
+            [(true, true), (true, false)].into_iter().find(|&(p, t)| need(p, t) <= width).unwrap_or((false, false));
+        let mut money = least;
+        for k in [3, 1, 2, 0] {
+            if k == 2 && !price {
+                continue;
+            }
+            let used = fixed(price, tx) + money[0] + money[1] + money[3] + if price { money[2] } else { 0 };
+            let room = width.saturating_sub(used);
+            money[k] = (least[k] + room).min(want[k]);
+        }
+        Columns { money, status, price, tx }
+    }
+
+    fn header(&self) -> Row<'static> {
+        let mut cells = vec!["", "time", "symbol", "side", "quantity"];
+        if self.price {
+            cells.push("price");
+        }
+        cells.extend(["status", "cost", "order", "user"]);
+        if self.tx {
+            cells.push("tx");
+        }
+        Row::new(cells).style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD))
+    }
+
+    fn widths(&self) -> Vec<Constraint> {
+        let m = self.money;
+        let mut widths = vec![
+            Constraint::Length(2),
+            Constraint::Length(8),
+            Constraint::Length(m[0]),
+            Constraint::Length(4),
+            Constraint::Length(m[1]),
+        ];
+        if self.price {
+            widths.push(Constraint::Length(m[2]));
+        }
+        widths.extend([Constraint::Length(self.status), Constraint::Length(m[3]), Constraint::Length(8)]);
+        widths.push(if self.tx { Constraint::Length(8) } else { Constraint::Min(8) });
+        if self.tx {
+            widths.push(Constraint::Min(8));
+        }
+        widths
+    }
+}
+
+/// The rows on screen (only those are built; wide enough for price and transaction too at
+/// 160 columns and up).
+fn rows(app: &App, frame: &mut Frame, table: Rect) {
+    let o = &app.orders;
+    let visible = table.height.saturating_sub(1) as usize;
+    let end = (o.offset + visible).min(o.rows.len());
+    let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
+    let texts: Vec<[String; 4]> = on_screen
+        .iter()
+        .map(|(_, r)| {
+            [
+                sanitize::line(&r.symbol).into_owned(),
+                money(r.quantity),
+                r.price.map(money).unwrap_or_default(),
+                r.total_cost.map(money).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let cols = Columns::of(&texts, &on_screen, table.width);
+    let cell = |text: &str, k: usize| Cell::from(fit(text, cols.money[k]));
+    let rows: Vec<Row> = on_screen
+        .iter()
+        .zip(&texts)
+        .map(|(&(i, r), t)| {
+            // The cursor is marked by a character too, not only by colour.
+            let cursor = if i == o.cursor { "▶" } else { " " };
+            let chosen = if o.selected.contains_key(&r.id) {
+                "●"
+            } else if o.all_matching && r.status == "executed" {
+                "○"
+            } else {
+                " "
+            };
+            let mut cells = vec![
+                Cell::from(format!("{cursor}{chosen}")),
+                Cell::from(r.created_at.format("%H:%M:%S").to_string()),
+                cell(&t[0], 0),
+                Cell::from(sanitize::line(&r.side).into_owned()),
+                cell(&t[1], 1),
+            ];
+            if cols.price {
+                cells.push(cell(&t[2], 2));
+            }
+            cells.push(Cell::from(Span::styled(sanitize::line(&r.status).into_owned(), status_style(&r.status))));
+            cells.push(cell(&t[3], 3));
+            cells.push(Cell::from(short(r.id)));
+            cells.push(Cell::from(short(r.user_id)));
+            if cols.tx {
+                cells.push(Cell::from(r.transaction_id.map(short).unwrap_or_else(|| "-".into())));
+            }
+            let style = if i == o.cursor {
+                Style::new()
+                    .bg(if app.focus == Pane::Orders { Color::Blue } else { Color::DarkGray })
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::new()
+            };
+            Row::new(cells).style(style)
+        })
+        .collect();
+    frame.render_widget(Table::new(rows, cols.widths()).header(cols.header()).column_spacing(1), table);
+}
+
+fn status_style(status: &str) -> Style {
+    match status {
+        "executed" => Style::new().fg(Color::Green),
+        "rolled_back" => Style::new().fg(Color::Magenta),
+        "failed" | "cancelled" => Style::new().fg(Color::Red),
+        _ => Style::new().fg(Color::Yellow),
+    }
+}

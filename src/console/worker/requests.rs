@@ -1,0 +1,233 @@
+//! The worker's requests, one function each: every one runs in its own task, on a pooled
+//! connection registered as cancellable (a batch on connections of its own, with a stop
+//! flag), and answers with a `DbEvent` tagged with its request id.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use tokio::sync::mpsc;
+
+use super::{Cancel, Running};
+use crate::console::protocol::{BatchTarget, DbEvent, PageRequest, RequestId};
+use crate::core::batch::BatchItem;
+use crate::core::error::{Error, Result};
+use crate::core::orders::{OrderQuery, ResolvedQuery};
+use crate::ops::batch::{self, BatchOptions, Progress};
+use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
+use crate::store::connect::ConnectSettings;
+use crate::store::db::{self, QUERY_CANCELED, is_cancel};
+
+/// What a request's task needs: the pool, the table of running requests (to be
+/// cancellable) and the way back to the UI.
+pub(super) struct Job {
+    pub(super) pool: PgPool,
+    pub(super) running: Running,
+    pub(super) events: mpsc::UnboundedSender<DbEvent>,
+}
+
+/// A page of orders.
+pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: PageRequest, limit: i64) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = async {
+            let f = resolve(&mut conn, &query).await?;
+            let (older, newer) = match page {
+                PageRequest::First => (None, None),
+                PageRequest::Older(k) => (Some((k.created_at, k.id)), None),
+                PageRequest::Newer(k) => (None, Some((k.created_at, k.id))),
+            };
+            let (rows, has_more) = db::orders_page(&mut *conn, &f, older, newer, limit).await?;
+            let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
+            Ok(())
+        }
+        .await;
+        (conn, r)
+    });
+}
+
+/// How many orders match (capped).
+pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = async {
+            let f = resolve(&mut conn, &query).await?;
+            let (count, capped) = db::count_orders(&mut *conn, &f, 100_000).await?;
+            let _ = events.send(DbEvent::OrderCount { id, count, capped });
+            Ok(())
+        }
+        .await;
+        (conn, r)
+    });
+}
+
+/// `rollback_precheck` for one order.
+pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::Uuid) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = match db::precheck(&mut *conn, order, user).await {
+            Err(e) if is_cancel(&e) => Err(e),
+            result => {
+                let _ = events.send(DbEvent::Precheck { id, order, user, result: result.map_err(|e| e.to_string()) });
+                Ok(())
+            }
+        };
+        (conn, r)
+    });
+}
+
+/// A rollback and its post-check, recorded.
+pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
+    let recorder = job.pool.clone();
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = match rollback_and_prove(&recorder, &mut conn, &req).await {
+            Err(e) if is_cancel(&e) => Err(e),
+            other => {
+                let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
+                Ok(())
+            }
+        };
+        (conn, r)
+    });
+}
+
+/// What a batch would roll back: its orders and their money.
+pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = async {
+            let items: Vec<BatchItem> = match target {
+                BatchTarget::Orders(items) => items,
+                BatchTarget::Matching(query) => {
+                    let f = resolve(&mut conn, &query).await?;
+                    db::executed_matching(&mut *conn, &f, 100_000)
+                        .await?
+                        .into_iter()
+                        .map(|(order_id, user_id)| BatchItem { order_id, user_id })
+                        .collect()
+                }
+            };
+            let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
+            let preview = db::batch_preview(&mut *conn, &ids).await?;
+            let _ = events.send(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
+            Ok(())
+        }
+        .await;
+        (conn, r)
+    });
+}
+
+/// A batch runs on its own connections (one transaction per order); its progress is sent
+/// every 250 ms, and cancelling it raises its stop flag.
+pub(super) fn run_batch(job: Job, settings: ConnectSettings, id: RequestId, items: Vec<BatchItem>, reason: String) {
+    let Job { running, events, .. } = job;
+    let progress = Arc::new(Progress::default());
+    if let Ok(mut m) = running.lock() {
+        m.insert(id, Cancel::Batch(progress.clone()));
+    }
+    tokio::spawn(async move {
+        let total = items.len() as u64;
+        let opts = BatchOptions::new(reason);
+        let reporter = {
+            let progress = progress.clone();
+            let events = events.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let _ = events.send(progress_event(id, total, &progress));
+                }
+            })
+        };
+        let result = batch::run(&settings, items, &opts, progress.clone()).await;
+        reporter.abort();
+        let _ = events.send(progress_event(id, total, &progress));
+        if let Ok(mut m) = running.lock() {
+            m.remove(&id);
+        }
+        let _ = events.send(DbEvent::BatchDone { id, result: result.map(|(s, _)| s).map_err(|e| e.to_string()) });
+    });
+}
+
+/// Maintenance mode switched, then proved by a probe order.
+pub(super) fn set_maintenance(job: Job, id: RequestId, on: bool, reason: String) {
+    let Job { pool, events, .. } = job;
+    tokio::spawn(async move {
+        let result = crate::ops::maintenance::switch_maintenance(&pool, on, &reason).await.map(|(_, probe)| probe);
+        if let Ok(p) = &result {
+            let _ = events.send(DbEvent::Maintenance(p.state.clone()));
+        }
+        let _ = events.send(DbEvent::MaintenanceSet { id, on, reason, result: result.map_err(|e| e.to_string()) });
+    });
+}
+
+fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
+    DbEvent::BatchProgress {
+        id,
+        done: p.done.load(Ordering::Relaxed),
+        total,
+        rolled_back: p.rolled_back.load(Ordering::Relaxed),
+        problems: p.problems.load(Ordering::Relaxed),
+        recent: p.take_recent(),
+    }
+}
+
+/// A pooled connection.
+type Conn = PoolConnection<sqlx::Postgres>;
+
+/// Resolves a filter's times of day against the book's latest trading day.
+async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
+    let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
+    Ok(q.with_times(from, to))
+}
+
+/// Runs one cancellable request: a pooled connection whose backend id is registered, so
+/// `Cancel` can reach its query on the server. A cancelled connection is closed, never
+/// returned to the pool mid-way.
+fn request<F, Fut>(pool: PgPool, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
+where
+    F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
+{
+    if let Ok(mut m) = running.lock() {
+        m.insert(id, Cancel::Backend(None));
+    }
+    tokio::spawn(async move {
+        let outcome: Result<()> = async {
+            let mut conn = pool.acquire().await?;
+            let pid = db::backend_pid(&mut conn).await?;
+            let still_wanted = running
+                .lock()
+                .map(|mut m| match m.get_mut(&id) {
+                    Some(Cancel::Backend(slot)) => {
+                        *slot = Some(pid);
+                        true
+                    }
+                    _ => false,
+                })
+                .unwrap_or(false);
+            if !still_wanted {
+                return Err(Error::Database(crate::core::error::DbErrorText {
+                    code: Some(QUERY_CANCELED.into()),
+                    message: "cancelled before it started".into(),
+                }));
+            }
+            let (conn, r) = f(conn, events.clone()).await;
+            if r.as_ref().err().is_some_and(is_cancel) {
+                // The server cancelled this connection's query: do not reuse it.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+            }
+            r
+        }
+        .await;
+        if let Ok(mut m) = running.lock() {
+            m.remove(&id);
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(e) if is_cancel(&e) => {
+                let _ = events.send(DbEvent::Cancelled { id });
+            }
+            Err(e) => {
+                let _ = events.send(DbEvent::Failed { id, error: e.to_string() });
+            }
+        }
+    });
+}
