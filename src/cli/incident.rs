@@ -28,7 +28,7 @@ fn when(t: DateTime<Utc>) -> String {
 /// Runs `work` on the database of incident commands when one is at hand without starting
 /// anything (a URL was given, or the sandbox is already running), within 5 s. None: no
 /// database at hand; `Err` says what went wrong.
-async fn with_database_at_hand<T, F, Fut>(g: &GlobalArgs, work: F) -> Option<std::result::Result<T, String>>
+async fn with_database_at_hand<T, F, Fut>(g: &GlobalArgs, work: F) -> Option<Result<T>>
 where
     F: FnOnce(sqlx::PgPool) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -41,8 +41,8 @@ where
         out
     };
     Some(match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("the database did not answer within 5 s".into()),
+        Ok(r) => r,
+        Err(_) => Err(Error::Unreachable("no answer within 5 s".into())),
     })
 }
 
@@ -272,10 +272,10 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
 
 /// The database copy's entries, when a database is at hand without starting anything
 /// (as for copying): `Err` says why it was not checked.
-async fn copied_entries(g: &GlobalArgs, incident: &str) -> std::result::Result<Vec<(i64, String)>, String> {
+async fn copied_entries(g: &GlobalArgs, incident: &str) -> Result<Vec<(i64, String)>> {
     with_database_at_hand(g, |pool| async move { db::incident_event_hashes(&pool, incident, 1).await })
         .await
-        .unwrap_or_else(|| Err("no database URL and the sandbox is not running".into()))
+        .unwrap_or_else(|| Err(Error::Unreachable("no database URL and the sandbox is not running".into())))
 }
 
 async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
@@ -293,7 +293,7 @@ async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
         let database = match (&copy, &against_copy) {
             (Some(Ok(rows)), Some(problem)) => json!({ "checked": true, "entries": rows.len(), "problem": problem }),
             (Some(Ok(_)), None) => json!({ "checked": true, "entries": 0, "problem": null }),
-            (Some(Err(why)), _) => json!({ "checked": false, "why": why }),
+            (Some(Err(why)), _) => json!({ "checked": false, "why": why.to_string() }),
             (None, _) => Value::Null,
         };
         print_json(&json!({ "incident": inc.incident.id, "journal": inc.journal.path(), "verification": v,
@@ -313,7 +313,7 @@ async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
                 match &copy {
                     Some(Ok(rows)) if !rows.is_empty() => println!("Database copy: {} entries, matching.", rows.len()),
                     Some(Ok(_)) => println!("Database copy: none yet."),
-                    Some(Err(why)) => println!("Database copy not checked: {}", line(why)),
+                    Some(Err(why)) => println!("Database copy not checked: {}", line(&why.to_string())),
                     None => {}
                 }
             }
@@ -377,7 +377,7 @@ async fn ask_questions() -> Result<Vec<(&'static str, Answer)>> {
         Ok(out)
     })
     .await
-    .map_err(|e| Error::Other(e.to_string()))?
+    .map_err(|e| Error::task("the classification questions", e))?
 }
 
 async fn classify_command(g: &GlobalArgs, id: Option<&str>, raw: &[String], apply: bool, op: &str) -> Result<i32> {

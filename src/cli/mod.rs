@@ -79,7 +79,7 @@ async fn confirm(prompt: String, expected: String) -> Result<bool> {
         }
     })
     .await
-    .map_err(|e| Error::Other(e.to_string()))?
+    .map_err(|e| Error::task("the confirmation prompt", e))?
 }
 
 /// A confirmation refused: nothing changed, said on stderr (and as JSON with --json).
@@ -93,7 +93,8 @@ fn not_confirmed(g: &GlobalArgs) -> Result<i32> {
 
 /// A `--reason`, checked as every reason is.
 fn check_reason(reason: &str) -> Result<()> {
-    crate::core::workflow::incident::reason_ok(reason, "--reason").map(|_| ()).map_err(Error::BadInput)
+    crate::core::workflow::incident::reason_ok(reason, "--reason")?;
+    Ok(())
 }
 
 /// The operator recorded in the journal: `--operator`, `$INCIDENT_OPERATOR`, the OS user.

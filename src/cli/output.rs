@@ -14,7 +14,7 @@ use crate::core::sanitize;
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))?;
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Encode { what: "the answer", source })?;
     println!("{text}");
     Ok(())
 }

@@ -13,7 +13,7 @@ pub(super) async fn postcheck(g: &GlobalArgs, a: args::PostcheckArgs) -> Result<
     let text = if a.baseline.as_os_str() == "-" {
         tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
             .await
-            .map_err(|e| Error::Other(e.to_string()))?
+            .map_err(|e| Error::task("reading stdin", e))?
             .map_err(|e| Error::BadInput(format!("cannot read the baseline from stdin: {e}")))?
     } else {
         std::fs::read_to_string(&a.baseline)

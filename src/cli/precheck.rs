@@ -47,8 +47,9 @@ pub(super) async fn precheck(g: &GlobalArgs, a: args::PrecheckArgs) -> Result<i3
             .baseline
             .as_ref()
             .ok_or_else(|| Error::CheckFailed("no baseline: the order or the account does not exist".into()))?;
-        let text = serde_json::to_string_pretty(baseline).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))?;
+        let text =
+            serde_json::to_string_pretty(baseline).map_err(|source| Error::Encode { what: "the baseline", source })?;
+        std::fs::write(path, text).map_err(|e| Error::file("write", path, e))?;
     }
     if g.json {
         print_json(&p)?;

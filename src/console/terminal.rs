@@ -172,8 +172,7 @@ pub(crate) async fn run_console(
     worker: crate::console::worker::WorkerHandle,
     mut session: Option<crate::console::session::Session>,
 ) -> crate::core::error::Result<()> {
-    let mut guard = TerminalGuard::enter()
-        .map_err(|e| crate::core::error::Error::Other(format!("cannot open the terminal: {e}")))?;
+    let mut guard = TerminalGuard::enter().map_err(crate::core::error::Error::Terminal)?;
     // A hang-up (closed SSH session) or a kill still restores the terminal. In raw mode
     // Ctrl-C is a key, so SIGINT and SIGQUIT come only from outside (kill): treated alike.
     let signals = tokio::spawn(async {
@@ -211,5 +210,5 @@ pub(crate) async fn run_console(
     let _ = tokio::time::timeout(Duration::from_secs(2), worker.task).await;
     signals.abort();
     drop(guard);
-    result.map_err(|e| crate::core::error::Error::Other(format!("terminal: {e}")))
+    result.map_err(crate::core::error::Error::Terminal)
 }

@@ -299,7 +299,7 @@ impl Worker {
                 let entries =
                     tokio::task::spawn_blocking(move || crate::store::journal::Journal::open(path)?.entries())
                         .await
-                        .map_err(|e| Error::Other(e.to_string()))??;
+                        .map_err(|e| Error::task("reading the journal", e))??;
                 crate::ops::incident::copy_new_entries(&pool, &incident, entries).await
             }
             .await;

@@ -1,6 +1,7 @@
 //! Errors of the headless commands and the exit codes they map to.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// Exit code: everything passed.
 pub const EXIT_OK: i32 = 0;
@@ -29,9 +30,79 @@ pub enum Error {
     /// A database error while running a command.
     #[error("database error: {0}")]
     Database(DbErrorText),
-    /// Any other failure (I/O on files, terminal).
-    #[error("{0}")]
-    Other(String),
+    /// The incident workflow refused a step or a text; nothing was recorded.
+    #[error(transparent)]
+    Refused(#[from] crate::core::workflow::incident::Refusal),
+    /// A journal that does not describe an incident.
+    #[error("the journal does not describe an incident: {0}")]
+    NotAnIncident(#[from] crate::core::workflow::incident::NotAnIncident),
+    /// A file or directory could not be read, written or created.
+    #[error("cannot {action} {}: {source}", shown(path))]
+    File {
+        /// What was being done ("read", "write", "create", "lock", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No home directory to keep incidents, configuration or logs in.
+    #[error("cannot determine the user's {0} directory (is HOME set?)")]
+    NoHome(&'static str),
+    /// The database answered in a shape this version does not read.
+    #[error("unexpected answer from {what}: {detail}")]
+    UnexpectedAnswer {
+        /// The function or query.
+        what: String,
+        /// What did not fit.
+        detail: String,
+    },
+    /// A value could not be written as JSON.
+    #[error("cannot write {what} as JSON: {source}")]
+    Encode {
+        /// What it was.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A helper program (pgbench) could not run or failed.
+    #[error("{tool}: {detail}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// The terminal could not be set up or drawn on.
+    #[error("terminal: {0}")]
+    Terminal(#[source] std::io::Error),
+    /// A task of this process stopped before it finished (it panicked or was aborted).
+    #[error("{what} stopped: {detail}")]
+    Task {
+        /// The task.
+        what: &'static str,
+        /// How.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// A file error: `action` as in "cannot {action} {path}".
+    pub fn file(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::File { action, path: path.into(), source }
+    }
+
+    /// A task (`spawn`, `spawn_blocking`) that ended without its answer.
+    pub fn task(what: &'static str, detail: impl std::fmt::Display) -> Self {
+        Error::Task { what, detail: detail.to_string() }
+    }
+}
+
+/// A path as it may be printed: control characters shown, not executed.
+fn shown(path: &std::path::Path) -> String {
+    crate::core::sanitize::line(&path.display().to_string()).into_owned()
 }
 
 /// The printable part of a database error: SQLSTATE and message, no connection details.
@@ -56,9 +127,18 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::BadInput(_) => EXIT_BAD_INPUT,
+            Error::BadInput(_) | Error::Refused(_) => EXIT_BAD_INPUT,
             Error::Unreachable(_) | Error::Sandbox(_) => EXIT_UNREACHABLE,
-            Error::CheckFailed(_) | Error::Database(_) | Error::Other(_) => EXIT_CHECK_FAILED,
+            Error::CheckFailed(_)
+            | Error::Database(_)
+            | Error::NotAnIncident(_)
+            | Error::File { .. }
+            | Error::NoHome(_)
+            | Error::UnexpectedAnswer { .. }
+            | Error::Encode { .. }
+            | Error::Tool { .. }
+            | Error::Terminal(_)
+            | Error::Task { .. } => EXIT_CHECK_FAILED,
         }
     }
 
@@ -68,12 +148,6 @@ impl Error {
             Error::Database(e) => e.code.as_deref(),
             _ => None,
         }
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Other(e.to_string())
     }
 }
 

@@ -215,6 +215,35 @@ impl KeyAction {
     }
 }
 
+/// Why a key or a `[keys]` table cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Nothing was written.
+    #[error("an empty key")]
+    Empty,
+    /// Not a key this console knows (shown sanitized).
+    #[error("unknown key \"{0}\"")]
+    Unknown(String),
+    /// A key of an action's list that cannot be used.
+    #[error("[keys] {action}: {problem}")]
+    InBinding {
+        /// The action, as written in the file.
+        action: String,
+        /// What is wrong with the key.
+        problem: Box<KeyError>,
+    },
+    /// One key for two actions of the same table.
+    #[error("[keys] \"{chord}\" is bound to both {first} and {second}")]
+    BoundTwice {
+        /// The key.
+        chord: String,
+        /// The action it had.
+        first: String,
+        /// The action it was given too.
+        second: String,
+    },
+}
+
 /// A key with its modifiers, as bindings name it (the console maps terminal events to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Chord {
@@ -266,10 +295,10 @@ impl Chord {
     }
 
     /// Parses "ctrl-c", "shift-tab", "G", "f5", "space".
-    pub fn parse(text: &str) -> Result<Chord, String> {
+    pub fn parse(text: &str) -> Result<Chord, KeyError> {
         let lower = text.trim();
         if lower.is_empty() {
-            return Err("an empty key".into());
+            return Err(KeyError::Empty);
         }
         let mut ctrl = false;
         let mut alt = false;
@@ -324,7 +353,7 @@ impl Chord {
                     .iter()
                     .copied()
                     .find(|n| *n == alias)
-                    .ok_or_else(|| format!("unknown key \"{}\"", crate::core::sanitize::line(text)))?,
+                    .ok_or_else(|| KeyError::Unknown(crate::core::sanitize::line(text).into_owned()))?,
             )
         };
         Ok(Chord { code, ctrl, alt })
@@ -435,21 +464,21 @@ impl KeyMap {
 
     /// The defaults with the user's `[keys]` table applied: each action listed gets exactly
     /// the keys given for it. A key may be bound once per table (screen, dialog).
-    pub fn with_overrides(overrides: &BTreeMap<KeyAction, Vec<String>>) -> Result<Self, String> {
+    pub fn with_overrides(overrides: &BTreeMap<KeyAction, Vec<String>>) -> Result<Self, KeyError> {
         let mut map = KeyMap::default();
         for (action, keys) in overrides {
             let table = map.table_mut(action.context());
             table.retain(|_, a| a != action);
             let mut chords = Vec::new();
             for k in keys {
-                let chord = Chord::parse(k).map_err(|e| format!("[keys] {}: {e}", action_name(*action)))?;
+                let chord = Chord::parse(k)
+                    .map_err(|e| KeyError::InBinding { action: action_name(*action), problem: Box::new(e) })?;
                 if let Some(other) = table.insert(chord, *action).filter(|o| o != action) {
-                    return Err(format!(
-                        "[keys] \"{}\" is bound to both {} and {}",
-                        chord,
-                        action_name(other),
-                        action_name(*action)
-                    ));
+                    return Err(KeyError::BoundTwice {
+                        chord: chord.to_string(),
+                        first: action_name(other),
+                        second: action_name(*action),
+                    });
                 }
                 if !chords.contains(&chord) {
                     chords.push(chord);
@@ -544,7 +573,7 @@ mod tests {
         assert_eq!(m.lookup(Chord::char('p', false, false)), Some(KeyAction::Precheck));
         assert_eq!(m.lookup_dialog(enter), None);
         o.insert(KeyAction::Yes, vec!["p".to_string()]);
-        let err = KeyMap::with_overrides(&o).err().unwrap_or_default();
+        let err = KeyMap::with_overrides(&o).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("bound to both accept and yes"), "{err}");
     }
 
@@ -576,12 +605,12 @@ mod tests {
         assert_eq!(m.lookup(Chord::char('q', false, false)), None);
 
         o.insert(KeyAction::Help, vec!["hyper-k".to_string()]);
-        let err = KeyMap::with_overrides(&o).err().unwrap_or_default();
+        let err = KeyMap::with_overrides(&o).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("unknown key \"hyper-k\""), "{err}");
 
         let mut clash = BTreeMap::new();
         clash.insert(KeyAction::Help, vec!["r".to_string()]);
-        let err = KeyMap::with_overrides(&clash).err().unwrap_or_default();
+        let err = KeyMap::with_overrides(&clash).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("bound to both"), "{err}");
     }
 

@@ -73,8 +73,25 @@ pub struct OrderListing {
     pub limit: i64,
 }
 
+/// Why a time or a symbol was not understood; the message says what would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not a time.
+    #[error("not a time; use RFC 3339 (2026-11-25T13:02:00Z) or \"2026-11-25 13:02\" (UTC)")]
+    Time,
+    /// Not a time nor a time of day.
+    #[error(
+        "not a time; use RFC 3339 (2026-11-25T13:02:00Z), \"2026-11-25 13:02\" (UTC), or 13:02 for that time on \
+         the book's latest trading day"
+    )]
+    TimeOrTimeOfDay,
+    /// Not a symbol.
+    #[error("a symbol is 3 to 12 letters or digits, e.g. GBPUSD")]
+    Symbol,
+}
+
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" / "YYYY-MM-DDTHH:MM[:SS]" taken as UTC.
-pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, ParseError> {
     let s = s.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
@@ -84,31 +101,27 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
             return Ok(t.and_utc());
         }
     }
-    Err("not a time; use RFC 3339 (2026-11-25T13:02:00Z) or \"2026-11-25 13:02\" (UTC)".into())
+    Err(ParseError::Time)
 }
 
 /// A time as `parse_time` takes it, or a time of day ("13:02", "13:02:30") on the book's
 /// latest trading day, resolved against the database when the command runs.
-pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
+pub fn parse_time_bound(s: &str) -> Result<TimeBound, ParseError> {
     for fmt in ["%H:%M", "%H:%M:%S"] {
         if let Ok(t) = chrono::NaiveTime::parse_from_str(s.trim(), fmt) {
             return Ok(TimeBound::TimeOfDay(t));
         }
     }
-    parse_time(s).map(TimeBound::At).map_err(|_| {
-        "not a time; use RFC 3339 (2026-11-25T13:02:00Z), \"2026-11-25 13:02\" (UTC), or 13:02 for that time on \
-         the book's latest trading day"
-            .to_string()
-    })
+    parse_time(s).map(TimeBound::At).map_err(|_| ParseError::TimeOrTimeOfDay)
 }
 
 /// Symbols are 3 to 12 capital letters or digits.
-pub fn parse_symbol(s: &str) -> Result<String, String> {
+pub fn parse_symbol(s: &str) -> Result<String, ParseError> {
     let up = s.trim().to_ascii_uppercase();
     if (3..=12).contains(&up.len()) && up.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) {
         Ok(up)
     } else {
-        Err("a symbol is 3 to 12 letters or digits, e.g. GBPUSD".into())
+        Err(ParseError::Symbol)
     }
 }
 

@@ -165,7 +165,7 @@ pub async fn run(
                         outcomes[i] = Some((item, outcome));
                     }
                 }
-                Some(Err(e)) => return Err(Error::Other(format!("a batch worker stopped: {e}"))),
+                Some(Err(e)) => return Err(Error::task("a batch worker", e)),
                 None => break,
             },
             _ = ticker.tick() => {

@@ -338,7 +338,7 @@ async fn concurrent_double_rollback(settings: &ConnectSettings, order: Uuid, use
     });
     let waited = wait_until_waiting(&mut observer, second_pid, Duration::from_secs(10)).await?;
     tx.commit().await?;
-    let (r2, _second) = racer.await.map_err(|e| Error::Other(e.to_string()))?;
+    let (r2, _second) = racer.await.map_err(|e| Error::task("the second rollback", e))?;
     let r2 = r2?;
     let after = balance(&mut observer, user).await?;
     let rows = db::rollback_audit_rows(&mut observer, order).await?;

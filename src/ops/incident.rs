@@ -122,8 +122,7 @@ pub fn write_report(inc: &mut OpenIncident, out: Option<PathBuf>, op: &str, now:
     };
     let path = match out {
         Some(p) => {
-            std::fs::write(&p, &rendered.text)
-                .map_err(|e| Error::Other(format!("cannot write {}: {e}", p.display())))?;
+            std::fs::write(&p, &rendered.text).map_err(|e| Error::file("write", &p, e))?;
             p
         }
         None => files::export(&inc.reports_dir(), "post_incident_report", &rendered.text, now)?,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::comms::{self, CommsError, TemplateStore, UserTemplate};
+use crate::core::comms::{TemplateStore, UserTemplate};
 use crate::core::contacts::{Contact, ESCALATIONS};
 use crate::core::error::{Error, Result};
-use crate::core::keys::{KeyAction, KeyMap};
+use crate::core::keys::{KeyAction, KeyError, KeyMap};
 use crate::core::metrics::Thresholds;
 use crate::core::workflow::checklist::Checklist;
 
@@ -45,6 +45,37 @@ struct DashboardFile {
     burst_count: Option<u64>,
     burst_window_minutes: Option<i64>,
     long_rollback_minutes: Option<i64>,
+}
+
+/// Why a config file cannot be used; the message names the table and the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML of the expected shape (the parser's message, sanitized).
+    #[error("{0}")]
+    Syntax(String),
+    /// A `[keys]` entry that cannot be used.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// A `[dashboard]` setting out of its range.
+    #[error("[dashboard] {setting} must be {rule}")]
+    Dashboard {
+        /// The setting.
+        setting: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A contact for a role that does not exist (shown sanitized).
+    #[error(
+        "[[contact]] role \"{0}\": one of incident_commander, technical_lead, database_admin, \
+         security_lead, communications_lead, documentation_lead, cto, ceo, legal, compliance"
+    )]
+    ContactRole(String),
+    /// A contact without a name.
+    #[error("[[contact]] {0}: the name is empty")]
+    ContactName(String),
+    /// Not a domain name (shown sanitized).
+    #[error("[messages] public_domains: \"{0}\" is not a domain name (like example.com)")]
+    Domain(String),
 }
 
 /// The console's settings, defaults filled in.
@@ -88,13 +119,12 @@ pub fn config_path() -> Result<PathBuf> {
     }
     directories::ProjectDirs::from("", "", "incident-console")
         .map(|d| d.config_dir().join("config.toml"))
-        .ok_or_else(|| Error::Other("cannot determine the user's config directory (is HOME set?)".into()))
+        .ok_or(Error::NoHome("config"))
 }
 
 /// Where the console writes its log file.
 pub fn log_dir() -> Result<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", "incident-console")
-        .ok_or_else(|| Error::Other("cannot determine the user's state directory (is HOME set?)".into()))?;
+    let dirs = directories::ProjectDirs::from("", "", "incident-console").ok_or(Error::NoHome("state"))?;
     Ok(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).join("logs"))
 }
 
@@ -110,23 +140,24 @@ impl ConsoleConfig {
     }
 
     /// Parses a configuration text.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| crate::core::sanitize::multiline(&e.to_string()))?;
+    pub fn parse(text: &str) -> std::result::Result<Self, ConfigError> {
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(crate::core::sanitize::multiline(&e.to_string())))?;
         let d = ConsoleConfig::default();
-        let positive = |v: Option<u64>, name: &str, default: Duration| match v {
-            Some(0) => Err(format!("[dashboard] {name} must be at least 1")),
+        let positive = |v: Option<u64>, setting: &'static str, default: Duration| match v {
+            Some(0) => Err(ConfigError::Dashboard { setting, rule: "at least 1" }),
             Some(s) => Ok(Duration::from_secs(s)),
             None => Ok(default),
         };
         // Minutes from 1 to ten years: beyond that, date arithmetic would overflow.
-        let minutes = |v: Option<i64>, name: &str, default: chrono::Duration| match v {
+        let minutes = |v: Option<i64>, setting: &'static str, default: chrono::Duration| match v {
             Some(m) if (1..=10 * 365 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
-            Some(_) => Err(format!("[dashboard] {name} must be from 1 to 5256000 (ten years)")),
+            Some(_) => Err(ConfigError::Dashboard { setting, rule: "from 1 to 5256000 (ten years)" }),
             None => Ok(default),
         };
         let t = Thresholds {
             burst_count: match file.dashboard.burst_count {
-                Some(0) => return Err("[dashboard] burst_count must be at least 1".into()),
+                Some(0) => return Err(ConfigError::Dashboard { setting: "burst_count", rule: "at least 1" }),
                 n => n.unwrap_or(d.thresholds.burst_count),
             },
             burst_window: minutes(
@@ -144,14 +175,10 @@ impl ConsoleConfig {
             let known = crate::core::workflow::incident::Role::parse(&c.role).is_some()
                 || ESCALATIONS.iter().any(|(k, _)| *k == c.role);
             if !known {
-                return Err(format!(
-                    "[[contact]] role \"{}\": one of incident_commander, technical_lead, database_admin, \
-                     security_lead, communications_lead, documentation_lead, cto, ceo, legal, compliance",
-                    crate::core::sanitize::line(&c.role)
-                ));
+                return Err(ConfigError::ContactRole(crate::core::sanitize::line(&c.role).into_owned()));
             }
             if c.name.trim().is_empty() {
-                return Err(format!("[[contact]] {}: the name is empty", c.role));
+                return Err(ConfigError::ContactName(c.role.clone()));
             }
         }
         let mut public_domains = Vec::new();
@@ -161,10 +188,7 @@ impl ConsoleConfig {
                 !l.is_empty() && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             };
             if !d.contains('.') || !d.split('.').all(label_ok) {
-                return Err(format!(
-                    "[messages] public_domains: \"{}\" is not a domain name (like example.com)",
-                    crate::core::sanitize::line(&d)
-                ));
+                return Err(ConfigError::Domain(crate::core::sanitize::line(&d).into_owned()));
             }
             public_domains.push(d);
         }
@@ -252,9 +276,9 @@ const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
 
 /// The shipped templates, overridden by `*.j2` files in `user_dir` with the same name
 /// and extended by the others. A missing directory is not an error.
-pub fn load_templates(user_dir: Option<&Path>) -> comms::Result<TemplateStore> {
+pub fn load_templates(user_dir: Option<&Path>) -> Result<TemplateStore> {
     let Some(dir) = user_dir else { return Ok(TemplateStore::shipped()) };
-    let io = |e: std::io::Error| CommsError::Io { path: dir.to_path_buf(), message: e.to_string() };
+    let io = |e: std::io::Error| Error::file("read", dir, e);
     let read = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TemplateStore::shipped()),
@@ -299,28 +323,35 @@ mod tests {
         let c = ConsoleConfig::parse("[messages]\npublic_domains = [\"Status.Example.com.\"]\n").unwrap_or_default();
         assert_eq!(c.public_domains, vec!["status.example.com".to_string()]);
         for bad in ["\"exa mple.com\"", "\"localhost\"", "\"-x.com\"", "\"a..b\""] {
-            let e = ConsoleConfig::parse(&format!("[messages]\npublic_domains = [{bad}]\n")).err().unwrap_or_default();
+            let e = ConsoleConfig::parse(&format!("[messages]\npublic_domains = [{bad}]\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains("not a domain name"), "{bad}: {e}");
         }
     }
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let e = ConsoleConfig::parse("[keys]\nquit = [\"ctrl-shift-\"]\n").err().unwrap_or_default();
+        let e =
+            ConsoleConfig::parse("[keys]\nquit = [\"ctrl-shift-\"]\n").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("quit"), "{e}");
-        let e = ConsoleConfig::parse("[keys]\nfly = [\"f\"]\n").err().unwrap_or_default();
+        let e = ConsoleConfig::parse("[keys]\nfly = [\"f\"]\n").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("fly"), "{e}");
-        let e = ConsoleConfig::parse("[dashboard]\nrefresh_seconds = 0\n").err().unwrap_or_default();
+        let e =
+            ConsoleConfig::parse("[dashboard]\nrefresh_seconds = 0\n").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("refresh_seconds"), "{e}");
-        let e = ConsoleConfig::parse("colour = 1\n").err().unwrap_or_default();
+        let e = ConsoleConfig::parse("colour = 1\n").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("colour"), "{e}");
         // Windows that would overflow date arithmetic (or panic building the duration).
         for v in ["0", "-5", "9999999999999999", "200000000000"] {
-            let e =
-                ConsoleConfig::parse(&format!("[dashboard]\nburst_window_minutes = {v}\n")).err().unwrap_or_default();
+            let e = ConsoleConfig::parse(&format!("[dashboard]\nburst_window_minutes = {v}\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains("burst_window_minutes"), "{v}: {e}");
         }
-        let e = ConsoleConfig::parse("[dashboard]\nburst_count = 0\n").err().unwrap_or_default();
+        let e = ConsoleConfig::parse("[dashboard]\nburst_count = 0\n").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("burst_count"), "{e}");
         let ok = ConsoleConfig::parse("[dashboard]\nlong_rollback_minutes = 45\n");
         assert!(ok.is_ok_and(|c| c.thresholds.long_rollback == chrono::Duration::minutes(45)));

@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::core::comms::{CommsError, Result};
+use crate::core::error::{Error, Result};
 
 /// Writes the message to `<dir>/<UTC timestamp>-<name>.md` and returns the path. Never
 /// overwrites: a second copy in the same second gets `-2`, `-3`, ... The file is readable
 /// by its owner only, as internal messages name people and orders.
 pub fn export(dir: &Path, name: &str, text: &str, at: DateTime<Utc>) -> Result<PathBuf> {
-    let io = |path: &Path, e: std::io::Error| CommsError::Io { path: path.to_path_buf(), message: e.to_string() };
-    fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    fs::create_dir_all(dir).map_err(|e| Error::file("create", dir, e))?;
     let stem = format!("{}-{}", at.format("%Y%m%dT%H%M%SZ"), safe_stem(name));
     for n in 1..=1000u32 {
         let file = if n == 1 { format!("{stem}.md") } else { format!("{stem}-{n}.md") };
@@ -28,16 +27,17 @@ pub fn export(dir: &Path, name: &str, text: &str, at: DateTime<Utc>) -> Result<P
         }
         match options.open(&path) {
             Ok(mut f) => {
-                f.write_all(text.as_bytes()).map_err(|e| io(&path, e))?;
+                f.write_all(text.as_bytes()).map_err(|e| Error::file("write", &path, e))?;
                 // The file is the proof of what was sent; make it survive a crash.
-                f.sync_all().map_err(|e| io(&path, e))?;
+                f.sync_all().map_err(|e| Error::file("sync", &path, e))?;
                 return Ok(path);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&path, e)),
+            Err(e) => return Err(Error::file("create", &path, e)),
         }
     }
-    Err(CommsError::Io { path: dir.join(format!("{stem}.md")), message: "1000 copies in one second; giving up".into() })
+    let taken = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "1000 copies in one second; giving up");
+    Err(Error::file("create", dir.join(format!("{stem}.md")), taken))
 }
 
 /// A template name made safe as part of a file name: its extensions dropped, anything but
@@ -56,7 +56,7 @@ mod tests {
 
     #[test]
     fn export_never_overwrites_and_sanitizes_the_name() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| CommsError::Io { path: PathBuf::new(), message: e.to_string() })?;
+        let dir = tempfile::tempdir().map_err(|e| Error::file("create", "a temporary directory", e))?;
         let at = Utc.with_ymd_and_hms(2026, 11, 26, 7, 48, 5).single().unwrap_or_default();
         let a = export(dir.path(), "customer_notice.md.j2", "one", at)?;
         let b = export(dir.path(), "customer_notice", "two", at)?;

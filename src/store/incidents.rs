@@ -48,8 +48,7 @@ pub struct OpenIncident {
 
 /// The incident a journal's entries describe.
 pub fn fold(entries: &[Entry]) -> Result<Incident> {
-    Incident::from_records(entries.iter().map(|e| (&e.event, e.at, e.operator.as_str())))
-        .map_err(|e| Error::CheckFailed(format!("the journal does not describe an incident: {e}")))
+    Ok(Incident::from_records(entries.iter().map(|e| (&e.event, e.at, e.operator.as_str())))?)
 }
 
 impl IncidentStore {
@@ -60,7 +59,7 @@ impl IncidentStore {
         }
         directories::ProjectDirs::from("", "", "incident-console")
             .map(|d| d.data_dir().join("incidents"))
-            .ok_or_else(|| Error::Other("cannot determine the user's data directory (is HOME set?)".into()))
+            .ok_or(Error::NoHome("data"))
     }
 
     /// A store at a directory.
@@ -85,19 +84,16 @@ impl IncidentStore {
                 Ok((!id.is_empty() && valid_id(&id)).then_some(id))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Other(format!("cannot read {}: {e}", self.current_file().display()))),
+            Err(e) => Err(Error::file("read", self.current_file(), e)),
         }
     }
 
     fn set_current(&self, id: &str) -> Result<()> {
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::file("create", &self.root, e))?;
         // A temporary file of its own: two processes switching at once must not share one.
         let tmp = self.root.join(format!(".current.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4().simple()));
-        std::fs::write(&tmp, format!("{id}\n"))
-            .map_err(|e| Error::Other(format!("cannot write {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, self.current_file())
-            .map_err(|e| Error::Other(format!("cannot update the current incident: {e}")))
+        std::fs::write(&tmp, format!("{id}\n")).map_err(|e| Error::file("write", &tmp, e))?;
+        std::fs::rename(&tmp, self.current_file()).map_err(|e| Error::file("make current", self.current_file(), e))
     }
 
     /// Starts an incident and makes it current.
@@ -114,9 +110,8 @@ impl IncidentStore {
         let mut id = base.clone();
         let mut n = 1;
         // Validate before anything is created.
-        Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| Error::Other(format!("cannot create {}: {e}", self.root.display())))?;
+        Incident::open_record(&id, title, level, reason)?;
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::file("create", &self.root, e))?;
         // Creating the directory claims the id: two consoles starting in the same minute
         // cannot both get it.
         loop {
@@ -126,10 +121,10 @@ impl IncidentStore {
                     n += 1;
                     id = format!("{base}-{n}");
                 }
-                Err(e) => return Err(Error::Other(format!("cannot create {}: {e}", self.root.join(&id).display()))),
+                Err(e) => return Err(Error::file("create", self.root.join(&id), e)),
             }
         }
-        let opened = Incident::open_record(&id, title, level, reason).map_err(Error::BadInput)?;
+        let opened = Incident::open_record(&id, title, level, reason)?;
         let dir = self.root.join(&id);
         let journal = Journal::open(dir.join("journal.jsonl"))?;
         journal.append(operator, &opened, now)?;
@@ -216,7 +211,7 @@ impl OpenIncident {
     pub fn act_after(&mut self, step: Step, operator: &str, now: DateTime<Utc>, after: u64) -> Result<Vec<Entry>> {
         let current = self.journal.entries()?;
         self.incident = fold(&current)?;
-        let records = self.incident.decide(step, &self.checklist).map_err(Error::BadInput)?;
+        let records = self.incident.decide(step, &self.checklist)?;
         let mut seen: Vec<Entry> = current.into_iter().filter(|e| e.seq > after).collect();
         for event in records {
             let e = self.journal.append(operator, &event, now)?;
@@ -257,6 +252,8 @@ mod tests {
     use super::*;
     use crate::core::workflow::Phase;
 
+    use crate::core::workflow::incident::Refusal;
+
     #[test]
     fn create_act_reopen_and_verify() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -270,7 +267,8 @@ mod tests {
         assert_eq!(store.current_id().ok().flatten().as_deref(), Some(id.as_str()));
         inc.act(Step::Advance { to: Phase::Response }, "alice", now).unwrap_or_else(|e| panic!("{e}"));
         let refused = inc.act(Step::Advance { to: Phase::Assessment }, "alice", now);
-        assert!(matches!(refused, Err(Error::BadInput(_))));
+        assert!(matches!(refused, Err(Error::Refused(Refusal::PhaseBackwards(Phase::Response)))), "{refused:?}");
+        assert_eq!(refused.err().map(|e| e.exit_code()), Some(crate::core::error::EXIT_BAD_INPUT));
         let again = store.open_current(Checklist::shipped()).ok().flatten().unwrap_or_else(|| panic!("current"));
         assert_eq!(again.incident.phase, Phase::Response);
         assert!(matches!(again.verify(), Ok(Verification::Intact { .. })));

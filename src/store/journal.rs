@@ -39,7 +39,7 @@ impl Journal {
         let path = path.as_ref().to_path_buf();
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(parent) = parent {
-            std::fs::create_dir_all(parent).map_err(|e| io_error(parent, "cannot create directory", &e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::file("create the directory", parent, e))?;
         }
         let existed = path.exists();
         // 0600: the timeline names people and describes a live incident.
@@ -49,14 +49,14 @@ impl Journal {
             .create(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| io_error(&path, "cannot open", &e))?;
-        let meta = file.metadata().map_err(|e| io_error(&path, "cannot stat", &e))?;
+            .map_err(|e| Error::file("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| Error::file("stat", &path, e))?;
         if !meta.is_file() {
             return Err(Error::BadInput(format!("journal {} is not a regular file", show(&path))));
         }
         if !existed {
             // Make the new file's name durable too, not only its later contents.
-            file.sync_all().map_err(|e| io_error(&path, "cannot sync", &e))?;
+            file.sync_all().map_err(|e| Error::file("sync", &path, e))?;
             if let Some(dir) = parent.and_then(|p| File::open(p).ok()) {
                 let _ = dir.sync_all();
             }
@@ -84,11 +84,11 @@ impl Journal {
             .read(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| io_error(&self.path, "cannot open", &e))?;
+            .map_err(|e| Error::file("open", &self.path, e))?;
         lock(&file, libc::LOCK_EX, &self.path)?;
 
-        let len = file.metadata().map_err(|e| io_error(&self.path, "cannot stat", &e))?.len();
-        let (seq, prev) = match read_tail(&file, len).map_err(|e| io_error(&self.path, "cannot read", &e))? {
+        let len = file.metadata().map_err(|e| Error::file("stat", &self.path, e))?.len();
+        let (seq, prev) = match read_tail(&file, len).map_err(|e| Error::file("read", &self.path, e))? {
             None => (1, GENESIS_PREV.to_string()),
             Some(tail) => {
                 let last = self.tail_entry(&tail)?;
@@ -112,9 +112,9 @@ impl Journal {
             // Under the exclusive lock `len` is still the end of the last complete line:
             // cut off whatever part of ours made it, so the journal stays appendable.
             let _ = file.set_len(len);
-            return Err(io_error(&self.path, "cannot write", &e));
+            return Err(Error::file("write", &self.path, e));
         }
-        file.sync_data().map_err(|e| io_error(&self.path, "cannot sync", &e))?;
+        file.sync_data().map_err(|e| Error::file("sync", &self.path, e))?;
         Ok(entry)
     }
 
@@ -128,7 +128,7 @@ impl Journal {
         let mut line_no = 0usize;
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| io_error(&self.path, "cannot read", &e))?;
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::file("read", &self.path, e))?;
             if n == 0 {
                 return Ok(entries);
             }
@@ -156,7 +156,7 @@ impl Journal {
             |line: usize, reason: &str| Ok(Verification::Broken { line, reason: sanitize::line(reason).into_owned() });
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| io_error(&self.path, "cannot read", &e))?;
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| Error::file("read", &self.path, e))?;
             if n == 0 {
                 return Ok(Verification::Intact { entries: count, last_hash: prev });
             }
@@ -194,15 +194,15 @@ impl Journal {
     /// incomplete or its own hash does not match.
     pub fn last(&self) -> Result<Option<Entry>> {
         let file = self.open_shared()?;
-        let len = file.metadata().map_err(|e| io_error(&self.path, "cannot stat", &e))?.len();
-        match read_tail(&file, len).map_err(|e| io_error(&self.path, "cannot read", &e))? {
+        let len = file.metadata().map_err(|e| Error::file("stat", &self.path, e))?.len();
+        match read_tail(&file, len).map_err(|e| Error::file("read", &self.path, e))? {
             None => Ok(None),
             Some(tail) => self.tail_entry(&tail).map(Some),
         }
     }
 
     fn open_shared(&self) -> Result<File> {
-        let file = File::open(&self.path).map_err(|e| io_error(&self.path, "cannot open", &e))?;
+        let file = File::open(&self.path).map_err(|e| Error::file("open", &self.path, e))?;
         lock(&file, libc::LOCK_SH, &self.path)?;
         Ok(file)
     }
@@ -273,17 +273,13 @@ fn lock(file: &File, op: libc::c_int, path: &Path) -> Result<()> {
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != ErrorKind::Interrupted {
-            return Err(io_error(path, "cannot lock", &err));
+            return Err(Error::file("lock", path, err));
         }
     }
 }
 
 fn show(path: &Path) -> String {
     sanitize::line(&path.display().to_string()).into_owned()
-}
-
-fn io_error(path: &Path, what: &str, e: &std::io::Error) -> Error {
-    Error::Other(format!("journal {}: {what}: {e}", show(path)))
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl TextDialog {
                     // Refused by the workflow (too long, hidden characters, …): the dialog
                     // stays open with the text, and says why.
                     Ok(Some(step)) if let Err(why) = case.state.decide(step.clone(), &case.checklist) => {
-                        self.hint = Some(why);
+                        self.hint = Some(why.to_string());
                         Turn::open(Dialog::Text(self), Effects::redraw())
                     }
                     Ok(Some(step)) => Turn::close(Effects::journal(vec![JournalRequest::Step(step)])),

@@ -17,7 +17,6 @@ mod merge;
 mod templates;
 
 use std::fmt;
-use std::path::PathBuf;
 
 pub use cadence::{customer_notice_due, is_overdue, next_update_due, time_left, update_interval};
 pub use clipboard::{clipboard_sequence, osc52, osc52_tmux};
@@ -80,14 +79,6 @@ pub enum CommsError {
     /// The context is not shaped as templates expect (not an object, fields not strings).
     #[error("message context: {0}")]
     BadContext(String),
-    /// Writing or reading a file failed.
-    #[error("{}: {message}", .path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The error.
-        message: String,
-    },
 }
 
 /// Result of this module.
@@ -124,7 +115,6 @@ impl From<CommsError> for crate::core::error::Error {
             | CommsError::BadContext(_) => Error::BadInput(text),
             // A check ran and failed: the message must not go out as it is.
             CommsError::Leak { .. } => Error::CheckFailed(text),
-            CommsError::Io { .. } => Error::Other(text),
         }
     }
 }

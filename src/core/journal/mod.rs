@@ -297,7 +297,7 @@ fn push_canonical(out: &mut String, value: &Value) -> Result<()> {
 
 /// A scalar (or string) as serde_json writes it.
 fn push_json(out: &mut String, value: &Value) -> Result<()> {
-    let text = serde_json::to_string(value).map_err(|e| Error::Other(format!("cannot serialize: {e}")))?;
+    let text = serde_json::to_string(value).map_err(|source| Error::Encode { what: "a journal entry", source })?;
     out.push_str(&text);
     Ok(())
 }

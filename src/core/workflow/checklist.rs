@@ -55,6 +55,26 @@ struct File {
     item: Vec<Item>,
 }
 
+/// Why a checklist file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChecklistError {
+    /// Not TOML of the expected shape (the parser's message, sanitized).
+    #[error("{0}")]
+    Syntax(String),
+    /// An item id that is not a-z, 0-9 and _ (shown sanitized).
+    #[error("item id \"{0}\": use a-z, 0-9 and _")]
+    BadId(String),
+    /// Two items with one id.
+    #[error("item id \"{0}\" appears twice")]
+    Twice(String),
+    /// An item without text.
+    #[error("item \"{0}\" has no text")]
+    NoText(String),
+    /// Levels other than 1, 2, 3, or none.
+    #[error("item \"{0}\": levels are 1, 2 and 3")]
+    BadLevels(String),
+}
+
 /// The checklists of every phase and level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checklist {
@@ -71,22 +91,23 @@ impl Checklist {
     }
 
     /// Parses and checks a checklist file.
-    pub fn parse(text: &str) -> std::result::Result<Checklist, String> {
-        let file: File = toml::from_str(text).map_err(|e| crate::core::sanitize::multiline(&e.to_string()))?;
+    pub fn parse(text: &str) -> std::result::Result<Checklist, ChecklistError> {
+        let file: File = toml::from_str(text)
+            .map_err(|e| ChecklistError::Syntax(crate::core::sanitize::multiline(&e.to_string())))?;
         let mut ids = BTreeSet::new();
         for item in &file.item {
             if item.id.is_empty() || !item.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             {
-                return Err(format!("item id \"{}\": use a-z, 0-9 and _", crate::core::sanitize::line(&item.id)));
+                return Err(ChecklistError::BadId(crate::core::sanitize::line(&item.id).into_owned()));
             }
             if !ids.insert(item.id.clone()) {
-                return Err(format!("item id \"{}\" appears twice", item.id));
+                return Err(ChecklistError::Twice(item.id.clone()));
             }
             if item.text.trim().is_empty() {
-                return Err(format!("item \"{}\" has no text", item.id));
+                return Err(ChecklistError::NoText(item.id.clone()));
             }
             if item.levels.is_empty() || item.levels.iter().any(|l| !(1..=3).contains(l)) {
-                return Err(format!("item \"{}\": levels are 1, 2 and 3", item.id));
+                return Err(ChecklistError::BadLevels(item.id.clone()));
             }
         }
         Ok(Checklist { items: file.item })
@@ -132,10 +153,10 @@ mod tests {
     #[test]
     fn bad_files_say_what_is_wrong() {
         let dup = "[[item]]\nid='a'\nphase='response'\ntext='x'\nlevels=[1]\n[[item]]\nid='a'\nphase='response'\ntext='y'\nlevels=[2]\n";
-        assert!(Checklist::parse(dup).err().unwrap_or_default().contains("twice"));
+        assert!(Checklist::parse(dup).err().map(|e| e.to_string()).unwrap_or_default().contains("twice"));
         let level = "[[item]]\nid='a'\nphase='response'\ntext='x'\nlevels=[4]\n";
-        assert!(Checklist::parse(level).err().unwrap_or_default().contains("levels"));
+        assert!(Checklist::parse(level).err().map(|e| e.to_string()).unwrap_or_default().contains("levels"));
         let phase = "[[item]]\nid='a'\nphase='lunch'\ntext='x'\nlevels=[1]\n";
-        assert!(Checklist::parse(phase).err().unwrap_or_default().contains("lunch"));
+        assert!(Checklist::parse(phase).err().map(|e| e.to_string()).unwrap_or_default().contains("lunch"));
     }
 }

@@ -181,37 +181,116 @@ pub struct Incident {
 /// The longest reason (of a rollback, a level change, a skip, maintenance mode).
 pub const REASON_MAX_CHARS: usize = 1000;
 
+/// Why the workflow refuses a step or a text; nothing is recorded. The message says what
+/// to do differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A required text is empty.
+    #[error("{what} is required")]
+    Missing {
+        /// What it is ("a reason to skip").
+        what: &'static str,
+    },
+    /// A text is too long.
+    #[error("{what} is longer than {max} characters")]
+    TooLong {
+        /// What it is.
+        what: &'static str,
+        /// Its limit.
+        max: usize,
+    },
+    /// A text holds a control or invisible character.
+    #[error("{what} holds a control or invisible character ({shown})")]
+    Hidden {
+        /// What it is.
+        what: &'static str,
+        /// The character, made visible.
+        shown: String,
+    },
+    /// An incident id that is not letters, digits and dashes.
+    #[error("an incident id is letters, digits and dashes")]
+    BadIncidentId,
+    /// The level asked for is the level already.
+    #[error("the incident is already Level {} ({})", .0.number(), .0.label())]
+    SameLevel(Level),
+    /// Phases only move forward.
+    #[error("phases only move forward (now {}); a correction is a note", .0.label())]
+    PhaseBackwards(Phase),
+    /// The person already holds the role.
+    #[error("{person} already holds {}", .role.label())]
+    AlreadyHolds {
+        /// Who.
+        person: String,
+        /// The role.
+        role: Role,
+    },
+    /// No checklist item by that id (shown sanitized).
+    #[error("no checklist item \"{0}\"")]
+    NoItem(String),
+    /// The item belongs to other levels.
+    #[error("\"{item}\" is not part of a Level {} response", .level.number())]
+    NotAtLevel {
+        /// The item.
+        item: String,
+        /// The incident's level.
+        level: Level,
+    },
+    /// The item is done already.
+    #[error("\"{0}\" is already done")]
+    AlreadyDone(String),
+    /// The item was skipped.
+    #[error("\"{0}\" was skipped")]
+    Skipped(String),
+    /// A field name that is not a-z, 0-9 and _ (shown sanitized).
+    #[error("a field name is a-z, 0-9 and _: \"{0}\"")]
+    BadFieldName(String),
+}
+
+/// Why a journal does not describe an incident.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnIncident {
+    /// No entries.
+    #[error("the journal is empty")]
+    Empty,
+    /// The first entry is another kind.
+    #[error("the journal starts with {0}, not incident_opened")]
+    StartsWith(String),
+    /// The opening entry is not as this version writes it.
+    #[error("incident_opened without a level 1-3, or not as this version writes it")]
+    BadOpening,
+    /// The opening entry's id could name a directory it must not.
+    #[error("incident_opened with an id that is not letters, digits and dashes")]
+    BadId,
+}
+
 /// A reason, checked as every reason is (`what` names it in the message): required, one
 /// line, at most 1000 characters, nothing hidden. Returns it trimmed.
-pub fn reason_ok(s: &str, what: &str) -> Result<String, String> {
+pub fn reason_ok(s: &str, what: &'static str) -> Result<String, Refusal> {
     text_ok(s, what, REASON_MAX_CHARS)
 }
 
 /// A person's text: required, at most `max` characters, no control or invisible
 /// characters (line breaks allowed in long texts: notes and message fields).
-fn text_ok(s: &str, what: &str, max: usize) -> Result<String, String> {
+fn text_ok(s: &str, what: &'static str, max: usize) -> Result<String, Refusal> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(format!("{what} is required"));
+        return Err(Refusal::Missing { what });
     }
     if t.chars().count() > max {
-        return Err(format!("{what} is longer than {max} characters"));
+        return Err(Refusal::TooLong { what, max });
     }
     if let Some(c) = crate::core::sanitize::first_hidden(t, max > 1000) {
-        return Err(format!(
-            "{what} holds a control or invisible character ({})",
-            crate::core::sanitize::line(&c.to_string())
-        ));
+        return Err(Refusal::Hidden { what, shown: crate::core::sanitize::line(&c.to_string()).into_owned() });
     }
     Ok(t.to_string())
 }
 
 impl Incident {
     /// The first record of a new incident.
-    pub fn open_record(id: &str, title: &str, level: Level, reason: &str) -> Result<Event, String> {
+    pub fn open_record(id: &str, title: &str, level: Level, reason: &str) -> Result<Event, Refusal> {
         let title = text_ok(title, "a title", 200)?;
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err("an incident id is letters, digits and dashes".into());
+            return Err(Refusal::BadIncidentId);
         }
         Ok(Event::IncidentOpened(event::IncidentOpened {
             id: id.to_string(),
@@ -224,21 +303,19 @@ impl Incident {
     /// Folds journal entries (event, when, by whom) into the incident. The first must open it.
     pub fn from_records<'a>(
         entries: impl IntoIterator<Item = (&'a Event, DateTime<Utc>, &'a str)>,
-    ) -> Result<Incident, String> {
+    ) -> Result<Incident, NotAnIncident> {
         let mut it = entries.into_iter();
-        let Some((first, at, by)) = it.next() else { return Err("the journal is empty".into()) };
+        let Some((first, at, by)) = it.next() else { return Err(NotAnIncident::Empty) };
         let opened = match first {
             Event::IncidentOpened(opened) => opened,
-            Event::Unknown(u) if u.kind() == "incident_opened" => {
-                return Err("incident_opened without a level 1-3, or not as this version writes it".into());
-            }
-            other => return Err(format!("the journal starts with {}, not incident_opened", other.kind())),
+            Event::Unknown(u) if u.kind() == "incident_opened" => return Err(NotAnIncident::BadOpening),
+            other => return Err(NotAnIncident::StartsWith(other.kind().to_string())),
         };
         // The id names directories and is printed everywhere: as strict on replay as when
         // it was written (a hand-edited journal must not smuggle anything in).
         let id = &opened.id;
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err("incident_opened with an id that is not letters, digits and dashes".into());
+            return Err(NotAnIncident::BadId);
         }
         let mut inc = Incident {
             id: id.clone(),
@@ -354,21 +431,18 @@ impl Incident {
     }
 
     /// Checks a step against the state; returns the records to append (in order).
-    pub fn decide(&self, step: Step, checklist: &Checklist) -> Result<Vec<Event>, String> {
+    pub fn decide(&self, step: Step, checklist: &Checklist) -> Result<Vec<Event>, Refusal> {
         match step {
             Step::SetLevel { to, reason } => {
                 let reason = reason_ok(&reason, "a reason for the level change")?;
                 if to == self.level {
-                    return Err(format!("the incident is already Level {} ({})", to.number(), to.label()));
+                    return Err(Refusal::SameLevel(to));
                 }
                 Ok(vec![Event::LevelChanged(event::LevelChanged { from: self.level, to, reason })])
             }
             Step::Advance { to } => {
                 if to <= self.phase {
-                    return Err(format!(
-                        "phases only move forward (now {}); a correction is a note",
-                        self.phase.label()
-                    ));
+                    return Err(Refusal::PhaseBackwards(self.phase));
                 }
                 let mut out = vec![Event::PhaseChanged(event::PhaseChanged { from: self.phase, to })];
                 // Items left open in the phases being left stay open, and say so.
@@ -403,7 +477,7 @@ impl Incident {
             Step::AssignRole { role, person } => {
                 let person = text_ok(&person, "a person", 200)?;
                 if self.roles.get(&role).is_some_and(|a| a.person == person) {
-                    return Err(format!("{} already holds {}", person, role.label()));
+                    return Err(Refusal::AlreadyHolds { person, role });
                 }
                 Ok(vec![Event::RoleAssigned(event::RoleAssigned { role, person })])
             }
@@ -433,21 +507,20 @@ impl Incident {
         }
     }
 
-    fn item_for_level<'c>(&self, checklist: &'c Checklist, id: &str) -> Result<&'c Item, String> {
-        let it = checklist
-            .get(id.trim())
-            .ok_or_else(|| format!("no checklist item \"{}\"", crate::core::sanitize::line(id)))?;
+    fn item_for_level<'c>(&self, checklist: &'c Checklist, id: &str) -> Result<&'c Item, Refusal> {
+        let it =
+            checklist.get(id.trim()).ok_or_else(|| Refusal::NoItem(crate::core::sanitize::line(id).into_owned()))?;
         if !it.applies(self.level) {
-            return Err(format!("\"{}\" is not part of a Level {} response", it.id, self.level.number()));
+            return Err(Refusal::NotAtLevel { item: it.id.clone(), level: self.level });
         }
         Ok(it)
     }
 
-    fn require_open(&self, id: &str) -> Result<(), String> {
+    fn require_open(&self, id: &str) -> Result<(), Refusal> {
         match self.item_state(id) {
             ItemState::Open => Ok(()),
-            ItemState::Done { .. } => Err(format!("\"{id}\" is already done")),
-            ItemState::Skipped { .. } => Err(format!("\"{id}\" was skipped")),
+            ItemState::Done { .. } => Err(Refusal::AlreadyDone(id.to_string())),
+            ItemState::Skipped { .. } => Err(Refusal::Skipped(id.to_string())),
         }
     }
 
@@ -519,10 +592,10 @@ impl Incident {
     }
 }
 
-fn field_name(name: &str) -> Result<String, String> {
+fn field_name(name: &str) -> Result<String, Refusal> {
     let n = name.trim();
     if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(format!("a field name is a-z, 0-9 and _: \"{}\"", crate::core::sanitize::line(name)));
+        return Err(Refusal::BadFieldName(crate::core::sanitize::line(name).into_owned()));
     }
     Ok(n.to_string())
 }

@@ -211,7 +211,7 @@ impl Bench<'_> {
         let srv = Server { admin: self.server.admin.clone(), binaries: self.server.binaries.clone() };
         let tps = tokio::task::spawn_blocking(move || pgbench_tps(&srv, &pg, c, secs, init))
             .await
-            .map_err(|e| Error::Other(e.to_string()))??;
+            .map_err(|e| Error::task("pgbench", e))??;
         if tps.is_none() {
             (self.say)("pgbench is not installed: no TPS baseline");
         }

@@ -71,19 +71,22 @@ pub(super) fn pgbench_tps(
             .envs(base.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))))
             .args(["-i", "-q", "-s", "10"])
             .output()
-            .map_err(|e| Error::Other(format!("cannot run pgbench: {e}")))?;
+            .map_err(|e| Error::Tool { tool: "pgbench", detail: format!("cannot run it: {e}") })?;
         if !out.status.success() {
-            return Err(Error::Other(format!(
-                "pgbench -i failed: {}",
-                crate::core::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
-            )));
+            return Err(Error::Tool {
+                tool: "pgbench",
+                detail: format!(
+                    "-i failed: {}",
+                    crate::core::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
+                ),
+            });
         }
     }
     let c = clients.to_string();
     let out = base
         .args(["-n", "-c", &c, "-j", &c, "-T", &seconds.to_string()])
         .output()
-        .map_err(|e| Error::Other(format!("cannot run pgbench: {e}")))?;
+        .map_err(|e| Error::Tool { tool: "pgbench", detail: format!("cannot run it: {e}") })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let tps = text
         .lines()
@@ -91,10 +94,13 @@ pub(super) fn pgbench_tps(
         .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok());
     if tps.is_none() {
-        return Err(Error::Other(format!(
-            "pgbench printed no tps: {}",
-            crate::core::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
-        )));
+        return Err(Error::Tool {
+            tool: "pgbench",
+            detail: format!(
+                "printed no tps: {}",
+                crate::core::sanitize::multiline(&String::from_utf8_lossy(&out.stderr))
+            ),
+        });
     }
     Ok(tps)
 }

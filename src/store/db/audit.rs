@@ -79,7 +79,10 @@ async fn full_checkpoint(holder: &mut PgConnection, reader: &mut PgConnection) -
     // READ COMMITTED: this statement's snapshot is taken after the locks were granted.
     let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *holder).await?;
     if !snapshot.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-') {
-        return Err(Error::Other("unexpected snapshot id from the server".into()));
+        return Err(Error::UnexpectedAnswer {
+            what: "pg_export_snapshot()".into(),
+            detail: "not a snapshot id".into(),
+        });
     }
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ").execute(&mut *reader).await?;
     // SET TRANSACTION SNAPSHOT takes no parameters; the id comes from the server and was

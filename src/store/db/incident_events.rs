@@ -32,7 +32,8 @@ pub async fn copy_incident_events<'e, E: Executor<'e, Database = Postgres>>(
     incident: &str,
     entries: &[crate::store::journal::Entry],
 ) -> Result<i64> {
-    let payload = serde_json::to_value(entries).map_err(|e| Error::Other(e.to_string()))?;
+    let payload =
+        serde_json::to_value(entries).map_err(|source| Error::Encode { what: "the journal entries", source })?;
     let v = call_json(e, sqlx::query("SELECT record_incident_events($1, $2)").bind(incident.to_string()).bind(payload))
         .await?;
     if v.get("success").and_then(Value::as_bool) != Some(true) {

@@ -39,7 +39,7 @@ use crate::core::error::{Error, Result};
 pub static MIGRATOR: Migrator = sqlx::migrate!("./assets/migrations");
 
 fn decode<T: for<'de> Deserialize<'de>>(value: Value, what: &str) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::Other(format!("unexpected result from {what}: {e}")))
+    serde_json::from_value(value).map_err(|e| Error::UnexpectedAnswer { what: what.to_string(), detail: e.to_string() })
 }
 
 async fn call_json<'e, E: Executor<'e, Database = Postgres>>(

@@ -129,7 +129,7 @@ pub async fn insert_executed_orders(conn: &mut PgConnection, orders: &[SeedOrder
     .fetch_one(&mut *conn)
     .await?;
     if inserted as usize != n {
-        return Err(Error::Other(format!("wrote {inserted} of {n} orders: an instrument is unknown")));
+        return Err(Error::BadInput(format!("wrote {inserted} of {n} orders: an instrument is unknown")));
     }
     Ok(inserted as u64)
 }

@@ -26,7 +26,7 @@ impl Book {
             .unwrap_or_else(|e| panic!("{e}"))
     }
     fn step(&mut self, step: Step, at: DateTime<Utc>) -> Result<Vec<String>, String> {
-        let records = self.incident().decide(step, &self.checklist)?;
+        let records = self.incident().decide(step, &self.checklist).map_err(|r| r.to_string())?;
         let kinds = records.iter().map(|e| e.kind().to_string()).collect();
         for e in records {
             self.entries.push((e, at, "alice".into()));
