@@ -5,14 +5,12 @@
 //! unreachable; and a report written right after a rollback citing a
 //! ledger audit taken after it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, assert_consistent, test_db};
+use crate::support::db::{TestDb, assert_consistent, test_db};
 use serde_json::Value;
 use uuid::Uuid;
 

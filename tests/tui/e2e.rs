@@ -3,14 +3,12 @@
 //! database; and one in-process test of the event loop's responsiveness while the
 //! database sleeps inside a request.
 
-mod common;
-
 use std::process::{Command as StdCommand, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, assert_consistent, test_db};
+use crate::support::db::{TestDb, assert_consistent, test_db};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use incident_console::console::app::App;
 use incident_console::console::protocol::DbEvent;

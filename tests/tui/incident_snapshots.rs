@@ -6,8 +6,8 @@
 //! fixed (the journal entries carry the time the harness passes), so the screens are
 //! deterministic; the temporary directory's random name is the only thing redacted.
 //!
-//! Regenerate with `INSTA_UPDATE=always cargo test --test tui_incident_snapshots` and read
-//! the `.snap` files under `tests/snapshots/`.
+//! Regenerate with `INSTA_UPDATE=always cargo test --test tui incident_snapshots::` and read
+//! the `.snap` files under `tests/tui/snapshots/`.
 
 use std::sync::{Arc, Mutex};
 

@@ -3,8 +3,8 @@
 //! ticks and the worker's `DbEvent`s (answering the request ids of the `Command`s it sent).
 //! No database is needed. Times, ids and money are fixed, so the screens are deterministic.
 //!
-//! Regenerate with `INSTA_UPDATE=always cargo test --test tui_snapshots` and read the
-//! `.snap` files under `tests/snapshots/`.
+//! Regenerate with `INSTA_UPDATE=always cargo test --test tui snapshots::` (this module and
+//! `incident_snapshots`) and read the `.snap` files under `tests/tui/snapshots/`.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
