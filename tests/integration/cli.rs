@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::support::cli::{BIN, Out, PASSWORD, console_in, run_cmd};
-use crate::support::db::{TestDb, account, assert_consistent, execute, fingerprint, money_of, test_db};
+use crate::support::db::{BURST_SQL, TestDb, account, assert_consistent, execute, fingerprint, money_of, test_db};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
@@ -15,8 +15,6 @@ use uuid::Uuid;
 
 const BURST_FROM: &str = "2026-11-25 13:02";
 const BURST_TO: &str = "2026-11-25 13:06";
-const BURST_SQL: &str =
-    "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
 const REASON: &str = "duplicate executions of deploy 4711";
 
 // ----------------------------------------------------------------------------------------

@@ -201,6 +201,37 @@ impl TestDb {
     }
 }
 
+/// The demo book's burst (seed 7, 2026-11-25): GBPUSD orders duplicated between 13:02 and
+/// 13:06, as a `WHERE` condition on `orders`.
+pub const BURST_SQL: &str =
+    "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
+
+/// A fresh database with the demo book of seed 7 on 2026-11-25, written by the binary
+/// (`incident-console seed`, as operator `e2e`).
+pub async fn seeded() -> TestDb {
+    let t = test_db().await;
+    let out = tokio::process::Command::new(super::cli::BIN)
+        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", &t.url])
+        .env_remove("DATABASE_URL")
+        .env("INCIDENT_OPERATOR", "e2e")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run seed");
+    assert!(
+        out.status.success(),
+        "seed failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t
+}
+
+/// The one `bigint` a query returns (`SELECT count(*) …`).
+pub async fn count(t: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&t.pool).await.expect(sql)
+}
+
 /// Money literal: `dec("12.5")`.
 pub fn dec(s: &str) -> Decimal {
     s.parse().expect("decimal literal")

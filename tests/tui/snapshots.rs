@@ -3,47 +3,30 @@
 //! ticks and the worker's `DbEvent`s (answering the request ids of the `Command`s it sent).
 //! No database is needed. Times, ids and money are fixed, so the screens are deterministic.
 //!
-//! Regenerate with `INSTA_UPDATE=always cargo test --test tui_snapshots` and read the
-//! `.snap` files under `tests/snapshots/`.
+//! Regenerate with `INSTA_UPDATE=always cargo test --test tui snapshots::` (this module and
+//! `incident_snapshots`) and read the `.snap` files under `tests/tui/snapshots/`.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use chrono::{DateTime, Duration, Utc};
+use crossterm::event::{Event, KeyCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::console::app::{Action, App, Effects};
-use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest, RequestId};
-use incident_console::console::render;
+use incident_console::console::app::Action;
+use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest};
 use incident_console::core::batch::{BatchItem, Outcome};
 use incident_console::core::contract::{
-    BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
+    BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
 };
-use incident_console::core::keys::KeyMap;
 use incident_console::core::metrics::{Alert, Metrics};
-use incident_console::core::workflow::{IncidentHeader, Level};
+use incident_console::core::workflow::Level;
 
-const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+use crate::support::app::{Driver, SIZES, assert_has, assert_lacks, screen_text};
+use crate::support::fixtures::{self, TITLE, at, check, id, maintenance_off, t0};
 
 // ----------------------------------------------------------------------------------------
 // Fixed data
 // ----------------------------------------------------------------------------------------
-
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
-}
-
-/// The incident was declared at 13:08.
-fn t0() -> DateTime<Utc> {
-    at(13, 8, 0)
-}
-
-/// An id whose first eight hex digits (what the console shows) are `head`.
-fn id(head: u32, tail: u32) -> Uuid {
-    Uuid::from_u128((u128::from(head) << 96) | 0x4000_8000_0000_0000_0000 | u128::from(tail))
-}
 
 fn user(n: u32) -> Uuid {
     id(0x7e57_a000 + n, n)
@@ -110,10 +93,6 @@ fn page() -> Vec<OrderRow> {
     rows.push(order(104, 5, "EURUSD", "buy", 5_000, dec(10_420, 4), "pending", at(13, 7, 40), None));
     rows.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     rows
-}
-
-fn check(name: &str, passed: bool, detail: &str) -> Check {
-    Check { check: name.into(), passed, detail: Some(detail.into()), expected: None, actual: None, violations: None }
 }
 
 fn post(name: &str, passed: bool, detail: &str, expected: Value, actual: Value) -> Check {
@@ -308,124 +287,9 @@ fn alerting_dashboard() -> DashboardData {
 // Driving the app
 // ----------------------------------------------------------------------------------------
 
-/// The app and every command it has sent, so answers can carry the right request ids.
-struct Sim {
-    app: App,
-    sent: Vec<Command>,
-}
-
-impl Sim {
-    fn new(level: Level, size: (u16, u16)) -> Sim {
-        let incident = IncidentHeader::new("Duplicate GBPUSD executions after deploy 4711".into(), level, t0());
-        let app = App::new(KeyMap::default(), incident, "sandbox".into(), t0(), size);
-        Sim { app, sent: Vec::new() }
-    }
-
-    fn act(&mut self, action: Action) -> Effects {
-        let e = self.app.update(action);
-        self.sent.extend(e.commands.iter().cloned());
-        e
-    }
-
-    fn tick(&mut self, t: DateTime<Utc>) {
-        self.act(Action::Tick(t));
-    }
-
-    fn db(&mut self, ev: DbEvent) -> Effects {
-        self.act(Action::Db(Box::new(ev)))
-    }
-
-    fn key(&mut self, code: KeyCode) -> Effects {
-        let modifiers = match code {
-            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
-            KeyCode::BackTab => KeyModifiers::SHIFT,
-            _ => KeyModifiers::NONE,
-        };
-        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
-    }
-
-    fn press(&mut self, c: char) -> Effects {
-        self.key(KeyCode::Char(c))
-    }
-
-    fn typed(&mut self, text: &str) {
-        for c in text.chars() {
-            self.press(c);
-        }
-    }
-
-    fn enter(&mut self) -> Effects {
-        self.key(KeyCode::Enter)
-    }
-
-    /// The id of the last page request, and which page.
-    fn last_page(&self) -> (RequestId, PageRequest) {
-        self.sent
-            .iter()
-            .rev()
-            .find_map(|c| match c {
-                Command::LoadOrders { id, page, .. } => Some((*id, *page)),
-                _ => None,
-            })
-            .expect("a LoadOrders was sent")
-    }
-
-    fn last_count(&self) -> RequestId {
-        self.sent
-            .iter()
-            .rev()
-            .find_map(|c| match c {
-                Command::CountOrders { id, .. } => Some(*id),
-                _ => None,
-            })
-            .expect("a CountOrders was sent")
-    }
-
-    fn last_precheck(&self) -> (RequestId, Uuid, Uuid) {
-        self.sent
-            .iter()
-            .rev()
-            .find_map(|c| match c {
-                Command::Precheck { id, order, user } => Some((*id, *order, *user)),
-                _ => None,
-            })
-            .expect("a Precheck was sent")
-    }
-
-    fn last_preview(&self) -> RequestId {
-        self.sent
-            .iter()
-            .rev()
-            .find_map(|c| match c {
-                Command::PreviewBatch { id, .. } => Some(*id),
-                _ => None,
-            })
-            .expect("a PreviewBatch was sent")
-    }
-
-    fn last_run(&self) -> RequestId {
-        self.sent
-            .iter()
-            .rev()
-            .find_map(|c| match c {
-                Command::Rollback { id, .. } | Command::RunBatch { id, .. } => Some(*id),
-                _ => None,
-            })
-            .expect("a Rollback or RunBatch was sent")
-    }
-
-    /// Answers the outstanding first page and count with these rows.
-    fn answer_orders(&mut self, rows: Vec<OrderRow>) {
-        let (page_id, page) = self.last_page();
-        let count_id = self.last_count();
-        let n = rows.len() as i64;
-        self.db(DbEvent::Orders { id: page_id, page, rows, has_more: false });
-        self.db(DbEvent::OrderCount { id: count_id, count: n, capped: false });
-    }
-
-    fn current(&self) -> OrderRow {
-        self.app.current_order().cloned().expect("an order under the cursor")
-    }
+/// The console as it starts: the incident declared at 13:08, on the rollback screen.
+fn console(level: Level, size: (u16, u16)) -> Driver {
+    Driver::new(TITLE, level, t0(), size)
 }
 
 // ----------------------------------------------------------------------------------------
@@ -433,32 +297,27 @@ impl Sim {
 // ----------------------------------------------------------------------------------------
 
 /// The first frame: the worker is still connecting.
-fn connecting(size: (u16, u16)) -> Sim {
-    let mut s = Sim::new(Level::Moderate, size);
+fn connecting(size: (u16, u16)) -> Driver {
+    let mut s = console(Level::Moderate, size);
     s.db(DbEvent::Connection(ConnState::Connecting { detail: "starting the sandbox".into() }));
     s.tick(t0() + Duration::seconds(1));
     s
 }
 
 /// Connected; the first page of orders has been asked for and not answered yet.
-fn connected_waiting(size: (u16, u16)) -> Sim {
+fn connected_waiting(size: (u16, u16)) -> Driver {
     let mut s = connecting(size);
     s.db(DbEvent::Target("sandbox".into()));
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
     assert!(e.commands.iter().any(|c| matches!(c, Command::LoadOrders { page: PageRequest::First, .. })));
     assert!(e.commands.contains(&Command::RefreshDashboard));
-    s.db(DbEvent::Maintenance(MaintenanceState {
-        maintenance_mode: false,
-        maintenance_reason: None,
-        maintenance_since: None,
-        maintenance_by: None,
-    }));
+    s.db(DbEvent::Maintenance(maintenance_off()));
     s.tick(t0() + Duration::seconds(2));
     s
 }
 
 /// A page of orders, the dashboard's first figures, the cursor moved down onto the burst.
-fn orders_loaded(size: (u16, u16)) -> Sim {
+fn orders_loaded(size: (u16, u16)) -> Driver {
     let mut s = connected_waiting(size);
     s.answer_orders(page());
     s.db(DbEvent::Dashboard(quiet_dashboard()));
@@ -469,7 +328,7 @@ fn orders_loaded(size: (u16, u16)) -> Sim {
     s
 }
 
-fn prechecked(size: (u16, u16), ready: bool) -> Sim {
+fn prechecked(size: (u16, u16), ready: bool) -> Driver {
     let mut s = orders_loaded(size);
     let o = s.current();
     s.press('p');
@@ -481,7 +340,7 @@ fn prechecked(size: (u16, u16), ready: bool) -> Sim {
 }
 
 /// `r` on the order under the cursor, the pre-check passed, part of a reason typed.
-fn reason_entry(size: (u16, u16), level: Level) -> Sim {
+fn reason_entry(size: (u16, u16), level: Level) -> Driver {
     let mut s = orders_loaded(size);
     s.app.incident.level = level;
     let o = s.current();
@@ -493,7 +352,7 @@ fn reason_entry(size: (u16, u16), level: Level) -> Sim {
 }
 
 /// The reason given; the confirmation is shown.
-fn confirm_single(size: (u16, u16), level: Level) -> Sim {
+fn confirm_single(size: (u16, u16), level: Level) -> Driver {
     let mut s = reason_entry(size, level);
     s.enter();
     if level == Level::Critical {
@@ -503,7 +362,7 @@ fn confirm_single(size: (u16, u16), level: Level) -> Sim {
 }
 
 /// Six orders of the burst selected with space, previewed, a reason, the count being typed.
-fn confirm_batch(size: (u16, u16)) -> Sim {
+fn confirm_batch(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
     for _ in 0..6 {
         s.press(' ');
@@ -526,7 +385,7 @@ fn confirm_batch(size: (u16, u16)) -> Sim {
 }
 
 /// The whole burst as a batch ("GBPUSD executed", A, b), 18 of 30 done.
-fn batch_running(size: (u16, u16)) -> Sim {
+fn batch_running(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
     s.press('/');
     s.typed("GBPUSD executed");
@@ -577,7 +436,7 @@ fn batch_running(size: (u16, u16)) -> Sim {
 }
 
 /// A single rollback done; its post-check found the balance off by 100.00.
-fn postcheck_mismatch(size: (u16, u16)) -> Sim {
+fn postcheck_mismatch(size: (u16, u16)) -> Driver {
     let mut s = confirm_single(size, Level::Moderate);
     let o = s.current();
     s.tick(at(13, 10, 30));
@@ -595,7 +454,7 @@ fn postcheck_mismatch(size: (u16, u16)) -> Sim {
     s
 }
 
-fn alert_firing(size: (u16, u16)) -> Sim {
+fn alert_firing(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
     s.db(DbEvent::Dashboard(alerting_dashboard()));
     // Shift-Tab from Orders focuses the Dashboard (on a narrow screen, it becomes the tab shown).
@@ -603,7 +462,7 @@ fn alert_firing(size: (u16, u16)) -> Sim {
     s
 }
 
-fn unreachable(size: (u16, u16)) -> Sim {
+fn unreachable(size: (u16, u16)) -> Driver {
     let mut s = connecting(size);
     s.db(DbEvent::Connection(ConnState::Down {
         error: "connection refused (is PostgreSQL running on 127.0.0.1:5432?)".into(),
@@ -613,7 +472,7 @@ fn unreachable(size: (u16, u16)) -> Sim {
     s
 }
 
-fn unreachable_after_load(size: (u16, u16)) -> Sim {
+fn unreachable_after_load(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
     s.db(DbEvent::Connection(ConnState::Down {
         error: "server closed the connection unexpectedly".into(),
@@ -622,27 +481,26 @@ fn unreachable_after_load(size: (u16, u16)) -> Sim {
     s
 }
 
-fn with_help(size: (u16, u16)) -> Sim {
+fn with_help(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
     s.press('?');
     s
 }
 
-fn quit_while_running(size: (u16, u16)) -> Sim {
+fn quit_while_running(size: (u16, u16)) -> Driver {
     let mut s = batch_running(size);
     let e = s.press('q');
     assert!(e.commands.is_empty(), "quitting asks first: {:?}", e.commands);
     s
 }
 
-fn maintenance_on(size: (u16, u16)) -> Sim {
+fn maintenance_on(size: (u16, u16)) -> Driver {
     let mut s = orders_loaded(size);
-    s.db(DbEvent::Maintenance(MaintenanceState {
-        maintenance_mode: true,
-        maintenance_reason: Some("rolling back the 13:02 burst".into()),
-        maintenance_since: Some(at(13, 9, 12)),
-        maintenance_by: Some("incident_commander".into()),
-    }));
+    s.db(DbEvent::Maintenance(fixtures::maintenance_on(
+        "rolling back the 13:02 burst",
+        at(13, 9, 12),
+        "incident_commander",
+    )));
     s
 }
 
@@ -650,42 +508,17 @@ fn maintenance_on(size: (u16, u16)) -> Sim {
 // Rendering
 // ----------------------------------------------------------------------------------------
 
-fn draw(app: &App, size: (u16, u16)) -> Terminal<TestBackend> {
-    let mut terminal = Terminal::new(TestBackend::new(size.0, size.1)).expect("a test terminal");
-    terminal.draw(|f| render(app, f)).expect("a frame");
-    terminal
-}
-
-/// The screen as plain text, one line per row.
-fn screen(terminal: &Terminal<TestBackend>) -> String {
-    let buf = terminal.backend().buffer();
-    let w = buf.area.width as usize;
-    buf.content.chunks(w).map(|row| row.iter().map(|c| c.symbol()).collect::<String>()).collect::<Vec<_>>().join("\n")
-}
-
 /// Draws, snapshots as `{name}_{w}x{h}`, and returns the text for assertions.
-fn snap(sim: &Sim, name: &str) -> String {
-    let size = sim.app.size;
-    let terminal = draw(&sim.app, size);
+fn snap(s: &Driver, name: &str) -> String {
+    let size = s.app.size;
+    let terminal = s.draw();
     insta::assert_snapshot!(format!("{name}_{}x{}", size.0, size.1), terminal.backend());
-    screen(&terminal)
+    screen_text(&terminal)
 }
 
 /// `shown` is `whole`, or a start of it ending in a visible '…': never silently cut.
 fn shown_fairly(shown: &str, whole: &str) -> bool {
     shown == whole || (shown.ends_with('…') && whole.starts_with(shown.trim_end_matches('…')))
-}
-
-fn assert_has(text: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(text.contains(n), "the screen should show {n:?}:\n{text}");
-    }
-}
-
-fn assert_lacks(text: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(!text.contains(n), "the screen should not show {n:?}:\n{text}");
-    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -776,7 +609,7 @@ fn a_wide_amount_is_never_cut_silently() {
         rows[0].total_cost = Some(exact.parse().expect("a decimal"));
         rows[0].symbol = "BTCUSDT.PERP".into();
         s.answer_orders(rows);
-        let text = text_of(&s);
+        let text = s.screen();
         let row = text.lines().find(|l| l.contains("13:07:40")).expect("the row");
         let token = |start: &str| {
             row.split(|c: char| c.is_whitespace() || c == '┃')
@@ -798,19 +631,19 @@ fn a_wide_amount_is_never_cut_silently() {
 #[test]
 fn a_rollback_elsewhere_marks_the_orders_and_the_precheck_stale() {
     let mut s = prechecked((160, 48), true);
-    let text = text_of(&s);
+    let text = s.screen();
     assert!(!text.contains("stale") && !text.contains("Stale"), "{text}");
     let mut d = quiet_dashboard();
     d.metrics.last_rollback = Some(at(13, 11, 0));
     s.tick(at(13, 11, 1));
     s.db(DbEvent::Dashboard(d));
-    let text = text_of(&s);
+    let text = s.screen();
     assert!(text.contains("stale: R reloads"), "{text}");
     assert!(text.contains("Stale: a rollback at 13:11:00 since · p re-runs"), "{text}");
     // R: the rows are loaded again, and are current.
     s.press('R');
     s.answer_orders(page());
-    let text = text_of(&s);
+    let text = s.screen();
     assert!(!text.contains("stale: R reloads"), "{text}");
 }
 
@@ -898,7 +731,7 @@ fn postcheck_amounts_are_never_cut_silently() {
         balance.expected = Some(json!(expected));
         balance.actual = Some(json!(actual));
         s.db(DbEvent::Rollback { id, result: Ok(result) });
-        let text = text_of(&s);
+        let text = s.screen();
         let row = text.lines().find(|l| l.contains("FAIL balance")).unwrap_or_else(|| panic!("the row:\n{text}"));
         let amounts: Vec<&str> =
             row.split(|c: char| c.is_whitespace() || "┃│".contains(c)).filter(|w| w.starts_with("1234")).collect();
@@ -921,12 +754,12 @@ fn postcheck_amounts_are_never_cut_silently() {
 fn the_postcheck_scrolls_at_80x24() {
     let mut s = postcheck_mismatch((80, 24));
     assert_eq!(s.app.focus, incident_console::console::panes::Pane::Postcheck);
-    let text = text_of(&s);
+    let text = s.screen();
     assert!(text.contains("0 above · 3 below (j/k)") && !text.contains("one_audit_row_per_order"), "{text}");
     for _ in 0..3 {
         s.press('j');
     }
-    let text = text_of(&s);
+    let text = s.screen();
     assert!(text.contains("3 above · 0 below") && text.contains("PASS one_audit_row_per_order"), "{text}");
     s.key(KeyCode::Tab);
     assert_eq!(s.app.detail_scroll, 0);
@@ -1023,16 +856,12 @@ fn maintenance_mode_on() {
 // What the snapshots showed to be cut or garbled (ignored until fixed in src/ui)
 // ----------------------------------------------------------------------------------------
 
-fn text_of(sim: &Sim) -> String {
-    screen(&draw(&sim.app, sim.app.size))
-}
-
 #[test]
 
 fn header_shows_phase_retry_and_maintenance_at_80_columns() {
-    let text = text_of(&orders_loaded((80, 24)));
+    let text = orders_loaded((80, 24)).screen();
     assert_has(&text, &["Assessment 2m / 15m"]);
-    let text = text_of(&unreachable((80, 24)));
+    let text = unreachable((80, 24)).screen();
     assert_has(&text, &["retry 8s", "maintenance ?"]);
 }
 
@@ -1042,14 +871,14 @@ fn the_level_label_survives_a_long_title_at_80_columns() {
     let mut s = orders_loaded((80, 24));
     s.app.incident.title = "Duplicate GBPUSD executions on the EU matching engine after deploy 4711".into();
     s.app.incident.level = Level::Critical;
-    let text = text_of(&s);
+    let text = s.screen();
     assert_has(&text, &["L3 CRITICAL"]);
 }
 
 #[test]
 
 fn the_footer_shows_help_and_quit_at_80_columns() {
-    let text = text_of(&orders_loaded((80, 24)));
+    let text = orders_loaded((80, 24)).screen();
     let footer = text.lines().last().unwrap_or_default().to_string();
     assert_has(&footer, &["help", "quit"]);
 }
@@ -1057,7 +886,7 @@ fn the_footer_shows_help_and_quit_at_80_columns() {
 #[test]
 
 fn help_lists_every_key_at_80x24() {
-    let text = text_of(&with_help((80, 24)));
+    let text = with_help((80, 24)).screen();
     // (the filter's description wraps at 80 columns, so it is checked by its start)
     for a in incident_console::core::keys::KeyAction::ALL {
         let d = a.describe();
@@ -1080,31 +909,31 @@ fn precheck_failure_in_the_last_check_and_the_baseline_are_visible_at_80x24() {
         last.detail = Some("1 invariant(s) violated".into());
     }
     s.db(DbEvent::Precheck { id, order, user, result: Ok(result) });
-    let text = text_of(&s);
+    let text = s.screen();
     assert_has(&text, &["NOT READY", "FAIL user_ledger_consistent", "Baseline: balance 48250.00"]);
 }
 
 #[test]
 
 fn every_failing_postcheck_row_is_visible_at_80x24() {
-    let text = text_of(&postcheck_mismatch((80, 24)));
+    let text = postcheck_mismatch((80, 24)).screen();
     assert_has(&text, &["FAIL balance_restored", "FAIL user_ledger_consistent"]);
 }
 
 #[test]
 
 fn every_firing_alert_is_visible_on_the_wide_dashboard() {
-    let text = text_of(&alert_firing((160, 48)));
+    let text = alert_firing((160, 48)).screen();
     // (a long alert wraps at a word boundary, so its parts are checked apart)
     assert_has(&text, &["1 ledger violation(s), 1 failed", "post-check(s)", "12 rollbacks in the last 10 minutes"]);
-    let text = text_of(&batch_running((160, 48)));
+    let text = batch_running((160, 48)).screen();
     assert_has(&text, &["no alerts"]);
 }
 
 #[test]
 
 fn batch_outcome_label_and_detail_are_separated() {
-    let text = text_of(&batch_running((80, 24)));
+    let text = batch_running((80, 24)).screen();
     assert_lacks(&text, &["rolled backrefund"]);
 }
 
@@ -1112,7 +941,7 @@ fn batch_outcome_label_and_detail_are_separated() {
 
 fn the_quit_dialog_text_is_not_cut() {
     for size in SIZES {
-        let text = text_of(&quit_while_running(size));
+        let text = quit_while_running(size).screen();
         assert_has(&text, &["orders in flight"]);
     }
 }

@@ -5,20 +5,17 @@
 //! unreachable; and a report written right after a rollback citing a
 //! ledger audit taken after it.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, assert_consistent, test_db};
 use serde_json::Value;
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_incident-console");
-const BURST_SQL: &str =
-    "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
+use crate::support::cli::BIN;
+use crate::support::db::{BURST_SQL, TestDb, assert_consistent, count, seeded};
+use crate::support::tmux::{Console, WAIT as T};
+
 const TITLE: &str = "GBPUSD duplicate executions";
 const MAINTENANCE_REASON: &str = "stop new orders during the GBPUSD rollback";
 const ROLLBACK_REASON: &str = "duplicate executions of deploy 4711";
@@ -37,36 +34,9 @@ name = "Sam Rivera"
 phone = "+1 555 0199"
 "#;
 
-/// Screen waits (the database answers in well under a second on this machine).
-const T: Duration = Duration::from_secs(15);
-
 // ----------------------------------------------------------------------------------------
 // The database
 // ----------------------------------------------------------------------------------------
-
-/// A fresh database with the demo book of seed 7 on 2026-11-25, written by the binary.
-async fn seeded() -> TestDb {
-    let t = test_db().await;
-    let out = tokio::process::Command::new(BIN)
-        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", &t.url])
-        .env_remove("DATABASE_URL")
-        .env("INCIDENT_OPERATOR", "e2e")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run seed");
-    assert!(
-        out.status.success(),
-        "seed failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t
-}
-
-async fn count(t: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&t.pool).await.expect(sql)
-}
 
 /// The burst's order ids and user ids.
 async fn burst_ids(t: &TestDb) -> Vec<(Uuid, Uuid)> {
@@ -184,199 +154,81 @@ fn section<'a>(text: &'a str, heading: &str) -> &'a str {
 // The binary in tmux
 // ----------------------------------------------------------------------------------------
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// `incident-console ARGS` in tmux with INCIDENT_OPERATOR=e2e, the private HOME, data
+/// directory and config file of `dirs`, and no DATABASE_URL.
+fn open(dirs: &Dirs, args: &[&str]) -> Console {
+    Console::options()
+        .home(dirs.home.path())
+        .env("INCIDENT_CONSOLE_DATA_DIR", dirs.data.path())
+        .env("INCIDENT_CONSOLE_CONFIG", dirs.config())
+        .open(args)
 }
 
-/// A private tmux server running the console in a 160x48 pane; the pane's shell stays
-/// after the console exits. The server is killed when this is dropped.
-struct Console {
-    socket: String,
-    /// The server's socket file, removed with the server.
-    socket_path: String,
-    home: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
+/// In the focused Messages pane: moves the cursor to the message titled `title`.
+async fn select_message(c: &Console, title: &str) -> String {
+    let s = c.wait_until("the Messages pane's cursor", T, |s| message_rows(s).iter().any(|l| l.contains("┃▶"))).await;
+    let rows = message_rows(&s);
+    let at = rows.iter().position(|l| l.contains("┃▶")).expect("a selected row");
+    let to = rows.iter().position(|l| l.contains(title)).unwrap_or_else(|| panic!("no message {title:?}:\n{s}"));
+    let key = if to > at { "j" } else { "k" };
+    for _ in 0..to.abs_diff(at) {
+        c.keys(&[key]);
+    }
+    c.wait_until(&format!("{title} under the cursor"), T, |s| selected_line(s).is_some_and(|l| l.contains(title))).await
 }
 
-impl Console {
-    /// `incident-console ARGS` with INCIDENT_OPERATOR=e2e, the private HOME, data directory
-    /// and config file of `dirs`, and no DATABASE_URL.
-    fn open(dirs: &Dirs, args: &[&str]) -> Console {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let socket = format!("ic-inc-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let words: Vec<String> = std::iter::once(BIN).chain(args.iter().copied()).map(shell_quote).collect();
-        let command = format!("{}; echo console-exited-$?; exec sh", words.join(" "));
-        let mut console = Console {
-            socket,
-            socket_path: String::new(),
-            home: dirs.home.path().to_path_buf(),
-            data: dirs.data.path().to_path_buf(),
-            config: dirs.config(),
-        };
-        let out = console
-            .tmux()
-            .args(["new-session", "-d", "-s", "s", "-x", "160", "-y", "48", &command])
-            .output()
-            .expect("start tmux");
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        console.socket_path = console.pane_format("#{socket_path}");
-        console
-    }
-
-    /// tmux on this console's server, with a clean environment: the server copies it, and
-    /// so does the console it starts.
-    fn tmux(&self) -> StdCommand {
-        let mut c = StdCommand::new("/usr/bin/tmux");
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .env("HOME", &self.home)
-            .env("SHELL", "/bin/sh")
-            .env("TERM", "xterm-256color")
-            .env("LANG", "C.UTF-8")
-            .env("INCIDENT_OPERATOR", "e2e")
-            // The server's socket in the private HOME, not /tmp: nothing shared, nothing left.
-            .env("TMUX_TMPDIR", &self.home)
-            .env("INCIDENT_CONSOLE_DATA_DIR", &self.data)
-            .env("INCIDENT_CONSOLE_CONFIG", &self.config)
-            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Keys by tmux name (Enter, Escape, Tab).
-    fn keys(&self, keys: &[&str]) {
-        let out = self.tmux().args(["send-keys", "-t", "s"]).args(keys).output().expect("tmux send-keys");
-        assert!(out.status.success(), "send-keys {keys:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Text typed literally.
-    fn type_text(&self, text: &str) {
-        let out = self.tmux().args(["send-keys", "-t", "s", "-l", text]).output().expect("tmux send-keys");
-        assert!(out.status.success(), "send-keys -l {text:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// The screen as text.
-    fn screen(&self) -> String {
-        let out = self.tmux().args(["capture-pane", "-p", "-t", "s"]).output().expect("tmux capture-pane");
-        if !out.status.success() {
-            return format!("<capture-pane failed: {}>", String::from_utf8_lossy(&out.stderr));
-        }
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A format of the pane (`#{socket_path}`).
-    fn pane_format(&self, format: &str) -> String {
-        let out = self.tmux().args(["display-message", "-p", "-t", "s", format]).output().expect("tmux display");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Polls the screen until `pred` holds; panics with the screen after `timeout`.
-    async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{s}");
-            }
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
-    }
-
-    async fn wait_for(&self, text: &str, timeout: Duration) -> String {
-        self.wait_until(&format!("{text:?}"), timeout, |s| s.contains(text)).await
-    }
-
-    /// Types into an open one-line dialog, waits for the text to show, then Enter.
-    async fn enter_text(&self, text: &str) {
-        self.type_text(text);
-        self.wait_for(text, T).await;
-        self.keys(&["Enter"]);
-    }
-
-    /// In the focused Messages pane: moves the cursor to the message titled `title`.
-    async fn select_message(&self, title: &str) -> String {
-        let s = self
-            .wait_until("the Messages pane's cursor", T, |s| message_rows(s).iter().any(|l| l.contains("┃▶")))
-            .await;
-        let rows = message_rows(&s);
-        let at = rows.iter().position(|l| l.contains("┃▶")).expect("a selected row");
-        let to = rows.iter().position(|l| l.contains(title)).unwrap_or_else(|| panic!("no message {title:?}:\n{s}"));
-        let key = if to > at { "j" } else { "k" };
-        for _ in 0..to.abs_diff(at) {
-            self.keys(&[key]);
-        }
-        self.wait_until(&format!("{title} under the cursor"), T, |s| {
-            selected_line(s).is_some_and(|l| l.contains(title))
-        })
-        .await
-    }
-
-    /// On the rollback screen: filters the burst, selects all matching and rolls it back
-    /// as a batch (reason, then the count typed).
-    async fn batch_rollback_burst(&self) {
-        self.wait_for("Orders ·", T).await;
-        self.keys(&["/"]);
-        self.wait_for("typing the filter", T).await;
-        self.type_text("GBPUSD executed from:13:02 to:13:06");
-        self.keys(&["Enter"]);
-        self.wait_for("60 match", T).await;
-        self.keys(&["A"]);
-        self.wait_for("Batch: every executed order matching the filter", T).await;
-        self.keys(&["b"]);
-        let s = self.wait_for("Reason (required):", T).await;
-        assert!(s.contains("60 order(s) (60 executed)"), "{s}");
-        self.enter_text(ROLLBACK_REASON).await;
-        self.wait_for("Type 60 to roll back", T).await;
-        self.type_text("60");
-        self.keys(&["Enter"]);
-        let s = self.wait_for("60 rolled back", Duration::from_secs(30)).await;
-        assert!(s.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
-    }
-
-    /// From the rollback screen: the incident screen's Messages pane, the report's three
-    /// fields filled, then W.
-    async fn write_report(&self) {
-        self.keys(&["i"]);
-        self.wait_until("the checklist", T, |s| s.contains("┏ ▶ Checklist")).await;
-        self.keys(&["Tab"]);
-        self.keys(&["Tab"]);
-        self.keys(&["Tab"]);
-        let s = self.select_message("Post-incident report").await;
-        assert!(
-            selected_line(&s).is_some_and(|l| l.contains("needs summary, root_cause, lessons_learned")),
-            "the report needs its three fields:\n{s}"
-        );
-        self.fill("summary", "Deploy 4711 executed 60 GBPUSD orders twice; all 60 were rolled back.").await;
-        self.fill("root_cause", "A retry loop in deploy 4711 resent acknowledged orders.").await;
-        self.fill("lessons_learned", "Idempotency keys must survive retries.").await;
-        self.wait_until("the report to be ready", T, |s| selected_line(s).is_some_and(|l| l.contains("ready"))).await;
-        self.keys(&["W"]);
-        self.wait_for("Report written to", T).await;
-    }
-
-    /// Fills the selected message's next required field (`name`) with `value`.
-    async fn fill(&self, name: &str, value: &str) {
-        self.keys(&["f"]);
-        self.wait_for(&format!("Fill \"{name}\""), T).await;
-        self.enter_text(value).await;
-        self.wait_until(&format!("{name} to be filled"), T, |s| {
-            !s.contains(&format!("Fill \"{name}\"")) && selected_line(s).is_some_and(|l| !l.contains(name))
-        })
-        .await;
-    }
+/// On the rollback screen: filters the burst, selects all matching and rolls it back
+/// as a batch (reason, then the count typed).
+async fn batch_rollback_burst(c: &Console) {
+    c.wait_for("Orders ·", T).await;
+    c.keys(&["/"]);
+    c.wait_for("typing the filter", T).await;
+    c.type_text("GBPUSD executed from:13:02 to:13:06");
+    c.keys(&["Enter"]);
+    c.wait_for("60 match", T).await;
+    c.keys(&["A"]);
+    c.wait_for("Batch: every executed order matching the filter", T).await;
+    c.keys(&["b"]);
+    let s = c.wait_for("Reason (required):", T).await;
+    assert!(s.contains("60 order(s) (60 executed)"), "{s}");
+    c.enter_text(ROLLBACK_REASON).await;
+    c.wait_for("Type 60 to roll back", T).await;
+    c.type_text("60");
+    c.keys(&["Enter"]);
+    let s = c.wait_for("60 rolled back", Duration::from_secs(30)).await;
+    assert!(s.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
 }
 
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").stdout(Stdio::null()).stderr(Stdio::null()).status();
-        if self.socket_path.contains(&self.socket) {
-            let _ = std::fs::remove_file(&self.socket_path);
-        }
-    }
+/// From the rollback screen: the incident screen's Messages pane, the report's three
+/// fields filled, then W.
+async fn write_report(c: &Console) {
+    c.keys(&["i"]);
+    c.wait_until("the checklist", T, |s| s.contains("┏ ▶ Checklist")).await;
+    c.keys(&["Tab"]);
+    c.keys(&["Tab"]);
+    c.keys(&["Tab"]);
+    let s = select_message(c, "Post-incident report").await;
+    assert!(
+        selected_line(&s).is_some_and(|l| l.contains("needs summary, root_cause, lessons_learned")),
+        "the report needs its three fields:\n{s}"
+    );
+    fill(c, "summary", "Deploy 4711 executed 60 GBPUSD orders twice; all 60 were rolled back.").await;
+    fill(c, "root_cause", "A retry loop in deploy 4711 resent acknowledged orders.").await;
+    fill(c, "lessons_learned", "Idempotency keys must survive retries.").await;
+    c.wait_until("the report to be ready", T, |s| selected_line(s).is_some_and(|l| l.contains("ready"))).await;
+    c.keys(&["W"]);
+    c.wait_for("Report written to", T).await;
+}
+
+/// Fills the selected message's next required field (`name`) with `value`.
+async fn fill(c: &Console, name: &str, value: &str) {
+    c.keys(&["f"]);
+    c.wait_for(&format!("Fill \"{name}\""), T).await;
+    c.enter_text(value).await;
+    c.wait_until(&format!("{name} to be filled"), T, |s| {
+        !s.contains(&format!("Fill \"{name}\"")) && selected_line(s).is_some_and(|l| !l.contains(name))
+    })
+    .await;
 }
 
 /// The row under the cursor of the focused incident pane (drawn with a thick border; its
@@ -449,7 +301,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     let burst = burst_ids(&t).await;
     assert_eq!(burst.len(), 60, "the demo book's burst");
     let dirs = Dirs::new();
-    let c = Console::open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "3"]);
+    let c = open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "3"]);
     c.wait_until("the Orders pane to list orders", T, |s| {
         s.contains("symbol") && s.contains("quantity") && s.contains("executed")
     })
@@ -532,25 +384,25 @@ async fn a_level_3_drill_from_classification_to_the_report() {
 
     // 3. Messages: the internal alert, then the customer notice; filled and copied.
     c.keys(&["Tab"]);
-    let s = c.select_message("Internal alert").await;
+    let s = select_message(&c, "Internal alert").await;
     assert!(
         selected_line(&s).is_some_and(|l| l.contains("needs impact, estimated_resolution")),
         "the alert needs its two fields:\n{s}"
     );
-    c.fill("impact", "GBPUSD orders executed twice between 13:02 and 13:06 UTC").await;
-    c.fill("estimated_resolution", "2 hours").await;
+    fill(&c, "impact", "GBPUSD orders executed twice between 13:02 and 13:06 UTC").await;
+    fill(&c, "estimated_resolution", "2 hours").await;
     let s = c.wait_until("the alert to be ready", T, |s| selected_line(s).is_some_and(|l| l.contains("ready"))).await;
     assert!(s.contains("Maintenance mode: ON since"), "the preview says maintenance is on:\n{s}");
     c.keys(&["y"]);
     let s = c.wait_for("Copied internal_alert", T).await;
     assert!(s.contains("messages/"), "the footer says where the file went:\n{s}");
 
-    let s = c.select_message("Customer notice").await;
+    let s = select_message(&c, "Customer notice").await;
     assert!(
         selected_line(&s).is_some_and(|l| l.contains("needs customer_impact") && !l.contains("estimated_resolution")),
         "estimated_resolution is shared with the alert:\n{s}"
     );
-    c.fill("customer_impact", "Some orders placed this afternoon may show twice in your history.").await;
+    fill(&c, "customer_impact", "Some orders placed this afternoon may show twice in your history.").await;
     c.wait_until("the notice to be ready", T, |s| selected_line(s).is_some_and(|l| l.contains("ready"))).await;
     c.keys(&["y"]);
     c.wait_for("Copied customer_notice", T).await;
@@ -581,7 +433,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
         c.wait_for(&format!("Checklist · {label} · Level 3"), T).await;
     }
     c.keys(&["i"]);
-    c.batch_rollback_burst().await;
+    batch_rollback_burst(&c).await;
     assert_eq!(
         count(&t, &format!("SELECT count(*) FROM orders WHERE {BURST_SQL} AND status = 'rolled_back'")).await,
         60
@@ -592,7 +444,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     // 5. The report: its three fields, then W; after the audit that follows the rollback,
     // so nothing is journaled between the report and the reads below.
     wait_for_audit_after_rollback(&c, &dir).await;
-    c.write_report().await;
+    write_report(&c).await;
 
     let report_path = file_named(&dir.join("reports"), "post_incident_report");
     let report = std::fs::read_to_string(&report_path).expect("read the report");
@@ -696,18 +548,18 @@ async fn a_level_3_drill_from_classification_to_the_report() {
 async fn a_report_written_after_a_rollback_cites_an_audit_taken_after_it() {
     let t = seeded().await;
     let dirs = Dirs::new();
-    let c = Console::open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "3"]);
+    let c = open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "3"]);
     // The start-up audit, recorded in the journal.
     c.wait_for("ledger audit clean at", T).await;
     let (_, dir) = dirs.incident();
-    c.batch_rollback_burst().await;
+    batch_rollback_burst(&c).await;
     assert_consistent(&t.pool).await;
 
     // Within seconds, an audit taken after the rollback is recorded.
     wait_for_audit_after_rollback(&c, &dir).await;
 
     // The report cites it.
-    c.write_report().await;
+    write_report(&c).await;
     let report = std::fs::read_to_string(file_named(&dir.join("reports"), "post_incident_report")).expect("report");
     let entries = journal(&dir);
     let rollback = entries.iter().find(|e| kind_is(e, "rollback")).expect("the rollback entry");
@@ -752,7 +604,7 @@ async fn the_journal_works_without_the_database() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let url = format!("postgres://bob:s3cret@127.0.0.1:{port}/nope");
     let dirs = Dirs::new();
-    let c = Console::open(&dirs, &["--database-url", &url, "--title", "database down", "--level", "3"]);
+    let c = open(&dirs, &["--database-url", &url, "--title", "database down", "--level", "3"]);
     c.wait_for("UNREACHABLE", T).await;
     let (id, dir) = dirs.incident();
 

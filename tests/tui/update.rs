@@ -2,242 +2,73 @@
 //! answers go into `App::update`; the tests read the state and the `Command`s that come
 //! out. No database, no terminal.
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
+use chrono::NaiveTime;
+use crossterm::event::{Event, KeyCode, KeyModifiers, MouseButton, MouseEventKind};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
-use uuid::Uuid;
 
 use incident_console::console::app::{Action, App, Effects, Load};
 use incident_console::console::panes::Pane;
 use incident_console::console::panes::orders::{PAGE, WINDOW, parse_filter};
 use incident_console::console::panes::rollback::{FlowTarget, Stage};
 use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, OrderKey, PageRequest, RequestId};
-use incident_console::console::render;
 use incident_console::core::batch::BatchItem;
-use incident_console::core::contract::{
-    BatchPreview, Check, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
-};
-use incident_console::core::keys::KeyMap;
+use incident_console::core::contract::{BatchPreview, OrderRow};
 use incident_console::core::orders::{OrderQuery, TimeBound};
-use incident_console::core::workflow::{IncidentHeader, Level};
+use incident_console::core::workflow::Level;
 
-// ----------------------------------------------------------------------------------------
-// Fixtures
-// ----------------------------------------------------------------------------------------
-
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
-}
-
-fn id(head: u32, tail: u32) -> Uuid {
-    Uuid::from_u128((u128::from(head) << 96) | u128::from(tail))
-}
-
-/// Order `i` of a burst, newest first when `i` grows (created one second apart, backwards).
-fn row(i: u32) -> OrderRow {
-    let created = at(13, 6, 0) - Duration::seconds(i64::from(i));
-    OrderRow {
-        id: id(0x0b5e_0000 + i, i),
-        user_id: id(0x7e57_a000 + i % 5, i % 5),
-        symbol: "GBPUSD".into(),
-        side: "buy".into(),
-        order_type: "market".into(),
-        quantity: Decimal::from(10_000),
-        price: Some(Decimal::new(12_650, 4)),
-        status: "executed".into(),
-        transaction_id: Some(id(0x7a00_0000 + i / 2, i / 2)),
-        total_cost: Some(Decimal::new(1_265_000, 2)),
-        commission: Some(Decimal::new(250, 2)),
-        failure_reason: None,
-        rolled_back_reason: None,
-        created_at: created,
-        executed_at: Some(created),
-        rolled_back_at: None,
-    }
-}
-
-fn rows(range: std::ops::Range<u32>) -> Vec<OrderRow> {
-    range.map(row).collect()
-}
-
-fn baseline(o: &OrderRow) -> Value {
-    json!({
-        "version": 1,
-        "order_id": o.id,
-        "user_id": o.user_id,
-        "captured_at": "2026-11-25T13:10:00+00:00",
-        "order_status": "executed",
-        "failure_reason": null,
-        "transaction_id": o.transaction_id,
-        "balance": "48250.00",
-        "margin_used": "12650.00",
-        "open_positions": 4,
-        "expected_refund": "12650.00",
-        "expected_margin_release": "1265.00",
-        "group": {"order_ids": [o.id], "skipped": [], "expected_refund": "12650.00", "expected_margin_release": "1265.00"}
-    })
-}
-
-fn precheck(o: &OrderRow, ready: bool) -> Precheck {
-    Precheck {
-        ready,
-        error_code: None,
-        checks: vec![
-            Check {
-                check: "order_executed".into(),
-                passed: true,
-                detail: Some("status executed".into()),
-                expected: None,
-                actual: None,
-                violations: None,
-            },
-            Check {
-                check: "no_active_transactions".into(),
-                passed: ready,
-                detail: Some("0 order(s) of the user pending or executing".into()),
-                expected: None,
-                actual: None,
-                violations: None,
-            },
-        ],
-        baseline: Some(baseline(o)),
-    }
-}
-
-fn rolled_back(o: &OrderRow) -> RollbackAndPostcheck {
-    RollbackAndPostcheck {
-        rollback: RollbackResult {
-            success: true,
-            error_code: None,
-            message: None,
-            mode: Some("single".into()),
-            order_ids: Some(vec![o.id]),
-            refunded: o.total_cost,
-            margin_released: Some(Decimal::new(126_500, 2)),
-            transfers_reversed: Some(2),
-            duration_us: Some(30_000),
-            skipped: None,
-            already_rolled_back: None,
-            status: None,
-        },
-        postcheck: Some(Postcheck {
-            successful: true,
-            error_code: None,
-            mode: Some("single".into()),
-            order_ids: Some(vec![o.id]),
-            checks: vec![],
-        }),
-    }
-}
+use crate::support::app::Driver;
+use crate::support::fixtures::{at, baseline, precheck, rolled_back, row, rows};
 
 // ----------------------------------------------------------------------------------------
 // Driving the app
 // ----------------------------------------------------------------------------------------
 
-struct Sim {
-    app: App,
+/// The console at 13:10 on the rollback screen, not connected yet.
+fn console(level: Level, size: (u16, u16)) -> Driver {
+    Driver::new("Duplicate GBPUSD executions", level, at(13, 10, 0), size)
 }
 
-impl Sim {
-    fn new(level: Level, size: (u16, u16)) -> Sim {
-        let now = at(13, 10, 0);
-        let incident = IncidentHeader::new("Duplicate GBPUSD executions".into(), level, now);
-        Sim { app: App::new(KeyMap::default(), incident, "sandbox".into(), now, size) }
-    }
+/// Connects; returns the first page and count requests.
+fn connect(s: &mut Driver) -> (RequestId, RequestId) {
+    let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
+    let page = load_id(&e.commands).expect("the first page is asked for on connecting");
+    let count = count_id(&e.commands).expect("the count is asked for on connecting");
+    (page, count)
+}
 
-    fn act(&mut self, a: Action) -> Effects {
-        self.app.update(a)
-    }
+/// Connected, with a first page of `n` orders answered (`has_more` says there are older).
+fn loaded(size: (u16, u16), n: u32, has_more: bool) -> Driver {
+    let mut s = console(Level::Moderate, size);
+    let (page, count) = connect(&mut s);
+    s.db(DbEvent::Orders { id: page, page: PageRequest::First, rows: rows(0..n), has_more });
+    s.db(DbEvent::OrderCount { id: count, count: i64::from(n), capped: false });
+    s
+}
 
-    fn db(&mut self, ev: DbEvent) -> Effects {
-        self.act(Action::Db(Box::new(ev)))
-    }
+/// `r` on the order under the cursor, answered by a pre-check that passed.
+fn reach_reason(s: &mut Driver) -> (RequestId, OrderRow) {
+    let o = s.current();
+    let e = s.press('r');
+    let [Command::Precheck { id, order, user }] = e.commands.as_slice() else {
+        panic!("r sends one pre-check: {:?}", e.commands)
+    };
+    assert_eq!((*order, *user), (o.id, o.user_id));
+    let id = *id;
+    s.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    assert_eq!(s.stage(), Stage::Reason);
+    (id, o)
+}
 
-    fn key_mod(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Effects {
-        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
-    }
-
-    fn key(&mut self, code: KeyCode) -> Effects {
-        let m = match code {
-            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
-            KeyCode::BackTab => KeyModifiers::SHIFT,
-            _ => KeyModifiers::NONE,
-        };
-        self.key_mod(code, m)
-    }
-
-    fn press(&mut self, c: char) -> Effects {
-        self.key(KeyCode::Char(c))
-    }
-
-    fn typed(&mut self, text: &str) {
-        for c in text.chars() {
-            let e = self.press(c);
-            assert!(e.commands.is_empty(), "typing {c:?} sent {:?}", e.commands);
-        }
-    }
-
-    fn enter(&mut self) -> Effects {
-        self.key(KeyCode::Enter)
-    }
-
-    fn paste(&mut self, text: &str) -> Effects {
-        self.act(Action::Terminal(Event::Paste(text.into())))
-    }
-
-    fn mouse(&mut self, kind: MouseEventKind, column: u16, row: u16) -> Effects {
-        self.act(Action::Terminal(Event::Mouse(MouseEvent { kind, column, row, modifiers: KeyModifiers::NONE })))
-    }
-
-    /// Connects; returns the first page and count requests.
-    fn connect(&mut self) -> (RequestId, RequestId) {
-        let e = self.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
-        let page = load_id(&e.commands).expect("the first page is asked for on connecting");
-        let count = count_id(&e.commands).expect("the count is asked for on connecting");
-        (page, count)
-    }
-
-    /// Connected, with a first page of `n` orders answered (`has_more` says there are older).
-    fn loaded(size: (u16, u16), n: u32, has_more: bool) -> Sim {
-        let mut s = Sim::new(Level::Moderate, size);
-        let (page, count) = s.connect();
-        s.db(DbEvent::Orders { id: page, page: PageRequest::First, rows: rows(0..n), has_more });
-        s.db(DbEvent::OrderCount { id: count, count: i64::from(n), capped: false });
-        s
-    }
-
-    fn stage(&self) -> Stage {
-        self.app.flow.as_ref().map(|f| f.stage.clone()).expect("a rollback flow")
-    }
-
-    /// `r` on the order under the cursor, answered by a pre-check that passed.
-    fn reach_reason(&mut self) -> (RequestId, OrderRow) {
-        let o = self.app.current_order().cloned().expect("an order under the cursor");
-        let e = self.press('r');
-        let [Command::Precheck { id, order, user }] = e.commands.as_slice() else {
-            panic!("r sends one pre-check: {:?}", e.commands)
-        };
-        assert_eq!((*order, *user), (o.id, o.user_id));
-        let id = *id;
-        self.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
-        assert_eq!(self.stage(), Stage::Reason);
-        (id, o)
-    }
-
-    /// Through reason and confirmation to a running single rollback; returns its id.
-    fn reach_running(&mut self) -> (RequestId, OrderRow) {
-        let (_, o) = self.reach_reason();
-        self.typed("duplicate execution");
-        self.enter();
-        let e = self.enter();
-        let [Command::Rollback { id, .. }] = e.commands.as_slice() else {
-            panic!("enter sends one rollback: {:?}", e.commands)
-        };
-        (*id, o)
-    }
+/// Through reason and confirmation to a running single rollback; returns its id.
+fn reach_running(s: &mut Driver) -> (RequestId, OrderRow) {
+    let (_, o) = reach_reason(s);
+    s.typed("duplicate execution");
+    s.enter();
+    let e = s.enter();
+    let [Command::Rollback { id, .. }] = e.commands.as_slice() else {
+        panic!("enter sends one rollback: {:?}", e.commands)
+    };
+    (*id, o)
 }
 
 fn load_id(commands: &[Command]) -> Option<RequestId> {
@@ -264,7 +95,7 @@ fn filter_text(app: &App) -> Option<String> {
 
 #[test]
 fn slash_opens_the_filter_and_enter_applies_it() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.press('/');
     assert!(e.redraw && e.commands.is_empty());
     assert_eq!(filter_text(&s.app).as_deref(), Some(""));
@@ -301,7 +132,7 @@ fn slash_opens_the_filter_and_enter_applies_it() {
 
 #[test]
 fn a_bad_filter_says_why_and_sends_nothing() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('/');
     s.typed("colour:red");
     let e = s.enter();
@@ -325,7 +156,7 @@ fn a_bad_filter_says_why_and_sends_nothing() {
 
 #[test]
 fn esc_abandons_the_filter_edit() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('/');
     s.typed("EURUSD");
     let e = s.key(KeyCode::Esc);
@@ -345,7 +176,7 @@ fn esc_abandons_the_filter_edit() {
 
 #[test]
 fn a_paste_goes_into_the_filter_with_newlines_as_spaces() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('/');
     let e = s.paste("GBPUSD\nexecuted\r\nfrom:13:02");
     assert!(e.redraw && e.commands.is_empty());
@@ -360,8 +191,8 @@ fn a_paste_goes_into_the_filter_with_newlines_as_spaces() {
 
 #[test]
 fn a_paste_goes_into_the_reason() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    s.reach_reason();
+    let mut s = loaded((80, 24), 20, false);
+    reach_reason(&mut s);
     let e = s.paste("duplicate executions\nfrom deploy 4711\n");
     assert!(e.redraw);
     let flow = s.app.flow.as_ref().expect("flow");
@@ -371,7 +202,7 @@ fn a_paste_goes_into_the_reason() {
 
 #[test]
 fn a_paste_with_no_text_input_focused_does_nothing() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.paste("rm -rf /\n");
     assert_eq!(e, Effects::default());
     assert!(s.app.orders.editing.is_none() && s.app.flow.is_none());
@@ -383,7 +214,7 @@ fn a_paste_with_no_text_input_focused_does_nothing() {
 
 #[test]
 fn space_toggles_and_moves_down() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.press(' ');
     assert!(e.redraw && e.commands.is_empty());
     assert_eq!(s.app.orders.cursor, 1);
@@ -402,7 +233,7 @@ fn space_toggles_and_moves_down() {
 
 #[test]
 fn capital_a_selects_all_matching_and_x_clears() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press(' ');
     let e = s.press('A');
     assert!(e.redraw && e.commands.is_empty());
@@ -421,7 +252,7 @@ fn capital_a_selects_all_matching_and_x_clears() {
 
 #[test]
 fn b_without_a_selection_is_refused() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.press('b');
     assert!(e.commands.is_empty(), "{:?}", e.commands);
     assert!(s.app.flow.is_none());
@@ -435,7 +266,7 @@ fn b_without_a_selection_is_refused() {
 
 #[test]
 fn the_cursor_near_the_end_asks_for_an_older_page() {
-    let mut s = Sim::loaded((160, 48), 200, true);
+    let mut s = loaded((160, 48), 200, true);
     assert_eq!(s.app.orders.rows.len(), 200);
     // Far from the end: nothing asked.
     let e = s.press('j');
@@ -464,7 +295,7 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
 
 #[test]
 fn the_window_stays_bounded() {
-    let mut s = Sim::loaded((160, 48), 200, true);
+    let mut s = loaded((160, 48), 200, true);
     for n in 1..=3u32 {
         let e = s.press('G');
         let id = load_id(&e.commands).expect("an older page");
@@ -483,8 +314,8 @@ fn the_window_stays_bounded() {
 
 #[test]
 fn a_stale_page_is_ignored_without_a_redraw() {
-    let mut s = Sim::new(Level::Moderate, (80, 24));
-    let (first, count) = s.connect();
+    let mut s = console(Level::Moderate, (80, 24));
+    let (first, count) = connect(&mut s);
     // R reloads: the first request is now stale.
     let e = s.press('R');
     let second = load_id(&e.commands).expect("a reload");
@@ -508,10 +339,10 @@ fn a_stale_page_is_ignored_without_a_redraw() {
 
 #[test]
 fn single_rollback_precheck_reason_confirm_run() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('j');
     s.press('j');
-    let (_, o) = s.reach_reason();
+    let (_, o) = reach_reason(&mut s);
     assert_eq!(o.id, row(2).id);
     assert_eq!(s.app.focus, Pane::Rollback);
     let flow = s.app.flow.as_ref().expect("flow");
@@ -556,7 +387,7 @@ fn single_rollback_precheck_reason_confirm_run() {
 
     // The answer: done, post-check shown, orders and dashboard refreshed.
     let id = *id;
-    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o)) });
+    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o, true)) });
     assert!(matches!(s.stage(), Stage::Done { ok: true, .. }), "{:?}", s.stage());
     assert!(matches!(s.app.postcheck, Load::Loaded(_)));
     assert_eq!(s.app.detail, Pane::Postcheck);
@@ -566,7 +397,7 @@ fn single_rollback_precheck_reason_confirm_run() {
 
 #[test]
 fn t_rolls_back_the_transaction_group() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let o = row(0);
     let e = s.press('t');
     let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
@@ -579,7 +410,7 @@ fn t_rolls_back_the_transaction_group() {
 
 #[test]
 fn a_precheck_that_did_not_pass_stops_the_flow() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let o = row(0);
     let e = s.press('r');
     let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
@@ -592,9 +423,9 @@ fn a_precheck_that_did_not_pass_stops_the_flow() {
 
 #[test]
 fn level_3_requires_the_typed_word() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.app.incident.level = Level::Critical;
-    let (_, o) = s.reach_reason();
+    let (_, o) = reach_reason(&mut s);
     s.typed("duplicate execution");
     s.enter();
     assert_eq!(s.stage(), Stage::Confirm);
@@ -627,9 +458,9 @@ fn level_3_requires_the_typed_word() {
 
 #[test]
 fn a_pasted_confirmation_word_counts() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.app.incident.level = Level::Critical;
-    s.reach_reason();
+    reach_reason(&mut s);
     s.typed("dup");
     s.enter();
     s.paste("ROLLBACK");
@@ -638,7 +469,7 @@ fn a_pasted_confirmation_word_counts() {
 
 #[test]
 fn a_batch_requires_the_count_typed() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     for _ in 0..3 {
         s.press(' ');
     }
@@ -675,7 +506,7 @@ fn a_batch_requires_the_count_typed() {
 
 #[test]
 fn a_batch_of_everything_matching_previews_the_filter() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('A');
     let e = s.press('b');
     assert!(
@@ -687,8 +518,8 @@ fn a_batch_of_everything_matching_previews_the_filter() {
 
 #[test]
 fn esc_abandons_the_flow_without_a_command() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    s.reach_reason();
+    let mut s = loaded((80, 24), 20, false);
+    reach_reason(&mut s);
     s.typed("dup");
     let e = s.key(KeyCode::Esc);
     assert!(e.commands.is_empty());
@@ -702,7 +533,7 @@ fn esc_abandons_the_flow_without_a_command() {
 
 #[test]
 fn a_precheck_answer_for_an_older_request_changes_nothing() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let o = row(0);
     let first = match s.press('p').commands.as_slice() {
         [Command::Precheck { id, .. }] => *id,
@@ -730,7 +561,7 @@ fn a_precheck_answer_for_an_older_request_changes_nothing() {
 
 #[test]
 fn a_flow_ignores_a_precheck_answer_that_is_not_its_own() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let o = row(0);
     let id = match s.press('r').commands.as_slice() {
         [Command::Precheck { id, .. }] => *id,
@@ -740,7 +571,7 @@ fn a_flow_ignores_a_precheck_answer_that_is_not_its_own() {
     assert_eq!(e, Effects::default());
     assert_eq!(s.stage(), Stage::Prechecking { id });
     // A batch preview or rollback answer with a made-up id, too.
-    let e = s.db(DbEvent::Rollback { id: id + 100, result: Ok(rolled_back(&o)) });
+    let e = s.db(DbEvent::Rollback { id: id + 100, result: Ok(rolled_back(&o, true)) });
     assert_eq!(e, Effects::default());
     assert_eq!(s.stage(), Stage::Prechecking { id });
     assert_eq!(s.app.postcheck, Load::Idle);
@@ -752,8 +583,8 @@ fn a_flow_ignores_a_precheck_answer_that_is_not_its_own() {
 
 #[test]
 fn c_cancels_a_running_rollback_and_a_late_answer_is_ignored() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    let (id, o) = s.reach_running();
+    let mut s = loaded((80, 24), 20, false);
+    let (id, o) = reach_running(&mut s);
     let e = s.press('c');
     assert_eq!(e.commands, vec![Command::Cancel { id }]);
     assert!(matches!(s.stage(), Stage::Cancelling { id: c, .. } if c == id));
@@ -767,7 +598,7 @@ fn c_cancels_a_running_rollback_and_a_late_answer_is_ignored() {
     assert!(matches!(s.stage(), Stage::Cancelled { .. }));
     assert!(!s.app.rollback_running());
 
-    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o)) });
+    let e = s.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o, true)) });
     assert_eq!(e, Effects::default());
     assert!(matches!(s.stage(), Stage::Cancelled { .. }));
     assert_eq!(s.app.postcheck, Load::Idle);
@@ -779,14 +610,14 @@ fn c_cancels_a_running_rollback_and_a_late_answer_is_ignored() {
 
 #[test]
 fn esc_cancels_a_running_rollback_too() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    let (id, _) = s.reach_running();
+    let mut s = loaded((80, 24), 20, false);
+    let (id, _) = reach_running(&mut s);
     assert_eq!(s.key(KeyCode::Esc).commands, vec![Command::Cancel { id }]);
 }
 
 #[test]
 fn c_cancels_a_running_batch() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press(' ');
     let items = s.app.orders.selection();
     let pid = match s.press('b').commands.as_slice() {
@@ -814,7 +645,7 @@ fn c_cancels_a_running_batch() {
 
 #[test]
 fn cancelling_a_flow_while_it_prechecks_also_stops_the_precheck_pane() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let id = match s.press('r').commands.as_slice() {
         [Command::Precheck { id, .. }] => *id,
         other => panic!("{other:?}"),
@@ -835,7 +666,7 @@ fn cancelling_a_flow_while_it_prechecks_also_stops_the_precheck_pane() {
 
 #[test]
 fn q_with_nothing_running_quits() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.press('q');
     assert!(s.app.quit);
     assert_eq!(e.commands, vec![Command::Shutdown]);
@@ -843,8 +674,8 @@ fn q_with_nothing_running_quits() {
 
 #[test]
 fn q_while_a_rollback_runs_asks_first() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    let (id, _) = s.reach_running();
+    let mut s = loaded((80, 24), 20, false);
+    let (id, _) = reach_running(&mut s);
     let e = s.press('q');
     assert!(e.commands.is_empty());
     assert!(s.app.quit_confirm && !s.app.quit);
@@ -862,8 +693,8 @@ fn q_while_a_rollback_runs_asks_first() {
 
 #[test]
 fn ctrl_c_quits_even_while_typing_a_reason() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    s.reach_reason();
+    let mut s = loaded((80, 24), 20, false);
+    reach_reason(&mut s);
     s.typed("half a rea");
     let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert!(s.app.quit);
@@ -874,7 +705,7 @@ fn ctrl_c_quits_even_while_typing_a_reason() {
 
 #[test]
 fn ctrl_c_quits_while_typing_the_filter() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('/');
     s.typed("GBP");
     let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
@@ -884,8 +715,8 @@ fn ctrl_c_quits_while_typing_the_filter() {
 
 #[test]
 fn ctrl_c_twice_quits_while_a_rollback_runs() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    let (id, _) = s.reach_running();
+    let mut s = loaded((80, 24), 20, false);
+    let (id, _) = reach_running(&mut s);
     let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert!(e.commands.is_empty() && s.app.quit_confirm, "asks first while money moves");
     let e = s.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
@@ -901,7 +732,7 @@ fn ctrl_c_twice_quits_while_a_rollback_runs() {
 fn a_click_on_an_order_row_moves_the_cursor_there() {
     // 80x24: the Orders pane is rows 2..=10; border, filter line and column titles come
     // first, so the first order is on row 5.
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.key(KeyCode::Tab);
     assert_ne!(s.app.focus, Pane::Orders);
     let e = s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 7);
@@ -912,14 +743,14 @@ fn a_click_on_an_order_row_moves_the_cursor_there() {
     s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 4);
     assert_eq!(s.app.orders.cursor, 2);
     // A click below the last loaded row (few rows) does not move it either.
-    let mut few = Sim::loaded((80, 24), 2, false);
+    let mut few = loaded((80, 24), 2, false);
     few.mouse(MouseEventKind::Down(MouseButton::Left), 10, 8);
     assert_eq!(few.app.orders.cursor, 0);
 }
 
 #[test]
 fn a_click_lands_on_the_row_that_was_drawn() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     // Scroll so the list does not start at the first order.
     for _ in 0..8 {
         s.press('j');
@@ -928,16 +759,14 @@ fn a_click_lands_on_the_row_that_was_drawn() {
     s.mouse(MouseEventKind::Down(MouseButton::Left), 10, 5);
     let clicked = s.app.current_order().map(|r| incident_console::console::widgets::short(r.id)).expect("a row");
     // The row drawn on screen line 5 is the one now under the cursor.
-    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
-    terminal.draw(|f| render(&s.app, f)).expect("draw");
-    let buf = terminal.backend().buffer();
-    let line5: String = (0..80).map(|x| buf[(x, 5)].symbol().to_string()).collect();
+    let screen = s.screen();
+    let line5 = screen.lines().nth(5).expect("a sixth line");
     assert!(line5.contains(&clicked), "{line5:?} should show {clicked}");
 }
 
 #[test]
 fn the_wheel_scrolls_by_three() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.mouse(MouseEventKind::ScrollDown, 10, 6);
     assert!(e.redraw);
     assert_eq!(s.app.orders.cursor, 3);
@@ -954,7 +783,7 @@ fn the_wheel_scrolls_by_three() {
 #[test]
 fn a_click_on_a_tab_shows_that_pane() {
     // 80x24: the tabs are row 11, four equal slots.
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.mouse(MouseEventKind::Down(MouseButton::Left), 30, 11);
     assert_eq!((s.app.focus, s.app.detail), (Pane::Rollback, Pane::Rollback));
     s.mouse(MouseEventKind::Down(MouseButton::Left), 75, 11);
@@ -965,7 +794,7 @@ fn a_click_on_a_tab_shows_that_pane() {
 
 #[test]
 fn resize_below_the_minimum_and_back() {
-    let mut s = Sim::loaded((160, 48), 40, false);
+    let mut s = loaded((160, 48), 40, false);
     for _ in 0..30 {
         s.press('j');
     }
@@ -974,9 +803,7 @@ fn resize_below_the_minimum_and_back() {
     let e = s.act(Action::Terminal(Event::Resize(60, 20)));
     assert!(e.redraw);
     assert_eq!(s.app.size, (60, 20));
-    let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
-    terminal.draw(|f| render(&s.app, f)).expect("draw");
-    let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+    let text = s.screen();
     assert!(text.contains("Terminal too small"));
     // The mouse has nothing to hit, and keys do nothing: nothing may act unseen.
     assert_eq!(s.mouse(MouseEventKind::Down(MouseButton::Left), 5, 5), Effects::default());
@@ -995,7 +822,7 @@ fn resize_below_the_minimum_and_back() {
 /// reasoned or confirmed blind; q still quits (asking first while a rollback runs).
 #[test]
 fn no_key_acts_while_the_terminal_is_too_small() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.act(Action::Terminal(Event::Resize(60, 20)));
     for e in [s.press('r'), s.press('p'), s.press('i'), s.paste("why"), s.enter(), s.key(KeyCode::Tab)] {
         assert_eq!(e, Effects::default());
@@ -1004,13 +831,11 @@ fn no_key_acts_while_the_terminal_is_too_small() {
 
     // A rollback confirmed at full size, then the window shrinks: q asks, on the notice.
     s.act(Action::Terminal(Event::Resize(80, 24)));
-    s.reach_running();
+    reach_running(&mut s);
     s.act(Action::Terminal(Event::Resize(60, 20)));
     let e = s.press('q');
     assert!(e.commands.is_empty() && s.app.quit_confirm && !s.app.quit);
-    let mut terminal = Terminal::new(TestBackend::new(60, 20)).expect("terminal");
-    terminal.draw(|f| render(&s.app, f)).expect("draw");
-    let text: String = terminal.backend().buffer().content.iter().map(|c| c.symbol()).collect();
+    let text = s.screen();
     assert!(text.contains("A rollback is running") && text.contains("y quits"), "{text}");
     s.press('y');
     assert!(s.app.quit);
@@ -1018,7 +843,7 @@ fn no_key_acts_while_the_terminal_is_too_small() {
 
 #[test]
 fn tab_and_shift_tab_cycle_the_panes() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let order = [Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard, Pane::Orders];
     for want in order {
         let e = s.key(KeyCode::Tab);
@@ -1034,7 +859,7 @@ fn tab_and_shift_tab_cycle_the_panes() {
     assert_eq!(s.app.detail, Pane::Precheck);
 
     // On a wide screen the Dashboard has its own place: focusing it keeps the detail shown.
-    let mut wide = Sim::loaded((160, 48), 20, false);
+    let mut wide = loaded((160, 48), 20, false);
     wide.key(KeyCode::BackTab);
     assert_eq!((wide.app.focus, wide.app.detail), (Pane::Dashboard, Pane::Precheck));
     // Keys that move the list do nothing while another pane has focus.
@@ -1044,8 +869,8 @@ fn tab_and_shift_tab_cycle_the_panes() {
 
 #[test]
 fn tab_moves_panes_while_typing_a_reason_without_typing_a_tab() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    s.reach_reason();
+    let mut s = loaded((80, 24), 20, false);
+    reach_reason(&mut s);
     s.typed("dup");
     assert_eq!(s.app.focus, Pane::Rollback);
     let e = s.key(KeyCode::Tab);
@@ -1063,7 +888,7 @@ fn tab_moves_panes_while_typing_a_reason_without_typing_a_tab() {
 
 #[test]
 fn an_idle_tick_within_the_minute_does_not_redraw() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     assert!(!s.app.animating());
     let e = s.act(Action::Tick(at(13, 10, 20)));
     assert_eq!(e, Effects::default());
@@ -1075,8 +900,8 @@ fn an_idle_tick_within_the_minute_does_not_redraw() {
 
 #[test]
 fn ticks_redraw_while_something_runs() {
-    let mut s = Sim::loaded((80, 24), 20, false);
-    s.reach_running();
+    let mut s = loaded((80, 24), 20, false);
+    reach_running(&mut s);
     assert!(s.app.animating());
     let e = s.act(Action::Tick(at(13, 10, 1)));
     assert!(e.redraw && e.commands.is_empty());
@@ -1084,14 +909,14 @@ fn ticks_redraw_while_something_runs() {
 
 #[test]
 fn ticks_redraw_while_connecting() {
-    let mut s = Sim::new(Level::Moderate, (80, 24));
+    let mut s = console(Level::Moderate, (80, 24));
     assert!(s.app.animating());
     assert!(s.act(Action::Tick(at(13, 10, 1))).redraw);
 }
 
 #[test]
 fn the_same_connection_state_again_does_not_redraw() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
     assert_eq!(e, Effects::default());
     // Down and up again: the rows already shown are not reloaded from scratch.
@@ -1104,7 +929,7 @@ fn the_same_connection_state_again_does_not_redraw() {
 
 #[test]
 fn help_opens_on_question_mark_and_any_key_closes_it() {
-    let mut s = Sim::loaded((80, 24), 20, false);
+    let mut s = loaded((80, 24), 20, false);
     s.press('?');
     assert!(s.app.help);
     // The key that closes help does nothing else.

@@ -4,15 +4,12 @@
 //! performs the requests, and its `JournalEvent`s go back through `Action::Journal`, as the
 //! loop in `src/tui.rs` does. No database, no terminal, a fixed clock.
 
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyModifiers};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use incident_console::console::app::{Action, App, Effects, Load, Screen};
+use incident_console::console::app::{Action, Effects, Load, Screen};
 use incident_console::console::dialogs::Dialog;
 use incident_console::console::dialogs::classify::Classify;
 use incident_console::console::dialogs::editor::Editor;
@@ -20,133 +17,32 @@ use incident_console::console::dialogs::level::LevelPicker;
 use incident_console::console::dialogs::phase::ConfirmPhase;
 use incident_console::console::dialogs::role::RolePicker;
 use incident_console::console::dialogs::text::{Purpose, TextDialog};
-use incident_console::console::incident::{IncidentPanel, JournalEvent, JournalRequest};
+use incident_console::console::incident::{JournalEvent, JournalRequest};
 use incident_console::console::panes::Pane;
 use incident_console::console::panes::rollback::Stage;
-use incident_console::console::protocol::{Command, ConnState, DashboardData, DbEvent, PageRequest};
-use incident_console::console::session::Session;
+use incident_console::console::protocol::{Command, DashboardData, DbEvent};
 use incident_console::core::batch::{BatchItem, Outcome, Summary};
-use incident_console::core::comms::TemplateStore;
 use incident_console::core::contacts::Contact;
-use incident_console::core::contract::MaintenanceProbe;
-use incident_console::core::contract::{
-    BatchPreview, Check, MaintenanceState, OrderRow, Postcheck, Precheck, RollbackAndPostcheck, RollbackResult,
-};
+use incident_console::core::contract::{BatchPreview, MaintenanceProbe, MaintenanceState};
 use incident_console::core::journal::event;
-use incident_console::core::keys::KeyMap;
 use incident_console::core::metrics::Metrics;
-use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
-use incident_console::core::workflow::{IncidentHeader, Level, Phase};
-use incident_console::store::incidents::IncidentStore;
+use incident_console::core::workflow::{Level, Phase};
 
-const TITLE: &str = "Duplicate GBPUSD executions after deploy 4711";
-const OPERATOR: &str = "alice";
+use crate::support::app::{Driver, Journaling};
+use crate::support::fixtures::{
+    OPERATOR, TITLE, at, contact, id, maintenance_off, maintenance_on, precheck, rolled_back, row, t0,
+};
 
 // ----------------------------------------------------------------------------------------
 // Fixtures
 // ----------------------------------------------------------------------------------------
 
-fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, h, m, s).single().expect("a valid time")
-}
-
-fn t0() -> DateTime<Utc> {
-    at(13, 8, 0)
-}
-
-fn id(head: u32, tail: u32) -> Uuid {
-    Uuid::from_u128((u128::from(head) << 96) | 0x4000_8000_0000_0000_0000 | u128::from(tail))
-}
-
+/// Three contacts, one phone number, no e-mail; no Database Admin, so that role's dialog
+/// starts empty.
 fn contacts() -> Vec<Contact> {
-    let c = |role: &str, name: &str| Contact {
-        role: role.into(),
-        name: name.into(),
-        phone: Some("+44 20 7946 0100".into()),
-        email: None,
-    };
+    let c = |role: &str, name: &str| contact(role, name, "+44 20 7946 0100", None);
     vec![c("incident_commander", "Alice Martin"), c("technical_lead", "Bo Chen"), c("cto", "Frank Ito")]
-}
-
-/// Order `i` of the burst.
-fn row(i: u32) -> OrderRow {
-    let created = at(13, 6, 0) - Duration::seconds(i64::from(i));
-    OrderRow {
-        id: id(0x0b5e_0000 + i, i),
-        user_id: id(0x7e57_a000 + i % 5, i % 5),
-        symbol: "GBPUSD".into(),
-        side: "buy".into(),
-        order_type: "market".into(),
-        quantity: Decimal::from(10_000),
-        price: Some(Decimal::new(12_650, 4)),
-        status: "executed".into(),
-        transaction_id: Some(id(0x7a00_0000 + i / 2, i / 2)),
-        total_cost: Some(Decimal::new(1_265_000, 2)),
-        commission: Some(Decimal::new(250, 2)),
-        failure_reason: None,
-        rolled_back_reason: None,
-        created_at: created,
-        executed_at: Some(created),
-        rolled_back_at: None,
-    }
-}
-
-fn check(name: &str, passed: bool) -> Check {
-    Check { check: name.into(), passed, detail: Some("detail".into()), expected: None, actual: None, violations: None }
-}
-
-fn baseline(o: &OrderRow) -> Value {
-    json!({
-        "version": 1,
-        "order_id": o.id,
-        "user_id": o.user_id,
-        "captured_at": "2026-11-25T13:10:00+00:00",
-        "order_status": "executed",
-        "failure_reason": null,
-        "transaction_id": o.transaction_id,
-        "balance": "48250.00",
-        "margin_used": "12650.00",
-        "open_positions": 4,
-        "expected_refund": "12650.00",
-        "expected_margin_release": "1265.00",
-        "group": {"order_ids": [o.id], "skipped": [], "expected_refund": "12650.00", "expected_margin_release": "1265.00"}
-    })
-}
-
-fn precheck(o: &OrderRow, ready: bool) -> Precheck {
-    Precheck {
-        ready,
-        error_code: None,
-        checks: vec![check("order_executed", true), check("no_active_transactions", ready)],
-        baseline: Some(baseline(o)),
-    }
-}
-
-fn rolled_back(o: &OrderRow, postcheck_passes: bool) -> RollbackAndPostcheck {
-    RollbackAndPostcheck {
-        rollback: RollbackResult {
-            success: true,
-            error_code: None,
-            message: None,
-            mode: Some("single".into()),
-            order_ids: Some(vec![o.id]),
-            refunded: o.total_cost,
-            margin_released: Some(Decimal::new(126_500, 2)),
-            transfers_reversed: Some(2),
-            duration_us: Some(30_000),
-            skipped: None,
-            already_rolled_back: None,
-            status: None,
-        },
-        postcheck: Some(Postcheck {
-            successful: postcheck_passes,
-            error_code: None,
-            mode: Some("single".into()),
-            order_ids: Some(vec![o.id]),
-            checks: vec![check("order_rolled_back", true), check("balance_restored", postcheck_passes)],
-        }),
-    }
 }
 
 fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateTime<Utc>>) -> DashboardData {
@@ -170,233 +66,34 @@ fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateT
     }
 }
 
+/// Maintenance on since `since` (switched by alice to stop new orders), or off.
 fn maintenance_state(on: bool, since: DateTime<Utc>) -> MaintenanceState {
-    MaintenanceState {
-        maintenance_mode: on,
-        maintenance_reason: on.then(|| "stop new orders".to_string()),
-        maintenance_since: on.then_some(since),
-        maintenance_by: on.then(|| OPERATOR.to_string()),
-    }
+    if on { maintenance_on("stop new orders", since, OPERATOR) } else { maintenance_off() }
 }
 
 // ----------------------------------------------------------------------------------------
 // Driving the app
 // ----------------------------------------------------------------------------------------
 
-/// The app and the session that writes its incident's journal.
-struct Console {
-    app: App,
-    /// None for an app without an incident.
-    session: Option<Session>,
-    clipboard: Arc<Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
+/// An incident opened at t0 by alice at `level`; the console on the rollback screen. The
+/// tests perform the journal requests themselves (`perform`, `append`).
+fn open(level: Level) -> Driver {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    Driver::with_incident(dir, level, contacts(), (160, 48), Journaling::ByTest)
 }
 
-impl Console {
-    /// An incident opened at t0 by alice at `level`; the console on the rollback screen.
-    fn open(level: Level) -> Console {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = IncidentStore::new(dir.path().join("incidents"));
-        let incident = store
-            .create(TITLE, level, "EU desk reports duplicate fills", OPERATOR, t0(), Checklist::shipped())
-            .expect("the incident is created");
-        let entries = incident.entries().expect("the journal reads back");
-        let delivered = entries.last().map_or(0, |e| e.seq);
-        let panel = IncidentPanel::new(
-            entries,
-            Checklist::shipped(),
-            TemplateStore::shipped(),
-            contacts(),
-            incident.journal.path().to_path_buf(),
-            t0(),
-        )
-        .expect("the journal describes an incident");
-        let clipboard = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&clipboard);
-        let session = Session::new(
-            incident,
-            OPERATOR.into(),
-            delivered,
-            Box::new(move |s: &str| sink.lock().expect("the clipboard lock").push(s.to_string())),
-        );
-        let header = IncidentHeader::new(TITLE.into(), level, t0());
-        let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), (160, 48)).with_incident(panel);
-        Console { app, session: Some(session), clipboard, dir }
-    }
+/// Level 2, on the incident screen (Checklist focused), at 13:10.
+fn incident() -> Driver {
+    let mut c = open(Level::Moderate);
+    c.tick(at(13, 10, 0));
+    let e = c.press('i');
+    assert!(e.journal.is_empty());
+    c
+}
 
-    /// Level 2, on the incident screen (Checklist focused), at 13:10.
-    fn incident() -> Console {
-        let mut c = Console::open(Level::Moderate);
-        c.clock(at(13, 10, 0));
-        let e = c.press('i');
-        assert!(e.journal.is_empty());
-        c
-    }
-
-    /// The console without an incident journal (`App::new` only).
-    fn without_incident() -> Console {
-        let header = IncidentHeader::new(TITLE.into(), Level::Moderate, t0());
-        let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), (160, 48));
-        Console {
-            app,
-            session: None,
-            clipboard: Arc::new(Mutex::new(Vec::new())),
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        }
-    }
-
-    fn act(&mut self, a: Action) -> Effects {
-        self.app.update(a)
-    }
-
-    fn clock(&mut self, t: DateTime<Utc>) {
-        self.act(Action::Tick(t));
-    }
-
-    fn db(&mut self, ev: DbEvent) -> Effects {
-        self.act(Action::Db(Box::new(ev)))
-    }
-
-    fn key_mod(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Effects {
-        self.act(Action::Terminal(Event::Key(KeyEvent::new(code, modifiers))))
-    }
-
-    fn key(&mut self, code: KeyCode) -> Effects {
-        let m = match code {
-            KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
-            KeyCode::BackTab => KeyModifiers::SHIFT,
-            _ => KeyModifiers::NONE,
-        };
-        self.key_mod(code, m)
-    }
-
-    fn press(&mut self, c: char) -> Effects {
-        self.key(KeyCode::Char(c))
-    }
-
-    /// Types text into whatever has the keys; nothing may be asked of the worker or journal.
-    fn typed(&mut self, text: &str) {
-        for c in text.chars() {
-            let e = self.press(c);
-            assert!(e.commands.is_empty() && e.journal.is_empty(), "typing {c:?} asked for {e:?}");
-        }
-    }
-
-    fn enter(&mut self) -> Effects {
-        self.key(KeyCode::Enter)
-    }
-
-    fn esc(&mut self) -> Effects {
-        self.key(KeyCode::Esc)
-    }
-
-    /// Does what the loop does with journal requests: performs each at `app.now` and feeds
-    /// the answer back, until quiet. Returns the events.
-    fn perform(&mut self, requests: Vec<JournalRequest>) -> Vec<JournalEvent> {
-        let mut queue = requests;
-        let mut events = Vec::new();
-        while !queue.is_empty() {
-            let request = queue.remove(0);
-            let session = self.session.as_mut().expect("a session");
-            let event = session.perform(request, self.app.now);
-            events.push(event.clone());
-            let more = self.app.update(Action::Journal(event));
-            queue.extend(more.journal);
-        }
-        events
-    }
-
-    /// Performs and requires every request to be appended.
-    fn append(&mut self, requests: Vec<JournalRequest>) {
-        assert!(!requests.is_empty(), "nothing was asked of the journal");
-        for ev in self.perform(requests) {
-            assert!(matches!(ev, JournalEvent::Appended { .. }), "not appended: {ev:?}");
-        }
-    }
-
-    fn focus(&mut self, pane: Pane) {
-        for _ in 0..4 {
-            if self.app.focus == pane {
-                return;
-            }
-            self.key(KeyCode::Tab);
-        }
-        assert_eq!(self.app.focus, pane);
-    }
-
-    fn case(&self) -> &IncidentPanel {
-        self.app.case.as_ref().expect("an incident panel")
-    }
-
-    fn dialog(&self) -> Option<&Dialog> {
-        self.case().dialog.as_ref()
-    }
-
-    fn text_dialog(&self) -> (Purpose, String, Option<String>) {
-        match self.dialog() {
-            Some(Dialog::Text(TextDialog { purpose, input, hint })) => {
-                (purpose.clone(), input.lines().join("\n"), hint.clone())
-            }
-            other => panic!("a text dialog is open: {other:?}"),
-        }
-    }
-
-    fn message(&self) -> (String, bool) {
-        self.app.message.as_ref().map(|m| (m.text.clone(), m.error)).expect("a footer message")
-    }
-
-    fn entries(&self) -> usize {
-        self.case().entries.len()
-    }
-
-    fn last_kind(&self) -> String {
-        self.case().entries.last().map(|e| e.kind().to_string()).expect("an entry")
-    }
-
-    /// Connected, with one page of `n` orders on the rollback screen.
-    fn connect_with_orders(&mut self, n: u32) {
-        let e = self.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
-        let page = e
-            .commands
-            .iter()
-            .find_map(|c| match c {
-                Command::LoadOrders { id, .. } => Some(*id),
-                _ => None,
-            })
-            .expect("the first page is asked for");
-        self.db(DbEvent::Orders {
-            id: page,
-            page: PageRequest::First,
-            rows: (0..n).map(row).collect(),
-            has_more: false,
-        });
-        self.db(DbEvent::Maintenance(maintenance_state(false, t0())));
-    }
-
-    /// The message slot index of a template.
-    fn select_message(&mut self, template: &str) {
-        self.focus(Pane::Messages);
-        let index = self.case().messages.iter().position(|s| s.name == template).expect("the template exists");
-        self.press('g');
-        for _ in 0..index {
-            self.press('j');
-        }
-        assert_eq!(self.case().current_message().map(|s| s.name.as_str()), Some(template));
-    }
-
-    fn slot_text(&self, template: &str) -> String {
-        self.case()
-            .messages
-            .iter()
-            .find(|s| s.name == template)
-            .and_then(|s| s.text())
-            .expect("the template is filled")
-            .to_string()
-    }
-
-    fn unfilled(&self, template: &str) -> Vec<String> {
-        self.case().messages.iter().find(|s| s.name == template).map(|s| s.unfilled()).expect("the template")
-    }
+/// The console without an incident journal (`App::new` only).
+fn without_incident() -> Driver {
+    Driver::new(TITLE, Level::Moderate, t0(), (160, 48))
 }
 
 fn step(s: Step) -> JournalRequest {
@@ -419,7 +116,7 @@ fn observed(e: &Effects) -> Vec<Observation> {
 
 #[test]
 fn i_switches_screens_and_tab_cycles_the_four_incident_panes() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     assert_eq!((c.app.screen, c.app.focus), (Screen::Rollback, Pane::Orders));
     let e = c.press('i');
     assert!(e.redraw && e.journal.is_empty() && e.commands.is_empty());
@@ -446,7 +143,7 @@ fn i_switches_screens_and_tab_cycles_the_four_incident_panes() {
 
 #[test]
 fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
-    let mut c = Console::incident();
+    let mut c = incident();
     assert_eq!(c.case().current_item().map(|i| i.id.as_str()), Some("detect"));
     let e = c.press('d');
     assert_eq!(e.journal, vec![step(Step::Tick { item: "detect".into() })]);
@@ -475,17 +172,17 @@ fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
 
 #[test]
 fn an_append_asks_the_worker_to_copy_the_journal() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let e = c.press('d');
-    let session = c.session.as_mut().expect("a session");
-    let event = session.perform(e.journal[0].clone(), c.app.now);
+    let now = c.app.now;
+    let event = c.session().perform(e.journal[0].clone(), now);
     let e = c.act(Action::Journal(event));
     assert!(matches!(e.commands.as_slice(), [Command::SyncJournal { .. }]), "{:?}", e.commands);
 }
 
 #[test]
 fn s_asks_why_an_empty_reason_gives_a_hint_and_esc_records_nothing() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let before = c.entries();
     let e = c.press('s');
     assert!(e.journal.is_empty());
@@ -527,7 +224,7 @@ fn s_asks_why_an_empty_reason_gives_a_hint_and_esc_records_nothing() {
 
 #[test]
 fn a_on_the_checklist_picks_a_role_for_the_item() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.press('j'); // classify
     let e = c.press('a');
     assert!(e.journal.is_empty());
@@ -552,7 +249,7 @@ fn a_on_the_checklist_picks_a_role_for_the_item() {
 
 #[test]
 fn a_in_the_team_pane_is_prefilled_with_the_configured_contact() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.focus(Pane::Team);
     c.press('a');
     let (purpose, text, _) = c.text_dialog();
@@ -591,7 +288,7 @@ fn a_in_the_team_pane_is_prefilled_with_the_configured_contact() {
 
 #[test]
 fn shift_p_asks_to_confirm_then_advances() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let e = c.press('P');
     assert!(e.journal.is_empty());
     // detect, classify, activate_team and internal_alert are open at Level 2
@@ -618,7 +315,7 @@ fn shift_p_asks_to_confirm_then_advances() {
 
 #[test]
 fn shift_l_picks_a_level_then_asks_why() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let e = c.press('L');
     assert!(e.journal.is_empty());
     assert!(matches!(c.dialog(), Some(Dialog::PickLevel(LevelPicker { cursor: Level::Moderate }))));
@@ -647,7 +344,7 @@ fn shift_l_picks_a_level_then_asks_why() {
 
 #[test]
 fn shift_c_classifies_and_unsure_counts_up() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.press('C');
     // complete failure: no; data corrupted: unsure (counts as yes); the rest: no
     c.typed("nu");
@@ -697,7 +394,7 @@ fn shift_c_classifies_and_unsure_counts_up() {
 
 #[test]
 fn n_adds_a_note() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let e = c.press('n');
     assert!(e.journal.is_empty());
     assert_eq!(c.text_dialog().0, Purpose::Note);
@@ -712,7 +409,7 @@ fn n_adds_a_note() {
 
 #[test]
 fn slash_filters_the_timeline() {
-    let mut c = Console::incident();
+    let mut c = incident();
     for s in [
         Step::Tick { item: "detect".into() },
         Step::SetLevel { to: Level::Critical, reason: "balances wrong".into() },
@@ -756,7 +453,7 @@ fn slash_filters_the_timeline() {
 
 #[test]
 fn f_fills_the_next_missing_field() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     assert_eq!(c.unfilled("internal_alert"), vec!["impact", "estimated_resolution"]);
     let e = c.press('f');
@@ -777,7 +474,7 @@ fn f_fills_the_next_missing_field() {
 
 #[test]
 fn w_waives_the_next_missing_field() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     let e = c.press('w');
     assert_eq!(e.journal, vec![step(Step::Waive { name: "impact".into() })]);
@@ -797,19 +494,19 @@ fn w_waives_the_next_missing_field() {
 
 #[test]
 fn y_is_refused_while_required_fields_are_empty() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     let e = c.press('y');
     assert!(e.journal.is_empty());
     let (text, error) = c.message();
     assert!(error);
     assert!(text.contains("impact") && text.contains("estimated_resolution"), "{text}");
-    assert!(c.clipboard.lock().expect("the clipboard lock").is_empty());
+    assert!(c.clipboard().is_empty());
 }
 
 #[test]
 fn y_copies_a_ready_message() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     c.append(vec![
         step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
@@ -826,13 +523,13 @@ fn y_copies_a_ready_message() {
     let copied = c.case().messages[0].copied.clone().expect("the slot knows it was copied");
     assert_eq!(copied.0, at(13, 10, 0));
     assert!(std::path::Path::new(&copied.1).is_file(), "the file was written: {}", copied.1);
-    assert!(copied.1.starts_with(c.dir.path().to_str().expect("a UTF-8 path")));
-    assert_eq!(c.clipboard.lock().expect("the clipboard lock").len(), 1);
+    assert!(copied.1.starts_with(c.root()));
+    assert_eq!(c.clipboard().len(), 1);
     assert!(c.message().0.starts_with("Copied internal_alert"));
 }
 
 /// The customer notice with both fields filled.
-fn customer_notice_ready(c: &mut Console) {
+fn customer_notice_ready(c: &mut Driver) {
     c.select_message("customer_notice");
     c.append(vec![
         step(Step::SetField { name: "customer_impact".into(), value: "Some orders were executed twice.".into() }),
@@ -842,7 +539,7 @@ fn customer_notice_ready(c: &mut Console) {
 }
 
 /// Opens the editor, goes to the line that starts with `prefix`, and adds `text` at its end.
-fn edit_line(c: &mut Console, prefix: &str, text: &str) {
+fn edit_line(c: &mut Driver, prefix: &str, text: &str) {
     let current = c.case().current_message().and_then(|s| s.text()).expect("a message").to_string();
     let line = current.split('\n').position(|l| l.starts_with(prefix)).expect("the line is in the message");
     let e = c.press('e');
@@ -857,7 +554,7 @@ fn edit_line(c: &mut Console, prefix: &str, text: &str) {
 
 #[test]
 fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let order = row(3);
     c.append(vec![step(Step::Observe(Observation::Rollback {
         mode: "single".into(),
@@ -881,7 +578,7 @@ fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
     let (text, error) = c.message();
     assert!(error && text.starts_with("Not copied: internal detail in a customer message"), "{text}");
     assert!(text.contains("internal value") && text.contains(&order.id.to_string()), "{text}");
-    assert!(c.clipboard.lock().expect("the clipboard lock").is_empty());
+    assert!(c.clipboard().is_empty());
 
     // Refilled from the incident in the editor, the edit is gone and the copy goes out.
     c.press('e');
@@ -901,7 +598,7 @@ fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
 
 #[test]
 fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("customer_notice");
     edit_line(&mut c, "We apologize", " Our desk: +44 20 7946 0000.");
     let e = c.esc();
@@ -936,7 +633,7 @@ fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
 
 #[test]
 fn shift_m_needs_the_database() {
-    let mut c = Console::incident();
+    let mut c = incident();
     let e = c.press('M');
     assert!(e.journal.is_empty() && e.commands.is_empty() && c.dialog().is_none());
     assert!(c.message().0.contains("not connected"));
@@ -944,7 +641,7 @@ fn shift_m_needs_the_database() {
 
 #[test]
 fn shift_m_asks_why_switches_and_records_the_verified_probe() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.connect_with_orders(3);
     let e = c.press('M');
     assert!(e.commands.is_empty() && e.journal.is_empty());
@@ -965,7 +662,7 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
     let e = c.press('M');
     assert!(e.commands.is_empty() && c.dialog().is_none());
 
-    c.clock(at(13, 12, 0));
+    c.tick(at(13, 12, 0));
     let e = c.db(DbEvent::MaintenanceSet {
         id,
         on: true,
@@ -998,14 +695,14 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
 /// header, the customer notice and the report follow the database, not a stale "on".
 #[test]
 fn maintenance_switched_elsewhere_is_recorded_as_seen() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.connect_with_orders(3);
     let before = c.entries();
     // The same state again changes nothing.
     let e = c.db(DbEvent::Maintenance(maintenance_state(false, t0())));
     assert!(e.journal.is_empty() && !e.redraw);
 
-    c.clock(at(13, 20, 0));
+    c.tick(at(13, 20, 0));
     let e = c.db(DbEvent::Maintenance(maintenance_state(true, at(13, 19, 30))));
     assert_eq!(
         observed(&e),
@@ -1040,7 +737,7 @@ fn maintenance_switched_elsewhere_is_recorded_as_seen() {
 /// periodic refresh shows the new state first.
 #[test]
 fn a_refresh_during_our_own_switch_records_nothing() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.connect_with_orders(3);
     c.press('M');
     c.typed("stop new orders");
@@ -1064,7 +761,7 @@ fn a_refresh_during_our_own_switch_records_nothing() {
 
 #[test]
 fn a_probe_that_gets_through_is_recorded_unverified() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.connect_with_orders(3);
     c.press('M');
     c.typed("stop new orders");
@@ -1094,7 +791,7 @@ fn a_probe_that_gets_through_is_recorded_unverified() {
 
 #[test]
 fn a_precheck_answering_our_request_is_recorded() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     let o = c.app.current_order().cloned().expect("an order under the cursor");
     let e = c.press('p');
@@ -1122,7 +819,7 @@ fn a_precheck_answering_our_request_is_recorded() {
 
 #[test]
 fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     let o = c.app.current_order().cloned().expect("an order under the cursor");
     let e = c.press('r');
@@ -1169,7 +866,7 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
 /// was heard of it, as not finished.
 #[test]
 fn quitting_mid_batch_records_the_batch_as_interrupted() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     c.press(' ');
     c.press(' ');
@@ -1211,7 +908,7 @@ fn quitting_mid_batch_records_the_batch_as_interrupted() {
 /// (and a new pick starts at its top).
 #[test]
 fn page_keys_scroll_the_message_preview() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     let lines = c.case().preview_lines();
     assert!(lines > 10, "the alert has {lines} lines");
@@ -1231,7 +928,7 @@ fn page_keys_scroll_the_message_preview() {
 
 #[test]
 fn a_batch_of_the_flow_is_recorded() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     c.press(' ');
     c.press(' ');
@@ -1283,7 +980,7 @@ fn id_of_batch() -> Uuid {
 
 #[test]
 fn the_dashboard_audit_is_recorded_once_not_on_every_refresh() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(3);
     let e = c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0)))));
     assert_eq!(observed(&e), vec![Observation::Audit { violations: 0 }]);
@@ -1310,7 +1007,7 @@ fn the_dashboard_audit_is_recorded_once_not_on_every_refresh() {
 
 #[test]
 fn after_a_rollback_the_next_fresh_audit_is_recorded_even_if_unchanged() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(3);
     let e = c.db(DbEvent::Dashboard(dashboard(12, Some(0), Some(at(13, 7, 0)))));
     c.append(e.journal);
@@ -1332,7 +1029,7 @@ fn after_a_rollback_the_next_fresh_audit_is_recorded_even_if_unchanged() {
 
 #[test]
 fn incident_keys_on_the_rollback_screen_say_where_they_work() {
-    let mut c = Console::open(Level::Moderate);
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(3);
     assert_eq!(c.app.screen, Screen::Rollback);
     let before = c.entries();
@@ -1348,7 +1045,7 @@ fn incident_keys_on_the_rollback_screen_say_where_they_work() {
 }
 
 /// Opens a dialog of some kind.
-type OpenDialog = fn(&mut Console);
+type OpenDialog = fn(&mut Driver);
 
 #[test]
 fn ctrl_c_inside_a_dialog_still_quits() {
@@ -1370,7 +1067,7 @@ fn ctrl_c_inside_a_dialog_still_quits() {
         }),
     ];
     for (what, open) in opened {
-        let mut c = Console::incident();
+        let mut c = incident();
         open(&mut c);
         assert!(c.dialog().is_some(), "{what}");
         let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
@@ -1382,7 +1079,7 @@ fn ctrl_c_inside_a_dialog_still_quits() {
 
 #[test]
 fn without_an_incident_nothing_is_asked_of_the_journal() {
-    let mut c = Console::without_incident();
+    let mut c = without_incident();
     let mut all: Vec<Effects> = Vec::new();
     c.connect_with_orders(5);
     // incident keys: refused with a message
@@ -1438,8 +1135,8 @@ fn without_an_incident_nothing_is_asked_of_the_journal() {
 
 /// Level 2: a single rollback prepared on the rollback screen up to its confirmation (Level 1
 /// and 2 confirm with Enter alone; no word is typed).
-fn rollback_waiting_for_enter() -> Console {
-    let mut c = Console::open(Level::Moderate);
+fn rollback_waiting_for_enter() -> Driver {
+    let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     let o = c.app.current_order().cloned().expect("an order under the cursor");
     let e = c.press('r');
@@ -1484,7 +1181,7 @@ fn esc_on_the_incident_screen_does_not_abandon_a_rollback_being_confirmed() {
 
 #[test]
 fn a_copied_message_is_filled_as_of_the_copy() {
-    let mut c = Console::incident();
+    let mut c = incident();
     c.select_message("internal_alert");
     c.append(vec![
         step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
@@ -1492,7 +1189,7 @@ fn a_copied_message_is_filled_as_of_the_copy() {
     ]);
     assert!(c.slot_text("internal_alert").contains("Time: 2026-11-25 13:10 UTC"));
     // Half an hour later, with nothing new in the journal, the alert is copied.
-    c.clock(at(13, 40, 0));
+    c.tick(at(13, 40, 0));
     let e = c.press('y');
     let [JournalRequest::Copy { text, .. }] = e.journal.as_slice() else { panic!("a copy: {:?}", e.journal) };
     assert!(text.contains("Time: 2026-11-25 13:40 UTC (started 2026-11-25 13:08 UTC, 32m ago)"), "{text}");

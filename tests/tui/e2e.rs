@@ -3,14 +3,10 @@
 //! database; and one in-process test of the event loop's responsiveness while the
 //! database sleeps inside a request.
 
-mod common;
-
-use std::process::{Command as StdCommand, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, assert_consistent, test_db};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use incident_console::console::app::App;
 use incident_console::console::protocol::DbEvent;
@@ -23,34 +19,17 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_incident-console");
-const BURST_SQL: &str =
-    "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
+use crate::support::app::screen_text;
+use crate::support::db::{BURST_SQL, TestDb, assert_consistent, count, seeded};
+use crate::support::tmux::{Console, WAIT as T};
+
 const REASON: &str = "duplicate executions of deploy 4711";
+/// A server nobody listens on, with a password that must never show.
+const UNREACHABLE: &str = "postgres://bob:s3cret@127.0.0.1:1/nope";
 
 // ----------------------------------------------------------------------------------------
 // The database
 // ----------------------------------------------------------------------------------------
-
-/// A fresh database with the demo book of seed 7 on 2026-11-25, written by the binary.
-async fn seeded() -> TestDb {
-    let t = test_db().await;
-    let out = tokio::process::Command::new(BIN)
-        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", &t.url])
-        .env_remove("DATABASE_URL")
-        .env("INCIDENT_OPERATOR", "e2e")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run seed");
-    assert!(
-        out.status.success(),
-        "seed failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t
-}
 
 /// The burst's orders, newest first (the order the console lists them in).
 async fn burst_newest_first(t: &TestDb) -> Vec<(Uuid, Uuid)> {
@@ -62,10 +41,6 @@ async fn burst_newest_first(t: &TestDb) -> Vec<(Uuid, Uuid)> {
     .expect("burst query")
 }
 
-async fn count(t: &TestDb, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&t.pool).await.expect(sql)
-}
-
 /// The console's short form of an id (first 8 hex digits).
 fn short(id: Uuid) -> String {
     id.simple().to_string()[..8].to_string()
@@ -74,117 +49,6 @@ fn short(id: Uuid) -> String {
 // ----------------------------------------------------------------------------------------
 // The binary in tmux
 // ----------------------------------------------------------------------------------------
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// A private tmux server running the console in a 160x48 pane; the pane's shell stays
-/// after the console exits. The server is killed when this is dropped.
-struct Console {
-    socket: String,
-    /// The server's socket file, removed with the server.
-    socket_path: String,
-    home: tempfile::TempDir,
-    opened: Instant,
-}
-
-impl Console {
-    /// `incident-console --database-url URL`, with INCIDENT_OPERATOR=e2e, a private HOME
-    /// and no DATABASE_URL.
-    fn open(url: &str) -> Console {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let socket = format!("ic-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let home = tempfile::tempdir().expect("temp HOME");
-        let command =
-            format!("{} --database-url {}; echo console-exited-$?; exec sh", shell_quote(BIN), shell_quote(url));
-        let console = Console { socket, socket_path: String::new(), home, opened: Instant::now() };
-        let out = console
-            .tmux()
-            .args(["new-session", "-d", "-s", "s", "-x", "160", "-y", "48", &command])
-            .output()
-            .expect("start tmux");
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        let mut console = console;
-        console.socket_path = console.pane_format("#{socket_path}");
-        console
-    }
-
-    /// tmux on this console's server, with a clean environment: the server copies it, and
-    /// so does the console it starts.
-    fn tmux(&self) -> StdCommand {
-        let mut c = StdCommand::new("/usr/bin/tmux");
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .env("HOME", self.home.path())
-            .env("SHELL", "/bin/sh")
-            .env("TERM", "xterm-256color")
-            .env("LANG", "C.UTF-8")
-            .env("INCIDENT_OPERATOR", "e2e")
-            // The server's socket in the private HOME, not /tmp: nothing shared, nothing left.
-            .env("TMUX_TMPDIR", self.home.path())
-            .args(["-u", "-f", "/dev/null", "-L", &self.socket])
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Keys by tmux name (Enter, Escape, C-c).
-    fn keys(&self, keys: &[&str]) {
-        let out = self.tmux().args(["send-keys", "-t", "s"]).args(keys).output().expect("tmux send-keys");
-        assert!(out.status.success(), "send-keys {keys:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Text typed literally.
-    fn type_text(&self, text: &str) {
-        let out = self.tmux().args(["send-keys", "-t", "s", "-l", text]).output().expect("tmux send-keys");
-        assert!(out.status.success(), "send-keys -l {text:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// The screen as text.
-    fn screen(&self) -> String {
-        let out = self.tmux().args(["capture-pane", "-p", "-t", "s"]).output().expect("tmux capture-pane");
-        if !out.status.success() {
-            return format!("<capture-pane failed: {}>", String::from_utf8_lossy(&out.stderr));
-        }
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A format of the pane (`#{alternate_on}`).
-    fn pane_format(&self, format: &str) -> String {
-        let out = self.tmux().args(["display-message", "-p", "-t", "s", format]).output().expect("tmux display");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Polls the screen until `pred` holds; panics with the screen after `timeout`.
-    async fn wait_until(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; the screen:\n{s}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn wait_for(&self, text: &str, timeout: Duration) -> String {
-        self.wait_until(&format!("{text:?}"), timeout, |s| s.contains(text)).await
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").stdout(Stdio::null()).stderr(Stdio::null()).status();
-        if self.socket_path.contains(&self.socket) {
-            let _ = std::fs::remove_file(&self.socket_path);
-        }
-    }
-}
-
-const T: Duration = Duration::from_secs(15);
 
 /// The line after the column titles of the Orders table: its first row.
 fn first_order_row(screen: &str) -> &str {
@@ -229,7 +93,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
     assert_eq!(burst.len(), 60, "the demo book's burst");
     let (newest, newest_user) = burst[0];
 
-    let c = Console::open(&t.url);
+    let c = Console::open(&["--database-url", &t.url]);
     c.wait_until("the Orders pane to list orders", T, |s| {
         s.contains("symbol") && s.contains("quantity") && s.contains("executed")
     })
@@ -327,7 +191,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
 async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
     let t = seeded().await;
     let (order, user) = burst_newest_first(&t).await[5];
-    let c = Console::open(&t.url);
+    let c = Console::open(&["--database-url", &t.url]);
     c.wait_for("rollbacks 0 ·", T).await;
     // The start-up audit refreshes the dashboard when it ends: wait for it, so that only
     // the notification (or the 10 s fallback) can bring the next figures.
@@ -363,7 +227,7 @@ async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_from_outside_restores_the_terminal() {
     for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130), (libc::SIGHUP, 129), (libc::SIGQUIT, 131)] {
-        let c = Console::open("postgres://bob:s3cret@127.0.0.1:1/nope");
+        let c = Console::open(&["--database-url", UNREACHABLE]);
         c.wait_for("UNREACHABLE", T).await;
         assert_eq!(c.pane_format("#{alternate_on}"), "1", "the console is up");
         // The pane runs `sh -c 'console; echo …'`: the console is the shell's child.
@@ -399,7 +263,7 @@ fn children_of(parent: i32) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_opens_when_the_database_is_unreachable() {
-    let c = Console::open("postgres://bob:s3cret@127.0.0.1:1/nope");
+    let c = Console::open(&["--database-url", UNREACHABLE]);
     let start = Instant::now();
     let s = loop {
         let s = c.screen();
@@ -424,7 +288,7 @@ async fn the_console_opens_when_the_database_is_unreachable() {
     let s = c.screen();
     assert!(!s.contains("s3cret") && !s.contains("panicked"), "{s}");
     // Nor in the files it wrote under its private HOME (the log).
-    let mut dirs = vec![c.home.path().to_path_buf()];
+    let mut dirs = vec![c.home().to_path_buf()];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).expect("read dir").flatten() {
             let path = e.path();
@@ -443,18 +307,6 @@ async fn the_console_opens_when_the_database_is_unreachable() {
 
 fn key(ch: char) -> Event {
     Event::Key(KeyEvent::new(KeyCode::Char(ch), KeyModifiers::NONE))
-}
-
-fn buffer_text(terminal: &Terminal<TestBackend>) -> String {
-    let b = terminal.backend().buffer();
-    let mut s = String::new();
-    for (i, cell) in b.content().iter().enumerate() {
-        if i > 0 && i % b.area.width as usize == 0 {
-            s.push('\n');
-        }
-        s.push_str(cell.symbol());
-    }
-    s
 }
 
 const ACTIVE_PRECHECKS: &str = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rollback_precheck%' \
@@ -602,7 +454,7 @@ async fn keys_are_handled_and_frames_drawn_while_the_database_sleeps() {
     .expect("run_loop ended after q");
     result.expect("run_loop returns Ok");
     assert!(app.quit);
-    let screen = buffer_text(&terminal);
+    let screen = screen_text(&terminal);
     assert!(screen.contains("Cancelled."), "the Pre-check pane says it was cancelled:\n{screen}");
     assert!(!arrived("precheck"), "a cancelled pre-check never answers");
     // q sent Shutdown: the worker ends.
