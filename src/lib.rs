@@ -2,7 +2,7 @@
 //! PostgreSQL, prove every rollback, and keep people informed.
 //!
 //! The folders are the architecture (see ARCHITECTURE.md). Each layer depends only on the
-//! ones below it, and `tests/layers.rs` fails when an import points upward:
+//! ones below it, and `tests/integration/layers.rs` fails when an import points upward:
 //!
 //! ```text
 //! console/   cli/      two thin front ends: the terminal UI and the headless commands

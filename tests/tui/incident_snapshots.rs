@@ -2,7 +2,7 @@
 //! it is created with `IncidentStore` in a temporary directory, and every step goes the way
 //! the running console takes it: a key (or a worker answer) goes into `App::update`, the
 //! journal requests that come out are performed by a `Session` and its `JournalEvent`s are
-//! fed back with `Action::Journal`, exactly as the loop in `src/tui.rs` does. The clock is
+//! fed back with `Action::Journal`, exactly as the loop in `src/console/terminal.rs` does. The clock is
 //! fixed (the journal entries carry the time the harness passes), so the screens are
 //! deterministic; the temporary directory's random name is the only thing redacted.
 //!

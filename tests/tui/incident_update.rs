@@ -2,7 +2,7 @@
 //! `App::update`; the tests read the state, the `Command`s and the `JournalRequest`s that come
 //! out. The journal is real: a `Session` on an incident created in a temporary directory
 //! performs the requests, and its `JournalEvent`s go back through `Action::Journal`, as the
-//! loop in `src/tui.rs` does. No database, no terminal, a fixed clock.
+//! loop in `src/console/terminal.rs` does. No database, no terminal, a fixed clock.
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyModifiers};
