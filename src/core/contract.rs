@@ -245,6 +245,18 @@ pub struct MaintenanceState {
     pub maintenance_by: Option<String>,
 }
 
+/// A recorded name with the database login that recorded it, as people read it: the name
+/// alone when it is the login or already says it (`dana (via app_rw)`), else
+/// `Dana Whitfield (login dana_rw)`.
+pub fn name_with_login(name: &str, login: Option<&str>) -> String {
+    match login {
+        Some(login) if name != login && !name.ends_with(&format!(" (via {login})")) => {
+            format!("{name} (login {login})")
+        }
+        _ => name.to_string(),
+    }
+}
+
 /// What a new audit checkpoint recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointInfo {

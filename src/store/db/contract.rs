@@ -119,7 +119,8 @@ pub async fn set_maintenance<'e, E: Executor<'e, Database = Postgres>>(
 /// Current maintenance mode.
 pub async fn maintenance_state<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<MaintenanceState> {
     Ok(sqlx::query_as(
-        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by FROM system_settings",
+        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by, maintenance_by_login \
+         FROM system_settings",
     )
     .fetch_one(e)
     .await?)
