@@ -3,14 +3,14 @@
 use serde_json::{Value, json};
 
 use super::args::GlobalArgs;
-use super::connect;
 use super::output::print_json;
 use crate::core::error::{EXIT_OK, Result};
 use crate::store::db;
 
 pub(super) async fn migrate(g: &GlobalArgs, dry_run: bool, undo_to: Option<i64>) -> Result<i32> {
     // Migrating needs no sandbox seeding first: connect to the URL, or prepare the sandbox.
-    let (_settings, pool) = connect(g).await?;
+    let settings = crate::store::target::resolve(g.database_url(), &g.session(), &super::say).await?;
+    let pool = settings.session_pool(2, "migrating").await?;
     let applied = db::applied_migrations(&pool).await?;
     let plan: Vec<&sqlx::migrate::Migration> = match undo_to {
         None => db::MIGRATOR

@@ -245,6 +245,46 @@ pub struct MaintenanceState {
     pub maintenance_by: Option<String>,
 }
 
+/// What a session's rows will say, as `session_operator()` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionOperator {
+    /// The name the server received (`incident.operator`), as it received it.
+    pub claimed: Option<String>,
+    /// The name recorded on this session's rows.
+    pub operator: String,
+    /// The database login.
+    pub login: String,
+    /// The names the database's owner registered for the login (none: any name is
+    /// recorded as "name (via login)").
+    pub registered_names: Vec<String>,
+}
+
+impl SessionOperator {
+    /// Whether rows written now will be attributed as `sent` asks, and if not, why: the
+    /// name did not reach the server (a pooler dropped it, or it reached another
+    /// session), or the login may not use it.
+    pub fn check(&self, sent: &str) -> Result<(), String> {
+        if self.claimed.as_deref() != Some(sent) {
+            return Err(format!(
+                "the database did not receive the operator name {sent:?} (it has {}): rows would be recorded as {:?}. \
+                 Behind PgBouncer in transaction pooling mode, pass --pooling transaction",
+                self.claimed.as_deref().map_or_else(|| "none".to_string(), |c| format!("{c:?}")),
+                self.operator
+            ));
+        }
+        if !self.registered_names.is_empty() && self.operator != sent {
+            return Err(format!(
+                "the login {} may record as: {}. {sent:?} would be recorded as {:?}; give one of those names with \
+                 --operator, or ask the database's owner to register yours (table operator_names)",
+                self.login,
+                self.registered_names.join(", "),
+                self.operator
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A recorded name with the database login that recorded it, as people read it: the name
 /// alone when it is the login or already says it (`dana (via app_rw)`), else
 /// `Dana Whitfield (login dana_rw)`.

@@ -3,16 +3,15 @@
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::core::contract::MaintenanceProbe;
 use crate::core::error::{Error, Result};
-use crate::store::db::{NewOrder, execute_order, maintenance_state, set_maintenance};
+use crate::store::db::{Db, NewOrder, execute_order, maintenance_state, set_maintenance};
 
 /// Switches maintenance mode and proves it with a probe order. Returns the function's
 /// answer and what the probe saw; a refusal by the function is `BadInput` with its message.
-pub async fn switch_maintenance(pool: &PgPool, on: bool, reason: &str) -> Result<(Value, MaintenanceProbe)> {
+pub async fn switch_maintenance(pool: &Db, on: bool, reason: &str) -> Result<(Value, MaintenanceProbe)> {
     let r = set_maintenance(pool, on, reason).await?;
     if r.get("success").and_then(Value::as_bool) != Some(true) {
         return Err(Error::BadInput(format!(
@@ -29,7 +28,7 @@ pub async fn switch_maintenance(pool: &PgPool, on: bool, reason: &str) -> Result
 
 /// Proves maintenance mode refuses new orders: tries an order inside a transaction that
 /// is always rolled back, and returns the error code it got (`maintenance_mode` when on).
-pub async fn probe_new_orders(pool: &PgPool) -> Result<Option<String>> {
+pub async fn probe_new_orders(pool: &Db) -> Result<Option<String>> {
     let mut tx = pool.begin().await?;
     let key = format!("maintenance-probe-{}", Uuid::new_v4());
     let o = NewOrder {
@@ -42,7 +41,7 @@ pub async fn probe_new_orders(pool: &PgPool) -> Result<Option<String>> {
         idempotency_key: &key,
         transaction_id: None,
     };
-    let r = execute_order(&mut *tx, &o).await;
+    let r = execute_order(&mut tx, &o).await;
     // Whatever happened, nothing of the probe stays.
     tx.rollback().await?;
     let v = r?;

@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::core::contract::RollbackAndPostcheck;
 use crate::core::error::Result;
-use crate::store::db::{self, Retry, is_cancel};
+use crate::store::db::{self, Db, DbConn, Retry, is_cancel};
 
 /// Attempts at most, retries included.
 const ATTEMPTS: u32 = 8;
@@ -36,8 +35,8 @@ pub struct RollbackRequest {
 /// A failure other than a cancel is recorded through `pool`, on a connection of its own:
 /// the one that failed may be the problem.
 pub async fn rollback_and_prove(
-    pool: &PgPool,
-    conn: &mut PgConnection,
+    pool: &Db,
+    conn: &mut DbConn,
     req: &RollbackRequest,
 ) -> Result<RollbackAndPostcheck> {
     let mut retry = Retry::new(ATTEMPTS);

@@ -14,6 +14,9 @@ use incident_console::core::workflow::incident::Step;
 use incident_console::store::db;
 use incident_console::store::incidents::IncidentStore;
 
+mod pgbouncer;
+mod pooler;
+
 /// A login role with a unique name, a member of `member_of`.
 pub(crate) async fn login_role(t: &TestDb, prefix: &str, member_of: &str) -> String {
     let name = format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..10]);
