@@ -45,7 +45,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Name recorded on every audit row [default: $INCIDENT_OPERATOR, else the OS user].
+    /// Name recorded on every audit row, beside the database login: as given when the
+    /// database's owner registered it for the login (table operator_names), else as
+    /// "NAME (via LOGIN)"; a login with registered names may use only those (refused
+    /// before anything is written) [default: $INCIDENT_OPERATOR, else the OS user].
     #[arg(long, global = true)]
     pub operator: Option<String>,
 

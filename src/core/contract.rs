@@ -320,3 +320,40 @@ pub struct MaintenanceProbe {
     /// The state afterwards.
     pub state: MaintenanceState,
 }
+
+#[cfg(test)]
+mod session_operator_tests {
+    use super::SessionOperator;
+
+    fn who(claimed: Option<&str>, operator: &str, names: &[&str]) -> SessionOperator {
+        SessionOperator {
+            claimed: claimed.map(str::to_string),
+            operator: operator.into(),
+            login: "app_rw".into(),
+            registered_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_name_that_did_not_arrive_is_refused_with_what_rows_would_say() {
+        let e = who(None, "app_rw", &[]).check("dana").expect_err("refused");
+        assert!(e.contains("did not receive the operator name \"dana\""), "{e}");
+        assert!(e.contains("recorded as \"app_rw\""), "{e}");
+        assert!(e.contains("--pooling transaction"), "{e}");
+        // Another session's name (a pooler handing over a server connection) is as bad.
+        let e = who(Some("eve"), "eve (via app_rw)", &[]).check("dana").expect_err("refused");
+        assert!(e.contains("it has \"eve\""), "{e}");
+    }
+
+    #[test]
+    fn a_name_the_login_may_not_use_is_refused_and_the_allowed_ones_named() {
+        let e = who(Some("eve"), "eve (via app_rw)", &["Dana Whitfield"]).check("eve").expect_err("refused");
+        assert!(e.contains("may record as: Dana Whitfield"), "{e}");
+        assert!(who(Some("Dana Whitfield"), "Dana Whitfield", &["Dana Whitfield"]).check("Dana Whitfield").is_ok());
+    }
+
+    #[test]
+    fn a_login_without_registered_names_records_name_via_login() {
+        assert!(who(Some("dana"), "dana (via app_rw)", &[]).check("dana").is_ok());
+    }
+}

@@ -34,11 +34,7 @@ pub struct RollbackRequest {
 /// Rolls back and proves it on `conn` (a connection the caller can cancel on the server).
 /// A failure other than a cancel is recorded through `pool`, on a connection of its own:
 /// the one that failed may be the problem.
-pub async fn rollback_and_prove(
-    pool: &Db,
-    conn: &mut DbConn,
-    req: &RollbackRequest,
-) -> Result<RollbackAndPostcheck> {
+pub async fn rollback_and_prove(pool: &Db, conn: &mut DbConn, req: &RollbackRequest) -> Result<RollbackAndPostcheck> {
     let mut retry = Retry::new(ATTEMPTS);
     let result = loop {
         let r =

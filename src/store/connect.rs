@@ -38,7 +38,9 @@ impl FromStr for Pooling {
         match s.trim().to_ascii_lowercase().as_str() {
             "session" | "none" | "direct" => Ok(Pooling::Session),
             "transaction" => Ok(Pooling::Transaction),
-            other => Err(format!("{other:?} is not a pooling mode: session (direct, or a session pooler) or transaction")),
+            other => {
+                Err(format!("{other:?} is not a pooling mode: session (direct, or a session pooler) or transaction"))
+            }
         }
     }
 }
@@ -155,13 +157,13 @@ impl ConnectSettings {
         if self.pooling == Pooling::Transaction {
             return Err(db::needs_a_session(what));
         }
-        let mut conn = PgConnection::connect_with(&self.options()?).await?;
+        let (_, mut conn) = self.session_first().await?;
         db::apply_settings(&mut conn, &self.session_settings(), false).await?;
         Ok(conn)
     }
 
     async fn session_pool_unchecked(&self, max_connections: u32) -> Result<PgPool> {
-        let (opts, first) = self.first_connection().await?;
+        let (opts, first) = self.session_first().await?;
         let _ = first.close().await;
         let settings = self.session_settings();
         Ok(self
@@ -185,6 +187,40 @@ impl ConnectSettings {
         }
     }
 
+    /// The first connection of a session-pooled invocation, once it is clear the server
+    /// is not reached through a transaction pooler after all: there the session settings
+    /// set next would stay on a server connection other clients get (their timeouts, their
+    /// operator's name), and would not stay with ours. Two client connections open at
+    /// once have two backends unless a pooler lends them the same one; this sees a
+    /// transaction pooler that is not busy (PgBouncer hands the last used server connection
+    /// out again), not every busy one, so `--pooling` stays the user's to say.
+    async fn session_first(&self) -> Result<(PgConnectOptions, PgConnection)> {
+        let (opts, mut first) = self.first_connection().await?;
+        let shared = async {
+            let mut second = PgConnection::connect_with(&opts).await?;
+            let pids = (db::backend_pid_unprepared(&mut first).await?, db::backend_pid_unprepared(&mut second).await?);
+            let _ = second.close().await;
+            Ok::<bool, Error>(pids.0 == pids.1)
+        }
+        .await;
+        match shared {
+            Ok(false) => Ok((opts, first)),
+            Ok(true) => {
+                let _ = first.close().await;
+                Err(Error::BadInput(
+                    "two connections share one server session: this is a transaction pooler (PgBouncer's \
+                     pool_mode = transaction), where session settings would reach other clients. \
+                     Pass --pooling transaction (or set INCIDENT_POOLING=transaction)"
+                        .into(),
+                ))
+            }
+            Err(e) => {
+                let _ = first.close().await;
+                Err(e)
+            }
+        }
+    }
+
     fn pool_options(&self, max_connections: u32) -> PgPoolOptions {
         PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10))
     }
@@ -194,7 +230,9 @@ impl ConnectSettings {
     /// check).
     async fn check_operator<'e, E: Executor<'e, Database = Postgres>>(&self, e: E) -> Result<()> {
         match db::session_operator(e).await? {
-            Some(who) => who.check(&self.operator).map_err(|why| Error::BadInput(crate::core::sanitize::line(&why).into_owned())),
+            Some(who) => {
+                who.check(&self.operator).map_err(|why| Error::BadInput(crate::core::sanitize::line(&why).into_owned()))
+            }
             None => Ok(()),
         }
     }
@@ -203,7 +241,7 @@ impl ConnectSettings {
     pub fn label(&self) -> String {
         match self.pooling {
             Pooling::Session => self.describe(),
-            Pooling::Transaction => format!("{} · pooled: polling", self.describe()),
+            Pooling::Transaction => format!("tx pooler, polling · {}", self.describe()),
         }
     }
 

@@ -16,6 +16,7 @@ use incident_console::store::incidents::IncidentStore;
 
 mod pgbouncer;
 mod pooler;
+mod worker;
 
 /// A login role with a unique name, a member of `member_of`.
 pub(crate) async fn login_role(t: &TestDb, prefix: &str, member_of: &str) -> String {

@@ -11,9 +11,12 @@
 //! pooler may hand the server connection to another client: the bind then runs whatever
 //! that client parsed last (measured: about half of all statements of two clients ran
 //! the other's statement), and named prepared statements meet other clients' names. So
-//! there every statement runs in a transaction of its own: `BEGIN` (dropping any prepared
-//! statement left on that server connection), the session's settings for that
-//! transaction, the statement, unnamed, then `DEALLOCATE ALL` and `COMMIT`. A transaction
+//! there every statement runs in a transaction of its own: `BEGIN`, the session's settings
+//! for that transaction (`set_config(…, true)`: nothing outlives it on the server
+//! connection the next client gets), the statement, unnamed, then `COMMIT`. Nothing here
+//! sends `DEALLOCATE ALL`: sqlx names no statement here (its own catalogue queries use
+//! the simple protocol), and a PgBouncer that keeps prepared statements for its other
+//! clients (`max_prepared_statements`, 1.21+) would lose theirs under them. A transaction
 //! cut short (its future dropped: a cancelled request) closes its connection instead of
 //! giving it back: the pooler then drops the server connection, and the server, which
 //! checks its client every second, abandons the statement; its transaction never commits.
@@ -164,7 +167,7 @@ impl DbConn {
         let conn = self.raw()?;
         match &local {
             Some(s) => {
-                sqlx::raw_sql("BEGIN; DEALLOCATE ALL").execute(&mut *conn).await?;
+                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
                 apply(conn, s, true).await?;
             }
             None => {
@@ -180,18 +183,18 @@ impl DbConn {
         let settings = self.per_transaction.clone().unwrap_or_default();
         self.busy = true;
         let conn = self.raw()?;
-        sqlx::raw_sql("BEGIN; DEALLOCATE ALL").execute(&mut *conn).await?;
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         let result = async {
             apply(&mut *conn, &settings, true).await?;
             let items: Vec<Item> = (&mut *conn).fetch_many(Unnamed(query)).try_collect().await?;
-            sqlx::raw_sql("DEALLOCATE ALL; COMMIT").execute(&mut *conn).await?;
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
             Ok(items)
         }
         .await;
         if result.is_err() {
             // Ends the transaction whatever state it is in; if even that fails the
             // connection stays marked busy and is closed when dropped.
-            sqlx::raw_sql("ROLLBACK; DEALLOCATE ALL").execute(&mut *conn).await?;
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
         }
         self.busy = false;
         result
@@ -219,16 +222,14 @@ pub struct DbTx {
 impl DbTx {
     /// Commits.
     pub async fn commit(mut self) -> Result<()> {
-        let sql = if self.conn.transaction_pooled() { "DEALLOCATE ALL; COMMIT" } else { "COMMIT" };
-        sqlx::raw_sql(sql).execute(self.conn.raw()?).await?;
+        sqlx::raw_sql("COMMIT").execute(self.conn.raw()?).await?;
         self.conn.busy = false;
         Ok(())
     }
 
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<()> {
-        let sql = if self.conn.transaction_pooled() { "ROLLBACK; DEALLOCATE ALL" } else { "ROLLBACK" };
-        sqlx::raw_sql(sql).execute(self.conn.raw()?).await?;
+        sqlx::raw_sql("ROLLBACK").execute(self.conn.raw()?).await?;
         self.conn.busy = false;
         Ok(())
     }

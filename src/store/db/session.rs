@@ -113,6 +113,15 @@ pub async fn set_serializable(conn: &mut PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// The backend's process id, asked without preparing a statement (the simple protocol):
+/// asked before it is known whether a transaction pooler is in between, where a named
+/// statement would stay on a server connection other clients get.
+pub async fn backend_pid_unprepared(conn: &mut PgConnection) -> Result<i32> {
+    use sqlx::Row;
+    let row = sqlx::raw_sql("SELECT pg_backend_pid()").fetch_one(conn).await?;
+    Ok(row.try_get(0)?)
+}
+
 /// Backend process id of this connection.
 pub async fn backend_pid(conn: &mut PgConnection) -> Result<i32> {
     Ok(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await?)

@@ -1,6 +1,7 @@
 //! A real PgBouncer (the Debian package's `/usr/sbin/pgbouncer`) in front of the test
 //! cluster, one per test, killed on drop. When it is not installed the tests that need it
-//! say so on stderr and pass without running (`.ci/run` installs it).
+//! say so on stderr and pass without running, except in CI (`.ci/run` installs it and
+//! sets `INCIDENT_REQUIRE_PGBOUNCER`, and there a missing binary fails them).
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -63,7 +64,14 @@ impl Bouncer {
     /// cluster does); None, said on stderr, when PgBouncer is not installed.
     pub fn start(t: &TestDb, mode: PoolMode, users: &[&str], test: &str) -> Option<Bouncer> {
         let Some(bin) = binary() else {
-            eprintln!(
+            assert!(
+                std::env::var_os("INCIDENT_REQUIRE_PGBOUNCER").is_none(),
+                "{test}: pgbouncer is not installed, and this run requires it (apt-get install -y pgbouncer)"
+            );
+            // Straight to stderr, past the test harness's capture: a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "NOTICE: {test} skipped: pgbouncer is not installed (apt-get install -y pgbouncer; .ci/run does)"
             );
             return None;
@@ -74,16 +82,19 @@ impl Bouncer {
         let mut users_txt: String = users.iter().map(|u| format!("\"{u}\" \"\"\n")).collect();
         users_txt.push_str("\"postgres\" \"\"\n");
         std::fs::write(dir.path().join("users.txt"), users_txt).expect("users.txt");
-        let (mode_name, ignored) = match mode {
-            PoolMode::Session => ("session", "ignore_startup_parameters = extra_float_digits,options\n"),
-            PoolMode::Transaction => ("transaction", ""),
+        // In session pooling every client connection holds a server connection (the
+        // console's worker: its pool of 8 and the listener); in transaction pooling a few
+        // server connections serve them all, and few make clients share them often.
+        let (mode_name, ignored, pool_size) = match mode {
+            PoolMode::Session => ("session", "ignore_startup_parameters = extra_float_digits,options\n", 12),
+            PoolMode::Transaction => ("transaction", "", 3),
         };
         for attempt in 0..5 {
             let port = free_port();
             let ini = format!(
                 "[databases]\n* = host={host} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
                  unix_socket_dir =\nauth_type = trust\nauth_file = {users}\npool_mode = {mode_name}\n\
-                 default_pool_size = 3\nmax_client_conn = 200\n{ignored}server_reset_query = DISCARD ALL\n\
+                 default_pool_size = {pool_size}\nmax_client_conn = 200\n{ignored}server_reset_query = DISCARD ALL\n\
                  logfile = {log}\npidfile =\n",
                 server.get_port(),
                 users = dir.path().join("users.txt").display(),

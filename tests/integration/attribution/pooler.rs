@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use sqlx::Connection;
 use uuid::Uuid;
 
 use super::pgbouncer::{Bouncer, PoolMode};
@@ -79,7 +80,7 @@ async fn through_transaction_pooling_every_money_command_works_and_is_attributed
         .await
         .code(0)
         .clean()
-        .says("verified");
+        .says("Verified");
     let listed = ic(d, &url, tx, &["orders", "--symbol", "GBPUSD", "--from", FROM, "--to", TO, "--json"]).await;
     assert!(listed.code(0).clean().json().as_array().is_some_and(|a| !a.is_empty()), "{}", listed.stdout);
     ic(d, &url, tx, &["precheck", &os, "--user", &us, "--baseline-out", &baseline]).await.code(0).clean();
@@ -88,8 +89,9 @@ async fn through_transaction_pooling_every_money_command_works_and_is_attributed
     let batch = ["rollback", "--symbol", "GBPUSD", "--from", FROM, "--to", TO, "--reason", REASON, "--yes"];
     ic(d, &url, tx, &batch).await.code(0).clean();
     ic(d, &url, tx, &["audit"]).await.code(0).clean();
-    ic(d, &url, tx, &["metrics"]).await.code(0).clean();
-    ic(d, &url, tx, &["maintenance", "off", "--reason", "done"]).await.code(0).clean().says("verified");
+    // 60 rollbacks within minutes raise the burst alert: exit 1, as without a pooler.
+    ic(d, &url, tx, &["metrics"]).await.code(1).clean().says("ALERT");
+    ic(d, &url, tx, &["maintenance", "off", "--reason", "done"]).await.code(0).clean().says("probe rolled back");
 
     assert!(burst(&t).await.is_empty(), "the whole burst is rolled back");
     let rows = audit_rows(&t).await;
@@ -144,4 +146,38 @@ async fn a_name_the_login_may_not_use_is_refused_before_anything_is_written() {
         run_cmd(c, None).await.code(0).clean();
     }
     assert_eq!(fingerprint(&t.pool).await, print, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_transaction_pooler_taken_for_a_session_is_refused_and_no_setting_leaks() {
+    let t = seeded().await;
+    let Some(b) = Bouncer::start(&t, PoolMode::Transaction, &[], "transaction pooler without --pooling") else {
+        return;
+    };
+    let print = fingerprint(&t.pool).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = b.url("postgres");
+    let (order, user) = burst(&t).await[0];
+    let (os, us) = (order.to_string(), user.to_string());
+    for args in [
+        vec!["maintenance", "on", "--reason", "rolling back the burst"],
+        vec!["rollback", &os, "--user", &us, "--reason", REASON, "--yes"],
+        vec!["audit"],
+    ] {
+        // Before: the rollback ran, its settings left on a server connection of the pooler.
+        ic(dir.path(), &url, "session", &args).await.code(2).clean().complains("--pooling transaction");
+    }
+    assert_eq!(fingerprint(&t.pool).await, print, "nothing changed");
+    // What another client of the pooler gets: no operator's name, no timeout of ours.
+    let opts = url.parse::<sqlx::postgres::PgConnectOptions>().expect("url").extra_float_digits(None);
+    let mut other = sqlx::PgConnection::connect_with(&opts).await.expect("another client");
+    let row = sqlx::raw_sql(
+        "SELECT coalesce(current_setting('incident.operator', true), ''), current_setting('statement_timeout')",
+    )
+    .fetch_one(&mut other)
+    .await
+    .expect("settings");
+    use sqlx::Row;
+    let (name, timeout): (String, String) = (row.get(0), row.get(1));
+    assert_eq!((name.as_str(), timeout.as_str()), ("", "0"), "nothing of ours on the pooler's server connections");
 }
