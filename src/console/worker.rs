@@ -61,8 +61,8 @@ pub fn spawn(target: WorkerTarget, config: ConsoleConfig) -> WorkerHandle {
 
 /// What a running request can be cancelled through.
 enum Cancel {
-    /// Its backend, once it has one.
-    Backend(Option<i32>),
+    /// Its backend, once it has one, and whether the operator asked to cancel it.
+    Backend { pid: Option<i32>, requested: bool },
     /// A batch's stop flag.
     Batch(Arc<Progress>),
 }
@@ -315,8 +315,11 @@ impl Worker {
                 p.cancel.store(true, Ordering::Relaxed);
                 p.backends.lock().map(|b| b.clone()).unwrap_or_default()
             }
-            Some(Cancel::Backend(Some(pid))) => vec![*pid],
-            Some(Cancel::Backend(None)) => {
+            Some(Cancel::Backend { pid: Some(pid), requested }) => {
+                *requested = true;
+                vec![*pid]
+            }
+            Some(Cancel::Backend { pid: None, .. }) => {
                 // Not started yet: it will see it was removed and not run.
                 m.remove(&id);
                 Vec::new()

@@ -13,6 +13,8 @@ mod incident_cli;
 mod journal;
 mod layers;
 mod migrations;
+mod roles;
 mod rollback;
+mod rollback_failures;
 mod security;
 mod templates;

@@ -78,8 +78,13 @@ pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::U
 /// A rollback and its post-check, recorded.
 pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
     let recorder = job.pool.clone();
+    let running = job.running.clone();
+    // A cancel the operator asked for is not a failure of the rollback; a statement
+    // timeout or a cancel from elsewhere is.
+    let asked =
+        move || running.lock().is_ok_and(|m| matches!(m.get(&id), Some(Cancel::Backend { requested: true, .. })));
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = match rollback_and_prove(&recorder, &mut conn, &req).await {
+        let r = match rollback_and_prove(&recorder, &mut conn, &req, &asked).await {
             Err(e) if is_cancel(&e) => Err(e),
             other => {
                 let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
@@ -187,7 +192,7 @@ where
     Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
 {
     if let Ok(mut m) = running.lock() {
-        m.insert(id, Cancel::Backend(None));
+        m.insert(id, Cancel::Backend { pid: None, requested: false });
     }
     tokio::spawn(async move {
         let outcome: Result<()> = async {
@@ -196,7 +201,7 @@ where
             let still_wanted = running
                 .lock()
                 .map(|mut m| match m.get_mut(&id) {
-                    Some(Cancel::Backend(slot)) => {
+                    Some(Cancel::Backend { pid: slot, .. }) => {
                         *slot = Some(pid);
                         true
                     }
