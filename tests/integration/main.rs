@@ -12,6 +12,7 @@ mod concurrency;
 mod incident_cli;
 mod journal;
 mod layers;
+mod migration_safety;
 mod migrations;
 mod roles;
 mod rollback;

@@ -161,9 +161,7 @@ async fn book_print(pool: &PgPool) -> String {
     .expect("book print")
 }
 
-/// A new pool on the test database. After a failed migration the old pool must be
-/// closed first: its connection still holds the migrator's advisory lock (see
-/// `a_failed_undo_does_not_leave_the_migration_lock_held`).
+/// A new pool on the test database, the old one closed.
 async fn fresh_pool(t: TestDb) -> PgPool {
     t.pool.close().await;
     PgPoolOptions::new().max_connections(4).connect(&t.url).await.expect("new pool")
@@ -197,7 +195,7 @@ async fn undoing_everything_on_a_book_with_data_is_refused_and_the_data_stays() 
 }
 
 #[tokio::test]
-async fn undoing_everything_with_transfers_but_no_rollback_yet_is_refused_by_the_ledger() {
+async fn undoing_everything_with_transfers_but_no_rollback_yet_is_refused_by_the_book_history() {
     let t = test_db().await;
     let user = account(&t.pool, "10000").await;
     executed(&t.pool, user, "1000", None).await;
@@ -206,8 +204,9 @@ async fn undoing_everything_with_transfers_but_no_rollback_yet_is_refused_by_the
 
     let err = db::undo_to(&t.pool, 0).await.expect_err("dropping the ledger must be refused");
     let text = err.to_string();
-    // The audit log is empty, so migration 3 is the one that refuses.
-    assert!(text.contains("refusing to drop the ledger: it holds transfers"), "{text}");
+    // The audit log is empty, so migration 4 refuses for the book's history (the ledger's
+    // own refusal, migration 3, would come next).
+    assert!(text.contains("refusing to drop book_changes"), "{text}");
     for table in ["instruments", "profiles", "orders", "positions", "ledger_transfers"] {
         assert!(existing_tables(&t).await.contains(&table), "{table} must stay");
     }
