@@ -9,6 +9,7 @@ mod support;
 mod audit;
 mod cli;
 mod concurrency;
+mod execution;
 mod incident_cli;
 mod journal;
 mod layers;
