@@ -7,7 +7,7 @@
 mod requests;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,7 @@ struct Worker {
     pool: Option<PgPool>,
     running: Running,
     audit: AuditState,
+    audit_running: Arc<AtomicBool>,
     last_latency: Option<u32>,
     attempt: u32,
     /// The incident journal to keep copied to the database.
@@ -98,6 +99,7 @@ impl Worker {
             pool: None,
             running: Arc::new(Mutex::new(HashMap::new())),
             audit: Arc::new(Mutex::new((None, None))),
+            audit_running: Arc::new(AtomicBool::new(false)),
             last_latency: None,
             attempt: 0,
             journal: None,
@@ -274,8 +276,12 @@ impl Worker {
 
     fn background_audit(&self) {
         let Some(pool) = self.pool.clone() else { return };
+        // One at a time: on a book where an audit outlasts the interval, ticks must not
+        // pile audits up on the server.
+        let Some(running) = AuditRunning::start(&self.audit_running) else { return };
         let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
         tokio::spawn(async move {
+            let _running = running;
             let Ok(v) = db::ledger_audit(&pool).await else { return };
             if let Ok(mut a) = audit.lock() {
                 *a = (Some(v.len()), Some(Utc::now()));
@@ -374,6 +380,22 @@ impl Worker {
 }
 
 type AuditState = Arc<Mutex<(Option<usize>, Option<chrono::DateTime<Utc>>)>>;
+
+/// The background audit in progress; the flag is cleared when it is dropped, however the
+/// audit ended.
+struct AuditRunning(Arc<AtomicBool>);
+
+impl AuditRunning {
+    fn start(flag: &Arc<AtomicBool>) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then(|| AuditRunning(flag.clone()))
+    }
+}
+
+impl Drop for AuditRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 async fn dashboard_data(pool: &PgPool, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
     let now = Utc::now();

@@ -7,6 +7,7 @@
 mod support;
 
 mod audit;
+mod audit_locks;
 mod cli;
 mod concurrency;
 mod execution;

@@ -50,10 +50,13 @@ async fn a_failed_migrate_leaves_the_database_exactly_as_it_found_it() {
         .expect("to_regclass");
     assert!(!bookkeeping, "not even the bookkeeping table");
     assert!(db::applied_migrations(&t.pool).await.expect("applied").is_empty());
-    let advisory: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-        .fetch_one(&t.pool)
-        .await
-        .expect("locks");
+    let advisory: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .expect("locks");
     assert_eq!(advisory, 0, "the migration lock is released when the call returns");
 }
 

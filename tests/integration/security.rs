@@ -445,7 +445,6 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
     assert_eq!(executable_by(&t, "incident_viewer").await, viewer);
     let mut operator: Vec<&str> = viewer.to_vec();
     operator.extend([
-        "audit_horizon",
         "ledger_audit_checkpoint",
         "probe_new_orders",
         "record_incident_events",
