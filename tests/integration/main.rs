@@ -14,6 +14,7 @@ mod execution;
 mod incident_cli;
 mod journal;
 mod layers;
+mod lock_squatting;
 mod migration_safety;
 mod migrations;
 mod roles;
