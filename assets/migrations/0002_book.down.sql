@@ -9,6 +9,20 @@ BEGIN
 END
 $$;
 
+-- The record of every maintenance switch and the per-day figures are history too.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM maintenance_log) THEN
+        RAISE EXCEPTION 'refusing to drop maintenance_log: it records who switched maintenance mode and when'
+            USING HINT = 'the maintenance record is never deleted; archive it with pg_dump first';
+    END IF;
+    IF EXISTS (SELECT 1 FROM daily_pnl_tracking) THEN
+        RAISE EXCEPTION 'refusing to drop daily_pnl_tracking: it holds daily figures'
+            USING HINT = 'financial history is never deleted; archive it with pg_dump first';
+    END IF;
+END
+$$;
+
 SET LOCAL ROLE incident_owner;
 DROP TABLE maintenance_log;
 DROP TABLE system_settings;

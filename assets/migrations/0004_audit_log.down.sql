@@ -7,6 +7,21 @@ BEGIN
 END
 $$;
 
+-- book_changes is the append-only history the incremental audit reads; the checkpoints
+-- are what earlier audits proved.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM book_changes) THEN
+        RAISE EXCEPTION 'refusing to drop book_changes: it holds the history of the book'
+            USING HINT = 'the audit trail is never deleted; archive it with pg_dump first';
+    END IF;
+    IF EXISTS (SELECT 1 FROM ledger_audit_checkpoints) THEN
+        RAISE EXCEPTION 'refusing to drop ledger_audit_checkpoints: it holds audit checkpoints'
+            USING HINT = 'the audit trail is never deleted; archive it with pg_dump first';
+    END IF;
+END
+$$;
+
 SET LOCAL ROLE incident_owner;
 DROP TABLE ledger_audit_checkpoint_users;
 DROP TABLE ledger_audit_checkpoints;

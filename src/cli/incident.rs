@@ -272,10 +272,11 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
 
 /// The database copy's entries, when a database is at hand without starting anything
 /// (as for copying): `Err` says why it was not checked.
-async fn copied_entries(g: &GlobalArgs, incident: &str) -> Result<Vec<(i64, String)>> {
-    with_database_at_hand(g, |pool| async move { db::incident_event_hashes(&pool, incident, 1).await })
-        .await
-        .unwrap_or_else(|| Err(Error::Unreachable("no database URL and the sandbox is not running".into())))
+async fn copied_entries(g: &GlobalArgs, incident: &str) -> std::result::Result<Vec<(i64, String)>, String> {
+    match with_database_at_hand(g, |pool| async move { db::incident_event_hashes(&pool, incident, 1).await }).await {
+        Some(r) => r.map_err(|e| e.to_string()),
+        None => Err("no database URL and the sandbox is not running".into()),
+    }
 }
 
 async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
@@ -293,7 +294,7 @@ async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
         let database = match (&copy, &against_copy) {
             (Some(Ok(rows)), Some(problem)) => json!({ "checked": true, "entries": rows.len(), "problem": problem }),
             (Some(Ok(_)), None) => json!({ "checked": true, "entries": 0, "problem": null }),
-            (Some(Err(why)), _) => json!({ "checked": false, "why": why.to_string() }),
+            (Some(Err(why)), _) => json!({ "checked": false, "why": why }),
             (None, _) => Value::Null,
         };
         print_json(&json!({ "incident": inc.incident.id, "journal": inc.journal.path(), "verification": v,
@@ -313,7 +314,7 @@ async fn verify(g: &GlobalArgs, inc: &OpenIncident) -> Result<i32> {
                 match &copy {
                     Some(Ok(rows)) if !rows.is_empty() => println!("Database copy: {} entries, matching.", rows.len()),
                     Some(Ok(_)) => println!("Database copy: none yet."),
-                    Some(Err(why)) => println!("Database copy not checked: {}", line(&why.to_string())),
+                    Some(Err(why)) => println!("Database copy not checked: {}", line(why)),
                     None => {}
                 }
             }

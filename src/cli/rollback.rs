@@ -69,8 +69,12 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
 
     // Round trip 2: rollback and post-check together, retried and recorded as the console's.
     let req = RollbackRequest { order, user, reason: a.reason.clone(), baseline, group: a.transaction };
-    let mut conn = pool.acquire().await?;
-    let result = match rollback_and_prove(&pool, &mut conn, &req).await {
+    // The CLI cancels nothing itself: a statement timeout is a failure, and recorded.
+    let attempt = async {
+        let mut conn = pool.acquire().await?;
+        rollback_and_prove(&pool, &mut conn, &req, &|| false).await
+    };
+    let result = match attempt.await {
         Ok(r) => r,
         Err(e) => {
             let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason);

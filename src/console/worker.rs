@@ -10,7 +10,7 @@
 mod requests;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,8 +64,8 @@ pub fn spawn(target: WorkerTarget, config: ConsoleConfig) -> WorkerHandle {
 
 /// What a running request can be cancelled through.
 enum Cancel {
-    /// Its backend, once it has one.
-    Backend(Option<i32>),
+    /// Its backend, once it has one, and whether the operator asked to cancel it.
+    Backend { pid: Option<i32>, requested: bool },
     /// Its task (behind a transaction pooler, where a request has no backend of its own).
     Abort(tokio::task::AbortHandle),
     /// A batch's stop flag.
@@ -82,6 +82,7 @@ struct Worker {
     pool: Option<Db>,
     running: Running,
     audit: AuditState,
+    audit_running: Arc<AtomicBool>,
     last_latency: Option<u32>,
     attempt: u32,
     /// The incident journal to keep copied to the database.
@@ -106,6 +107,7 @@ impl Worker {
             pool: None,
             running: Arc::new(Mutex::new(HashMap::new())),
             audit: Arc::new(Mutex::new((None, None))),
+            audit_running: Arc::new(AtomicBool::new(false)),
             last_latency: None,
             attempt: 0,
             journal: None,
@@ -312,8 +314,12 @@ impl Worker {
 
     fn background_audit(&self) {
         let Some(pool) = self.pool.clone() else { return };
+        // One at a time: on a book where an audit outlasts the interval, ticks must not
+        // pile audits up on the server.
+        let Some(running) = AuditRunning::start(&self.audit_running) else { return };
         let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
         tokio::spawn(async move {
+            let _running = running;
             let Ok(v) = db::ledger_audit(&pool).await else { return };
             if let Ok(mut a) = audit.lock() {
                 *a = (Some(v.len()), Some(Utc::now()));
@@ -354,16 +360,20 @@ impl Worker {
                 p.cancel.store(true, Ordering::Relaxed);
                 p.backends.lock().map(|b| b.clone()).unwrap_or_default()
             }
-            Some(Cancel::Backend(Some(pid))) => vec![*pid],
+            Some(Cancel::Backend { pid: Some(pid), requested }) => {
+                *requested = true;
+                vec![*pid]
+            }
             Some(Cancel::Abort(task)) => {
                 // Its connection is closed mid-transaction: nothing of it commits, and the
-                // server abandons the statement when it sees the client gone.
+                // server abandons the statement when it sees the client gone. The operator
+                // asked for it: no failure is recorded (the task is gone).
                 task.abort();
                 m.remove(&id);
                 let _ = self.events.send(DbEvent::Cancelled { id });
                 Vec::new()
             }
-            Some(Cancel::Backend(None)) => {
+            Some(Cancel::Backend { pid: None, .. }) => {
                 // Not started yet: it will see it was removed and not run.
                 m.remove(&id);
                 Vec::new()
@@ -418,6 +428,22 @@ impl Worker {
 }
 
 type AuditState = Arc<Mutex<(Option<usize>, Option<chrono::DateTime<Utc>>)>>;
+
+/// The background audit in progress; the flag is cleared when it is dropped, however the
+/// audit ended.
+struct AuditRunning(Arc<AtomicBool>);
+
+impl AuditRunning {
+    fn start(flag: &Arc<AtomicBool>) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then(|| AuditRunning(flag.clone()))
+    }
+}
+
+impl Drop for AuditRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 async fn dashboard_data(pool: &Db, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
     let now = Utc::now();

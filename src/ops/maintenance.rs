@@ -1,13 +1,11 @@
-//! Maintenance mode switched and proved: the switch, then a probe order inside a
-//! transaction that is always rolled back.
+//! Maintenance mode switched and proved: the switch, then a probe of the execution path
+//! under every isolation level, always undone.
 
-use rust_decimal::Decimal;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::core::contract::MaintenanceProbe;
 use crate::core::error::{Error, Result};
-use crate::store::db::{Db, NewOrder, execute_order, maintenance_state, set_maintenance};
+use crate::store::db::{self, Db, Isolation, maintenance_state, set_maintenance};
 
 /// Switches maintenance mode and proves it with a probe order. Returns the function's
 /// answer and what the probe saw; a refusal by the function is `BadInput` with its message.
@@ -26,24 +24,18 @@ pub async fn switch_maintenance(pool: &Db, on: bool, reason: &str) -> Result<(Va
     Ok((r, probe))
 }
 
-/// Proves maintenance mode refuses new orders: tries an order inside a transaction that
-/// is always rolled back, and returns the error code it got (`maintenance_mode` when on).
+/// Proves maintenance mode refuses new orders: `probe_new_orders()` runs the execution
+/// path for an order that is always undone, once in each isolation level a client may use
+/// (a snapshot taken before the switch must not let an order through either). Returns
+/// `maintenance_mode` when every level refused for maintenance, else the first other
+/// answer, with the level it came from.
 pub async fn probe_new_orders(pool: &Db) -> Result<Option<String>> {
-    let mut tx = pool.begin().await?;
-    let key = format!("maintenance-probe-{}", Uuid::new_v4());
-    let o = NewOrder {
-        user_id: Uuid::new_v4(),
-        symbol: "EURUSD",
-        order_type: "market",
-        side: "buy",
-        quantity: Decimal::ONE,
-        price: Decimal::ONE,
-        idempotency_key: &key,
-        transaction_id: None,
-    };
-    let r = execute_order(&mut tx, &o).await;
-    // Whatever happened, nothing of the probe stays.
-    tx.rollback().await?;
-    let v = r?;
-    Ok(v.get("error_code").and_then(Value::as_str).map(str::to_string))
+    for level in Isolation::ALL {
+        let code = db::probe_new_orders_in(pool, level).await?;
+        if code.as_deref() != Some("maintenance_mode") {
+            let code = code.unwrap_or_else(|| "executed".into());
+            return Ok(Some(if level == Isolation::ReadCommitted { code } else { format!("{code} ({level})") }));
+        }
+    }
+    Ok(Some("maintenance_mode".into()))
 }

@@ -6,5 +6,5 @@ pub mod batch;
 pub(crate) mod bench;
 pub mod drill;
 pub mod incident;
-pub(crate) mod maintenance;
-pub(crate) mod rollback;
+pub mod maintenance;
+pub mod rollback;

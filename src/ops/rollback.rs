@@ -32,9 +32,15 @@ pub struct RollbackRequest {
 }
 
 /// Rolls back and proves it on `conn` (a connection the caller can cancel on the server).
-/// A failure other than a cancel is recorded through `pool`, on a connection of its own:
-/// the one that failed may be the problem.
-pub async fn rollback_and_prove(pool: &Db, conn: &mut DbConn, req: &RollbackRequest) -> Result<RollbackAndPostcheck> {
+/// A failure is recorded through `pool`, on a connection of its own (the one that failed
+/// may be the problem), unless it is a cancel that `operator_cancelled` says a person asked
+/// for: a statement timeout or a cancel from elsewhere is a failure like any other.
+pub async fn rollback_and_prove(
+    pool: &Db,
+    conn: &mut DbConn,
+    req: &RollbackRequest,
+    operator_cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<RollbackAndPostcheck> {
     let mut retry = Retry::new(ATTEMPTS);
     let result = loop {
         let r =
@@ -44,7 +50,7 @@ pub async fn rollback_and_prove(pool: &Db, conn: &mut DbConn, req: &RollbackRequ
         }
     };
     if let Err(e) = &result
-        && !is_cancel(e)
+        && !(is_cancel(e) && operator_cancelled())
     {
         let detail = json!({ "error": e.to_string(), "attempts": retry.attempts() });
         // Best effort: the error itself is what the caller reports.

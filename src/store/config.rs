@@ -260,9 +260,12 @@ pub fn load_checklist(user_file: &Path) -> Result<Checklist> {
 }
 
 /// The templates in effect: the user's in `templates/` of the config directory over the
-/// shipped ones, with the config file's public domains.
+/// shipped ones, with the config file's public domains. A config file that does not parse
+/// (a bad key binding, say) must not stop a report from being written: its public domains
+/// are then none, and every host name in a customer message counts as internal, the
+/// stricter reading. The commands that use the rest of the file report the error.
 pub fn templates() -> Result<TemplateStore> {
-    templates_with(&ConsoleConfig::load()?)
+    templates_with(&ConsoleConfig::load().unwrap_or_default())
 }
 
 /// The templates in effect, with the public domains of a config already read.

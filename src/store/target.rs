@@ -56,6 +56,34 @@ pub async fn at_hand(url: Option<&str>, session: &SessionOptions) -> Option<Conn
     Some(settings_for(running, true, session))
 }
 
+/// The sandbox database for `migrate`, which must neither migrate nor seed it first.
+/// With `create`, a missing cluster or database is made (empty, unmigrated); without it
+/// nothing is created and None says the sandbox does not exist yet. An existing cluster
+/// is started: that changes no data.
+pub async fn sandbox_unmigrated(create: bool, say: &(dyn Fn(&str) + Sync)) -> Result<Option<String>> {
+    let cluster = tokio::task::spawn_blocking(sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
+    if !cluster.is_initialized() {
+        if !create {
+            return Ok(None);
+        }
+        say(&format!("Creating the sandbox PostgreSQL in {} …", cluster.root().display()));
+    }
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        c.init(Durability::Durable)?;
+        c.start()
+    })
+    .await
+    .map_err(|e| Error::Sandbox(e.to_string()))??;
+    let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres")).await?;
+    let exists = db::database_exists(&mut admin, SANDBOX_DATABASE).await?;
+    if !exists && create {
+        db::create_database(&mut admin, SANDBOX_DATABASE, None).await?;
+    }
+    let _ = admin.close().await;
+    Ok((exists || create).then(|| cluster.url(SANDBOX_DATABASE)))
+}
+
 /// Starts the cluster (creating it if needed), creates the console's database, migrates
 /// it, and seeds the demo book into it when it is empty. Returns its URL.
 pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn Fn(&str) + Sync)) -> Result<String> {

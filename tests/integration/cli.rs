@@ -1211,6 +1211,20 @@ async fn sandbox_lifecycle_start_url_psql_status_stop() {
             .await;
     assert!(burst.code(0).clean().stdout.contains("5 order(s)"), "{}", burst.stdout);
 
+    // migrate on the sandbox: an undo lasts, a dry run shows what is pending and applies
+    // nothing (it used to migrate the sandbox before computing the plan).
+    let latest = incident_console::store::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let version = "SELECT max(version) FROM _sqlx_migrations";
+    let below = (latest - 1).to_string();
+    let undo = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--undo-to", &below]), None).await;
+    assert!(undo.code(0).clean().stdout.contains(&format!("undid {latest}")), "{}", undo.stdout);
+    let dry = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--dry-run"]), None).await;
+    assert!(dry.code(0).clean().stdout.contains(&format!("-- migration {latest} ")), "{}", dry.stdout);
+    assert_eq!(psql(&url, version).await.trim(), below, "the dry run applied nothing");
+    let up = run_cmd(sandbox_cmd(&sandbox, &["migrate"]), None).await;
+    assert!(up.code(0).clean().stdout.contains(&format!("applied {latest}")), "{}", up.stdout);
+    assert_eq!(psql(&url, version).await.trim(), latest.to_string());
+
     let status = run_cmd(sandbox_cmd(&sandbox, &["sandbox", "status"]), None).await;
     status.code(0).clean();
     assert!(status.stdout.contains("Sandbox: running"), "{}", status.stdout);

@@ -944,3 +944,18 @@ async fn a_closed_stdout_is_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
 }
+
+/// A config file with a bad key binding is the console's problem: templates still list and
+/// a report can still be written (with no public domains, the stricter leak check).
+#[tokio::test]
+async fn a_broken_config_file_does_not_stop_templates_or_the_report() {
+    let w = World::new();
+    std::fs::write(w.root().join("config.toml"), "[keys]\nfly = [\"f\"]\n").expect("write config");
+    w.ic(&["config", "check"]).await.code(2).clean();
+    w.ic(&["template", "list"]).await.code(0).clean().says("customer_notice");
+    w.open("Duplicate executions", 1).await;
+    for (name, value) in [("summary", "s"), ("root_cause", "r"), ("lessons_learned", "l")] {
+        w.ic(&["incident", "field", name, value]).await.code(0).clean();
+    }
+    w.ic(&["incident", "report"]).await.code(0).clean().says("Report written to");
+}

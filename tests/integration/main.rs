@@ -8,12 +8,18 @@ mod support;
 
 mod attribution;
 mod audit;
+mod audit_locks;
 mod cli;
 mod concurrency;
+mod execution;
 mod incident_cli;
 mod journal;
 mod layers;
+mod lock_squatting;
+mod migration_safety;
 mod migrations;
+mod roles;
 mod rollback;
+mod rollback_failures;
 mod security;
 mod templates;

@@ -36,12 +36,12 @@ const CONTRACT: [(&str, &str, &str); 9] = [
 ];
 
 /// SQLSTATE of a failed statement.
-fn sqlstate(e: &sqlx::Error) -> Option<String> {
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
 }
 
 /// A login role with a unique name, optionally a member of `member_of`.
-async fn login_role(t: &TestDb, prefix: &str, member_of: Option<&str>) -> String {
+pub(crate) async fn login_role(t: &TestDb, prefix: &str, member_of: Option<&str>) -> String {
     let name = format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..12]);
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {name} LOGIN PASSWORD 'irrelevant'")))
         .execute(&t.pool)
@@ -58,7 +58,7 @@ async fn login_role(t: &TestDb, prefix: &str, member_of: Option<&str>) -> String
 
 /// Best effort: roles are cluster-wide, so a test cleans up after itself. A session's
 /// temporary objects are dropped by its backend just after the client leaves, so retry.
-async fn drop_role(t: &TestDb, name: &str) {
+pub(crate) async fn drop_role(t: &TestDb, name: &str) {
     for _ in 0..40 {
         let r = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {name}"))).execute(&t.pool).await;
         if r.is_ok() {
@@ -68,7 +68,7 @@ async fn drop_role(t: &TestDb, name: &str) {
     }
 }
 
-async fn connect_as(t: &TestDb, role: &str) -> PgConnection {
+pub(crate) async fn connect_as(t: &TestDb, role: &str) -> PgConnection {
     let mut c = PgConnection::connect(&t.url_as(role, "irrelevant")).await.expect("login as test role");
     let who: String = sqlx::query_scalar("SELECT session_user::text").fetch_one(&mut c).await.expect("session_user");
     assert_eq!(who, role, "the connection must really be the test role, not the superuser");
@@ -447,10 +447,8 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
     assert_eq!(executable_by(&t, "incident_viewer").await, viewer);
     let mut operator: Vec<&str> = viewer.to_vec();
     operator.extend([
-        "audit_horizon",
-        "create_trading_account",
         "ledger_audit_checkpoint",
-        "execute_order_atomic",
+        "probe_new_orders",
         "record_incident_events",
         "record_rollback_failure",
         "rollback_execute_order_atomic",
@@ -460,6 +458,8 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
     ]);
     operator.sort_unstable();
     assert_eq!(executable_by(&t, "incident_operator").await, operator);
+    // Trading is the engine's alone.
+    assert_eq!(executable_by(&t, "incident_engine").await, ["create_trading_account", "execute_order_atomic"]);
 }
 
 /// Names of the functions of public that `role` may execute.

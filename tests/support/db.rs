@@ -157,6 +157,21 @@ pub async fn test_db() -> TestDb {
     TestDb { url, name, pool }
 }
 
+/// A new, empty database for one test: not migrated, nothing of the console in it.
+pub async fn blank_db() -> TestDb {
+    let server = match SERVER.get_or_init(start_server) {
+        Ok(s) => s,
+        Err(e) => panic!("test PostgreSQL unavailable: {e}"),
+    };
+    let name = format!("ic_b_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let mut admin = connect_retrying(&server.admin_url).await.expect("admin connection");
+    db::create_database(&mut admin, &name, None).await.expect("create blank database");
+    let _ = admin.close().await;
+    let url = server.url_of(&name);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await.expect("blank pool");
+    TestDb { url, name, pool }
+}
+
 /// The URL of the server's administrative database.
 pub fn admin_url() -> String {
     match SERVER.get_or_init(start_server) {

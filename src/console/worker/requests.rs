@@ -77,8 +77,13 @@ pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::U
 /// A rollback and its post-check, recorded.
 pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
     let recorder = job.pool.clone();
+    let running = job.running.clone();
+    // A cancel the operator asked for is not a failure of the rollback; a statement
+    // timeout or a cancel from elsewhere is.
+    let asked =
+        move || running.lock().is_ok_and(|m| matches!(m.get(&id), Some(Cancel::Backend { requested: true, .. })));
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = match rollback_and_prove(&recorder, &mut conn, &req).await {
+        let r = match rollback_and_prove(&recorder, &mut conn, &req, &asked).await {
             Err(e) if is_cancel(&e) => Err(e),
             other => {
                 let _ = events.send(DbEvent::Rollback { id, result: other.map_err(|e| e.to_string()) });
@@ -187,7 +192,7 @@ where
     Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
 {
     if let Ok(mut m) = running.lock() {
-        m.insert(id, Cancel::Backend(None));
+        m.insert(id, Cancel::Backend { pid: None, requested: false });
     }
     let pooled = pool.transaction_pooled();
     let table = running.clone();
@@ -201,7 +206,7 @@ where
             let still_wanted = running
                 .lock()
                 .map(|mut m| match m.get_mut(&id) {
-                    Some(Cancel::Backend(slot)) => {
+                    Some(Cancel::Backend { pid: slot, .. }) => {
                         *slot = pid;
                         true
                     }
@@ -238,7 +243,7 @@ where
     });
     if pooled && let Ok(mut m) = table.lock() {
         // Still running (a finished task has removed itself): cancel it by aborting it.
-        if let Some(slot @ Cancel::Backend(None)) = m.get_mut(&id) {
+        if let Some(slot @ Cancel::Backend { pid: None, .. }) = m.get_mut(&id) {
             *slot = Cancel::Abort(task.abort_handle());
         }
     }

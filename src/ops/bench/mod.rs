@@ -55,7 +55,7 @@ pub struct AuditFigures {
     pub full_count_seconds: f64,
     /// full / count.
     pub full_ratio: f64,
-    /// Building the first checkpoint (horizon and figures).
+    /// Building the first checkpoint (a full one: the figures of one snapshot).
     pub checkpoint_seconds: f64,
     /// Orders rolled back after the checkpoint (what the incremental audit has to add).
     pub changed_orders: usize,

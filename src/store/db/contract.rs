@@ -2,9 +2,10 @@
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::{Executor, Postgres};
+use sqlx::{Executor, PgConnection, Postgres};
 use uuid::Uuid;
 
+use super::scope::Db;
 use super::{call_json, decode};
 use crate::core::contract::*;
 use crate::core::error::Result;
@@ -163,4 +164,68 @@ pub async fn execute_order<'e, E: Executor<'e, Database = Postgres>>(e: E, o: &N
             .bind(o.transaction_id),
     )
     .await
+}
+
+/// The isolation levels a client may run an execution in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// PostgreSQL's default.
+    ReadCommitted,
+    /// One snapshot for the whole transaction.
+    RepeatableRead,
+    /// Repeatable read, and no anomaly.
+    Serializable,
+}
+
+impl Isolation {
+    /// Every level, the default first.
+    pub const ALL: [Isolation; 3] = [Isolation::ReadCommitted, Isolation::RepeatableRead, Isolation::Serializable];
+
+    fn begin(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Isolation::ReadCommitted => "read committed",
+            Isolation::RepeatableRead => "repeatable read",
+            Isolation::Serializable => "serializable",
+        })
+    }
+}
+
+/// `probe_new_orders()` in a transaction of the given isolation level, always rolled back:
+/// the error code the execution path answered (`maintenance_mode` while new orders are
+/// refused), none if it would have executed.
+pub async fn probe_new_orders(conn: &mut PgConnection, level: Isolation) -> Result<Option<String>> {
+    sqlx::query(level.begin()).execute(&mut *conn).await?;
+    let answer = call_json(&mut *conn, sqlx::query("SELECT probe_new_orders()")).await;
+    // Whatever happened, the transaction ends here (and the probe undid itself anyway).
+    let ended = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    probe_answer(answer, ended.map(|_| ()).map_err(Into::into))
+}
+
+/// [`probe_new_orders`] on a connection of `pool`, the way it reaches the server (behind a
+/// transaction pooler too: the transaction keeps its server connection and carries the
+/// session's settings).
+pub async fn probe_new_orders_in(pool: &Db, level: Isolation) -> Result<Option<String>> {
+    let mut tx = pool.begin_with(level.begin()).await?;
+    let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders()")).await;
+    let ended = tx.rollback().await;
+    probe_answer(answer, ended)
+}
+
+fn probe_answer(answer: Result<Value>, ended: Result<()>) -> Result<Option<String>> {
+    let v = answer?;
+    ended?;
+    if v.get("executed").and_then(Value::as_bool) == Some(true) {
+        return Ok(None);
+    }
+    Ok(Some(v.get("error_code").and_then(Value::as_str).unwrap_or("unknown").to_string()))
 }

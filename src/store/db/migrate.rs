@@ -5,15 +5,78 @@ use sqlx::PgPool;
 use super::MIGRATOR;
 use crate::core::error::{Error, Result};
 
-/// Applies every pending migration, each in its own transaction.
+/// Applies every pending migration, all in one transaction: a migration that fails
+/// leaves the database exactly as it was found (no version half applied, no grant, no
+/// bookkeeping table). Checks the applied ones against the migrations this build holds.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    // On a dedicated connection, closed afterwards: sqlx holds a session advisory lock
-    // while migrating and does not release it when a migration fails; a pooled connection
-    // would carry that lock back into the pool and the next migrate would wait forever.
+    // A dedicated connection, closed afterwards, so no session state of the migration
+    // (a role, a setting) goes back into the pool.
     let mut conn = pool.acquire().await?.detach();
-    let result = MIGRATOR.run_direct(None, &mut conn, false).await;
+    let result = apply_pending(&mut conn).await;
     let _ = sqlx::Connection::close(conn).await;
-    result.map_err(migrate_error)
+    result
+}
+
+/// The body of [`migrate`]: lock, bookkeeping table, checks, every pending up migration.
+async fn apply_pending(conn: &mut sqlx::PgConnection) -> Result<()> {
+    use sqlx::migrate::MigrateError as M;
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    // The key sqlx's migrator locks, so two migrates (or a migrate and an undo) queue up.
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(migration_lock_id(&database)).execute(&mut *tx).await?;
+    // sqlx's table, so a database migrated by an earlier build (sqlx's own migrator) is
+    // read as it was written.
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+            success BOOLEAN NOT NULL,
+            checksum BYTEA NOT NULL,
+            execution_time BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let ups: Vec<&sqlx::migrate::Migration> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).collect();
+    for (version, success, checksum) in &applied {
+        if !success {
+            return Err(migrate_error(M::Dirty(*version)));
+        }
+        match ups.iter().find(|m| m.version == *version) {
+            None => return Err(migrate_error(M::VersionMissing(*version))),
+            Some(m) if m.checksum.as_ref() != checksum.as_slice() => {
+                return Err(migrate_error(M::VersionMismatch(*version)));
+            }
+            Some(_) => {}
+        }
+    }
+    for m in ups.iter().filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version)) {
+        let started = std::time::Instant::now();
+        if let Err(e) = sqlx::raw_sql(m.sql.clone()).execute(&mut *tx).await {
+            // Dropping the transaction would roll back too, but only when the connection
+            // next speaks: roll back now, so the lock is free when this returns.
+            tx.rollback().await?;
+            return Err(migrate_error(M::ExecuteMigration(e, m.version)));
+        }
+        let nanos = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ($1, $2, TRUE, $3, $4)",
+        )
+        .bind(m.version)
+        .bind(m.description.as_ref())
+        .bind(m.checksum.as_ref())
+        .bind(nanos)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Undoes the migrations above `target`, newest first, all in one transaction: a down

@@ -86,6 +86,12 @@ impl Db {
         self.acquire().await?.begin().await
     }
 
+    /// A transaction begun with `begin` (a `BEGIN ISOLATION LEVEL …`), on a connection of
+    /// the pool (rolled back unless committed).
+    pub async fn begin_with(&self, begin: &'static str) -> Result<DbTx> {
+        self.acquire().await?.begin_with(begin).await
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -161,18 +167,19 @@ impl DbConn {
     }
 
     /// A transaction on this connection (rolled back unless committed).
-    pub async fn begin(mut self) -> Result<DbTx> {
+    pub async fn begin(self) -> Result<DbTx> {
+        self.begin_with("BEGIN").await
+    }
+
+    /// A transaction begun with `begin` (`BEGIN`, or `BEGIN ISOLATION LEVEL …`), with the
+    /// session's settings behind a transaction pooler (rolled back unless committed).
+    pub async fn begin_with(mut self, begin: &'static str) -> Result<DbTx> {
         let local = self.per_transaction.clone();
         self.busy = true;
         let conn = self.raw()?;
-        match &local {
-            Some(s) => {
-                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-                apply(conn, s, true).await?;
-            }
-            None => {
-                sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
-            }
+        sqlx::raw_sql(begin).execute(&mut *conn).await?;
+        if let Some(s) = &local {
+            apply(conn, s, true).await?;
         }
         Ok(DbTx { conn: self })
     }
