@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 use crate::core::orders::{TimeBound, parse_symbol, parse_time_bound};
-use crate::store::connect::{SessionOptions, operator_name};
+use crate::store::connect::{Pooling, SessionOptions, operator_name};
 
 /// Exit codes, shown in `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 a check failed, violations found or a rollback did not complete · \
@@ -45,7 +45,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Name recorded on every audit row [default: $INCIDENT_OPERATOR, else the OS user].
+    /// Name recorded on every audit row, beside the database login: as given when the
+    /// database's owner registered it for the login (table operator_names), else as
+    /// "NAME (via LOGIN)"; a login with registered names may use only those (refused
+    /// before anything is written) [default: $INCIDENT_OPERATOR, else the OS user].
     #[arg(long, global = true)]
     pub operator: Option<String>,
 
@@ -60,6 +63,13 @@ pub struct GlobalArgs {
     /// Server-side limit for waiting on a row lock (0 for none).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_timeout)]
     pub lock_timeout: Duration,
+
+    /// How the database is reached: `session` (directly, or PgBouncer in session pooling
+    /// mode) or `transaction` (PgBouncer in transaction pooling mode: every statement in
+    /// a transaction of its own, the dashboard polls; migrate, seed, bench and drill need
+    /// `session`).
+    #[arg(long, global = true, env = "INCIDENT_POOLING", default_value = "session", value_parser = parse_pooling)]
+    pub pooling: Pooling,
 }
 
 /// The commands.
@@ -484,6 +494,11 @@ pub struct BenchArgs {
     pub keep_database: bool,
 }
 
+/// `session` or `transaction`.
+pub fn parse_pooling(s: &str) -> Result<Pooling, String> {
+    s.parse()
+}
+
 /// Parses "30s", "5m", "1h", "500ms"; a bare number is seconds. At most ten years: every
 /// duration here is a window or a timeout, and date arithmetic must not overflow.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -537,6 +552,7 @@ impl GlobalArgs {
             operator: operator_name(self.operator.as_deref()),
             statement_timeout: self.statement_timeout,
             lock_timeout: self.lock_timeout,
+            pooling: self.pooling,
         }
     }
 }

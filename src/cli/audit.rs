@@ -16,9 +16,10 @@ pub(super) async fn audit(g: &GlobalArgs, full: bool) -> Result<i32> {
     let elapsed_ms = started.elapsed().as_millis();
     super::observe(g, vec![Observation::Audit { violations: v.len() as u64 }], Some(&pool)).await;
     // A clean book gets a new checkpoint, so the next audit costs only what changes until
-    // then. Viewers may not take one; that only makes their next audit slower.
-    let checkpoint = if v.is_empty() {
-        match db::refresh_audit_checkpoint(&pool, full).await {
+    // then. Viewers may not take one, nor a session behind a transaction pooler (it holds
+    // a snapshot across statements); that only makes their next audit slower.
+    let checkpoint = if let (true, Ok(session)) = (v.is_empty(), pool.session_pool("a checkpoint")) {
+        match db::refresh_audit_checkpoint(session, full).await {
             Ok(c) => Some(c),
             Err(e) if e.sqlstate() == Some(db::INSUFFICIENT_PRIVILEGE) => None,
             Err(e) => return Err(e),

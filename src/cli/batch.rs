@@ -23,7 +23,7 @@ use crate::ops::batch::{BatchOptions, Progress, run as run_batch};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
 
-async fn batch_items(pool: &sqlx::PgPool, a: &args::RollbackArgs, json: bool) -> Result<Vec<BatchItem>> {
+async fn batch_items(pool: &db::Db, a: &args::RollbackArgs, json: bool) -> Result<Vec<BatchItem>> {
     if let Some(path) = &a.orders {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::BadInput(format!("cannot read {}: {e}", path.display())))?;

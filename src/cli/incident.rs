@@ -30,7 +30,7 @@ fn when(t: DateTime<Utc>) -> String {
 /// database at hand; `Err` says what went wrong.
 async fn with_database_at_hand<T, F, Fut>(g: &GlobalArgs, work: F) -> Option<Result<T>>
 where
-    F: FnOnce(sqlx::PgPool) -> Fut,
+    F: FnOnce(crate::store::db::Db) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let settings = target::at_hand(g.database_url(), &g.session()).await?;

@@ -16,7 +16,11 @@ pub(super) async fn migrate(g: &GlobalArgs, dry_run: bool, undo_to: Option<i64>)
         None => target::sandbox_unmigrated(!dry_run, &say).await?,
     };
     let pool = match &url {
-        Some(url) => Some(target::settings_for(url.clone(), g.database_url().is_none(), &g.session()).pool(2).await?),
+        Some(url) => Some(
+            target::settings_for(url.clone(), g.database_url().is_none(), &g.session())
+                .session_pool(2, "migrating")
+                .await?,
+        ),
         None => None,
     };
     let applied = match &pool {

@@ -61,7 +61,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
 }
 
 /// The database of this invocation (the sandbox when no URL is given) and a small pool.
-async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, sqlx::PgPool)> {
+async fn connect(g: &GlobalArgs) -> Result<(ConnectSettings, crate::store::db::Db)> {
     let settings = target::resolve(g.database_url(), &g.session(), &say).await?;
     let pool = settings.pool(4).await?;
     Ok((settings, pool))
@@ -104,6 +104,6 @@ fn operator(g: &GlobalArgs) -> String {
 
 /// Records what a command observed in the current incident, if there is one (best effort:
 /// the command's own result stands), and copies the journal to the database.
-async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Option<&sqlx::PgPool>) {
+async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Option<&crate::store::db::Db>) {
     crate::ops::incident::observe(&operator(g), observations, pool).await;
 }

@@ -19,7 +19,7 @@ pub(super) async fn seed(g: &GlobalArgs, a: args::SeedArgs) -> Result<i32> {
             ));
         }
     };
-    let pool = settings.pool(2).await?;
+    let pool = settings.session_pool(2, "seeding").await?;
     db::migrate(&pool).await?;
     let spec =
         demo::DemoSpec::standard(a.seed, a.date.unwrap_or_else(|| demo::default_trading_date(chrono::Utc::now())));

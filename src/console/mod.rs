@@ -85,7 +85,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let (target, label) = match o.database_url.as_deref() {
         Some(url) => {
             let s = target::settings_for(url.to_string(), false, &o.session);
-            let label = s.describe();
+            let label = s.label();
             (WorkerTarget::Url(s), label)
         }
         None => (WorkerTarget::Sandbox(target::settings_for(String::new(), true, &o.session)), "sandbox".to_string()),

@@ -1,8 +1,11 @@
 //! The console's database worker: the only part of the console that touches the database.
 //! It owns the pool, answers `Command`s with `DbEvent`s, listens on `order_audit` and
-//! `maintenance_mode`, refreshes the dashboard and audits the ledger in the background,
-//! and reconnects with backoff when the database goes away. Every request runs in its own
-//! task; cancelling one cancels its query on the server and throws its connection away.
+//! `maintenance_mode` (behind a transaction pooler, which keeps no LISTEN, it polls the
+//! audit log and maintenance mode every two seconds instead, and the header says so),
+//! refreshes the dashboard and audits the ledger in the background, and reconnects with
+//! backoff when the database goes away. Every request runs in its own task; cancelling
+//! one cancels its query on the server and throws its connection away (behind a
+//! transaction pooler: aborts the task, whose connection is closed mid-transaction).
 
 mod requests;
 
@@ -12,19 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::console::protocol::{Command, ConnState, DashboardData, DbEvent, RequestId};
+use crate::core::contract::MaintenanceState;
 use crate::core::error::{Error, Result};
 use crate::core::metrics;
 use crate::ops::batch::Progress;
 use crate::ops::rollback::RollbackRequest;
 use crate::store::config::ConsoleConfig;
 use crate::store::connect::ConnectSettings;
-use crate::store::db;
+use crate::store::db::{self, Db};
 use crate::store::sandbox::{self, Durability};
 use requests::Job;
 
@@ -63,6 +66,8 @@ pub fn spawn(target: WorkerTarget, config: ConsoleConfig) -> WorkerHandle {
 enum Cancel {
     /// Its backend, once it has one, and whether the operator asked to cancel it.
     Backend { pid: Option<i32>, requested: bool },
+    /// Its task (behind a transaction pooler, where a request has no backend of its own).
+    Abort(tokio::task::AbortHandle),
     /// A batch's stop flag.
     Batch(Arc<Progress>),
 }
@@ -74,7 +79,7 @@ struct Worker {
     config: ConsoleConfig,
     events: mpsc::UnboundedSender<DbEvent>,
     settings: Option<ConnectSettings>,
-    pool: Option<PgPool>,
+    pool: Option<Db>,
     running: Running,
     audit: AuditState,
     audit_running: Arc<AtomicBool>,
@@ -82,6 +87,9 @@ struct Worker {
     attempt: u32,
     /// The incident journal to keep copied to the database.
     journal: Option<(String, std::path::PathBuf)>,
+    /// Behind a transaction pooler: the audit log's last id and maintenance mode as last
+    /// polled.
+    polled: (Option<i64>, Option<MaintenanceState>),
 }
 
 fn latency_bucket(ms: f64) -> u32 {
@@ -103,6 +111,7 @@ impl Worker {
             last_latency: None,
             attempt: 0,
             journal: None,
+            polled: (None, None),
         }
     }
 
@@ -127,7 +136,7 @@ impl Worker {
             }
         };
         let pool = settings.pool(8).await?;
-        self.send(DbEvent::Target(settings.describe()));
+        self.send(DbEvent::Target(settings.label()));
         self.settings = Some(settings);
         self.pool = Some(pool);
         Ok(())
@@ -139,6 +148,7 @@ impl Worker {
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
         let mut ping = tokio::time::interval(Duration::from_secs(10));
+        let mut poll = tokio::time::interval(Duration::from_secs(2));
         let mut retry_at = tokio::time::Instant::now();
         // A notification marks the dashboard stale; it is refreshed at most every 300 ms.
         let mut dashboard_due: Option<tokio::time::Instant> = None;
@@ -193,6 +203,12 @@ impl Worker {
                     }
                 }
                 _ = audit.tick() => self.background_audit(),
+                _ = poll.tick(), if self.pool.as_ref().is_some_and(Db::transaction_pooled) => {
+                    if self.poll_changes().await {
+                        let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+                        dashboard_due = Some(dashboard_due.map_or(soon, |d| d.min(soon)));
+                    }
+                }
                 _ = ping.tick() => {
                     if self.pool.is_some() && !self.ping().await {
                         if let Some(l) = listener.take() {
@@ -251,8 +267,30 @@ impl Worker {
         }
     }
 
+    /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode
+    /// when it changed; true when the audit log grew.
+    async fn poll_changes(&mut self) -> bool {
+        let Some(pool) = self.pool.clone() else { return false };
+        if let Ok(m) = db::maintenance_state(&pool).await
+            && self.polled.1.as_ref() != Some(&m)
+        {
+            self.polled.1 = Some(m.clone());
+            self.send(DbEvent::Maintenance(m));
+        }
+        match db::audit_log_mark(&pool).await {
+            Ok(mark) if self.polled.0 != Some(mark) => {
+                let first = self.polled.0.is_none();
+                self.polled.0 = Some(mark);
+                !first
+            }
+            _ => false,
+        }
+    }
+
     async fn listen(&self, notes: mpsc::UnboundedSender<String>) -> Option<JoinHandle<()>> {
         let pool = self.pool.clone()?;
+        // A transaction pooler keeps no LISTEN: the run loop polls instead.
+        let pool = pool.session_pool("LISTEN").ok()?.clone();
         let mut l = PgListener::connect_with(&pool).await.ok()?;
         l.listen_all(["order_audit", "maintenance_mode"]).await.ok()?;
         Some(tokio::spawn(async move {
@@ -286,9 +324,10 @@ impl Worker {
             if let Ok(mut a) = audit.lock() {
                 *a = (Some(v.len()), Some(Utc::now()));
             }
-            if v.is_empty() {
-                // A viewer may not take checkpoints; the next audit is then just slower.
-                let _ = db::refresh_audit_checkpoint(&pool, false).await;
+            // A viewer may not take checkpoints, nor a session behind a transaction pooler;
+            // the next audit is then just slower.
+            if let (true, Ok(session)) = (v.is_empty(), pool.session_pool("a checkpoint")) {
+                let _ = db::refresh_audit_checkpoint(session, false).await;
             }
             // Show the result now: a violation raises the data-inconsistency alert.
             if let Ok(d) = dashboard_data(&pool, &config, &audit).await {
@@ -324,6 +363,15 @@ impl Worker {
             Some(Cancel::Backend { pid: Some(pid), requested }) => {
                 *requested = true;
                 vec![*pid]
+            }
+            Some(Cancel::Abort(task)) => {
+                // Its connection is closed mid-transaction: nothing of it commits, and the
+                // server abandons the statement when it sees the client gone. The operator
+                // asked for it: no failure is recorded (the task is gone).
+                task.abort();
+                m.remove(&id);
+                let _ = self.events.send(DbEvent::Cancelled { id });
+                Vec::new()
             }
             Some(Cancel::Backend { pid: None, .. }) => {
                 // Not started yet: it will see it was removed and not run.
@@ -397,7 +445,7 @@ impl Drop for AuditRunning {
     }
 }
 
-async fn dashboard_data(pool: &PgPool, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
+async fn dashboard_data(pool: &Db, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
     let now = Utc::now();
     let since = now - config.metrics_window;
     let records = db::rollback_records(pool, since).await?;

@@ -245,6 +245,58 @@ pub struct MaintenanceState {
     pub maintenance_by: Option<String>,
 }
 
+/// What a session's rows will say, as `session_operator()` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionOperator {
+    /// The name the server received (`incident.operator`), as it received it.
+    pub claimed: Option<String>,
+    /// The name recorded on this session's rows.
+    pub operator: String,
+    /// The database login.
+    pub login: String,
+    /// The names the database's owner registered for the login (none: any name is
+    /// recorded as "name (via login)").
+    pub registered_names: Vec<String>,
+}
+
+impl SessionOperator {
+    /// Whether rows written now will be attributed as `sent` asks, and if not, why: the
+    /// name did not reach the server (a pooler dropped it, or it reached another
+    /// session), or the login may not use it.
+    pub fn check(&self, sent: &str) -> Result<(), String> {
+        if self.claimed.as_deref() != Some(sent) {
+            return Err(format!(
+                "the database did not receive the operator name {sent:?} (it has {}): rows would be recorded as {:?}. \
+                 Behind PgBouncer in transaction pooling mode, pass --pooling transaction",
+                self.claimed.as_deref().map_or_else(|| "none".to_string(), |c| format!("{c:?}")),
+                self.operator
+            ));
+        }
+        if !self.registered_names.is_empty() && self.operator != sent {
+            return Err(format!(
+                "the login {} may record as: {}. {sent:?} would be recorded as {:?}; give one of those names with \
+                 --operator, or ask the database's owner to register yours (table operator_names)",
+                self.login,
+                self.registered_names.join(", "),
+                self.operator
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A recorded name with the database login that recorded it, as people read it: the name
+/// alone when it is the login or already says it (`dana (via app_rw)`), else
+/// `Dana Whitfield (login dana_rw)`.
+pub fn name_with_login(name: &str, login: Option<&str>) -> String {
+    match login {
+        Some(login) if name != login && !name.ends_with(&format!(" (via {login})")) => {
+            format!("{name} (login {login})")
+        }
+        _ => name.to_string(),
+    }
+}
+
 /// What a new audit checkpoint recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointInfo {
@@ -267,4 +319,41 @@ pub struct MaintenanceProbe {
     pub probe_code: Option<String>,
     /// The state afterwards.
     pub state: MaintenanceState,
+}
+
+#[cfg(test)]
+mod session_operator_tests {
+    use super::SessionOperator;
+
+    fn who(claimed: Option<&str>, operator: &str, names: &[&str]) -> SessionOperator {
+        SessionOperator {
+            claimed: claimed.map(str::to_string),
+            operator: operator.into(),
+            login: "app_rw".into(),
+            registered_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_name_that_did_not_arrive_is_refused_with_what_rows_would_say() {
+        let e = who(None, "app_rw", &[]).check("dana").expect_err("refused");
+        assert!(e.contains("did not receive the operator name \"dana\""), "{e}");
+        assert!(e.contains("recorded as \"app_rw\""), "{e}");
+        assert!(e.contains("--pooling transaction"), "{e}");
+        // Another session's name (a pooler handing over a server connection) is as bad.
+        let e = who(Some("eve"), "eve (via app_rw)", &[]).check("dana").expect_err("refused");
+        assert!(e.contains("it has \"eve\""), "{e}");
+    }
+
+    #[test]
+    fn a_name_the_login_may_not_use_is_refused_and_the_allowed_ones_named() {
+        let e = who(Some("eve"), "eve (via app_rw)", &["Dana Whitfield"]).check("eve").expect_err("refused");
+        assert!(e.contains("may record as: Dana Whitfield"), "{e}");
+        assert!(who(Some("Dana Whitfield"), "Dana Whitfield", &["Dana Whitfield"]).check("Dana Whitfield").is_ok());
+    }
+
+    #[test]
+    fn a_login_without_registered_names_records_name_via_login() {
+        assert!(who(Some("dana"), "dana (via app_rw)", &[]).check("dana").is_ok());
+    }
 }

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::core::batch::{BatchItem, BatchTally, Outcome, Summary, queues_by_user};
 use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
-use crate::store::db;
+use crate::store::db::{self, DbConn};
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
@@ -90,7 +89,7 @@ impl Progress {
 }
 
 async fn roll_back_one(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut DbConn,
     item: BatchItem,
     opts: &BatchOptions,
     retries: &AtomicU64,
@@ -197,14 +196,18 @@ async fn open_workers(
     opts: &BatchOptions,
     progress: &Progress,
     n: usize,
-) -> Result<Vec<PgConnection>> {
+) -> Result<Vec<DbConn>> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         let mut conn = settings.connection().await?;
         db::join_batch(&mut conn, opts.batch_id).await?;
-        let pid = db::backend_pid(&mut conn).await?;
-        if let Ok(mut b) = progress.backends.lock() {
-            b.push(pid);
+        // Behind a transaction pooler a connection has no backend of its own to cancel:
+        // a cancel stops the batch after the orders in flight (each a short transaction).
+        if let Some(session) = conn.session() {
+            let pid = db::backend_pid(session).await?;
+            if let Ok(mut b) = progress.backends.lock() {
+                b.push(pid);
+            }
         }
         conns.push(conn);
     }
@@ -214,7 +217,7 @@ async fn open_workers(
 /// One worker: its queue in order, on its own connection; after a cancel, the rest is not
 /// attempted. Returns each order's outcome with its place in the batch.
 async fn work_queue(
-    mut conn: PgConnection,
+    mut conn: DbConn,
     queue: Vec<(usize, BatchItem)>,
     opts: &BatchOptions,
     progress: &Progress,

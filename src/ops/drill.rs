@@ -114,7 +114,7 @@ struct Orders {
 /// Runs the drill.
 pub async fn run(settings: &ConnectSettings) -> Result<Report> {
     let started_at = chrono::Utc::now();
-    let mut conn = settings.connection().await?;
+    let mut conn = settings.session_connection("the drill").await?;
     db::mark_session_as_drill(&mut conn).await?;
     let mut d = Drill { steps: Vec::new() };
     let acc = Accounts { a: Uuid::new_v4(), b: Uuid::new_v4(), c: Uuid::new_v4() };
@@ -323,9 +323,9 @@ async fn accounts_restored(conn: &mut PgConnection, acc: Accounts) -> Result<(bo
 }
 
 async fn concurrent_double_rollback(settings: &ConnectSettings, order: Uuid, user: Uuid) -> Result<(bool, String)> {
-    let mut first = settings.connection().await?;
-    let mut second = settings.connection().await?;
-    let mut observer = settings.connection().await?;
+    let mut first = settings.session_connection("the drill").await?;
+    let mut second = settings.session_connection("the drill").await?;
+    let mut observer = settings.session_connection("the drill").await?;
     let before = balance(&mut observer, user).await?;
     let second_pid = db::backend_pid(&mut second).await?;
 

@@ -31,7 +31,7 @@ pub fn open(id: Option<&str>) -> Result<OpenIncident> {
 /// Records what a database command observed in the current incident, if there is one.
 /// Best effort: a journal that cannot be written is said on stderr, and the command's
 /// own result stands. Copies the new entries to the database when a pool is at hand.
-pub async fn observe(op: &str, observations: Vec<Observation>, pool: Option<&sqlx::PgPool>) {
+pub async fn observe(op: &str, observations: Vec<Observation>, pool: Option<&db::Db>) {
     let result = (|| -> Result<Option<OpenIncident>> {
         let store = IncidentStore::open_default()?;
         let Some(mut inc) = store.open_current(checklist()?)? else { return Ok(None) };
@@ -55,14 +55,14 @@ pub async fn observe(op: &str, observations: Vec<Observation>, pool: Option<&sql
 }
 
 /// Copies the journal entries the database does not have yet to `incident_events`.
-pub async fn copy_journal(pool: &sqlx::PgPool, inc: &OpenIncident) -> Result<i64> {
+pub async fn copy_journal(pool: &db::Db, inc: &OpenIncident) -> Result<i64> {
     copy_new_entries(pool, &inc.incident.id, inc.entries()?).await
 }
 
 /// Copies the entries past the database's highest `seq` of the incident; returns how many.
 /// A journal that no longer holds the database's last entry as it was (lines deleted from
 /// its end, perhaps written anew) is refused: the copy shows what the file lost.
-pub async fn copy_new_entries(pool: &sqlx::PgPool, incident: &str, entries: Vec<Entry>) -> Result<i64> {
+pub async fn copy_new_entries(pool: &db::Db, incident: &str, entries: Vec<Entry>) -> Result<i64> {
     let have = db::incident_events_max_seq(pool, incident).await?;
     if have > 0 {
         // The copy's last entry is enough to see a tail deleted or written anew.

@@ -2,15 +2,14 @@
 //! under every isolation level, always undone.
 
 use serde_json::Value;
-use sqlx::PgPool;
 
 use crate::core::contract::MaintenanceProbe;
 use crate::core::error::{Error, Result};
-use crate::store::db::{self, Isolation, maintenance_state, set_maintenance};
+use crate::store::db::{self, Db, Isolation, maintenance_state, set_maintenance};
 
 /// Switches maintenance mode and proves it with a probe order. Returns the function's
 /// answer and what the probe saw; a refusal by the function is `BadInput` with its message.
-pub async fn switch_maintenance(pool: &PgPool, on: bool, reason: &str) -> Result<(Value, MaintenanceProbe)> {
+pub async fn switch_maintenance(pool: &Db, on: bool, reason: &str) -> Result<(Value, MaintenanceProbe)> {
     let r = set_maintenance(pool, on, reason).await?;
     if r.get("success").and_then(Value::as_bool) != Some(true) {
         return Err(Error::BadInput(format!(
@@ -30,10 +29,9 @@ pub async fn switch_maintenance(pool: &PgPool, on: bool, reason: &str) -> Result
 /// (a snapshot taken before the switch must not let an order through either). Returns
 /// `maintenance_mode` when every level refused for maintenance, else the first other
 /// answer, with the level it came from.
-pub async fn probe_new_orders(pool: &PgPool) -> Result<Option<String>> {
-    let mut conn = pool.acquire().await?;
+pub async fn probe_new_orders(pool: &Db) -> Result<Option<String>> {
     for level in Isolation::ALL {
-        let code = db::probe_new_orders(&mut conn, level).await?;
+        let code = db::probe_new_orders_in(pool, level).await?;
         if code.as_deref() != Some("maintenance_mode") {
             let code = code.unwrap_or_else(|| "executed".into());
             return Ok(Some(if level == Isolation::ReadCommitted { code } else { format!("{code} ({level})") }));

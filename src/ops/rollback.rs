@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::core::contract::RollbackAndPostcheck;
 use crate::core::error::Result;
-use crate::store::db::{self, Retry, is_cancel};
+use crate::store::db::{self, Db, DbConn, Retry, is_cancel};
 
 /// Attempts at most, retries included.
 const ATTEMPTS: u32 = 8;
@@ -37,8 +36,8 @@ pub struct RollbackRequest {
 /// may be the problem), unless it is a cancel that `operator_cancelled` says a person asked
 /// for: a statement timeout or a cancel from elsewhere is a failure like any other.
 pub async fn rollback_and_prove(
-    pool: &PgPool,
-    conn: &mut PgConnection,
+    pool: &Db,
+    conn: &mut DbConn,
     req: &RollbackRequest,
     operator_cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<RollbackAndPostcheck> {

@@ -1,23 +1,61 @@
-//! How the console reaches PostgreSQL: the URL (or the sandbox), the per-connection
-//! settings every session carries, and a printable description with the password hidden.
+//! How the console reaches PostgreSQL: the URL (or the sandbox), the settings every session
+//! carries, the check that the operator's name arrived, and a printable description with
+//! the password hidden.
+//!
+//! Nothing is sent as a startup parameter but the application name: a pooler may drop
+//! (PgBouncer's `ignore_startup_parameters`) or refuse `options` and `extra_float_digits`.
+//! The settings are set after connecting instead, for the session or, behind a
+//! transaction pooler, at the start of every transaction (`db::scope`); and after
+//! connecting the server is asked what it will record (`session_operator()`): a name that
+//! did not arrive, or that the login may not use, is refused before anything is written.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, Executor, PgConnection, Postgres};
 
 use crate::core::error::{Error, Result};
+use crate::store::db::{self, Db, DbConn, SessionSettings};
+
+/// How the server is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// Directly, or through a pooler that keeps a server session per client (PgBouncer's
+    /// session pooling): settings are set once per connection, the dashboard LISTENs.
+    #[default]
+    Session,
+    /// Through a pooler that lends a server connection per transaction (PgBouncer's
+    /// transaction pooling): every statement runs in a transaction of its own that sets
+    /// the settings again, and the dashboard polls instead of listening.
+    Transaction,
+}
+
+impl FromStr for Pooling {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "session" | "none" | "direct" => Ok(Pooling::Session),
+            "transaction" => Ok(Pooling::Transaction),
+            other => {
+                Err(format!("{other:?} is not a pooling mode: session (direct, or a session pooler) or transaction"))
+            }
+        }
+    }
+}
 
 /// What every session of one invocation tells the server about itself.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Recorded on every audit row.
+    /// The name claimed for every audit row (recorded with the login).
     pub operator: String,
     /// Server-side limit on one statement (zero: none).
     pub statement_timeout: Duration,
     /// Server-side limit on waiting for a lock (zero: none).
     pub lock_timeout: Duration,
+    /// How the server is reached.
+    pub pooling: Pooling,
 }
 
 /// Where to connect and what every session is told about itself.
@@ -27,7 +65,7 @@ pub struct ConnectSettings {
     pub url: String,
     /// True when the URL is the console's own sandbox cluster.
     pub is_sandbox: bool,
-    /// Recorded on every audit row.
+    /// The name claimed for every audit row (recorded with the login).
     pub operator: String,
     /// Shown in `pg_stat_activity`.
     pub application_name: String,
@@ -35,10 +73,13 @@ pub struct ConnectSettings {
     pub statement_timeout: Duration,
     /// Server-side limit on waiting for a lock (zero: none).
     pub lock_timeout: Duration,
+    /// How the server is reached.
+    pub pooling: Pooling,
 }
 
 impl ConnectSettings {
-    /// Connection options for sqlx, with the session settings as startup parameters.
+    /// Connection options for sqlx: no startup parameter a pooler would drop or refuse,
+    /// and behind a transaction pooler no statement cache.
     pub fn options(&self) -> Result<PgConnectOptions> {
         let mut opts = PgConnectOptions::from_str(&libpq_compatible(&self.url)).map_err(|e| {
             Error::BadInput(format!(
@@ -51,37 +92,157 @@ impl ConnectSettings {
         if (opts.get_socket().is_some() || is_local_host(opts.get_host())) && !self.url.contains("sslmode=") {
             opts = opts.ssl_mode(PgSslMode::Disable);
         }
-        Ok(opts.application_name(&self.application_name).options([
-            ("statement_timeout", self.statement_timeout.as_millis().to_string()),
-            ("lock_timeout", self.lock_timeout.as_millis().to_string()),
-            ("incident.operator", self.operator.clone()),
-        ]))
-    }
-
-    /// A pool of connections, each with the session settings.
-    pub async fn pool(&self, max_connections: u32) -> Result<PgPool> {
-        let opts = self.options()?;
-        // One plain attempt first: the pool would retry a refused connection until its
-        // timeout and then report only the timeout, not the cause.
-        match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts)).await {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-            }
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(Error::Unreachable("no answer within 10 s".into())),
+        opts = opts.application_name(&self.application_name).extra_float_digits(None);
+        if self.pooling == Pooling::Transaction {
+            opts = opts.statement_cache_capacity(0);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await?;
-        Ok(pool)
+        Ok(opts)
     }
 
-    /// One dedicated connection (batch workers, the listener, tests of locking).
-    pub async fn connection(&self) -> Result<PgConnection> {
+    /// What every statement runs with.
+    pub fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            operator: self.operator.clone(),
+            statement_timeout_ms: self.statement_timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            lock_timeout_ms: self.lock_timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            ..SessionSettings::default()
+        }
+    }
+
+    /// A pool of connections with the session's settings, once the server has said the
+    /// operator's name arrived and is the login's to use.
+    pub async fn pool(&self, max_connections: u32) -> Result<Db> {
+        let db = match self.pooling {
+            Pooling::Session => Db::sessions(self.session_pool_unchecked(max_connections).await?),
+            Pooling::Transaction => {
+                let (opts, first) = self.first_connection().await?;
+                let _ = first.close().await;
+                let pool = self.pool_options(max_connections).connect_with(opts).await?;
+                Db::per_transaction(pool, self.session_settings())
+            }
+        };
+        if let Err(e) = self.check_operator(&db).await {
+            db.close().await;
+            return Err(e);
+        }
+        Ok(db)
+    }
+
+    /// One dedicated connection (batch workers), checked as [`ConnectSettings::pool`] is.
+    pub async fn connection(&self) -> Result<DbConn> {
         let opts = self.options()?;
-        Ok(PgConnection::connect_with(&opts).await?)
+        let mut conn = PgConnection::connect_with(&opts).await?;
+        let mut conn = match self.pooling {
+            Pooling::Session => {
+                db::apply_settings(&mut conn, &self.session_settings(), false).await?;
+                DbConn::own(conn, None)
+            }
+            Pooling::Transaction => DbConn::own(conn, Some(self.session_settings())),
+        };
+        self.check_operator(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// A pool for work that needs sessions of its own (migrating, seeding, benchmarks,
+    /// the drill): refused behind a transaction pooler.
+    pub async fn session_pool(&self, max_connections: u32, what: &str) -> Result<PgPool> {
+        if self.pooling == Pooling::Transaction {
+            return Err(db::needs_a_session(what));
+        }
+        self.session_pool_unchecked(max_connections).await
+    }
+
+    /// A connection with a session of its own: refused behind a transaction pooler.
+    pub async fn session_connection(&self, what: &str) -> Result<PgConnection> {
+        if self.pooling == Pooling::Transaction {
+            return Err(db::needs_a_session(what));
+        }
+        let (_, mut conn) = self.session_first().await?;
+        db::apply_settings(&mut conn, &self.session_settings(), false).await?;
+        Ok(conn)
+    }
+
+    async fn session_pool_unchecked(&self, max_connections: u32) -> Result<PgPool> {
+        let (opts, first) = self.session_first().await?;
+        let _ = first.close().await;
+        let settings = self.session_settings();
+        Ok(self
+            .pool_options(max_connections)
+            .after_connect(move |conn, _| {
+                let settings = settings.clone();
+                Box::pin(async move { db::apply_settings(conn, &settings, false).await.map_err(into_sqlx) })
+            })
+            .connect_with(opts)
+            .await?)
+    }
+
+    /// One plain attempt first: the pool would retry a refused connection until its
+    /// timeout and then report only the timeout, not the cause.
+    async fn first_connection(&self) -> Result<(PgConnectOptions, PgConnection)> {
+        let opts = self.options()?;
+        match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts)).await {
+            Ok(Ok(conn)) => Ok((opts, conn)),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(Error::Unreachable("no answer within 10 s".into())),
+        }
+    }
+
+    /// The first connection of a session-pooled invocation, once it is clear the server
+    /// is not reached through a transaction pooler after all: there the session settings
+    /// set next would stay on a server connection other clients get (their timeouts, their
+    /// operator's name), and would not stay with ours. Two client connections open at
+    /// once have two backends unless a pooler lends them the same one; this sees a
+    /// transaction pooler that is not busy (PgBouncer hands the last used server connection
+    /// out again), not every busy one, so `--pooling` stays the user's to say.
+    async fn session_first(&self) -> Result<(PgConnectOptions, PgConnection)> {
+        let (opts, mut first) = self.first_connection().await?;
+        let shared = async {
+            let mut second = PgConnection::connect_with(&opts).await?;
+            let pids = (db::backend_pid_unprepared(&mut first).await?, db::backend_pid_unprepared(&mut second).await?);
+            let _ = second.close().await;
+            Ok::<bool, Error>(pids.0 == pids.1)
+        }
+        .await;
+        match shared {
+            Ok(false) => Ok((opts, first)),
+            Ok(true) => {
+                let _ = first.close().await;
+                Err(Error::BadInput(
+                    "two connections share one server session: this is a transaction pooler (PgBouncer's \
+                     pool_mode = transaction), where session settings would reach other clients. \
+                     Pass --pooling transaction (or set INCIDENT_POOLING=transaction)"
+                        .into(),
+                ))
+            }
+            Err(e) => {
+                let _ = first.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    fn pool_options(&self, max_connections: u32) -> PgPoolOptions {
+        PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10))
+    }
+
+    /// Asks the server what this session's rows will say, and refuses a name that did not
+    /// arrive or that the login may not use (a database without the question: nothing to
+    /// check).
+    async fn check_operator<'e, E: Executor<'e, Database = Postgres>>(&self, e: E) -> Result<()> {
+        match db::session_operator(e).await? {
+            Some(who) => {
+                who.check(&self.operator).map_err(|why| Error::BadInput(crate::core::sanitize::line(&why).into_owned()))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What the console's header shows: where, and how it learns of changes.
+    pub fn label(&self) -> String {
+        match self.pooling {
+            Pooling::Session => self.describe(),
+            Pooling::Transaction => format!("tx pooler, polling · {}", self.describe()),
+        }
     }
 
     /// What to show the user: "sandbox" or "user@host:port/db", never the password.
@@ -200,14 +361,18 @@ fn strip_url(message: &str, url: &str) -> String {
     crate::core::sanitize::line(&m).into_owned()
 }
 
+/// An error of ours where sqlx wants one of its own (a pool's connect hook).
+fn into_sqlx(e: Error) -> sqlx::Error {
+    sqlx::Error::Configuration(e.to_string().into())
+}
+
 /// The operator's name as given: the flag when not blank, else the default.
 pub fn operator_name(flag: Option<&str>) -> String {
     flag.map(str::trim).filter(|o| !o.is_empty()).map_or_else(default_operator, str::to_string)
 }
 
 /// Refuses an operator name that is empty, longer than 200 characters, or holds control
-/// characters: it goes on every audit row and into the server's startup options, where a
-/// tab or a newline would be read as another option.
+/// or invisible characters: it goes on every audit row and before people on terminals.
 pub fn check_operator(name: &str) -> Result<()> {
     use crate::core::journal::OPERATOR_MAX_CHARS;
     let n = name.chars().count();
@@ -253,6 +418,7 @@ mod tests {
             application_name: "t".into(),
             statement_timeout: Duration::from_secs(1),
             lock_timeout: Duration::from_secs(1),
+            pooling: Pooling::Session,
         };
         let o = s.options().expect("parsed");
         assert_eq!(o.get_socket().map(|p| p.to_string_lossy().into_owned()), Some("/var/run/pg".into()));
@@ -296,6 +462,7 @@ mod describe_tests {
             application_name: "t".into(),
             statement_timeout: Duration::ZERO,
             lock_timeout: Duration::ZERO,
+            pooling: Pooling::Session,
         }
     }
 

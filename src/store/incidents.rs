@@ -96,7 +96,7 @@ impl IncidentStore {
         std::fs::rename(&tmp, self.current_file()).map_err(|e| Error::file("make current", self.current_file(), e))
     }
 
-    /// Starts an incident and makes it current.
+    /// Starts an incident under a new id (see [`new_id`]) and makes it current.
     pub fn create(
         &self,
         title: &str,
@@ -106,29 +106,44 @@ impl IncidentStore {
         now: DateTime<Utc>,
         checklist: Checklist,
     ) -> Result<OpenIncident> {
-        let base = format!("INC-{}", now.format("%Y%m%d-%H%M"));
-        let mut id = base.clone();
-        let mut n = 1;
-        // Validate before anything is created.
-        Incident::open_record(&id, title, level, reason)?;
-        std::fs::create_dir_all(&self.root).map_err(|e| Error::file("create", &self.root, e))?;
-        // Creating the directory claims the id: two consoles starting in the same minute
-        // cannot both get it.
+        let mut tries = 1;
         loop {
-            match std::fs::create_dir(self.root.join(&id)) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
-                    n += 1;
-                    id = format!("{base}-{n}");
+            match self.create_with_id(&new_id(now), title, level, reason, operator, now, checklist.clone()) {
+                // Taken: another random part (it takes billions of incidents in a minute).
+                Err(Error::File { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists && tries < 10 => {
+                    tries += 1
                 }
-                Err(e) => return Err(Error::file("create", self.root.join(&id), e)),
+                other => return other,
             }
         }
-        let opened = Incident::open_record(&id, title, level, reason)?;
-        let dir = self.root.join(&id);
+    }
+
+    /// Starts an incident under the given id and makes it current; a file error of kind
+    /// `AlreadyExists` when the id is taken. For ids made elsewhere (and tests of the journal's bytes): new
+    /// incidents get theirs from [`IncidentStore::create`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_id(
+        &self,
+        id: &str,
+        title: &str,
+        level: Level,
+        reason: &str,
+        operator: &str,
+        now: DateTime<Utc>,
+        checklist: Checklist,
+    ) -> Result<OpenIncident> {
+        if !valid_id(id) {
+            return Err(Error::BadInput(format!("not an incident id: {}", crate::core::sanitize::line(id))));
+        }
+        // Validate before anything is created.
+        let opened = Incident::open_record(id, title, level, reason)?;
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::file("create", &self.root, e))?;
+        // Creating the directory claims the id: two consoles cannot both get it.
+        let dir = self.root.join(id);
+        std::fs::create_dir(&dir).map_err(|e| Error::file("create", &dir, e))?;
         let journal = Journal::open(dir.join("journal.jsonl"))?;
         journal.append(operator, &opened, now)?;
-        self.set_current(&id)?;
+        self.set_current(id)?;
         let incident = fold(&journal.entries()?)?;
         Ok(OpenIncident { dir, journal, incident, checklist })
     }
@@ -189,6 +204,26 @@ impl IncidentStore {
         out.sort_by_key(|s| std::cmp::Reverse(s.opened_at));
         Ok(out)
     }
+}
+
+/// A new incident id: `INC-<date>-<minute>-<8 random characters>` (lowercase letters and
+/// digits without the look-alikes). The time says when; the random part makes the id
+/// impossible to guess, so nobody can copy entries under an incident's id before the
+/// incident exists and have its real copy refused as a conflict. Ids of the older form
+/// (`INC-<date>-<minute>`, `…-2`) stay valid.
+pub fn new_id(now: DateTime<Utc>) -> String {
+    const ALPHABET: &[u8; 30] = b"abcdefghjkmnpqrstvwxyz23456789";
+    // A v4 uuid holds 122 random bits from the operating system; 8 base-30 digits of it
+    // are about 39 bits: guessing one minute's id takes some 10^11 tries.
+    let mut bits = uuid::Uuid::new_v4().as_u128();
+    let random: String = (0..8)
+        .map(|_| {
+            let digit = (bits % 30) as usize;
+            bits /= 30;
+            char::from(ALPHABET[digit])
+        })
+        .collect();
+    format!("INC-{}-{random}", now.format("%Y%m%d-%H%M"))
 }
 
 fn valid_id(id: &str) -> bool {

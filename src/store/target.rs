@@ -18,6 +18,7 @@ pub fn settings_for(url: String, is_sandbox: bool, session: &SessionOptions) -> 
         application_name: "incident-console".into(),
         statement_timeout: session.statement_timeout,
         lock_timeout: session.lock_timeout,
+        pooling: session.pooling,
     }
 }
 

@@ -124,6 +124,27 @@ fn chain(entries: &[Value]) -> Vec<(i64, String, String)> {
 }
 
 /// `(seq, kind, hash)` of the database's copy of an incident's journal.
+/// A journal line as `record_incident_events` takes it: its members, and `line`, the text
+/// its hash covers (the line without its `,"hash":"…"` member).
+fn copy_of(raw: &str) -> Value {
+    let mut v: Value = serde_json::from_str(raw).expect("journal line");
+    let (fields, _) = raw.rsplit_once(",\"hash\":\"").expect("hash member");
+    v["line"] = json!(format!("{fields}}}"));
+    v
+}
+
+/// An entry of incident events made up for a test, with a line that hashes to its hash.
+fn made_up_entry(seq: i64, prev: &str, text: &str) -> Value {
+    use sha2::{Digest, Sha256};
+    let line = format!(
+        "{{\"seq\":{seq},\"at\":\"2026-01-01T00:00:00.000000Z\",\"operator\":\"x\",\"kind\":\"note\",\
+         \"data\":{{\"text\":{}}},\"prev\":\"{prev}\"}}",
+        json!(text)
+    );
+    let hash: String = Sha256::digest(line.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    json!({ "seq": seq, "line": line, "hash": hash })
+}
+
 async fn db_chain(t: &TestDb, id: &str) -> Vec<(i64, String, String)> {
     sqlx::query_as("SELECT seq, kind, hash FROM incident_events WHERE incident_id = $1 ORDER BY seq")
         .bind(id)
@@ -731,18 +752,16 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
                 .expect("record_incident_events")
         }
     };
-    let same = record(json!([entries[1]])).await;
+    let raw: Vec<String> =
+        std::fs::read_to_string(w.journal(&id)).expect("journal").lines().map(str::to_string).collect();
+    let same = record(json!([copy_of(&raw[1])])).await;
     assert_eq!(same, json!({ "success": true, "inserted": 0, "conflicts": [] }));
 
-    // Seq 2 with another hash: two journals of the incident disagree.
-    let mut forged = entries[1].clone();
-    forged["data"] = json!({ "text": "something else" });
-    forged["hash"] = json!("f".repeat(64));
+    // Seq 2 with other content (and a hash that matches it): two journals disagree.
+    let prev1 = entries[0]["hash"].as_str().expect("hash");
+    let forged = made_up_entry(2, prev1, "something else");
     // With a new seq 3 beside it: the call copies nothing and names seq 2 alone.
-    let mut next = entries[1].clone();
-    next["seq"] = json!(3);
-    next["prev"] = entries[1]["hash"].clone();
-    next["hash"] = json!("e".repeat(64));
+    let next = made_up_entry(3, entries[1]["hash"].as_str().expect("hash"), "next");
     let conflict = record(json!([forged, next])).await;
     assert_eq!(conflict["success"], false, "{conflict}");
     assert_eq!(conflict["conflicts"], json!([2]), "{conflict}");
@@ -769,7 +788,7 @@ async fn incident_events_are_append_only_and_a_different_hash_is_a_conflict() {
     sqlx::raw_sql("RESET ROLE; SET ROLE incident_operator").execute(&mut c).await.expect("set role operator");
     let v: Value = sqlx::query_scalar("SELECT record_incident_events($1, $2)")
         .bind(&id)
-        .bind(json!([entries[0]]))
+        .bind(json!([copy_of(&raw[0])]))
         .fetch_one(&mut c)
         .await
         .expect("operator records");
@@ -841,16 +860,13 @@ async fn concurrent_new_incidents_get_their_own_journals() {
 async fn two_journals_of_one_incident_id_are_reported_not_spliced() {
     let t = test_db().await;
     let (a, b) = (World::new(), World::new());
-    // Ids are INC-<date>-<minute>: two consoles opening in the same minute share one.
-    let mut id = String::new();
-    for _ in 0..3 {
-        let (ia, ib) = (a.open("opened on machine A", 2).await, b.open("opened on machine B", 2).await);
-        if ia == ib {
-            id = ia;
-            break;
-        }
-    }
-    assert!(!id.is_empty(), "could not open both in the same minute");
+    // Ids cannot collide any more (they carry a random part), but an incident's directory
+    // can be copied to a second machine: both journals then go on under one id.
+    let id = a.open("opened on machine A", 2).await;
+    let copied = b.incidents().join(&id);
+    std::fs::create_dir_all(&copied).expect("mkdir");
+    std::fs::copy(a.journal(&id), copied.join("journal.jsonl")).expect("copy the journal");
+    b.ic(&["incident", "switch", &id]).await.code(0).clean();
     for note in ["a1", "a2"] {
         a.db(&t.url, &["incident", "note", note]).await.code(0);
     }
@@ -872,34 +888,28 @@ async fn two_journals_of_one_incident_id_are_reported_not_spliced() {
 #[tokio::test]
 async fn record_incident_events_reports_a_conflict_within_one_call() {
     let t = test_db().await;
-    let entry = |seq: i64, c: char| {
-        json!([{ "seq": seq, "at": "2026-01-01T00:00:00.000000Z", "operator": "x", "kind": "note", "data": {},
-                 "prev": "0".repeat(64), "hash": c.to_string().repeat(64) }])
-    };
+    let genesis = "0".repeat(64);
     // Two versions of seq 1 in one call.
-    let mut both = entry(1, 'a');
-    both.as_array_mut().expect("array").extend(entry(1, 'b').as_array().expect("array").clone());
+    let both = json!([made_up_entry(1, &genesis, "a"), made_up_entry(1, &genesis, "b")]);
     let v: Value = sqlx::query_scalar("SELECT record_incident_events('INC-A', $1)")
         .bind(both)
         .fetch_one(&t.pool)
         .await
         .expect("record");
     assert_eq!(v["success"], false, "two versions of seq 1 in one call: {v}");
+    assert_eq!(v["conflicts"], json!([1]), "{v}");
 }
 
 #[tokio::test]
 async fn record_incident_events_reports_a_conflict_with_a_concurrent_copy() {
     use sqlx::Connection;
     let t = test_db().await;
-    let entry = |seq: i64, c: char| {
-        json!([{ "seq": seq, "at": "2026-01-01T00:00:00.000000Z", "operator": "x", "kind": "note", "data": {},
-                 "prev": "0".repeat(64), "hash": c.to_string().repeat(64) }])
-    };
+    let entry = |seq: i64, text: &str| json!([made_up_entry(seq, &"0".repeat(64), text)]);
     // Two consoles copying different versions of seq 1 at the same time.
     let mut first = t.conn().await;
     let mut tx = first.begin().await.expect("begin");
     let v: Value = sqlx::query_scalar("SELECT record_incident_events('INC-B', $1)")
-        .bind(entry(1, 'a'))
+        .bind(entry(1, "a"))
         .fetch_one(&mut *tx)
         .await
         .expect("first copy");
@@ -908,7 +918,7 @@ async fn record_incident_events_reports_a_conflict_with_a_concurrent_copy() {
     let second = tokio::spawn(async move {
         let mut c = sqlx::PgConnection::connect(&url).await.expect("second connection");
         sqlx::query_scalar::<_, Value>("SELECT record_incident_events('INC-B', $1)")
-            .bind(entry(1, 'b'))
+            .bind(entry(1, "b"))
             .fetch_one(&mut c)
             .await
             .expect("second copy")

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attribution;
 mod audit;
 mod audit_locks;
 mod cli;

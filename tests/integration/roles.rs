@@ -171,7 +171,8 @@ async fn an_operator_proves_maintenance_under_every_isolation_level_and_the_prob
         let code = db::probe_new_orders(&mut op, level).await.expect("probe");
         assert_eq!(code.as_deref(), Some("maintenance_mode"), "on, {level}");
     }
-    let verdict = incident_console::ops::maintenance::probe_new_orders(&t.pool).await.expect("probe");
+    let verdict =
+        incident_console::ops::maintenance::probe_new_orders(&db::Db::sessions(t.pool.clone())).await.expect("probe");
     assert_eq!(verdict.as_deref(), Some("maintenance_mode"));
     let n_probe_orders: i64 =
         sqlx::query_scalar("SELECT count(*) FROM orders WHERE idempotency_key LIKE 'maintenance-probe-%'")

@@ -42,7 +42,8 @@ async fn a_statement_timeout_is_a_recorded_failure() {
     let mut conn = PgConnection::connect(&t.url).await.expect("connection");
     sqlx::query("SET statement_timeout = '300ms'").execute(&mut conn).await.expect("timeout");
     sqlx::query("SET lock_timeout = 0").execute(&mut conn).await.expect("no lock timeout");
-    let e = rollback_and_prove(&t.pool, &mut conn, &req, &|| false).await.expect_err("it times out");
+    let (pool, mut conn) = (db::Db::sessions(t.pool.clone()), db::DbConn::own(conn, None));
+    let e = rollback_and_prove(&pool, &mut conn, &req, &|| false).await.expect_err("it times out");
     assert_eq!(e.sqlstate(), Some("57014"), "{e}");
     assert_eq!(failures(&t, order).await, 1, "the timeout is recorded as a failure");
 }
@@ -65,7 +66,8 @@ async fn a_cancel_the_operator_asked_for_is_not_a_failure() {
         }
         db::cancel_backend(&mut observer, pid).await.expect("cancel")
     });
-    let e = rollback_and_prove(&t.pool, &mut conn, &req, &|| true).await.expect_err("it is cancelled");
+    let (pool, mut conn) = (db::Db::sessions(t.pool.clone()), db::DbConn::own(conn, None));
+    let e = rollback_and_prove(&pool, &mut conn, &req, &|| true).await.expect_err("it is cancelled");
     assert!(canceller.await.expect("canceller"), "the cancel reached the backend");
     assert_eq!(e.sqlstate(), Some("57014"), "{e}");
     assert_eq!(failures(&t, order).await, 0, "an operator's cancel is not a failure");

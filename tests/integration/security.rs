@@ -441,6 +441,8 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         "ledger_audit_users",
         "rollback_postcheck",
         "rollback_precheck",
+        // what this session's rows will say (name, login): every client checks it
+        "session_operator",
     ];
     assert_eq!(executable_by(&t, "incident_viewer").await, viewer);
     let mut operator: Vec<&str> = viewer.to_vec();

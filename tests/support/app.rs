@@ -28,7 +28,7 @@ use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::{IncidentHeader, Level};
 use incident_console::store::incidents::IncidentStore;
 
-use super::fixtures::{OPERATOR, TITLE, maintenance_off, rows, t0};
+use super::fixtures::{INCIDENT_ID, OPERATOR, TITLE, maintenance_off, rows, t0};
 
 /// The two sizes every screen is checked at: the smallest supported, and a roomy one.
 pub const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
@@ -89,8 +89,17 @@ impl Driver {
     ) -> Driver {
         let root = dir.path().to_str().expect("a UTF-8 path").to_string();
         let store = IncidentStore::new(dir.path().join("incidents"));
+        // A fixed id of the form `create` gives (its random part would change every screen).
         let incident = store
-            .create(TITLE, level, "EU desk reports duplicate fills", OPERATOR, t0(), Checklist::shipped())
+            .create_with_id(
+                INCIDENT_ID,
+                TITLE,
+                level,
+                "EU desk reports duplicate fills",
+                OPERATOR,
+                t0(),
+                Checklist::shipped(),
+            )
             .expect("the incident is created");
         let entries = incident.entries().expect("the journal reads back");
         let delivered = entries.last().map_or(0, |e| e.seq);

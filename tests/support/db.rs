@@ -190,6 +190,7 @@ impl TestDb {
             application_name: "incident-console-test".into(),
             statement_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(10),
+            pooling: Default::default(),
         }
     }
 

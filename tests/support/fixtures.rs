@@ -19,6 +19,8 @@ pub const TITLE: &str = "Duplicate GBPUSD executions after deploy 4711";
 
 /// The operator who opens the incident and writes its journal.
 pub const OPERATOR: &str = "alice";
+/// The incident of the console's snapshots: an id of the form new incidents get, fixed.
+pub const INCIDENT_ID: &str = "INC-20261125-1308-k7m2p9qx";
 
 /// A time on the day of the incident, 2026-11-25, UTC.
 pub fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {

@@ -146,7 +146,8 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
             .fetch_all(&t.pool)
             .await
             .expect("audit rows");
-    assert_eq!(audit, vec![("e2e".to_string(), "order_rolled_back".to_string(), newest_user)]);
+    // The name claimed, with the login that claimed it (no name is registered for it).
+    assert_eq!(audit, vec![("e2e (via postgres)".to_string(), "order_rolled_back".to_string(), newest_user)]);
     assert_eq!(count(&t, "SELECT count(*) FROM order_audit_log").await, 1);
     c.wait_for("rollbacks 1 ·", Duration::from_secs(5)).await;
 
@@ -171,7 +172,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
     );
     assert_eq!(count(&t, "SELECT count(*) FROM orders WHERE status = 'rolled_back'").await, 60);
     assert_eq!(
-        count(&t, "SELECT count(*) FROM order_audit_log WHERE action = 'order_rolled_back' AND operator = 'e2e'").await,
+        count(&t, "SELECT count(*) FROM order_audit_log WHERE action = 'order_rolled_back' AND operator = 'e2e (via postgres)' AND db_user = 'postgres'").await,
         60
     );
     assert_consistent(&t.pool).await;

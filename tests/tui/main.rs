@@ -12,5 +12,6 @@ mod e2e;
 mod incident_e2e;
 mod incident_snapshots;
 mod incident_update;
+mod pooler_snapshots;
 mod snapshots;
 mod update;

@@ -1,13 +1,12 @@
 //! The worker's requests, one function each: every one runs in its own task, on a pooled
-//! connection registered as cancellable (a batch on connections of its own, with a stop
-//! flag), and answers with a `DbEvent` tagged with its request id.
+//! connection registered as cancellable (its backend, or behind a transaction pooler its
+//! task; a batch on connections of its own, with a stop flag), and answers with a
+//! `DbEvent` tagged with its request id.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sqlx::PgPool;
-use sqlx::pool::PoolConnection;
 use tokio::sync::mpsc;
 
 use super::{Cancel, Running};
@@ -18,12 +17,12 @@ use crate::core::orders::{OrderQuery, ResolvedQuery};
 use crate::ops::batch::{self, BatchOptions, Progress};
 use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
 use crate::store::connect::ConnectSettings;
-use crate::store::db::{self, QUERY_CANCELED, is_cancel};
+use crate::store::db::{self, Db, DbConn, QUERY_CANCELED, is_cancel};
 
 /// What a request's task needs: the pool, the table of running requests (to be
 /// cancellable) and the way back to the UI.
 pub(super) struct Job {
-    pub(super) pool: PgPool,
+    pub(super) pool: Db,
     pub(super) running: Running,
     pub(super) events: mpsc::UnboundedSender<DbEvent>,
 }
@@ -38,7 +37,7 @@ pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: Page
                 PageRequest::Older(k) => (Some((k.created_at, k.id)), None),
                 PageRequest::Newer(k) => (None, Some((k.created_at, k.id))),
             };
-            let (rows, has_more) = db::orders_page(&mut *conn, &f, older, newer, limit).await?;
+            let (rows, has_more) = db::orders_page(&mut conn, &f, older, newer, limit).await?;
             let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
             Ok(())
         }
@@ -52,7 +51,7 @@ pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
             let f = resolve(&mut conn, &query).await?;
-            let (count, capped) = db::count_orders(&mut *conn, &f, 100_000).await?;
+            let (count, capped) = db::count_orders(&mut conn, &f, 100_000).await?;
             let _ = events.send(DbEvent::OrderCount { id, count, capped });
             Ok(())
         }
@@ -64,7 +63,7 @@ pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
 /// `rollback_precheck` for one order.
 pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::Uuid) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = match db::precheck(&mut *conn, order, user).await {
+        let r = match db::precheck(&mut conn, order, user).await {
             Err(e) if is_cancel(&e) => Err(e),
             result => {
                 let _ = events.send(DbEvent::Precheck { id, order, user, result: result.map_err(|e| e.to_string()) });
@@ -103,7 +102,7 @@ pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
                 BatchTarget::Orders(items) => items,
                 BatchTarget::Matching(query) => {
                     let f = resolve(&mut conn, &query).await?;
-                    db::executed_matching(&mut *conn, &f, 100_000)
+                    db::executed_matching(&mut conn, &f, 100_000)
                         .await?
                         .into_iter()
                         .map(|(order_id, user_id)| BatchItem { order_id, user_id })
@@ -111,7 +110,7 @@ pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
                 }
             };
             let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
-            let preview = db::batch_preview(&mut *conn, &ids).await?;
+            let preview = db::batch_preview(&mut conn, &ids).await?;
             let _ = events.send(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
             Ok(())
         }
@@ -175,18 +174,19 @@ fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
 }
 
 /// A pooled connection.
-type Conn = PoolConnection<sqlx::Postgres>;
+type Conn = DbConn;
 
 /// Resolves a filter's times of day against the book's latest trading day.
 async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
-    let [from, to] = db::resolve_time_bounds(&mut **conn, [q.from, q.to]).await?;
+    let [from, to] = db::resolve_time_bounds(&mut *conn, [q.from, q.to]).await?;
     Ok(q.with_times(from, to))
 }
 
 /// Runs one cancellable request: a pooled connection whose backend id is registered, so
-/// `Cancel` can reach its query on the server. A cancelled connection is closed, never
-/// returned to the pool mid-way.
-fn request<F, Fut>(pool: PgPool, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
+/// `Cancel` can reach its query on the server (behind a transaction pooler the task is
+/// registered instead, and aborting it closes the connection mid-transaction). A
+/// cancelled connection is closed, never returned to the pool mid-way.
+fn request<F, Fut>(pool: Db, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
 where
     F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
@@ -194,17 +194,23 @@ where
     if let Ok(mut m) = running.lock() {
         m.insert(id, Cancel::Backend { pid: None, requested: false });
     }
-    tokio::spawn(async move {
+    let pooled = pool.transaction_pooled();
+    let table = running.clone();
+    let task = tokio::spawn(async move {
         let outcome: Result<()> = async {
             let mut conn = pool.acquire().await?;
-            let pid = db::backend_pid(&mut conn).await?;
+            let pid = match conn.session() {
+                Some(session) => Some(db::backend_pid(session).await?),
+                None => None,
+            };
             let still_wanted = running
                 .lock()
                 .map(|mut m| match m.get_mut(&id) {
                     Some(Cancel::Backend { pid: slot, .. }) => {
-                        *slot = Some(pid);
+                        *slot = pid;
                         true
                     }
+                    Some(Cancel::Abort(_)) => true,
                     _ => false,
                 })
                 .unwrap_or(false);
@@ -217,7 +223,7 @@ where
             let (conn, r) = f(conn, events.clone()).await;
             if r.as_ref().err().is_some_and(is_cancel) {
                 // The server cancelled this connection's query: do not reuse it.
-                let _ = sqlx::Connection::close(conn.detach()).await;
+                conn.close().await;
             }
             r
         }
@@ -235,4 +241,10 @@ where
             }
         }
     });
+    if pooled && let Ok(mut m) = table.lock() {
+        // Still running (a finished task has removed itself): cancel it by aborting it.
+        if let Some(slot @ Cancel::Backend { pid: None, .. }) = m.get_mut(&id) {
+            *slot = Cancel::Abort(task.abort_handle());
+        }
+    }
 }

@@ -100,7 +100,7 @@ pub struct BenchPlan {
 /// swapped for the benchmark's own). Leaves nothing behind unless asked to keep it.
 pub async fn run(admin: ConnectSettings, plan: &BenchPlan, say: Say<'_>) -> Result<BenchReport> {
     let server = Server { admin, binaries: sandbox::ServerBinaries::find().ok() };
-    let mut admin = server.admin.connection().await?;
+    let mut admin = server.admin.session_connection("the benchmark").await?;
     let version = db::server_version(&mut admin).await?;
     let tag = std::process::id();
     let book_db = format!("incident_bench_{tag}");
@@ -130,11 +130,11 @@ struct Bench<'a> {
 impl Bench<'_> {
     async fn run(&self, version: String) -> Result<BenchReport> {
         {
-            let pool = self.book.pool(2).await?;
+            let pool = self.book.session_pool(2, "the benchmark").await?;
             db::migrate(&pool).await?;
             pool.close().await;
         }
-        let mut conn = self.book.connection().await?;
+        let mut conn = self.book.session_connection("the benchmark").await?;
         let mut rollback = Vec::new();
         let mut pgbench_ready = false;
         let mut seeded = 0usize;
@@ -165,7 +165,7 @@ impl Bench<'_> {
         let mut tps = Vec::new();
         if self.plan.pgbench_seconds > 0 {
             if !*pgbench_ready {
-                let mut admin = self.server.admin.connection().await?;
+                let mut admin = self.server.admin.session_connection("the benchmark").await?;
                 db::drop_database(&mut admin, self.pg_db).await?;
                 db::create_database(&mut admin, self.pg_db, None).await?;
             }
@@ -242,7 +242,7 @@ impl Bench<'_> {
         }
 
         say("  checkpoint, 1,000 more rollbacks, then ledger_audit() from the checkpoint (best of 3) …");
-        let pool = self.book.pool(2).await?;
+        let pool = self.book.session_pool(2, "the benchmark").await?;
         let t = Instant::now();
         db::refresh_audit_checkpoint(&pool, true).await?;
         let checkpoint_seconds = t.elapsed().as_secs_f64();

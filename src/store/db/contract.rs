@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::{Executor, PgConnection, Postgres};
 use uuid::Uuid;
 
+use super::scope::Db;
 use super::{call_json, decode};
 use crate::core::contract::*;
 use crate::core::error::Result;
@@ -119,7 +120,8 @@ pub async fn set_maintenance<'e, E: Executor<'e, Database = Postgres>>(
 /// Current maintenance mode.
 pub async fn maintenance_state<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<MaintenanceState> {
     Ok(sqlx::query_as(
-        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by FROM system_settings",
+        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by, maintenance_by_login \
+         FROM system_settings",
     )
     .fetch_one(e)
     .await?)
@@ -206,6 +208,20 @@ pub async fn probe_new_orders(conn: &mut PgConnection, level: Isolation) -> Resu
     let answer = call_json(&mut *conn, sqlx::query("SELECT probe_new_orders()")).await;
     // Whatever happened, the transaction ends here (and the probe undid itself anyway).
     let ended = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    probe_answer(answer, ended.map(|_| ()).map_err(Into::into))
+}
+
+/// [`probe_new_orders`] on a connection of `pool`, the way it reaches the server (behind a
+/// transaction pooler too: the transaction keeps its server connection and carries the
+/// session's settings).
+pub async fn probe_new_orders_in(pool: &Db, level: Isolation) -> Result<Option<String>> {
+    let mut tx = pool.begin_with(level.begin()).await?;
+    let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders()")).await;
+    let ended = tx.rollback().await;
+    probe_answer(answer, ended)
+}
+
+fn probe_answer(answer: Result<Value>, ended: Result<()>) -> Result<Option<String>> {
     let v = answer?;
     ended?;
     if v.get("executed").and_then(Value::as_bool) == Some(true) {

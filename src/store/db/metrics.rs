@@ -35,6 +35,12 @@ pub async fn failed_postchecks<'e, E: Executor<'e, Database = Postgres>>(e: E, s
     .await?)
 }
 
+/// The audit log's highest id (0: empty): it moves whenever a rollback or a failure is
+/// recorded, so a poll that sees it unchanged need not refresh the dashboard.
+pub async fn audit_log_mark<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM order_audit_log").fetch_one(e).await?)
+}
+
 /// Successful rollback calls per minute over the last `minutes` minutes, oldest first.
 pub async fn rollbacks_per_minute<'e, E: Executor<'e, Database = Postgres>>(e: E, minutes: i32) -> Result<Vec<u64>> {
     let rows: Vec<(i32, i64)> = sqlx::query_as(

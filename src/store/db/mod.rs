@@ -12,6 +12,7 @@ mod migrate;
 mod orders;
 mod retry;
 mod rows;
+mod scope;
 mod seed;
 mod session;
 
@@ -24,6 +25,7 @@ pub use metrics::*;
 pub use migrate::*;
 pub use orders::*;
 pub use retry::*;
+pub use scope::*;
 pub use seed::*;
 pub use session::*;
 

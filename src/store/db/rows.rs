@@ -4,7 +4,7 @@
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use crate::core::contract::{MaintenanceState, OrderRow, RollbackRecord, Violation};
+use crate::core::contract::{MaintenanceState, OrderRow, RollbackRecord, Violation, name_with_login};
 
 impl<'r> FromRow<'r, PgRow> for Violation {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
@@ -58,7 +58,11 @@ impl<'r> FromRow<'r, PgRow> for MaintenanceState {
             maintenance_mode: row.try_get("maintenance_mode")?,
             maintenance_reason: row.try_get("maintenance_reason")?,
             maintenance_since: row.try_get("maintenance_since")?,
-            maintenance_by: row.try_get("maintenance_by")?,
+            // Who switched it, with the login that did (the column is optional to the reader).
+            maintenance_by: row.try_get::<Option<String>, _>("maintenance_by")?.map(|by| {
+                let login: Option<String> = row.try_get("maintenance_by_login").ok().flatten();
+                name_with_login(&by, login.as_deref())
+            }),
         })
     }
 }

@@ -1,17 +1,97 @@
 //! Session settings and the server-side handles of a connection (backend pid, cancel).
+//!
+//! What a session tells the server about itself (the operator's name, timeouts, the batch
+//! it works for) is set with `set_config` after connecting, never as startup parameters:
+//! a pooler may drop or refuse those (PgBouncer's `ignore_startup_parameters`). Behind a
+//! transaction pooler the same settings are set again, locally, at the start of every
+//! transaction (see `scope`).
 
 use sqlx::{Executor, PgConnection, Postgres};
 use uuid::Uuid;
 
-use crate::core::error::Result;
+use super::call_json;
+use super::scope::DbConn;
+use crate::core::contract::SessionOperator;
+use crate::core::error::{Error, Result};
 
-/// Marks what this session does next as part of a batch, and defers its NOTIFYs to the
-/// batch (one per interval, not one per commit).
-pub async fn join_batch(conn: &mut PgConnection, batch_id: Uuid) -> Result<()> {
-    sqlx::query("SELECT set_config('incident.batch_id', $1, false), set_config('incident.defer_notify', 'on', false)")
-        .bind(batch_id.to_string())
+/// What every statement of a session runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// The name claimed for the audit rows (`incident.operator`).
+    pub operator: String,
+    /// `statement_timeout` in milliseconds (0: none).
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout` in milliseconds (0: none).
+    pub lock_timeout_ms: u64,
+    /// The batch this session works for (`incident.batch_id`).
+    pub batch_id: Option<Uuid>,
+    /// NOTIFYs are the batch's to send (`incident.defer_notify`).
+    pub defer_notify: bool,
+    /// Accounts created are drill accounts (`incident.drill`).
+    pub drill: bool,
+}
+
+/// Sets a session's settings for the session (`local` false) or for the transaction it
+/// is in. A transaction also checks the client is still there every second while a
+/// statement runs: behind a transaction pooler a request is cancelled by closing its
+/// connection, and the server should notice it before the statement ends.
+pub async fn apply_settings(conn: &mut PgConnection, s: &SessionSettings, local: bool) -> Result<()> {
+    Ok(apply(conn, s, local).await?)
+}
+
+pub(super) async fn apply(conn: &mut PgConnection, s: &SessionSettings, local: bool) -> sqlx::Result<()> {
+    let sql = if local {
+        "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
+                set_config('incident.operator', $3, true), set_config('incident.batch_id', $4, true), \
+                set_config('incident.defer_notify', $5, true), set_config('incident.drill', $6, true), \
+                set_config('client_connection_check_interval', '1000', true)"
+    } else {
+        "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), \
+                set_config('incident.operator', $3, false), set_config('incident.batch_id', $4, false), \
+                set_config('incident.defer_notify', $5, false), set_config('incident.drill', $6, false)"
+    };
+    let on = |b: bool| if b { "on" } else { "" };
+    sqlx::query(sql)
+        .bind(s.statement_timeout_ms.to_string())
+        .bind(s.lock_timeout_ms.to_string())
+        .bind(s.operator.clone())
+        .bind(s.batch_id.map(|b| b.to_string()).unwrap_or_default())
+        .bind(on(s.defer_notify))
+        .bind(on(s.drill))
+        // Behind a transaction pooler (local), no statement may keep a name.
+        .persistent(!local)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// What this session's rows will say (`session_operator()`): None on a database migrated
+/// before the function existed, where nothing can be checked.
+pub async fn session_operator<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<Option<SessionOperator>> {
+    match call_json(e, sqlx::query("SELECT session_operator()")).await {
+        Ok(v) => super::decode::<SessionOperator>(v, "session_operator").map(Some),
+        Err(Error::Database(d)) if d.code.as_deref() == Some("42883") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks what this connection does next as part of a batch, and defers its NOTIFYs to
+/// the batch (one per interval, not one per commit): for its session, or behind a
+/// transaction pooler for every transaction it starts.
+pub async fn join_batch(conn: &mut DbConn, batch_id: Uuid) -> Result<()> {
+    if let Some(s) = conn.per_transaction_settings() {
+        s.batch_id = Some(batch_id);
+        s.defer_notify = true;
+        return Ok(());
+    }
+    if let Some(c) = conn.session() {
+        sqlx::query(
+            "SELECT set_config('incident.batch_id', $1, false), set_config('incident.defer_notify', 'on', false)",
+        )
+        .bind(batch_id.to_string())
+        .execute(c)
+        .await?;
+    }
     Ok(())
 }
 
@@ -31,6 +111,15 @@ pub async fn notify_audit_changed<'e, E: Executor<'e, Database = Postgres>>(e: E
 pub async fn set_serializable(conn: &mut PgConnection) -> Result<()> {
     sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE").execute(conn).await?;
     Ok(())
+}
+
+/// The backend's process id, asked without preparing a statement (the simple protocol):
+/// asked before it is known whether a transaction pooler is in between, where a named
+/// statement would stay on a server connection other clients get.
+pub async fn backend_pid_unprepared(conn: &mut PgConnection) -> Result<i32> {
+    use sqlx::Row;
+    let row = sqlx::raw_sql("SELECT pg_backend_pid()").fetch_one(conn).await?;
+    Ok(row.try_get(0)?)
 }
 
 /// Backend process id of this connection.

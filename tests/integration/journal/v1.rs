@@ -43,7 +43,9 @@ pub fn write_v1(root: &Path) -> PathBuf {
     let store = IncidentStore::new(root.to_path_buf());
     let title = "Duplicate executions on \"BTC-EUR\" — 60 orders";
     let mut inc =
-        store.create(title, Level::Minor, "  first look  ", "alice", t(0), Checklist::shipped()).expect("create");
+        // The id the code of the time gave it (ids carry a random part since).
+        store.create_with_id("INC-20261126-0300", title, Level::Minor, "  first look  ", "alice", t(0), Checklist::shipped())
+            .expect("create");
     let mut n = 0;
     let mut step = |inc: &mut incident_console::store::incidents::OpenIncident, by: &str, s: Step| {
         n += 1;
