@@ -31,7 +31,6 @@ const SQUAT: &[&str] = &[
 ];
 
 #[tokio::test]
-#[ignore = "hole until migration 0012 (after the attribution merge)"]
 async fn a_login_without_any_grant_blocks_neither_trading_nor_the_maintenance_switch() {
     let t = test_db().await;
     let user = account(&t.pool, "100000").await;
