@@ -1,5 +1,10 @@
--- Back to the advisory locks of 0009 and 0011 (bodies only).
+-- Back to the advisory locks of 0009 and 0011 and the transaction-start defaults.
 SET LOCAL ROLE incident_owner;
+
+ALTER TABLE order_audit_log ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE maintenance_log ALTER COLUMN at SET DEFAULT now();
+ALTER TABLE ledger_transfers ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE incident_events ALTER COLUMN copied_at SET DEFAULT now();
 
 CREATE OR REPLACE FUNCTION execute_order_atomic(
     p_user_id uuid, p_symbol text, p_order_type text, p_side text, p_quantity numeric,

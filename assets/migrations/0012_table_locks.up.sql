@@ -12,8 +12,19 @@
 --   set_maintenance_mode   EXCLUSIVE on system_settings (waits for executions in flight,
 --                          holds new ones until it commits)
 --   record_incident_events SHARE ROW EXCLUSIVE on incident_events (one copy at a time)
--- Function bodies only; CREATE OR REPLACE keeps owners and grants.
+--
+-- And times in the order things happened: the switch waits for executions in flight, so
+-- "maintenance since" is taken after its lock (clock_timestamp()), never before an order it
+-- let through executed; rows of the append-only record default to the moment they are
+-- written, not the moment their transaction began (a rollback's audit row, a switch's log
+-- row, a copied journal entry, a transfer).
+-- Function bodies and column defaults only; CREATE OR REPLACE keeps owners and grants.
 SET LOCAL ROLE incident_owner;
+
+ALTER TABLE order_audit_log ALTER COLUMN created_at SET DEFAULT clock_timestamp();
+ALTER TABLE maintenance_log ALTER COLUMN at SET DEFAULT clock_timestamp();
+ALTER TABLE ledger_transfers ALTER COLUMN created_at SET DEFAULT clock_timestamp();
+ALTER TABLE incident_events ALTER COLUMN copied_at SET DEFAULT clock_timestamp();
 
 CREATE OR REPLACE FUNCTION execute_order_atomic(
     p_user_id uuid, p_symbol text, p_order_type text, p_side text, p_quantity numeric,
@@ -188,7 +199,7 @@ BEGIN
     UPDATE system_settings SET
         maintenance_mode = p_enabled,
         maintenance_reason = CASE WHEN p_enabled THEN p_reason END,
-        maintenance_since = CASE WHEN p_enabled THEN coalesce(CASE WHEN v_was THEN maintenance_since END, now()) END,
+        maintenance_since = CASE WHEN p_enabled THEN coalesce(CASE WHEN v_was THEN maintenance_since END, clock_timestamp()) END,
         maintenance_by = CASE WHEN p_enabled THEN v_operator END,
         maintenance_by_login = CASE WHEN p_enabled THEN session_user::text END
     RETURNING * INTO v_now;

@@ -356,6 +356,35 @@ async fn executed_at_is_when_the_order_executed_not_when_its_transaction_began()
     assert!(at >= before, "executed_at {at} is before a moment the order had not executed yet ({before})");
 }
 
+#[tokio::test]
+async fn the_switch_and_the_rows_it_writes_are_timed_after_the_executions_it_let_through() {
+    // The switch's transaction began before an execution that committed ahead of it: the
+    // switch must not say maintenance began before that order executed, nor may any row
+    // written after a wait carry the time its transaction began.
+    let t = test_db().await;
+    let user = account(&t.pool, "10000").await;
+    let mut s = t.conn().await;
+    begin(&mut s, "read committed").await;
+    sqlx::query("SELECT 1").execute(&mut s).await.expect("the switch's transaction has begun");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = db::execute_order(&t.pool, &order(user, "k", "EURUSD", "buy", "1", "1.1")).await.expect("execute");
+    assert_eq!(r["success"], true, "{r}");
+    let v: Value =
+        sqlx::query_scalar("SELECT set_maintenance_mode(true, 'timing')").fetch_one(&mut s).await.expect("on");
+    assert_eq!(v["success"], true, "{v}");
+    end(&mut s).await;
+    let (executed, since, logged): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT o.executed_at, s.maintenance_since, (SELECT max(at) FROM maintenance_log) \
+         FROM orders o, system_settings s WHERE o.id = $1",
+    )
+    .bind(id_of(&r))
+    .fetch_one(&t.pool)
+    .await
+    .expect("times");
+    assert!(since >= executed, "maintenance since {since}, before the order it let through executed ({executed})");
+    assert!(logged >= executed, "the switch is logged at {logged}, before the order executed ({executed})");
+}
+
 /// A rollback whose transaction began before an order it rolls back executed.
 async fn rollback_begun_before_the_execution(group: bool) {
     let t = test_db().await;
