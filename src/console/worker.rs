@@ -143,15 +143,17 @@ impl Worker {
     }
 
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let (note_tx, mut notes) = mpsc::unbounded_channel::<String>();
+        let heard = Arc::new(Heard::default());
         let mut listener: Option<JoinHandle<()>> = None;
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
         let mut ping = tokio::time::interval(Duration::from_secs(10));
         let mut poll = tokio::time::interval(Duration::from_secs(2));
         let mut retry_at = tokio::time::Instant::now();
-        // A notification marks the dashboard stale; it is refreshed at most every 300 ms.
+        // A notification marks the dashboard (or maintenance mode) stale; each is read
+        // again at most every 300 ms, however many notifications came.
         let mut dashboard_due: Option<tokio::time::Instant> = None;
+        let mut maintenance_due: Option<tokio::time::Instant> = None;
         loop {
             if self.pool.is_none() && tokio::time::Instant::now() >= retry_at {
                 match self.connect().await {
@@ -160,7 +162,7 @@ impl Worker {
                         self.last_latency = None;
                         self.ping().await;
                         self.maintenance().await;
-                        listener = self.listen(note_tx.clone()).await;
+                        listener = self.listen(heard.clone()).await;
                         dashboard_due = Some(tokio::time::Instant::now());
                         // What was journalled while the database was away goes over now.
                         self.sync_journal();
@@ -183,13 +185,18 @@ impl Worker {
                     Some(Command::AuditNow) => self.background_audit(),
                     Some(c) => self.handle(c),
                 },
-                Some(channel) = notes.recv() => {
-                    if channel == "maintenance_mode" {
-                        self.maintenance().await;
-                    } else {
-                        let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+                _ = heard.wake.notified() => {
+                    let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+                    if heard.maintenance.swap(false, Ordering::AcqRel) {
+                        maintenance_due = Some(maintenance_due.map_or(soon, |d| d.min(soon)));
+                    }
+                    if heard.audit.swap(false, Ordering::AcqRel) {
                         dashboard_due = Some(dashboard_due.map_or(soon, |d| d.min(soon)));
                     }
+                }
+                _ = tokio::time::sleep_until(maintenance_due.unwrap_or(reconnect)), if maintenance_due.is_some() => {
+                    maintenance_due = None;
+                    self.maintenance().await;
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     dashboard_due = None;
@@ -287,7 +294,7 @@ impl Worker {
         }
     }
 
-    async fn listen(&self, notes: mpsc::UnboundedSender<String>) -> Option<JoinHandle<()>> {
+    async fn listen(&self, heard: Arc<Heard>) -> Option<JoinHandle<()>> {
         let pool = self.pool.clone()?;
         // A transaction pooler keeps no LISTEN: the run loop polls instead.
         let pool = pool.session_pool("LISTEN").ok()?.clone();
@@ -295,9 +302,9 @@ impl Worker {
         l.listen_all(["order_audit", "maintenance_mode"]).await.ok()?;
         Some(tokio::spawn(async move {
             while let Ok(n) = l.recv().await {
-                if notes.send(n.channel().to_string()).is_err() {
-                    break;
-                }
+                let flag = if n.channel() == "maintenance_mode" { &heard.maintenance } else { &heard.audit };
+                flag.store(true, Ordering::Release);
+                heard.wake.notify_one();
             }
         }))
     }
@@ -425,6 +432,15 @@ impl Worker {
             | Command::SyncJournal { .. } => {}
         }
     }
+}
+
+/// What the listener heard since the run loop last looked: flags, not a queue. Any login
+/// may NOTIFY on these channels, so a flood must cost one refresh, not one per message.
+#[derive(Default)]
+struct Heard {
+    audit: AtomicBool,
+    maintenance: AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 type AuditState = Arc<Mutex<(Option<usize>, Option<chrono::DateTime<Utc>>)>>;

@@ -115,7 +115,6 @@ struct Orders {
 pub async fn run(settings: &ConnectSettings) -> Result<Report> {
     let started_at = chrono::Utc::now();
     let mut conn = settings.session_connection("the drill").await?;
-    db::mark_session_as_drill(&mut conn).await?;
     let mut d = Drill { steps: Vec::new() };
     let acc = Accounts { a: Uuid::new_v4(), b: Uuid::new_v4(), c: Uuid::new_v4() };
     let users = vec![acc.a, acc.b, acc.c];
@@ -174,7 +173,7 @@ pub async fn run(settings: &ConnectSettings) -> Result<Report> {
 async fn create_accounts(conn: &mut PgConnection, acc: Accounts) -> Result<(bool, String)> {
     let mut created = 0;
     for user in [acc.a, acc.b, acc.c] {
-        if success(&db::create_account(&mut *conn, user, DEPOSIT).await?) {
+        if success(&db::create_drill_account(&mut *conn, user, DEPOSIT).await?) {
             created += 1;
         }
     }

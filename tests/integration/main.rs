@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversary;
 mod attribution;
 mod audit;
 mod audit_locks;
@@ -18,6 +19,7 @@ mod layers;
 mod lock_squatting;
 mod migration_safety;
 mod migrations;
+mod notify_flood;
 mod roles;
 mod rollback;
 mod rollback_failures;

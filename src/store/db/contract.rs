@@ -136,6 +136,16 @@ pub async fn create_account<'e, E: Executor<'e, Database = Postgres>>(
     call_json(e, sqlx::query("SELECT create_trading_account($1, $2)").bind(user).bind(deposit)).await
 }
 
+/// `create_drill_account(user, deposit)`: an account the console leaves out of its lists
+/// and metrics.
+pub async fn create_drill_account<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    user: Uuid,
+    deposit: Decimal,
+) -> Result<Value> {
+    call_json(e, sqlx::query("SELECT create_drill_account($1, $2)").bind(user).bind(deposit)).await
+}
+
 /// Arguments of `execute_order_atomic`.
 #[derive(Debug, Clone)]
 pub struct NewOrder<'a> {

@@ -27,8 +27,6 @@ pub struct SessionSettings {
     pub batch_id: Option<Uuid>,
     /// NOTIFYs are the batch's to send (`incident.defer_notify`).
     pub defer_notify: bool,
-    /// Accounts created are drill accounts (`incident.drill`).
-    pub drill: bool,
 }
 
 /// Sets a session's settings for the session (`local` false) or for the transaction it
@@ -43,12 +41,12 @@ pub(super) async fn apply(conn: &mut PgConnection, s: &SessionSettings, local: b
     let sql = if local {
         "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
                 set_config('incident.operator', $3, true), set_config('incident.batch_id', $4, true), \
-                set_config('incident.defer_notify', $5, true), set_config('incident.drill', $6, true), \
+                set_config('incident.defer_notify', $5, true), \
                 set_config('client_connection_check_interval', '1000', true)"
     } else {
         "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), \
                 set_config('incident.operator', $3, false), set_config('incident.batch_id', $4, false), \
-                set_config('incident.defer_notify', $5, false), set_config('incident.drill', $6, false)"
+                set_config('incident.defer_notify', $5, false)"
     };
     let on = |b: bool| if b { "on" } else { "" };
     sqlx::query(sql)
@@ -57,7 +55,6 @@ pub(super) async fn apply(conn: &mut PgConnection, s: &SessionSettings, local: b
         .bind(s.operator.clone())
         .bind(s.batch_id.map(|b| b.to_string()).unwrap_or_default())
         .bind(on(s.defer_notify))
-        .bind(on(s.drill))
         // Behind a transaction pooler (local), no statement may keep a name.
         .persistent(!local)
         .execute(conn)
@@ -92,12 +89,6 @@ pub async fn join_batch(conn: &mut DbConn, batch_id: Uuid) -> Result<()> {
         .execute(c)
         .await?;
     }
-    Ok(())
-}
-
-/// Marks accounts this session creates as drill accounts (left out of the metrics).
-pub async fn mark_session_as_drill(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT set_config('incident.drill', 'on', false)").execute(conn).await?;
     Ok(())
 }
 
