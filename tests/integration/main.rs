@@ -7,6 +7,7 @@
 mod support;
 
 mod adversary;
+mod adversary2;
 mod attribution;
 mod audit;
 mod audit_locks;
