@@ -68,5 +68,13 @@ pub async fn copy_incident_events<'e, E: Executor<'e, Database = Postgres>>(
             seqs.join(",")
         )));
     }
+    if v.get("error_code").and_then(Value::as_str) == Some("incident_of_another_login") {
+        let owner = v.get("copied_by").and_then(Value::as_str).unwrap_or("another login");
+        return Err(Error::CheckFailed(format!(
+            "the database's copy of {incident} belongs to login {}, not to this one: nothing was copied \
+             (connect as that login, or open a new incident)",
+            crate::core::sanitize::line(owner)
+        )));
+    }
     Err(Error::CheckFailed(format!("the database's copy of {incident} differs at entries {}", listed("conflicts"))))
 }

@@ -37,12 +37,17 @@ pub async fn apply_settings(conn: &mut PgConnection, s: &SessionSettings, local:
     Ok(apply(conn, s, local).await?)
 }
 
+// Per transaction (behind a transaction pooler) the search path is pinned as the contract
+// functions pin theirs: another client of the login may have left a temporary table named
+// like one of the book's on the server connection, and pg_temp would otherwise come first.
+// A session of its own has no such neighbour (and migrations create in its first schema).
 pub(super) async fn apply(conn: &mut PgConnection, s: &SessionSettings, local: bool) -> sqlx::Result<()> {
     let sql = if local {
         "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), \
                 set_config('incident.operator', $3, true), set_config('incident.batch_id', $4, true), \
                 set_config('incident.defer_notify', $5, true), \
-                set_config('client_connection_check_interval', '1000', true)"
+                set_config('client_connection_check_interval', '1000', true), \
+                set_config('search_path', 'pg_catalog, public, pg_temp', true)"
     } else {
         "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), \
                 set_config('incident.operator', $3, false), set_config('incident.batch_id', $4, false), \
