@@ -45,6 +45,6 @@ run "before (migration 9, horizon locks)" psql -qAt -v ON_ERROR_STOP=1 -c "SELEC
     -c "SELECT ledger_audit_checkpoint(h.ledger_max, h.audit_max, h.changes_max, false) FROM audit_horizon() h"
 "$bin" migrate --database-url "$url" >/dev/null
 psql -qAt -c "SELECT ledger_audit_checkpoint(true)" >/dev/null
-run "after (migrations 10-12, snapshots)" psql -qAt -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM ledger_audit()" \
+run "after (latest schema, snapshots)" psql -qAt -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM ledger_audit()" \
     -c "SELECT ledger_audit_checkpoint(false)"
 run "after, the CLI's audit" "$bin" audit --database-url "$url"
