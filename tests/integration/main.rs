@@ -26,3 +26,4 @@ mod rollback;
 mod rollback_failures;
 mod security;
 mod templates;
+mod worker_faults;

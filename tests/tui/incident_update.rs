@@ -974,6 +974,54 @@ fn a_batch_of_the_flow_is_recorded() {
     );
 }
 
+#[test]
+fn a_stopped_batch_says_what_failed_and_was_refused_not_only_what_was_rolled_back() {
+    let mut c = open(Level::Moderate);
+    c.connect_with_orders(5);
+    for _ in 0..4 {
+        c.press(' ');
+    }
+    let e = c.press('b');
+    let [Command::PreviewBatch { id: preview_id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let preview_id = *preview_id;
+    let items: Vec<BatchItem> = c.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 4,
+        executed: 4,
+        users: 2,
+        total_refund: Decimal::new(4_000_000, 2),
+        total_margin_release: Decimal::new(400_000, 2),
+    };
+    c.db(DbEvent::BatchPreview { id: preview_id, result: Ok((preview, items)) });
+    c.typed("duplicates");
+    c.enter();
+    c.typed("4");
+    let e = c.enter();
+    let [Command::RunBatch { id: run, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let run = *run;
+    let summary = Summary {
+        batch_id: id_of_batch(),
+        total: 4,
+        rolled_back: 1,
+        already_rolled_back: 0,
+        refused: vec![(id(0xdead, 1), "order_not_executed".into(), "status failed".into())],
+        failed: vec![(id(0xdead, 2), "connection lost".into())],
+        not_attempted: 1,
+        refunded: Decimal::new(1_000_000, 2),
+        margin_released: Decimal::new(100_000, 2),
+        retries: 0,
+        elapsed_ms: 80,
+        cancelled: true,
+    };
+    c.db(DbEvent::BatchDone { id: run, result: Ok(summary) });
+    let Stage::Cancelled { message } = c.stage() else { panic!("{:?}", c.stage()) };
+    assert_eq!(
+        message,
+        "Batch stopped: 1 rolled back, 0 already rolled back, 1 refused, 1 failed, 1 not attempted. \
+         Run it again to finish."
+    );
+}
+
 fn id_of_batch() -> Uuid {
     id(0xba7c_0000, 1)
 }

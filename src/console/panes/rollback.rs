@@ -351,12 +351,9 @@ pub(crate) fn on_batch_done(app: &mut App, id: RequestId, result: Result<Summary
     };
     let elapsed_ms = elapsed_ms(flow, now);
     flow.stage = match &result {
-        Ok(s) if s.cancelled => Stage::Cancelled {
-            message: format!(
-                "Batch stopped: {} rolled back, {} not attempted. Run it again to finish.",
-                s.rolled_back, s.not_attempted
-            ),
-        },
+        Ok(s) if s.cancelled => {
+            Stage::Cancelled { message: format!("Batch stopped: {}. Run it again to finish.", s.outcome_sentence()) }
+        }
         Ok(s) => Stage::Done { ok: s.complete(), message: format!("{}.", s.outcome_sentence()), elapsed_ms },
         Err(e) => Stage::Failed { error: e.clone() },
     };

@@ -228,12 +228,17 @@ where
             r
         }
         .await;
-        if let Ok(mut m) = running.lock() {
-            m.remove(&id);
-        }
+        // Whether the operator asked for this cancel: an entry the cancel removed, or one it
+        // marked. A cancel nobody here asked for (a statement timeout, another session's
+        // pg_cancel_backend) is a failure, and is shown with the server's words.
+        let asked = match running.lock().map(|mut m| m.remove(&id)) {
+            Ok(None) => true,
+            Ok(Some(Cancel::Backend { requested, .. })) => requested,
+            Ok(Some(_)) | Err(_) => false,
+        };
         match outcome {
             Ok(()) => {}
-            Err(e) if is_cancel(&e) => {
+            Err(e) if is_cancel(&e) && asked => {
                 let _ = events.send(DbEvent::Cancelled { id });
             }
             Err(e) => {
