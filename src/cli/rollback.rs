@@ -68,7 +68,14 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     }
 
     // Round trip 2: rollback and post-check together, retried and recorded as the console's.
-    let req = RollbackRequest { order, user, reason: a.reason.clone(), baseline, group: a.transaction };
+    let req = RollbackRequest {
+        order,
+        user,
+        reason: a.reason.clone(),
+        baseline,
+        group: a.transaction,
+        operation: uuid::Uuid::new_v4(),
+    };
     // The CLI cancels nothing itself: a statement timeout is a failure, and recorded.
     let attempt = async {
         let mut conn = pool.acquire().await?;

@@ -238,7 +238,7 @@ async fn precheck_one(conn: &mut PgConnection, acc: Accounts, o: Orders) -> Resu
 /// Step 4: the single order rolled back and post-checked against its baseline.
 async fn roll_back_one(conn: &mut PgConnection, acc: Accounts, o: Orders, pre: &Precheck) -> Result<(bool, String)> {
     let baseline = pre.baseline.clone().unwrap_or(Value::Null);
-    let r = db::rollback_with_postcheck(conn, o.a4, acc.a, REASON, &baseline, false).await?;
+    let r = db::rollback_with_postcheck(conn, o.a4, acc.a, REASON, &baseline, false, uuid::Uuid::new_v4()).await?;
     let post_ok = r.postcheck.as_ref().is_some_and(|p| p.successful);
     let expected = pre.figures().map(|f| f.expected_refund);
     Ok((
@@ -262,7 +262,7 @@ async fn roll_back_again(conn: &mut PgConnection, acc: Accounts, o: Orders) -> R
 async fn roll_back_group(conn: &mut PgConnection, acc: Accounts, o: Orders) -> Result<(bool, String)> {
     let pre = db::precheck(&mut *conn, o.a1, acc.a).await?;
     let baseline = pre.baseline.clone().unwrap_or(Value::Null);
-    let r = db::rollback_with_postcheck(&mut *conn, o.a1, acc.a, REASON, &baseline, true).await?;
+    let r = db::rollback_with_postcheck(&mut *conn, o.a1, acc.a, REASON, &baseline, true, uuid::Uuid::new_v4()).await?;
     let post_ok = r.postcheck.as_ref().is_some_and(|p| p.successful);
     let filter =
         OrderListing { filter: ResolvedQuery { id: Some(o.a3), ..Default::default() }, include_drill: true, limit: 1 };

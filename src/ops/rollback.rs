@@ -29,6 +29,9 @@ pub struct RollbackRequest {
     pub baseline: Value,
     /// The whole transaction group, not only the order.
     pub group: bool,
+    /// Identifies this rollback on its audit rows (`batch_id`), so a lost reply can be
+    /// settled by reading them.
+    pub operation: Uuid,
 }
 
 /// Rolls back and proves it on `conn` (a connection the caller can cancel on the server).
@@ -43,8 +46,16 @@ pub async fn rollback_and_prove(
 ) -> Result<RollbackAndPostcheck> {
     let mut retry = Retry::new(ATTEMPTS);
     let result = loop {
-        let r =
-            db::rollback_with_postcheck(&mut *conn, req.order, req.user, &req.reason, &req.baseline, req.group).await;
+        let r = db::rollback_with_postcheck(
+            &mut *conn,
+            req.order,
+            req.user,
+            &req.reason,
+            &req.baseline,
+            req.group,
+            req.operation,
+        )
+        .await;
         if !retry.again(&r, |n| Some(Duration::from_millis(10 << n))).await {
             break r;
         }

@@ -450,7 +450,9 @@ async fn an_order_that_would_move_no_money_is_refused() {
     let pre = db::precheck(&t.pool, id_of(&r), user).await.expect("precheck");
     assert!(pre.ready, "{pre:?}");
     let baseline = pre.baseline.clone().expect("baseline");
-    let done = db::rollback_with_postcheck(&t.pool, id_of(&r), user, "tiny", &baseline, false).await.expect("rb");
+    let done = db::rollback_with_postcheck(&t.pool, id_of(&r), user, "tiny", &baseline, false, uuid::Uuid::new_v4())
+        .await
+        .expect("rb");
     assert!(done.rollback.success && done.postcheck.is_some_and(|p| p.successful), "{:?}", done.rollback);
     assert_consistent(&t.pool).await;
 }
@@ -486,7 +488,10 @@ async fn a_zero_cost_order_executed_before_the_fix_is_checked_and_rolled_back_wi
     let pre = db::precheck(&t.pool, order_id, user).await.expect("precheck");
     assert!(pre.ready, "nothing to reverse is not a reason to refuse: {pre:?}");
     let baseline = pre.baseline.clone().expect("baseline");
-    let done = db::rollback_with_postcheck(&t.pool, order_id, user, "zero cost", &baseline, false).await.expect("rb");
+    let done =
+        db::rollback_with_postcheck(&t.pool, order_id, user, "zero cost", &baseline, false, uuid::Uuid::new_v4())
+            .await
+            .expect("rb");
     assert!(done.rollback.success, "{:?}", done.rollback);
     let post = done.postcheck.expect("postcheck");
     assert!(post.successful, "{post:?}");

@@ -244,8 +244,23 @@ async fn precheck_and_postcheck_prove_a_rollback_and_catch_a_wrong_one() {
     assert_eq!(f.group.order_ids.len(), 2);
     let baseline = pre.baseline.clone().expect("baseline");
 
-    let r = db::rollback_with_postcheck(&t.pool, a, user, "dup", &baseline, true).await.expect("rollback");
+    let operation = Uuid::new_v4();
+    let r = db::rollback_with_postcheck(&t.pool, a, user, "dup", &baseline, true, operation).await.expect("rollback");
     assert!(r.rollback.success);
+    // Both orders' audit rows name the operation (the proof when a reply is lost), and the
+    // setting did not outlive the call.
+    let tagged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM order_audit_log WHERE action = 'order_rolled_back' AND batch_id = $1")
+            .bind(operation)
+            .fetch_one(&t.pool)
+            .await
+            .expect("count");
+    assert_eq!(tagged, 2);
+    let left: Option<String> = sqlx::query_scalar("SELECT current_setting('incident.batch_id', true)")
+        .fetch_one(&t.pool)
+        .await
+        .expect("setting");
+    assert!(left.unwrap_or_default().is_empty());
     let post = r.postcheck.expect("postcheck");
     assert!(post.successful, "{post:?}");
     assert_eq!(post.mode.as_deref(), Some("group"));

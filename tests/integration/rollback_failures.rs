@@ -31,7 +31,17 @@ async fn request(t: &TestDb) -> (RollbackRequest, Uuid) {
     let order = executed(&t.pool, user, "1000", None).await;
     let pre = db::precheck(&t.pool, order, user).await.expect("precheck");
     let baseline = pre.baseline.expect("baseline");
-    (RollbackRequest { order, user, reason: "duplicate".into(), baseline, group: false }, order)
+    (
+        RollbackRequest {
+            order,
+            user,
+            reason: "duplicate".into(),
+            baseline,
+            group: false,
+            operation: uuid::Uuid::new_v4(),
+        },
+        order,
+    )
 }
 
 #[tokio::test]

@@ -74,15 +74,23 @@ pub async fn rollback_with_postcheck<'e, E: Executor<'e, Database = Postgres>>(
     reason: &str,
     baseline: &Value,
     whole_transaction: bool,
+    operation: Uuid,
 ) -> Result<RollbackAndPostcheck> {
+    // The audit rows carry the operation's id (as a batch's carry the batch's): if the reply
+    // is lost, the rows prove this call did it. Set for this statement's transaction only;
+    // OFFSET 0 keeps the planner from folding the setting away.
     let v = call_json(
         e,
-        sqlx::query("SELECT rollback_with_postcheck($1, $2, $3, $4, $5)")
-            .bind(order)
-            .bind(user)
-            .bind(reason.to_string())
-            .bind(baseline.clone())
-            .bind(whole_transaction),
+        sqlx::query(
+            "SELECT rollback_with_postcheck($1, $2, $3, $4, $5) \
+             FROM (SELECT set_config('incident.batch_id', $6, true) OFFSET 0) AS operation",
+        )
+        .bind(order)
+        .bind(user)
+        .bind(reason.to_string())
+        .bind(baseline.clone())
+        .bind(whole_transaction)
+        .bind(operation.to_string()),
     )
     .await?;
     decode(v, "rollback_with_postcheck")
