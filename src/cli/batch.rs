@@ -11,15 +11,16 @@ use uuid::Uuid;
 
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
+use super::signals::Interrupts;
 use super::{check_reason, confirm, connect, not_confirmed, observe};
 use crate::core::batch::{self, BatchItem, Outcome, Summary};
 use crate::core::contract::Violation;
-use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, Error, Result};
 use crate::core::format::money;
 use crate::core::observed;
 use crate::core::sanitize;
 use crate::core::workflow::incident::Observation;
-use crate::ops::batch::{BatchOptions, Progress, run as run_batch};
+use crate::ops::batch::{BatchOptions, Progress, cancel as cancel_batch, known_so_far, run as run_batch};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
 
@@ -112,46 +113,53 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
 
     let mut opts = BatchOptions::new(a.reason.clone());
     opts.concurrency = usize::from(a.concurrency);
-    let (summary, outcomes) = run_with_progress(&settings, items, &opts).await?;
+    let (summary, outcomes) = run_with_progress(&settings, &pool, items, &opts).await?;
 
-    // Prove the batch: every touched user's balance and margin against the ledger.
-    let mut users: Vec<Uuid> = outcomes.iter().map(|(i, _)| i.user_id).collect();
+    // Prove the batch: every touched user's balance and margin against the ledger. A
+    // database that went away still gets the summary and the journal entry; the audit
+    // says it did not run.
+    let mut users: Vec<Uuid> = outcomes.iter().filter(|(_, o)| o.done()).map(|(i, _)| i.user_id).collect();
     users.sort();
     users.dedup();
-    let violations = db::ledger_audit_users(&pool, &users).await?;
-    let ok = summary.complete() && violations.is_empty();
-    let seen = vec![
-        observed::batch(&summary, users.len() as u64, &a.reason),
-        Observation::Audit { violations: violations.len() as u64 },
-    ];
-    observe(g, seen, Some(&pool)).await;
-    if g.json {
-        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
-    } else {
-        print_summary(&summary, &violations);
+    let audit = tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
+        .await
+        .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into())));
+    let mut seen = vec![observed::batch(&summary, users.len() as u64, &a.reason)];
+    if let Ok(violations) = &audit {
+        seen.push(Observation::Audit { violations: violations.len() as u64 });
     }
-    Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
+    observe(g, seen, Some(&pool)).await;
+    let (violations, audit_error) = match &audit {
+        Ok(v) => (Some(v.as_slice()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    if g.json {
+        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations,
+                             "audit_error": audit_error }))?;
+    } else {
+        print_summary(&summary, violations, audit_error.as_deref());
+    }
+    Ok(match audit {
+        _ if !summary.unknown.is_empty() => EXIT_UNREACHABLE,
+        Err(e) => e.exit_code(),
+        Ok(v) if summary.complete() && v.is_empty() => EXIT_OK,
+        Ok(_) => EXIT_CHECK_FAILED,
+    })
 }
 
-/// Runs the batch with a progress line on stderr. Ctrl-C stops taking new orders; the
-/// ones in flight finish and the summary says what is left (running the batch again
-/// finishes it).
+/// Runs the batch with a progress line on stderr. The first Ctrl-C (or SIGTERM, SIGHUP)
+/// stops taking new orders and cancels the calls in flight on the server; the summary says
+/// what is left (running the batch again finishes it). A second one stops waiting: what is
+/// known is reported, each order in flight settled from the database or unknown.
 async fn run_with_progress(
     settings: &ConnectSettings,
+    pool: &db::Db,
     items: Vec<BatchItem>,
     opts: &BatchOptions,
 ) -> Result<(Summary, Vec<(BatchItem, Outcome)>)> {
     let progress = Arc::new(Progress::default());
     let total = items.len() as u64;
-    // Ctrl-C stops taking new orders; the ones in flight finish and the summary says
-    // what is left (running the batch again finishes it).
-    let cancel = progress.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCancelling: finishing the orders in flight …");
-            cancel.cancel.store(true, Ordering::Relaxed);
-        }
-    });
+    let started = std::time::Instant::now();
     let shown = progress.clone();
     // Set when the run is over, cancelled or not: the last line says what really finished.
     let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -188,16 +196,35 @@ async fn run_with_progress(
         }
         bar.finish_and_clear();
     });
-    let run = run_batch(settings, items, opts, progress.clone()).await;
+    let mut interrupts = Interrupts::listen();
+    let run = run_batch(settings, items.clone(), opts, progress.clone());
+    tokio::pin!(run);
+    let mut signals = 0;
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            name = interrupts.next() => {
+                signals += 1;
+                if signals == 1 {
+                    eprintln!("\n{name}: cancelling on the server; the orders in flight stop and change nothing. \
+                               {name} again stops waiting.");
+                    cancel_batch(pool, &progress).await;
+                } else {
+                    eprintln!("\n{name}: not waiting any longer; settling the orders in flight from the database …");
+                    let elapsed = started.elapsed().as_millis();
+                    break Ok(known_so_far(settings, &items, opts, &progress, elapsed).await);
+                }
+            }
+        }
+    };
     over.store(true, Ordering::Relaxed);
     let _ = drawer.await;
-    ctrl_c.abort();
-    run
+    result
 }
 
 /// The batch's summary for people: what happened, the money, each refusal and failure,
 /// the audit of the touched users, and whether a second run can finish it.
-fn print_summary(summary: &Summary, violations: &[Violation]) {
+fn print_summary(summary: &Summary, violations: Option<&[Violation]>, audit_error: Option<&str>) {
     println!(
         "Done in {:.1}s: {}{}.",
         summary.elapsed_ms as f64 / 1000.0,
@@ -216,7 +243,23 @@ fn print_summary(summary: &Summary, violations: &[Violation]) {
     for (id, err) in &summary.failed {
         println!("  failed  {id}: {}", sanitize::line(err));
     }
-    print!("{}", output::violations(violations, false));
+    for (id, err) in &summary.unknown {
+        println!("  UNKNOWN {id}: may be rolled back — {}", sanitize::line(err));
+    }
+    match (violations, audit_error) {
+        (Some(v), _) => print!("{}", output::violations(v, false)),
+        (None, e) => println!(
+            "The audit of the touched users did not run: {}. Run `incident-console audit` when the database is back.",
+            sanitize::line(e.unwrap_or("no answer"))
+        ),
+    }
+    if !summary.unknown.is_empty() {
+        println!(
+            "The {} unknown order(s) may or may not be rolled back: the database could not be asked. \
+             Check them (`incident-console orders --id ID`) or run the same command again, which settles them.",
+            summary.unknown.len()
+        );
+    }
     // Failed and unattempted orders may go through on a second run; refused ones will
     // be refused again (their state does not allow a rollback).
     let retryable = summary.failed.len() + summary.not_attempted;

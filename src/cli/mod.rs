@@ -19,6 +19,7 @@ mod precheck;
 mod rollback;
 mod sandbox;
 mod seed;
+mod signals;
 mod template;
 
 use std::io::{BufRead, Write};

@@ -1,11 +1,14 @@
 //! `rollback ORDER --user U [--transaction]`: one order or its transaction group, after its
 //! pre-check and a typed confirmation, proved by the post-check. Batches are `batch.rs`.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::precheck::print_precheck;
+use super::signals::Interrupts;
 use super::{check_reason, confirm, connect, not_confirmed};
 use crate::core::contract::RollbackAndPostcheck;
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
@@ -76,12 +79,7 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         group: a.transaction,
         operation: uuid::Uuid::new_v4(),
     };
-    // The CLI cancels nothing itself: a statement timeout is a failure, and recorded.
-    let attempt = async {
-        let mut conn = pool.acquire().await?;
-        rollback_and_prove(&pool, &mut conn, &req, &|| false).await
-    };
-    let result = match attempt.await {
+    let result = match run_interruptible(&pool, &req).await {
         Ok(r) => r,
         Err(e) => {
             let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason);
@@ -101,9 +99,60 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
 }
 
+/// Runs the rollback on a connection of its own. Ctrl-C (or SIGTERM, SIGHUP) cancels it on
+/// the server at once (a cancelled call changes nothing, and that is what is reported); a
+/// second one stops waiting, and what the database shows is read back.
+async fn run_interruptible(pool: &db::Db, req: &RollbackRequest) -> Result<RollbackAndPostcheck> {
+    let asked = std::sync::atomic::AtomicBool::new(false);
+    let mut conn = pool.acquire().await?;
+    let backend = match conn.session() {
+        Some(s) => db::backend_identity(s).await.ok(),
+        None => None,
+    };
+    let mut interrupts = Interrupts::listen();
+    let was_asked = || asked.load(std::sync::atomic::Ordering::Relaxed);
+    let call = rollback_and_prove(pool, &mut conn, req, &was_asked);
+    tokio::pin!(call);
+    let mut signals = 0;
+    loop {
+        tokio::select! {
+            r = &mut call => {
+                return match r {
+                    Err(e) if db::is_cancel(&e) && asked.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::CheckFailed(
+                        "cancelled on the server before it committed: nothing was changed".into(),
+                    )),
+                    other => other,
+                };
+            }
+            name = interrupts.next() => {
+                signals += 1;
+                asked.store(true, std::sync::atomic::Ordering::Relaxed);
+                match (signals, backend) {
+                    (1, Some((pid, _))) => {
+                        eprintln!("\n{name}: cancelling on the server … ({name} again stops waiting)");
+                        let _ = tokio::time::timeout(Duration::from_secs(2), db::cancel_backend(pool, pid)).await;
+                    }
+                    _ => {
+                        eprintln!("\n{name}: not waiting any longer; reading the order back from the database …");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // The call was given up: end its server process, then read what it left.
+    let lost = Error::CheckFailed(
+        "the wait was ended, and the call was stopped on the server before it committed: nothing was changed".into(),
+    );
+    crate::ops::rollback::settle(pool, req, backend, lost).await
+}
+
 /// What the rollback did and what its post-check found, for people.
 fn print_outcome(result: &RollbackAndPostcheck) {
     let r = &result.rollback;
+    if let Some(why) = &r.reply_lost {
+        println!("The reply was lost ({}); the database's rows show this rollback committed:", sanitize::line(why));
+    }
     if r.success {
         println!(
             "Rolled back {} order(s): refunded {}, margin released {}, {} transfer(s) reversed in {} ms.",

@@ -365,7 +365,7 @@ impl Worker {
                 // No new order, no retry; and the calls in flight are cancelled on the
                 // server (each is one transaction: a cancelled one changes nothing).
                 p.cancel.store(true, Ordering::Relaxed);
-                p.backends.lock().map(|b| b.clone()).unwrap_or_default()
+                p.backend_pids()
             }
             Some(Cancel::Backend { pid: Some(pid), requested }) => {
                 *requested = true;

@@ -18,11 +18,13 @@ pub struct BatchItem {
     pub user_id: Uuid,
 }
 
-/// What happened to one order.
+/// What happened to one order: done (rolled back, or found so), not done (refused, failed,
+/// not attempted), or unknown (the call may have committed and the database could not be
+/// asked which).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Rolled back now.
+    /// Rolled back by this run.
     RolledBack {
         /// Cash given back.
         refunded: Decimal,
@@ -30,6 +32,9 @@ pub enum Outcome {
         margin_released: Decimal,
         /// Attempts it took.
         attempts: u32,
+        /// The reply was lost; the database's rows show this run rolled it back.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reply_lost: bool,
     },
     /// Rolled back before (a rerun, or another operator).
     AlreadyRolledBack,
@@ -47,6 +52,19 @@ pub enum Outcome {
     },
     /// Not attempted: the batch was cancelled first.
     NotAttempted,
+    /// The call may have committed (its reply was lost) and the database could not be
+    /// asked: neither counted as done nor as not done until someone looks.
+    Unknown {
+        /// What cut the reply off.
+        error: String,
+    },
+}
+
+impl Outcome {
+    /// Whether the order is known to be rolled back now (by this run or before).
+    pub fn done(&self) -> bool {
+        matches!(self, Outcome::RolledBack { .. } | Outcome::AlreadyRolledBack)
+    }
 }
 
 /// The end of a batch.
@@ -66,6 +84,12 @@ pub struct Summary {
     pub failed: Vec<(Uuid, String)>,
     /// Not attempted because the batch was cancelled.
     pub not_attempted: usize,
+    /// Orders whose call may have committed and whose state could not be read afterwards,
+    /// with what cut the reply off.
+    pub unknown: Vec<(Uuid, String)>,
+    /// Of the orders rolled back, those whose reply was lost and whose rollback by this
+    /// run the database's rows prove.
+    pub reply_lost: usize,
     /// Cash given back by this run.
     pub refunded: Decimal,
     /// Margin released by this run.
@@ -104,6 +128,8 @@ impl Summary {
             refused: Vec::new(),
             failed: Vec::new(),
             not_attempted: 0,
+            unknown: Vec::new(),
+            reply_lost: 0,
             refunded: Decimal::ZERO,
             margin_released: Decimal::ZERO,
             retries: t.retries,
@@ -112,8 +138,9 @@ impl Summary {
         };
         for (item, outcome) in outcomes {
             match outcome {
-                Outcome::RolledBack { refunded, margin_released, .. } => {
+                Outcome::RolledBack { refunded, margin_released, reply_lost, .. } => {
                     s.rolled_back += 1;
+                    s.reply_lost += usize::from(*reply_lost);
                     s.refunded += refunded;
                     s.margin_released += margin_released;
                 }
@@ -123,16 +150,22 @@ impl Summary {
                 }
                 Outcome::Failed { error } => s.failed.push((item.order_id, error.clone())),
                 Outcome::NotAttempted => s.not_attempted += 1,
+                Outcome::Unknown { error } => s.unknown.push((item.order_id, error.clone())),
             }
         }
         s
     }
 
     /// What happened to the orders, in one sentence: "58 rolled back, 2 already rolled back,
-    /// 0 refused, 0 failed", and how many were not attempted when any were not.
+    /// 0 refused, 0 failed", how many of those rolled back were confirmed from the database
+    /// after their reply was lost, how many were not attempted, and how many are unknown.
     pub fn outcome_sentence(&self) -> String {
+        let lost = match self.reply_lost {
+            0 => String::new(),
+            n => format!(" ({n} confirmed from the database after the reply was lost)"),
+        };
         let mut s = format!(
-            "{} rolled back, {} already rolled back, {} refused, {} failed",
+            "{} rolled back{lost}, {} already rolled back, {} refused, {} failed",
             self.rolled_back,
             self.already_rolled_back,
             self.refused.len(),
@@ -141,12 +174,22 @@ impl Summary {
         if self.not_attempted > 0 {
             s.push_str(&format!(", {} not attempted", self.not_attempted));
         }
+        if !self.unknown.is_empty() {
+            s.push_str(&format!(
+                ", {} unknown (the reply was lost and the database could not be asked: they may be rolled back)",
+                self.unknown.len()
+            ));
+        }
         s
     }
 
     /// True when every order is now rolled back.
     pub fn complete(&self) -> bool {
-        self.refused.is_empty() && self.failed.is_empty() && self.not_attempted == 0 && !self.cancelled
+        self.refused.is_empty()
+            && self.failed.is_empty()
+            && self.unknown.is_empty()
+            && self.not_attempted == 0
+            && !self.cancelled
     }
 }
 

@@ -161,6 +161,10 @@ pub struct RollbackResult {
     /// Status of the order when refused.
     #[serde(default)]
     pub status: Option<String>,
+    /// Set by the client, never by the server: the reply was lost (what cut it off), and
+    /// this result was read back from the rows the call left, which carry its operation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_lost: Option<String>,
 }
 
 /// The rollback and its post-check, from `rollback_with_postcheck`.
@@ -234,6 +238,35 @@ pub struct RollbackRecord {
     pub operation: Uuid,
     /// Orders it covered.
     pub orders: i64,
+}
+
+/// What the database shows of one order's rollback, read to settle a call whose reply was
+/// lost: the order's status and, when rolled back, who did it (the audit row).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OrderRollbackState {
+    /// The order.
+    pub order_id: Uuid,
+    /// `executed`, `rolled_back`, …
+    pub status: String,
+    /// The rollback call that rolled it back.
+    pub rollback_id: Option<Uuid>,
+    /// The batch or single operation whose id its audit row carries (`batch_id`).
+    pub operation: Option<Uuid>,
+    /// Who rolled it back, as the audit row says.
+    pub operator: Option<String>,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+    /// Cash given back (the audit row's `refunded`).
+    pub refunded: Decimal,
+    /// Margin released (its position's margin).
+    pub margin_released: Decimal,
+}
+
+impl OrderRollbackState {
+    /// Whether the operation `operation` rolled the order back.
+    pub fn rolled_back_by(&self, operation: Uuid) -> bool {
+        self.status == "rolled_back" && self.operation == Some(operation)
+    }
 }
 
 /// Maintenance mode as stored.

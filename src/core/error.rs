@@ -21,6 +21,10 @@ pub enum Error {
     /// The database server cannot be reached or refused the login.
     #[error("database unreachable: {0}")]
     Unreachable(String),
+    /// A call that moves money lost its reply and the database could not be asked
+    /// whether it committed: it may have.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A check failed or a violation was found; the report says which.
     #[error("{0}")]
     CheckFailed(String),
@@ -128,7 +132,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::BadInput(_) | Error::Refused(_) => EXIT_BAD_INPUT,
-            Error::Unreachable(_) | Error::Sandbox(_) => EXIT_UNREACHABLE,
+            Error::Unreachable(_) | Error::Sandbox(_) | Error::OutcomeUnknown(_) => EXIT_UNREACHABLE,
             Error::CheckFailed(_)
             | Error::Database(_)
             | Error::NotAnIncident(_)

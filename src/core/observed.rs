@@ -37,7 +37,10 @@ pub fn rollback(r: &RollbackAndPostcheck, order: Uuid, user: Uuid, group: bool, 
         refunded: rb.refunded.unwrap_or_default().normalize().to_string(),
         success: rb.success,
         detail: if rb.success {
-            "rolled back".into()
+            match &rb.reply_lost {
+                Some(why) => format!("rolled back (the reply was lost: {why}; confirmed from the database)"),
+                None => "rolled back".into(),
+            }
         } else {
             format!("{}: {}", rb.error_code.as_deref().unwrap_or("unknown"), rb.message.as_deref().unwrap_or(""))
         },

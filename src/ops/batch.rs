@@ -2,6 +2,12 @@
 //! with retries of serialization failures, deadlocks and lock timeouts. Orders of one user
 //! always go to the same connection, one after the other, so workers never queue on each
 //! other's profile locks. Running the same batch again rolls back nothing twice.
+//!
+//! Every order ends done, not done or unknown. A call whose reply never came (the
+//! connection broke, the server died) may have committed: its worker reconnects with
+//! backoff, ends the old server process (so what it did is settled), reads the order back,
+//! and counts it as this batch's only if the audit row carries this batch's id. Only what
+//! cannot be read back, because the server stays away, is reported unknown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use crate::core::batch::{BatchItem, BatchTally, Outcome, Summary, queues_by_user};
+use crate::core::contract::OrderRollbackState;
 use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
-use crate::store::db::{self, DbConn};
+use crate::store::db::{self, DbConn, may_have_committed};
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
@@ -27,6 +36,9 @@ pub struct BatchOptions {
     pub max_attempts: u32,
     /// How often dashboards are told that the audit log moved.
     pub notify_interval: Duration,
+    /// How long a worker whose connection broke keeps trying to reconnect before its
+    /// orders are reported (not done, or unknown for the one in flight).
+    pub reconnect_for: Duration,
 }
 
 impl BatchOptions {
@@ -38,6 +50,7 @@ impl BatchOptions {
             concurrency: 4,
             max_attempts: 8,
             notify_interval: Duration::from_millis(500),
+            reconnect_for: Duration::from_secs(30),
         }
     }
 }
@@ -54,8 +67,14 @@ pub struct Progress {
     /// Set to stop taking new orders; no retry starts after it. The calls in flight are
     /// cancelled on the server through `backends`.
     pub cancel: AtomicBool,
-    /// The backend pids of the batch's connections (for `pg_cancel_backend`).
+    /// The backend pids of the batch's connections, one slot per worker (for
+    /// `pg_cancel_backend`; 0 while a worker has none).
     pub backends: std::sync::Mutex<Vec<i32>>,
+    /// The order each worker has in flight (its place in the batch), for a report made
+    /// without waiting for the workers.
+    pub in_flight: std::sync::Mutex<Vec<Option<usize>>>,
+    /// Every outcome so far with its place in the batch.
+    pub finished: std::sync::Mutex<Vec<(usize, BatchItem, Outcome)>>,
     /// Outcomes not yet shown, for a live display (drained by whoever draws).
     pub recent: std::sync::Mutex<Vec<(BatchItem, Outcome)>>,
 }
@@ -63,15 +82,18 @@ pub struct Progress {
 impl Progress {
     /// Counts an order that finished (any outcome but not attempted) and keeps it for the
     /// live display.
-    fn record(&self, item: BatchItem, outcome: &Outcome) {
+    fn record(&self, place: usize, item: BatchItem, outcome: &Outcome) {
         match outcome {
             Outcome::RolledBack { .. } => {
                 self.rolled_back.fetch_add(1, Ordering::Relaxed);
             }
-            Outcome::Refused { .. } | Outcome::Failed { .. } => {
+            Outcome::Refused { .. } | Outcome::Failed { .. } | Outcome::Unknown { .. } => {
                 self.problems.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::AlreadyRolledBack | Outcome::NotAttempted => {}
+        }
+        if let Ok(mut f) = self.finished.lock() {
+            f.push((place, item, outcome.clone()));
         }
         self.done.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut recent) = self.recent.lock() {
@@ -82,19 +104,45 @@ impl Progress {
         }
     }
 
+    /// The backend pids to cancel on the server.
+    pub fn backend_pids(&self) -> Vec<i32> {
+        self.backends.lock().map(|b| b.iter().copied().filter(|&p| p != 0).collect()).unwrap_or_default()
+    }
+
+    fn set_backend(&self, worker: usize, pid: i32) {
+        if let Ok(mut b) = self.backends.lock() {
+            if b.len() <= worker {
+                b.resize(worker + 1, 0);
+            }
+            b[worker] = pid;
+        }
+    }
+
+    fn set_in_flight(&self, worker: usize, place: Option<usize>) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            if f.len() <= worker {
+                f.resize(worker + 1, None);
+            }
+            f[worker] = place;
+        }
+    }
+
     /// Takes the outcomes recorded since the last call.
     pub fn take_recent(&self) -> Vec<(BatchItem, Outcome)> {
         self.recent.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }
 
+/// One attempt at an order on a live connection, retried for serialization failures,
+/// deadlocks and lock timeouts: its outcome, or the error of a call that may have
+/// committed (the reply never came), with the attempts made.
 async fn roll_back_one(
     conn: &mut DbConn,
     item: BatchItem,
     opts: &BatchOptions,
     retries: &AtomicU64,
     cancel: &AtomicBool,
-) -> Outcome {
+) -> std::result::Result<Outcome, (Error, u32)> {
     // Exponential backoff with jitter, so colliding workers fall out of step; none once
     // the batch is cancelled.
     let backoff = |attempt: u32| -> Option<Duration> {
@@ -113,21 +161,138 @@ async fn roll_back_one(
             break r;
         }
     };
-    match (result, retry.attempts()) {
+    Ok(match (result, retry.attempts()) {
         (Ok(r), attempts) if r.success => Outcome::RolledBack {
             refunded: r.refunded.unwrap_or_default(),
             margin_released: r.margin_released.unwrap_or_default(),
             attempts,
+            reply_lost: false,
         },
         (Ok(r), _) if r.error_code.as_deref() == Some("already_rolled_back") => Outcome::AlreadyRolledBack,
         (Ok(r), _) => Outcome::Refused {
             error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
             message: r.message.unwrap_or_default(),
         },
+        (Err(e), attempts) if may_have_committed(&e) => return Err((e, attempts)),
         // Cancelled meanwhile (perhaps this very call, on the server): its transaction
         // rolled back, so the order is as it was.
         (Err(_), _) if cancel.load(Ordering::Relaxed) => Outcome::NotAttempted,
         (Err(e), _) => Outcome::Failed { error: e.to_string() },
+    })
+}
+
+/// An order's outcome as the database shows it after a call whose reply was lost: this
+/// batch's rollback (its audit row carries the batch id), someone else's, or not done.
+fn settled(state: Option<&OrderRollbackState>, batch: Uuid, attempts: u32) -> Option<Outcome> {
+    match state {
+        Some(s) if s.rolled_back_by(batch) => Some(Outcome::RolledBack {
+            refunded: s.refunded,
+            margin_released: s.margin_released,
+            attempts,
+            reply_lost: true,
+        }),
+        Some(s) if s.status == "rolled_back" => Some(Outcome::AlreadyRolledBack),
+        _ => None,
+    }
+}
+
+/// The server process a worker's connection had, to end it before reading what it did.
+type Backend = Option<(i32, DateTime<Utc>)>;
+
+/// One worker: a connection it replaces when it breaks, and its place among the workers.
+struct Worker<'a> {
+    index: usize,
+    settings: &'a ConnectSettings,
+    opts: &'a BatchOptions,
+    progress: &'a Progress,
+    retries: &'a AtomicU64,
+    conn: Option<DbConn>,
+    backend: Backend,
+}
+
+impl Worker<'_> {
+    /// The live connection, reconnecting with backoff (up to `reconnect_for`, or until the
+    /// batch is cancelled) when there is none.
+    async fn connected(&mut self) -> Result<&mut DbConn> {
+        if self.conn.is_none() {
+            let deadline = Instant::now() + self.opts.reconnect_for;
+            let mut wait = Duration::from_millis(100);
+            let conn = loop {
+                let attempt = tokio::time::timeout(Duration::from_secs(5), open_worker(self.settings, self.opts)).await;
+                let err = match attempt {
+                    Ok(Ok(c)) => break c,
+                    Ok(Err(e)) => e,
+                    Err(_) => Error::Unreachable("no answer within 5 s".into()),
+                };
+                if self.progress.cancel.load(Ordering::Relaxed) || Instant::now() + wait > deadline {
+                    return Err(err);
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            };
+            let (conn, backend) = conn;
+            self.progress.set_backend(self.index, backend.map_or(0, |b| b.0));
+            self.backend = backend;
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or_else(|| Error::Unreachable("no connection".into()))
+    }
+
+    /// Drops a connection that lost a reply, ends its server process so its work is
+    /// settled, and reads the order back: its outcome if done, None if not done, or the
+    /// error when the database cannot be asked.
+    async fn settle(&mut self, item: BatchItem, attempts: u32) -> Result<Option<Outcome>> {
+        self.conn = None;
+        self.progress.set_backend(self.index, 0);
+        let old = self.backend.take();
+        let batch = self.opts.batch_id;
+        let conn = self.connected().await?;
+        if let (Some((pid, started)), Some(s)) = (old, conn.session())
+            && !db::fence_backend(s, pid, started, 5000).await?
+        {
+            return Err(Error::Unreachable(format!(
+                "the server process {pid} that lost the reply is still running after 5 s"
+            )));
+        }
+        let states = db::order_rollback_states(&mut *conn, &[item.order_id]).await?;
+        Ok(settled(states.first(), batch, attempts))
+    }
+
+    /// Rolls back one order, through broken connections: done, not done or unknown.
+    async fn roll_back(&mut self, item: BatchItem) -> Outcome {
+        let mut attempts = 0;
+        loop {
+            let (opts, retries, progress) = (self.opts, self.retries, self.progress);
+            let conn = match self.connected().await {
+                Ok(c) => c,
+                // Nothing was sent: not done.
+                Err(e) => return Outcome::Failed { error: format!("not sent: {e}") },
+            };
+            let lost = match roll_back_one(conn, item, opts, retries, &progress.cancel).await {
+                Ok(outcome) => return outcome,
+                Err((lost, n)) => {
+                    attempts += n;
+                    lost
+                }
+            };
+            match self.settle(item, attempts).await {
+                Ok(Some(outcome)) => return outcome,
+                // Not done: again on the new connection, unless cancelled or tried enough.
+                Ok(None) if self.progress.cancel.load(Ordering::Relaxed) => return Outcome::NotAttempted,
+                Ok(None) if attempts >= self.opts.max_attempts => return Outcome::Failed { error: lost.to_string() },
+                Ok(None) => continue,
+                Err(e) => return Outcome::Unknown { error: format!("{lost}; then: {e}") },
+            }
+        }
+    }
+
+    /// Records a failure where the dashboard counts it, on the worker's connection (a new
+    /// one if it broke). Best effort: the failure is in the summary either way.
+    async fn record_failure(&mut self, item: BatchItem, error: &str) {
+        let detail = serde_json::json!({ "error": error, "batch_id": self.opts.batch_id });
+        if let Ok(conn) = self.connected().await {
+            let _ = db::record_failure(&mut *conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
+        }
     }
 }
 
@@ -143,13 +308,24 @@ pub async fn run(
     let concurrency = opts.concurrency.clamp(1, 64).min(items.len().max(1));
     let queues = queues_by_user(&items, concurrency);
     let conns = open_workers(settings, opts, &progress, concurrency).await?;
-    let mut notifier = settings.connection().await?;
+    let mut notifier = settings.connection().await.ok();
 
     let retries = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for (queue, conn) in queues.into_iter().zip(conns) {
-        let (opts, progress, retries) = (opts.clone(), progress.clone(), retries.clone());
-        tasks.spawn(async move { work_queue(conn, queue, &opts, &progress, &retries).await });
+    for (index, (queue, (conn, backend))) in queues.into_iter().zip(conns).enumerate() {
+        let (settings, opts, progress, retries) = (settings.clone(), opts.clone(), progress.clone(), retries.clone());
+        tasks.spawn(async move {
+            let worker = Worker {
+                index,
+                settings: &settings,
+                opts: &opts,
+                progress: &progress,
+                retries: &retries,
+                conn: Some(conn),
+                backend,
+            };
+            work_queue(worker, queue).await
+        });
     }
 
     // Tell dashboards about progress a few times a second instead of on every commit.
@@ -171,14 +347,15 @@ pub async fn run(
                 let now = progress.rolled_back.load(Ordering::Relaxed);
                 if now != last_notified {
                     last_notified = now;
-                    let _ = db::notify_audit_changed(&mut notifier).await;
+                    notify(settings, &mut notifier).await;
                 }
             }
         }
     }
-    let _ = db::notify_audit_changed(&mut notifier).await;
+    notify(settings, &mut notifier).await;
 
-    let outcomes: Vec<(BatchItem, Outcome)> = outcomes.into_iter().flatten().collect();
+    let mut outcomes: Vec<(BatchItem, Outcome)> = outcomes.into_iter().flatten().collect();
+    settle_unknown(settings, opts.batch_id, &mut outcomes).await;
     let tally = BatchTally {
         batch_id: opts.batch_id,
         total: items.len(),
@@ -189,56 +366,148 @@ pub async fn run(
     Ok((Summary::of(tally, &outcomes), outcomes))
 }
 
-/// The workers' connections, each marked as part of the batch, their backends registered
-/// so a cancel reaches the calls in flight.
+/// Tells dashboards the audit log moved, on a connection that is replaced when it broke.
+async fn notify(settings: &ConnectSettings, notifier: &mut Option<DbConn>) {
+    if notifier.is_none() {
+        *notifier = tokio::time::timeout(Duration::from_secs(2), settings.connection()).await.ok().and_then(Result::ok);
+    }
+    if let Some(conn) = notifier
+        && db::notify_audit_changed(&mut *conn).await.is_err()
+    {
+        *notifier = None;
+    }
+}
+
+/// One more look at the orders still unknown at the end (the server may be back): each is
+/// settled from the database if it can be read, and stays unknown if not. Their server
+/// processes were ended when their workers reconnected, or are gone with the server.
+async fn settle_unknown(settings: &ConnectSettings, batch: Uuid, outcomes: &mut [(BatchItem, Outcome)]) {
+    let ids: Vec<Uuid> =
+        outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Unknown { .. })).map(|(i, _)| i.order_id).collect();
+    if ids.is_empty() {
+        return;
+    }
+    let read = async {
+        let mut conn = settings.connection().await?;
+        db::order_rollback_states(&mut conn, &ids).await
+    };
+    let Ok(Ok(states)) = tokio::time::timeout(Duration::from_secs(5), read).await else { return };
+    for (item, outcome) in outcomes.iter_mut() {
+        if !matches!(outcome, Outcome::Unknown { .. }) {
+            continue;
+        }
+        let state = states.iter().find(|s| s.order_id == item.order_id);
+        *outcome = match settled(state, batch, 1) {
+            Some(done) => done,
+            None => Outcome::Failed { error: "not done: the reply was lost and the order is not rolled back".into() },
+        };
+    }
+}
+
+/// A worker's connection, marked as part of the batch, and its server process (none
+/// behind a transaction pooler, where a connection has no backend of its own).
+async fn open_worker(settings: &ConnectSettings, opts: &BatchOptions) -> Result<(DbConn, Backend)> {
+    let mut conn = settings.connection().await?;
+    db::join_batch(&mut conn, opts.batch_id).await?;
+    let backend = match conn.session() {
+        Some(session) => Some(db::backend_identity(session).await?),
+        None => None,
+    };
+    Ok((conn, backend))
+}
+
+/// The workers' connections, their backends registered so a cancel reaches the calls in
+/// flight.
 async fn open_workers(
     settings: &ConnectSettings,
     opts: &BatchOptions,
     progress: &Progress,
     n: usize,
-) -> Result<Vec<DbConn>> {
+) -> Result<Vec<(DbConn, Backend)>> {
     let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut conn = settings.connection().await?;
-        db::join_batch(&mut conn, opts.batch_id).await?;
-        // Behind a transaction pooler a connection has no backend of its own to cancel:
-        // a cancel stops the batch after the orders in flight (each a short transaction).
-        if let Some(session) = conn.session() {
-            let pid = db::backend_pid(session).await?;
-            if let Ok(mut b) = progress.backends.lock() {
-                b.push(pid);
-            }
-        }
-        conns.push(conn);
+    for index in 0..n {
+        let (conn, backend) = open_worker(settings, opts).await?;
+        // Behind a transaction pooler a cancel stops the batch after the orders in flight
+        // (each a short transaction).
+        progress.set_backend(index, backend.map_or(0, |b| b.0));
+        conns.push((conn, backend));
     }
     Ok(conns)
 }
 
-/// One worker: its queue in order, on its own connection; after a cancel, the rest is not
-/// attempted. Returns each order's outcome with its place in the batch.
-async fn work_queue(
-    mut conn: DbConn,
-    queue: Vec<(usize, BatchItem)>,
-    opts: &BatchOptions,
-    progress: &Progress,
-    retries: &AtomicU64,
-) -> Vec<(usize, BatchItem, Outcome)> {
+/// One worker: its queue in order; after a cancel, the rest is not attempted. Returns each
+/// order's outcome with its place in the batch.
+async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(usize, BatchItem, Outcome)> {
     let mut results = Vec::with_capacity(queue.len());
     for (i, item) in queue {
-        let outcome = if progress.cancel.load(Ordering::Relaxed) {
+        let outcome = if w.progress.cancel.load(Ordering::Relaxed) {
             Outcome::NotAttempted
         } else {
-            roll_back_one(&mut conn, item, opts, retries, &progress.cancel).await
+            w.progress.set_in_flight(w.index, Some(i));
+            let outcome = w.roll_back(item).await;
+            w.progress.set_in_flight(w.index, None);
+            outcome
         };
         if outcome != Outcome::NotAttempted {
             if let Outcome::Failed { error } = &outcome {
-                let detail = serde_json::json!({ "error": error, "batch_id": opts.batch_id });
-                // Best effort: the failure is in the summary even if this cannot be written.
-                let _ = db::record_failure(&mut conn, item.order_id, item.user_id, "rollback_failed", &detail).await;
+                w.record_failure(item, error).await;
             }
-            progress.record(item, &outcome);
+            w.progress.record(i, item, &outcome);
         }
         results.push((i, item, outcome));
     }
     results
+}
+
+/// Stops a batch: no new order, no retry, and the calls in flight cancelled on the server
+/// (each is one transaction: a cancelled one changes nothing).
+pub async fn cancel(pool: &db::Db, progress: &Progress) {
+    progress.cancel.store(true, Ordering::Relaxed);
+    for pid in progress.backend_pids() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), db::cancel_backend(pool, pid)).await;
+    }
+}
+
+/// What is known of a batch without waiting for its workers (a second Ctrl-C, a signal
+/// that must end the process): the outcomes so far; each order in flight settled from the
+/// database after its server process is ended, else unknown; the rest not attempted.
+pub async fn known_so_far(
+    settings: &ConnectSettings,
+    items: &[BatchItem],
+    opts: &BatchOptions,
+    progress: &Progress,
+    elapsed_ms: u128,
+) -> (Summary, Vec<(BatchItem, Outcome)>) {
+    let mut outcomes: Vec<Option<(BatchItem, Outcome)>> = vec![None; items.len()];
+    for (i, item, outcome) in progress.finished.lock().map(|f| f.clone()).unwrap_or_default() {
+        if let Some(slot) = outcomes.get_mut(i) {
+            *slot = Some((item, outcome));
+        }
+    }
+    let in_flight: Vec<usize> =
+        progress.in_flight.lock().map(|f| f.iter().flatten().copied().collect()).unwrap_or_default();
+    for &i in &in_flight {
+        if let (Some(slot), Some(item)) = (outcomes.get_mut(i), items.get(i))
+            && slot.is_none()
+        {
+            *slot = Some((*item, Outcome::Unknown { error: "the wait for it was ended".into() }));
+        }
+    }
+    let pids = progress.backend_pids();
+    let fence = async {
+        let mut conn = settings.connection().await?;
+        if let Some(s) = conn.session() {
+            for pid in pids {
+                // Ends the call in flight and waits until it has rolled back or committed.
+                let _ = db::terminate_backend(&mut *s, pid, 2000).await;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), fence).await;
+    let mut outcomes: Vec<(BatchItem, Outcome)> =
+        outcomes.into_iter().zip(items).map(|(o, item)| o.unwrap_or((*item, Outcome::NotAttempted))).collect();
+    settle_unknown(settings, opts.batch_id, &mut outcomes).await;
+    let tally = BatchTally { batch_id: opts.batch_id, total: items.len(), retries: 0, elapsed_ms, cancelled: true };
+    (Summary::of(tally, &outcomes), outcomes)
 }

@@ -717,7 +717,7 @@ async fn a_batch_with_orders_that_cannot_be_rolled_back_reports_them_and_exits_1
 }
 
 #[tokio::test]
-async fn ctrl_c_stops_a_batch_after_the_order_in_flight_and_a_rerun_finishes_it() {
+async fn ctrl_c_cancels_a_batch_on_the_server_and_a_rerun_finishes_it() {
     use sqlx::Connection;
     let t = seeded().await;
     let first = burst(&t).await[0];
@@ -778,7 +778,7 @@ async fn ctrl_c_stops_a_batch_after_the_order_in_flight_and_a_rerun_finishes_it(
         while let Ok(Some(line)) = err_lines.next_line().await {
             stderr.push_str(&line);
             stderr.push('\n');
-            if line.contains("Cancelling") {
+            if line.contains("cancelling on the server") {
                 return true;
             }
         }
@@ -795,18 +795,20 @@ async fn ctrl_c_stops_a_batch_after_the_order_in_flight_and_a_rerun_finishes_it(
     let out = child.wait_with_output().await.expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "an incomplete batch exits 1\n{stdout}\n{stderr}");
-    assert!(stderr.contains("Cancelling"), "{stderr}");
+    assert!(stderr.contains("cancelling on the server"), "{stderr}");
     let r: Value = serde_json::from_str(&stdout).expect("JSON summary");
     assert_eq!(r["summary"]["cancelled"], true, "{r}");
-    assert_eq!(r["summary"]["rolled_back"], 1, "the order in flight finished: {r}");
-    assert_eq!(r["summary"]["not_attempted"], 59, "{r}");
-    assert_eq!(status_of(&t, first.id).await, "rolled_back");
+    // The order in flight was cancelled on the server, not left to commit after the
+    // operator said stop.
+    assert_eq!(r["summary"]["rolled_back"], 0, "the order in flight was cancelled: {r}");
+    assert_eq!(r["summary"]["not_attempted"], 60, "{r}");
+    assert_eq!(status_of(&t, first.id).await, "executed");
     assert_consistent(&t.pool).await;
 
     // The same command again finishes the rest.
     let r = ic(&t.url, &window[..window.len() - 4]).await;
     assert!(
-        r.code(0).clean().stdout.contains("59 rolled back, 0 already rolled back, 0 refused, 0 failed"),
+        r.code(0).clean().stdout.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"),
         "{}",
         r.stdout
     );

@@ -120,6 +120,7 @@ pub fn rolled_back(o: &OrderRow, postcheck_passes: bool) -> RollbackAndPostcheck
             skipped: None,
             already_rolled_back: None,
             status: None,
+            reply_lost: None,
         },
         postcheck: Some(Postcheck {
             successful: postcheck_passes,

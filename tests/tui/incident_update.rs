@@ -887,7 +887,12 @@ fn quitting_mid_batch_records_the_batch_as_interrupted() {
     let e = c.enter();
     let [Command::RunBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
     let id = *id;
-    let done = Outcome::RolledBack { refunded: Decimal::new(1_265_000, 2), margin_released: Decimal::ONE, attempts: 1 };
+    let done = Outcome::RolledBack {
+        refunded: Decimal::new(1_265_000, 2),
+        margin_released: Decimal::ONE,
+        attempts: 1,
+        reply_lost: false,
+    };
     c.db(DbEvent::BatchProgress { id, done: 1, total: 2, rolled_back: 1, problems: 0, recent: vec![(items[0], done)] });
 
     let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
@@ -957,6 +962,8 @@ fn a_batch_of_the_flow_is_recorded() {
         refused: vec![],
         failed: vec![],
         not_attempted: 0,
+        unknown: vec![],
+        reply_lost: 0,
         refunded: Decimal::new(2_530_000, 2),
         margin_released: Decimal::new(253_000, 2),
         retries: 0,
@@ -1007,6 +1014,8 @@ fn a_stopped_batch_says_what_failed_and_was_refused_not_only_what_was_rolled_bac
         refused: vec![(id(0xdead, 1), "order_not_executed".into(), "status failed".into())],
         failed: vec![(id(0xdead, 2), "connection lost".into())],
         not_attempted: 1,
+        unknown: vec![],
+        reply_lost: 0,
         refunded: Decimal::new(1_000_000, 2),
         margin_released: Decimal::new(100_000, 2),
         retries: 0,

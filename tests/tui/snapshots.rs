@@ -195,6 +195,7 @@ fn rollback_with_mismatch(o: &OrderRow) -> RollbackAndPostcheck {
             skipped: None,
             already_rolled_back: None,
             status: None,
+            reply_lost: None,
         },
         postcheck: Some(Postcheck {
             successful: false,
@@ -425,6 +426,7 @@ fn batch_running(size: (u16, u16)) -> Driver {
                     refunded: rows[i].total_cost.unwrap_or_default(),
                     margin_released: dec(1, 0),
                     attempts: 1,
+                    reply_lost: false,
                 }
             };
             (*item, outcome)

@@ -129,6 +129,19 @@ impl App {
                     c.audit_wanted = Some(now);
                 }
             }
+            // No answer: what was tried, and why it did not get one (an unknown outcome says
+            // so in its text).
+            DbEvent::Rollback { id, result: Err(e) } if flow_request == Some(*id) => {
+                let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
+                let (order, group) = match self.flow.as_ref().map(|f| &f.target) {
+                    Some(FlowTarget::Single(o)) => (Some(o), false),
+                    Some(FlowTarget::Group(o)) => (Some(o), true),
+                    _ => (None, false),
+                };
+                if let Some(o) = order {
+                    seen.push(crate::core::observed::rollback_failed(e, o.id, o.user_id, group, &reason));
+                }
+            }
             DbEvent::BatchDone { id, result: Ok(s) } if flow_request == Some(*id) => {
                 let users =
                     self.flow.as_ref().and_then(|f| f.preview.as_ref()).map_or(0, |(p, _)| p.users.max(0) as u64);

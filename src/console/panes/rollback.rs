@@ -273,7 +273,10 @@ pub(crate) fn on_rollback(app: &mut App, id: RequestId, result: Result<RollbackA
             crate::core::format::money(r.rollback.refunded.unwrap_or_default()),
             crate::core::format::money(r.rollback.margin_released.unwrap_or_default()),
             if passed { "passed" } else { "FAILED" }
-        )
+        ) + &match &r.rollback.reply_lost {
+            Some(_) => " (The reply was lost; the database's rows show this rollback.)".to_string(),
+            None => String::new(),
+        }
     } else {
         format!(
             "Refused ({}): {}. Nothing was changed.",

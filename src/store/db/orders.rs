@@ -83,6 +83,51 @@ pub async fn rollback_audit_rows<'e, E: Executor<'e, Database = Postgres>>(e: E,
         .await?)
 }
 
+/// What the database shows of these orders' rollbacks (unknown ids are left out): read on
+/// a connection other than the one that lost a reply.
+pub async fn order_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    orders: &[Uuid],
+) -> Result<Vec<crate::core::contract::OrderRollbackState>> {
+    Ok(sqlx::query_as(
+        "SELECT o.id AS order_id, o.status::text AS status, a.rollback_id, a.batch_id AS operation, \
+                a.operator::text AS operator, a.created_at AS at, \
+                coalesce((a.details->>'refunded')::numeric, 0)::numeric(20,8) AS refunded, \
+                coalesce(CASE WHEN o.status = 'rolled_back' THEN p.margin_used END, 0)::numeric(20,8) \
+                    AS margin_released \
+         FROM unnest($1::uuid[]) AS q(id) \
+         JOIN orders o ON o.id = q.id \
+         LEFT JOIN order_audit_log a ON a.order_id = o.id AND a.action = 'order_rolled_back' \
+         LEFT JOIN positions p ON p.id = o.position_id",
+    )
+    .bind(orders)
+    .fetch_all(e)
+    .await?)
+}
+
+/// What the database shows of an order's rollback and of its transaction group's (each
+/// audit row names the operation that did it): read to settle a lost reply.
+pub async fn group_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    order: Uuid,
+) -> Result<Vec<crate::core::contract::OrderRollbackState>> {
+    Ok(sqlx::query_as(
+        "SELECT o.id AS order_id, o.status::text AS status, a.rollback_id, a.batch_id AS operation, \
+                a.operator::text AS operator, a.created_at AS at, \
+                coalesce((a.details->>'refunded')::numeric, 0)::numeric(20,8) AS refunded, \
+                coalesce(CASE WHEN o.status = 'rolled_back' THEN p.margin_used END, 0)::numeric(20,8) \
+                    AS margin_released \
+         FROM orders o \
+         LEFT JOIN order_audit_log a ON a.order_id = o.id AND a.action = 'order_rolled_back' \
+         LEFT JOIN positions p ON p.id = o.position_id \
+         WHERE o.id = $1 \
+            OR (o.user_id, o.transaction_id) = (SELECT user_id, transaction_id FROM orders WHERE id = $1)",
+    )
+    .bind(order)
+    .fetch_all(e)
+    .await?)
+}
+
 /// Executed orders of one symbol in a time window with a given status (the batch by window).
 pub async fn orders_in_window<'e, E: Executor<'e, Database = Postgres>>(
     e: E,

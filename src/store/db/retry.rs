@@ -28,6 +28,19 @@ pub fn is_cancel(e: &Error) -> bool {
     e.sqlstate() == Some(QUERY_CANCELED)
 }
 
+/// Whether a call that failed with `e` may nevertheless have committed: the server did not
+/// answer with an error of the statement (the connection broke, the reply was cut or did
+/// not parse, the server went away). Such a call's result is read back from the database
+/// before anything is reported. An error the statement itself raised (a SQLSTATE other
+/// than the server going away) rolled its transaction back.
+pub fn may_have_committed(e: &Error) -> bool {
+    match e {
+        Error::Database(d) => d.code.is_none(),
+        Error::Unreachable(_) | Error::UnexpectedAnswer { .. } | Error::Task { .. } => true,
+        _ => false,
+    }
+}
+
 /// The retry rule, in one place: after an attempt, another is made only for a retryable
 /// error, while attempts are left and the caller's backoff gives a wait (`None`: the work
 /// was cancelled).

@@ -4,7 +4,24 @@
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 
-use crate::core::contract::{MaintenanceState, OrderRow, RollbackRecord, Violation, name_with_login};
+use crate::core::contract::{
+    MaintenanceState, OrderRollbackState, OrderRow, RollbackRecord, Violation, name_with_login,
+};
+
+impl<'r> FromRow<'r, PgRow> for OrderRollbackState {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        Ok(OrderRollbackState {
+            order_id: row.try_get("order_id")?,
+            status: row.try_get("status")?,
+            rollback_id: row.try_get("rollback_id")?,
+            operation: row.try_get("operation")?,
+            operator: row.try_get("operator")?,
+            at: row.try_get("at")?,
+            refunded: row.try_get("refunded")?,
+            margin_released: row.try_get("margin_released")?,
+        })
+    }
+}
 
 impl<'r> FromRow<'r, PgRow> for Violation {
     fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {

@@ -30,9 +30,10 @@ pub struct SessionSettings {
 }
 
 /// Sets a session's settings for the session (`local` false) or for the transaction it
-/// is in. A transaction also checks the client is still there every second while a
-/// statement runs: behind a transaction pooler a request is cancelled by closing its
-/// connection, and the server should notice it before the statement ends.
+/// is in. Either way the server checks every second that the client is still there while
+/// a statement runs: a client that died (or was cut off, or behind a transaction pooler
+/// cancelled a request by closing its connection) must not have its rollback commit
+/// minutes later when a lock it waited for comes free.
 pub async fn apply_settings(conn: &mut PgConnection, s: &SessionSettings, local: bool) -> Result<()> {
     Ok(apply(conn, s, local).await?)
 }
@@ -51,7 +52,8 @@ pub(super) async fn apply(conn: &mut PgConnection, s: &SessionSettings, local: b
     } else {
         "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), \
                 set_config('incident.operator', $3, false), set_config('incident.batch_id', $4, false), \
-                set_config('incident.defer_notify', $5, false)"
+                set_config('incident.defer_notify', $5, false), \
+                set_config('client_connection_check_interval', '1000', false)"
     };
     let on = |b: bool| if b { "on" } else { "" };
     sqlx::query(sql)
@@ -121,6 +123,39 @@ pub async fn backend_pid_unprepared(conn: &mut PgConnection) -> Result<i32> {
 /// Backend process id of this connection.
 pub async fn backend_pid(conn: &mut PgConnection) -> Result<i32> {
     Ok(sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await?)
+}
+
+/// Who this session's backend is: its pid and when it started (a pid alone may be reused).
+pub async fn backend_identity(conn: &mut PgConnection) -> Result<(i32, chrono::DateTime<chrono::Utc>)> {
+    Ok(sqlx::query_as("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Ends a backend of this login that lost its client, waiting up to `wait_ms` for it to be
+/// gone, so that what it was doing has committed or rolled back before anyone reads the
+/// result. True when it is gone (or was already).
+pub async fn fence_backend<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    pid: i32,
+    started: chrono::DateTime<chrono::Utc>,
+    wait_ms: i64,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(bool_and(pg_terminate_backend(pid, $3)), true) \
+         FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
+    )
+    .bind(pid)
+    .bind(started)
+    .bind(wait_ms)
+    .fetch_one(e)
+    .await?)
+}
+
+/// Ends a backend of this login (a batch's, whose wait was given up), waiting up to
+/// `wait_ms` for it to be gone.
+pub async fn terminate_backend<'e, E: Executor<'e, Database = Postgres>>(e: E, pid: i32, wait_ms: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_terminate_backend($1, $2)").bind(pid).bind(wait_ms).fetch_one(e).await?)
 }
 
 /// Whether a backend is waiting for a lock.

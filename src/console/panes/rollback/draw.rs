@@ -90,6 +90,21 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             inner,
             vec![Line::from(format!(" {}", sanitize::line(message))), Line::from(format!(" {close} closes"))],
         ),
+        // The reply was lost and could not be read back: it may have committed.
+        Stage::Failed { error } if error.starts_with("outcome unknown") => text(
+            frame,
+            inner,
+            vec![
+                Line::from(Span::styled(
+                    format!(" UNKNOWN: {}", sanitize::line(error)),
+                    Style::new().fg(Color::Magenta).bold(),
+                )),
+                Line::from(format!(
+                    " The rollback may have committed. Look at the order before anything else (its \
+                     pre-check says); trying again cannot roll it back twice. {close} closes."
+                )),
+            ],
+        ),
         Stage::Failed { error } => text(
             frame,
             inner,
@@ -246,6 +261,9 @@ fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64, close: &str
         for (id, err) in s.failed.iter().take(5) {
             lines.push(Line::from(format!(" failed {}: {}", short(*id), sanitize::line(err))));
         }
+        for (id, err) in s.unknown.iter().take(5) {
+            lines.push(Line::from(format!(" UNKNOWN {}: may be rolled back ({})", short(*id), sanitize::line(err))));
+        }
     }
     lines
 }
@@ -265,6 +283,11 @@ fn outcome_lines<'a>(items: impl Iterator<Item = (uuid::Uuid, &'a Outcome)>) -> 
                     ("FAILED", Style::new().fg(Color::Red), sanitize::line(error).into_owned())
                 }
                 Outcome::NotAttempted => ("skipped", Style::new().fg(Color::Gray), String::new()),
+                Outcome::Unknown { error } => (
+                    "UNKNOWN",
+                    Style::new().fg(Color::Magenta),
+                    format!("may be rolled back: {}", sanitize::line(error)),
+                ),
             };
             Line::from(vec![
                 Span::raw(format!(" {} ", short(id))),
