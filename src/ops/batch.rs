@@ -456,6 +456,8 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
         }
         results.push((i, item, outcome));
     }
+    // Its connection closes with it: nothing of this worker's is left to cancel.
+    w.progress.set_backend(w.index, 0);
     results
 }
 

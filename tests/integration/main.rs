@@ -11,6 +11,7 @@ mod adversary2;
 mod attribution;
 mod audit;
 mod audit_locks;
+mod batch_faults;
 mod cli;
 mod concurrency;
 mod execution;
