@@ -208,12 +208,18 @@ struct Worker<'a> {
     retries: &'a AtomicU64,
     conn: Option<DbConn>,
     backend: Backend,
+    /// Set when reconnecting failed for the whole window: the rest of the queue is not
+    /// sent (each order would wait the window again), and a rerun finishes it.
+    gave_up: Option<String>,
 }
 
 impl Worker<'_> {
     /// The live connection, reconnecting with backoff (up to `reconnect_for`, or until the
     /// batch is cancelled) when there is none.
     async fn connected(&mut self) -> Result<&mut DbConn> {
+        if let Some(why) = &self.gave_up {
+            return Err(Error::Unreachable(why.clone()));
+        }
         if self.conn.is_none() {
             let deadline = Instant::now() + self.opts.reconnect_for;
             let mut wait = Duration::from_millis(100);
@@ -224,7 +230,15 @@ impl Worker<'_> {
                     Ok(Err(e)) => e,
                     Err(_) => Error::Unreachable("no answer within 5 s".into()),
                 };
-                if self.progress.cancel.load(Ordering::Relaxed) || Instant::now() + wait > deadline {
+                if self.progress.cancel.load(Ordering::Relaxed) {
+                    return Err(err);
+                }
+                if Instant::now() + wait > deadline {
+                    let why = match &err {
+                        Error::Unreachable(m) => m.clone(),
+                        e => e.to_string(),
+                    };
+                    self.gave_up = Some(format!("{why} (gave up reconnecting after {:?})", self.opts.reconnect_for));
                     return Err(err);
                 }
                 tokio::time::sleep(wait).await;
@@ -323,6 +337,7 @@ pub async fn run(
                 retries: &retries,
                 conn: Some(conn),
                 backend,
+                gave_up: None,
             };
             work_queue(worker, queue).await
         });
