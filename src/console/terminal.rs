@@ -85,15 +85,26 @@ pub struct LoopStats {
     pub events: AtomicU64,
 }
 
+/// What the loop hears and tells: the worker's commands and answers, the terminal's
+/// events, and the signals that end the console (their names).
+pub struct LoopIo<S> {
+    /// To the worker.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// From the worker.
+    pub db_events: mpsc::UnboundedReceiver<DbEvent>,
+    /// Keys, mouse, paste, resize.
+    pub terminal_events: S,
+    /// SIGHUP, SIGTERM, … by name.
+    pub signals: mpsc::UnboundedReceiver<&'static str>,
+}
+
 /// Runs the console until the app wants to quit: draws the first frame at once (before
 /// the database has answered), then redraws only when something changed, and ticks only
 /// while something animates (plus once a minute for the header's clock).
 pub async fn run_loop<B, S>(
     terminal: &mut Terminal<B>,
     app: &mut App,
-    commands: mpsc::UnboundedSender<Command>,
-    mut db_events: mpsc::UnboundedReceiver<DbEvent>,
-    mut terminal_events: S,
+    io: LoopIo<S>,
     stats: &LoopStats,
     mut session: Option<&mut crate::console::session::Session>,
 ) -> io::Result<()>
@@ -101,6 +112,7 @@ where
     B: Backend,
     S: Stream<Item = io::Result<Event>> + Unpin,
 {
+    let LoopIo { commands, mut db_events, mut terminal_events, mut signals } = io;
     let draw = |terminal: &mut Terminal<B>, app: &App| -> io::Result<()> {
         terminal
             .draw(|f| crate::console::frame::render(app, f))
@@ -118,6 +130,7 @@ where
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut db_open = true;
+    let mut signals_open = true;
     while !app.quit {
         let animating = app.animating();
         let effects = tokio::select! {
@@ -137,6 +150,16 @@ where
                 }
                 None => {
                     db_open = false;
+                    continue;
+                }
+            },
+            signal = signals.recv(), if signals_open => match signal {
+                Some(name) => {
+                    app.now = chrono::Utc::now();
+                    app.update(Action::Signal(name))
+                }
+                None => {
+                    signals_open = false;
                     continue;
                 }
             },
@@ -173,9 +196,15 @@ pub(crate) async fn run_console(
     mut session: Option<crate::console::session::Session>,
 ) -> crate::core::error::Result<()> {
     let mut guard = TerminalGuard::enter().map_err(crate::core::error::Error::Terminal)?;
-    // A hang-up (closed SSH session) or a kill still restores the terminal. In raw mode
-    // Ctrl-C is a key, so SIGINT and SIGQUIT come only from outside (kill): treated alike.
-    let signals = tokio::spawn(async {
+    // A hang-up (closed SSH session) or a kill ends the console as quitting does: what
+    // runs is cancelled on the server and what is known of it journaled, then the terminal
+    // is restored. Should the loop not end within 5 s, the terminal is restored and the
+    // process ends anyway. In raw mode Ctrl-C is a key, so SIGINT and SIGQUIT come only
+    // from outside (kill): treated alike.
+    let (signalled, signal_rx) = mpsc::unbounded_channel();
+    let exit_code = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let code_seen = exit_code.clone();
+    let signals = tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut hup), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
@@ -186,29 +215,33 @@ pub(crate) async fn run_console(
             return;
         };
         // The shell's convention: 128 + the signal's number.
-        let code = tokio::select! {
-            _ = term.recv() => 128 + 15,
-            _ = hup.recv() => 128 + 1,
-            _ = int.recv() => 128 + 2,
-            _ = quit.recv() => 128 + 3,
+        let (code, name) = tokio::select! {
+            _ = term.recv() => (128 + 15, "SIGTERM"),
+            _ = hup.recv() => (128 + 1, "SIGHUP"),
+            _ = int.recv() => (128 + 2, "SIGINT"),
+            _ = quit.recv() => (128 + 3, "SIGQUIT"),
         };
+        code_seen.store(code, Ordering::SeqCst);
+        let _ = signalled.send(name);
+        tokio::time::sleep(Duration::from_secs(5)).await;
         restore();
         std::process::exit(code);
     });
     let stats = LoopStats::default();
-    let result = run_loop(
-        &mut guard.terminal,
-        &mut app,
-        worker.commands.clone(),
-        worker.events,
-        EventStream::new(),
-        &stats,
-        session.as_mut(),
-    )
-    .await;
+    let io = LoopIo {
+        commands: worker.commands.clone(),
+        db_events: worker.events,
+        terminal_events: EventStream::new(),
+        signals: signal_rx,
+    };
+    let result = run_loop(&mut guard.terminal, &mut app, io, &stats, session.as_mut()).await;
     let _ = worker.commands.send(Command::Shutdown);
     let _ = tokio::time::timeout(Duration::from_secs(2), worker.task).await;
     signals.abort();
     drop(guard);
+    let code = exit_code.load(Ordering::SeqCst);
+    if code != 0 {
+        std::process::exit(code);
+    }
     result.map_err(crate::core::error::Error::Terminal)
 }

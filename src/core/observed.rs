@@ -90,8 +90,8 @@ pub fn maintenance_seen(m: &MaintenanceState) -> Observation {
     }
 }
 
-/// A batch cut short by quitting the console: what was heard of it, as not finished.
-pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str) -> Observation {
+/// A batch cut short by quitting the console (`why`): what was heard of it, as not finished.
+pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: &str) -> Observation {
     Observation::Rollback {
         mode: "batch".into(),
         order: None,
@@ -101,7 +101,7 @@ pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str) -> Ob
         refunded: run.refunded.normalize().to_string(),
         success: false,
         detail: format!(
-            "interrupted: the console quit with {} of {} finished ({} rolled back, {} refused or failed); \
+            "interrupted: {why} with {} of {} finished ({} rolled back, {} refused or failed); \
              run the batch again to finish, nothing is rolled back twice",
             run.done, run.total, run.rolled_back, run.problems
         ),

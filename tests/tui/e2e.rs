@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use incident_console::console::app::App;
 use incident_console::console::protocol::DbEvent;
-use incident_console::console::terminal::{LoopStats, run_loop};
+use incident_console::console::terminal::{LoopIo, LoopStats, run_loop};
 use incident_console::console::worker::{self, WorkerTarget};
 use incident_console::core::keys::KeyMap;
 use incident_console::core::workflow::{IncidentHeader, Level};
@@ -42,6 +42,11 @@ async fn burst_newest_first(t: &TestDb) -> Vec<(Uuid, Uuid)> {
 }
 
 /// The console's short form of an id (first 8 hex digits).
+/// No signal ever arrives (the sender is gone at once).
+fn no_signals() -> tokio::sync::mpsc::UnboundedReceiver<&'static str> {
+    tokio::sync::mpsc::unbounded_channel().1
+}
+
 fn short(id: Uuid) -> String {
     id.simple().to_string()[..8].to_string()
 }
@@ -449,7 +454,8 @@ async fn keys_are_handled_and_frames_drawn_while_the_database_sleeps() {
 
     let commands = handle.commands.clone();
     let (result, ()) = tokio::time::timeout(Duration::from_secs(40), async {
-        tokio::join!(run_loop(&mut terminal, &mut app, commands, db_rx, keys, &stats, None), driver)
+        let io = LoopIo { commands, db_events: db_rx, terminal_events: keys, signals: no_signals() };
+        tokio::join!(run_loop(&mut terminal, &mut app, io, &stats, None), driver)
     })
     .await
     .expect("run_loop ended after q");

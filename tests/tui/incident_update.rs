@@ -866,6 +866,17 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
 /// was heard of it, as not finished.
 #[test]
 fn quitting_mid_batch_records_the_batch_as_interrupted() {
+    interrupted_mid_batch(None);
+}
+
+/// A hang-up (the SSH session closed) or SIGTERM mid-batch: as quitting, without asking —
+/// cancelled on the server, and journaled as interrupted by the signal.
+#[test]
+fn a_signal_mid_batch_cancels_it_and_records_it_as_interrupted() {
+    interrupted_mid_batch(Some("SIGHUP"));
+}
+
+fn interrupted_mid_batch(signal: Option<&'static str>) {
     let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     c.press(' ');
@@ -895,9 +906,14 @@ fn quitting_mid_batch_records_the_batch_as_interrupted() {
     };
     c.db(DbEvent::BatchProgress { id, done: 1, total: 2, rolled_back: 1, problems: 0, recent: vec![(items[0], done)] });
 
-    let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert!(e.journal.is_empty() && c.app.quit_confirm, "asks first");
-    let e = c.press('y');
+    let e = match signal {
+        None => {
+            let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+            assert!(e.journal.is_empty() && c.app.quit_confirm, "asks first");
+            c.press('y')
+        }
+        Some(name) => c.app.update(Action::Signal(name)),
+    };
     assert!(c.app.quit);
     assert!(e.commands.contains(&Command::Cancel { id }) && e.commands.contains(&Command::Shutdown));
     let seen = observed(&e);
@@ -905,7 +921,8 @@ fn quitting_mid_batch_records_the_batch_as_interrupted() {
         panic!("one rollback observation: {:?}", e.journal)
     };
     assert_eq!((mode.as_str(), *orders, refunded.as_str(), *success), ("batch", 1, "12650", false));
-    assert!(detail.starts_with("interrupted: the console quit with 1 of 2 finished"), "{detail}");
+    let why = signal.map_or("the console quit".to_string(), |s| format!("{s} ended the console"));
+    assert!(detail.starts_with(&format!("interrupted: {why} with 1 of 2 finished")), "{detail}");
     assert_eq!(reason, "duplicates");
 }
 

@@ -211,6 +211,11 @@ impl App {
 
     /// Quits: cancels what runs (on the server too) and stops the worker.
     pub(crate) fn leave(&mut self) -> Effects {
+        self.leave_because("the console quit")
+    }
+
+    /// Quits for `why` (said in the journal of a batch it cuts short).
+    pub(crate) fn leave_because(&mut self, why: &str) -> Effects {
         self.quit = true;
         let mut commands = Vec::new();
         if let Some(id) = self.flow.as_ref().and_then(|f| f.request()) {
@@ -223,7 +228,7 @@ impl App {
             .flow
             .as_ref()
             .filter(|f| f.is_running() && f.is_batch())
-            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text()));
+            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text(), why));
         let mut e = Effects::with(commands);
         e.journal = self.observe(interrupted.into_iter().collect());
         e

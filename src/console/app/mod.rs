@@ -52,6 +52,9 @@ pub enum Action {
     Db(Box<DbEvent>),
     /// The loop did what was asked of the incident's journal.
     Journal(JournalEvent),
+    /// A signal (SIGHUP from a closed SSH session, SIGTERM) ends the console: as quitting,
+    /// what runs is cancelled and what is known of it journaled first.
+    Signal(&'static str),
 }
 
 /// Which screen is shown.
@@ -226,6 +229,7 @@ impl App {
                 e
             }
             Action::Journal(ev) => self.on_journal(ev),
+            Action::Signal(name) => self.leave_because(&format!("{name} ended the console")),
         }
     }
 
