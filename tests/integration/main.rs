@@ -14,6 +14,7 @@ mod audit_locks;
 mod cli;
 mod concurrency;
 mod execution;
+mod faults;
 mod incident_cli;
 mod journal;
 mod layers;
