@@ -6,24 +6,27 @@
 //!   book `db::seeded()` gives, whose burst `db::BURST_SQL` names). It can be killed with
 //!   -9, restarted on the same socket and data directory (crash recovery), frozen and
 //!   thawed, and have sessions terminated.
+//! - [`LostAckProxy`]: a TCP proxy in front of a private server that loses the reply to a
+//!   statement once the server has committed it, and can cut every connection at once.
 //! - The checks a fault test ends with: [`Book`] (money exact, from the orders' own
 //!   amounts), [`assert_rolled_back_once`] and [`BatchFigures`] (what the audit log says a
 //!   batch did, to hold a report against).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use incident_console::store::db;
 use incident_console::store::sandbox::{Cluster, Durability, SUPERUSER};
 use rust_decimal::Decimal;
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 /// The database of a private server that holds the book.
@@ -461,6 +464,480 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(2));
     }
     true
+}
+
+// ---------------------------------------------------------------------------------------
+// The proxy
+
+/// A reply the proxy lost, and whether the server had committed the transaction it belongs
+/// to when the proxy closed the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostReply {
+    /// The transaction ended with a commit: no error and no `ROLLBACK` before its
+    /// ReadyForQuery said the session was idle.
+    pub committed: bool,
+    /// The statement ran inside `BEGIN … COMMIT` (behind a transaction pooler): its
+    /// result was let through and the answer to `COMMIT` was lost instead.
+    pub explicit_transaction: bool,
+}
+
+/// What the proxy is armed to lose.
+struct Arming {
+    marker: Vec<u8>,
+    /// Matching replies to let through first.
+    skip: usize,
+    /// Matching replies still to lose.
+    left: usize,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    arming: Mutex<Option<Arming>>,
+    lost: Mutex<Vec<LostReply>>,
+    live: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    accepted: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl ProxyShared {
+    /// Whether the reply this data row belongs to is one to lose (it then counts).
+    fn claim(&self, row: &[u8]) -> bool {
+        let mut arming = self.arming.lock().expect("arming");
+        let Some(a) = arming.as_mut() else { return false };
+        if a.marker.is_empty() || !row.windows(a.marker.len()).any(|w| w == a.marker.as_slice()) {
+            return false;
+        }
+        if a.skip > 0 {
+            a.skip -= 1;
+            return false;
+        }
+        a.left -= 1;
+        if a.left == 0 {
+            *arming = None;
+        }
+        true
+    }
+}
+
+/// Removes a connection from the live ones when its task ends or is aborted (it is moved
+/// into the task's future, so it is dropped with it even if the task never ran).
+struct Deregister {
+    shared: Arc<ProxyShared>,
+    id: u64,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.remove(&self.id);
+        }
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a [`PrivateServer`], on a thread and runtime of
+/// its own (so a test's blocking calls or runtime flavour do not stall it). It forwards
+/// byte for byte; armed, it loses a reply whose data row holds a marker: it stops
+/// forwarding at that row, reads on until the ReadyForQuery that says the transaction
+/// ended (so the server has committed, or not: see [`LostReply`]), then closes both
+/// connections. It can also cut every connection at once.
+pub struct LostAckProxy {
+    port: u16,
+    password: String,
+    shared: Arc<ProxyShared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LostAckProxy {
+    /// Starts a proxy in front of `server`'s socket on a free port of 127.0.0.1.
+    pub fn in_front_of(server: &PrivateServer) -> LostAckProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let socket = server.socket();
+        let shared = Arc::new(ProxyShared::default());
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let accepting = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("lost-ack-proxy".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("proxy runtime");
+                rt.block_on(accept(listener, socket, accepting, stop));
+                // Dropping the runtime drops every connection's task, closing its sockets.
+            })
+            .expect("proxy thread");
+        LostAckProxy { port, password: server.password.clone(), shared, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of the book database through the proxy (TCP, with the password).
+    pub fn url(&self) -> String {
+        self.url_of(BOOK_DATABASE)
+    }
+
+    /// The URL of any database of the server through the proxy.
+    pub fn url_of(&self, database: &str) -> String {
+        format!("postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}", self.password, self.port)
+    }
+
+    /// Arms the proxy: the next `times` replies (on any connection) with a data row that
+    /// contains `marker` are lost after the server committed them. Replaces any arming.
+    pub fn drop_next_reply_containing(&self, marker: &[u8], times: usize) {
+        self.drop_replies_containing(marker, 0, times);
+    }
+
+    /// As [`drop_next_reply_containing`], after letting `skip` matching replies through
+    /// (to lose the reply of, say, the fifth rollback of a batch).
+    ///
+    /// [`drop_next_reply_containing`]: LostAckProxy::drop_next_reply_containing
+    pub fn drop_replies_containing(&self, marker: &[u8], skip: usize, times: usize) {
+        let arming = (times > 0).then(|| Arming { marker: marker.to_vec(), skip, left: times });
+        *self.shared.arming.lock().expect("arming") = arming;
+    }
+
+    /// Disarms the proxy: nothing more is lost.
+    pub fn disarm(&self) {
+        *self.shared.arming.lock().expect("arming") = None;
+    }
+
+    /// Every reply lost so far, in order.
+    pub fn drops(&self) -> Vec<LostReply> {
+        self.shared.lost.lock().expect("lost").clone()
+    }
+
+    /// How many replies were lost after their transaction committed.
+    pub fn dropped_after_commit(&self) -> usize {
+        self.drops().iter().filter(|l| l.committed).count()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.shared.live.lock().expect("live").len()
+    }
+
+    /// Severs every open connection at once (both sides closed, as a network that dies
+    /// would leave them) and returns how many there were, once they are all closed. New
+    /// connections are accepted as before.
+    pub fn cut_all(&self) -> usize {
+        let tasks: Vec<tokio::task::AbortHandle> = self.shared.live.lock().expect("live").values().cloned().collect();
+        for task in &tasks {
+            task.abort();
+        }
+        let closed = wait_until(Duration::from_secs(5), || tasks.iter().all(|t| t.is_finished()));
+        assert!(closed, "the proxy's connections did not close within 5 s");
+        tasks.len()
+    }
+}
+
+impl Drop for LostAckProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept(
+    listener: std::net::TcpListener,
+    socket: PathBuf,
+    shared: Arc<ProxyShared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => {
+                let Ok((client, _)) = accepted else { continue };
+                let _ = client.set_nodelay(true);
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+                let gone = Deregister { shared: Arc::clone(&shared), id };
+                let (socket, relaying) = (socket.clone(), Arc::clone(&shared));
+                let task = tokio::spawn(async move {
+                    let _gone = gone;
+                    relay(client, &socket, &relaying).await;
+                });
+                // On this single-threaded runtime the task cannot run (and deregister)
+                // before it is registered.
+                shared.live.lock().expect("live").insert(id, task.abort_handle());
+            }
+        }
+    }
+}
+
+/// One client's connection: forwarded until either side ends or a reply is lost; then
+/// both sockets are dropped (closed).
+async fn relay(client: tokio::net::TcpStream, socket: &Path, shared: &ProxyShared) {
+    let Ok(server) = tokio::net::UnixStream::connect(socket).await else { return };
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let handshake = Arc::new(Handshake::default());
+    let mut client_bytes = ClientBytes::new(Arc::clone(&handshake));
+    let mut server_bytes = ServerBytes::new(handshake);
+    let upstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Read before it is forwarded: the server may answer at once.
+            client_bytes.read(&buf[..n]);
+            if to_server.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_server.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let step = server_bytes.read(&buf[..n], &|row| shared.claim(row));
+            if !step.forward.is_empty() && to_client.write_all(&step.forward).await.is_err() {
+                return;
+            }
+            if let Some(lost) = step.lost {
+                // Counted before the sockets close, so a test that saw its error sees it.
+                shared.lost.lock().expect("lost").push(lost);
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+}
+
+/// What the two directions of one connection tell each other during the handshake.
+#[derive(Debug, Default)]
+pub struct Handshake {
+    /// One-byte answers the server owes (to SSLRequest and GSSENCRequest): they have no
+    /// type and no length.
+    owed: AtomicUsize,
+    /// The server accepted encryption: the bytes cannot be read, only forwarded.
+    opaque: AtomicBool,
+}
+
+/// The client's bytes of one connection, read only until its startup packet: each
+/// SSLRequest or GSSENCRequest before it is owed a one-byte answer.
+#[derive(Debug)]
+pub struct ClientBytes {
+    handshake: Arc<Handshake>,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+
+impl ClientBytes {
+    /// Reads the client's side of a connection sharing `handshake` with its server side.
+    pub fn new(handshake: Arc<Handshake>) -> Self {
+        ClientBytes { handshake, buf: Vec::new(), done: false }
+    }
+
+    /// Takes the next bytes the client sent (before they are forwarded).
+    pub fn read(&mut self, bytes: &[u8]) {
+        if self.done || self.handshake.opaque.load(Ordering::SeqCst) {
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+        while self.buf.len() >= 8 {
+            let code = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
+            if code == SSL_REQUEST || code == GSSENC_REQUEST {
+                self.handshake.owed.fetch_add(1, Ordering::SeqCst);
+                self.buf.drain(..8);
+            } else {
+                // The startup packet (or a cancel request): the rest is the session.
+                self.done = true;
+                self.buf = Vec::new();
+            }
+        }
+    }
+}
+
+/// What to do with bytes the server sent: forward these, and whether a reply was lost
+/// (the connection is then closed).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Bytes to send to the client now.
+    pub forward: Vec<u8>,
+    /// A reply was lost: close both sides.
+    pub lost: Option<LostReply>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Before the first ReadyForQuery: one-byte answers, authentication, parameters.
+    Startup,
+    /// Messages of the session.
+    Session,
+    /// Encrypted, or not the protocol: forwarded unread.
+    Opaque,
+}
+
+#[derive(Debug)]
+enum Hold {
+    /// Forwarding every message.
+    Passing,
+    /// A data row with the marker and what followed it, withheld until the ReadyForQuery.
+    Holding { withheld: Vec<u8>, failed: bool },
+    /// The result passed inside an explicit transaction: what answers `COMMIT` is lost.
+    Losing { failed: bool, rolled_back: bool },
+}
+
+/// The server's bytes of one connection, read as protocol messages (one type byte and a
+/// length that counts itself) from the first ReadyForQuery on.
+#[derive(Debug)]
+pub struct ServerBytes {
+    handshake: Arc<Handshake>,
+    buf: Vec<u8>,
+    phase: Phase,
+    hold: Hold,
+}
+
+impl ServerBytes {
+    /// Reads the server's side of a connection sharing `handshake` with its client side.
+    pub fn new(handshake: Arc<Handshake>) -> Self {
+        ServerBytes { handshake, buf: Vec::new(), phase: Phase::Startup, hold: Hold::Passing }
+    }
+
+    /// Takes the next bytes the server sent; `lose` says whether the reply of a data row
+    /// (its body) is to be lost.
+    pub fn read(&mut self, bytes: &[u8], lose: &dyn Fn(&[u8]) -> bool) -> Step {
+        let mut step = Step::default();
+        self.buf.extend_from_slice(bytes);
+        let mut at = 0;
+        loop {
+            let rest = &self.buf[at..];
+            match self.phase {
+                Phase::Opaque => {
+                    step.forward.extend_from_slice(rest);
+                    at = self.buf.len();
+                    break;
+                }
+                Phase::Startup if self.handshake.owed.load(Ordering::SeqCst) > 0 => {
+                    let Some(&answer) = rest.first() else { break };
+                    at += 1;
+                    step.forward.push(answer);
+                    self.handshake.owed.fetch_sub(1, Ordering::SeqCst);
+                    if answer != b'N' {
+                        // 'S' or 'G': encryption follows; set before the answer is forwarded,
+                        // so the client side never reads its handshake as a packet.
+                        self.handshake.opaque.store(true, Ordering::SeqCst);
+                        self.phase = Phase::Opaque;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if rest.len() < 5 {
+                break;
+            }
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            if len < 4 {
+                self.phase = Phase::Opaque;
+                continue;
+            }
+            if rest.len() < 1 + len {
+                break;
+            }
+            let message = &self.buf[at..at + 1 + len];
+            at += 1 + len;
+            if matches!(self.phase, Phase::Startup) {
+                step.forward.extend_from_slice(message);
+                if message[0] == b'Z' {
+                    self.phase = Phase::Session;
+                }
+                continue;
+            }
+            if let Some(lost) = Self::session_message(&mut self.hold, message, &mut step.forward, lose) {
+                step.lost = Some(lost);
+                break;
+            }
+        }
+        self.buf.drain(..at);
+        step
+    }
+
+    fn session_message(
+        hold: &mut Hold,
+        message: &[u8],
+        forward: &mut Vec<u8>,
+        lose: &dyn Fn(&[u8]) -> bool,
+    ) -> Option<LostReply> {
+        let (kind, body) = (message[0], &message[5..]);
+        // ReadyForQuery's status: 'I' idle (the transaction ended), 'T' in a transaction
+        // block, 'E' in a failed one.
+        let status = if kind == b'Z' { body.first().copied() } else { None };
+        match hold {
+            Hold::Passing => {
+                if kind == b'D' && lose(body) {
+                    *hold = Hold::Holding { withheld: message.to_vec(), failed: false };
+                } else {
+                    forward.extend_from_slice(message);
+                }
+                None
+            }
+            Hold::Holding { withheld, failed } => {
+                withheld.extend_from_slice(message);
+                match (kind, status) {
+                    (b'E', _) => {
+                        *failed = true;
+                        None
+                    }
+                    // An implicit transaction commits at Sync, before this message.
+                    (b'Z', Some(b'I')) => Some(LostReply { committed: !*failed, explicit_transaction: false }),
+                    (b'Z', Some(b'T')) => {
+                        // Inside BEGIN … COMMIT nothing is committed yet, and the client
+                        // sends COMMIT only once it has the result: let it through and
+                        // lose the answer to COMMIT.
+                        forward.append(withheld);
+                        *hold = Hold::Losing { failed: false, rolled_back: false };
+                        None
+                    }
+                    // The transaction failed: closing the connection rolls it back.
+                    (b'Z', _) => Some(LostReply { committed: false, explicit_transaction: true }),
+                    _ => None,
+                }
+            }
+            Hold::Losing { failed, rolled_back } => match (kind, status) {
+                (b'E', _) => {
+                    *failed = true;
+                    None
+                }
+                (b'C', _) => {
+                    // COMMIT of a failed transaction answers ROLLBACK.
+                    *rolled_back = body.starts_with(b"ROLLBACK");
+                    None
+                }
+                (b'Z', Some(b'I')) => {
+                    Some(LostReply { committed: !*failed && !*rolled_back, explicit_transaction: true })
+                }
+                // The client sent something else inside the transaction and now waits for
+                // an answer it will never get: close, which rolls the transaction back.
+                (b'Z', _) => Some(LostReply { committed: false, explicit_transaction: true }),
+                _ => None,
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
