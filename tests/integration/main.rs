@@ -15,6 +15,7 @@ mod batch_faults;
 mod cli;
 mod concurrency;
 mod execution;
+mod faults;
 mod incident_cli;
 mod journal;
 mod layers;
