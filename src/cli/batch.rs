@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
-use super::{check_reason, confirm, connect, not_confirmed, observe};
+use super::{check_reason, confirm, connect, not_confirmed};
 use crate::core::batch::{self, BatchItem, Outcome, Summary};
 use crate::core::contract::Violation;
-use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, Error, Result};
 use crate::core::format::money;
 use crate::core::observed;
 use crate::core::sanitize;
@@ -112,6 +112,11 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
 
     let mut opts = BatchOptions::new(a.reason.clone());
     opts.concurrency = usize::from(a.concurrency);
+    // Nothing moves before the batch's intent is on disk in the incident's journal (or, with
+    // --no-journal, its waiver is in the audit log); its id is the batch's.
+    let intent = observed::batch_intended(opts.batch_id, items.len() as u64, preview.total_refund, &a.reason);
+    let pairs: Vec<(Uuid, Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
+    let recorded = super::intend(g, a.no_journal, Vec::new(), intent, &pairs, &pool).await?;
     let (summary, outcomes) = run_with_progress(&settings, items, &opts).await?;
 
     // Prove the batch: every touched user's balance and margin against the ledger.
@@ -121,14 +126,22 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let violations = db::ledger_audit_users(&pool, &users).await?;
     let ok = summary.complete() && violations.is_empty();
     let seen = vec![
-        observed::batch(&summary, users.len() as u64, &a.reason),
+        observed::batch(&summary, users.len() as u64, &a.reason, opts.batch_id),
         Observation::Audit { violations: violations.len() as u64 },
     ];
-    observe(g, seen, Some(&pool)).await;
+    let journal_error = super::outcome(g, &recorded, seen, &pool).await;
     if g.json {
-        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations }))?;
+        let mut out = json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations });
+        if let Some(why) = &journal_error {
+            out["journal_error"] = json!(why);
+        }
+        print_json(&out)?;
     } else {
         print_summary(&summary, &violations);
+    }
+    if let Some(why) = &journal_error {
+        super::outcome_lost(why, opts.batch_id);
+        return Ok(EXIT_OUTCOME_NOT_JOURNALED);
     }
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
 }

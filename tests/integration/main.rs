@@ -16,6 +16,7 @@ mod concurrency;
 mod execution;
 mod incident_cli;
 mod journal;
+mod journal_wal;
 mod layers;
 mod lock_squatting;
 mod migration_safety;

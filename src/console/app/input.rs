@@ -223,7 +223,7 @@ impl App {
             .flow
             .as_ref()
             .filter(|f| f.is_running() && f.is_batch())
-            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text()));
+            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text(), f.operation));
         let mut e = Effects::with(commands);
         e.journal = self.observe(interrupted.into_iter().collect());
         e
