@@ -129,7 +129,10 @@ async fn run_without_journal(
 ) -> Result<i32> {
     let level = crate::core::workflow::Level::from_number(o.level.unwrap_or(2))
         .unwrap_or(crate::core::workflow::Level::Moderate);
-    let header = crate::core::workflow::IncidentHeader::new("No incident journal (--no-journal)".into(), level, now);
+    let mut header =
+        crate::core::workflow::IncidentHeader::new("rollbacks recorded as waivers in the audit log".into(), level, now);
+    // No incident is open: the header must not show an id that names one.
+    header.id = "NO JOURNAL".into();
     let (target, label) = worker_target(o);
     let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
     let mut app = app::App::new(config.keymap.clone(), header, label, now, (w, h));

@@ -593,3 +593,90 @@ async fn journal_waiver_refuses_what_is_not_a_rollback_and_keeps_no_escapes() {
     .expect("the waivers");
     assert!(reasons.iter().all(|r| !r.contains('\u{1b}') && r.starts_with('x')), "{reasons:?}");
 }
+
+/// The console started with `--no-journal`: its worker records each rollback's and each
+/// batch's waiver in the audit log before it rolls back, under the operation id the
+/// command carries; an order that is not its user's is refused before anything moves.
+#[tokio::test]
+async fn journal_waived_by_the_console_worker_is_in_the_audit_log_before_its_rollbacks() {
+    use incident_console::console::protocol::{Command, ConnState, DbEvent};
+    use incident_console::console::worker::{self, WorkerTarget};
+    use incident_console::core::batch::BatchItem;
+    use incident_console::store::config::ConsoleConfig;
+    use std::time::Duration;
+
+    let t = test_db().await;
+    let b = book(&t).await;
+    let hour = Duration::from_secs(3600);
+    let config = ConsoleConfig { refresh: hour, audit: hour, ..ConsoleConfig::default() };
+    let mut h = worker::spawn(WorkerTarget::Url(t.settings()), config);
+    let mut next = async |what: &str| match tokio::time::timeout(Duration::from_secs(20), h.events.recv()).await {
+        Ok(Some(DbEvent::Connection(ConnState::Down { error, .. }))) => panic!("down waiting for {what}: {error}"),
+        Ok(Some(ev)) => ev,
+        Ok(None) => panic!("the worker stopped"),
+        Err(_) => panic!("no {what} within 20 s"),
+    };
+    while !matches!(next("the connection").await, DbEvent::Connection(ConnState::Up { .. })) {}
+    let actions = async |operation: Uuid| -> Vec<String> {
+        sqlx::query_scalar("SELECT action::text FROM order_audit_log WHERE batch_id = $1 ORDER BY id")
+            .bind(operation)
+            .fetch_all(&t.pool)
+            .await
+            .expect("the operation's audit rows")
+    };
+
+    h.commands.send(Command::Precheck { id: 1, order: b.single, user: b.user }).expect("send");
+    let baseline = loop {
+        if let DbEvent::Precheck { id: 1, result, .. } = next("the pre-check").await {
+            break result.expect("pre-check").baseline.expect("baseline");
+        }
+    };
+    let operation = Uuid::new_v4();
+    let rollback = |id, order, user, baseline| Command::Rollback {
+        id,
+        order,
+        user,
+        reason: REASON.into(),
+        baseline,
+        group: false,
+        operation,
+        waive_journal: true,
+    };
+    // Not its user's order: the waiver is refused, and so nothing is rolled back.
+    let print = fingerprint(&t.pool).await;
+    h.commands.send(rollback(2, b.single, b.other_user, baseline.clone())).expect("send");
+    let refused = loop {
+        if let DbEvent::Rollback { id: 2, result } = next("the refusal").await {
+            break result.expect_err("no waiver, no rollback");
+        }
+    };
+    assert!(refused.starts_with("not rolled back: the journal waiver could not be recorded"), "{refused}");
+    assert_eq!(fingerprint(&t.pool).await, print, "nothing changed");
+
+    h.commands.send(rollback(3, b.single, b.user, baseline)).expect("send");
+    loop {
+        if let DbEvent::Rollback { id: 3, result } = next("the rollback").await {
+            assert!(result.expect("rolled back").rollback.success);
+            break;
+        }
+    }
+    assert_eq!(actions(operation).await, ["journal_waived", "order_rolled_back"]);
+
+    let batch = Uuid::new_v4();
+    let items = vec![
+        BatchItem { order_id: b.group[0], user_id: b.user },
+        BatchItem { order_id: b.other, user_id: b.other_user },
+    ];
+    h.commands
+        .send(Command::RunBatch { id: 4, items, reason: REASON.into(), operation: batch, waive_journal: true })
+        .expect("send");
+    loop {
+        if let DbEvent::BatchDone { id: 4, result } = next("the batch").await {
+            let summary = result.expect("the batch ran");
+            assert_eq!((summary.rolled_back, summary.batch_id), (2, batch));
+            break;
+        }
+    }
+    assert_eq!(actions(batch).await, ["journal_waived", "journal_waived", "order_rolled_back", "order_rolled_back"]);
+    let _ = h.commands.send(Command::Shutdown);
+}
