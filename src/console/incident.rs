@@ -87,6 +87,11 @@ pub struct IncidentPanel {
     pub audit_wanted: Option<DateTime<Utc>>,
     /// The audit result last recorded.
     pub audit_recorded: Option<(usize, DateTime<Utc>)>,
+    /// The rollback whose intent is in the journal and whose outcome is not yet: it runs.
+    pub awaiting_outcome: Option<uuid::Uuid>,
+    /// The rollback whose outcome could not be written after it ran: the journal shows its
+    /// intent alone, and the footer keeps saying so.
+    pub outcome_lost: Option<uuid::Uuid>,
 }
 
 impl IncidentPanel {
@@ -119,6 +124,8 @@ impl IncidentPanel {
             dialog: None,
             audit_wanted: None,
             audit_recorded: None,
+            awaiting_outcome: None,
+            outcome_lost: None,
         };
         p.audit_recorded = p.state.records_of::<event::Audit>().last().map(|(r, a)| (a.violations as usize, r.at));
         p.refresh_messages(now);

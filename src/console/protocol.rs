@@ -97,12 +97,24 @@ pub enum Command {
     CountOrders { id: RequestId, query: OrderQuery },
     /// `rollback_precheck`.
     Precheck { id: RequestId, order: Uuid, user: Uuid },
-    /// `rollback_with_postcheck`.
-    Rollback { id: RequestId, order: Uuid, user: Uuid, reason: String, baseline: serde_json::Value, group: bool },
+    /// `rollback_with_postcheck`, sent once its intent is in the journal. `operation` is the
+    /// intent's (and the audit rows' `batch_id`); `waive_journal` (console started with
+    /// `--no-journal`) records the waiver in the audit log first and rolls back only then.
+    Rollback {
+        id: RequestId,
+        order: Uuid,
+        user: Uuid,
+        reason: String,
+        baseline: serde_json::Value,
+        group: bool,
+        operation: Uuid,
+        waive_journal: bool,
+    },
     /// What a batch would do.
     PreviewBatch { id: RequestId, target: BatchTarget },
-    /// Run a batch.
-    RunBatch { id: RequestId, items: Vec<BatchItem>, reason: String },
+    /// Run a batch, sent once its intent is in the journal; `operation` is the batch id, and
+    /// `waive_journal` as for `Rollback`.
+    RunBatch { id: RequestId, items: Vec<BatchItem>, reason: String, operation: Uuid, waive_journal: bool },
     /// Cancel a request: on the server too.
     Cancel { id: RequestId },
     /// Refresh the dashboard now.

@@ -419,13 +419,18 @@ impl Worker {
             Command::LoadOrders { id, query, page, limit } => requests::load_orders(job, id, query, page, limit),
             Command::CountOrders { id, query } => requests::count_orders(job, id, query),
             Command::Precheck { id, order, user } => requests::precheck(job, id, order, user),
-            Command::Rollback { id, order, user, reason, baseline, group } => requests::rollback(
-                job,
-                id,
-                RollbackRequest { order, user, reason, baseline, group, operation: uuid::Uuid::new_v4() },
-            ),
+            Command::Rollback { id, order, user, reason, baseline, group, operation, waive_journal } => {
+                requests::rollback(
+                    job,
+                    id,
+                    RollbackRequest { order, user, reason, baseline, group, operation },
+                    waive_journal,
+                )
+            }
             Command::PreviewBatch { id, target } => requests::preview_batch(job, id, target),
-            Command::RunBatch { id, items, reason } => requests::run_batch(job, settings, id, items, reason),
+            Command::RunBatch { id, items, reason, operation, waive_journal } => {
+                requests::run_batch(job, settings, id, items, reason, operation, waive_journal)
+            }
             Command::SetMaintenance { id, on, reason } => requests::set_maintenance(job, id, on, reason),
             Command::Cancel { .. }
             | Command::RefreshDashboard

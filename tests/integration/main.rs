@@ -18,6 +18,7 @@ mod execution;
 mod faults;
 mod incident_cli;
 mod journal;
+mod journal_wal;
 mod layers;
 mod lock_squatting;
 mod migration_safety;

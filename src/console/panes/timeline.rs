@@ -24,7 +24,7 @@ impl IncidentPanel {
     /// nothing is filtered.
     pub(crate) fn timeline_page(&self, offset: usize, rows: usize) -> (Vec<(&Entry, String)>, usize) {
         if self.timeline_filter.is_empty() {
-            let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, crate::core::report::describe(e)));
+            let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, self.describe(e)));
             return (page.collect(), self.entries.len());
         }
         let all = self.timeline();
@@ -37,9 +37,20 @@ impl IncidentPanel {
         self.entries
             .iter()
             .rev()
-            .map(|e| (e, crate::core::report::describe(e)))
+            .map(|e| (e, self.describe(e)))
             .filter(|(e, text)| crate::core::report::matches(e, text, &self.timeline_filter))
             .collect()
+    }
+
+    /// An entry's line: a rollback intended whose outcome the journal lacks says so, unless
+    /// it is the one this console is running (its outcome is still to come).
+    fn describe(&self, e: &Entry) -> String {
+        match &e.event {
+            Event::RollbackIntended(i) if self.awaiting_outcome == Some(i.operation) => {
+                format!("{} — running", crate::core::report::describe(e))
+            }
+            _ => crate::core::report::describe_in(&self.state, e),
+        }
     }
 }
 
@@ -95,13 +106,20 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|(e, text)| {
             let at = if wide { e.at.format("%Y-%m-%d %H:%M:%S") } else { e.at.format("%m-%d %H:%M:%S") };
-            let style = match e.event {
+            let style = match &e.event {
                 Event::LevelChanged(_) | Event::PhaseChanged(_) => {
                     Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
                 }
                 Event::Rollback(_) | Event::Maintenance(_) | Event::MaintenanceSeen(_) => {
                     Style::new().fg(Color::Magenta)
                 }
+                // An intent with no outcome: the journal cannot say whether money moved.
+                Event::RollbackIntended(i)
+                    if !case.state.outcome_recorded(i.operation) && case.awaiting_outcome != Some(i.operation) =>
+                {
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                }
+                Event::RollbackIntended(_) => Style::new().fg(Color::Magenta),
                 Event::Note(_) => Style::new().fg(Color::Yellow),
                 _ => Style::new(),
             };

@@ -17,7 +17,9 @@
 //! line. Such entries are kept as [`Event::Unknown`] with their kind and raw data: they
 //! verify, fold (as records) and show in the timeline as `kind: data`, but change no state.
 //! The members of a kind are therefore fixed: a version that needs other members writes a
-//! new kind.
+//! new kind. The one exception is a member written only when it has a value (`rollback`'s
+//! `operation`): lines without it keep their bytes and read as before, and a version that
+//! does not know the member keeps the lines with it as unknown, still verified and shown.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -55,6 +57,9 @@ pub enum Event {
     FieldWaived(FieldWaived),
     /// `precheck`: a rollback's pre-check ran.
     Precheck(Precheck),
+    /// `rollback_intended`: a rollback (single, transaction group or batch) is about to
+    /// run; written, and synced to disk, before any money moves.
+    RollbackIntended(RollbackIntended),
     /// `rollback`: a rollback (single, transaction group or batch) ended.
     Rollback(Rollback),
     /// `postcheck`: a rollback's post-check ran.
@@ -184,6 +189,28 @@ pub struct Precheck {
     pub failed: Vec<String>,
 }
 
+/// `rollback_intended`: what a rollback is about to do, before it runs. Its outcome is the
+/// `rollback` with the same `operation`; an intent without one means the outcome was never
+/// written (the journal failed after the money moved, or the process died): the database
+/// says what happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackIntended {
+    /// Identifies the rollback: its outcome's `operation`, and the `batch_id` of its audit rows.
+    pub operation: Uuid,
+    /// single, transaction or batch.
+    pub mode: String,
+    /// The order it starts from; `null` for a batch.
+    pub order: Option<Uuid>,
+    /// Its user; `null` for a batch.
+    pub user: Option<Uuid>,
+    /// Orders it is to roll back (the pre-check's or the preview's count).
+    pub orders: u64,
+    /// Cash it is to give back (the pre-check's or the preview's figure), as a decimal string.
+    pub refund: String,
+    /// The reason to be recorded on the orders.
+    pub reason: String,
+}
+
 /// `rollback`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {
@@ -205,6 +232,10 @@ pub struct Rollback {
     pub detail: String,
     /// The reason recorded on the orders.
     pub reason: String,
+    /// The `operation` of the intent this is the outcome of. Written only when known, so a
+    /// rollback recorded before intents existed keeps its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Uuid>,
 }
 
 /// `postcheck`.
@@ -330,6 +361,7 @@ impl Event {
             Event::FieldSet(_) => "field_set",
             Event::FieldWaived(_) => "field_waived",
             Event::Precheck(_) => "precheck",
+            Event::RollbackIntended(_) => "rollback_intended",
             Event::Rollback(_) => "rollback",
             Event::Postcheck(_) => "postcheck",
             Event::Maintenance(_) | Event::MaintenanceSeen(_) => "maintenance",
@@ -355,6 +387,7 @@ impl Event {
             Event::FieldSet(d) => serde_json::to_value(d),
             Event::FieldWaived(d) => serde_json::to_value(d),
             Event::Precheck(d) => serde_json::to_value(d),
+            Event::RollbackIntended(d) => serde_json::to_value(d),
             Event::Rollback(d) => serde_json::to_value(d),
             Event::Postcheck(d) => serde_json::to_value(d),
             Event::Maintenance(d) => serde_json::to_value(d),
@@ -384,6 +417,7 @@ impl Event {
             "field_set" => exact(&data, Event::FieldSet),
             "field_waived" => exact(&data, Event::FieldWaived),
             "precheck" => exact(&data, Event::Precheck),
+            "rollback_intended" => exact(&data, Event::RollbackIntended),
             "rollback" => exact(&data, Event::Rollback),
             "postcheck" => exact(&data, Event::Postcheck),
             "maintenance" => exact(&data, Event::MaintenanceSeen).or_else(|| exact(&data, Event::Maintenance)),
@@ -462,6 +496,7 @@ event_data!(
     FieldSet,
     FieldWaived,
     Precheck,
+    RollbackIntended,
     Rollback,
     Postcheck,
     Maintenance,

@@ -297,6 +297,7 @@ impl Incident {
             Event::IncidentOpened(_)
             | Event::Note(_)
             | Event::Precheck(_)
+            | Event::RollbackIntended(_)
             | Event::Rollback(_)
             | Event::Postcheck(_)
             | Event::Audit(_)
@@ -469,6 +470,17 @@ impl Incident {
     /// The records of one kind, each with its data: `records_of::<event::Rollback>()`.
     pub fn records_of<'s, T: EventData + 's>(&'s self) -> impl Iterator<Item = (&'s Record, &'s T)> + 's {
         self.records.iter().filter_map(|r| T::of(&r.event).map(|data| (r, data)))
+    }
+
+    /// Whether the outcome of the rollback `operation` is in the journal.
+    pub fn outcome_recorded(&self, operation: uuid::Uuid) -> bool {
+        self.records_of::<event::Rollback>().any(|(_, r)| r.operation == Some(operation))
+    }
+
+    /// The rollbacks intended whose outcome the journal does not have, oldest first: the
+    /// journal failed after the money moved, or the process died, or it still runs.
+    pub fn intents_without_outcome(&self) -> impl Iterator<Item = (&Record, &event::RollbackIntended)> + '_ {
+        self.records_of::<event::RollbackIntended>().filter(|(_, i)| !self.outcome_recorded(i.operation))
     }
 
     /// When the last message to this audience was copied out.

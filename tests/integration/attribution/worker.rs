@@ -85,7 +85,16 @@ async fn the_worker_through(mode: PoolMode) {
     assert!(pre.ready, "{pre:?}");
     let baseline = pre.baseline.expect("a baseline");
     h.commands
-        .send(Command::Rollback { id: 2, order, user, reason: REASON.into(), baseline, group: false })
+        .send(Command::Rollback {
+            id: 2,
+            order,
+            user,
+            reason: REASON.into(),
+            baseline,
+            group: false,
+            operation: uuid::Uuid::new_v4(),
+            waive_journal: false,
+        })
         .expect("send");
     let done = next(ev, 30, "the rollback", |e| match e {
         DbEvent::Rollback { id: 2, result } => Some(result),

@@ -43,6 +43,7 @@ fn level3_cadence_and_counts() {
         reason: "r".into(),
         succeeded: true,
         outcome: "rolled_back".into(),
+        outcome_recorded: true,
         orders_reversed: 2,
         refunded: Decimal::from_str("10.5").unwrap_or_default(),
         precheck: None,
