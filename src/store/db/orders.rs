@@ -105,6 +105,23 @@ pub async fn order_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
+/// Orders each operation rolled back and the cash they gave back, as its audit rows show
+/// (`batch_id` is the operation): the truth a journal's figures are settled against.
+pub async fn operation_totals<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    operations: &[Uuid],
+) -> Result<Vec<(Uuid, i64, rust_decimal::Decimal)>> {
+    Ok(sqlx::query_as(
+        "SELECT q.op, count(a.id), coalesce(sum((a.details->>'refunded')::numeric), 0)::numeric(20,8) \
+         FROM unnest($1::uuid[]) AS q(op) \
+         LEFT JOIN order_audit_log a ON a.batch_id = q.op AND a.action = 'order_rolled_back' \
+         GROUP BY q.op",
+    )
+    .bind(operations)
+    .fetch_all(e)
+    .await?)
+}
+
 /// What the database shows of an order's rollback and of its transaction group's (each
 /// audit row names the operation that did it): read to settle a lost reply.
 pub async fn group_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
