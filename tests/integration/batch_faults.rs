@@ -253,3 +253,49 @@ async fn a_batch_killed_mid_run_is_settled_from_the_database_by_the_rerun() {
     assert!(!again.stderr.contains("Settled"), "{}", again.stderr);
     assert_consistent(&t.pool).await;
 }
+
+/// Any session may claim an operation id (`incident.batch_id` is a setting): rows another
+/// login wrote under ours are not counted as ours, neither when a lost reply is read back
+/// nor when the journal is settled.
+#[tokio::test]
+async fn another_login_claiming_our_operation_id_is_not_counted_as_ours() {
+    use crate::attribution::{drop_role, login_role};
+    use incident_console::store::db;
+    use sqlx::Connection;
+    let t = test_db().await;
+    let user = account(&t.pool, "100000").await;
+    let ours = executed(&t.pool, user, "1000", None).await;
+    let theirs = executed(&t.pool, user, "2000", None).await;
+    let operation = Uuid::new_v4();
+    let role = login_role(&t, "claimer", "incident_operator").await;
+    {
+        let mut c = sqlx::PgConnection::connect(&t.url_as(&role, "irrelevant")).await.expect("login");
+        sqlx::query(
+            "SELECT set_config('incident.batch_id', $1, false), set_config('incident.operator', 'mallory', false)",
+        )
+        .bind(operation.to_string())
+        .execute(&mut c)
+        .await
+        .expect("claim the id");
+        let r = db::rollback_order(&mut c, theirs, user, "claimed").await.expect("their rollback");
+        assert!(r.success, "{r:?}");
+        let _ = c.close().await;
+    }
+    let mut me = t.conn().await;
+    sqlx::query("SELECT set_config('incident.batch_id', $1, false)")
+        .bind(operation.to_string())
+        .execute(&mut me)
+        .await
+        .expect("our id");
+    assert!(db::rollback_order(&mut me, ours, user, "ours").await.expect("our rollback").success);
+
+    let states = db::order_rollback_states(&mut me, &[ours, theirs]).await.expect("states");
+    let by = |id: Uuid| states.iter().find(|s| s.order_id == id).expect("state");
+    assert!(by(ours).rolled_back_by(operation), "ours: {:?}", by(ours));
+    assert!(!by(theirs).rolled_back_by(operation), "the same id, another login: {:?}", by(theirs));
+    let totals = db::operation_totals(&mut me, &[operation]).await.expect("totals");
+    assert_eq!(totals.len(), 1);
+    assert_eq!(totals[0].1, 1, "only our login's row counts: {totals:?}");
+    let _ = me.close().await;
+    drop_role(&t, &role).await;
+}
