@@ -79,12 +79,14 @@ pub enum ConnState {
         /// Round trip of a trivial query, in milliseconds, rounded to a bucket.
         latency_ms: u32,
     },
-    /// Not reachable; retrying.
+    /// Not reachable, or not answering; retrying.
     Down {
-        /// Why (no password, sanitized).
+        /// What failed (no password, sanitized).
         error: String,
-        /// Seconds until the next attempt.
+        /// Seconds until the next attempt (0: retrying all the time).
         retry_in: u64,
+        /// When the outage began: the start of the first probe or connect that failed.
+        since: DateTime<Utc>,
     },
 }
 

@@ -598,7 +598,11 @@ fn the_timeline_shows_the_outcome_of_checks() {
 #[test]
 fn the_header_keeps_the_database_state_at_80_columns() {
     let mut c = response((80, 24));
-    c.db(DbEvent::Connection(ConnState::Down { error: "connection refused".into(), retry_in: 5 }));
+    c.db(DbEvent::Connection(ConnState::Down {
+        error: "connection refused".into(),
+        retry_in: 5,
+        since: at(13, 40, 2),
+    }));
     let text = text_of(&c);
     assert_has(&text, &["MAINTENANCE ON", "UPDATE OVERDUE", "DB UNREACHABLE"]);
 }
