@@ -154,8 +154,9 @@ pub enum DbEvent {
     Maintenance(MaintenanceState),
     /// Maintenance mode was switched: whether a probe order was refused afterwards.
     MaintenanceSet { id: RequestId, on: bool, reason: String, result: Result<MaintenanceProbe, String> },
-    /// The journal copy: entries copied, or why not (the journal on disk stays the truth).
-    JournalSynced(Result<u64, String>),
+    /// The journal copy: what the database's copy now holds, or why the copy failed (the
+    /// journal on disk stays the truth).
+    JournalSynced(Result<crate::ops::incident::Copied, String>),
     /// A request was cancelled (on the server too).
     Cancelled { id: RequestId },
     /// A request failed in a way that belongs to no pane.

@@ -364,10 +364,10 @@ impl Worker {
                     tokio::task::spawn_blocking(move || crate::store::journal::Journal::open(path)?.entries())
                         .await
                         .map_err(|e| Error::task("reading the journal", e))??;
-                crate::ops::incident::copy_new_entries(&pool, &incident, entries).await
+                crate::ops::incident::sync_entries(&pool, &incident, entries).await
             }
             .await;
-            let _ = events.send(DbEvent::JournalSynced(result.map(|n| n.max(0) as u64).map_err(|e| e.to_string())));
+            let _ = events.send(DbEvent::JournalSynced(result.map_err(|e| e.to_string())));
         });
     }
 
