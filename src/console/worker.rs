@@ -144,6 +144,9 @@ impl Worker {
         let mut connecting: Option<JoinHandle<Result<(ConnectSettings, Db)>>> = None;
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
+        // Its first tick waits for the first connection (connecting runs beside the loop);
+        // ticks missed during an outage are not made up in a burst.
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut poll = tokio::time::interval(Duration::from_secs(2));
         let mut retry_at = tokio::time::Instant::now();
         // A notification marks the dashboard (or maintenance mode) stale; each is read
@@ -244,7 +247,7 @@ impl Worker {
                         self.maintenance();
                     }
                 }
-                _ = audit.tick() => self.background_audit(),
+                _ = audit.tick(), if self.pool.is_some() => self.background_audit(),
                 _ = poll.tick(), if self.pool.as_ref().is_some_and(Db::transaction_pooled) => {
                     if tokio::time::timeout(READ_WITHIN, self.poll_changes()).await.unwrap_or(false) {
                         let soon = tokio::time::Instant::now() + Duration::from_millis(300);
