@@ -129,7 +129,7 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let audit = tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
         .await
         .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into())));
-    let mut seen = vec![observed::batch(&summary, users.len() as u64, &a.reason, opts.batch_id)];
+    let mut seen = vec![observed::batch(&summary, &a.reason, opts.batch_id)];
     if let Ok(violations) = &audit {
         seen.push(Observation::Audit { violations: violations.len() as u64 });
     }

@@ -90,6 +90,9 @@ pub struct Summary {
     /// Of the orders rolled back, those whose reply was lost and whose rollback by this
     /// run the database's rows prove.
     pub reply_lost: usize,
+    /// The users whose orders this run rolled back, each once, sorted.
+    #[serde(skip)]
+    pub users: Vec<Uuid>,
     /// Cash given back by this run.
     pub refunded: Decimal,
     /// Margin released by this run.
@@ -130,6 +133,7 @@ impl Summary {
             not_attempted: 0,
             unknown: Vec::new(),
             reply_lost: 0,
+            users: Vec::new(),
             refunded: Decimal::ZERO,
             margin_released: Decimal::ZERO,
             retries: t.retries,
@@ -143,6 +147,7 @@ impl Summary {
                     s.reply_lost += usize::from(*reply_lost);
                     s.refunded += refunded;
                     s.margin_released += margin_released;
+                    s.users.push(item.user_id);
                 }
                 Outcome::AlreadyRolledBack => s.already_rolled_back += 1,
                 Outcome::Refused { error_code, message } => {
@@ -153,6 +158,8 @@ impl Summary {
                 Outcome::Unknown { error } => s.unknown.push((item.order_id, error.clone())),
             }
         }
+        s.users.sort();
+        s.users.dedup();
         s
     }
 

@@ -90,6 +90,8 @@ pub fn rollback(
         },
         reason: reason.to_string(),
         operation: Some(operation),
+        // `user` says it; the count of orders says whether that user was affected.
+        user_ids: Vec::new(),
     }];
     seen.extend(r.postcheck.as_ref().map(|p| postcheck(p, order)));
     seen
@@ -115,23 +117,25 @@ pub fn rollback_failed(
         detail: error.to_string(),
         reason: reason.to_string(),
         operation: Some(operation),
+        user_ids: Vec::new(),
     }
 }
 
 /// A batch that ended (complete, cancelled or with refusals); `operation` is its intent's
 /// (the batch id).
-pub fn batch(s: &Summary, users: u64, reason: &str, operation: Uuid) -> Observation {
+pub fn batch(s: &Summary, reason: &str, operation: Uuid) -> Observation {
     Observation::Rollback {
         mode: "batch".into(),
         order: None,
         user: None,
         orders: s.rolled_back as u64,
-        users,
+        users: s.users.len() as u64,
         refunded: s.refunded.normalize().to_string(),
         success: s.complete(),
         detail: s.outcome_sentence(),
         reason: reason.to_string(),
         operation: Some(operation),
+        user_ids: s.users.clone(),
     }
 }
 
@@ -162,5 +166,7 @@ pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: 
         ),
         reason: reason.to_string(),
         operation: Some(operation),
+        // Not known here: the next CLI rollback settles it from the audit rows.
+        user_ids: Vec::new(),
     }
 }

@@ -194,8 +194,22 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
     let mut internal = InternalRefs::default();
     for (r, rollback) in i.records_of::<event::Rollback>() {
         if let Some(user) = rollback.user {
-            users.insert(user.to_string());
             internal.user_ids.push(user.to_string());
+        }
+        // People, not runs: a user two runs touched is one user affected.
+        match i.users_rolled_back(rollback) {
+            Some(ids) => {
+                for u in ids {
+                    internal.user_ids.push(u.to_string());
+                    users.insert(u.to_string());
+                }
+            }
+            // A batch journaled before its users were: its count is all that is known.
+            None => {
+                for k in 0..rollback.users {
+                    users.insert(format!("batch-{}-{k}", r.at.timestamp_micros()));
+                }
+            }
         }
         if let Some(order) = rollback.order {
             internal.order_ids.push(order.to_string());
@@ -212,19 +226,12 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
         }
         orders_affected += record.orders_reversed;
         c.rollbacks.push(record);
-        // A batch names no single user; its count of users stands for them.
-        if rollback.user.is_none() {
-            for k in 0..rollback.users {
-                users.insert(format!("batch-{}-{k}", r.at.timestamp_micros()));
-            }
-        }
     }
     // An intent with no outcome in the journal: the money may have moved, or not. The report
     // says so instead of leaving it out; only the database can tell which.
     let recorded = c.rollbacks.len();
     for (r, intent) in i.intents_without_outcome() {
         if let Some(user) = intent.user {
-            users.insert(user.to_string());
             internal.user_ids.push(user.to_string());
         }
         if let Some(order) = intent.order {
@@ -232,6 +239,10 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
         }
         if let Some(s) = i.settled(intent.operation) {
             orders_affected += s.orders;
+            for u in &s.user_ids {
+                internal.user_ids.push(u.to_string());
+                users.insert(u.to_string());
+            }
             c.rollbacks.push(RollbackRecord {
                 at: r.at,
                 order_id: intent.order.map(|o| o.to_string()).unwrap_or_default(),
@@ -270,6 +281,8 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
     if c.rollbacks.len() > recorded {
         c.rollbacks.sort_by_key(|r| r.at);
     }
+    let mut seen = BTreeSet::new();
+    internal.user_ids.retain(|u| seen.insert(u.clone()));
     c.orders_affected = orders_affected;
     c.users_affected = users.len() as u64;
     c.internal = internal;

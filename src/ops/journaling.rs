@@ -114,12 +114,17 @@ pub async fn settle(op: &str, recorded: &Recorded, pool: &Db) -> Result<u64> {
         return Ok(0);
     }
     let mut settled = Vec::new();
-    for (operation, orders, refunded) in db::operation_totals(pool, &operations).await? {
+    for (operation, orders, refunded, mut users) in db::operation_totals(pool, &operations).await? {
         let orders = u64::try_from(orders).unwrap_or_default();
+        users.sort();
         let journal = i.operation_figures(operation);
         let same = journal
             .as_ref()
-            .is_some_and(|(o, r)| *o == orders && r.parse::<rust_decimal::Decimal>().is_ok_and(|r| r == refunded));
+            .is_some_and(|(o, r)| *o == orders && r.parse::<rust_decimal::Decimal>().is_ok_and(|r| r == refunded))
+            && i.operation_users(operation).is_some_and(|mut u| {
+                u.sort();
+                u == users
+            });
         if same {
             continue;
         }
@@ -132,6 +137,7 @@ pub async fn settle(op: &str, recorded: &Recorded, pool: &Db) -> Result<u64> {
             orders,
             refunded: refunded.normalize().to_string(),
             was,
+            user_ids: users,
         });
     }
     let n = settled.len() as u64;

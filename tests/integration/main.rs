@@ -16,6 +16,7 @@ mod cli;
 mod concurrency;
 mod execution;
 mod faults;
+mod impact_figures;
 mod incident_cli;
 mod journal;
 mod journal_wal;

@@ -209,6 +209,7 @@ fn response(size: (u16, u16)) -> Driver {
         detail: "rolled back".into(),
         reason: "duplicate execution from deploy 4711".into(),
         operation: None,
+        user_ids: vec![],
     })));
     c.record(JournalRequest::Step(Step::Observe(Observation::Postcheck { order, successful: true, failed: vec![] })));
 

@@ -567,6 +567,7 @@ fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
         detail: "rolled back".into(),
         reason: "duplicate execution".into(),
         operation: None,
+        user_ids: vec![],
     }))]);
     assert!(c.case().internal.contains(&order.id.to_string()), "{:?}", c.case().internal);
     customer_notice_ready(&mut c);
@@ -857,6 +858,7 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
                 detail: "rolled back".into(),
                 reason: "duplicate execution".into(),
                 operation: Some(operation),
+                user_ids: vec![],
             },
             Observation::Postcheck { order: o.id, successful: true, failed: vec![] },
         ]
@@ -974,6 +976,7 @@ fn a_batch_of_the_flow_is_recorded() {
     c.typed("duplicates");
     c.enter();
     c.typed("2");
+    let one_person = crate::support::fixtures::id(0x7e57_a000, 1);
     let Command::RunBatch { id, .. } = c.confirm_journaled() else { panic!("a batch") };
     let summary = Summary {
         batch_id: id_of_batch(),
@@ -985,6 +988,9 @@ fn a_batch_of_the_flow_is_recorded() {
         not_attempted: 0,
         unknown: vec![],
         reply_lost: 0,
+        // Both orders turned out to be one person's: the journal counts the users the
+        // database answered for, not the preview's guess.
+        users: vec![one_person],
         refunded: Decimal::new(2_530_000, 2),
         margin_released: Decimal::new(253_000, 2),
         retries: 0,
@@ -993,13 +999,15 @@ fn a_batch_of_the_flow_is_recorded() {
     };
     let e = c.db(DbEvent::BatchDone { id, result: Ok(summary) });
     let seen = observed(&e);
-    let [Observation::Rollback { mode, orders, users, refunded, success, reason, .. }] = seen.as_slice() else {
+    let [Observation::Rollback { mode, orders, users, refunded, success, reason, user_ids, .. }] = seen.as_slice()
+    else {
         panic!("one rollback observation: {:?}", e.journal)
     };
     assert_eq!(
         (mode.as_str(), *orders, *users, refunded.as_str(), *success, reason.as_str()),
-        ("batch", 2, 2, "25300", true, "duplicates")
+        ("batch", 2, 1, "25300", true, "duplicates")
     );
+    assert_eq!(user_ids, &vec![one_person]);
 }
 
 #[test]
@@ -1035,6 +1043,7 @@ fn a_stopped_batch_says_what_failed_and_was_refused_not_only_what_was_rolled_bac
         not_attempted: 1,
         unknown: vec![],
         reply_lost: 0,
+        users: vec![],
         refunded: Decimal::new(1_000_000, 2),
         margin_released: Decimal::new(100_000, 2),
         retries: 0,

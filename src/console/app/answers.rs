@@ -181,10 +181,8 @@ impl App {
                 }
             }
             DbEvent::BatchDone { id, result: Ok(s) } if flow_request == Some(*id) => {
-                let users =
-                    self.flow.as_ref().and_then(|f| f.preview.as_ref()).map_or(0, |(p, _)| p.users.max(0) as u64);
                 if let Some(f) = self.flow.as_ref() {
-                    seen.push(observed::batch(s, users, &f.reason_text(), f.operation));
+                    seen.push(observed::batch(s, &f.reason_text(), f.operation));
                 }
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);

@@ -227,6 +227,10 @@ pub struct RollbackSettled {
     pub refunded: String,
     /// What the journal said of it before, in words.
     pub was: String,
+    /// The users whose orders its audit rows show rolled back. Written only when known, so
+    /// an entry written before it keeps its bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<Uuid>,
 }
 
 /// `rollback`.
@@ -254,6 +258,11 @@ pub struct Rollback {
     /// rollback recorded before intents existed keeps its bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Uuid>,
+    /// The users whose orders it rolled back (each once), so that users affected count
+    /// people, not runs. Written only when some were, so a rollback recorded before it
+    /// keeps its bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<Uuid>,
 }
 
 /// `postcheck`.

@@ -504,6 +504,32 @@ impl Incident {
             .map(|(_, r)| (r.orders, r.refunded.clone()))
     }
 
+    /// The users an operation rolled back orders of, as the journal knows them (its settled
+    /// figures, else its outcome's); none without either, or for a batch journaled before
+    /// users were.
+    pub fn operation_users(&self, operation: uuid::Uuid) -> Option<Vec<uuid::Uuid>> {
+        if let Some(s) = self.settled(operation) {
+            return Some(s.user_ids.clone());
+        }
+        self.records_of::<event::Rollback>()
+            .filter(|(_, r)| r.operation == Some(operation))
+            .last()
+            .and_then(|(_, r)| self.users_rolled_back(r))
+    }
+
+    /// The users whose orders a rollback entry rolled back: what the database later showed
+    /// (its settled figures), else the entry's own list, else a single rollback's user. None
+    /// for a batch journaled before its users were: only its count of them is known.
+    pub fn users_rolled_back(&self, r: &event::Rollback) -> Option<Vec<uuid::Uuid>> {
+        if let Some(s) = r.operation.and_then(|op| self.settled(op)) {
+            return Some(s.user_ids.clone());
+        }
+        if !r.user_ids.is_empty() || r.orders == 0 {
+            return Some(r.user_ids.clone());
+        }
+        r.user.map(|u| vec![u])
+    }
+
     /// The rollbacks intended whose outcome the journal does not have, oldest first: the
     /// journal failed after the money moved, or the process died, or it still runs.
     pub fn intents_without_outcome(&self) -> impl Iterator<Item = (&Record, &event::RollbackIntended)> + '_ {

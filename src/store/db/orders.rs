@@ -106,15 +106,17 @@ pub async fn order_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
-/// Orders each operation rolled back and the cash they gave back, as its audit rows show
-/// (`batch_id` is the operation): the truth a journal's figures are settled against. Only
-/// this login's rows count: any session can claim an operation id, not another's login.
+/// Orders each operation rolled back, the cash they gave back and the users whose orders
+/// they were, as its audit rows show (`batch_id` is the operation): the truth a journal's
+/// figures are settled against. Only this login's rows count: any session can claim an
+/// operation id, not another's login.
 pub async fn operation_totals<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
     operations: &[Uuid],
-) -> Result<Vec<(Uuid, i64, rust_decimal::Decimal)>> {
+) -> Result<Vec<(Uuid, i64, rust_decimal::Decimal, Vec<Uuid>)>> {
     Ok(sqlx::query_as(
-        "SELECT q.op, count(a.id), coalesce(sum((a.details->>'refunded')::numeric), 0)::numeric(20,8) \
+        "SELECT q.op, count(a.id), coalesce(sum((a.details->>'refunded')::numeric), 0)::numeric(20,8), \
+                coalesce(array_agg(DISTINCT a.user_id) FILTER (WHERE a.user_id IS NOT NULL), '{}') \
          FROM unnest($1::uuid[]) AS q(op) \
          LEFT JOIN order_audit_log a ON a.batch_id = q.op AND a.action = 'order_rolled_back' \
                                        AND a.db_user = session_user \

@@ -36,10 +36,11 @@ fn observation() -> impl Strategy<Value = Observation> {
             .prop_map(|(order, user, ready, failed)| Observation::Precheck { order, user, ready, failed }),
         (
             (text(), prop::option::of(uuid()), prop::option::of(uuid()), any::<u64>(), any::<u64>()),
-            ("-?[0-9]{1,12}(\\.[0-9]{1,6})?", any::<bool>(), text(), text(), prop::option::of(uuid()))
+            ("-?[0-9]{1,12}(\\.[0-9]{1,6})?", any::<bool>(), text(), text(), prop::option::of(uuid())),
+            prop::collection::vec(uuid(), 0..3)
         )
             .prop_map(
-                |((mode, order, user, orders, users), (refunded, success, detail, reason, operation))| {
+                |((mode, order, user, orders, users), (refunded, success, detail, reason, operation), user_ids)| {
                     Observation::Rollback {
                         mode,
                         order,
@@ -51,6 +52,7 @@ fn observation() -> impl Strategy<Value = Observation> {
                         detail,
                         reason,
                         operation,
+                        user_ids,
                     }
                 }
             ),

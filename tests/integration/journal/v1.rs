@@ -108,6 +108,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             detail: "rolled back 1 order".into(),
             reason: "duplicate execution".into(),
             operation: None,
+            user_ids: vec![],
         }),
     );
     step(
@@ -129,6 +130,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             detail: "stopped after 59 of 60: lock timeout".into(),
             reason: "duplicate execution burst".into(),
             operation: None,
+            user_ids: vec![],
         }),
     );
     step(
@@ -145,6 +147,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             detail: "rolled back 3 orders".into(),
             reason: "same transaction".into(),
             operation: None,
+            user_ids: vec![],
         }),
     );
     step(&mut inc, "dba", observe(Observation::Postcheck { order: uuid(6), successful: true, failed: vec![] }));

@@ -41,6 +41,8 @@ pub enum Observation {
         refunded: String,
         /// What the journal said of it before.
         was: String,
+        /// The users whose orders its audit rows show rolled back.
+        user_ids: Vec<Uuid>,
     },
     /// A rollback (single, transaction group or batch) ended.
     Rollback {
@@ -64,6 +66,8 @@ pub enum Observation {
         reason: String,
         /// The intent this is the outcome of (none where no intent was written).
         operation: Option<Uuid>,
+        /// The users whose orders it rolled back.
+        user_ids: Vec<Uuid>,
     },
     /// A post-check ran.
     Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
@@ -127,6 +131,7 @@ impl Observation {
                 detail,
                 reason,
                 operation,
+                user_ids,
             } => Event::Rollback(event::Rollback {
                 mode,
                 order,
@@ -138,9 +143,10 @@ impl Observation {
                 detail,
                 reason,
                 operation,
+                user_ids,
             }),
-            Observation::RollbackSettled { operation, orders, refunded, was } => {
-                Event::RollbackSettled(event::RollbackSettled { operation, orders, refunded, was })
+            Observation::RollbackSettled { operation, orders, refunded, was, user_ids } => {
+                Event::RollbackSettled(event::RollbackSettled { operation, orders, refunded, was, user_ids })
             }
             Observation::Postcheck { order, successful, failed } => {
                 Event::Postcheck(event::Postcheck { order, successful, failed })
