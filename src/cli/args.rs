@@ -361,6 +361,11 @@ pub struct OrdersArgs {
     /// Include drill accounts.
     #[arg(long)]
     pub include_drill: bool,
+    /// The console's filter language instead of the flags above, e.g. "GBPUSD EURUSD sell
+    /// qty:>=10 from:13:02 to:13:06" or "id:512a83f1": several terms of one kind are
+    /// alternatives, different kinds narrow; ids may be given by their first hex digits.
+    #[arg(long, conflicts_with_all = ["id", "user", "transaction", "symbol", "status", "from", "to"])]
+    pub filter: Option<String>,
 }
 
 /// Order statuses.

@@ -264,8 +264,7 @@ async fn roll_back_group(conn: &mut PgConnection, acc: Accounts, o: Orders) -> R
     let baseline = pre.baseline.clone().unwrap_or(Value::Null);
     let r = db::rollback_with_postcheck(&mut *conn, o.a1, acc.a, REASON, &baseline, true, uuid::Uuid::new_v4()).await?;
     let post_ok = r.postcheck.as_ref().is_some_and(|p| p.successful);
-    let filter =
-        OrderListing { filter: ResolvedQuery { id: Some(o.a3), ..Default::default() }, include_drill: true, limit: 1 };
+    let filter = OrderListing { filter: ResolvedQuery::order(o.a3), include_drill: true, limit: 1 };
     let a3_row = db::find_orders(&mut *conn, &filter).await?;
     let a3_intact = a3_row.first().is_some_and(|o| {
         o.status == "failed" && o.failure_reason.as_deref().is_some_and(|f| f.starts_with("insufficient_funds"))

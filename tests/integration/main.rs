@@ -25,6 +25,7 @@ mod lock_squatting;
 mod migration_safety;
 mod migrations;
 mod notify_flood;
+mod orders_filter;
 mod roles;
 mod rollback;
 mod rollback_failures;

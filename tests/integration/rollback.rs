@@ -75,7 +75,7 @@ async fn a_failed_order_inside_a_group_is_left_alone() {
     let rows = db::find_orders(
         &t.pool,
         &incident_console::core::orders::OrderListing {
-            filter: incident_console::core::orders::ResolvedQuery { id: Some(failed_id), ..Default::default() },
+            filter: incident_console::core::orders::ResolvedQuery::order(failed_id),
             limit: 1,
             ..Default::default()
         },

@@ -710,6 +710,35 @@ fn rollback_confirm_batch_with_the_typed_count() {
     }
 }
 
+/// A batch of everything the filter matches says, before the reason, what the filter was
+/// read as: "GBPUSD sell" is a symbol and a side, not two symbols.
+#[test]
+fn rollback_confirm_matching_batch_repeats_the_filter() {
+    for size in SIZES {
+        let mut s = orders_loaded(size);
+        s.press('/');
+        s.typed("GBPUSD EURUSD sell qty:>=20000 from:13:02 to:13:06");
+        s.enter();
+        let rows = burst();
+        s.answer_orders(rows.clone());
+        s.press('A');
+        s.press('b');
+        let id = s.last_preview();
+        let items: Vec<BatchItem> = rows.iter().map(|r| BatchItem { order_id: r.id, user_id: r.user_id }).collect();
+        let preview = BatchPreview {
+            orders: 30,
+            executed: 30,
+            users: 6,
+            total_refund: dec(160_350_750, 2),
+            total_margin_release: dec(16_035_075, 2),
+        };
+        s.db(DbEvent::BatchPreview { id, result: Ok((preview, items)) });
+        let text = snap(&s, "rollback_confirm_matching_batch");
+        // Wrapped to the pane's width: each piece is on one line at every size.
+        assert_has(&text, &["from: executed orders of", "GBPUSD or EURUSD", "side sell", "quantity ≥", "13:06:00"]);
+    }
+}
+
 #[test]
 fn rollback_in_progress_with_a_gauge() {
     for size in SIZES {

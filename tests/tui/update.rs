@@ -109,8 +109,8 @@ fn slash_opens_the_filter_and_enter_applies_it() {
 
     let e = s.enter();
     let query = parse_filter("GBPUSD executed from:13:02 to:13:06").expect("a good filter");
-    assert_eq!(query.symbol.as_deref(), Some("GBPUSD"));
-    assert_eq!(query.status.as_deref(), Some("executed"));
+    assert_eq!(query.symbols, ["GBPUSD"]);
+    assert_eq!(query.statuses, ["executed"]);
     assert_eq!(query.from, NaiveTime::from_hms_opt(13, 2, 0).map(TimeBound::TimeOfDay));
     assert_eq!(query.to, NaiveTime::from_hms_opt(13, 6, 0).map(TimeBound::TimeOfDay));
     let [
@@ -185,8 +185,8 @@ fn a_paste_goes_into_the_filter_with_newlines_as_spaces() {
     assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["GBPUSD", "executed", "from:13:02"]);
     let e = s.enter();
     let Some(Command::LoadOrders { query, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
-    assert_eq!(query.symbol.as_deref(), Some("GBPUSD"));
-    assert_eq!(query.status.as_deref(), Some("executed"));
+    assert_eq!(query.symbols, ["GBPUSD"]);
+    assert_eq!(query.statuses, ["executed"]);
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! may hold millions; only a few hundred are ever held here, and only those on screen are
 //! drawn), and the selection for a batch.
 
-mod filter;
 mod window;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -29,7 +28,7 @@ use crate::core::keys::KeyAction;
 use crate::core::orders::OrderQuery;
 use crate::core::sanitize;
 
-pub use filter::parse_filter;
+pub use crate::core::orders::filter::parse_filter;
 
 /// Rows asked for per page.
 pub const PAGE: i64 = 200;

@@ -208,10 +208,12 @@ fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
 /// A pooled connection.
 type Conn = DbConn;
 
-/// Resolves a filter's times of day against the book's latest trading day.
+/// Resolves a filter's times of day against the book's latest trading day; a symbol no
+/// instrument has, or an empty window, is bad input.
 async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
-    let [from, to] = db::resolve_time_bounds(&mut *conn, [q.from, q.to]).await?;
-    Ok(q.with_times(from, to))
+    let times = db::resolve_time_bounds(&mut *conn, [q.from, q.to]).await?;
+    let unknown = if q.symbols.is_empty() { Vec::new() } else { db::unknown_symbols(&mut *conn, &q.symbols).await? };
+    q.resolved(times, &unknown).map_err(crate::core::error::Error::BadInput)
 }
 
 /// Runs one cancellable request: a pooled connection whose backend id is registered, so

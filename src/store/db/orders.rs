@@ -211,20 +211,23 @@ fn push_filter(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
 
 /// The filter's conditions, each a static fragment with a bound value, after a WHERE.
 fn push_conditions(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
-    if let Some(id) = f.id {
-        q.push(" AND o.id = ").push_bind(id);
+    push_id_ranges(q, "o.id", &f.ids);
+    push_id_ranges(q, "o.user_id", &f.user_ids);
+    push_id_ranges(q, "o.transaction_id", &f.transaction_ids);
+    if !f.symbols.is_empty() {
+        q.push(" AND o.symbol = ANY(").push_bind(f.symbols.clone()).push(")");
     }
-    if let Some(u) = f.user_id {
-        q.push(" AND o.user_id = ").push_bind(u);
+    if !f.statuses.is_empty() {
+        q.push(" AND o.status = ANY(").push_bind(f.statuses.clone()).push(")");
     }
-    if let Some(t) = f.transaction_id {
-        q.push(" AND o.transaction_id = ").push_bind(t);
+    if !f.sides.is_empty() {
+        q.push(" AND o.side = ANY(").push_bind(f.sides.clone()).push(")");
     }
-    if let Some(s) = &f.symbol {
-        q.push(" AND o.symbol = ").push_bind(s.clone());
+    if let Some((n, inclusive)) = f.min_quantity {
+        q.push(if inclusive { " AND o.quantity >= " } else { " AND o.quantity > " }).push_bind(n);
     }
-    if let Some(s) = &f.status {
-        q.push(" AND o.status = ").push_bind(s.clone());
+    if let Some((n, inclusive)) = f.max_quantity {
+        q.push(if inclusive { " AND o.quantity <= " } else { " AND o.quantity < " }).push_bind(n);
     }
     if let Some(t) = f.from {
         q.push(" AND o.created_at >= ").push_bind(t);
@@ -232,6 +235,36 @@ fn push_conditions(q: &mut QueryBuilder<Postgres>, f: &ResolvedQuery) {
     if let Some(t) = f.to {
         q.push(" AND o.created_at < ").push_bind(t);
     }
+}
+
+/// `column` is one of the ids or in one of the prefixes' ranges (an id is the range from
+/// itself to itself, so an index answers either). `column` is one of this module's names.
+fn push_id_ranges(q: &mut QueryBuilder<Postgres>, column: &'static str, ranges: &[crate::core::orders::IdRange]) {
+    if ranges.is_empty() {
+        return;
+    }
+    q.push(" AND (false");
+    for r in ranges {
+        match r.as_exact() {
+            Some(id) => q.push(" OR ").push(column).push(" = ").push_bind(id),
+            None => q.push(" OR ").push(column).push(" BETWEEN ").push_bind(r.lo).push(" AND ").push_bind(r.hi),
+        };
+    }
+    q.push(")");
+}
+
+/// Symbols that no instrument has (a filter naming one is a typo, not an empty result).
+pub async fn unknown_symbols<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    symbols: &[String],
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS u(s, n) \
+         WHERE NOT EXISTS (SELECT 1 FROM instruments i WHERE i.symbol = u.s) ORDER BY n",
+    )
+    .bind(symbols.to_vec())
+    .fetch_all(e)
+    .await?)
 }
 
 /// One page of orders, newest first, after or before a key (keyset paging: the cost of a
@@ -282,8 +315,13 @@ pub async fn executed_matching<'e, E: Executor<'e, Database = Postgres>>(
     cap: i64,
 ) -> Result<Vec<(Uuid, Uuid)>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT o.id, o.user_id FROM orders o");
+    // Only executed orders are rolled back: the filter's statuses, if it names some, must
+    // include it, or nothing matches.
+    if !f.statuses.is_empty() && !f.statuses.iter().any(|s| s == "executed") {
+        return Ok(Vec::new());
+    }
     let mut only_executed = f.clone();
-    only_executed.status = Some("executed".into());
+    only_executed.statuses = vec!["executed".into()];
     push_filter(&mut q, &only_executed);
     q.push(" ORDER BY o.created_at, o.id LIMIT ").push_bind(cap + 1);
     let rows: Vec<(Uuid, Uuid)> = q.build_query_as().fetch_all(e).await?;

@@ -12,11 +12,13 @@ use crate::console::app::{App, Load};
 use crate::console::hints::Keys;
 use crate::console::panes::Pane;
 use crate::console::panes::precheck::check_lines;
+use crate::console::protocol::BatchTarget;
 use crate::console::widgets::{duration_text, pane_block, short};
 use crate::core::batch::Outcome;
 use crate::core::contract::Check;
 use crate::core::format::money;
 use crate::core::keys::KeyAction;
+use crate::core::orders::TimeBound;
 use crate::core::sanitize;
 
 /// Draws the pane.
@@ -130,14 +132,32 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
 fn plan(app: &App, flow: &Flow) -> Vec<Line<'static>> {
     let mut plan: Vec<Line> = Vec::new();
     match (&flow.target, &app.precheck, &flow.preview) {
-        (FlowTarget::Batch(_), _, Some((p, _))) => plan.push(Line::from(format!(
-            " {} order(s) ({} executed) of {} user(s): refund {}, release margin {}",
-            p.orders,
-            p.executed,
-            p.users,
-            money(p.total_refund),
-            money(p.total_margin_release)
-        ))),
+        (FlowTarget::Batch(target), _, Some((p, _))) => {
+            plan.push(Line::from(format!(
+                " {} order(s) ({} executed) of {} user(s): refund {}, release margin {}",
+                p.orders,
+                p.executed,
+                p.users,
+                money(p.total_refund),
+                money(p.total_margin_release)
+            )));
+            // What the count came from, as the filter was read: a term read otherwise
+            // than meant shows here, before the money moves.
+            plan.push(Line::from(Span::styled(
+                match target {
+                    BatchTarget::Matching(q) => {
+                        let day = [q.from, q.to].iter().flatten().any(|b| matches!(b, TimeBound::TimeOfDay(_)));
+                        format!(
+                            " from: executed orders of {}{}",
+                            q.describe(),
+                            if day { " (times on the book's last trading day)" } else { "" }
+                        )
+                    }
+                    BatchTarget::Orders(items) => format!(" from: {} order(s) selected by hand", items.len()),
+                },
+                Style::new().fg(Color::DarkGray),
+            )));
+        }
         (FlowTarget::Single(o) | FlowTarget::Group(o), Load::Loaded(v), _) if v.order == o.id => {
             if let Some(f) = v.result.figures() {
                 let (n, refund, margin) = if matches!(flow.target, FlowTarget::Group(_)) {
@@ -174,8 +194,11 @@ fn plan(app: &App, flow: &Flow) -> Vec<Line<'static>> {
 fn reason_and_confirm(app: &App, flow: &Flow, frame: &mut Frame, inner: Rect) {
     let k = Keys(&app.keymap);
     let plan = plan(app, flow);
+    // Rows the plan takes once wrapped: a line cut off here would hide what the batch is.
+    let width = usize::from(inner.width.max(1));
+    let rows: usize = plan.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
     let [top, reason_label, reason, confirm_area, hint] = Layout::vertical([
-        Constraint::Length(plan.len() as u16 + 1),
+        Constraint::Length(u16::try_from(rows + 1).unwrap_or(u16::MAX)),
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(2),
