@@ -13,5 +13,6 @@ mod incident_e2e;
 mod incident_snapshots;
 mod incident_update;
 mod pooler_snapshots;
+mod signals_e2e;
 mod snapshots;
 mod update;
