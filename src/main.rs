@@ -69,7 +69,9 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         None => {
             let database_url = g.database_url().map(str::to_string);
-            console::run(console::Options { database_url, session, title: cli.title, level: cli.level }).await
+            let no_journal = cli.no_journal;
+            console::run(console::Options { database_url, session, title: cli.title, level: cli.level, no_journal })
+                .await
         }
         Some(command) => cli::run(command, g).await,
     }

@@ -12,9 +12,17 @@ use crate::store::connect::{Pooling, SessionOptions, operator_name};
 
 /// Exit codes, shown in `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 a check failed, violations found or a rollback did not complete · \
-2 bad input (nothing was changed) · 3 database unreachable.\n\n\
+2 bad input (nothing was changed) · 3 database unreachable · 4 a rollback refused because its intent could not be \
+written to the current incident's journal (nothing was changed; --no-journal acts without it) · 5 a rollback ran \
+but its outcome could not be written to the journal (check the database).\n\n\
 With no --database-url and no DATABASE_URL, every command uses the sandbox: a private PostgreSQL \
 the console starts itself, seeded with a demo order book that contains a bad burst to roll back.";
+
+/// Exit codes of `rollback`, shown in its `--help`.
+const ROLLBACK_EXIT_CODES: &str = "Exit codes: 0 rolled back and proven · 1 refused, failed or a check did not pass · \
+2 bad input · 3 database unreachable · 4 not done: the intent could not be written to the current incident's \
+journal, nothing was changed (the message names the file and the error; --no-journal acts without it) · \
+5 done, but the outcome could not be written to the journal: the database is the record, check it.";
 
 /// Incident console for order-execution incidents: classify, check, roll back, prove, report.
 #[derive(Debug, Parser)]
@@ -36,6 +44,14 @@ pub struct Cli {
     /// Console: the level of a new incident (1 minor, 2 moderate, 3 critical) [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub level: Option<u8>,
+
+    /// Console: work without the incident's journal, for when it cannot be written (a
+    /// read-only or full disk, a stuck lock). No incident is opened; every rollback and batch
+    /// first records the waiver in the database's audit log (action journal_waived: operator,
+    /// login, operation id, reason) and runs only once that is written. --level sets how
+    /// strict the confirmation is.
+    #[arg(long, conflicts_with = "title")]
+    pub no_journal: bool,
 }
 
 /// Flags every command understands.
@@ -98,6 +114,7 @@ pub enum Command {
     /// Run every pre-rollback check of one order and show the baseline.
     Precheck(PrecheckArgs),
     /// Roll back one order (or its transaction group), or a batch, then prove it.
+    #[command(after_help = ROLLBACK_EXIT_CODES)]
     Rollback(RollbackArgs),
     /// Compare an order's state with the baseline its pre-check took.
     Postcheck(PostcheckArgs),
@@ -421,6 +438,13 @@ pub struct RollbackArgs {
     /// Batch: connections working at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Roll back without the current incident's journal. Without this flag the rollback's
+    /// intent is written to the journal (and synced) before anything changes, and an
+    /// unwritable journal refuses the rollback (exit 4). With it nothing is written to the
+    /// journal; the waiver is recorded first in the database's audit log (action
+    /// journal_waived, with operator, login, operation id and reason).
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 /// `postcheck` flags.

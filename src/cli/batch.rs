@@ -12,10 +12,10 @@ use uuid::Uuid;
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::signals::Interrupts;
-use super::{check_reason, confirm, connect, not_confirmed, observe};
+use super::{check_reason, confirm, connect, not_confirmed};
 use crate::core::batch::{self, BatchItem, Outcome, Summary};
 use crate::core::contract::Violation;
-use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNREACHABLE, Error, Result};
+use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, EXIT_UNREACHABLE, Error, Result};
 use crate::core::format::money;
 use crate::core::observed;
 use crate::core::sanitize;
@@ -113,6 +113,11 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
 
     let mut opts = BatchOptions::new(a.reason.clone());
     opts.concurrency = usize::from(a.concurrency);
+    // Nothing moves before the batch's intent is on disk in the incident's journal (or, with
+    // --no-journal, its waiver is in the audit log); its id is the batch's.
+    let intent = observed::batch_intended(opts.batch_id, items.len() as u64, preview.total_refund, &a.reason);
+    let pairs: Vec<(Uuid, Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
+    let recorded = super::intend(g, a.no_journal, Vec::new(), intent, &pairs, &pool).await?;
     let (summary, outcomes) = run_with_progress(&settings, &pool, items, &opts).await?;
 
     // Prove the batch: every touched user's balance and margin against the ledger. A
@@ -124,20 +129,31 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let audit = tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
         .await
         .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into())));
-    let mut seen = vec![observed::batch(&summary, users.len() as u64, &a.reason)];
+    let mut seen = vec![observed::batch(&summary, users.len() as u64, &a.reason, opts.batch_id)];
     if let Ok(violations) = &audit {
         seen.push(Observation::Audit { violations: violations.len() as u64 });
     }
-    observe(g, seen, Some(&pool)).await;
+    let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    if journal_error.is_none() && audit.is_ok() {
+        super::settle(g, &recorded, &pool).await;
+    }
     let (violations, audit_error) = match &audit {
         Ok(v) => (Some(v.as_slice()), None),
         Err(e) => (None, Some(e.to_string())),
     };
     if g.json {
-        print_json(&json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations,
-                             "audit_error": audit_error }))?;
+        let mut out = json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations,
+                              "audit_error": audit_error });
+        if let Some(why) = &journal_error {
+            out["journal_error"] = json!(why);
+        }
+        print_json(&out)?;
     } else {
         print_summary(&summary, violations, audit_error.as_deref());
+    }
+    if let Some(why) = &journal_error {
+        super::outcome_lost(why, opts.batch_id);
+        return Ok(EXIT_OUTCOME_NOT_JOURNALED);
     }
     Ok(match audit {
         _ if !summary.unknown.is_empty() => EXIT_UNREACHABLE,

@@ -11,7 +11,7 @@ use super::args::{GlobalArgs, IncidentAction, IncidentArgs};
 use super::{operator, print_json};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::journal::{Entry, Verification};
-use crate::core::report::{describe, matches};
+use crate::core::report::{describe, describe_in, matches};
 use crate::core::sanitize::line;
 use crate::core::workflow::classify::{self, Answer, classification_steps};
 use crate::core::workflow::incident::{ItemState, Role, Step};
@@ -255,7 +255,7 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
     let shown: Vec<(&Entry, String)> = entries
         .iter()
         .rev()
-        .map(|e| (e, describe(e)))
+        .map(|e| (e, describe_in(&inc.incident, e)))
         .filter(|(e, text)| matches(e, text, filter.unwrap_or("")))
         .take(limit)
         .collect();

@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::core::error::{EXIT_CHECK_FAILED, Error, Result};
 use crate::core::workflow::incident::Observation;
+use crate::ops::journaling::{self, Recorded};
 use crate::store::connect::ConnectSettings;
 use crate::store::target;
 use args::{Command, GlobalArgs};
@@ -107,4 +108,70 @@ fn operator(g: &GlobalArgs) -> String {
 /// the command's own result stands), and copies the journal to the database.
 async fn observe(g: &GlobalArgs, observations: Vec<Observation>, pool: Option<&crate::store::db::Db>) {
     crate::ops::incident::observe(&operator(g), observations, pool).await;
+}
+
+/// Records, before a rollback moves any money, that it will: `before` (what led to it) and
+/// its `intent` in the current incident's journal, synced to disk; or, with `--no-journal`,
+/// the waiver in the audit log for `orders` (order, user). An error means it was recorded
+/// nowhere: the rollback must not run (nothing has changed).
+async fn intend(
+    g: &GlobalArgs,
+    no_journal: bool,
+    before: Vec<Observation>,
+    intent: Observation,
+    orders: &[(uuid::Uuid, uuid::Uuid)],
+    pool: &crate::store::db::Db,
+) -> Result<Recorded> {
+    if no_journal {
+        let Observation::RollbackIntended { operation, mode, reason, .. } = &intent else {
+            return Err(Error::BadInput("only a rollback's intent can be waived".into()));
+        };
+        let rows = journaling::waive(pool, *operation, mode, orders, reason).await?;
+        say(&format!(
+            "Journal waived (--no-journal): recorded in the audit log for {rows} order(s) under operation {operation}; \
+             nothing is written to the incident's journal."
+        ));
+        return Ok(Recorded::Waived);
+    }
+    let mut seen = before;
+    seen.push(intent);
+    journaling::intend(&operator(g), seen, Some(pool)).await
+}
+
+/// Records a rollback's outcome where its intent went. When that fails the money may have
+/// moved while the journal shows only the intent: returns the reason, for the caller to say
+/// loudly (`outcome_lost`) and exit with `EXIT_OUTCOME_NOT_JOURNALED`.
+async fn outcome(
+    g: &GlobalArgs,
+    recorded: &Recorded,
+    seen: Vec<Observation>,
+    pool: &crate::store::db::Db,
+) -> Option<String> {
+    match journaling::record_outcome(&operator(g), recorded, seen, Some(pool)).await {
+        Ok(()) => None,
+        Err(e) => Some(crate::core::sanitize::line(&e.to_string()).into_owned()),
+    }
+}
+
+/// After a rollback's outcome: the incident's earlier rollbacks whose figures the journal
+/// could not know (lost replies, unknown outcomes, interrupted runs) are settled against the
+/// database, and said on stderr. Best effort: a database that cannot be asked leaves them
+/// for the next run.
+async fn settle(g: &GlobalArgs, recorded: &Recorded, pool: &crate::store::db::Db) {
+    match journaling::settle(&operator(g), recorded, pool).await {
+        Ok(0) => {}
+        Ok(n) => say(&format!(
+            "Settled {n} earlier rollback(s) of this incident from the database: the journal now has their true figures."
+        )),
+        Err(e) => say(&format!("note: earlier rollbacks were not settled from the database: {e}")),
+    }
+}
+
+/// Says on stderr, last and loudly, that a rollback's outcome is not in the journal.
+fn outcome_lost(why: &str, operation: uuid::Uuid) {
+    eprintln!(
+        "\nWARNING: the rollback ran, but its outcome could not be written to the incident's journal: {why}\n\
+         The journal shows operation {operation} as intended with no outcome (\"outcome not recorded — check the \
+         database\"). The database is the record: its audit rows carry {operation} as batch_id."
+    );
 }

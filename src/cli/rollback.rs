@@ -1,5 +1,6 @@
 //! `rollback ORDER --user U [--transaction]`: one order or its transaction group, after its
-//! pre-check and a typed confirmation, proved by the post-check. Batches are `batch.rs`.
+//! pre-check and a typed confirmation, journaled as intended before it runs, proved by the
+//! post-check. Batches are `batch.rs`.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use super::precheck::print_precheck;
 use super::signals::Interrupts;
 use super::{check_reason, confirm, connect, not_confirmed};
 use crate::core::contract::RollbackAndPostcheck;
-use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
+use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, Error, Result};
 use crate::core::format::money;
 use crate::core::{observed, sanitize};
 use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
@@ -34,7 +35,9 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         (Some(b), Some(f)) if pre.ready => (b.clone(), f),
         _ => {
             let (code, message) = pre.refusal();
-            super::observe(g, vec![observed::precheck(&pre, order, user)], Some(&pool)).await;
+            if !a.no_journal {
+                super::observe(g, vec![observed::precheck(&pre, order, user)], Some(&pool)).await;
+            }
             if g.json {
                 print_json(&json!({ "precheck": pre, "refused": { "error_code": code, "message": message },
                                      "rollback": null, "postcheck": null }))?;
@@ -70,31 +73,45 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         println!("{plan}");
     }
 
+    // Nothing moves before its intent is on disk in the incident's journal (or, with
+    // --no-journal, its waiver is in the audit log): else refused, nothing changed.
+    let operation = uuid::Uuid::new_v4();
+    let (orders, refund) =
+        if a.transaction { (f.group.order_ids.len() as u64, f.group.expected_refund) } else { (1, f.expected_refund) };
+    let intent = observed::rollback_intended(operation, order, user, a.transaction, orders, refund, &a.reason);
+    let before = vec![observed::precheck(&pre, order, user)];
+    let recorded = super::intend(g, a.no_journal, before, intent, &[(order, user)], &pool).await?;
+
     // Round trip 2: rollback and post-check together, retried and recorded as the console's.
-    let req = RollbackRequest {
-        order,
-        user,
-        reason: a.reason.clone(),
-        baseline,
-        group: a.transaction,
-        operation: uuid::Uuid::new_v4(),
-    };
+    let req = RollbackRequest { order, user, reason: a.reason.clone(), baseline, group: a.transaction, operation };
     let result = match run_interruptible(&pool, &req).await {
         Ok(r) => r,
         Err(e) => {
-            let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason);
-            super::observe(g, vec![observed::precheck(&pre, order, user), failed], Some(&pool)).await;
+            let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason, operation);
+            if let Some(why) = super::outcome(g, &recorded, vec![failed], &pool).await {
+                super::outcome_lost(&why, operation);
+            }
             return Err(e);
         }
     };
     let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
-    let mut seen = vec![observed::precheck(&pre, order, user)];
-    seen.extend(observed::rollback(&result, order, user, a.transaction, &a.reason));
-    super::observe(g, seen, Some(&pool)).await;
+    let seen = observed::rollback(&result, order, user, a.transaction, &a.reason, operation);
+    let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    if journal_error.is_none() {
+        super::settle(g, &recorded, &pool).await;
+    }
     if g.json {
-        print_json(&json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck }))?;
+        let mut out = json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck });
+        if let Some(why) = &journal_error {
+            out["journal_error"] = json!(why);
+        }
+        print_json(&out)?;
     } else {
         print_outcome(&result);
+    }
+    if let Some(why) = &journal_error {
+        super::outcome_lost(why, operation);
+        return Ok(EXIT_OUTCOME_NOT_JOURNALED);
     }
     Ok(if ok { EXIT_OK } else { EXIT_CHECK_FAILED })
 }

@@ -45,6 +45,9 @@ pub struct Options {
     pub title: Option<String>,
     /// The level of a new incident.
     pub level: Option<u8>,
+    /// Work without the incident's journal: no incident is opened, and every rollback and
+    /// batch first records the waiver in the database's audit log.
+    pub no_journal: bool,
 }
 
 /// The console: opens at once, connects (starting the sandbox if needed) in the background.
@@ -58,7 +61,18 @@ pub async fn run(o: Options) -> Result<i32> {
     let config = crate::store::config::ConsoleConfig::load()?;
     let _log = init_log();
     let now = chrono::Utc::now();
-    let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))?;
+    if o.no_journal {
+        return run_without_journal(&o, config, now).await;
+    }
+    let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))
+        .map_err(|e| match e {
+            // The console cannot keep the incident's record: say how to work without it.
+            e @ (Error::File { .. } | Error::NoHome(_)) => Error::CheckFailed(format!(
+                "{e}\nThe incident's journal cannot be opened. To roll back without it, start the console \
+                 with --no-journal: each rollback then records its waiver in the database's audit log first."
+            )),
+            other => other,
+        })?;
     let entries = inc.entries()?;
     let delivered = entries.last().map_or(0, |e| e.seq);
     let panel = incident::IncidentPanel::new(
@@ -82,14 +96,7 @@ pub async fn run(o: Options) -> Result<i32> {
             let _ = out.flush();
         }),
     );
-    let (target, label) = match o.database_url.as_deref() {
-        Some(url) => {
-            let s = target::settings_for(url.to_string(), false, &o.session);
-            let label = s.label();
-            (WorkerTarget::Url(s), label)
-        }
-        None => (WorkerTarget::Sandbox(target::settings_for(String::new(), true, &o.session)), "sandbox".to_string()),
-    };
+    let (target, label) = worker_target(&o);
     let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
     let header = panel.state.header();
     let mut app = app::App::new(config.keymap.clone(), header, label, now, (w, h)).with_incident(panel);
@@ -98,6 +105,45 @@ pub async fn run(o: Options) -> Result<i32> {
     let _ = worker.commands.send(sync);
     tracing::info!("console started");
     terminal::run_console(app, worker, Some(session)).await?;
+    Ok(EXIT_OK)
+}
+
+/// Where the worker connects, and the header's name for it.
+fn worker_target(o: &Options) -> (WorkerTarget, String) {
+    match o.database_url.as_deref() {
+        Some(url) => {
+            let s = target::settings_for(url.to_string(), false, &o.session);
+            let label = s.label();
+            (WorkerTarget::Url(s), label)
+        }
+        None => (WorkerTarget::Sandbox(target::settings_for(String::new(), true, &o.session)), "sandbox".to_string()),
+    }
+}
+
+/// The console with `--no-journal`: no incident is opened or written; every rollback and
+/// batch goes to the worker with the waiver, which records it in the audit log first.
+async fn run_without_journal(
+    o: &Options,
+    config: crate::store::config::ConsoleConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<i32> {
+    let level = crate::core::workflow::Level::from_number(o.level.unwrap_or(2))
+        .unwrap_or(crate::core::workflow::Level::Moderate);
+    let mut header =
+        crate::core::workflow::IncidentHeader::new("rollbacks recorded as waivers in the audit log".into(), level, now);
+    // No incident is open: the header must not show an id that names one.
+    header.id = "NO JOURNAL".into();
+    let (target, label) = worker_target(o);
+    let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
+    let mut app = app::App::new(config.keymap.clone(), header, label, now, (w, h));
+    app.no_journal = true;
+    app.message = Some(app::Message {
+        text: "No journal (--no-journal): each rollback's waiver is recorded in the audit log before it runs.".into(),
+        error: true,
+    });
+    let worker = worker::spawn(target, config);
+    tracing::info!("console started without the incident journal (--no-journal)");
+    terminal::run_console(app, worker, None).await?;
     Ok(EXIT_OK)
 }
 

@@ -11,6 +11,12 @@ pub const EXIT_CHECK_FAILED: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// Exit code: the database could not be reached.
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: an action that moves money was not done because its intent could not be
+/// written to the incident's journal; nothing was changed.
+pub const EXIT_NOT_JOURNALED: i32 = 4;
+/// Exit code: a rollback ran (money may have moved) but its outcome could not be written
+/// to the incident's journal; the database is the record.
+pub const EXIT_OUTCOME_NOT_JOURNALED: i32 = 5;
 
 /// An error a command reports to the user. Messages never contain a password.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,21 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// The intent of an action that moves money could not be written to the incident's
+    /// journal (appended and synced), so the action did not run.
+    #[error(
+        "not done: the intent could not be written to {journal}: {source}. Nothing was changed. \
+         Fix the journal (space, permissions, `incident verify`), or act without it with --no-journal \
+         (the waiver is recorded in the database's audit log)"
+    )]
+    NotJournaled {
+        /// Which journal ("the journal of incident INC-…", or "the incidents directory"
+        /// when not even the current incident could be read).
+        journal: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// The terminal could not be set up or drawn on.
     #[error("terminal: {0}")]
     Terminal(#[source] std::io::Error),
@@ -133,6 +154,7 @@ impl Error {
         match self {
             Error::BadInput(_) | Error::Refused(_) => EXIT_BAD_INPUT,
             Error::Unreachable(_) | Error::Sandbox(_) | Error::OutcomeUnknown(_) => EXIT_UNREACHABLE,
+            Error::NotJournaled { .. } => EXIT_NOT_JOURNALED,
             Error::CheckFailed(_)
             | Error::Database(_)
             | Error::NotAnIncident(_)

@@ -1,6 +1,7 @@
 //! What the database's answers say, as journal observations: one definition for the
 //! headless commands and the console, so both record a rollback the same way.
 
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::core::batch::Summary;
@@ -25,8 +26,51 @@ pub fn postcheck(p: &Postcheck, order: Uuid) -> Observation {
     Observation::Postcheck { order, successful: p.successful, failed: failed(&p.checks) }
 }
 
+/// A single or transaction-group rollback about to run, with the orders and the refund its
+/// pre-check expects: the intent written before any money moves.
+pub fn rollback_intended(
+    operation: Uuid,
+    order: Uuid,
+    user: Uuid,
+    group: bool,
+    orders: u64,
+    refund: Decimal,
+    reason: &str,
+) -> Observation {
+    Observation::RollbackIntended {
+        operation,
+        mode: mode(group),
+        order: Some(order),
+        user: Some(user),
+        orders,
+        refund: refund.normalize().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A batch about to run, from its preview: the intent written before any money moves.
+pub fn batch_intended(operation: Uuid, orders: u64, refund: Decimal, reason: &str) -> Observation {
+    Observation::RollbackIntended {
+        operation,
+        mode: "batch".into(),
+        order: None,
+        user: None,
+        orders,
+        refund: refund.normalize().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 /// A single or transaction-group rollback that ran: the rollback, then its post-check.
-pub fn rollback(r: &RollbackAndPostcheck, order: Uuid, user: Uuid, group: bool, reason: &str) -> Vec<Observation> {
+/// `operation` is its intent's.
+pub fn rollback(
+    r: &RollbackAndPostcheck,
+    order: Uuid,
+    user: Uuid,
+    group: bool,
+    reason: &str,
+    operation: Uuid,
+) -> Vec<Observation> {
     let rb = &r.rollback;
     let mut seen = vec![Observation::Rollback {
         mode: mode(group),
@@ -45,13 +89,21 @@ pub fn rollback(r: &RollbackAndPostcheck, order: Uuid, user: Uuid, group: bool, 
             format!("{}: {}", rb.error_code.as_deref().unwrap_or("unknown"), rb.message.as_deref().unwrap_or(""))
         },
         reason: reason.to_string(),
+        operation: Some(operation),
     }];
     seen.extend(r.postcheck.as_ref().map(|p| postcheck(p, order)));
     seen
 }
 
 /// A single or transaction-group rollback that did not get an answer.
-pub fn rollback_failed(error: &str, order: Uuid, user: Uuid, group: bool, reason: &str) -> Observation {
+pub fn rollback_failed(
+    error: &str,
+    order: Uuid,
+    user: Uuid,
+    group: bool,
+    reason: &str,
+    operation: Uuid,
+) -> Observation {
     Observation::Rollback {
         mode: mode(group),
         order: Some(order),
@@ -62,11 +114,13 @@ pub fn rollback_failed(error: &str, order: Uuid, user: Uuid, group: bool, reason
         success: false,
         detail: error.to_string(),
         reason: reason.to_string(),
+        operation: Some(operation),
     }
 }
 
-/// A batch that ended (complete, cancelled or with refusals).
-pub fn batch(s: &Summary, users: u64, reason: &str) -> Observation {
+/// A batch that ended (complete, cancelled or with refusals); `operation` is its intent's
+/// (the batch id).
+pub fn batch(s: &Summary, users: u64, reason: &str, operation: Uuid) -> Observation {
     Observation::Rollback {
         mode: "batch".into(),
         order: None,
@@ -77,6 +131,7 @@ pub fn batch(s: &Summary, users: u64, reason: &str) -> Observation {
         success: s.complete(),
         detail: s.outcome_sentence(),
         reason: reason.to_string(),
+        operation: Some(operation),
     }
 }
 
@@ -91,7 +146,7 @@ pub fn maintenance_seen(m: &MaintenanceState) -> Observation {
 }
 
 /// A batch cut short by quitting the console (`why`): what was heard of it, as not finished.
-pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: &str) -> Observation {
+pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: &str, operation: Uuid) -> Observation {
     Observation::Rollback {
         mode: "batch".into(),
         order: None,
@@ -106,5 +161,6 @@ pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: 
             run.done, run.total, run.rolled_back, run.problems
         ),
         reason: reason.to_string(),
+        operation: Some(operation),
     }
 }

@@ -40,6 +40,22 @@ pub fn matches(e: &Entry, text: &str, needle: &str) -> bool {
         || text.to_lowercase().contains(&n)
 }
 
+/// What the timeline and the report say of a rollback intended whose outcome the journal
+/// does not have.
+pub const OUTCOME_NOT_RECORDED: &str = "outcome not recorded — check the database";
+
+/// One line of text for a journal entry of incident `i`, for timelines: as [`describe`],
+/// and a rollback intended whose outcome is not in the journal says so, with the operation
+/// id to look for (its audit rows' `batch_id`).
+pub fn describe_in(i: &Incident, e: &Entry) -> String {
+    match &e.event {
+        Event::RollbackIntended(d) if !i.outcome_recorded(d.operation) => {
+            format!("{} — {OUTCOME_NOT_RECORDED} (operation {})", describe(e), d.operation)
+        }
+        _ => describe(e),
+    }
+}
+
 /// One line of text for a journal entry, for timelines.
 pub fn describe(e: &Entry) -> String {
     match &e.event {
@@ -54,12 +70,23 @@ pub fn describe(e: &Entry) -> String {
         Event::FieldSet(d) => format!("field {} = {}", d.name, d.value),
         Event::FieldWaived(d) => format!("field {} waived", d.name),
         Event::Precheck(d) => format!("pre-check {}: order {}", if d.ready { "ready" } else { "NOT READY" }, d.order),
+        Event::RollbackIntended(d) => format!(
+            "{} rollback intended: {} order(s), refund {}{}",
+            d.mode,
+            d.orders,
+            d.refund,
+            d.order.map(|o| format!(", order {o}")).unwrap_or_default()
+        ),
         Event::Rollback(d) => format!(
             "{} rollback: {} order(s), refunded {}{}",
             d.mode,
             d.orders,
             d.refunded,
             if d.success { String::new() } else { format!(" — {}", d.detail) }
+        ),
+        Event::RollbackSettled(d) => format!(
+            "rollback settled from the database: operation {} rolled back {} order(s), refunded {} (the journal said: {})",
+            d.operation, d.orders, d.refunded, d.was
         ),
         Event::Postcheck(d) => {
             format!("post-check {}: order {}", if d.successful { "passed" } else { "FAILED" }, d.order)
@@ -102,7 +129,7 @@ pub fn context_of(
             at: e.at,
             operator: e.operator.clone(),
             kind: e.kind().to_string(),
-            text: describe(e),
+            text: describe_in(i, e),
         })
         .collect();
     c
@@ -173,14 +200,75 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
         if let Some(order) = rollback.order {
             internal.order_ids.push(order.to_string());
         }
-        orders_affected += rollback.orders;
-        c.rollbacks.push(rollback_record(i, r.at, rollback));
+        let mut record = rollback_record(i, r.at, rollback);
+        // What the database later showed it did replaces what the journal could know then.
+        if let Some(s) = rollback.operation.and_then(|op| i.settled(op)) {
+            record.orders_reversed = s.orders;
+            record.refunded = s.refunded.parse::<Decimal>().unwrap_or_default();
+            record.outcome = format!(
+                "{}; settled from the database: {} order(s), refunded {}",
+                record.outcome, s.orders, s.refunded
+            );
+        }
+        orders_affected += record.orders_reversed;
+        c.rollbacks.push(record);
         // A batch names no single user; its count of users stands for them.
         if rollback.user.is_none() {
             for k in 0..rollback.users {
                 users.insert(format!("batch-{}-{k}", r.at.timestamp_micros()));
             }
         }
+    }
+    // An intent with no outcome in the journal: the money may have moved, or not. The report
+    // says so instead of leaving it out; only the database can tell which.
+    let recorded = c.rollbacks.len();
+    for (r, intent) in i.intents_without_outcome() {
+        if let Some(user) = intent.user {
+            users.insert(user.to_string());
+            internal.user_ids.push(user.to_string());
+        }
+        if let Some(order) = intent.order {
+            internal.order_ids.push(order.to_string());
+        }
+        if let Some(s) = i.settled(intent.operation) {
+            orders_affected += s.orders;
+            c.rollbacks.push(RollbackRecord {
+                at: r.at,
+                order_id: intent.order.map(|o| o.to_string()).unwrap_or_default(),
+                user_id: intent.user.map(|u| u.to_string()).unwrap_or_default(),
+                scope: intent.mode.clone(),
+                reason: intent.reason.clone(),
+                succeeded: false,
+                outcome: format!(
+                    "outcome not journaled; settled from the database: {} order(s), refunded {}",
+                    s.orders, s.refunded
+                ),
+                outcome_recorded: true,
+                orders_reversed: s.orders,
+                refunded: s.refunded.parse::<Decimal>().unwrap_or_default(),
+                precheck: None,
+                postcheck: None,
+            });
+            continue;
+        }
+        c.rollbacks.push(RollbackRecord {
+            at: r.at,
+            order_id: intent.order.map(|o| o.to_string()).unwrap_or_default(),
+            user_id: intent.user.map(|u| u.to_string()).unwrap_or_default(),
+            scope: intent.mode.clone(),
+            reason: intent.reason.clone(),
+            succeeded: false,
+            outcome: format!("{OUTCOME_NOT_RECORDED} (operation {})", intent.operation),
+            outcome_recorded: false,
+            // The orders it was to roll back: the batch's heading counts them.
+            orders_reversed: intent.orders,
+            refunded: Decimal::ZERO,
+            precheck: None,
+            postcheck: None,
+        });
+    }
+    if c.rollbacks.len() > recorded {
+        c.rollbacks.sort_by_key(|r| r.at);
     }
     c.orders_affected = orders_affected;
     c.users_affected = users.len() as u64;
@@ -204,6 +292,7 @@ fn rollback_record(i: &Incident, at: DateTime<Utc>, rollback: &event::Rollback) 
         reason: rollback.reason.clone(),
         succeeded: rollback.success,
         outcome: rollback.detail.clone(),
+        outcome_recorded: true,
         orders_reversed: rollback.orders,
         refunded: rollback.refunded.parse::<Decimal>().unwrap_or_default(),
         precheck: pre.map(|(_, p)| check_result(p.ready, &p.failed)),

@@ -1,10 +1,11 @@
 //! The use cases, shared by the CLI and the console's worker: a rollback with its checks, a
-//! batch, maintenance mode switched and proved, the incident's records, the drill and the
-//! benchmark.
+//! batch, maintenance mode switched and proved, the incident's records, write-ahead
+//! journaling of what moves money, the drill and the benchmark.
 
 pub mod batch;
 pub(crate) mod bench;
 pub mod drill;
 pub mod incident;
+pub mod journaling;
 pub mod maintenance;
 pub mod rollback;

@@ -7,12 +7,16 @@
 //! serialized by an exclusive `flock` held around "read the last line, compute, write,
 //! fsync"; readers take a shared lock so they never see half a line. Every operation opens
 //! its own file description, so threads of one process exclude each other the same way.
+//! A lock is waited for at most [`LOCK_WAIT`]: an append holds it for milliseconds, so a
+//! lock held longer is stuck, and a rollback waiting to write its intent must be refused
+//! with that reason rather than hang.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -26,10 +30,14 @@ use crate::core::sanitize;
 /// How much of the file's end is read at a time when looking for the last line.
 const TAIL_CHUNK: u64 = 8192;
 
+/// How long a read or an append waits for another process's lock before it gives up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
 /// An incident's journal file.
 #[derive(Debug, Clone)]
 pub struct Journal {
     path: PathBuf,
+    lock_wait: Duration,
 }
 
 impl Journal {
@@ -61,7 +69,14 @@ impl Journal {
                 let _ = dir.sync_all();
             }
         }
-        Ok(Journal { path })
+        Ok(Journal { path, lock_wait: LOCK_WAIT })
+    }
+
+    /// The same journal, waiting at most `wait` for another process's lock (tests of a
+    /// stuck lock need not wait [`LOCK_WAIT`]).
+    pub fn with_lock_wait(mut self, wait: Duration) -> Journal {
+        self.lock_wait = wait;
+        self
     }
 
     /// The journal's file.
@@ -85,7 +100,7 @@ impl Journal {
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::file("open", &self.path, e))?;
-        lock(&file, libc::LOCK_EX, &self.path)?;
+        lock(&file, libc::LOCK_EX, &self.path, self.lock_wait)?;
 
         let len = file.metadata().map_err(|e| Error::file("stat", &self.path, e))?.len();
         let (seq, prev) = match read_tail(&file, len).map_err(|e| Error::file("read", &self.path, e))? {
@@ -203,7 +218,7 @@ impl Journal {
 
     fn open_shared(&self) -> Result<File> {
         let file = File::open(&self.path).map_err(|e| Error::file("open", &self.path, e))?;
-        lock(&file, libc::LOCK_SH, &self.path)?;
+        lock(&file, libc::LOCK_SH, &self.path, self.lock_wait)?;
         Ok(file)
     }
 
@@ -262,18 +277,26 @@ fn read_tail(file: &File, len: u64) -> std::io::Result<Option<Tail>> {
     Ok(Some(Tail { bytes, terminated }))
 }
 
-/// `flock(2)`, retried when a signal interrupts the wait. The lock goes with the file
-/// description and is released when `file` is closed.
-fn lock(file: &File, op: libc::c_int, path: &Path) -> Result<()> {
+/// `flock(2)` without blocking, tried again until `wait` has passed: a lock nobody
+/// releases is an error that names it, not a hang. The lock goes with the file description
+/// and is released when `file` is closed.
+fn lock(file: &File, op: libc::c_int, path: &Path, wait: Duration) -> Result<()> {
+    let started = Instant::now();
     loop {
         // SAFETY: flock takes a descriptor number and no memory; `file` keeps it open.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) };
         if rc == 0 {
             return Ok(());
         }
         let err = std::io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(Error::file("lock", path, err));
+        match err.kind() {
+            ErrorKind::Interrupted => {}
+            ErrorKind::WouldBlock if started.elapsed() < wait => std::thread::sleep(Duration::from_millis(5)),
+            ErrorKind::WouldBlock => {
+                let held = format!("another process has held it locked for {:.1}s", wait.as_secs_f64());
+                return Err(Error::file("lock", path, std::io::Error::new(ErrorKind::WouldBlock, held)));
+            }
+            _ => return Err(Error::file("lock", path, err)),
         }
     }
 }
@@ -585,6 +608,24 @@ mod tests {
         Journal::open(&p).unwrap();
         assert!(p.is_file());
         assert!(Journal::open(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_an_error_that_says_so_not_a_hang() {
+        let (_d, j) = journal_with(1);
+        let before = std::fs::read(j.path()).unwrap();
+        let holder = File::open(j.path()).unwrap();
+        lock(&holder, libc::LOCK_EX, j.path(), Duration::ZERO).unwrap();
+        let j = j.with_lock_wait(Duration::from_millis(50));
+        let started = Instant::now();
+        let err = j.append("a", &Event::from_parts("note", json!({})), t(2)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "gave up in time");
+        let text = err.to_string();
+        assert!(text.starts_with("cannot lock ") && text.contains("another process has held it locked"), "{text}");
+        assert!(j.entries().is_err(), "a reader gives up too");
+        drop(holder);
+        assert_eq!(std::fs::read(j.path()).unwrap(), before, "nothing appended");
+        assert_eq!(j.append("a", &Event::from_parts("note", json!({})), t(3)).unwrap().seq, 2);
     }
 
     #[test]

@@ -606,8 +606,14 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
 
     let entries = w.entries(&id);
     let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().expect("kind")).collect();
-    assert_eq!(kinds, ["incident_opened", "level_changed", "maintenance", "precheck", "rollback", "postcheck"]);
-    let (pre, roll, post) = (&entries[3]["data"], &entries[4]["data"], &entries[5]["data"]);
+    assert_eq!(
+        kinds,
+        ["incident_opened", "level_changed", "maintenance", "precheck", "rollback_intended", "rollback", "postcheck"]
+    );
+    let (pre, intent, roll, post) =
+        (&entries[3]["data"], &entries[4]["data"], &entries[5]["data"], &entries[6]["data"]);
+    assert_eq!(intent["operation"], roll["operation"], "the outcome is the intent's: {intent} {roll}");
+    assert_eq!((&intent["order"], &intent["orders"], &intent["mode"]), (&json!(os), &json!(1), &json!("single")));
     assert_eq!((&pre["order"], &pre["user"], &pre["ready"]), (&json!(os), &json!(us), &json!(true)), "{pre}");
     assert_eq!(pre["failed"], json!([]), "{pre}");
     assert_eq!(roll["order"], os.as_str(), "{roll}");
@@ -658,7 +664,7 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
         w.db(url, &["incident", "field", name, value]).await.code(0).clean();
     }
     let verify = w.ic(&["incident", "verify"]).await;
-    verify.code(0).clean().says("Journal intact: 9 entries");
+    verify.code(0).clean().says("Journal intact: 10 entries");
     let hash = verified_hash(&verify);
     assert_eq!(hash.len(), 64, "{hash}");
 
@@ -681,13 +687,13 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
     has("A deploy executed orders twice; the duplicate was reversed.");
     has("Retry without an idempotency check in deploy 4711.");
     has("Test retries against the idempotency key.");
-    has(&format!("Journal: 9 entries, final hash `{hash}` (chain verified)."));
+    has(&format!("Journal: 10 entries, final hash `{hash}` (chain verified)."));
     assert!(!md.contains("Pre-check: not run") && !md.contains("Post-check: not run"), "{md}");
     assert!(!md.contains("Maintenance mode was not used"), "{md}");
 
     // The report is itself recorded, after the hash it quotes.
     let after = w.ic(&["incident", "verify"]).await;
-    after.code(0).says("Journal intact: 10 entries");
+    after.code(0).says("Journal intact: 11 entries");
     assert_ne!(verified_hash(&after), hash);
     let last = w.entries(&id).pop().expect("an entry");
     assert_eq!(last["kind"], "report_written");
@@ -699,7 +705,7 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
     let entries = w.entries(&id);
     let last = entries.last().expect("an entry");
     assert_eq!(last["data"], json!({ "on": false, "reason": "duplicates reversed", "verified": true }));
-    assert_eq!(entries.len(), 11);
+    assert_eq!(entries.len(), 12);
     assert_eq!(db_chain(&t, &id).await, chain(&entries));
     w.ic(&["incident", "show"]).await.code(0).says("Maintenance mode: off");
     assert_consistent(&t.pool).await;

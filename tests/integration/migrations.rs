@@ -351,3 +351,46 @@ fn every_migration_has_an_up_and_a_down_file_and_runs_in_a_transaction() {
         assert!(!m.sql.as_str().trim().is_empty(), "migration {} is empty", m.version);
     }
 }
+
+/// Migration 15 (journal waivers) goes down and up again on a book with data, and the
+/// `journal_waived` action goes with it; once a waiver is recorded its undo is refused and
+/// changes nothing.
+#[tokio::test]
+async fn migration_15_round_trips_and_its_undo_is_refused_once_a_journal_waiver_is_recorded() {
+    let t = test_db().await;
+    let (other, keep) = book_with_data(&t).await;
+    let print = fingerprint(&t.pool).await;
+    let waiver_exists = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT to_regprocedure('public.record_journal_waiver(uuid,uuid[],uuid[],text,text)') IS NOT NULL",
+        )
+        .fetch_one(&t.pool)
+        .await
+        .expect("to_regprocedure")
+    };
+
+    db::undo_to(&t.pool, 14).await.expect("undo 15: no waiver recorded yet");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), (1..=14).collect::<Vec<i64>>());
+    assert!(!waiver_exists().await);
+    let refused = sqlx::query("SELECT 'journal_waived'::audit_action").execute(&t.pool).await;
+    assert!(refused.is_err(), "the domain is back to its three actions");
+    assert_eq!(fingerprint(&t.pool).await, print);
+
+    db::migrate(&t.pool).await.expect("up again");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), all());
+    assert!(waiver_exists().await);
+    let (operator, public) = granted_as_designed(&t, "record_journal_waiver(uuid,uuid[],uuid[],text,text)").await;
+    assert!(operator && !public, "operator {operator}, PUBLIC {public}");
+    assert_eq!(fingerprint(&t.pool).await, print);
+
+    let rows = db::record_journal_waiver(&t.pool, Uuid::new_v4(), &[(keep, other)], "single", "disk full")
+        .await
+        .expect("a waiver");
+    assert_eq!(rows, 1);
+    let print = fingerprint(&t.pool).await;
+    let err = db::undo_to(&t.pool, 14).await.expect_err("a recorded waiver keeps migration 15");
+    assert_eq!(err.sqlstate(), Some("P0001"), "{err}");
+    assert!(err.to_string().contains("journal waivers"), "{err}");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), all());
+    assert_eq!(fingerprint(&t.pool).await, print, "the refused undo changed nothing");
+}

@@ -457,6 +457,8 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         "ledger_audit_checkpoint",
         "probe_new_orders",
         "record_incident_events",
+        // a rollback done without the incident's journal, on the record first (migration 15)
+        "record_journal_waiver",
         "record_rollback_failure",
         "rollback_execute_order_atomic",
         "rollback_order_execution",

@@ -60,6 +60,7 @@ fn incident() -> MessageContext {
             reason: "duplicate execution after deploy 4.2".into(),
             succeeded: true,
             outcome: "rolled_back".into(),
+            outcome_recorded: true,
             orders_reversed: 3,
             refunded: dec("1520.25000000"),
             precheck: Some(CheckResult {
@@ -82,6 +83,7 @@ fn incident() -> MessageContext {
             reason: "duplicate execution after deploy 4.2".into(),
             succeeded: false,
             outcome: "already_rolled_back".into(),
+            outcome_recorded: true,
             orders_reversed: 0,
             refunded: Decimal::ZERO,
             precheck: Some(CheckResult {

@@ -42,7 +42,16 @@ async fn a_statement_timeout_is_reported_as_a_failure_not_as_the_operators_cance
     sqlx::raw_sql("BEGIN").execute(&mut holder).await.expect("begin");
     sqlx::query("SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE").bind(user).execute(&mut holder).await.expect("lock");
     h.commands
-        .send(Command::Rollback { id: 2, order, user, reason: "duplicate execution".into(), baseline, group: false })
+        .send(Command::Rollback {
+            id: 2,
+            order,
+            user,
+            reason: "duplicate execution".into(),
+            baseline,
+            group: false,
+            operation: uuid::Uuid::new_v4(),
+            waive_journal: false,
+        })
         .expect("send");
     let outcome = loop {
         match next("the rollback's end").await {

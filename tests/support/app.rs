@@ -25,6 +25,7 @@ use incident_console::core::contacts::Contact;
 use incident_console::core::contract::OrderRow;
 use incident_console::core::keys::KeyMap;
 use incident_console::core::workflow::checklist::Checklist;
+use incident_console::core::workflow::incident::{Observation, Step};
 use incident_console::core::workflow::{IncidentHeader, Level};
 use incident_console::store::incidents::IncidentStore;
 
@@ -240,6 +241,44 @@ impl Driver {
             queue.extend(more.journal);
         }
         events
+    }
+
+    /// Performs the journal requests of `e` as the loop does (each must be appended) and
+    /// returns `e` with the commands their answers released, kept in `sent` too: a rollback
+    /// goes to the worker only once its intent is in the journal.
+    pub fn through_journal(&mut self, e: Effects) -> Effects {
+        let mut out = Effects { commands: e.commands, redraw: e.redraw, journal: Vec::new() };
+        let mut queue = e.journal;
+        while !queue.is_empty() {
+            let request = queue.remove(0);
+            let now = self.app.now;
+            let event = self.session().perform(request.clone(), now);
+            assert!(matches!(event, JournalEvent::Appended { .. }), "{request:?} was not appended: {event:?}");
+            let more = self.app.update(Action::Journal(event));
+            self.sent.extend(more.commands.iter().cloned());
+            out.commands.extend(more.commands);
+            queue.extend(more.journal);
+            out.redraw |= more.redraw;
+        }
+        out
+    }
+
+    /// Enter on a rollback's confirmation, with an incident: its intent is asked of the
+    /// journal (and nothing of the worker yet), performed, and the rollback or batch it
+    /// released is returned.
+    pub fn confirm_journaled(&mut self) -> Command {
+        let e = self.enter();
+        assert!(e.commands.is_empty(), "nothing goes to the worker before the intent: {:?}", e.commands);
+        assert!(
+            matches!(e.journal.as_slice(), [JournalRequest::Step(Step::Observe(Observation::RollbackIntended { .. }))]),
+            "the confirmation asks the journal for the intent: {:?}",
+            e.journal
+        );
+        let e = self.through_journal(e);
+        e.commands
+            .into_iter()
+            .find(|c| matches!(c, Command::Rollback { .. } | Command::RunBatch { .. }))
+            .expect("the intent appended releases the rollback")
     }
 
     /// Performs `requests` and requires every one to be appended.

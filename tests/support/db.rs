@@ -25,12 +25,13 @@ struct Server {
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn block_on<F>(f: F) -> F::Output
+/// Runs `f` to its end on a runtime of its own, on a thread of its own: for work done once
+/// behind a `OnceLock`, which may be first reached from inside any test's runtime.
+pub fn block_on<F>(f: F) -> F::Output
 where
     F: std::future::Future + Send,
     F::Output: Send,
 {
-    // The template is built once, outside any test's runtime, on a thread of its own.
     std::thread::scope(|s| {
         s.spawn(|| {
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("test runtime").block_on(f)
@@ -40,7 +41,9 @@ where
     })
 }
 
-fn clean_stale_clusters(base: &std::path::Path) {
+/// Deletes the cluster directories under `base` of test processes that no longer run
+/// (their names start with the process id).
+pub fn clean_stale_clusters(base: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(base) else { return };
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<i32>().ok())
@@ -222,12 +225,18 @@ impl TestDb {
 pub const BURST_SQL: &str =
     "symbol = 'GBPUSD' AND created_at >= '2026-11-25 13:02:00+00' AND created_at < '2026-11-25 13:06:00+00'";
 
-/// A fresh database with the demo book of seed 7 on 2026-11-25, written by the binary
-/// (`incident-console seed`, as operator `e2e`).
+/// A fresh database with the demo book of seed 7 on 2026-11-25 (see [`seed_book`]).
 pub async fn seeded() -> TestDb {
     let t = test_db().await;
+    seed_book(&t.url).await;
+    t
+}
+
+/// Writes the demo book of seed 7 on 2026-11-25 into the empty database at `url` with the
+/// binary (`incident-console seed`, as operator `e2e`), which migrates it first.
+pub async fn seed_book(url: &str) {
     let out = tokio::process::Command::new(super::cli::BIN)
-        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", &t.url])
+        .args(["seed", "--seed", "7", "--date", "2026-11-25", "--database-url", url])
         .env_remove("DATABASE_URL")
         .env("INCIDENT_OPERATOR", "e2e")
         .stdin(std::process::Stdio::null())
@@ -240,7 +249,6 @@ pub async fn seeded() -> TestDb {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    t
 }
 
 /// The one `bigint` a query returns (`SELECT count(*) …`).

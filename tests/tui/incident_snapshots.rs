@@ -17,9 +17,9 @@ use rust_decimal::Decimal;
 use incident_console::console::app::{Action, Screen};
 use incident_console::console::dialogs::Dialog;
 use incident_console::console::dialogs::role::RolePicker;
-use incident_console::console::incident::JournalRequest;
+use incident_console::console::incident::{JournalEvent, JournalRequest};
 use incident_console::console::panes::Pane;
-use incident_console::console::protocol::{ConnState, DbEvent};
+use incident_console::console::protocol::{Command, ConnState, DbEvent};
 use incident_console::core::contacts::Contact;
 use incident_console::core::contract::MaintenanceProbe;
 use incident_console::core::keys::{KeyAction, KeyMap};
@@ -27,7 +27,7 @@ use incident_console::core::workflow::incident::{Observation, Step};
 use incident_console::core::workflow::{Level, Phase};
 
 use crate::support::app::{Driver, Journaling, SIZES, assert_has, assert_lacks, screen_text};
-use crate::support::fixtures::{OPERATOR, at, contact, id, maintenance_off, maintenance_on, t0};
+use crate::support::fixtures::{OPERATOR, at, contact, id, maintenance_off, maintenance_on, precheck, t0};
 
 /// What the temporary directory's random name is replaced with in the snapshots.
 const ROOT_SHOWN: &str = "/tmp/ics-XXXXXX";
@@ -208,6 +208,7 @@ fn response(size: (u16, u16)) -> Driver {
         success: true,
         detail: "rolled back".into(),
         reason: "duplicate execution from deploy 4711".into(),
+        operation: None,
     })));
     c.record(JournalRequest::Step(Step::Observe(Observation::Postcheck { order, successful: true, failed: vec![] })));
 
@@ -330,7 +331,7 @@ fn timeline_newest_first() {
         assert_has(
             &text,
             &[
-                &format!("Timeline · {n}/{n} · disk"),
+                &format!("Timeline · {n}/{n} · {n} not copied yet"),
                 "CTO approval pending",
                 "post-check passed: order 0b5e0003",
                 "Cy Okafor is Technical Lead",
@@ -348,13 +349,13 @@ fn timeline_filtered() {
         c.press('/');
         c.typed("rollback");
         c.enter();
-        let shown = c.case().timeline().len();
-        assert!(shown > 0 && shown < c.case().entries.len());
+        let (shown, n) = (c.case().timeline().len(), c.case().entries.len());
+        assert!(shown > 0 && shown < n);
         let text = snap(&c, "incident_timeline_filtered");
         assert_has(
             &text,
             &[
-                &format!("Timeline · {shown}/{} · disk · filter \"rollback\"", c.case().entries.len()),
+                &format!("Timeline · {shown}/{n} · {n} not copied yet · filter \"rollback\""),
                 "single rollback: 1 order(s), refunded 6325",
                 "skipped full_system_plan: single-service rollback",
             ],
@@ -404,7 +405,8 @@ fn messages_with_required_fields_missing() {
                 "INCIDENT ALERT - Level 3 (CRITICAL)",
             ],
         );
-        assert_lacks(&text, &["copied"]);
+        // No message copied (the Timeline's title says whether the journal is in the database).
+        assert_lacks(&text, &["· copied", "last copy"]);
         if size.0 >= 120 {
             assert_has(&text, &["needs customer_impact, estimated_resolution", "needs a ledger audit first"]);
         }
@@ -598,7 +600,11 @@ fn the_timeline_shows_the_outcome_of_checks() {
 #[test]
 fn the_header_keeps_the_database_state_at_80_columns() {
     let mut c = response((80, 24));
-    c.db(DbEvent::Connection(ConnState::Down { error: "connection refused".into(), retry_in: 5 }));
+    c.db(DbEvent::Connection(ConnState::Down {
+        error: "connection refused".into(),
+        retry_in: 5,
+        since: at(13, 40, 2),
+    }));
     let text = text_of(&c);
     assert_has(&text, &["MAINTENANCE ON", "UPDATE OVERDUE", "DB UNREACHABLE"]);
 }
@@ -673,4 +679,41 @@ fn a_rebound_key_is_the_one_shown_and_the_one_that_acts() {
     assert!(matches!(c.case().dialog, Some(Dialog::PickRole(RolePicker { cursor: 0, .. }))));
     c.press('j');
     assert!(matches!(c.case().dialog, Some(Dialog::PickRole(RolePicker { cursor: 1, .. }))));
+}
+
+/// A rollback confirmed while the incident's journal cannot be written (its last line cut
+/// short, as a full disk leaves it): refused, the Rollback pane says why and the footer
+/// says so, nothing was sent to the worker.
+#[test]
+fn rollback_refused_because_the_journal_cannot_be_written() {
+    for size in SIZES {
+        let dir = tempfile::Builder::new().prefix("ics-").tempdir_in("/tmp").expect("a writable /tmp");
+        let mut c = Driver::with_incident(dir, Level::Moderate, contacts(), size, Journaling::ByTest);
+        assert_eq!(c.root().len(), ROOT_SHOWN.len(), "the redaction keeps the layout");
+        c.db(DbEvent::Target("sandbox".into()));
+        c.connect_with_orders(5);
+        c.tick(at(13, 10, 0));
+        let o = c.current();
+        c.press('r');
+        let (id, _, _) = c.last_precheck();
+        let e = c.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+        c.append(e.journal);
+        c.typed("duplicate execution from deploy 4711");
+        c.enter();
+        let path = c.case().journal_path.clone();
+        let bytes = std::fs::read(&path).expect("read the journal");
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("cut the journal's last line short");
+        c.tick(at(13, 10, 30));
+        let e = c.enter();
+        assert!(e.commands.is_empty());
+        let [request] = e.journal.as_slice() else { panic!("the intent alone: {:?}", e.journal) };
+        let now = c.app.now;
+        let event = c.session().perform(request.clone(), now);
+        assert!(matches!(event, JournalEvent::Refused(_)), "{event:?}");
+        let e = c.act(Action::Journal(event));
+        assert!(e.commands.is_empty(), "{:?}", e.commands);
+        assert!(!c.sent.iter().any(|cmd| matches!(cmd, Command::Rollback { .. })), "{:?}", c.sent);
+        let text = snap(&c, "rollback_refused_journal_unwritable");
+        assert_has(&text, &["Not rolled back: the journal cannot be written", "Failed: not rolled back"]);
+    }
 }

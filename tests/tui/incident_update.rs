@@ -566,6 +566,7 @@ fn y_is_refused_when_a_customer_message_names_a_rolled_back_order() {
         success: true,
         detail: "rolled back".into(),
         reason: "duplicate execution".into(),
+        operation: None,
     }))]);
     assert!(c.case().internal.contains(&order.id.to_string()), "{:?}", c.case().internal);
     customer_notice_ready(&mut c);
@@ -830,9 +831,13 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
     assert_eq!(c.app.flow.as_ref().map(|f| f.stage.clone()), Some(Stage::Reason));
     c.typed("duplicate execution");
     c.enter();
-    let e = c.enter();
-    let [Command::Rollback { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
-    let run = *id;
+    let Command::Rollback { id: run, operation, waive_journal: false, .. } = c.confirm_journaled() else {
+        panic!("a rollback, its intent journaled (no waiver)")
+    };
+    let intent = c.case().entries.last().expect("the intent").clone();
+    assert_eq!(intent.kind(), "rollback_intended");
+    assert_eq!(intent.data()["operation"], operation.to_string());
+    assert_eq!((intent.data()["orders"].clone(), intent.data()["refund"].clone()), (1.into(), "12650".into()));
     // An answer for another id is not the flow's.
     let e = c.db(DbEvent::Rollback { id: run + 100, result: Ok(rolled_back(&o, true)) });
     assert!(e.journal.is_empty());
@@ -851,14 +856,16 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
                 success: true,
                 detail: "rolled back".into(),
                 reason: "duplicate execution".into(),
+                operation: Some(operation),
             },
             Observation::Postcheck { order: o.id, successful: true, failed: vec![] },
         ]
     );
     assert!(c.case().audit_wanted.is_some(), "a rollback asks for the next audit to be recorded");
     c.append(e.journal);
-    let kinds: Vec<&str> = c.case().entries.iter().rev().take(2).map(|e| e.kind()).collect();
-    assert_eq!(kinds, vec!["postcheck", "rollback"]);
+    let kinds: Vec<&str> = c.case().entries.iter().rev().take(3).map(|e| e.kind()).collect();
+    assert_eq!(kinds, vec!["postcheck", "rollback", "rollback_intended"]);
+    assert!(c.case().state.outcome_recorded(operation));
     assert!(c.case().internal.contains(&o.id.to_string()));
 }
 
@@ -895,9 +902,7 @@ fn interrupted_mid_batch(signal: Option<&'static str>) {
     c.typed("duplicates");
     c.enter();
     c.typed("2");
-    let e = c.enter();
-    let [Command::RunBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
-    let id = *id;
+    let Command::RunBatch { id, .. } = c.confirm_journaled() else { panic!("a batch") };
     let done = Outcome::RolledBack {
         refunded: Decimal::new(1_265_000, 2),
         margin_released: Decimal::ONE,
@@ -969,8 +974,7 @@ fn a_batch_of_the_flow_is_recorded() {
     c.typed("duplicates");
     c.enter();
     c.typed("2");
-    let e = c.enter();
-    let [Command::RunBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let Command::RunBatch { id, .. } = c.confirm_journaled() else { panic!("a batch") };
     let summary = Summary {
         batch_id: id_of_batch(),
         total: 2,
@@ -987,7 +991,7 @@ fn a_batch_of_the_flow_is_recorded() {
         elapsed_ms: 80,
         cancelled: false,
     };
-    let e = c.db(DbEvent::BatchDone { id: *id, result: Ok(summary) });
+    let e = c.db(DbEvent::BatchDone { id, result: Ok(summary) });
     let seen = observed(&e);
     let [Observation::Rollback { mode, orders, users, refunded, success, reason, .. }] = seen.as_slice() else {
         panic!("one rollback observation: {:?}", e.journal)
@@ -1020,9 +1024,7 @@ fn a_stopped_batch_says_what_failed_and_was_refused_not_only_what_was_rolled_bac
     c.typed("duplicates");
     c.enter();
     c.typed("4");
-    let e = c.enter();
-    let [Command::RunBatch { id: run, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
-    let run = *run;
+    let Command::RunBatch { id: run, .. } = c.confirm_journaled() else { panic!("a batch") };
     let summary = Summary {
         batch_id: id_of_batch(),
         total: 4,
@@ -1091,9 +1093,8 @@ fn after_a_rollback_the_next_fresh_audit_is_recorded_even_if_unchanged() {
     c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
     c.typed("dup");
     c.enter();
-    let e = c.enter();
-    let [Command::Rollback { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
-    c.db(DbEvent::Rollback { id: *id, result: Ok(rolled_back(&o, true)) });
+    let Command::Rollback { id, .. } = c.confirm_journaled() else { panic!("a rollback") };
+    c.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o, true)) });
     // The audit from before the rollback does not count.
     let e = c.db(DbEvent::Dashboard(dashboard(13, Some(0), Some(at(13, 7, 0)))));
     assert!(e.journal.is_empty());
@@ -1267,4 +1268,191 @@ fn a_copied_message_is_filled_as_of_the_copy() {
     let e = c.press('y');
     let [JournalRequest::Copy { text, .. }] = e.journal.as_slice() else { panic!("a copy: {:?}", e.journal) };
     assert!(text.contains("Time: 2026-11-25 13:40 UTC (started 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
+}
+
+// ----------------------------------------------------------------------------------------
+// Write-ahead journaling: the intent before the rollback, the outcome after it
+// ----------------------------------------------------------------------------------------
+
+/// A single rollback of the order under the cursor prepared up to its confirmation (Level 2:
+/// Enter confirms), its pre-check recorded.
+fn single_rollback_confirmable(c: &mut Driver) -> incident_console::core::contract::OrderRow {
+    c.connect_with_orders(5);
+    let o = c.current();
+    let e = c.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let e = c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    c.append(e.journal);
+    c.typed("duplicate execution");
+    c.enter();
+    assert_eq!(c.stage(), Stage::Confirm);
+    o
+}
+
+/// The journal's last line loses its newline (what a write cut short by a full disk leaves):
+/// nothing more can be appended to it until it is repaired.
+fn break_journal(c: &Driver) -> std::path::PathBuf {
+    let path = c.case().journal_path.clone();
+    let bytes = std::fs::read(&path).expect("read the journal");
+    std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("write the journal");
+    path
+}
+
+/// Performs the one journal request of `e` with the real session and feeds its answer to the
+/// app, as the loop does; returns the answer and what the app did with it.
+fn perform_one(c: &mut Driver, e: Effects) -> (JournalEvent, Effects) {
+    let [request] = e.journal.as_slice() else { panic!("one journal request: {:?}", e.journal) };
+    let now = c.app.now;
+    let event = c.session().perform(request.clone(), now);
+    let answer = c.act(Action::Journal(event.clone()));
+    (event, answer)
+}
+
+#[test]
+fn journal_unwritable_refuses_the_rollback_and_nothing_goes_to_the_worker() {
+    let mut c = open(Level::Moderate);
+    let o = single_rollback_confirmable(&mut c);
+    let path = break_journal(&c);
+    let entries = c.entries();
+
+    let e = c.enter();
+    assert!(e.commands.is_empty(), "nothing goes to the worker before the intent is written: {:?}", e.commands);
+    let seen = observed(&e);
+    let [Observation::RollbackIntended { mode, order, orders, refund, reason, .. }] = seen.as_slice() else {
+        panic!("the intent is asked of the journal: {:?}", e.journal)
+    };
+    assert_eq!((mode.as_str(), *order, *orders, refund.as_str()), ("single", Some(o.id), 1, "12650"));
+    assert_eq!(reason, "duplicate execution");
+
+    let (event, e) = perform_one(&mut c, e);
+    let JournalEvent::Refused(why) = &event else { panic!("the broken journal refuses the intent: {event:?}") };
+    assert!(why.contains(&path.display().to_string()), "the reason names the journal: {why}");
+    assert!(e.commands.is_empty(), "refused: nothing is sent: {:?}", e.commands);
+    assert!(
+        !c.sent.iter().any(|cmd| matches!(cmd, Command::Rollback { .. } | Command::RunBatch { .. })),
+        "no rollback ever went to the worker: {:?}",
+        c.sent
+    );
+    let Stage::Failed { error } = c.stage() else { panic!("the flow is refused: {:?}", c.stage()) };
+    assert!(error.starts_with("not rolled back: its intent could not be written"), "{error}");
+    assert!(error.contains(why.as_str()) && error.contains("Nothing was changed") && error.contains("--no-journal"));
+    let (text, is_error) = c.message();
+    assert!(is_error, "said as an error");
+    assert!(
+        text.starts_with("Not rolled back: the journal cannot be written (") && text.contains(why.as_str()),
+        "{text}"
+    );
+    assert_eq!(c.entries(), entries, "nothing was folded in");
+    assert!(!c.app.rollback_running(), "nothing runs: quitting asks nothing");
+}
+
+#[test]
+fn journal_unwritable_refuses_a_batch_too() {
+    let mut c = open(Level::Moderate);
+    c.connect_with_orders(5);
+    c.press(' ');
+    c.press(' ');
+    let e = c.press('b');
+    let [Command::PreviewBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let items: Vec<BatchItem> = c.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 2,
+        executed: 2,
+        users: 2,
+        total_refund: Decimal::new(2_530_000, 2),
+        total_margin_release: Decimal::new(253_000, 2),
+    };
+    c.db(DbEvent::BatchPreview { id: *id, result: Ok((preview, items)) });
+    c.typed("duplicates");
+    c.enter();
+    c.typed("2");
+    break_journal(&c);
+    let e = c.enter();
+    assert!(e.commands.is_empty(), "{:?}", e.commands);
+    let seen = observed(&e);
+    let [Observation::RollbackIntended { mode, order: None, orders: 2, refund, .. }] = seen.as_slice() else {
+        panic!("the batch's intent: {:?}", e.journal)
+    };
+    assert_eq!((mode.as_str(), refund.as_str()), ("batch", "25300"));
+    let (event, e) = perform_one(&mut c, e);
+    assert!(matches!(event, JournalEvent::Refused(_)), "{event:?}");
+    assert!(e.commands.is_empty() && !c.sent.iter().any(|cmd| matches!(cmd, Command::RunBatch { .. })));
+    assert!(matches!(c.stage(), Stage::Failed { .. }), "{:?}", c.stage());
+    assert!(c.message().0.starts_with("Not rolled back: the journal cannot be written"));
+}
+
+#[test]
+fn journal_full_after_the_rollback_ran_is_said_loudly_and_the_timeline_shows_no_outcome() {
+    let mut c = open(Level::Moderate);
+    let o = single_rollback_confirmable(&mut c);
+    let Command::Rollback { id, operation, .. } = c.confirm_journaled() else { panic!("a rollback") };
+    // While it runs, the timeline says so rather than "not recorded".
+    let running: Vec<String> = c.case().timeline().into_iter().map(|(_, t)| t).collect();
+    assert!(
+        running[0].starts_with("single rollback intended: 1 order(s), refund 12650")
+            && running[0].ends_with("— running")
+    );
+
+    break_journal(&c);
+    let e = c.db(DbEvent::Rollback { id, result: Ok(rolled_back(&o, true)) });
+    let [outcome, postcheck] = e.journal.as_slice() else { panic!("the outcome and its post-check: {:?}", e.journal) };
+    let now = c.app.now;
+    for request in [outcome.clone(), postcheck.clone()] {
+        let event = c.session().perform(request, now);
+        assert!(matches!(event, JournalEvent::Refused(_)), "{event:?}");
+        c.act(Action::Journal(event));
+        let (text, is_error) = c.message();
+        assert!(is_error && text.starts_with("The rollback ran, but its outcome could not be written"), "{text}");
+        assert!(text.contains(&operation.to_string()) && text.contains("Check the database"), "{text}");
+    }
+    let Stage::Done { message, .. } = c.stage() else { panic!("{:?}", c.stage()) };
+    assert!(message.ends_with("Its outcome is NOT in the journal: check the database."), "{message}");
+    let timeline: Vec<String> = c.case().timeline().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        timeline[0],
+        format!(
+            "single rollback intended: 1 order(s), refund 12650, order {} — outcome not recorded — check the database (operation {operation})",
+            o.id
+        )
+    );
+}
+
+#[test]
+fn journal_records_a_rollback_cancelled_on_the_server_as_its_intents_outcome() {
+    let mut c = open(Level::Moderate);
+    let o = single_rollback_confirmable(&mut c);
+    let Command::Rollback { id, operation, .. } = c.confirm_journaled() else { panic!("a rollback") };
+    let e = c.press('c');
+    assert!(e.commands.contains(&Command::Cancel { id }), "{:?}", e.commands);
+    let e = c.db(DbEvent::Cancelled { id });
+    let seen = observed(&e);
+    let [Observation::Rollback { success: false, orders: 0, detail, operation: Some(op), order, .. }] = seen.as_slice()
+    else {
+        panic!("the cancel is the intent's outcome: {:?}", e.journal)
+    };
+    assert_eq!((*op, *order), (operation, Some(o.id)));
+    assert_eq!(detail, "cancelled on the server: nothing was changed");
+    c.append(e.journal);
+    assert!(c.case().state.outcome_recorded(operation));
+}
+
+#[test]
+fn journal_waived_at_startup_sends_the_rollback_at_once_with_the_waiver() {
+    let mut c = without_incident();
+    c.app.no_journal = true;
+    c.connect_with_orders(5);
+    let o = c.current();
+    let e = c.press('r');
+    let [Command::Precheck { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    c.db(DbEvent::Precheck { id: *id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    c.typed("duplicate execution");
+    c.enter();
+    assert!(c.screen().contains("No journal (--no-journal): its waiver goes to the audit log"), "{}", c.screen());
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    let [Command::Rollback { waive_journal: true, order, operation, .. }] = e.commands.as_slice() else {
+        panic!("the rollback goes with its waiver: {:?}", e.commands)
+    };
+    assert_eq!(*order, o.id);
+    assert_eq!(c.app.flow.as_ref().map(|f| f.operation), Some(*operation));
 }

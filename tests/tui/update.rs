@@ -368,7 +368,9 @@ fn single_rollback_precheck_reason_confirm_run() {
     assert_eq!(s.app.flow.as_ref().and_then(|f| f.confirm_word.clone()), None, "level 2 needs no typed word");
 
     let e = s.enter();
-    let [Command::Rollback { id, order, user, reason, baseline: b, group }] = e.commands.as_slice() else {
+    let [Command::Rollback { id, order, user, reason, baseline: b, group, waive_journal: false, .. }] =
+        e.commands.as_slice()
+    else {
         panic!("enter sends exactly one rollback: {:?}", e.commands)
     };
     assert_eq!((*order, *user), (o.id, o.user_id));
@@ -497,7 +499,7 @@ fn a_batch_requires_the_count_typed() {
     s.key(KeyCode::Backspace);
     s.typed("3");
     let e = s.enter();
-    let [Command::RunBatch { id: run, items, reason }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let [Command::RunBatch { id: run, items, reason, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
     assert_eq!(items, &selection);
     assert_eq!(reason, "burst");
     assert!(matches!(s.stage(), Stage::Running { id, .. } if id == *run));
@@ -920,7 +922,7 @@ fn the_same_connection_state_again_does_not_redraw() {
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
     assert_eq!(e, Effects::default());
     // Down and up again: the rows already shown are not reloaded from scratch.
-    let e = s.db(DbEvent::Connection(ConnState::Down { error: "gone".into(), retry_in: 1 }));
+    let e = s.db(DbEvent::Connection(ConnState::Down { error: "gone".into(), retry_in: 1, since: at(13, 9, 0) }));
     assert!(e.redraw && e.commands.is_empty());
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 5 }));
     assert!(e.redraw && e.commands.is_empty());

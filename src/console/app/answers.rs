@@ -4,9 +4,12 @@
 use super::{App, Effects, Load, Message};
 use crate::console::incident::{JournalEvent, JournalRequest, audit_observation};
 use crate::console::maintenance;
-use crate::console::panes::rollback::FlowTarget;
+use crate::console::panes::rollback::{FlowTarget, Stage};
 use crate::console::panes::{dashboard, orders, precheck, rollback};
 use crate::console::protocol::{Command, ConnState, DbEvent};
+use crate::core::journal::Event;
+use crate::core::observed;
+use crate::store::journal::Entry;
 
 impl App {
     pub(super) fn on_db(&mut self, ev: DbEvent) -> Effects {
@@ -60,9 +63,9 @@ impl App {
             }
             DbEvent::JournalSynced(r) => {
                 let Some(case) = self.case.as_mut() else { return Effects::none() };
-                let changed = case.db_copy.as_ref().map(|c| c.is_ok()) != Some(r.is_ok());
-                case.db_copy = Some(r);
-                if changed { Effects::redraw() } else { Effects::none() }
+                let before = case.db_copy.clone();
+                case.db_copy.take(r);
+                if case.db_copy != before { Effects::redraw() } else { Effects::none() }
             }
             DbEvent::Failed { id, error } => {
                 if let Some(e) = orders::on_failed(self, id, &error) {
@@ -83,18 +86,50 @@ impl App {
     /// The loop's answer to a journal request.
     pub(super) fn on_journal(&mut self, ev: JournalEvent) -> Effects {
         let now = self.now;
-        let Some(case) = self.case.as_mut() else { return Effects::none() };
+        // A rollback waiting for its intent to be written runs, or is refused, on this answer.
+        let gate = rollback::on_journal(self, &ev);
+        let finished = self.flow.as_ref().is_none_or(|f| !f.is_running());
+        let Some(case) = self.case.as_mut() else { return gate.unwrap_or_else(Effects::none) };
         match ev {
             JournalEvent::Appended { entries, note } => {
+                let outcome = |e: &Entry| matches!(&e.event, Event::Rollback(r) if r.operation.is_some() && r.operation == case.awaiting_outcome);
+                if entries.iter().any(outcome) {
+                    case.awaiting_outcome = None;
+                }
                 case.append(entries, now);
                 self.incident = case.state.header();
                 let sync = Command::SyncJournal { incident: case.state.id.clone(), path: case.journal_path.clone() };
                 if let Some(n) = note {
                     self.message = Some(Message { text: n, error: false });
                 }
-                Effects::with(vec![sync])
+                let mut e = Effects::with(vec![sync]);
+                // The rollback after its intent, once the journal's copy is asked for.
+                e.commands.extend(gate.map(|g| g.commands).unwrap_or_default());
+                e
             }
-            JournalEvent::Refused(why) => self.say(why, true),
+            JournalEvent::Refused(why) => {
+                if let Some(refused) = gate {
+                    return refused;
+                }
+                // The rollback in flight has ended: what was refused is its outcome (the
+                // first thing recorded of its answer), written after the money moved.
+                if finished && let Some(operation) = case.awaiting_outcome.take() {
+                    case.outcome_lost = Some(operation);
+                    if let Some(Stage::Done { message, .. }) = self.flow.as_mut().map(|f| &mut f.stage) {
+                        message.push_str(" Its outcome is NOT in the journal: check the database.");
+                    }
+                }
+                match self.case.as_ref().and_then(|c| c.outcome_lost) {
+                    Some(operation) => self.say(
+                        format!(
+                            "The rollback ran, but its outcome could not be written to the journal ({why}): the journal \
+                             shows operation {operation} with no outcome. Check the database."
+                        ),
+                        true,
+                    ),
+                    None => self.say(why, true),
+                }
+            }
         }
     }
 
@@ -114,39 +149,43 @@ impl App {
                     seen.push(crate::core::observed::precheck(p, *order, *user));
                 }
             }
-            DbEvent::Rollback { id, result: Ok(r) } if flow_request == Some(*id) => {
-                let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
-                match self.flow.as_ref().map(|f| &f.target) {
-                    Some(FlowTarget::Single(o)) => {
-                        seen.extend(crate::core::observed::rollback(r, o.id, o.user_id, false, &reason))
+            DbEvent::Rollback { id, result } if flow_request == Some(*id) => {
+                if let Some(f) = self.flow.as_ref()
+                    && let FlowTarget::Single(o) | FlowTarget::Group(o) = &f.target
+                {
+                    let (group, reason) = (matches!(f.target, FlowTarget::Group(_)), f.reason_text());
+                    match result {
+                        Ok(r) => seen.extend(observed::rollback(r, o.id, o.user_id, group, &reason, f.operation)),
+                        // The outcome of its intent: failed, with the worker's words.
+                        Err(e) => seen.push(observed::rollback_failed(e, o.id, o.user_id, group, &reason, f.operation)),
                     }
-                    Some(FlowTarget::Group(o)) => {
-                        seen.extend(crate::core::observed::rollback(r, o.id, o.user_id, true, &reason))
-                    }
-                    _ => {}
                 }
-                if let Some(c) = self.case.as_mut() {
+                if result.is_ok()
+                    && let Some(c) = self.case.as_mut()
+                {
                     c.audit_wanted = Some(now);
                 }
             }
-            // No answer: what was tried, and why it did not get one (an unknown outcome says
-            // so in its text).
-            DbEvent::Rollback { id, result: Err(e) } if flow_request == Some(*id) => {
-                let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
-                let (order, group) = match self.flow.as_ref().map(|f| &f.target) {
-                    Some(FlowTarget::Single(o)) => (Some(o), false),
-                    Some(FlowTarget::Group(o)) => (Some(o), true),
-                    _ => (None, false),
-                };
-                if let Some(o) = order {
-                    seen.push(crate::core::observed::rollback_failed(e, o.id, o.user_id, group, &reason));
+            // A single or group rollback stopped on the server (cancelled, or a statement
+            // timeout): its one transaction rolled back, and that is its intent's outcome.
+            DbEvent::Cancelled { id } | DbEvent::Failed { id, .. } if flow_request == Some(*id) => {
+                if let Some(f) = self.flow.as_ref().filter(|f| f.is_changing_money())
+                    && let FlowTarget::Single(o) | FlowTarget::Group(o) = &f.target
+                {
+                    let error = match ev {
+                        DbEvent::Failed { error, .. } => error.clone(),
+                        _ => "cancelled on the server: nothing was changed".to_string(),
+                    };
+                    let group = matches!(f.target, FlowTarget::Group(_));
+                    seen.push(observed::rollback_failed(&error, o.id, o.user_id, group, &f.reason_text(), f.operation));
                 }
             }
             DbEvent::BatchDone { id, result: Ok(s) } if flow_request == Some(*id) => {
                 let users =
                     self.flow.as_ref().and_then(|f| f.preview.as_ref()).map_or(0, |(p, _)| p.users.max(0) as u64);
-                let reason = self.flow.as_ref().map(|f| f.reason_text()).unwrap_or_default();
-                seen.push(crate::core::observed::batch(s, users, &reason));
+                if let Some(f) = self.flow.as_ref() {
+                    seen.push(observed::batch(s, users, &f.reason_text(), f.operation));
+                }
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);
                 }

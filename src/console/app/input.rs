@@ -224,11 +224,13 @@ impl App {
         commands.push(Command::Shutdown);
         // A batch cut short by quitting: its answer will not come, so what is known of it
         // goes in the journal now (each order was its own transaction; the rest is untouched).
+        // Only one that was sent to run: a batch still being previewed has no intent, and
+        // nothing of it ran.
         let interrupted = self
             .flow
             .as_ref()
-            .filter(|f| f.is_running() && f.is_batch())
-            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text(), why));
+            .filter(|f| f.is_changing_money() && f.is_batch())
+            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text(), why, f.operation));
         let mut e = Effects::with(commands);
         e.journal = self.observe(interrupted.into_iter().collect());
         e

@@ -155,6 +155,9 @@ pub struct App {
     pub maintenance_request: Option<RequestId>,
     /// Rows of the Pre-check / Post-check pane scrolled off the top (up/down there).
     pub detail_scroll: u16,
+    /// Started with `--no-journal`: no incident journal, and every rollback and batch asks
+    /// the worker to record the waiver in the audit log before it runs.
+    pub no_journal: bool,
     next_id: RequestId,
 }
 
@@ -184,6 +187,7 @@ impl App {
             case: None,
             maintenance_request: None,
             detail_scroll: 0,
+            no_journal: false,
             next_id: 1,
         }
     }

@@ -10,15 +10,20 @@ use uuid::Uuid;
 
 use crate::console::app::{App, Effects, Load};
 use crate::console::hints::Keys;
+use crate::console::incident::{JournalEvent, JournalRequest};
 use crate::console::keys::EventKeys;
 use crate::console::panes::Pane;
 use crate::console::panes::orders;
 use crate::console::panes::postcheck::PostcheckView;
 use crate::console::protocol::{BatchTarget, Command, RequestId};
 use crate::core::batch::{BatchItem, Outcome, Summary};
-use crate::core::contract::{BatchPreview, Precheck, RollbackAndPostcheck};
+use crate::core::contract::{BaselineFigures, BatchPreview, Precheck, RollbackAndPostcheck};
+use crate::core::journal::Event;
 use crate::core::keys::KeyAction;
+use crate::core::observed;
 use crate::core::workflow::Level;
+use crate::core::workflow::incident::Step;
+use rust_decimal::Decimal;
 
 pub(crate) use draw::render;
 pub use flow::{Flow, FlowTarget, Stage};
@@ -182,10 +187,14 @@ fn enter(app: &mut App) -> Effects {
     }
 }
 
-/// Enter on the confirmation: the rollback or the batch goes to the worker.
+/// Enter on the confirmation: the rollback's intent goes to the journal, and the rollback
+/// or the batch to the worker once it is there (`on_journal`). Without an incident journal
+/// it goes at once; after `--no-journal` with the waiver for the worker to record first.
 fn confirm(app: &mut App, id: RequestId) -> Effects {
     let now = app.now;
     let dismiss = app.keymap.hint_key(KeyAction::Dismiss);
+    let journaled = app.case.is_some();
+    let waive_journal = app.no_journal && !journaled;
     let Some(flow) = app.flow.as_mut() else { return Effects::none() };
     if let Some(word) = &flow.confirm_word {
         let typed = flow.confirm.lines().join("");
@@ -195,26 +204,82 @@ fn confirm(app: &mut App, id: RequestId) -> Effects {
         }
     }
     let reason = flow.reason_text();
-    let command = match (&flow.target, &flow.baseline, &flow.preview) {
-        (FlowTarget::Single(_) | FlowTarget::Group(_), Some((order, user, baseline)), _) => Command::Rollback {
-            id,
-            order: *order,
-            user: *user,
-            reason,
-            baseline: baseline.clone(),
-            group: matches!(flow.target, FlowTarget::Group(_)),
-        },
-        (FlowTarget::Batch(_), _, Some((_, items))) => {
+    let operation = flow.operation;
+    let (command, intent) = match (&flow.target, &flow.baseline, &flow.preview) {
+        (FlowTarget::Single(_) | FlowTarget::Group(_), Some((order, user, baseline)), _) => {
+            let group = matches!(flow.target, FlowTarget::Group(_));
+            // What the pre-check said it would do, from the baseline it took.
+            let figures = serde_json::from_value::<BaselineFigures>(baseline.clone()).ok();
+            let (orders, refund) = match (&figures, group) {
+                (Some(f), true) => (f.group.order_ids.len() as u64, f.group.expected_refund),
+                (Some(f), false) => (1, f.expected_refund),
+                (None, _) => (u64::from(!group), Decimal::ZERO),
+            };
+            let intent = observed::rollback_intended(operation, *order, *user, group, orders, refund, &reason);
+            let command = Command::Rollback {
+                id,
+                order: *order,
+                user: *user,
+                reason,
+                baseline: baseline.clone(),
+                group,
+                operation,
+                waive_journal,
+            };
+            (command, intent)
+        }
+        (FlowTarget::Batch(_), _, Some((p, items))) => {
             flow.run.total = items.len() as u64;
-            Command::RunBatch { id, items: items.clone(), reason }
+            let intent = observed::batch_intended(operation, items.len() as u64, p.total_refund, &reason);
+            (Command::RunBatch { id, items: items.clone(), reason, operation, waive_journal }, intent)
         }
         _ => {
             flow.stage = Stage::Failed { error: "nothing to roll back: the pre-check gave no baseline".into() };
             return Effects::redraw();
         }
     };
+    if journaled {
+        flow.stage = Stage::Journaling { id, command: Box::new(command) };
+        return Effects::journal(vec![JournalRequest::Step(Step::Observe(intent))]);
+    }
     flow.stage = Stage::Running { id, since: now };
     Effects::with(vec![command])
+}
+
+/// The journal's answer while the flow waits for its intent to be written: appended, the
+/// rollback goes to the worker; refused, it does not, and the person is told why. None when
+/// the flow was not waiting (the answer is someone else's).
+pub(crate) fn on_journal(app: &mut App, ev: &JournalEvent) -> Option<Effects> {
+    let now = app.now;
+    let flow = app.flow.as_mut()?;
+    let Stage::Journaling { id, command } = &flow.stage else { return None };
+    let (id, command, operation) = (*id, (**command).clone(), flow.operation);
+    match ev {
+        JournalEvent::Appended { entries, .. } => {
+            let ours =
+                entries.iter().any(|e| matches!(&e.event, Event::RollbackIntended(i) if i.operation == operation));
+            if !ours {
+                return None;
+            }
+            flow.stage = Stage::Running { id, since: now };
+            if let Some(case) = app.case.as_mut() {
+                case.awaiting_outcome = Some(operation);
+                case.outcome_lost = None;
+            }
+            Some(Effects::with(vec![command]))
+        }
+        JournalEvent::Refused(why) => {
+            flow.stage = Stage::Failed {
+                error: format!(
+                    "not rolled back: its intent could not be written to the incident's journal: {why}. \
+                     Nothing was changed. Fix the journal, or start the console with --no-journal \
+                     (each rollback's waiver is then recorded in the audit log)."
+                ),
+            };
+            let text = format!("Not rolled back: the journal cannot be written ({why}). Nothing was changed.");
+            Some(app.say(text, true))
+        }
+    }
 }
 
 /// The flow's pre-check from the worker; true when it was the flow's.

@@ -1,5 +1,6 @@
 //! The Timeline pane: the incident's journal, newest first, one row per entry, with a
-//! filter; its title says whether the journal is copied to the database.
+//! filter; its title says whether the journal is copied to the database (only what a copy
+//! confirmed counts as copied).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -12,6 +13,7 @@ use crate::console::dialogs::text::{Purpose, TextDialog};
 use crate::console::hints::Keys;
 use crate::console::incident::IncidentPanel;
 use crate::console::panes::{Pane, is_movement, step};
+use crate::console::protocol::ConnState;
 use crate::console::widgets::{fit, pane_block};
 use crate::core::journal::Event;
 use crate::core::keys::KeyAction;
@@ -24,7 +26,7 @@ impl IncidentPanel {
     /// nothing is filtered.
     pub(crate) fn timeline_page(&self, offset: usize, rows: usize) -> (Vec<(&Entry, String)>, usize) {
         if self.timeline_filter.is_empty() {
-            let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, crate::core::report::describe(e)));
+            let page = self.entries.iter().rev().skip(offset).take(rows).map(|e| (e, self.describe(e)));
             return (page.collect(), self.entries.len());
         }
         let all = self.timeline();
@@ -37,9 +39,20 @@ impl IncidentPanel {
         self.entries
             .iter()
             .rev()
-            .map(|e| (e, crate::core::report::describe(e)))
+            .map(|e| (e, self.describe(e)))
             .filter(|(e, text)| crate::core::report::matches(e, text, &self.timeline_filter))
             .collect()
+    }
+
+    /// An entry's line: a rollback intended whose outcome the journal lacks says so, unless
+    /// it is the one this console is running (its outcome is still to come).
+    fn describe(&self, e: &Entry) -> String {
+        match &e.event {
+            Event::RollbackIntended(i) if self.awaiting_outcome == Some(i.operation) => {
+                format!("{} — running", crate::core::report::describe(e))
+            }
+            _ => crate::core::report::describe_in(&self.state, e),
+        }
     }
 }
 
@@ -71,16 +84,28 @@ pub(crate) fn key(app: &mut App, action: KeyAction, focused: bool) -> Option<Eff
     }
 }
 
+/// Whether the journal is in the database: "copied to db" only when a copy confirmed it
+/// holds every entry; else how many are not, and why (the database down, the copy refused,
+/// or on its way).
+fn copy_label(case: &IncidentPanel, conn: &ConnState) -> String {
+    let pending = case.not_copied();
+    if pending == 0 {
+        return "copied to db".into();
+    }
+    let why = match (conn, &case.db_copy.failed) {
+        (ConnState::Down { .. }, _) => "(db down)",
+        (_, Some(_)) => "(copy failed)",
+        _ => "yet",
+    };
+    format!("{pending} not copied {why}")
+}
+
 /// Draws the pane.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(case) = &app.case else { return };
     // Rows inside the frame: the pane's height less its two borders.
     let (shown, matching) = case.timeline_page(case.timeline_offset, area.height.saturating_sub(2) as usize);
-    let copy = match &case.db_copy {
-        Some(Ok(_)) => "copied to db",
-        Some(Err(_)) => "disk only",
-        None => "disk",
-    };
+    let copy = copy_label(case, &app.conn);
     let filter = if case.timeline_filter.is_empty() {
         String::new()
     } else {
@@ -95,13 +120,20 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|(e, text)| {
             let at = if wide { e.at.format("%Y-%m-%d %H:%M:%S") } else { e.at.format("%m-%d %H:%M:%S") };
-            let style = match e.event {
+            let style = match &e.event {
                 Event::LevelChanged(_) | Event::PhaseChanged(_) => {
                     Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
                 }
                 Event::Rollback(_) | Event::Maintenance(_) | Event::MaintenanceSeen(_) => {
                     Style::new().fg(Color::Magenta)
                 }
+                // An intent with no outcome: the journal cannot say whether money moved.
+                Event::RollbackIntended(i)
+                    if !case.state.outcome_recorded(i.operation) && case.awaiting_outcome != Some(i.operation) =>
+                {
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                }
+                Event::RollbackIntended(_) => Style::new().fg(Color::Magenta),
                 Event::Note(_) => Style::new().fg(Color::Yellow),
                 _ => Style::new(),
             };

@@ -15,6 +15,7 @@ use crate::core::batch::BatchItem;
 use crate::core::error::{Error, Result};
 use crate::core::orders::{OrderQuery, ResolvedQuery};
 use crate::ops::batch::{self, BatchOptions, Progress};
+use crate::ops::journaling;
 use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
 use crate::store::connect::ConnectSettings;
 use crate::store::db::{self, Db, DbConn, QUERY_CANCELED, is_cancel};
@@ -74,8 +75,9 @@ pub(super) fn precheck(job: Job, id: RequestId, order: uuid::Uuid, user: uuid::U
     });
 }
 
-/// A rollback and its post-check, recorded.
-pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
+/// A rollback and its post-check, recorded. With `waive_journal` the waiver goes to the
+/// audit log first, and a waiver that cannot be written stops the rollback before it starts.
+pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest, waive_journal: bool) {
     let recorder = job.pool.clone();
     let running = job.running.clone();
     // A cancel the operator asked for is not a failure of the rollback; a statement
@@ -83,6 +85,15 @@ pub(super) fn rollback(job: Job, id: RequestId, req: RollbackRequest) {
     let asked =
         move || running.lock().is_ok_and(|m| matches!(m.get(&id), Some(Cancel::Backend { requested: true, .. })));
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        if waive_journal {
+            let mode = if req.group { "transaction" } else { "single" };
+            let pairs = [(req.order, req.user)];
+            if let Err(e) = journaling::waive(&recorder, req.operation, mode, &pairs, &req.reason).await {
+                let error = format!("not rolled back: the journal waiver could not be recorded in the audit log: {e}");
+                let _ = events.send(DbEvent::Rollback { id, result: Err(error) });
+                return (conn, Ok(()));
+            }
+        }
         let r = match rollback_and_prove(&recorder, &mut conn, &req, &asked).await {
             Err(e) if is_cancel(&e) => Err(e),
             other => {
@@ -120,16 +131,37 @@ pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
 }
 
 /// A batch runs on its own connections (one transaction per order); its progress is sent
-/// every 250 ms, and cancelling it raises its stop flag.
-pub(super) fn run_batch(job: Job, settings: ConnectSettings, id: RequestId, items: Vec<BatchItem>, reason: String) {
-    let Job { running, events, .. } = job;
+/// every 250 ms, and cancelling it raises its stop flag. `operation` is its batch id; with
+/// `waive_journal` the waiver goes to the audit log first, and stops the batch if it cannot.
+pub(super) fn run_batch(
+    job: Job,
+    settings: ConnectSettings,
+    id: RequestId,
+    items: Vec<BatchItem>,
+    reason: String,
+    operation: uuid::Uuid,
+    waive_journal: bool,
+) {
+    let Job { pool, running, events } = job;
     let progress = Arc::new(Progress::default());
     if let Ok(mut m) = running.lock() {
         m.insert(id, Cancel::Batch(progress.clone()));
     }
     tokio::spawn(async move {
         let total = items.len() as u64;
-        let opts = BatchOptions::new(reason);
+        if waive_journal {
+            let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
+            if let Err(e) = journaling::waive(&pool, operation, "batch", &pairs, &reason).await {
+                if let Ok(mut m) = running.lock() {
+                    m.remove(&id);
+                }
+                let error = format!("not started: the journal waiver could not be recorded in the audit log: {e}");
+                let _ = events.send(DbEvent::BatchDone { id, result: Err(error) });
+                return;
+            }
+        }
+        let mut opts = BatchOptions::new(reason);
+        opts.batch_id = operation;
         let reporter = {
             let progress = progress.clone();
             let events = events.clone();

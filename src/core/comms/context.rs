@@ -107,6 +107,9 @@ pub struct RollbackRecord {
     pub succeeded: bool,
     /// "rolled_back" or the stable error code.
     pub outcome: String,
+    /// False for a rollback intended whose outcome the journal does not have: it may have
+    /// moved money or not, and only the database can say.
+    pub outcome_recorded: bool,
     /// Orders it reversed.
     pub orders_reversed: u64,
     /// Amount returned to the user, commission included.
@@ -467,8 +470,11 @@ impl MessageContext {
 
     fn rollbacks_value(&self) -> Value {
         let succeeded = self.rollbacks.iter().filter(|r| r.succeeded).count();
-        let refunded: Decimal = self.rollbacks.iter().filter(|r| r.succeeded).map(|r| r.refunded).sum();
-        let reversed: u64 = self.rollbacks.iter().filter(|r| r.succeeded).map(|r| r.orders_reversed).sum();
+        let unrecorded = self.rollbacks.iter().filter(|r| !r.outcome_recorded).count();
+        // Money moved by every rollback whose outcome is known, complete or not: a batch with
+        // one refusal still rolled back the rest.
+        let refunded: Decimal = self.rollbacks.iter().filter(|r| r.outcome_recorded).map(|r| r.refunded).sum();
+        let reversed: u64 = self.rollbacks.iter().filter(|r| r.outcome_recorded).map(|r| r.orders_reversed).sum();
         let items: Vec<Value> = self
             .rollbacks
             .iter()
@@ -483,6 +489,10 @@ impl MessageContext {
                 o.insert("outcome".into(), json!(r.outcome));
                 o.insert("orders_reversed".into(), json!(r.orders_reversed));
                 o.insert("refunded".into(), json!(money(r.refunded)));
+                // Only when it is so: reports of journals without intents stay as they were.
+                if !r.outcome_recorded {
+                    o.insert("outcome_recorded".into(), json!(false));
+                }
                 if let Some(c) = &r.precheck {
                     o.insert("precheck".into(), check_value(c));
                 }
@@ -492,14 +502,19 @@ impl MessageContext {
                 Value::Object(o)
             })
             .collect();
-        json!({
+        let mut v = json!({
             "total": self.rollbacks.len(),
             "succeeded": succeeded,
-            "failed": self.rollbacks.len() - succeeded,
+            "failed": self.rollbacks.len() - succeeded - unrecorded,
             "orders_reversed": reversed,
             "refunded_total": money(refunded),
             "items": items,
-        })
+        });
+        // Present only when there are any, as `outcome_recorded` above.
+        if unrecorded > 0 {
+            v["unrecorded"] = json!(unrecorded);
+        }
+        v
     }
 
     fn maintenance_value(&self) -> Value {

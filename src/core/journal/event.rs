@@ -17,7 +17,9 @@
 //! line. Such entries are kept as [`Event::Unknown`] with their kind and raw data: they
 //! verify, fold (as records) and show in the timeline as `kind: data`, but change no state.
 //! The members of a kind are therefore fixed: a version that needs other members writes a
-//! new kind.
+//! new kind. The one exception is a member written only when it has a value (`rollback`'s
+//! `operation`): lines without it keep their bytes and read as before, and a version that
+//! does not know the member keeps the lines with it as unknown, still verified and shown.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -55,8 +57,15 @@ pub enum Event {
     FieldWaived(FieldWaived),
     /// `precheck`: a rollback's pre-check ran.
     Precheck(Precheck),
+    /// `rollback_intended`: a rollback (single, transaction group or batch) is about to
+    /// run; written, and synced to disk, before any money moves.
+    RollbackIntended(RollbackIntended),
     /// `rollback`: a rollback (single, transaction group or batch) ended.
     Rollback(Rollback),
+    /// `rollback_settled`: what the database shows an earlier rollback of this incident did,
+    /// where its `rollback` entry could not know (a lost reply, unknown outcomes, an
+    /// interrupted run, an intent with no outcome).
+    RollbackSettled(RollbackSettled),
     /// `postcheck`: a rollback's post-check ran.
     Postcheck(Postcheck),
     /// `maintenance`: maintenance mode switched by this console or the CLI.
@@ -184,6 +193,42 @@ pub struct Precheck {
     pub failed: Vec<String>,
 }
 
+/// `rollback_intended`: what a rollback is about to do, before it runs. Its outcome is the
+/// `rollback` with the same `operation`; an intent without one means the outcome was never
+/// written (the journal failed after the money moved, or the process died): the database
+/// says what happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackIntended {
+    /// Identifies the rollback: its outcome's `operation`, and the `batch_id` of its audit rows.
+    pub operation: Uuid,
+    /// single, transaction or batch.
+    pub mode: String,
+    /// The order it starts from; `null` for a batch.
+    pub order: Option<Uuid>,
+    /// Its user; `null` for a batch.
+    pub user: Option<Uuid>,
+    /// Orders it is to roll back (the pre-check's or the preview's count).
+    pub orders: u64,
+    /// Cash it is to give back (the pre-check's or the preview's figure), as a decimal string.
+    pub refund: String,
+    /// The reason to be recorded on the orders.
+    pub reason: String,
+}
+
+/// `rollback_settled`: the figures of an operation as its audit rows show them, read after
+/// the fact; they replace what the journal said of it before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackSettled {
+    /// The operation (its intent's and outcome's `operation`, its audit rows' `batch_id`).
+    pub operation: Uuid,
+    /// Orders its audit rows show rolled back.
+    pub orders: u64,
+    /// Cash they gave back, as a decimal string.
+    pub refunded: String,
+    /// What the journal said of it before, in words.
+    pub was: String,
+}
+
 /// `rollback`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollback {
@@ -205,6 +250,10 @@ pub struct Rollback {
     pub detail: String,
     /// The reason recorded on the orders.
     pub reason: String,
+    /// The `operation` of the intent this is the outcome of. Written only when known, so a
+    /// rollback recorded before intents existed keeps its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Uuid>,
 }
 
 /// `postcheck`.
@@ -330,7 +379,9 @@ impl Event {
             Event::FieldSet(_) => "field_set",
             Event::FieldWaived(_) => "field_waived",
             Event::Precheck(_) => "precheck",
+            Event::RollbackIntended(_) => "rollback_intended",
             Event::Rollback(_) => "rollback",
+            Event::RollbackSettled(_) => "rollback_settled",
             Event::Postcheck(_) => "postcheck",
             Event::Maintenance(_) | Event::MaintenanceSeen(_) => "maintenance",
             Event::Audit(_) => "audit",
@@ -355,7 +406,9 @@ impl Event {
             Event::FieldSet(d) => serde_json::to_value(d),
             Event::FieldWaived(d) => serde_json::to_value(d),
             Event::Precheck(d) => serde_json::to_value(d),
+            Event::RollbackIntended(d) => serde_json::to_value(d),
             Event::Rollback(d) => serde_json::to_value(d),
+            Event::RollbackSettled(d) => serde_json::to_value(d),
             Event::Postcheck(d) => serde_json::to_value(d),
             Event::Maintenance(d) => serde_json::to_value(d),
             Event::MaintenanceSeen(d) => serde_json::to_value(d),
@@ -384,7 +437,9 @@ impl Event {
             "field_set" => exact(&data, Event::FieldSet),
             "field_waived" => exact(&data, Event::FieldWaived),
             "precheck" => exact(&data, Event::Precheck),
+            "rollback_intended" => exact(&data, Event::RollbackIntended),
             "rollback" => exact(&data, Event::Rollback),
+            "rollback_settled" => exact(&data, Event::RollbackSettled),
             "postcheck" => exact(&data, Event::Postcheck),
             "maintenance" => exact(&data, Event::MaintenanceSeen).or_else(|| exact(&data, Event::Maintenance)),
             "audit" => exact(&data, Event::Audit),
@@ -462,7 +517,9 @@ event_data!(
     FieldSet,
     FieldWaived,
     Precheck,
+    RollbackIntended,
     Rollback,
+    RollbackSettled,
     Postcheck,
     Maintenance,
     MaintenanceSeen,

@@ -53,3 +53,39 @@ pub async fn ledger_audit_users<'e, E: Executor<'e, Database = Postgres>>(
         .fetch_all(e)
         .await?)
 }
+
+/// `record_journal_waiver(operation, orders, users, mode, reason)`: the commander's decision
+/// to roll back without the incident's journal, written to the audit log before the
+/// rollback runs (one `journal_waived` row per order, with the operator, the login, the
+/// operation id as `batch_id` and the reason). Returns the rows written. A refusal is an
+/// error: the rollback must not go ahead without its record.
+pub async fn record_journal_waiver<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    operation: Uuid,
+    orders: &[(Uuid, Uuid)],
+    mode: &str,
+    reason: &str,
+) -> Result<u64> {
+    let (order_ids, user_ids): (Vec<Uuid>, Vec<Uuid>) = orders.iter().copied().unzip();
+    let v = call_json(
+        e,
+        sqlx::query("SELECT record_journal_waiver($1, $2, $3, $4, $5)")
+            .bind(operation)
+            .bind(order_ids)
+            .bind(user_ids)
+            .bind(mode.to_string())
+            .bind(reason.to_string()),
+    )
+    .await?;
+    if v.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::CheckFailed(format!(
+            "the journal waiver was refused ({}): {}",
+            crate::core::sanitize::line(v.get("error_code").and_then(Value::as_str).unwrap_or("unknown")),
+            crate::core::sanitize::line(v.get("message").and_then(Value::as_str).unwrap_or(""))
+        )));
+    }
+    v.get("recorded").and_then(Value::as_u64).ok_or_else(|| Error::UnexpectedAnswer {
+        what: "record_journal_waiver".into(),
+        detail: format!("no count of rows recorded in {v}"),
+    })
+}

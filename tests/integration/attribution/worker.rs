@@ -85,7 +85,16 @@ async fn the_worker_through(mode: PoolMode) {
     assert!(pre.ready, "{pre:?}");
     let baseline = pre.baseline.expect("a baseline");
     h.commands
-        .send(Command::Rollback { id: 2, order, user, reason: REASON.into(), baseline, group: false })
+        .send(Command::Rollback {
+            id: 2,
+            order,
+            user,
+            reason: REASON.into(),
+            baseline,
+            group: false,
+            operation: uuid::Uuid::new_v4(),
+            waive_journal: false,
+        })
         .expect("send");
     let done = next(ev, 30, "the rollback", |e| match e {
         DbEvent::Rollback { id: 2, result } => Some(result),
@@ -119,7 +128,8 @@ async fn the_worker_through(mode: PoolMode) {
         _ => None,
     })
     .await;
-    assert_eq!(copied, Ok(2), "the opening entry and the note");
+    let copied = copied.map(|c| (c.inserted, c.through));
+    assert_eq!(copied, Ok((2, 2)), "the opening entry and the note, and the copy holds both");
 
     // Changes made elsewhere reach the worker: LISTEN, or behind a transaction pooler the poll.
     let (other, other_user) = orders[1];

@@ -36,10 +36,30 @@ fn observation() -> impl Strategy<Value = Observation> {
             .prop_map(|(order, user, ready, failed)| Observation::Precheck { order, user, ready, failed }),
         (
             (text(), prop::option::of(uuid()), prop::option::of(uuid()), any::<u64>(), any::<u64>()),
-            ("-?[0-9]{1,12}(\\.[0-9]{1,6})?", any::<bool>(), text(), text())
+            ("-?[0-9]{1,12}(\\.[0-9]{1,6})?", any::<bool>(), text(), text(), prop::option::of(uuid()))
         )
-            .prop_map(|((mode, order, user, orders, users), (refunded, success, detail, reason))| {
-                Observation::Rollback { mode, order, user, orders, users, refunded, success, detail, reason }
+            .prop_map(
+                |((mode, order, user, orders, users), (refunded, success, detail, reason, operation))| {
+                    Observation::Rollback {
+                        mode,
+                        order,
+                        user,
+                        orders,
+                        users,
+                        refunded,
+                        success,
+                        detail,
+                        reason,
+                        operation,
+                    }
+                }
+            ),
+        (
+            (uuid(), text(), prop::option::of(uuid()), prop::option::of(uuid())),
+            (any::<u64>(), "-?[0-9]{1,12}(\\.[0-9]{1,6})?", text())
+        )
+            .prop_map(|((operation, mode, order, user), (orders, refund, reason))| {
+                Observation::RollbackIntended { operation, mode, order, user, orders, refund, reason }
             }),
         (uuid(), any::<bool>(), prop::collection::vec(text(), 0..3))
             .prop_map(|(order, successful, failed)| Observation::Postcheck { order, successful, failed }),

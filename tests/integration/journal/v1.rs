@@ -107,6 +107,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             success: true,
             detail: "rolled back 1 order".into(),
             reason: "duplicate execution".into(),
+            operation: None,
         }),
     );
     step(
@@ -127,6 +128,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             success: false,
             detail: "stopped after 59 of 60: lock timeout".into(),
             reason: "duplicate execution burst".into(),
+            operation: None,
         }),
     );
     step(
@@ -142,6 +144,7 @@ pub fn write_v1(root: &Path) -> PathBuf {
             success: true,
             detail: "rolled back 3 orders".into(),
             reason: "same transaction".into(),
+            operation: None,
         }),
     );
     step(&mut inc, "dba", observe(Observation::Postcheck { order: uuid(6), successful: true, failed: vec![] }));

@@ -70,6 +70,10 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             text(frame, inner, lines);
         }
         Stage::Reason | Stage::Confirm => reason_and_confirm(app, flow, frame, inner),
+        // Only between two frames: the loop writes the intent before it reads another key.
+        Stage::Journaling { .. } => {
+            text(frame, inner, vec![Line::from(" Writing the rollback's intent to the journal…")])
+        }
         Stage::Running { since, .. } | Stage::Cancelling { since, .. } => {
             let status = if matches!(flow.stage, Stage::Cancelling { .. }) {
                 format!(" Cancelling… {} (waiting for the server)", duration_text(app.now - *since))
@@ -155,6 +159,12 @@ fn plan(app: &App, flow: &Flow) -> Vec<Line<'static>> {
         plan.push(Line::from(Span::styled(
             " Level 3 incident: the confirmation asks for a typed word.",
             Style::new().fg(Color::Red),
+        )));
+    }
+    if app.no_journal && app.case.is_none() {
+        plan.push(Line::from(Span::styled(
+            " No journal (--no-journal): its waiver goes to the audit log first.",
+            Style::new().fg(Color::Yellow),
         )));
     }
     plan

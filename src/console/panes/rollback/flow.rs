@@ -51,6 +51,9 @@ pub enum Stage {
     Reason,
     /// Reading what will change; maybe typing the word shown.
     Confirm,
+    /// Confirmed: the intent is being written to the journal, and `command` goes to the
+    /// worker only once it is there (the loop answers before it reads another key).
+    Journaling { id: RequestId, command: Box<crate::console::protocol::Command> },
     /// Running.
     Running { id: RequestId, since: DateTime<Utc> },
     /// Asked to stop; waiting for the worker to say it did.
@@ -87,6 +90,9 @@ pub struct Flow {
     pub summary: Option<Summary>,
     /// A hint shown under the input (reason missing, word wrong).
     pub hint: Option<String>,
+    /// The rollback's operation id: its intent's and its outcome's in the journal, its audit
+    /// rows' `batch_id` (a batch's id). One per flow: trying again is a new flow.
+    pub operation: Uuid,
 }
 
 fn input(placeholder: &str) -> TextArea<'static> {
@@ -112,6 +118,7 @@ impl Flow {
             result: None,
             summary: None,
             hint: None,
+            operation: Uuid::new_v4(),
         }
     }
 
@@ -119,7 +126,11 @@ impl Flow {
     pub(crate) fn is_running(&self) -> bool {
         matches!(
             self.stage,
-            Stage::Prechecking { .. } | Stage::Previewing { .. } | Stage::Running { .. } | Stage::Cancelling { .. }
+            Stage::Prechecking { .. }
+                | Stage::Previewing { .. }
+                | Stage::Journaling { .. }
+                | Stage::Running { .. }
+                | Stage::Cancelling { .. }
         )
     }
 
@@ -146,6 +157,7 @@ impl Flow {
         match self.stage {
             Stage::Prechecking { id }
             | Stage::Previewing { id }
+            | Stage::Journaling { id, .. }
             | Stage::Running { id, .. }
             | Stage::Cancelling { id, .. } => Some(id),
             _ => None,

@@ -63,8 +63,36 @@ fn samples() -> Vec<(Event, &'static str)> {
                 success: false,
                 detail: "stopped".into(),
                 reason: "burst".into(),
+                operation: None,
             }),
             r#"{"detail":"stopped","mode":"batch","order":null,"orders":59,"reason":"burst","refunded":"98765.4320","success":false,"user":null,"users":11}"#,
+        ),
+        (
+            Event::Rollback(Rollback {
+                mode: "single".into(),
+                order: Some(uuid(1)),
+                user: Some(uuid(2)),
+                orders: 1,
+                users: 1,
+                refunded: "6.666".into(),
+                success: true,
+                detail: "rolled back".into(),
+                reason: "dup".into(),
+                operation: Some(uuid(9)),
+            }),
+            r#"{"detail":"rolled back","mode":"single","operation":"01925d3e-0000-7000-8000-000000000009","order":"01925d3e-0000-7000-8000-000000000001","orders":1,"reason":"dup","refunded":"6.666","success":true,"user":"01925d3e-0000-7000-8000-000000000002","users":1}"#,
+        ),
+        (
+            Event::RollbackIntended(RollbackIntended {
+                operation: uuid(9),
+                mode: "batch".into(),
+                order: None,
+                user: None,
+                orders: 69,
+                refund: "1234.5".into(),
+                reason: "burst".into(),
+            }),
+            r#"{"mode":"batch","operation":"01925d3e-0000-7000-8000-000000000009","order":null,"orders":69,"reason":"burst","refund":"1234.5","user":null}"#,
         ),
         (
             Event::Postcheck(Postcheck { order: uuid(1), successful: true, failed: vec![] }),
@@ -137,6 +165,7 @@ fn every_kind_is_named_as_the_journal_names_it() {
             "field_waived",
             "precheck",
             "rollback",
+            "rollback_intended",
             "postcheck",
             "maintenance",
             "audit",
@@ -177,6 +206,15 @@ fn data_not_written_exactly_stays_unknown_and_unchanged() {
         (
             "rollback",
             json!({ "detail": "d", "mode": "single", "order": null, "orders": 1, "reason": "r", "refunded": 1.5, "success": true, "user": null, "users": 1 }),
+        ),
+        // `operation` is written only when known: a null one is not this version's form.
+        (
+            "rollback",
+            json!({ "detail": "d", "mode": "single", "operation": null, "order": null, "orders": 1, "reason": "r", "refunded": "1.5", "success": true, "user": null, "users": 1 }),
+        ),
+        (
+            "rollback_intended",
+            json!({ "mode": "single", "operation": "not-a-uuid", "order": null, "orders": 1, "reason": "r", "refund": "1", "user": null }),
         ),
         ("item_assigned", json!({ "item": "x", "role": "Database Admin" })),
         ("phase_changed", json!({ "from": "assessment", "to": "post-incident" })),

@@ -12,6 +12,36 @@ use crate::core::workflow::checklist::AutoSignal;
 pub enum Observation {
     /// A pre-check ran.
     Precheck { order: Uuid, user: Uuid, ready: bool, failed: Vec<String> },
+    /// A rollback (single, transaction group or batch) is about to run: recorded before any
+    /// money moves, and the rollback runs only once it is on disk.
+    RollbackIntended {
+        /// Identifies the rollback (its outcome's `operation`, its audit rows' `batch_id`).
+        operation: Uuid,
+        /// single, transaction or batch.
+        mode: String,
+        /// The order it starts from (none for a batch).
+        order: Option<Uuid>,
+        /// Its user (none for a batch).
+        user: Option<Uuid>,
+        /// Orders it is to roll back.
+        orders: u64,
+        /// Cash it is to give back, as a decimal string.
+        refund: String,
+        /// The reason to be recorded on the orders.
+        reason: String,
+    },
+    /// What the database shows an earlier rollback of this incident did (its audit rows),
+    /// where the journal could not know it.
+    RollbackSettled {
+        /// The operation.
+        operation: Uuid,
+        /// Orders its audit rows show rolled back.
+        orders: u64,
+        /// Cash they gave back, as a decimal string.
+        refunded: String,
+        /// What the journal said of it before.
+        was: String,
+    },
     /// A rollback (single, transaction group or batch) ended.
     Rollback {
         /// single, transaction or batch.
@@ -32,6 +62,8 @@ pub enum Observation {
         detail: String,
         /// The reason recorded on the orders.
         reason: String,
+        /// The intent this is the outcome of (none where no intent was written).
+        operation: Option<Uuid>,
     },
     /// A post-check ran.
     Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
@@ -73,8 +105,42 @@ impl Observation {
             Observation::Precheck { order, user, ready, failed } => {
                 Event::Precheck(event::Precheck { order, user, ready, failed })
             }
-            Observation::Rollback { mode, order, user, orders, users, refunded, success, detail, reason } => {
-                Event::Rollback(event::Rollback { mode, order, user, orders, users, refunded, success, detail, reason })
+            Observation::RollbackIntended { operation, mode, order, user, orders, refund, reason } => {
+                Event::RollbackIntended(event::RollbackIntended {
+                    operation,
+                    mode,
+                    order,
+                    user,
+                    orders,
+                    refund,
+                    reason,
+                })
+            }
+            Observation::Rollback {
+                mode,
+                order,
+                user,
+                orders,
+                users,
+                refunded,
+                success,
+                detail,
+                reason,
+                operation,
+            } => Event::Rollback(event::Rollback {
+                mode,
+                order,
+                user,
+                orders,
+                users,
+                refunded,
+                success,
+                detail,
+                reason,
+                operation,
+            }),
+            Observation::RollbackSettled { operation, orders, refunded, was } => {
+                Event::RollbackSettled(event::RollbackSettled { operation, orders, refunded, was })
             }
             Observation::Postcheck { order, successful, failed } => {
                 Event::Postcheck(event::Postcheck { order, successful, failed })
