@@ -414,7 +414,10 @@ async fn settle_unknown(settings: &ConnectSettings, batch: Uuid, outcomes: &mut 
         let state = states.iter().find(|s| s.order_id == item.order_id);
         *outcome = match settled(state, batch, 1) {
             Some(done) => done,
-            None => Outcome::Failed { error: "not done: the reply was lost and the order is not rolled back".into() },
+            // Its reply was lost, or the wait for it was given up (a second Ctrl-C).
+            None => Outcome::Failed {
+                error: "not done: its answer never came, and the database shows it not rolled back".into(),
+            },
         };
     }
 }

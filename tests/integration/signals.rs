@@ -354,6 +354,7 @@ async fn batch_agrees(t: &TestDb, r: &Value, entry: &Value) -> Rows {
         + count(&s["unknown"]);
     assert_eq!(accounted, count(&s["total"]), "every order counted or listed: {r}");
     assert_eq!(entry["mode"], "batch", "{entry}");
+    assert_eq!(entry["operation"].as_str(), Some(batch.to_string().as_str()), "the entry is the batch's: {entry}");
     assert_eq!(count(&entry["orders"]), db.orders, "the journal's orders are the database's: {entry}");
     assert_eq!(money(&entry["refunded"]), db.refunded, "the journal's refund is the audit log's: {entry}");
     assert_eq!(entry["reason"], REASON, "{entry}");
@@ -384,6 +385,10 @@ async fn rerun_finishes(t: &TestDb, w: &World, id: &str, first: &Rows) -> (i64, 
     assert_eq!(journal_orders, done, "the journal's totals are the database's: {entries:?}");
     assert_eq!(journal_refunded, refunded, "the journal's refund is the database's: {entries:?}");
     assert_eq!(first.refunded + rerun.refunded, refunded);
+    // The rerun settles earlier rollbacks of the incident whose journal figures are not
+    // their audit rows' (`rollback_settled`): the interrupted run's entry already had them.
+    let settled: Vec<Value> = w.entries(id).into_iter().filter(|e| e["kind"] == "rollback_settled").collect();
+    assert!(settled.is_empty(), "the rerun found nothing to settle: {settled:?}");
     w.verified(id).await;
     (journal_orders, journal_refunded)
 }
@@ -454,6 +459,11 @@ async fn batch_cut_short_by(case: OneSignal) {
         .await
         .expect("batch ids");
         assert_eq!(batch.len(), 1, "one batch wrote rollbacks: {batch:?}");
+        assert_eq!(
+            entry["operation"].as_str(),
+            Some(batch[0].to_string().as_str()),
+            "the entry is the batch's: {entry}"
+        );
         let db = rows_of(&t, batch[0]).await;
         assert_eq!(db.rows, db.orders, "one audit row per order: {db:?}");
         let done = out.stdout.lines().find(|l| l.starts_with("Done in")).unwrap_or_else(|| panic!("{}", out.stdout));
@@ -672,6 +682,14 @@ async fn two_ctrl_c_in_quick_succession_lose_no_order() {
     // and not reported as rolled back.
     assert_eq!(status_of(&t, first).await, "executed");
     assert_eq!(count(&s["unknown"]), 0, "every server process ended when asked: nothing unknown: {r}");
+    // Only the order in flight can be failed: the second signal gave up its wait, and its
+    // server process was ended before the database was read.
+    let failed = ids_of(&s["failed"]);
+    assert!(failed.iter().all(|f| *f == first), "{r}");
+    if !failed.is_empty() {
+        assert!(second_heard, "a failure without the second signal: {r}");
+        assert!(s["failed"][0][1].as_str().is_some_and(|e| e.contains("not rolled back")), "{r}");
+    }
     out.code(1).clean();
     let (journal_orders, journal_refunded) = rerun_finishes(&t, &w, &id, &db).await;
     eprintln!(
