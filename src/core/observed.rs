@@ -149,8 +149,38 @@ pub fn maintenance_seen(m: &MaintenanceState) -> Observation {
     }
 }
 
-/// A batch cut short by quitting the console (`why`): what was heard of it, as not finished.
-pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: &str, operation: Uuid) -> Observation {
+/// A batch cut short by quitting the console (`why`) that stopped when asked: its
+/// summary, each order as the database has it, as not finished.
+pub fn interrupted_batch(s: &Summary, reason: &str, why: &str, operation: Uuid) -> Observation {
+    let finished = s.total.saturating_sub(s.not_attempted);
+    Observation::Rollback {
+        mode: "batch".into(),
+        order: None,
+        user: None,
+        orders: s.rolled_back as u64,
+        users: s.users.len() as u64,
+        refunded: s.refunded.normalize().to_string(),
+        success: false,
+        detail: format!(
+            "interrupted: {why} with {finished} of {} finished ({}); run the batch again to finish, nothing is \
+             rolled back twice",
+            s.total,
+            s.outcome_sentence()
+        ),
+        reason: reason.to_string(),
+        operation: Some(operation),
+        user_ids: s.users.clone(),
+    }
+}
+
+/// A batch cut short by quitting the console (`why`) whose answer did not come: what its
+/// progress said, which may lag the database, as not finished.
+pub fn interrupted_batch_heard(
+    run: &crate::core::batch::BatchRun,
+    reason: &str,
+    why: &str,
+    operation: Uuid,
+) -> Observation {
     Observation::Rollback {
         mode: "batch".into(),
         order: None,
@@ -160,8 +190,10 @@ pub fn interrupted_batch(run: &crate::core::batch::BatchRun, reason: &str, why: 
         refunded: run.refunded.normalize().to_string(),
         success: false,
         detail: format!(
-            "interrupted: {why} with {} of {} finished ({} rolled back, {} refused or failed); \
-             run the batch again to finish, nothing is rolled back twice",
+            "interrupted: {why} with {} of {} finished as last heard ({} rolled back, {} refused or failed); the \
+             batch did not say what it did before the console ended, so the database may hold more of it: run the \
+             batch again from the command line, which finishes it and settles these figures from the database; \
+             nothing is rolled back twice",
             run.done, run.total, run.rolled_back, run.problems
         ),
         reason: reason.to_string(),

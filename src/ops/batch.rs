@@ -414,7 +414,10 @@ async fn settle_unknown(settings: &ConnectSettings, batch: Uuid, outcomes: &mut 
         let state = states.iter().find(|s| s.order_id == item.order_id);
         *outcome = match settled(state, batch, 1) {
             Some(done) => done,
-            None => Outcome::Failed { error: "not done: the reply was lost and the order is not rolled back".into() },
+            // Its reply was lost, or the wait for it was given up (a second Ctrl-C).
+            None => Outcome::Failed {
+                error: "not done: its answer never came, and the database shows it not rolled back".into(),
+            },
         };
     }
 }
@@ -459,9 +462,7 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
             Outcome::NotAttempted
         } else {
             w.progress.set_in_flight(w.index, Some(i));
-            let outcome = w.roll_back(item).await;
-            w.progress.set_in_flight(w.index, None);
-            outcome
+            w.roll_back(item).await
         };
         if outcome != Outcome::NotAttempted {
             if let Outcome::Failed { error } = &outcome {
@@ -469,6 +470,10 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
             }
             w.progress.record(i, item, &outcome);
         }
+        // Only once its outcome is recorded: `known_so_far` reads the orders in flight
+        // before the finished ones, so an order is always in one or the other, never
+        // reported not attempted in between.
+        w.progress.set_in_flight(w.index, None);
         results.push((i, item, outcome));
     }
     // Its connection closes with it: nothing of this worker's is left to cancel.
@@ -487,7 +492,9 @@ pub async fn cancel(pool: &db::Db, progress: &Progress) {
 
 /// What is known of a batch without waiting for its workers (a second Ctrl-C, a signal
 /// that must end the process): the outcomes so far; each order in flight settled from the
-/// database after its server process is ended, else unknown; the rest not attempted.
+/// database after its server process is ended, else unknown; the rest not attempted. An
+/// order whose server process did not end when asked stays unknown unless the database
+/// already shows it rolled back: that process may still commit after the read.
 pub async fn known_so_far(
     settings: &ConnectSettings,
     items: &[BatchItem],
@@ -495,15 +502,27 @@ pub async fn known_so_far(
     progress: &Progress,
     elapsed_ms: u128,
 ) -> (Summary, Vec<(BatchItem, Outcome)>) {
+    // Each worker's order in flight with its server process (0: none of its own to end,
+    // behind a pooler or between connections). Read before the finished outcomes: a worker
+    // records an outcome before it clears its order in flight, so no order falls between.
+    let backends: Vec<i32> = progress.backends.lock().map(|b| b.clone()).unwrap_or_default();
+    let in_flight: Vec<(usize, i32)> = progress
+        .in_flight
+        .lock()
+        .map(|f| {
+            f.iter()
+                .enumerate()
+                .filter_map(|(w, place)| place.map(|i| (i, backends.get(w).copied().unwrap_or(0))))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut outcomes: Vec<Option<(BatchItem, Outcome)>> = vec![None; items.len()];
     for (i, item, outcome) in progress.finished.lock().map(|f| f.clone()).unwrap_or_default() {
         if let Some(slot) = outcomes.get_mut(i) {
             *slot = Some((item, outcome));
         }
     }
-    let in_flight: Vec<usize> =
-        progress.in_flight.lock().map(|f| f.iter().flatten().copied().collect()).unwrap_or_default();
-    for &i in &in_flight {
+    for &(i, _) in &in_flight {
         if let (Some(slot), Some(item)) = (outcomes.get_mut(i), items.get(i))
             && slot.is_none()
         {
@@ -511,12 +530,16 @@ pub async fn known_so_far(
         }
     }
     let pids = progress.backend_pids();
+    // The server processes known to be gone, so their calls have rolled back or committed.
+    let mut ended: Vec<i32> = Vec::new();
     let fence = async {
         let mut conn = settings.connection().await?;
         if let Some(s) = conn.session() {
             for pid in pids {
                 // Ends the call in flight and waits until it has rolled back or committed.
-                let _ = db::terminate_backend(&mut *s, pid, 2000).await;
+                if let Ok(true) = db::terminate_backend(&mut *s, pid, 2000).await {
+                    ended.push(pid);
+                }
             }
         }
         Ok::<(), Error>(())
@@ -525,6 +548,21 @@ pub async fn known_so_far(
     let mut outcomes: Vec<(BatchItem, Outcome)> =
         outcomes.into_iter().zip(items).map(|(o, item)| o.unwrap_or((*item, Outcome::NotAttempted))).collect();
     settle_unknown(settings, opts.batch_id, &mut outcomes).await;
+    // Not rolled back yet is not "not done" while its server process runs: it may commit
+    // after the read (a stopped or stalled process, the termination not yet acted on).
+    for &(i, pid) in &in_flight {
+        if pid != 0
+            && !ended.contains(&pid)
+            && let Some((_, outcome)) = outcomes.get_mut(i)
+            && !outcome.done()
+        {
+            *outcome = Outcome::Unknown {
+                error: format!(
+                    "the wait for it was ended and its server process {pid} did not end when asked: it may still commit"
+                ),
+            };
+        }
+    }
     let tally = BatchTally { batch_id: opts.batch_id, total: items.len(), retries: 0, elapsed_ms, cancelled: true };
     (Summary::of(tally, &outcomes), outcomes)
 }

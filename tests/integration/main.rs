@@ -30,5 +30,6 @@ mod roles;
 mod rollback;
 mod rollback_failures;
 mod security;
+mod signals;
 mod templates;
 mod worker_faults;

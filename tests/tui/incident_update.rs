@@ -871,21 +871,29 @@ fn a_rollback_of_the_flow_is_recorded_with_its_postcheck() {
     assert!(c.case().internal.contains(&o.id.to_string()));
 }
 
-/// Quitting while a batch runs: its answer will never come, so the journal records what
-/// was heard of it, as not finished.
+/// Quitting while a batch runs: the batch is cancelled on the server and the console
+/// waits for its answer, whose summary (each order as the database has it) is journaled
+/// as interrupted; then it ends.
 #[test]
 fn quitting_mid_batch_records_the_batch_as_interrupted() {
-    interrupted_mid_batch(None);
+    interrupted_mid_batch(None, true);
 }
 
 /// A hang-up (the SSH session closed) or SIGTERM mid-batch: as quitting, without asking —
 /// cancelled on the server, and journaled as interrupted by the signal.
 #[test]
 fn a_signal_mid_batch_cancels_it_and_records_it_as_interrupted() {
-    interrupted_mid_batch(Some("SIGHUP"));
+    interrupted_mid_batch(Some("SIGHUP"), true);
 }
 
-fn interrupted_mid_batch(signal: Option<&'static str>) {
+/// A batch that does not answer within 3 s of the cancel: the console ends anyway, and the
+/// journal has what was heard of it, said to be no more than that.
+#[test]
+fn a_batch_that_does_not_stop_in_time_is_journaled_as_last_heard() {
+    interrupted_mid_batch(Some("SIGTERM"), false);
+}
+
+fn interrupted_mid_batch(signal: Option<&'static str>, answers: bool) {
     let mut c = open(Level::Moderate);
     c.connect_with_orders(5);
     c.press(' ');
@@ -921,16 +929,100 @@ fn interrupted_mid_batch(signal: Option<&'static str>) {
         }
         Some(name) => c.app.update(Action::Signal(name)),
     };
+    let why = signal.map_or("the console quit".to_string(), |s| format!("{s} ended the console"));
+    // Not yet: the batch is cancelled on the server, and its answer awaited.
+    assert!(!c.app.quit && !c.app.quit_confirm);
+    assert_eq!(e.commands, vec![Command::Cancel { id }]);
+    assert!(e.journal.is_empty(), "nothing journaled before the batch says what it did");
+    assert!(matches!(c.stage(), Stage::Cancelling { .. }), "{:?}", c.stage());
+
+    let e = if answers {
+        // The second order committed after the last progress event: the summary has it.
+        let summary = Summary {
+            batch_id: id_of_batch(),
+            total: 2,
+            rolled_back: 2,
+            already_rolled_back: 0,
+            refused: vec![],
+            failed: vec![],
+            not_attempted: 0,
+            unknown: vec![],
+            reply_lost: 0,
+            users: vec![],
+            refunded: Decimal::new(2_530_000, 2),
+            margin_released: Decimal::new(2, 0),
+            retries: 0,
+            elapsed_ms: 80,
+            cancelled: true,
+        };
+        c.db(DbEvent::BatchDone { id, result: Ok(summary) })
+    } else {
+        // Still no answer just before the deadline; then it passes.
+        let now = c.app.now;
+        let e = c.tick(now + chrono::Duration::milliseconds(2900));
+        assert!(!c.app.quit && e.journal.is_empty());
+        c.tick(now + chrono::Duration::milliseconds(3000))
+    };
     assert!(c.app.quit);
-    assert!(e.commands.contains(&Command::Cancel { id }) && e.commands.contains(&Command::Shutdown));
     let seen = observed(&e);
-    let [Observation::Rollback { mode, orders, refunded, success, detail, reason, .. }] = seen.as_slice() else {
+    let [Observation::Rollback { mode, orders, users, refunded, success, detail, reason, operation, .. }] =
+        seen.as_slice()
+    else {
         panic!("one rollback observation: {:?}", e.journal)
     };
-    assert_eq!((mode.as_str(), *orders, refunded.as_str(), *success), ("batch", 1, "12650", false));
-    let why = signal.map_or("the console quit".to_string(), |s| format!("{s} ended the console"));
-    assert!(detail.starts_with(&format!("interrupted: {why} with 1 of 2 finished")), "{detail}");
     assert_eq!(reason, "duplicates");
+    assert_eq!(*operation, c.app.flow.as_ref().map(|f| f.operation));
+    if answers {
+        assert_eq!(e.commands, vec![Command::Shutdown]);
+        assert_eq!((mode.as_str(), *orders, *users, refunded.as_str(), *success), ("batch", 2, 2, "25300", false));
+        assert_eq!(
+            detail,
+            &format!(
+                "interrupted: {why} with 2 of 2 finished (2 rolled back, 0 already rolled back, 0 refused, 0 failed); \
+                 run the batch again to finish, nothing is rolled back twice"
+            )
+        );
+    } else {
+        assert_eq!(e.commands, vec![Command::Cancel { id }, Command::Shutdown]);
+        assert_eq!((mode.as_str(), *orders, refunded.as_str(), *success), ("batch", 1, "12650", false));
+        assert!(detail.starts_with(&format!("interrupted: {why} with 1 of 2 finished as last heard")), "{detail}");
+        assert!(detail.contains("the database may hold more of it"), "{detail}");
+    }
+}
+
+/// Quitting again while a batch cancelled on the way out has not answered: the console
+/// ends at once, with what was heard of the batch.
+#[test]
+fn quitting_again_while_the_batch_stops_ends_at_once() {
+    let mut c = open(Level::Moderate);
+    c.connect_with_orders(5);
+    c.press(' ');
+    let e = c.press('b');
+    let [Command::PreviewBatch { id, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    let items: Vec<BatchItem> = c.app.orders.selection();
+    let preview = BatchPreview {
+        orders: 1,
+        executed: 1,
+        users: 1,
+        total_refund: Decimal::new(1_265_000, 2),
+        total_margin_release: Decimal::ONE,
+    };
+    c.db(DbEvent::BatchPreview { id: *id, result: Ok((preview, items)) });
+    c.typed("duplicates");
+    c.enter();
+    c.typed("1");
+    let Command::RunBatch { id, .. } = c.confirm_journaled() else { panic!("a batch") };
+    let e = c.app.update(Action::Signal("SIGHUP"));
+    assert_eq!(e.commands, vec![Command::Cancel { id }]);
+    let e = c.key_mod(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(c.app.quit_confirm && !c.app.quit && e.journal.is_empty(), "asks first");
+    let e = c.press('y');
+    assert!(c.app.quit);
+    assert_eq!(e.commands, vec![Command::Cancel { id }, Command::Shutdown]);
+    let seen = observed(&e);
+    let [Observation::Rollback { orders, detail, .. }] = seen.as_slice() else { panic!("{:?}", e.journal) };
+    assert_eq!(*orders, 0);
+    assert!(detail.starts_with("interrupted: the console quit with 0 of 1 finished as last heard"), "{detail}");
 }
 
 /// A message longer than the preview: page keys scroll it, up/down still pick the message

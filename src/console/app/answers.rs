@@ -44,7 +44,20 @@ impl App {
             DbEvent::BatchProgress { id, done, total, rolled_back, problems, recent } => {
                 rollback::on_batch_progress(self, id, (done, total, rolled_back, problems), recent)
             }
-            DbEvent::BatchDone { id, result } => rollback::on_batch_done(self, id, result),
+            DbEvent::BatchDone { id, result } => {
+                // Cancelled on the way out: its summary is journaled (`journal_for`), and the
+                // console ends; without one, what was heard of it is.
+                let ours = self.flow.as_ref().and_then(|f| f.request()) == Some(id);
+                if ours && let Some((why, _)) = self.leaving.take() {
+                    if result.is_err() {
+                        return self.quit_now(&why);
+                    }
+                    rollback::on_batch_done(self, id, result);
+                    self.quit = true;
+                    return Effects::with(vec![Command::Shutdown]);
+                }
+                rollback::on_batch_done(self, id, result)
+            }
             DbEvent::Dashboard(d) => dashboard::on_figures(self, d),
             DbEvent::Maintenance(m) => {
                 if self.maintenance.as_ref() == Some(&m) {
@@ -182,7 +195,10 @@ impl App {
             }
             DbEvent::BatchDone { id, result: Ok(s) } if flow_request == Some(*id) => {
                 if let Some(f) = self.flow.as_ref() {
-                    seen.push(observed::batch(s, &f.reason_text(), f.operation));
+                    seen.push(match &self.leaving {
+                        Some((why, _)) => observed::interrupted_batch(s, &f.reason_text(), why, f.operation),
+                        None => observed::batch(s, &f.reason_text(), f.operation),
+                    });
                 }
                 if let Some(c) = self.case.as_mut() {
                     c.audit_wanted = Some(now);

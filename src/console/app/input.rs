@@ -14,9 +14,14 @@ use crate::console::incident::JournalRequest;
 use crate::console::keys::EventKeys;
 use crate::console::layout::contains;
 use crate::console::maintenance;
+use crate::console::panes::rollback::Stage;
 use crate::console::panes::{Pane, orders, rollback};
 use crate::console::protocol::Command;
 use crate::core::keys::KeyAction;
+
+/// How long quitting waits for a batch cancelled on the way out to say what it did (the
+/// signal handler's fallback ends the process 5 s after a signal).
+const LEAVE_WAIT_MS: i64 = 3000;
 
 /// Keys that need an incident journal.
 const NEED_A_JOURNAL: [KeyAction; 13] = [
@@ -214,23 +219,44 @@ impl App {
         self.leave_because("the console quit")
     }
 
-    /// Quits for `why` (said in the journal of a batch it cuts short).
+    /// Quits for `why` (said in the journal of a batch it cuts short). A batch moving money
+    /// is cancelled on the server first and its answer awaited, briefly: the summary it ends
+    /// with is each order as the database has it, and that is what the journal gets (what
+    /// its progress said may lag the commits by a quarter of a second). Quitting again, or
+    /// no answer within `LEAVE_WAIT_MS`, quits at once.
     pub(crate) fn leave_because(&mut self, why: &str) -> Effects {
+        if self.leaving.is_none()
+            && let Some(flow) = self.flow.as_mut().filter(|f| f.is_batch())
+            && let Stage::Running { id, since } | Stage::Cancelling { id, since } = flow.stage
+        {
+            flow.stage = Stage::Cancelling { id, since };
+            self.quit_confirm = false;
+            self.leaving = Some((why.to_string(), self.now + chrono::Duration::milliseconds(LEAVE_WAIT_MS)));
+            let text = format!("{why}: cancelling the batch on the server; the console ends once it says what it did.");
+            self.message = Some(super::Message { text, error: false });
+            return Effects::with(vec![Command::Cancel { id }]);
+        }
+        self.quit_now(why)
+    }
+
+    /// Quits now: cancels what runs (on the server too) and stops the worker.
+    pub(crate) fn quit_now(&mut self, why: &str) -> Effects {
         self.quit = true;
+        self.leaving = None;
         let mut commands = Vec::new();
         if let Some(id) = self.flow.as_ref().and_then(|f| f.request()) {
             commands.push(Command::Cancel { id });
         }
         commands.push(Command::Shutdown);
-        // A batch cut short by quitting: its answer will not come, so what is known of it
-        // goes in the journal now (each order was its own transaction; the rest is untouched).
-        // Only one that was sent to run: a batch still being previewed has no intent, and
-        // nothing of it ran.
+        // A batch cut short without its answer (it did not stop in time, or quitting was
+        // asked again): what was heard of it goes in the journal, said to be no more than
+        // that. Only one that was sent to run: a batch still being previewed has no intent,
+        // and nothing of it ran.
         let interrupted = self
             .flow
             .as_ref()
             .filter(|f| f.is_changing_money() && f.is_batch())
-            .map(|f| crate::core::observed::interrupted_batch(&f.run, &f.reason_text(), why, f.operation));
+            .map(|f| crate::core::observed::interrupted_batch_heard(&f.run, &f.reason_text(), why, f.operation));
         let mut e = Effects::with(commands);
         e.journal = self.observe(interrupted.into_iter().collect());
         e

@@ -144,6 +144,9 @@ pub struct App {
     pub quit_confirm: bool,
     /// The console should exit.
     pub quit: bool,
+    /// Quitting (why) once the batch cancelled on the way out says what it did, or at the
+    /// time given, whichever comes first.
+    pub leaving: Option<(String, DateTime<Utc>)>,
     /// The footer's message.
     pub message: Option<Message>,
     /// The screen shown.
@@ -182,6 +185,7 @@ impl App {
             help: false,
             quit_confirm: false,
             quit: false,
+            leaving: None,
             message: None,
             screen: Screen::Rollback,
             case: None,
@@ -205,6 +209,12 @@ impl App {
             Action::Tick(now) => {
                 let minute_changed = now.timestamp() / 60 != self.now.timestamp() / 60;
                 self.now = now;
+                if let Some((why, until)) = self.leaving.take() {
+                    if now >= until {
+                        return self.quit_now(&why);
+                    }
+                    self.leaving = Some((why, until));
+                }
                 if minute_changed && let Some(case) = self.case.as_mut() {
                     // Messages say "posted at" and "next update at": keep them current.
                     case.refresh_messages(now);

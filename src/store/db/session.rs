@@ -153,9 +153,16 @@ pub async fn fence_backend<'e, E: Executor<'e, Database = Postgres>>(
 }
 
 /// Ends a backend of this login (a batch's, whose wait was given up), waiting up to
-/// `wait_ms` for it to be gone.
+/// `wait_ms` for it to be gone. True when it is gone (or was already): false means it may
+/// still be running its call.
 pub async fn terminate_backend<'e, E: Executor<'e, Database = Postgres>>(e: E, pid: i32, wait_ms: i64) -> Result<bool> {
-    Ok(sqlx::query_scalar("SELECT pg_terminate_backend($1, $2)").bind(pid).bind(wait_ms).fetch_one(e).await?)
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(bool_and(pg_terminate_backend(pid, $2)), true) FROM pg_stat_activity WHERE pid = $1",
+    )
+    .bind(pid)
+    .bind(wait_ms)
+    .fetch_one(e)
+    .await?)
 }
 
 /// Whether a backend is waiting for a lock.
