@@ -20,6 +20,7 @@ mod incident_cli;
 mod journal;
 mod journal_wal;
 mod layers;
+mod lost_ack;
 mod lock_squatting;
 mod migration_safety;
 mod migrations;

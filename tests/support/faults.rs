@@ -7,7 +7,8 @@
 //!   -9, restarted on the same socket and data directory (crash recovery), frozen and
 //!   thawed, and have sessions terminated.
 //! - [`LostAckProxy`]: a TCP proxy in front of a private server that loses the reply to a
-//!   statement once the server has committed it, and can cut every connection at once.
+//!   statement once the server has committed it (and, if told, holds that connection open
+//!   until let go), and can cut every connection at once.
 //! - The checks a fault test ends with: [`Book`] (money exact, from the orders' own
 //!   amounts), [`assert_rolled_back_once`] and [`BatchFigures`] (what the audit log says a
 //!   batch did, to hold a report against).
@@ -497,6 +498,8 @@ struct ProxyShared {
     live: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     accepted: AtomicUsize,
     next_id: AtomicU64,
+    /// While set, a connection whose reply was lost stays open (silent) instead of closing.
+    holding: AtomicBool,
 }
 
 impl ProxyShared {
@@ -602,6 +605,24 @@ impl LostAckProxy {
     /// Disarms the proxy: nothing more is lost.
     pub fn disarm(&self) {
         *self.shared.arming.lock().expect("arming") = None;
+    }
+
+    /// From now on a connection whose reply is lost is not closed at once: it stays open and
+    /// silent, its client waiting as for a slow reply, until [`let_go`]. A test can then do
+    /// something (kill the server) before the client can notice the loss and ask the
+    /// server what happened: without it that would be a race the client wins in
+    /// milliseconds.
+    ///
+    /// [`let_go`]: LostAckProxy::let_go
+    pub fn hold_lost_connections(&self) {
+        self.shared.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes the connections held since [`hold_lost_connections`], and holds no more.
+    ///
+    /// [`hold_lost_connections`]: LostAckProxy::hold_lost_connections
+    pub fn let_go(&self) {
+        self.shared.holding.store(false, Ordering::SeqCst);
     }
 
     /// Every reply lost so far, in order.
@@ -715,6 +736,10 @@ async fn relay(client: tokio::net::TcpStream, socket: &Path, shared: &ProxyShare
             if let Some(lost) = step.lost {
                 // Counted before the sockets close, so a test that saw its error sees it.
                 shared.lost.lock().expect("lost").push(lost);
+                // Held: nothing more is forwarded, and the sockets close when let go.
+                while shared.holding.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 return;
             }
         }
