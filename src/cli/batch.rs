@@ -137,6 +137,9 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
         seen.push(Observation::Audit { violations: violations.len() as u64 });
     }
     let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    if journal_error.is_none() && audit.is_ok() {
+        super::settle(g, &recorded, &pool).await;
+    }
     let (violations, audit_error) = match &audit {
         Ok(v) => (Some(v.as_slice()), None),
         Err(e) => (None, Some(e.to_string())),

@@ -153,6 +153,20 @@ async fn outcome(
     }
 }
 
+/// After a rollback's outcome: the incident's earlier rollbacks whose figures the journal
+/// could not know (lost replies, unknown outcomes, interrupted runs) are settled against the
+/// database, and said on stderr. Best effort: a database that cannot be asked leaves them
+/// for the next run.
+async fn settle(g: &GlobalArgs, recorded: &Recorded, pool: &crate::store::db::Db) {
+    match journaling::settle(&operator(g), recorded, pool).await {
+        Ok(0) => {}
+        Ok(n) => say(&format!(
+            "Settled {n} earlier rollback(s) of this incident from the database: the journal now has their true figures."
+        )),
+        Err(e) => say(&format!("note: earlier rollbacks were not settled from the database: {e}")),
+    }
+}
+
 /// Says on stderr, last and loudly, that a rollback's outcome is not in the journal.
 fn outcome_lost(why: &str, operation: uuid::Uuid) {
     eprintln!(

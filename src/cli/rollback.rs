@@ -97,6 +97,9 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
     let seen = observed::rollback(&result, order, user, a.transaction, &a.reason, operation);
     let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    if journal_error.is_none() {
+        super::settle(g, &recorded, &pool).await;
+    }
     if g.json {
         let mut out = json!({ "precheck": pre, "rollback": result.rollback, "postcheck": result.postcheck });
         if let Some(why) = &journal_error {

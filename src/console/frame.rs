@@ -112,11 +112,11 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         phase,
         Span::raw(format!("│ {}", sanitize::line(&inc.title))),
     ]);
-    frame.render_widget(Paragraph::new(Text::from(vec![line1, status_line(app)])), area);
+    frame.render_widget(Paragraph::new(Text::from(vec![line1, status_line(app, area.width)])), area);
 }
 
 /// The database, maintenance mode, the next update and the batch selection.
-fn status_line(app: &App) -> Line<'static> {
+fn status_line(app: &App, width: u16) -> Line<'static> {
     let db = match &app.conn {
         ConnState::Up { latency_ms } => Span::styled(
             format!(
@@ -131,11 +131,18 @@ fn status_line(app: &App) -> Line<'static> {
             format!(" DB {}: {} … ", sanitize::line(&app.target), sanitize::line(detail)),
             Style::new().fg(Color::Yellow),
         ),
-        ConnState::Down { retry_in, .. } => Span::styled(
+        // Since when, to the second where there is room; at 80 columns the minute, so
+        // that maintenance mode and an overdue update still fit beside it.
+        ConnState::Down { retry_in, since, .. } if width >= 120 => Span::styled(
             format!(
-                " DB UNREACHABLE · {} ",
+                " DB UNREACHABLE since {} · {} ",
+                since.format("%H:%M:%S"),
                 if *retry_in > 0 { format!("retry {retry_in}s") } else { "retrying".into() },
             ),
+            Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        ConnState::Down { since, .. } => Span::styled(
+            format!(" DB UNREACHABLE since {} ", since.format("%H:%M")),
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ),
     };

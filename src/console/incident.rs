@@ -48,6 +48,30 @@ pub enum JournalEvent {
     Refused(String),
 }
 
+/// What the database's copy of the journal is known to hold: only what a copy confirmed,
+/// so that an entry journalled while the database is away is never called copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbCopy {
+    /// The database holds every entry up to this `seq` (0: none confirmed).
+    pub through: u64,
+    /// Why the last copy failed, until one succeeds.
+    pub failed: Option<String>,
+}
+
+impl DbCopy {
+    /// Takes a copy's answer in. Answers may arrive out of order (a copy started before an
+    /// outage can end after the next one): what was confirmed stays confirmed.
+    pub(crate) fn take(&mut self, answer: Result<crate::ops::incident::Copied, String>) {
+        match answer {
+            Ok(c) => {
+                self.through = self.through.max(u64::try_from(c.through).unwrap_or(0));
+                self.failed = None;
+            }
+            Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
 /// The incident, what its panes show and the dialog open over it.
 #[derive(Debug, Clone)]
 pub struct IncidentPanel {
@@ -61,8 +85,8 @@ pub struct IncidentPanel {
     pub contacts: Vec<Contact>,
     /// The journal file.
     pub journal_path: std::path::PathBuf,
-    /// The last copy to the database: entries copied, or why not.
-    pub db_copy: Option<Result<u64, String>>,
+    /// What the database's copy of the journal is known to hold.
+    pub db_copy: DbCopy,
     /// Checklist cursor (index into `checklist_rows`).
     pub checklist_cursor: usize,
     /// Team cursor (index into the roles, then the escalation contacts).
@@ -111,7 +135,7 @@ impl IncidentPanel {
             entries,
             contacts,
             journal_path,
-            db_copy: None,
+            db_copy: DbCopy::default(),
             checklist_cursor: 0,
             team_cursor: 0,
             timeline_offset: 0,
@@ -146,6 +170,11 @@ impl IncidentPanel {
         self.refresh_messages(now);
         let rows = self.checklist_rows().len();
         self.checklist_cursor = self.checklist_cursor.min(rows.saturating_sub(1));
+    }
+
+    /// Entries of the journal the database is not confirmed to hold.
+    pub fn not_copied(&self) -> usize {
+        self.entries.iter().filter(|e| e.seq > self.db_copy.through).count()
     }
 
     /// When the next internal update is due (none at Level 1: on change).

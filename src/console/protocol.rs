@@ -79,12 +79,14 @@ pub enum ConnState {
         /// Round trip of a trivial query, in milliseconds, rounded to a bucket.
         latency_ms: u32,
     },
-    /// Not reachable; retrying.
+    /// Not reachable, or not answering; retrying.
     Down {
-        /// Why (no password, sanitized).
+        /// What failed (no password, sanitized).
         error: String,
-        /// Seconds until the next attempt.
+        /// Seconds until the next attempt (0: retrying all the time).
         retry_in: u64,
+        /// When the outage began: the start of the first probe or connect that failed.
+        since: DateTime<Utc>,
     },
 }
 
@@ -164,8 +166,9 @@ pub enum DbEvent {
     Maintenance(MaintenanceState),
     /// Maintenance mode was switched: whether a probe order was refused afterwards.
     MaintenanceSet { id: RequestId, on: bool, reason: String, result: Result<MaintenanceProbe, String> },
-    /// The journal copy: entries copied, or why not (the journal on disk stays the truth).
-    JournalSynced(Result<u64, String>),
+    /// The journal copy: what the database's copy now holds, or why the copy failed (the
+    /// journal on disk stays the truth).
+    JournalSynced(Result<crate::ops::incident::Copied, String>),
     /// A request was cancelled (on the server too).
     Cancelled { id: RequestId },
     /// A request failed in a way that belongs to no pane.

@@ -6,13 +6,21 @@
 //! backoff when the database goes away. Every request runs in its own task; cancelling
 //! one cancels its query on the server and throws its connection away (behind a
 //! transaction pooler: aborts the task, whose connection is closed mid-transaction).
+//!
+//! Whether the database answers is the health probe's to say (`health`: a connection of
+//! its own, once a second, bounded by short timeouts); the run loop drops the pool when
+//! the probe finds the database gone, and reconnects as soon as it answers again. The run
+//! loop itself never waits on the network: connecting, listening and reading maintenance
+//! mode run in tasks of their own, so a dead or stopped server cannot hold up a command
+//! (a cancel, above all).
 
+mod health;
 mod requests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::postgres::PgListener;
@@ -29,6 +37,7 @@ use crate::store::config::ConsoleConfig;
 use crate::store::connect::ConnectSettings;
 use crate::store::db::{self, Db};
 use crate::store::sandbox::{self, Durability};
+use health::Verdict;
 use requests::Job;
 
 /// Where the worker connects.
@@ -83,8 +92,13 @@ struct Worker {
     running: Running,
     audit: AuditState,
     audit_running: Arc<AtomicBool>,
-    last_latency: Option<u32>,
     attempt: u32,
+    /// What the health probe and the run loop share (the outage, whether the pool is ready).
+    health: Arc<health::Shared>,
+    /// Maintenance mode is read one query at a time, so that the answers arrive in the
+    /// order the database gave them: an older state after a newer one would be journalled
+    /// as a switch seen.
+    maintenance_turn: Arc<tokio::sync::Mutex<()>>,
     /// The incident journal to keep copied to the database.
     journal: Option<(String, std::path::PathBuf)>,
     /// Behind a transaction pooler: the audit log's last id and maintenance mode as last
@@ -92,10 +106,12 @@ struct Worker {
     polled: (Option<i64>, Option<MaintenanceState>),
 }
 
-fn latency_bucket(ms: f64) -> u32 {
-    // Coarse, so that a jittering round trip does not redraw an idle screen.
-    [1u32, 2, 5, 10, 20, 50, 100, 200, 500, 1000].into_iter().find(|b| ms <= f64::from(*b)).unwrap_or(5000)
-}
+/// How long reconnecting to a database URL may take before it is tried afresh (the
+/// sandbox's first start, with initdb and seeding, is not bounded).
+const CONNECT_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a read of maintenance mode, or a transaction pooler's poll, may take.
+const READ_WITHIN: Duration = Duration::from_secs(5);
 
 impl Worker {
     fn new(target: WorkerTarget, config: ConsoleConfig, events: mpsc::UnboundedSender<DbEvent>) -> Self {
@@ -108,8 +124,9 @@ impl Worker {
             running: Arc::new(Mutex::new(HashMap::new())),
             audit: Arc::new(Mutex::new((None, None))),
             audit_running: Arc::new(AtomicBool::new(false)),
-            last_latency: None,
             attempt: 0,
+            health: Arc::new(health::Shared::default()),
+            maintenance_turn: Arc::new(tokio::sync::Mutex::new(())),
             journal: None,
             polled: (None, None),
         }
@@ -119,35 +136,17 @@ impl Worker {
         let _ = self.events.send(ev);
     }
 
-    async fn connect(&mut self) -> Result<()> {
-        let settings = match &self.target {
-            WorkerTarget::Url(s) => s.clone(),
-            WorkerTarget::Sandbox(template) => {
-                self.send(DbEvent::Connection(ConnState::Connecting { detail: "starting the sandbox".into() }));
-                let cluster = tokio::task::spawn_blocking(sandbox::sandbox_cluster)
-                    .await
-                    .map_err(|e| Error::Sandbox(e.to_string()))??;
-                let events = self.events.clone();
-                let say = move |m: &str| {
-                    let _ = events.send(DbEvent::Connection(ConnState::Connecting { detail: m.to_string() }));
-                };
-                let url = crate::store::target::ensure_ready(&cluster, Durability::Durable, &say).await?;
-                ConnectSettings { url, is_sandbox: true, ..template.clone() }
-            }
-        };
-        let pool = settings.pool(8).await?;
-        self.send(DbEvent::Target(settings.label()));
-        self.settings = Some(settings);
-        self.pool = Some(pool);
-        Ok(())
-    }
-
     async fn run(&mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let heard = Arc::new(Heard::default());
         let mut listener: Option<JoinHandle<()>> = None;
+        let mut probe: Option<JoinHandle<()>> = None;
+        let (verdict_tx, mut verdicts) = tokio::sync::watch::channel(Verdict::Unknown);
+        let mut connecting: Option<JoinHandle<Result<(ConnectSettings, Db)>>> = None;
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
-        let mut ping = tokio::time::interval(Duration::from_secs(10));
+        // Its first tick waits for the first connection (connecting runs beside the loop);
+        // ticks missed during an outage are not made up in a burst.
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut poll = tokio::time::interval(Duration::from_secs(2));
         let mut retry_at = tokio::time::Instant::now();
         // A notification marks the dashboard (or maintenance mode) stale; each is read
@@ -155,29 +154,15 @@ impl Worker {
         let mut dashboard_due: Option<tokio::time::Instant> = None;
         let mut maintenance_due: Option<tokio::time::Instant> = None;
         loop {
-            if self.pool.is_none() && tokio::time::Instant::now() >= retry_at {
-                match self.connect().await {
-                    Ok(()) => {
-                        self.attempt = 0;
-                        self.last_latency = None;
-                        self.ping().await;
-                        self.maintenance().await;
-                        listener = self.listen(heard.clone()).await;
-                        dashboard_due = Some(tokio::time::Instant::now());
-                        // What was journalled while the database was away goes over now.
-                        self.sync_journal();
-                    }
-                    Err(e) => {
-                        self.attempt += 1;
-                        let wait = (1u64 << self.attempt.min(5)).min(30);
-                        retry_at = tokio::time::Instant::now() + Duration::from_secs(wait);
-                        self.send(DbEvent::Connection(ConnState::Down { error: e.to_string(), retry_in: wait }));
-                    }
-                }
+            if self.pool.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
+                // During an outage the header keeps saying what failed and since when,
+                // not "starting the sandbox" at every attempt.
+                let announce = !self.health.in_outage();
+                connecting = Some(tokio::spawn(connect(self.target.clone(), self.events.clone(), announce)));
             }
-            let wake = dashboard_due.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let reconnect =
-                if self.pool.is_none() { retry_at } else { tokio::time::Instant::now() + Duration::from_secs(3600) };
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let wake = dashboard_due.unwrap_or(far);
+            let reconnect = if self.pool.is_none() && connecting.is_none() { retry_at } else { far };
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
@@ -185,6 +170,41 @@ impl Worker {
                     Some(Command::AuditNow) => self.background_audit(),
                     Some(c) => self.handle(c),
                 },
+                done = async {
+                    match connecting.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    connecting = None;
+                    match done.map_err(|e| Error::task("connecting", e)).and_then(|r| r) {
+                        Ok((settings, pool)) => {
+                            self.attempt = 0;
+                            self.send(DbEvent::Target(settings.label()));
+                            if probe.is_none() {
+                                let (shared, events) = (self.health.clone(), self.events.clone());
+                                probe = Some(health::spawn(settings.clone(), shared, events, verdict_tx.clone()));
+                            }
+                            self.settings = Some(settings);
+                            self.pool = Some(pool);
+                            // The probe says "up" (with the round trip) once it has seen it.
+                            self.health.pool_ready.store(true, Ordering::Release);
+                            self.health.probe_now.notify_one();
+                            self.maintenance();
+                            listener = self.listen(heard.clone());
+                            dashboard_due = Some(tokio::time::Instant::now());
+                            // What was journalled while the database was away goes over now.
+                            self.sync_journal();
+                        }
+                        Err(e) => {
+                            self.attempt += 1;
+                            let wait = (1u64 << self.attempt.min(5)).min(30);
+                            retry_at = tokio::time::Instant::now() + Duration::from_secs(wait);
+                            let since = self.health.outage_since(Utc::now());
+                            self.send(DbEvent::Connection(ConnState::Down { error: e.to_string(), retry_in: wait, since }));
+                        }
+                    }
+                }
                 _ = heard.wake.notified() => {
                     let soon = tokio::time::Instant::now() + Duration::from_millis(300);
                     if heard.maintenance.swap(false, Ordering::AcqRel) {
@@ -194,9 +214,27 @@ impl Worker {
                         dashboard_due = Some(dashboard_due.map_or(soon, |d| d.min(soon)));
                     }
                 }
+                Ok(()) = verdicts.changed() => {
+                    let verdict = *verdicts.borrow_and_update();
+                    match verdict {
+                        Verdict::Silent if self.pool.is_some() => {
+                            // Requests fail at once ("not reachable") instead of waiting on
+                            // a dead pool; reconnecting restarts the sandbox when it died.
+                            if let Some(l) = listener.take() {
+                                l.abort();
+                            }
+                            self.health.pool_ready.store(false, Ordering::Release);
+                            self.pool = None;
+                            retry_at = tokio::time::Instant::now();
+                        }
+                        // It answers again: reconnect now, not at the end of the backoff.
+                        Verdict::Answers if self.pool.is_none() => retry_at = tokio::time::Instant::now(),
+                        _ => {}
+                    }
+                }
                 _ = tokio::time::sleep_until(maintenance_due.unwrap_or(reconnect)), if maintenance_due.is_some() => {
                     maintenance_due = None;
-                    self.maintenance().await;
+                    self.maintenance();
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     dashboard_due = None;
@@ -206,29 +244,23 @@ impl Worker {
                 _ = refresh.tick() => {
                     if self.pool.is_some() {
                         self.dashboard();
-                        self.maintenance().await;
+                        self.maintenance();
                     }
                 }
-                _ = audit.tick() => self.background_audit(),
+                _ = audit.tick(), if self.pool.is_some() => self.background_audit(),
                 _ = poll.tick(), if self.pool.as_ref().is_some_and(Db::transaction_pooled) => {
-                    if self.poll_changes().await {
+                    if tokio::time::timeout(READ_WITHIN, self.poll_changes()).await.unwrap_or(false) {
                         let soon = tokio::time::Instant::now() + Duration::from_millis(300);
                         dashboard_due = Some(dashboard_due.map_or(soon, |d| d.min(soon)));
                     }
                 }
-                _ = ping.tick() => {
-                    if self.pool.is_some() && !self.ping().await {
-                        if let Some(l) = listener.take() {
-                            l.abort();
-                        }
-                        self.pool = None;
-                        retry_at = tokio::time::Instant::now();
-                    }
-                }
             }
         }
-        if let Some(l) = listener {
-            l.abort();
+        for task in [listener, probe].iter().flatten() {
+            task.abort();
+        }
+        if let Some(task) = connecting {
+            task.abort();
         }
         let cancels: Vec<RequestId> = self.running.lock().map(|m| m.keys().copied().collect()).unwrap_or_default();
         for id in cancels {
@@ -241,43 +273,24 @@ impl Worker {
         }
     }
 
-    async fn ping(&mut self) -> bool {
-        let Some(pool) = self.pool.clone() else { return false };
-        let started = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(5), db::ping(&pool)).await {
-            Ok(Ok(())) => {
-                let bucket = latency_bucket(started.elapsed().as_secs_f64() * 1000.0);
-                if self.last_latency != Some(bucket) {
-                    self.last_latency = Some(bucket);
-                    self.send(DbEvent::Connection(ConnState::Up { latency_ms: bucket }));
-                }
-                true
+    /// Reads maintenance mode in a task of its own (see `maintenance_turn`).
+    fn maintenance(&self) {
+        let Some(pool) = self.pool.clone() else { return };
+        let (events, turn) = (self.events.clone(), self.maintenance_turn.clone());
+        tokio::spawn(async move {
+            let _turn = turn.lock().await;
+            if let Ok(Ok(m)) = tokio::time::timeout(READ_WITHIN, db::maintenance_state(&pool)).await {
+                let _ = events.send(DbEvent::Maintenance(m));
             }
-            Ok(Err(e)) => {
-                self.last_latency = None;
-                self.send(DbEvent::Connection(ConnState::Down { error: e.to_string(), retry_in: 0 }));
-                false
-            }
-            Err(_) => {
-                self.last_latency = None;
-                self.send(DbEvent::Connection(ConnState::Down { error: "no answer within 5 s".into(), retry_in: 0 }));
-                false
-            }
-        }
-    }
-
-    async fn maintenance(&self) {
-        if let Some(pool) = &self.pool
-            && let Ok(m) = db::maintenance_state(pool).await
-        {
-            self.send(DbEvent::Maintenance(m));
-        }
+        });
     }
 
     /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode
     /// when it changed; true when the audit log grew.
     async fn poll_changes(&mut self) -> bool {
         let Some(pool) = self.pool.clone() else { return false };
+        let turn = self.maintenance_turn.clone();
+        let _turn = turn.lock().await;
         if let Ok(m) = db::maintenance_state(&pool).await
             && self.polled.1.as_ref() != Some(&m)
         {
@@ -294,13 +307,15 @@ impl Worker {
         }
     }
 
-    async fn listen(&self, heard: Arc<Heard>) -> Option<JoinHandle<()>> {
-        let pool = self.pool.clone()?;
+    /// LISTENs in a task of its own (connecting may wait on a server that stopped).
+    fn listen(&self, heard: Arc<Heard>) -> Option<JoinHandle<()>> {
         // A transaction pooler keeps no LISTEN: the run loop polls instead.
-        let pool = pool.session_pool("LISTEN").ok()?.clone();
-        let mut l = PgListener::connect_with(&pool).await.ok()?;
-        l.listen_all(["order_audit", "maintenance_mode"]).await.ok()?;
+        let pool = self.pool.as_ref()?.session_pool("LISTEN").ok()?.clone();
         Some(tokio::spawn(async move {
+            let Ok(mut l) = PgListener::connect_with(&pool).await else { return };
+            if l.listen_all(["order_audit", "maintenance_mode"]).await.is_err() {
+                return;
+            }
             while let Ok(n) = l.recv().await {
                 let flag = if n.channel() == "maintenance_mode" { &heard.maintenance } else { &heard.audit };
                 flag.store(true, Ordering::Release);
@@ -352,10 +367,10 @@ impl Worker {
                     tokio::task::spawn_blocking(move || crate::store::journal::Journal::open(path)?.entries())
                         .await
                         .map_err(|e| Error::task("reading the journal", e))??;
-                crate::ops::incident::copy_new_entries(&pool, &incident, entries).await
+                crate::ops::incident::sync_entries(&pool, &incident, entries).await
             }
             .await;
-            let _ = events.send(DbEvent::JournalSynced(result.map(|n| n.max(0) as u64).map_err(|e| e.to_string())));
+            let _ = events.send(DbEvent::JournalSynced(result.map_err(|e| e.to_string())));
         });
     }
 
@@ -439,6 +454,37 @@ impl Worker {
             | Command::SyncJournal { .. } => {}
         }
     }
+}
+
+/// Connects to the target (starting the sandbox first, when it is the target): the
+/// settings, filled in, and a pool checked as `ConnectSettings::pool` checks it. Progress
+/// is said as `Connecting` when `announce`.
+async fn connect(
+    target: WorkerTarget,
+    events: mpsc::UnboundedSender<DbEvent>,
+    announce: bool,
+) -> Result<(ConnectSettings, Db)> {
+    let say = move |m: &str| {
+        if announce {
+            let _ = events.send(DbEvent::Connection(ConnState::Connecting { detail: m.to_string() }));
+        }
+    };
+    let settings = match target {
+        WorkerTarget::Url(s) => s,
+        WorkerTarget::Sandbox(template) => {
+            say("starting the sandbox");
+            let cluster = tokio::task::spawn_blocking(sandbox::sandbox_cluster)
+                .await
+                .map_err(|e| Error::Sandbox(e.to_string()))??;
+            let url = crate::store::target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            ConnectSettings { url, is_sandbox: true, ..template }
+        }
+    };
+    // A server that stopped answering leaves a connect waiting: try afresh instead.
+    let pool = tokio::time::timeout(CONNECT_WITHIN, settings.pool(8))
+        .await
+        .map_err(|_| Error::Unreachable(format!("no connection within {} s", CONNECT_WITHIN.as_secs())))??;
+    Ok((settings, pool))
 }
 
 /// What the listener heard since the run loop last looked: flags, not a queue. Any login

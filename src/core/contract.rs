@@ -256,6 +256,9 @@ pub struct OrderRollbackState {
     pub operator: Option<String>,
     /// When.
     pub at: Option<DateTime<Utc>>,
+    /// Whether the audit row was written by this session's login (an operation id can be
+    /// claimed by any session; the login cannot).
+    pub by_this_login: bool,
     /// Cash given back (the audit row's `refunded`).
     pub refunded: Decimal,
     /// Margin released (its position's margin).
@@ -263,9 +266,9 @@ pub struct OrderRollbackState {
 }
 
 impl OrderRollbackState {
-    /// Whether the operation `operation` rolled the order back.
+    /// Whether the operation `operation`, on this login, rolled the order back.
     pub fn rolled_back_by(&self, operation: Uuid) -> bool {
-        self.status == "rolled_back" && self.operation == Some(operation)
+        self.status == "rolled_back" && self.operation == Some(operation) && self.by_this_login
     }
 }
 

@@ -84,6 +84,10 @@ pub fn describe(e: &Entry) -> String {
             d.refunded,
             if d.success { String::new() } else { format!(" — {}", d.detail) }
         ),
+        Event::RollbackSettled(d) => format!(
+            "rollback settled from the database: operation {} rolled back {} order(s), refunded {} (the journal said: {})",
+            d.operation, d.orders, d.refunded, d.was
+        ),
         Event::Postcheck(d) => {
             format!("post-check {}: order {}", if d.successful { "passed" } else { "FAILED" }, d.order)
         }
@@ -196,8 +200,18 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
         if let Some(order) = rollback.order {
             internal.order_ids.push(order.to_string());
         }
-        orders_affected += rollback.orders;
-        c.rollbacks.push(rollback_record(i, r.at, rollback));
+        let mut record = rollback_record(i, r.at, rollback);
+        // What the database later showed it did replaces what the journal could know then.
+        if let Some(s) = rollback.operation.and_then(|op| i.settled(op)) {
+            record.orders_reversed = s.orders;
+            record.refunded = s.refunded.parse::<Decimal>().unwrap_or_default();
+            record.outcome = format!(
+                "{}; settled from the database: {} order(s), refunded {}",
+                record.outcome, s.orders, s.refunded
+            );
+        }
+        orders_affected += record.orders_reversed;
+        c.rollbacks.push(record);
         // A batch names no single user; its count of users stands for them.
         if rollback.user.is_none() {
             for k in 0..rollback.users {
@@ -215,6 +229,27 @@ fn add_rollbacks(c: &mut MessageContext, i: &Incident) {
         }
         if let Some(order) = intent.order {
             internal.order_ids.push(order.to_string());
+        }
+        if let Some(s) = i.settled(intent.operation) {
+            orders_affected += s.orders;
+            c.rollbacks.push(RollbackRecord {
+                at: r.at,
+                order_id: intent.order.map(|o| o.to_string()).unwrap_or_default(),
+                user_id: intent.user.map(|u| u.to_string()).unwrap_or_default(),
+                scope: intent.mode.clone(),
+                reason: intent.reason.clone(),
+                succeeded: false,
+                outcome: format!(
+                    "outcome not journaled; settled from the database: {} order(s), refunded {}",
+                    s.orders, s.refunded
+                ),
+                outcome_recorded: true,
+                orders_reversed: s.orders,
+                refunded: s.refunded.parse::<Decimal>().unwrap_or_default(),
+                precheck: None,
+                postcheck: None,
+            });
+            continue;
         }
         c.rollbacks.push(RollbackRecord {
             at: r.at,

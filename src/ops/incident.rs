@@ -63,6 +63,23 @@ pub async fn copy_journal(pool: &db::Db, inc: &OpenIncident) -> Result<i64> {
 /// A journal that no longer holds the database's last entry as it was (lines deleted from
 /// its end, perhaps written anew) is refused: the copy shows what the file lost.
 pub async fn copy_new_entries(pool: &db::Db, incident: &str, entries: Vec<Entry>) -> Result<i64> {
+    Ok(sync_entries(pool, incident, entries).await?.inserted)
+}
+
+/// What a copy of the journal left in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// Entries this copy inserted.
+    pub inserted: i64,
+    /// The database's copy holds every entry up to this `seq` (0: none): what a screen may
+    /// call copied.
+    pub through: i64,
+}
+
+/// [`copy_new_entries`], saying also how far the database's copy now reaches. The
+/// database only takes an entry that chains onto the one before it, so a copy that holds
+/// entry `n` holds every entry before it.
+pub async fn sync_entries(pool: &db::Db, incident: &str, entries: Vec<Entry>) -> Result<Copied> {
     let have = db::incident_events_max_seq(pool, incident).await?;
     if have > 0 {
         // The copy's last entry is enough to see a tail deleted or written anew.
@@ -79,7 +96,8 @@ pub async fn copy_new_entries(pool: &db::Db, incident: &str, entries: Vec<Entry>
     for chunk in entries.chunks(500) {
         copied += db::copy_incident_events(pool, incident, chunk).await?;
     }
-    Ok(copied)
+    let through = entries.last().map_or(have, |e| (e.seq as i64).max(have));
+    Ok(Copied { inserted: copied, through })
 }
 
 /// Where the journal and its database copy part, if they do: an entry whose hash differs,

@@ -91,3 +91,56 @@ pub async fn record_outcome(
 pub async fn waive(pool: &Db, operation: Uuid, mode: &str, orders: &[(Uuid, Uuid)], reason: &str) -> Result<u64> {
     db::record_journal_waiver(pool, operation, orders, mode, reason).await
 }
+
+/// Settles the rollbacks of the intent's incident whose journal figures may fall short of
+/// the truth — not complete (unknown outcomes, lost replies, interrupted, refused), or
+/// intended with no outcome — against their audit rows, and journals the figures that
+/// differ (`rollback_settled`), so the report's totals converge on the database's. Returns
+/// how many were settled.
+pub async fn settle(op: &str, recorded: &Recorded, pool: &Db) -> Result<u64> {
+    let Recorded::Journal { incident } = recorded else { return Ok(0) };
+    let store = IncidentStore::open_default()?;
+    let mut inc = store.open(incident, checklist()?)?;
+    let i = &inc.incident;
+    let mut operations: Vec<Uuid> = i
+        .records_of::<crate::core::journal::event::Rollback>()
+        .filter(|(_, r)| !r.success)
+        .filter_map(|(_, r)| r.operation)
+        .chain(i.intents_without_outcome().map(|(_, intent)| intent.operation))
+        .collect();
+    operations.sort();
+    operations.dedup();
+    if operations.is_empty() {
+        return Ok(0);
+    }
+    let mut settled = Vec::new();
+    for (operation, orders, refunded) in db::operation_totals(pool, &operations).await? {
+        let orders = u64::try_from(orders).unwrap_or_default();
+        let journal = i.operation_figures(operation);
+        let same = journal
+            .as_ref()
+            .is_some_and(|(o, r)| *o == orders && r.parse::<rust_decimal::Decimal>().is_ok_and(|r| r == refunded));
+        if same {
+            continue;
+        }
+        let was = match journal {
+            Some((o, r)) => format!("{o} order(s), refunded {r}"),
+            None => "no outcome".into(),
+        };
+        settled.push(Observation::RollbackSettled {
+            operation,
+            orders,
+            refunded: refunded.normalize().to_string(),
+            was,
+        });
+    }
+    let n = settled.len() as u64;
+    let now = Utc::now();
+    for o in settled {
+        inc.act(Step::Observe(o), op, now)?;
+    }
+    if n > 0 {
+        let _ = crate::ops::incident::copy_journal(pool, &inc).await;
+    }
+    Ok(n)
+}

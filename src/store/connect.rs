@@ -143,6 +143,27 @@ impl ConnectSettings {
         Ok(conn)
     }
 
+    /// A bare connection for the console's health probe: none of the session's settings
+    /// and no check of the operator's name (the probe writes nothing), so that it costs one
+    /// connect; given up after `within`, since a server that stopped answering leaves a
+    /// connect waiting forever.
+    pub async fn probe_connection(&self, within: Duration) -> Result<PgConnection> {
+        let opts = self.options()?;
+        match tokio::time::timeout(within, PgConnection::connect_with(&opts)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                Err(Error::Unreachable(format!("no answer to a new connection within {} ms", within.as_millis())))
+            }
+        }
+    }
+
+    /// A message about this connection fit for the screen: the URL and any piece of its
+    /// password taken out, control characters too.
+    pub fn scrub(&self, message: &str) -> String {
+        strip_url(message, &self.url)
+    }
+
     /// A pool for work that needs sessions of its own (migrating, seeding, benchmarks,
     /// the drill): refused behind a transaction pooler.
     pub async fn session_pool(&self, max_connections: u32, what: &str) -> Result<PgPool> {
@@ -464,6 +485,14 @@ mod describe_tests {
             lock_timeout: Duration::ZERO,
             pooling: Pooling::Session,
         }
+    }
+
+    #[test]
+    fn scrubs_the_password_and_control_characters_from_a_message() {
+        let s = settings("postgres://bob:s3cret@db.example:6432/prod");
+        let m = s.scrub("cannot reach postgres://bob:s3cret@db.example:6432/prod (s3cret refused)\x1b[2J");
+        assert!(!m.contains("s3cret") && !m.contains('\x1b'), "{m}");
+        assert!(m.contains("bob:***@db.example"), "{m}");
     }
 
     #[test]

@@ -249,7 +249,7 @@ async fn a_kill_from_outside_restores_the_terminal() {
 }
 
 /// The processes whose parent is `parent`, from /proc (no procps needed).
-fn children_of(parent: i32) -> Vec<i32> {
+pub(crate) fn children_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };

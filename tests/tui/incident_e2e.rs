@@ -619,7 +619,10 @@ async fn the_journal_works_without_the_database() {
     .await;
     c.keys(&["d"]);
     let s = c.wait_until("Detection to be ticked", T, |s| item_line(s, "Detection").contains("[x]")).await;
-    assert!(s.contains("Timeline · 3/3 · disk "), "the timeline holds three entries, on disk:\n{s}");
+    assert!(
+        s.contains("Timeline · 3/3 · 3 not copied (db down)"),
+        "the timeline holds three entries, none in the database:\n{s}"
+    );
     assert!(!s.contains("copied to db"), "{s}");
     // Maintenance mode needs the database, and says so.
     c.keys(&["M"]);

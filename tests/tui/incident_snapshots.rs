@@ -331,7 +331,7 @@ fn timeline_newest_first() {
         assert_has(
             &text,
             &[
-                &format!("Timeline · {n}/{n} · disk"),
+                &format!("Timeline · {n}/{n} · {n} not copied yet"),
                 "CTO approval pending",
                 "post-check passed: order 0b5e0003",
                 "Cy Okafor is Technical Lead",
@@ -349,13 +349,13 @@ fn timeline_filtered() {
         c.press('/');
         c.typed("rollback");
         c.enter();
-        let shown = c.case().timeline().len();
-        assert!(shown > 0 && shown < c.case().entries.len());
+        let (shown, n) = (c.case().timeline().len(), c.case().entries.len());
+        assert!(shown > 0 && shown < n);
         let text = snap(&c, "incident_timeline_filtered");
         assert_has(
             &text,
             &[
-                &format!("Timeline · {shown}/{} · disk · filter \"rollback\"", c.case().entries.len()),
+                &format!("Timeline · {shown}/{n} · {n} not copied yet · filter \"rollback\""),
                 "single rollback: 1 order(s), refunded 6325",
                 "skipped full_system_plan: single-service rollback",
             ],
@@ -405,7 +405,8 @@ fn messages_with_required_fields_missing() {
                 "INCIDENT ALERT - Level 3 (CRITICAL)",
             ],
         );
-        assert_lacks(&text, &["copied"]);
+        // No message copied (the Timeline's title says whether the journal is in the database).
+        assert_lacks(&text, &["· copied", "last copy"]);
         if size.0 >= 120 {
             assert_has(&text, &["needs customer_impact, estimated_resolution", "needs a ledger audit first"]);
         }
@@ -599,7 +600,11 @@ fn the_timeline_shows_the_outcome_of_checks() {
 #[test]
 fn the_header_keeps_the_database_state_at_80_columns() {
     let mut c = response((80, 24));
-    c.db(DbEvent::Connection(ConnState::Down { error: "connection refused".into(), retry_in: 5 }));
+    c.db(DbEvent::Connection(ConnState::Down {
+        error: "connection refused".into(),
+        retry_in: 5,
+        since: at(13, 40, 2),
+    }));
     let text = text_of(&c);
     assert_has(&text, &["MAINTENANCE ON", "UPDATE OVERDUE", "DB UNREACHABLE"]);
 }

@@ -922,7 +922,7 @@ fn the_same_connection_state_again_does_not_redraw() {
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 2 }));
     assert_eq!(e, Effects::default());
     // Down and up again: the rows already shown are not reloaded from scratch.
-    let e = s.db(DbEvent::Connection(ConnState::Down { error: "gone".into(), retry_in: 1 }));
+    let e = s.db(DbEvent::Connection(ConnState::Down { error: "gone".into(), retry_in: 1, since: at(13, 9, 0) }));
     assert!(e.redraw && e.commands.is_empty());
     let e = s.db(DbEvent::Connection(ConnState::Up { latency_ms: 5 }));
     assert!(e.redraw && e.commands.is_empty());

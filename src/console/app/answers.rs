@@ -63,9 +63,9 @@ impl App {
             }
             DbEvent::JournalSynced(r) => {
                 let Some(case) = self.case.as_mut() else { return Effects::none() };
-                let changed = case.db_copy.as_ref().map(|c| c.is_ok()) != Some(r.is_ok());
-                case.db_copy = Some(r);
-                if changed { Effects::redraw() } else { Effects::none() }
+                let before = case.db_copy.clone();
+                case.db_copy.take(r);
+                if case.db_copy != before { Effects::redraw() } else { Effects::none() }
             }
             DbEvent::Failed { id, error } => {
                 if let Some(e) = orders::on_failed(self, id, &error) {

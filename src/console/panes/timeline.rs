@@ -1,5 +1,6 @@
 //! The Timeline pane: the incident's journal, newest first, one row per entry, with a
-//! filter; its title says whether the journal is copied to the database.
+//! filter; its title says whether the journal is copied to the database (only what a copy
+//! confirmed counts as copied).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -12,6 +13,7 @@ use crate::console::dialogs::text::{Purpose, TextDialog};
 use crate::console::hints::Keys;
 use crate::console::incident::IncidentPanel;
 use crate::console::panes::{Pane, is_movement, step};
+use crate::console::protocol::ConnState;
 use crate::console::widgets::{fit, pane_block};
 use crate::core::journal::Event;
 use crate::core::keys::KeyAction;
@@ -82,16 +84,28 @@ pub(crate) fn key(app: &mut App, action: KeyAction, focused: bool) -> Option<Eff
     }
 }
 
+/// Whether the journal is in the database: "copied to db" only when a copy confirmed it
+/// holds every entry; else how many are not, and why (the database down, the copy refused,
+/// or on its way).
+fn copy_label(case: &IncidentPanel, conn: &ConnState) -> String {
+    let pending = case.not_copied();
+    if pending == 0 {
+        return "copied to db".into();
+    }
+    let why = match (conn, &case.db_copy.failed) {
+        (ConnState::Down { .. }, _) => "(db down)",
+        (_, Some(_)) => "(copy failed)",
+        _ => "yet",
+    };
+    format!("{pending} not copied {why}")
+}
+
 /// Draws the pane.
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(case) = &app.case else { return };
     // Rows inside the frame: the pane's height less its two borders.
     let (shown, matching) = case.timeline_page(case.timeline_offset, area.height.saturating_sub(2) as usize);
-    let copy = match &case.db_copy {
-        Some(Ok(_)) => "copied to db",
-        Some(Err(_)) => "disk only",
-        None => "disk",
-    };
+    let copy = copy_label(case, &app.conn);
     let filter = if case.timeline_filter.is_empty() {
         String::new()
     } else {

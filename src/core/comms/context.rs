@@ -471,8 +471,10 @@ impl MessageContext {
     fn rollbacks_value(&self) -> Value {
         let succeeded = self.rollbacks.iter().filter(|r| r.succeeded).count();
         let unrecorded = self.rollbacks.iter().filter(|r| !r.outcome_recorded).count();
-        let refunded: Decimal = self.rollbacks.iter().filter(|r| r.succeeded).map(|r| r.refunded).sum();
-        let reversed: u64 = self.rollbacks.iter().filter(|r| r.succeeded).map(|r| r.orders_reversed).sum();
+        // Money moved by every rollback whose outcome is known, complete or not: a batch with
+        // one refusal still rolled back the rest.
+        let refunded: Decimal = self.rollbacks.iter().filter(|r| r.outcome_recorded).map(|r| r.refunded).sum();
+        let reversed: u64 = self.rollbacks.iter().filter(|r| r.outcome_recorded).map(|r| r.orders_reversed).sum();
         let items: Vec<Value> = self
             .rollbacks
             .iter()

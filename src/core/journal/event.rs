@@ -62,6 +62,10 @@ pub enum Event {
     RollbackIntended(RollbackIntended),
     /// `rollback`: a rollback (single, transaction group or batch) ended.
     Rollback(Rollback),
+    /// `rollback_settled`: what the database shows an earlier rollback of this incident did,
+    /// where its `rollback` entry could not know (a lost reply, unknown outcomes, an
+    /// interrupted run, an intent with no outcome).
+    RollbackSettled(RollbackSettled),
     /// `postcheck`: a rollback's post-check ran.
     Postcheck(Postcheck),
     /// `maintenance`: maintenance mode switched by this console or the CLI.
@@ -209,6 +213,20 @@ pub struct RollbackIntended {
     pub refund: String,
     /// The reason to be recorded on the orders.
     pub reason: String,
+}
+
+/// `rollback_settled`: the figures of an operation as its audit rows show them, read after
+/// the fact; they replace what the journal said of it before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackSettled {
+    /// The operation (its intent's and outcome's `operation`, its audit rows' `batch_id`).
+    pub operation: Uuid,
+    /// Orders its audit rows show rolled back.
+    pub orders: u64,
+    /// Cash they gave back, as a decimal string.
+    pub refunded: String,
+    /// What the journal said of it before, in words.
+    pub was: String,
 }
 
 /// `rollback`.
@@ -363,6 +381,7 @@ impl Event {
             Event::Precheck(_) => "precheck",
             Event::RollbackIntended(_) => "rollback_intended",
             Event::Rollback(_) => "rollback",
+            Event::RollbackSettled(_) => "rollback_settled",
             Event::Postcheck(_) => "postcheck",
             Event::Maintenance(_) | Event::MaintenanceSeen(_) => "maintenance",
             Event::Audit(_) => "audit",
@@ -389,6 +408,7 @@ impl Event {
             Event::Precheck(d) => serde_json::to_value(d),
             Event::RollbackIntended(d) => serde_json::to_value(d),
             Event::Rollback(d) => serde_json::to_value(d),
+            Event::RollbackSettled(d) => serde_json::to_value(d),
             Event::Postcheck(d) => serde_json::to_value(d),
             Event::Maintenance(d) => serde_json::to_value(d),
             Event::MaintenanceSeen(d) => serde_json::to_value(d),
@@ -419,6 +439,7 @@ impl Event {
             "precheck" => exact(&data, Event::Precheck),
             "rollback_intended" => exact(&data, Event::RollbackIntended),
             "rollback" => exact(&data, Event::Rollback),
+            "rollback_settled" => exact(&data, Event::RollbackSettled),
             "postcheck" => exact(&data, Event::Postcheck),
             "maintenance" => exact(&data, Event::MaintenanceSeen).or_else(|| exact(&data, Event::Maintenance)),
             "audit" => exact(&data, Event::Audit),
@@ -498,6 +519,7 @@ event_data!(
     Precheck,
     RollbackIntended,
     Rollback,
+    RollbackSettled,
     Postcheck,
     Maintenance,
     MaintenanceSeen,

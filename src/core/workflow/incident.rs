@@ -299,6 +299,7 @@ impl Incident {
             | Event::Precheck(_)
             | Event::RollbackIntended(_)
             | Event::Rollback(_)
+            | Event::RollbackSettled(_)
             | Event::Postcheck(_)
             | Event::Audit(_)
             | Event::MessageCopied(_)
@@ -475,6 +476,32 @@ impl Incident {
     /// Whether the outcome of the rollback `operation` is in the journal.
     pub fn outcome_recorded(&self, operation: uuid::Uuid) -> bool {
         self.records_of::<event::Rollback>().any(|(_, r)| r.operation == Some(operation))
+    }
+
+    /// The figures the database last showed for an operation, settled after the fact, if
+    /// that was after its outcome was recorded (an outcome written later knows better).
+    pub fn settled(&self, operation: uuid::Uuid) -> Option<&event::RollbackSettled> {
+        let mut last = None;
+        for r in &self.records {
+            match &r.event {
+                Event::RollbackSettled(s) if s.operation == operation => last = Some(s),
+                Event::Rollback(o) if o.operation == Some(operation) => last = None,
+                _ => {}
+            }
+        }
+        last
+    }
+
+    /// What the journal says an operation did, as (orders, refunded): its settled figures,
+    /// else its outcome's; none without either.
+    pub fn operation_figures(&self, operation: uuid::Uuid) -> Option<(u64, String)> {
+        if let Some(s) = self.settled(operation) {
+            return Some((s.orders, s.refunded.clone()));
+        }
+        self.records_of::<event::Rollback>()
+            .filter(|(_, r)| r.operation == Some(operation))
+            .last()
+            .map(|(_, r)| (r.orders, r.refunded.clone()))
     }
 
     /// The rollbacks intended whose outcome the journal does not have, oldest first: the

@@ -92,6 +92,7 @@ pub async fn order_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
     Ok(sqlx::query_as(
         "SELECT o.id AS order_id, o.status::text AS status, a.rollback_id, a.batch_id AS operation, \
                 a.operator::text AS operator, a.created_at AS at, \
+                coalesce(a.db_user = session_user, false) AS by_this_login, \
                 coalesce((a.details->>'refunded')::numeric, 0)::numeric(20,8) AS refunded, \
                 coalesce(CASE WHEN o.status = 'rolled_back' THEN p.margin_used END, 0)::numeric(20,8) \
                     AS margin_released \
@@ -105,6 +106,25 @@ pub async fn order_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
+/// Orders each operation rolled back and the cash they gave back, as its audit rows show
+/// (`batch_id` is the operation): the truth a journal's figures are settled against. Only
+/// this login's rows count: any session can claim an operation id, not another's login.
+pub async fn operation_totals<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    operations: &[Uuid],
+) -> Result<Vec<(Uuid, i64, rust_decimal::Decimal)>> {
+    Ok(sqlx::query_as(
+        "SELECT q.op, count(a.id), coalesce(sum((a.details->>'refunded')::numeric), 0)::numeric(20,8) \
+         FROM unnest($1::uuid[]) AS q(op) \
+         LEFT JOIN order_audit_log a ON a.batch_id = q.op AND a.action = 'order_rolled_back' \
+                                       AND a.db_user = session_user \
+         GROUP BY q.op",
+    )
+    .bind(operations)
+    .fetch_all(e)
+    .await?)
+}
+
 /// What the database shows of an order's rollback and of its transaction group's (each
 /// audit row names the operation that did it): read to settle a lost reply.
 pub async fn group_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
@@ -114,6 +134,7 @@ pub async fn group_rollback_states<'e, E: Executor<'e, Database = Postgres>>(
     Ok(sqlx::query_as(
         "SELECT o.id AS order_id, o.status::text AS status, a.rollback_id, a.batch_id AS operation, \
                 a.operator::text AS operator, a.created_at AS at, \
+                coalesce(a.db_user = session_user, false) AS by_this_login, \
                 coalesce((a.details->>'refunded')::numeric, 0)::numeric(20,8) AS refunded, \
                 coalesce(CASE WHEN o.status = 'rolled_back' THEN p.margin_used END, 0)::numeric(20,8) \
                     AS margin_released \

@@ -17,6 +17,7 @@ impl<'r> FromRow<'r, PgRow> for OrderRollbackState {
             operation: row.try_get("operation")?,
             operator: row.try_get("operator")?,
             at: row.try_get("at")?,
+            by_this_login: row.try_get("by_this_login")?,
             refunded: row.try_get("refunded")?,
             margin_released: row.try_get("margin_released")?,
         })

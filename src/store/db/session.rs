@@ -173,8 +173,11 @@ pub async fn cancel_backend<'e, E: Executor<'e, Database = Postgres>>(e: E, pid:
     Ok(sqlx::query_scalar("SELECT pg_cancel_backend($1)").bind(pid).fetch_one(e).await?)
 }
 
-/// Round trip of a trivial query.
-pub async fn ping<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<()> {
-    sqlx::query("SELECT 1").execute(e).await?;
+/// The console's health probe: a trivial query under a server-side limit of its own, in
+/// one round trip. The limit is set for this transaction only (`SET LOCAL`), so behind a
+/// transaction pooler it does not stay on a server connection another client gets next;
+/// the simple protocol names no statement, which such a pooler would lose.
+pub async fn health_probe(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("BEGIN; SET LOCAL statement_timeout = '1s'; SELECT 1; COMMIT").execute(conn).await?;
     Ok(())
 }

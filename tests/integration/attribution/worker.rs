@@ -128,7 +128,8 @@ async fn the_worker_through(mode: PoolMode) {
         _ => None,
     })
     .await;
-    assert_eq!(copied, Ok(2), "the opening entry and the note");
+    let copied = copied.map(|c| (c.inserted, c.through));
+    assert_eq!(copied, Ok((2, 2)), "the opening entry and the note, and the copy holds both");
 
     // Changes made elsewhere reach the worker: LISTEN, or behind a transaction pooler the poll.
     let (other, other_user) = orders[1];

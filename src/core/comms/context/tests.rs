@@ -57,3 +57,32 @@ fn level3_cadence_and_counts() {
     assert_eq!(v["rollbacks"]["refunded_total"], "10.50");
     assert_eq!(ctx.internal_values(), vec!["o".to_string(), "u".to_string()]);
 }
+
+/// A batch that did not complete (a refusal, an unknown outcome, an interruption) still
+/// moved the money of the orders it did roll back: the totals count them. An intent with
+/// no outcome counts nothing (its figures are what it meant to do).
+#[test]
+fn totals_count_what_incomplete_rollbacks_moved_and_not_what_intents_meant() {
+    let mut ctx = MessageContext::new("INC-1", "t", Level::Moderate, at(7, 48), at(7, 50));
+    let record = |succeeded: bool, recorded: bool, orders: u64, refunded: &str| RollbackRecord {
+        at: at(8, 0),
+        order_id: String::new(),
+        user_id: String::new(),
+        scope: "batch".into(),
+        reason: "r".into(),
+        succeeded,
+        outcome: String::new(),
+        outcome_recorded: recorded,
+        orders_reversed: orders,
+        refunded: Decimal::from_str(refunded).unwrap_or_default(),
+        precheck: None,
+        postcheck: None,
+    };
+    ctx.rollbacks.push(record(true, true, 2, "10.5"));
+    ctx.rollbacks.push(record(false, true, 57, "1000.25"));
+    ctx.rollbacks.push(record(false, false, 60, "0"));
+    let v = ctx.to_value();
+    assert_eq!(v["rollbacks"]["orders_reversed"], 59);
+    assert_eq!(v["rollbacks"]["refunded_total"], "1010.75");
+    assert_eq!(v["rollbacks"]["unrecorded"], 1);
+}

@@ -30,6 +30,18 @@ pub enum Observation {
         /// The reason to be recorded on the orders.
         reason: String,
     },
+    /// What the database shows an earlier rollback of this incident did (its audit rows),
+    /// where the journal could not know it.
+    RollbackSettled {
+        /// The operation.
+        operation: Uuid,
+        /// Orders its audit rows show rolled back.
+        orders: u64,
+        /// Cash they gave back, as a decimal string.
+        refunded: String,
+        /// What the journal said of it before.
+        was: String,
+    },
     /// A rollback (single, transaction group or batch) ended.
     Rollback {
         /// single, transaction or batch.
@@ -127,6 +139,9 @@ impl Observation {
                 reason,
                 operation,
             }),
+            Observation::RollbackSettled { operation, orders, refunded, was } => {
+                Event::RollbackSettled(event::RollbackSettled { operation, orders, refunded, was })
+            }
             Observation::Postcheck { order, successful, failed } => {
                 Event::Postcheck(event::Postcheck { order, successful, failed })
             }
