@@ -60,8 +60,7 @@ impl Scene {
         let rolled_back_before = assert_rolled_back_once(&pool).await;
         let before = Book::read(&pool).await;
         let home = tempfile::Builder::new().prefix("ic-lost-").tempdir_in("/tmp").expect("data dir");
-        let mut scene =
-            Scene { server, proxy, home, incident: String::new(), pool, before, rolled_back_before, burst };
+        let mut scene = Scene { server, proxy, home, incident: String::new(), pool, before, rolled_back_before, burst };
         let mut open = scene.command(None);
         open.args(["--json", "incident", "new", "--title", "Duplicate executions", "--level", "2"]);
         let out = run_cmd(open, None).await;
@@ -113,6 +112,14 @@ impl Scene {
         let (intent, outcome) = (self.entry("rollback_intended", operation), self.entry("rollback", operation));
         assert!(intent["seq"].as_i64() < outcome["seq"].as_i64(), "intent {intent} before outcome {outcome}");
         (intent, outcome)
+    }
+
+    /// The `rollback_settled` entries of `operation` (written by a later CLI rollback).
+    fn settled(&self, operation: Uuid) -> Vec<Value> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e["kind"] == "rollback_settled" && e["data"]["operation"] == operation.to_string().as_str())
+            .collect()
     }
 
     /// The operation of the last intent in the journal (a run whose stdout does not say it).
@@ -344,6 +351,7 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
 
     for (order, json, out) in &runs {
         let cost = after.orders[order].total_cost.expect("cost");
+        let margin = s.before.orders[order].margin.expect("the margin of its open position");
         // The operation id is the intent's; the audit rows carry it.
         let entries = s.entries();
         let intent = entries
@@ -361,6 +369,10 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
             let rb = &j["rollback"];
             assert!(rb["reply_lost"].as_str().is_some_and(|w| !w.is_empty()), "rollback.reply_lost: {j}");
             assert_eq!(rb["order_ids"], serde_json::json!([order.to_string()]), "{j}");
+            assert_eq!(decimal_of(&rb["margin_released"]), margin, "{j}");
+            // Read back, not answered: what the reply would have said and nothing else is
+            // known, and nothing is made up.
+            assert_eq!((&rb["transfers_reversed"], &rb["duration_us"]), (&Value::Null, &Value::Null), "{j}");
             (
                 rb["reply_lost"].as_str().unwrap_or_default().to_string(),
                 rb["success"] == true,
@@ -370,7 +382,12 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
         } else {
             out.says("The reply was lost (")
                 .says("the database's rows show this rollback committed:")
-                .says(&format!("Rolled back 1 order(s): refunded {},", money(cost)))
+                // No "0 transfer(s) reversed in 0 ms": the read-back does not know them.
+                .says(&format!(
+                    "Rolled back 1 order(s): refunded {}, margin released {}.\n",
+                    money(cost),
+                    money(margin)
+                ))
                 .says("Post-check against the baseline: PASSED");
             let why = out.stdout.split("The reply was lost (").nth(1).and_then(|r| r.split(");").next());
             (why.unwrap_or_default().to_string(), true, cost, true)
@@ -598,10 +615,32 @@ async fn lost_ack_server_killed_mid_batch_and_not_restarted_reports_what_it_know
     let (after, rolled) = s.money_exact().await;
     assert_eq!(rolled, s.burst_ids(), "the whole burst rolled back, once each, over the two runs");
     let a2 = batch_agrees(&s, &r2, &after).await;
+    // The rerun settles the first batch from the database if its journal figures fell
+    // short (an order reported unknown had committed), and only then; either way the
+    // journal's figures of the two batches add up to the database's for the whole burst.
+    let settled = s.settled(r.batch);
+    let (journal_first, journal_first_refunded) = if (a.db, a.db_refunded) == (r.rolled_back, r.refunded) {
+        assert!(settled.is_empty(), "nothing to settle: {settled:?}");
+        assert!(!rerun.stderr.contains("Settled"), "{}", rerun.stderr);
+        (a.journal_orders, a.journal_refunded)
+    } else {
+        assert_eq!(settled.len(), 1, "{settled:?}");
+        rerun.complains("Settled 1 earlier rollback(s) of this incident from the database");
+        let d = &settled[0]["data"];
+        (d["orders"].as_u64().unwrap_or_default(), decimal_of(&d["refunded"]))
+    };
+    assert_eq!((journal_first, journal_first_refunded), (a.db as u64, a.db_refunded), "the first batch, journaled");
+    let burst_cost: Decimal = s.burst_ids().iter().map(|id| after.orders[id].total_cost.unwrap_or_default()).sum();
+    assert_eq!(
+        (journal_first + a2.journal_orders, journal_first_refunded + a2.journal_refunded),
+        (BURST_ORDERS as u64, burst_cost),
+        "the journal's figures of the two runs are the burst's"
+    );
     eprintln!(
         "FAULT kill9-mid-batch-stays-down: exit={} ended {ended_in:?} after the kill, db.at_kill={at_kill} \
          summary.rolled_back={} unknown={} failed={} reply_lost={} db={} journal.orders={} \
-         refunded summary={} db={} journal={}; rerun: exit={} rolled_back={} db={} journal.orders={}",
+         refunded summary={} db={} journal={}; rerun: exit={} rolled_back={} db={} journal.orders={} \
+         settled={}",
         out.code,
         r.rolled_back,
         r.unknown.len(),
@@ -615,7 +654,8 @@ async fn lost_ack_server_killed_mid_batch_and_not_restarted_reports_what_it_know
         rerun.code,
         r2.rolled_back,
         a2.db,
-        a2.journal_orders
+        a2.journal_orders,
+        settled.len()
     );
 }
 
@@ -625,26 +665,23 @@ async fn lost_ack_server_killed_mid_batch_and_not_restarted_reports_what_it_know
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_ack_server_killed_before_the_audit_reports_the_batch_done_and_unaudited() {
     let mut s = Scene::new().await;
-    // The audit reads its checkpoints; no rollback touches them. Held, they stop the audit
-    // (and only the audit) until the server dies.
-    let mut holder = s.server.conn().await;
-    sqlx::raw_sql("BEGIN; LOCK TABLE ledger_audit_checkpoints IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut holder)
-        .await
-        .expect("hold the audit's checkpoints");
+    // The audit of the touched users reads the very tables the rollbacks write, so no lock
+    // can stop it and only it; the proxy holds its statement back instead (the rollbacks
+    // before it pass), and the server dies while it waits.
+    s.proxy.hold_statements_containing(b"ledger_audit_users(");
     let mut args = BURST.to_vec();
     args.extend(["--yes", "--json", "--concurrency", "4"]);
-    let cli = s.spawn(&s.server.url(), &args);
-    until("the 60 rolled back and the audit waiting", Duration::from_secs(60), async || {
-        s.waiting_on_a_lock("%ledger_audit_users%").await > 0
-    })
-    .await;
+    let cli = s.spawn(&s.proxy.url(), &args);
+    until("the 60 rolled back and the audit held", Duration::from_secs(60), async || s.proxy.held_statements() > 0)
+        .await;
     let at_kill = s.burst_rolled_back().await;
     assert_eq!(at_kill, BURST_ORDERS as i64, "the audit runs after the last rollback");
     s.server.kill9();
-    drop(holder);
+    s.proxy.let_go();
     let out = cli.await.expect("join");
     out.clean().code(3);
+    assert_eq!(s.proxy.held_statements(), 1, "one audit, held");
+    assert!(s.proxy.drops().is_empty(), "no reply lost");
     let j = out.json();
     let r = Reported::of(&j);
     assert!(j["audit_error"].as_str().is_some_and(|e| !e.is_empty()), "audit_error: {j}");
@@ -725,9 +762,33 @@ async fn lost_ack_single_rollback_with_the_server_killed_is_unknown_until_asked(
     assert_eq!(figures.rolled_back, BTreeSet::from([order]));
     assert_eq!(Some(figures.refunded), after.orders[&order].total_cost);
     assert!(figures.failed.is_empty(), "no failure recorded for it: {figures:?}");
+
+    // The incident's next rollback settles it from the database: the journal, and the
+    // timeline read from it, then say what the database holds.
+    let (next, next_user) = (s.burst[1].0.to_string(), s.burst[1].1.to_string());
+    let rerun =
+        run_cmd(s.cli(&s.server.url(), &["rollback", &next, "--user", &next_user, "--reason", REASON, "--yes"]), None)
+            .await;
+    rerun.clean().code(0).complains("Settled 1 earlier rollback(s) of this incident from the database");
+    let settled = s.settled(operation);
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    let sd = &settled[0]["data"];
+    assert_eq!(sd["orders"], 1, "{sd}");
+    assert_eq!(decimal_of(&sd["refunded"]), figures.refunded, "{sd}");
+    let was = format!("{} order(s), refunded {}", d["orders"], d["refunded"].as_str().unwrap_or_default());
+    assert_eq!(sd["was"], was.as_str(), "{sd}");
+    let mut timeline = s.command(None);
+    timeline.args(["incident", "timeline"]);
+    run_cmd(timeline, None).await.code(0).clean().says(&format!(
+        "rollback settled from the database: operation {operation} rolled back 1 order(s), refunded {}",
+        figures.refunded.normalize()
+    ));
+    let (_, rolled) = s.money_exact().await;
+    assert_eq!(rolled, BTreeSet::from([order, s.burst[1].0]), "the two orders, once each");
     eprintln!(
         "FAULT lost-ack-single-server-killed: exit={} error={:?} proxy.dropped_after_commit={} \
-         journal: success={} orders={} refunded={} detail={detail:?}; after restart db.rolled_back={} refunded={}",
+         journal: success={} orders={} refunded={} detail={detail:?}; after restart db.rolled_back={} refunded={}; \
+         next rollback settled it: orders={} refunded={}",
         out.code,
         j["error"].as_str().unwrap_or_default(),
         s.proxy.dropped_after_commit(),
@@ -735,6 +796,8 @@ async fn lost_ack_single_rollback_with_the_server_killed_is_unknown_until_asked(
         d["orders"],
         d["refunded"],
         figures.rolled_back.len(),
-        figures.refunded
+        figures.refunded,
+        sd["orders"],
+        decimal_of(&sd["refunded"])
     );
 }
