@@ -349,6 +349,7 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
     let (after, rolled) = s.money_exact().await;
     assert_eq!(rolled, BTreeSet::from([s.burst[0].0, s.burst[1].0]), "exactly the two orders");
 
+    let mut figures_said = Vec::new();
     for (order, json, out) in &runs {
         let cost = after.orders[order].total_cost.expect("cost");
         let margin = s.before.orders[order].margin.expect("the margin of its open position");
@@ -408,17 +409,22 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
                 && e["seq"].as_i64() > outcome["seq"].as_i64()
         });
         assert_eq!(post.map(|p| p["data"]["successful"].clone()), Some(Value::Bool(true)));
-        eprintln!(
-            "FAULT lost-ack-single{}: exit={} success={success} reply_lost={reply_lost:?} proxy.dropped_after_commit=1 \
-             db.rolled_back={} journal.orders={} refunded said={said_refund} db={} journal={}",
-            if *json { "-json" } else { "" },
+        figures_said.push(format!(
+            "{}: exit={} success={success} reply_lost={reply_lost:?} db.rolled_back={} journal.orders={} \
+             refunded said={said_refund} db={} journal={}",
+            if *json { "json" } else { "text" },
             out.code,
             figures.rolled_back.len(),
             d["orders"],
             figures.refunded,
             decimal_of(&d["refunded"]),
-        );
+        ));
     }
+    eprintln!(
+        "FAULT lost-ack-single: proxy.dropped_after_commit={} (one per run); {}",
+        s.proxy.dropped_after_commit(),
+        figures_said.join("; ")
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -479,6 +485,14 @@ async fn batch_losing_replies(name: &str, concurrency: u16, skip: usize, times: 
     let a = batch_agrees(&s, &r, &after).await;
     assert_eq!(a.db, BURST_ORDERS);
     assert_eq!(last_progress(&out), "progress: 60/60 finished, 60 rolled back");
+    // The audit that ran is journaled after the outcome, clean.
+    let (_, outcome) = s.intent_and_outcome(r.batch);
+    let audits: Vec<Value> = s
+        .entries()
+        .into_iter()
+        .filter(|e| e["kind"] == "audit" && e["seq"].as_i64() > outcome["seq"].as_i64())
+        .collect();
+    assert_eq!(audits.iter().map(|e| e["data"]["violations"].clone()).collect::<Vec<_>>(), [Value::from(0)]);
     eprintln!(
         "FAULT {name}: exit={} summary.rolled_back={} reply_lost={} proxy.dropped_after_commit={} db={} \
          journal.orders={} refunded summary={} db={} journal={}",
