@@ -450,6 +450,12 @@ pub struct RollbackArgs {
     /// journal_waived, with operator, login, operation id and reason).
     #[arg(long)]
     pub no_journal: bool,
+    /// Batch: how long (seconds) a worker whose connection broke keeps reconnecting before
+    /// the rest of its queue is reported not sent (default: `BatchOptions`'s 30 s). Hidden
+    /// and not in the README: it exists so the fault tests need not wait 30 s for a server
+    /// that stays down; an operator has no reason to change it.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub reconnect_for_secs: Option<u64>,
 }
 
 /// `postcheck` flags.

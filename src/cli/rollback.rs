@@ -171,13 +171,18 @@ fn print_outcome(result: &RollbackAndPostcheck) {
         println!("The reply was lost ({}); the database's rows show this rollback committed:", sanitize::line(why));
     }
     if r.success {
+        // A rollback read back after its reply was lost has no count of transfers and no
+        // duration: say nothing of them rather than "0" (the post-check counts the reversals).
+        let how = match (r.transfers_reversed, r.duration_us) {
+            (Some(t), Some(us)) => format!(", {t} transfer(s) reversed in {} ms", us as f64 / 1000.0),
+            (Some(t), None) => format!(", {t} transfer(s) reversed"),
+            (None, _) => String::new(),
+        };
         println!(
-            "Rolled back {} order(s): refunded {}, margin released {}, {} transfer(s) reversed in {} ms.",
+            "Rolled back {} order(s): refunded {}, margin released {}{how}.",
             r.order_ids.as_ref().map_or(0, Vec::len),
             money(r.refunded.unwrap_or_default()),
             money(r.margin_released.unwrap_or_default()),
-            r.transfers_reversed.unwrap_or(0),
-            r.duration_us.unwrap_or(0) as f64 / 1000.0
         );
     } else {
         println!(

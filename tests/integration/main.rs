@@ -22,6 +22,7 @@ mod journal;
 mod journal_wal;
 mod layers;
 mod lock_squatting;
+mod lost_ack;
 mod migration_safety;
 mod migrations;
 mod notify_flood;

@@ -7,7 +7,9 @@
 //!   -9, restarted on the same socket and data directory (crash recovery), frozen and
 //!   thawed, and have sessions terminated.
 //! - [`LostAckProxy`]: a TCP proxy in front of a private server that loses the reply to a
-//!   statement once the server has committed it, and can cut every connection at once.
+//!   statement once the server has committed it (and, if told, holds that connection open
+//!   until let go), holds back a statement before it reaches the server, and can cut every
+//!   connection at once.
 //! - The checks a fault test ends with: [`Book`] (money exact, from the orders' own
 //!   amounts), [`assert_rolled_back_once`] and [`BatchFigures`] (what the audit log says a
 //!   batch did, to hold a report against).
@@ -497,9 +499,37 @@ struct ProxyShared {
     live: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     accepted: AtomicUsize,
     next_id: AtomicU64,
+    /// While set, a connection whose reply was lost stays open (silent) instead of closing.
+    holding: AtomicBool,
+    /// While set, a client's bytes that contain this marker are not forwarded: the
+    /// connection waits, as on a slow network, and closes when let go.
+    stall: Mutex<Option<Vec<u8>>>,
+    /// Connections stalled so far.
+    stalled: AtomicUsize,
 }
 
 impl ProxyShared {
+    /// Whether the client's next `bytes` (after `tail`, the end of its earlier ones, so a
+    /// marker split between two reads is found) hold the stall marker.
+    fn stalls(&self, tail: &mut Vec<u8>, bytes: &[u8]) -> bool {
+        let stall = self.stall.lock().expect("stall");
+        let Some(marker) = stall.as_ref().filter(|m| !m.is_empty()) else {
+            tail.clear();
+            return false;
+        };
+        tail.extend_from_slice(bytes);
+        let hit = tail.windows(marker.len()).any(|w| w == marker.as_slice());
+        let keep = marker.len() - 1;
+        if tail.len() > keep {
+            tail.drain(..tail.len() - keep);
+        }
+        hit
+    }
+
+    fn stalling(&self) -> bool {
+        self.stall.lock().expect("stall").is_some()
+    }
+
     /// Whether the reply this data row belongs to is one to lose (it then counts).
     fn claim(&self, row: &[u8]) -> bool {
         let mut arming = self.arming.lock().expect("arming");
@@ -604,6 +634,43 @@ impl LostAckProxy {
         *self.shared.arming.lock().expect("arming") = None;
     }
 
+    /// From now on a connection whose reply is lost is not closed at once: it stays open and
+    /// silent, its client waiting as for a slow reply, until [`let_go`]. A test can then do
+    /// something (kill the server) before the client can notice the loss and ask the
+    /// server what happened: without it that would be a race the client wins in
+    /// milliseconds.
+    ///
+    /// [`let_go`]: LostAckProxy::let_go
+    pub fn hold_lost_connections(&self) {
+        self.shared.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on a client's statement whose text contains `marker` does not reach the
+    /// server: its connection stalls (as on a network that stopped carrying it), and closes
+    /// when let go, the statement never sent. A test can then kill the server at a known
+    /// point of the client's work, say before its audit, with everything before it done.
+    /// [`held_statements`] counts them.
+    ///
+    /// [`held_statements`]: LostAckProxy::held_statements
+    pub fn hold_statements_containing(&self, marker: &[u8]) {
+        *self.shared.stall.lock().expect("stall") = Some(marker.to_vec());
+    }
+
+    /// How many connections a statement was held on since the proxy started.
+    pub fn held_statements(&self) -> usize {
+        self.shared.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Closes the connections held since [`hold_lost_connections`] or
+    /// [`hold_statements_containing`], and holds no more.
+    ///
+    /// [`hold_lost_connections`]: LostAckProxy::hold_lost_connections
+    /// [`hold_statements_containing`]: LostAckProxy::hold_statements_containing
+    pub fn let_go(&self) {
+        self.shared.holding.store(false, Ordering::SeqCst);
+        *self.shared.stall.lock().expect("stall") = None;
+    }
+
     /// Every reply lost so far, in order.
     pub fn drops(&self) -> Vec<LostReply> {
         self.shared.lost.lock().expect("lost").clone()
@@ -689,6 +756,7 @@ async fn relay(client: tokio::net::TcpStream, socket: &Path, shared: &ProxyShare
     let mut server_bytes = ServerBytes::new(handshake);
     let upstream = async {
         let mut buf = vec![0u8; 16 * 1024];
+        let mut tail = Vec::new();
         loop {
             let n = match from_client.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -696,6 +764,15 @@ async fn relay(client: tokio::net::TcpStream, socket: &Path, shared: &ProxyShare
             };
             // Read before it is forwarded: the server may answer at once.
             client_bytes.read(&buf[..n]);
+            if shared.stalls(&mut tail, &buf[..n]) {
+                // Held back: never forwarded; the connection closes when let go (or when
+                // the server's side ends).
+                shared.stalled.fetch_add(1, Ordering::SeqCst);
+                while shared.stalling() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                return;
+            }
             if to_server.write_all(&buf[..n]).await.is_err() {
                 return;
             }
@@ -715,6 +792,10 @@ async fn relay(client: tokio::net::TcpStream, socket: &Path, shared: &ProxyShare
             if let Some(lost) = step.lost {
                 // Counted before the sockets close, so a test that saw its error sees it.
                 shared.lost.lock().expect("lost").push(lost);
+                // Held: nothing more is forwarded, and the sockets close when let go.
+                while shared.holding.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 return;
             }
         }
