@@ -948,7 +948,7 @@ fn interrupted_mid_batch(signal: Option<&'static str>, answers: bool) {
             not_attempted: 0,
             unknown: vec![],
             reply_lost: 0,
-            users: vec![],
+            users: vec![crate::support::fixtures::id(0x7e57_a000, 1), crate::support::fixtures::id(0x7e57_a000, 2)],
             refunded: Decimal::new(2_530_000, 2),
             margin_released: Decimal::new(2, 0),
             retries: 0,
