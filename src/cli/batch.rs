@@ -129,14 +129,31 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let mut users: Vec<Uuid> = outcomes.iter().filter(|(_, o)| o.done()).map(|(i, _)| i.user_id).collect();
     users.sort();
     users.dedup();
-    let audit = tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
-        .await
-        .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into())));
+    // A batch that lost its server asks once, briefly, whether it is back, rather than let
+    // the audit and the journal's database copy each wait out the pool's connection timeout
+    // while the operator waits for the summary.
+    let lost_server = !summary.unknown.is_empty() || !summary.failed.is_empty();
+    let gone = match lost_server {
+        true => settings.probe_connection(Duration::from_secs(3)).await.err(),
+        false => None,
+    };
+    let audit = match &gone {
+        Some(why) => Err(Error::Unreachable(format!("the audit did not run: {why}"))),
+        None => tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
+            .await
+            .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into()))),
+    };
     let mut seen = vec![observed::batch(&summary, &a.reason, opts.batch_id)];
     if let Ok(violations) = &audit {
         seen.push(Observation::Audit { violations: violations.len() as u64 });
     }
-    let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    // The journal file is written either way; its database copy catches up on the next run.
+    let journal_error = super::outcome(g, &recorded, seen, gone.is_none().then_some(&pool)).await;
+    if gone.is_some() && matches!(recorded, crate::ops::journaling::Recorded::Journal { .. }) {
+        eprintln!(
+            "note: the journal's database copy was not updated (the database did not answer); the next run copies it"
+        );
+    }
     if journal_error.is_none() && audit.is_ok() {
         super::settle(g, &recorded, &pool).await;
     }

@@ -145,9 +145,9 @@ async fn outcome(
     g: &GlobalArgs,
     recorded: &Recorded,
     seen: Vec<Observation>,
-    pool: &crate::store::db::Db,
+    pool: Option<&crate::store::db::Db>,
 ) -> Option<String> {
-    match journaling::record_outcome(&operator(g), recorded, seen, Some(pool)).await {
+    match journaling::record_outcome(&operator(g), recorded, seen, pool).await {
         Ok(()) => None,
         Err(e) => Some(crate::core::sanitize::line(&e.to_string()).into_owned()),
     }

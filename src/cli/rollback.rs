@@ -88,7 +88,7 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         Ok(r) => r,
         Err(e) => {
             let failed = observed::rollback_failed(&e.to_string(), order, user, a.transaction, &a.reason, operation);
-            if let Some(why) = super::outcome(g, &recorded, vec![failed], &pool).await {
+            if let Some(why) = super::outcome(g, &recorded, vec![failed], Some(&pool)).await {
                 super::outcome_lost(&why, operation);
             }
             return Err(e);
@@ -96,7 +96,7 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     };
     let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
     let seen = observed::rollback(&result, order, user, a.transaction, &a.reason, operation);
-    let journal_error = super::outcome(g, &recorded, seen, &pool).await;
+    let journal_error = super::outcome(g, &recorded, seen, Some(&pool)).await;
     if journal_error.is_none() {
         super::settle(g, &recorded, &pool).await;
     }
