@@ -38,6 +38,32 @@ impl Session {
         }
     }
 
+    /// Whether copies go to tmux's paste buffer (the default comes from `$TMUX`): tests
+    /// that are not about tmux set it off, whatever terminal they run in.
+    pub fn with_tmux(mut self, in_tmux: bool) -> Self {
+        self.in_tmux = in_tmux;
+        self
+    }
+
+    /// Puts `text` where the person pastes from and says where it went. Inside tmux,
+    /// tmux's paste buffer (and from it the outer terminal's clipboard), which tmux confirms;
+    /// when that fails, OSC 52 plain and wrapped for tmux's passthrough, which may or may
+    /// not arrive. Outside tmux, OSC 52, which the terminal may or may not honour.
+    fn copy(&mut self, text: &str) -> String {
+        if !self.in_tmux {
+            (self.clipboard)(&comms::osc52(text));
+            return "clipboard (OSC 52)".into();
+        }
+        match crate::store::clipboard::tmux_load_buffer(text) {
+            Ok(()) => "tmux paste buffer (prefix ] pastes it)".into(),
+            Err(why) => {
+                (self.clipboard)(&comms::osc52(text));
+                (self.clipboard)(&comms::osc52_tmux(text));
+                format!("OSC 52 only, tmux's buffer refused it ({why})")
+            }
+        }
+    }
+
     /// Does one request; never fails, a failure is the event's text.
     pub fn perform(&mut self, request: JournalRequest, now: DateTime<Utc>) -> JournalEvent {
         match self.try_perform(request, now) {
@@ -54,14 +80,14 @@ impl Session {
                 // The file first: it is the record of what went out, even if the terminal
                 // ignores OSC 52.
                 let path = crate::store::files::export(&self.incident.messages_dir(), &template, &text, now)?;
-                (self.clipboard)(&comms::clipboard_sequence(&text, self.in_tmux));
+                let via = self.copy(&text);
                 let path = path.display().to_string();
                 let seen = Observation::MessageCopied { template: template.clone(), audience, path: path.clone() };
                 let entries = self.incident.act_after(Step::Observe(seen), &self.operator, now, self.delivered)?;
                 let short = Path::new(&path)
                     .strip_prefix(self.incident.path())
                     .map_or(path.clone(), |p| p.display().to_string());
-                (entries, Some(format!("Copied {template}: clipboard (OSC 52) + {short}")))
+                (entries, Some(format!("Copied {template}: {via} + {short}")))
             }
             JournalRequest::Report => {
                 let path = crate::ops::incident::write_report(&mut self.incident, None, &self.operator, now)?;

@@ -1,7 +1,8 @@
 //! I/O below the domain: every SQL statement (`db`), the journal file, the incidents
 //! directory, the user's config files and templates, exported messages, connecting, the
-//! sandbox cluster and its demo book.
+//! sandbox cluster and its demo book, tmux's paste buffer.
 
+pub mod clipboard;
 pub mod config;
 pub mod connect;
 pub mod db;

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use incident_console::core::comms::{
     AuditResult, CheckLine, CheckResult, CommsError, Draft, JournalSummary, LeakKind, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TemplateSource,
-    TemplateStore, TimelineEntry, WAIVED_MARKER, clipboard_sequence, osc52, osc52_tmux, refill,
+    TemplateStore, TimelineEntry, WAIVED_MARKER, osc52, osc52_tmux, refill,
 };
 use incident_console::core::workflow::{Level, Phase};
 use rust_decimal::Decimal;
@@ -604,12 +604,9 @@ fn osc52_exact_sequences() {
     let b64 = "TGV2ZWwgMyDigJMgw7xuw69jb2RlCg==";
     assert_eq!(osc52(text), format!("\x1b]52;c;{b64}\x07"));
     assert_eq!(osc52_tmux(text), format!("\x1bPtmux;\x1b\x1b]52;c;{b64}\x07\x1b\\"));
+    assert_eq!(osc52(text).as_bytes(), [b"\x1b]52;c;".as_slice(), b64.as_bytes(), b"\x07"].concat());
     assert_eq!(
-        clipboard_sequence(text, false).as_bytes(),
-        [b"\x1b]52;c;".as_slice(), b64.as_bytes(), b"\x07"].concat()
-    );
-    assert_eq!(
-        clipboard_sequence(text, true).as_bytes(),
+        osc52_tmux(text).as_bytes(),
         [b"\x1bPtmux;\x1b\x1b]52;c;".as_slice(), b64.as_bytes(), b"\x07\x1b\\"].concat()
     );
 }

@@ -120,7 +120,9 @@ impl Driver {
             OPERATOR.into(),
             delivered,
             Box::new(move |s: &str| sink.lock().expect("the clipboard lock").push(s.to_string())),
-        );
+        )
+        // Whatever terminal the tests run in, copies go to the sink (tmux has its own test).
+        .with_tmux(false);
         let header = IncidentHeader::new(TITLE.into(), level, t0());
         let app = App::new(KeyMap::default(), header, "sandbox".into(), t0(), size).with_incident(panel);
         let journal = Journal { session, clipboard, dir, root };

@@ -396,6 +396,13 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     c.keys(&["y"]);
     let s = c.wait_for("Copied internal_alert", T).await;
     assert!(s.contains("messages/"), "the footer says where the file went:\n{s}");
+    assert!(s.contains("tmux paste buffer"), "the footer says the copy reached tmux:\n{s}");
+    // What a person pastes with prefix-] is what was copied: read from tmux itself.
+    let out = c.tmux().arg("show-buffer").output().expect("tmux show-buffer");
+    let pasted = String::from_utf8_lossy(&out.stdout).into_owned();
+    let written = std::fs::read_to_string(file_named(&dir.join("messages"), "internal_alert")).expect("the alert file");
+    assert!(out.status.success() && pasted == written, "tmux's buffer holds the alert:\n{pasted}\n---\n{written}");
+    assert!(pasted.contains("INCIDENT ALERT - Level 3") && pasted.contains("Affected so far:"), "{pasted}");
 
     let s = select_message(&c, "Customer notice").await;
     assert!(

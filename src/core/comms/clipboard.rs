@@ -1,5 +1,6 @@
-//! Copying a message out of the terminal: the OSC 52 sequence (also wrapped for tmux). The
-//! file written beside it every time is `store::files::export`.
+//! Copying a message out of the terminal: the OSC 52 sequence (also wrapped for tmux's
+//! passthrough, the fallback when tmux's own buffer cannot be loaded: `store::clipboard`).
+//! The file written beside it every time is `store::files::export`.
 
 use base64::Engine;
 
@@ -10,15 +11,10 @@ pub fn osc52(text: &str) -> String {
 }
 
 /// OSC 52 wrapped for tmux passthrough: `ESC P tmux; <sequence, every ESC doubled> ESC \`.
-/// tmux forwards it only with `set -g allow-passthrough on` (or `set-clipboard on`).
+/// tmux forwards it to the outer terminal only with `set -g allow-passthrough on`.
 pub fn osc52_tmux(text: &str) -> String {
     let inner = osc52(text).replace('\x1b', "\x1b\x1b");
     format!("\x1bPtmux;{inner}\x1b\\")
-}
-
-/// The sequence to write: wrapped for tmux when running inside it.
-pub fn clipboard_sequence(text: &str, in_tmux: bool) -> String {
-    if in_tmux { osc52_tmux(text) } else { osc52(text) }
 }
 
 #[cfg(test)]
@@ -37,8 +33,6 @@ mod tests {
     fn tmux_wrapping_doubles_every_escape() {
         let s = osc52_tmux("hello");
         assert_eq!(s, "\x1bPtmux;\x1b\x1b]52;c;aGVsbG8=\x07\x1b\\");
-        assert_eq!(clipboard_sequence("hello", true), s);
-        assert_eq!(clipboard_sequence("hello", false), osc52("hello"));
     }
 
     #[test]

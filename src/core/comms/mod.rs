@@ -19,7 +19,7 @@ mod templates;
 use std::fmt;
 
 pub use cadence::{customer_notice_due, is_overdue, next_update_due, time_left, update_interval};
-pub use clipboard::{clipboard_sequence, osc52, osc52_tmux};
+pub use clipboard::{osc52, osc52_tmux};
 pub use context::{
     AuditResult, CheckLine, CheckResult, InternalRefs, JournalSummary, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TimelineEntry,
