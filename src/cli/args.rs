@@ -241,7 +241,7 @@ pub enum IncidentAction {
         /// The note.
         text: String,
     },
-    /// Fill a message field (impact, estimated_resolution, ...).
+    /// Fill a message field (impact, estimated_resolution, customer_resolution, ...).
     Field {
         /// The field.
         name: String,

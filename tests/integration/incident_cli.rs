@@ -473,7 +473,7 @@ async fn templates_list_render_override_and_refuse() {
         [
             ("internal_alert", "internal", vec!["impact", "estimated_resolution"], "shipped"),
             ("status_update", "internal", vec!["conditions", "actions", "needs"], "shipped"),
-            ("customer_notice", "customer", vec!["customer_impact", "estimated_resolution"], "shipped"),
+            ("customer_notice", "customer", vec!["customer_impact", "customer_resolution"], "shipped"),
             ("resolution_notice", "customer", vec!["resolution_summary"], "shipped"),
             ("post_incident_report", "internal", vec!["summary", "root_cause", "lessons_learned"], "shipped"),
         ]
@@ -524,7 +524,7 @@ async fn templates_list_render_override_and_refuse() {
             "--set",
             "customer_impact=Orders on db-primary.prod.internal were duplicated",
             "--set",
-            "estimated_resolution=2 hours",
+            "customer_resolution=2 hours",
         ])
         .await;
     leak.code(1).clean().complains("Internal detail in a customer message").complains("db-primary.prod.internal");
@@ -635,7 +635,7 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
             "--set",
             &format!("customer_impact=Order {os} was reversed."),
             "--set",
-            "estimated_resolution=2 hours",
+            "customer_resolution=2 hours",
         ])
         .await;
     leak.code(1).clean().complains("Internal detail in a customer message").complains(&os);
@@ -647,7 +647,7 @@ async fn database_commands_fill_the_journal_its_copy_the_messages_and_the_report
             "--set",
             "customer_impact=Some orders were executed twice and have been reversed.",
             "--set",
-            "estimated_resolution=2 hours",
+            "customer_resolution=2 hours",
         ])
         .await;
     notice.code(0).clean().says("[URGENT] Service Notice");

@@ -151,6 +151,7 @@ fn filled() -> MessageContext {
     let mut c = incident();
     c.set_field("impact", format!("37 orders executed twice; first seen on order {ORDER_1} via {DB_HOST}"));
     c.set_field("estimated_resolution", "2 hours");
+    c.set_field("customer_resolution", "2 hours");
     c.set_field("customer_impact", "Some orders placed this morning may have been executed twice.");
     c.set_field("conditions", "Duplicates stopped; 12 users affected.");
     c.set_field("actions", "Rolled back the bad burst.");
@@ -406,7 +407,7 @@ fn required_fields_are_listed_and_copy_refused_until_filled_or_waived() {
         vec![
             ("internal_alert".to_string(), vec!["impact".to_string(), "estimated_resolution".to_string()]),
             ("status_update".to_string(), vec!["conditions".into(), "actions".into(), "needs".into()]),
-            ("customer_notice".to_string(), vec!["customer_impact".into(), "estimated_resolution".into()]),
+            ("customer_notice".to_string(), vec!["customer_impact".into(), "customer_resolution".into()]),
             ("resolution_notice".to_string(), vec!["resolution_summary".into()]),
             ("post_incident_report".to_string(), vec!["summary".into(), "root_cause".into(), "lessons_learned".into()]),
         ]
@@ -502,7 +503,7 @@ fn customer_notice_never_leaks_order_or_user_ids() {
 
     // The preview shows the leak without refusing, so the console can highlight it.
     let mut c = filled();
-    c.set_field("estimated_resolution", format!("2 hours ({USER_1})"));
+    c.set_field("customer_resolution", format!("2 hours ({USER_1})"));
     let r = store.render("customer_notice", &c.to_value());
     assert!(r.is_ok_and(|r| !r.leaks.is_empty()));
 }

@@ -332,7 +332,7 @@ impl Driver {
     /// The open text dialog: its purpose, its text and its hint.
     pub fn text_dialog(&self) -> (Purpose, String, Option<String>) {
         match self.dialog() {
-            Some(Dialog::Text(TextDialog { purpose, input, hint })) => {
+            Some(Dialog::Text(TextDialog { purpose, input, hint, .. })) => {
                 (purpose.clone(), input.lines().join("\n"), hint.clone())
             }
             other => panic!("a text dialog is open: {other:?}"),

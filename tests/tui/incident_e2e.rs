@@ -406,10 +406,16 @@ async fn a_level_3_drill_from_classification_to_the_report() {
 
     let s = select_message(&c, "Customer notice").await;
     assert!(
-        selected_line(&s).is_some_and(|l| l.contains("needs customer_impact") && !l.contains("estimated_resolution")),
-        "estimated_resolution is shared with the alert:\n{s}"
+        selected_line(&s).is_some_and(|l| l.contains("needs customer_impact, customer_resolution")),
+        "the customers' estimate is the notice's own field, not the alert's:\n{s}"
     );
     fill(&c, "customer_impact", "Some orders placed this afternoon may show twice in your history.").await;
+    // The dialog shows the sentence the field goes into, as the person fills it.
+    c.keys(&["f"]);
+    let s = c.wait_for("Fill \"customer_resolution\"", T).await;
+    assert!(s.contains("In Customer notice:") && s.contains("We expect to resolve this within"), "{s}");
+    c.keys(&["Escape"]);
+    fill(&c, "customer_resolution", "2 hours").await;
     c.wait_until("the notice to be ready", T, |s| selected_line(s).is_some_and(|l| l.contains("ready"))).await;
     c.keys(&["y"]);
     c.wait_for("Copied customer_notice", T).await;

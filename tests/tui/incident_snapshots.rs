@@ -409,8 +409,20 @@ fn messages_with_required_fields_missing() {
         // No message copied (the Timeline's title says whether the journal is in the database).
         assert_lacks(&text, &["· copied", "last copy"]);
         if size.0 >= 120 {
-            assert_has(&text, &["needs customer_impact, estimated_resolution", "needs a ledger audit first"]);
+            assert_has(&text, &["needs customer_impact, customer_resolution", "needs a ledger audit first"]);
         }
+    }
+}
+
+/// Filling a field: the sentence of the message it goes into is above the input.
+#[test]
+fn a_field_dialog_shows_the_sentence_it_fills() {
+    for size in SIZES {
+        let mut c = classified(size);
+        c.focus(Pane::Messages);
+        c.press('f');
+        let text = snap(&c, "incident_field_dialog");
+        assert_has(&text, &["Fill \"impact\"", "In Internal alert:", "[to fill: impact]"]);
     }
 }
 

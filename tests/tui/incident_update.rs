@@ -472,6 +472,47 @@ fn f_fills_the_next_missing_field() {
     assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
 }
 
+/// Filling a field shows the sentence it goes into, and which other messages it changes;
+/// the customers' resolution estimate is the customer notice's own field.
+#[test]
+fn a_field_is_filled_seeing_its_sentence_and_the_messages_it_changes() {
+    let mut c = incident();
+    let context = |c: &Driver| match c.dialog() {
+        Some(Dialog::Text(TextDialog { context, .. })) => context.clone(),
+        other => panic!("a text dialog, not {other:?}"),
+    };
+    c.select_message("internal_alert");
+    c.press('f');
+    let lines = context(&c);
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("In Internal alert: \"Impact: [to fill: impact]\""),
+        "{lines:?}"
+    );
+    c.esc();
+    c.append(vec![step(Step::SetField { name: "impact".into(), value: "duplicates".into() })]);
+    c.press('f');
+    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+    let lines = context(&c);
+    assert!(
+        lines.iter().all(|l| !l.contains("Customer notice")),
+        "the alert's estimate is not the customers': {lines:?}"
+    );
+    c.esc();
+
+    c.select_message("customer_notice");
+    c.append(vec![step(Step::SetField { name: "customer_impact".into(), value: "Some orders twice.".into() })]);
+    c.press('f');
+    assert_eq!(c.text_dialog().0, Purpose::Field("customer_resolution".into()));
+    let lines = context(&c);
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with(
+            "In Customer notice: \"We expect to resolve this within [to fill: customer_resolution] and will"
+        )),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn w_waives_the_next_missing_field() {
     let mut c = incident();
@@ -533,7 +574,7 @@ fn customer_notice_ready(c: &mut Driver) {
     c.select_message("customer_notice");
     c.append(vec![
         step(Step::SetField { name: "customer_impact".into(), value: "Some orders were executed twice.".into() }),
-        step(Step::SetField { name: "estimated_resolution".into(), value: "the next hour".into() }),
+        step(Step::SetField { name: "customer_resolution".into(), value: "the next hour".into() }),
     ]);
     assert!(c.unfilled("customer_notice").is_empty());
 }
@@ -610,7 +651,7 @@ fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
     let slot = c.case().current_message().expect("a slot").clone();
     assert!(slot.draft.is_some());
     assert!(c.slot_text("customer_notice").contains("appreciate your patience. Our desk: +44 20 7946 0000."));
-    assert_eq!(c.unfilled("customer_notice"), vec!["customer_impact", "estimated_resolution"]);
+    assert_eq!(c.unfilled("customer_notice"), vec!["customer_impact", "customer_resolution"]);
 
     // A field filled later re-fills the message; the edit stays.
     c.press('f');
@@ -621,7 +662,7 @@ fn the_editor_keeps_the_draft_and_the_edit_survives_a_field_change() {
     assert!(text.contains("Some orders were executed twice."), "{text}");
     assert!(text.contains("Our desk: +44 20 7946 0000."), "{text}");
     assert!(c.case().current_message().is_some_and(|s| s.draft.is_some()));
-    assert_eq!(c.unfilled("customer_notice"), vec!["estimated_resolution"]);
+    assert_eq!(c.unfilled("customer_notice"), vec!["customer_resolution"]);
 
     // Reopened, the editor shows the draft, not the template.
     c.press('e');

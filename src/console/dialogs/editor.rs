@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{Clear, Paragraph};
+use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui_textarea::TextArea;
 
 use super::{Dialog, Turn};
@@ -119,8 +119,10 @@ impl Editor {
             .fg(Color::Black)
             .bg(Color::Yellow)
         };
-        let [s, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-        frame.render_widget(Paragraph::new(status), s);
+        // The status wraps rather than lose its end (which keys fill the fields).
+        let rows = u16::try_from(status.width().div_ceil(usize::from(inner.width.max(1))).max(1)).unwrap_or(1);
+        let [s, t] = Layout::vertical([Constraint::Length(rows.min(3)), Constraint::Min(1)]).areas(inner);
+        frame.render_widget(Paragraph::new(status).wrap(Wrap { trim: false }), s);
         frame.render_widget(&self.input, t);
     }
 }

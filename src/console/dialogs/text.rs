@@ -6,7 +6,7 @@ use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui_textarea::TextArea;
 
@@ -69,12 +69,20 @@ pub struct TextDialog {
     pub input: TextArea<'static>,
     /// Why Enter did not accept it.
     pub hint: Option<String>,
+    /// Lines shown above the input: for a message field, the sentence it goes into and the
+    /// other messages that use it.
+    pub context: Vec<String>,
 }
 
 impl TextDialog {
     /// The dialog for a purpose, its input holding `text`.
     pub(crate) fn open(purpose: Purpose, text: &str, placeholder: &str) -> Dialog {
-        Dialog::Text(TextDialog { purpose, input: text_input(text, placeholder), hint: None })
+        Dialog::Text(TextDialog { purpose, input: text_input(text, placeholder), hint: None, context: Vec::new() })
+    }
+
+    /// The same, with lines of context above the input.
+    pub(crate) fn open_with_context(purpose: Purpose, text: &str, placeholder: &str, context: Vec<String>) -> Dialog {
+        Dialog::Text(TextDialog { purpose, input: text_input(text, placeholder), hint: None, context })
     }
 
     /// A key: accept records, dismiss abandons, the rest is typed.
@@ -144,13 +152,28 @@ impl TextDialog {
 
     /// Draws it.
     pub(crate) fn render(&self, k: Keys, frame: &mut Frame, area: Rect) {
-        let rect = centered(area, 76, 6);
+        // Context lines wrap: each gets the rows its text needs at the dialog's width.
+        let width = usize::from(area.width.min(76).saturating_sub(4).max(1));
+        let context: Vec<Line> = self
+            .context
+            .iter()
+            .map(|l| Line::from(Span::styled(format!(" {}", sanitize::line(l)), Style::new().fg(Color::Gray))))
+            .collect();
+        let context_rows: usize = context.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+        let rows = u16::try_from(context_rows).unwrap_or(u16::MAX).min(area.height.saturating_sub(8));
+        let rect = centered(area, 76, 6 + rows);
         frame.render_widget(Clear, rect);
         let block = super::block(sanitize::line(&self.purpose.title()).into_owned());
         let inner = block.inner(rect);
         frame.render_widget(block, rect);
-        let [field, why, keys] =
-            Layout::vertical([Constraint::Length(1), Constraint::Length(2), Constraint::Length(1)]).areas(inner);
+        let [above, field, why, keys] = Layout::vertical([
+            Constraint::Length(rows),
+            Constraint::Length(1),
+            Constraint::Length(2),
+            Constraint::Length(1),
+        ])
+        .areas(inner);
+        frame.render_widget(Paragraph::new(context).wrap(Wrap { trim: false }), above);
         frame.render_widget(&self.input, field);
         if let Some(h) = &self.hint {
             frame.render_widget(

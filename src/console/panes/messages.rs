@@ -234,8 +234,35 @@ fn fill(app: &mut App, action: KeyAction) -> Effects {
         return e;
     }
     let current = case.state.fields.get(&name).cloned().unwrap_or_default();
-    case.dialog = Some(TextDialog::open(Purpose::Field(name), &current, "the text for the message"));
+    let context = field_context(case, &name);
+    case.dialog =
+        Some(TextDialog::open_with_context(Purpose::Field(name), &current, "the text for the message", context));
     Effects::redraw()
+}
+
+/// What a person needs to fill a field well: the sentence of this message it goes into,
+/// and the other messages it will change too (a field is the incident's, not a message's).
+fn field_context(case: &crate::console::incident::IncidentPanel, name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(slot) = case.current_message()
+        && let Ok(r) = &slot.rendered
+    {
+        if let Some(sentence) = slot.text().and_then(|t| crate::core::comms::sentence_of(t, name)) {
+            lines.push(format!("In {}: \"{sentence}\"", r.title));
+        }
+        let others: Vec<&str> = case
+            .messages
+            .iter()
+            .filter(|s| s.name != slot.name)
+            .filter_map(|s| s.rendered.as_ref().ok())
+            .filter(|o| o.missing.iter().any(|m| m == name))
+            .map(|o| o.title.as_str())
+            .collect();
+        if !others.is_empty() {
+            lines.push(format!("Also goes into: {}", others.join(", ")));
+        }
+    }
+    lines
 }
 
 fn copy(app: &mut App) -> Effects {

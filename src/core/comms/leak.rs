@@ -18,6 +18,9 @@ pub enum LeakKind {
     Uuid,
     /// A run of 32 or more hex digits (a UUID without hyphens, a hash).
     HexId,
+    /// 8 hex digits, letters and digits mixed: the short id the console lists orders,
+    /// users and transactions by.
+    ShortId,
     /// An IPv4 or IPv6 address.
     IpAddress,
     /// A host name that is not one of the allowed public domains.
@@ -31,6 +34,7 @@ impl LeakKind {
             LeakKind::InternalValue => "internal value",
             LeakKind::Uuid => "UUID",
             LeakKind::HexId => "hex identifier",
+            LeakKind::ShortId => "short id",
             LeakKind::IpAddress => "IP address",
             LeakKind::Hostname => "host name",
         }
@@ -58,9 +62,21 @@ impl fmt::Display for Leak {
 /// `internal` are values to find anywhere (case-insensitive, on word boundaries);
 /// `public_domains` are host names allowed in customer text (and their subdomains).
 pub fn scan_leaks(text: &str, internal: &[String], public_domains: &[String]) -> Vec<Leak> {
+    // An id is also searched for in the other forms the console shows it: without hyphens,
+    // and its first 8 digits (what the orders list shows).
+    let forms = |v: &String| -> Vec<String> {
+        let v = v.trim().to_ascii_lowercase();
+        match uuid::Uuid::parse_str(&v) {
+            Ok(id) => {
+                let simple = id.simple().to_string();
+                vec![v, simple.clone(), simple[..8].to_string()]
+            }
+            Err(_) => vec![v],
+        }
+    };
     let internal: Vec<String> = internal
         .iter()
-        .map(|v| v.trim().to_ascii_lowercase())
+        .flat_map(forms)
         .filter(|v| v.chars().count() >= MIN_INTERNAL_LEN)
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -81,8 +97,16 @@ pub fn scan_leaks(text: &str, internal: &[String], public_domains: &[String]) ->
         }
         found.extend(hex_ids(line).into_iter().map(|(k, f)| (offset(f), k, f)));
         found.extend(tokens(line).filter_map(|t| classify_token(t, &public).map(|k| (offset(t), k, t))));
-        found.sort();
-        for (_, kind, text) in found {
+        // Longest first where two start together: an id is named whole, not by the prefix
+        // of it that is also searched for.
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.len().cmp(&a.2.len())).then(a.1.cmp(&b.1)));
+        let mut covered = 0;
+        for (at, kind, text) in found {
+            // Inside what was already named (a prefix of a whole id): not named again.
+            if at < covered {
+                continue;
+            }
+            covered = at + text.len();
             // One report per text: an internal value that is also a UUID is named once,
             // as the internal value.
             if seen.insert(text.to_ascii_lowercase()) {
@@ -135,6 +159,8 @@ fn hex_ids(line: &str) -> Vec<(LeakKind, &str)> {
                     out.push((LeakKind::Uuid, run));
                 } else if run.len() >= 32 && run.bytes().all(|b| b.is_ascii_hexdigit()) {
                     out.push((LeakKind::HexId, run));
+                } else if is_short_id(run) {
+                    out.push((LeakKind::ShortId, run));
                 } else {
                     // UUIDs glued to other text with hyphens: look inside the run.
                     for part in run.split('-').collect::<Vec<_>>().windows(5) {
@@ -157,6 +183,15 @@ fn hex_ids(line: &str) -> Vec<(LeakKind, &str)> {
         }
     }
     out
+}
+
+/// 8 hex digits with both digits and letters among them: "0b5e001a", not "20261125" (a
+/// date) nor "deadbeef" (a word).
+fn is_short_id(s: &str) -> bool {
+    s.len() == 8
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -249,6 +284,19 @@ mod tests {
         assert_eq!(kinds(&id.to_uppercase()), vec![(LeakKind::Uuid, id.to_uppercase())]);
         let simple = id.replace('-', "");
         assert_eq!(kinds(&format!("id={simple}")), vec![(LeakKind::HexId, simple.clone())]);
+    }
+
+    #[test]
+    fn finds_ids_in_the_forms_the_console_shows_them() {
+        // The orders list shows 8 digits: a short id mixing digits and letters is one.
+        assert_eq!(kinds("order 512a83f1 was reversed"), vec![(LeakKind::ShortId, "512a83f1".into())]);
+        assert_eq!(kinds("dates 20261125 and words like deadbeef are not"), vec![]);
+        // A known id is found in each of its forms, even a prefix of digits only.
+        let id = "51238301-e29b-41d4-a716-446655440000".to_string();
+        let found = |text: &str| scan_leaks(text, std::slice::from_ref(&id), &[]);
+        assert_eq!(found("order 51238301 was reversed").len(), 1, "its first 8 digits");
+        assert_eq!(found("ref 51238301e29b41d4a716446655440000").len(), 1, "without hyphens");
+        assert_eq!(found("order 512383019 is another").len(), 0, "not inside a longer number");
     }
 
     #[test]

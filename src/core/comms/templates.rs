@@ -7,7 +7,7 @@
 //! {#-
 //! title: Customer notice
 //! audience: customer
-//! required: customer_impact, estimated_resolution
+//! required: customer_impact, customer_resolution
 //! -#}
 //! ```
 //!
@@ -123,6 +123,13 @@ impl Rendered {
     pub fn unfilled_in(&self, text: &str) -> Vec<String> {
         self.missing.iter().filter(|f| text == self.text || text.contains(&placeholder(f))).cloned().collect()
     }
+}
+
+/// The line of a filled message that an empty field's placeholder stands in (trimmed): the
+/// sentence the field goes into, shown while the person fills it.
+pub fn sentence_of(text: &str, field: &str) -> Option<String> {
+    let mark = placeholder(field);
+    text.lines().find(|l| l.contains(&mark)).map(|l| l.trim().to_string())
 }
 
 /// What an empty required field shows until it is filled: `[to fill: NAME]`.
