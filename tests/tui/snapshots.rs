@@ -643,12 +643,28 @@ fn a_rollback_elsewhere_marks_the_orders_and_the_precheck_stale() {
     s.db(DbEvent::Dashboard(d));
     let text = s.screen();
     assert!(text.contains("stale: R reloads"), "{text}");
-    assert!(text.contains("Stale: a rollback at 13:11:00 since · p re-runs"), "{text}");
-    // R: the rows are loaded again, and are current.
+    assert!(text.contains("Maybe stale: some order rolled back at 13:11:00 · p re-runs"), "{text}");
+    assert!(text.contains(" READY "), "a rollback elsewhere does not say this order's READY is wrong:\n{text}");
+    // R: the rows are loaded again, and are current; they show the pre-checked order was
+    // the one rolled back: its READY is gone.
+    let checked = s.current();
     s.press('R');
-    s.answer_orders(page());
+    let rows: Vec<_> = page()
+        .into_iter()
+        .map(|mut r| {
+            if r.id == checked.id {
+                r.status = "rolled_back".into();
+                r.rolled_back_at = Some(at(13, 11, 0));
+            }
+            r
+        })
+        .collect();
+    s.answer_orders(rows);
     let text = s.screen();
     assert!(!text.contains("stale: R reloads"), "{text}");
+    assert!(text.contains(" STALE ") && !text.contains(" READY "), "{text}");
+    assert!(text.contains("Stale: this order was rolled back at 13:11:00 · p re-runs"), "{text}");
+    snap(&s, "precheck_stale_after_its_rollback");
 }
 
 #[test]

@@ -117,9 +117,24 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
         Load::Cancelled => ("Pre-check".into(), vec![Line::from(" Cancelled.")]),
         Load::Loaded(v) => {
+            // The order as the list last loaded it: rolled back after this pre-check, the
+            // pre-check's READY no longer holds, whatever it said then.
+            let rolled_back_since = app
+                .orders
+                .rows
+                .iter()
+                .find(|r| r.id == v.order)
+                .filter(|r| r.status == "rolled_back")
+                .and_then(|r| r.rolled_back_at)
+                .filter(|at| *at > v.at);
             let mut lines = vec![Line::from(vec![
                 Span::raw(" "),
-                if v.result.ready {
+                if rolled_back_since.is_some() {
+                    Span::styled(
+                        " STALE ",
+                        Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD),
+                    )
+                } else if v.result.ready {
                     Span::styled(" READY ", Style::new().fg(Color::Black).bg(Color::Green).add_modifier(Modifier::BOLD))
                 } else {
                     Span::styled(
@@ -158,15 +173,22 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
                     )
                 }));
             }
-            if let Some(at) = app.rollback_since(Some(v.at)) {
-                lines.push(Line::from(Span::styled(
-                    format!(
-                        " Stale: a rollback at {} since · {} re-runs",
-                        at.format("%H:%M:%S"),
-                        k.of(KeyAction::Precheck)
-                    ),
-                    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-                )));
+            let stale = match (rolled_back_since, app.rollback_since(Some(v.at))) {
+                (Some(at), _) => Some(format!(
+                    " Stale: this order was rolled back at {} · {} re-runs",
+                    at.format("%H:%M:%S"),
+                    k.of(KeyAction::Precheck)
+                )),
+                // Some rollback since, of this order or another (it may share the account).
+                (None, Some(at)) => Some(format!(
+                    " Maybe stale: some order rolled back at {} · {} re-runs",
+                    at.format("%H:%M:%S"),
+                    k.of(KeyAction::Precheck)
+                )),
+                (None, None) => None,
+            };
+            if let Some(text) = stale {
+                lines.push(Line::from(Span::styled(text, Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD))));
             }
             let mut checks: Vec<&Check> = v.result.checks.iter().collect();
             checks.sort_by_key(|c| c.passed);
