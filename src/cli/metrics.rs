@@ -35,10 +35,8 @@ pub(super) async fn metrics_command(g: &GlobalArgs, a: args::MetricsArgs) -> Res
     } else {
         let opt = |d: Option<rust_decimal::Decimal>, unit: &str| d.map_or("none".to_string(), |d| format!("{d}{unit}"));
         println!("Rollbacks since {}", since.format("%Y-%m-%d %H:%M UTC"));
-        println!(
-            "  total {} · succeeded {} · failed {} · orders rolled back {}",
-            m.total, m.succeeded, m.failed, m.orders_rolled_back
-        );
+        println!("  orders rolled back {} · operations {}", m.orders_rolled_back, m.operations);
+        println!("  calls {} · succeeded {} · failed {}", m.total, m.succeeded, m.failed);
         println!("  success rate {}", opt(m.success_rate_percent, " %"));
         println!("  mean {} · p95 {}", opt(m.mean_ms, " ms"), opt(m.p95_ms, " ms"));
         println!(

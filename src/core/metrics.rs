@@ -91,6 +91,8 @@ pub struct Metrics {
     pub failed: u64,
     /// Orders rolled back by the successful calls.
     pub orders_rolled_back: u64,
+    /// Operations the calls belong to: a batch is one, however many orders it has.
+    pub operations: u64,
     /// succeeded / total in percent; none when nothing ran.
     pub success_rate_percent: Option<Decimal>,
     /// True mean duration in milliseconds; none without durations.
@@ -183,6 +185,7 @@ pub fn compute(
         succeeded: succeeded.len() as u64,
         failed,
         orders_rolled_back: succeeded.iter().map(|r| r.orders.max(0) as u64).sum(),
+        operations: spans.len() as u64,
         success_rate_percent: (total > 0)
             .then(|| (Decimal::from(succeeded.len() as u64) * Decimal::from(100) / Decimal::from(total)).round_dp(2)),
         mean_ms: mean_us(&durations).map(us_to_ms),
@@ -210,6 +213,17 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + 3600, 0).unwrap_or_default()
+    }
+
+    /// 60 orders in 58 calls of 2 operations: the figures say each, not one for another.
+    #[test]
+    fn orders_calls_and_operations_are_counted_apart() {
+        let (batch, groups) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let mut r: Vec<RollbackRecord> =
+            (0..56).map(|_| RollbackRecord { operation: batch, ..record(0, Some(5), true) }).collect();
+        r.extend((0..2).map(|_| RollbackRecord { operation: groups, orders: 2, ..record(0, Some(5), true) }));
+        let m = compute(&r, 0, 0, now(), &Thresholds::default());
+        assert_eq!((m.orders_rolled_back, m.succeeded, m.operations), (60, 58, 2));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::support::cli::{BIN, Out, PASSWORD, console_in, run_cmd};
-use crate::support::db::{BURST_SQL, TestDb, account, assert_consistent, execute, fingerprint, money_of, test_db};
+use crate::support::db::{
+    BURST_SQL, TestDb, account, assert_consistent, count, execute, fingerprint, money_of, test_db,
+};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
@@ -1002,6 +1004,10 @@ async fn metrics_count_real_rollbacks_and_raise_a_burst_alert() {
     assert_eq!(x["succeeded"], 60, "{m}");
     assert_eq!(x["failed"], 0, "{m}");
     assert_eq!(x["orders_rolled_back"], 60, "{m}");
+    // One batch: one operation, as the audit rows' batch ids say.
+    let operations =
+        count(&t, "SELECT count(DISTINCT batch_id) FROM order_audit_log WHERE action = 'order_rolled_back'").await;
+    assert_eq!((x["operations"].as_i64(), operations), (Some(1), 1), "{m}");
     assert_eq!(money(&x["success_rate_percent"]), Decimal::from(100), "{m}");
     assert!(money(&x["mean_ms"]) > Decimal::ZERO && money(&x["p95_ms"]) > Decimal::ZERO, "{m}");
     assert_eq!(x["recent"], 60, "{m}");

@@ -52,6 +52,7 @@ fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateT
             succeeded: total,
             failed: 0,
             orders_rolled_back: total,
+            operations: total,
             success_rate_percent: Some(Decimal::from(100)),
             mean_ms: Some(Decimal::new(42_315, 3)),
             p95_ms: Some(Decimal::new(118_200, 3)),

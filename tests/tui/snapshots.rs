@@ -241,6 +241,7 @@ fn metrics(alerts: Vec<Alert>) -> Metrics {
         succeeded: 12,
         failed: 2,
         orders_rolled_back: 40,
+        operations: 3,
         success_rate_percent: Some(dec(8571, 2)),
         mean_ms: Some(dec(42_315, 3)),
         p95_ms: Some(dec(118_200, 3)),

@@ -47,19 +47,23 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         _ => Span::styled("ledger audit pending", Style::new().fg(Color::Gray)),
     };
     let mut lines = vec![
+        // Orders, calls and operations apart: a group call reverses several orders, and a
+        // batch is one operation of many calls.
         Line::from(format!(
-            " rollbacks {} · ok {} · failed {} · rate {} · in flight {}",
-            m.total,
+            " orders rolled back {} · operations {} · in flight {}",
+            m.orders_rolled_back, m.operations, d.in_flight
+        )),
+        Line::from(format!(
+            " calls {} ok, {} failed ({}) · last {}",
             m.succeeded,
             m.failed,
             opt(m.success_rate_percent, "%"),
-            d.in_flight
+            last
         )),
         Line::from(format!(
-            " mean {} · p95 {} · last {} · {} in last 10 min",
+            " mean {} · p95 {} · {} call(s) in last 10 min",
             opt(m.mean_ms, " ms"),
             opt(m.p95_ms, " ms"),
-            last,
             m.recent
         )),
         Line::from(vec![Span::raw(" "), audit]),
