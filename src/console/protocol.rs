@@ -40,6 +40,8 @@ pub enum PageRequest {
     Older(OrderKey),
     /// Orders newer than the key.
     Newer(OrderKey),
+    /// The oldest orders: the end of the list.
+    Last,
 }
 
 /// What a batch rolls back.

@@ -110,7 +110,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
     c.wait_for("typing the filter", T).await;
     c.type_text("GBPUSD from:13:02 to:13:06");
     c.keys(&["Enter"]);
-    let s = c.wait_for("60 match", T).await;
+    let s = c.wait_for("of 60", T).await;
     let s = if first_order_row(&s).contains(&short(newest)) {
         s
     } else {
@@ -154,7 +154,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
     // The name claimed, with the login that claimed it (no name is registered for it).
     assert_eq!(audit, vec![("e2e (via postgres)".to_string(), "order_rolled_back".to_string(), newest_user)]);
     assert_eq!(count(&t, "SELECT count(*) FROM order_audit_log").await, 1);
-    c.wait_for("rollbacks 1 ·", Duration::from_secs(5)).await;
+    c.wait_for("orders rolled back 1 ·", Duration::from_secs(5)).await;
 
     // The batch: every executed order matching the filter.
     c.type_text("A");
@@ -181,7 +181,7 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
         60
     );
     assert_consistent(&t.pool).await;
-    c.wait_for("rollbacks 60 ·", Duration::from_secs(5)).await;
+    c.wait_for("orders rolled back 60 ·", Duration::from_secs(5)).await;
 
     // Quit: the process ends and the terminal is a terminal again.
     c.type_text("q");
@@ -198,7 +198,7 @@ async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
     let t = seeded().await;
     let (order, user) = burst_newest_first(&t).await[5];
     let c = Console::open(&["--database-url", &t.url]);
-    c.wait_for("rollbacks 0 ·", T).await;
+    c.wait_for("orders rolled back 0 ·", T).await;
     // The start-up audit refreshes the dashboard when it ends: wait for it, so that only
     // the notification (or the 10 s fallback) can bring the next figures.
     c.wait_for("ledger audit clean at", T).await;
@@ -211,7 +211,7 @@ async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
         .expect("rollback through SQL");
     assert_eq!(r["success"], true, "{r}");
     let committed = Instant::now();
-    c.wait_for("rollbacks 1 ·", Duration::from_secs(3)).await;
+    c.wait_for("orders rolled back 1 ·", Duration::from_secs(3)).await;
     let shown = committed.elapsed();
     // The fallback refresh runs every 10 s from start-up: this came by notification.
     assert!(

@@ -185,7 +185,7 @@ async fn batch_rollback_burst(c: &Console) {
     c.wait_for("typing the filter", T).await;
     c.type_text("GBPUSD executed from:13:02 to:13:06");
     c.keys(&["Enter"]);
-    c.wait_for("60 match", T).await;
+    c.wait_for("of 60", T).await;
     c.keys(&["A"]);
     c.wait_for("Batch: every executed order matching the filter", T).await;
     c.keys(&["b"]);

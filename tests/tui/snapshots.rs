@@ -570,7 +570,7 @@ fn orders_loaded_with_the_cursor_moved() {
         assert_eq!(s.app.orders.cursor, 3);
         assert_eq!(s.app.orders.rows.len(), 35);
         let text = snap(&s, "orders_loaded");
-        assert_has(&text, &["35 match", "GBPUSD", "executed", "EURUSD", "pending", "L2 MODERATE"]);
+        assert_has(&text, &["of 35", "GBPUSD", "executed", "EURUSD", "pending", "L2 MODERATE"]);
         // the row under the cursor is on screen
         assert_has(&text, &[&incident_console::console::widgets::short(s.current().id)]);
     }
@@ -602,12 +602,13 @@ fn more_rows_beyond_the_window() {
 /// silently (a silently cut amount reads as another amount).
 #[test]
 fn a_wide_amount_is_never_cut_silently() {
-    for (exact, size, symbol_whole) in [
-        ("123456789.12345678", (80, 24), false),
-        ("123456789.12345678", (160, 48), true),
-        ("123456789.12345678", (240, 48), true),
+    for (exact, size, symbol_whole, whole) in [
+        // Grouped, 20 characters: more than an 80-column pane gives after the other columns.
+        ("123456789.12345678", (80, 24), false, false),
+        ("123456789.12345678", (160, 48), true, true),
+        ("123456789.12345678", (240, 48), true, true),
         // Wider than an 80-column pane can give: cut, visibly.
-        ("123456789012.12345678", (80, 24), false),
+        ("123456789012.12345678", (80, 24), false, false),
     ] {
         let mut s = connected_waiting(size);
         let mut rows = page();
@@ -622,9 +623,14 @@ fn a_wide_amount_is_never_cut_silently() {
                 .map(str::to_string)
                 .unwrap_or_else(|| panic!("{start}… is on the row:\n{text}"))
         };
-        let (cost, symbol) = (token("12345"), token("BTC"));
+        // Grouped in thousands, every decimal kept.
+        let exact = match exact {
+            "123456789.12345678" => "123,456,789.12345678",
+            _ => "123,456,789,012.12345678",
+        };
+        let (cost, symbol) = (token("123,"), token("BTC"));
         assert!(shown_fairly(&cost, exact) && shown_fairly(&symbol, "BTCUSDT.PERP"), "{size:?}:\n{text}");
-        if exact.len() <= 18 {
+        if whole {
             assert_eq!(cost, exact, "the amount whole at {size:?}:\n{text}");
         }
         assert_eq!(symbol == "BTCUSDT.PERP", symbol_whole, "{size:?}:\n{text}");

@@ -264,6 +264,17 @@ fn b_without_a_selection_is_refused() {
 // Paging and stale pages
 // ----------------------------------------------------------------------------------------
 
+/// Pages down until the window asks for more (the cursor near its end).
+fn page_down_until_a_load(s: &mut Driver) -> Effects {
+    for _ in 0..200 {
+        let e = s.key(KeyCode::PageDown);
+        if !e.commands.is_empty() {
+            return e;
+        }
+    }
+    panic!("no page asked for")
+}
+
 #[test]
 fn the_cursor_near_the_end_asks_for_an_older_page() {
     let mut s = loaded((160, 48), 200, true);
@@ -271,9 +282,9 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
     // Far from the end: nothing asked.
     let e = s.press('j');
     assert!(e.commands.is_empty());
-    let e = s.press('G');
+    let e = page_down_until_a_load(&mut s);
     let [Command::LoadOrders { id, page, limit, .. }] = e.commands.as_slice() else {
-        panic!("G near the end asks for one more page: {:?}", e.commands)
+        panic!("near the end asks for one more page: {:?}", e.commands)
     };
     assert_eq!(*page, PageRequest::Older(OrderKey::of(&row(199))));
     assert_eq!(*limit, PAGE);
@@ -289,15 +300,77 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
     });
     assert!(e.redraw);
     assert_eq!(s.app.orders.rows.len(), 400);
-    assert_eq!(s.app.orders.cursor, 198, "the cursor stays on its order");
-    assert_eq!(s.app.current_order().map(|r| r.id), Some(row(198).id));
+    let at = s.app.orders.cursor;
+    assert!((150..200).contains(&at), "the cursor stays where it was: {at}");
+}
+
+/// G goes to the true end of the list, not the last row loaded: the oldest page is asked
+/// for, and the title says the row is the last of all.
+#[test]
+fn g_goes_to_the_true_end_and_says_which_row_it_is() {
+    let mut s = loaded((160, 48), 200, true);
+    // The book holds more than the window: 1,000 match.
+    s.app.orders.count = Some((1000, false));
+    assert!(s.screen().contains("row 1 of 1000"), "{}", s.screen());
+    let e = s.press('G');
+    let [Command::LoadOrders { id, page: PageRequest::Last, .. }] = e.commands.as_slice() else {
+        panic!("G asks for the end of the list: {:?}", e.commands)
+    };
+    // The oldest page, oldest first as the database sends it.
+    let mut oldest = rows(800..1000);
+    oldest.reverse();
+    s.db(DbEvent::Orders { id: *id, page: PageRequest::Last, rows: oldest, has_more: true });
+    assert_eq!(s.app.current_order().map(|r| r.id), Some(row(999).id), "on the oldest order");
+    assert!(s.app.orders.has_newer && !s.app.orders.has_older);
+    assert!(s.screen().contains("row 1000 of 1000"), "{}", s.screen());
+    // Up from there: the row counts down.
+    s.press('k');
+    assert!(s.screen().contains("row 999 of 1000"), "{}", s.screen());
+}
+
+/// R reloads with the rows still on screen: nothing blinks empty while the answer comes.
+#[test]
+fn r_keeps_the_rows_until_the_new_ones_arrive() {
+    let mut s = loaded((160, 48), 20, false);
+    s.press('j');
+    let e = s.press('R');
+    let id = load_id(&e.commands).expect("a reload");
+    assert_eq!(s.app.orders.rows.len(), 20, "the rows stay while the reload runs");
+    assert!(s.screen().contains(&incident_console::console::widgets::short(row(1).id)), "{}", s.screen());
+    s.db(DbEvent::Orders { id, page: PageRequest::First, rows: rows(0..20), has_more: false });
+    assert_eq!(s.app.current_order().map(|r| r.id), Some(row(1).id), "the cursor stays on its order");
+}
+
+/// A failed load is tried again by itself, 1 s then 2 s later, and says so; one that
+/// works ends the retries.
+#[test]
+fn a_failed_load_is_tried_again_with_backoff() {
+    let mut s = loaded((160, 48), 20, false);
+    let t0 = s.app.now;
+    let e = s.press('R');
+    let first = load_id(&e.commands).expect("a reload");
+    s.db(DbEvent::Failed { id: first, error: "canceling statement due to lock timeout".into() });
+    assert!(s.screen().contains("Trying again in 1 s (try 2)"), "{}", s.screen());
+    assert!(s.tick(t0 + chrono::Duration::milliseconds(900)).commands.is_empty(), "not before its time");
+    let e = s.tick(t0 + chrono::Duration::milliseconds(1100));
+    let second = load_id(&e.commands).expect("tried again after 1 s");
+    s.db(DbEvent::Failed { id: second, error: "canceling statement due to lock timeout".into() });
+    assert!(s.screen().contains("Trying again in 2 s (try 3)"), "{}", s.screen());
+    let t1 = s.app.now;
+    let e = s.tick(t1 + chrono::Duration::milliseconds(2100));
+    let third = load_id(&e.commands).expect("tried again after 2 s more");
+    s.db(DbEvent::Orders { id: third, page: PageRequest::First, rows: rows(0..20), has_more: false });
+    assert!(s.app.orders.retry.is_none() && s.app.orders.error.is_none());
+    assert!(
+        s.tick(t1 + chrono::Duration::seconds(60)).commands.iter().all(|c| !matches!(c, Command::LoadOrders { .. }))
+    );
 }
 
 #[test]
 fn the_window_stays_bounded() {
     let mut s = loaded((160, 48), 200, true);
     for n in 1..=3u32 {
-        let e = s.press('G');
+        let e = page_down_until_a_load(&mut s);
         let id = load_id(&e.commands).expect("an older page");
         let last = row(200 * n - 1);
         s.db(DbEvent::Orders {

@@ -146,7 +146,7 @@ impl App {
                 Effects::redraw()
             }
             KeyAction::Refresh => {
-                let mut e = orders::reload(self);
+                let mut e = orders::refresh(self);
                 e.commands.push(Command::RefreshDashboard);
                 e
             }

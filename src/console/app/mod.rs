@@ -219,6 +219,9 @@ impl App {
                     // Messages say "posted at" and "next update at": keep them current.
                     case.refresh_messages(now);
                 }
+                if let Some(e) = crate::console::panes::orders::on_tick(self) {
+                    return e;
+                }
                 if self.animating() || minute_changed { Effects::redraw() } else { Effects::none() }
             }
             Action::Terminal(Event::Resize(w, h)) => {
@@ -310,6 +313,7 @@ impl App {
     pub fn animating(&self) -> bool {
         self.flow.as_ref().is_some_and(Flow::is_running)
             || self.orders.loading.is_some()
+            || self.orders.retry.is_some()
             || matches!(self.precheck, Load::Loading { .. })
             || matches!(self.conn, ConnState::Connecting { .. })
     }

@@ -23,7 +23,7 @@ use crate::console::protocol::{Command, ConnState, PageRequest, RequestId};
 use crate::console::widgets::{fit, pane_block, short, text_input};
 use crate::core::batch::BatchItem;
 use crate::core::contract::OrderRow;
-use crate::core::format::money;
+use crate::core::format::grouped;
 use crate::core::keys::KeyAction;
 use crate::core::orders::OrderQuery;
 use crate::core::sanitize;
@@ -74,6 +74,16 @@ pub struct OrdersView {
     pub keep: Option<uuid::Uuid>,
     /// When the first page on screen was answered (for "changed since").
     pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where `rows[0]` is in the whole list (0: the newest), when known: "row n of N".
+    pub start: Option<usize>,
+    /// After a failed load: when it is tried again, and how many tries so far.
+    pub retry: Option<(chrono::DateTime<chrono::Utc>, u32)>,
+    /// Decimals each amount column shows ([quantity, price, cost]): the most any row held
+    /// since the filter was set needs, so a column keeps one precision and its width.
+    pub scales: [u32; 3],
+    /// The widest [symbol, quantity, price, cost] text of any row held since the filter was
+    /// set: columns keep their width from page to page.
+    pub widest: [u16; 4],
 }
 
 impl OrdersView {
@@ -95,6 +105,16 @@ impl OrdersView {
     /// The explicit selection as batch items.
     pub fn selection(&self) -> Vec<BatchItem> {
         self.selected.iter().map(|(&order_id, &user_id)| BatchItem { order_id, user_id }).collect()
+    }
+
+    /// The [symbol, quantity, price, cost] texts of a row, as the columns show them.
+    pub(crate) fn texts(&self, r: &OrderRow) -> [String; 4] {
+        [
+            sanitize::line(&r.symbol).into_owned(),
+            grouped(r.quantity, self.scales[0]),
+            r.price.map(|p| grouped(p, self.scales[1])).unwrap_or_default(),
+            r.total_cost.map(|c| grouped(c, self.scales[2])).unwrap_or_default(),
+        ]
     }
 
     /// A label for the time window, for titles.
@@ -173,6 +193,18 @@ fn movement(app: &mut App, action: KeyAction) -> Effects {
         KeyAction::Down => app.orders.move_cursor(1, rows),
         KeyAction::PageUp => app.orders.move_cursor(-page, rows),
         KeyAction::PageDown => app.orders.move_cursor(page, rows),
+        // The true end of the list, not the last row loaded: the oldest page is asked for.
+        KeyAction::Bottom if app.orders.has_older => {
+            let id = app.id();
+            app.orders.loading = Some((id, PageRequest::Last));
+            app.orders.keep = None;
+            return Effects::with(vec![Command::LoadOrders {
+                id,
+                query: app.orders.query.clone(),
+                page: PageRequest::Last,
+                limit: PAGE,
+            }]);
+        }
         KeyAction::Top => {
             if app.orders.has_newer {
                 // The window does not start at the newest order: load the top again.
@@ -232,10 +264,32 @@ pub(crate) fn more(app: &mut App) -> Vec<Command> {
     }
 }
 
-/// The first page and the count again (a new filter, a refresh, after a rollback).
+/// The first page and the count again for a new filter: the old rows go at once.
 pub(crate) fn reload(app: &mut App) -> Effects {
     let (a, b) = (app.id(), app.id());
-    Effects::with(app.orders.restart(a, b).to_vec())
+    Effects::with(app.orders.restart(a, b, false).to_vec())
+}
+
+/// The first page and the count again for the same filter (a refresh, after a rollback, a
+/// retry): the rows on screen stay until the new ones arrive.
+pub(crate) fn refresh(app: &mut App) -> Effects {
+    let (a, b) = (app.id(), app.id());
+    Effects::with(app.orders.restart(a, b, true).to_vec())
+}
+
+/// How long to wait before the `attempt`th retry of a failed load: 1 s, doubling, at most
+/// 30 s, so a database that is back is used soon and one that is not is not hammered.
+fn retry_after(attempt: u32) -> chrono::Duration {
+    chrono::Duration::seconds(1i64 << attempt.min(5)).min(chrono::Duration::seconds(30))
+}
+
+/// A tick: a failed load whose time has come is tried again.
+pub(crate) fn on_tick(app: &mut App) -> Option<Effects> {
+    let (at, _) = app.orders.retry?;
+    if app.now < at || app.orders.loading.is_some() {
+        return None;
+    }
+    Some(refresh(app))
 }
 
 /// A page from the worker.
@@ -265,6 +319,8 @@ pub(crate) fn on_failed(app: &mut App, id: RequestId, error: &str) -> Option<Eff
     if app.orders.loading.map(|l| l.0) == Some(id) {
         app.orders.loading = None;
         app.orders.error = Some(error.to_string());
+        let attempt = app.orders.retry.map_or(0, |(_, n)| n);
+        app.orders.retry = Some((app.now + retry_after(attempt), attempt + 1));
         return Some(Effects::redraw());
     }
     if app.orders.count_request == Some(id) {
@@ -284,17 +340,24 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
     filter_line(app, frame, filter);
     if let Some(e) = &o.error {
+        let again = match o.retry {
+            Some((at, n)) => format!(
+                " Trying again in {} s (try {}); {} now. The header says whether the database answers.",
+                (at - app.now).num_seconds().max(0),
+                n + 1,
+                k.of(KeyAction::Refresh)
+            ),
+            None => format!(" {} reloads; the header says whether the database answers.", k.of(KeyAction::Refresh)),
+        };
         frame.render_widget(
             Paragraph::new(vec![
                 Line::from(Span::styled(
                     format!(" Could not load orders: {}", sanitize::line(e)),
                     Style::new().fg(Color::Red),
                 )),
-                Line::from(format!(
-                    " {} reloads; the header says whether the database is reachable.",
-                    k.of(KeyAction::Refresh)
-                )),
-            ]),
+                Line::from(again),
+            ])
+            .wrap(ratatui::widgets::Wrap { trim: false }),
             table,
         );
         return;
@@ -317,11 +380,12 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
 /// no column, whether more rows lie beyond the loaded window.
 fn block(app: &App) -> Block<'static> {
     let o = &app.orders;
-    let count = match (o.count, o.count_request) {
-        (Some((n, true)), _) => format!("{n}+ match"),
-        (Some((n, false)), _) => format!("{n} match"),
-        (None, Some(_)) => "counting…".into(),
-        (None, None) => String::new(),
+    let count = match (o.count, o.count_request, o.position()) {
+        (Some((n, capped)), _, Some(row)) => format!("row {row} of {n}{}", if capped { "+" } else { "" }),
+        (Some((n, true)), _, None) => format!("{n}+ match"),
+        (Some((n, false)), _, None) => format!("{n} match"),
+        (None, Some(_), _) => "counting…".into(),
+        (None, None, _) => String::new(),
     };
     let mut title = if count.is_empty() {
         format!("Orders · {}", sanitize::line(&o.describe_filter()))
@@ -382,11 +446,12 @@ struct Columns {
 }
 
 impl Columns {
-    /// Money columns take the width of the widest amount on screen. The transaction and
-    /// price columns give way first, so amounts show whole; an amount still too wide is
-    /// cut with a visible '…', never silently.
-    fn of(texts: &[[String; 4]], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
-        let widest = |k: usize| texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16;
+    /// Money columns take the width of the widest amount held since the filter was set
+    /// (`held`), so they keep their width from page to page. The price column gives way
+    /// first, then the transaction column, so amounts show whole; an amount still too wide
+    /// is cut with a visible '…', never silently.
+    fn of(texts: &[[String; 4]], held: [u16; 4], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
+        let widest = |k: usize| (texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16).max(held[k]);
         // [symbol, quantity, price, cost]: the least each gets (its heading), then what it
         // would like.
         let least: [u16; 4] = [6, 8, 5, 4];
@@ -400,8 +465,11 @@ impl Columns {
         };
         let need =
             |price: bool, tx: bool| fixed(price, tx) + want[0] + want[1] + want[3] + if price { want[2] } else { 0 };
-        let (price, tx) =
-            [(true, true), (true, false)].into_iter().find(|&(p, t)| need(p, t) <= width).unwrap_or((false, false));
+        // The transaction column before the price: a group rollback needs to see the group.
+        let (price, tx) = [(true, true), (false, true), (true, false)]
+            .into_iter()
+            .find(|&(p, t)| need(p, t) <= width)
+            .unwrap_or((false, false));
         let mut money = least;
         for k in [3, 1, 2, 0] {
             if k == 2 && !price {
@@ -415,13 +483,14 @@ impl Columns {
     }
 
     fn header(&self) -> Row<'static> {
-        let mut cells = vec!["", "time", "symbol", "side", "quantity"];
+        let right = |t: &'static str| Cell::from(Line::from(t).alignment(ratatui::layout::Alignment::Right));
+        let mut cells: Vec<Cell> = vec!["".into(), "time".into(), "symbol".into(), "side".into(), right("quantity")];
         if self.price {
-            cells.push("price");
+            cells.push(right("price"));
         }
-        cells.extend(["status", "cost", "order", "user"]);
+        cells.extend(["status".into(), right("cost"), "order".into(), "user".into()]);
         if self.tx {
-            cells.push("tx");
+            cells.push("tx".into());
         }
         Row::new(cells).style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD))
     }
@@ -454,19 +523,13 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
     let visible = table.height.saturating_sub(1) as usize;
     let end = (o.offset + visible).min(o.rows.len());
     let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
-    let texts: Vec<[String; 4]> = on_screen
-        .iter()
-        .map(|(_, r)| {
-            [
-                sanitize::line(&r.symbol).into_owned(),
-                money(r.quantity),
-                r.price.map(money).unwrap_or_default(),
-                r.total_cost.map(money).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let cols = Columns::of(&texts, &on_screen, table.width);
-    let cell = |text: &str, k: usize| Cell::from(fit(text, cols.money[k]));
+    let texts: Vec<[String; 4]> = on_screen.iter().map(|(_, r)| o.texts(r)).collect();
+    let cols = Columns::of(&texts, o.widest, &on_screen, table.width);
+    // Amounts right-aligned, so their digits line up; the symbol left.
+    let cell = |text: &str, k: usize| {
+        let line = Line::from(fit(text, cols.money[k]));
+        Cell::from(if k == 0 { line } else { line.alignment(ratatui::layout::Alignment::Right) })
+    };
     let rows: Vec<Row> = on_screen
         .iter()
         .zip(&texts)

@@ -355,7 +355,7 @@ pub(crate) fn on_rollback(app: &mut App, id: RequestId, result: Result<RollbackA
         Load::Loaded(PostcheckView { rollback: r.rollback.clone(), postcheck: r.postcheck.clone(), at: now });
     flow.result = Some(r);
     app.focus_pane(Pane::Postcheck);
-    let mut e = orders::reload(app);
+    let mut e = orders::refresh(app);
     e.commands.extend([Command::RefreshDashboard, Command::AuditNow]);
     e
 }
@@ -428,7 +428,7 @@ pub(crate) fn on_batch_done(app: &mut App, id: RequestId, result: Result<Summary
     flow.summary = result.ok();
     app.orders.selected.clear();
     app.orders.all_matching = false;
-    let mut e = orders::reload(app);
+    let mut e = orders::refresh(app);
     e.commands.extend([Command::RefreshDashboard, Command::AuditNow]);
     e
 }

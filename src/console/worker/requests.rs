@@ -33,12 +33,13 @@ pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: Page
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
             let f = resolve(&mut conn, &query).await?;
-            let (older, newer) = match page {
-                PageRequest::First => (None, None),
-                PageRequest::Older(k) => (Some((k.created_at, k.id)), None),
-                PageRequest::Newer(k) => (None, Some((k.created_at, k.id))),
+            let from = match page {
+                PageRequest::First => db::PageFrom::Newest,
+                PageRequest::Last => db::PageFrom::Oldest,
+                PageRequest::Older(k) => db::PageFrom::OlderThan(k.created_at, k.id),
+                PageRequest::Newer(k) => db::PageFrom::NewerThan(k.created_at, k.id),
             };
-            let (rows, has_more) = db::orders_page(&mut conn, &f, older, newer, limit).await?;
+            let (rows, has_more) = db::orders_page(&mut conn, &f, from, limit).await?;
             let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
             Ok(())
         }

@@ -267,27 +267,46 @@ pub async fn unknown_symbols<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
-/// One page of orders, newest first, after or before a key (keyset paging: the cost of a
-/// page does not depend on how deep in the book it is). Returns the rows, closest to the
-/// key first, and whether there are more.
+/// Where a page of orders starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFrom {
+    /// The newest orders, newest first.
+    Newest,
+    /// The oldest orders, oldest first (the end of the list).
+    Oldest,
+    /// Orders older than the key, closest first.
+    OlderThan(DateTime<Utc>, Uuid),
+    /// Orders newer than the key, closest first.
+    NewerThan(DateTime<Utc>, Uuid),
+}
+
+/// One page of orders from a place in the list (keyset paging: the cost of a page does not
+/// depend on how deep in the book it is). Returns the rows, closest to where it starts
+/// first, and whether there are more beyond them.
 pub async fn orders_page<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
     f: &ResolvedQuery,
-    older_than: Option<(DateTime<Utc>, Uuid)>,
-    newer_than: Option<(DateTime<Utc>, Uuid)>,
+    from: PageFrom,
     limit: i64,
 ) -> Result<(Vec<OrderRow>, bool)> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
     push_filter(&mut q, f);
-    if let Some((t, id)) = older_than {
-        q.push(" AND (o.created_at, o.id) < (").push_bind(t).push(", ").push_bind(id).push(")");
-    }
-    if let Some((t, id)) = newer_than {
-        q.push(" AND (o.created_at, o.id) > (").push_bind(t).push(", ").push_bind(id).push(")");
-        q.push(" ORDER BY o.created_at, o.id");
-    } else {
-        q.push(" ORDER BY o.created_at DESC, o.id DESC");
-    }
+    match from {
+        PageFrom::Newest => q.push(" ORDER BY o.created_at DESC, o.id DESC"),
+        PageFrom::Oldest => q.push(" ORDER BY o.created_at, o.id"),
+        PageFrom::OlderThan(t, id) => q
+            .push(" AND (o.created_at, o.id) < (")
+            .push_bind(t)
+            .push(", ")
+            .push_bind(id)
+            .push(") ORDER BY o.created_at DESC, o.id DESC"),
+        PageFrom::NewerThan(t, id) => q
+            .push(" AND (o.created_at, o.id) > (")
+            .push_bind(t)
+            .push(", ")
+            .push_bind(id)
+            .push(") ORDER BY o.created_at, o.id"),
+    };
     q.push(" LIMIT ").push_bind(limit + 1);
     let mut rows = q.build_query_as::<OrderRow>().fetch_all(e).await?;
     let more = rows.len() as i64 > limit;

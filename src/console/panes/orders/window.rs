@@ -7,16 +7,22 @@ use crate::console::protocol::{Command, OrderKey, PageRequest, RequestId};
 use crate::core::contract::OrderRow;
 
 impl OrdersView {
-    /// Forget the rows (a new filter, or a refresh) and ask for the first page again.
-    pub(crate) fn restart(&mut self, page_id: RequestId, count_id: RequestId) -> [Command; 2] {
+    /// Ask for the first page and the count again. A new filter forgets the rows at once;
+    /// a refresh (`keep_rows`) shows them until the new ones arrive.
+    pub(crate) fn restart(&mut self, page_id: RequestId, count_id: RequestId, keep_rows: bool) -> [Command; 2] {
         // A reload after a rollback should not lose the operator's place.
         self.keep = self.current().map(|r| r.id);
-        self.rows.clear();
-        self.cursor = 0;
-        self.offset = 0;
-        self.has_older = false;
-        self.has_newer = false;
-        self.count = None;
+        if !keep_rows {
+            self.rows.clear();
+            self.cursor = 0;
+            self.offset = 0;
+            self.has_older = false;
+            self.has_newer = false;
+            self.count = None;
+            self.start = None;
+            self.scales = [2, 2, 2];
+            self.widest = [0; 4];
+        }
         self.error = None;
         self.started = true;
         self.loading = Some((page_id, PageRequest::First));
@@ -25,6 +31,39 @@ impl OrdersView {
             Command::LoadOrders { id: page_id, query: self.query.clone(), page: PageRequest::First, limit: PAGE },
             Command::CountOrders { id: count_id, query: self.query.clone() },
         ]
+    }
+
+    /// Where the cursor is in the whole list, 1-based, when the window's place is known.
+    pub(crate) fn position(&self) -> Option<usize> {
+        self.start.map(|s| s + self.cursor + 1).filter(|_| !self.rows.is_empty())
+    }
+
+    /// Widens the amount columns' precision to what the rows need (cents at least, 8
+    /// decimals at most, the book's own): every amount of a column shows as many decimals,
+    /// so 1.26500 sits over 1.26573 and the points line up; none is ever cut.
+    fn measure(&mut self, rows: &[OrderRow]) {
+        let scale = |d: rust_decimal::Decimal| d.normalize().scale().clamp(2, 8);
+        for r in rows {
+            self.scales[0] = self.scales[0].max(scale(r.quantity));
+            if let Some(p) = r.price {
+                self.scales[1] = self.scales[1].max(scale(p));
+            }
+            if let Some(c) = r.total_cost {
+                self.scales[2] = self.scales[2].max(scale(c));
+            }
+        }
+    }
+
+    /// The columns' widths grow to the widest text of the rows held, never shrink until
+    /// the filter changes.
+    fn widen(&mut self) {
+        let mut widest = self.widest;
+        for r in &self.rows {
+            for (w, t) in widest.iter_mut().zip(self.texts(r)) {
+                *w = (*w).max(u16::try_from(t.chars().count()).unwrap_or(u16::MAX));
+            }
+        }
+        self.widest = widest;
     }
 
     /// Moves the cursor by `delta` rows, keeping it on screen (`height` rows visible).
@@ -82,6 +121,8 @@ impl OrdersView {
         }
         self.loading = None;
         self.error = None;
+        self.retry = None;
+        self.measure(&rows);
         match page {
             PageRequest::First => {
                 self.rows = rows.into();
@@ -89,9 +130,23 @@ impl OrdersView {
                 self.has_newer = false;
                 self.cursor = 0;
                 self.offset = 0;
+                self.start = Some(0);
                 if let Some(i) = self.keep.take().and_then(|keep| self.rows.iter().position(|r| r.id == keep)) {
                     self.cursor = i;
                 }
+            }
+            PageRequest::Last => {
+                // Oldest first from the database; the window is newest-first, ending at the
+                // true end of the list.
+                self.rows = rows.into_iter().rev().collect();
+                self.has_newer = has_more;
+                self.has_older = false;
+                self.cursor = self.rows.len().saturating_sub(1);
+                self.offset = self.cursor;
+                self.start = match self.count {
+                    Some((n, false)) => usize::try_from(n).ok().map(|n| n.saturating_sub(self.rows.len())),
+                    _ => None,
+                };
             }
             PageRequest::Older(_) => {
                 self.rows.extend(rows);
@@ -102,6 +157,7 @@ impl OrdersView {
                     self.cursor = self.cursor.saturating_sub(excess);
                     self.offset = self.offset.saturating_sub(excess);
                     self.has_newer = true;
+                    self.start = self.start.map(|s| s + excess);
                 }
             }
             PageRequest::Newer(_) => {
@@ -112,6 +168,7 @@ impl OrdersView {
                 }
                 self.cursor += n;
                 self.offset += n;
+                self.start = self.start.map(|s| s.saturating_sub(n));
                 self.has_newer = has_more;
                 let excess = self.rows.len().saturating_sub(WINDOW);
                 if excess > 0 {
@@ -122,6 +179,7 @@ impl OrdersView {
         }
         self.cursor = self.cursor.min(self.rows.len().saturating_sub(1));
         self.keep_visible(height);
+        self.widen();
         true
     }
 }
