@@ -382,6 +382,9 @@ fn shift_c_classifies_and_unsure_counts_up() {
     // Every answer no proposes Level 1: the level is kept, the proposal noted, never lowered.
     c.press('C');
     c.typed("nnnnnnnnnn");
+    // enter has one meaning on the screen: keep (not also "apply").
+    let screen = c.screen();
+    assert!(screen.contains("enter keep the level (noted)") && !screen.contains("enter apply"), "{screen}");
     let e = c.enter();
     assert!(
         matches!(e.journal.as_slice(), [JournalRequest::Step(Step::Note { text })]

@@ -93,6 +93,18 @@ fn filter_text(app: &App) -> Option<String> {
 // Filter editing
 // ----------------------------------------------------------------------------------------
 
+/// ctrl-u clears the filter line, as in a shell; with no filter the line says so, not an
+/// example that reads like one in effect.
+#[test]
+fn ctrl_u_clears_the_filter_line_and_no_filter_is_said() {
+    let mut s = loaded((80, 24), 20, false);
+    assert!(s.screen().contains("no filter: every order"), "{}", s.screen());
+    s.press('/');
+    s.typed("GBPUSD sell");
+    s.key_mod(KeyCode::Char('u'), KeyModifiers::CONTROL);
+    assert_eq!(filter_text(&s.app).as_deref(), Some(""));
+}
+
 #[test]
 fn slash_opens_the_filter_and_enter_applies_it() {
     let mut s = loaded((80, 24), 20, false);

@@ -138,9 +138,11 @@ impl Classify {
         if self.answers.iter().any(|(_, a)| *a == Answer::Unsure) {
             lines.push(Line::from("  unsure answers counted as yes: in doubt, the higher level").fg(Color::Yellow));
         }
+        // One meaning for enter: when the proposal is lower, it keeps the level (said above).
+        let accept = if level < case.state.level { "keep the level (noted)" } else { "apply (logged with the reason)" };
         lines.push(
             Line::from(format!(
-                " {} apply (logged with the reason) · {} back · {} do not apply",
+                " {} {accept} · {} back · {} do not apply",
                 k.of(KeyAction::Accept),
                 k.of(KeyAction::Back),
                 k.of(KeyAction::Dismiss)

@@ -35,7 +35,10 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let m = &d.metrics;
     let opt = |v: Option<rust_decimal::Decimal>, unit: &str| v.map_or("none".to_string(), |v| format!("{v}{unit}"));
-    let last = m.last_rollback.map_or("never".to_string(), |t| format!("{} ago", duration_text(app.now - t)));
+    // A clock time first: "48 ms ago" read as a duration.
+    let last = m
+        .last_rollback
+        .map_or("never".to_string(), |t| format!("at {} ({} ago)", t.format("%H:%M:%S"), duration_text(app.now - t)));
     let audit = match (d.audit_violations, d.audit_at) {
         (Some(0), Some(t)) => {
             Span::styled(format!("ledger audit clean at {}", t.format("%H:%M:%S")), Style::new().fg(Color::Green))

@@ -224,6 +224,11 @@ fn movement(app: &mut App, action: KeyAction) -> Effects {
 pub(crate) fn filter_key(app: &mut App, key: KeyEvent) -> Effects {
     let action = app.keymap.dialog_action(&key);
     let Some(editor) = app.orders.editing.as_mut() else { return Effects::none() };
+    // ctrl-u clears the line, as in a shell (the text area would undo instead).
+    if key.code == crossterm::event::KeyCode::Char('u') && key.modifiers == crossterm::event::KeyModifiers::CONTROL {
+        *editor = filter_input("");
+        return Effects::redraw();
+    }
     match action {
         Some(KeyAction::Dismiss) => {
             app.orders.editing = None;
@@ -425,9 +430,10 @@ fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
                 format!(" {} ", Keys(&app.keymap).of(KeyAction::Filter)),
                 Style::new().fg(Color::Black).bg(Color::Gray),
             ),
+            // Not a filter in effect: said in words, the example marked as one.
             Span::styled(
-                " filter: symbol:GBPUSD status:executed from:13:02 to:13:06",
-                Style::new().fg(Color::DarkGray),
+                " no filter: every order · e.g. GBPUSD executed from:13:02 to:13:06",
+                Style::new().fg(Color::DarkGray).add_modifier(Modifier::ITALIC),
             ),
         ])
     } else {
