@@ -44,6 +44,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     };
     footer(app, frame, footer_area);
     dialogs::render(app, frame, area);
+    dialogs::detail::render(app, frame, area);
     if app.help {
         dialogs::help::render(app, frame, area);
     }
@@ -211,6 +212,13 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Cyan)
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if app.details.is_some() {
+        Line::from(format!(
+            " details · {} copies · {} / {} scroll · any other key closes",
+            k.of(KeyAction::Copy),
+            k.of(KeyAction::Down),
+            k.of(KeyAction::Up)
+        ))
     } else if let Some(d) = app.case.as_ref().and_then(|c| c.dialog.as_ref()) {
         Line::from(dialogs::hint(d, k))
     } else if app.orders.editing.is_some() {

@@ -32,6 +32,13 @@ pub enum JournalRequest {
     },
     /// Write the post-incident report and record it.
     Report,
+    /// Put text on the clipboard (an id, a detail), journaling nothing; `what` names it.
+    Clipboard {
+        /// What it is, for the footer: "order id 0b5e001c…".
+        what: String,
+        /// The text.
+        text: String,
+    },
 }
 
 /// What the loop did with a journal request.

@@ -7,14 +7,12 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::console::incident::{JournalEvent, JournalRequest};
-use crate::core::comms;
 use crate::core::error::Result;
 use crate::core::workflow::incident::{Observation, Step};
 use crate::store::incidents::OpenIncident;
 use crate::store::journal::Entry;
 
-/// Where a copied message's terminal sequence goes (the terminal, or a test's buffer).
-pub type ClipboardSink = Box<dyn FnMut(&str) + Send>;
+pub use crate::console::clipboard::ClipboardSink;
 
 /// The open incident and who is at the keyboard.
 pub struct Session {
@@ -29,13 +27,7 @@ pub struct Session {
 impl Session {
     /// A session on an incident whose entries up to `delivered` the app already has.
     pub fn new(incident: OpenIncident, operator: String, delivered: u64, clipboard: ClipboardSink) -> Self {
-        Session {
-            incident,
-            operator,
-            in_tmux: std::env::var_os("TMUX").is_some_and(|v| !v.is_empty()),
-            clipboard,
-            delivered,
-        }
+        Session { incident, operator, in_tmux: crate::console::clipboard::in_tmux(), clipboard, delivered }
     }
 
     /// Whether copies go to tmux's paste buffer (the default comes from `$TMUX`): tests
@@ -45,23 +37,9 @@ impl Session {
         self
     }
 
-    /// Puts `text` where the person pastes from and says where it went. Inside tmux,
-    /// tmux's paste buffer (and from it the outer terminal's clipboard), which tmux confirms;
-    /// when that fails, OSC 52 plain and wrapped for tmux's passthrough, which may or may
-    /// not arrive. Outside tmux, OSC 52, which the terminal may or may not honour.
+    /// Puts `text` where the person pastes from and says where it went.
     fn copy(&mut self, text: &str) -> String {
-        if !self.in_tmux {
-            (self.clipboard)(&comms::osc52(text));
-            return "clipboard (OSC 52)".into();
-        }
-        match crate::store::clipboard::tmux_load_buffer(text) {
-            Ok(()) => "tmux paste buffer (prefix ] pastes it)".into(),
-            Err(why) => {
-                (self.clipboard)(&comms::osc52(text));
-                (self.clipboard)(&comms::osc52_tmux(text));
-                format!("OSC 52 only, tmux's buffer refused it ({why})")
-            }
-        }
+        crate::console::clipboard::put(text, self.in_tmux, &mut self.clipboard)
     }
 
     /// Does one request; never fails, a failure is the event's text.
@@ -88,6 +66,11 @@ impl Session {
                     .strip_prefix(self.incident.path())
                     .map_or(path.clone(), |p| p.display().to_string());
                 (entries, Some(format!("Copied {template}: {via} + {short}")))
+            }
+            // Nothing journaled: an id or a detail copied is not a message sent.
+            JournalRequest::Clipboard { what, text } => {
+                let via = self.copy(&text);
+                (Vec::new(), Some(format!("Copied {what}: {via}")))
             }
             JournalRequest::Report => {
                 let path = crate::ops::incident::write_report(&mut self.incident, None, &self.operator, now)?;

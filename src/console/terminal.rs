@@ -169,9 +169,22 @@ where
         let mut effects = effects;
         // The journal's answers can ask for more (a copy to the database): until quiet.
         while let Some(request) = (!effects.journal.is_empty()).then(|| effects.journal.remove(0)) {
-            let event = match session.as_deref_mut() {
-                Some(s) => s.perform(request, chrono::Utc::now()),
-                None => crate::console::incident::JournalEvent::Refused("no incident journal is open".into()),
+            let event = match (session.as_deref_mut(), request) {
+                (Some(s), request) => s.perform(request, chrono::Utc::now()),
+                // With no incident open a copy still works: it journals nothing.
+                (None, crate::console::incident::JournalRequest::Clipboard { what, text }) => {
+                    let mut sink: crate::console::clipboard::ClipboardSink = Box::new(|sequence: &str| {
+                        let mut out = std::io::stdout();
+                        let _ = std::io::Write::write_all(&mut out, sequence.as_bytes());
+                        let _ = std::io::Write::flush(&mut out);
+                    });
+                    let via = crate::console::clipboard::put(&text, crate::console::clipboard::in_tmux(), &mut sink);
+                    crate::console::incident::JournalEvent::Appended {
+                        entries: Vec::new(),
+                        note: Some(format!("Copied {what}: {via}")),
+                    }
+                }
+                (None, _) => crate::console::incident::JournalEvent::Refused("no incident journal is open".into()),
             };
             app.now = chrono::Utc::now();
             let more = app.update(Action::Journal(event));

@@ -119,6 +119,17 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
     };
     assert!(first_order_row(&s).contains("GBPUSD"), "{s}");
 
+    // The list shows 8 digits of an id; v shows it whole, and y puts the whole order id
+    // where a person pastes from (tmux's buffer, read back from tmux itself).
+    c.type_text("v");
+    c.wait_for(&newest.to_string(), T).await;
+    c.type_text("y");
+    c.wait_for(&format!("Copied order id {newest}"), T).await;
+    let out = c.tmux().arg("show-buffer").output().expect("tmux show-buffer");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), newest.to_string(), "tmux's buffer holds the whole id");
+    c.keys(&["Escape"]);
+    c.wait_until("the detail to close", T, |s| !s.contains("copies the order id")).await;
+
     // Pre-check.
     c.type_text("p");
     let s = c.wait_until("the pre-check to say READY", T, |s| s.contains(" READY ") && !s.contains("NOT READY")).await;

@@ -1602,3 +1602,29 @@ fn journal_waived_at_startup_sends_the_rollback_at_once_with_the_waiver() {
     assert_eq!(*order, o.id);
     assert_eq!(c.app.flow.as_ref().map(|f| f.operation), Some(*operation));
 }
+
+/// `v` shows the whole order under the cursor (its full ids, which the list cuts to 8
+/// digits); `y` there copies the full order id, journaling nothing; esc closes.
+#[test]
+fn v_shows_the_whole_order_and_y_copies_its_full_id() {
+    let mut c = open(Level::Moderate);
+    c.connect_with_orders(5);
+    let o = c.current();
+    c.press('v');
+    let d = c.app.details.clone().expect("the detail is open");
+    assert!(d.lines.iter().any(|l| l.contains(&o.id.to_string())), "{d:?}");
+    assert!(d.lines.iter().any(|l| l.contains(&o.user_id.to_string())), "{d:?}");
+    assert!(c.screen().contains(&o.id.to_string()), "{}", c.screen());
+    let e = c.press('y');
+    assert_eq!(
+        e.journal,
+        vec![JournalRequest::Clipboard { what: format!("order id {}", o.id), text: o.id.to_string() }]
+    );
+    let before = c.entries();
+    c.append(e.journal);
+    assert_eq!(c.clipboard(), vec![incident_console::core::comms::osc52(&o.id.to_string())]);
+    assert!(c.message().0.starts_with(&format!("Copied order id {}", o.id)), "{:?}", c.message());
+    assert_eq!(c.entries(), before, "nothing journaled");
+    c.esc();
+    assert!(c.app.details.is_none());
+}

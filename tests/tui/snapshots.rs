@@ -1003,3 +1003,23 @@ fn the_quit_dialog_text_is_not_cut() {
         assert_has(&text, &["orders in flight"]);
     }
 }
+
+/// `v` shows the whole of what is under the cursor, wrapped, never cut: the order with its
+/// full ids, then a failed pre-check with every check's whole text.
+#[test]
+fn the_detail_of_an_order_and_of_a_precheck() {
+    for size in SIZES {
+        let mut s = prechecked(size, false);
+        let o = s.current();
+        s.focus(incident_console::console::panes::Pane::Orders);
+        s.press('v');
+        let text = snap(&s, "detail_order");
+        assert_has(&text, &[&o.id.to_string(), &o.user_id.to_string(), "y copies the order id"]);
+        s.press('q');
+        assert!(s.app.details.is_none(), "any other key closes it");
+        s.focus(incident_console::console::panes::Pane::Precheck);
+        s.press('v');
+        let text = snap(&s, "detail_precheck");
+        assert_has(&text, &["Pre-check · y copies the order id", "FAIL no_active_transactions"]);
+    }
+}

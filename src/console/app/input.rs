@@ -74,6 +74,9 @@ impl App {
         if self.help {
             return dialogs::help::key(self);
         }
+        if self.details.is_some() {
+            return dialogs::detail::key(self, key);
+        }
         if dialogs::is_open(self) {
             return dialogs::key(self, key);
         }
@@ -164,6 +167,13 @@ impl App {
             }
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
+            KeyAction::Detail => match dialogs::detail::of_focus(self) {
+                Ok(d) => {
+                    self.details = Some(d);
+                    Effects::redraw()
+                }
+                Err(why) => self.say(why, false),
+            },
             _ => return None,
         })
     }

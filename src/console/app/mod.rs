@@ -140,6 +140,8 @@ pub struct App {
     pub dashboard: Option<DashboardData>,
     /// The help overlay is open.
     pub help: bool,
+    /// The detail overlay, when open: the whole of what was under the cursor.
+    pub details: Option<crate::console::dialogs::detail::Detail>,
     /// "A rollback is running: quit anyway?" is open.
     pub quit_confirm: bool,
     /// The console should exit.
@@ -183,6 +185,7 @@ impl App {
             postcheck: Load::Idle,
             dashboard: None,
             help: false,
+            details: None,
             quit_confirm: false,
             quit: false,
             leaving: None,

@@ -7,6 +7,7 @@
 //! open afterwards (itself, another one, or none) and what the key asks of the loop.
 
 pub mod classify;
+pub mod detail;
 pub mod editor;
 pub(crate) mod help;
 pub mod level;

@@ -89,6 +89,9 @@ pub enum KeyAction {
     Copy,
     /// Write the post-incident report.
     Report,
+    /// Show the whole of what is under the cursor (an order, a check, an error), with a
+    /// key that copies it or its full id.
+    Detail,
     /// In a dialog or an input: accept (record, pick, apply, continue, roll back).
     Accept,
     /// In a dialog or an input: close it; what was typed is abandoned (the message editor
@@ -117,7 +120,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 34] = [
+    pub const ALL: [KeyAction; 35] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -152,6 +155,7 @@ impl KeyAction {
         KeyAction::Waive,
         KeyAction::Copy,
         KeyAction::Report,
+        KeyAction::Detail,
     ];
 
     /// The dialog and input actions (bound in a table of their own).
@@ -177,12 +181,12 @@ impl KeyAction {
             KeyAction::Help => "show or hide this help",
             KeyAction::NextPane => "next pane",
             KeyAction::PrevPane => "previous pane",
-            KeyAction::Up => "up",
-            KeyAction::Down => "down",
+            KeyAction::Up => "line up",
+            KeyAction::Down => "line down",
             KeyAction::PageUp => "page up",
             KeyAction::PageDown => "page down",
             KeyAction::Top => "first order",
-            KeyAction::Bottom => "last order loaded",
+            KeyAction::Bottom => "last order (the end)",
             KeyAction::Filter => "filter the orders",
             KeyAction::ToggleSelect => "select order for a batch",
             KeyAction::SelectAllMatching => "select all matching",
@@ -207,6 +211,7 @@ impl KeyAction {
             KeyAction::Waive => "waive a required field",
             KeyAction::Copy => "copy message (+ file)",
             KeyAction::Report => "write the report",
+            KeyAction::Detail => "details; y copies the id",
             KeyAction::Accept => "dialog: accept / continue",
             KeyAction::Dismiss => "dialog: close / abandon",
             KeyAction::Yes => "dialog: yes",
@@ -230,7 +235,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 41] = [
+const DEFAULTS: [(KeyAction, &[&str]); 42] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -265,6 +270,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 41] = [
     (KeyAction::Waive, &["w"]),
     (KeyAction::Copy, &["y"]),
     (KeyAction::Report, &["W"]),
+    (KeyAction::Detail, &["v"]),
     (KeyAction::Accept, &["enter"]),
     (KeyAction::Dismiss, &["esc"]),
     (KeyAction::Yes, &["y", "Y"]),
