@@ -45,6 +45,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     footer(app, frame, footer_area);
     dialogs::render(app, frame, area);
     dialogs::detail::render(app, frame, area);
+    dialogs::blast::render(app, frame, area);
     if app.help {
         dialogs::help::render(app, frame, area);
     }
@@ -212,6 +213,14 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Cyan)
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if app.blast.is_some() {
+        Line::from(format!(
+            " blast radius · {} / {} pick a suspicion · {} filter and select its orders · {} close",
+            k.of(KeyAction::Up),
+            k.of(KeyAction::Down),
+            k.of(KeyAction::Accept),
+            k.of(KeyAction::Dismiss)
+        ))
     } else if app.details.is_some() {
         Line::from(format!(
             " details · {} copies · {} / {} scroll · any other key closes",

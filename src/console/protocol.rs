@@ -44,6 +44,16 @@ pub enum PageRequest {
     Last,
 }
 
+/// What the blast radius shows: executions per minute and symbol of the book's last day,
+/// and the suspicions of repeated executions, largest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlastData {
+    /// (minute, symbol, executions).
+    pub per_minute: Vec<(chrono::DateTime<chrono::Utc>, String, i64)>,
+    /// Repeated executions, grouped.
+    pub suspicions: Vec<crate::core::blast::Suspicion>,
+}
+
 /// What a batch rolls back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchTarget {
@@ -127,6 +137,8 @@ pub enum Command {
     AuditNow,
     /// Turn maintenance mode on or off, then prove it with a probe order.
     SetMaintenance { id: RequestId, on: bool, reason: String },
+    /// The blast radius of the book's last day: executions per minute, repeated executions.
+    BlastRadius { id: RequestId },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again
     /// after every reconnect).
     SyncJournal { incident: String, path: std::path::PathBuf },
@@ -143,6 +155,8 @@ pub enum DbEvent {
     Target(String),
     /// A page of orders.
     Orders { id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool },
+    /// The blast radius asked for.
+    BlastRadius { id: RequestId, result: Result<BlastData, String> },
     /// The count of matching orders; `capped` when there are at least that many.
     OrderCount { id: RequestId, count: i64, capped: bool },
     /// A pre-check.

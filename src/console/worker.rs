@@ -447,6 +447,7 @@ impl Worker {
                 requests::run_batch(job, settings, id, items, reason, operation, waive_journal)
             }
             Command::SetMaintenance { id, on, reason } => requests::set_maintenance(job, id, on, reason),
+            Command::BlastRadius { id } => requests::blast_radius(job, id),
             Command::Cancel { .. }
             | Command::RefreshDashboard
             | Command::AuditNow
@@ -545,6 +546,7 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::PreviewBatch { id, .. }
         | Command::RunBatch { id, .. }
         | Command::SetMaintenance { id, .. }
+        | Command::BlastRadius { id }
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
     }

@@ -3,6 +3,7 @@
 //! end applies (reasons, filters, money formatting), observations and the message context.
 
 pub mod batch;
+pub mod blast;
 pub mod comms;
 pub mod contacts;
 pub mod contract;

@@ -204,6 +204,42 @@ async fn a_newcomer_rolls_back_one_order_and_then_the_burst() {
 // Live dashboard
 // ----------------------------------------------------------------------------------------
 
+/// The burst found from the book alone: B shows the blast radius, whose one suspicion is
+/// the sandbox's 60 repeated GBPUSD executions; enter turns it into the filter and the
+/// selection, and b rolls exactly those back. No hint from the README is typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blast_radius_finds_the_burst_and_it_is_rolled_back() {
+    let t = seeded().await;
+    let c = Console::open(&["--database-url", &t.url]);
+    c.wait_until("the Orders pane to list orders", T, |s| s.contains("quantity") && s.contains("executed")).await;
+    c.type_text("B");
+    let s = c.wait_for("Suspected repeated executions", T).await;
+    let line = s.lines().find(|l| l.contains("▶ ▲")).unwrap_or_else(|| panic!("a suspicion under the cursor:\n{s}"));
+    assert!(line.contains("GBPUSD 13:02") && line.contains("60 executions of 20 repeated orders"), "{s}");
+    assert!(s.contains("peak"), "{s}");
+    c.keys(&["Enter"]);
+    let s = c.wait_for("Selected the 60 suspected repeated executions of GBPUSD", T).await;
+    assert!(s.contains("filter: symbol:GBPUSD from:13:02"), "{s}");
+    c.type_text("b");
+    let s = c.wait_for("Reason (required):", T).await;
+    assert!(s.contains("60 order(s) (60 executed)") && s.contains("from: 60 order(s) selected by hand"), "{s}");
+    c.type_text(REASON);
+    c.wait_for(REASON, T).await;
+    c.keys(&["Enter"]);
+    c.wait_for("Type 60 to roll back", T).await;
+    c.type_text("60");
+    c.keys(&["Enter"]);
+    let s = c.wait_for("60 rolled back", Duration::from_secs(30)).await;
+    assert!(s.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
+    assert_eq!(
+        count(&t, &format!("SELECT count(*) FROM orders WHERE {BURST_SQL} AND status = 'rolled_back'")).await,
+        60,
+        "the whole burst"
+    );
+    assert_eq!(count(&t, "SELECT count(*) FROM orders WHERE status = 'rolled_back'").await, 60, "and nothing else");
+    assert_consistent(&t.pool).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_committed_elsewhere_shows_without_a_key_press() {
     let t = seeded().await;

@@ -1023,3 +1023,43 @@ fn the_detail_of_an_order_and_of_a_precheck() {
         assert_has(&text, &["Pre-check · y copies the order id", "FAIL no_active_transactions"]);
     }
 }
+
+/// The blast radius over the burst: executions per minute with the suspicion's minutes
+/// marked, and the suspicion; enter makes it the filter and the selection.
+#[test]
+fn the_blast_radius_shows_the_burst_and_takes_it() {
+    use incident_console::console::protocol::BlastData;
+    use incident_console::core::blast::{Repeated, suspicions};
+    for size in SIZES {
+        let mut s = orders_loaded(size);
+        let e = s.press('B');
+        let [Command::BlastRadius { id }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+        let id = *id;
+        // A quiet morning, then the burst: 30 orders in 4 minutes.
+        let mut per_minute: Vec<(DateTime<Utc>, String, i64)> =
+            (0..40).map(|m| (at(12, 30, 0) + Duration::minutes(m), "GBPUSD".to_string(), m % 3)).collect();
+        for (m, n) in [(2, 9), (3, 9), (4, 8), (5, 4)] {
+            per_minute.push((at(13, m, 0), "GBPUSD".to_string(), n));
+        }
+        let repeated: Vec<Repeated> = burst()
+            .iter()
+            .map(|r| Repeated {
+                id: r.id,
+                user_id: r.user_id,
+                symbol: r.symbol.clone(),
+                side: r.side.clone(),
+                quantity: r.quantity,
+                at: r.created_at,
+            })
+            .collect();
+        let data = BlastData { per_minute, suspicions: suspicions(repeated, Duration::minutes(2)) };
+        s.db(DbEvent::BlastRadius { id, result: Ok(data) });
+        let text = snap(&s, "blast_radius");
+        assert_has(&text, &["Blast radius", "▲", "GBPUSD 13:02:05", "30 executions"]);
+        s.enter();
+        assert!(s.app.blast.is_none());
+        assert_eq!(s.app.orders.filter_text, "symbol:GBPUSD from:13:02 to:13:06");
+        assert_eq!(s.app.orders.selected.len(), 30);
+        assert!(s.screen().contains("Selected the 30 suspected repeated executions of GBPUSD"), "{}", s.screen());
+    }
+}

@@ -32,6 +32,7 @@ impl App {
                 Effects::redraw()
             }
             DbEvent::Orders { id, page, rows, has_more } => orders::on_page(self, id, page, rows, has_more),
+            DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
             DbEvent::OrderCount { id, count, capped } => orders::on_count(self, id, count, capped),
             DbEvent::Precheck { id, order, user, result } => {
                 // A flow's pre-check is also the Pre-check pane's request: both take it.

@@ -77,6 +77,9 @@ impl App {
         if self.details.is_some() {
             return dialogs::detail::key(self, key);
         }
+        if self.blast.is_some() {
+            return dialogs::blast::key(self, key);
+        }
         if dialogs::is_open(self) {
             return dialogs::key(self, key);
         }
@@ -167,6 +170,7 @@ impl App {
             }
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
+            KeyAction::BlastRadius => dialogs::blast::open(self),
             KeyAction::Detail => match dialogs::detail::of_focus(self) {
                 Ok(d) => {
                     self.details = Some(d);

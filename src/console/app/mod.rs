@@ -142,6 +142,8 @@ pub struct App {
     pub help: bool,
     /// The detail overlay, when open: the whole of what was under the cursor.
     pub details: Option<crate::console::dialogs::detail::Detail>,
+    /// The blast radius overlay, when open.
+    pub blast: Option<crate::console::dialogs::blast::BlastView>,
     /// "A rollback is running: quit anyway?" is open.
     pub quit_confirm: bool,
     /// The console should exit.
@@ -186,6 +188,7 @@ impl App {
             dashboard: None,
             help: false,
             details: None,
+            blast: None,
             quit_confirm: false,
             quit: false,
             leaving: None,

@@ -195,6 +195,22 @@ pub(super) fn set_maintenance(job: Job, id: RequestId, on: bool, reason: String)
     });
 }
 
+/// The blast radius: executions per minute and the repeated executions, grouped.
+pub(super) fn blast_radius(job: Job, id: RequestId) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = async {
+            let per_minute = db::executions_per_minute(&mut conn).await?;
+            let repeated = db::repeated_executions(&mut conn, crate::core::blast::REPEAT_WITHIN_SECONDS).await?;
+            let suspicions = crate::core::blast::suspicions(repeated, chrono::Duration::minutes(2));
+            let data = crate::console::protocol::BlastData { per_minute, suspicions };
+            let _ = events.send(DbEvent::BlastRadius { id, result: Ok(data) });
+            Ok(())
+        }
+        .await;
+        (conn, r)
+    });
+}
+
 fn progress_event(id: RequestId, total: u64, p: &Progress) -> DbEvent {
     DbEvent::BatchProgress {
         id,

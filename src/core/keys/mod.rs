@@ -89,6 +89,9 @@ pub enum KeyAction {
     Copy,
     /// Write the post-incident report.
     Report,
+    /// Open the blast radius: executions per minute and suspected repeated executions, one
+    /// of which becomes the filter and the selection.
+    BlastRadius,
     /// Show the whole of what is under the cursor (an order, a check, an error), with a
     /// key that copies it or its full id.
     Detail,
@@ -120,7 +123,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 35] = [
+    pub const ALL: [KeyAction; 36] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -156,6 +159,7 @@ impl KeyAction {
         KeyAction::Copy,
         KeyAction::Report,
         KeyAction::Detail,
+        KeyAction::BlastRadius,
     ];
 
     /// The dialog and input actions (bound in a table of their own).
@@ -212,6 +216,7 @@ impl KeyAction {
             KeyAction::Copy => "copy message (+ file)",
             KeyAction::Report => "write the report",
             KeyAction::Detail => "details; y copies the id",
+            KeyAction::BlastRadius => "blast radius (bursts)",
             KeyAction::Accept => "dialog: accept / continue",
             KeyAction::Dismiss => "dialog: close / abandon",
             KeyAction::Yes => "dialog: yes",
@@ -235,7 +240,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 42] = [
+const DEFAULTS: [(KeyAction, &[&str]); 43] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -271,6 +276,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 42] = [
     (KeyAction::Copy, &["y"]),
     (KeyAction::Report, &["W"]),
     (KeyAction::Detail, &["v"]),
+    (KeyAction::BlastRadius, &["B"]),
     (KeyAction::Accept, &["enter"]),
     (KeyAction::Dismiss, &["esc"]),
     (KeyAction::Yes, &["y", "Y"]),

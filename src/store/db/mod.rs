@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod bench;
+mod blast;
 mod contract;
 mod error;
 mod incident_events;
@@ -19,6 +20,7 @@ mod session;
 pub use admin::*;
 pub use audit::*;
 pub use bench::*;
+pub use blast::*;
 pub use contract::*;
 pub use incident_events::*;
 pub use metrics::*;

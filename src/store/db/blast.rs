@@ -1,0 +1,67 @@
+//! The blast radius's reads: executions per minute and repeated executions on the book's
+//! last trading day (drill accounts left out). Both read one day, so their cost follows
+//! a day's orders, not the book's.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{Executor, Postgres};
+use uuid::Uuid;
+
+use crate::core::blast::Repeated;
+use crate::core::error::Result;
+
+/// The book's last trading day, as `[from, to)` in UTC: a CTE both statements start with
+/// (a macro, so each statement stays one static text).
+macro_rules! day {
+    () => {
+        "WITH day AS ( \
+           SELECT (d::timestamp AT TIME ZONE 'UTC') AS from_, ((d + 1)::timestamp AT TIME ZONE 'UTC') AS to_ \
+           FROM (SELECT max(o.created_at AT TIME ZONE 'UTC')::date AS d FROM orders o \
+                 JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill) x ) "
+    };
+}
+
+/// Executions (orders executed, rolled back after or not) per minute and symbol.
+pub async fn executions_per_minute<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+) -> Result<Vec<(DateTime<Utc>, String, i64)>> {
+    Ok(sqlx::query_as(concat!(
+        day!(),
+        "SELECT date_trunc('minute', o.created_at) AS m, o.symbol, count(*) \
+         FROM orders o JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill, day \
+         WHERE o.created_at >= day.from_ AND o.created_at < day.to_ \
+           AND o.status IN ('executed', 'rolled_back') \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    ))
+    .fetch_all(e)
+    .await?)
+}
+
+/// Executed orders with a near twin: the same user, symbol, side and quantity executed
+/// within `within_seconds` under another idempotency key.
+pub async fn repeated_executions<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    within_seconds: i64,
+) -> Result<Vec<Repeated>> {
+    let rows: Vec<(Uuid, Uuid, String, String, Decimal, DateTime<Utc>)> = sqlx::query_as(concat!(
+        day!(),
+        ", ex AS ( \
+           SELECT o.id, o.user_id, o.symbol, o.side, o.quantity, o.created_at, o.idempotency_key \
+           FROM orders o JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill, day \
+           WHERE o.status = 'executed' AND o.created_at >= day.from_ AND o.created_at < day.to_) \
+         SELECT a.id, a.user_id, a.symbol, a.side::text, a.quantity, a.created_at FROM ex a \
+         WHERE EXISTS (SELECT 1 FROM ex b WHERE b.user_id = a.user_id AND b.symbol = a.symbol \
+                         AND b.side = a.side AND b.quantity = a.quantity AND b.id <> a.id \
+                         AND b.idempotency_key IS DISTINCT FROM a.idempotency_key \
+                         AND b.created_at BETWEEN a.created_at - make_interval(secs => $1) \
+                                              AND a.created_at + make_interval(secs => $1)) \
+         ORDER BY a.symbol, a.created_at, a.id"
+    ))
+    .bind(within_seconds as f64)
+    .fetch_all(e)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user_id, symbol, side, quantity, at)| Repeated { id, user_id, symbol, side, quantity, at })
+        .collect())
+}
