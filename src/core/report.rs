@@ -110,6 +110,10 @@ pub fn describe(e: &Entry) -> String {
         Event::Audit(d) => format!("ledger audit: {} violation(s)", d.violations),
         Event::MessageCopied(d) => format!("{} copied: {}", d.template, file_name(&d.path)),
         Event::ReportWritten(d) => format!("report written: {}", file_name(&d.path)),
+        Event::TimeSet(d) => {
+            format!("{} set to {} ({})", d.which.label(), crate::core::comms::context::time_s(d.at), d.source)
+        }
+        Event::IncidentClosed(d) => format!("incident CLOSED: {}", d.reason),
         Event::Unknown(u) => format!("{}: {}", u.kind(), u.data()),
     }
 }
