@@ -53,6 +53,16 @@ impl TimeKind {
     }
 }
 
+/// A time a person typed: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" (UTC), or a time of day
+/// ("13:02") on `now`'s date (UTC).
+pub fn parse_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, crate::core::orders::ParseError> {
+    use crate::core::orders::{ParseError, TimeBound, parse_time_bound};
+    match parse_time_bound(s).map_err(|_| ParseError::TimeOrTimeToday)? {
+        TimeBound::At(t) => Ok(t),
+        TimeBound::TimeOfDay(t) => Ok(now.date_naive().and_time(t).and_utc()),
+    }
+}
+
 /// One time as the journal set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeMark {
