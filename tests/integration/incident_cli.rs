@@ -1024,8 +1024,8 @@ async fn times_set_by_the_commander_reach_the_messages_and_the_report_and_closin
     internal
         .await
         .code(0)
-        .says(&format!("impact began {day} 13:02 UTC, detected {day} 13:40 UTC;"))
-        .says("from impact began)");
+        .says(&format!("(impact began {day} 13:02 UTC, "))
+        .says(&format!("Detected: {day} 13:40 UTC"));
 
     for (name, value) in
         [("summary", "A burst of duplicates."), ("root_cause", "A retry."), ("lessons_learned", "Idempotency.")]

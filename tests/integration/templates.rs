@@ -186,7 +186,7 @@ fn internal_alert_renders_the_incident() {
             "INC-20261126-0748",
             "Duplicate executions after deploy 4.2",
             // Impact began not set: counted from the detection (the opening), and said so.
-            "Time: 2026-11-26 09:20 UTC (detected 2026-11-26 07:48 UTC; 1h 32m from detection (impact began not set))",
+            "Time: 2026-11-26 09:20 UTC (detected 2026-11-26 07:48 UTC, 1h 32m ago)",
             "Affected so far: 37 orders, 12 users",
             "Status: Recovering - phase Recovery since 2026-11-26 08:50 UTC",
             "Maintenance mode: ON since 2026-11-26 08:05 UTC (stop new orders during rollback) - new orders are refused",
@@ -200,6 +200,17 @@ fn internal_alert_renders_the_incident() {
         ],
     );
     assert!(!text.contains("[to fill"), "{text}");
+    assert!(!text.contains("Detected:"), "{text}");
+    // Impact began set: counted from it, the detection on a line of its own.
+    let mut c = filled();
+    c.times.impact_began = Some((at(7, 10), "commander".into()));
+    let text = render(&TemplateStore::shipped(), "internal_alert", &c);
+    assert_has(
+        &text,
+        &[
+            "Time: 2026-11-26 09:20 UTC (impact began 2026-11-26 07:10 UTC, 2h 10m ago)\nDetected: 2026-11-26 07:48 UTC\n",
+        ],
+    );
 }
 
 #[test]

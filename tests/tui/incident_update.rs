@@ -1301,7 +1301,7 @@ fn without_an_incident_nothing_is_asked_of_the_journal() {
     let mut all: Vec<Effects> = Vec::new();
     c.connect_with_orders(5);
     // incident keys: refused with a message
-    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W'] {
+    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W', 'E'] {
         let e = c.press(k);
         assert!(c.message().0.contains("No incident journal"), "{k}: {:?}", c.app.message);
         all.push(e);
@@ -1410,7 +1410,7 @@ fn a_copied_message_is_filled_as_of_the_copy() {
     c.tick(at(13, 40, 0));
     let e = c.press('y');
     let [JournalRequest::Copy { text, .. }] = e.journal.as_slice() else { panic!("a copy: {:?}", e.journal) };
-    assert!(text.contains("Time: 2026-11-25 13:40 UTC (started 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
+    assert!(text.contains("Time: 2026-11-25 13:40 UTC (detected 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1598,4 +1598,51 @@ fn journal_waived_at_startup_sends_the_rollback_at_once_with_the_waiver() {
     };
     assert_eq!(*order, o.id);
     assert_eq!(c.app.flow.as_ref().map(|f| f.operation), Some(*operation));
+}
+
+// ----------------------------------------------------------------------------------------
+// Closing the incident (issue 10, item 15)
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn shift_e_closes_the_incident_with_a_reason_and_the_update_reminder_stops() {
+    let mut c = incident();
+    let now = at(13, 10, 0);
+    assert!(c.case().state.next_update_due(now).is_some());
+    assert!(c.screen().contains("next update 13:38"), "{}", c.screen());
+
+    let e = c.press('E');
+    assert!(e.journal.is_empty());
+    assert_eq!(c.text_dialog().0, Purpose::Close);
+    // No reason: a hint, nothing recorded; esc abandons.
+    let e = c.enter();
+    assert!(e.journal.is_empty() && c.text_dialog().2.is_some());
+    let e = c.esc();
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.case().state.closed.is_none());
+
+    c.press('E');
+    c.typed("burst reversed, audit clean");
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::Close { reason: "burst reversed, audit clean".into(), now })]);
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "incident_closed");
+    let state = &c.case().state;
+    assert_eq!(state.closed.as_ref().map(|cl| cl.reason.as_str()), Some("burst reversed, audit clean"));
+    assert_eq!(state.times.resolved.as_ref().map(|m| m.at), Some(now), "resolved recorded by the close");
+    // The reminder is gone, even hours later; the header says CLOSED.
+    c.tick(at(16, 0, 0));
+    assert_eq!(c.case().state.next_update_due(at(16, 0, 0)), None);
+    let screen = c.screen();
+    assert!(screen.contains("CLOSED 13:10"), "{screen}");
+    assert!(!screen.contains("next update") && !screen.contains("UPDATE OVERDUE"), "{screen}");
+    assert!(!screen.contains("OVERDUE"), "the phase's clock stopped too: {screen}");
+
+    // Closing twice: said, no dialog, nothing recorded.
+    let e = c.press('E');
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.message().0.contains("closed at 13:10"), "{:?}", c.message());
+    // The rollback screen still answers (rollbacks are not blocked by the close).
+    c.press('i');
+    assert_eq!(c.app.screen, Screen::Rollback);
 }

@@ -24,7 +24,7 @@ use crate::core::keys::KeyAction;
 const LEAVE_WAIT_MS: i64 = 3000;
 
 /// Keys that need an incident journal.
-const NEED_A_JOURNAL: [KeyAction; 13] = [
+const NEED_A_JOURNAL: [KeyAction; 14] = [
     KeyAction::Screen,
     KeyAction::Tick,
     KeyAction::Skip,
@@ -38,6 +38,7 @@ const NEED_A_JOURNAL: [KeyAction; 13] = [
     KeyAction::Waive,
     KeyAction::Copy,
     KeyAction::Report,
+    KeyAction::Close,
 ];
 
 /// Keys of the incident screen's panes (the others work from either screen).
@@ -164,6 +165,21 @@ impl App {
             }
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
+            KeyAction::Close => match &self.case.as_ref()?.state.closed {
+                Some(c) => {
+                    let text = format!("The incident was closed at {} UTC.", c.at.format("%H:%M"));
+                    self.say(text, true)
+                }
+                None => self.open_dialog(Ok(TextDialog::open_with_context(
+                    Purpose::Close,
+                    "",
+                    "why it is over",
+                    vec![
+                        "Closing records resolved now (unless it was set) and stops the update reminder.".into(),
+                        "Rollbacks stay possible after it.".into(),
+                    ],
+                ))),
+            },
             _ => return None,
         })
     }

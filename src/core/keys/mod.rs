@@ -89,6 +89,8 @@ pub enum KeyAction {
     Copy,
     /// Write the post-incident report.
     Report,
+    /// Close the incident, with a reason: resolved recorded, the update reminder stops.
+    Close,
     /// In a dialog or an input: accept (record, pick, apply, continue, roll back).
     Accept,
     /// In a dialog or an input: close it; what was typed is abandoned (the message editor
@@ -117,7 +119,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 34] = [
+    pub const ALL: [KeyAction; 35] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -152,6 +154,7 @@ impl KeyAction {
         KeyAction::Waive,
         KeyAction::Copy,
         KeyAction::Report,
+        KeyAction::Close,
     ];
 
     /// The dialog and input actions (bound in a table of their own).
@@ -207,6 +210,7 @@ impl KeyAction {
             KeyAction::Waive => "waive a required field",
             KeyAction::Copy => "copy message (+ file)",
             KeyAction::Report => "write the report",
+            KeyAction::Close => "end: close the incident",
             KeyAction::Accept => "dialog: accept / continue",
             KeyAction::Dismiss => "dialog: close / abandon",
             KeyAction::Yes => "dialog: yes",
@@ -230,7 +234,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 41] = [
+const DEFAULTS: [(KeyAction, &[&str]); 42] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -265,6 +269,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 41] = [
     (KeyAction::Waive, &["w"]),
     (KeyAction::Copy, &["y"]),
     (KeyAction::Report, &["W"]),
+    (KeyAction::Close, &["E"]),
     (KeyAction::Accept, &["enter"]),
     (KeyAction::Dismiss, &["esc"]),
     (KeyAction::Yes, &["y", "Y"]),
