@@ -175,7 +175,7 @@ impl App {
                     "",
                     "why it is over",
                     vec![
-                        "Closing records resolved now (unless it was set) and stops the update reminder.".into(),
+                        "Records resolved now (unless set); the update reminder stops.".into(),
                         "Rollbacks stay possible after it.".into(),
                     ],
                 ))),

@@ -410,7 +410,8 @@ impl MessageContext {
         phase.insert("label".into(), json!(self.phase.label()));
         phase.insert("since".into(), json!(time(self.phase_since)));
         phase.insert("elapsed".into(), json!(duration(now - self.phase_since)));
-        let over = self.phase.time_box().is_some_and(|b| now - self.phase_since > b);
+        // A closed incident's phase is over its time box no longer: its clock stopped.
+        let over = self.closed.is_none() && self.phase.time_box().is_some_and(|b| now - self.phase_since > b);
         phase.insert("overdue".into(), json!(over));
         if let Some(b) = self.phase.time_box() {
             phase.insert("time_box".into(), json!(duration(b)));
