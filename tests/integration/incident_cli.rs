@@ -1076,3 +1076,41 @@ async fn times_set_by_the_commander_reach_the_messages_and_the_report_and_closin
     assert!(!report.contains("| Resolved | not yet |") && !report.contains("(still open)"), "{report}");
     assert!(report.contains("from impact began |"), "{report}");
 }
+
+#[tokio::test]
+async fn impact_began_can_be_taken_from_the_first_execution_of_the_burst() {
+    let t = test_db().await;
+    let url = t.url.as_str();
+    let w = World::new();
+    let user = account(&t.pool, "100000").await;
+    let first = executed(&t.pool, user, "1000", None).await;
+    executed(&t.pool, user, "1000", None).await;
+    let first_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT executed_at FROM orders WHERE id = $1")
+        .bind(first)
+        .fetch_one(&t.pool)
+        .await
+        .expect("executed_at");
+    let id = w.open("EURUSD burst", 3).await;
+    let (from, to) = (
+        (first_at - chrono::Duration::minutes(1)).to_rfc3339(),
+        (first_at + chrono::Duration::minutes(1)).to_rfc3339(),
+    );
+
+    // A window the burst is not in: nothing set.
+    let before = w.kinds(&id).len();
+    let early = (first_at - chrono::Duration::minutes(5)).to_rfc3339();
+    let args =
+        ["incident", "time", "impact-began", "--from-orders", "--symbol", "EURUSD", "--from", &early, "--to", &from];
+    w.db(url, &args).await.code(2).complains("no execution of EURUSD in that window");
+    assert_eq!(w.kinds(&id).len(), before);
+
+    let args =
+        ["incident", "time", "impact-began", "--from-orders", "--symbol", "eurusd", "--from", &from, "--to", &to];
+    w.db(url, &args).await.code(0).says("impact began set to");
+    let entry = w.entries(&id).into_iter().rev().find(|e| e["kind"] == "time_set").expect("a time_set entry");
+    let at: chrono::DateTime<chrono::Utc> = entry["data"]["at"].as_str().and_then(|s| s.parse().ok()).expect("at");
+    assert_eq!(at, first_at, "the first execution's time: {entry}");
+    let source = entry["data"]["source"].as_str().expect("source");
+    assert!(source.starts_with("observed: first EURUSD execution between "), "{source}");
+    assert_eq!(entry["data"]["which"], "impact_began");
+}
