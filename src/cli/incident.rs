@@ -181,7 +181,8 @@ fn list(g: &GlobalArgs) -> Result<i32> {
             .iter()
             .map(|s| {
                 json!({ "id": s.id, "title": s.title, "level": s.level.number(), "phase": s.phase.key(),
-                        "opened_at": s.opened_at, "current": current.as_deref() == Some(s.id.as_str()) })
+                        "opened_at": s.opened_at, "closed": s.closed,
+                        "current": current.as_deref() == Some(s.id.as_str()) })
             })
             .collect();
         print_json(&rows)?;
@@ -195,7 +196,7 @@ fn list(g: &GlobalArgs) -> Result<i32> {
                 s.id,
                 s.level.number(),
                 s.level.label(),
-                s.phase.label(),
+                if s.closed { "CLOSED" } else { s.phase.label() },
                 when(s.opened_at),
                 line(&s.title)
             );

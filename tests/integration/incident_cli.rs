@@ -1069,6 +1069,8 @@ async fn times_set_by_the_commander_reach_the_messages_and_the_report_and_closin
     assert!(ctx.get("next_customer_notice_due").is_none(), "{ctx}");
     assert_eq!((&ctx["incident"]["closed"], &ctx["incident"]["status"]), (&json!(true), &json!("Closed")), "{ctx}");
     w.ic(&["incident", "close", "--reason", "again"]).await.code(2).clean().complains("closed at");
+    w.ic(&["incident", "list"]).await.code(0).clean().says(&format!("{id}  L3 CRITICAL  CLOSED"));
+    assert_eq!(w.ic(&["--json", "incident", "list"]).await.code(0).json()[0]["closed"], true);
 
     w.ic(&["incident", "report", "--out", report_path]).await.code(0).clean();
     let report = std::fs::read_to_string(&report_file).expect("the report");
