@@ -757,3 +757,26 @@ fn close_dialog_then_the_closed_header() {
         }
     }
 }
+
+#[test]
+fn times_dialog_lists_the_times_and_where_they_came_from() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.press('T');
+        c.press('1');
+        c.typed("13:02");
+        c.enter();
+        c.press('T');
+        let text = snap(&c, "incident_times_dialog");
+        assert_has(
+            &text,
+            &[
+                "The incident's times (UTC)",
+                "1 impact began  2026-11-25 13:02 UTC (commander)",
+                "2 detected      2026-11-25 13:08 UTC (incident opened)",
+                "3 mitigated     not set",
+                "4 resolved      not set",
+            ],
+        );
+    }
+}

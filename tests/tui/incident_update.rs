@@ -26,6 +26,7 @@ use incident_console::core::contacts::Contact;
 use incident_console::core::contract::{BatchPreview, MaintenanceProbe, MaintenanceState};
 use incident_console::core::journal::event;
 use incident_console::core::metrics::Metrics;
+use incident_console::core::workflow::incident::times::TimeKind;
 use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
 use incident_console::core::workflow::{Level, Phase};
 
@@ -1301,7 +1302,7 @@ fn without_an_incident_nothing_is_asked_of_the_journal() {
     let mut all: Vec<Effects> = Vec::new();
     c.connect_with_orders(5);
     // incident keys: refused with a message
-    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W', 'E'] {
+    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W', 'E', 'T'] {
         let e = c.press(k);
         assert!(c.message().0.contains("No incident journal"), "{k}: {:?}", c.app.message);
         all.push(e);
@@ -1645,4 +1646,48 @@ fn shift_e_closes_the_incident_with_a_reason_and_the_update_reminder_stops() {
     // The rollback screen still answers (rollbacks are not blocked by the close).
     c.press('i');
     assert_eq!(c.app.screen, Screen::Rollback);
+}
+
+#[test]
+fn shift_t_sets_a_time_typed_by_the_commander_and_a_bad_one_is_refused_in_the_dialog() {
+    let mut c = incident();
+    let now = at(13, 10, 0);
+    let e = c.press('T');
+    assert!(e.journal.is_empty());
+    assert!(matches!(c.dialog(), Some(Dialog::PickTime(_))), "{:?}", c.dialog());
+    // 1: impact began; the burst started at 13:02, before the console opened the incident.
+    c.press('1');
+    assert_eq!(c.text_dialog().0, Purpose::Time(TimeKind::ImpactBegan));
+    c.typed("13:02");
+    let e = c.enter();
+    let began = at(13, 2, 0);
+    assert_eq!(
+        e.journal,
+        vec![step(Step::SetTime { which: TimeKind::ImpactBegan, at: began, source: "commander".into(), now })]
+    );
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "time_set");
+    assert_eq!(c.case().state.times.impact_began.as_ref().map(|m| m.at), Some(began));
+
+    // Detected before impact began: the workflow refuses, the dialog stays and says why.
+    c.press('T');
+    c.press('j');
+    c.enter();
+    assert_eq!(c.text_dialog().0, Purpose::Time(TimeKind::Detected));
+    c.typed("2026-11-25 12:59");
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    let hint = c.text_dialog().2.unwrap_or_default();
+    assert!(hint.contains("before impact began"), "{hint}");
+    // Not a time: said too, nothing recorded.
+    c.esc();
+    c.press('T');
+    c.press('3');
+    c.typed("soon");
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    assert!(c.text_dialog().2.unwrap_or_default().contains("not a time"), "{:?}", c.text_dialog());
+    c.esc();
+    assert_eq!(c.case().state.times.detected, None);
+    assert_eq!(c.case().state.times.mitigated, None);
 }

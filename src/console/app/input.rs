@@ -9,6 +9,7 @@ use crate::console::dialogs::classify::Classify;
 use crate::console::dialogs::level::LevelPicker;
 use crate::console::dialogs::phase::ConfirmPhase;
 use crate::console::dialogs::text::{Purpose, TextDialog};
+use crate::console::dialogs::times::TimePicker;
 use crate::console::dialogs::{self, Dialog};
 use crate::console::incident::JournalRequest;
 use crate::console::keys::EventKeys;
@@ -24,7 +25,7 @@ use crate::core::keys::KeyAction;
 const LEAVE_WAIT_MS: i64 = 3000;
 
 /// Keys that need an incident journal.
-const NEED_A_JOURNAL: [KeyAction; 14] = [
+const NEED_A_JOURNAL: [KeyAction; 15] = [
     KeyAction::Screen,
     KeyAction::Tick,
     KeyAction::Skip,
@@ -39,6 +40,7 @@ const NEED_A_JOURNAL: [KeyAction; 14] = [
     KeyAction::Copy,
     KeyAction::Report,
     KeyAction::Close,
+    KeyAction::Times,
 ];
 
 /// Keys of the incident screen's panes (the others work from either screen).
@@ -165,6 +167,7 @@ impl App {
             }
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
+            KeyAction::Times => self.open_dialog(Ok(TimePicker::open())),
             KeyAction::Close => match &self.case.as_ref()?.state.closed {
                 Some(c) => {
                     let text = format!("The incident was closed at {} UTC.", c.at.format("%H:%M"));

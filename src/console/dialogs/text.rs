@@ -20,6 +20,7 @@ use crate::console::widgets::{centered, text_input};
 use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::core::workflow::Level;
+use crate::core::workflow::incident::times::{TimeKind, parse_at};
 use crate::core::workflow::incident::{Role, Step};
 
 /// What a text dialog is asking for.
@@ -41,6 +42,8 @@ pub enum Purpose {
     TimelineFilter,
     /// Why the incident is closed.
     Close,
+    /// One of the incident's times.
+    Time(TimeKind),
 }
 
 impl Purpose {
@@ -56,6 +59,7 @@ impl Purpose {
             Purpose::Maintenance(false) => "Maintenance mode OFF: why?".into(),
             Purpose::TimelineFilter => "Filter the timeline (kind, operator or text)".into(),
             Purpose::Close => "Close the incident: why is it over?".into(),
+            Purpose::Time(which) => format!("When: {}?", which.label()),
         }
     }
 
@@ -204,6 +208,10 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result
         Purpose::Person(role) => Some(Step::AssignRole { role: *role, person: text }),
         Purpose::Field(name) => Some(Step::SetField { name: name.clone(), value: text }),
         Purpose::Close => Some(Step::Close { reason: text, now }),
+        Purpose::Time(which) => {
+            let at = parse_at(&text, now).map_err(|e| e.to_string())?;
+            Some(Step::SetTime { which: *which, at, source: "commander".into(), now })
+        }
         Purpose::Maintenance(_) | Purpose::TimelineFilter => None,
     })
 }

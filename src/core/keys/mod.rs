@@ -91,6 +91,8 @@ pub enum KeyAction {
     Report,
     /// Close the incident, with a reason: resolved recorded, the update reminder stops.
     Close,
+    /// Set one of the incident's times (impact began, detected, mitigated, resolved).
+    Times,
     /// In a dialog or an input: accept (record, pick, apply, continue, roll back).
     Accept,
     /// In a dialog or an input: close it; what was typed is abandoned (the message editor
@@ -119,7 +121,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 35] = [
+    pub const ALL: [KeyAction; 36] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -154,6 +156,7 @@ impl KeyAction {
         KeyAction::Waive,
         KeyAction::Copy,
         KeyAction::Report,
+        KeyAction::Times,
         KeyAction::Close,
     ];
 
@@ -211,6 +214,7 @@ impl KeyAction {
             KeyAction::Copy => "copy message (+ file)",
             KeyAction::Report => "write the report",
             KeyAction::Close => "end: close the incident",
+            KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
             KeyAction::Dismiss => "dialog: close / abandon",
             KeyAction::Yes => "dialog: yes",
@@ -234,7 +238,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 42] = [
+const DEFAULTS: [(KeyAction, &[&str]); 43] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -270,6 +274,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 42] = [
     (KeyAction::Copy, &["y"]),
     (KeyAction::Report, &["W"]),
     (KeyAction::Close, &["E"]),
+    (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
     (KeyAction::Dismiss, &["esc"]),
     (KeyAction::Yes, &["y", "Y"]),
