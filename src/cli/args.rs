@@ -253,6 +253,35 @@ pub enum IncidentAction {
         /// The field.
         name: String,
     },
+    /// Set one of the incident's times: impact-began, detected, mitigated, resolved. The
+    /// messages and the report count the duration from impact began (else from detected,
+    /// which is the incident's opening unless set).
+    Time {
+        /// impact-began, detected, mitigated or resolved.
+        which: String,
+        /// RFC 3339, "YYYY-MM-DD HH:MM" (UTC), or HH:MM today (UTC).
+        #[arg(required_unless_present = "from_orders", conflicts_with = "from_orders")]
+        at: Option<String>,
+        /// Take it from the book instead: the first execution of --symbol between --from
+        /// and --to (times of day are on the book's latest trading day).
+        #[arg(long, requires_all = ["symbol", "from", "to"])]
+        from_orders: bool,
+        /// With --from-orders: the symbol.
+        #[arg(long)]
+        symbol: Option<String>,
+        /// With --from-orders: the window's start.
+        #[arg(long)]
+        from: Option<String>,
+        /// With --from-orders: the window's end (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Close the incident: records resolved (now, unless set) and stops the update timers.
+    Close {
+        /// Why it is over.
+        #[arg(long)]
+        reason: String,
+    },
     /// The timeline, newest first.
     Timeline {
         /// Only entries whose kind, operator or text contain this.

@@ -11,12 +11,14 @@ use super::args::{GlobalArgs, IncidentAction, IncidentArgs};
 use super::{operator, print_json};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::journal::{Entry, Verification};
+use crate::core::orders::parse_time_bound;
 use crate::core::report::{describe, describe_in, matches};
 use crate::core::sanitize::line;
 use crate::core::workflow::classify::{self, Answer, classification_steps};
+use crate::core::workflow::incident::times::{TimeKind, parse_at};
 use crate::core::workflow::incident::{ItemState, Role, Step};
 use crate::core::workflow::{Level, Phase};
-use crate::ops::incident::{compare_with_copy, copy_journal, message_context, open, write_report};
+use crate::ops::incident::{compare_with_copy, copy_journal, first_execution, message_context, open, write_report};
 use crate::store::config::checklist;
 use crate::store::incidents::{IncidentStore, OpenIncident};
 use crate::store::{db, target};
@@ -91,6 +93,19 @@ pub(super) async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<
         IncidentAction::Note { text } => Step::Note { text },
         IncidentAction::Field { name, value } => Step::SetField { name, value },
         IncidentAction::Waive { name } => Step::Waive { name },
+        IncidentAction::Time { which, at, from_orders, symbol, from, to } => {
+            let which = TimeKind::parse(&which).ok_or_else(|| {
+                Error::BadInput(format!("no time \"{}\": impact-began, detected, mitigated, resolved", line(&which)))
+            })?;
+            let (at, source) = if from_orders {
+                from_the_book(g, symbol.as_deref(), from.as_deref(), to.as_deref()).await?
+            } else {
+                let at = at.unwrap_or_default();
+                (parse_at(&at, now).map_err(|e| Error::BadInput(format!("{}: {e}", line(&at))))?, "commander".into())
+            };
+            Step::SetTime { which, at, source, now }
+        }
+        IncidentAction::Close { reason } => Step::Close { reason, now },
     };
     let mut inc = open(id)?;
     let written = inc.act(step, &op, now)?;
@@ -103,6 +118,25 @@ pub(super) async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<
     }
     sync_if_reachable(g, &inc).await;
     Ok(EXIT_OK)
+}
+
+/// The first execution in a window, read from the database (`--from-orders`).
+async fn from_the_book(
+    g: &GlobalArgs,
+    symbol: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(DateTime<Utc>, String)> {
+    let bound = |s: Option<&str>, what: &str| {
+        let s = s.ok_or_else(|| Error::BadInput(format!("--from-orders needs --{what}")))?;
+        parse_time_bound(s).map_err(|e| Error::BadInput(format!("--{what} {}: {e}", line(s))))
+    };
+    let (from, to) = (bound(from, "from")?, bound(to, "to")?);
+    let symbol = symbol.ok_or_else(|| Error::BadInput("--from-orders needs --symbol".into()))?;
+    let (_s, pool) = super::connect(g).await?;
+    let first = first_execution(&pool, symbol, from, to).await;
+    pool.close().await;
+    first?.ok_or_else(|| Error::BadInput(format!("no execution of {} in that window: nothing set", line(symbol))))
 }
 
 fn parse_role(s: &str) -> Result<Role> {
@@ -147,7 +181,8 @@ fn list(g: &GlobalArgs) -> Result<i32> {
             .iter()
             .map(|s| {
                 json!({ "id": s.id, "title": s.title, "level": s.level.number(), "phase": s.phase.key(),
-                        "opened_at": s.opened_at, "current": current.as_deref() == Some(s.id.as_str()) })
+                        "opened_at": s.opened_at, "closed": s.closed,
+                        "current": current.as_deref() == Some(s.id.as_str()) })
             })
             .collect();
         print_json(&rows)?;
@@ -161,7 +196,7 @@ fn list(g: &GlobalArgs) -> Result<i32> {
                 s.id,
                 s.level.number(),
                 s.level.label(),
-                s.phase.label(),
+                if s.closed { "CLOSED" } else { s.phase.label() },
                 when(s.opened_at),
                 line(&s.title)
             );
@@ -186,8 +221,10 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
         print_json(&json!({ "context": ctx.to_value(), "dir": inc.dir }))?;
         return Ok(EXIT_OK);
     }
-    println!("{}  Level {} {}  {}", i.id, i.level.number(), i.level.label(), line(&i.title));
+    let closed = if i.closed.is_some() { "  CLOSED" } else { "" };
+    println!("{}  Level {} {}{closed}  {}", i.id, i.level.number(), i.level.label(), line(&i.title));
     let phase_line = match i.phase_deadline() {
+        _ if i.closed.is_some() => "closed: the time box no longer counts".to_string(),
         Some(d) if now > d => {
             format!("OVERDUE by {} (time box ended {})", crate::core::format::short_duration(now - d), when(d))
         }
@@ -208,6 +245,18 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
         Some(d) => println!("{label}: due {} (in {})", when(d), crate::core::format::short_duration(d - now)),
         None => {}
     };
+    let times: Vec<String> = TimeKind::ALL
+        .iter()
+        .map(|k| match (k, i.times.get(*k)) {
+            (_, Some(m)) => format!("{} {} ({})", k.label(), when(m.at), line(&m.source)),
+            (TimeKind::Detected, None) => format!("detected {} (incident opened)", when(i.detected_at())),
+            (_, None) => format!("{} not set", k.label()),
+        })
+        .collect();
+    println!("Times: {}", times.join("; "));
+    if let Some(c) = &i.closed {
+        println!("CLOSED at {} by {}: {} (no update due)", when(c.at), line(&c.by), line(&c.reason));
+    }
     due("Next internal update", ctx.next_update_due);
     if i.last_message("customer").is_none() {
         due("First customer notice", ctx.next_customer_notice_due);

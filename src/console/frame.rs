@@ -99,7 +99,13 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
     let inc = &app.incident;
     let in_phase = app.now - inc.phase_since;
     let minutes = in_phase.num_minutes().max(0);
+    // Closed: the phase's clock no longer counts, and the header says so first.
+    let closed = app.case.as_ref().and_then(|c| c.state.closed.as_ref());
     let phase = match inc.phase.time_box() {
+        _ if let Some(c) = closed => Span::styled(
+            format!(" CLOSED {} · {} ", c.at.format("%H:%M"), inc.phase.label()),
+            Style::new().fg(Color::Black).bg(Color::Green).add_modifier(Modifier::BOLD),
+        ),
         Some(b) if in_phase > b => Span::styled(
             format!(" {} {}m / {}m OVERDUE ", inc.phase.label(), minutes, b.num_minutes()),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),

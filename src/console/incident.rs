@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::console::dialogs::Dialog;
 use crate::console::panes::messages::MessageSlot;
-use crate::core::comms::{self, TemplateStore};
+use crate::core::comms::TemplateStore;
 use crate::core::contacts::Contact;
 use crate::core::journal::event::{self, Event};
 use crate::core::workflow::checklist::Checklist;
@@ -186,12 +186,12 @@ impl IncidentPanel {
 
     /// When the next internal update is due (none at Level 1: on change).
     pub(crate) fn next_update_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        comms::next_update_due(self.state.level, self.state.last_message("internal"), self.state.opened_at, now)
+        self.state.next_update_due(now)
     }
 
     /// When the next customer notice is due.
     pub(crate) fn customer_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        comms::customer_notice_due(self.state.level, self.state.last_message("customer"), self.state.opened_at, now)
+        self.state.customer_notice_due(now)
     }
 }
 

@@ -253,6 +253,9 @@ pub enum ParseError {
          the book's latest trading day"
     )]
     TimeOrTimeOfDay,
+    /// Not a time nor a time of day today (an incident's times).
+    #[error("not a time; use RFC 3339 (2026-11-25T13:02:00Z), \"2026-11-25 13:02\" (UTC), or 13:02 for today (UTC)")]
+    TimeOrTimeToday,
     /// Not a symbol.
     #[error("a symbol is 3 to 12 letters or digits, e.g. GBPUSD")]
     Symbol,

@@ -6,15 +6,14 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::core::comms::cadence;
 use crate::core::comms::context::{
-    AuditResult, CheckLine, CheckResult, InternalRefs, JournalSummary, LevelChange, MaintenancePeriod,
+    AuditResult, CheckLine, CheckResult, IncidentTimes, InternalRefs, JournalSummary, LevelChange, MaintenancePeriod,
     MaintenanceState, MessageContext, OpenItem, PhaseSpan, RoleAssignment, RollbackRecord, SentMessage, TimelineEntry,
 };
 use crate::core::journal::event::{self, Event};
 use crate::core::journal::{Entry, Verification};
 use crate::core::workflow::Phase;
-use crate::core::workflow::checklist::Checklist;
+use crate::core::workflow::checklist::{AutoSignal, Checklist};
 use crate::core::workflow::incident::{Incident, Role};
 
 /// A pre-check (passed = ready) or post-check (passed = successful) with its failed checks.
@@ -110,6 +109,10 @@ pub fn describe(e: &Entry) -> String {
         Event::Audit(d) => format!("ledger audit: {} violation(s)", d.violations),
         Event::MessageCopied(d) => format!("{} copied: {}", d.template, file_name(&d.path)),
         Event::ReportWritten(d) => format!("report written: {}", file_name(&d.path)),
+        Event::TimeSet(d) => {
+            format!("{} set to {} ({})", d.which.label(), crate::core::comms::context::time_s(d.at), d.source)
+        }
+        Event::IncidentClosed(d) => format!("incident CLOSED: {}", d.reason),
         Event::Unknown(u) => format!("{}: {}", u.kind(), u.data()),
     }
 }
@@ -153,21 +156,35 @@ pub fn context_without_timeline(
         .enumerate()
         .map(|(n, (p, at))| PhaseSpan { phase: *p, started_at: *at, ended_at: i.phase_history.get(n + 1).map(|x| x.1) })
         .collect();
-    if i.phase == Phase::PostIncident {
+    if let Some(r) = &i.times.resolved {
+        c.resolved_at = Some(r.at);
+    } else if i.phase == Phase::PostIncident {
         c.resolved_at = Some(i.phase_started());
     }
+    c.times = IncidentTimes {
+        impact_began: i.times.impact_began.as_ref().map(|m| (m.at, m.source.clone())),
+        detected: i.detected_at(),
+        detected_source: i.times.detected.as_ref().map_or("incident opened".into(), |m| m.source.clone()),
+        mitigated: i.times.mitigated.as_ref().map(|m| m.at),
+        resolved: i.times.resolved.as_ref().map(|m| m.at),
+    };
+    c.closed = i.closed.as_ref().map(|cl| (cl.at, cl.reason.clone()));
     add_rollbacks(&mut c, i);
     add_team_and_maintenance(&mut c, i);
-    c.next_update_due = cadence::next_update_due(i.level, i.last_message("internal"), i.opened_at, now);
-    c.next_customer_notice_due = cadence::customer_notice_due(i.level, i.last_message("customer"), i.opened_at, now);
+    c.next_update_due = i.next_update_due(now);
+    c.next_customer_notice_due = i.customer_notice_due(now);
     c.audit = i.records_of::<event::Audit>().last().map(|(r, a)| AuditResult { at: r.at, violations: a.violations });
     c.messages_sent = i
         .records_of::<event::MessageCopied>()
         .map(|(r, m)| SentMessage { at: r.at, template: m.template.clone(), path: Some(m.path.clone()) })
         .collect();
+    // An item the report itself satisfies (writing it) is not open in the report: the
+    // report would otherwise list itself as missing. The checklist still shows it open
+    // until the report is written.
     c.open_items = i
         .open_items(checklist)
         .into_iter()
+        .filter(|it| it.auto != Some(AutoSignal::ReportWritten))
         .map(|it| OpenItem {
             phase: it.phase,
             item: it.text.clone(),
@@ -341,4 +358,35 @@ fn add_team_and_maintenance(c: &mut MessageContext, i: &Incident) {
             })
         })
         .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::core::workflow::Level;
+    use crate::core::workflow::incident::Step;
+
+    #[test]
+    fn the_report_does_not_list_its_own_writing_as_open_and_a_closed_incident_has_nothing_due() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 26, 0, 25, 0).single().unwrap_or_default();
+        let checklist = Checklist::shipped();
+        let opened = Incident::open_record("INC-1", "burst", Level::Critical, "x").unwrap_or_else(|e| panic!("{e}"));
+        let mut i = Incident::from_records([(&opened, at, "alice")]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(i.open_items(&checklist).iter().any(|it| it.id == "report"), "the checklist still shows it");
+        let c = context_without_timeline(&i, &checklist, &[], None, at);
+        assert!(!c.open_items.is_empty());
+        assert!(!c.open_items.iter().any(|o| o.item == "Post-incident report written"), "{:?}", c.open_items);
+        assert!(c.next_update_due.is_some() && c.next_customer_notice_due.is_some());
+
+        let close = Step::Close { reason: "done".into(), now: at + chrono::Duration::minutes(9) };
+        for e in i.decide(close, &checklist).unwrap_or_default() {
+            i.apply(&e, at + chrono::Duration::minutes(9), "alice");
+        }
+        let c = context_without_timeline(&i, &checklist, &[], None, at + chrono::Duration::hours(2));
+        assert_eq!((c.next_update_due, c.next_customer_notice_due), (None, None));
+        assert_eq!(c.resolved_at, Some(at + chrono::Duration::minutes(9)));
+        assert_eq!(c.closed.map(|(_, r)| r), Some("done".to_string()));
+    }
 }

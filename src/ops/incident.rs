@@ -150,6 +150,33 @@ pub fn write_report(inc: &mut OpenIncident, out: Option<PathBuf>, op: &str, now:
     Ok(path)
 }
 
+/// When impact began, taken from the burst: the first execution of `symbol` in the window
+/// (times of day on the book's latest trading day), and the source to record with it.
+/// None when the window holds no execution.
+pub async fn first_execution(
+    pool: &db::Db,
+    symbol: &str,
+    from: crate::core::orders::TimeBound,
+    to: crate::core::orders::TimeBound,
+) -> Result<Option<(DateTime<Utc>, String)>> {
+    let symbol = crate::core::orders::parse_symbol(symbol).map_err(|e| Error::BadInput(e.to_string()))?;
+    let [Some(from), Some(to)] = db::resolve_time_bounds(pool, [Some(from), Some(to)]).await? else {
+        return Ok(None);
+    };
+    if from >= to {
+        return Err(Error::BadInput("the window is empty: --from must be before --to".into()));
+    }
+    let first = db::first_execution(pool, &symbol, from, to).await?;
+    Ok(first.map(|(at, _order)| {
+        let source = format!(
+            "observed: first {symbol} execution between {} and {}",
+            from.format("%Y-%m-%d %H:%M:%S UTC"),
+            to.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        (at, source)
+    }))
+}
+
 /// The context of an open incident's messages and report, as of `now`.
 pub fn message_context(
     inc: &OpenIncident,

@@ -31,6 +31,8 @@ pub struct IncidentSummary {
     pub phase: crate::core::workflow::Phase,
     /// When it was opened.
     pub opened_at: DateTime<Utc>,
+    /// Whether it was closed.
+    pub closed: bool,
 }
 
 /// An incident opened for work: its directory, journal, state and checklist.
@@ -198,6 +200,7 @@ impl IncidentStore {
                     level: i.level,
                     phase: i.phase,
                     opened_at: i.opened_at,
+                    closed: i.closed.is_some(),
                 });
             }
         }

@@ -965,3 +965,154 @@ async fn a_broken_config_file_does_not_stop_templates_or_the_report() {
     }
     w.ic(&["incident", "report"]).await.code(0).clean().says("Report written to");
 }
+
+// ----------------------------------------------------------------------------------------
+// 7. The incident's times and its close (issue 10, items 6 and 15)
+// ----------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn times_set_by_the_commander_reach_the_messages_and_the_report_and_closing_stops_the_timers() {
+    let w = World::new();
+    let id = w.open("Duplicate GBPUSD executions", 3).await;
+    let opened: chrono::DateTime<chrono::Utc> =
+        w.entries(&id)[0]["at"].as_str().and_then(|s| s.parse().ok()).expect("the opening's time");
+    // The burst began at 13:02 the day before the console opened the incident; it was
+    // noticed at 13:40.
+    let day = (opened - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let (began, detected) = (format!("{day} 13:02"), format!("{day} 13:40"));
+
+    // Before any time is set: impact began is not guessed, detection is the opening.
+    let show = w.ic(&["incident", "show"]).await;
+    show.code(0).clean().says("impact began not set").says("(incident opened)");
+
+    w.ic(&["incident", "time", "impact-began", &began]).await.code(0).clean().says("impact began set to");
+    w.ic(&["incident", "time", "detected", &detected]).await.code(0).clean();
+    let set: Vec<Value> =
+        w.entries(&id).into_iter().filter(|e| e["kind"] == "time_set").map(|e| e["data"].clone()).collect();
+    assert_eq!(
+        set,
+        [
+            json!({ "which": "impact_began", "at": format!("{day}T13:02:00Z"), "source": "commander" }),
+            json!({ "which": "detected", "at": format!("{day}T13:40:00Z"), "source": "commander" }),
+        ]
+    );
+
+    // Out of order, in the future, or not a time: refused (exit 2), nothing appended.
+    let before = w.kinds(&id).len();
+    let early = w.ic(&["incident", "time", "detected", &format!("{day} 12:00")]).await;
+    early.code(2).clean().complains("is before impact began");
+    w.ic(&["incident", "time", "mitigated", "2099-01-01 00:00"]).await.code(2).clean().complains("in the future");
+    w.ic(&["incident", "time", "mitigated", "yesterday"]).await.code(2).clean().complains("not a time");
+    w.ic(&["incident", "time", "noticed", &began]).await.code(2).clean().complains("no time \"noticed\"");
+    assert_eq!(w.kinds(&id).len(), before, "a refused time appends nothing");
+
+    // The customer notice says when the difficulties began: 13:02, not the opening.
+    let notice = w
+        .ic(&[
+            "template",
+            "render",
+            "customer_notice",
+            "--set",
+            "customer_impact=Some orders were executed twice.",
+            "--set",
+            "customer_resolution=2 hours",
+        ])
+        .await;
+    notice.code(0).clean().says(&format!("Since {day} 13:02 UTC, we have been experiencing technical difficulties"));
+    let internal =
+        w.ic(&["template", "render", "internal_alert", "--set", "impact=x", "--set", "estimated_resolution=y"]);
+    internal
+        .await
+        .code(0)
+        .says(&format!("(impact began {day} 13:02 UTC, "))
+        .says(&format!("Detected: {day} 13:40 UTC"));
+
+    for (name, value) in
+        [("summary", "A burst of duplicates."), ("root_cause", "A retry."), ("lessons_learned", "Idempotency.")]
+    {
+        w.ic(&["incident", "field", name, value]).await.code(0).clean();
+    }
+    let report_file = w.root().join("report.md");
+    let report_path = report_file.to_str().expect("a path");
+    w.ic(&["incident", "report", "--out", report_path]).await.code(0).clean();
+    let report = std::fs::read_to_string(&report_file).expect("the report");
+    let opened_minute = opened.format("%Y-%m-%d %H:%M UTC").to_string();
+    for needle in [
+        format!("| Impact began | {day} 13:02 UTC (commander) |"),
+        format!("| Detected | {day} 13:40 UTC (commander) |"),
+        "from impact began (still open) |".to_string(),
+        format!("| Incident opened | {opened_minute} |"),
+        "| Closed | not closed |".to_string(),
+    ] {
+        assert!(report.contains(&needle), "missing {needle:?} in:\n{report}");
+    }
+    assert!(!report.lines().any(|l| l.starts_with("| Started |")), "{report}");
+    // The report does not list its own writing as open.
+    assert!(!report.contains("Post-incident report written"), "{report}");
+
+    // Close: resolved now, the incident closed, no update due any more.
+    assert!(w.ic(&["incident", "show"]).await.code(0).stdout.contains("Next internal update"));
+    w.ic(&["incident", "close", "--reason", "burst reversed, audit clean"]).await.code(0).clean().says("CLOSED");
+    let kinds = w.kinds(&id);
+    assert_eq!(kinds[kinds.len() - 2..], ["time_set", "incident_closed"]);
+    let show = w.ic(&["incident", "show"]).await;
+    show.code(0).clean().says(&format!("{id}  Level 3 CRITICAL  CLOSED")).says("CLOSED at").says("(no update due)");
+    assert!(!show.stdout.contains("Next internal update"), "{}", show.stdout);
+    assert!(!show.stdout.contains("First customer notice: "), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("the time box no longer counts") && !show.stdout.contains("left (time box"),
+        "{}",
+        show.stdout
+    );
+    let ctx = w.ic(&["--json", "incident", "show"]).await.code(0).clean().json()["context"].clone();
+    assert!(ctx.get("next_update_due").is_none(), "{ctx}");
+    assert!(ctx.get("next_customer_notice_due").is_none(), "{ctx}");
+    assert_eq!((&ctx["incident"]["closed"], &ctx["incident"]["status"]), (&json!(true), &json!("Closed")), "{ctx}");
+    w.ic(&["incident", "close", "--reason", "again"]).await.code(2).clean().complains("closed at");
+    w.ic(&["incident", "list"]).await.code(0).clean().says(&format!("{id}  L3 CRITICAL  CLOSED"));
+    assert_eq!(w.ic(&["--json", "incident", "list"]).await.code(0).json()[0]["closed"], true);
+
+    w.ic(&["incident", "report", "--out", report_path]).await.code(0).clean();
+    let report = std::fs::read_to_string(&report_file).expect("the report");
+    assert!(report.contains("| Closed | ") && report.contains(": burst reversed, audit clean |"), "{report}");
+    assert!(!report.contains("| Resolved | not yet |") && !report.contains("(still open)"), "{report}");
+    assert!(report.contains("from impact began |"), "{report}");
+}
+
+#[tokio::test]
+async fn impact_began_can_be_taken_from_the_first_execution_of_the_burst() {
+    let t = test_db().await;
+    let url = t.url.as_str();
+    let w = World::new();
+    let user = account(&t.pool, "100000").await;
+    let first = executed(&t.pool, user, "1000", None).await;
+    executed(&t.pool, user, "1000", None).await;
+    let first_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT executed_at FROM orders WHERE id = $1")
+        .bind(first)
+        .fetch_one(&t.pool)
+        .await
+        .expect("executed_at");
+    let id = w.open("EURUSD burst", 3).await;
+    let (from, to) = (
+        (first_at - chrono::Duration::minutes(1)).to_rfc3339(),
+        (first_at + chrono::Duration::minutes(1)).to_rfc3339(),
+    );
+
+    // A window the burst is not in: nothing set.
+    let before = w.kinds(&id).len();
+    let early = (first_at - chrono::Duration::minutes(5)).to_rfc3339();
+    let args =
+        ["incident", "time", "impact-began", "--from-orders", "--symbol", "EURUSD", "--from", &early, "--to", &from];
+    w.db(url, &args).await.code(2).complains("no execution of EURUSD in that window");
+    assert_eq!(w.kinds(&id).len(), before);
+
+    let args =
+        ["incident", "time", "impact-began", "--from-orders", "--symbol", "eurusd", "--from", &from, "--to", &to];
+    w.db(url, &args).await.code(0).says("impact began set to");
+    let entry = w.entries(&id).into_iter().rev().find(|e| e["kind"] == "time_set").expect("a time_set entry");
+    let at: chrono::DateTime<chrono::Utc> = entry["data"]["at"].as_str().and_then(|s| s.parse().ok()).expect("at");
+    assert_eq!(at, first_at, "the first execution's time: {entry}");
+    let source = entry["data"]["source"].as_str().expect("source");
+    assert!(source.starts_with("observed: first EURUSD execution between "), "{source}");
+    assert_eq!(entry["data"]["which"], "impact_began");
+}

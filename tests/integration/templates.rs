@@ -185,7 +185,8 @@ fn internal_alert_renders_the_incident() {
             "INCIDENT ALERT - Level 3 (CRITICAL)",
             "INC-20261126-0748",
             "Duplicate executions after deploy 4.2",
-            "Time: 2026-11-26 09:20 UTC (started 2026-11-26 07:48 UTC, 1h 32m ago)",
+            // Impact began not set: counted from the detection (the opening), and said so.
+            "Time: 2026-11-26 09:20 UTC (detected 2026-11-26 07:48 UTC, 1h 32m ago)",
             "Affected so far: 37 orders, 12 users",
             "Status: Recovering - phase Recovery since 2026-11-26 08:50 UTC",
             "Maintenance mode: ON since 2026-11-26 08:05 UTC (stop new orders during rollback) - new orders are refused",
@@ -199,11 +200,24 @@ fn internal_alert_renders_the_incident() {
         ],
     );
     assert!(!text.contains("[to fill"), "{text}");
+    assert!(!text.contains("Detected:"), "{text}");
+    // Impact began set: counted from it, the detection on a line of its own.
+    let mut c = filled();
+    c.times.impact_began = Some((at(7, 10), "commander".into()));
+    let text = render(&TemplateStore::shipped(), "internal_alert", &c);
+    assert_has(
+        &text,
+        &[
+            "Time: 2026-11-26 09:20 UTC (impact began 2026-11-26 07:10 UTC, 2h 10m ago)\nDetected: 2026-11-26 07:48 UTC\n",
+        ],
+    );
 }
 
 #[test]
 fn customer_notice_renders_and_mentions_maintenance() {
-    let r = TemplateStore::shipped().render_for_copy("customer_notice", &filled().to_value(), &[]);
+    let mut c = filled();
+    c.times.impact_began = Some((at(7, 10), "commander".into()));
+    let r = TemplateStore::shipped().render_for_copy("customer_notice", &c.to_value(), &[]);
     let text = match r {
         Ok(r) => r.text,
         Err(e) => panic!("{e}"),
@@ -212,6 +226,7 @@ fn customer_notice_renders_and_mentions_maintenance() {
         &text,
         &[
             "[URGENT] Service Notice - Order Execution Platform",
+            "Since 2026-11-26 07:10 UTC, we have been experiencing technical difficulties",
             "New order processing has been temporarily suspended since 2026-11-26 08:05 UTC",
             "- New order placement is temporarily unavailable",
             "Some orders placed this morning may have been executed twice.",
@@ -236,6 +251,8 @@ fn customer_notice_without_maintenance_and_at_level_1() {
         ],
     );
     assert!(!text.contains("suspended"), "{text}");
+    // Impact began not set: no start is claimed (the opening is not when customers were hit).
+    assert!(text.contains("We are currently experiencing") && !text.contains("Since "), "{text}");
     assert!(!text.contains("temporarily unavailable"), "{text}");
 }
 
@@ -274,13 +291,16 @@ fn resolution_notice_states_data_integrity() {
         &text,
         &[
             "[RESOLVED] Service Notice",
-            "began at 2026-11-26 07:48 UTC have been resolved as of 2026-11-26 09:40 UTC.",
+            "that we detected at 2026-11-26 07:48 UTC have been resolved as of 2026-11-26 09:40 UTC.",
             "The faulty release was withdrawn.",
             "Orders that were executed in error (3 in total) have been reversed",
             "Order placement is available again.",
             "Data integrity: a full audit of our account ledger, completed at 2026-11-26 09:12 UTC, found no inconsistencies",
         ],
     );
+    c.times.impact_began = Some((at(7, 10), "commander".into()));
+    let text = render(&TemplateStore::shipped(), "resolution_notice", &c);
+    assert_has(&text, &["that began at 2026-11-26 07:10 UTC have been resolved as of 2026-11-26 09:40 UTC."]);
 }
 
 #[test]
@@ -313,6 +333,10 @@ fn post_incident_report_covers_everything() {
             "# Post-incident report - INC-20261126-0748",
             "| Level | Level 3 (CRITICAL) |",
             "| Commander | Ada Lovelace |",
+            "| Impact began | not set |",
+            "| Detected | 2026-11-26 07:48 UTC (incident opened) |",
+            "| Duration | 1h 32m from detection (impact began not set) (still open) |",
+            "| Closed | not closed |",
             "A deploy executed orders twice.",
             "Retry without idempotency key.",
             // level history

@@ -730,3 +730,53 @@ fn rollback_refused_because_the_journal_cannot_be_written() {
         assert_has(&text, &["Not rolled back: the journal cannot be written", "Failed: not rolled back"]);
     }
 }
+
+#[test]
+fn close_dialog_then_the_closed_header() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.tick(at(14, 40, 0));
+        c.press('E');
+        c.typed("burst reversed, ledger audit clean");
+        let text = snap(&c, "incident_close_dialog");
+        assert_has(&text, &["Close the incident: why is it over?", "the update reminder stops"]);
+
+        c.enter();
+        assert!(c.case().state.closed.is_some(), "closed: {:?}", c.app.message);
+        // Hours later: no reminder, no overdue phase, CLOSED in the header.
+        c.tick(at(17, 0, 0));
+        let text = snap(&c, "incident_closed");
+        assert_has(&text, &["CLOSED 14:40 · Response"]);
+        assert_lacks(&text, &["next update", "UPDATE OVERDUE", "OVERDUE by"]);
+        if size.0 >= 120 {
+            assert_has(
+                &text,
+                &["CLOSED at 14:40: no update due", "Status: Closed", "Next update: none: the incident is closed"],
+            );
+            assert_lacks(&text, &["time box)"]);
+        }
+    }
+}
+
+#[test]
+fn times_dialog_lists_the_times_and_where_they_came_from() {
+    for size in SIZES {
+        let mut c = response(size);
+        c.press('T');
+        c.press('1');
+        c.typed("13:02");
+        c.enter();
+        c.press('T');
+        let text = snap(&c, "incident_times_dialog");
+        assert_has(
+            &text,
+            &[
+                "The incident's times (UTC)",
+                "1 impact began  2026-11-25 13:02 UTC (commander)",
+                "2 detected      2026-11-25 13:08 UTC (incident opened)",
+                "3 mitigated     not set",
+                "4 resolved      not set",
+            ],
+        );
+    }
+}

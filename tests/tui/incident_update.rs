@@ -26,6 +26,7 @@ use incident_console::core::contacts::Contact;
 use incident_console::core::contract::{BatchPreview, MaintenanceProbe, MaintenanceState};
 use incident_console::core::journal::event;
 use incident_console::core::metrics::Metrics;
+use incident_console::core::workflow::incident::times::TimeKind;
 use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
 use incident_console::core::workflow::{Level, Phase};
 
@@ -1304,7 +1305,7 @@ fn without_an_incident_nothing_is_asked_of_the_journal() {
     let mut all: Vec<Effects> = Vec::new();
     c.connect_with_orders(5);
     // incident keys: refused with a message
-    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W'] {
+    for k in ['i', 'd', 's', 'a', 'P', 'L', 'C', 'n', 'e', 'f', 'w', 'y', 'W', 'E', 'T'] {
         let e = c.press(k);
         assert!(c.message().0.contains("No incident journal"), "{k}: {:?}", c.app.message);
         all.push(e);
@@ -1413,7 +1414,7 @@ fn a_copied_message_is_filled_as_of_the_copy() {
     c.tick(at(13, 40, 0));
     let e = c.press('y');
     let [JournalRequest::Copy { text, .. }] = e.journal.as_slice() else { panic!("a copy: {:?}", e.journal) };
-    assert!(text.contains("Time: 2026-11-25 13:40 UTC (started 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
+    assert!(text.contains("Time: 2026-11-25 13:40 UTC (detected 2026-11-25 13:08 UTC, 32m ago)"), "{text}");
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1627,4 +1628,95 @@ fn v_shows_the_whole_order_and_y_copies_its_full_id() {
     assert_eq!(c.entries(), before, "nothing journaled");
     c.esc();
     assert!(c.app.details.is_none());
+}
+
+// ----------------------------------------------------------------------------------------
+// Closing the incident (issue 10, item 15)
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn shift_e_closes_the_incident_with_a_reason_and_the_update_reminder_stops() {
+    let mut c = incident();
+    let now = at(13, 10, 0);
+    assert!(c.case().state.next_update_due(now).is_some());
+    assert!(c.screen().contains("next update 13:38"), "{}", c.screen());
+
+    let e = c.press('E');
+    assert!(e.journal.is_empty());
+    assert_eq!(c.text_dialog().0, Purpose::Close);
+    // No reason: a hint, nothing recorded; esc abandons.
+    let e = c.enter();
+    assert!(e.journal.is_empty() && c.text_dialog().2.is_some());
+    let e = c.esc();
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.case().state.closed.is_none());
+
+    c.press('E');
+    c.typed("burst reversed, audit clean");
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::Close { reason: "burst reversed, audit clean".into(), now })]);
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "incident_closed");
+    let state = &c.case().state;
+    assert_eq!(state.closed.as_ref().map(|cl| cl.reason.as_str()), Some("burst reversed, audit clean"));
+    assert_eq!(state.times.resolved.as_ref().map(|m| m.at), Some(now), "resolved recorded by the close");
+    // The reminder is gone, even hours later; the header says CLOSED.
+    c.tick(at(16, 0, 0));
+    assert_eq!(c.case().state.next_update_due(at(16, 0, 0)), None);
+    let screen = c.screen();
+    assert!(screen.contains("CLOSED 13:10"), "{screen}");
+    assert!(!screen.contains("next update") && !screen.contains("UPDATE OVERDUE"), "{screen}");
+    assert!(!screen.contains("OVERDUE"), "the phase's clock stopped too: {screen}");
+
+    // Closing twice: said, no dialog, nothing recorded.
+    let e = c.press('E');
+    assert!(e.journal.is_empty() && c.dialog().is_none());
+    assert!(c.message().0.contains("closed at 13:10"), "{:?}", c.message());
+    // The rollback screen still answers (rollbacks are not blocked by the close).
+    c.press('i');
+    assert_eq!(c.app.screen, Screen::Rollback);
+}
+
+#[test]
+fn shift_t_sets_a_time_typed_by_the_commander_and_a_bad_one_is_refused_in_the_dialog() {
+    let mut c = incident();
+    let now = at(13, 10, 0);
+    let e = c.press('T');
+    assert!(e.journal.is_empty());
+    assert!(matches!(c.dialog(), Some(Dialog::PickTime(_))), "{:?}", c.dialog());
+    // 1: impact began; the burst started at 13:02, before the console opened the incident.
+    c.press('1');
+    assert_eq!(c.text_dialog().0, Purpose::Time(TimeKind::ImpactBegan));
+    c.typed("13:02");
+    let e = c.enter();
+    let began = at(13, 2, 0);
+    assert_eq!(
+        e.journal,
+        vec![step(Step::SetTime { which: TimeKind::ImpactBegan, at: began, source: "commander".into(), now })]
+    );
+    c.append(e.journal);
+    assert_eq!(c.last_kind(), "time_set");
+    assert_eq!(c.case().state.times.impact_began.as_ref().map(|m| m.at), Some(began));
+
+    // Detected before impact began: the workflow refuses, the dialog stays and says why.
+    c.press('T');
+    c.press('j');
+    c.enter();
+    assert_eq!(c.text_dialog().0, Purpose::Time(TimeKind::Detected));
+    c.typed("2026-11-25 12:59");
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    let hint = c.text_dialog().2.unwrap_or_default();
+    assert!(hint.contains("before impact began"), "{hint}");
+    // Not a time: said too, nothing recorded.
+    c.esc();
+    c.press('T');
+    c.press('3');
+    c.typed("soon");
+    let e = c.enter();
+    assert!(e.journal.is_empty());
+    assert!(c.text_dialog().2.unwrap_or_default().contains("not a time"), "{:?}", c.text_dialog());
+    c.esc();
+    assert_eq!(c.case().state.times.detected, None);
+    assert_eq!(c.case().state.times.mitigated, None);
 }

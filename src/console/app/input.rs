@@ -9,6 +9,7 @@ use crate::console::dialogs::classify::Classify;
 use crate::console::dialogs::level::LevelPicker;
 use crate::console::dialogs::phase::ConfirmPhase;
 use crate::console::dialogs::text::{Purpose, TextDialog};
+use crate::console::dialogs::times::TimePicker;
 use crate::console::dialogs::{self, Dialog};
 use crate::console::incident::JournalRequest;
 use crate::console::keys::EventKeys;
@@ -24,7 +25,7 @@ use crate::core::keys::KeyAction;
 const LEAVE_WAIT_MS: i64 = 3000;
 
 /// Keys that need an incident journal.
-const NEED_A_JOURNAL: [KeyAction; 13] = [
+const NEED_A_JOURNAL: [KeyAction; 15] = [
     KeyAction::Screen,
     KeyAction::Tick,
     KeyAction::Skip,
@@ -38,6 +39,8 @@ const NEED_A_JOURNAL: [KeyAction; 13] = [
     KeyAction::Waive,
     KeyAction::Copy,
     KeyAction::Report,
+    KeyAction::Close,
+    KeyAction::Times,
 ];
 
 /// Keys of the incident screen's panes (the others work from either screen).
@@ -177,6 +180,22 @@ impl App {
                     Effects::redraw()
                 }
                 Err(why) => self.say(why, false),
+            },
+            KeyAction::Times => self.open_dialog(Ok(TimePicker::open())),
+            KeyAction::Close => match &self.case.as_ref()?.state.closed {
+                Some(c) => {
+                    let text = format!("The incident was closed at {} UTC.", c.at.format("%H:%M"));
+                    self.say(text, true)
+                }
+                None => self.open_dialog(Ok(TextDialog::open_with_context(
+                    Purpose::Close,
+                    "",
+                    "why it is over",
+                    vec![
+                        "Records resolved now (unless set); the update reminder stops.".into(),
+                        "Rollbacks stay possible after it.".into(),
+                    ],
+                ))),
             },
             _ => return None,
         })

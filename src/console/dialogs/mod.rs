@@ -16,6 +16,7 @@ pub mod phase;
 pub(crate) mod quit;
 pub mod role;
 pub mod text;
+pub mod times;
 
 use crossterm::event::KeyEvent;
 use ratatui::Frame;
@@ -32,6 +33,7 @@ use level::LevelPicker;
 use phase::ConfirmPhase;
 use role::RolePicker;
 use text::TextDialog;
+use times::TimePicker;
 
 /// A dialog over the screen; it takes every key until it closes.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub enum Dialog {
     ConfirmPhase(ConfirmPhase),
     /// The message editor.
     Editor(Editor),
+    /// Which of the incident's times to set.
+    PickTime(TimePicker),
 }
 
 /// What a key did to a dialog.
@@ -85,6 +89,7 @@ pub(crate) fn key(app: &mut App, key: KeyEvent) -> Effects {
         Dialog::Classify(d) => d.key(app, key),
         Dialog::ConfirmPhase(d) => d.key(app, key),
         Dialog::Editor(d) => d.key(app, key),
+        Dialog::PickTime(d) => d.key(app, key),
     };
     if let Some(case) = app.case.as_mut() {
         case.dialog = turn.dialog;
@@ -113,6 +118,7 @@ pub(crate) fn hint(dialog: &Dialog, k: Keys) -> String {
         Dialog::Classify(_) => Classify::hint(k),
         Dialog::ConfirmPhase(_) => ConfirmPhase::hint(k),
         Dialog::Editor(_) => Editor::hint(k),
+        Dialog::PickTime(_) => TimePicker::hint(k),
     }
 }
 
@@ -127,6 +133,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         Some(Dialog::Classify(d)) => d.render(case, k, frame, area),
         Some(Dialog::ConfirmPhase(d)) => d.render(case, k, frame, area),
         Some(Dialog::Editor(d)) => d.render(case, k, frame, area),
+        Some(Dialog::PickTime(d)) => d.render(case, k, frame, area),
         None => {}
     }
 }

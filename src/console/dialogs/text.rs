@@ -2,6 +2,7 @@
 //! role, a message field, or the timeline filter. Enter records it (the workflow may refuse,
 //! and the dialog then says why and keeps the text); esc abandons it.
 
+use chrono::{DateTime, Utc};
 use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -19,6 +20,7 @@ use crate::console::widgets::{centered, text_input};
 use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::core::workflow::Level;
+use crate::core::workflow::incident::times::{TimeKind, parse_at};
 use crate::core::workflow::incident::{Role, Step};
 
 /// What a text dialog is asking for.
@@ -38,6 +40,10 @@ pub enum Purpose {
     Maintenance(bool),
     /// The timeline filter.
     TimelineFilter,
+    /// Why the incident is closed.
+    Close,
+    /// One of the incident's times.
+    Time(TimeKind),
 }
 
 impl Purpose {
@@ -52,6 +58,8 @@ impl Purpose {
             Purpose::Maintenance(true) => "Maintenance mode ON: why?".into(),
             Purpose::Maintenance(false) => "Maintenance mode OFF: why?".into(),
             Purpose::TimelineFilter => "Filter the timeline (kind, operator or text)".into(),
+            Purpose::Close => "Close the incident: why is it over?".into(),
+            Purpose::Time(which) => format!("When: {}?", which.label()),
         }
     }
 
@@ -117,7 +125,7 @@ impl TextDialog {
             },
             purpose => {
                 let Some(case) = app.case.as_ref() else { return Turn::close(Effects::none()) };
-                match step_of(&purpose, &text, Keys(&app.keymap)) {
+                match step_of(&purpose, &text, Keys(&app.keymap), app.now) {
                     // Refused by the workflow (too long, hidden characters, …): the dialog
                     // stays open with the text, and says why.
                     Ok(Some(step)) if let Err(why) = case.state.decide(step.clone(), &case.checklist) => {
@@ -188,7 +196,7 @@ impl TextDialog {
 }
 
 /// The step a finished text dialog asks for (none for the timeline filter).
-fn step_of(purpose: &Purpose, text: &str, k: Keys) -> Result<Option<Step>, String> {
+fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result<Option<Step>, String> {
     let text = text.trim().to_string();
     if purpose.required() && text.is_empty() {
         return Err(format!("Type something first ({} to abandon).", k.of(KeyAction::Dismiss)));
@@ -199,6 +207,11 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys) -> Result<Option<Step>, Strin
         Purpose::LevelReason(to) => Some(Step::SetLevel { to: *to, reason: text }),
         Purpose::Person(role) => Some(Step::AssignRole { role: *role, person: text }),
         Purpose::Field(name) => Some(Step::SetField { name: name.clone(), value: text }),
+        Purpose::Close => Some(Step::Close { reason: text, now }),
+        Purpose::Time(which) => {
+            let at = parse_at(&text, now).map_err(|e| e.to_string())?;
+            Some(Step::SetTime { which: *which, at, source: "commander".into(), now })
+        }
         Purpose::Maintenance(_) | Purpose::TimelineFilter => None,
     })
 }

@@ -142,6 +142,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let now = app.now;
     let in_phase = now - i.phase_started();
     let time_box = match i.phase.time_box() {
+        // Closed: no time box counts and no update is due.
+        _ if let Some(c) = &i.closed => Span::styled(
+            format!(" CLOSED at {}: no update due ", c.at.format("%H:%M")),
+            Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+        ),
         Some(b) if in_phase > b => Span::styled(
             format!(" OVERDUE by {} ({} box) ", short(in_phase - b), short(b)),
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
@@ -152,10 +157,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
         None => Span::raw(format!(" {} in this phase ", short(in_phase))),
     };
-    let mut cadence = vec![time_box, Span::raw("│")];
+    let mut cadence = vec![time_box];
     match case.next_update_due(now) {
-        Some(d) => cadence.push(due_span("update", d, now)),
-        None => cadence.push(Span::raw(" updates on change ")),
+        _ if i.closed.is_some() => {}
+        Some(d) => cadence.extend([Span::raw("│"), due_span("update", d, now)]),
+        None => cadence.extend([Span::raw("│"), Span::raw(" updates on change ")]),
     }
     if i.last_message("customer").is_none()
         && let Some(d) = case.customer_notice_due(now)

@@ -39,6 +39,10 @@ pub struct MessageContext {
     pub started_at: DateTime<Utc>,
     /// When the incident was declared resolved, if it was.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Impact began, detected, mitigated, resolved, as the commander set them.
+    pub times: IncidentTimes,
+    /// When the incident was closed and why, if it was: no update is due after it.
+    pub closed: Option<(DateTime<Utc>, String)>,
     /// The time the message is filled at.
     pub now: DateTime<Utc>,
     /// Time spent in each phase so far, in order.
@@ -77,6 +81,35 @@ pub struct MessageContext {
     pub fields: BTreeMap<String, String>,
     /// Fields a person explicitly chose not to fill.
     pub waived: BTreeSet<String>,
+}
+
+/// The incident's times as messages say them. Impact began is never guessed: unset, it
+/// is absent, and the duration counts from the detection instead (and says so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentTimes {
+    /// When customers were first affected, with where the time came from.
+    pub impact_began: Option<(DateTime<Utc>, String)>,
+    /// When it was detected (the incident's opening unless set).
+    pub detected: DateTime<Utc>,
+    /// Where the detection time came from ("incident opened" unless set).
+    pub detected_source: String,
+    /// When the harm stopped spreading, if set.
+    pub mitigated: Option<DateTime<Utc>>,
+    /// When service was restored, if set.
+    pub resolved: Option<DateTime<Utc>>,
+}
+
+impl IncidentTimes {
+    /// Only the detection known: the incident's opening.
+    pub fn detected_at_opening(opened: DateTime<Utc>) -> Self {
+        IncidentTimes {
+            impact_began: None,
+            detected: opened,
+            detected_source: "incident opened".into(),
+            mitigated: None,
+            resolved: None,
+        }
+    }
 }
 
 /// Time spent in one phase.
@@ -273,6 +306,8 @@ impl MessageContext {
             phase_since: started_at,
             started_at,
             resolved_at: None,
+            times: IncidentTimes::detected_at_opening(started_at),
+            closed: None,
             now,
             phases: vec![PhaseSpan { phase: Phase::Assessment, started_at, ended_at: None }],
             orders_affected: 0,
@@ -354,7 +389,13 @@ impl MessageContext {
         incident.insert("resolved".into(), json!(self.resolved_at.is_some()));
         incident.insert("status".into(), json!(self.status()));
         put_time(&mut incident, "resolved_at", self.resolved_at);
+        incident.insert("closed".into(), json!(self.closed.is_some()));
+        if let Some((at, reason)) = &self.closed {
+            incident.insert("closed_at".into(), json!(time(*at)));
+            incident.insert("close_reason".into(), json!(reason));
+        }
         root.insert("incident".into(), Value::Object(incident));
+        root.insert("times".into(), self.times_value());
 
         root.insert(
             "level".into(),
@@ -369,7 +410,8 @@ impl MessageContext {
         phase.insert("label".into(), json!(self.phase.label()));
         phase.insert("since".into(), json!(time(self.phase_since)));
         phase.insert("elapsed".into(), json!(duration(now - self.phase_since)));
-        let over = self.phase.time_box().is_some_and(|b| now - self.phase_since > b);
+        // A closed incident's phase is over its time box no longer: its clock stopped.
+        let over = self.closed.is_none() && self.phase.time_box().is_some_and(|b| now - self.phase_since > b);
         phase.insert("overdue".into(), json!(over));
         if let Some(b) = self.phase.time_box() {
             phase.insert("time_box".into(), json!(duration(b)));
@@ -454,9 +496,37 @@ impl MessageContext {
         root.insert("open_items".into(), Value::Array(open));
     }
 
-    /// "Investigating", "Containing", "Recovering", "Resolved": the status line of the
-    /// source's internal alert, derived from the phase so it cannot drift from it.
+    /// `times`: impact began, detected, mitigated, resolved (each absent when not known,
+    /// but detected) and the duration: from impact began, else from the detection, to the
+    /// resolution, else now; `duration_from` says which start it counts from.
+    fn times_value(&self) -> Value {
+        let t = &self.times;
+        let mut o = Map::new();
+        if let Some((at, source)) = &t.impact_began {
+            o.insert("impact_began".into(), json!(time(*at)));
+            o.insert("impact_began_source".into(), json!(source));
+        }
+        o.insert("detected".into(), json!(time(t.detected)));
+        o.insert("detected_source".into(), json!(t.detected_source));
+        put_time(&mut o, "mitigated", t.mitigated);
+        put_time(&mut o, "resolved", t.resolved);
+        let (from, start) = match &t.impact_began {
+            Some((at, _)) => ("impact began", *at),
+            None => ("detection (impact began not set)", t.detected),
+        };
+        let end = t.resolved.or(self.resolved_at).unwrap_or(self.now);
+        o.insert("duration".into(), json!(duration(end - start)));
+        o.insert("duration_from".into(), json!(from));
+        o.insert("duration_ended".into(), json!(t.resolved.or(self.resolved_at).is_some()));
+        Value::Object(o)
+    }
+
+    /// "Investigating", "Containing", "Recovering", "Resolved", "Closed": the status line
+    /// of the source's internal alert, derived from the phase so it cannot drift from it.
     fn status(&self) -> &'static str {
+        if self.closed.is_some() {
+            return "Closed";
+        }
         if self.resolved_at.is_some() {
             return "Resolved";
         }

@@ -28,6 +28,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::workflow::incident::Role;
+use crate::core::workflow::incident::times::TimeKind;
 use crate::core::workflow::{Level, Phase};
 
 /// What happened: one variant per journal `kind`. Adding a kind means a variant here, its
@@ -78,6 +79,11 @@ pub enum Event {
     MessageCopied(MessageCopied),
     /// `report_written`: the post-incident report was written.
     ReportWritten(ReportWritten),
+    /// `time_set`: one of the incident's times (impact began, detected, mitigated,
+    /// resolved) set or corrected.
+    TimeSet(TimeSet),
+    /// `incident_closed`: the incident is over; its update timers stop.
+    IncidentClosed(IncidentClosed),
     /// A kind this version does not know, or data it does not read exactly: kept as read.
     Unknown(Unknown),
 }
@@ -353,6 +359,24 @@ pub struct ReportWritten {
     pub hash: String,
 }
 
+/// `time_set`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeSet {
+    /// impact_began, detected, mitigated or resolved.
+    pub which: TimeKind,
+    /// The time (RFC 3339, UTC).
+    pub at: DateTime<Utc>,
+    /// "commander" when a person typed it, "observed: <what>" when taken from the database.
+    pub source: String,
+}
+
+/// `incident_closed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentClosed {
+    /// Why it is over.
+    pub reason: String,
+}
+
 /// An entry this version does not read: its kind and data exactly as on disk. Only
 /// [`Event::from_parts`] makes one, so that it never holds what a typed variant would.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,6 +420,8 @@ impl Event {
             Event::Audit(_) => "audit",
             Event::MessageCopied(_) => "message_copied",
             Event::ReportWritten(_) => "report_written",
+            Event::TimeSet(_) => "time_set",
+            Event::IncidentClosed(_) => "incident_closed",
             Event::Unknown(u) => &u.kind,
         }
     }
@@ -424,6 +450,8 @@ impl Event {
             Event::Audit(d) => serde_json::to_value(d),
             Event::MessageCopied(d) => serde_json::to_value(d),
             Event::ReportWritten(d) => serde_json::to_value(d),
+            Event::TimeSet(d) => serde_json::to_value(d),
+            Event::IncidentClosed(d) => serde_json::to_value(d),
             Event::Unknown(u) => return u.data.clone(),
         };
         // Plain structs of strings, numbers and lists always serialize; were one ever not
@@ -454,6 +482,8 @@ impl Event {
             "audit" => exact(&data, Event::Audit),
             "message_copied" => exact(&data, Event::MessageCopied),
             "report_written" => exact(&data, Event::ReportWritten),
+            "time_set" => exact(&data, Event::TimeSet),
+            "incident_closed" => exact(&data, Event::IncidentClosed),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))
@@ -535,6 +565,8 @@ event_data!(
     Audit,
     MessageCopied,
     ReportWritten,
+    TimeSet,
+    IncidentClosed,
     Unknown,
 );
 

@@ -95,6 +95,10 @@ pub enum KeyAction {
     /// Show the whole of what is under the cursor (an order, a check, an error), with a
     /// key that copies it or its full id.
     Detail,
+    /// Close the incident, with a reason: resolved recorded, the update reminder stops.
+    Close,
+    /// Set one of the incident's times (impact began, detected, mitigated, resolved).
+    Times,
     /// In a dialog or an input: accept (record, pick, apply, continue, roll back).
     Accept,
     /// In a dialog or an input: close it; what was typed is abandoned (the message editor
@@ -123,7 +127,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 36] = [
+    pub const ALL: [KeyAction; 38] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -160,6 +164,8 @@ impl KeyAction {
         KeyAction::Report,
         KeyAction::Detail,
         KeyAction::BlastRadius,
+        KeyAction::Times,
+        KeyAction::Close,
     ];
 
     /// The dialog and input actions (bound in a table of their own).
@@ -217,6 +223,8 @@ impl KeyAction {
             KeyAction::Report => "write the report",
             KeyAction::Detail => "details; y copies the id",
             KeyAction::BlastRadius => "blast radius (bursts)",
+            KeyAction::Close => "end: close the incident",
+            KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
             KeyAction::Dismiss => "dialog: close / abandon",
             KeyAction::Yes => "dialog: yes",
@@ -240,7 +248,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 43] = [
+const DEFAULTS: [(KeyAction, &[&str]); 45] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -277,6 +285,8 @@ const DEFAULTS: [(KeyAction, &[&str]); 43] = [
     (KeyAction::Report, &["W"]),
     (KeyAction::Detail, &["v"]),
     (KeyAction::BlastRadius, &["B"]),
+    (KeyAction::Close, &["E"]),
+    (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
     (KeyAction::Dismiss, &["esc"]),
     (KeyAction::Yes, &["y", "Y"]),

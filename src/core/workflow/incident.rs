@@ -14,10 +14,12 @@ use crate::core::journal::event::{self, Event, EventData};
 
 mod observation;
 mod refusal;
+pub mod times;
 
 pub use observation::Observation;
 pub use refusal::{NotAnIncident, REASON_MAX_CHARS, Refusal, reason_ok};
 use refusal::{field_name, text_ok};
+use times::{Closure, TimeKind, TimeMark, Times};
 
 /// A role of the response team, as the source document lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -153,6 +155,12 @@ pub enum Step {
     Waive { name: String },
     /// Record what the console observed.
     Observe(Observation),
+    /// Set (or correct) one of the incident's times. `source` is "commander" or
+    /// "observed: <what>"; `now` is the clock the time is checked against.
+    SetTime { which: TimeKind, at: DateTime<Utc>, source: String, now: DateTime<Utc> },
+    /// Close the incident at `now`, with the reason: records `resolved` (when not set) and
+    /// `incident_closed`; the update timers stop.
+    Close { reason: String, now: DateTime<Utc> },
 }
 
 /// The incident, as its journal says.
@@ -177,6 +185,11 @@ pub struct Incident {
     pub waived: BTreeSet<String>,
     /// Checks, rollbacks, audits, messages, notes, reports: in order.
     pub records: Vec<Record>,
+    /// Impact began, detected, mitigated, resolved: as set (detected defaults to the
+    /// opening, see [`Incident::detected_at`]; impact began is never guessed).
+    pub times: Times,
+    /// Closed, when it was.
+    pub closed: Option<Closure>,
     /// Entries folded in.
     pub entries: u64,
 }
@@ -236,6 +249,8 @@ impl Incident {
             fields: BTreeMap::new(),
             waived: BTreeSet::new(),
             records: Vec::new(),
+            times: Times::default(),
+            closed: None,
             entries: 1,
         };
         for (event, at, by) in it {
@@ -293,6 +308,16 @@ impl Incident {
             Event::MaintenanceSeen(d) => {
                 self.maintenance_switched(d.on, false, &d.reason, at);
                 self.record(event, at, by);
+            }
+            Event::TimeSet(d) => {
+                let mark = TimeMark { at: d.at, source: d.source.clone(), by: by.into(), recorded_at: at };
+                self.times.set(d.which, mark);
+            }
+            Event::IncidentClosed(d) => {
+                // The first close stands; a second one (two consoles at once) changes nothing.
+                if self.closed.is_none() {
+                    self.closed = Some(Closure { at, by: by.into(), reason: d.reason.clone() });
+                }
             }
             Event::IncidentOpened(_)
             | Event::Note(_)
@@ -387,6 +412,28 @@ impl Incident {
                 Ok(vec![Event::FieldSet(event::FieldSet { name, value: text_ok(&value, "a value", 4000)? })])
             }
             Step::Waive { name } => Ok(vec![Event::FieldWaived(event::FieldWaived { name: field_name(&name)? })]),
+            Step::SetTime { which, at, source, now } => {
+                let source = text_ok(&source, "the time's source", 200)?;
+                self.times.check(which, at, now)?;
+                Ok(vec![Event::TimeSet(event::TimeSet { which, at, source })])
+            }
+            Step::Close { reason, now } => {
+                if let Some(c) = &self.closed {
+                    return Err(Refusal::AlreadyClosed(c.at));
+                }
+                let reason = reason_ok(&reason, "a reason to close the incident")?;
+                let mut out = Vec::new();
+                if self.times.resolved.is_none() {
+                    self.times.check(TimeKind::Resolved, now, now)?;
+                    out.push(Event::TimeSet(event::TimeSet {
+                        which: TimeKind::Resolved,
+                        at: now,
+                        source: "commander (closed the incident)".into(),
+                    }));
+                }
+                out.push(Event::IncidentClosed(event::IncidentClosed { reason }));
+                Ok(out)
+            }
             Step::Observe(o) => {
                 let mut out = vec![o.record()];
                 // Level 1 is answered automatically: what the console saw itself ticks
@@ -539,6 +586,27 @@ impl Incident {
     /// When the last message to this audience was copied out.
     pub fn last_message(&self, audience: &str) -> Option<DateTime<Utc>> {
         self.records_of::<event::MessageCopied>().filter(|(_, m)| m.audience == audience).map(|(r, _)| r.at).max()
+    }
+
+    /// When the incident was detected: the time set, else when it was opened.
+    pub fn detected_at(&self) -> DateTime<Utc> {
+        self.times.detected.as_ref().map_or(self.opened_at, |m| m.at)
+    }
+
+    /// When the next internal update is due: none once the incident is closed.
+    pub fn next_update_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.closed.is_some() {
+            return None;
+        }
+        crate::core::comms::cadence::next_update_due(self.level, self.last_message("internal"), self.opened_at, now)
+    }
+
+    /// When the next customer notice is due: none once the incident is closed.
+    pub fn customer_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.closed.is_some() {
+            return None;
+        }
+        crate::core::comms::cadence::customer_notice_due(self.level, self.last_message("customer"), self.opened_at, now)
     }
 
     /// What the header shows.

@@ -172,6 +172,27 @@ pub async fn orders_in_window<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
+/// The first execution of `symbol` in `[from, to)` outside drill accounts (rolled back
+/// since or not): when and which order. What "impact began, taken from the burst" reads.
+pub async fn first_execution<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    symbol: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<(DateTime<Utc>, Uuid)>> {
+    Ok(sqlx::query_as(
+        "SELECT o.executed_at, o.id FROM orders o \
+         JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill \
+         WHERE o.symbol = $1 AND o.executed_at >= $2 AND o.executed_at < $3 \
+         ORDER BY o.executed_at, o.id LIMIT 1",
+    )
+    .bind(symbol.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_optional(e)
+    .await?)
+}
+
 /// The trading date of the newest order outside drill accounts (a filter's times of day
 /// refer to it).
 pub async fn newest_trading_date<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<Option<NaiveDate>> {

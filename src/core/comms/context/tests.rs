@@ -86,3 +86,30 @@ fn totals_count_what_incomplete_rollbacks_moved_and_not_what_intents_meant() {
     assert_eq!(v["rollbacks"]["refunded_total"], "1010.75");
     assert_eq!(v["rollbacks"]["unrecorded"], 1);
 }
+
+#[test]
+fn times_count_the_duration_from_impact_began_else_from_the_detection_and_say_which() {
+    // Opened at 00:25, the burst began at 13:02 the day before.
+    let opened = Utc.with_ymd_and_hms(2026, 11, 26, 0, 25, 0).single().unwrap_or_default();
+    let mut ctx = MessageContext::new("INC-1", "t", Level::Critical, opened, opened + Duration::minutes(4));
+    let v = ctx.to_value();
+    assert!(v["times"].get("impact_began").is_none(), "never guessed");
+    assert_eq!(v["times"]["detected"], "2026-11-26 00:25 UTC");
+    assert_eq!(v["times"]["detected_source"], "incident opened");
+    assert_eq!(v["times"]["duration"], "4m");
+    assert_eq!(v["times"]["duration_from"], "detection (impact began not set)");
+    assert_eq!(v["incident"]["closed"], false);
+
+    let began = Utc.with_ymd_and_hms(2026, 11, 25, 13, 2, 0).single().unwrap_or_default();
+    ctx.times.impact_began = Some((began, "commander".into()));
+    ctx.times.resolved = Some(opened + Duration::minutes(2));
+    ctx.closed = Some((opened + Duration::minutes(3), "all clear".into()));
+    let v = ctx.to_value();
+    assert_eq!(v["times"]["impact_began"], "2026-11-25 13:02 UTC");
+    assert_eq!(v["times"]["duration_from"], "impact began");
+    // 13:02 to 00:27 the next day: it stops at the resolution, not at now.
+    assert_eq!(v["times"]["duration"], "11h 25m");
+    assert_eq!(v["times"]["duration_ended"], true);
+    assert_eq!((v["incident"]["closed"].clone(), v["incident"]["status"].clone()), (json!(true), json!("Closed")));
+    assert_eq!(v["incident"]["close_reason"], "all clear");
+}

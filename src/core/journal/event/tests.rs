@@ -156,6 +156,15 @@ fn samples() -> Vec<(Event, &'static str)> {
             Event::ReportWritten(ReportWritten { path: "/r.md".into(), hash: "ab".into() }),
             r#"{"hash":"ab","path":"/r.md"}"#,
         ),
+        (
+            Event::TimeSet(TimeSet {
+                which: crate::core::workflow::incident::times::TimeKind::ImpactBegan,
+                at: since,
+                source: "commander".into(),
+            }),
+            r#"{"at":"2026-11-26T03:15:00Z","source":"commander","which":"impact_began"}"#,
+        ),
+        (Event::IncidentClosed(IncidentClosed { reason: "all clear".into() }), r#"{"reason":"all clear"}"#),
     ]
 }
 
@@ -199,7 +208,9 @@ fn every_kind_is_named_as_the_journal_names_it() {
             "maintenance",
             "audit",
             "message_copied",
-            "report_written"
+            "report_written",
+            "time_set",
+            "incident_closed"
         ]
     );
 }
@@ -225,6 +236,9 @@ fn data_not_written_exactly_stays_unknown_and_unchanged() {
         // `system` is only ever written when true.
         ("note", json!({ "text": "x", "system": false })),
         ("item_ticked", json!({ "item": "detect" })),
+        // A time not as this version writes it (an offset), or a time this version has no name for.
+        ("time_set", json!({ "at": "2026-11-26T03:15:00+00:00", "source": "commander", "which": "detected" })),
+        ("time_set", json!({ "at": "2026-11-26T03:15:00Z", "source": "commander", "which": "noticed" })),
         // Values in another form than this version writes.
         (
             "precheck",

@@ -67,6 +67,12 @@ pub enum Refusal {
     /// The item was skipped.
     #[error("\"{0}\" was skipped")]
     Skipped(String),
+    /// A time that is in the future or out of order with the others.
+    #[error(transparent)]
+    Time(#[from] super::times::TimeRefusal),
+    /// The incident was closed already.
+    #[error("the incident was closed at {}", .0.format("%Y-%m-%d %H:%M:%S UTC"))]
+    AlreadyClosed(chrono::DateTime<chrono::Utc>),
     /// A field name that is not a-z, 0-9 and _ (shown sanitized).
     #[error("a field name is a-z, 0-9 and _: \"{0}\"")]
     BadFieldName(String),

@@ -1,5 +1,6 @@
 //! The incident state machine's tests: every transition and timer with a fixed clock.
 
+use super::times::TimeKind;
 use super::*;
 use chrono::TimeZone;
 use serde_json::json;
@@ -179,4 +180,91 @@ fn maintenance_periods_fields_and_messages() {
     assert!(i.waived.contains("estimated_resolution"));
     assert_eq!(i.last_message("customer"), Some(t(5)));
     assert_eq!(i.last_message("internal"), None);
+}
+
+fn set_time(which: TimeKind, at: DateTime<Utc>, now: DateTime<Utc>) -> Step {
+    Step::SetTime { which, at, source: "commander".into(), now }
+}
+
+#[test]
+fn times_are_folded_and_detected_defaults_to_the_opening_while_impact_is_never_guessed() {
+    let mut b = Book::open(Level::Critical);
+    let i = b.incident();
+    assert_eq!(i.detected_at(), t(0));
+    assert_eq!(i.times, times::Times::default());
+    assert!(i.times.impact_began.is_none());
+    let kinds = b.step(set_time(TimeKind::ImpactBegan, t(-40), t(5)), t(5));
+    assert_eq!(kinds, Ok(vec!["time_set".to_string()]));
+    b.step(set_time(TimeKind::Detected, t(-10), t(6)), t(6)).unwrap_or_default();
+    let i = b.incident();
+    let began = i.times.impact_began.clone().unwrap_or_else(|| panic!("impact began not folded"));
+    assert_eq!(
+        (began.at, began.source.as_str(), began.by.as_str(), began.recorded_at),
+        (t(-40), "commander", "alice", t(5))
+    );
+    assert_eq!(i.detected_at(), t(-10));
+    // A correction is a new entry, and the latest wins.
+    b.step(set_time(TimeKind::ImpactBegan, t(-45), t(7)), t(7)).unwrap_or_default();
+    assert_eq!(b.incident().times.impact_began.map(|m| m.at), Some(t(-45)));
+}
+
+#[test]
+fn a_time_in_the_future_or_out_of_order_is_refused_and_nothing_is_appended() {
+    let mut b = Book::open(Level::Critical);
+    b.step(set_time(TimeKind::Detected, t(0), t(1)), t(1)).unwrap_or_default();
+    let before = b.entries.len();
+    // Beyond the clock skew: refused, saying the date is wanted.
+    let why = b.step(set_time(TimeKind::Mitigated, t(10), t(5)), t(5)).err().unwrap_or_default();
+    assert!(why.contains("in the future") && why.contains("YYYY-MM-DD HH:MM"), "{why}");
+    // Within the skew: fine.
+    assert!(b.incident().decide(set_time(TimeKind::Mitigated, t(6), t(5)), &b.checklist).is_ok());
+    // Impact cannot begin after its detection, nor resolution come before mitigation.
+    let why = b.step(set_time(TimeKind::ImpactBegan, t(1), t(5)), t(5)).err().unwrap_or_default();
+    assert!(why.contains("impact began") && why.contains("after detected"), "{why}");
+    b.step(set_time(TimeKind::Mitigated, t(4), t(5)), t(5)).unwrap_or_default();
+    let why = b.step(set_time(TimeKind::Resolved, t(3), t(5)), t(5)).err().unwrap_or_default();
+    assert!(why.contains("resolved") && why.contains("before mitigated"), "{why}");
+    let why = b.step(set_time(TimeKind::Detected, t(5), t(6)), t(6)).err().unwrap_or_default();
+    assert!(why.contains("after mitigated"), "{why}");
+    assert_eq!(b.entries.len(), before + 1, "only the good mitigated time was appended");
+    // A source must be said.
+    let empty = Step::SetTime { which: TimeKind::Resolved, at: t(5), source: " ".into(), now: t(6) };
+    assert!(b.step(empty, t(6)).is_err());
+}
+
+#[test]
+fn closing_records_resolved_once_stops_the_timers_and_cannot_happen_twice() {
+    let mut b = Book::open(Level::Critical);
+    assert!(b.incident().next_update_due(t(3)).is_some());
+    assert!(b.incident().customer_notice_due(t(3)).is_some());
+    assert!(b.step(Step::Close { reason: " ".into(), now: t(30) }, t(30)).is_err());
+    let kinds = b.step(Step::Close { reason: "burst reversed, audit clean".into(), now: t(30) }, t(30));
+    assert_eq!(kinds, Ok(vec!["time_set".to_string(), "incident_closed".to_string()]));
+    let i = b.incident();
+    assert_eq!(i.times.resolved.as_ref().map(|m| m.at), Some(t(30)));
+    let closed = i.closed.clone().unwrap_or_else(|| panic!("not closed"));
+    assert_eq!((closed.at, closed.reason.as_str()), (t(30), "burst reversed, audit clean"));
+    assert_eq!(i.next_update_due(t(90)), None);
+    assert_eq!(i.customer_notice_due(t(90)), None);
+    let why = b.step(Step::Close { reason: "again".into(), now: t(31) }, t(31)).err().unwrap_or_default();
+    assert!(why.contains("closed at"), "{why}");
+
+    // A resolved time set before is kept: closing adds only the close.
+    let mut b = Book::open(Level::Moderate);
+    b.step(set_time(TimeKind::Resolved, t(20), t(25)), t(25)).unwrap_or_default();
+    let kinds = b.step(Step::Close { reason: "done".into(), now: t(40) }, t(40));
+    assert_eq!(kinds, Ok(vec!["incident_closed".to_string()]));
+    assert_eq!(b.incident().times.resolved.map(|m| m.at), Some(t(20)));
+}
+
+#[test]
+fn a_journal_without_times_folds_as_before() {
+    let mut b = Book::open(Level::Critical);
+    b.step(Step::Note { text: "x".into() }, t(1)).unwrap_or_default();
+    let i = b.incident();
+    assert_eq!((i.times.clone(), i.closed.clone()), (times::Times::default(), None));
+    assert_eq!(
+        i.next_update_due(t(1)),
+        crate::core::comms::cadence::next_update_due(Level::Critical, None, t(0), t(1))
+    );
 }
