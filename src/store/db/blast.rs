@@ -38,21 +38,22 @@ pub async fn executions_per_minute<'e, E: Executor<'e, Database = Postgres>>(
 }
 
 /// Executed orders with a near twin: the same user, symbol, side and quantity executed
-/// within `within_seconds` under another idempotency key.
+/// within `within_seconds` under another idempotency key. The twin is looked up through
+/// the (user, status) index, one user's orders at a time, so the cost follows the day's
+/// orders, not their square.
 pub async fn repeated_executions<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
     within_seconds: i64,
 ) -> Result<Vec<Repeated>> {
     let rows: Vec<(Uuid, Uuid, String, String, Decimal, DateTime<Utc>)> = sqlx::query_as(concat!(
         day!(),
-        ", ex AS ( \
-           SELECT o.id, o.user_id, o.symbol, o.side, o.quantity, o.created_at, o.idempotency_key \
-           FROM orders o JOIN profiles pr ON pr.id = o.user_id AND NOT pr.is_drill, day \
-           WHERE o.status = 'executed' AND o.created_at >= day.from_ AND o.created_at < day.to_) \
-         SELECT a.id, a.user_id, a.symbol, a.side::text, a.quantity, a.created_at FROM ex a \
-         WHERE EXISTS (SELECT 1 FROM ex b WHERE b.user_id = a.user_id AND b.symbol = a.symbol \
-                         AND b.side = a.side AND b.quantity = a.quantity AND b.id <> a.id \
-                         AND b.idempotency_key IS DISTINCT FROM a.idempotency_key \
+        "SELECT a.id, a.user_id, a.symbol, a.side::text, a.quantity, a.created_at \
+         FROM orders a JOIN profiles pr ON pr.id = a.user_id AND NOT pr.is_drill, day \
+         WHERE a.status = 'executed' AND a.created_at >= day.from_ AND a.created_at < day.to_ \
+           AND EXISTS (SELECT 1 FROM orders b \
+                       WHERE b.user_id = a.user_id AND b.status = 'executed' \
+                         AND b.symbol = a.symbol AND b.side = a.side AND b.quantity = a.quantity \
+                         AND b.id <> a.id AND b.idempotency_key IS DISTINCT FROM a.idempotency_key \
                          AND b.created_at BETWEEN a.created_at - make_interval(secs => $1) \
                                               AND a.created_at + make_interval(secs => $1)) \
          ORDER BY a.symbol, a.created_at, a.id"
