@@ -1146,6 +1146,20 @@ fn a_batch_of_the_flow_is_recorded() {
         ("batch", 2, 1, "25300", true, "duplicates")
     );
     assert_eq!(user_ids, &vec![one_person]);
+
+    // Closed, the flow leaves the batch's result on the Rollback pane, with the ledger
+    // audit that follows it.
+    c.esc();
+    assert!(c.app.flow.is_none());
+    let screen = c.screen();
+    assert!(
+        screen.contains("Last batch, ended") && screen.contains("2 rolled back, 0 already rolled back"),
+        "{screen}"
+    );
+    assert!(screen.contains("ledger audit after it: pending"), "{screen}");
+    let later = c.app.now + chrono::Duration::seconds(5);
+    c.db(DbEvent::Dashboard(dashboard(2, Some(0), Some(later))));
+    assert!(c.screen().contains("ledger audit after it: clean"), "{}", c.screen());
 }
 
 #[test]

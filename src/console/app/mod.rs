@@ -142,6 +142,9 @@ pub struct App {
     pub help: bool,
     /// The detail overlay, when open: the whole of what was under the cursor.
     pub details: Option<crate::console::dialogs::detail::Detail>,
+    /// The last batch's summary and when it ended: it stays on the Rollback pane after the
+    /// flow is closed.
+    pub last_batch: Option<(DateTime<Utc>, crate::core::batch::Summary)>,
     /// The blast radius overlay, when open.
     pub blast: Option<crate::console::dialogs::blast::BlastView>,
     /// "A rollback is running: quit anyway?" is open.
@@ -189,6 +192,7 @@ impl App {
             help: false,
             details: None,
             blast: None,
+            last_batch: None,
             quit_confirm: false,
             quit: false,
             leaving: None,

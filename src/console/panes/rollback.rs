@@ -426,6 +426,7 @@ pub(crate) fn on_batch_done(app: &mut App, id: RequestId, result: Result<Summary
         Err(e) => Stage::Failed { error: e.clone() },
     };
     flow.summary = result.ok();
+    app.last_batch = flow.summary.clone().map(|s| (now, s));
     app.orders.selected.clear();
     app.orders.all_matching = false;
     let mut e = orders::refresh(app);

@@ -27,19 +27,24 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(flow) = &app.flow else {
         let block = pane_block(app, Pane::Rollback, "Rollback".into());
         frame.render_widget(
-            Paragraph::new(vec![
-                Line::from(format!(" {}  roll back the order under the cursor", k.of(KeyAction::Rollback))),
-                Line::from(format!(" {}  roll back its whole transaction group", k.of(KeyAction::RollbackGroup))),
-                Line::from(format!(
-                    " {}  roll back the selection as a batch ({} selects, {} selects all matching)",
-                    k.of(KeyAction::RollbackBatch),
-                    k.of(KeyAction::ToggleSelect),
-                    k.of(KeyAction::SelectAllMatching)
-                )),
-                Line::from(""),
-                Line::from(" Each starts with a pre-check, asks for a reason and a confirmation,"),
-                Line::from(" and ends with a post-check against the baseline. Nothing changes before you confirm."),
-            ])
+            Paragraph::new(
+                vec![
+                    Line::from(format!(" {}  roll back the order under the cursor", k.of(KeyAction::Rollback))),
+                    Line::from(format!(" {}  roll back its whole transaction group", k.of(KeyAction::RollbackGroup))),
+                    Line::from(format!(
+                        " {}  roll back the selection as a batch ({} selects, {} selects all matching)",
+                        k.of(KeyAction::RollbackBatch),
+                        k.of(KeyAction::ToggleSelect),
+                        k.of(KeyAction::SelectAllMatching)
+                    )),
+                    Line::from(""),
+                    Line::from(" Each starts with a pre-check, asks for a reason and a confirmation,"),
+                    Line::from(" and ends with a post-check against the baseline. Nothing changes before you confirm."),
+                ]
+                .into_iter()
+                .chain(last_batch(app))
+                .collect::<Vec<_>>(),
+            )
             .wrap(Wrap { trim: false })
             .block(block),
             area,
@@ -126,6 +131,32 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             ],
         ),
     }
+}
+
+/// The last batch, kept after its flow is closed: what it did and whether the ledger audit
+/// that followed it found anything.
+fn last_batch(app: &App) -> Vec<Line<'static>> {
+    let Some((at, s)) = &app.last_batch else { return Vec::new() };
+    let audit = match app.dashboard.as_ref().map(|d| (d.audit_violations, d.audit_at)) {
+        Some((Some(0), Some(t))) if t >= *at => Span::styled(
+            format!("ledger audit after it: clean ({})", t.format("%H:%M:%S")),
+            Style::new().fg(Color::Green),
+        ),
+        Some((Some(n), Some(t))) if t >= *at => Span::styled(
+            format!("ledger audit after it: {n} violation(s)"),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ),
+        _ => Span::styled("ledger audit after it: pending", Style::new().fg(Color::Gray)),
+    };
+    vec![
+        Line::from(""),
+        Line::from(Span::styled(
+            format!(" Last batch, ended {} UTC (operation {}):", at.format("%H:%M:%S"), s.batch_id),
+            Style::new().add_modifier(Modifier::BOLD),
+        )),
+        Line::from(format!(" {} · refunded {}", s.outcome_sentence(), money(s.refunded))),
+        Line::from(vec![Span::raw(" "), audit]),
+    ]
 }
 
 /// What the rollback will do: how many orders of whom, and the money.
