@@ -22,6 +22,7 @@ use crate::core::keys::KeyAction;
 use crate::core::sanitize;
 use crate::core::workflow::Phase;
 use crate::core::workflow::checklist::{AutoSignal, Item};
+use crate::core::workflow::incident::RESOLUTION_NOTICE;
 use crate::core::workflow::incident::{ItemState, Step};
 
 impl IncidentPanel {
@@ -51,7 +52,12 @@ impl IncidentPanel {
             AutoSignal::PostcheckPassed => i.records_of::<event::Postcheck>().any(|(_, p)| p.successful),
             AutoSignal::MaintenanceVerified => i.maintenance.iter().any(|p| p.verified),
             AutoSignal::AuditClean => i.records_of::<event::Audit>().last().is_some_and(|(_, a)| a.violations == 0),
-            AutoSignal::CustomerNoticeSent => i.last_message("customer").is_some(),
+            AutoSignal::CustomerNoticeSent => i
+                .records_of::<event::MessageCopied>()
+                .any(|(_, m)| m.audience == "customer" && m.template != RESOLUTION_NOTICE),
+            AutoSignal::ResolutionNoticeSent => {
+                i.records_of::<event::MessageCopied>().any(|(_, m)| m.template == RESOLUTION_NOTICE)
+            }
             AutoSignal::InternalAlertSent => {
                 i.records_of::<event::MessageCopied>().any(|(_, m)| m.template == "internal_alert")
             }

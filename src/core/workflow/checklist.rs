@@ -19,6 +19,8 @@ pub enum AutoSignal {
     AuditClean,
     /// A customer notice was copied out.
     CustomerNoticeSent,
+    /// The resolution notice (the service is restored) was copied out.
+    ResolutionNoticeSent,
     /// An internal alert was copied out.
     InternalAlertSent,
     /// The post-incident report was written.

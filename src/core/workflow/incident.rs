@@ -16,7 +16,7 @@ mod observation;
 mod refusal;
 pub mod times;
 
-pub use observation::Observation;
+pub use observation::{Observation, RESOLUTION_NOTICE};
 pub use refusal::{NotAnIncident, REASON_MAX_CHARS, Refusal, reason_ok};
 use refusal::{field_name, text_ok};
 use times::{Closure, TimeKind, TimeMark, Times};

@@ -84,6 +84,9 @@ pub enum Observation {
     ReportWritten { path: String, hash: String },
 }
 
+/// The template that tells customers the service is restored.
+pub const RESOLUTION_NOTICE: &str = "resolution_notice";
+
 impl Observation {
     /// What the observation stands for, for Level 1's automatic ticks.
     pub(super) fn signal(&self) -> Option<Vec<AutoSignal>> {
@@ -91,6 +94,11 @@ impl Observation {
             Observation::Postcheck { successful: true, .. } => Some(vec![AutoSignal::PostcheckPassed]),
             Observation::Maintenance { on: true, verified: true, .. } => Some(vec![AutoSignal::MaintenanceVerified]),
             Observation::Audit { violations: 0 } => Some(vec![AutoSignal::AuditClean]),
+            // Telling customers the service is restored is the resolution notice, not any
+            // customer message.
+            Observation::MessageCopied { template, .. } if template == RESOLUTION_NOTICE => {
+                Some(vec![AutoSignal::ResolutionNoticeSent])
+            }
             Observation::MessageCopied { audience, template, .. } => Some(if audience == "customer" {
                 vec![AutoSignal::CustomerNoticeSent]
             } else if template == "internal_alert" {

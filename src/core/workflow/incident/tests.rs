@@ -268,3 +268,25 @@ fn a_journal_without_times_folds_as_before() {
         crate::core::comms::cadence::next_update_due(Level::Critical, None, t(0), t(1))
     );
 }
+
+/// "Customers told the service is restored" is observed from the resolution notice, not
+/// from the first customer notice (which says the service is degraded).
+#[test]
+fn the_resolution_notice_is_what_tells_customers_the_service_is_restored() {
+    let copied = |template: &str| Observation::MessageCopied {
+        template: template.into(),
+        audience: "customer".into(),
+        path: format!("messages/{template}.md"),
+    };
+    assert_eq!(
+        copied("customer_notice").signal(),
+        Some(vec![crate::core::workflow::checklist::AutoSignal::CustomerNoticeSent])
+    );
+    assert_eq!(
+        copied("resolution_notice").signal(),
+        Some(vec![crate::core::workflow::checklist::AutoSignal::ResolutionNoticeSent])
+    );
+    let shipped = crate::core::workflow::checklist::Checklist::shipped();
+    let item = shipped.get("customer_update").unwrap_or_else(|| panic!("the item"));
+    assert_eq!(item.auto, Some(crate::core::workflow::checklist::AutoSignal::ResolutionNoticeSent));
+}
