@@ -12,7 +12,7 @@ use super::{operator, print_json};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::journal::{Entry, Verification};
 use crate::core::orders::parse_time_bound;
-use crate::core::report::{describe, describe_in, matches};
+use crate::core::report::{describe_in, matches};
 use crate::core::sanitize::line;
 use crate::core::workflow::classify::{self, Answer, classification_steps};
 use crate::core::workflow::incident::times::{TimeKind, parse_at};
@@ -113,7 +113,7 @@ pub(super) async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<
         print_json(&json!({ "incident": inc.incident.id, "recorded": written }))?;
     } else {
         for e in &written {
-            println!("{}  {}", when(e.at), line(&describe(e)));
+            println!("{}  {}", when(e.at), line(&describe_in(&inc.incident, &inc.checklist, e)));
         }
     }
     sync_if_reachable(g, &inc).await;
@@ -304,7 +304,7 @@ fn timeline(g: &GlobalArgs, inc: &OpenIncident, filter: Option<&str>, limit: usi
     let shown: Vec<(&Entry, String)> = entries
         .iter()
         .rev()
-        .map(|e| (e, describe_in(&inc.incident, e)))
+        .map(|e| (e, describe_in(&inc.incident, &inc.checklist, e)))
         .filter(|(e, text)| matches(e, text, filter.unwrap_or("")))
         .take(limit)
         .collect();

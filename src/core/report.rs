@@ -44,13 +44,18 @@ pub fn matches(e: &Entry, text: &str, needle: &str) -> bool {
 pub const OUTCOME_NOT_RECORDED: &str = "outcome not recorded — check the database";
 
 /// One line of text for a journal entry of incident `i`, for timelines: as [`describe`],
-/// and a rollback intended whose outcome is not in the journal says so, with the operation
-/// id to look for (its audit rows' `batch_id`).
-pub fn describe_in(i: &Incident, e: &Entry) -> String {
+/// with checklist items by their text (the journal keeps their ids), and a rollback
+/// intended whose outcome is not in the journal says so, with the operation id to look
+/// for (its audit rows' `batch_id`).
+pub fn describe_in(i: &Incident, checklist: &Checklist, e: &Entry) -> String {
+    let name = |id: &str| checklist.get(id).map_or_else(|| id.to_string(), |it| it.text.clone());
     match &e.event {
         Event::RollbackIntended(d) if !i.outcome_recorded(d.operation) => {
             format!("{} — {OUTCOME_NOT_RECORDED} (operation {})", describe(e), d.operation)
         }
+        Event::ItemTicked(d) => format!("ticked {}{}", name(&d.item), if d.auto { " (observed)" } else { "" }),
+        Event::ItemSkipped(d) => format!("skipped {}: {}", name(&d.item), d.reason),
+        Event::ItemAssigned(d) => format!("{} assigned to {}", name(&d.item), d.role.label()),
         _ => describe(e),
     }
 }
@@ -132,7 +137,7 @@ pub fn context_of(
             at: e.at,
             operator: e.operator.clone(),
             kind: e.kind().to_string(),
-            text: describe_in(i, e),
+            text: describe_in(i, checklist, e),
         })
         .collect();
     c

@@ -358,7 +358,7 @@ fn timeline_filtered() {
             &[
                 &format!("Timeline · {shown}/{n} · {n} not copied yet · filter \"rollback\""),
                 "single rollback: 1 order(s), refunded 6325",
-                "skipped full_system_plan: single-service rollback",
+                "skipped Full-system rollback plan",
             ],
         );
         assert_lacks(&text, &["Cy Okafor is Technical Lead", "CTO approval pending"]);

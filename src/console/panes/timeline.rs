@@ -51,7 +51,7 @@ impl IncidentPanel {
             Event::RollbackIntended(i) if self.awaiting_outcome == Some(i.operation) => {
                 format!("{} — running", crate::core::report::describe(e))
             }
-            _ => crate::core::report::describe_in(&self.state, e),
+            _ => crate::core::report::describe_in(&self.state, &self.checklist, e),
         }
     }
 }
