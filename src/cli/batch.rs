@@ -242,9 +242,11 @@ async fn run_with_progress(
             name = interrupts.next() => {
                 signals += 1;
                 if signals == 1 {
+                    // Said once the cancel reached the server, not before: what commits
+                    // meanwhile is reported as rolled back, never as stopped.
+                    cancel_batch(pool, &progress).await;
                     eprintln!("\n{name}: cancelling on the server; the orders in flight stop and change nothing. \
                                {name} again stops waiting.");
-                    cancel_batch(pool, &progress).await;
                 } else {
                     eprintln!("\n{name}: not waiting any longer; settling the orders in flight from the database …");
                     let elapsed = started.elapsed().as_millis();

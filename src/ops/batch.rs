@@ -485,8 +485,21 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
 /// (each is one transaction: a cancelled one changes nothing).
 pub async fn cancel(pool: &db::Db, progress: &Progress) {
     progress.cancel.store(true, Ordering::Relaxed);
-    for pid in progress.backend_pids() {
+    let pids = progress.backend_pids();
+    for &pid in &pids {
         let _ = tokio::time::timeout(Duration::from_secs(2), db::cancel_backend(pool, pid)).await;
+    }
+    // Returns once the server has acted on the cancels (or after 1 s), so that "cancelled"
+    // is said after it is true: a lock released just after the operator's Ctrl-C must not
+    // let the call in flight commit.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for &pid in &pids {
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(500), db::backend_active(pool, pid)).await {
+                Ok(Ok(true)) => tokio::time::sleep(Duration::from_millis(10)).await,
+                _ => break,
+            }
+        }
     }
 }
 

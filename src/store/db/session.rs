@@ -180,6 +180,14 @@ pub async fn cancel_backend<'e, E: Executor<'e, Database = Postgres>>(e: E, pid:
     Ok(sqlx::query_scalar("SELECT pg_cancel_backend($1)").bind(pid).fetch_one(e).await?)
 }
 
+/// Whether a backend still runs a statement (its cancel not yet acted on).
+pub async fn backend_active<'e, E: Executor<'e, Database = Postgres>>(e: E, pid: i32) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT coalesce(bool_or(state = 'active'), false) FROM pg_stat_activity WHERE pid = $1")
+        .bind(pid)
+        .fetch_one(e)
+        .await?)
+}
+
 /// The console's health probe: a trivial query under a server-side limit of its own, in
 /// one round trip. The limit is set for this transaction only (`SET LOCAL`), so behind a
 /// transaction pooler it does not stay on a server connection another client gets next;
