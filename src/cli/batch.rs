@@ -133,10 +133,7 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     // the audit and the journal's database copy each wait out the pool's connection timeout
     // while the operator waits for the summary.
     let lost_server = !summary.unknown.is_empty() || !summary.failed.is_empty();
-    let gone = match lost_server {
-        true => settings.probe_connection(Duration::from_secs(3)).await.err(),
-        false => None,
-    };
+    let gone = if lost_server { settings.probe_connection(Duration::from_secs(3)).await.err() } else { None };
     let audit = match &gone {
         Some(why) => Err(Error::Unreachable(format!("the audit did not run: {why}"))),
         None => tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))

@@ -24,6 +24,15 @@ pub fn put(text: &str, in_tmux: bool, sink: &mut ClipboardSink) -> String {
     }
 }
 
+/// The sink that writes the sequences to this process's terminal.
+pub fn terminal_sink() -> ClipboardSink {
+    Box::new(|sequence: &str| {
+        let mut out = std::io::stdout();
+        let _ = std::io::Write::write_all(&mut out, sequence.as_bytes());
+        let _ = std::io::Write::flush(&mut out);
+    })
+}
+
 /// Whether this process runs inside tmux.
 pub fn in_tmux() -> bool {
     std::env::var_os("TMUX").is_some_and(|v| !v.is_empty())

@@ -25,7 +25,7 @@ pub mod worker;
 
 pub use frame::render;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use crate::core::error::{EXIT_OK, Error, Result};
 use crate::core::keys::KeyAction;
@@ -87,16 +87,7 @@ pub async fn run(o: Options) -> Result<i32> {
     .map_err(Error::CheckFailed)?;
     let sync =
         protocol::Command::SyncJournal { incident: inc.incident.id.clone(), path: inc.journal.path().to_path_buf() };
-    let session = session::Session::new(
-        inc,
-        o.session.operator.clone(),
-        delivered,
-        Box::new(|sequence: &str| {
-            let mut out = std::io::stdout();
-            let _ = out.write_all(sequence.as_bytes());
-            let _ = out.flush();
-        }),
-    );
+    let session = session::Session::new(inc, o.session.operator.clone(), delivered, clipboard::terminal_sink());
     let (target, label) = worker_target(&o);
     let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
     let header = panel.state.header();

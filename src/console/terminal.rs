@@ -173,12 +173,8 @@ where
                 (Some(s), request) => s.perform(request, chrono::Utc::now()),
                 // With no incident open a copy still works: it journals nothing.
                 (None, crate::console::incident::JournalRequest::Clipboard { what, text }) => {
-                    let mut sink: crate::console::clipboard::ClipboardSink = Box::new(|sequence: &str| {
-                        let mut out = std::io::stdout();
-                        let _ = std::io::Write::write_all(&mut out, sequence.as_bytes());
-                        let _ = std::io::Write::flush(&mut out);
-                    });
-                    let via = crate::console::clipboard::put(&text, crate::console::clipboard::in_tmux(), &mut sink);
+                    use crate::console::clipboard;
+                    let via = clipboard::put(&text, clipboard::in_tmux(), &mut clipboard::terminal_sink());
                     crate::console::incident::JournalEvent::Appended {
                         entries: Vec::new(),
                         note: Some(format!("Copied {what}: {via}")),

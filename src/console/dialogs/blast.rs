@@ -138,7 +138,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let current = d.suspicions.get(v.cursor);
     let symbol = current.map(|s| s.symbol.as_str());
     let minutes = per_minute(&d.per_minute, symbol);
-    let [heading, spark, marks, gap, list] = Layout::vertical([
+    let [heading, spark, marks, _, list] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(4),
         Constraint::Length(1),
@@ -179,7 +179,6 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             marks,
         );
     }
-    let _ = gap;
     let mut lines: Vec<Line> = Vec::new();
     if d.suspicions.is_empty() {
         lines.push(Line::from(format!(

@@ -25,10 +25,28 @@ pub struct Detail {
     pub title: String,
     /// The whole text, line by line (wrapped when drawn).
     pub lines: Vec<String>,
-    /// What `y` copies, and what to call it: the full id, or the text.
-    pub copy: (String, String),
+    /// What `y` copies: the full id, or the text.
+    pub copy: Copied,
     /// Lines scrolled past.
     pub scroll: u16,
+}
+
+/// What `y` copies, and how it is named: by its kind in the title ("order id"), with
+/// itself in the footer once copied ("order id 0b5e…").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Copied {
+    /// Its kind, for the title.
+    pub kind: &'static str,
+    /// What the footer calls it once copied.
+    pub what: String,
+    /// The text copied.
+    pub text: String,
+}
+
+impl Copied {
+    fn id(kind: &'static str, id: impl std::fmt::Display) -> Copied {
+        Copied { kind, what: format!("{kind} {id}"), text: id.to_string() }
+    }
 }
 
 /// The detail of what is under the cursor in the focused pane; `Err` says why there is none.
@@ -55,12 +73,7 @@ pub(crate) fn of_focus(app: &App) -> Result<Detail, String> {
                     lines.push(String::new());
                     lines.push(format!("baseline: {b}"));
                 }
-                Ok(Detail {
-                    title: "Pre-check".into(),
-                    lines,
-                    copy: (format!("order id {}", v.order), v.order.to_string()),
-                    scroll: 0,
-                })
+                Ok(Detail { title: "Pre-check".into(), lines, copy: Copied::id("order id", v.order), scroll: 0 })
             }
             Load::Failed(e) => Ok(error("The pre-check failed", e)),
             _ => Err("No pre-check to show: p pre-checks the order under the cursor.".into()),
@@ -87,7 +100,7 @@ pub(crate) fn of_focus(app: &App) -> Result<Detail, String> {
                 Ok(Detail {
                     title: "Rollback and post-check".into(),
                     lines,
-                    copy: ("order ids".into(), ids),
+                    copy: Copied { kind: "order ids", what: "order ids".into(), text: ids },
                     scroll: 0,
                 })
             }
@@ -124,7 +137,7 @@ fn order(r: &OrderRow) -> Detail {
         format!("failure: {}", opt(r.failure_reason.clone())),
         format!("rollback reason: {}", opt(r.rolled_back_reason.clone())),
     ];
-    Detail { title: "Order".into(), lines, copy: (format!("order id {}", r.id), r.id.to_string()), scroll: 0 }
+    Detail { title: "Order".into(), lines, copy: Copied::id("order id", r.id), scroll: 0 }
 }
 
 /// Every check, whole: its name, PASS or FAIL, its text, what was expected and found.
@@ -146,7 +159,8 @@ fn checks(checks: &[Check]) -> Vec<String> {
 }
 
 fn error(title: &str, e: &str) -> Detail {
-    Detail { title: title.into(), lines: vec![e.to_string()], copy: ("the error".into(), e.to_string()), scroll: 0 }
+    let copy = Copied { kind: "error", what: "the error".into(), text: e.to_string() };
+    Detail { title: title.into(), lines: vec![e.to_string()], copy, scroll: 0 }
 }
 
 /// A key while it is open: `y` copies, movement scrolls, anything else closes it.
@@ -154,7 +168,7 @@ pub(crate) fn key(app: &mut App, key: crossterm::event::KeyEvent) -> Effects {
     let Some(d) = app.details.as_mut() else { return Effects::none() };
     match app.keymap.dialog_action(&key).or_else(|| app.keymap.action(&key)) {
         Some(KeyAction::Yes | KeyAction::Copy) => {
-            let (what, text) = d.copy.clone();
+            let Copied { what, text, .. } = d.copy.clone();
             Effects::journal(vec![JournalRequest::Clipboard { what, text }])
         }
         Some(KeyAction::Down) => {
@@ -202,9 +216,8 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let height = u16::try_from(rows + 2).unwrap_or(u16::MAX).min(area.height.saturating_sub(2)).max(5);
     let rect = centered(area, width, height);
     frame.render_widget(Clear, rect);
-    // What y copies, named by its kind only: the id itself is in the text.
-    let kind = d.copy.0.split(' ').take_while(|w| !w.chars().any(|c| c.is_ascii_digit())).collect::<Vec<_>>().join(" ");
-    let title = format!(" {} · {} copies the {kind} · esc closes ", sanitize::line(&d.title), k.of(KeyAction::Copy));
+    let title =
+        format!(" {} · {} copies the {} · esc closes ", sanitize::line(&d.title), k.of(KeyAction::Copy), d.copy.kind);
     let mut block = Block::bordered().title(title).border_type(BorderType::Double);
     let shown = usize::from(height.saturating_sub(2));
     if rows > shown + usize::from(d.scroll) {

@@ -456,8 +456,9 @@ impl Columns {
     /// (`held`), so they keep their width from page to page. The price column gives way
     /// first, then the transaction column, so amounts show whole; an amount still too wide
     /// is cut with a visible '…', never silently.
-    fn of(texts: &[[String; 4]], held: [u16; 4], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
-        let widest = |k: usize| (texts.iter().map(|t| t[k].chars().count()).max().unwrap_or(0) as u16).max(held[k]);
+    fn of(held: [u16; 4], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
+        // Every row on screen is held, so `held` already covers it.
+        let widest = |k: usize| held[k];
         // [symbol, quantity, price, cost]: the least each gets (its heading), then what it
         // would like.
         let least: [u16; 4] = [6, 8, 5, 4];
@@ -530,7 +531,7 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
     let end = (o.offset + visible).min(o.rows.len());
     let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
     let texts: Vec<[String; 4]> = on_screen.iter().map(|(_, r)| o.texts(r)).collect();
-    let cols = Columns::of(&texts, o.widest, &on_screen, table.width);
+    let cols = Columns::of(o.widest, &on_screen, table.width);
     // Amounts right-aligned, so their digits line up; the symbol left.
     let cell = |text: &str, k: usize| {
         let line = Line::from(fit(text, cols.money[k]));
