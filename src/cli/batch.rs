@@ -13,8 +13,7 @@ use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::signals::Interrupts;
 use super::{check_reason, confirm, connect, not_confirmed};
-use crate::core::batch::{self, BatchItem, Outcome, Summary};
-use crate::core::contract::Violation;
+use crate::core::batch::{self, BatchItem, Outcome, Proof, Summary};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, EXIT_UNREACHABLE, Error, Result};
 use crate::core::format::money;
 use crate::core::observed;
@@ -123,26 +122,21 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let recorded = super::intend(g, a.no_journal, Vec::new(), intent, &pairs, &pool).await?;
     let (summary, outcomes) = run_with_progress(&settings, &pool, items, &opts).await?;
 
-    // Prove the batch: every touched user's balance and margin against the ledger. A
-    // database that went away still gets the summary and the journal entry; the audit
-    // says it did not run.
-    let mut users: Vec<Uuid> = outcomes.iter().filter(|(_, o)| o.done()).map(|(i, _)| i.user_id).collect();
-    users.sort();
-    users.dedup();
+    // Prove the batch: its post-check against the rows, and every touched user's balance
+    // and margin against the ledger. A database that went away still gets the summary and
+    // the journal entry; the proof says it did not run.
     // A batch that lost its server asks once, briefly, whether it is back, rather than let
-    // the audit and the journal's database copy each wait out the pool's connection timeout
+    // the proof and the journal's database copy each wait out the pool's connection timeout
     // while the operator waits for the summary.
     let lost_server = !summary.unknown.is_empty() || !summary.failed.is_empty();
     let gone = if lost_server { settings.probe_connection(Duration::from_secs(3)).await.err() } else { None };
     let audit = match &gone {
         Some(why) => Err(Error::Unreachable(format!("the audit did not run: {why}"))),
-        None => tokio::time::timeout(Duration::from_secs(60), db::ledger_audit_users(&pool, &users))
-            .await
-            .unwrap_or_else(|_| Err(Error::Unreachable("the audit got no answer within 60 s".into()))),
+        None => crate::ops::batch::prove(&pool, &summary, &outcomes).await,
     };
     let mut seen = vec![observed::batch(&summary, &a.reason, opts.batch_id)];
-    if let Ok(violations) = &audit {
-        seen.push(Observation::Audit { violations: violations.len() as u64 });
+    if let Ok(proof) = &audit {
+        seen.push(Observation::Audit { violations: proof.violations.len() as u64 });
     }
     // The journal file is written either way; its database copy catches up on the next run.
     let journal_error = super::outcome(g, &recorded, seen, gone.is_none().then_some(&pool)).await;
@@ -154,19 +148,21 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     if journal_error.is_none() && audit.is_ok() {
         super::settle(g, &recorded, &pool).await;
     }
-    let (violations, audit_error) = match &audit {
-        Ok(v) => (Some(v.as_slice()), None),
+    let (proof, audit_error) = match &audit {
+        Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e.to_string())),
     };
     if g.json {
-        let mut out = json!({ "preview": preview, "summary": summary, "audit_of_touched_users": violations,
+        let mut out = json!({ "preview": preview, "summary": summary,
+                              "postcheck": proof.map(|p| &p.checks),
+                              "audit_of_touched_users": proof.map(|p| &p.violations),
                               "audit_error": audit_error });
         if let Some(why) = &journal_error {
             out["journal_error"] = json!(why);
         }
         print_json(&out)?;
     } else {
-        print_summary(&summary, violations, audit_error.as_deref());
+        print_summary(&summary, proof, audit_error.as_deref());
     }
     if let Some(why) = &journal_error {
         super::outcome_lost(why, opts.batch_id);
@@ -175,7 +171,7 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     Ok(match audit {
         _ if !summary.unknown.is_empty() => EXIT_UNREACHABLE,
         Err(e) => e.exit_code(),
-        Ok(v) if summary.complete() && v.is_empty() => EXIT_OK,
+        Ok(p) if summary.complete() && p.passed() => EXIT_OK,
         Ok(_) => EXIT_CHECK_FAILED,
     })
 }
@@ -259,7 +255,7 @@ async fn run_with_progress(
 
 /// The batch's summary for people: what happened, the money, each refusal and failure,
 /// the audit of the touched users, and whether a second run can finish it.
-fn print_summary(summary: &Summary, violations: Option<&[Violation]>, audit_error: Option<&str>) {
+fn print_summary(summary: &Summary, proof: Option<&Proof>, audit_error: Option<&str>) {
     println!(
         "Done in {:.1}s: {}{}.",
         summary.elapsed_ms as f64 / 1000.0,
@@ -281,8 +277,12 @@ fn print_summary(summary: &Summary, violations: Option<&[Violation]>, audit_erro
     for (id, err) in &summary.unknown {
         println!("  UNKNOWN {id}: may be rolled back — {}", sanitize::line(err));
     }
-    match (violations, audit_error) {
-        (Some(v), _) => print!("{}", output::violations(v, false)),
+    match (proof, audit_error) {
+        (Some(p), _) => {
+            println!("Post-check of the batch (the database's rows against this summary):");
+            print!("{}", output::checks(&p.checks));
+            print!("{}", output::violations(&p.violations, false));
+        }
         (None, e) => println!(
             "The audit of the touched users did not run: {}. Run `incident-console audit` when the database is back.",
             sanitize::line(e.unwrap_or("no answer"))

@@ -176,6 +176,9 @@ pub enum DbEvent {
     },
     /// The end of a batch.
     BatchDone { id: RequestId, result: Result<Summary, String> },
+    /// A batch's proof, after its end: the post-check against the database's rows and the
+    /// audit of the accounts it touched (`operation` is its batch id).
+    BatchProof { operation: uuid::Uuid, result: Result<crate::core::batch::Proof, String> },
     /// New dashboard figures.
     Dashboard(DashboardData),
     /// Maintenance mode as stored.

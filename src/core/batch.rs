@@ -9,6 +9,10 @@ use uuid::Uuid;
 
 use crate::core::error::{Error, Result};
 
+mod proof;
+
+pub use proof::{OperationTotals, Proof, postcheck, touched_accounts};
+
 /// One order to roll back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchItem {

@@ -23,6 +23,10 @@ use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
 use crate::store::db::{self, DbConn, may_have_committed};
 
+mod prove;
+
+pub use prove::prove;
+
 /// How to run a batch.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {

@@ -576,6 +576,12 @@ async fn batch_by_window_rolls_back_the_burst_once() {
     assert_eq!(released, money(&r["preview"]["total_margin_release"]), "{r}");
     assert!(refunded > Decimal::ZERO);
     assert_eq!(r["audit_of_touched_users"], serde_json::json!([]), "{r}");
+    // The batch's post-check: the database's rows against the summary, each check passed.
+    let checks = r["postcheck"].as_array().unwrap_or_else(|| panic!("a post-check: {r}"));
+    assert_eq!(checks.len(), 6, "{r}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{r}");
+    let refund = checks.iter().find(|c| c["check"] == "refund_matches").expect("refund_matches");
+    assert_eq!(money(&refund["actual"]), refunded, "the audit rows' refund is the summary's: {r}");
     assert!(out.stderr.contains("progress: 60/60 finished, 60 rolled back"), "progress on stderr:\n{}", out.stderr);
     assert!(!out.stdout.contains("progress:"), "progress stays off stdout");
 

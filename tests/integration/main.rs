@@ -12,6 +12,7 @@ mod attribution;
 mod audit;
 mod audit_locks;
 mod batch_faults;
+mod batch_proof;
 mod blast;
 mod cli;
 mod concurrency;

@@ -231,6 +231,14 @@ async fn the_blast_radius_finds_the_burst_and_it_is_rolled_back() {
     c.keys(&["Enter"]);
     let s = c.wait_for("60 rolled back", Duration::from_secs(30)).await;
     assert!(s.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
+    // Its proof: the post-check against the rows and the audit of every account it touched,
+    // as many as the database says the burst's orders belong to.
+    let users = count(&t, &format!("SELECT count(DISTINCT user_id) FROM orders WHERE {BURST_SQL}")).await;
+    let s = c.wait_for("Proof: post-check 6/6 passed", T).await;
+    assert!(s.contains(&format!("{users} account(s) audited: clean")), "{users} accounts:\n{s}");
+    c.keys(&["Escape"]);
+    let s = c.wait_for("Last batch (operation", T).await;
+    assert!(s.contains("Proof: post-check 6/6 passed"), "the proof stays with the batch:\n{s}");
     assert_eq!(
         count(&t, &format!("SELECT count(*) FROM orders WHERE {BURST_SQL} AND status = 'rolled_back'")).await,
         60,

@@ -1153,13 +1153,65 @@ fn a_batch_of_the_flow_is_recorded() {
     assert!(c.app.flow.is_none());
     let screen = c.screen();
     assert!(
-        screen.contains("Last batch, ended") && screen.contains("2 rolled back, 0 already rolled back"),
+        screen.contains("Last batch (operation ba7c0000)") && screen.contains("2 rolled back, 0 already rolled back"),
         "{screen}"
     );
     assert!(screen.contains("ledger audit after it: pending"), "{screen}");
+    assert!(screen.contains("proof: post-check and audit of the touched accounts running"), "{screen}");
     let later = c.app.now + chrono::Duration::seconds(5);
     c.db(DbEvent::Dashboard(dashboard(2, Some(0), Some(later))));
     assert!(c.screen().contains("ledger audit after it: clean"), "{}", c.screen());
+
+    // Its proof: a proof of another operation is not this batch's; this batch's shows, and
+    // its audit of the touched accounts is journaled.
+    let e = c.db(DbEvent::BatchProof { operation: uuid::Uuid::from_u128(7), result: Ok(batch_proof(true, 0)) });
+    assert!(e.journal.is_empty() && c.screen().contains("proof: post-check and audit"), "{}", c.screen());
+    let e = c.db(DbEvent::BatchProof { operation: id_of_batch(), result: Ok(batch_proof(true, 0)) });
+    assert!(c.screen().contains("Proof: post-check 6/6 passed; 1"), "{}", c.screen());
+    assert!(matches!(observed(&e).as_slice(), [Observation::Audit { violations: 0 }]), "{:?}", e.journal);
+    c.db(DbEvent::BatchProof { operation: id_of_batch(), result: Ok(batch_proof(false, 1)) });
+    let screen = c.screen();
+    assert!(screen.contains("PROOF FAILED: post-check 5/6 passed;"), "{screen}");
+    assert!(screen.contains("FAIL refund_matches: expected 25300.00,"), "{screen}");
+    c.db(DbEvent::BatchProof { operation: id_of_batch(), result: Err("the proof got no answer within 60 s".into()) });
+    assert!(c.screen().contains("Proof did not run: the proof got no"), "{}", c.screen());
+}
+
+/// A batch's proof with every check passed, or with the refund check failed, and
+/// `violations` ledger violations on its one account.
+fn batch_proof(passed: bool, violations: usize) -> incident_console::core::batch::Proof {
+    use incident_console::core::contract::{Check, Violation};
+    let names = [
+        "orders_rolled_back",
+        "audit_rows_match",
+        "refund_matches",
+        "margin_matches",
+        "users_match",
+        "others_untouched",
+    ];
+    let checks = names
+        .iter()
+        .map(|n| {
+            let ok = passed || *n != "refund_matches";
+            Check {
+                check: n.to_string(),
+                passed: ok,
+                detail: Some("what it checks".into()),
+                expected: Some(serde_json::json!("25300.00")),
+                actual: Some(serde_json::json!(if ok { "25300.00" } else { "25300.01" })),
+                violations: None,
+            }
+        })
+        .collect();
+    let violations = (0..violations)
+        .map(|_| Violation {
+            user_id: Some(crate::support::fixtures::id(0x7e57_a000, 1)),
+            check_name: "balance_matches_ledger".into(),
+            expected: Some(Decimal::ONE),
+            actual: Some(Decimal::TWO),
+        })
+        .collect();
+    incident_console::core::batch::Proof { checks, accounts: 1, violations }
 }
 
 #[test]

@@ -771,6 +771,64 @@ fn rollback_in_progress_with_a_gauge() {
     }
 }
 
+/// The batch ended; its proof found the audit rows' refund 0.01 short of the summary's and
+/// one touched account off the ledger. Shown on the finished flow and, after esc, under
+/// "Last batch".
+#[test]
+fn a_batch_whose_proof_failed_says_which_check_and_account() {
+    for size in SIZES {
+        let mut s = batch_running(size);
+        let run = s.last_run();
+        let summary = incident_console::core::batch::Summary {
+            batch_id: id(0xba7c_0000, 1),
+            total: 30,
+            rolled_back: 30,
+            already_rolled_back: 0,
+            refused: vec![],
+            failed: vec![],
+            not_attempted: 0,
+            unknown: vec![],
+            reply_lost: 0,
+            users: (1..=6).map(user).collect(),
+            refunded: dec(160_350_750, 2),
+            margin_released: dec(16_035_075, 2),
+            retries: 0,
+            elapsed_ms: 12_000,
+            cancelled: false,
+        };
+        let operation = summary.batch_id;
+        s.db(DbEvent::BatchDone { id: run, result: Ok(summary) });
+        s.tick(at(13, 11, 13));
+        let mut checks: Vec<Check> = ["orders_rolled_back", "audit_rows_match", "margin_matches", "users_match"]
+            .iter()
+            .map(|n| post(n, true, "as the run says", json!(30), json!(30)))
+            .collect();
+        checks.insert(
+            2,
+            post(
+                "refund_matches",
+                false,
+                "the cash the audit rows give back is the run's refund",
+                json!("1603507.50"),
+                json!("1603507.49"),
+            ),
+        );
+        let violations = vec![incident_console::core::contract::Violation {
+            user_id: Some(user(3)),
+            check_name: "balance_matches_ledger".into(),
+            expected: Some(dec(1_250_000, 2)),
+            actual: Some(dec(1_249_999, 2)),
+        }];
+        let proof = incident_console::core::batch::Proof { checks, accounts: 6, violations };
+        s.db(DbEvent::BatchProof { operation, result: Ok(proof) });
+        let text = snap(&s, "batch_proof_failed");
+        assert_has(&text, &["PROOF FAILED", "refund_matches"]);
+        s.esc();
+        let text = snap(&s, "batch_proof_failed_kept");
+        assert_has(&text, &["Last batch", "PROOF FAILED", "refund_matches"]);
+    }
+}
+
 /// Expected and actual amounts of the largest size numeric(20,8) holds, differing in the
 /// last digit: on every screen size both show whole, or cut with a visible '…'.
 #[test]

@@ -41,6 +41,13 @@ impl App {
                 if pane || flow { Effects::redraw() } else { Effects::none() }
             }
             DbEvent::Rollback { id, result } => rollback::on_rollback(self, id, result),
+            DbEvent::BatchProof { operation, result } => {
+                if rollback::on_batch_proof(self, operation, result) {
+                    Effects::redraw()
+                } else {
+                    Effects::none()
+                }
+            }
             DbEvent::BatchPreview { id, result } => rollback::on_batch_preview(self, id, result),
             DbEvent::BatchProgress { id, done, total, rolled_back, problems, recent } => {
                 rollback::on_batch_progress(self, id, (done, total, rolled_back, problems), recent)
@@ -213,6 +220,13 @@ impl App {
                     && self.case.as_ref().is_some_and(|c| c.state.maintenance_on().is_some() != m.maintenance_mode) =>
             {
                 seen.push(crate::core::observed::maintenance_seen(m));
+            }
+            DbEvent::BatchProof { operation, result: Ok(p) }
+                if self.last_batch.as_ref().is_some_and(|b| b.summary.batch_id == *operation) =>
+            {
+                seen.push(crate::core::workflow::incident::Observation::Audit {
+                    violations: p.violations.len() as u64,
+                });
             }
             DbEvent::Dashboard(d) => {
                 if let (Some(v), Some(at), Some(case)) = (d.audit_violations, d.audit_at, self.case.as_mut())

@@ -142,9 +142,8 @@ pub struct App {
     pub help: bool,
     /// The detail overlay, when open: the whole of what was under the cursor.
     pub details: Option<crate::console::dialogs::detail::Detail>,
-    /// The last batch's summary and when it ended: it stays on the Rollback pane after the
-    /// flow is closed.
-    pub last_batch: Option<(DateTime<Utc>, crate::core::batch::Summary)>,
+    /// The last batch: it stays on the Rollback pane after the flow is closed, with its proof.
+    pub last_batch: Option<crate::console::panes::rollback::LastBatch>,
     /// The blast radius overlay, when open.
     pub blast: Option<crate::console::dialogs::blast::BlastView>,
     /// "A rollback is running: quit anyway?" is open.

@@ -16,7 +16,7 @@ use crate::console::panes::Pane;
 use crate::console::panes::orders;
 use crate::console::panes::postcheck::PostcheckView;
 use crate::console::protocol::{BatchTarget, Command, RequestId};
-use crate::core::batch::{BatchItem, Outcome, Summary};
+use crate::core::batch::{BatchItem, Outcome, Proof, Summary};
 use crate::core::contract::{BaselineFigures, BatchPreview, Precheck, RollbackAndPostcheck};
 use crate::core::journal::Event;
 use crate::core::keys::KeyAction;
@@ -26,7 +26,7 @@ use crate::core::workflow::incident::Step;
 use rust_decimal::Decimal;
 
 pub(crate) use draw::render;
-pub use flow::{Flow, FlowTarget, Stage};
+pub use flow::{Flow, FlowTarget, LastBatch, Stage};
 
 /// The keys the footer names.
 pub(crate) const HINTS: &[(KeyAction, &str)] =
@@ -426,12 +426,24 @@ pub(crate) fn on_batch_done(app: &mut App, id: RequestId, result: Result<Summary
         Err(e) => Stage::Failed { error: e.clone() },
     };
     flow.summary = result.ok();
-    app.last_batch = flow.summary.clone().map(|s| (now, s));
+    app.last_batch = flow.summary.clone().map(|summary| LastBatch { at: now, summary, proof: None });
     app.orders.selected.clear();
     app.orders.all_matching = false;
     let mut e = orders::refresh(app);
     e.commands.extend([Command::RefreshDashboard, Command::AuditNow]);
     e
+}
+
+/// A batch's proof: kept with the last batch it proves (a proof of an older batch is
+/// dropped). True when it was the last batch's.
+pub(crate) fn on_batch_proof(app: &mut App, operation: uuid::Uuid, result: Result<Proof, String>) -> bool {
+    match app.last_batch.as_mut().filter(|b| b.summary.batch_id == operation) {
+        Some(b) => {
+            b.proof = Some(result);
+            true
+        }
+        None => false,
+    }
 }
 
 /// The flow's request was cancelled on the server; true when it was the flow's.

@@ -7,14 +7,14 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Gauge, Paragraph, Wrap};
 
-use super::{Flow, FlowTarget, Stage};
+use super::{Flow, FlowTarget, LastBatch, Stage};
 use crate::console::app::{App, Load};
 use crate::console::hints::Keys;
 use crate::console::panes::Pane;
 use crate::console::panes::precheck::check_lines;
 use crate::console::protocol::BatchTarget;
 use crate::console::widgets::{duration_text, pane_block, short};
-use crate::core::batch::Outcome;
+use crate::core::batch::{Outcome, Proof};
 use crate::core::contract::Check;
 use crate::core::format::money;
 use crate::core::keys::KeyAction;
@@ -27,23 +27,30 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(flow) = &app.flow else {
         let block = pane_block(app, Pane::Rollback, "Rollback".into());
         frame.render_widget(
+            // The last batch's result comes first: after a batch it is what the commander
+            // reads, and the keys below are in the footer and the help as well.
             Paragraph::new(
-                vec![
-                    Line::from(format!(" {}  roll back the order under the cursor", k.of(KeyAction::Rollback))),
-                    Line::from(format!(" {}  roll back its whole transaction group", k.of(KeyAction::RollbackGroup))),
-                    Line::from(format!(
-                        " {}  roll back the selection as a batch ({} selects, {} selects all matching)",
-                        k.of(KeyAction::RollbackBatch),
-                        k.of(KeyAction::ToggleSelect),
-                        k.of(KeyAction::SelectAllMatching)
-                    )),
-                    Line::from(""),
-                    Line::from(" Each starts with a pre-check, asks for a reason and a confirmation,"),
-                    Line::from(" and ends with a post-check against the baseline. Nothing changes before you confirm."),
-                ]
-                .into_iter()
-                .chain(last_batch(app))
-                .collect::<Vec<_>>(),
+                last_batch(app)
+                    .into_iter()
+                    .chain([
+                        Line::from(format!(" {}  roll back the order under the cursor", k.of(KeyAction::Rollback))),
+                        Line::from(format!(
+                            " {}  roll back its whole transaction group",
+                            k.of(KeyAction::RollbackGroup)
+                        )),
+                        Line::from(format!(
+                            " {}  roll back the selection as a batch ({} selects, {} selects all matching)",
+                            k.of(KeyAction::RollbackBatch),
+                            k.of(KeyAction::ToggleSelect),
+                            k.of(KeyAction::SelectAllMatching)
+                        )),
+                        Line::from(""),
+                        Line::from(" Each starts with a pre-check, asks for a reason and a confirmation,"),
+                        Line::from(
+                            " and ends with a post-check against the baseline. Nothing changes before you confirm.",
+                        ),
+                    ])
+                    .collect::<Vec<_>>(),
             )
             .wrap(Wrap { trim: false })
             .block(block),
@@ -94,7 +101,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             }
         }
         Stage::Done { ok, message, elapsed_ms } => {
-            text(frame, inner, done_lines(flow, *ok, message, *elapsed_ms, &close))
+            text(frame, inner, done_lines(app, flow, *ok, message, *elapsed_ms, &close))
         }
         Stage::Cancelled { message } => text(
             frame,
@@ -136,7 +143,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
 /// The last batch, kept after its flow is closed: what it did and whether the ledger audit
 /// that followed it found anything.
 fn last_batch(app: &App) -> Vec<Line<'static>> {
-    let Some((at, s)) = &app.last_batch else { return Vec::new() };
+    let Some(LastBatch { at, summary: s, proof }) = &app.last_batch else { return Vec::new() };
     let audit = match app.dashboard.as_ref().map(|d| (d.audit_violations, d.audit_at)) {
         Some((Some(0), Some(t))) if t >= *at => Span::styled(
             format!("ledger audit after it: clean ({})", t.format("%H:%M:%S")),
@@ -149,14 +156,16 @@ fn last_batch(app: &App) -> Vec<Line<'static>> {
         _ => Span::styled("ledger audit after it: pending", Style::new().fg(Color::Gray)),
     };
     vec![
-        Line::from(""),
         Line::from(Span::styled(
-            format!(" Last batch, ended {} UTC (operation {}):", at.format("%H:%M:%S"), s.batch_id),
+            format!(" Last batch (operation {}), ended {} UTC:", short(s.batch_id), at.format("%H:%M:%S")),
             Style::new().add_modifier(Modifier::BOLD),
         )),
         Line::from(format!(" {} · refunded {}", s.outcome_sentence(), money(s.refunded))),
-        Line::from(vec![Span::raw(" "), audit]),
     ]
+    .into_iter()
+    .chain(proof_lines(proof.as_ref()))
+    .chain([Line::from(vec![Span::raw(" "), audit]), Line::from("")])
+    .collect()
 }
 
 /// What the rollback will do: how many orders of whom, and the money.
@@ -297,7 +306,7 @@ fn batch_progress(flow: &Flow, status: String, frame: &mut Frame, inner: Rect) {
 }
 
 /// The result: the sentence, how long it took, and a batch's totals and problems.
-fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64, close: &str) -> Vec<Line<'static>> {
+fn done_lines(app: &App, flow: &Flow, ok: bool, message: &str, elapsed_ms: i64, close: &str) -> Vec<Line<'static>> {
     let style = if ok {
         Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
     } else {
@@ -328,8 +337,60 @@ fn done_lines(flow: &Flow, ok: bool, message: &str, elapsed_ms: i64, close: &str
         for (id, err) in s.unknown.iter().take(5) {
             lines.push(Line::from(format!(" UNKNOWN {}: may be rolled back ({})", short(*id), sanitize::line(err))));
         }
+        if let Some(b) = app.last_batch.as_ref().filter(|b| b.summary.batch_id == s.batch_id) {
+            lines.extend(proof_lines(b.proof.as_ref()));
+        }
     }
     lines
+}
+
+/// A batch's proof for people: pending, passed, what failed (each check with its figures,
+/// the first violations), or why it did not run.
+fn proof_lines(proof: Option<&Result<Proof, String>>) -> Vec<Line<'static>> {
+    let bold = |c: Color| Style::new().fg(c).add_modifier(Modifier::BOLD);
+    match proof {
+        None => vec![Line::from(Span::styled(
+            " proof: post-check and audit of the touched accounts running …",
+            Style::new().fg(Color::Gray),
+        ))],
+        Some(Ok(p)) if p.passed() => {
+            vec![Line::from(Span::styled(format!(" Proof: {}", p.sentence()), bold(Color::Green)))]
+        }
+        Some(Ok(p)) => {
+            let mut lines =
+                vec![Line::from(Span::styled(format!(" PROOF FAILED: {}", p.sentence()), bold(Color::Red)))];
+            let figure = |v: &Option<serde_json::Value>| match v {
+                Some(serde_json::Value::String(s)) => sanitize::line(s).into_owned(),
+                Some(v) => sanitize::line(&v.to_string()).into_owned(),
+                None => "none".into(),
+            };
+            for c in p.checks.iter().filter(|c| !c.passed) {
+                lines.push(Line::from(vec![
+                    Span::styled("   FAIL ", bold(Color::Red)),
+                    Span::raw(format!(
+                        "{}: expected {}, actual {}",
+                        sanitize::line(&c.check),
+                        figure(&c.expected),
+                        figure(&c.actual)
+                    )),
+                ]));
+            }
+            for v in p.violations.iter().take(3) {
+                lines.push(Line::from(format!(
+                    "   {} {}: expected {}, actual {}",
+                    v.user_id.map(short).unwrap_or_else(|| "(book)".into()),
+                    sanitize::line(&v.check_name),
+                    v.expected.map(money).unwrap_or_else(|| "none".into()),
+                    v.actual.map(money).unwrap_or_else(|| "none".into())
+                )));
+            }
+            lines
+        }
+        Some(Err(e)) => vec![Line::from(Span::styled(
+            format!(" Proof did not run: {} (`incident-console audit` checks the book)", sanitize::line(e)),
+            bold(Color::Yellow),
+        ))],
+    }
 }
 
 fn outcome_lines<'a>(items: impl Iterator<Item = (uuid::Uuid, &'a Outcome)>) -> Vec<Line<'static>> {

@@ -8,8 +8,20 @@ use uuid::Uuid;
 
 use crate::console::protocol::{BatchTarget, RequestId};
 use crate::console::widgets::short;
-use crate::core::batch::{BatchItem, BatchRun, Summary};
+use crate::core::batch::{BatchItem, BatchRun, Proof, Summary};
 use crate::core::contract::{BatchPreview, OrderRow, RollbackAndPostcheck};
+
+/// The last batch, kept on the Rollback pane after its flow is closed: what it did and its
+/// proof (post-check and the audit of the accounts it touched) once the worker has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastBatch {
+    /// When it ended.
+    pub at: DateTime<Utc>,
+    /// What it did.
+    pub summary: Summary,
+    /// Its proof: none while it runs, or why it could not run.
+    pub proof: Option<Result<Proof, String>>,
+}
 
 /// What is being rolled back.
 #[derive(Debug, Clone, PartialEq)]
