@@ -211,6 +211,10 @@ pub enum IncidentAction {
     Tick {
         /// Its id (see `incident show`).
         item: String,
+        /// Who approved it (name and role): required by an approval item ("approval",
+        /// "full_system_plan"), recorded in the journal with the tick.
+        #[arg(long, value_name = "WHO")]
+        approved_by: Option<String>,
     },
     /// Skip a checklist item, with the reason.
     Skip {

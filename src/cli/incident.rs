@@ -86,7 +86,8 @@ pub(super) async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<
                 )));
             }
         },
-        IncidentAction::Tick { item } => Step::Tick { item },
+        IncidentAction::Tick { item, approved_by: Some(approver) } => Step::Approve { item, approver },
+        IncidentAction::Tick { item, approved_by: None } => Step::Tick { item },
         IncidentAction::Skip { item, reason } => Step::Skip { item, reason },
         IncidentAction::Assign { item, role } => Step::AssignItem { item, role: parse_role(&role)? },
         IncidentAction::Role { role, person } => Step::AssignRole { role: parse_role(&role)?, person },
@@ -273,6 +274,9 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
         let st = i.item_state(&it.id);
         let extra = match st {
             ItemState::Done { by, auto: true, .. } => format!("  (observed; {})", line(by)),
+            ItemState::Done { by, at, approved_by: Some(who), .. } => {
+                format!("  (approved by {}; ticked by {}, {})", line(who), line(by), at.format("%H:%M"))
+            }
             ItemState::Done { by, at, .. } => format!("  ({}, {})", line(by), at.format("%H:%M")),
             ItemState::Skipped { reason, .. } => format!("  (skipped: {})", line(reason)),
             ItemState::Open => i.item_roles.get(&it.id).map(|r| format!("  -> {}", r.label())).unwrap_or_default(),

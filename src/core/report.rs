@@ -53,10 +53,19 @@ pub fn describe_in(i: &Incident, checklist: &Checklist, e: &Entry) -> String {
         Event::RollbackIntended(d) if !i.outcome_recorded(d.operation) => {
             format!("{} — {OUTCOME_NOT_RECORDED} (operation {})", describe(e), d.operation)
         }
-        Event::ItemTicked(d) => format!("ticked {}{}", name(&d.item), if d.auto { " (observed)" } else { "" }),
+        Event::ItemTicked(d) => format!("ticked {}{}", name(&d.item), tick_tail(d)),
         Event::ItemSkipped(d) => format!("skipped {}: {}", name(&d.item), d.reason),
         Event::ItemAssigned(d) => format!("{} assigned to {}", name(&d.item), d.role.label()),
         _ => describe(e),
+    }
+}
+
+/// What follows "ticked ITEM": observed, or who approved.
+fn tick_tail(d: &crate::core::journal::event::ItemTicked) -> String {
+    match (&d.approved_by, d.auto) {
+        (Some(who), _) => format!(" (approved by {who})"),
+        (None, true) => " (observed)".into(),
+        (None, false) => String::new(),
     }
 }
 
@@ -66,7 +75,7 @@ pub fn describe(e: &Entry) -> String {
         Event::IncidentOpened(d) => format!("opened \"{}\" at Level {}", d.title, d.level.number()),
         Event::LevelChanged(d) => format!("level {} -> {}: {}", d.from.number(), d.to.number(), d.reason),
         Event::PhaseChanged(d) => format!("phase {} -> {}", d.from.key(), d.to.key()),
-        Event::ItemTicked(d) => format!("ticked {}{}", d.item, if d.auto { " (observed)" } else { "" }),
+        Event::ItemTicked(d) => format!("ticked {}{}", d.item, tick_tail(d)),
         Event::ItemSkipped(d) => format!("skipped {}: {}", d.item, d.reason),
         Event::ItemAssigned(d) => format!("{} assigned to {}", d.item, d.role.label()),
         Event::RoleAssigned(d) => format!("{} is {}", d.person, d.role.label()),

@@ -229,6 +229,11 @@ async fn new_show_list_switch_and_bad_input_changes_nothing() {
         (&["incident", "assign", "investigate", "--role", "wizard"], "no role \"wizard\""),
         (&["incident", "tick", "nope"], "no checklist item \"nope\""),
         (&["incident", "tick", "regulatory_notice"], "not part of a Level 2 response"),
+        (
+            &["incident", "tick", "approval"],
+            "\"approval\" is an approval: name who approved it (in the CLI: --approved-by)",
+        ),
+        (&["incident", "tick", "approval", "--approved-by", " "], "who approved is required"),
         (&["incident", "skip", "detect", "--reason", "  "], "a reason to skip is required"),
         (&["incident", "note", ""], "a note is required"),
         (&["incident", "note", "   "], "a note is required"),
@@ -252,6 +257,13 @@ async fn new_show_list_switch_and_bad_input_changes_nothing() {
     assert!(j["error"].as_str().is_some_and(|e| e.contains("no checklist item")), "{j}");
     assert_eq!(w.snapshot(), before, "bad input changed a file");
     assert_eq!(w.kinds(&first), ["incident_opened", "phase_changed", "note"], "the phase change noted open items");
+
+    // An approval names who approved: the journal keeps it with the tick, `show` says it.
+    w.ic(&["incident", "tick", "approval", "--approved-by", "Dana Reyes, CTO"]).await.code(0).clean();
+    let last = w.entries(&first).pop().expect("an entry");
+    assert_eq!(last["kind"], "item_ticked", "{last}");
+    assert_eq!(last["data"]["approved_by"], "Dana Reyes, CTO", "{last}");
+    w.ic(&["incident", "show"]).await.code(0).says("(approved by Dana Reyes, CTO; ticked by");
 }
 
 // ----------------------------------------------------------------------------------------

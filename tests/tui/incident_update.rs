@@ -159,7 +159,7 @@ fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
     assert_eq!(entries[0].at, at(13, 10, 0));
     assert_eq!(
         c.case().state.item_state("detect"),
-        &ItemState::Done { at: at(13, 10, 0), by: OPERATOR.into(), auto: false }
+        &ItemState::Done { at: at(13, 10, 0), by: OPERATOR.into(), auto: false, approved_by: None }
     );
 
     // Ticking it again is refused by the workflow; the footer says why, nothing is written.
@@ -170,6 +170,35 @@ fn d_ticks_the_item_under_the_cursor_and_the_entry_marks_it_done() {
     assert_eq!(c.entries(), before);
     let (text, error) = c.message();
     assert!(error && text.contains("already done"), "{text}");
+}
+
+#[test]
+fn an_approval_is_ticked_by_naming_who_approved_and_the_list_says_who() {
+    let mut c = incident();
+    c.append(vec![step(Step::Advance { to: incident_console::core::workflow::Phase::Response })]);
+    let row = c.case().checklist_rows().iter().position(|i| i.id == "approval").expect("the approval item");
+    for _ in 0..row {
+        c.press('j');
+    }
+    assert_eq!(c.case().current_item().map(|i| i.id.as_str()), Some("approval"));
+    // d asks who approved; nothing is ticked before the name is given.
+    let e = c.press('d');
+    assert!(e.journal.is_empty(), "{:?}", e.journal);
+    let (purpose, _, _) = c.text_dialog();
+    assert_eq!(purpose, Purpose::Approver("approval".into()));
+    assert!(c.screen().contains("Who approved \"approval\"?"), "{}", c.screen());
+    let e = c.enter();
+    assert!(e.journal.is_empty() && c.text_dialog().2.is_some(), "an empty name is not an approver");
+    c.typed("Dana Reyes, CTO");
+    let e = c.enter();
+    assert_eq!(e.journal, vec![step(Step::Approve { item: "approval".into(), approver: "Dana Reyes, CTO".into() })]);
+    c.append(e.journal);
+    assert!(matches!(
+        c.case().state.item_state("approval"),
+        ItemState::Done { approved_by: Some(w), by, .. } if w == "Dana Reyes, CTO" && by == OPERATOR
+    ));
+    let screen = c.screen();
+    assert!(screen.contains("approved by Dana Reyes, CTO"), "{screen}");
 }
 
 #[test]

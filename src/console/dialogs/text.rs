@@ -44,6 +44,8 @@ pub enum Purpose {
     Close,
     /// One of the incident's times.
     Time(TimeKind),
+    /// Who approved an approval item.
+    Approver(String),
 }
 
 impl Purpose {
@@ -60,6 +62,7 @@ impl Purpose {
             Purpose::TimelineFilter => "Filter the timeline (kind, operator or text)".into(),
             Purpose::Close => "Close the incident: why is it over?".into(),
             Purpose::Time(which) => format!("When: {}?", which.label()),
+            Purpose::Approver(item) => format!("Who approved \"{item}\"?"),
         }
     }
 
@@ -208,6 +211,7 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result
         Purpose::Person(role) => Some(Step::AssignRole { role: *role, person: text }),
         Purpose::Field(name) => Some(Step::SetField { name: name.clone(), value: text }),
         Purpose::Close => Some(Step::Close { reason: text, now }),
+        Purpose::Approver(item) => Some(Step::Approve { item: item.clone(), approver: text }),
         Purpose::Time(which) => {
             let at = parse_at(&text, now).map_err(|e| e.to_string())?;
             Some(Step::SetTime { which: *which, at, source: "commander".into(), now })

@@ -107,6 +107,14 @@ fn tick(app: &mut App, focused: bool) -> Effects {
         return app.say("Ticking works in the Checklist pane.", true);
     }
     match case.current_item() {
+        // An approval is ticked by naming who gave it.
+        Some(it) if it.approval && case.state.item_state(&it.id) == &ItemState::Open => {
+            let dialog = TextDialog::open(Purpose::Approver(it.id.clone()), "", "name and role, e.g. Dana Reyes, CTO");
+            if let Some(case) = app.case.as_mut() {
+                case.dialog = Some(dialog);
+            }
+            Effects::redraw()
+        }
         Some(it) => Effects::journal(vec![JournalRequest::Step(Step::Tick { item: it.id.clone() })]),
         None => app.say("No item under the cursor.", true),
     }
@@ -197,9 +205,15 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             ItemState::Skipped { .. } => ("[-]", Style::new().fg(Color::DarkGray)),
         };
         let meta = match state {
-            ItemState::Done { by, at, auto: true } => {
+            ItemState::Done { by, at, auto: true, .. } => {
                 format!(" ✓ observed {} ({})", at.format("%H:%M"), sanitize::line(by))
             }
+            ItemState::Done { by, at, approved_by: Some(who), .. } => format!(
+                " ✓ approved by {} (ticked by {} {})",
+                sanitize::line(who),
+                sanitize::line(by),
+                at.format("%H:%M")
+            ),
             ItemState::Done { by, at, .. } => format!(" ✓ {} {}", sanitize::line(by), at.format("%H:%M")),
             ItemState::Skipped { reason, .. } => format!(" skipped: {}", sanitize::line(reason)),
             ItemState::Open => {

@@ -131,6 +131,9 @@ pub struct ItemTicked {
     pub item: String,
     /// Observed by the console rather than ticked by a person.
     pub auto: bool,
+    /// For an approval item: who approved, in the ticker's words (name and role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// `item_skipped`.

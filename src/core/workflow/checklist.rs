@@ -42,6 +42,9 @@ pub struct Item {
     /// What the console can observe to tick it (Level 1 only).
     #[serde(default)]
     pub auto: Option<AutoSignal>,
+    /// Someone's approval: ticking it records who approved.
+    #[serde(default)]
+    pub approval: bool,
 }
 
 impl Item {

@@ -87,7 +87,7 @@ pub enum ItemState {
     /// Not done.
     Open,
     /// Done, by a person or observed by the console.
-    Done { at: DateTime<Utc>, by: String, auto: bool },
+    Done { at: DateTime<Utc>, by: String, auto: bool, approved_by: Option<String> },
     /// Skipped, with the reason.
     Skipped { at: DateTime<Utc>, by: String, reason: String },
 }
@@ -141,6 +141,8 @@ pub enum Step {
     Advance { to: Phase },
     /// Tick an item.
     Tick { item: String },
+    /// Tick an approval item, naming who approved.
+    Approve { item: String, approver: String },
     /// Skip an item, with the reason.
     Skip { item: String, reason: String },
     /// Give an item to a role.
@@ -279,7 +281,8 @@ impl Incident {
                 self.phase_history.push((d.to, at));
             }
             Event::ItemTicked(d) => {
-                self.items.insert(d.item.clone(), ItemState::Done { at, by: by.into(), auto: d.auto });
+                let approved_by = d.approved_by.clone();
+                self.items.insert(d.item.clone(), ItemState::Done { at, by: by.into(), auto: d.auto, approved_by });
             }
             Event::ItemSkipped(d) => {
                 self.items.insert(d.item.clone(), ItemState::Skipped { at, by: by.into(), reason: d.reason.clone() });
@@ -385,7 +388,20 @@ impl Incident {
             Step::Tick { item } => {
                 let it = self.item_for_level(checklist, &item)?;
                 self.require_open(&it.id)?;
-                Ok(vec![Event::ItemTicked(event::ItemTicked { item: it.id.clone(), auto: false })])
+                if it.approval {
+                    return Err(Refusal::NeedsApprover(it.id.clone()));
+                }
+                Ok(vec![Event::ItemTicked(event::ItemTicked { item: it.id.clone(), auto: false, approved_by: None })])
+            }
+            Step::Approve { item, approver } => {
+                let it = self.item_for_level(checklist, &item)?;
+                self.require_open(&it.id)?;
+                let approver = text_ok(&approver, "who approved", 200)?;
+                Ok(vec![Event::ItemTicked(event::ItemTicked {
+                    item: it.id.clone(),
+                    auto: false,
+                    approved_by: Some(approver),
+                })])
             }
             Step::Skip { item, reason } => {
                 let it = self.item_for_level(checklist, &item)?;
@@ -442,7 +458,11 @@ impl Incident {
                     for signal in o.signal().unwrap_or_default() {
                         for it in checklist.items().iter().filter(|i| i.applies(self.level) && i.auto == Some(signal)) {
                             if self.item_state(&it.id) == &ItemState::Open {
-                                out.push(Event::ItemTicked(event::ItemTicked { item: it.id.clone(), auto: true }));
+                                out.push(Event::ItemTicked(event::ItemTicked {
+                                    item: it.id.clone(),
+                                    auto: true,
+                                    approved_by: None,
+                                }));
                             }
                         }
                     }

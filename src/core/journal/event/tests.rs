@@ -31,7 +31,18 @@ fn samples() -> Vec<(Event, &'static str)> {
             Event::PhaseChanged(PhaseChanged { from: Phase::Recovery, to: Phase::PostIncident }),
             r#"{"from":"recovery","to":"post_incident"}"#,
         ),
-        (Event::ItemTicked(ItemTicked { item: "detect".into(), auto: true }), r#"{"auto":true,"item":"detect"}"#),
+        (
+            Event::ItemTicked(ItemTicked { item: "detect".into(), auto: true, approved_by: None }),
+            r#"{"auto":true,"item":"detect"}"#,
+        ),
+        (
+            Event::ItemTicked(ItemTicked {
+                item: "approval".into(),
+                auto: false,
+                approved_by: Some("J. Doe, CTO".into()),
+            }),
+            r#"{"approved_by":"J. Doe, CTO","auto":false,"item":"approval"}"#,
+        ),
         (
             Event::ItemSkipped(ItemSkipped { item: "classify".into(), reason: "by phone".into() }),
             r#"{"item":"classify","reason":"by phone"}"#,

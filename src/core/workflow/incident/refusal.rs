@@ -61,6 +61,9 @@ pub enum Refusal {
         /// The incident's level.
         level: Level,
     },
+    /// An approval item is ticked by naming who approved.
+    #[error("\"{0}\" is an approval: name who approved it (in the CLI: --approved-by)")]
+    NeedsApprover(String),
     /// The item is done already.
     #[error("\"{0}\" is already done")]
     AlreadyDone(String),

@@ -125,6 +125,28 @@ fn items_are_ticked_skipped_with_a_reason_and_assigned() {
 }
 
 #[test]
+fn an_approval_is_ticked_by_naming_who_approved() {
+    let mut b = Book::open(Level::Moderate);
+    let refused = b.step(Step::Tick { item: "approval".into() }, t(1)).err().unwrap_or_default();
+    assert!(refused.contains("name who approved"), "{refused}");
+    assert!(b.step(Step::Approve { item: "approval".into(), approver: "  ".into() }, t(1)).is_err());
+    let approver = "Dana Reyes, CTO".to_string();
+    b.step(Step::Approve { item: "approval".into(), approver: approver.clone() }, t(2)).unwrap_or_default();
+    let i = b.incident();
+    assert!(
+        matches!(i.item_state("approval"), ItemState::Done { approved_by: Some(w), auto: false, .. } if *w == approver),
+        "{:?}",
+        i.item_state("approval")
+    );
+    assert!(
+        b.step(Step::Approve { item: "approval".into(), approver }, t(3))
+            .err()
+            .unwrap_or_default()
+            .contains("already done")
+    );
+}
+
+#[test]
 fn level_1_ticks_what_the_console_observed_levels_2_and_3_do_not() {
     for (level, expect_auto) in [(Level::Minor, true), (Level::Moderate, false), (Level::Critical, false)] {
         let mut b = Book::open(level);
