@@ -33,7 +33,7 @@ pub fn render(app: &App, frame: &mut Frame) {
             areas.footer
         }
         Screen::Rollback => {
-            let Some(areas) = Areas::of(area.width, area.height) else {
+            let Some(areas) = Areas::of(area.width, area.height, app.orders_first()) else {
                 too_small(app, frame, area);
                 return;
             };

@@ -7,6 +7,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 pub const MIN_WIDTH: u16 = 80;
 /// The smallest screen the console draws on.
 pub const MIN_HEIGHT: u16 = 24;
+/// The detail pane's least height below 120x30 (six lines of text in its borders): a
+/// pre-check's verdict and first checks, a rollback's first lines.
+const DETAIL_MIN_ROWS: u16 = 8;
 
 /// The rectangles of one screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +29,11 @@ pub struct Areas {
 }
 
 impl Areas {
-    /// Computes the areas; None when the screen is below 80x24.
-    pub fn of(width: u16, height: u16) -> Option<Areas> {
+    /// Computes the areas; None when the screen is below 80x24. Below 120x30 the orders
+    /// and the detail share the height: `orders_first` (the list has the focus and no
+    /// rollback is open) gives the list most of it, else the detail gets most, so a
+    /// rollback's plan, confirmation and result are read whole.
+    pub fn of(width: u16, height: u16, orders_first: bool) -> Option<Areas> {
         let [header, body, footer] = frame_rows(width, height)?;
         if width >= 120 && height >= 30 {
             let [orders, right] =
@@ -36,8 +42,11 @@ impl Areas {
                 Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(right);
             Some(Areas { header, orders, tabs: None, detail, dashboard: Some(dashboard), footer })
         } else {
+            let share = if orders_first { 35 } else { 55 };
+            let detail_rows = (body.height.saturating_sub(1) * share / 100).max(DETAIL_MIN_ROWS);
             let [orders, tabs, detail] =
-                Layout::vertical([Constraint::Percentage(45), Constraint::Length(1), Constraint::Min(6)]).areas(body);
+                Layout::vertical([Constraint::Min(7), Constraint::Length(1), Constraint::Length(detail_rows)])
+                    .areas(body);
             Some(Areas { header, orders, tabs: Some(tabs), detail, dashboard: None, footer })
         }
     }

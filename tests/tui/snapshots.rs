@@ -829,6 +829,22 @@ fn a_batch_whose_proof_failed_says_which_check_and_account() {
     }
 }
 
+/// Below 120x30 the list and the pane below share the height: the list gets most of it
+/// while it has the focus, the rollback flow gets most of it while one is open (its plan,
+/// reason and typed count read whole), and the cursor's row stays on screen either way.
+#[test]
+fn the_list_gets_most_rows_until_a_rollback_opens() {
+    for size in [(80, 24), (100, 30)] {
+        let s = orders_loaded(size);
+        let text = snap(&s, "layout_browsing");
+        let listed = text.lines().filter(|l| l.contains(" GBPUSD ") || l.contains(" EURUSD ")).count();
+        assert!(listed * 2 > usize::from(size.1) - 8, "{listed} orders listed at {size:?}:\n{text}");
+        let s = confirm_batch(size);
+        let text = snap(&s, "layout_rollback_open");
+        assert_has(&text, &["from: 6 order(s) selected by hand", "Reason (required):", "Type 6 to roll back", "▶"]);
+    }
+}
+
 /// Expected and actual amounts of the largest size numeric(20,8) holds, differing in the
 /// last digit: on every screen size both show whole, or cut with a visible '…'.
 #[test]

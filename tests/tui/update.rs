@@ -869,10 +869,13 @@ fn the_wheel_scrolls_by_three() {
 
 #[test]
 fn a_click_on_a_tab_shows_that_pane() {
-    // 80x24: the tabs are row 11, four equal slots.
+    // 80x24, four equal slots: the tabs are row 14 while the list has the focus (it gets
+    // most of the rows), row 11 once a pane below has it (that pane gets most).
     let mut s = loaded((80, 24), 20, false);
-    s.mouse(MouseEventKind::Down(MouseButton::Left), 30, 11);
+    assert!(s.screen().lines().nth(14).is_some_and(|l| l.contains("Pre-check") && l.contains("Dashboard")));
+    s.mouse(MouseEventKind::Down(MouseButton::Left), 30, 14);
     assert_eq!((s.app.focus, s.app.detail), (Pane::Rollback, Pane::Rollback));
+    assert!(s.screen().lines().nth(11).is_some_and(|l| l.contains("Pre-check") && l.contains("Dashboard")));
     s.mouse(MouseEventKind::Down(MouseButton::Left), 75, 11);
     assert_eq!((s.app.focus, s.app.detail), (Pane::Dashboard, Pane::Dashboard));
     s.mouse(MouseEventKind::Down(MouseButton::Left), 2, 11);
@@ -899,10 +902,12 @@ fn resize_below_the_minimum_and_back() {
 
     let e = s.act(Action::Terminal(Event::Resize(80, 24)));
     assert!(e.redraw);
-    // 80x24 shows 5 orders: the window scrolled so the cursor is visible.
+    // 80x24 shows 8 orders while the list has the focus: the window scrolled so the
+    // cursor is visible.
     let (cursor, offset) = (s.app.orders.cursor, s.app.orders.offset);
     assert_eq!(cursor, 30);
-    assert!(offset <= cursor && cursor < offset + 5, "cursor {cursor} offset {offset}");
+    assert!(offset <= cursor && cursor < offset + 8, "cursor {cursor} offset {offset}");
+    assert!(s.screen().contains("▶  "), "the cursor's row is drawn:\n{}", s.screen());
 }
 
 /// Below the smallest size only a notice is drawn: a rollback cannot be started,

@@ -214,6 +214,15 @@ impl App {
 
     /// Applies one action.
     pub fn update(&mut self, action: Action) -> Effects {
+        let e = self.apply(action);
+        // The list's height follows the focus and the rollback flow (`orders_first`): the
+        // cursor stays on screen whichever changed.
+        let rows = self.order_rows();
+        self.orders.move_cursor(0, rows);
+        e
+    }
+
+    fn apply(&mut self, action: Action) -> Effects {
         match action {
             Action::Tick(now) => {
                 let minute_changed = now.timestamp() / 60 != self.now.timestamp() / 60;
@@ -235,8 +244,6 @@ impl App {
             }
             Action::Terminal(Event::Resize(w, h)) => {
                 self.size = (w, h);
-                let rows = self.order_rows();
-                self.orders.move_cursor(0, rows);
                 Effects::redraw()
             }
             Action::Terminal(Event::Key(key)) if key.kind != KeyEventKind::Release => self.on_key(key),
@@ -305,7 +312,13 @@ impl App {
     }
 
     fn areas(&self) -> Option<Areas> {
-        Areas::of(self.size.0, self.size.1)
+        Areas::of(self.size.0, self.size.1, self.orders_first())
+    }
+
+    /// Whether the orders list gets most of a small screen: it has the focus and no
+    /// rollback is open (one that is open needs its plan and result read whole).
+    pub(crate) fn orders_first(&self) -> bool {
+        self.focus == Pane::Orders && self.flow.is_none()
     }
 
     /// Whether the terminal is below the smallest size: only a notice is drawn.
