@@ -275,6 +275,19 @@ fn status_update_renders_conditions_actions_needs_and_next_update() {
             "Incident Commander: Ada Lovelace",
         ],
     );
+    // Open: how long, and the impact counted from the detection (impact began unset).
+    assert!(text.contains("; incident open for "), "{text}");
+    assert!(text.contains("impact so far ") && text.contains("(from detection (impact began not set))"), "{text}");
+
+    // Impact began set and the incident closed: the update says so, not "open".
+    let mut c = filled();
+    c.times.impact_began = Some((at(7, 2), "commander".into()));
+    c.closed = Some((at(9, 45), "all reversed".into()));
+    let text = render(&TemplateStore::shipped(), "status_update", &c);
+    assert!(text.contains("incident closed at 2026-11-26 09:45 UTC"), "{text}");
+    assert!(!text.contains("incident open"), "{text}");
+    assert!(text.contains("(from impact began)"), "{text}");
+    assert!(text.contains("**Next update:** none: the incident is closed"), "{text}");
 }
 
 #[test]
