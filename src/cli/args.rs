@@ -533,6 +533,10 @@ pub struct MaintenanceArgs {
     /// Why.
     #[arg(long)]
     pub reason: String,
+    /// Only this symbol's new orders (e.g. GBPUSD); the others trade on. Without it, every
+    /// symbol's.
+    #[arg(long, value_name = "SYMBOL")]
+    pub symbol: Option<String>,
 }
 
 /// on / off.

@@ -241,6 +241,14 @@ fn show(g: &GlobalArgs, inc: &OpenIncident, now: DateTime<Utc>) -> Result<i32> {
         ),
         None => println!("Maintenance mode: off"),
     }
+    for (symbol, p) in i.symbols_stopped() {
+        println!(
+            "Maintenance mode for {} only: ON since {}{}",
+            line(symbol),
+            when(p.on_at),
+            if p.verified { " (verified: its new orders refused)" } else { " (NOT verified)" }
+        );
+    }
     let due = |label: &str, d: Option<DateTime<Utc>>| match d {
         Some(d) if now > d => println!("{label}: OVERDUE since {}", when(d)),
         Some(d) => println!("{label}: due {} (in {})", when(d), crate::core::format::short_duration(d - now)),

@@ -175,6 +175,19 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
             ),
             Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD),
         ),
+        // One symbol's (or a few): named, so nobody reads the book as stopped or trading.
+        Some(m) if !m.symbols.is_empty() => {
+            let journal = app.case.as_ref().map(|c| c.state.symbols_stopped());
+            let mark = match journal {
+                Some(j) if m.symbols.iter().all(|s| j.iter().any(|(js, p)| js == s && p.verified)) => " ✓",
+                Some(_) => " UNVERIFIED",
+                None => "",
+            };
+            Span::styled(
+                format!(" MAINTENANCE {} only{mark} ", sanitize::line(&m.symbols.join(","))),
+                Style::new().fg(Color::Black).bg(Color::Magenta).add_modifier(Modifier::BOLD),
+            )
+        }
         Some(_) => Span::raw(" maintenance off "),
         None => Span::raw(" maintenance ? "),
     };

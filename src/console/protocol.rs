@@ -135,8 +135,9 @@ pub enum Command {
     RefreshDashboard,
     /// Run the ledger audit now (after a rollback), then refresh the dashboard.
     AuditNow,
-    /// Turn maintenance mode on or off, then prove it with a probe order.
-    SetMaintenance { id: RequestId, on: bool, reason: String },
+    /// Turn maintenance mode on or off (every symbol's, or `symbol`'s only), then prove it
+    /// with a probe order.
+    SetMaintenance { id: RequestId, on: bool, reason: String, symbol: Option<String> },
     /// The blast radius of the book's last day: executions per minute, repeated executions.
     BlastRadius { id: RequestId },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again
@@ -184,7 +185,13 @@ pub enum DbEvent {
     /// Maintenance mode as stored.
     Maintenance(MaintenanceState),
     /// Maintenance mode was switched: whether a probe order was refused afterwards.
-    MaintenanceSet { id: RequestId, on: bool, reason: String, result: Result<MaintenanceProbe, String> },
+    MaintenanceSet {
+        id: RequestId,
+        on: bool,
+        reason: String,
+        symbol: Option<String>,
+        result: Result<MaintenanceProbe, String>,
+    },
     /// The journal copy: what the database's copy now holds, or why the copy failed (the
     /// journal on disk stays the truth).
     JournalSynced(Result<crate::ops::incident::Copied, String>),

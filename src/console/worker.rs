@@ -446,7 +446,9 @@ impl Worker {
             Command::RunBatch { id, items, reason, operation, waive_journal } => {
                 requests::run_batch(job, settings, id, items, reason, operation, waive_journal)
             }
-            Command::SetMaintenance { id, on, reason } => requests::set_maintenance(job, id, on, reason),
+            Command::SetMaintenance { id, on, reason, symbol } => {
+                requests::set_maintenance(job, id, on, reason, symbol)
+            }
             Command::BlastRadius { id } => requests::blast_radius(job, id),
             Command::Cancel { .. }
             | Command::RefreshDashboard

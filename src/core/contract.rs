@@ -279,6 +279,9 @@ pub struct MaintenanceState {
     pub maintenance_reason: Option<String>,
     pub maintenance_since: Option<DateTime<Utc>>,
     pub maintenance_by: Option<String>,
+    /// Symbols whose new orders are stopped one by one (with the book trading), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
 }
 
 /// What a session's rows will say, as `session_operator()` answers.

@@ -111,8 +111,9 @@ pub fn describe(e: &Entry) -> String {
             d.reason
         ),
         Event::Maintenance(d) => format!(
-            "maintenance mode {}, {}: {}",
+            "maintenance mode {}{}, {}: {}",
             if d.on { "ON" } else { "off" },
+            d.symbol.as_ref().map(|s| format!(" for {s} only")).unwrap_or_default(),
             match (d.on, d.verified) {
                 (true, true) => "verified (new orders refused)",
                 (false, true) => "verified (new orders accepted)",
@@ -347,9 +348,10 @@ fn rollback_record(i: &Incident, at: DateTime<Utc>, rollback: &event::Rollback) 
 /// Maintenance mode now and its periods, who holds which role, and the level's changes.
 fn add_team_and_maintenance(c: &mut MessageContext, i: &Incident) {
     c.maintenance = match i.maintenance_on() {
-        Some(p) => MaintenanceState { on: true, since: Some(p.on_at), reason: Some(p.reason.clone()) },
+        Some(p) => MaintenanceState { on: true, since: Some(p.on_at), reason: Some(p.reason.clone()), symbols: vec![] },
         None => MaintenanceState::default(),
     };
+    c.maintenance.symbols = i.symbols_stopped().into_iter().map(|(s, _)| s.to_string()).collect();
     c.maintenance_periods = i
         .maintenance
         .iter()

@@ -24,6 +24,36 @@ pub async fn switch_maintenance(pool: &Db, on: bool, reason: &str) -> Result<(Va
     Ok((r, probe))
 }
 
+/// Switches one symbol's maintenance mode and proves it with a probe order of that symbol
+/// in each isolation level. As `switch_maintenance`.
+pub async fn switch_symbol_maintenance(
+    pool: &Db,
+    symbol: &str,
+    on: bool,
+    reason: &str,
+) -> Result<(Value, MaintenanceProbe)> {
+    let r = db::set_symbol_maintenance(pool, symbol, on, reason).await?;
+    if r.get("success").and_then(Value::as_bool) != Some(true) {
+        return Err(Error::BadInput(format!(
+            "refused: {}",
+            crate::core::sanitize::line(r.get("message").and_then(Value::as_str).unwrap_or("unknown"))
+        )));
+    }
+    let mut probe_code = Some("maintenance_mode".to_string());
+    for level in Isolation::ALL {
+        let code = db::probe_symbol_orders_in(pool, level, symbol).await?;
+        if code.as_deref() != Some("maintenance_mode") {
+            let code = code.unwrap_or_else(|| "executed".into());
+            probe_code = Some(if level == Isolation::ReadCommitted { code } else { format!("{code} ({level})") });
+            break;
+        }
+    }
+    let state = maintenance_state(pool).await?;
+    let probe =
+        MaintenanceProbe { new_orders_refused: probe_code.as_deref() == Some("maintenance_mode"), probe_code, state };
+    Ok((r, probe))
+}
+
 /// Proves maintenance mode refuses new orders: `probe_new_orders()` runs the execution
 /// path for an order that is always undone, once in each isolation level a client may use
 /// (a snapshot taken before the switch must not let an order through either). Returns

@@ -12,6 +12,7 @@ use crate::support::db::{
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use uuid::Uuid;
 
@@ -1051,6 +1052,46 @@ async fn maintenance_mode_stops_and_resumes_new_orders() {
     assert!(off.code(0).clean().stdout.contains("Maintenance mode is off"), "{}", off.stdout);
     let accepted = execute(&t.pool, user, "EURUSD", "buy", "1000", "1.1", None).await;
     assert_eq!(accepted["success"], true, "{accepted}");
+}
+
+/// One symbol's maintenance (issue 10, item 16): its new orders are refused, the other
+/// symbols trade, and switching it off lets it trade again; proved by a probe each time.
+#[tokio::test]
+async fn maintenance_of_one_symbol_stops_it_and_lets_the_others_trade() {
+    let t = test_db().await;
+    let user = account(&t.pool, "100000").await;
+    let on = ic(&t.url, &["maintenance", "on", "--symbol", "GBPUSD", "--reason", "burst on GBPUSD", "--json"]).await;
+    let j = on.code(0).clean().json();
+    assert_eq!((j["verified"].clone(), j["symbol"].clone()), (json!(true), json!("GBPUSD")), "{j}");
+    assert_eq!(j["state"]["symbols"], json!(["GBPUSD"]), "{j}");
+    assert_eq!(j["state"]["maintenance_mode"], false, "the book still trades: {j}");
+
+    let refused = execute(&t.pool, user, "GBPUSD", "buy", "1000", "1.26", None).await;
+    assert_eq!(refused["error_code"], "maintenance_mode", "{refused}");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("GBPUSD")), "{refused}");
+    let other = execute(&t.pool, user, "EURUSD", "buy", "1000", "1.1", None).await;
+    assert_eq!(other["success"], true, "another symbol trades: {other}");
+    let logged: (bool, Option<String>) =
+        sqlx::query_as("SELECT enabled, symbol FROM maintenance_log ORDER BY id DESC LIMIT 1")
+            .fetch_one(&t.pool)
+            .await
+            .expect("log");
+    assert_eq!(logged, (true, Some("GBPUSD".to_string())));
+
+    // Bad input is refused and changes nothing.
+    let print = fingerprint(&t.pool).await;
+    ic(&t.url, &["maintenance", "on", "--symbol", "XXXYYY", "--reason", "r"])
+        .await
+        .code(2)
+        .complains("no instrument XXXYYY");
+    ic(&t.url, &["maintenance", "on", "--symbol", "gbp usd", "--reason", "r"]).await.code(2).complains("--symbol:");
+    assert_eq!(fingerprint(&t.pool).await, print);
+
+    let off = ic(&t.url, &["maintenance", "off", "--symbol", "GBPUSD", "--reason", "burst rolled back"]).await;
+    off.code(0).clean().says("Maintenance mode for GBPUSD only is off");
+    let again = execute(&t.pool, user, "GBPUSD", "buy", "1000", "1.26", None).await;
+    assert_eq!(again["success"], true, "{again}");
+    assert_consistent(&t.pool).await;
 }
 
 #[tokio::test]

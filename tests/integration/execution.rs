@@ -142,6 +142,71 @@ async fn maintenance_holds_for_executions_waiting_for_the_switch_at_every_isolat
     }
 }
 
+/// One symbol's switch is fenced as the book's is: it waits for an execution of that
+/// symbol in flight (which commits), and an execution that starts while it is uncommitted
+/// waits for it and is refused, at every isolation level; a snapshot older than the switch
+/// gets nothing through either.
+async fn symbol_switch_is_fenced(isolation: &'static str) {
+    let t = test_db().await;
+    let (early, late) = (account(&t.pool, "10000").await, account(&t.pool, "10000").await);
+    let mut in_flight = t.conn().await;
+    begin(&mut in_flight, isolation).await;
+    let first =
+        db::execute_order(&mut in_flight, &order(early, "e1", "GBPUSD", "buy", "1", "1.2")).await.expect("in flight");
+    assert_eq!(first["success"], true, "{first}");
+
+    // The switch waits for the execution in flight.
+    let mut switch = t.conn().await;
+    let switch_pid = db::backend_pid(&mut switch).await.expect("pid");
+    let switching = tokio::spawn(async move {
+        begin(&mut switch, "read committed").await;
+        let r = db::set_symbol_maintenance(&mut switch, "GBPUSD", true, "burst").await;
+        (switch, r)
+    });
+    let mut observer = t.conn().await;
+    assert!(wait_until_waiting(&mut observer, switch_pid, Duration::from_secs(10)).await.expect("w"), "switch waits");
+
+    // An execution that starts now waits behind the switch.
+    let mut c = t.conn().await;
+    let pid = db::backend_pid(&mut c).await.expect("pid");
+    let waiting = tokio::spawn(async move {
+        begin(&mut c, isolation).await;
+        let r = db::execute_order(&mut c, &order(late, "l1", "GBPUSD", "buy", "1", "1.2")).await;
+        end(&mut c).await;
+        r
+    });
+    assert!(wait_until_waiting(&mut observer, pid, Duration::from_secs(10)).await.expect("w"), "execution waits");
+    end(&mut in_flight).await;
+    let (mut switch, on) = switching.await.expect("switch task");
+    assert_eq!(on.expect("switch")["success"], true);
+    end(&mut switch).await;
+    let r = waiting.await.expect("task");
+
+    assert!(refused_for_maintenance(&r), "{isolation}: an order walked past the symbol's maintenance: {r:?}");
+    assert_eq!(orders_of(&t, early).await, 1, "{isolation}: the execution in flight committed");
+    assert_eq!(orders_of(&t, late).await, 0, "{isolation}: nothing of the late one");
+
+    // A snapshot older than a second switch (off, then on again) gets nothing through.
+    let off = db::set_symbol_maintenance(&t.pool, "GBPUSD", false, "done").await.expect("off");
+    assert_eq!(off["success"], true, "{off}");
+    let mut stale = t.conn().await;
+    begin(&mut stale, isolation).await;
+    sqlx::query("SELECT 1").execute(&mut stale).await.expect("snapshot");
+    db::set_symbol_maintenance(&t.pool, "GBPUSD", true, "again").await.expect("on");
+    let r = db::execute_order(&mut stale, &order(late, "l2", "GBPUSD", "buy", "1", "1.2")).await;
+    end(&mut stale).await;
+    assert!(refused_for_maintenance(&r), "{isolation}: a stale snapshot walked past: {r:?}");
+    assert_eq!(orders_of(&t, late).await, 0);
+    assert_consistent(&t.pool).await;
+}
+
+#[tokio::test]
+async fn one_symbols_maintenance_is_fenced_at_every_isolation_level() {
+    for isolation in ["read committed", "repeatable read", "serializable"] {
+        symbol_switch_is_fenced(isolation).await;
+    }
+}
+
 #[tokio::test]
 async fn repeatable_read_executions_do_not_wait_for_each_other() {
     let t = test_db().await;

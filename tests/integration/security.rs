@@ -464,6 +464,9 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         "rollback_order_execution",
         "rollback_with_postcheck",
         "set_maintenance_mode",
+        // one symbol's maintenance and its probe (migration 16)
+        "set_symbol_maintenance",
+        "probe_new_orders",
     ]);
     operator.sort_unstable();
     assert_eq!(executable_by(&t, "incident_operator").await, operator);

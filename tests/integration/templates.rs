@@ -93,8 +93,12 @@ fn incident() -> MessageContext {
             postcheck: None,
         },
     ];
-    c.maintenance =
-        MaintenanceState { on: true, since: Some(at(8, 5)), reason: Some("stop new orders during rollback".into()) };
+    c.maintenance = MaintenanceState {
+        on: true,
+        since: Some(at(8, 5)),
+        reason: Some("stop new orders during rollback".into()),
+        symbols: vec![],
+    };
     c.maintenance_periods =
         vec![MaintenancePeriod { from: at(8, 5), until: None, reason: "stop new orders during rollback".into() }];
     c.roles = vec![
@@ -254,6 +258,20 @@ fn customer_notice_without_maintenance_and_at_level_1() {
     // Impact began not set: no start is claimed (the opening is not when customers were hit).
     assert!(text.contains("We are currently experiencing") && !text.contains("Since "), "{text}");
     assert!(!text.contains("temporarily unavailable"), "{text}");
+}
+
+#[test]
+fn one_symbols_maintenance_is_said_in_the_alert_the_update_and_the_customer_notice() {
+    let mut c = filled();
+    c.maintenance = MaintenanceState { symbols: vec!["GBPUSD".into()], ..MaintenanceState::default() };
+    let alert = render(&TemplateStore::shipped(), "internal_alert", &c);
+    assert!(alert.contains("Maintenance mode: ON for GBPUSD only - new orders of GBPUSD are refused"), "{alert}");
+    let update = render(&TemplateStore::shipped(), "status_update", &c);
+    assert!(update.contains("- Maintenance mode: ON for GBPUSD only"), "{update}");
+    let notice = render(&TemplateStore::shipped(), "customer_notice", &c);
+    assert!(notice.contains("New orders for GBPUSD have been temporarily suspended"), "{notice}");
+    assert!(notice.contains("- New orders for GBPUSD are temporarily unavailable"), "{notice}");
+    assert!(!notice.contains("New order placement is temporarily unavailable"), "{notice}");
 }
 
 #[test]

@@ -142,6 +142,7 @@ pub fn maintenance_off() -> MaintenanceState {
         maintenance_reason: None,
         maintenance_since: None,
         maintenance_by: None,
+        symbols: Vec::new(),
     }
 }
 
@@ -152,6 +153,7 @@ pub fn maintenance_on(reason: &str, since: DateTime<Utc>, by: &str) -> Maintenan
         maintenance_reason: Some(reason.into()),
         maintenance_since: Some(since),
         maintenance_by: Some(by.into()),
+        symbols: Vec::new(),
     }
 }
 

@@ -150,6 +150,7 @@ fn maintenance_verified(size: (u16, u16)) -> Driver {
         id,
         on: true,
         reason: "stop new orders during the rollback".into(),
+        symbol: None,
         result: Ok(MaintenanceProbe { new_orders_refused: true, probe_code: Some("maintenance_mode".into()), state }),
     });
     c

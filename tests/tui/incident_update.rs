@@ -729,7 +729,7 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
     c.typed("stop new orders during the rollback");
     let e = c.enter();
     assert!(e.journal.is_empty(), "nothing is recorded before the probe answers");
-    let [Command::SetMaintenance { id, on: true, reason }] = e.commands.as_slice() else {
+    let [Command::SetMaintenance { id, on: true, reason, symbol: None }] = e.commands.as_slice() else {
         panic!("one SetMaintenance: {:?}", e.commands)
     };
     let id = *id;
@@ -744,6 +744,7 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
         id,
         on: true,
         reason: "stop new orders during the rollback".into(),
+        symbol: None,
         result: Ok(MaintenanceProbe {
             new_orders_refused: true,
             probe_code: Some("maintenance_mode".into()),
@@ -766,6 +767,55 @@ fn shift_m_asks_why_switches_and_records_the_verified_probe() {
     // M again switches it off.
     c.press('M');
     assert_eq!(c.text_dialog().0, Purpose::Maintenance(false));
+}
+
+/// Tab in the maintenance dialog chooses the scope: every symbol, or only the symbol of the
+/// order under the cursor; the switch, the journal and the header say which.
+#[test]
+fn tab_in_the_maintenance_dialog_stops_only_the_cursors_symbol() {
+    let mut c = incident();
+    c.connect_with_orders(3);
+    let symbol = c.app.current_order().map(|o| o.symbol.clone()).expect("an order under the cursor");
+    c.press('M');
+    assert_eq!(c.text_dialog().0, Purpose::Maintenance(true));
+    assert!(c.screen().contains(&format!("tab: Maintenance mode ON for {symbol} only")), "{}", c.screen());
+    c.key(KeyCode::Tab);
+    assert_eq!(c.text_dialog().0, Purpose::SymbolMaintenance { symbol: symbol.clone(), on: true });
+    assert!(c.screen().contains(&format!("Scope: {symbol} only; other symbols trade on.")), "{}", c.screen());
+    c.typed("burst on one symbol");
+    let e = c.enter();
+    let [Command::SetMaintenance { id, on: true, symbol: Some(s), .. }] = e.commands.as_slice() else {
+        panic!("one SetMaintenance of a symbol: {:?}", e.commands)
+    };
+    assert_eq!(s, &symbol);
+    let id = *id;
+    let mut state = maintenance_state(false, at(13, 12, 0));
+    state.symbols = vec![symbol.clone()];
+    let e = c.db(DbEvent::MaintenanceSet {
+        id,
+        on: true,
+        reason: "burst on one symbol".into(),
+        symbol: Some(symbol.clone()),
+        result: Ok(MaintenanceProbe { new_orders_refused: true, probe_code: Some("maintenance_mode".into()), state }),
+    });
+    assert_eq!(
+        observed(&e),
+        vec![Observation::SymbolMaintenance {
+            symbol: symbol.clone(),
+            on: true,
+            reason: "burst on one symbol".into(),
+            verified: true
+        }]
+    );
+    c.append(e.journal);
+    assert!(c.case().state.maintenance_on().is_none(), "the book is not stopped");
+    assert_eq!(c.case().state.symbols_stopped().len(), 1);
+    assert!(c.screen().contains(&format!("MAINTENANCE {symbol} only ✓")), "{}", c.screen());
+    // M again: stopping every symbol first, tab offers the symbol back on.
+    c.press('M');
+    assert_eq!(c.text_dialog().0, Purpose::Maintenance(true));
+    c.key(KeyCode::Tab);
+    assert_eq!(c.text_dialog().0, Purpose::SymbolMaintenance { symbol, on: false });
 }
 
 /// Switched outside this console (another console, psql): the journal says so, so the
@@ -827,6 +877,7 @@ fn a_refresh_during_our_own_switch_records_nothing() {
         id,
         on: true,
         reason: "stop new orders".into(),
+        symbol: None,
         result: Ok(MaintenanceProbe {
             new_orders_refused: true,
             probe_code: Some("maintenance_mode".into()),
@@ -848,6 +899,7 @@ fn a_probe_that_gets_through_is_recorded_unverified() {
         id: *id,
         on: true,
         reason: "stop new orders".into(),
+        symbol: None,
         result: Ok(MaintenanceProbe {
             new_orders_refused: false,
             probe_code: None,
@@ -1431,6 +1483,7 @@ fn without_an_incident_nothing_is_asked_of_the_journal() {
         id: *id,
         on: true,
         reason: "console".into(),
+        symbol: None,
         result: Ok(MaintenanceProbe {
             new_orders_refused: true,
             probe_code: Some("maintenance_mode".into()),

@@ -79,8 +79,8 @@ impl App {
                 let pane = precheck::on_cancelled(self, id);
                 if flow || pane { Effects::redraw() } else { Effects::none() }
             }
-            DbEvent::MaintenanceSet { id, on, reason, result } => {
-                maintenance::on_switched(self, id, on, reason, result)
+            DbEvent::MaintenanceSet { id, on, reason, symbol, result } => {
+                maintenance::on_switched(self, id, (on, symbol), reason, result)
             }
             DbEvent::JournalSynced(r) => {
                 let Some(case) = self.case.as_mut() else { return Effects::none() };

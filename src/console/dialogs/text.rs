@@ -46,6 +46,8 @@ pub enum Purpose {
     Time(TimeKind),
     /// Who approved an approval item.
     Approver(String),
+    /// Why one symbol's maintenance mode is switched on (true) or off.
+    SymbolMaintenance { symbol: String, on: bool },
 }
 
 impl Purpose {
@@ -59,6 +61,8 @@ impl Purpose {
             Purpose::Field(name) => format!("Fill \"{name}\""),
             Purpose::Maintenance(true) => "Maintenance mode ON: why?".into(),
             Purpose::Maintenance(false) => "Maintenance mode OFF: why?".into(),
+            Purpose::SymbolMaintenance { symbol, on: true } => format!("Maintenance mode ON for {symbol} only: why?"),
+            Purpose::SymbolMaintenance { symbol, on: false } => format!("Maintenance mode OFF for {symbol}: why?"),
             Purpose::TimelineFilter => "Filter the timeline (kind, operator or text)".into(),
             Purpose::Close => "Close the incident: why is it over?".into(),
             Purpose::Time(which) => format!("When: {}?", which.label()),
@@ -101,6 +105,17 @@ impl TextDialog {
         match app.keymap.dialog_action(&key) {
             Some(KeyAction::Dismiss) => Turn::close(app.say("Abandoned: nothing recorded.", false)),
             Some(KeyAction::Accept) => self.accept(app),
+            // The maintenance switch's scope: every symbol, or one.
+            _ if key.code == crossterm::event::KeyCode::Tab
+                && matches!(self.purpose, Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. }) =>
+            {
+                if let Some((purpose, context)) = crate::console::maintenance::next_scope(app, &self.purpose) {
+                    self.purpose = purpose;
+                    self.context = context;
+                    self.hint = None;
+                }
+                Turn::open(Dialog::Text(self), Effects::redraw())
+            }
             _ => {
                 self.input.input(key);
                 self.hint = None;
@@ -119,13 +134,22 @@ impl TextDialog {
                 }
                 Turn::close(Effects::redraw())
             }
-            Purpose::Maintenance(on) => match crate::core::workflow::incident::reason_ok(&text, "A reason") {
-                Ok(reason) => Turn::close(crate::console::maintenance::switch(app, on, reason)),
-                Err(why) => {
-                    self.hint = Some(format!("{why}."));
-                    Turn::open(Dialog::Text(self), Effects::redraw())
+            Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. } => {
+                match crate::core::workflow::incident::reason_ok(&text, "A reason") {
+                    Ok(reason) => {
+                        let (on, symbol) = match self.purpose.clone() {
+                            Purpose::SymbolMaintenance { symbol, on } => (on, Some(symbol)),
+                            Purpose::Maintenance(on) => (on, None),
+                            _ => return Turn::close(Effects::none()),
+                        };
+                        Turn::close(crate::console::maintenance::switch(app, on, symbol, reason))
+                    }
+                    Err(why) => {
+                        self.hint = Some(format!("{why}."));
+                        Turn::open(Dialog::Text(self), Effects::redraw())
+                    }
                 }
-            },
+            }
             purpose => {
                 let Some(case) = app.case.as_ref() else { return Turn::close(Effects::none()) };
                 match step_of(&purpose, &text, Keys(&app.keymap), app.now) {
@@ -216,6 +240,6 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result
             let at = parse_at(&text, now).map_err(|e| e.to_string())?;
             Some(Step::SetTime { which: *which, at, source: "commander".into(), now })
         }
-        Purpose::Maintenance(_) | Purpose::TimelineFilter => None,
+        Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. } | Purpose::TimelineFilter => None,
     })
 }

@@ -194,14 +194,19 @@ pub(super) fn run_batch(
 }
 
 /// Maintenance mode switched, then proved by a probe order.
-pub(super) fn set_maintenance(job: Job, id: RequestId, on: bool, reason: String) {
+pub(super) fn set_maintenance(job: Job, id: RequestId, on: bool, reason: String, symbol: Option<String>) {
     let Job { pool, events, .. } = job;
     tokio::spawn(async move {
-        let result = crate::ops::maintenance::switch_maintenance(&pool, on, &reason).await.map(|(_, probe)| probe);
+        let result = match &symbol {
+            Some(s) => crate::ops::maintenance::switch_symbol_maintenance(&pool, s, on, &reason).await,
+            None => crate::ops::maintenance::switch_maintenance(&pool, on, &reason).await,
+        }
+        .map(|(_, probe)| probe);
         if let Ok(p) = &result {
             let _ = events.send(DbEvent::Maintenance(p.state.clone()));
         }
-        let _ = events.send(DbEvent::MaintenanceSet { id, on, reason, result: result.map_err(|e| e.to_string()) });
+        let result = result.map_err(|e| e.to_string());
+        let _ = events.send(DbEvent::MaintenanceSet { id, on, reason, symbol, result });
     });
 }
 

@@ -182,6 +182,8 @@ pub struct MaintenanceState {
     pub since: Option<DateTime<Utc>>,
     /// Why (when on).
     pub reason: Option<String>,
+    /// Symbols whose new orders are stopped one by one (the others trade), sorted.
+    pub symbols: Vec<String>,
 }
 
 /// One period of maintenance mode.
@@ -610,6 +612,11 @@ impl MessageContext {
             })
             .collect();
         o.insert("periods".into(), Value::Array(periods));
+        // One symbol's maintenance: `symbols` (absent when none) and their names joined.
+        if !m.symbols.is_empty() {
+            o.insert("symbols".into(), json!(m.symbols));
+            o.insert("symbols_text".into(), json!(m.symbols.join(", ")));
+        }
         Value::Object(o)
     }
 }

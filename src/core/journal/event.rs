@@ -294,6 +294,9 @@ pub struct Maintenance {
     pub reason: String,
     /// The probe saw new orders refused (on) or accepted (off).
     pub verified: bool,
+    /// One symbol's maintenance (the book trades on); absent: every symbol's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
 }
 
 /// `maintenance` seen in the database: someone switched it outside this console. Written

@@ -183,6 +183,8 @@ pub struct Incident {
     /// Every hand-over: role, from, to, when, by.
     pub handovers: Vec<(Role, String, String, DateTime<Utc>, String)>,
     pub maintenance: Vec<MaintenancePeriod>,
+    /// One symbol's maintenance periods, oldest first, each with its symbol.
+    pub symbol_maintenance: Vec<(String, MaintenancePeriod)>,
     pub fields: BTreeMap<String, String>,
     pub waived: BTreeSet<String>,
     /// Checks, rollbacks, audits, messages, notes, reports: in order.
@@ -248,6 +250,7 @@ impl Incident {
             roles: BTreeMap::new(),
             handovers: Vec::new(),
             maintenance: Vec::new(),
+            symbol_maintenance: Vec::new(),
             fields: BTreeMap::new(),
             waived: BTreeSet::new(),
             records: Vec::new(),
@@ -304,7 +307,10 @@ impl Incident {
                 self.waived.insert(d.name.clone());
             }
             Event::Maintenance(d) => {
-                self.maintenance_switched(d.on, d.verified, &d.reason, at);
+                match &d.symbol {
+                    Some(symbol) => self.symbol_switched(symbol, d.on, d.verified, &d.reason, at),
+                    None => self.maintenance_switched(d.on, d.verified, &d.reason, at),
+                }
                 self.record(event, at, by);
             }
             // Seen in the database, not probed here: never verified.
@@ -349,6 +355,19 @@ impl Incident {
                 verified,
             }),
             _ => {}
+        }
+    }
+
+    fn symbol_switched(&mut self, symbol: &str, on: bool, verified: bool, reason: &str, at: DateTime<Utc>) {
+        let open = self.symbol_maintenance.iter_mut().rev().find(|(s, p)| s == symbol && p.off_at.is_none());
+        match open {
+            Some((_, p)) if on => p.verified |= verified,
+            Some((_, p)) => p.off_at = Some(at),
+            None if on => self.symbol_maintenance.push((
+                symbol.to_string(),
+                MaintenancePeriod { on_at: at, off_at: None, reason: reason.to_string(), verified },
+            )),
+            None => {}
         }
     }
 
@@ -533,6 +552,14 @@ impl Incident {
     /// The open maintenance period, if maintenance mode is on.
     pub fn maintenance_on(&self) -> Option<&MaintenancePeriod> {
         self.maintenance.last().filter(|p| p.off_at.is_none())
+    }
+
+    /// The symbols whose new orders are stopped one by one now, sorted, with their periods.
+    pub fn symbols_stopped(&self) -> Vec<(&str, &MaintenancePeriod)> {
+        let mut on: Vec<(&str, &MaintenancePeriod)> =
+            self.symbol_maintenance.iter().filter(|(_, p)| p.off_at.is_none()).map(|(s, p)| (s.as_str(), p)).collect();
+        on.sort_by(|a, b| a.0.cmp(b.0));
+        on
     }
 
     /// The records of one kind, each with its data: `records_of::<event::Rollback>()`.

@@ -125,10 +125,30 @@ pub async fn set_maintenance<'e, E: Executor<'e, Database = Postgres>>(
     call_json(e, sqlx::query("SELECT set_maintenance_mode($1, $2)").bind(enabled).bind(reason.to_string())).await
 }
 
-/// Current maintenance mode.
+/// `set_symbol_maintenance(symbol, enabled, reason)`: one symbol's new orders stopped or
+/// accepted again.
+pub async fn set_symbol_maintenance<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    symbol: &str,
+    enabled: bool,
+    reason: &str,
+) -> Result<Value> {
+    call_json(
+        e,
+        sqlx::query("SELECT set_symbol_maintenance($1, $2, $3)")
+            .bind(symbol.to_string())
+            .bind(enabled)
+            .bind(reason.to_string()),
+    )
+    .await
+}
+
+/// Current maintenance mode: the whole book's, and the symbols stopped one by one.
 pub async fn maintenance_state<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<MaintenanceState> {
     Ok(sqlx::query_as(
-        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by, maintenance_by_login \
+        "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by, maintenance_by_login, \
+                coalesce((SELECT array_agg(symbol ORDER BY symbol) FROM instruments \
+                          WHERE suspended_since IS NOT NULL), '{}') AS suspended_symbols \
          FROM system_settings",
     )
     .fetch_one(e)
@@ -235,6 +255,14 @@ pub async fn probe_new_orders(conn: &mut PgConnection, level: Isolation) -> Resu
 pub async fn probe_new_orders_in(pool: &Db, level: Isolation) -> Result<Option<String>> {
     let mut tx = pool.begin_with(level.begin()).await?;
     let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders()")).await;
+    let ended = tx.rollback().await;
+    probe_answer(answer, ended)
+}
+
+/// The same probe for one symbol's new orders: `probe_new_orders(symbol)`.
+pub async fn probe_symbol_orders_in(pool: &Db, level: Isolation, symbol: &str) -> Result<Option<String>> {
+    let mut tx = pool.begin_with(level.begin()).await?;
+    let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders($1)").bind(symbol.to_string())).await;
     let ended = tx.rollback().await;
     probe_answer(answer, ended)
 }

@@ -81,6 +81,7 @@ impl<'r> FromRow<'r, PgRow> for MaintenanceState {
                 let login: Option<String> = row.try_get("maintenance_by_login").ok().flatten();
                 name_with_login(&by, login.as_deref())
             }),
+            symbols: row.try_get::<Option<Vec<String>>, _>("suspended_symbols").ok().flatten().unwrap_or_default(),
         })
     }
 }

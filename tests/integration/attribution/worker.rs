@@ -105,7 +105,9 @@ async fn the_worker_through(mode: PoolMode) {
     assert!(done.rollback.success, "{done:?}");
     assert!(done.postcheck.as_ref().is_some_and(|p| p.successful), "{done:?}");
 
-    h.commands.send(Command::SetMaintenance { id: 3, on: true, reason: "rolling back".into() }).expect("send");
+    h.commands
+        .send(Command::SetMaintenance { id: 3, on: true, reason: "rolling back".into(), symbol: None })
+        .expect("send");
     let probe = next(ev, 30, "maintenance on", |e| match e {
         DbEvent::MaintenanceSet { id: 3, result, .. } => Some(result),
         _ => None,

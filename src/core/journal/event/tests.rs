@@ -138,8 +138,17 @@ fn samples() -> Vec<(Event, &'static str)> {
             r#"{"failed":[],"order":"01925d3e-0000-7000-8000-000000000001","successful":true}"#,
         ),
         (
-            Event::Maintenance(Maintenance { on: true, reason: "burst".into(), verified: true }),
+            Event::Maintenance(Maintenance { on: true, reason: "burst".into(), verified: true, symbol: None }),
             r#"{"on":true,"reason":"burst","verified":true}"#,
+        ),
+        (
+            Event::Maintenance(Maintenance {
+                on: true,
+                reason: "burst".into(),
+                verified: true,
+                symbol: Some("GBPUSD".into()),
+            }),
+            r#"{"on":true,"reason":"burst","symbol":"GBPUSD","verified":true}"#,
         ),
         (
             Event::MaintenanceSeen(MaintenanceSeen {

@@ -73,6 +73,8 @@ pub enum Observation {
     Postcheck { order: Uuid, successful: bool, failed: Vec<String> },
     /// Maintenance mode was switched, and whether the probe confirmed it.
     Maintenance { on: bool, reason: String, verified: bool },
+    /// One symbol's maintenance mode was switched, and whether the probe confirmed it.
+    SymbolMaintenance { symbol: String, on: bool, reason: String, verified: bool },
     /// The database's maintenance mode differs from the journal's: someone switched it
     /// outside this console (another console, the CLI elsewhere, psql). Not probed here.
     MaintenanceSeen { on: bool, reason: String, by: Option<String>, since: Option<DateTime<Utc>> },
@@ -92,7 +94,10 @@ impl Observation {
     pub(super) fn signal(&self) -> Option<Vec<AutoSignal>> {
         match self {
             Observation::Postcheck { successful: true, .. } => Some(vec![AutoSignal::PostcheckPassed]),
-            Observation::Maintenance { on: true, verified: true, .. } => Some(vec![AutoSignal::MaintenanceVerified]),
+            Observation::Maintenance { on: true, verified: true, .. }
+            | Observation::SymbolMaintenance { on: true, verified: true, .. } => {
+                Some(vec![AutoSignal::MaintenanceVerified])
+            }
             Observation::Audit { violations: 0 } => Some(vec![AutoSignal::AuditClean]),
             // Telling customers the service is restored is the resolution notice, not any
             // customer message.
@@ -160,7 +165,10 @@ impl Observation {
                 Event::Postcheck(event::Postcheck { order, successful, failed })
             }
             Observation::Maintenance { on, reason, verified } => {
-                Event::Maintenance(event::Maintenance { on, reason, verified })
+                Event::Maintenance(event::Maintenance { on, reason, verified, symbol: None })
+            }
+            Observation::SymbolMaintenance { symbol, on, reason, verified } => {
+                Event::Maintenance(event::Maintenance { on, reason, verified, symbol: Some(symbol) })
             }
             Observation::MaintenanceSeen { on, reason, by, since } => {
                 Event::MaintenanceSeen(event::MaintenanceSeen { on, reason, by, since })
