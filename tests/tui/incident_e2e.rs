@@ -666,3 +666,24 @@ async fn the_journal_works_without_the_database() {
     let journal_text = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
     assert!(!journal_text.contains("s3cret"), "the password is in the journal");
 }
+
+/// What another process appends to the incident's journal (here `incident note` in another
+/// terminal) is on the console's timeline within seconds, without the console writing
+/// anything itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_shows_what_a_cli_run_journals() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("postgres://bob:s3cret@127.0.0.1:{port}/nope");
+    let dirs = Dirs::new();
+    let c = open(&dirs, &["--database-url", &url, "--title", "two writers", "--level", "2"]);
+    c.wait_for("UNREACHABLE", T).await;
+    c.keys(&["i"]);
+    c.wait_for("Checklist · Assessment", T).await;
+    let out = dirs.run(&["incident", "note", "bridge: the CLI rolled back 0b5e001c"]);
+    assert!(out.status.success(), "incident note: {}", String::from_utf8_lossy(&out.stderr));
+    let started = Instant::now();
+    c.wait_for("bridge: the CLI rolled back 0b5e001c", Duration::from_secs(5)).await;
+    eprintln!("the CLI's note was on the timeline after {:?}", started.elapsed());
+    c.keys(&["q"]);
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
+}

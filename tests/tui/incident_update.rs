@@ -26,13 +26,15 @@ use incident_console::core::contacts::Contact;
 use incident_console::core::contract::{BatchPreview, MaintenanceProbe, MaintenanceState};
 use incident_console::core::journal::event;
 use incident_console::core::metrics::Metrics;
+use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::incident::times::TimeKind;
 use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
 use incident_console::core::workflow::{Level, Phase};
+use incident_console::store::incidents::IncidentStore;
 
 use crate::support::app::{Driver, Journaling};
 use crate::support::fixtures::{
-    OPERATOR, TITLE, at, contact, id, maintenance_off, maintenance_on, precheck, rolled_back, row, t0,
+    INCIDENT_ID, OPERATOR, TITLE, at, contact, id, maintenance_off, maintenance_on, precheck, rolled_back, row, t0,
 };
 
 // ----------------------------------------------------------------------------------------
@@ -439,6 +441,30 @@ fn n_adds_a_note() {
     assert_eq!(c.last_kind(), "note");
     let (newest, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind().to_string(), t)).expect("a row");
     assert_eq!((newest.as_str(), text.as_str()), ("note", "deploy 4711 rolled back by the release team"));
+}
+
+#[test]
+fn entries_another_process_appends_show_without_this_console_writing() {
+    let mut c = incident();
+    assert!(!c.look_at_journal(), "nothing new: the file is as the console read it");
+    // A second writer on the same journal (a CLI run in another terminal).
+    let store = IncidentStore::new(std::path::Path::new(c.root()).join("incidents"));
+    let mut other = store.open(INCIDENT_ID, Checklist::shipped()).expect("the incident opens");
+    let note = Step::Note { text: "CLI: rolled back 0b5e001c from the bridge".into() };
+    other.act(note, "bob", at(13, 9, 10)).expect("the other process appends");
+    assert!(c.look_at_journal(), "the look finds the other process's entry");
+    let (kind, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind().to_string(), t)).expect("a row");
+    assert_eq!((kind.as_str(), text.as_str()), ("note", "CLI: rolled back 0b5e001c from the bridge"));
+    assert!(!c.look_at_journal(), "read once");
+    // What this console writes next comes back alone, not with the other entry again.
+    let e = c.press('n');
+    assert!(e.journal.is_empty());
+    c.typed("seen");
+    let e = c.enter();
+    c.append(e.journal);
+    let seqs: Vec<u64> = c.case().entries.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "every entry once, in order");
 }
 
 #[test]
