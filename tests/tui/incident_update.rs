@@ -62,6 +62,7 @@ fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateT
             last_rollback: Some(at(13, 9, 30)),
             recent: total,
             alerts: vec![],
+            recent_by_operation: Default::default(),
         },
         per_minute: vec![0; 60],
         in_flight: 0,
