@@ -220,13 +220,16 @@ async fn write_report(c: &Console) {
     c.wait_for("Report written to", T).await;
 }
 
-/// Fills the selected message's next required field (`name`) with `value`.
+/// Fills the selected message's next required field (`name`) with `value`; its dialog
+/// names it in words ("Fill: Root cause (post-incident report)").
 async fn fill(c: &Console, name: &str, value: &str) {
+    let words = name.replace('_', " ");
+    let title = format!("Fill: {}{}", words[..1].to_uppercase(), &words[1..]);
     c.keys(&["f"]);
-    c.wait_for(&format!("Fill \"{name}\""), T).await;
+    c.wait_for(&title, T).await;
     c.enter_text(value).await;
     c.wait_until(&format!("{name} to be filled"), T, |s| {
-        !s.contains(&format!("Fill \"{name}\"")) && selected_line(s).is_some_and(|l| !l.contains(name))
+        !s.contains(&title) && selected_line(s).is_some_and(|l| !l.contains(name))
     })
     .await;
 }
@@ -412,7 +415,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     fill(&c, "customer_impact", "Some orders placed this afternoon may show twice in your history.").await;
     // The dialog shows the sentence the field goes into, as the person fills it.
     c.keys(&["f"]);
-    let s = c.wait_for("Fill \"customer_resolution\"", T).await;
+    let s = c.wait_for("Fill: Customer resolution (customer notice)", T).await;
     assert!(s.contains("In Customer notice:") && s.contains("We expect to resolve this within"), "{s}");
     c.keys(&["Escape"]);
     fill(&c, "customer_resolution", "2 hours").await;

@@ -422,7 +422,7 @@ fn a_field_dialog_shows_the_sentence_it_fills() {
         c.focus(Pane::Messages);
         c.press('f');
         let text = snap(&c, "incident_field_dialog");
-        assert_has(&text, &["Fill \"impact\"", "In Internal alert:", "[to fill: impact]"]);
+        assert_has(&text, &["Fill: Impact (internal alert)", "In Internal alert:", "[to fill: impact]"]);
     }
 }
 

@@ -512,6 +512,11 @@ fn slash_filters_the_timeline() {
 // Messages
 // ----------------------------------------------------------------------------------------
 
+/// The fill dialog of a field: its key, and the name it shows.
+fn field(name: &str, label: &str) -> Purpose {
+    Purpose::Field { name: name.into(), label: label.into() }
+}
+
 #[test]
 fn f_fills_the_next_missing_field() {
     let mut c = incident();
@@ -519,7 +524,7 @@ fn f_fills_the_next_missing_field() {
     assert_eq!(c.unfilled("internal_alert"), vec!["impact", "estimated_resolution"]);
     let e = c.press('f');
     assert!(e.journal.is_empty());
-    assert_eq!(c.text_dialog().0, Purpose::Field("impact".into()));
+    assert_eq!(c.text_dialog().0, field("impact", "Impact (internal alert)"));
     c.typed("30 duplicate GBPUSD fills, 6 accounts");
     let e = c.enter();
     assert_eq!(
@@ -530,7 +535,7 @@ fn f_fills_the_next_missing_field() {
     assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);
     assert!(c.slot_text("internal_alert").contains("Impact: 30 duplicate GBPUSD fills, 6 accounts"));
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("estimated_resolution", "Estimated resolution (internal alert)"));
 }
 
 /// Filling a field shows the sentence it goes into, and which other messages it changes;
@@ -553,7 +558,7 @@ fn a_field_is_filled_seeing_its_sentence_and_the_messages_it_changes() {
     c.esc();
     c.append(vec![step(Step::SetField { name: "impact".into(), value: "duplicates".into() })]);
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("estimated_resolution", "Estimated resolution (internal alert)"));
     let lines = context(&c);
     assert!(
         lines.iter().all(|l| !l.contains("Customer notice")),
@@ -564,7 +569,7 @@ fn a_field_is_filled_seeing_its_sentence_and_the_messages_it_changes() {
     c.select_message("customer_notice");
     c.append(vec![step(Step::SetField { name: "customer_impact".into(), value: "Some orders twice.".into() })]);
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("customer_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("customer_resolution", "Customer resolution (customer notice)"));
     let lines = context(&c);
     assert!(
         lines.first().is_some_and(|l| l.starts_with(
@@ -581,7 +586,7 @@ fn w_waives_the_next_missing_field() {
     let e = c.press('w');
     assert_eq!(e.journal, vec![step(Step::Waive { name: "impact".into() })]);
     assert!(c.dialog().is_none());
-    assert!(c.message().0.starts_with("Waived \"impact\" in every message"), "{:?}", c.message());
+    assert!(c.message().0.starts_with("Waived Impact (internal alert) in every message"), "{:?}", c.message());
     c.append(e.journal);
     assert!(c.case().state.waived.contains("impact"));
     assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);

@@ -228,15 +228,19 @@ fn fill(app: &mut App, action: KeyAction) -> Effects {
     };
     if action == KeyAction::Waive {
         // Said, since a waiver holds for every message that uses the field.
-        let mut e =
-            app.say(format!("Waived \"{name}\" in every message that uses it (recorded in the timeline)."), false);
+        let text = format!(
+            "Waived {} in every message that uses it (recorded in the timeline).",
+            case.templates.field_title(&name)
+        );
+        let mut e = app.say(text, false);
         e.journal = vec![JournalRequest::Step(Step::Waive { name })];
         return e;
     }
     let current = case.state.fields.get(&name).cloned().unwrap_or_default();
     let context = field_context(case, &name);
-    case.dialog =
-        Some(TextDialog::open_with_context(Purpose::Field(name), &current, "the text for the message", context));
+    let label = case.templates.field_title(&name);
+    let purpose = Purpose::Field { name, label };
+    case.dialog = Some(TextDialog::open_with_context(purpose, &current, "the text for the message", context));
     Effects::redraw()
 }
 
