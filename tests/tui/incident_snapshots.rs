@@ -436,7 +436,8 @@ fn messages_with_one_ready_and_copied() {
         assert_has(
             &text,
             &[
-                "ready · copied 13:15",
+                // Copied in Assessment; the phase and maintenance moved on since.
+                "ready · changed since you copied it at 13:15",
                 "needs customer_impact",
                 "─ last copy 13:15:00 → 20261125T131500Z-internal_alert.md",
                 "Impact: Duplicate GBPUSD fills on 6 accounts",

@@ -635,6 +635,35 @@ fn y_copies_a_ready_message() {
     assert!(c.message().0.starts_with("Copied internal_alert"));
 }
 
+/// A copied message whose text the incident changed since (here the level) is marked, so
+/// that the commander sends an update; time passing, a note or another copy alone are not
+/// changes; copying it again clears the mark.
+#[test]
+fn a_copied_message_the_incident_changed_since_is_marked() {
+    let mut c = incident();
+    c.select_message("internal_alert");
+    c.append(vec![
+        step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
+        step(Step::SetField { name: "estimated_resolution".into(), value: "14:30 UTC".into() }),
+    ]);
+    let changed =
+        |c: &Driver| c.case().messages.iter().find(|s| s.name == "internal_alert").map(|s| s.changed_since_copy);
+    assert_eq!(changed(&c), Some(false), "never copied");
+    let e = c.press('y');
+    c.append(e.journal);
+    assert_eq!(changed(&c), Some(false), "as copied");
+    c.tick(at(13, 25, 0));
+    c.append(vec![step(Step::Note { text: "release team paged".into() })]);
+    assert_eq!(changed(&c), Some(false), "the clock and a note change nothing the alert says");
+
+    c.append(vec![step(Step::SetLevel { to: Level::Critical, reason: "more accounts hit".into() })]);
+    assert_eq!(changed(&c), Some(true), "the level it states changed");
+    c.tick(at(13, 26, 0));
+    let e = c.press('y');
+    c.append(e.journal);
+    assert_eq!(changed(&c), Some(false), "sent again");
+}
+
 /// The customer notice with both fields filled.
 fn customer_notice_ready(c: &mut Driver) {
     c.select_message("customer_notice");
