@@ -204,7 +204,7 @@ async fn batch_rollback_burst(c: &Console) {
 async fn write_report(c: &Console) {
     c.keys(&["i"]);
     c.wait_until("the checklist", T, |s| s.contains("┏ ▶ Checklist")).await;
-    c.keys(&["Tab"]);
+    // Checklist, Team, Messages: the panes as drawn, left column then right.
     c.keys(&["Tab"]);
     c.keys(&["Tab"]);
     let s = select_message(c, "Post-incident report").await;
@@ -343,8 +343,8 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     c.keys(&["d"]);
     c.wait_until("Detection to be ticked", T, |s| item_line(s, "Detection").contains("[x]")).await;
 
-    // The Team pane: the commander, pre-filled from the config's contact.
-    c.keys(&["Tab"]);
+    // The Team pane (below the checklist): the commander, pre-filled from the config's
+    // contact.
     c.keys(&["Tab"]);
     let s = c
         .wait_until("the Team pane's cursor", T, |s| selected_line(s).is_some_and(|l| l.contains("Incident Commander")))

@@ -132,9 +132,11 @@ fn i_switches_screens_and_tab_cycles_the_four_incident_panes() {
         assert!(e.journal.is_empty());
         seen.push(c.app.focus);
     }
-    assert_eq!(seen, vec![Pane::Timeline, Pane::Team, Pane::Messages, Pane::Checklist]);
+    // As drawn side by side: the left column (checklist, team), then the right (messages,
+    // timeline).
+    assert_eq!(seen, vec![Pane::Team, Pane::Messages, Pane::Timeline, Pane::Checklist]);
     c.key(KeyCode::BackTab);
-    assert_eq!(c.app.focus, Pane::Messages);
+    assert_eq!(c.app.focus, Pane::Timeline);
     c.press('i');
     assert_eq!((c.app.screen, c.app.focus), (Screen::Rollback, Pane::Orders));
     // Tab on the rollback screen stays among its own panes.
