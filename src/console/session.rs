@@ -22,12 +22,25 @@ pub struct Session {
     clipboard: ClipboardSink,
     /// The last entry handed to the app.
     delivered: u64,
+    /// The journal file's length and time when last read for others' entries.
+    read_at: Option<(u64, std::time::SystemTime)>,
 }
+
+/// How long a look for others' entries waits for a writer's lock: an append holds it for
+/// milliseconds, and the loop must not stall behind a stuck one (the next look retries).
+const LOOK_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Session {
     /// A session on an incident whose entries up to `delivered` the app already has.
     pub fn new(incident: OpenIncident, operator: String, delivered: u64, clipboard: ClipboardSink) -> Self {
-        Session { incident, operator, in_tmux: crate::console::clipboard::in_tmux(), clipboard, delivered }
+        Session {
+            incident,
+            operator,
+            in_tmux: crate::console::clipboard::in_tmux(),
+            clipboard,
+            delivered,
+            read_at: None,
+        }
     }
 
     /// Whether copies go to tmux's paste buffer (the default comes from `$TMUX`): tests
@@ -40,6 +53,21 @@ impl Session {
     /// Puts `text` where the person pastes from and says where it went.
     fn copy(&mut self, text: &str) -> String {
         crate::console::clipboard::put(text, self.in_tmux, &mut self.clipboard)
+    }
+
+    /// The entries another process appended (a CLI rollback, a second console) since the
+    /// app was last handed some, as an answer the app folds in; `None` when the file did
+    /// not change or cannot be read now (never a refusal: nothing was asked).
+    pub fn others_appended(&mut self) -> Option<JournalEvent> {
+        let stamp = self.incident.journal.stamp();
+        if stamp.is_some() && stamp == self.read_at {
+            return None;
+        }
+        let entries = self.incident.journal.clone().with_lock_wait(LOOK_LOCK_WAIT).entries().ok()?;
+        self.read_at = stamp;
+        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.seq > self.delivered).collect();
+        self.delivered = entries.last().map_or(self.delivered, |e| e.seq);
+        (!entries.is_empty()).then_some(JournalEvent::Appended { entries, note: None })
     }
 
     /// Does one request; never fails, a failure is the event's text.

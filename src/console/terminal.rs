@@ -129,6 +129,10 @@ where
     animation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut minute = tokio::time::interval(Duration::from_secs(60));
     minute.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Entries another process appends (a CLI rollback into the same incident) show
+    // within a second, not when this console next writes one.
+    let mut journal_look = tokio::time::interval(Duration::from_secs(1));
+    journal_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut db_open = true;
     let mut signals_open = true;
     while !app.quit {
@@ -165,6 +169,15 @@ where
             },
             _ = animation.tick(), if animating => app.update(Action::Tick(chrono::Utc::now())),
             _ = minute.tick() => app.update(Action::Tick(chrono::Utc::now())),
+            _ = journal_look.tick(), if session.is_some() => {
+                match session.as_deref_mut().and_then(|s| s.others_appended()) {
+                    Some(ev) => {
+                        app.now = chrono::Utc::now();
+                        app.update(Action::Journal(ev))
+                    }
+                    None => continue,
+                }
+            }
         };
         let mut effects = effects;
         // The journal's answers can ask for more (a copy to the database): until quiet.

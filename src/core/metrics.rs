@@ -5,9 +5,12 @@
 //! duration and reported 100 % success with nothing done. Here the mean is the true mean
 //! of the durations that exist, and the success rate is absent when nothing ran.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::core::contract::RollbackRecord;
 
@@ -57,6 +60,8 @@ pub enum Alert {
         count: u64,
         /// The window, in minutes.
         window_minutes: i64,
+        /// The count that makes a burst.
+        threshold: u64,
     },
 }
 
@@ -73,7 +78,7 @@ impl Alert {
             Alert::LongRollback { seconds, threshold_seconds } => {
                 format!("a rollback took {}s (threshold {}s)", seconds, threshold_seconds)
             }
-            Alert::RollbackBurst { count, window_minutes } => {
+            Alert::RollbackBurst { count, window_minutes, .. } => {
                 format!("{count} rollbacks in the last {window_minutes} minutes")
             }
         }
@@ -105,6 +110,54 @@ pub struct Metrics {
     pub recent: u64,
     /// Alerts that fired.
     pub alerts: Vec<Alert>,
+    /// The rollbacks within the burst window by operation (a batch's `batch_id`), so that
+    /// a burst a known batch accounts for can be told from one that comes from elsewhere.
+    #[serde(skip)]
+    pub recent_by_operation: BTreeMap<Uuid, u64>,
+}
+
+/// A burst that operations someone started on purpose (a batch the commander confirmed)
+/// account for: without their rollbacks the window would hold no burst.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedBurst {
+    /// Rollbacks in the window.
+    pub count: u64,
+    /// Of them, the expected operations'.
+    pub expected: u64,
+    /// The window, in minutes.
+    pub window_minutes: i64,
+    /// The expected operations that rolled back within the window.
+    pub operations: Vec<Uuid>,
+}
+
+impl Metrics {
+    /// The alerts still raised once the rollbacks of the `expected` operations are set
+    /// aside, and the burst they account for, if they do. A burst is set aside only when
+    /// the other rollbacks alone stay under the threshold: a spike from elsewhere during a
+    /// planned batch still alerts.
+    pub fn alerts_expecting(&self, expected: &[Uuid]) -> (Vec<&Alert>, Option<ExpectedBurst>) {
+        let operations: Vec<Uuid> =
+            expected.iter().filter(|o| self.recent_by_operation.get(o).is_some_and(|n| *n > 0)).copied().collect();
+        let ours: u64 = operations.iter().filter_map(|o| self.recent_by_operation.get(o)).sum();
+        let mut raised = Vec::new();
+        let mut accounted = None;
+        for alert in &self.alerts {
+            match alert {
+                Alert::RollbackBurst { count, window_minutes, threshold }
+                    if ours > 0 && count.saturating_sub(ours) < *threshold =>
+                {
+                    accounted = Some(ExpectedBurst {
+                        count: *count,
+                        expected: ours,
+                        window_minutes: *window_minutes,
+                        operations: operations.clone(),
+                    });
+                }
+                _ => raised.push(alert),
+            }
+        }
+        (raised, accounted)
+    }
 }
 
 /// Exact mean of microsecond durations, in microseconds.
@@ -148,7 +201,12 @@ pub fn compute(
     let durations: Vec<i64> = succeeded.iter().filter_map(|r| r.duration_us).collect();
     // Checked: the window and the durations come from a config file and the database.
     let window_start = now.checked_sub_signed(thresholds.burst_window).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let recent = succeeded.iter().filter(|r| r.at >= window_start && r.at <= now).count() as u64;
+    let in_window: Vec<&&RollbackRecord> = succeeded.iter().filter(|r| r.at >= window_start && r.at <= now).collect();
+    let recent = in_window.len() as u64;
+    let mut recent_by_operation = BTreeMap::new();
+    for r in &in_window {
+        *recent_by_operation.entry(r.operation).or_insert(0u64) += 1;
+    }
 
     // An operation is one call, or a whole batch: from the start of its first call to the
     // end of its last.
@@ -177,7 +235,11 @@ pub fn compute(
         });
     }
     if recent >= thresholds.burst_count {
-        alerts.push(Alert::RollbackBurst { count: recent, window_minutes: thresholds.burst_window.num_minutes() });
+        alerts.push(Alert::RollbackBurst {
+            count: recent,
+            window_minutes: thresholds.burst_window.num_minutes(),
+            threshold: thresholds.burst_count,
+        });
     }
 
     Metrics {
@@ -193,6 +255,7 @@ pub fn compute(
         last_rollback: succeeded.iter().map(|r| r.at).max(),
         recent,
         alerts,
+        recent_by_operation,
     }
 }
 
@@ -260,7 +323,7 @@ mod tests {
         assert_eq!(m.success_rate_percent, Some(Decimal::new(8333, 2)));
         assert!(m.alerts.contains(&Alert::RollbackFailed { count: 1 }));
         assert!(m.alerts.contains(&Alert::DataInconsistency { violations: 2, failed_postchecks: 1 }));
-        assert!(m.alerts.contains(&Alert::RollbackBurst { count: 5, window_minutes: 10 }));
+        assert!(m.alerts.contains(&Alert::RollbackBurst { count: 5, window_minutes: 10, threshold: 5 }));
 
         // Four is not a burst; old rollbacks do not count.
         let r: Vec<_> =
@@ -278,6 +341,42 @@ mod tests {
         b.operation = op;
         let m = compute(&[a, b], 0, 0, now(), &Thresholds::default());
         assert!(m.alerts.iter().any(|x| matches!(x, Alert::LongRollback { .. })), "{:?}", m.alerts);
+    }
+
+    #[test]
+    fn a_burst_a_planned_batch_accounts_for_is_expected_and_one_from_elsewhere_is_not() {
+        let t = Thresholds::default();
+        let (batch, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let ours: Vec<RollbackRecord> =
+            (0..56).map(|i| RollbackRecord { operation: batch, ..record(3500 + i, Some(5), true) }).collect();
+        let m = compute(&ours, 0, 0, now(), &t);
+        let (raised, expected) = m.alerts_expecting(&[batch]);
+        assert!(raised.is_empty(), "{raised:?}");
+        assert_eq!(
+            expected,
+            Some(ExpectedBurst { count: 56, expected: 56, window_minutes: 10, operations: vec![batch] })
+        );
+        // Not knowing the batch, it is an alert.
+        let (raised, expected) = m.alerts_expecting(&[other]);
+        assert_eq!((raised.len(), expected), (1, None));
+
+        // Four others are still under the threshold; five are a burst of their own.
+        let mut r = ours.clone();
+        r.extend((0..4).map(|i| record(3400 + i, Some(5), true)));
+        let m = compute(&r, 0, 0, now(), &t);
+        let (raised, expected) = m.alerts_expecting(&[batch]);
+        assert!(raised.is_empty() && expected.is_some_and(|e| (e.count, e.expected) == (60, 56)));
+        r.push(record(3300, Some(5), true));
+        let m = compute(&r, 0, 0, now(), &t);
+        let (raised, expected) = m.alerts_expecting(&[batch]);
+        assert_eq!(raised, vec![&Alert::RollbackBurst { count: 61, window_minutes: 10, threshold: 5 }]);
+        assert_eq!(expected, None);
+        // A failure is never expected.
+        r.truncate(56);
+        r.push(record(3550, None, false));
+        let m = compute(&r, 0, 0, now(), &t);
+        let (raised, _) = m.alerts_expecting(&[batch]);
+        assert_eq!(raised, vec![&Alert::RollbackFailed { count: 1 }]);
     }
 
     proptest! {

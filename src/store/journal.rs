@@ -84,6 +84,13 @@ impl Journal {
         &self.path
     }
 
+    /// The file's length and modification time: a cheap way to see that another process
+    /// appended, without reading it. `None` when it cannot be read.
+    pub fn stamp(&self) -> Option<(u64, std::time::SystemTime)> {
+        let meta = std::fs::metadata(&self.path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    }
+
     /// Appends one entry, chained to the current last line, and returns it as it will be
     /// read back. Refuses (nothing written) when the input is malformed or the last line
     /// is broken.

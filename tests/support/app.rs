@@ -300,6 +300,18 @@ impl Driver {
         self.app.update(Action::Journal(event));
     }
 
+    /// Does what the loop does once a second: folds in what another process appended to
+    /// the journal; whether there was any.
+    pub fn look_at_journal(&mut self) -> bool {
+        match self.session().others_appended() {
+            Some(event) => {
+                self.app.update(Action::Journal(event));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The session that performs the journal requests.
     pub fn session(&mut self) -> &mut Session {
         &mut self.journal.as_mut().expect("a journal").session

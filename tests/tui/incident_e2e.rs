@@ -204,7 +204,7 @@ async fn batch_rollback_burst(c: &Console) {
 async fn write_report(c: &Console) {
     c.keys(&["i"]);
     c.wait_until("the checklist", T, |s| s.contains("┏ ▶ Checklist")).await;
-    c.keys(&["Tab"]);
+    // Checklist, Team, Messages: the panes as drawn, left column then right.
     c.keys(&["Tab"]);
     c.keys(&["Tab"]);
     let s = select_message(c, "Post-incident report").await;
@@ -220,13 +220,16 @@ async fn write_report(c: &Console) {
     c.wait_for("Report written to", T).await;
 }
 
-/// Fills the selected message's next required field (`name`) with `value`.
+/// Fills the selected message's next required field (`name`) with `value`; its dialog
+/// names it in words ("Fill: Root cause (post-incident report)").
 async fn fill(c: &Console, name: &str, value: &str) {
+    let words = name.replace('_', " ");
+    let title = format!("Fill: {}{}", words[..1].to_uppercase(), &words[1..]);
     c.keys(&["f"]);
-    c.wait_for(&format!("Fill \"{name}\""), T).await;
+    c.wait_for(&title, T).await;
     c.enter_text(value).await;
     c.wait_until(&format!("{name} to be filled"), T, |s| {
-        !s.contains(&format!("Fill \"{name}\"")) && selected_line(s).is_some_and(|l| !l.contains(name))
+        !s.contains(&title) && selected_line(s).is_some_and(|l| !l.contains(name))
     })
     .await;
 }
@@ -340,8 +343,8 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     c.keys(&["d"]);
     c.wait_until("Detection to be ticked", T, |s| item_line(s, "Detection").contains("[x]")).await;
 
-    // The Team pane: the commander, pre-filled from the config's contact.
-    c.keys(&["Tab"]);
+    // The Team pane (below the checklist): the commander, pre-filled from the config's
+    // contact.
     c.keys(&["Tab"]);
     let s = c
         .wait_until("the Team pane's cursor", T, |s| selected_line(s).is_some_and(|l| l.contains("Incident Commander")))
@@ -412,7 +415,7 @@ async fn a_level_3_drill_from_classification_to_the_report() {
     fill(&c, "customer_impact", "Some orders placed this afternoon may show twice in your history.").await;
     // The dialog shows the sentence the field goes into, as the person fills it.
     c.keys(&["f"]);
-    let s = c.wait_for("Fill \"customer_resolution\"", T).await;
+    let s = c.wait_for("Fill: Customer resolution (customer notice)", T).await;
     assert!(s.contains("In Customer notice:") && s.contains("We expect to resolve this within"), "{s}");
     c.keys(&["Escape"]);
     fill(&c, "customer_resolution", "2 hours").await;
@@ -665,4 +668,25 @@ async fn the_journal_works_without_the_database() {
     );
     let journal_text = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
     assert!(!journal_text.contains("s3cret"), "the password is in the journal");
+}
+
+/// What another process appends to the incident's journal (here `incident note` in another
+/// terminal) is on the console's timeline within seconds, without the console writing
+/// anything itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_shows_what_a_cli_run_journals() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = format!("postgres://bob:s3cret@127.0.0.1:{port}/nope");
+    let dirs = Dirs::new();
+    let c = open(&dirs, &["--database-url", &url, "--title", "two writers", "--level", "2"]);
+    c.wait_for("UNREACHABLE", T).await;
+    c.keys(&["i"]);
+    c.wait_for("Checklist · Assessment", T).await;
+    let out = dirs.run(&["incident", "note", "bridge: the CLI rolled back 0b5e001c"]);
+    assert!(out.status.success(), "incident note: {}", String::from_utf8_lossy(&out.stderr));
+    let started = Instant::now();
+    c.wait_for("bridge: the CLI rolled back 0b5e001c", Duration::from_secs(5)).await;
+    eprintln!("the CLI's note was on the timeline after {:?}", started.elapsed());
+    c.keys(&["q"]);
+    c.wait_for("console-exited-0", Duration::from_secs(5)).await;
 }

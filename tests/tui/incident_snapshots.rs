@@ -423,7 +423,7 @@ fn a_field_dialog_shows_the_sentence_it_fills() {
         c.focus(Pane::Messages);
         c.press('f');
         let text = snap(&c, "incident_field_dialog");
-        assert_has(&text, &["Fill \"impact\"", "In Internal alert:", "[to fill: impact]"]);
+        assert_has(&text, &["Fill: Impact (internal alert)", "In Internal alert:", "[to fill: impact]"]);
     }
 }
 
@@ -437,7 +437,8 @@ fn messages_with_one_ready_and_copied() {
         assert_has(
             &text,
             &[
-                "ready · copied 13:15",
+                // Copied in Assessment; the phase and maintenance moved on since.
+                "ready · changed since you copied it at 13:15",
                 "needs customer_impact",
                 "─ last copy 13:15:00 → 20261125T131500Z-internal_alert.md",
                 "Impact: Duplicate GBPUSD fills on 6 accounts",

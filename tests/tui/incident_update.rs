@@ -26,13 +26,15 @@ use incident_console::core::contacts::Contact;
 use incident_console::core::contract::{BatchPreview, MaintenanceProbe, MaintenanceState};
 use incident_console::core::journal::event;
 use incident_console::core::metrics::Metrics;
+use incident_console::core::workflow::checklist::Checklist;
 use incident_console::core::workflow::incident::times::TimeKind;
 use incident_console::core::workflow::incident::{ItemState, Observation, Role, Step};
 use incident_console::core::workflow::{Level, Phase};
+use incident_console::store::incidents::IncidentStore;
 
 use crate::support::app::{Driver, Journaling};
 use crate::support::fixtures::{
-    OPERATOR, TITLE, at, contact, id, maintenance_off, maintenance_on, precheck, rolled_back, row, t0,
+    INCIDENT_ID, OPERATOR, TITLE, at, contact, id, maintenance_off, maintenance_on, precheck, rolled_back, row, t0,
 };
 
 // ----------------------------------------------------------------------------------------
@@ -60,6 +62,7 @@ fn dashboard(total: u64, audit_violations: Option<usize>, audit_at: Option<DateT
             last_rollback: Some(at(13, 9, 30)),
             recent: total,
             alerts: vec![],
+            recent_by_operation: Default::default(),
         },
         per_minute: vec![0; 60],
         in_flight: 0,
@@ -129,9 +132,11 @@ fn i_switches_screens_and_tab_cycles_the_four_incident_panes() {
         assert!(e.journal.is_empty());
         seen.push(c.app.focus);
     }
-    assert_eq!(seen, vec![Pane::Timeline, Pane::Team, Pane::Messages, Pane::Checklist]);
+    // As drawn side by side: the left column (checklist, team), then the right (messages,
+    // timeline).
+    assert_eq!(seen, vec![Pane::Team, Pane::Messages, Pane::Timeline, Pane::Checklist]);
     c.key(KeyCode::BackTab);
-    assert_eq!(c.app.focus, Pane::Messages);
+    assert_eq!(c.app.focus, Pane::Timeline);
     c.press('i');
     assert_eq!((c.app.screen, c.app.focus), (Screen::Rollback, Pane::Orders));
     // Tab on the rollback screen stays among its own panes.
@@ -442,6 +447,30 @@ fn n_adds_a_note() {
 }
 
 #[test]
+fn entries_another_process_appends_show_without_this_console_writing() {
+    let mut c = incident();
+    assert!(!c.look_at_journal(), "nothing new: the file is as the console read it");
+    // A second writer on the same journal (a CLI run in another terminal).
+    let store = IncidentStore::new(std::path::Path::new(c.root()).join("incidents"));
+    let mut other = store.open(INCIDENT_ID, Checklist::shipped()).expect("the incident opens");
+    let note = Step::Note { text: "CLI: rolled back 0b5e001c from the bridge".into() };
+    other.act(note, "bob", at(13, 9, 10)).expect("the other process appends");
+    assert!(c.look_at_journal(), "the look finds the other process's entry");
+    let (kind, text) = c.case().timeline().into_iter().next().map(|(e, t)| (e.kind().to_string(), t)).expect("a row");
+    assert_eq!((kind.as_str(), text.as_str()), ("note", "CLI: rolled back 0b5e001c from the bridge"));
+    assert!(!c.look_at_journal(), "read once");
+    // What this console writes next comes back alone, not with the other entry again.
+    let e = c.press('n');
+    assert!(e.journal.is_empty());
+    c.typed("seen");
+    let e = c.enter();
+    c.append(e.journal);
+    let seqs: Vec<u64> = c.case().entries.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "every entry once, in order");
+}
+
+#[test]
 fn slash_filters_the_timeline() {
     let mut c = incident();
     for s in [
@@ -485,6 +514,11 @@ fn slash_filters_the_timeline() {
 // Messages
 // ----------------------------------------------------------------------------------------
 
+/// The fill dialog of a field: its key, and the name it shows.
+fn field(name: &str, label: &str) -> Purpose {
+    Purpose::Field { name: name.into(), label: label.into() }
+}
+
 #[test]
 fn f_fills_the_next_missing_field() {
     let mut c = incident();
@@ -492,7 +526,7 @@ fn f_fills_the_next_missing_field() {
     assert_eq!(c.unfilled("internal_alert"), vec!["impact", "estimated_resolution"]);
     let e = c.press('f');
     assert!(e.journal.is_empty());
-    assert_eq!(c.text_dialog().0, Purpose::Field("impact".into()));
+    assert_eq!(c.text_dialog().0, field("impact", "Impact (internal alert)"));
     c.typed("30 duplicate GBPUSD fills, 6 accounts");
     let e = c.enter();
     assert_eq!(
@@ -503,7 +537,7 @@ fn f_fills_the_next_missing_field() {
     assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);
     assert!(c.slot_text("internal_alert").contains("Impact: 30 duplicate GBPUSD fills, 6 accounts"));
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("estimated_resolution", "Estimated resolution (internal alert)"));
 }
 
 /// Filling a field shows the sentence it goes into, and which other messages it changes;
@@ -526,7 +560,7 @@ fn a_field_is_filled_seeing_its_sentence_and_the_messages_it_changes() {
     c.esc();
     c.append(vec![step(Step::SetField { name: "impact".into(), value: "duplicates".into() })]);
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("estimated_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("estimated_resolution", "Estimated resolution (internal alert)"));
     let lines = context(&c);
     assert!(
         lines.iter().all(|l| !l.contains("Customer notice")),
@@ -537,7 +571,7 @@ fn a_field_is_filled_seeing_its_sentence_and_the_messages_it_changes() {
     c.select_message("customer_notice");
     c.append(vec![step(Step::SetField { name: "customer_impact".into(), value: "Some orders twice.".into() })]);
     c.press('f');
-    assert_eq!(c.text_dialog().0, Purpose::Field("customer_resolution".into()));
+    assert_eq!(c.text_dialog().0, field("customer_resolution", "Customer resolution (customer notice)"));
     let lines = context(&c);
     assert!(
         lines.first().is_some_and(|l| l.starts_with(
@@ -554,7 +588,7 @@ fn w_waives_the_next_missing_field() {
     let e = c.press('w');
     assert_eq!(e.journal, vec![step(Step::Waive { name: "impact".into() })]);
     assert!(c.dialog().is_none());
-    assert!(c.message().0.starts_with("Waived \"impact\" in every message"), "{:?}", c.message());
+    assert!(c.message().0.starts_with("Waived Impact (internal alert) in every message"), "{:?}", c.message());
     c.append(e.journal);
     assert!(c.case().state.waived.contains("impact"));
     assert_eq!(c.unfilled("internal_alert"), vec!["estimated_resolution"]);
@@ -601,6 +635,35 @@ fn y_copies_a_ready_message() {
     assert!(copied.1.starts_with(c.root()));
     assert_eq!(c.clipboard().len(), 1);
     assert!(c.message().0.starts_with("Copied internal_alert"));
+}
+
+/// A copied message whose text the incident changed since (here the level) is marked, so
+/// that the commander sends an update; time passing, a note or another copy alone are not
+/// changes; copying it again clears the mark.
+#[test]
+fn a_copied_message_the_incident_changed_since_is_marked() {
+    let mut c = incident();
+    c.select_message("internal_alert");
+    c.append(vec![
+        step(Step::SetField { name: "impact".into(), value: "6 accounts".into() }),
+        step(Step::SetField { name: "estimated_resolution".into(), value: "14:30 UTC".into() }),
+    ]);
+    let changed =
+        |c: &Driver| c.case().messages.iter().find(|s| s.name == "internal_alert").map(|s| s.changed_since_copy);
+    assert_eq!(changed(&c), Some(false), "never copied");
+    let e = c.press('y');
+    c.append(e.journal);
+    assert_eq!(changed(&c), Some(false), "as copied");
+    c.tick(at(13, 25, 0));
+    c.append(vec![step(Step::Note { text: "release team paged".into() })]);
+    assert_eq!(changed(&c), Some(false), "the clock and a note change nothing the alert says");
+
+    c.append(vec![step(Step::SetLevel { to: Level::Critical, reason: "more accounts hit".into() })]);
+    assert_eq!(changed(&c), Some(true), "the level it states changed");
+    c.tick(at(13, 26, 0));
+    let e = c.press('y');
+    c.append(e.journal);
+    assert_eq!(changed(&c), Some(false), "sent again");
 }
 
 /// The customer notice with both fields filled.

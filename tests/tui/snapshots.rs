@@ -249,6 +249,7 @@ fn metrics(alerts: Vec<Alert>) -> Metrics {
         last_rollback: Some(at(13, 7, 30)),
         recent: 12,
         alerts,
+        recent_by_operation: Default::default(),
     }
 }
 
@@ -276,7 +277,7 @@ fn alerting_dashboard() -> DashboardData {
         metrics: metrics(vec![
             Alert::RollbackFailed { count: 2 },
             Alert::DataInconsistency { violations: 1, failed_postchecks: 1 },
-            Alert::RollbackBurst { count: 12, window_minutes: 10 },
+            Alert::RollbackBurst { count: 12, window_minutes: 10, threshold: 5 },
         ]),
         per_minute: per_minute(true),
         in_flight: 1,
@@ -462,6 +463,44 @@ fn alert_firing(size: (u16, u16)) -> Driver {
     s.db(DbEvent::Dashboard(alerting_dashboard()));
     // Shift-Tab from Orders focuses the Dashboard (on a narrow screen, it becomes the tab shown).
     s.key(KeyCode::BackTab);
+    s
+}
+
+/// A burst in the dashboard's window: `per_operation` rollbacks of each operation.
+fn burst_dashboard(per_operation: &[(Uuid, u64)]) -> DashboardData {
+    let count: u64 = per_operation.iter().map(|(_, n)| n).sum();
+    let mut d = quiet_dashboard();
+    d.metrics.recent = count;
+    d.metrics.recent_by_operation = per_operation.iter().copied().collect();
+    d.metrics.alerts = vec![Alert::RollbackBurst { count, window_minutes: 10, threshold: 5 }];
+    d.per_minute = per_minute(true);
+    d
+}
+
+/// The batch of `batch_running` and the dashboard's figures with its 17 rollbacks, and
+/// `others` from elsewhere; the Dashboard focused (on a narrow screen it is the tab shown).
+fn batch_in_the_dashboard(size: (u16, u16), others: u64) -> Driver {
+    let mut s = batch_running(size);
+    let operation = s
+        .sent
+        .iter()
+        .find_map(|c| match c {
+            Command::RunBatch { operation, .. } => Some(*operation),
+            _ => None,
+        })
+        .expect("the batch was sent");
+    let mut per_operation = vec![(operation, 17)];
+    if others > 0 {
+        per_operation.push((id(0x0de1_0000, 1), others));
+    }
+    s.db(DbEvent::Dashboard(burst_dashboard(&per_operation)));
+    for _ in 0..8 {
+        if s.app.focus == incident_console::console::panes::Pane::Dashboard {
+            break;
+        }
+        s.key(KeyCode::BackTab);
+    }
+    assert_eq!(s.app.focus, incident_console::console::panes::Pane::Dashboard);
     s
 }
 
@@ -948,7 +987,23 @@ fn help_open() {
     for size in SIZES {
         let s = with_help(size);
         let text = snap(&s, "help");
-        assert_has(&text, &["Help", "any key closes", incident_console::core::keys::KeyAction::Quit.describe()]);
+        assert_has(&text, &["Help", "any key closes", "General", "Rollback screen", "Incident screen", "Dialogs"]);
+    }
+}
+
+/// The commander's own batch fills the burst window: expected, not an alarm. Five more
+/// rollbacks from elsewhere are a burst of their own, and alert.
+#[test]
+fn the_commanders_batch_is_expected_and_a_burst_from_elsewhere_alerts() {
+    for size in SIZES {
+        let s = batch_in_the_dashboard(size, 4);
+        let text = snap(&s, "dashboard_batch_expected");
+        assert_has(&text, &["expected: your batch", "17 of the 21 rollbacks"]);
+        assert_lacks(&text, &["ALERT"]);
+        let s = batch_in_the_dashboard(size, 5);
+        let text = s.screen();
+        assert_has(&text, &["ALERT", "22 rollbacks in the last 10 minutes"]);
+        assert_lacks(&text, &["expected: your batch"]);
     }
 }
 
@@ -1018,11 +1073,16 @@ fn the_footer_shows_help_and_quit_at_80_columns() {
 #[test]
 
 fn help_lists_every_key_at_80x24() {
-    let text = with_help((80, 24)).screen();
-    // (the filter's description wraps at 80 columns, so it is checked by its start)
-    for a in incident_console::core::keys::KeyAction::ALL {
-        let d = a.describe();
-        assert_has(&text, &[&d[..d.len().min(40)]]);
+    let s = with_help((80, 24));
+    let text = s.screen();
+    // Each key with its label, in one piece: a key never wraps away from what it does.
+    for group in incident_console::core::keys::HELP {
+        assert_has(&text, &[group.title]);
+        for section in group.sections {
+            for (action, label) in section.entries {
+                assert_has(&text, &[&format!("{} {label}", s.app.keymap.keys_for(*action))]);
+            }
+        }
     }
     assert_has(&text, &["config path"]);
 }

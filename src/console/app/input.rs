@@ -110,7 +110,7 @@ impl App {
         }
         let panes: &[Pane] = match self.screen {
             Screen::Rollback => &Pane::ROLLBACK_KEY_ORDER,
-            Screen::Incident => &Pane::INCIDENT,
+            Screen::Incident => &Pane::INCIDENT_KEY_ORDER,
         };
         for pane in panes {
             if let Some(e) = pane.key(self, action) {

@@ -144,6 +144,10 @@ pub struct App {
     pub details: Option<crate::console::dialogs::detail::Detail>,
     /// The last batch: it stays on the Rollback pane after the flow is closed, with its proof.
     pub last_batch: Option<crate::console::panes::rollback::LastBatch>,
+    /// The operations of the batches confirmed in this console, and when: the dashboard's
+    /// burst alert sets their rollbacks aside (the commander's own batch is expected, not
+    /// an alarm) for as long as they stay within its window.
+    pub planned_batches: Vec<(uuid::Uuid, DateTime<Utc>)>,
     /// The blast radius overlay, when open.
     pub blast: Option<crate::console::dialogs::blast::BlastView>,
     /// "A rollback is running: quit anyway?" is open.
@@ -192,6 +196,7 @@ impl App {
             details: None,
             blast: None,
             last_batch: None,
+            planned_batches: Vec::new(),
             quit_confirm: false,
             quit: false,
             leaving: None,

@@ -34,8 +34,13 @@ pub enum Purpose {
     LevelReason(Level),
     /// Who takes a role.
     Person(Role),
-    /// The value of a message field.
-    Field(String),
+    /// The value of a message field: its key, and its name as people read it.
+    Field {
+        /// The key the journal records (`estimated_resolution`).
+        name: String,
+        /// What the dialog calls it ("Estimated resolution (internal alert)").
+        label: String,
+    },
     /// Why maintenance mode is switched on (true) or off.
     Maintenance(bool),
     /// The timeline filter.
@@ -58,7 +63,7 @@ impl Purpose {
             Purpose::SkipReason(item) => format!("Why is \"{item}\" skipped?"),
             Purpose::LevelReason(l) => format!("Why Level {} {}?", l.number(), l.label()),
             Purpose::Person(r) => format!("Who is {}?", r.label()),
-            Purpose::Field(name) => format!("Fill \"{name}\""),
+            Purpose::Field { label, .. } => format!("Fill: {label}"),
             Purpose::Maintenance(true) => "Maintenance mode ON: why?".into(),
             Purpose::Maintenance(false) => "Maintenance mode OFF: why?".into(),
             Purpose::SymbolMaintenance { symbol, on: true } => format!("Maintenance mode ON for {symbol} only: why?"),
@@ -233,7 +238,7 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result
         Purpose::SkipReason(item) => Some(Step::Skip { item: item.clone(), reason: text }),
         Purpose::LevelReason(to) => Some(Step::SetLevel { to: *to, reason: text }),
         Purpose::Person(role) => Some(Step::AssignRole { role: *role, person: text }),
-        Purpose::Field(name) => Some(Step::SetField { name: name.clone(), value: text }),
+        Purpose::Field { name, .. } => Some(Step::SetField { name: name.clone(), value: text }),
         Purpose::Close => Some(Step::Close { reason: text, now }),
         Purpose::Approver(item) => Some(Step::Approve { item: item.clone(), approver: text }),
         Purpose::Time(which) => {

@@ -71,13 +71,35 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         )),
         Line::from(vec![Span::raw(" "), audit]),
     ];
-    for a in &m.alerts {
+    let planned: Vec<uuid::Uuid> = app.planned_batches.iter().map(|(o, _)| *o).collect();
+    let (alerts, expected) = m.alerts_expecting(&planned);
+    for a in &alerts {
         lines.push(Line::from(vec![
             Span::styled(" ALERT ", Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)),
             Span::styled(format!(" {}", a.describe()), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
         ]));
     }
-    if m.alerts.is_empty() {
+    if let Some(e) = &expected {
+        // Named by when it was confirmed: the commander knows their batch by its time.
+        let batches: Vec<String> = app
+            .planned_batches
+            .iter()
+            .filter(|(o, _)| e.operations.contains(o))
+            .map(|(_, at)| at.format("%H:%M").to_string())
+            .collect();
+        lines.push(Line::from(Span::styled(
+            format!(
+                " expected: your batch{} of {} · {} of the {} rollbacks in the last {} minutes",
+                if batches.len() > 1 { "es" } else { "" },
+                batches.join(", "),
+                e.expected,
+                e.count,
+                e.window_minutes
+            ),
+            Style::new().fg(Color::Yellow),
+        )));
+    }
+    if alerts.is_empty() && expected.is_none() {
         lines.push(Line::from(Span::styled(" no alerts", Style::new().fg(Color::Green))));
     }
     // Rows the lines take once wrapped, so the sparkline never covers an alert.

@@ -32,6 +32,25 @@ pub struct MessageSlot {
     pub draft: Option<Draft>,
     /// When it was last copied, and where the file went.
     pub copied: Option<(DateTime<Utc>, String)>,
+    /// What it said when it was last copied, to tell whether the incident changed it since.
+    pub basis: Option<CopyBasis>,
+    /// The incident changed since the last copy in a way that changes this message's text
+    /// (a level, a figure, a time): an update is due.
+    pub changed_since_copy: bool,
+}
+
+/// A copied message as the incident stood when it was copied: the template filled from
+/// the journal up to the copy, at the copy's time. Filled again at that same time from the
+/// incident as it stands now, another text means the incident changed what the message
+/// says; the clock alone never does ("Posted: …" is the copy's time both ways).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyBasis {
+    /// The copy's journal entry.
+    pub seq: u64,
+    /// When it was copied.
+    pub at: DateTime<Utc>,
+    /// The template's text as filled then (without the person's edits).
+    pub text: String,
 }
 
 impl MessageSlot {
@@ -84,10 +103,40 @@ impl IncidentPanel {
                     .last()
                     .map(|(r, m)| (r.at, m.path.clone()))
             });
-            slots.push(MessageSlot { name, rendered, draft, copied });
+            let basis = self.copy_basis(&name, old.and_then(|s| s.basis.as_ref()));
+            let changed_since_copy =
+                basis.as_ref().is_some_and(|b| self.filled_at(&name, b.at).is_some_and(|now_text| now_text != b.text));
+            slots.push(MessageSlot { name, rendered, draft, copied, basis, changed_since_copy });
         }
         self.messages = slots;
         self.message_cursor = self.message_cursor.min(self.messages.len().saturating_sub(1));
+    }
+
+    /// The basis of the template's last copy: the one known if it is still the last, else
+    /// filled from the journal up to it. None when never copied, or for a template that
+    /// lists the timeline (a report is written, not sent).
+    fn copy_basis(&self, name: &str, known: Option<&CopyBasis>) -> Option<CopyBasis> {
+        let i = self.entries.iter().rposition(
+            |e| matches!(&e.event, crate::core::journal::event::Event::MessageCopied(m) if m.template == name),
+        )?;
+        let copy = &self.entries[i];
+        if let Some(b) = known.filter(|b| b.seq == copy.seq) {
+            return Some(b.clone());
+        }
+        if self.uses_timeline(name) {
+            return None;
+        }
+        let upto = &self.entries[..=i];
+        let then = crate::store::incidents::fold(upto).ok()?;
+        let ctx = crate::core::report::context_without_timeline(&then, &self.checklist, upto, None, copy.at);
+        let text = self.templates.render(name, &ctx.to_value()).ok()?.text;
+        Some(CopyBasis { seq: copy.seq, at: copy.at, text })
+    }
+
+    /// The template filled from the incident as it stands, at the time `at`.
+    fn filled_at(&self, name: &str, at: DateTime<Utc>) -> Option<String> {
+        let ctx = crate::core::report::context_without_timeline(&self.state, &self.checklist, &self.entries, None, at);
+        self.templates.render(name, &ctx.to_value()).ok().map(|r| r.text)
     }
 
     /// Whether a template lists the timeline (the post-incident report does): only then is
@@ -228,15 +277,19 @@ fn fill(app: &mut App, action: KeyAction) -> Effects {
     };
     if action == KeyAction::Waive {
         // Said, since a waiver holds for every message that uses the field.
-        let mut e =
-            app.say(format!("Waived \"{name}\" in every message that uses it (recorded in the timeline)."), false);
+        let text = format!(
+            "Waived {} in every message that uses it (recorded in the timeline).",
+            case.templates.field_title(&name)
+        );
+        let mut e = app.say(text, false);
         e.journal = vec![JournalRequest::Step(Step::Waive { name })];
         return e;
     }
     let current = case.state.fields.get(&name).cloned().unwrap_or_default();
     let context = field_context(case, &name);
-    case.dialog =
-        Some(TextDialog::open_with_context(Purpose::Field(name), &current, "the text for the message", context));
+    let label = case.templates.field_title(&name);
+    let purpose = Purpose::Field { name, label };
+    case.dialog = Some(TextDialog::open_with_context(purpose, &current, "the text for the message", context));
     Effects::redraw()
 }
 
@@ -303,8 +356,12 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             (Ok(_), true) => Span::styled("ready", Style::new().fg(Color::Green)),
         };
         let copied = match &slot.copied {
-            Some((at, _)) => format!(" · copied {}", at.format("%H:%M")),
-            None => String::new(),
+            Some((at, _)) if slot.changed_since_copy => Span::styled(
+                format!(" · changed since you copied it at {}", at.format("%H:%M")),
+                Style::new().fg(Color::Yellow),
+            ),
+            Some((at, _)) => Span::styled(format!(" · copied {}", at.format("%H:%M")), Style::new().fg(Color::Cyan)),
+            None => Span::raw(""),
         };
         let edited = if slot.draft.is_some() { " · edited" } else { "" };
         let line = Line::from(vec![
@@ -312,7 +369,8 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             Span::raw(format!("{:<22.22} ", sanitize::line(&title))),
             Span::styled(format!("{audience:<9}"), Style::new().fg(Color::Gray)),
             status,
-            Span::styled(format!("{edited}{copied}"), Style::new().fg(Color::Cyan)),
+            Span::styled(edited, Style::new().fg(Color::Cyan)),
+            copied,
         ]);
         lines.push(if selected { line.patch_style(Style::new().add_modifier(Modifier::REVERSED)) } else { line });
     }

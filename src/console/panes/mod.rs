@@ -48,11 +48,15 @@ pub enum Pane {
 impl Pane {
     /// Focus order for Tab.
     pub const ORDER: [Pane; 5] = [Pane::Orders, Pane::Precheck, Pane::Rollback, Pane::Postcheck, Pane::Dashboard];
-    /// Focus order for Tab on the incident screen.
-    pub const INCIDENT: [Pane; 4] = [Pane::Checklist, Pane::Timeline, Pane::Team, Pane::Messages];
-    /// The rollback screen's panes in the order they are asked whether a key is theirs
-    /// (the incident screen asks in `INCIDENT` order). The flow comes first, so that cancel
-    /// stops a rollback before a pre-check or a page of orders.
+    /// Focus order for Tab on the incident screen, and its tabs' order on a narrow screen:
+    /// the panes as read where they are drawn side by side, the left column (checklist,
+    /// team) then the right (messages, timeline).
+    pub const INCIDENT: [Pane; 4] = [Pane::Checklist, Pane::Team, Pane::Messages, Pane::Timeline];
+    /// The incident screen's panes in the order they are asked whether a key is theirs.
+    pub(crate) const INCIDENT_KEY_ORDER: [Pane; 4] = [Pane::Checklist, Pane::Timeline, Pane::Team, Pane::Messages];
+    /// The rollback screen's panes in the order they are asked whether a key is theirs.
+    /// The flow comes first, so that cancel stops a rollback before a pre-check or a page
+    /// of orders.
     pub(crate) const ROLLBACK_KEY_ORDER: [Pane; 5] =
         [Pane::Rollback, Pane::Precheck, Pane::Orders, Pane::Postcheck, Pane::Dashboard];
 

@@ -205,6 +205,7 @@ fn confirm(app: &mut App, id: RequestId) -> Effects {
     }
     let reason = flow.reason_text();
     let operation = flow.operation;
+    let mut planned = None;
     let (command, intent) = match (&flow.target, &flow.baseline, &flow.preview) {
         (FlowTarget::Single(_) | FlowTarget::Group(_), Some((order, user, baseline)), _) => {
             let group = matches!(flow.target, FlowTarget::Group(_));
@@ -230,6 +231,7 @@ fn confirm(app: &mut App, id: RequestId) -> Effects {
         }
         (FlowTarget::Batch(_), _, Some((p, items))) => {
             flow.run.total = items.len() as u64;
+            planned = Some((operation, now));
             let intent = observed::batch_intended(operation, items.len() as u64, p.total_refund, &reason);
             (Command::RunBatch { id, items: items.clone(), reason, operation, waive_journal }, intent)
         }
@@ -238,11 +240,16 @@ fn confirm(app: &mut App, id: RequestId) -> Effects {
             return Effects::redraw();
         }
     };
+    // Its rollbacks are expected from now on: the dashboard does not call them a burst.
+    app.planned_batches.extend(planned);
     if journaled {
+        let Some(flow) = app.flow.as_mut() else { return Effects::none() };
         flow.stage = Stage::Journaling { id, command: Box::new(command) };
         return Effects::journal(vec![JournalRequest::Step(Step::Observe(intent))]);
     }
-    flow.stage = Stage::Running { id, since: now };
+    if let Some(flow) = app.flow.as_mut() {
+        flow.stage = Stage::Running { id, since: now };
+    }
     Effects::with(vec![command])
 }
 

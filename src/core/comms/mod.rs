@@ -28,7 +28,7 @@ pub use leak::{Leak, LeakKind, scan_leaks};
 pub use merge::{Draft, refill};
 pub use templates::{
     Audience, Blockers, Rendered, TO_FILL_PREFIX, TemplateInfo, TemplateSource, TemplateStore, UserTemplate,
-    WAIVED_MARKER, placeholder, sentence_of,
+    WAIVED_MARKER, field_words, placeholder, sentence_of,
 };
 
 /// What went wrong preparing a message.

@@ -132,6 +132,11 @@ pub fn sentence_of(text: &str, field: &str) -> Option<String> {
     text.lines().find(|l| l.contains(&mark)).map(|l| l.trim().to_string())
 }
 
+/// A field's name as people read it: `estimated_resolution` is "estimated resolution".
+pub fn field_words(field: &str) -> String {
+    field.split(['_', '-']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
 /// What an empty required field shows until it is filled: `[to fill: NAME]`.
 pub fn placeholder(field: &str) -> String {
     format!("{TO_FILL_PREFIX}{field}]")
@@ -264,6 +269,25 @@ impl TemplateStore {
     pub fn source(&self, name: &str) -> Result<&str> {
         let info = self.info(name)?;
         Ok(self.sources.get(&info.file).map(String::as_str).unwrap_or_default())
+    }
+
+    /// A field as a dialog names it: its words, capitalised, and the messages that require
+    /// it (a field is the incident's: filling it changes each): "Estimated resolution
+    /// (internal alert)".
+    pub fn field_title(&self, field: &str) -> String {
+        let words = field_words(field);
+        let mut chars = words.chars();
+        let name: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+        let users: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.info.required.iter().any(|r| r == field))
+            .map(|e| {
+                let mut t = e.info.title.chars();
+                t.next().map(|c| c.to_lowercase().chain(t).collect()).unwrap_or_default()
+            })
+            .collect();
+        if users.is_empty() { name } else { format!("{name} ({})", users.join(", ")) }
     }
 
     /// Required fields of `name` that `ctx` neither fills nor waives, in the header's order.
@@ -472,6 +496,15 @@ fn to_comms_error(file: &str, e: minijinja::Error) -> CommsError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_field_is_named_in_words_with_the_messages_that_need_it() {
+        let store = TemplateStore::shipped();
+        assert_eq!(store.field_title("estimated_resolution"), "Estimated resolution (internal alert)");
+        assert_eq!(store.field_title("customer_resolution"), "Customer resolution (customer notice)");
+        assert_eq!(store.field_title("no_such_field"), "No such field");
+        assert_eq!(field_words("root_cause"), "root cause");
+    }
 
     #[test]
     fn shipped_headers_parse() {

@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 mod chord;
+mod help;
 
 pub use chord::{Chord, KeyError};
+pub use help::{HELP, HelpGroup, HelpSection};
 
 /// Something a key can do: on a screen, or (the last seven) in a dialog or a text input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
