@@ -10,10 +10,10 @@ use incident_console::console::app::{Action, App, Effects, Load};
 use incident_console::console::panes::Pane;
 use incident_console::console::panes::orders::{PAGE, WINDOW, parse_filter};
 use incident_console::console::panes::rollback::{FlowTarget, Stage};
-use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, OrderKey, PageRequest, RequestId};
+use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, PageRequest, RequestId};
 use incident_console::core::batch::BatchItem;
 use incident_console::core::contract::{BatchPreview, OrderRow};
-use incident_console::core::orders::{OrderQuery, TimeBound};
+use incident_console::core::orders::{OrderQuery, OrderSort, SortColumn, TimeBound};
 use incident_console::core::workflow::Level;
 
 use crate::support::app::Driver;
@@ -126,7 +126,7 @@ fn slash_opens_the_filter_and_enter_applies_it() {
     assert_eq!(query.from, NaiveTime::from_hms_opt(13, 2, 0).map(TimeBound::TimeOfDay));
     assert_eq!(query.to, NaiveTime::from_hms_opt(13, 6, 0).map(TimeBound::TimeOfDay));
     let [
-        Command::LoadOrders { id: a, query: q1, page: PageRequest::First, limit },
+        Command::LoadOrders { id: a, query: q1, page: PageRequest::First, limit, .. },
         Command::CountOrders { id: b, query: q2 },
     ] = e.commands.as_slice()
     else {
@@ -298,7 +298,7 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
     let [Command::LoadOrders { id, page, limit, .. }] = e.commands.as_slice() else {
         panic!("near the end asks for one more page: {:?}", e.commands)
     };
-    assert_eq!(*page, PageRequest::Older(OrderKey::of(&row(199))));
+    assert_eq!(*page, PageRequest::Below(OrderSort::default().key(&row(199))));
     assert_eq!(*limit, PAGE);
     let older = *id;
     // While it is in flight, moving does not ask again.
@@ -306,7 +306,7 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
 
     let e = s.db(DbEvent::Orders {
         id: older,
-        page: PageRequest::Older(OrderKey::of(&row(199))),
+        page: PageRequest::Below(OrderSort::default().key(&row(199))),
         rows: rows(200..400),
         has_more: true,
     });
@@ -387,7 +387,7 @@ fn the_window_stays_bounded() {
         let last = row(200 * n - 1);
         s.db(DbEvent::Orders {
             id,
-            page: PageRequest::Older(OrderKey::of(&last)),
+            page: PageRequest::Below(OrderSort::default().key(&last)),
             rows: rows(200 * n..200 * (n + 1)),
             has_more: true,
         });

@@ -47,13 +47,15 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let rows = left.len() as u16;
     let width = area.width.min(118).saturating_sub(2).max(1) as usize;
     let tip_rows: usize = tips.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
-    let rect = centered(area, 118, rows + tip_rows as u16 + 3);
+    // A blank line between the keys and the tips where there is room for it.
+    let gap = u16::from(rows + tip_rows as u16 + 3 <= area.height);
+    let rect = centered(area, 118, rows + tip_rows as u16 + 2 + gap);
     frame.render_widget(Clear, rect);
     let block = Block::bordered().title(" Help · any key closes ").border_type(BorderType::Double);
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
     let [lists, _, tip_area] =
-        Layout::vertical([Constraint::Length(rows), Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+        Layout::vertical([Constraint::Length(rows), Constraint::Length(gap), Constraint::Min(1)]).areas(inner);
     let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(lists);
     frame.render_widget(Paragraph::new(left), l);
     frame.render_widget(Paragraph::new(right), r);
