@@ -165,8 +165,6 @@ pub(crate) const HINTS: &[(KeyAction, &str)] = &[
     (KeyAction::ToggleSelect, "select"),
     (KeyAction::SelectAllMatching, "all"),
     (KeyAction::RollbackBatch, "batch"),
-    (KeyAction::Sort, "sort"),
-    (KeyAction::PerMinute, "per minute"),
 ];
 
 /// Keys: movement while focused; the filter and the selection wherever the focus is on the
@@ -586,7 +584,8 @@ fn per_minute_strip(p: &PerMinute, k: Keys, frame: &mut Frame, area: Rect) {
             let counts: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
                 rows.iter().map(|(m, n)| (*m, u64::try_from(*n).unwrap_or(0))).collect();
             let minutes = crate::core::blast::fill_minutes(&counts);
-            match (minutes.first(), minutes.last(), minutes.iter().max_by_key(|m| m.1)) {
+            // The busiest minute; of equals, the first (where the burst began).
+            match (minutes.first(), minutes.last(), minutes.iter().rev().max_by_key(|m| m.1)) {
                 (Some(first), Some(last), Some(peak)) => {
                     let tail = format!(
                         " {} · peak {}/min at {} · {} hides",

@@ -271,7 +271,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 47] = [
     (KeyAction::ToggleSelect, &["space"]),
     (KeyAction::SelectAllMatching, &["A"]),
     (KeyAction::ClearSelection, &["x"]),
-    (KeyAction::Sort, &["o"]),
+    (KeyAction::Sort, &["S"]),
     (KeyAction::PerMinute, &["m"]),
     (KeyAction::Precheck, &["p", "enter"]),
     (KeyAction::Rollback, &["r"]),
