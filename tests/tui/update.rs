@@ -1076,7 +1076,7 @@ fn s_and_a_digit_sort_the_list_and_the_next_page_follows_the_sort() {
     // A digit with no column keeps the order.
     s.press('S');
     assert!(s.press('9').commands.is_empty());
-    assert_eq!(s.app.orders.sort.descending, false);
+    assert!(!s.app.orders.sort.descending);
 }
 
 /// The worker's repeat marks put "×n" on the page's repeated executions; a later page

@@ -95,13 +95,16 @@ pub struct OrdersView {
     pub per_minute: Option<PerMinute>,
 }
 
+/// Orders per minute: (minute, orders), minutes with none absent.
+pub type MinuteCounts = Vec<(chrono::DateTime<chrono::Utc>, i64)>;
+
 /// The per-minute strip: orders matching the filter per minute, counted on the server.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PerMinute {
     /// The request in flight.
     pub request: Option<RequestId>,
     /// (minute, orders), minutes with none absent; or why it could not be read.
-    pub data: Option<Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, String>>,
+    pub data: Option<Result<MinuteCounts, String>>,
 }
 
 impl OrdersView {
@@ -370,11 +373,7 @@ pub(crate) fn on_marks(app: &mut App, rows: Vec<Uuid>, marks: Vec<(Uuid, i64)>) 
 }
 
 /// The per-minute counts from the worker.
-pub(crate) fn on_per_minute(
-    app: &mut App,
-    id: RequestId,
-    result: Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, String>,
-) -> Effects {
+pub(crate) fn on_per_minute(app: &mut App, id: RequestId, result: Result<MinuteCounts, String>) -> Effects {
     let Some(p) = app.orders.per_minute.as_mut().filter(|p| p.request == Some(id)) else { return Effects::none() };
     p.request = None;
     p.data = Some(result);
