@@ -1079,22 +1079,31 @@ fn s_and_a_digit_sort_the_list_and_the_next_page_follows_the_sort() {
     assert!(!s.app.orders.sort.descending);
 }
 
-/// The worker's repeat marks put "×n" on the page's repeated executions; a later page
-/// answer for the same rows without them takes the marks away (a twin rolled back).
+/// The worker's repeat marks put "×n" on the page's repeated executions; a later answer for
+/// the same rows without them takes the marks away (a twin rolled back); marks asked for
+/// before a reload are dropped.
 #[test]
 fn repeat_marks_show_on_their_rows_and_go_when_the_page_says_so() {
     let mut s = loaded((160, 48), 20, false);
     let ids: Vec<_> = rows(0..20).iter().map(|r| r.id).collect();
+    let (page, _) = s.last_page();
     assert!(!s.screen().contains('×'));
-    s.db(DbEvent::RepeatMarks { id: 0, rows: ids.clone(), marks: vec![(row(0).id, 2), (row(1).id, 1)] });
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(0).id, 2), (row(1).id, 1)] });
     let text = s.screen();
     let line = |i: u32| {
         let short = incident_console::console::widgets::short(row(i).id);
         text.lines().find(|l| l.contains(&short)).map(str::to_string).unwrap_or_default()
     };
     assert!(line(0).contains("×3") && line(1).contains("×2") && !line(2).contains('×'), "{text}");
-    s.db(DbEvent::RepeatMarks { id: 0, rows: ids, marks: vec![(row(0).id, 2)] });
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(0).id, 2)] });
     assert!(s.app.orders.repeats.contains_key(&row(0).id) && !s.app.orders.repeats.contains_key(&row(1).id));
+    // After a reload, the marks of a page asked for before it are old news: dropped.
+    let e = s.press('R');
+    let reload = load_id(&e.commands).expect("a reload");
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(1).id, 1)] });
+    assert!(!s.app.orders.repeats.contains_key(&row(1).id), "a stale mark is not taken");
+    s.db(DbEvent::RepeatMarks { id: reload, rows: ids, marks: vec![(row(1).id, 1)] });
+    assert!(s.app.orders.repeats.contains_key(&row(1).id));
 }
 
 /// `m` shows the orders per minute of the filter over the list (asked of the worker, again

@@ -32,7 +32,7 @@ impl App {
                 Effects::redraw()
             }
             DbEvent::Orders { id, page, rows, has_more } => orders::on_page(self, id, page, rows, has_more),
-            DbEvent::RepeatMarks { rows, marks, .. } => orders::on_marks(self, rows, marks),
+            DbEvent::RepeatMarks { id, rows, marks } => orders::on_marks(self, id, rows, marks),
             DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),
             DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
             DbEvent::OrderCount { id, count, capped } => orders::on_count(self, id, count, capped),

@@ -91,6 +91,9 @@ pub struct OrdersView {
     /// Repeated executions among the rows held: order id -> how many twins it has (the
     /// rule of `core::blast`), from the worker after each page.
     pub repeats: HashMap<Uuid, i64>,
+    /// Marks from page requests older than this one (ids grow) are from before the last
+    /// reload, and are dropped: a refresh after a rollback must not get back an old mark.
+    pub marks_from: RequestId,
     /// The per-minute strip over the list, when shown.
     pub per_minute: Option<PerMinute>,
 }
@@ -364,7 +367,10 @@ fn restart(app: &mut App, keep_rows: bool) -> Effects {
 
 /// Repeat marks of a page's rows from the worker: each row of the page is marked or not
 /// anew (a refreshed page may have lost a twin to a rollback).
-pub(crate) fn on_marks(app: &mut App, rows: Vec<Uuid>, marks: Vec<(Uuid, i64)>) -> Effects {
+pub(crate) fn on_marks(app: &mut App, id: RequestId, rows: Vec<Uuid>, marks: Vec<(Uuid, i64)>) -> Effects {
+    if id < app.orders.marks_from {
+        return Effects::none();
+    }
     for id in rows {
         app.orders.repeats.remove(&id);
     }

@@ -27,6 +27,7 @@ impl OrdersView {
         self.error = None;
         self.started = true;
         self.loading = Some((page_id, PageRequest::First));
+        self.marks_from = page_id;
         self.count_request = Some(count_id);
         [
             Command::LoadOrders {
