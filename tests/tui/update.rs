@@ -1121,6 +1121,26 @@ fn m_toggles_the_per_minute_strip_for_the_filter() {
     let counts = vec![(at(13, 2, 0), 3), (at(13, 3, 0), 12), (at(13, 5, 0), 1)];
     s.db(DbEvent::OrdersPerMinute { id: *id, result: Ok(counts) });
     assert!(s.screen().contains("peak 12/min at 13:03"), "{}", s.screen());
+    // The order under the cursor (13:06:00, its minute after the last counted) is outside
+    // the strip: no bar reversed; on an order of 13:05, that minute's bar is.
+    let reversed = |s: &Driver| {
+        let t = s.draw();
+        let buf = t.backend().buffer();
+        let w = buf.area.width as usize;
+        let strip = (0..buf.area.height as usize)
+            .find(|&y| (0..w).map(|x| buf.content[y * w + x].symbol()).collect::<String>().contains("per min"));
+        strip.map(|y| {
+            (0..w)
+                .filter(|&x| buf.content[y * w + x].modifier.contains(ratatui::style::Modifier::REVERSED))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(reversed(&s), Some(vec![]), "row 0 is at 13:06:00");
+    for _ in 0..2 {
+        s.press('j');
+    }
+    assert_eq!(s.current().created_at, at(13, 5, 58));
+    assert_eq!(reversed(&s).map(|v| v.len()), Some(1), "the 13:05 bar, and only it");
     // A new filter asks again.
     s.press('/');
     s.typed("GBPUSD");

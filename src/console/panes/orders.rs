@@ -457,7 +457,7 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             .areas(inner);
     filter_line(app, frame, filter);
     if let Some(p) = &o.per_minute {
-        per_minute_strip(p, k, frame, strip);
+        per_minute_strip(p, o.current().map(|r| r.created_at), k, frame, strip);
     }
     if let Some(e) = &o.error {
         let again = match o.retry {
@@ -577,8 +577,15 @@ fn sort_chooser(sort: OrderSort) -> Line<'static> {
 }
 
 /// The per-minute strip: one bar per minute (folded to the room there is, each bar its
-/// busiest minute), the busiest minute marked and named, so a burst shows at a glance.
-fn per_minute_strip(p: &PerMinute, k: Keys, frame: &mut Frame, area: Rect) {
+/// busiest minute), the busiest minute marked and named, so a burst shows at a glance; the
+/// bar of the order under the cursor in reverse video, so a row is placed in the burst.
+fn per_minute_strip(
+    p: &PerMinute,
+    cursor: Option<chrono::DateTime<chrono::Utc>>,
+    k: Keys,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let line = match &p.data {
         None => Line::from(Span::styled(" per minute: counting…", Style::new().fg(Color::Gray))),
         Some(Err(e)) => Line::from(Span::styled(
@@ -608,12 +615,19 @@ fn per_minute_strip(p: &PerMinute, k: Keys, frame: &mut Frame, area: Rect) {
                     for chunk in minutes.chunks(per) {
                         let n = chunk.iter().map(|m| m.1).max().unwrap_or(0);
                         let has_peak = chunk.iter().any(|m| m.0 == peak.0);
-                        let bar = bar(n, top);
-                        spans.push(if has_peak {
-                            Span::styled(bar, Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+                        let has_cursor = cursor
+                            .is_some_and(|t| chunk.iter().any(|m| m.0 <= t && t < m.0 + chrono::Duration::minutes(1)));
+                        let mut style = if has_peak {
+                            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
                         } else {
-                            Span::styled(bar, Style::new().fg(Color::Cyan))
-                        });
+                            Style::new().fg(Color::Cyan)
+                        };
+                        if has_cursor {
+                            style = style.add_modifier(Modifier::REVERSED);
+                        }
+                        // A quiet minute under the cursor still shows where it is.
+                        let bar = if has_cursor && n == 0 { "▁".to_string() } else { bar(n, top) };
+                        spans.push(Span::styled(bar, style));
                     }
                     spans.push(Span::raw(tail));
                     Line::from(spans)
