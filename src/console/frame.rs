@@ -249,6 +249,11 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
         ))
     } else if let Some(d) = app.case.as_ref().and_then(|c| c.dialog.as_ref()) {
         Line::from(dialogs::hint(d, k))
+    } else if app.orders.choosing_sort {
+        Line::from(format!(
+            " sort the orders · a digit picks the column, its digit again reverses it · {} keeps the order",
+            k.of(KeyAction::Dismiss)
+        ))
     } else if app.orders.editing.is_some() {
         Line::from(format!(
             " typing the filter · {} apply · {} cancel · e.g. GBPUSD executed from:13:02 to:13:06",

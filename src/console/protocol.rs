@@ -10,37 +10,21 @@ use crate::core::contract::{
     BatchPreview, MaintenanceProbe, MaintenanceState, OrderRow, Precheck, RollbackAndPostcheck,
 };
 use crate::core::metrics::Metrics;
-use crate::core::orders::OrderQuery;
+use crate::core::orders::{OrderQuery, OrderSort, SortKey};
 
 /// Identifies one request.
 pub type RequestId = u64;
 
-/// The key orders are sorted by (newest first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrderKey {
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Tie breaker.
-    pub id: Uuid,
-}
-
-impl OrderKey {
-    /// The key of a row.
-    pub fn of(row: &OrderRow) -> Self {
-        OrderKey { created_at: row.created_at, id: row.id }
-    }
-}
-
-/// Which page of orders to load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which page of orders to load, in the list's order (`OrderSort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageRequest {
-    /// The newest orders.
+    /// The top of the list.
     First,
-    /// Orders older than the key.
-    Older(OrderKey),
-    /// Orders newer than the key.
-    Newer(OrderKey),
-    /// The oldest orders: the end of the list.
+    /// The orders below the key (further down the list).
+    Below(SortKey),
+    /// The orders above the key (further up the list).
+    Above(SortKey),
+    /// The end of the list.
     Last,
 }
 
@@ -105,8 +89,10 @@ pub enum ConnState {
 /// Requests to the worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// A page of orders.
-    LoadOrders { id: RequestId, query: OrderQuery, page: PageRequest, limit: i64 },
+    /// A page of orders, sorted, and then the repeat marks of its rows.
+    LoadOrders { id: RequestId, query: OrderQuery, sort: OrderSort, page: PageRequest, limit: i64 },
+    /// Orders matching the filter per minute (the list's per-minute strip).
+    OrdersPerMinute { id: RequestId, query: OrderQuery },
     /// How many orders match (capped).
     CountOrders { id: RequestId, query: OrderQuery },
     /// `rollback_precheck`.
@@ -156,6 +142,11 @@ pub enum DbEvent {
     Target(String),
     /// A page of orders.
     Orders { id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool },
+    /// Of a page's rows, the repeated executions: each with how many twins it has (the
+    /// rule of `core::blast`); the page's other rows have none.
+    RepeatMarks { id: RequestId, rows: Vec<uuid::Uuid>, marks: Vec<(uuid::Uuid, i64)> },
+    /// Orders matching the filter per minute: (minute, orders), minutes with none absent.
+    OrdersPerMinute { id: RequestId, result: Result<Vec<(DateTime<Utc>, i64)>, String> },
     /// The blast radius asked for.
     BlastRadius { id: RequestId, result: Result<BlastData, String> },
     /// The count of matching orders; `capped` when there are at least that many.

@@ -431,7 +431,10 @@ impl Worker {
         };
         let job = Job { pool, running: self.running.clone(), events: self.events.clone() };
         match cmd {
-            Command::LoadOrders { id, query, page, limit } => requests::load_orders(job, id, query, page, limit),
+            Command::LoadOrders { id, query, sort, page, limit } => {
+                requests::load_orders(job, id, query, sort, page, limit)
+            }
+            Command::OrdersPerMinute { id, query } => requests::orders_per_minute(job, id, query),
             Command::CountOrders { id, query } => requests::count_orders(job, id, query),
             Command::Precheck { id, order, user } => requests::precheck(job, id, order, user),
             Command::Rollback { id, order, user, reason, baseline, group, operation, waive_journal } => {
@@ -542,6 +545,7 @@ async fn dashboard_data(pool: &Db, config: &ConsoleConfig, audit: &AuditState) -
 fn request_id(cmd: &Command) -> Option<RequestId> {
     match cmd {
         Command::LoadOrders { id, .. }
+        | Command::OrdersPerMinute { id, .. }
         | Command::CountOrders { id, .. }
         | Command::Precheck { id, .. }
         | Command::Rollback { id, .. }

@@ -103,13 +103,21 @@ pub fn per_minute(rows: &[(DateTime<Utc>, String, i64)], symbol: Option<&str>) -
             *counts.entry(*m).or_default() += u64::try_from(*n).unwrap_or(0);
         }
     }
-    let (Some(first), Some(last)) = (counts.keys().next().copied(), counts.keys().next_back().copied()) else {
+    let counts: Vec<(DateTime<Utc>, u64)> = counts.into_iter().collect();
+    fill_minutes(&counts)
+}
+
+/// Counts per minute (minutes in order, none twice) as a run of minutes from the first to
+/// the last with zeros filled in.
+pub fn fill_minutes(counts: &[(DateTime<Utc>, u64)]) -> Vec<(DateTime<Utc>, u64)> {
+    let (Some(first), Some(last)) = (counts.first().map(|c| c.0), counts.last().map(|c| c.0)) else {
         return Vec::new();
     };
+    let by_minute: std::collections::BTreeMap<DateTime<Utc>, u64> = counts.iter().copied().collect();
     let mut out = Vec::new();
     let mut m = first;
     while m <= last {
-        out.push((m, counts.get(&m).copied().unwrap_or(0)));
+        out.push((m, by_minute.get(&m).copied().unwrap_or(0)));
         m += Duration::minutes(1);
     }
     out

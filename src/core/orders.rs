@@ -7,6 +7,9 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 pub mod filter;
+pub mod sort;
+
+pub use sort::{OrderSort, SortColumn, SortKey, SortValue};
 
 /// A time bound of the orders filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,6 +29,7 @@ mod migration_safety;
 mod migrations;
 mod notify_flood;
 mod orders_filter;
+mod orders_sort;
 mod roles;
 mod rollback;
 mod rollback_failures;

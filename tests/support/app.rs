@@ -411,7 +411,7 @@ impl Driver {
     /// The id of the last page request, and which page.
     pub fn last_page(&self) -> (RequestId, PageRequest) {
         self.last_sent("LoadOrders", |c| match c {
-            Command::LoadOrders { id, page, .. } => Some((*id, *page)),
+            Command::LoadOrders { id, page, .. } => Some((*id, page.clone())),
             _ => None,
         })
     }

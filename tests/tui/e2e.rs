@@ -524,3 +524,59 @@ async fn keys_are_handled_and_frames_drawn_while_the_database_sleeps() {
     tap.abort();
     assert_eq!(count(&t, ACTIVE_PRECHECKS).await, 0);
 }
+
+/// The burst found in the list itself: filtered to it, sorted by quantity (S then 4), its
+/// repeated executions marked ×3, the per-minute strip (m) naming the busiest minute, and
+/// G going to the last order of that sort; each checked against SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_sorted_by_quantity_marks_the_repeats_and_names_the_busiest_minute() {
+    let t = seeded().await;
+    let by_qty = |dir: &str| {
+        format!(
+            "SELECT id FROM orders WHERE {BURST_SQL} AND status = 'executed' ORDER BY quantity {dir}, id {dir} LIMIT 1"
+        )
+    };
+    let first: Uuid =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(by_qty("DESC"))).fetch_one(&t.pool).await.expect("the largest");
+    let last: Uuid =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(by_qty("ASC"))).fetch_one(&t.pool).await.expect("the smallest");
+    let (minute, busiest): (chrono::DateTime<chrono::Utc>, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT date_trunc('minute', created_at), count(*) FROM orders WHERE {BURST_SQL} \
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+    )))
+    .fetch_one(&t.pool)
+    .await
+    .expect("the busiest minute");
+
+    let c = Console::open(&["--database-url", &t.url]);
+    c.wait_until("the Orders pane to list orders", T, |s| s.contains("quantity") && s.contains("executed")).await;
+    c.type_text("/");
+    c.wait_for("typing the filter", T).await;
+    c.type_text("GBPUSD from:13:02 to:13:06");
+    c.keys(&["Enter"]);
+    c.wait_for("of 60", T).await;
+    c.type_text("S");
+    c.wait_for("sort by 1time", T).await;
+    c.type_text("4");
+    let s = c
+        .wait_until("the largest order first, marked", T, |s| {
+            s.contains("by qty ↓") && first_order_row(s).contains(&short(first)) && first_order_row(s).contains("×3")
+        })
+        .await;
+    let marked = s.lines().filter(|l| l.contains("GBPUSD") && l.contains("×3")).count();
+    let listed = s.lines().filter(|l| l.contains("GBPUSD") && l.contains("executed")).count();
+    assert!(listed > 10 && marked == listed, "every row of the burst is a repeat ({marked} of {listed}):\n{s}");
+
+    c.type_text("m");
+    let peak = format!("peak {busiest}/min at {}", minute.format("%H:%M"));
+    c.wait_for(&peak, T).await;
+
+    c.type_text("G");
+    // The title and the rows come in one frame, but the last page may land a frame later.
+    let s = c
+        .wait_until("G on the smallest order of the sort", T, |s| {
+            s.contains("row 60 of 60") && s.lines().any(|l| l.contains("┃▶") && l.contains(&short(last)))
+        })
+        .await;
+    assert!(s.contains("row 60 of 60"), "{s}");
+}

@@ -1197,3 +1197,54 @@ fn the_blast_radius_shows_the_burst_and_takes_it() {
         assert!(s.screen().contains("Selected the 30 suspected repeated executions of GBPUSD"), "{}", s.screen());
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// Finding the burst in the list: sorted, repeats marked, orders per minute
+// ----------------------------------------------------------------------------------------
+
+/// The sort chooser on the filter line: every column with its digit, the current one with
+/// its direction.
+#[test]
+fn the_sort_chooser_names_every_column() {
+    for size in SIZES {
+        let mut s = orders_loaded(size);
+        s.press('S');
+        let text = snap(&s, "orders_sort_chooser");
+        assert_has(&text, &["sort by 1time↓ 2symbol 3side 4qty 5price 6status 7cost 8user", "again reverses it"]);
+    }
+}
+
+/// Sorted by quantity, largest first; the burst's repeated executions marked ×3; the
+/// strip of orders per minute over the list with its peak named.
+#[test]
+fn sorted_by_quantity_with_repeats_marked_and_orders_per_minute() {
+    use incident_console::core::orders::{OrderSort, SortColumn};
+    for size in SIZES {
+        let mut s = orders_loaded(size);
+        s.press('S');
+        s.press('4');
+        let sort = OrderSort { column: SortColumn::Quantity, descending: true };
+        assert_eq!(s.app.orders.sort, sort);
+        let mut rows = page();
+        rows.sort_by(|a, b| b.quantity.cmp(&a.quantity).then(b.id.cmp(&a.id)));
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let (page_id, _) = s.last_page();
+        s.answer_orders(rows);
+        // The burst's orders have two twins each; the others none.
+        let marks: Vec<(Uuid, i64)> = burst().iter().map(|r| (r.id, 2)).collect();
+        s.db(DbEvent::RepeatMarks { id: page_id, rows: ids, marks });
+        s.press('m');
+        let per_minute_id = s.last_sent("OrdersPerMinute", |c| match c {
+            Command::OrdersPerMinute { id, .. } => Some(*id),
+            _ => None,
+        });
+        let counts = [(12, 41, 1), (13, 0, 1), (13, 1, 1), (13, 2, 8), (13, 3, 9), (13, 4, 9), (13, 5, 4), (13, 7, 2)];
+        let result = Ok(counts.iter().map(|&(h, m, n)| (at(h, m, 0), n)).collect());
+        s.db(DbEvent::OrdersPerMinute { id: per_minute_id, result });
+        let text = snap(&s, "orders_sorted_marked_per_minute");
+        assert_has(&text, &["all orders, by qty ↓", "×3", "rep", "per min 12:41", "peak 9/min at 13:03"]);
+        // Largest first: the 100,000 lots of the burst at the top.
+        let first = text.lines().find(|l| l.contains('×')).unwrap_or_default();
+        assert!(first.contains("100,000"), "{text}");
+    }
+}

@@ -10,10 +10,10 @@ use incident_console::console::app::{Action, App, Effects, Load};
 use incident_console::console::panes::Pane;
 use incident_console::console::panes::orders::{PAGE, WINDOW, parse_filter};
 use incident_console::console::panes::rollback::{FlowTarget, Stage};
-use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, OrderKey, PageRequest, RequestId};
+use incident_console::console::protocol::{BatchTarget, Command, ConnState, DbEvent, PageRequest, RequestId};
 use incident_console::core::batch::BatchItem;
 use incident_console::core::contract::{BatchPreview, OrderRow};
-use incident_console::core::orders::{OrderQuery, TimeBound};
+use incident_console::core::orders::{OrderQuery, OrderSort, SortColumn, TimeBound};
 use incident_console::core::workflow::Level;
 
 use crate::support::app::Driver;
@@ -126,7 +126,7 @@ fn slash_opens_the_filter_and_enter_applies_it() {
     assert_eq!(query.from, NaiveTime::from_hms_opt(13, 2, 0).map(TimeBound::TimeOfDay));
     assert_eq!(query.to, NaiveTime::from_hms_opt(13, 6, 0).map(TimeBound::TimeOfDay));
     let [
-        Command::LoadOrders { id: a, query: q1, page: PageRequest::First, limit },
+        Command::LoadOrders { id: a, query: q1, page: PageRequest::First, limit, .. },
         Command::CountOrders { id: b, query: q2 },
     ] = e.commands.as_slice()
     else {
@@ -298,7 +298,7 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
     let [Command::LoadOrders { id, page, limit, .. }] = e.commands.as_slice() else {
         panic!("near the end asks for one more page: {:?}", e.commands)
     };
-    assert_eq!(*page, PageRequest::Older(OrderKey::of(&row(199))));
+    assert_eq!(*page, PageRequest::Below(OrderSort::default().key(&row(199))));
     assert_eq!(*limit, PAGE);
     let older = *id;
     // While it is in flight, moving does not ask again.
@@ -306,7 +306,7 @@ fn the_cursor_near_the_end_asks_for_an_older_page() {
 
     let e = s.db(DbEvent::Orders {
         id: older,
-        page: PageRequest::Older(OrderKey::of(&row(199))),
+        page: PageRequest::Below(OrderSort::default().key(&row(199))),
         rows: rows(200..400),
         has_more: true,
     });
@@ -387,7 +387,7 @@ fn the_window_stays_bounded() {
         let last = row(200 * n - 1);
         s.db(DbEvent::Orders {
             id,
-            page: PageRequest::Older(OrderKey::of(&last)),
+            page: PageRequest::Below(OrderSort::default().key(&last)),
             rows: rows(200 * n..200 * (n + 1)),
             has_more: true,
         });
@@ -1028,4 +1028,130 @@ fn help_opens_on_question_mark_and_any_key_closes_it() {
     let e = s.press('q');
     assert!(!s.app.help && !s.app.quit);
     assert!(e.commands.is_empty());
+}
+
+// ----------------------------------------------------------------------------------------
+// Sorting, repeat marks, orders per minute
+// ----------------------------------------------------------------------------------------
+
+/// `S` then a column's digit sorts by it (largest first for amounts), the same digit again
+/// reverses it; the pages that follow are keyed on that column; any other key keeps the
+/// order.
+#[test]
+fn s_and_a_digit_sort_the_list_and_the_next_page_follows_the_sort() {
+    let mut s = loaded((160, 48), 200, true);
+    let e = s.press('S');
+    assert!(e.commands.is_empty() && s.app.orders.choosing_sort);
+    let e = s.key(KeyCode::Esc);
+    assert!(e.commands.is_empty() && !s.app.orders.choosing_sort, "esc keeps the order");
+    assert_eq!(s.app.orders.sort, OrderSort::default());
+
+    s.press('S');
+    let e = s.press('4');
+    let qty = OrderSort { column: SortColumn::Quantity, descending: true };
+    let [Command::LoadOrders { id, sort, page: PageRequest::First, .. }, Command::CountOrders { .. }] =
+        e.commands.as_slice()
+    else {
+        panic!("a sort loads the first page and counts again: {:?}", e.commands)
+    };
+    assert_eq!(*sort, qty);
+    assert!(s.app.orders.rows.is_empty(), "another order is another list");
+    s.db(DbEvent::Orders { id: *id, page: PageRequest::First, rows: rows(0..200), has_more: true });
+    assert!(s.screen().contains("all orders, by qty ↓"), "{}", s.screen());
+    // The next page is keyed on quantity and id, not on time.
+    let e = page_down_until_a_load(&mut s);
+    let [Command::LoadOrders { sort, page, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(*sort, qty);
+    assert_eq!(*page, PageRequest::Below(qty.key(&row(199))));
+    assert_eq!(
+        qty.key(&row(199)).value,
+        incident_console::core::orders::SortValue::Amount(Some(Decimal::from(10_000)))
+    );
+
+    // The same digit again: smallest first.
+    s.press('S');
+    let e = s.press('4');
+    let Some(Command::LoadOrders { sort, .. }) = e.commands.first() else { panic!("{:?}", e.commands) };
+    assert_eq!(*sort, OrderSort { column: SortColumn::Quantity, descending: false });
+    // A digit with no column keeps the order.
+    s.press('S');
+    assert!(s.press('9').commands.is_empty());
+    assert!(!s.app.orders.sort.descending);
+}
+
+/// The worker's repeat marks put "×n" on the page's repeated executions; a later answer for
+/// the same rows without them takes the marks away (a twin rolled back); marks asked for
+/// before a reload are dropped.
+#[test]
+fn repeat_marks_show_on_their_rows_and_go_when_the_page_says_so() {
+    let mut s = loaded((160, 48), 20, false);
+    let ids: Vec<_> = rows(0..20).iter().map(|r| r.id).collect();
+    let (page, _) = s.last_page();
+    assert!(!s.screen().contains('×'));
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(0).id, 2), (row(1).id, 1)] });
+    let text = s.screen();
+    let line = |i: u32| {
+        let short = incident_console::console::widgets::short(row(i).id);
+        text.lines().find(|l| l.contains(&short)).map(str::to_string).unwrap_or_default()
+    };
+    assert!(line(0).contains("×3") && line(1).contains("×2") && !line(2).contains('×'), "{text}");
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(0).id, 2)] });
+    assert!(s.app.orders.repeats.contains_key(&row(0).id) && !s.app.orders.repeats.contains_key(&row(1).id));
+    // After a reload, the marks of a page asked for before it are old news: dropped.
+    let e = s.press('R');
+    let reload = load_id(&e.commands).expect("a reload");
+    s.db(DbEvent::RepeatMarks { id: page, rows: ids.clone(), marks: vec![(row(1).id, 1)] });
+    assert!(!s.app.orders.repeats.contains_key(&row(1).id), "a stale mark is not taken");
+    s.db(DbEvent::RepeatMarks { id: reload, rows: ids, marks: vec![(row(1).id, 1)] });
+    assert!(s.app.orders.repeats.contains_key(&row(1).id));
+}
+
+/// `m` shows the orders per minute of the filter over the list (asked of the worker, again
+/// for a new filter) and hides it; the list gives the strip one row.
+#[test]
+fn m_toggles_the_per_minute_strip_for_the_filter() {
+    let mut s = loaded((80, 24), 20, false);
+    let shown = |s: &Driver| s.screen().lines().filter(|l| l.contains("GBPUSD")).count();
+    let rows_before = shown(&s);
+    let e = s.press('m');
+    let [Command::OrdersPerMinute { id, query }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(*query, OrderQuery::default());
+    assert_eq!(shown(&s), rows_before - 1);
+    assert!(s.screen().contains("per minute: counting"), "{}", s.screen());
+    let counts = vec![(at(13, 2, 0), 3), (at(13, 3, 0), 12), (at(13, 5, 0), 1)];
+    s.db(DbEvent::OrdersPerMinute { id: *id, result: Ok(counts) });
+    assert!(s.screen().contains("peak 12/min at 13:03"), "{}", s.screen());
+    // The order under the cursor (13:06:00, its minute after the last counted) is outside
+    // the strip: no bar reversed; on an order of 13:05, that minute's bar is.
+    let reversed = |s: &Driver| {
+        let t = s.draw();
+        let buf = t.backend().buffer();
+        let w = buf.area.width as usize;
+        let strip = (0..buf.area.height as usize)
+            .find(|&y| (0..w).map(|x| buf.content[y * w + x].symbol()).collect::<String>().contains("per min"));
+        strip.map(|y| {
+            (0..w)
+                .filter(|&x| buf.content[y * w + x].modifier.contains(ratatui::style::Modifier::REVERSED))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(reversed(&s), Some(vec![]), "row 0 is at 13:06:00");
+    for _ in 0..2 {
+        s.press('j');
+    }
+    assert_eq!(s.current().created_at, at(13, 5, 58));
+    assert_eq!(reversed(&s).map(|v| v.len()), Some(1), "the 13:05 bar, and only it");
+    // A new filter asks again.
+    s.press('/');
+    s.typed("GBPUSD");
+    let e = s.enter();
+    let Some(Command::OrdersPerMinute { query, .. }) =
+        e.commands.iter().find(|c| matches!(c, Command::OrdersPerMinute { .. }))
+    else {
+        panic!("a new filter counts per minute again: {:?}", e.commands)
+    };
+    assert_eq!(query.symbols, ["GBPUSD"]);
+    let e = s.press('m');
+    assert!(e.commands.is_empty() && s.app.orders.per_minute.is_none());
+    assert!(!s.screen().contains("per min"), "{}", s.screen());
 }

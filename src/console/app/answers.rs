@@ -32,6 +32,8 @@ impl App {
                 Effects::redraw()
             }
             DbEvent::Orders { id, page, rows, has_more } => orders::on_page(self, id, page, rows, has_more),
+            DbEvent::RepeatMarks { id, rows, marks } => orders::on_marks(self, id, rows, marks),
+            DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),
             DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
             DbEvent::OrderCount { id, count, capped } => orders::on_count(self, id, count, capped),
             DbEvent::Precheck { id, order, user, result } => {

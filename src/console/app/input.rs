@@ -89,6 +89,9 @@ impl App {
         if self.orders.editing.is_some() {
             return orders::filter_key(self, key);
         }
+        if self.orders.choosing_sort {
+            return orders::sort_key(self, key);
+        }
         // The rollback flow's inputs take keys only where the flow is on screen: Enter or
         // Esc on the incident screen must never confirm or abandon a rollback unseen.
         if self.screen == Screen::Rollback
@@ -223,7 +226,9 @@ impl App {
             | KeyAction::RollbackBatch
             | KeyAction::ToggleSelect
             | KeyAction::SelectAllMatching
-            | KeyAction::ClearSelection => {
+            | KeyAction::ClearSelection
+            | KeyAction::Sort
+            | KeyAction::PerMinute => {
                 let text = format!("Orders are on the rollback screen ({} switches).", self.key_of(KeyAction::Screen));
                 self.say(text, true)
             }
@@ -310,8 +315,9 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) => {
                 if contains(a.orders, m.column, m.row) {
                     self.focus = Pane::Orders;
-                    if m.row >= a.first_order_row() {
-                        let index = self.orders.offset + (m.row - a.first_order_row()) as usize;
+                    let first = a.first_order_row() + self.orders.strip_rows() as u16;
+                    if m.row >= first {
+                        let index = self.orders.offset + (m.row - first) as usize;
                         if index < self.orders.rows.len() {
                             self.orders.set_cursor(index, rows);
                         }

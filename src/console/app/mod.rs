@@ -333,7 +333,7 @@ impl App {
 
     /// Rows of orders the Orders pane shows on this screen.
     pub(crate) fn order_rows(&self) -> usize {
-        self.areas().map_or(10, |a| a.order_rows())
+        self.areas().map_or(10, |a| a.order_rows()).saturating_sub(self.orders.strip_rows())
     }
 
     /// Whether something moves on screen (spinners, elapsed times): the loop ticks only then.

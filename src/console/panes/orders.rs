@@ -4,7 +4,7 @@
 
 mod window;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crossterm::event::KeyEvent;
 use ratatui::Frame;
@@ -25,7 +25,7 @@ use crate::core::batch::BatchItem;
 use crate::core::contract::OrderRow;
 use crate::core::format::grouped;
 use crate::core::keys::KeyAction;
-use crate::core::orders::OrderQuery;
+use crate::core::orders::{OrderQuery, OrderSort, SortColumn};
 use crate::core::sanitize;
 
 pub use crate::core::orders::filter::parse_filter;
@@ -46,7 +46,7 @@ pub struct OrdersView {
     pub filter_text: String,
     /// The filter being edited, if it is.
     pub editing: Option<TextArea<'static>>,
-    /// The rows held, newest first.
+    /// The rows held, in the list's order (`sort`).
     pub rows: VecDeque<OrderRow>,
     /// Index of the cursor in `rows`.
     pub cursor: usize,
@@ -54,9 +54,9 @@ pub struct OrdersView {
     pub offset: usize,
     /// The page request in flight.
     pub loading: Option<(RequestId, PageRequest)>,
-    /// There are older rows than the window holds.
+    /// There are rows below those the window holds.
     pub has_older: bool,
-    /// There are newer rows than the window holds.
+    /// There are rows above those the window holds.
     pub has_newer: bool,
     /// How many orders match, and whether that is a lower bound.
     pub count: Option<(i64, bool)>,
@@ -74,7 +74,7 @@ pub struct OrdersView {
     pub keep: Option<uuid::Uuid>,
     /// When the first page on screen was answered (for "changed since").
     pub loaded_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Where `rows[0]` is in the whole list (0: the newest), when known: "row n of N".
+    /// Where `rows[0]` is in the whole list (0: the top), when known: "row n of N".
     pub start: Option<usize>,
     /// After a failed load: when it is tried again, and how many tries so far.
     pub retry: Option<(chrono::DateTime<chrono::Utc>, u32)>,
@@ -84,6 +84,30 @@ pub struct OrdersView {
     /// The widest [symbol, quantity, price, cost] text of any row held since the filter was
     /// set: columns keep their width from page to page.
     pub widest: [u16; 4],
+    /// The list's order (newest first unless chosen).
+    pub sort: OrderSort,
+    /// The sort chooser is open on the filter line (a digit picks a column).
+    pub choosing_sort: bool,
+    /// Repeated executions among the rows held: order id -> how many twins it has (the
+    /// rule of `core::blast`), from the worker after each page.
+    pub repeats: HashMap<Uuid, i64>,
+    /// Marks from page requests older than this one (ids grow) are from before the last
+    /// reload, and are dropped: a refresh after a rollback must not get back an old mark.
+    pub marks_from: RequestId,
+    /// The per-minute strip over the list, when shown.
+    pub per_minute: Option<PerMinute>,
+}
+
+/// Orders per minute: (minute, orders), minutes with none absent.
+pub type MinuteCounts = Vec<(chrono::DateTime<chrono::Utc>, i64)>;
+
+/// The per-minute strip: orders matching the filter per minute, counted on the server.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PerMinute {
+    /// The request in flight.
+    pub request: Option<RequestId>,
+    /// (minute, orders), minutes with none absent; or why it could not be read.
+    pub data: Option<Result<MinuteCounts, String>>,
 }
 
 impl OrdersView {
@@ -117,9 +141,19 @@ impl OrdersView {
         ]
     }
 
-    /// A label for the time window, for titles.
+    /// A label for the filter and the order, for titles (the default order, newest first,
+    /// is said only when there is no filter).
     pub(crate) fn describe_filter(&self) -> String {
-        if self.filter_text.trim().is_empty() { "all orders, newest first".into() } else { self.filter_text.clone() }
+        match (self.filter_text.trim().is_empty(), self.sort == OrderSort::default()) {
+            (true, _) => format!("all orders, {}", self.sort.label()),
+            (false, true) => self.filter_text.clone(),
+            (false, false) => format!("{} · {}", self.filter_text, self.sort.label()),
+        }
+    }
+
+    /// Rows the per-minute strip takes from the list.
+    pub(crate) fn strip_rows(&self) -> usize {
+        usize::from(self.per_minute.is_some())
     }
 }
 
@@ -149,6 +183,21 @@ pub(crate) fn key(app: &mut App, action: KeyAction, focused: bool) -> Option<Eff
             app.focus_pane(Pane::Orders);
             app.orders.editing = Some(filter_input(&app.orders.filter_text));
             Effects::redraw()
+        }
+        KeyAction::Sort => {
+            app.focus_pane(Pane::Orders);
+            app.orders.choosing_sort = true;
+            Effects::redraw()
+        }
+        KeyAction::PerMinute => {
+            if app.orders.per_minute.take().is_some() {
+                return Some(Effects::redraw());
+            }
+            let id = app.id();
+            app.orders.per_minute = Some(PerMinute { request: Some(id), data: None });
+            let rows = app.order_rows();
+            app.orders.move_cursor(0, rows);
+            Effects::with(vec![Command::OrdersPerMinute { id, query: app.orders.query.clone() }])
         }
         KeyAction::ToggleSelect => {
             app.orders.toggle_current();
@@ -201,6 +250,7 @@ fn movement(app: &mut App, action: KeyAction) -> Effects {
             return Effects::with(vec![Command::LoadOrders {
                 id,
                 query: app.orders.query.clone(),
+                sort: app.orders.sort,
                 page: PageRequest::Last,
                 limit: PAGE,
             }]);
@@ -257,29 +307,83 @@ pub(crate) fn filter_key(app: &mut App, key: KeyEvent) -> Effects {
     }
 }
 
+/// A key while the sort chooser is open: a column's digit sorts by it (its digit again
+/// reverses it); any other key closes the chooser and keeps the order.
+pub(crate) fn sort_key(app: &mut App, key: KeyEvent) -> Effects {
+    app.orders.choosing_sort = false;
+    let column = match key.code {
+        crossterm::event::KeyCode::Char(c) => c
+            .to_digit(10)
+            .and_then(|d| usize::try_from(d).ok())
+            .and_then(|d| d.checked_sub(1))
+            .and_then(|i| SortColumn::ALL.get(i).copied()),
+        _ => None,
+    };
+    let Some(column) = column else { return Effects::redraw() };
+    app.orders.sort = app.orders.sort.choose(column);
+    // Another order is another list: its first page, and the cursor at its top.
+    let e = reload(app);
+    app.orders.keep = None;
+    e
+}
+
 /// The next page, when the cursor came near an end of the window.
 pub(crate) fn more(app: &mut App) -> Vec<Command> {
     match app.orders.page_needed() {
         Some(page) => {
             let id = app.id();
-            app.orders.loading = Some((id, page));
-            vec![Command::LoadOrders { id, query: app.orders.query.clone(), page, limit: PAGE }]
+            app.orders.loading = Some((id, page.clone()));
+            let (query, sort) = (app.orders.query.clone(), app.orders.sort);
+            vec![Command::LoadOrders { id, query, sort, page, limit: PAGE }]
         }
         None => Vec::new(),
     }
 }
 
-/// The first page and the count again for a new filter: the old rows go at once.
+/// The first page and the count again for a new filter or order: the old rows go at once.
 pub(crate) fn reload(app: &mut App) -> Effects {
-    let (a, b) = (app.id(), app.id());
-    Effects::with(app.orders.restart(a, b, false).to_vec())
+    restart(app, false)
 }
 
 /// The first page and the count again for the same filter (a refresh, after a rollback, a
 /// retry): the rows on screen stay until the new ones arrive.
 pub(crate) fn refresh(app: &mut App) -> Effects {
+    restart(app, true)
+}
+
+/// The first page, the count and, while it shows, the per-minute strip again.
+fn restart(app: &mut App, keep_rows: bool) -> Effects {
     let (a, b) = (app.id(), app.id());
-    Effects::with(app.orders.restart(a, b, true).to_vec())
+    let mut commands = app.orders.restart(a, b, keep_rows).to_vec();
+    if app.orders.per_minute.is_some() {
+        let id = app.id();
+        if let Some(p) = app.orders.per_minute.as_mut() {
+            p.request = Some(id);
+        }
+        commands.push(Command::OrdersPerMinute { id, query: app.orders.query.clone() });
+    }
+    Effects::with(commands)
+}
+
+/// Repeat marks of a page's rows from the worker: each row of the page is marked or not
+/// anew (a refreshed page may have lost a twin to a rollback).
+pub(crate) fn on_marks(app: &mut App, id: RequestId, rows: Vec<Uuid>, marks: Vec<(Uuid, i64)>) -> Effects {
+    if id < app.orders.marks_from {
+        return Effects::none();
+    }
+    for id in rows {
+        app.orders.repeats.remove(&id);
+    }
+    app.orders.repeats.extend(marks.into_iter().filter(|m| m.1 > 0));
+    Effects::redraw()
+}
+
+/// The per-minute counts from the worker.
+pub(crate) fn on_per_minute(app: &mut App, id: RequestId, result: Result<MinuteCounts, String>) -> Effects {
+    let Some(p) = app.orders.per_minute.as_mut().filter(|p| p.request == Some(id)) else { return Effects::none() };
+    p.request = None;
+    p.data = Some(result);
+    Effects::redraw()
 }
 
 /// How long to wait before the `attempt`th retry of a failed load: 1 s, doubling, at most
@@ -300,10 +404,11 @@ pub(crate) fn on_tick(app: &mut App) -> Option<Effects> {
 /// A page from the worker.
 pub(crate) fn on_page(app: &mut App, id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool) -> Effects {
     let height = app.order_rows();
+    let first = page == PageRequest::First;
     if !app.orders.receive(id, page, rows, has_more, height) {
         return Effects::none();
     }
-    if page == PageRequest::First {
+    if first {
         app.orders.loaded_at = Some(app.now);
     }
     Effects::with(more(app))
@@ -321,7 +426,7 @@ pub(crate) fn on_count(app: &mut App, id: RequestId, count: i64, capped: bool) -
 
 /// A request of this pane failed (None: not one of its requests).
 pub(crate) fn on_failed(app: &mut App, id: RequestId, error: &str) -> Option<Effects> {
-    if app.orders.loading.map(|l| l.0) == Some(id) {
+    if app.orders.loading.as_ref().map(|l| l.0) == Some(id) {
         app.orders.loading = None;
         app.orders.error = Some(error.to_string());
         let attempt = app.orders.retry.map_or(0, |(_, n)| n);
@@ -331,6 +436,11 @@ pub(crate) fn on_failed(app: &mut App, id: RequestId, error: &str) -> Option<Eff
     if app.orders.count_request == Some(id) {
         app.orders.count_request = None;
         return Some(Effects::none());
+    }
+    if let Some(p) = app.orders.per_minute.as_mut().filter(|p| p.request == Some(id)) {
+        p.request = None;
+        p.data = Some(Err(error.to_string()));
+        return Some(Effects::redraw());
     }
     None
 }
@@ -342,8 +452,13 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = block(app);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [filter, table] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let [filter, strip, table] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(o.strip_rows() as u16), Constraint::Min(1)])
+            .areas(inner);
     filter_line(app, frame, filter);
+    if let Some(p) = &o.per_minute {
+        per_minute_strip(p, o.current().map(|r| r.created_at), k, frame, strip);
+    }
     if let Some(e) = &o.error {
         let again = match o.retry {
             Some((at, n)) => format!(
@@ -418,6 +533,10 @@ fn block(app: &App) -> Block<'static> {
 /// The filter line: the input while it is typed, else the filter in effect or how to set one.
 fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
     let o = &app.orders;
+    if o.choosing_sort {
+        frame.render_widget(Paragraph::new(sort_chooser(o.sort)), area);
+        return;
+    }
     if let Some(editor) = &o.editing {
         let [label, input] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(area);
         frame.render_widget(Paragraph::new(Span::styled(" filter: ", Style::new().fg(Color::Cyan))), label);
@@ -442,6 +561,95 @@ fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(text), area);
 }
 
+/// The sort chooser, on the filter line: each column with its digit, the current one with
+/// its direction.
+fn sort_chooser(sort: OrderSort) -> Line<'static> {
+    let mut spans = vec![Span::styled(" sort by ", Style::new().fg(Color::Cyan))];
+    for (i, c) in SortColumn::ALL.iter().enumerate() {
+        let arrow = if *c == sort.column { if sort.descending { "↓" } else { "↑" } } else { "" };
+        let style = if *c == sort.column { Style::new().fg(Color::Black).bg(Color::Cyan) } else { Style::new() };
+        spans.push(Span::styled(format!("{}", i + 1), Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)));
+        spans.push(Span::styled(format!("{}{arrow}", c.name()), style));
+        spans.push(Span::raw(" "));
+    }
+    spans.push(Span::styled("· again reverses", Style::new().fg(Color::Gray)));
+    Line::from(spans)
+}
+
+/// The per-minute strip: one bar per minute (folded to the room there is, each bar its
+/// busiest minute), the busiest minute marked and named, so a burst shows at a glance; the
+/// bar of the order under the cursor in reverse video, so a row is placed in the burst.
+fn per_minute_strip(
+    p: &PerMinute,
+    cursor: Option<chrono::DateTime<chrono::Utc>>,
+    k: Keys,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let line = match &p.data {
+        None => Line::from(Span::styled(" per minute: counting…", Style::new().fg(Color::Gray))),
+        Some(Err(e)) => Line::from(Span::styled(
+            format!(" per minute: could not count: {}", sanitize::line(e)),
+            Style::new().fg(Color::Red),
+        )),
+        Some(Ok(rows)) => {
+            let counts: Vec<(chrono::DateTime<chrono::Utc>, u64)> =
+                rows.iter().map(|(m, n)| (*m, u64::try_from(*n).unwrap_or(0))).collect();
+            let minutes = crate::core::blast::fill_minutes(&counts);
+            // The busiest minute; of equals, the first (where the burst began).
+            match (minutes.first(), minutes.last(), minutes.iter().rev().max_by_key(|m| m.1)) {
+                (Some(first), Some(last), Some(peak)) => {
+                    let tail = format!(
+                        " {} · peak {}/min at {} · {} hides",
+                        last.0.format("%H:%M"),
+                        peak.1,
+                        peak.0.format("%H:%M"),
+                        k.of(KeyAction::PerMinute)
+                    );
+                    let head = format!(" per min {} ", first.0.format("%H:%M"));
+                    let room =
+                        usize::from(area.width).saturating_sub(head.chars().count() + tail.chars().count()).max(1);
+                    let per = minutes.len().div_ceil(room).max(1);
+                    let top = peak.1.max(1);
+                    let mut spans = vec![Span::styled(head, Style::new().fg(Color::Gray))];
+                    for chunk in minutes.chunks(per) {
+                        let n = chunk.iter().map(|m| m.1).max().unwrap_or(0);
+                        let has_peak = chunk.iter().any(|m| m.0 == peak.0);
+                        let has_cursor = cursor
+                            .is_some_and(|t| chunk.iter().any(|m| m.0 <= t && t < m.0 + chrono::Duration::minutes(1)));
+                        let mut style = if has_peak {
+                            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+                        } else {
+                            Style::new().fg(Color::Cyan)
+                        };
+                        if has_cursor {
+                            style = style.add_modifier(Modifier::REVERSED);
+                        }
+                        // A quiet minute under the cursor still shows where it is.
+                        let bar = if has_cursor && n == 0 { "▁".to_string() } else { bar(n, top) };
+                        spans.push(Span::styled(bar, style));
+                    }
+                    spans.push(Span::raw(tail));
+                    Line::from(spans)
+                }
+                _ => Line::from(Span::styled(" per minute: no orders match", Style::new().fg(Color::Gray))),
+            }
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// One bar of the strip: eight heights, a minute with any order at least the lowest (a
+/// quiet minute is a blank, not a bar that rounds to one).
+fn bar(n: u64, top: u64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if n == 0 {
+        return " ".into();
+    }
+    let i = ((n * 8).div_ceil(top)).clamp(1, 8) - 1;
+    BARS[i as usize].to_string()
+}
+
 /// Which optional columns show and how wide the money columns are, for the rows on screen.
 struct Columns {
     /// [symbol, quantity, price, cost].
@@ -449,6 +657,8 @@ struct Columns {
     status: u16,
     price: bool,
     tx: bool,
+    /// The repeat mark column ("×3"): shown once a row held is a repeated execution.
+    marks: bool,
 }
 
 impl Columns {
@@ -456,7 +666,7 @@ impl Columns {
     /// (`held`), so they keep their width from page to page. The price column gives way
     /// first, then the transaction column, so amounts show whole; an amount still too wide
     /// is cut with a visible '…', never silently.
-    fn of(held: [u16; 4], on_screen: &[(usize, &OrderRow)], width: u16) -> Columns {
+    fn of(held: [u16; 4], on_screen: &[(usize, &OrderRow)], marks: bool, width: u16) -> Columns {
         // Every row on screen is held, so `held` already covers it.
         let widest = |k: usize| held[k];
         // [symbol, quantity, price, cost]: the least each gets (its heading), then what it
@@ -467,8 +677,8 @@ impl Columns {
             on_screen.iter().map(|(_, r)| sanitize::line(&r.status).chars().count()).max().unwrap_or(0).max(6) as u16;
         // cursor, time, side, status, order, user (+ tx) and the spaces between columns.
         let fixed = |price: bool, tx: bool| -> u16 {
-            let columns = 9 + u16::from(price) + u16::from(tx);
-            2 + 8 + 4 + status + 8 + 8 + if tx { 8 } else { 0 } + (columns - 1)
+            let columns = 9 + u16::from(price) + u16::from(tx) + u16::from(marks);
+            2 + 8 + 4 + status + 8 + 8 + if tx { 8 } else { 0 } + if marks { MARK } else { 0 } + (columns - 1)
         };
         let need =
             |price: bool, tx: bool| fixed(price, tx) + want[0] + want[1] + want[3] + if price { want[2] } else { 0 };
@@ -486,16 +696,40 @@ impl Columns {
             let room = width.saturating_sub(used);
             money[k] = (least[k] + room).min(want[k]);
         }
-        Columns { money, status, price, tx }
+        Columns { money, status, price, tx, marks }
     }
 
-    fn header(&self) -> Row<'static> {
-        let right = |t: &'static str| Cell::from(Line::from(t).alignment(ratatui::layout::Alignment::Right));
-        let mut cells: Vec<Cell> = vec!["".into(), "time".into(), "symbol".into(), "side".into(), right("quantity")];
+    /// The column titles, the sort column's in colour and underlined.
+    fn header(&self, sort: SortColumn) -> Row<'static> {
+        let title = |t: &'static str, column: Option<SortColumn>, right: bool| {
+            let line = Line::from(t);
+            let line = if right { line.alignment(ratatui::layout::Alignment::Right) } else { line };
+            let cell = Cell::from(line);
+            if column == Some(sort) {
+                cell.style(Style::new().fg(Color::Cyan).add_modifier(Modifier::UNDERLINED))
+            } else {
+                cell
+            }
+        };
+        let mut cells: Vec<Cell> = vec![
+            "".into(),
+            title("time", Some(SortColumn::Time), false),
+            title("symbol", Some(SortColumn::Symbol), false),
+            title("side", Some(SortColumn::Side), false),
+            title("quantity", Some(SortColumn::Quantity), true),
+        ];
         if self.price {
-            cells.push(right("price"));
+            cells.push(title("price", Some(SortColumn::Price), true));
         }
-        cells.extend(["status".into(), right("cost"), "order".into(), "user".into()]);
+        cells.push(title("status", Some(SortColumn::Status), false));
+        if self.marks {
+            cells.push(title("rep", None, false));
+        }
+        cells.extend([
+            title("cost", Some(SortColumn::Cost), true),
+            "order".into(),
+            title("user", Some(SortColumn::User), false),
+        ]);
         if self.tx {
             cells.push("tx".into());
         }
@@ -514,7 +748,11 @@ impl Columns {
         if self.price {
             widths.push(Constraint::Length(m[2]));
         }
-        widths.extend([Constraint::Length(self.status), Constraint::Length(m[3]), Constraint::Length(8)]);
+        widths.push(Constraint::Length(self.status));
+        if self.marks {
+            widths.push(Constraint::Length(MARK));
+        }
+        widths.extend([Constraint::Length(m[3]), Constraint::Length(8)]);
         widths.push(if self.tx { Constraint::Length(8) } else { Constraint::Min(8) });
         if self.tx {
             widths.push(Constraint::Min(8));
@@ -531,7 +769,8 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
     let end = (o.offset + visible).min(o.rows.len());
     let on_screen: Vec<(usize, &OrderRow)> = (o.offset..end).filter_map(|i| o.rows.get(i).map(|r| (i, r))).collect();
     let texts: Vec<[String; 4]> = on_screen.iter().map(|(_, r)| o.texts(r)).collect();
-    let cols = Columns::of(o.widest, &on_screen, table.width);
+    let marks = o.rows.iter().any(|r| o.repeats.contains_key(&r.id));
+    let cols = Columns::of(o.widest, &on_screen, marks, table.width);
     // Amounts right-aligned, so their digits line up; the symbol left.
     let cell = |text: &str, k: usize| {
         let line = Line::from(fit(text, cols.money[k]));
@@ -561,6 +800,9 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
                 cells.push(cell(&t[2], 2));
             }
             cells.push(Cell::from(Span::styled(sanitize::line(&r.status).into_owned(), status_style(&r.status))));
+            if cols.marks {
+                cells.push(Cell::from(repeat_mark(o.repeats.get(&r.id).copied())));
+            }
             cells.push(cell(&t[3], 3));
             cells.push(Cell::from(short(r.id)));
             cells.push(Cell::from(short(r.user_id)));
@@ -577,7 +819,21 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
             Row::new(cells).style(style)
         })
         .collect();
-    frame.render_widget(Table::new(rows, cols.widths()).header(cols.header()).column_spacing(1), table);
+    frame.render_widget(Table::new(rows, cols.widths()).header(cols.header(o.sort.column)).column_spacing(1), table);
+}
+
+/// Width of the repeat mark column.
+const MARK: u16 = 3;
+
+/// A repeated execution's mark: "×n", the order and its twins (the most a column of three
+/// shows is ×99).
+fn repeat_mark(twins: Option<i64>) -> Span<'static> {
+    match twins {
+        Some(n) if n > 0 => {
+            Span::styled(format!("×{}", (n + 1).min(99)), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+        }
+        _ => Span::raw(""),
+    }
 }
 
 fn status_style(status: &str) -> Style {

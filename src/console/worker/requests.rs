@@ -13,7 +13,7 @@ use super::{Cancel, Running};
 use crate::console::protocol::{BatchTarget, DbEvent, PageRequest, RequestId};
 use crate::core::batch::BatchItem;
 use crate::core::error::{Error, Result};
-use crate::core::orders::{OrderQuery, ResolvedQuery};
+use crate::core::orders::{OrderQuery, OrderSort, ResolvedQuery};
 use crate::ops::batch::{self, BatchOptions, Progress};
 use crate::ops::journaling;
 use crate::ops::rollback::{RollbackRequest, rollback_and_prove};
@@ -28,20 +28,46 @@ pub(super) struct Job {
     pub(super) events: mpsc::UnboundedSender<DbEvent>,
 }
 
-/// A page of orders.
-pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, page: PageRequest, limit: i64) {
+/// A page of orders, then which of its rows are repeated executions (the page's ids only:
+/// the marks cost a page, not the book).
+pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, sort: OrderSort, page: PageRequest, limit: i64) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
             let f = resolve(&mut conn, &query).await?;
-            let from = match page {
-                PageRequest::First => db::PageFrom::Newest,
-                PageRequest::Last => db::PageFrom::Oldest,
-                PageRequest::Older(k) => db::PageFrom::OlderThan(k.created_at, k.id),
-                PageRequest::Newer(k) => db::PageFrom::NewerThan(k.created_at, k.id),
+            let from = match &page {
+                PageRequest::First => db::PageFrom::Start,
+                PageRequest::Last => db::PageFrom::End,
+                PageRequest::Below(k) => db::PageFrom::After(k.clone()),
+                PageRequest::Above(k) => db::PageFrom::Before(k.clone()),
             };
-            let (rows, has_more) = db::orders_page(&mut conn, &f, from, limit).await?;
+            let (rows, has_more) = db::orders_page(&mut conn, &f, sort, &from, limit).await?;
+            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
             let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
+            // The marks help read the page; a page without them is still the truth, so a
+            // failure here leaves the rows unmarked rather than failing the page shown.
+            if let Ok(marks) = db::repeat_counts(&mut conn, &ids, crate::core::blast::REPEAT_WITHIN_SECONDS).await {
+                let _ = events.send(DbEvent::RepeatMarks { id, rows: ids, marks });
+            }
             Ok(())
+        }
+        .await;
+        (conn, r)
+    });
+}
+
+/// Orders matching the filter per minute, counted on the server.
+pub(super) fn orders_per_minute(job: Job, id: RequestId, query: OrderQuery) {
+    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+        let r = async {
+            let f = resolve(&mut conn, &query).await?;
+            let result = db::orders_per_minute(&mut conn, &f).await;
+            match result {
+                Err(e) if is_cancel(&e) => Err(e),
+                result => {
+                    let _ = events.send(DbEvent::OrdersPerMinute { id, result: result.map_err(|e| e.to_string()) });
+                    Ok(())
+                }
+            }
         }
         .await;
         (conn, r)

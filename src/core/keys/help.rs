@@ -70,7 +70,12 @@ pub const HELP: [HelpGroup; 4] = [
         sections: &[
             HelpSection {
                 title: "orders",
-                entries: &[(KeyAction::Filter, "filter"), (KeyAction::BlastRadius, "blast radius (bursts)")],
+                entries: &[
+                    (KeyAction::Filter, "filter"),
+                    (KeyAction::Sort, "sort (then a digit)"),
+                    (KeyAction::PerMinute, "per-minute strip on/off"),
+                    (KeyAction::BlastRadius, "blast radius (bursts)"),
+                ],
             },
             HelpSection {
                 title: "roll back",

@@ -51,6 +51,10 @@ pub enum KeyAction {
     SelectAllMatching,
     /// Forget the selection.
     ClearSelection,
+    /// Sort the orders: a digit then picks the column, its digit again reverses it.
+    Sort,
+    /// Show or hide the orders per minute over the list (where a burst is).
+    PerMinute,
     /// Pre-check the order under the cursor.
     Precheck,
     /// Roll back the order under the cursor.
@@ -129,7 +133,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 38] = [
+    pub const ALL: [KeyAction; 40] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -144,6 +148,8 @@ impl KeyAction {
         KeyAction::ToggleSelect,
         KeyAction::SelectAllMatching,
         KeyAction::ClearSelection,
+        KeyAction::Sort,
+        KeyAction::PerMinute,
         KeyAction::Precheck,
         KeyAction::Rollback,
         KeyAction::RollbackGroup,
@@ -203,6 +209,8 @@ impl KeyAction {
             KeyAction::ToggleSelect => "select order for a batch",
             KeyAction::SelectAllMatching => "select all matching",
             KeyAction::ClearSelection => "clear the selection",
+            KeyAction::Sort => "sort by a column (digit)",
+            KeyAction::PerMinute => "orders per minute on/off",
             KeyAction::Precheck => "pre-check the order",
             KeyAction::Rollback => "roll back the order",
             KeyAction::RollbackGroup => "roll back its group",
@@ -250,7 +258,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 45] = [
+const DEFAULTS: [(KeyAction, &[&str]); 47] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -265,6 +273,8 @@ const DEFAULTS: [(KeyAction, &[&str]); 45] = [
     (KeyAction::ToggleSelect, &["space"]),
     (KeyAction::SelectAllMatching, &["A"]),
     (KeyAction::ClearSelection, &["x"]),
+    (KeyAction::Sort, &["S"]),
+    (KeyAction::PerMinute, &["m"]),
     (KeyAction::Precheck, &["p", "enter"]),
     (KeyAction::Rollback, &["r"]),
     (KeyAction::RollbackGroup, &["t"]),

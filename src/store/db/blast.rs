@@ -21,6 +21,20 @@ macro_rules! day {
     };
 }
 
+/// The repeat rule, in one place: order `b` is a twin of executed order `a` when both are
+/// executed for the same user, symbol, side and quantity within `$1` seconds of each other
+/// under different idempotency keys. Looked up through the (user, status) index, one
+/// user's orders at a time.
+macro_rules! twin {
+    () => {
+        "b.user_id = a.user_id AND b.status = 'executed' AND a.status = 'executed' \
+         AND b.symbol = a.symbol AND b.side = a.side AND b.quantity = a.quantity \
+         AND b.id <> a.id AND b.idempotency_key IS DISTINCT FROM a.idempotency_key \
+         AND b.created_at BETWEEN a.created_at - make_interval(secs => $1) \
+                              AND a.created_at + make_interval(secs => $1)"
+    };
+}
+
 /// Executions (orders executed, rolled back after or not) per minute and symbol.
 pub async fn executions_per_minute<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
@@ -50,13 +64,9 @@ pub async fn repeated_executions<'e, E: Executor<'e, Database = Postgres>>(
         "SELECT a.id, a.user_id, a.symbol, a.side::text, a.quantity, a.created_at \
          FROM orders a JOIN profiles pr ON pr.id = a.user_id AND NOT pr.is_drill, day \
          WHERE a.status = 'executed' AND a.created_at >= day.from_ AND a.created_at < day.to_ \
-           AND EXISTS (SELECT 1 FROM orders b \
-                       WHERE b.user_id = a.user_id AND b.status = 'executed' \
-                         AND b.symbol = a.symbol AND b.side = a.side AND b.quantity = a.quantity \
-                         AND b.id <> a.id AND b.idempotency_key IS DISTINCT FROM a.idempotency_key \
-                         AND b.created_at BETWEEN a.created_at - make_interval(secs => $1) \
-                                              AND a.created_at + make_interval(secs => $1)) \
-         ORDER BY a.symbol, a.created_at, a.id"
+           AND EXISTS (SELECT 1 FROM orders b WHERE ",
+        twin!(),
+        ") ORDER BY a.symbol, a.created_at, a.id"
     ))
     .bind(within_seconds as f64)
     .fetch_all(e)
@@ -65,4 +75,23 @@ pub async fn repeated_executions<'e, E: Executor<'e, Database = Postgres>>(
         .into_iter()
         .map(|(id, user_id, symbol, side, quantity, at)| Repeated { id, user_id, symbol, side, quantity, at })
         .collect())
+}
+
+/// How many twins (the repeat rule of `repeated_executions`) each of these orders has,
+/// for those that have some: the list marks a page's repeated executions from it, at the
+/// cost of the page's rows, not the book's.
+pub async fn repeat_counts<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    orders: &[Uuid],
+    within_seconds: i64,
+) -> Result<Vec<(Uuid, i64)>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT a.id, count(*) FROM orders a JOIN orders b ON ",
+        twin!(),
+        " WHERE a.id = ANY($2) GROUP BY a.id"
+    ))
+    .bind(within_seconds as f64)
+    .bind(orders.to_vec())
+    .fetch_all(e)
+    .await?)
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::core::contract::*;
 use crate::core::error::{Error, Result};
-use crate::core::orders::{OrderListing, ResolvedQuery, TimeBound};
+use crate::core::orders::{OrderListing, OrderSort, ResolvedQuery, SortColumn, SortKey, SortValue, TimeBound};
 
 const ORDER_COLUMNS: &str = "SELECT o.id, o.user_id, o.symbol, o.side, o.order_type, o.quantity, o.price, o.status, \
      o.transaction_id, o.total_cost, o.commission, o.failure_reason, o.rolled_back_reason, o.created_at, \
@@ -288,51 +288,100 @@ pub async fn unknown_symbols<'e, E: Executor<'e, Database = Postgres>>(
     .await?)
 }
 
-/// Where a page of orders starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a page of orders starts, in the list's order (`OrderSort`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageFrom {
-    /// The newest orders, newest first.
-    Newest,
-    /// The oldest orders, oldest first (the end of the list).
-    Oldest,
-    /// Orders older than the key, closest first.
-    OlderThan(DateTime<Utc>, Uuid),
-    /// Orders newer than the key, closest first.
-    NewerThan(DateTime<Utc>, Uuid),
+    /// The top of the list, downwards.
+    Start,
+    /// The end of the list, upwards (closest to the end first).
+    End,
+    /// The orders below the key, closest first.
+    After(SortKey),
+    /// The orders above the key, closest first.
+    Before(SortKey),
 }
 
-/// One page of orders from a place in the list (keyset paging: the cost of a page does not
-/// depend on how deep in the book it is). Returns the rows, closest to where it starts
-/// first, and whether there are more beyond them.
+/// The SQL a sort column is ordered and compared by (static text: the column comes from an
+/// enum, never from input). A missing amount becomes a sentinel beyond every amount in
+/// the direction of the end, so it sorts last either way and the keyset comparison, which
+/// NULL would make unknown, stays total.
+fn sort_expression(sort: OrderSort) -> &'static str {
+    match (sort.column, sort.descending) {
+        (SortColumn::Time, _) => "o.created_at",
+        (SortColumn::Symbol, _) => "o.symbol",
+        (SortColumn::Side, _) => "o.side::text",
+        (SortColumn::Status, _) => "o.status::text",
+        (SortColumn::Quantity, _) => "o.quantity::numeric",
+        (SortColumn::Price, true) => "coalesce(o.price::numeric, -1)",
+        (SortColumn::Price, false) => "coalesce(o.price::numeric, 1e30)",
+        (SortColumn::Cost, true) => "coalesce(o.total_cost::numeric, -1)",
+        (SortColumn::Cost, false) => "coalesce(o.total_cost::numeric, 1e30)",
+        (SortColumn::User, _) => "o.user_id",
+    }
+}
+
+/// A key's value as the sort expression has it (the same sentinel for a missing amount).
+fn push_sort_value(q: &mut QueryBuilder<Postgres>, sort: OrderSort, value: &SortValue) {
+    match value {
+        SortValue::Time(t) => q.push_bind(*t),
+        SortValue::Text(t) => q.push_bind(t.clone()),
+        SortValue::Id(id) => q.push_bind(*id),
+        SortValue::Amount(a) => {
+            q.push("coalesce(").push_bind(*a).push("::numeric, ");
+            q.push(if sort.descending { "-1" } else { "1e30" }).push(")")
+        }
+    };
+}
+
+/// One page of orders from a place in the list sorted by `sort` (keyset paging on the sort
+/// column and the id: the cost of a page does not depend on how deep in the book it is).
+/// Returns the rows, closest to where it starts first, and whether there are more beyond
+/// them.
 pub async fn orders_page<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
     f: &ResolvedQuery,
-    from: PageFrom,
+    sort: OrderSort,
+    from: &PageFrom,
     limit: i64,
 ) -> Result<(Vec<OrderRow>, bool)> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(ORDER_COLUMNS);
     push_filter(&mut q, f);
-    match from {
-        PageFrom::Newest => q.push(" ORDER BY o.created_at DESC, o.id DESC"),
-        PageFrom::Oldest => q.push(" ORDER BY o.created_at, o.id"),
-        PageFrom::OlderThan(t, id) => q
-            .push(" AND (o.created_at, o.id) < (")
-            .push_bind(t)
-            .push(", ")
-            .push_bind(id)
-            .push(") ORDER BY o.created_at DESC, o.id DESC"),
-        PageFrom::NewerThan(t, id) => q
-            .push(" AND (o.created_at, o.id) > (")
-            .push_bind(t)
-            .push(", ")
-            .push_bind(id)
-            .push(") ORDER BY o.created_at, o.id"),
-    };
+    let expr = sort_expression(sort);
+    // Reading downwards goes the sort's way; upwards, the other way.
+    let downwards = matches!(from, PageFrom::Start | PageFrom::After(_));
+    if let PageFrom::After(k) | PageFrom::Before(k) = from {
+        let below = if sort.descending { " < (" } else { " > (" };
+        let above = if sort.descending { " > (" } else { " < (" };
+        q.push(" AND (").push(expr).push(", o.id)").push(if downwards { below } else { above });
+        push_sort_value(&mut q, sort, &k.value);
+        q.push(", ").push_bind(k.id).push(")");
+    }
+    let direction = if sort.descending == downwards { " DESC" } else { "" };
+    q.push(" ORDER BY ").push(expr).push(direction).push(", o.id").push(direction);
     q.push(" LIMIT ").push_bind(limit + 1);
     let mut rows = q.build_query_as::<OrderRow>().fetch_all(e).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
     Ok((rows, more))
+}
+
+/// Orders matching the filter per minute, over the day that ends with the newest of them
+/// (at most 1440 rows, whatever the book holds; counted on the server). Minutes with none
+/// are absent.
+pub async fn orders_per_minute<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    f: &ResolvedQuery,
+) -> Result<Vec<(DateTime<Utc>, i64)>> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("WITH newest AS (SELECT max(o.created_at) AS t FROM orders o");
+    push_filter(&mut q, f);
+    q.push(") SELECT date_trunc('minute', o.created_at) AS m, count(*) FROM orders o");
+    push_filter(&mut q, f);
+    q.push(
+        " AND o.created_at > (SELECT t - interval '1 day' FROM newest) \
+         GROUP BY 1 ORDER BY 1",
+    );
+    Ok(q.build_query_as().fetch_all(e).await?)
 }
 
 /// How many orders match, counting at most `cap` (true when there are more).

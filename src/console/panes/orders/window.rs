@@ -3,11 +3,11 @@
 //! hundred of possibly millions of orders are ever held.
 
 use super::{MARGIN, OrdersView, PAGE, WINDOW};
-use crate::console::protocol::{Command, OrderKey, PageRequest, RequestId};
+use crate::console::protocol::{Command, PageRequest, RequestId};
 use crate::core::contract::OrderRow;
 
 impl OrdersView {
-    /// Ask for the first page and the count again. A new filter forgets the rows at once;
+    /// Ask for the first page and the count again. A new filter or order forgets the rows at once;
     /// a refresh (`keep_rows`) shows them until the new ones arrive.
     pub(crate) fn restart(&mut self, page_id: RequestId, count_id: RequestId, keep_rows: bool) -> [Command; 2] {
         // A reload after a rollback should not lose the operator's place.
@@ -22,13 +22,21 @@ impl OrdersView {
             self.start = None;
             self.scales = [2, 2, 2];
             self.widest = [0; 4];
+            self.repeats.clear();
         }
         self.error = None;
         self.started = true;
         self.loading = Some((page_id, PageRequest::First));
+        self.marks_from = page_id;
         self.count_request = Some(count_id);
         [
-            Command::LoadOrders { id: page_id, query: self.query.clone(), page: PageRequest::First, limit: PAGE },
+            Command::LoadOrders {
+                id: page_id,
+                query: self.query.clone(),
+                sort: self.sort,
+                page: PageRequest::First,
+                limit: PAGE,
+            },
             Command::CountOrders { id: count_id, query: self.query.clone() },
         ]
     }
@@ -99,10 +107,10 @@ impl OrdersView {
             return None;
         }
         if self.has_older && self.cursor + MARGIN >= self.rows.len() {
-            return self.rows.back().map(|r| PageRequest::Older(OrderKey::of(r)));
+            return self.rows.back().map(|r| PageRequest::Below(self.sort.key(r)));
         }
         if self.has_newer && self.cursor < MARGIN {
-            return self.rows.front().map(|r| PageRequest::Newer(OrderKey::of(r)));
+            return self.rows.front().map(|r| PageRequest::Above(self.sort.key(r)));
         }
         None
     }
@@ -116,7 +124,7 @@ impl OrdersView {
         has_more: bool,
         height: usize,
     ) -> bool {
-        if self.loading.map(|l| l.0) != Some(id) {
+        if self.loading.as_ref().map(|l| l.0) != Some(id) {
             return false;
         }
         self.loading = None;
@@ -136,8 +144,8 @@ impl OrdersView {
                 }
             }
             PageRequest::Last => {
-                // Oldest first from the database; the window is newest-first, ending at the
-                // true end of the list.
+                // The end of the list first from the database; the window runs in the list's
+                // order, ending at its true end.
                 self.rows = rows.into_iter().rev().collect();
                 self.has_newer = has_more;
                 self.has_older = false;
@@ -148,7 +156,7 @@ impl OrdersView {
                     _ => None,
                 };
             }
-            PageRequest::Older(_) => {
+            PageRequest::Below(_) => {
                 self.rows.extend(rows);
                 self.has_older = has_more;
                 let excess = self.rows.len().saturating_sub(WINDOW);
@@ -160,8 +168,8 @@ impl OrdersView {
                     self.start = self.start.map(|s| s + excess);
                 }
             }
-            PageRequest::Newer(_) => {
-                // The page comes closest-first; the window is newest-first.
+            PageRequest::Above(_) => {
+                // The page comes closest-first; the window runs top to bottom.
                 let n = rows.len();
                 for r in rows {
                     self.rows.push_front(r);
