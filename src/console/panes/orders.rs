@@ -656,6 +656,9 @@ struct Columns {
     money: [u16; 4],
     status: u16,
     price: bool,
+    /// The user's id: gives way before the transaction's (the detail view and the
+    /// pre-check name the user).
+    user: bool,
     tx: bool,
     /// The repeat mark column ("×3"): shown once a row held is a repeated execution.
     marks: bool,
@@ -664,8 +667,9 @@ struct Columns {
 impl Columns {
     /// Money columns take the width of the widest amount held since the filter was set
     /// (`held`), so they keep their width from page to page. The price column gives way
-    /// first, then the transaction column, so amounts show whole; an amount still too wide
-    /// is cut with a visible '…', never silently.
+    /// first, then the user's, then the transaction's (a group rollback needs the group in
+    /// view, at 80 columns too), so amounts show whole; an amount still too wide is cut
+    /// with a visible '…', never silently.
     fn of(held: [u16; 4], on_screen: &[(usize, &OrderRow)], marks: bool, width: u16) -> Columns {
         // Every row on screen is held, so `held` already covers it.
         let widest = |k: usize| held[k];
@@ -675,28 +679,30 @@ impl Columns {
         let want: [u16; 4] = [0, 1, 2, 3].map(|k| widest(k).max(least[k]));
         let status =
             on_screen.iter().map(|(_, r)| sanitize::line(&r.status).chars().count()).max().unwrap_or(0).max(6) as u16;
-        // cursor, time, side, status, order, user (+ tx) and the spaces between columns.
-        let fixed = |price: bool, tx: bool| -> u16 {
-            let columns = 9 + u16::from(price) + u16::from(tx) + u16::from(marks);
-            2 + 8 + 4 + status + 8 + 8 + if tx { 8 } else { 0 } + if marks { MARK } else { 0 } + (columns - 1)
+        // cursor, time, side, status, order (+ user, tx) and the spaces between columns.
+        let fixed = |(price, user, tx): (bool, bool, bool)| -> u16 {
+            let columns = 8 + u16::from(price) + u16::from(user) + u16::from(tx) + u16::from(marks);
+            let ids = 8 + if user { 8 } else { 0 } + if tx { 8 } else { 0 };
+            2 + 8 + 4 + status + ids + if marks { MARK } else { 0 } + (columns - 1)
         };
         let need =
-            |price: bool, tx: bool| fixed(price, tx) + want[0] + want[1] + want[3] + if price { want[2] } else { 0 };
-        // The transaction column before the price: a group rollback needs to see the group.
-        let (price, tx) = [(true, true), (false, true), (true, false)]
+            |shown: (bool, bool, bool)| fixed(shown) + want[0] + want[1] + want[3] + if shown.0 { want[2] } else { 0 };
+        // (price, user, tx): the price gives way first, then the user, then the transaction.
+        let shown = [(true, true, true), (false, true, true), (false, false, true), (false, true, false)]
             .into_iter()
-            .find(|&(p, t)| need(p, t) <= width)
-            .unwrap_or((false, false));
+            .find(|&s| need(s) <= width)
+            .unwrap_or((false, false, false));
+        let (price, user, tx) = shown;
         let mut money = least;
         for k in [3, 1, 2, 0] {
             if k == 2 && !price {
                 continue;
             }
-            let used = fixed(price, tx) + money[0] + money[1] + money[3] + if price { money[2] } else { 0 };
+            let used = fixed(shown) + money[0] + money[1] + money[3] + if price { money[2] } else { 0 };
             let room = width.saturating_sub(used);
             money[k] = (least[k] + room).min(want[k]);
         }
-        Columns { money, status, price, tx, marks }
+        Columns { money, status, price, user, tx, marks }
     }
 
     /// The column titles, the sort column's in colour and underlined.
@@ -725,11 +731,10 @@ impl Columns {
         if self.marks {
             cells.push(title("rep", None, false));
         }
-        cells.extend([
-            title("cost", Some(SortColumn::Cost), true),
-            "order".into(),
-            title("user", Some(SortColumn::User), false),
-        ]);
+        cells.extend([title("cost", Some(SortColumn::Cost), true), "order".into()]);
+        if self.user {
+            cells.push(title("user", Some(SortColumn::User), false));
+        }
         if self.tx {
             cells.push("tx".into());
         }
@@ -753,9 +758,10 @@ impl Columns {
             widths.push(Constraint::Length(MARK));
         }
         widths.extend([Constraint::Length(m[3]), Constraint::Length(8)]);
-        widths.push(if self.tx { Constraint::Length(8) } else { Constraint::Min(8) });
-        if self.tx {
-            widths.push(Constraint::Min(8));
+        widths.extend(std::iter::repeat_n(Constraint::Length(8), usize::from(self.user) + usize::from(self.tx)));
+        // The last column takes what is left.
+        if let Some(last) = widths.last_mut() {
+            *last = Constraint::Min(8);
         }
         widths
     }
@@ -805,7 +811,9 @@ fn rows(app: &App, frame: &mut Frame, table: Rect) {
             }
             cells.push(cell(&t[3], 3));
             cells.push(Cell::from(short(r.id)));
-            cells.push(Cell::from(short(r.user_id)));
+            if cols.user {
+                cells.push(Cell::from(short(r.user_id)));
+            }
             if cols.tx {
                 cells.push(Cell::from(r.transaction_id.map(short).unwrap_or_else(|| "-".into())));
             }
