@@ -81,6 +81,41 @@ pub(crate) fn fit(text: &str, width: u16) -> String {
     cut
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces where it can (a word
+/// longer than a line is broken inside): for text shown under a hanging indent, so that
+/// what wraps stays in its column instead of starting at the pane's edge.
+pub(crate) fn wrap_words(text: &str, width: u16) -> Vec<String> {
+    let width = usize::from(width).max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let used = line.chars().count();
+            let gap = usize::from(used > 0);
+            if used + gap + word.len() <= width {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word longer than a line: as much as fits, the rest on the next.
+            let rest = word.split_off(width);
+            lines.push(word.into_iter().collect());
+            word = rest;
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// A rectangle of at most `w`×`h` in the middle of `area`.
 pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
@@ -100,4 +135,19 @@ pub(crate) fn text_input(text: &str, placeholder: &str) -> ratatui_textarea::Tex
     t.set_placeholder_text(placeholder.to_string());
     t.move_cursor(ratatui_textarea::CursorMove::End);
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_words;
+
+    #[test]
+    fn words_wrap_at_spaces_and_a_long_word_is_broken() {
+        assert_eq!(
+            wrap_words("2 order(s) of the user pending or executing", 20),
+            ["2 order(s) of the", "user pending or", "executing"]
+        );
+        assert_eq!(wrap_words("(SQLSTATE 55P03)", 8), ["(SQLSTAT", "E 55P03)"]);
+        assert_eq!(wrap_words("", 8), [""]);
+    }
 }

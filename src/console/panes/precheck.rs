@@ -13,7 +13,7 @@ use crate::console::app::{App, Effects, Load};
 use crate::console::hints::Keys;
 use crate::console::panes::{Pane, is_movement, scroll_detail};
 use crate::console::protocol::{Command, RequestId};
-use crate::console::widgets::{duration_text, fit, pane_block, short};
+use crate::console::widgets::{duration_text, fit, pane_block, short, wrap_words};
 use crate::core::contract::{Check, Precheck};
 use crate::core::format::money;
 use crate::core::keys::KeyAction;
@@ -223,16 +223,25 @@ pub(super) fn pass(passed: bool) -> Span<'static> {
 pub(super) fn check_lines(checks: &[&Check], room: u16) -> Vec<Line<'static>> {
     let width = checks.iter().map(|c| sanitize::line(&c.check).chars().count()).max().unwrap_or(0);
     let detail_room = room.saturating_sub(u16::try_from(width + 7).unwrap_or(u16::MAX)).max(2);
+    let indent = " ".repeat(width + 7);
     checks
         .iter()
-        .map(|c| {
+        .flat_map(|c| {
             let detail = sanitize::line(c.detail.as_deref().unwrap_or("")).into_owned();
-            Line::from(vec![
+            // A failing check's detail is kept whole, wrapped under its own column.
+            let parts = if c.passed { vec![fit(&detail, detail_room)] } else { wrap_words(&detail, detail_room) };
+            let mut parts = parts.into_iter();
+            let first = Line::from(vec![
                 Span::raw(" "),
                 pass(c.passed),
                 Span::raw(format!(" {:<width$} ", sanitize::line(&c.check), width = width)),
-                Span::styled(if c.passed { fit(&detail, detail_room) } else { detail }, Style::new().fg(Color::Gray)),
-            ])
+                Span::styled(parts.next().unwrap_or_default(), Style::new().fg(Color::Gray)),
+            ]);
+            std::iter::once(first)
+                .chain(parts.map(|p| {
+                    Line::from(vec![Span::raw(indent.clone()), Span::styled(p, Style::new().fg(Color::Gray))])
+                }))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
