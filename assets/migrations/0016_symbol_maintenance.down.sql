@@ -3,6 +3,11 @@
 -- which loses only which symbol past switches named, so it is refused when any did.
 SET LOCAL ROLE incident_owner;
 
+-- Before the check, so that it and the drops below are one: a symbol's switch committed
+-- after the check would otherwise be dropped with the columns (the symbol trading again,
+-- unannounced), and one in flight is waited for and then seen by the check.
+LOCK TABLE instruments, maintenance_log IN EXCLUSIVE MODE;
+
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM instruments WHERE suspended_since IS NOT NULL) THEN
@@ -17,6 +22,26 @@ END
 $$;
 
 DROP FUNCTION probe_new_orders(text);
+-- The book's probe as 0008 wrote it.
+CREATE OR REPLACE FUNCTION probe_new_orders()
+RETURNS jsonb LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_answer jsonb;
+BEGIN
+    BEGIN
+        v_answer := execute_order_atomic(gen_random_uuid(), 'EURUSD', 'market', 'buy', 1, 1,
+                                         'maintenance-probe-' || gen_random_uuid()::text, NULL);
+        RAISE EXCEPTION USING ERRCODE = 'IC001', MESSAGE = 'maintenance probe undone';
+    EXCEPTION WHEN SQLSTATE 'IC001' THEN
+        NULL;
+    END;
+    RETURN jsonb_build_object(
+        'executed', coalesce((v_answer ->> 'success')::boolean, false),
+        'error_code', v_answer ->> 'error_code',
+        'isolation', current_setting('transaction_isolation'));
+END
+$$;
 DROP FUNCTION set_symbol_maintenance(text, boolean, text);
 
 CREATE OR REPLACE FUNCTION execute_order_atomic(

@@ -263,6 +263,36 @@ BEGIN
 END
 $$;
 
+-- The book's probe (0008) tried EURUSD only: with EURUSD stopped on its own, the book's
+-- "maintenance off" was reported not verified (its probe order still refused), and its "on"
+-- would have been verified by EURUSD's stop, not the book's. It tries a symbol that is not
+-- stopped on its own now: EURUSD unless it is, and EURUSD when every symbol is (no new
+-- order is taken then, which is what the probe answers).
+CREATE OR REPLACE FUNCTION probe_new_orders()
+RETURNS jsonb LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_answer jsonb;
+    v_symbol text;
+BEGIN
+    SELECT coalesce((SELECT i.symbol FROM instruments i WHERE i.tradable AND i.suspended_since IS NULL
+                     ORDER BY i.symbol <> 'EURUSD', i.symbol LIMIT 1), 'EURUSD')
+    INTO v_symbol;
+    BEGIN
+        v_answer := execute_order_atomic(gen_random_uuid(), v_symbol, 'market', 'buy', 1, 1,
+                                         'maintenance-probe-' || gen_random_uuid()::text, NULL);
+        RAISE EXCEPTION USING ERRCODE = 'IC001', MESSAGE = 'maintenance probe undone';
+    EXCEPTION WHEN SQLSTATE 'IC001' THEN
+        NULL;
+    END;
+    RETURN jsonb_build_object(
+        'executed', coalesce((v_answer ->> 'success')::boolean, false),
+        'error_code', v_answer ->> 'error_code',
+        'isolation', current_setting('transaction_isolation'),
+        'symbol', v_symbol);
+END
+$$;
+
 REVOKE EXECUTE ON FUNCTION set_symbol_maintenance(text, boolean, text), probe_new_orders(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION set_symbol_maintenance(text, boolean, text), probe_new_orders(text) TO incident_operator;
 
