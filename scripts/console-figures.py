@@ -7,8 +7,8 @@ machine.
     scripts/console-figures.py BASE_BINARY NEW_BINARY [--rounds 5] [--size 160x48]
 
 Per build and round: launch -> first frame, launch -> first orders listed, RSS after
-paging 20 pages, idle CPU over 10 s, key latency (j, median of 20, until the row counter
-moves). One uncounted warm-up run per build first. Prints each round, the medians and the
+paging 20 pages, idle CPU over 10 s, key latency (j, median of 20, until the cursor
+moves; the cursor's line, for builds without a counter). One uncounted warm-up run per build first. Prints each round, the medians and the
 new/base ratios. The screen is polled every millisecond through `tmux capture-pane`, whose
 own cost (a few ms) is in every figure alike.
 
@@ -94,6 +94,13 @@ def row_of(screen):
     return int(m.group(1)) if m else None
 
 
+def cursor_at(screen):
+    """The cursor's line and the row counter: what j changes."""
+    lines = screen.splitlines()
+    line = next((i for i, l in enumerate(lines) if l.startswith(("┃▶", "│▶"))), None)
+    return (line, row_of(screen), lines[line] if line is not None else None)
+
+
 def pid_of(session):
     return int(sh("tmux", "display", "-p", "-t", session, "#{pane_pid}").stdout.strip())
 
@@ -115,6 +122,8 @@ def rss_kb(pid):
 def one_run(binary, sock, db, home, size):
     session = f"figs{os.getpid()}"
     w, h = size
+    # A fresh home each run: a run must not resume the incident the last one opened.
+    home = tempfile.mkdtemp(prefix="run-", dir=home)
     env = f"HOME={home} XDG_CONFIG_HOME={home} XDG_DATA_HOME={home}"
     cmd = f"env {env} {binary} --database-url '{url(sock, db)}'"
     sh("tmux", "kill-session", "-t", session, check=False)
@@ -122,15 +131,17 @@ def one_run(binary, sock, db, home, size):
     sh("tmux", "new-session", "-d", "-s", session, "-x", str(w), "-y", str(h), f"exec {cmd}")
     try:
         first, _ = wait_for(session, lambda s: "Orders" in s)
-        listed, _ = wait_for(session, lambda s: row_of(s) is not None and "executed" in s)
+        listed, _ = wait_for(session, lambda s: "executed" in s)
         pid = pid_of(session)
-        # Key latency: j moves the cursor; the row counter says so.
+        time.sleep(1.0)
+        # Key latency: j moves the cursor; the cursor's line (and the row counter, where a
+        # build has one) says so. Builds without a row counter are compared by the line.
         latencies = []
         for _ in range(20):
-            before = row_of(capture(session))
+            before = cursor_at(capture(session))
             sent = time.monotonic()
             sh("tmux", "send-keys", "-t", session, "j")
-            seen, _ = wait_for(session, lambda s: row_of(s) not in (None, before))
+            seen, _ = wait_for(session, lambda s: cursor_at(s) != before)
             latencies.append(seen - sent)
             time.sleep(0.05)
         for _ in range(20):
