@@ -1217,6 +1217,33 @@ fn the_sort_chooser_names_every_column() {
     }
 }
 
+/// At 80 columns, with costs of eight decimals and repeat marks held, the transaction's
+/// id still shows: the price, the user and the marks give way first (as seen in the
+/// sandbox, where they made the tx column go).
+#[test]
+fn the_tx_column_stays_at_80_columns_with_wide_costs_and_marks() {
+    // Costs of growing width, eight decimals each: 662.55733522 to 662,557.33522000.
+    for scale in [8, 7, 6, 5] {
+        let mut s = connected_waiting((80, 24));
+        let mut rows = page();
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.total_cost = Some(
+                Decimal::new(66_255_733_522 + i as i64, scale)
+                    .round_dp_with_strategy(8, rust_decimal::RoundingStrategy::MidpointNearestEven),
+            );
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let (page_id, _) = s.last_page();
+        s.answer_orders(rows);
+        let marks: Vec<(Uuid, i64)> = burst().iter().map(|r| (r.id, 2)).collect();
+        s.db(DbEvent::RepeatMarks { id: page_id, rows: ids, marks });
+        let text = s.screen();
+        let heading = text.lines().find(|l| l.contains("symbol") && l.contains("quantity")).expect("the headings");
+        let in_pane = heading.split(['┃', '│']).nth(1).unwrap_or_default();
+        assert!(in_pane.trim_end().ends_with(" tx"), "scale {scale}:\n{text}");
+    }
+}
+
 /// Sorted by quantity, largest first; the burst's repeated executions marked ×3; the
 /// strip of orders per minute over the list with its peak named.
 #[test]

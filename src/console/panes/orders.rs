@@ -679,20 +679,29 @@ impl Columns {
         let want: [u16; 4] = [0, 1, 2, 3].map(|k| widest(k).max(least[k]));
         let status =
             on_screen.iter().map(|(_, r)| sanitize::line(&r.status).chars().count()).max().unwrap_or(0).max(6) as u16;
-        // cursor, time, side, status, order (+ user, tx) and the spaces between columns.
-        let fixed = |(price, user, tx): (bool, bool, bool)| -> u16 {
+        // cursor, time, side, status, order (+ user, tx, marks) and the spaces between.
+        let fixed = |(price, user, tx, marks): (bool, bool, bool, bool)| -> u16 {
             let columns = 8 + u16::from(price) + u16::from(user) + u16::from(tx) + u16::from(marks);
             let ids = 8 + if user { 8 } else { 0 } + if tx { 8 } else { 0 };
             2 + 8 + 4 + status + ids + if marks { MARK } else { 0 } + (columns - 1)
         };
-        let need =
-            |shown: (bool, bool, bool)| fixed(shown) + want[0] + want[1] + want[3] + if shown.0 { want[2] } else { 0 };
-        // (price, user, tx): the price gives way first, then the user, then the transaction.
-        let shown = [(true, true, true), (false, true, true), (false, false, true), (false, true, false)]
-            .into_iter()
-            .find(|&s| need(s) <= width)
-            .unwrap_or((false, false, false));
-        let (price, user, tx) = shown;
+        let need = |shown: (bool, bool, bool, bool)| {
+            fixed(shown) + want[0] + want[1] + want[3] + if shown.0 { want[2] } else { 0 }
+        };
+        // (price, user, tx, marks): the price gives way first, then the user, then the
+        // repeat marks (the per-minute strip and the blast radius still find a burst), and
+        // the transaction last: a group rollback needs the group in view.
+        let shown = [
+            (true, true, true, marks),
+            (false, true, true, marks),
+            (false, false, true, marks),
+            (false, false, true, false),
+            (false, true, false, false),
+        ]
+        .into_iter()
+        .find(|&s| need(s) <= width)
+        .unwrap_or((false, false, false, false));
+        let (price, user, tx, marks) = shown;
         let mut money = least;
         for k in [3, 1, 2, 0] {
             if k == 2 && !price {
