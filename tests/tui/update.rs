@@ -335,6 +335,10 @@ fn g_goes_to_the_true_end_and_says_which_row_it_is() {
     assert_eq!(s.app.current_order().map(|r| r.id), Some(row(999).id), "on the oldest order");
     assert!(s.app.orders.has_newer && !s.app.orders.has_older);
     assert!(s.screen().contains("row 1000 of 1000"), "{}", s.screen());
+    // A screenful ends at the end: the rows before it show above the cursor, not blanks.
+    let shown =
+        s.screen().lines().filter(|l| l.contains(&incident_console::console::widgets::short(row(990).id))).count();
+    assert_eq!(shown, 1, "the rows above the last one are on screen:\n{}", s.screen());
     // Up from there: the row counts down.
     s.press('k');
     assert!(s.screen().contains("row 999 of 1000"), "{}", s.screen());

@@ -150,7 +150,8 @@ impl OrdersView {
                 self.has_newer = has_more;
                 self.has_older = false;
                 self.cursor = self.rows.len().saturating_sub(1);
-                self.offset = self.cursor;
+                // The screen ends at the end: the cursor on its last row, a screenful above.
+                self.offset = (self.cursor + 1).saturating_sub(height.max(1));
                 self.start = match self.count {
                     Some((n, false)) => usize::try_from(n).ok().map(|n| n.saturating_sub(self.rows.len())),
                     _ => None,
