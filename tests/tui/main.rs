@@ -13,6 +13,7 @@ mod e2e;
 mod incident_e2e;
 mod incident_snapshots;
 mod incident_update;
+mod journal_others_update;
 mod outage_e2e;
 mod outage_snapshots;
 mod outage_update;
