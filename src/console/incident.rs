@@ -53,6 +53,10 @@ pub enum JournalEvent {
     },
     /// Nothing was appended: the workflow refused the step or the file could not be written.
     Refused(String),
+    /// Nothing asked, nothing folded: the journal on disk, looked at for others' entries,
+    /// does not chain on from what the app has (said in the footer; never a rollback's
+    /// refusal).
+    Unreadable(String),
 }
 
 /// What the database's copy of the journal is known to hold: only what a copy confirmed,

@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::console::incident::{JournalEvent, JournalRequest};
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 use crate::core::workflow::incident::{Observation, Step};
 use crate::store::incidents::OpenIncident;
 use crate::store::journal::Entry;
@@ -22,8 +22,13 @@ pub struct Session {
     clipboard: ClipboardSink,
     /// The last entry handed to the app.
     delivered: u64,
+    /// The hash of the last entry handed to the app, when known: what others' entries
+    /// must chain on from.
+    delivered_hash: Option<String>,
     /// The journal file's length and time when last read for others' entries.
     read_at: Option<(u64, std::time::SystemTime)>,
+    /// The same, when last said to be unreadable (said once, not every second).
+    said_at: Option<(u64, std::time::SystemTime)>,
 }
 
 /// How long a look for others' entries waits for a writer's lock: an append holds it for
@@ -33,13 +38,18 @@ const LOOK_LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(100
 impl Session {
     /// A session on an incident whose entries up to `delivered` the app already has.
     pub fn new(incident: OpenIncident, operator: String, delivered: u64, clipboard: ClipboardSink) -> Self {
+        // The last line read now is what the app was handed (it read the journal just
+        // before): later reads must still hold it.
+        let delivered_hash = incident.journal.last().ok().flatten().filter(|e| e.seq == delivered).map(|e| e.hash);
         Session {
             incident,
             operator,
             in_tmux: crate::console::clipboard::in_tmux(),
             clipboard,
             delivered,
+            delivered_hash,
             read_at: None,
+            said_at: None,
         }
     }
 
@@ -57,17 +67,57 @@ impl Session {
 
     /// The entries another process appended (a CLI rollback, a second console) since the
     /// app was last handed some, as an answer the app folds in; `None` when the file did
-    /// not change or cannot be read now (never a refusal: nothing was asked).
+    /// not change or its lock is held now (the next look retries). Never a refusal (nothing
+    /// was asked): a journal that does not chain on from what the app has (a corrupt, cut
+    /// off or forged line, the file truncated or replaced) is folded in not at all and said
+    /// once, as [`JournalEvent::Unreadable`].
     pub fn others_appended(&mut self) -> Option<JournalEvent> {
         let stamp = self.incident.journal.stamp();
         if stamp.is_some() && stamp == self.read_at {
             return None;
         }
-        let entries = self.incident.journal.clone().with_lock_wait(LOOK_LOCK_WAIT).entries().ok()?;
+        let entries = match self.incident.journal.clone().with_lock_wait(LOOK_LOCK_WAIT).checked_entries() {
+            Ok(entries) => entries,
+            Err(Error::File { action: "lock", .. }) => return None,
+            Err(e) => return self.unreadable(stamp, &e.to_string()),
+        };
+        let ours = self.delivered.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| entries.get(i));
+        let follows = match (self.delivered, ours, &self.delivered_hash) {
+            (0, _, _) => true,
+            (_, Some(e), Some(hash)) => e.seq == self.delivered && &e.hash == hash,
+            (_, Some(e), None) => e.seq == self.delivered,
+            (_, None, _) => false,
+        };
+        if !follows {
+            let why = format!(
+                "the journal on disk no longer holds the {} entries shown here: it was truncated or replaced",
+                self.delivered
+            );
+            return self.unreadable(stamp, &why);
+        }
         self.read_at = stamp;
         let entries: Vec<Entry> = entries.into_iter().filter(|e| e.seq > self.delivered).collect();
-        self.delivered = entries.last().map_or(self.delivered, |e| e.seq);
+        self.note_delivered(&entries);
         (!entries.is_empty()).then_some(JournalEvent::Appended { entries, note: None })
+    }
+
+    /// Says once per change of the file that it cannot be read as the app has it.
+    fn unreadable(&mut self, stamp: Option<(u64, std::time::SystemTime)>, why: &str) -> Option<JournalEvent> {
+        if stamp.is_some() && stamp == self.said_at {
+            return None;
+        }
+        self.said_at = stamp;
+        let text =
+            format!("The journal on disk cannot be read: {why}. Nothing of it was shown; run `incident verify`.");
+        Some(JournalEvent::Unreadable(crate::core::sanitize::line(&text).into_owned()))
+    }
+
+    /// Remembers the last of `entries` as what the app has.
+    fn note_delivered(&mut self, entries: &[Entry]) {
+        if let Some(last) = entries.last() {
+            self.delivered = last.seq;
+            self.delivered_hash = Some(last.hash.clone());
+        }
     }
 
     /// Does one request; never fails, a failure is the event's text.
@@ -81,7 +131,10 @@ impl Session {
     fn try_perform(&mut self, request: JournalRequest, now: DateTime<Utc>) -> Result<(Vec<Entry>, Option<String>)> {
         // Everything past what the app has, including lines another process appended.
         let (entries, note) = match request {
-            JournalRequest::Step(step) => (self.incident.act_after(step, &self.operator, now, self.delivered)?, None),
+            JournalRequest::Step(step) => (
+                self.incident.act_after(step, &self.operator, now, self.delivered, self.delivered_hash.as_deref())?,
+                None,
+            ),
             JournalRequest::Copy { template, audience, text } => {
                 // The file first: it is the record of what went out, even if the terminal
                 // ignores OSC 52.
@@ -89,7 +142,13 @@ impl Session {
                 let via = self.copy(&text);
                 let path = path.display().to_string();
                 let seen = Observation::MessageCopied { template: template.clone(), audience, path: path.clone() };
-                let entries = self.incident.act_after(Step::Observe(seen), &self.operator, now, self.delivered)?;
+                let entries = self.incident.act_after(
+                    Step::Observe(seen),
+                    &self.operator,
+                    now,
+                    self.delivered,
+                    self.delivered_hash.as_deref(),
+                )?;
                 let short = Path::new(&path)
                     .strip_prefix(self.incident.path())
                     .map_or(path.clone(), |p| p.display().to_string());
@@ -102,13 +161,12 @@ impl Session {
             }
             JournalRequest::Report => {
                 let path = crate::ops::incident::write_report(&mut self.incident, None, &self.operator, now)?;
-                let entries = self.incident.entries()?.into_iter().filter(|e| e.seq > self.delivered).collect();
+                let entries =
+                    self.incident.journal.checked_entries()?.into_iter().filter(|e| e.seq > self.delivered).collect();
                 (entries, Some(format!("Report written to {}", path.display())))
             }
         };
-        if let Some(last) = entries.last() {
-            self.delivered = last.seq;
-        }
+        self.note_delivered(&entries);
         Ok((entries, note))
     }
 }

@@ -240,14 +240,48 @@ impl OpenIncident {
     /// Does a step: checks it against the latest state, appends its records, and
     /// returns them. A refused step is `BadInput` with the reason, and writes nothing.
     pub fn act(&mut self, step: Step, operator: &str, now: DateTime<Utc>) -> Result<Vec<Entry>> {
-        self.act_after(step, operator, now, u64::MAX)
+        let current = self.journal.entries()?;
+        self.act_on(current, step, operator, now, u64::MAX)
     }
 
     /// Like [`OpenIncident::act`], and also returns the entries past `after` that another
     /// process appended before this step: everything a reader at `after` has not seen,
-    /// from the one read the step needs anyway.
-    pub fn act_after(&mut self, step: Step, operator: &str, now: DateTime<Utc>, after: u64) -> Result<Vec<Entry>> {
-        let current = self.journal.entries()?;
+    /// from the one read the step needs anyway. Because those are shown as they are, the
+    /// whole chain is checked first, and must still hold the entry `after` with the hash
+    /// `after_hash` (when known): a journal forged, truncated or replaced underneath is
+    /// refused, nothing appended.
+    pub fn act_after(
+        &mut self,
+        step: Step,
+        operator: &str,
+        now: DateTime<Utc>,
+        after: u64,
+        after_hash: Option<&str>,
+    ) -> Result<Vec<Entry>> {
+        let current = self.journal.checked_entries()?;
+        let held = after.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| current.get(i));
+        let follows = match (after, held) {
+            (0, _) => true,
+            (_, Some(e)) => e.seq == after && after_hash.is_none_or(|h| e.hash == h),
+            (_, None) => false,
+        };
+        if !follows {
+            return Err(Error::CheckFailed(format!(
+                "the journal no longer holds the {after} entries read before: it was truncated or replaced; \
+                 run `incident verify`; nothing was appended"
+            )));
+        }
+        self.act_on(current, step, operator, now, after)
+    }
+
+    fn act_on(
+        &mut self,
+        current: Vec<Entry>,
+        step: Step,
+        operator: &str,
+        now: DateTime<Utc>,
+        after: u64,
+    ) -> Result<Vec<Entry>> {
         self.incident = fold(&current)?;
         let records = self.incident.decide(step, &self.checklist)?;
         let mut seen: Vec<Entry> = current.into_iter().filter(|e| e.seq > after).collect();

@@ -168,6 +168,22 @@ impl Journal {
     /// mismatch or not JSON), missing (seq gap, prev mismatch), out of order, duplicated or
     /// truncated.
     pub fn verify(&self) -> Result<Verification> {
+        self.walk(None)
+    }
+
+    /// Every entry, in order, each checked as [`Journal::verify`] does, in the same one
+    /// read: an error naming the first broken line rather than entries that do not chain
+    /// (what another process appended is folded in only through this).
+    pub fn checked_entries(&self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        match self.walk(Some(&mut entries))? {
+            Verification::Intact { .. } => Ok(entries),
+            Verification::Broken { line, reason } => Err(self.corrupt(line, &reason)),
+        }
+    }
+
+    /// Reads and checks every line, keeping the entries in `keep` when asked.
+    fn walk(&self, mut keep: Option<&mut Vec<Entry>>) -> Result<Verification> {
         let file = self.open_shared()?;
         let mut reader = BufReader::new(file);
         let mut prev = GENESIS_PREV.to_string();
@@ -207,8 +223,11 @@ impl Journal {
                 };
                 return broken(line, &reason);
             }
-            prev = entry.hash;
+            prev.clone_from(&entry.hash);
             count = expected;
+            if let Some(keep) = keep.as_deref_mut() {
+                keep.push(entry);
+            }
         }
     }
 
@@ -568,6 +587,24 @@ mod tests {
         write_lines(&j, &ls);
         assert!(j.entries().unwrap_err().to_string().contains("line 2"));
         assert_eq!(broken_at(&j), 2);
+    }
+
+    #[test]
+    fn checked_entries_are_the_entries_of_an_intact_chain_only() {
+        let (_d, j) = journal_with(3);
+        assert_eq!(j.checked_entries().unwrap(), j.entries().unwrap());
+        // A line valid on its own (its hash holds) whose prev is another chain's: entries
+        // reads it, checked_entries names it.
+        let (_d2, other) = journal_with(0);
+        for i in 1..=4 {
+            other.append("mallory", &Event::from_parts("note", json!({ "i": i })), t(i)).unwrap();
+        }
+        let mut ls = lines(&j);
+        ls.push(lines(&other).pop().unwrap());
+        write_lines(&j, &ls);
+        assert_eq!(j.entries().unwrap().len(), 4);
+        let err = j.checked_entries().unwrap_err().to_string();
+        assert!(err.contains("line 4") && err.contains("prev does not match"), "{err}");
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl App {
                 e.commands.extend(gate.map(|g| g.commands).unwrap_or_default());
                 e
             }
+            JournalEvent::Unreadable(why) => self.say(why, true),
             JournalEvent::Refused(why) => {
                 if let Some(refused) = gate {
                     return refused;

@@ -286,6 +286,8 @@ pub(crate) fn on_journal(app: &mut App, ev: &JournalEvent) -> Option<Effects> {
             let text = format!("Not rolled back: the journal cannot be written ({why}). Nothing was changed.");
             Some(app.say(text, true))
         }
+        // Not an answer to the intent: the flow keeps waiting for it.
+        JournalEvent::Unreadable(_) => None,
     }
 }
 
