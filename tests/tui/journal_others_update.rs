@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use incident_console::console::app::Action;
 use incident_console::console::incident::JournalEvent;
+use incident_console::console::panes::rollback::Stage;
+use incident_console::console::protocol::{Command, DbEvent};
 use incident_console::core::journal::Event;
 use incident_console::core::workflow::Level;
 use incident_console::core::workflow::checklist::Checklist;
@@ -20,7 +23,7 @@ use incident_console::store::incidents::IncidentStore;
 use incident_console::store::journal::{Journal, Verification};
 
 use crate::support::app::{Driver, Journaling};
-use crate::support::fixtures::{INCIDENT_ID, OPERATOR, at};
+use crate::support::fixtures::{INCIDENT_ID, OPERATOR, at, precheck};
 
 /// Level 2, on the incident screen, the journal performed by the test.
 fn incident() -> Driver {
@@ -237,4 +240,30 @@ fn the_console_does_not_chain_onto_a_forked_line() {
     assert_eq!(std::fs::read(&path).expect("reads"), before, "nothing appended after the fork");
     let (text, error) = c.message();
     assert!(error && text.contains("journal"), "{text}");
+}
+
+#[test]
+fn a_broken_journal_seen_by_the_look_does_not_disturb_a_rollback_waiting_for_its_intent() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut c = Driver::with_incident(dir, Level::Moderate, Vec::new(), (160, 48), Journaling::ByTest);
+    c.db(DbEvent::Target("sandbox".into()));
+    c.connect_with_orders(5);
+    c.tick(at(13, 10, 0));
+    let o = c.current();
+    c.press('r');
+    let (id, _, _) = c.last_precheck();
+    let e = c.db(DbEvent::Precheck { id, order: o.id, user: o.user_id, result: Ok(precheck(&o, true)) });
+    c.append(e.journal);
+    c.typed("duplicate execution from deploy 4711");
+    c.enter();
+    let e = c.enter();
+    let [intent] = e.journal.as_slice() else { panic!("the intent alone: {:?}", e.journal) };
+    assert!(matches!(c.stage(), Stage::Journaling { .. }), "{:?}", c.stage());
+    // The look's answer arrives first: it says, and the flow keeps waiting.
+    c.act(Action::Journal(JournalEvent::Unreadable("The journal on disk cannot be read: test".into())));
+    assert!(matches!(c.stage(), Stage::Journaling { .. }), "not failed by the look: {:?}", c.stage());
+    let now = c.app.now;
+    let event = c.session().perform(intent.clone(), now);
+    let e = c.act(Action::Journal(event));
+    assert!(e.commands.iter().any(|cmd| matches!(cmd, Command::Rollback { .. })), "released: {:?}", e.commands);
 }
