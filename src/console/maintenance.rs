@@ -109,41 +109,39 @@ pub(crate) fn on_switched(
     match result {
         Ok(p) => {
             let verified = p.new_orders_refused == on;
-            if let Some(s) = symbol {
-                let text = match (on, verified) {
-                    (true, true) => {
-                        format!("Maintenance mode ON for {s} only, verified: a probe order of {s} was refused.")
-                    }
-                    (true, false) => format!(
-                        "Maintenance mode for {s} NOT verified: the probe order got {}.",
-                        p.probe_code.as_deref().unwrap_or("through")
-                    ),
-                    (false, true) => format!("Maintenance mode off for {s}: its new orders are accepted again."),
-                    (false, false) => {
-                        format!("Maintenance mode off for {s}, but a probe order of it is still refused.")
-                    }
-                };
-                app.message = Some(Message { text, error: !verified });
-                app.maintenance = Some(p.state);
-                let mut e = Effects::redraw();
-                e.journal = app.observe(vec![Observation::SymbolMaintenance { symbol: s, on, reason, verified }]);
-                return e;
-            }
-            let text = match (on, verified) {
-                (true, true) => {
-                    "Maintenance mode ON, verified: a probe order was refused (and rolled back).".to_string()
-                }
-                (true, false) => format!(
-                    "Maintenance mode ON but NOT verified: the probe order got {}.",
-                    p.probe_code.as_deref().unwrap_or("through")
+            let got = p.probe_code.as_deref().unwrap_or("through");
+            let (text, seen) = match symbol {
+                Some(s) => (
+                    match (on, verified) {
+                        (true, true) => {
+                            format!("Maintenance mode ON for {s} only, verified: a probe order of {s} was refused.")
+                        }
+                        (true, false) => format!("Maintenance mode for {s} NOT verified: the probe order got {got}."),
+                        (false, true) => format!("Maintenance mode off for {s}: its new orders are accepted again."),
+                        (false, false) => {
+                            format!("Maintenance mode off for {s}, but a probe order of it is still refused.")
+                        }
+                    },
+                    Observation::SymbolMaintenance { symbol: s, on, reason, verified },
                 ),
-                (false, true) => "Maintenance mode off: new orders are accepted again (probe rolled back).".into(),
-                (false, false) => "Maintenance mode off, but a probe order is still refused.".into(),
+                None => (
+                    match (on, verified) {
+                        (true, true) => {
+                            "Maintenance mode ON, verified: a probe order was refused (and rolled back).".to_string()
+                        }
+                        (true, false) => format!("Maintenance mode ON but NOT verified: the probe order got {got}."),
+                        (false, true) => {
+                            "Maintenance mode off: new orders are accepted again (probe rolled back).".into()
+                        }
+                        (false, false) => "Maintenance mode off, but a probe order is still refused.".into(),
+                    },
+                    Observation::Maintenance { on, reason, verified },
+                ),
             };
             app.message = Some(Message { text, error: !verified });
             app.maintenance = Some(p.state);
             let mut e = Effects::redraw();
-            e.journal = app.observe(vec![Observation::Maintenance { on, reason, verified }]);
+            e.journal = app.observe(vec![seen]);
             e
         }
         Err(e) => app.say(format!("Maintenance mode not switched: {e}"), true),

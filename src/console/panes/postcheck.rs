@@ -152,7 +152,8 @@ fn checks_table(app: &App, p: &Postcheck, frame: &mut Frame, table: Rect) {
     );
 }
 
-fn value_text(v: Option<&Value>) -> String {
+/// An expected or actual figure of a check for people: money as money, nothing as '-'.
+pub(crate) fn value_text(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => {
             s.parse::<rust_decimal::Decimal>().map(money).unwrap_or_else(|_| sanitize::line(s).into_owned())

@@ -205,16 +205,17 @@ pub(super) fn run_batch(
         if let Ok(mut m) = running.lock() {
             m.remove(&id);
         }
-        let proved = match &result {
-            Ok((summary, outcomes)) => Some((summary.clone(), outcomes.clone())),
-            Err(_) => None,
-        };
-        let _ = events.send(DbEvent::BatchDone { id, result: result.map(|(s, _)| s).map_err(|e| e.to_string()) });
-        // The proof comes after the summary, so the result shows at once; it reads on the
-        // pool and gives up after its own timeout when the server is gone.
-        if let Some((summary, outcomes)) = proved {
-            let result = batch::prove(&pool, &summary, &outcomes).await.map_err(|e| e.to_string());
-            let _ = events.send(DbEvent::BatchProof { operation: summary.batch_id, result });
+        match result {
+            // The proof comes after the summary, so the result shows at once; it reads on
+            // the pool and gives up after its own timeout when the server is gone.
+            Ok((summary, outcomes)) => {
+                let _ = events.send(DbEvent::BatchDone { id, result: Ok(summary.clone()) });
+                let result = batch::prove(&pool, &summary, &outcomes).await.map_err(|e| e.to_string());
+                let _ = events.send(DbEvent::BatchProof { operation: summary.batch_id, result });
+            }
+            Err(e) => {
+                let _ = events.send(DbEvent::BatchDone { id, result: Err(e.to_string()) });
+            }
         }
     });
 }

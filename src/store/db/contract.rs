@@ -253,16 +253,22 @@ pub async fn probe_new_orders(conn: &mut PgConnection, level: Isolation) -> Resu
 /// transaction pooler too: the transaction keeps its server connection and carries the
 /// session's settings).
 pub async fn probe_new_orders_in(pool: &Db, level: Isolation) -> Result<Option<String>> {
-    let mut tx = pool.begin_with(level.begin()).await?;
-    let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders()")).await;
-    let ended = tx.rollback().await;
-    probe_answer(answer, ended)
+    probe_in(pool, level, sqlx::query("SELECT probe_new_orders()")).await
 }
 
 /// The same probe for one symbol's new orders: `probe_new_orders(symbol)`.
 pub async fn probe_symbol_orders_in(pool: &Db, level: Isolation, symbol: &str) -> Result<Option<String>> {
+    probe_in(pool, level, sqlx::query("SELECT probe_new_orders($1)").bind(symbol.to_string())).await
+}
+
+/// A probe call in a transaction of `level` that is always rolled back.
+async fn probe_in(
+    pool: &Db,
+    level: Isolation,
+    call: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Option<String>> {
     let mut tx = pool.begin_with(level.begin()).await?;
-    let answer = call_json(&mut tx, sqlx::query("SELECT probe_new_orders($1)").bind(symbol.to_string())).await;
+    let answer = call_json(&mut tx, call).await;
     let ended = tx.rollback().await;
     probe_answer(answer, ended)
 }

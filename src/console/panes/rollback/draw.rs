@@ -11,6 +11,7 @@ use super::{Flow, FlowTarget, LastBatch, Stage};
 use crate::console::app::{App, Load};
 use crate::console::hints::Keys;
 use crate::console::panes::Pane;
+use crate::console::panes::postcheck::value_text;
 use crate::console::panes::precheck::check_lines;
 use crate::console::protocol::BatchTarget;
 use crate::console::widgets::{duration_text, pane_block, short};
@@ -359,19 +360,14 @@ fn proof_lines(proof: Option<&Result<Proof, String>>) -> Vec<Line<'static>> {
         Some(Ok(p)) => {
             let mut lines =
                 vec![Line::from(Span::styled(format!(" PROOF FAILED: {}", p.sentence()), bold(Color::Red)))];
-            let figure = |v: &Option<serde_json::Value>| match v {
-                Some(serde_json::Value::String(s)) => sanitize::line(s).into_owned(),
-                Some(v) => sanitize::line(&v.to_string()).into_owned(),
-                None => "none".into(),
-            };
             for c in p.checks.iter().filter(|c| !c.passed) {
                 lines.push(Line::from(vec![
                     Span::styled("   FAIL ", bold(Color::Red)),
                     Span::raw(format!(
                         "{}: expected {}, actual {}",
                         sanitize::line(&c.check),
-                        figure(&c.expected),
-                        figure(&c.actual)
+                        value_text(c.expected.as_ref()),
+                        value_text(c.actual.as_ref())
                     )),
                 ]));
             }
