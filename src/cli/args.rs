@@ -147,6 +147,93 @@ pub enum Command {
         #[command(subcommand)]
         action: TemplateAction,
     },
+    /// Releases of the execution system (Level 3): list, show, diff, deploy, verify, and
+    /// roll back to an earlier one, archiving every value the revert drops.
+    #[command(after_help = RELEASE_HELP)]
+    Release {
+        /// What to do.
+        #[command(subcommand)]
+        action: ReleaseAction,
+    },
+}
+
+const RELEASE_HELP: &str = "\
+A release is a named change to the database the execution path runs on (functions, indexes,
+constraints, columns, tables), deployed from a plan directory: plan.toml listing the
+releases in order, and deploy/NAME.sql, revert/NAME.sql, verify/NAME.sql for each. The
+database records every object each release changed, before and after, with checksums.
+
+A rollback needs maintenance mode on and verified. It runs in one transaction: the values
+it would drop are archived first (count and checksum checked), the revert scripts run
+newest first, functions go back to their exact recorded definitions, and anything it would
+lose unarchived, or any object left different from the target release, refuses it and
+changes nothing. Then the result is proved: checksums, the SQL contract's signatures, a
+probe execution (rolled back), the target's verify script and the ledger audit.
+
+Exit codes: 0 done (and proved), 1 refused or a check failed, 2 bad input, 3 unreachable.";
+
+/// `release` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ReleaseAction {
+    /// Every deployment, oldest first, and which are in effect.
+    List,
+    /// One release: what it changed, each object's checksum before and after.
+    Show {
+        /// The release.
+        name: String,
+        /// Print each object's definitions too.
+        #[arg(long)]
+        definitions: bool,
+    },
+    /// What differs between the states two releases left, as line diffs.
+    Diff {
+        /// The release to compare from.
+        from: String,
+        /// The release to compare to.
+        to: String,
+    },
+    /// Deploy the releases of a plan that are not in effect, in order.
+    Deploy {
+        /// The plan directory (plan.toml, deploy/, revert/, verify/); on the sandbox, its
+        /// own history when omitted.
+        #[arg(long, value_name = "DIR")]
+        plan: Option<std::path::PathBuf>,
+        /// Stop after this release.
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+    },
+    /// Check every object of the releases in effect against its recorded checksum (drift)
+    /// and run the current release's verify script (undone).
+    Verify,
+    /// Roll the execution system back to an earlier release, archiving what it drops, then
+    /// prove it.
+    Rollback(ReleaseRollbackArgs),
+    /// Put the values archived by a release's revert back, once it is deployed again.
+    Restore {
+        /// The release, deployed again.
+        name: String,
+    },
+}
+
+/// `release rollback` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseRollbackArgs {
+    /// The release to go back to (it stays; every later one is reverted).
+    #[arg(long, value_name = "RELEASE")]
+    pub to: String,
+    /// Why (recorded with the revert).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Rehearse it: do all of it in the database and undo it, then say what it did.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Go ahead although objects were changed by hand since their release (their changes
+    /// are discarded; the drift is recorded).
+    #[arg(long)]
+    pub accept_drift: bool,
+    /// Do not ask for the typed confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `incident` flags.

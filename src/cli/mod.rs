@@ -16,6 +16,7 @@ mod orders;
 mod output;
 mod postcheck;
 mod precheck;
+mod release;
 mod rollback;
 mod sandbox;
 mod seed;
@@ -59,6 +60,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Config { action } => config::config_command(g, action),
         Command::Incident(a) => incident::incident_command(g, a).await,
         Command::Template { action } => template::template_command(g, action).await,
+        Command::Release { action } => release::release_command(g, action).await,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod metrics;
 pub(crate) mod observed;
 pub mod orders;
+pub mod release;
 pub mod report;
 pub mod sanitize;
 pub mod workflow;

@@ -128,6 +128,21 @@ pub fn describe(e: &Entry) -> String {
             format!("{} set to {} ({})", d.which.label(), crate::core::comms::context::time_s(d.at), d.source)
         }
         Event::IncidentClosed(d) => format!("incident CLOSED: {}", d.reason),
+        Event::ReleaseRollback(d) => format!(
+            "release rollback to {} ({} reverted), {}{}{}: {}",
+            d.target,
+            d.reverted.join(", "),
+            if d.proved { "PROVED".to_string() } else { format!("NOT proved (failed: {})", d.failed.join(", ")) },
+            if d.archived.is_empty() { String::new() } else { format!("; archived {}", d.archived.join("; ")) },
+            if d.drift.is_empty() { String::new() } else { format!("; drift discarded: {}", d.drift.join(", ")) },
+            d.reason
+        ),
+        Event::ServiceRollback(d) => format!(
+            "service rollback to {}: {} — {}",
+            d.expected,
+            if d.passed { "verified" } else { "NOT verified" },
+            d.verdict
+        ),
         Event::Unknown(u) => format!("{}: {}", u.kind(), u.data()),
     }
 }

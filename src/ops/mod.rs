@@ -8,4 +8,5 @@ pub mod drill;
 pub mod incident;
 pub mod journaling;
 pub mod maintenance;
+pub mod release;
 pub mod rollback;

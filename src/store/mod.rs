@@ -10,5 +10,6 @@ pub(crate) mod demo;
 pub(crate) mod files;
 pub mod incidents;
 pub mod journal;
+pub mod releases;
 pub mod sandbox;
 pub(crate) mod target;

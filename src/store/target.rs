@@ -133,8 +133,52 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
             book.burst.to.format("%H:%M")
         ));
     }
+    if db::release_count(&pool).await? == 0 {
+        let mut conn = pool.acquire().await?;
+        let (deployed, tagged) = seed_release_history(&mut conn).await?;
+        if deployed > 0 {
+            say(&format!(
+                "Release history recorded: gateway-lookup, then fast-path shortly before the burst ({tagged} order(s) \
+                 executed by the fast path)."
+            ));
+        }
+    }
     pool.close().await;
     Ok(url)
+}
+
+/// The sandbox's release history, deployed for real and dated as the demo book tells it:
+/// the good release three hours before the burst, the fast path six minutes before it,
+/// and the orders it executed tagged. Returns (releases deployed, orders tagged).
+pub async fn seed_release_history(conn: &mut sqlx::PgConnection) -> Result<(usize, u64)> {
+    let burst = db::demo_burst_start(&mut *conn).await?.unwrap_or_else(chrono::Utc::now);
+    let plan = crate::store::releases::sandbox_plan()?;
+    let mut tx = conn.begin().await?;
+    let mut fast_path_at = None;
+    for r in &plan {
+        let at = if r.entry.name == "fast-path" {
+            burst - chrono::Duration::minutes(6)
+        } else {
+            burst - chrono::Duration::hours(3)
+        };
+        let v = db::release_deploy(&mut *tx, r, Some(at)).await?;
+        if v.get("success").and_then(serde_json::Value::as_bool) != Some(true) {
+            return Err(Error::Sandbox(format!(
+                "the sandbox's release {} was refused: {}",
+                r.entry.name,
+                crate::core::sanitize::line(&v.to_string())
+            )));
+        }
+        if r.entry.name == "fast-path" {
+            fast_path_at = Some(at);
+        }
+    }
+    let tagged = match fast_path_at {
+        Some(at) => db::tag_fast_path_orders(&mut *tx, at).await?,
+        None => 0,
+    };
+    tx.commit().await?;
+    Ok((plan.len(), tagged))
 }
 
 /// Writes the demo book of `spec` in one transaction. The book must be empty.

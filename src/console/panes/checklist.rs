@@ -62,6 +62,8 @@ impl IncidentPanel {
                 i.records_of::<event::MessageCopied>().any(|(_, m)| m.template == "internal_alert")
             }
             AutoSignal::ReportWritten => i.records_of::<event::ReportWritten>().next().is_some(),
+            AutoSignal::ReleaseProved => i.records_of::<event::ReleaseRollback>().any(|(_, r)| r.proved),
+            AutoSignal::ServiceVerified => i.records_of::<event::ServiceRollback>().any(|(_, r)| r.passed),
         }
     }
 }

@@ -84,6 +84,10 @@ pub enum Event {
     TimeSet(TimeSet),
     /// `incident_closed`: the incident is over; its update timers stop.
     IncidentClosed(IncidentClosed),
+    /// `release_rollback`: the execution system taken back to an earlier release.
+    ReleaseRollback(ReleaseRollback),
+    /// `service_rollback`: the deployed service taken back to an earlier version.
+    ServiceRollback(ServiceRollback),
     /// A kind this version does not know, or data it does not read exactly: kept as read.
     Unknown(Unknown),
 }
@@ -285,6 +289,41 @@ pub struct Postcheck {
     pub failed: Vec<String>,
 }
 
+/// `release_rollback`: the execution system taken back to an earlier release, and its proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRollback {
+    /// The release it went back to.
+    pub target: String,
+    /// The releases reverted, newest first.
+    pub reverted: Vec<String>,
+    /// What was archived: one line per column or table (values, checksum, archive set).
+    pub archived: Vec<String>,
+    /// Every check of the proof held.
+    pub proved: bool,
+    /// The checks that failed.
+    pub failed: Vec<String>,
+    /// Objects changed by hand that the revert discarded (accepted drift).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// `service_rollback`: the deployed service taken back to an earlier version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRollback {
+    /// The version it ran before (None: could not be read).
+    pub from: Option<String>,
+    /// The version it was to run.
+    pub expected: String,
+    /// The version it runs after (None: could not be read).
+    pub after: Option<String>,
+    /// The version is the expected one and the probe passed.
+    pub passed: bool,
+    /// What happened, in a sentence.
+    pub verdict: String,
+}
+
 /// `maintenance`, as switched by this console or the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Maintenance {
@@ -428,6 +467,8 @@ impl Event {
             Event::ReportWritten(_) => "report_written",
             Event::TimeSet(_) => "time_set",
             Event::IncidentClosed(_) => "incident_closed",
+            Event::ReleaseRollback(_) => "release_rollback",
+            Event::ServiceRollback(_) => "service_rollback",
             Event::Unknown(u) => &u.kind,
         }
     }
@@ -458,6 +499,8 @@ impl Event {
             Event::ReportWritten(d) => serde_json::to_value(d),
             Event::TimeSet(d) => serde_json::to_value(d),
             Event::IncidentClosed(d) => serde_json::to_value(d),
+            Event::ReleaseRollback(d) => serde_json::to_value(d),
+            Event::ServiceRollback(d) => serde_json::to_value(d),
             Event::Unknown(u) => return u.data.clone(),
         };
         // Plain structs of strings, numbers and lists always serialize; were one ever not
@@ -490,6 +533,8 @@ impl Event {
             "report_written" => exact(&data, Event::ReportWritten),
             "time_set" => exact(&data, Event::TimeSet),
             "incident_closed" => exact(&data, Event::IncidentClosed),
+            "release_rollback" => exact(&data, Event::ReleaseRollback),
+            "service_rollback" => exact(&data, Event::ServiceRollback),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))
@@ -573,6 +618,8 @@ event_data!(
     ReportWritten,
     TimeSet,
     IncidentClosed,
+    ReleaseRollback,
+    ServiceRollback,
     Unknown,
 );
 

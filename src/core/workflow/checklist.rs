@@ -25,6 +25,18 @@ pub enum AutoSignal {
     InternalAlertSent,
     /// The post-incident report was written.
     ReportWritten,
+    /// A release rollback was proved (checksums, contract, probe, verify, ledger).
+    ReleaseProved,
+    /// The deployed service runs the expected version and its probe passed.
+    ServiceVerified,
+}
+
+impl AutoSignal {
+    /// Whether the signal ticks items at `level`: Level 1's at Level 1 only (above it a
+    /// person answers them); a proof only the console can make, at every level.
+    pub fn ticks_at(self, level: Level) -> bool {
+        matches!(self, AutoSignal::ReleaseProved | AutoSignal::ServiceVerified) || level == Level::Minor
+    }
 }
 
 /// One item of a checklist.

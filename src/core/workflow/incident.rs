@@ -338,6 +338,8 @@ impl Incident {
             | Event::Audit(_)
             | Event::MessageCopied(_)
             | Event::ReportWritten(_)
+            | Event::ReleaseRollback(_)
+            | Event::ServiceRollback(_)
             | Event::Unknown(_) => self.record(event, at, by),
         }
     }
@@ -472,9 +474,10 @@ impl Incident {
             Step::Observe(o) => {
                 let mut out = vec![o.record()];
                 // Level 1 is answered automatically: what the console saw itself ticks
-                // its items. At Levels 2 and 3 a person ticks them.
-                if self.level == Level::Minor {
-                    for signal in o.signal().unwrap_or_default() {
+                // its items. At Levels 2 and 3 a person ticks them, except what only the
+                // console can prove (a release or service rollback verified).
+                {
+                    for signal in o.signal().unwrap_or_default().into_iter().filter(|s| s.ticks_at(self.level)) {
                         for it in checklist.items().iter().filter(|i| i.applies(self.level) && i.auto == Some(signal)) {
                             if self.item_state(&it.id) == &ItemState::Open {
                                 out.push(Event::ItemTicked(event::ItemTicked {

@@ -84,6 +84,10 @@ pub enum Observation {
     MessageCopied { template: String, audience: String, path: String },
     /// The post-incident report was written.
     ReportWritten { path: String, hash: String },
+    /// The execution system was rolled back to an earlier release, and proved (or not).
+    ReleaseRollback(event::ReleaseRollback),
+    /// The deployed service was rolled back to an earlier version, and verified (or not).
+    ServiceRollback(event::ServiceRollback),
 }
 
 /// The template that tells customers the service is restored.
@@ -112,6 +116,8 @@ impl Observation {
                 vec![]
             }),
             Observation::ReportWritten { .. } => Some(vec![AutoSignal::ReportWritten]),
+            Observation::ReleaseRollback(r) if r.proved => Some(vec![AutoSignal::ReleaseProved]),
+            Observation::ServiceRollback(r) if r.passed => Some(vec![AutoSignal::ServiceVerified]),
             _ => None,
         }
     }
@@ -178,6 +184,8 @@ impl Observation {
                 Event::MessageCopied(event::MessageCopied { template, audience, path })
             }
             Observation::ReportWritten { path, hash } => Event::ReportWritten(event::ReportWritten { path, hash }),
+            Observation::ReleaseRollback(r) => Event::ReleaseRollback(r),
+            Observation::ServiceRollback(r) => Event::ServiceRollback(r),
         }
     }
 }

@@ -1,0 +1,1 @@
+DROP FUNCTION order_by_idempotency_key(uuid, text);
