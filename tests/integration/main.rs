@@ -29,6 +29,7 @@ mod lost_ack;
 mod migration_safety;
 mod migrations;
 mod notify_flood;
+mod releases;
 mod orders_filter;
 mod orders_sort;
 mod roles;
