@@ -444,6 +444,12 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         "ledger_audit",
         "ledger_audit_full",
         "ledger_audit_users",
+        // releases (migration 17): the catalog, drift, a rollback's pre-check, the verify
+        // script (undone)
+        "release_catalog",
+        "release_drift",
+        "release_revert_precheck",
+        "release_verify_current",
         "rollback_postcheck",
         "rollback_precheck",
         // what this session's rows will say (name, login): every client checks it
@@ -467,6 +473,9 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         // one symbol's maintenance and its probe (migration 16)
         "set_symbol_maintenance",
         "probe_new_orders",
+        // a release rollback (archived, proved) and its idempotency probe (migration 17)
+        "release_rollback",
+        "release_probe_idempotency",
     ]);
     operator.sort_unstable();
     assert_eq!(executable_by(&t, "incident_operator").await, operator);
