@@ -16,4 +16,5 @@ pub(crate) mod observed;
 pub mod orders;
 pub mod report;
 pub mod sanitize;
+pub mod service;
 pub mod workflow;

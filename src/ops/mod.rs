@@ -9,3 +9,4 @@ pub mod incident;
 pub mod journaling;
 pub mod maintenance;
 pub mod rollback;
+pub mod service;
