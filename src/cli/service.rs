@@ -27,7 +27,22 @@ pub(super) async fn service_command(g: &GlobalArgs, a: ServiceArgs) -> Result<i3
             Ok(if read.version.is_some() { EXIT_OK } else { EXIT_CHECK_FAILED })
         }
         ServiceAction::Rollback { to } => {
-            let r = crate::ops::service::rollback_service(&cfg, &to, &say).await?;
+            // A signal drops the rollback: the command running is killed with its process
+            // group, and nobody is told the service was rolled back.
+            let mut interrupts = super::signals::Interrupts::listen();
+            let r = tokio::select! {
+                r = crate::ops::service::rollback_service(&cfg, &to, &say) => r?,
+                signal = interrupts.next() => {
+                    say(&format!(
+                        "{signal}: the service rollback was stopped and the command running was killed; the \
+                         service may be part way: read its version with `service status`."
+                    ));
+                    if g.json {
+                        print_json(&serde_json::json!({ "passed": false, "interrupted": signal }))?;
+                    }
+                    return Ok(EXIT_CHECK_FAILED);
+                }
+            };
             if g.json {
                 print_json(&r)?;
             } else {

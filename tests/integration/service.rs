@@ -157,7 +157,12 @@ async fn a_hung_rollback_is_killed_at_its_timeout_with_what_it_started() {
     assert!(verdict.contains("\"v42\""), "{verdict}");
 
     // The background sleep went with it (its process group was killed).
-    let pid = std::fs::read_to_string(&pid_file).expect("the script wrote its child's pid");
+    assert_gone(&pid_file).await;
+}
+
+/// The process whose pid `pid_file` holds ends (or is a zombie) within 5 s.
+async fn assert_gone(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file).expect("the script wrote its child's pid");
     let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
     let deadline = Instant::now() + Duration::from_secs(5);
     let gone = loop {
@@ -168,7 +173,39 @@ async fn a_hung_rollback_is_killed_at_its_timeout_with_what_it_started() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(gone, "the command's background process {} survived its timeout", pid.trim());
+    assert!(gone, "the command's background process {} survived", pid.trim());
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_rollback_and_kills_its_command() {
+    let demo = Demo::start("v42").await;
+    let pid_file = demo.home().join("bg.pid");
+    let script = format!("sleep 30 & echo $! > '{}'; wait", pid_file.display());
+    write_config(
+        demo.home(),
+        &format!("rollback = {}\nversion = {}\n", list(&["sh", "-c", &script]), demo.demo_cmd("version")),
+    );
+    let mut c = console_in(demo.home(), "svc-tester");
+    c.args(["service", "rollback", "--to", "v41"]);
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = c.spawn().expect("start the rollback");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the rollback command did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().expect("pid") as libc::pid_t;
+    // SAFETY: signals a child this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("the rollback ended after Ctrl-C")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Ctrl-C: the service rollback was stopped"), "{stderr}");
+    assert_gone(&pid_file).await;
+    assert_eq!(demo.version_now(), "v42");
 }
 
 #[tokio::test]
