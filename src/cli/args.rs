@@ -155,6 +155,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ReleaseAction,
     },
+    /// The deployed service (config.toml's [service], or --demo): its running version, and
+    /// rolling it back, judged by the version read afterwards and the probe.
+    Service(ServiceArgs),
 }
 
 const RELEASE_HELP: &str = "\
@@ -234,6 +237,69 @@ pub struct ReleaseRollbackArgs {
     /// Do not ask for the typed confirmation.
     #[arg(long)]
     pub yes: bool,
+
+/// `service` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Use the sandbox's demo service with this state directory (see `sandbox service run`)
+    /// instead of config.toml's [service].
+    #[arg(long, global = true, value_name = "STATE_DIR")]
+    pub demo: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+/// `service` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ServiceAction {
+    /// Read the running version with the configured command.
+    Status,
+    /// Roll the service back to VERSION, then wait for the version to be VERSION and probe
+    /// it (exit 0 passed, 1 not).
+    Rollback {
+        /// The version to roll back to ({version} in the commands).
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+    },
+}
+
+/// The sandbox's demo service: a local HTTP process whose version a rollback switches.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DemoServiceAction {
+    /// Serve it in the foreground (writes its address to STATE_DIR/address).
+    Run {
+        /// Its state: address, version, broken (versions whose probe fails).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Deploy this version first (else keep STATE_DIR/version).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Print its running version.
+    Version {
+        /// Its state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+    /// Switch its version.
+    Deploy {
+        /// Its state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The version to run.
+        #[arg(long)]
+        version: String,
+    },
+    /// Ask whether it works (exit 1 when not).
+    Probe {
+        /// Its state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
 }
 
 /// `incident` flags.
@@ -425,7 +491,7 @@ pub enum ConfigAction {
 }
 
 /// Sandbox actions.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum SandboxAction {
     /// Start it (creating, migrating and seeding it on first use).
     Start,
@@ -437,6 +503,13 @@ pub enum SandboxAction {
     Url,
     /// Delete it and start a fresh one with a new demo book.
     Reset,
+    /// The demo deployed service the service rollback is drilled on.
+    #[command(hide = true)]
+    Service {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: DemoServiceAction,
+    },
 }
 
 /// `seed` flags.

@@ -26,7 +26,8 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
                     .chain(crate::core::keys::KeyAction::DIALOG)
                     .map(|a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
                     .collect();
-                print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys }))?;
+                print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys,
+                                    "service_configured": c.service.is_some() }))?;
             } else {
                 println!(
                     "{}: {}",
@@ -35,6 +36,16 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
                 );
                 for a in crate::core::keys::KeyAction::ALL.into_iter().chain(crate::core::keys::KeyAction::DIALOG) {
                     println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+                }
+                if let Some(svc) = &c.service {
+                    // Shown as `service rollback` would show them: secrets redacted.
+                    let r = crate::core::service::Redactor::new(&svc.redact);
+                    println!("[service]");
+                    println!("  rollback  {}", svc.rollback.shown(None, &r));
+                    println!("  version   {}", svc.version.shown(None, &r));
+                    if let Some(p) = &svc.probe {
+                        println!("  probe     {}", p.shown(None, &r));
+                    }
                 }
             }
         }

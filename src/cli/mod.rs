@@ -20,6 +20,7 @@ mod release;
 mod rollback;
 mod sandbox;
 mod seed;
+mod service;
 mod signals;
 mod template;
 
@@ -44,6 +45,7 @@ fn say(msg: &str) {
 /// Runs one headless command; returns the exit code.
 pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
     match command {
+        Command::Sandbox { action: args::SandboxAction::Service { action } } => service::demo(action).await,
         Command::Sandbox { action } => sandbox::sandbox_command(g, action).await,
         Command::Migrate { dry_run, undo_to } => migrate::migrate(g, dry_run, undo_to).await,
         Command::Seed(a) => seed::seed(g, a).await,
@@ -61,6 +63,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Incident(a) => incident::incident_command(g, a).await,
         Command::Template { action } => template::template_command(g, action).await,
         Command::Release { action } => release::release_command(g, action).await,
+        Command::Service(a) => service::service_command(g, a).await,
     }
 }
 

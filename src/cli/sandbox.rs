@@ -72,6 +72,8 @@ pub(super) async fn sandbox_command(g: &GlobalArgs, action: SandboxAction) -> Re
                 println!("Sandbox reset. Connect with: psql '{url}'");
             }
         }
+        // Dispatched before the cluster is looked at (`cli::run`).
+        SandboxAction::Service { .. } => return Err(Error::BadInput("sandbox service: not a cluster action".into())),
     }
     Ok(EXIT_OK)
 }

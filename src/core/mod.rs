@@ -17,4 +17,5 @@ pub mod orders;
 pub mod release;
 pub mod report;
 pub mod sanitize;
+pub mod service;
 pub mod workflow;

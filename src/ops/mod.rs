@@ -10,3 +10,4 @@ pub mod journaling;
 pub mod maintenance;
 pub mod release;
 pub mod rollback;
+pub mod service;

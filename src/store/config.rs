@@ -13,6 +13,7 @@ use crate::core::contacts::{Contact, ESCALATIONS};
 use crate::core::error::{Error, Result};
 use crate::core::keys::{KeyAction, KeyError, KeyMap};
 use crate::core::metrics::Thresholds;
+use crate::core::service::{CommandSpec, ServiceConfig};
 use crate::core::workflow::checklist::Checklist;
 
 /// The file as written.
@@ -27,6 +28,22 @@ struct FileConfig {
     contact: Vec<Contact>,
     #[serde(default)]
     messages: MessagesFile,
+    service: Option<ServiceFile>,
+}
+
+/// `[service]`: commands are read by hand (`service_config`) so a wrong shape gets a
+/// message that names the setting.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceFile {
+    rollback: Option<toml::Value>,
+    version: Option<toml::Value>,
+    probe: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    settle: Option<toml::Value>,
+    shell: Option<bool>,
+    #[serde(default)]
+    redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +93,14 @@ pub enum ConfigError {
     /// Not a domain name (shown sanitized).
     #[error("[messages] public_domains: \"{0}\" is not a domain name (like example.com)")]
     Domain(String),
+    /// A `[service]` setting that cannot be used.
+    #[error("[service] {setting}: {problem}")]
+    Service {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong, and what it must be.
+        problem: String,
+    },
 }
 
 /// The console's settings, defaults filled in.
@@ -96,6 +121,8 @@ pub struct ConsoleConfig {
     /// Host names customer messages may name (the company's public domains, lowercase);
     /// any other host name in a customer message is an internal detail.
     pub public_domains: Vec<String>,
+    /// How the deployed service is rolled back, read and probed (`[service]`), if set.
+    pub service: Option<ServiceConfig>,
 }
 
 impl Default for ConsoleConfig {
@@ -108,6 +135,7 @@ impl Default for ConsoleConfig {
             thresholds: Thresholds::default(),
             contacts: Vec::new(),
             public_domains: Vec::new(),
+            service: None,
         }
     }
 }
@@ -192,7 +220,9 @@ impl ConsoleConfig {
             }
             public_domains.push(d);
         }
+        let service = file.service.map(service_config).transpose()?;
         Ok(ConsoleConfig {
+            service,
             public_domains,
             contacts: file.contact,
             keymap: KeyMap::with_overrides(&file.keys)?,
@@ -205,6 +235,112 @@ impl ConsoleConfig {
                 .unwrap_or(d.metrics_window),
             thresholds: t,
         })
+    }
+}
+
+/// `[service]`, defaults filled in: `rollback` and `version` are required, each a list of
+/// arguments or a table `{ argv = [...], shell = true, timeout = "2m" }` overriding the
+/// table's `shell` and `timeout` for that command.
+fn service_config(f: ServiceFile) -> std::result::Result<ServiceConfig, ConfigError> {
+    let timeout = match &f.timeout {
+        Some(v) => command_timeout("timeout", v)?,
+        None => crate::core::service::DEFAULT_TIMEOUT,
+    };
+    let settle = match &f.settle {
+        Some(v) => {
+            let d = duration("settle", v)?;
+            if d > Duration::from_secs(3600) {
+                return Err(ConfigError::Service { setting: "settle", problem: "at most 1h".into() });
+            }
+            d
+        }
+        None => crate::core::service::DEFAULT_SETTLE,
+    };
+    let base = CommandSpec { argv: Vec::new(), shell: f.shell.unwrap_or(false), timeout };
+    let command = |setting: &'static str, v: Option<&toml::Value>| match v {
+        Some(v) => command_spec(setting, v, &base).map(Some),
+        None => Ok(None),
+    };
+    let missing = |setting: &'static str| ConfigError::Service {
+        setting,
+        problem: "missing: a list of arguments, like [\"kubectl\", \"rollout\", \"undo\", …]".into(),
+    };
+    if let Some(i) = f.redact.iter().position(|s| s.is_empty()) {
+        return Err(ConfigError::Service { setting: "redact", problem: format!("entry {} is empty", i + 1) });
+    }
+    Ok(ServiceConfig {
+        rollback: command("rollback", f.rollback.as_ref())?.ok_or_else(|| missing("rollback"))?,
+        version: command("version", f.version.as_ref())?.ok_or_else(|| missing("version"))?,
+        probe: command("probe", f.probe.as_ref())?,
+        settle,
+        redact: f.redact,
+    })
+}
+
+/// One command: a list of strings, or a table with `argv` and optionally `shell`, `timeout`.
+fn command_spec(
+    setting: &'static str,
+    v: &toml::Value,
+    base: &CommandSpec,
+) -> std::result::Result<CommandSpec, ConfigError> {
+    let bad = |problem: String| ConfigError::Service { setting, problem };
+    let shape = "a list of arguments, like [\"kubectl\", \"rollout\", \"undo\", …], or a table \
+                 { argv = [...], shell = false, timeout = \"60s\" }";
+    let (argv, shell, timeout) = match v {
+        toml::Value::Array(a) => (a, base.shell, base.timeout),
+        toml::Value::Table(t) => {
+            if let Some(k) = t.keys().find(|k| !["argv", "shell", "timeout"].contains(&k.as_str())) {
+                return Err(bad(format!("unknown key \"{}\"; {shape}", crate::core::sanitize::line(k))));
+            }
+            let Some(toml::Value::Array(a)) = t.get("argv") else { return Err(bad(format!("argv missing; {shape}"))) };
+            let shell = match t.get("shell") {
+                None => base.shell,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => return Err(bad("shell must be true or false".into())),
+            };
+            let timeout = match t.get("timeout") {
+                None => base.timeout,
+                Some(v) => command_timeout(setting, v)?,
+            };
+            (a, shell, timeout)
+        }
+        _ => return Err(bad(shape.into())),
+    };
+    let mut args = Vec::with_capacity(argv.len());
+    for a in argv {
+        match a {
+            toml::Value::String(s) => args.push(s.clone()),
+            other => return Err(bad(format!("every argument must be a string (found {})", other.type_str()))),
+        }
+    }
+    match args.first() {
+        None => return Err(bad("the list is empty: it needs at least the program".into())),
+        Some(p) if p.trim().is_empty() => return Err(bad("the program (the first argument) is empty".into())),
+        Some(_) => {}
+    }
+    Ok(CommandSpec { argv: args, shell, timeout })
+}
+
+/// A command's time limit: longer than 0, at most a day.
+fn command_timeout(setting: &'static str, v: &toml::Value) -> std::result::Result<Duration, ConfigError> {
+    let d = duration(setting, v)?;
+    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
+        return Err(ConfigError::Service {
+            setting,
+            problem: "a timeout must be longer than 0 and at most 24h".into(),
+        });
+    }
+    Ok(d)
+}
+
+/// "30s", "2m", "500ms", or a whole number of seconds.
+fn duration(setting: &'static str, v: &toml::Value) -> std::result::Result<Duration, ConfigError> {
+    let bad = |why: String| ConfigError::Service { setting, problem: format!("{why}; try \"30s\", \"2m\" or 30") };
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n).map(Duration::from_secs).map_err(|_| bad("negative".into())),
+        toml::Value::String(s) => humantime::parse_duration(s.trim())
+            .map_err(|e| bad(format!("\"{}\" is not a duration ({e})", crate::core::sanitize::line(s)))),
+        other => Err(bad(format!("a {} is not a duration", other.type_str()))),
     }
 }
 
@@ -237,6 +373,18 @@ email = "alex@example.com"
 # Host names customer messages may name; any other host name is refused as internal.
 [messages]
 public_domains = ["example.com"]
+
+# The deployed service, for `service status` and `service rollback --to VERSION`.
+# Each command is a list of arguments run directly (no shell) with {version} replaced
+# inside an argument; or a table { argv = [...], shell = true, timeout = "2m" }.
+[service]
+rollback = ["kubectl", "rollout", "undo", "deployment/execute-order", "--to-revision={version}"]
+version = ["kubectl", "get", "deployment/execute-order", "-o", "jsonpath={.metadata.labels.version}"]
+probe = ["curl", "-fsS", "https://orders.internal/health"]
+timeout = "60s"     # per command; killed with what it started after that
+settle = "30s"      # how long the version is polled for the expected one
+shell = false       # true: the arguments joined are run by sh -c
+redact = []         # literal secrets never shown (URL passwords, password=, token=, Authorization: always are)
 "#;
 
 /// The directory of the config file: user checklists and templates live beside it.
@@ -358,5 +506,59 @@ mod tests {
         assert!(e.contains("burst_count"), "{e}");
         let ok = ConsoleConfig::parse("[dashboard]\nlong_rollback_minutes = 45\n");
         assert!(ok.is_ok_and(|c| c.thresholds.long_rollback == chrono::Duration::minutes(45)));
+    }
+
+    fn service_error(text: &str) -> String {
+        ConsoleConfig::parse(text).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_service_table_is_read_with_its_defaults() {
+        let c = ConsoleConfig::parse(EXAMPLE).ok().and_then(|c| c.service);
+        let Some(s) = c else { panic!("the example's [service] is read") };
+        assert_eq!(s.rollback.argv[..3], ["kubectl", "rollout", "undo"]);
+        assert_eq!(s.rollback.timeout, Duration::from_secs(60));
+        assert_eq!(s.settle, Duration::from_secs(30));
+        assert!(!s.rollback.shell && s.probe.is_some());
+        assert!(ConsoleConfig::parse("").is_ok_and(|c| c.service.is_none()));
+
+        let c = ConsoleConfig::parse(
+            "[service]\nrollback = { argv = [\"deploy\", \"{version}\"], shell = true, timeout = \"2m\" }\n\
+             version = [\"cat\", \"/v\"]\ntimeout = 5\nsettle = \"0s\"\nredact = [\"s3cr3t\"]\n",
+        )
+        .ok()
+        .and_then(|c| c.service);
+        let Some(s) = c else { panic!("a table command is read") };
+        assert!(s.rollback.shell);
+        assert_eq!(s.rollback.timeout, Duration::from_secs(120));
+        assert_eq!(s.version.timeout, Duration::from_secs(5), "the table's timeout is the default");
+        assert!(!s.version.shell && s.probe.is_none());
+        assert_eq!(s.settle, Duration::ZERO);
+        assert_eq!(s.redact, vec!["s3cr3t".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_service_table_says_which_setting() {
+        let v = "version = [\"v\"]\n";
+        let cases = [
+            (format!("[service]\n{v}"), "[service] rollback: missing"),
+            ("[service]\nrollback = [\"r\"]\n".to_string(), "[service] version: missing"),
+            (format!("[service]\n{v}rollback = []\n"), "[service] rollback: the list is empty"),
+            (format!("[service]\n{v}rollback = [\"\"]\n"), "[service] rollback: the program"),
+            (format!("[service]\n{v}rollback = \"kubectl rollout undo\"\n"), "[service] rollback: a list of arguments"),
+            (format!("[service]\n{v}rollback = [\"r\", 3]\n"), "[service] rollback: every argument must be a string"),
+            (format!("[service]\n{v}rollback = {{ argv = [\"r\"], sh = true }}\n"), "unknown key \"sh\""),
+            (format!("[service]\n{v}rollback = {{ shell = true }}\n"), "[service] rollback: argv missing"),
+            (format!("[service]\n{v}rollback = [\"r\"]\ntimeout = \"soon\"\n"), "[service] timeout: \"soon\" is not"),
+            (format!("[service]\n{v}rollback = [\"r\"]\ntimeout = 0\n"), "[service] timeout: a timeout must be"),
+            (format!("[service]\n{v}rollback = [\"r\"]\nsettle = -1\n"), "[service] settle: negative"),
+            (format!("[service]\n{v}rollback = [\"r\"]\nsettle = \"2h\"\n"), "[service] settle: at most 1h"),
+            (format!("[service]\n{v}rollback = [\"r\"]\nredact = [\"\"]\n"), "[service] redact: entry 1 is empty"),
+            (format!("[service]\n{v}rollback = [\"r\"]\nshel = true\n"), "shel"),
+        ];
+        for (text, want) in cases {
+            let e = service_error(&text);
+            assert!(e.contains(want), "{text}\n→ {e}");
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod connect;
 pub mod db;
 pub(crate) mod demo;
+pub mod demo_service;
 pub(crate) mod files;
 pub mod incidents;
 pub mod journal;

@@ -36,6 +36,7 @@ mod roles;
 mod rollback;
 mod rollback_failures;
 mod security;
+mod service;
 mod signals;
 mod templates;
 mod worker_faults;
