@@ -128,8 +128,9 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Stop or resume new orders.
     Maintenance(MaintenanceArgs),
-    /// Automated rollback drill on drill accounts: every step, checked.
-    Drill,
+    /// Automated drill, every step checked: Level 1 (default) rolls back orders of drill
+    /// accounts; Level 3 takes a copy of the sandbox through a full-system rollback.
+    Drill(DrillArgs),
     /// Benchmark rollbacks and the audit against pgbench on the same server.
     Bench(BenchArgs),
     /// The console's configuration file (key bindings, dashboard settings).
@@ -237,6 +238,7 @@ pub struct ReleaseRollbackArgs {
     /// Do not ask for the typed confirmation.
     #[arg(long)]
     pub yes: bool,
+}
 
 /// `service` flags.
 #[derive(Debug, Clone, Args)]
@@ -683,6 +685,16 @@ pub struct MetricsArgs {
     /// failed post-checks).
     #[arg(long)]
     pub skip_audit: bool,
+}
+
+/// `drill` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DrillArgs {
+    /// 1: the rollback drill on drill accounts (any database). 3: the full-system rollback
+    /// on a database of its own on the sandbox's cluster (classify, maintenance, the release
+    /// rolled back and proved, the service rolled back, the burst rolled back, the report).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub level: u8,
 }
 
 /// `maintenance` flags.

@@ -57,7 +57,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Audit { full } => audit::audit(g, full).await,
         Command::Metrics(a) => metrics::metrics_command(g, a).await,
         Command::Maintenance(a) => maintenance::maintenance(g, a).await,
-        Command::Drill => drill::drill(g).await,
+        Command::Drill(a) => drill::drill(g, a.level).await,
         Command::Bench(a) => bench::bench(g, a).await,
         Command::Config { action } => config::config_command(g, action),
         Command::Incident(a) => incident::incident_command(g, a).await,

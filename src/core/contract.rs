@@ -360,6 +360,20 @@ pub struct MaintenanceProbe {
     pub state: MaintenanceState,
 }
 
+/// The SQL contract's functions (DESIGN.md), as `to_regprocedure` takes them: a release
+/// rollback proves every one still resolves.
+pub const CONTRACT_SIGNATURES: [&str; 9] = [
+    "create_trading_account(uuid,numeric)",
+    "execute_order_atomic(uuid,text,text,text,numeric,numeric,text,uuid)",
+    "rollback_execute_order_atomic(uuid,uuid,text)",
+    "rollback_order_execution(uuid,uuid,text)",
+    "rollback_precheck(uuid,uuid)",
+    "rollback_postcheck(uuid,uuid,jsonb)",
+    "check_active_transactions(uuid)",
+    "ledger_audit()",
+    "set_maintenance_mode(boolean,text)",
+];
+
 #[cfg(test)]
 mod session_operator_tests {
     use super::SessionOperator;
@@ -397,16 +411,3 @@ mod session_operator_tests {
     }
 }
 
-/// The SQL contract's functions (DESIGN.md), as `to_regprocedure` takes them: a release
-/// rollback proves every one still resolves.
-pub const CONTRACT_SIGNATURES: [&str; 9] = [
-    "create_trading_account(uuid,numeric)",
-    "execute_order_atomic(uuid,text,text,text,numeric,numeric,text,uuid)",
-    "rollback_execute_order_atomic(uuid,uuid,text)",
-    "rollback_order_execution(uuid,uuid,text)",
-    "rollback_precheck(uuid,uuid)",
-    "rollback_postcheck(uuid,uuid,jsonb)",
-    "check_active_transactions(uuid)",
-    "ledger_audit()",
-    "set_maintenance_mode(boolean,text)",
-];

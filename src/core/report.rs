@@ -71,7 +71,12 @@ fn tick_tail(d: &crate::core::journal::event::ItemTicked) -> String {
 
 /// One line of text for a journal entry, for timelines.
 pub fn describe(e: &Entry) -> String {
-    match &e.event {
+    describe_event(&e.event)
+}
+
+/// One line of text for what an entry says.
+fn describe_event(event: &Event) -> String {
+    match event {
         Event::IncidentOpened(d) => format!("opened \"{}\" at Level {}", d.title, d.level.number()),
         Event::LevelChanged(d) => format!("level {} -> {}: {}", d.from.number(), d.to.number(), d.reason),
         Event::PhaseChanged(d) => format!("phase {} -> {}", d.from.key(), d.to.key()),
@@ -204,6 +209,12 @@ pub fn context_without_timeline(
     c.next_update_due = i.next_update_due(now);
     c.next_customer_notice_due = i.customer_notice_due(now);
     c.audit = i.records_of::<event::Audit>().last().map(|(r, a)| AuditResult { at: r.at, violations: a.violations });
+    c.system_rollbacks = i
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::ReleaseRollback(_) | Event::ServiceRollback(_)))
+        .map(|r| (r.at, describe_event(&r.event)))
+        .collect();
     c.messages_sent = i
         .records_of::<event::MessageCopied>()
         .map(|(r, m)| SentMessage { at: r.at, template: m.template.clone(), path: Some(m.path.clone()) })

@@ -5,6 +5,7 @@
 pub mod batch;
 pub(crate) mod bench;
 pub mod drill;
+pub mod drill_level3;
 pub mod incident;
 pub mod journaling;
 pub mod maintenance;

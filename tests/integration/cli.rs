@@ -1270,19 +1270,35 @@ async fn sandbox_lifecycle_start_url_psql_status_stop() {
             .await;
     assert!(burst.code(0).clean().stdout.contains("5 order(s)"), "{}", burst.stdout);
 
-    // migrate on the sandbox: an undo lasts, a dry run shows what is pending and applies
-    // nothing (it used to migrate the sandbox before computing the plan).
+    // migrate on the sandbox: its release history (migration 17) is never dropped, so the
+    // undo of 17 is refused and changes nothing; a dry run then has nothing to do. (An undo
+    // that lasts and a dry run of what is pending: tests/integration/migrations.rs.)
     let latest = incident_console::store::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let version = "SELECT max(version) FROM _sqlx_migrations";
     let below = (latest - 1).to_string();
     let undo = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--undo-to", &below]), None).await;
-    assert!(undo.code(0).clean().stdout.contains(&format!("undid {latest}")), "{}", undo.stdout);
+    assert!(undo.code(1).clean().stderr.contains("releases are recorded"), "{}", undo.stderr);
+    assert_eq!(psql(&url, version).await.trim(), latest.to_string(), "the refused undo changed nothing");
+    assert_eq!(psql(&url, "SELECT count(*) FROM releases").await.trim(), "2");
     let dry = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--dry-run"]), None).await;
-    assert!(dry.code(0).clean().stdout.contains(&format!("-- migration {latest} ")), "{}", dry.stdout);
-    assert_eq!(psql(&url, version).await.trim(), below, "the dry run applied nothing");
-    let up = run_cmd(sandbox_cmd(&sandbox, &["migrate"]), None).await;
-    assert!(up.code(0).clean().stdout.contains(&format!("applied {latest}")), "{}", up.stdout);
-    assert_eq!(psql(&url, version).await.trim(), latest.to_string());
+    assert!(dry.code(0).clean().stdout.contains("nothing to do"), "{}", dry.stdout);
+
+    // The sandbox tells the Level 3 story: the release history, and the headless drill
+    // (on a database of its own there, with a real local service) passes every step.
+    let list = run_cmd(sandbox_cmd(&sandbox, &["release", "list"]), None).await;
+    let list = list.code(0).clean().stdout.clone();
+    assert!(list.contains("gateway-lookup") && list.contains("fast-path") && list.contains("CURRENT"), "{list}");
+    let drill = run_cmd(sandbox_cmd(&sandbox, &["drill", "--level", "3"]), None).await;
+    drill.code(0).clean();
+    assert!(drill.stdout.contains("Level 3 drill PASSED"), "{}", drill.stdout);
+    assert_eq!(drill.stdout.matches(". PASS  ").count(), 12, "{}", drill.stdout);
+    assert!(!drill.stdout.contains("FAIL"), "{}", drill.stdout);
+    assert_eq!(
+        psql(&url, "SELECT count(*) FROM pg_database WHERE datname = 'incident_console_drill3'").await.trim(),
+        "0",
+        "the drill's database is dropped"
+    );
+    assert_eq!(psql(&url, "SELECT count(*) FROM release_reverts").await.trim(), "0", "the sandbox is untouched");
 
     let status = run_cmd(sandbox_cmd(&sandbox, &["sandbox", "status"]), None).await;
     status.code(0).clean();

@@ -71,10 +71,12 @@ async fn a_revert_archives_a_column_full_of_data_and_a_restore_puts_every_value_
     deploy(&pool, &with_notes).await;
     // What production wrote into the new column while the release was in effect, quotes,
     // backslashes and newlines included.
-    sqlx::query("UPDATE orders SET desk_note = 'desk ''' || left(id::text, 8) || E'\\\\\\n' || side WHERE side = 'buy'")
-        .execute(&t.pool)
-        .await
-        .expect("fill the column");
+    sqlx::query(
+        "UPDATE orders SET desk_note = 'desk ''' || left(id::text, 8) || E'\\\\\\n' || side WHERE side = 'buy'",
+    )
+    .execute(&t.pool)
+    .await
+    .expect("fill the column");
     let before = notes(&t).await;
     assert!(before.len() > 1000, "a column full of data: {}", before.len());
 
@@ -138,7 +140,11 @@ async fn a_revert_that_would_lose_data_unarchived_is_refused_and_changes_nothing
         ("deletes-rows", "DELETE FROM daily_pnl_tracking;", "deleted, updated, truncated or rewrote"),
         ("truncates", "TRUNCATE daily_pnl_tracking;", "deleted, updated, truncated or rewrote"),
         ("rewrites", "ALTER TABLE daily_pnl_tracking ALTER COLUMN orders_executed TYPE numeric;", "rewrote"),
-        ("updates", "UPDATE daily_pnl_tracking SET orders_executed = orders_executed;", "deleted, updated, truncated or rewrote"),
+        (
+            "updates",
+            "UPDATE daily_pnl_tracking SET orders_executed = orders_executed;",
+            "deleted, updated, truncated or rewrote",
+        ),
         ("drops-table", "DROP TABLE daily_pnl_tracking;", "drops"),
     ];
     let pnl = count(&t, "SELECT count(*) FROM daily_pnl_tracking").await;
@@ -203,10 +209,12 @@ async fn without_maintenance_mode_a_release_rollback_is_refused() {
     let catalog = |t: &TestDb| {
         let pool = t.pool.clone();
         async move {
-            sqlx::query_scalar::<_, String>("SELECT string_agg(kind || identity || checksum, ',' ORDER BY kind, identity) FROM release_catalog()")
-                .fetch_one(&pool)
-                .await
-                .expect("catalog")
+            sqlx::query_scalar::<_, String>(
+                "SELECT string_agg(kind || identity || checksum, ',' ORDER BY kind, identity) FROM release_catalog()",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("catalog")
         }
     };
     let before = catalog(&t).await;
@@ -277,10 +285,8 @@ async fn a_function_changed_by_hand_after_its_deploy_is_drift_said_before_revert
         Answer::Refused(r) => panic!("{r:?}"),
     }
     assert_eq!(count(&t, "SELECT count(*) FROM pg_proc WHERE proname = 'lookup_x'").await, 0);
-    let recorded: Value = sqlx::query_scalar("SELECT accepted_drift FROM release_reverts")
-        .fetch_one(&t.pool)
-        .await
-        .expect("revert row");
+    let recorded: Value =
+        sqlx::query_scalar("SELECT accepted_drift FROM release_reverts").fetch_one(&t.pool).await.expect("revert row");
     assert_eq!(recorded[0]["identity"], "lookup_x()", "the accepted drift is recorded with the revert");
 }
 
@@ -299,7 +305,8 @@ async fn the_sandbox_fast_path_repeats_a_key_and_its_rollback_is_proved_by_one_t
     let fast = release::probe_idempotency(&pool).await.expect("probe");
     assert_eq!(fast.executions, 2, "under the fast path a repeated key executes again: {fast:?}");
 
-    let out = run_cmd(cli(&["release", "rollback", "--to", "gateway-lookup", "--reason", "fast path", "--yes"]), None).await;
+    let out =
+        run_cmd(cli(&["release", "rollback", "--to", "gateway-lookup", "--reason", "fast path", "--yes"]), None).await;
     out.code(1).complains("maintenance_off");
     run_cmd(cli(&["maintenance", "on", "--reason", "level 3"]), None).await.code(0);
 
@@ -320,7 +327,14 @@ async fn the_sandbox_fast_path_repeats_a_key_and_its_rollback_is_proved_by_one_t
         json["proof"]["checks"].as_array().expect("checks").iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(
         checks,
-        ["archive_matches", "checksums_match_target", "contract_intact", "idempotency_probe", "target_verifies", "ledger_clean"]
+        [
+            "archive_matches",
+            "checksums_match_target",
+            "contract_intact",
+            "idempotency_probe",
+            "target_verifies",
+            "ledger_clean"
+        ]
     );
     let good = release::probe_idempotency(&pool).await.expect("probe");
     assert!(good.holds(), "after the rollback a repeated key executes once: {good:?}");

@@ -57,6 +57,8 @@ pub struct MessageContext {
     pub maintenance: MaintenanceState,
     /// Every period maintenance mode was on, in order.
     pub maintenance_periods: Vec<MaintenancePeriod>,
+    /// Release and service rollbacks (Level 3), in order: when, and what happened.
+    pub system_rollbacks: Vec<(DateTime<Utc>, String)>,
     /// Who holds which role, in display order.
     pub roles: Vec<RoleAssignment>,
     /// When the next internal update is due (`None`: on change, Level 1).
@@ -317,6 +319,7 @@ impl MessageContext {
             rollbacks: Vec::new(),
             maintenance: MaintenanceState::default(),
             maintenance_periods: Vec::new(),
+            system_rollbacks: Vec::new(),
             roles: Vec::new(),
             next_update_due: cadence::next_update_due(level, None, started_at, now),
             next_customer_notice_due: cadence::customer_notice_due(level, None, started_at, now),
@@ -363,6 +366,12 @@ impl MessageContext {
         );
         root.insert("rollbacks".into(), self.rollbacks_value());
         root.insert("maintenance".into(), self.maintenance_value());
+        root.insert(
+            "system_rollbacks".into(),
+            Value::Array(
+                self.system_rollbacks.iter().map(|(at, text)| json!({"at": time(*at), "text": text})).collect(),
+            ),
+        );
         self.put_team_and_cadence(&mut root);
         self.put_history(&mut root);
         if let Some(j) = &self.journal {
