@@ -8,10 +8,8 @@ use super::args::{GlobalArgs, ReleaseAction, ReleaseRollbackArgs};
 use super::output::print_json;
 use super::{check_reason, confirm, connect, not_confirmed, observe, say};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
-use crate::core::journal::event;
 use crate::core::release::{ReleaseRefusal, RevertPrecheck};
 use crate::core::sanitize;
-use crate::core::workflow::incident::Observation;
 use crate::ops::release::{self, Answer};
 use crate::store::db::Db;
 
@@ -281,23 +279,7 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
     let elapsed = started.elapsed();
     let proved = done.proof.as_ref().is_some_and(|p| p.passed);
     if !a.dry_run {
-        let proof = done.proof.clone();
-        let seen = Observation::ReleaseRollback(event::ReleaseRollback {
-            target: done.answer.target.clone(),
-            reverted: done.answer.reverted.iter().map(|r| r.name.clone()).collect(),
-            archived: done
-                .answer
-                .archived
-                .iter()
-                .map(|x| {
-                    format!("{}: {} value(s), checksum {} (archive set {})", x.object, x.rows, x.checksum, x.set_id)
-                })
-                .collect(),
-            proved,
-            failed: proof.map(|p| p.failed()).unwrap_or_default(),
-            drift: done.answer.drift.iter().map(|d| format!("{} {}", d.kind, d.identity)).collect(),
-            reason: reason.clone(),
-        });
+        let seen = crate::core::observed::release_rollback(&done.answer, done.proof.as_ref(), &reason);
         observe(g, vec![seen], Some(pool)).await;
     }
     if g.json {

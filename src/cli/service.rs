@@ -43,15 +43,7 @@ pub(super) async fn service_command(g: &GlobalArgs, a: ServiceArgs) -> Result<i3
                     return Ok(EXIT_CHECK_FAILED);
                 }
             };
-            let seen = crate::core::workflow::incident::Observation::ServiceRollback(
-                crate::core::journal::event::ServiceRollback {
-                    from: r.from_version.clone(),
-                    expected: to.clone(),
-                    after: r.version_after.clone(),
-                    passed: r.passed,
-                    verdict: r.verdict.clone(),
-                },
-            );
+            let seen = crate::core::observed::service_rollback(&r, &to);
             super::observe(g, vec![seen], None).await;
             if g.json {
                 print_json(&r)?;

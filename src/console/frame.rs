@@ -46,6 +46,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     dialogs::render(app, frame, area);
     dialogs::detail::render(app, frame, area);
     dialogs::blast::render(app, frame, area);
+    dialogs::release::render(app, frame, area);
     if app.help {
         dialogs::help::render(app, frame, area);
     }
@@ -232,6 +233,8 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Cyan)
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if app.release.is_some() {
+        Line::from(dialogs::release::hint(app, k))
     } else if app.blast.is_some() {
         Line::from(format!(
             " blast radius · {} / {} pick a suspicion · {} filter and select its orders · {} close",

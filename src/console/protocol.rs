@@ -38,6 +38,18 @@ pub struct BlastData {
     pub suspicions: Vec<crate::core::blast::Suspicion>,
 }
 
+/// What the release overlay shows before a rollback: every deployment, the release a
+/// rollback would go back to (the one before the current), and its pre-check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleasePlan {
+    /// Every deployment, oldest first.
+    pub releases: Vec<crate::core::release::ReleaseRow>,
+    /// The release before the current one, if there is one.
+    pub target: Option<String>,
+    /// What going back to it would do, or why it cannot.
+    pub precheck: Option<crate::ops::release::Answer<crate::core::release::RevertPrecheck>>,
+}
+
 /// What a batch rolls back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchTarget {
@@ -126,6 +138,10 @@ pub enum Command {
     SetMaintenance { id: RequestId, on: bool, reason: String, symbol: Option<String> },
     /// The blast radius of the book's last day: executions per minute, repeated executions.
     BlastRadius { id: RequestId },
+    /// The releases and the pre-check of a rollback to the one before the current.
+    ReleasePlan { id: RequestId },
+    /// Roll the execution system back to release `to`, then prove it.
+    ReleaseRollback { id: RequestId, to: String, reason: String },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again
     /// after every reconnect).
     SyncJournal { incident: String, path: std::path::PathBuf },
@@ -149,6 +165,14 @@ pub enum DbEvent {
     OrdersPerMinute { id: RequestId, result: Result<Vec<(DateTime<Utc>, i64)>, String> },
     /// The blast radius asked for.
     BlastRadius { id: RequestId, result: Result<BlastData, String> },
+    /// The release overlay's plan.
+    ReleasePlan { id: RequestId, result: Result<ReleasePlan, String> },
+    /// A release rollback done (and proved) or refused.
+    ReleaseRolledBack {
+        id: RequestId,
+        reason: String,
+        result: Result<crate::ops::release::Answer<crate::ops::release::ReleaseRollback>, String>,
+    },
     /// The count of matching orders; `capped` when there are at least that many.
     OrderCount { id: RequestId, count: i64, capped: bool },
     /// A pre-check.

@@ -453,6 +453,8 @@ impl Worker {
                 requests::set_maintenance(job, id, on, reason, symbol)
             }
             Command::BlastRadius { id } => requests::blast_radius(job, id),
+            Command::ReleasePlan { id } => requests::release_plan(job, id),
+            Command::ReleaseRollback { id, to, reason } => requests::release_rollback(job, id, to, reason),
             Command::Cancel { .. }
             | Command::RefreshDashboard
             | Command::AuditNow
@@ -553,6 +555,8 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::RunBatch { id, .. }
         | Command::SetMaintenance { id, .. }
         | Command::BlastRadius { id }
+        | Command::ReleasePlan { id }
+        | Command::ReleaseRollback { id, .. }
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
     }

@@ -410,4 +410,3 @@ mod session_operator_tests {
         assert!(who(Some("dana"), "dana (via app_rw)", &[]).check("dana").is_ok());
     }
 }
-

@@ -202,3 +202,35 @@ pub fn interrupted_batch_heard(
         user_ids: Vec::new(),
     }
 }
+
+/// A release rollback and its proof (none: the proof did not run).
+pub fn release_rollback(
+    answer: &crate::core::release::RollbackAnswer,
+    proof: Option<&crate::core::release::ReleaseProof>,
+    reason: &str,
+) -> Observation {
+    Observation::ReleaseRollback(crate::core::journal::event::ReleaseRollback {
+        target: answer.target.clone(),
+        reverted: answer.reverted.iter().map(|r| r.name.clone()).collect(),
+        archived: answer
+            .archived
+            .iter()
+            .map(|x| format!("{}: {} value(s), checksum {} (archive set {})", x.object, x.rows, x.checksum, x.set_id))
+            .collect(),
+        proved: proof.is_some_and(|p| p.passed),
+        failed: proof.map_or_else(|| vec!["proof not run".to_string()], |p| p.failed()),
+        drift: answer.drift.iter().map(|d| format!("{} {}", d.kind, d.identity)).collect(),
+        reason: reason.to_string(),
+    })
+}
+
+/// A service rollback and its verdict.
+pub fn service_rollback(r: &crate::core::service::ServiceRollback, expected: &str) -> Observation {
+    Observation::ServiceRollback(crate::core::journal::event::ServiceRollback {
+        from: r.from_version.clone(),
+        expected: expected.to_string(),
+        after: r.version_after.clone(),
+        passed: r.passed,
+        verdict: r.verdict.clone(),
+    })
+}

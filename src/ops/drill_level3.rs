@@ -15,7 +15,6 @@ use sqlx::Connection;
 
 use crate::core::batch::BatchItem;
 use crate::core::error::{Error, Result};
-use crate::core::journal::event;
 use crate::core::observed;
 use crate::core::sanitize;
 use crate::core::workflow::Level;
@@ -228,25 +227,7 @@ async fn drill_steps(
     };
     let proof = done.proof.clone().unwrap_or(crate::core::release::ReleaseProof { checks: vec![], passed: false });
     let archived: i64 = done.answer.archived.iter().map(|a| a.rows).sum();
-    observe(
-        &mut inc,
-        Observation::ReleaseRollback(event::ReleaseRollback {
-            target: done.answer.target.clone(),
-            reverted: done.answer.reverted.iter().map(|r| r.name.clone()).collect(),
-            archived: done
-                .answer
-                .archived
-                .iter()
-                .map(|x| {
-                    format!("{}: {} value(s), checksum {} (archive set {})", x.object, x.rows, x.checksum, x.set_id)
-                })
-                .collect(),
-            proved: proof.passed,
-            failed: proof.failed(),
-            drift: vec![],
-            reason: REASON.into(),
-        }),
-    )?;
+    observe(&mut inc, observed::release_rollback(&done.answer, done.proof.as_ref(), REASON))?;
     let stored: i64 =
         sqlx::query_scalar("SELECT coalesce(sum(row_count), 0)::bigint FROM release_archive.archive_sets")
             .fetch_one(pool)
@@ -272,16 +253,7 @@ async fn drill_steps(
     let expected = done.answer.target_service_version.clone().unwrap_or_else(|| "v41".into());
     let service = service_step(dir, exe, &expected).await;
     if let Ok(s) = &service {
-        observe(
-            &mut inc,
-            Observation::ServiceRollback(event::ServiceRollback {
-                from: s.from_version.clone(),
-                expected: expected.clone(),
-                after: s.version_after.clone(),
-                passed: s.passed,
-                verdict: s.verdict.clone(),
-            }),
-        )?;
+        observe(&mut inc, observed::service_rollback(s, &expected))?;
     }
     if !steps.record("service rollback (a real local service)", t, service.map(|s| (s.passed, s.verdict))) {
         return Ok(());

@@ -690,3 +690,46 @@ async fn the_timeline_shows_what_a_cli_run_journals() {
     c.keys(&["q"]);
     c.wait_for("console-exited-0", Duration::from_secs(5)).await;
 }
+
+/// Level 3 in the console: the release overlay (D) on a book whose fast-path release is
+/// current, maintenance on; a reason and the release's name typed; the proof on screen,
+/// the revert in the database, the journal's `release_rollback` and the checklist's item
+/// ticked by observation.
+#[tokio::test]
+async fn a_release_rollback_from_the_console_is_proved_and_journaled() {
+    let t = seeded().await;
+    let dirs = Dirs::new();
+    let plan = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sandbox/releases");
+    let out = dirs.run(&["release", "deploy", "--plan", plan, "--database-url", &t.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dirs.run(&["maintenance", "on", "--reason", MAINTENANCE_REASON, "--database-url", &t.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let executions = "SELECT (release_probe_idempotency() ->> 'executions')::bigint";
+    assert_eq!(count(&t, executions).await, 2, "the fast path executes a repeated key twice");
+
+    let c = open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "3"]);
+    c.wait_until("the Orders pane to list orders", T, |s| s.contains("symbol") && s.contains("executed")).await;
+    c.keys(&["D"]);
+    let s = c.wait_for("Current: fast-path", T).await;
+    assert!(s.contains("Previous: gateway-lookup") && s.contains("orders.execution_route"), "{s}");
+    assert!(s.contains("Maintenance mode: ON"), "{s}");
+    c.enter_text("fast path skipped the idempotency check").await;
+    c.wait_for("Type gateway-lookup to roll back to it", T).await;
+    c.enter_text("gateway-lookup").await;
+    let s = c.wait_for("Release rollback PROVED.", Duration::from_secs(30)).await;
+    assert!(s.contains("PASS  idempotency_probe"), "{s}");
+
+    assert_eq!(count(&t, "SELECT count(*) FROM release_reverts").await, 1);
+    assert_eq!(count(&t, executions).await, 1, "after the rollback a repeated key executes once");
+    let (_, dir) = dirs.incident();
+    let entries = journal(&dir);
+    let rolled: Vec<&Value> = entries.iter().filter(|e| kind_is(e, "release_rollback")).collect();
+    assert_eq!(rolled.len(), 1, "{:?}", kinds(&entries));
+    assert_eq!(rolled[0]["data"]["proved"], true, "{}", rolled[0]);
+    assert!(
+        entries.iter().any(|e| kind_is(e, "item_ticked") && e["data"]["item"] == "release_rollback"),
+        "the Level 3 item is ticked by observation: {:?}",
+        kinds(&entries)
+    );
+    assert_consistent(&t.pool).await;
+}

@@ -782,3 +782,165 @@ fn times_dialog_lists_the_times_and_where_they_came_from() {
         );
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// The release overlay (Level 3)
+// ----------------------------------------------------------------------------------------
+
+mod release_overlay {
+    use super::*;
+    use incident_console::console::protocol::ReleasePlan;
+    use incident_console::core::release::{
+        Archived, ObjectCheck, PlannedObject, ProofCheck, ReleaseProof, ReleaseRef, ReleaseRow, RevertPrecheck,
+        RollbackAnswer, ToArchive,
+    };
+    use incident_console::ops::release::{Answer, ReleaseRollback};
+
+    fn row(id: i64, name: &str, version: &str, at: chrono::DateTime<chrono::Utc>) -> ReleaseRow {
+        ReleaseRow {
+            id,
+            name: name.into(),
+            description: String::new(),
+            service_version: Some(version.into()),
+            deployed_at: at,
+            deployed_by: "deployer".into(),
+            deployed_by_login: "deployer".into(),
+            objects: 4,
+            reverted_at: None,
+            reverted_by: None,
+            revert_reason: None,
+        }
+    }
+
+    const EOA: &str = "execute_order_atomic(uuid,text,text,text,numeric,numeric,text,uuid)";
+
+    fn plan(maintenance: bool) -> ReleasePlan {
+        let object = |action: &str, kind: &str, identity: &str| PlannedObject {
+            kind: kind.into(),
+            identity: identity.into(),
+            action: action.into(),
+            current_sum: Some("c".into()),
+            target_sum: None,
+        };
+        ReleasePlan {
+            releases: vec![row(1, "gateway-lookup", "v41", at(10, 2, 0)), row(2, "fast-path", "v42", at(12, 56, 0))],
+            target: Some("gateway-lookup".into()),
+            precheck: Some(Answer::Done(RevertPrecheck {
+                target: "gateway-lookup".into(),
+                target_service_version: Some("v41".into()),
+                releases: vec![ReleaseRef { id: 2, name: "fast-path".into(), service_version: Some("v42".into()) }],
+                objects: vec![
+                    object("drop", "column", "orders.execution_route"),
+                    object("restore", "function", EOA),
+                    object("drop", "index", "idx_orders_execution_route"),
+                ],
+                drift: vec![],
+                archive: vec![ToArchive {
+                    kind: "column".into(),
+                    object: "orders.execution_route".into(),
+                    values: 1768,
+                }],
+                maintenance_mode: maintenance,
+            })),
+        }
+    }
+
+    fn proved() -> ReleaseRollback {
+        let check = |name: &str, detail: &str| ProofCheck { name: name.into(), passed: true, detail: detail.into() };
+        ReleaseRollback {
+            answer: RollbackAnswer {
+                dry_run: false,
+                target: "gateway-lookup".into(),
+                target_service_version: Some("v41".into()),
+                reverted: vec![ReleaseRef { id: 2, name: "fast-path".into(), service_version: Some("v42".into()) }],
+                archived: vec![Archived {
+                    set_id: 1,
+                    kind: "column".into(),
+                    object: "orders.execution_route".into(),
+                    release: "fast-path".into(),
+                    rows: 1768,
+                    checksum: "7892129094790394442".into(),
+                    archived_checksum: "7892129094790394442".into(),
+                }],
+                checks: vec![ObjectCheck {
+                    kind: "function".into(),
+                    identity: EOA.into(),
+                    expected_sum: Some("s".into()),
+                    current_sum: Some("s".into()),
+                    ok: true,
+                }],
+                drift: vec![],
+                operator: OPERATOR.into(),
+                login: "alice".into(),
+                at: at(13, 20, 0),
+            },
+            proof: Some(ReleaseProof {
+                checks: vec![
+                    check("archive_matches", "1768 value(s) of 1 object(s) archived"),
+                    check("checksums_match_target", "4 object(s) have gateway-lookup's checksums again"),
+                    check("contract_intact", "all 9 SQL contract signatures resolve"),
+                    check("idempotency_probe", "one idempotency key sent twice on EURUSD executed 1 order(s)"),
+                    check("target_verifies", "gateway-lookup's verify script passes"),
+                    check("ledger_clean", "full ledger audit: clean"),
+                ],
+                passed: true,
+            }),
+        }
+    }
+
+    /// D opens it: the current and previous release, what going back changes and archives;
+    /// a reason and the target's name typed send the rollback; its proof is shown and
+    /// journaled.
+    #[test]
+    fn the_release_overlay_plans_confirms_rolls_back_and_journals_the_proof() {
+        for size in SIZES {
+            let mut c = open(size);
+            let e = c.press('D');
+            let [Command::ReleasePlan { id }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+            let id = *id;
+            c.db(DbEvent::ReleasePlan { id, result: Ok(plan(true)) });
+            c.typed("fast path skipped the idempotency check");
+            let text = snap(&c, "release_overlay_plan");
+            assert_has(
+                &text,
+                &["Release rollback", "Current: fast-path", "Previous: gateway-lookup", "orders.execution_route"],
+            );
+            assert!(c.enter().commands.is_empty(), "the reason only moves on to the confirmation");
+            c.typed("gateway-lookpu");
+            assert!(c.enter().commands.is_empty(), "a wrong name rolls nothing back");
+            assert!(c.screen().contains("Type gateway-lookup exactly"), "{}", c.screen());
+            for _ in 0.."gateway-lookpu".len() {
+                c.key(KeyCode::Backspace);
+            }
+            c.typed("gateway-lookup");
+            let e = c.enter();
+            let [Command::ReleaseRollback { id, to, reason }] = e.commands.as_slice() else {
+                panic!("{:?}", e.commands)
+            };
+            assert_eq!((to.as_str(), reason.as_str()), ("gateway-lookup", "fast path skipped the idempotency check"));
+            let id = *id;
+            c.db(DbEvent::ReleaseRolledBack { id, reason: reason.clone(), result: Ok(Answer::Done(proved())) });
+            let text = snap(&c, "release_overlay_proved");
+            assert_has(&text, &["Release rollback PROVED.", "idempotency_probe", "1768 value(s)"]);
+            let journaled =
+                c.case().state.records_of::<incident_console::core::journal::event::ReleaseRollback>().count();
+            assert_eq!(journaled, 1, "the rollback and its proof are in the journal");
+            c.press('x');
+            assert!(c.app.release.is_none(), "any key closes it once done");
+        }
+    }
+
+    /// Without maintenance mode the overlay says the rollback will be refused.
+    #[test]
+    fn the_release_overlay_says_maintenance_is_off() {
+        let mut c = open((80, 24));
+        let e = c.press('D');
+        let [Command::ReleasePlan { id }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+        let id = *id;
+        c.db(DbEvent::ReleasePlan { id, result: Ok(plan(false)) });
+        let text = snap(&c, "release_overlay_maintenance_off");
+        assert_has(&text, &["Maintenance mode: off"]);
+        c.key(KeyCode::Esc);
+        assert!(c.app.release.is_none());
+    }
+}

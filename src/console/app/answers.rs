@@ -35,6 +35,10 @@ impl App {
             DbEvent::RepeatMarks { id, rows, marks } => orders::on_marks(self, id, rows, marks),
             DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),
             DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
+            DbEvent::ReleasePlan { id, result } => crate::console::dialogs::release::on_plan(self, id, result),
+            DbEvent::ReleaseRolledBack { id, reason, result } => {
+                crate::console::dialogs::release::on_rolled_back(self, id, reason, result)
+            }
             DbEvent::OrderCount { id, count, capped } => orders::on_count(self, id, count, capped),
             DbEvent::Precheck { id, order, user, result } => {
                 // A flow's pre-check is also the Pre-check pane's request: both take it.

@@ -83,6 +83,9 @@ impl App {
         if self.blast.is_some() {
             return dialogs::blast::key(self, key);
         }
+        if self.release.is_some() {
+            return dialogs::release::key(self, key);
+        }
         if dialogs::is_open(self) {
             return dialogs::key(self, key);
         }
@@ -177,6 +180,7 @@ impl App {
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
             KeyAction::BlastRadius => dialogs::blast::open(self),
+            KeyAction::Releases => dialogs::release::open(self),
             KeyAction::Detail => match dialogs::detail::of_focus(self) {
                 Ok(d) => {
                     self.details = Some(d);

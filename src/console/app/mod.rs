@@ -150,6 +150,8 @@ pub struct App {
     pub planned_batches: Vec<(uuid::Uuid, DateTime<Utc>)>,
     /// The blast radius overlay, when open.
     pub blast: Option<crate::console::dialogs::blast::BlastView>,
+    /// The release overlay (Level 3), when open.
+    pub release: Option<crate::console::dialogs::release::ReleaseView>,
     /// "A rollback is running: quit anyway?" is open.
     pub quit_confirm: bool,
     /// The console should exit.
@@ -195,6 +197,7 @@ impl App {
             help: false,
             details: None,
             blast: None,
+            release: None,
             last_batch: None,
             planned_batches: Vec::new(),
             quit_confirm: false,

@@ -14,6 +14,7 @@ pub(crate) mod help;
 pub mod level;
 pub mod phase;
 pub(crate) mod quit;
+pub mod release;
 pub mod role;
 pub mod text;
 pub mod times;

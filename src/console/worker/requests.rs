@@ -237,6 +237,37 @@ pub(super) fn set_maintenance(job: Job, id: RequestId, on: bool, reason: String,
     });
 }
 
+/// The release overlay's plan: the history, and the pre-check of going back one release.
+pub(super) fn release_plan(job: Job, id: RequestId) {
+    let Job { pool, events, .. } = job;
+    tokio::spawn(async move {
+        let result = async {
+            let releases = crate::ops::release::list(&pool).await?;
+            let mut active = releases.iter().filter(|r| r.active()).rev();
+            let target = active.nth(1).map(|r| r.name.clone());
+            let precheck = match &target {
+                Some(t) => Some(crate::ops::release::precheck(&pool, t).await?),
+                None => None,
+            };
+            Ok::<_, crate::core::error::Error>(crate::console::protocol::ReleasePlan { releases, target, precheck })
+        }
+        .await
+        .map_err(|e| e.to_string());
+        let _ = events.send(DbEvent::ReleasePlan { id, result });
+    });
+}
+
+/// A release rollback, then its proof; the maintenance state after it.
+pub(super) fn release_rollback(job: Job, id: RequestId, to: String, reason: String) {
+    let Job { pool, events, .. } = job;
+    tokio::spawn(async move {
+        let result = crate::ops::release::rollback(&pool, &to, &reason, false, false, Some(uuid::Uuid::new_v4()))
+            .await
+            .map_err(|e| e.to_string());
+        let _ = events.send(DbEvent::ReleaseRolledBack { id, reason, result });
+    });
+}
+
 /// The blast radius: executions per minute and the repeated executions, grouped.
 pub(super) fn blast_radius(job: Job, id: RequestId) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {

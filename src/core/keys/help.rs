@@ -59,6 +59,7 @@ pub const HELP: [HelpGroup; 4] = [
                     (KeyAction::Classify, "classify"),
                     (KeyAction::Times, "set times"),
                     (KeyAction::Maintenance, "maintenance on/off"),
+                    (KeyAction::Releases, "release rollback"),
                     (KeyAction::Report, "write the report"),
                     (KeyAction::Close, "close it"),
                 ],

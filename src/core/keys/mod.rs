@@ -98,6 +98,9 @@ pub enum KeyAction {
     /// Open the blast radius: executions per minute and suspected repeated executions, one
     /// of which becomes the filter and the selection.
     BlastRadius,
+    /// Open the release overlay (Level 3): the current and previous release of the
+    /// execution system, what a rollback would change and archive, and the rollback.
+    Releases,
     /// Show the whole of what is under the cursor (an order, a check, an error), with a
     /// key that copies it or its full id.
     Detail,
@@ -133,7 +136,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 40] = [
+    pub const ALL: [KeyAction; 41] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -172,6 +175,7 @@ impl KeyAction {
         KeyAction::Report,
         KeyAction::Detail,
         KeyAction::BlastRadius,
+        KeyAction::Releases,
         KeyAction::Times,
         KeyAction::Close,
     ];
@@ -233,6 +237,7 @@ impl KeyAction {
             KeyAction::Report => "write the report",
             KeyAction::Detail => "details; y copies the id",
             KeyAction::BlastRadius => "blast radius (bursts)",
+            KeyAction::Releases => "release rollback (Level 3)",
             KeyAction::Close => "end: close the incident",
             KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
@@ -258,7 +263,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 47] = [
+const DEFAULTS: [(KeyAction, &[&str]); 48] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -297,6 +302,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 47] = [
     (KeyAction::Report, &["W"]),
     (KeyAction::Detail, &["v"]),
     (KeyAction::BlastRadius, &["B"]),
+    (KeyAction::Releases, &["D"]),
     (KeyAction::Close, &["E"]),
     (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
