@@ -366,12 +366,15 @@ impl MessageContext {
         );
         root.insert("rollbacks".into(), self.rollbacks_value());
         root.insert("maintenance".into(), self.maintenance_value());
-        root.insert(
-            "system_rollbacks".into(),
-            Value::Array(
-                self.system_rollbacks.iter().map(|(at, text)| json!({"at": time(*at), "text": text})).collect(),
-            ),
-        );
+        // Absent when there were none, so that contexts of incidents without them read as before.
+        if !self.system_rollbacks.is_empty() {
+            root.insert(
+                "system_rollbacks".into(),
+                Value::Array(
+                    self.system_rollbacks.iter().map(|(at, text)| json!({"at": time(*at), "text": text})).collect(),
+                ),
+            );
+        }
         self.put_team_and_cadence(&mut root);
         self.put_history(&mut root);
         if let Some(j) = &self.journal {
