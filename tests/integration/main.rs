@@ -8,6 +8,7 @@ mod support;
 
 mod adversary;
 mod adversary2;
+mod adversary_release;
 mod adversary_symbol;
 mod attribution;
 mod audit;
@@ -29,9 +30,9 @@ mod lost_ack;
 mod migration_safety;
 mod migrations;
 mod notify_flood;
-mod releases;
 mod orders_filter;
 mod orders_sort;
+mod releases;
 mod roles;
 mod rollback;
 mod rollback_failures;
