@@ -17,7 +17,7 @@ DROP FUNCTION release_probe_idempotency(), release_verify_current(), release_cat
     release_restore(text), release_rollback(text, text, boolean, boolean, uuid), release_revert_precheck(text),
     _release_target(text), _release_drift_since(bigint), _release_expectations(bigint),
     release_deploy(text, text, text, text, text, text, timestamptz),
-    _release_archive(bigint, text, text, text, text), _release_key(text, text), _release_machinery(text, text, text),
+    _release_archive(bigint, text, text, text, text), _release_key(text, text[]), _release_added_columns(bigint, text), _release_machinery(text, text, text),
     _release_exec(text), _release_refuse(text, text, jsonb), _release_hash(text), _release_snapshot(), _release_catalog();
 DROP VIEW active_releases;
 DROP TABLE release_archive.restores, release_archive.archived_values, release_archive.archive_sets;

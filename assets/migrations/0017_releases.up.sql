@@ -16,6 +16,14 @@
 -- Deploying runs arbitrary SQL as the owner, so only the owner (the login that migrates)
 -- may deploy or restore; the operator may pre-check, rehearse, roll back, verify and probe.
 -- Every table here is append-only: history of releases is never rewritten.
+--
+-- The functions that run scripts, read definitions or turn values into text pin the session
+-- settings that change how SQL parses or how a value prints (DateStyle, IntervalStyle,
+-- TimeZone, extra_float_digits, bytea_output, standard_conforming_strings, array_nulls,
+-- transform_null_equals, quote_all_identifiers): the caller's session must not change what
+-- a script does, make a definition's checksum differ (false drift), or archive a value as
+-- text that does not read back the same (a float with two digits checks fine against
+-- itself and is restored wrong).
 
 -- The archive is a schema of its own, so a release can never touch it by accident.
 CREATE SCHEMA release_archive AUTHORIZATION incident_owner;
@@ -126,7 +134,11 @@ CREATE VIEW active_releases AS
 -- and privileges, so a revert that leaves them different does not pass.
 CREATE FUNCTION _release_catalog()
 RETURNS TABLE (kind text, identity text, rel text, attr text, definition text, ddl text, checksum text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
     WITH o AS (
         SELECT 'function' AS kind, p.oid::regprocedure::text AS identity, NULL::text AS rel, NULL::text AS attr,
                pg_get_functiondef(p.oid) || E'\n-- owner ' || pg_get_userbyid(p.proowner)
@@ -215,19 +227,31 @@ RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The row key of a table, as an expression over alias t: its primary key's columns as a
--- JSON object, else the whole row without p_without.
-CREATE FUNCTION _release_key(p_rel text, p_without text)
+-- JSON object, else the whole row without the columns p_without. For a column's archive
+-- p_without is every column its release added to the table (_release_added_columns): each
+-- of them is NULL once the release is deployed again, so a key that held one of their
+-- values would match no row on restore. (A table without a primary key has no index row:
+-- the FILTERs keep its NULLs out of format(), which cannot quote a NULL identifier.)
+CREATE FUNCTION _release_key(p_rel text, p_without text[])
 RETURNS TABLE (expr text, columns text[]) LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
     SELECT coalesce(
                'jsonb_build_object(' || string_agg(format('%L, t.%I', a.attname, a.attname), ', '
-                                                   ORDER BY array_position(i.indkey::int2[], a.attnum)) || ')',
-               CASE WHEN p_without IS NULL THEN 'to_jsonb(t)' ELSE format('(to_jsonb(t) - %L)', p_without) END),
-           array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+                                                   ORDER BY array_position(i.indkey::int2[], a.attnum))
+                                        FILTER (WHERE a.attname IS NOT NULL) || ')',
+               format('(to_jsonb(t) - %L::text[])', coalesce(p_without, '{}'))),
+           array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum)) FILTER (WHERE a.attname IS NOT NULL)
     FROM pg_class c
     LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey::int2[])
-                             AND (p_without IS NULL OR a.attname <> p_without)
+                             AND a.attname <> ALL (coalesce(p_without, '{}'))
     WHERE c.relnamespace = 'public'::regnamespace AND c.relname = p_rel
+$$;
+
+-- The columns release p_release added to table p_rel (and that its revert drops).
+CREATE FUNCTION _release_added_columns(p_release bigint, p_rel text)
+RETURNS text[] LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT coalesce(array_agg(o.attr ORDER BY o.attr), '{}') FROM release_objects o
+    WHERE o.release_id = p_release AND o.kind = 'column' AND o.rel = p_rel AND o.before_def IS NULL
 $$;
 
 -- Copies the values a revert drops (a column's non-null values, or a table's rows) into the
@@ -245,7 +269,12 @@ DECLARE
     v_arch_n   bigint;
     v_arch_sum numeric;
 BEGIN
-    SELECT k.expr, k.columns INTO v_key, v_columns FROM _release_key(p_rel, p_attr) k;
+    -- Writers of the table are waited for (lock_timeout) and kept out until the revert
+    -- commits: under READ COMMITTED the next statement's snapshot holds all they wrote, and
+    -- nothing is written between this copy and the DROP that would not be in it.
+    EXECUTE format('LOCK TABLE public.%I IN SHARE MODE', p_rel);
+    SELECT k.expr, k.columns INTO v_key, v_columns
+    FROM _release_key(p_rel, CASE WHEN p_kind = 'column' THEN _release_added_columns(p_release, p_rel) END) k;
     IF p_kind = 'column' THEN
         v_value := format('t.%I::text', p_attr);
         v_where := format('t.%I IS NOT NULL', p_attr);
@@ -281,7 +310,10 @@ CREATE FUNCTION release_deploy(p_name text, p_description text, p_service_versio
                                p_deploy text, p_revert text, p_verify text,
                                p_deployed_at timestamptz DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
 DECLARE
     v_before  jsonb;
     v_after   jsonb;
@@ -403,7 +435,10 @@ $$;
 -- would archive and drop (with counts), and whether maintenance mode allows it now.
 CREATE FUNCTION release_revert_precheck(p_to text)
 RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
 DECLARE
     v_target   bigint;
     v_objects  jsonb := '[]';
@@ -429,7 +464,9 @@ BEGIN
                            WHEN e.deployed_sum IS NULL THEN 'recreate'
                            ELSE 'restore' END,
             'current_sum', v_now.sum, 'target_sum', e.expected_sum);
-        IF e.expected_def IS NULL AND e.kind IN ('column', 'table') AND v_now.sum IS NOT NULL THEN
+        IF e.expected_def IS NULL AND e.kind IN ('column', 'table') AND v_now.sum IS NOT NULL
+           AND NOT (e.kind = 'column' AND EXISTS (SELECT 1 FROM _release_expectations(v_target) x
+                                                  WHERE x.kind = 'table' AND x.identity = e.rel AND x.expected_def IS NULL)) THEN
             IF e.kind = 'column' THEN
                 EXECUTE format('SELECT count(%I) FROM public.%I', e.attr, e.rel) INTO v_n;
             ELSE
@@ -453,13 +490,16 @@ $$;
 
 -- Takes the execution system back to release p_to in one transaction (see the top of this
 -- file). p_dry_run does all of it and rolls it back, answering what it did. Refusals:
--- invalid_argument, invalid_reason, unknown_release, nothing_to_revert, maintenance_off,
+-- invalid_argument, invalid_reason, invalid_isolation, unknown_release, nothing_to_revert, maintenance_off,
 -- maintenance_not_verified, executions_in_flight, drift, archive_mismatch, data_loss,
 -- revert_incomplete, verify_failed, revert_failed.
 CREATE FUNCTION release_rollback(p_to text, p_reason text, p_accept_drift boolean DEFAULT false,
                                  p_dry_run boolean DEFAULT false, p_operation uuid DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
 DECLARE
     v_target    bigint;
     v_probe     jsonb;
@@ -471,6 +511,7 @@ DECLARE
     v_lock      text := current_setting('lock_timeout');
     v_before    jsonb;
     v_after     jsonb;
+    v_kept      jsonb;
     v_bad       text;
     v_n         bigint;
     v_operator  text := _operator();
@@ -488,6 +529,14 @@ BEGIN
         RETURN _refusal('invalid_reason', 'a reason of 1 to 1000 characters is required');
     END IF;
     p_reason := _printable(p_reason);
+    -- Only READ COMMITTED: each statement below must see what committed before it. An older
+    -- snapshot (REPEATABLE READ, SERIALIZABLE) would archive the values of a column as they
+    -- were when the caller's transaction began, then drop the ones written since.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN _refusal('invalid_isolation',
+            'a release rollback runs in a READ COMMITTED transaction (this one is '
+            || current_setting('transaction_isolation') || '): its archive must see every value committed before it');
+    END IF;
     BEGIN
         v_target := _release_target(p_to);
 
@@ -505,6 +554,14 @@ BEGIN
         -- give up after the lock timeout.
         PERFORM set_config('lock_timeout', '5s', true);
         LOCK TABLE system_settings, instruments IN EXCLUSIVE MODE;
+        -- Once more under the lock, with a snapshot taken after it: a rollback that committed
+        -- while this one waited has reverted these releases already (it must not answer that
+        -- it did it again), and maintenance may have been switched off meanwhile.
+        v_target := _release_target(p_to);
+        IF NOT (SELECT maintenance_mode FROM system_settings) THEN
+            PERFORM _release_refuse('maintenance_off',
+                'maintenance mode was switched off while the revert waited; nothing changed');
+        END IF;
 
         -- Drift: an object changed since the release that changed it last was deployed.
         v_drift := _release_drift_since(v_target);
@@ -517,8 +574,12 @@ BEGIN
 
         FOR r IN SELECT * FROM active_releases WHERE id > v_target ORDER BY id DESC LOOP
             -- What this release added that holds data: archived, checked, then dropped.
+            -- (The columns of a table it added are in that table's rows, archived once.)
             FOR e IN SELECT o.* FROM release_objects o
                      WHERE o.release_id = r.id AND o.before_def IS NULL AND o.kind IN ('column', 'table')
+                       AND NOT (o.kind = 'column' AND EXISTS (
+                               SELECT 1 FROM release_objects x WHERE x.release_id = r.id AND x.kind = 'table'
+                                 AND x.identity = o.rel AND x.before_def IS NULL))
                      ORDER BY o.kind, o.identity LOOP
                 IF EXISTS (SELECT 1 FROM _release_catalog() c2 WHERE c2.kind = e.kind AND c2.identity = e.identity) THEN
                     v_archived := v_archived || (_release_archive(r.id, e.kind, e.rel, e.attr, e.after_def)
@@ -537,6 +598,22 @@ BEGIN
             WHERE c2.kind IN ('column', 'table')
               AND NOT EXISTS (SELECT 1 FROM release_objects o WHERE o.release_id = r.id AND o.before_def IS NULL
                                 AND o.kind = c2.kind AND o.identity = c2.identity);
+            -- The same by identity (table oid, column number), not only by name: a script that
+            -- drops a column or table it did not add and creates it again under the same name
+            -- and definition leaves a catalog that reads the same, every value gone.
+            SELECT jsonb_agg(jsonb_build_array(k.oid, k.attnum, k.name)) INTO v_kept
+            FROM (SELECT t.oid, NULL::int2 AS attnum, t.relname::text AS name
+                  FROM pg_class t
+                  WHERE t.relnamespace = 'public'::regnamespace AND t.relkind IN ('r', 'p')
+                  UNION ALL
+                  SELECT t.oid, a.attnum, t.relname || '.' || a.attname
+                  FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  WHERE t.relnamespace = 'public'::regnamespace AND t.relkind IN ('r', 'p')) k
+            JOIN pg_class t ON t.oid = k.oid
+            WHERE NOT _release_machinery('table', t.relname, t.relname)
+              AND NOT EXISTS (SELECT 1 FROM release_objects o WHERE o.release_id = r.id AND o.before_def IS NULL
+                                AND ((o.kind = 'table' AND o.identity = t.relname)
+                                     OR (o.kind = 'column' AND o.identity = k.name)));
 
             PERFORM _release_exec(r.revert_sql);
 
@@ -558,6 +635,17 @@ BEGIN
             IF v_bad IS NOT NULL THEN
                 PERFORM _release_refuse('data_loss',
                     format('the revert script of %s drops %s, which %s did not add, so nothing archived its values; nothing was changed',
+                           r.name, v_bad, r.name));
+            END IF;
+            SELECT string_agg(DISTINCT k.value ->> 2, ', ') INTO v_bad
+            FROM jsonb_array_elements(coalesce(v_kept, '[]')) k
+            WHERE NOT EXISTS (SELECT 1 FROM pg_class t WHERE t.oid = (k.value ->> 0)::oid)
+               OR (k.value ->> 1 IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = (k.value ->> 0)::oid
+                                     AND a.attnum = (k.value ->> 1)::int2 AND NOT a.attisdropped));
+            IF v_bad IS NOT NULL THEN
+                PERFORM _release_refuse('data_loss',
+                    format('the revert script of %s drops and creates again %s, which %s did not add, so nothing archived its values; nothing was changed',
                            r.name, v_bad, r.name));
             END IF;
 
@@ -652,7 +740,10 @@ $$;
 -- checksum against the archive.
 CREATE FUNCTION release_restore(p_release text)
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
 DECLARE
     v_id      bigint;
     s         record;
@@ -676,7 +767,8 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM release_archive.restores x WHERE x.set_id = a.id)
             ORDER BY a.id
         LOOP
-            SELECT k.expr INTO v_key FROM _release_key(s.rel, s.attr) k;
+            SELECT k.expr INTO v_key
+            FROM _release_key(s.rel, CASE WHEN s.kind = 'column' THEN _release_added_columns(s.release_id, s.rel) END) k;
             IF s.kind = 'column' THEN
                 SELECT c.definition INTO v_type FROM _release_catalog() c WHERE c.kind = 'column' AND c.identity = s.rel || '.' || s.attr;
                 IF v_type IS DISTINCT FROM s.definition THEN
@@ -697,9 +789,13 @@ BEGIN
                 EXECUTE format('INSERT INTO public.%I SELECT (jsonb_populate_record(NULL::public.%I, a.value::jsonb)).*
                                 FROM release_archive.archived_values a WHERE a.set_id = $1', s.rel, s.rel)
                     USING s.id;
+                -- Only the rows of the archive: the table may have gained rows since it was
+                -- deployed again (a row under an archived key made the INSERT fail).
                 EXECUTE format('SELECT count(*), coalesce(sum(_release_hash(%s::text || ''='' || to_jsonb(t)::text)), 0)
-                                FROM public.%I t', v_key, s.rel)
-                    INTO v_n, v_sum;
+                                FROM public.%I t
+                                WHERE %s IN (SELECT a.row_key FROM release_archive.archived_values a WHERE a.set_id = $1)',
+                               v_key, s.rel, v_key)
+                    INTO v_n, v_sum USING s.id;
             END IF;
             IF v_n <> s.row_count OR v_sum <> s.checksum THEN
                 PERFORM _release_refuse('restore_mismatch',
@@ -750,7 +846,10 @@ $$;
 -- Runs the verify script of the current release and undoes whatever it did.
 CREATE FUNCTION release_verify_current()
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp AS $$
+SET search_path = pg_catalog, public, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' SET extra_float_digits = 1
+SET bytea_output = 'hex' SET standard_conforming_strings = on SET array_nulls = on SET transform_null_equals = off
+SET quote_all_identifiers = off AS $$
 DECLARE
     v_release releases;
     v_msg     text;
@@ -815,7 +914,8 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION _release_catalog(), _release_snapshot(), _release_hash(text),
-    _release_exec(text), _release_refuse(text, text, jsonb), _release_machinery(text, text, text), _release_key(text, text),
+    _release_exec(text), _release_refuse(text, text, jsonb), _release_machinery(text, text, text), _release_key(text, text[]),
+    _release_added_columns(bigint, text),
     _release_archive(bigint, text, text, text, text), _release_expectations(bigint), _release_drift_since(bigint), _release_target(text),
     release_deploy(text, text, text, text, text, text, timestamptz), release_revert_precheck(text),
     release_rollback(text, text, boolean, boolean, uuid), release_restore(text), release_drift(),
