@@ -458,6 +458,49 @@ pub enum IncidentAction {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The evidence bundle: write it (one tar archive: the journal and its verification, the
+    /// reports and messages, every rollback and its checks, the audit-log rows and ledger
+    /// audit of the incident's orders, the releases, the configuration with secrets
+    /// redacted, the versions, and a manifest of SHA-256 checksums, signed when a key is
+    /// set), check one offline, or make a signing key.
+    Bundle(BundleArgs),
+}
+
+/// `incident bundle` flags.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BundleArgs {
+    /// verify or keygen; without one, the bundle of the incident is written.
+    #[command(subcommand)]
+    pub action: Option<BundleAction>,
+    /// Write it here (default: the incident's bundles/ directory).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Sign the manifest with this ed25519 key (a file holding its 32-byte seed in hex, as
+    /// `incident bundle keygen` writes); default: `[bundle] signing_key` in config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+/// `incident bundle` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BundleAction {
+    /// Check a bundle offline, with no database: the manifest against its checksum and its
+    /// signature, every file against the manifest; names the first file that does not
+    /// match (exit 1).
+    Verify {
+        /// The bundle (.tar).
+        file: PathBuf,
+        /// The signer's public key (hex): the bundle must be signed by it.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+    /// Make a signing key: its seed goes to FILE (mode 0600), its public key is printed.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `template` actions.

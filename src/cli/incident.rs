@@ -74,6 +74,7 @@ pub(super) async fn incident_command(g: &GlobalArgs, a: IncidentArgs) -> Result<
         IncidentAction::Timeline { filter, limit } => return timeline(g, &open(id)?, filter.as_deref(), limit),
         IncidentAction::Verify => return verify(g, &open(id)?).await,
         IncidentAction::Report { out } => return report(g, id, out, &op).await,
+        IncidentAction::Bundle(b) => return super::bundle::bundle_command(g, id, b, &op).await,
         IncidentAction::Level { level, reason } => {
             Step::SetLevel { to: Level::from_number(level).unwrap_or(Level::Critical), reason }
         }

@@ -6,6 +6,7 @@ pub mod args;
 mod audit;
 mod batch;
 mod bench;
+mod bundle;
 mod config;
 mod drill;
 mod incident;

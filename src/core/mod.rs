@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod blast;
+pub mod bundle;
 pub mod comms;
 pub mod contacts;
 pub mod contract;

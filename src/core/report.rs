@@ -142,6 +142,13 @@ fn describe_event(event: &Event) -> String {
             if d.drift.is_empty() { String::new() } else { format!("; drift discarded: {}", d.drift.join(", ")) },
             d.reason
         ),
+        Event::BundleWritten(d) => format!(
+            "evidence bundle written: {} ({} files, manifest {}{})",
+            file_name(&d.path),
+            d.files,
+            d.manifest_sha256.get(..16).unwrap_or(&d.manifest_sha256),
+            if d.signed { ", signed" } else { "" }
+        ),
         Event::ServiceRollback(d) => format!(
             "service rollback to {}: {} — {}",
             d.expected,

@@ -351,11 +351,41 @@ async fn drill_steps(
         }
         other => (false, sanitize::line(&format!("journal NOT intact: {other:?}")).into_owned()),
     };
-    steps.record(
+    if !steps.record(
         "journal verified; Level 3 items ticked by observation",
         t,
         Ok((intact && ticked == 2, format!("{chain}; {ticked}/2 release and service items ticked"))),
-    );
+    ) {
+        return Ok(());
+    }
+
+    // The evidence bundle, checked offline as an auditor would: every step is in it.
+    let t = Instant::now();
+    let bundled = async {
+        let w = crate::ops::bundle::write(&mut inc, Some(pool), &settings.url, None, None, None, "drill", Utc::now())
+            .await?;
+        let files = crate::store::bundle::read(&w.path)?;
+        let check = crate::core::bundle::check(&files, None);
+        let events =
+            files.iter().find(|(p, _)| p == "events.json").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+        let kinds =
+            ["maintenance", "release_rollback", "service_rollback", "rollback_intended", "\"rollback\"", "audit"];
+        let missing: Vec<&str> =
+            kinds.iter().copied().filter(|k| !events.as_deref().unwrap_or("").contains(k)).collect();
+        let ok = check.intact() && missing.is_empty() && w.database_missing.is_none();
+        Ok::<_, Error>((
+            ok,
+            format!(
+                "{} ({} files) verifies offline: {}; every step's entry in it{}",
+                w.path.display(),
+                w.files,
+                check.problem.as_deref().unwrap_or("intact"),
+                if missing.is_empty() { String::new() } else { format!(" except {}", missing.join(", ")) }
+            ),
+        ))
+    }
+    .await;
+    steps.record("evidence bundle written and checked offline", t, bundled);
     Ok(())
 }
 

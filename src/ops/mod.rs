@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub(crate) mod bench;
+pub mod bundle;
 pub mod drill;
 pub mod drill_level3;
 pub mod incident;

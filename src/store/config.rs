@@ -29,6 +29,15 @@ struct FileConfig {
     #[serde(default)]
     messages: MessagesFile,
     service: Option<ServiceFile>,
+    #[serde(default)]
+    bundle: BundleFile,
+}
+
+/// `[bundle]`: the evidence bundle's signing key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleFile {
+    signing_key: Option<PathBuf>,
 }
 
 /// `[service]`: commands are read by hand (`service_config`) so a wrong shape gets a
@@ -123,6 +132,8 @@ pub struct ConsoleConfig {
     pub public_domains: Vec<String>,
     /// How the deployed service is rolled back, read and probed (`[service]`), if set.
     pub service: Option<ServiceConfig>,
+    /// The file holding the ed25519 key that signs evidence bundles (`[bundle] signing_key`).
+    pub bundle_signing_key: Option<PathBuf>,
 }
 
 impl Default for ConsoleConfig {
@@ -136,6 +147,7 @@ impl Default for ConsoleConfig {
             contacts: Vec::new(),
             public_domains: Vec::new(),
             service: None,
+            bundle_signing_key: None,
         }
     }
 }
@@ -223,6 +235,7 @@ impl ConsoleConfig {
         let service = file.service.map(service_config).transpose()?;
         Ok(ConsoleConfig {
             service,
+            bundle_signing_key: file.bundle.signing_key,
             public_domains,
             contacts: file.contact,
             keymap: KeyMap::with_overrides(&file.keys)?,

@@ -2,6 +2,7 @@
 //! directory, the user's config files and templates, exported messages, connecting, the
 //! sandbox cluster and its demo book, tmux's paste buffer.
 
+pub mod bundle;
 pub mod clipboard;
 pub mod config;
 pub mod connect;

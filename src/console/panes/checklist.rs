@@ -64,6 +64,7 @@ impl IncidentPanel {
             AutoSignal::ReportWritten => i.records_of::<event::ReportWritten>().next().is_some(),
             AutoSignal::ReleaseProved => i.records_of::<event::ReleaseRollback>().any(|(_, r)| r.proved),
             AutoSignal::ServiceVerified => i.records_of::<event::ServiceRollback>().any(|(_, r)| r.passed),
+            AutoSignal::BundleWritten => i.records_of::<event::BundleWritten>().next().is_some(),
         }
     }
 }

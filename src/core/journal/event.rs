@@ -88,6 +88,8 @@ pub enum Event {
     ReleaseRollback(ReleaseRollback),
     /// `service_rollback`: the deployed service taken back to an earlier version.
     ServiceRollback(ServiceRollback),
+    /// `bundle_written`: the incident's evidence bundle was written.
+    BundleWritten(BundleWritten),
     /// A kind this version does not know, or data it does not read exactly: kept as read.
     Unknown(Unknown),
 }
@@ -324,6 +326,19 @@ pub struct ServiceRollback {
     pub verdict: String,
 }
 
+/// `bundle_written`: the incident's evidence bundle was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleWritten {
+    /// Where.
+    pub path: String,
+    /// SHA-256 of its manifest (which lists every file's).
+    pub manifest_sha256: String,
+    /// Files in it.
+    pub files: u64,
+    /// Signed with the configured key.
+    pub signed: bool,
+}
+
 /// `maintenance`, as switched by this console or the CLI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Maintenance {
@@ -469,6 +484,7 @@ impl Event {
             Event::IncidentClosed(_) => "incident_closed",
             Event::ReleaseRollback(_) => "release_rollback",
             Event::ServiceRollback(_) => "service_rollback",
+            Event::BundleWritten(_) => "bundle_written",
             Event::Unknown(u) => &u.kind,
         }
     }
@@ -501,6 +517,7 @@ impl Event {
             Event::IncidentClosed(d) => serde_json::to_value(d),
             Event::ReleaseRollback(d) => serde_json::to_value(d),
             Event::ServiceRollback(d) => serde_json::to_value(d),
+            Event::BundleWritten(d) => serde_json::to_value(d),
             Event::Unknown(u) => return u.data.clone(),
         };
         // Plain structs of strings, numbers and lists always serialize; were one ever not
@@ -535,6 +552,7 @@ impl Event {
             "incident_closed" => exact(&data, Event::IncidentClosed),
             "release_rollback" => exact(&data, Event::ReleaseRollback),
             "service_rollback" => exact(&data, Event::ServiceRollback),
+            "bundle_written" => exact(&data, Event::BundleWritten),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))
@@ -620,6 +638,7 @@ event_data!(
     IncidentClosed,
     ReleaseRollback,
     ServiceRollback,
+    BundleWritten,
     Unknown,
 );
 

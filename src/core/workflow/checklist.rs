@@ -29,13 +29,16 @@ pub enum AutoSignal {
     ReleaseProved,
     /// The deployed service runs the expected version and its probe passed.
     ServiceVerified,
+    /// The evidence bundle was written.
+    BundleWritten,
 }
 
 impl AutoSignal {
     /// Whether the signal ticks items at `level`: Level 1's at Level 1 only (above it a
     /// person answers them); a proof only the console can make, at every level.
     pub fn ticks_at(self, level: Level) -> bool {
-        matches!(self, AutoSignal::ReleaseProved | AutoSignal::ServiceVerified) || level == Level::Minor
+        matches!(self, AutoSignal::ReleaseProved | AutoSignal::ServiceVerified | AutoSignal::BundleWritten)
+            || level == Level::Minor
     }
 }
 

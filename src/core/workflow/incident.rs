@@ -340,6 +340,7 @@ impl Incident {
             | Event::ReportWritten(_)
             | Event::ReleaseRollback(_)
             | Event::ServiceRollback(_)
+            | Event::BundleWritten(_)
             | Event::Unknown(_) => self.record(event, at, by),
         }
     }

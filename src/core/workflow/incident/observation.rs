@@ -88,6 +88,8 @@ pub enum Observation {
     ReleaseRollback(event::ReleaseRollback),
     /// The deployed service was rolled back to an earlier version, and verified (or not).
     ServiceRollback(event::ServiceRollback),
+    /// The evidence bundle was written.
+    BundleWritten { path: String, manifest_sha256: String, files: u64, signed: bool },
 }
 
 /// The template that tells customers the service is restored.
@@ -118,6 +120,7 @@ impl Observation {
             Observation::ReportWritten { .. } => Some(vec![AutoSignal::ReportWritten]),
             Observation::ReleaseRollback(r) if r.proved => Some(vec![AutoSignal::ReleaseProved]),
             Observation::ServiceRollback(r) if r.passed => Some(vec![AutoSignal::ServiceVerified]),
+            Observation::BundleWritten { .. } => Some(vec![AutoSignal::BundleWritten]),
             _ => None,
         }
     }
@@ -186,6 +189,9 @@ impl Observation {
             Observation::ReportWritten { path, hash } => Event::ReportWritten(event::ReportWritten { path, hash }),
             Observation::ReleaseRollback(r) => Event::ReleaseRollback(r),
             Observation::ServiceRollback(r) => Event::ServiceRollback(r),
+            Observation::BundleWritten { path, manifest_sha256, files, signed } => {
+                Event::BundleWritten(event::BundleWritten { path, manifest_sha256, files, signed })
+            }
         }
     }
 }
