@@ -32,6 +32,9 @@ pub enum JournalRequest {
     },
     /// Write the post-incident report and record it.
     Report,
+    /// Write the evidence bundle (with the database's part, or why it is missing) and
+    /// record it; `database` is where the console is connected, as shown.
+    Bundle { database: String, part: Result<crate::ops::bundle::DatabasePart, String> },
     /// Put text on the clipboard (an id, a detail), journaling nothing; `what` names it.
     Clipboard {
         /// What it is, for the footer: "order id 0b5e001c…".

@@ -140,6 +140,8 @@ pub enum Command {
     BlastRadius { id: RequestId },
     /// The releases and the pre-check of a rollback to the one before the current.
     ReleasePlan { id: RequestId },
+    /// Read the database's part of the incident's evidence bundle.
+    GatherEvidence { id: RequestId, incident: String, touched: crate::core::bundle::Touched },
     /// Roll the execution system back to release `to`, then prove it.
     ReleaseRollback { id: RequestId, to: String, reason: String },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again
@@ -165,6 +167,8 @@ pub enum DbEvent {
     OrdersPerMinute { id: RequestId, result: Result<Vec<(DateTime<Utc>, i64)>, String> },
     /// The blast radius asked for.
     BlastRadius { id: RequestId, result: Result<BlastData, String> },
+    /// The database's part of the evidence bundle, or why it could not be read.
+    Evidence { id: RequestId, result: Result<crate::ops::bundle::DatabasePart, String> },
     /// The release overlay's plan.
     ReleasePlan { id: RequestId, result: Result<ReleasePlan, String> },
     /// A release rollback done (and proved) or refused.

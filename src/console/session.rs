@@ -159,6 +159,39 @@ impl Session {
                 let via = self.copy(&text);
                 (Vec::new(), Some(format!("Copied {what}: {via}")))
             }
+            JournalRequest::Bundle { database, part } => {
+                let config = crate::store::config::ConsoleConfig::load().unwrap_or_default();
+                let key = match &config.bundle_signing_key {
+                    Some(p) => {
+                        let text = std::fs::read_to_string(p)
+                            .map_err(|e| crate::core::error::Error::file("read the signing key", p, e))?;
+                        Some(crate::core::bundle::signing_key(&text).ok_or_else(|| {
+                            crate::core::error::Error::BadInput(format!("{}: not a signing key", p.display()))
+                        })?)
+                    }
+                    None => None,
+                };
+                let config_text =
+                    crate::store::config::config_path().ok().and_then(|p| std::fs::read_to_string(p).ok());
+                let w = crate::ops::bundle::write_files(
+                    &mut self.incident,
+                    part,
+                    &database,
+                    config_text,
+                    None,
+                    key.as_ref(),
+                    &self.operator,
+                    now,
+                )?;
+                let entries =
+                    self.incident.journal.checked_entries()?.into_iter().filter(|e| e.seq > self.delivered).collect();
+                let tail = match (&w.signed_by, &w.database_missing) {
+                    (_, Some(why)) => format!(", without the database's part ({why})"),
+                    (Some(_), None) => ", signed".to_string(),
+                    (None, None) => String::new(),
+                };
+                (entries, Some(format!("Evidence bundle written to {} ({} files{tail})", w.path.display(), w.files)))
+            }
             JournalRequest::Report => {
                 let path = crate::ops::incident::write_report(&mut self.incident, None, &self.operator, now)?;
                 let entries =

@@ -454,6 +454,7 @@ impl Worker {
             }
             Command::BlastRadius { id } => requests::blast_radius(job, id),
             Command::ReleasePlan { id } => requests::release_plan(job, id),
+            Command::GatherEvidence { id, incident, touched } => requests::gather_evidence(job, id, incident, touched),
             Command::ReleaseRollback { id, to, reason } => requests::release_rollback(job, id, to, reason),
             Command::Cancel { .. }
             | Command::RefreshDashboard
@@ -556,6 +557,7 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::SetMaintenance { id, .. }
         | Command::BlastRadius { id }
         | Command::ReleasePlan { id }
+        | Command::GatherEvidence { id, .. }
         | Command::ReleaseRollback { id, .. }
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,

@@ -5,7 +5,12 @@
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::journal::event::Event;
 
 use crate::core::journal::sha256_hex;
 
@@ -116,6 +121,51 @@ pub fn signing_key(text: &str) -> Option<SigningKey> {
 /// The public key of a signing key, hex.
 pub fn public_key_hex(key: &SigningKey) -> String {
     hex(key.verifying_key().as_bytes())
+}
+
+/// The operations, orders and users an incident's rollbacks touched, as its journal says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Operation ids (the audit rows' `batch_id`).
+    pub operations: Vec<Uuid>,
+    /// Orders named by pre-checks and single rollbacks.
+    pub orders: Vec<Uuid>,
+    /// Users of the rollbacks.
+    pub users: Vec<Uuid>,
+}
+
+/// The operations, orders and users the journal says the incident's rollbacks touched.
+pub fn touched<'a>(events: impl Iterator<Item = &'a Event>) -> Touched {
+    let (mut ops, mut orders, mut users) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for event in events {
+        match event {
+            Event::RollbackIntended(d) => {
+                ops.insert(d.operation);
+                orders.extend(d.order);
+                users.extend(d.user);
+            }
+            Event::Rollback(d) => {
+                ops.extend(d.operation);
+                orders.extend(d.order);
+                users.extend(d.user);
+                users.extend(d.user_ids.iter().copied());
+            }
+            Event::RollbackSettled(d) => {
+                ops.insert(d.operation);
+                users.extend(d.user_ids.iter().copied());
+            }
+            Event::Precheck(d) => {
+                orders.insert(d.order);
+                users.insert(d.user);
+            }
+            _ => {}
+        }
+    }
+    Touched {
+        operations: ops.into_iter().collect(),
+        orders: orders.into_iter().collect(),
+        users: users.into_iter().collect(),
+    }
 }
 
 /// What the offline check found.

@@ -5,19 +5,16 @@
 //! configuration (secrets redacted), the versions, and the manifest (optionally signed).
 //! What the database could not give is said in the bundle, never left out silently.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::core::bundle::{self, MANIFEST};
+use crate::core::bundle::{self, MANIFEST, Touched, touched};
 use crate::core::error::{Error, Result};
-use crate::core::journal::event::Event;
-use crate::core::journal::{Entry, sha256_hex};
+use crate::core::journal::sha256_hex;
 use crate::core::workflow::incident::{Observation, Step};
 use crate::ops::incident::compare_with_copy;
 use crate::store::db::{self, Db};
@@ -73,45 +70,29 @@ fn files_of(dir: &Path, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         .collect()
 }
 
-/// The operations, orders and users the journal says the incident's rollbacks touched.
-fn touched(entries: &[Entry]) -> (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) {
-    let (mut ops, mut orders, mut users) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    for e in entries {
-        match &e.event {
-            Event::RollbackIntended(d) => {
-                ops.insert(d.operation);
-                orders.extend(d.order);
-                users.extend(d.user);
-            }
-            Event::Rollback(d) => {
-                ops.extend(d.operation);
-                orders.extend(d.order);
-                users.extend(d.user);
-                users.extend(d.user_ids.iter().copied());
-            }
-            Event::RollbackSettled(d) => {
-                ops.insert(d.operation);
-                users.extend(d.user_ids.iter().copied());
-            }
-            Event::Precheck(d) => {
-                orders.insert(d.order);
-                users.insert(d.user);
-            }
-            _ => {}
-        }
-    }
-    (ops.into_iter().collect(), orders.into_iter().collect(), users.into_iter().collect())
+/// What the database gives the bundle: its files (audit rows, ledger audit, releases), the
+/// journal's copy there (seq, hash) and the server's versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabasePart {
+    /// `database/…` files.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The journal's copy in `incident_events`.
+    pub copy: Vec<(i64, String)>,
+    /// `version()` and the migrations applied.
+    pub versions: Value,
 }
 
-/// The database's part: audit rows, ledger audit of the users, releases, versions, and the
-/// journal's copy. Err: why it could not be read.
-async fn database_part(pool: &Db, inc: &OpenIncident, entries: &[Entry]) -> Result<(Vec<(String, Vec<u8>)>, Value)> {
-    let (ops, orders, users) = touched(entries);
-    let mut files = vec![json_file("database/audit_log.json", &db::audit_rows_of(pool, &ops, &orders).await?)?];
-    let violations = db::ledger_audit_users(pool, &users).await?;
+/// Reads the database's part of an incident's bundle: the audit rows of its operations and
+/// orders, the ledger audit of its users, the releases, the journal's copy, the versions.
+pub async fn gather(pool: &Db, incident: &str, touched: &Touched) -> Result<DatabasePart> {
+    let mut files = vec![json_file(
+        "database/audit_log.json",
+        &db::audit_rows_of(pool, &touched.operations, &touched.orders).await?,
+    )?];
+    let violations = db::ledger_audit_users(pool, &touched.users).await?;
     files.push(json_file(
         "database/ledger_audit.json",
-        &json!({ "users": users, "violations": violations, "clean": violations.is_empty() }),
+        &json!({ "users": touched.users, "violations": violations, "clean": violations.is_empty() }),
     )?);
     let mut releases = Vec::new();
     for r in db::releases(pool).await? {
@@ -119,21 +100,41 @@ async fn database_part(pool: &Db, inc: &OpenIncident, entries: &[Entry]) -> Resu
         releases.push(json!({ "release": r, "objects": objects }));
     }
     files.push(json_file("database/releases.json", &releases)?);
-    let copy = db::incident_event_hashes(pool, &inc.incident.id, 1).await?;
-    let copy_check = json!({
-        "entries": copy.len(),
-        "problem": if copy.is_empty() { None } else { compare_with_copy(entries, &copy) },
-    });
+    let copy = db::incident_event_hashes(pool, incident, 1).await?;
     let versions = db::server_versions(pool).await?;
-    Ok((files, json!({ "database_copy": copy_check, "versions": versions })))
+    Ok(DatabasePart { files, copy, versions })
 }
 
-/// Writes the evidence bundle of `inc` to `out` (default: the incident's `bundles/`
-/// directory), signed with `key` when given, and journals it (`bundle_written`).
+/// Writes the evidence bundle of `inc` (see [`write_files`]) with the database's part
+/// read from `pool` (none: written without it, and it says so).
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     inc: &mut OpenIncident,
     pool: Option<&Db>,
+    database: &str,
+    config_text: Option<String>,
+    out: Option<PathBuf>,
+    key: Option<&SigningKey>,
+    op: &str,
+    now: DateTime<Utc>,
+) -> Result<Written> {
+    let part = match pool {
+        Some(pool) => {
+            let t = touched(inc.entries()?.iter().map(|e| &e.event));
+            gather(pool, &inc.incident.id, &t).await.map_err(|e| e.to_string())
+        }
+        None => Err("no database at hand".to_string()),
+    };
+    write_files(inc, part, database, config_text, out, key, op, now)
+}
+
+/// Writes the evidence bundle of `inc` to `out` (default: the incident's `bundles/`
+/// directory) with the database's part (or why it is missing), signed with `key` when
+/// given, and journals it (`bundle_written`) once the archive is on disk.
+#[allow(clippy::too_many_arguments)]
+pub fn write_files(
+    inc: &mut OpenIncident,
+    part: std::result::Result<DatabasePart, String>,
     database: &str,
     config_text: Option<String>,
     out: Option<PathBuf>,
@@ -157,18 +158,17 @@ pub async fn write(
         .collect();
     files.push(json_file("events.json", &events)?);
 
-    let (db_files, db_facts, missing) = match pool {
-        Some(pool) => match database_part(pool, inc, &entries).await {
-            Ok((f, facts)) => (f, facts, None),
-            Err(e) => (Vec::new(), Value::Null, Some(e.to_string())),
-        },
-        None => (Vec::new(), Value::Null, Some("no database at hand".to_string())),
+    let (copy_check, versions, missing) = match part {
+        Ok(p) => {
+            files.extend(p.files);
+            let problem = if p.copy.is_empty() { None } else { compare_with_copy(&entries, &p.copy) };
+            (json!({ "entries": p.copy.len(), "problem": problem }), p.versions, None)
+        }
+        Err(why) => (Value::Null, Value::Null, Some(why)),
     };
-    files.extend(db_files);
     files.push(json_file(
         "journal-verification.json",
-        &json!({ "journal": verification, "database_copy": db_facts.get("database_copy"),
-                 "database_missing": missing }),
+        &json!({ "journal": verification, "database_copy": copy_check, "database_missing": missing }),
     )?);
     if let Some(text) = config_text {
         let redacted = crate::core::service::Redactor::new(&[]).redact(&text);
@@ -178,7 +178,7 @@ pub async fn write(
     files.push(json_file(
         "versions.json",
         &json!({ "tool": tool, "created_at": now, "database": crate::store::connect::redact_url(database),
-                 "server": db_facts.get("versions"), "database_missing": missing }),
+                 "server": versions, "database_missing": missing }),
     )?);
 
     let manifest = bundle::manifest(&inc.incident.id, now, &tool, &files);

@@ -944,3 +944,38 @@ mod release_overlay {
         assert!(c.app.release.is_none());
     }
 }
+
+/// X writes the evidence bundle: the database's part asked of the worker, then the archive
+/// written by the loop, journaled, the checklist's item ticked; it checks offline.
+#[test]
+fn x_writes_the_evidence_bundle_and_ticks_its_item() {
+    use incident_console::ops::bundle::DatabasePart;
+    let mut c = open((160, 48));
+    let e = c.press('X');
+    let [Command::GatherEvidence { id, incident, .. }] = e.commands.as_slice() else { panic!("{:?}", e.commands) };
+    assert_eq!(incident, &c.case().state.id);
+    let id = *id;
+    let part = DatabasePart {
+        files: vec![("database/audit_log.json".into(), b"[]\n".to_vec())],
+        copy: vec![],
+        versions: serde_json::json!({ "server": "PostgreSQL 15" }),
+    };
+    c.db(DbEvent::Evidence { id, result: Ok(part) });
+    let screen = c.screen();
+    assert!(screen.contains("Evidence bundle written to"), "{screen}");
+    let written: Vec<_> = c
+        .case()
+        .state
+        .records_of::<incident_console::core::journal::event::BundleWritten>()
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(written.len(), 1);
+    assert!(matches!(
+        c.case().state.item_state("evidence_bundle"),
+        incident_console::core::workflow::incident::ItemState::Done { .. }
+    ));
+    let files = incident_console::store::bundle::read(std::path::Path::new(&written[0].path)).expect("read the bundle");
+    let check = incident_console::core::bundle::check(&files, None);
+    assert!(check.intact(), "{check:?}");
+    assert!(files.iter().any(|(p, _)| p == "database/audit_log.json"));
+}

@@ -35,6 +35,7 @@ impl App {
             DbEvent::RepeatMarks { id, rows, marks } => orders::on_marks(self, id, rows, marks),
             DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),
             DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
+            DbEvent::Evidence { id, result } => self.on_evidence(id, result),
             DbEvent::ReleasePlan { id, result } => crate::console::dialogs::release::on_plan(self, id, result),
             DbEvent::ReleaseRolledBack { id, reason, result } => {
                 crate::console::dialogs::release::on_rolled_back(self, id, reason, result)

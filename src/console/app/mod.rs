@@ -150,6 +150,8 @@ pub struct App {
     pub planned_batches: Vec<(uuid::Uuid, DateTime<Utc>)>,
     /// The blast radius overlay, when open.
     pub blast: Option<crate::console::dialogs::blast::BlastView>,
+    /// The evidence bundle's database read in flight.
+    pub evidence_request: Option<RequestId>,
     /// The release overlay (Level 3), when open.
     pub release: Option<crate::console::dialogs::release::ReleaseView>,
     /// "A rollback is running: quit anyway?" is open.
@@ -198,6 +200,7 @@ impl App {
             details: None,
             blast: None,
             release: None,
+            evidence_request: None,
             last_batch: None,
             planned_batches: Vec::new(),
             quit_confirm: false,
@@ -279,6 +282,43 @@ impl App {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+
+    /// The evidence bundle: the database's part is asked of the worker (the journal says
+    /// which operations, orders and users); its answer goes to the loop, which writes the
+    /// archive. Without the database the bundle is written without that part, and says so.
+    pub(crate) fn gather_evidence(&mut self) -> Effects {
+        let Some(case) = self.case.as_ref() else {
+            return self.say("The evidence bundle needs the incident's journal: there is none.", true);
+        };
+        let incident = case.state.id.clone();
+        let touched = crate::core::bundle::touched(case.state.records.iter().map(|r| &r.event));
+        if !matches!(self.conn, crate::console::protocol::ConnState::Up { .. }) {
+            let database = self.target.clone();
+            let part = Err("the database is not connected".to_string());
+            let said = self.say("Writing the evidence bundle without the database's part (not connected) …", false);
+            let mut e = Effects::journal(vec![JournalRequest::Bundle { database, part }]);
+            e.redraw |= said.redraw;
+            return e;
+        }
+        let id = self.id();
+        self.evidence_request = Some(id);
+        let mut e = Effects::with(vec![crate::console::protocol::Command::GatherEvidence { id, incident, touched }]);
+        e.redraw |= self.say("Gathering the evidence from the database …", false).redraw;
+        e
+    }
+
+    /// The database's part of the evidence bundle: the loop writes the archive.
+    pub(crate) fn on_evidence(
+        &mut self,
+        id: RequestId,
+        result: Result<crate::ops::bundle::DatabasePart, String>,
+    ) -> Effects {
+        if self.evidence_request != Some(id) {
+            return Effects::none();
+        }
+        self.evidence_request = None;
+        Effects::journal(vec![JournalRequest::Bundle { database: self.target.clone(), part: result }])
     }
 
     /// Says something in the footer (an error in red).

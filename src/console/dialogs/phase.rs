@@ -59,7 +59,8 @@ impl ConfirmPhase {
 
     /// Draws it.
     pub(crate) fn render(&self, case: &IncidentPanel, k: Keys, frame: &mut Frame, area: Rect) {
-        let rect = centered(area, 72, 6);
+        let post = self.to == crate::core::workflow::Phase::PostIncident;
+        let rect = centered(area, 72, if post { 8 } else { 6 });
         frame.render_widget(Clear, rect);
         let block = super::block(format!("Move to {}?", self.to.label()));
         let inner = block.inner(rect);
@@ -79,6 +80,13 @@ impl ConfirmPhase {
         }
         if let Some(b) = self.to.time_box() {
             lines.push(Line::from(format!(" {} has a time box of {}.", self.to.label(), short_duration(b))));
+        }
+        if self.to == crate::core::workflow::Phase::PostIncident {
+            lines.push(Line::from(format!(
+                " Then {} writes the report and {} the evidence bundle (checksums, offline check).",
+                k.of(KeyAction::Report),
+                k.of(KeyAction::Bundle)
+            )));
         }
         lines.push(Line::from(ConfirmPhase::hint(k)).fg(Color::Gray));
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);

@@ -257,6 +257,15 @@ pub(super) fn release_plan(job: Job, id: RequestId) {
     });
 }
 
+/// The database's part of the evidence bundle.
+pub(super) fn gather_evidence(job: Job, id: RequestId, incident: String, touched: crate::core::bundle::Touched) {
+    let Job { pool, events, .. } = job;
+    tokio::spawn(async move {
+        let result = crate::ops::bundle::gather(&pool, &incident, &touched).await.map_err(|e| e.to_string());
+        let _ = events.send(DbEvent::Evidence { id, result });
+    });
+}
+
 /// A release rollback, then its proof; the maintenance state after it.
 pub(super) fn release_rollback(job: Job, id: RequestId, to: String, reason: String) {
     let Job { pool, events, .. } = job;

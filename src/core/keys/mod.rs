@@ -98,6 +98,9 @@ pub enum KeyAction {
     /// Open the blast radius: executions per minute and suspected repeated executions, one
     /// of which becomes the filter and the selection.
     BlastRadius,
+    /// Write the incident's evidence bundle (journal, reports, messages, rollbacks, audit
+    /// rows, checksums; signed when a key is configured).
+    Bundle,
     /// Open the release overlay (Level 3): the current and previous release of the
     /// execution system, what a rollback would change and archive, and the rollback.
     Releases,
@@ -136,7 +139,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 41] = [
+    pub const ALL: [KeyAction; 42] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -176,6 +179,7 @@ impl KeyAction {
         KeyAction::Detail,
         KeyAction::BlastRadius,
         KeyAction::Releases,
+        KeyAction::Bundle,
         KeyAction::Times,
         KeyAction::Close,
     ];
@@ -238,6 +242,7 @@ impl KeyAction {
             KeyAction::Detail => "details; y copies the id",
             KeyAction::BlastRadius => "blast radius (bursts)",
             KeyAction::Releases => "release rollback (Level 3)",
+            KeyAction::Bundle => "write the evidence bundle",
             KeyAction::Close => "end: close the incident",
             KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
@@ -263,7 +268,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 48] = [
+const DEFAULTS: [(KeyAction, &[&str]); 49] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -303,6 +308,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 48] = [
     (KeyAction::Detail, &["v"]),
     (KeyAction::BlastRadius, &["B"]),
     (KeyAction::Releases, &["D"]),
+    (KeyAction::Bundle, &["X"]),
     (KeyAction::Close, &["E"]),
     (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
