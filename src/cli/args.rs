@@ -128,6 +128,13 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Stop or resume new orders.
     Maintenance(MaintenanceArgs),
+    /// The circuit breaker: while it is open every rollback is refused, by anyone. A failed
+    /// post-check opens it, as do a ledger violation or failures during a batch.
+    Breaker {
+        /// What to do.
+        #[command(subcommand)]
+        action: BreakerAction,
+    },
     /// Automated drill, every step checked: Level 1 (default) rolls back orders of drill
     /// accounts; Level 3 takes a copy of the sandbox through a full-system rollback.
     Drill(DrillArgs),
@@ -728,6 +735,25 @@ pub struct MetricsArgs {
     /// failed post-checks).
     #[arg(long)]
     pub skip_audit: bool,
+}
+
+/// `breaker` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BreakerAction {
+    /// Whether it is open, since when and why (exit 1 when open).
+    Status,
+    /// Open it: every rollback is refused until it is closed.
+    Open {
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Close it, with the reason rollbacks may go on.
+    Close {
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// `drill` flags.

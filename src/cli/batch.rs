@@ -137,6 +137,27 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let mut seen = vec![observed::batch(&summary, &a.reason, opts.batch_id)];
     if let Ok(proof) = &audit {
         seen.push(Observation::Audit { violations: proof.violations.len() as u64 });
+        // A ledger violation among the accounts the batch touched: no rollback more until a
+        // person has looked.
+        if !proof.violations.is_empty() {
+            let why = format!("{} ledger violation(s) after batch {}", proof.violations.len(), opts.batch_id);
+            if let Ok(v) = db::open_breaker(&pool, &why, "ledger_audit").await
+                && v.get("changed").and_then(serde_json::Value::as_bool) == Some(true)
+            {
+                seen.push(Observation::Breaker(crate::core::journal::event::Breaker {
+                    open: true,
+                    reason: why,
+                    source: "ledger_audit".into(),
+                }));
+            }
+        }
+    }
+    if summary.refused.iter().any(|(_, code, _)| code == "breaker_open") {
+        eprintln!(
+            "The circuit breaker is open: the batch stopped ({} order(s) not attempted). See `breaker status`; a person \
+             closes it with `breaker close --reason \"...\"`, then the same batch finishes what is left.",
+            summary.not_attempted
+        );
     }
     // The journal file is written either way; its database copy catches up on the next run.
     let journal_error = super::outcome(g, &recorded, seen, gone.is_none().then_some(&pool)).await;

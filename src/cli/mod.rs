@@ -5,6 +5,7 @@
 pub mod args;
 mod audit;
 mod batch;
+mod breaker;
 mod bench;
 mod bundle;
 mod config;
@@ -58,6 +59,7 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Audit { full } => audit::audit(g, full).await,
         Command::Metrics(a) => metrics::metrics_command(g, a).await,
         Command::Maintenance(a) => maintenance::maintenance(g, a).await,
+        Command::Breaker { action } => breaker::breaker(g, action).await,
         Command::Drill(a) => drill::drill(g, a.level).await,
         Command::Bench(a) => bench::bench(g, a).await,
         Command::Config { action } => config::config_command(g, action),

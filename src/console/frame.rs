@@ -192,6 +192,13 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
         Some(_) => Span::raw(" maintenance off "),
         None => Span::raw(" maintenance ? "),
     };
+    // Every rollback is refused while it is open: said before anything else.
+    let breaker = app.maintenance.as_ref().and_then(|m| m.breaker.as_ref()).map(|b| {
+        Span::styled(
+            format!(" BREAKER OPEN since {}: {} ", b.since.format("%H:%M"), sanitize::line(&b.reason)),
+            Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+        )
+    });
     let selection = if app.orders.all_matching {
         Span::styled(" batch: all matching the filter ", Style::new().fg(Color::Cyan))
     } else if !app.orders.selected.is_empty() {
@@ -214,6 +221,7 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
     let db_down = matches!(app.conn, ConnState::Down { .. });
     let (lead, tail) = if db_down { (Some(db), None) } else { (None, Some(db)) };
     let mut spans: Vec<Span> = lead.into_iter().flat_map(|d| [d, Span::raw("│")]).collect();
+    spans.extend(breaker.into_iter().flat_map(|b| [b, Span::raw("│")]));
     spans.push(maintenance);
     spans.extend(due.map(|d| vec![Span::raw("│"), d]).unwrap_or_default());
     spans.push(selection);

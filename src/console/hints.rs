@@ -71,7 +71,7 @@ mod tests {
         assert_eq!(k.up_down(), "↑↓");
         let mut o = BTreeMap::new();
         o.insert(KeyAction::Cancel, vec!["x".to_string()]);
-        o.insert(KeyAction::ClearSelection, vec!["X".to_string()]);
+        o.insert(KeyAction::ClearSelection, vec!["Z".to_string()]);
         o.insert(KeyAction::Up, vec!["k".to_string()]);
         let m = KeyMap::with_overrides(&o).unwrap_or_default();
         let k = Keys(&m);

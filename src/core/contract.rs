@@ -282,6 +282,22 @@ pub struct MaintenanceState {
     /// Symbols whose new orders are stopped one by one (with the book trading), sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symbols: Vec<String>,
+    /// The circuit breaker, when it is open: every rollback is refused (migration 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerOpen>,
+}
+
+/// The circuit breaker, open: since when, why, from what, by whom.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BreakerOpen {
+    /// Since.
+    pub since: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+    /// person, postcheck_failed, ledger_audit or failures.
+    pub source: String,
+    /// Who opened it (with the login).
+    pub opened_by: Option<String>,
 }
 
 /// What a session's rows will say, as `session_operator()` answers.

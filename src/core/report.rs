@@ -142,6 +142,12 @@ fn describe_event(event: &Event) -> String {
             if d.drift.is_empty() { String::new() } else { format!("; drift discarded: {}", d.drift.join(", ")) },
             d.reason
         ),
+        Event::Breaker(d) => format!(
+            "circuit breaker {} ({}): {}",
+            if d.open { "OPENED: every rollback refused" } else { "closed: rollbacks accepted again" },
+            d.source,
+            d.reason
+        ),
         Event::BundleWritten(d) => format!(
             "evidence bundle written: {} ({} files, manifest {}{})",
             file_name(&d.path),

@@ -43,6 +43,8 @@ pub struct BatchOptions {
     /// How long a worker whose connection broke keeps trying to reconnect before its
     /// orders are reported (not done, or unknown for the one in flight).
     pub reconnect_for: Duration,
+    /// Orders that fail (past their retries) before the batch opens the circuit breaker.
+    pub breaker_failures: u64,
 }
 
 impl BatchOptions {
@@ -55,6 +57,7 @@ impl BatchOptions {
             max_attempts: 8,
             notify_interval: Duration::from_millis(500),
             reconnect_for: Duration::from_secs(30),
+            breaker_failures: 5,
         }
     }
 }
@@ -71,6 +74,11 @@ pub struct Progress {
     /// Set to stop taking new orders; no retry starts after it. The calls in flight are
     /// cancelled on the server through `backends`.
     pub cancel: AtomicBool,
+    /// Set when the circuit breaker refused an order: no new order is sent (each would be
+    /// refused too); the calls in flight finish.
+    pub breaker: AtomicBool,
+    /// Orders that failed past their retries.
+    pub failures: AtomicU64,
     /// The backend pids of the batch's connections, one slot per worker (for
     /// `pg_cancel_backend`; 0 while a worker has none).
     pub backends: std::sync::Mutex<Vec<i32>>,
@@ -462,7 +470,8 @@ async fn open_workers(
 async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(usize, BatchItem, Outcome)> {
     let mut results = Vec::with_capacity(queue.len());
     for (i, item) in queue {
-        let outcome = if w.progress.cancel.load(Ordering::Relaxed) {
+        let stopped = w.progress.cancel.load(Ordering::Relaxed) || w.progress.breaker.load(Ordering::Relaxed);
+        let outcome = if stopped {
             Outcome::NotAttempted
         } else {
             w.progress.set_in_flight(w.index, Some(i));
@@ -471,6 +480,18 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
         if outcome != Outcome::NotAttempted {
             if let Outcome::Failed { error } = &outcome {
                 w.record_failure(item, error).await;
+                // Failures above the threshold open the breaker: something is wrong that
+                // more rollbacks would make worse.
+                let failed = w.progress.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let why = format!("{failed} orders of batch {} failed: {}", w.opts.batch_id, error);
+                if failed == w.opts.breaker_failures
+                    && let Ok(conn) = w.connected().await
+                {
+                    let _ = db::open_breaker(&mut *conn, &why, "failures").await;
+                }
+            }
+            if matches!(&outcome, Outcome::Refused { error_code, .. } if error_code == "breaker_open") {
+                w.progress.breaker.store(true, Ordering::Relaxed);
             }
             w.progress.record(i, item, &outcome);
         }

@@ -36,7 +36,8 @@ pub struct Written {
 }
 
 /// The journal's kinds the bundle lists in `events.json`: what was checked, done and proved.
-const EVIDENCE_KINDS: [&str; 10] = [
+const EVIDENCE_KINDS: [&str; 11] = [
+    "breaker",
     "precheck",
     "rollback_intended",
     "rollback",

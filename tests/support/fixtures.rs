@@ -143,6 +143,7 @@ pub fn maintenance_off() -> MaintenanceState {
         maintenance_since: None,
         maintenance_by: None,
         symbols: Vec::new(),
+        breaker: None,
     }
 }
 
@@ -154,6 +155,7 @@ pub fn maintenance_on(reason: &str, since: DateTime<Utc>, by: &str) -> Maintenan
         maintenance_since: Some(since),
         maintenance_by: Some(by.into()),
         symbols: Vec::new(),
+        breaker: None,
     }
 }
 

@@ -90,6 +90,8 @@ pub enum Event {
     ServiceRollback(ServiceRollback),
     /// `bundle_written`: the incident's evidence bundle was written.
     BundleWritten(BundleWritten),
+    /// `breaker`: the circuit breaker opened or closed.
+    Breaker(Breaker),
     /// A kind this version does not know, or data it does not read exactly: kept as read.
     Unknown(Unknown),
 }
@@ -326,6 +328,17 @@ pub struct ServiceRollback {
     pub verdict: String,
 }
 
+/// `breaker`: the circuit breaker opened (every rollback refused) or closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breaker {
+    /// Open or closed.
+    pub open: bool,
+    /// Why.
+    pub reason: String,
+    /// person, postcheck_failed, ledger_audit or failures.
+    pub source: String,
+}
+
 /// `bundle_written`: the incident's evidence bundle was written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleWritten {
@@ -485,6 +498,7 @@ impl Event {
             Event::ReleaseRollback(_) => "release_rollback",
             Event::ServiceRollback(_) => "service_rollback",
             Event::BundleWritten(_) => "bundle_written",
+            Event::Breaker(_) => "breaker",
             Event::Unknown(u) => &u.kind,
         }
     }
@@ -518,6 +532,7 @@ impl Event {
             Event::ReleaseRollback(d) => serde_json::to_value(d),
             Event::ServiceRollback(d) => serde_json::to_value(d),
             Event::BundleWritten(d) => serde_json::to_value(d),
+            Event::Breaker(d) => serde_json::to_value(d),
             Event::Unknown(u) => return u.data.clone(),
         };
         // Plain structs of strings, numbers and lists always serialize; were one ever not
@@ -553,6 +568,7 @@ impl Event {
             "release_rollback" => exact(&data, Event::ReleaseRollback),
             "service_rollback" => exact(&data, Event::ServiceRollback),
             "bundle_written" => exact(&data, Event::BundleWritten),
+            "breaker" => exact(&data, Event::Breaker),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))
@@ -639,6 +655,7 @@ event_data!(
     ReleaseRollback,
     ServiceRollback,
     BundleWritten,
+    Breaker,
     Unknown,
 );
 

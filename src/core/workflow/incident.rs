@@ -341,6 +341,7 @@ impl Incident {
             | Event::ReleaseRollback(_)
             | Event::ServiceRollback(_)
             | Event::BundleWritten(_)
+            | Event::Breaker(_)
             | Event::Unknown(_) => self.record(event, at, by),
         }
     }

@@ -148,8 +148,10 @@ pub async fn maintenance_state<'e, E: Executor<'e, Database = Postgres>>(e: E) -
     Ok(sqlx::query_as(
         "SELECT maintenance_mode, maintenance_reason, maintenance_since, maintenance_by, maintenance_by_login, \
                 coalesce((SELECT array_agg(symbol ORDER BY symbol) FROM instruments \
-                          WHERE suspended_since IS NOT NULL), '{}') AS suspended_symbols \
-         FROM system_settings",
+                          WHERE suspended_since IS NOT NULL), '{}') AS suspended_symbols, \
+                b.since AS breaker_since, b.reason AS breaker_reason, b.source AS breaker_source, \
+                b.opened_by AS breaker_by, b.opened_by_login AS breaker_by_login \
+         FROM system_settings LEFT JOIN circuit_breaker b ON b.open",
     )
     .fetch_one(e)
     .await?)

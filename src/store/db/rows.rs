@@ -82,6 +82,21 @@ impl<'r> FromRow<'r, PgRow> for MaintenanceState {
                 name_with_login(&by, login.as_deref())
             }),
             symbols: row.try_get::<Option<Vec<String>>, _>("suspended_symbols").ok().flatten().unwrap_or_default(),
+            breaker: match (
+                row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("breaker_since").ok().flatten(),
+                row.try_get::<Option<String>, _>("breaker_reason").ok().flatten(),
+            ) {
+                (Some(since), Some(reason)) => Some(crate::core::contract::BreakerOpen {
+                    since,
+                    reason,
+                    source: row.try_get::<Option<String>, _>("breaker_source").ok().flatten().unwrap_or_default(),
+                    opened_by: row.try_get::<Option<String>, _>("breaker_by").ok().flatten().map(|by| {
+                        let login: Option<String> = row.try_get("breaker_by_login").ok().flatten();
+                        name_with_login(&by, login.as_deref())
+                    }),
+                }),
+                _ => None,
+            },
         })
     }
 }

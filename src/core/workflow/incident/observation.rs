@@ -88,6 +88,8 @@ pub enum Observation {
     ReleaseRollback(event::ReleaseRollback),
     /// The deployed service was rolled back to an earlier version, and verified (or not).
     ServiceRollback(event::ServiceRollback),
+    /// The circuit breaker opened or closed.
+    Breaker(event::Breaker),
     /// The evidence bundle was written.
     BundleWritten { path: String, manifest_sha256: String, files: u64, signed: bool },
 }
@@ -189,6 +191,7 @@ impl Observation {
             Observation::ReportWritten { path, hash } => Event::ReportWritten(event::ReportWritten { path, hash }),
             Observation::ReleaseRollback(r) => Event::ReleaseRollback(r),
             Observation::ServiceRollback(r) => Event::ServiceRollback(r),
+            Observation::Breaker(b) => Event::Breaker(b),
             Observation::BundleWritten { path, manifest_sha256, files, signed } => {
                 Event::BundleWritten(event::BundleWritten { path, manifest_sha256, files, signed })
             }
