@@ -16,6 +16,7 @@ mod audit_locks;
 mod batch_faults;
 mod batch_proof;
 mod blast;
+mod breaker;
 mod bundle;
 mod cli;
 mod concurrency;

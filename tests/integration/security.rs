@@ -476,6 +476,9 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         // a release rollback (archived, proved) and its idempotency probe (migration 17)
         "release_rollback",
         "release_probe_idempotency",
+        // the circuit breaker (migration 18): a person opens and closes it
+        "open_breaker",
+        "close_breaker",
     ]);
     operator.sort_unstable();
     assert_eq!(executable_by(&t, "incident_operator").await, operator);

@@ -1,0 +1,84 @@
+//! The circuit breaker (issue 12, migration 18): a failed post-check opens it inside the
+//! rollback that saw it; the batch stops at the next order; every rollback by anyone (a CLI
+//! in another process, SQL through the contract's functions) is refused with breaker_open
+//! until a person closes it, which is journaled.
+
+use std::sync::Arc;
+
+use crate::support::cli::{console_in, run_cmd};
+use crate::support::db::*;
+use incident_console::core::batch::{BatchItem, Outcome};
+use incident_console::ops::batch::{self, BatchOptions, Progress};
+use serde_json::Value;
+
+#[tokio::test]
+async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollback_is_refused_until_closed() {
+    let t = test_db().await;
+    // A's account does not match its ledger by one cent (the sandbox's way to practise it):
+    // rolling back its order moves money correctly, and its post-check fails.
+    let (a, b, c) = (account(&t.pool, "1000").await, account(&t.pool, "1000").await, account(&t.pool, "1000").await);
+    let (oa, ob, oc) = (executed(&t.pool, a, "1", None).await, executed(&t.pool, b, "1", None).await, executed(&t.pool, c, "1", None).await);
+    sqlx::query("UPDATE profiles SET balance = balance + 0.01 WHERE id = $1").bind(a).execute(&t.pool).await.expect("plant");
+
+    let home = tempfile::tempdir().expect("home");
+    let cli = |args: &[&str]| {
+        let mut cmd = console_in(home.path(), "breaker-test");
+        cmd.args(args).args(["--database-url", &t.url]);
+        cmd
+    };
+    run_cmd(cli(&["incident", "new", "--title", "breaker drill", "--level", "2"]), None).await.code(0);
+
+    let items = vec![
+        BatchItem { order_id: oa, user_id: a },
+        BatchItem { order_id: ob, user_id: b },
+        BatchItem { order_id: oc, user_id: c },
+    ];
+    let mut opts = BatchOptions::new("breaker drill".into());
+    opts.concurrency = 1;
+    let (summary, outcomes) = batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
+    assert_eq!(summary.rolled_back, 1, "{summary:?}");
+    assert!(matches!(outcomes[0].1, Outcome::RolledBack { .. }), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[1].1, Outcome::Refused { error_code, .. } if error_code == "breaker_open"),
+        "the next order is refused: {outcomes:?}"
+    );
+    assert_eq!(outcomes[2].1, Outcome::NotAttempted, "and the batch stops: {outcomes:?}");
+    let (open, source): (bool, Option<String>) =
+        sqlx::query_as("SELECT open, source FROM circuit_breaker").fetch_one(&t.pool).await.expect("breaker");
+    assert!(open);
+    assert_eq!(source.as_deref(), Some("postcheck_failed"));
+
+    // Another process: the CLI's rollback is refused; SQL through the contract's function too.
+    let out = run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(format!("{}{}", out.stdout, out.stderr).contains("breaker_open"), "{out:?}");
+    let v: Value = sqlx::query_scalar("SELECT rollback_execute_order_atomic($1, $2, 'psql')")
+        .bind(oc)
+        .bind(c)
+        .fetch_one(&t.pool)
+        .await
+        .expect("call");
+    assert_eq!(v["error_code"], "breaker_open", "{v}");
+    assert_eq!(count(&t, &format!("SELECT count(*) FROM orders WHERE id = '{oc}' AND status = 'executed'")).await, 1);
+
+    let status = run_cmd(cli(&["breaker", "status"]), None).await;
+    status.code(1).says("OPEN").says("post-check failed");
+    run_cmd(cli(&["breaker", "close", "--reason", "the cent was found: a data-entry error, corrected"]), None)
+        .await
+        .code(0)
+        .says("closed");
+    run_cmd(cli(&["breaker", "status"]), None).await.code(0).says("closed");
+    run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None).await.code(0);
+
+    let log: Vec<(bool, String)> =
+        sqlx::query_as("SELECT open, source FROM breaker_log ORDER BY id").fetch_all(&t.pool).await.expect("log");
+    assert_eq!(log, vec![(true, "postcheck_failed".to_string()), (false, "person".to_string())]);
+    let journal = std::fs::read_dir(home.path().join("incidents"))
+        .expect("incidents")
+        .flatten()
+        .map(|e| e.path().join("journal.jsonl"))
+        .find(|p| p.exists())
+        .map(|p| std::fs::read_to_string(p).expect("journal"))
+        .expect("a journal");
+    assert!(journal.contains("\"kind\":\"breaker\""), "closing is journaled: {journal}");
+}
