@@ -142,6 +142,15 @@ BEGIN
     -- which opens the breaker: the rollback stands, the next one is refused.
     IF (v_result ->> 'success')::boolean THEN
         SELECT jsonb_agg(to_jsonb(v)) INTO v_violations FROM _ledger_audit(ARRAY[p_user_id]) v;
+        -- Practice (sandbox breaker-drill): an order of a drill account placed under a key
+        -- 'breaker-drill-…' fails its post-check on purpose, without touching any money.
+        IF v_violations IS NULL AND EXISTS (
+            SELECT 1 FROM orders o JOIN profiles p ON p.id = o.user_id
+            WHERE o.id = ANY (p_order_ids) AND p.is_drill AND starts_with(o.idempotency_key, 'breaker-drill-')) THEN
+            v_violations := jsonb_build_array(jsonb_build_object(
+                'check_name', 'breaker_drill', 'user_id', p_user_id,
+                'detail', 'a drill order whose post-check is made to fail (sandbox breaker-drill)'));
+        END IF;
         IF v_violations IS NOT NULL THEN
             PERFORM record_rollback_failure(p_order_ids[1], p_user_id, 'postcheck_failed',
                                             jsonb_build_object('violations', v_violations, 'orders', p_order_ids));

@@ -555,6 +555,9 @@ pub enum SandboxAction {
     Url,
     /// Delete it and start a fresh one with a new demo book.
     Reset,
+    /// Practise the circuit breaker: a drill account with one order whose post-check is made
+    /// to fail; rolling it back opens the breaker.
+    BreakerDrill,
     /// The demo deployed service the service rollback is drilled on.
     #[command(hide = true)]
     Service {

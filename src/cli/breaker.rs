@@ -39,7 +39,11 @@ pub(super) async fn breaker(g: &GlobalArgs, action: BreakerAction) -> Result<i32
         BreakerAction::Close { reason } => (false, reason.clone()),
     };
     check_reason(&reason)?;
-    let v = if open { db::open_breaker(&pool, &reason, "person").await? } else { db::close_breaker(&pool, &reason).await? };
+    let v = if open {
+        db::open_breaker(&pool, &reason, "person").await?
+    } else {
+        db::close_breaker(&pool, &reason).await?
+    };
     if v.get("success").and_then(Value::as_bool) != Some(true) {
         pool.close().await;
         return Err(Error::BadInput(format!(

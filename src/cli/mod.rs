@@ -5,8 +5,8 @@
 pub mod args;
 mod audit;
 mod batch;
-mod breaker;
 mod bench;
+mod breaker;
 mod bundle;
 mod config;
 mod drill;

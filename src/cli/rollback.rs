@@ -94,7 +94,9 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
             return Err(e);
         }
     };
-    let ok = result.rollback.success && result.postcheck.as_ref().is_some_and(|p| p.successful);
+    let ok = result.rollback.success
+        && result.postcheck.as_ref().is_some_and(|p| p.successful)
+        && !result.rollback.breaker_opened;
     let seen = observed::rollback(&result, order, user, a.transaction, &a.reason, operation);
     let journal_error = super::outcome(g, &recorded, seen, Some(&pool)).await;
     if journal_error.is_none() {
@@ -108,6 +110,12 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         print_json(&out)?;
     } else {
         print_outcome(&result);
+    }
+    if result.rollback.breaker_opened {
+        eprintln!(
+            "The database's post-check of the account failed after the rollback: the circuit breaker is now OPEN and \
+             every rollback is refused (breaker status; a person closes it with breaker close --reason \"...\")."
+        );
     }
     if let Some(why) = &journal_error {
         super::outcome_lost(why, operation);

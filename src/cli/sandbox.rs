@@ -72,6 +72,22 @@ pub(super) async fn sandbox_command(g: &GlobalArgs, action: SandboxAction) -> Re
                 println!("Sandbox reset. Connect with: psql '{url}'");
             }
         }
+        SandboxAction::BreakerDrill => {
+            let url = target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            let settings = target::settings_for(url, true, &g.session());
+            let pool = settings.pool(1).await?;
+            let drill = crate::ops::drill::breaker_drill_order(&pool).await;
+            pool.close().await;
+            let (order, user) = drill?;
+            if g.json {
+                print_json(&json!({ "order": order, "user": user }))?;
+            } else {
+                println!("Drill order {order} of drill account {user}: its post-check is made to fail.");
+                println!("Roll it back (the console, or: rollback {order} --user {user} --reason \"breaker drill\"):");
+                println!("the rollback goes through, its post-check fails, the circuit breaker opens and every");
+                println!("rollback after it is refused. Then: breaker status; breaker close --reason \"...\".");
+            }
+        }
         // Dispatched before the cluster is looked at (`cli::run`).
         SandboxAction::Service { .. } => return Err(Error::BadInput("sandbox service: not a cluster action".into())),
     }

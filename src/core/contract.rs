@@ -165,6 +165,11 @@ pub struct RollbackResult {
     /// this result was read back from the rows the call left, which carry its operation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_lost: Option<String>,
+    /// The account's own post-check after the rollback failed in the database (migration
+    /// 18: its balance or margin disagrees with its ledger, or a breaker drill order): the
+    /// rollback stands and the circuit breaker opened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub breaker_opened: bool,
 }
 
 /// The rollback and its post-check, from `rollback_with_postcheck`.

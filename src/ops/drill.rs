@@ -111,6 +111,36 @@ struct Orders {
     c1: Uuid,
 }
 
+/// The circuit breaker's practice order: a new drill account (no customer's money) and one
+/// order under a key `breaker-drill-…`, whose post-check the database makes fail when it is
+/// rolled back (migration 18). Returns (order, user).
+pub async fn breaker_drill_order(pool: &db::Db) -> Result<(Uuid, Uuid)> {
+    if db::maintenance_state(pool).await?.maintenance_mode {
+        return Err(Error::BadInput(
+            "maintenance mode is on, so the drill cannot place its order: turn it off first (maintenance off --reason ...)"
+                .into(),
+        ));
+    }
+    let user = Uuid::new_v4();
+    let r = db::create_drill_account(pool, user, DEPOSIT).await?;
+    if !success(&r) {
+        return Err(Error::CheckFailed(format!("the drill account was refused: {}", sanitize::line(&r.to_string()))));
+    }
+    let key = format!("breaker-drill-{}", Uuid::new_v4());
+    let o = NewOrder {
+        user_id: user,
+        symbol: "EURUSD",
+        order_type: "market",
+        side: "buy",
+        quantity: Decimal::ONE,
+        price: Decimal::new(11, 1),
+        idempotency_key: &key,
+        transaction_id: None,
+    };
+    let r = db::execute_order(pool, &o).await?;
+    Ok((order_id(&r)?, user))
+}
+
 /// Runs the drill.
 pub async fn run(settings: &ConnectSettings) -> Result<Report> {
     let started_at = chrono::Utc::now();

@@ -125,6 +125,8 @@ pub async fn settle(
         already_rolled_back: None,
         status: Some("rolled_back".into()),
         reply_lost: Some(lost.to_string()),
+        // The rows do not say; the breaker itself does (breaker status).
+        breaker_opened: false,
     };
     // The post-check that came with the lost reply, run again against the same baseline.
     let postcheck = db::postcheck(pool, req.order, req.user, &req.baseline).await.ok();

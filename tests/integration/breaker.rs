@@ -17,8 +17,16 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
     // A's account does not match its ledger by one cent (the sandbox's way to practise it):
     // rolling back its order moves money correctly, and its post-check fails.
     let (a, b, c) = (account(&t.pool, "1000").await, account(&t.pool, "1000").await, account(&t.pool, "1000").await);
-    let (oa, ob, oc) = (executed(&t.pool, a, "1", None).await, executed(&t.pool, b, "1", None).await, executed(&t.pool, c, "1", None).await);
-    sqlx::query("UPDATE profiles SET balance = balance + 0.01 WHERE id = $1").bind(a).execute(&t.pool).await.expect("plant");
+    let (oa, ob, oc) = (
+        executed(&t.pool, a, "1", None).await,
+        executed(&t.pool, b, "1", None).await,
+        executed(&t.pool, c, "1", None).await,
+    );
+    sqlx::query("UPDATE profiles SET balance = balance + 0.01 WHERE id = $1")
+        .bind(a)
+        .execute(&t.pool)
+        .await
+        .expect("plant");
 
     let home = tempfile::tempdir().expect("home");
     let cli = |args: &[&str]| {
@@ -35,7 +43,8 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
     ];
     let mut opts = BatchOptions::new("breaker drill".into());
     opts.concurrency = 1;
-    let (summary, outcomes) = batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
+    let (summary, outcomes) =
+        batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
     assert_eq!(summary.rolled_back, 1, "{summary:?}");
     assert!(matches!(outcomes[0].1, Outcome::RolledBack { .. }), "{outcomes:?}");
     assert!(
@@ -49,7 +58,8 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
     assert_eq!(source.as_deref(), Some("postcheck_failed"));
 
     // Another process: the CLI's rollback is refused; SQL through the contract's function too.
-    let out = run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None).await;
+    let out =
+        run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None).await;
     assert_ne!(out.code, 0, "{out:?}");
     assert!(format!("{}{}", out.stdout, out.stderr).contains("breaker_open"), "{out:?}");
     let v: Value = sqlx::query_scalar("SELECT rollback_execute_order_atomic($1, $2, 'psql')")
@@ -68,7 +78,9 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
         .code(0)
         .says("closed");
     run_cmd(cli(&["breaker", "status"]), None).await.code(0).says("closed");
-    run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None).await.code(0);
+    run_cmd(cli(&["rollback", &oc.to_string(), "--user", &c.to_string(), "--reason", "x", "--yes"]), None)
+        .await
+        .code(0);
 
     let log: Vec<(bool, String)> =
         sqlx::query_as("SELECT open, source FROM breaker_log ORDER BY id").fetch_all(&t.pool).await.expect("log");

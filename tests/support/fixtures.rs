@@ -121,6 +121,7 @@ pub fn rolled_back(o: &OrderRow, postcheck_passes: bool) -> RollbackAndPostcheck
             already_rolled_back: None,
             status: None,
             reply_lost: None,
+            breaker_opened: false,
         },
         postcheck: Some(Postcheck {
             successful: postcheck_passes,

@@ -196,6 +196,7 @@ fn rollback_with_mismatch(o: &OrderRow) -> RollbackAndPostcheck {
             already_rolled_back: None,
             status: None,
             reply_lost: None,
+            breaker_opened: false,
         },
         postcheck: Some(Postcheck {
             successful: false,
