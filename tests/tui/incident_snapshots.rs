@@ -979,3 +979,21 @@ fn x_writes_the_evidence_bundle_and_ticks_its_item() {
     assert!(check.intact(), "{check:?}");
     assert!(files.iter().any(|(p, _)| p == "database/audit_log.json"));
 }
+
+/// The header says the circuit breaker is open, since when and why, before anything else.
+#[test]
+fn the_header_says_the_breaker_is_open() {
+    for size in SIZES {
+        let mut c = open(size);
+        let mut m = maintenance_off();
+        m.breaker = Some(incident_console::core::contract::BreakerOpen {
+            since: at(13, 21, 0),
+            reason: "post-check failed for order 5b240884".into(),
+            source: "postcheck_failed".into(),
+            opened_by: Some("alice".into()),
+        });
+        c.db(DbEvent::Maintenance(m));
+        let text = snap(&c, "header_breaker_open");
+        assert_has(&text, &["BREAKER OPEN since 13:21"]);
+    }
+}
