@@ -1270,13 +1270,13 @@ async fn sandbox_lifecycle_start_url_psql_status_stop() {
             .await;
     assert!(burst.code(0).clean().stdout.contains("5 order(s)"), "{}", burst.stdout);
 
-    // migrate on the sandbox: its release history (migration 17) is never dropped, so the
-    // undo of 17 is refused and changes nothing; a dry run then has nothing to do. (An undo
+    // migrate on the sandbox: its release history (migration 17) is never dropped, so an
+    // undo below 17 is refused and changes nothing; a dry run then has nothing to do. (An undo
     // that lasts and a dry run of what is pending: tests/integration/migrations.rs.)
     let latest = incident_console::store::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let version = "SELECT max(version) FROM _sqlx_migrations";
-    let below = (latest - 1).to_string();
-    let undo = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--undo-to", &below]), None).await;
+    // Below 17: the undo (one transaction) reaches 17, which refuses, so nothing is undone.
+    let undo = run_cmd(sandbox_cmd(&sandbox, &["migrate", "--undo-to", "16"]), None).await;
     assert!(undo.code(1).clean().stderr.contains("releases are recorded"), "{}", undo.stderr);
     assert_eq!(psql(&url, version).await.trim(), latest.to_string(), "the refused undo changed nothing");
     assert_eq!(psql(&url, "SELECT count(*) FROM releases").await.trim(), "2");
