@@ -83,8 +83,16 @@ fn verify(g: &GlobalArgs, file: &Path, public_key: Option<&str>) -> Result<i32> 
     };
     let files = crate::store::bundle::read(file)?;
     let c = bundle::check(&files, pinned.as_ref());
+    // What "intact" is worth: checksums alone catch accidental change only (whoever changes
+    // a file can rewrite the manifest and its checksum too), and a signature checked with
+    // the key the bundle itself carries proves only that someone signed it.
+    let assurance = match (&c.signed_by, &pinned) {
+        (Some(_), Some(_)) => "signed_by_the_key_given",
+        (Some(_), None) => "signed_by_an_unpinned_key",
+        (None, _) => "accidental_change_only",
+    };
     if g.json {
-        print_json(&json!({ "bundle": file, "intact": c.intact(), "check": c }))?;
+        print_json(&json!({ "bundle": file, "intact": c.intact(), "assurance": assurance, "check": c }))?;
     } else {
         match &c.problem {
             None => {
@@ -93,9 +101,24 @@ fn verify(g: &GlobalArgs, file: &Path, public_key: Option<&str>) -> Result<i32> 
                     c.files_checked,
                     line(c.incident.as_deref().unwrap_or("?"))
                 );
-                match &c.signed_by {
-                    Some(k) => println!("Signature verifies (ed25519), public key {k}."),
-                    None => println!("Not signed: the checksums prove integrity, not who wrote it."),
+                match (&c.signed_by, &pinned) {
+                    (Some(k), Some(_)) => println!("Signature verifies (ed25519) with the public key given, {k}."),
+                    (Some(k), None) => {
+                        println!(
+                            "Signature verifies (ed25519), but with the public key the bundle itself carries, {k}:"
+                        );
+                        println!(
+                            "anyone can re-sign a changed bundle with a key of their own; it proves who wrote it only \
+                             when checked with --public-key KEY (the key you were given)."
+                        );
+                    }
+                    (None, _) => {
+                        println!(
+                            "Not signed: the checksums catch accidental change only; whoever changes a file can \
+                             rewrite the manifest and its checksum to match. Only a signed bundle checked with \
+                             --public-key KEY proves it is the one written."
+                        );
+                    }
                 }
             }
             Some(p) => println!("Bundle DOES NOT MATCH: {}", line(p)),

@@ -211,6 +211,10 @@ pub fn check(files: &[(String, Vec<u8>)], public_key: Option<&[u8; 32]>) -> Bund
         Ok(m) => m,
         Err(e) => return fail(out, format!("{MANIFEST}: not a manifest ({e})")),
     };
+    // A format this version does not know may mean something else by the same fields.
+    if manifest.format != 1 {
+        return fail(out, format!("{MANIFEST}: format {} is not one this version reads (1)", manifest.format));
+    }
     out.incident = Some(manifest.incident.clone());
     match (get(SIGNATURE), public_key) {
         (Some(sig), pinned) => match verify_signature(sig, manifest_bytes, pinned) {
@@ -220,7 +224,11 @@ pub fn check(files: &[(String, Vec<u8>)], public_key: Option<&[u8; 32]>) -> Bund
         (None, Some(_)) => return fail(out, format!("{SIGNATURE}: missing, but a public key was given")),
         (None, None) => {}
     }
-    for f in &manifest.files {
+    for (i, f) in manifest.files.iter().enumerate() {
+        // Listed twice, it is counted twice: a manifest we write never does that.
+        if manifest.files[..i].iter().any(|g| g.path == f.path) {
+            return fail(out, format!("{}: listed twice in {MANIFEST}", f.path));
+        }
         let Some(bytes) = get(&f.path) else { return fail(out, format!("{}: missing", f.path)) };
         if bytes.len() as u64 != f.bytes || sha256_hex(bytes) != f.sha256 {
             return fail(
@@ -252,16 +260,19 @@ fn verify_signature(sig: &[u8], manifest: &[u8], pinned: Option<&[u8; 32]>) -> R
         return Err(format!("unknown algorithm {:?}", crate::core::sanitize::line(&s.algorithm)));
     }
     let key_bytes = from_hex::<32>(&s.public_key).ok_or("the public key is not 32 bytes of hex")?;
+    // Shown as the bytes read, in canonical hex: the file's text may wrap them in
+    // whitespace (a carriage return, a NEL) that a terminal would act on.
+    let shown = hex(&key_bytes);
     if let Some(p) = pinned
         && p != &key_bytes
     {
-        return Err(format!("signed by {}, not by the public key given", s.public_key));
+        return Err(format!("signed by {shown}, not by the public key given"));
     }
     let key = VerifyingKey::from_bytes(&key_bytes).map_err(|e| format!("not a public key ({e})"))?;
     let sig_bytes = from_hex::<64>(&s.signature).ok_or("the signature is not 64 bytes of hex")?;
     key.verify(manifest, &Signature::from_bytes(&sig_bytes))
         .map_err(|_| "the signature does not verify: the manifest was changed, or signed by another key".to_string())?;
-    Ok(s.public_key)
+    Ok(shown)
 }
 
 #[cfg(test)]
@@ -317,5 +328,94 @@ mod tests {
         assert!(check(&unsigned, Some(key.verifying_key().as_bytes())).problem.is_some_and(|p| p.contains("missing")));
         assert_eq!(signing_key(&"07".repeat(32)).map(|k| public_key_hex(&k)), Some(public_key_hex(&key)));
         assert!(signing_key("zz").is_none());
+    }
+
+    /// The bundle with `path`'s bytes replaced, the manifest and its checksum rewritten to
+    /// match, and (with `key`) signed again: what someone holding the archive can do.
+    fn forged(key: Option<&SigningKey>, path: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut f = files();
+        for (p, b) in f.iter_mut() {
+            if p == path {
+                *b = bytes.to_vec();
+            }
+        }
+        let m = manifest("INC-1", Utc::now(), "incident-console 0.1.0", &f);
+        f.extend(seal(&m, key).unwrap_or_default());
+        f
+    }
+
+    #[test]
+    fn a_rewritten_bundle_is_caught_only_by_a_pinned_key() {
+        let ours = SigningKey::from_bytes(&[7; 32]);
+        let theirs = SigningKey::from_bytes(&[9; 32]);
+        let pin = ours.verifying_key().to_bytes();
+        // Unsigned, rewritten whole: the checksums agree; nothing says who wrote it.
+        let c = check(&forged(None, "journal.jsonl", b"{\"forged\":1}\n"), None);
+        assert!(c.intact() && c.signed_by.is_none(), "{c:?}");
+        // Re-signed with another key: verifies against the key it carries, not against ours.
+        let resigned = forged(Some(&theirs), "journal.jsonl", b"{\"forged\":1}\n");
+        let c = check(&resigned, None);
+        assert_eq!(c.signed_by, Some(public_key_hex(&theirs)));
+        let c = check(&resigned, Some(&pin));
+        assert!(c.problem.as_deref().is_some_and(|p| p.starts_with(SIGNATURE) && p.contains("not by the public key")));
+        // Our signature kept, a file and the manifest changed: the signature no longer verifies.
+        let mut spliced = forged(None, "journal.jsonl", b"{\"forged\":1}\n");
+        spliced.extend(bundle(Some(&ours)).into_iter().filter(|(p, _)| p == SIGNATURE));
+        let c = check(&spliced, Some(&pin));
+        assert!(c.problem.as_deref().is_some_and(|p| p.contains("does not verify")), "{c:?}");
+        // The signature stripped (a downgrade to unsigned): only the pinned key notices.
+        let stripped: Vec<_> = bundle(Some(&ours)).into_iter().filter(|(p, _)| p != SIGNATURE).collect();
+        assert!(check(&stripped, None).intact());
+        assert!(check(&stripped, Some(&pin)).problem.is_some_and(|p| p.contains("missing")));
+    }
+
+    #[test]
+    fn a_manifest_that_lists_oddly_is_refused_and_names_the_file() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let with = |edit: &dyn Fn(&mut Manifest), extra: &[(&str, &[u8])]| {
+            let mut f = files();
+            let mut m = manifest("INC-1", Utc::now(), "t", &f);
+            edit(&mut m);
+            f.extend(extra.iter().map(|(p, b)| (p.to_string(), b.to_vec())));
+            f.extend(seal(&m, Some(&key)).unwrap_or_default());
+            check(&f, Some(key.verifying_key().as_bytes())).problem.unwrap_or_default()
+        };
+        let twice = |m: &mut Manifest| {
+            let first = m.files[0].clone();
+            m.files.push(first);
+        };
+        assert!(with(&twice, &[]).contains("journal.jsonl: listed twice"));
+        let up = |m: &mut Manifest| m.files[0].path = "../journal.jsonl".into();
+        let p = with(&up, &[]);
+        assert!(p.starts_with("../journal.jsonl: missing"), "{p}");
+        let omit = |m: &mut Manifest| {
+            m.files.remove(1);
+        };
+        assert!(with(&omit, &[]).starts_with("reports/r.md: not in the manifest"));
+        // A case twin (one file on macOS or Windows when extracted) is a file it does not list.
+        let none = |_: &mut Manifest| {};
+        assert!(with(&none, &[("JOURNAL.jsonl", b"x")]).starts_with("JOURNAL.jsonl: not in the manifest"));
+        let newer = |m: &mut Manifest| m.format = 2;
+        assert!(with(&newer, &[]).contains("format 2"));
+        let empty = |m: &mut Manifest| m.files.clear();
+        assert!(with(&empty, &[]).starts_with("journal.jsonl: not in the manifest"));
+    }
+
+    #[test]
+    fn the_signer_shown_is_canonical_hex_whatever_the_file_wraps_it_in() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut all = bundle(Some(&key));
+        for (p, b) in all.iter_mut() {
+            if p == SIGNATURE {
+                let mut s: SignatureFile = serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}"));
+                s.public_key = format!("\r\u{85}{}\u{2028}\x0b", s.public_key);
+                *b = serde_json::to_vec(&s).unwrap_or_default();
+            }
+        }
+        let c = check(&all, None);
+        assert_eq!(c.signed_by, Some(public_key_hex(&key)), "{c:?}");
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let p = check(&all, Some(other.verifying_key().as_bytes())).problem.unwrap_or_default();
+        assert!(p.contains(&format!("signed by {},", public_key_hex(&key))), "{p}");
     }
 }

@@ -501,6 +501,62 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
+/// A TOML configuration as it may leave the machine (the evidence bundle). Parsed and written
+/// again, so comments (which may hold anything, an old password too) are dropped; the value
+/// of every key named like a secret, the `[service] redact` literals wherever they occur
+/// (and the list itself), the argument after a secret flag in a command list
+/// (`["psql", "--password", "…"]`, which the text rules cannot see across TOML's quotes and
+/// commas), and everything `Redactor` recognises are replaced by `***`. Text that does not
+/// parse is left out whole: it cannot be redacted by its structure.
+pub fn redact_toml(text: &str, literals: &[String]) -> String {
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return "# config.toml did not parse: left out, so that nothing in it leaves the machine\n".into();
+    };
+    let mut all = literals.to_vec();
+    if let Some(toml::Value::Array(list)) = table.get("service").and_then(|s| s.get("redact")) {
+        all.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    let redactor = Redactor::new(&all);
+    redact_table(&mut table, &redactor);
+    let body = toml::to_string_pretty(&table).unwrap_or_default();
+    format!("# config.toml: secrets replaced by {MASK}, comments left out\n{}", redactor.redact(&body))
+}
+
+/// A key whose value is a secret: named like one, or the list of literals to hide.
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k == "redact" || k.contains("authorization") || SECRET_KEYS.iter().any(|s| k.contains(s))
+}
+
+fn redact_table(t: &mut toml::Table, r: &Redactor) {
+    for (k, v) in t.iter_mut() {
+        redact_value(v, r, is_secret_key(k));
+    }
+}
+
+fn redact_value(v: &mut toml::Value, r: &Redactor, secret: bool) {
+    match v {
+        toml::Value::String(s) if secret => *s = MASK.into(),
+        toml::Value::String(s) => *s = r.redact(s),
+        toml::Value::Array(items) => {
+            let mut hide_next = false;
+            for item in items.iter_mut() {
+                let hide = std::mem::take(&mut hide_next) || secret;
+                hide_next = item.as_str().is_some_and(is_secret_flag);
+                if hide && !matches!(item, toml::Value::Table(_) | toml::Value::Array(_)) {
+                    *item = toml::Value::String(MASK.into());
+                } else {
+                    redact_value(item, r, secret);
+                }
+            }
+        }
+        toml::Value::Table(t) => redact_table(t, r),
+        // A number or a date as a password is still a password.
+        other if secret => *other = toml::Value::String(MASK.into()),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,5 +730,37 @@ mod tests {
         assert_eq!(seconds(Duration::from_secs(30)), "30 s");
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
         assert_eq!(seconds(Duration::from_millis(2040)), "2 s");
+    }
+
+    #[test]
+    fn a_config_leaves_the_machine_without_its_secrets() {
+        let text = r#"
+# old password: hunter0 (a comment is never kept)
+[service]
+rollback = ["deploy", "--to={version}", "--password", "hunter1", "--db", "postgres://svc:hunter2@db/x"]
+version = { argv = ["curl", "-H", "Authorization: Bearer hunter3", "https://h/v?token=hunter4"], shell = false }
+probe = ["sh", "-c", "PGPASSWORD=hunter5 psql -c 'select 1'"]
+redact = ["hunter6", "literal7"]
+
+[dashboard]
+refresh_seconds = 5
+
+[extra]
+api_key = 12345678
+db_password = "hunter8"
+note = "uses hunter6 and literal7"
+"#;
+        let out = redact_toml(text, &["hunter9".into()]);
+        for secret in [
+            "hunter0", "hunter1", "hunter2", "hunter3", "hunter4", "hunter5", "hunter6", "literal7", "12345678",
+            "hunter8",
+        ] {
+            assert!(!out.contains(secret), "{secret} in:\n{out}");
+        }
+        for kept in ["deploy", "--password", "postgres://svc:***@db/x", "refresh_seconds = 5", "Bearer ***"] {
+            assert!(out.contains(kept), "{kept} not in:\n{out}");
+        }
+        assert!(toml::from_str::<toml::Table>(&out).is_ok(), "still TOML:\n{out}");
+        assert!(!redact_toml("password = \"unterminated", &[]).contains("unterminated"));
     }
 }

@@ -172,7 +172,9 @@ pub fn write_files(
         &json!({ "journal": verification, "database_copy": copy_check, "database_missing": missing }),
     )?);
     if let Some(text) = config_text {
-        let redacted = crate::core::service::Redactor::new(&[]).redact(&text);
+        // By its structure, not only its text: a command's `"--password", "…"` and the
+        // `[service] redact` literals are secrets the text rules alone let through.
+        let redacted = crate::core::service::redact_toml(&text, &[]);
         files.push(("config.toml".to_string(), redacted.into_bytes()));
     }
     let tool = format!("incident-console {}", env!("CARGO_PKG_VERSION"));
@@ -186,9 +188,19 @@ pub fn write_files(
     let sealed = bundle::seal(&manifest, key).map_err(Error::BadInput)?;
     let manifest_sha256 = sealed.iter().find(|(p, _)| p == MANIFEST).map(|(_, b)| sha256_hex(b)).unwrap_or_default();
     files.extend(sealed);
-    let path = out.unwrap_or_else(|| {
-        inc.path().join("bundles").join(format!("{}-{}-evidence.tar", now.format("%Y%m%dT%H%M%SZ"), inc.incident.id))
-    });
+    // The default name is to the second: a second bundle within it gets `-2`, `-3`, … rather
+    // than being refused (an explicit --out that exists is refused by `store::bundle::write`).
+    let path = match out {
+        Some(p) => p,
+        None => {
+            let dir = inc.path().join("bundles");
+            let stem = format!("{}-{}-evidence", now.format("%Y%m%dT%H%M%SZ"), inc.incident.id);
+            (1..10_000)
+                .map(|n| dir.join(if n == 1 { format!("{stem}.tar") } else { format!("{stem}-{n}.tar") }))
+                .find(|p| p.symlink_metadata().is_err())
+                .unwrap_or_else(|| dir.join(format!("{stem}.tar")))
+        }
+    };
     let prefix = format!("{}-evidence", inc.incident.id);
     crate::store::bundle::write(&path, &prefix, &files)?;
     let signed_by = key.map(bundle::public_key_hex);

@@ -8,6 +8,7 @@ mod support;
 
 mod adversary;
 mod adversary2;
+mod adversary_bundle;
 mod adversary_release;
 mod adversary_symbol;
 mod attribution;
