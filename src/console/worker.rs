@@ -313,11 +313,15 @@ impl Worker {
         let pool = self.pool.as_ref()?.session_pool("LISTEN").ok()?.clone();
         Some(tokio::spawn(async move {
             let Ok(mut l) = PgListener::connect_with(&pool).await else { return };
-            if l.listen_all(["order_audit", "maintenance_mode"]).await.is_err() {
+            // The breaker's state is read with maintenance mode's: its switch is heard the same way.
+            if l.listen_all(["order_audit", "maintenance_mode", "circuit_breaker"]).await.is_err() {
                 return;
             }
             while let Ok(n) = l.recv().await {
-                let flag = if n.channel() == "maintenance_mode" { &heard.maintenance } else { &heard.audit };
+                let flag = match n.channel() {
+                    "maintenance_mode" | "circuit_breaker" => &heard.maintenance,
+                    _ => &heard.audit,
+                };
                 flag.store(true, Ordering::Release);
                 heard.wake.notify_one();
             }

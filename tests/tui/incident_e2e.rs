@@ -733,3 +733,22 @@ async fn a_release_rollback_from_the_console_is_proved_and_journaled() {
     );
     assert_consistent(&t.pool).await;
 }
+
+/// The breaker opened from another process shows in the console's header at once (it
+/// hears the switch), and goes when it is closed.
+#[tokio::test]
+async fn the_header_says_so_when_another_process_opens_the_breaker() {
+    let t = seeded().await;
+    let dirs = Dirs::new();
+    let c = open(&dirs, &["--database-url", &t.url, "--title", TITLE, "--level", "2"]);
+    c.wait_until("the Orders pane to list orders", T, |s| s.contains("symbol") && s.contains("executed")).await;
+    let opened = Instant::now();
+    let out = dirs.run(&["breaker", "open", "--reason", "ledger looks wrong", "--database-url", &t.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = c.wait_for("BREAKER OPEN", Duration::from_secs(5)).await;
+    assert!(s.contains("ledger looks wrong"), "{s}");
+    println!("breaker shown {} ms after the CLI opened it", opened.elapsed().as_millis());
+    let out = dirs.run(&["breaker", "close", "--reason", "checked", "--database-url", &t.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.wait_until("the breaker to leave the header", Duration::from_secs(5), |s| !s.contains("BREAKER OPEN")).await;
+}
