@@ -76,7 +76,7 @@ async fn write(g: &GlobalArgs, id: Option<&str>, out: Option<PathBuf>, key: Opti
 fn verify(g: &GlobalArgs, file: &Path, public_key: Option<&str>) -> Result<i32> {
     let pinned = match public_key {
         Some(k) => Some(
-            bundle::from_hex::<32>(k)
+            bundle::from_hex::<32>(&k.to_ascii_lowercase())
                 .ok_or_else(|| Error::BadInput("--public-key: 64 hex digits (32 bytes) are expected".into()))?,
         ),
         None => None,

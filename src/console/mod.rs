@@ -8,6 +8,7 @@
 //! header, the footer and the screens around them, `layout` says where everything goes.
 
 pub mod app;
+mod breaker;
 pub mod clipboard;
 pub mod dialogs;
 mod frame;

@@ -140,6 +140,8 @@ pub enum Command {
     BlastRadius { id: RequestId },
     /// The releases and the pre-check of a rollback to the one before the current.
     ReleasePlan { id: RequestId },
+    /// Open or close the circuit breaker, for a reason.
+    SwitchBreaker { id: RequestId, open: bool, reason: String },
     /// Read the database's part of the incident's evidence bundle.
     GatherEvidence { id: RequestId, incident: String, touched: crate::core::bundle::Touched },
     /// Roll the execution system back to release `to`, then prove it.
@@ -167,6 +169,8 @@ pub enum DbEvent {
     OrdersPerMinute { id: RequestId, result: Result<Vec<(DateTime<Utc>, i64)>, String> },
     /// The blast radius asked for.
     BlastRadius { id: RequestId, result: Result<BlastData, String> },
+    /// The circuit breaker switched (`changed`: it was not already so), or why not.
+    BreakerSwitched { id: RequestId, open: bool, reason: String, result: Result<bool, String> },
     /// The database's part of the evidence bundle, or why it could not be read.
     Evidence { id: RequestId, result: Result<crate::ops::bundle::DatabasePart, String> },
     /// The release overlay's plan.

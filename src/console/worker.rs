@@ -458,6 +458,7 @@ impl Worker {
             }
             Command::BlastRadius { id } => requests::blast_radius(job, id),
             Command::ReleasePlan { id } => requests::release_plan(job, id),
+            Command::SwitchBreaker { id, open, reason } => requests::switch_breaker(job, id, open, reason),
             Command::GatherEvidence { id, incident, touched } => requests::gather_evidence(job, id, incident, touched),
             Command::ReleaseRollback { id, to, reason } => requests::release_rollback(job, id, to, reason),
             Command::Cancel { .. }
@@ -562,6 +563,7 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::BlastRadius { id }
         | Command::ReleasePlan { id }
         | Command::GatherEvidence { id, .. }
+        | Command::SwitchBreaker { id, .. }
         | Command::ReleaseRollback { id, .. }
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,

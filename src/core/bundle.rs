@@ -100,10 +100,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Bytes from hex of exactly `n` bytes.
+/// Bytes from lower-case hex of exactly `n` bytes: one spelling per value, so that a
+/// changed letter's case in a bundle is a changed value (callers lower-case what a person
+/// typed).
 pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.trim();
-    if text.len() != 2 * N || !text.is_ascii() {
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     let mut out = [0u8; N];
@@ -115,7 +117,7 @@ pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// A signing key from its file's text: the 32-byte seed in hex.
 pub fn signing_key(text: &str) -> Option<SigningKey> {
-    from_hex::<32>(text).map(|seed| SigningKey::from_bytes(&seed))
+    from_hex::<32>(&text.to_ascii_lowercase()).map(|seed| SigningKey::from_bytes(&seed))
 }
 
 /// The public key of a signing key, hex.
@@ -200,8 +202,9 @@ pub fn check(files: &[(String, Vec<u8>)], public_key: Option<&[u8; 32]>) -> Bund
     };
     let Some(manifest_bytes) = get(MANIFEST) else { return fail(out, format!("{MANIFEST}: missing")) };
     let Some(sum) = get(MANIFEST_SUM) else { return fail(out, format!("{MANIFEST_SUM}: missing")) };
-    let recorded = String::from_utf8_lossy(sum).split_whitespace().next().unwrap_or("").to_string();
-    if recorded != sha256_hex(manifest_bytes) {
+    // Byte for byte as the tool writes it: a changed byte anywhere in either file is caught,
+    // not only one that changes what a lenient reader would make of it.
+    if sum.as_slice() != format!("{}  {MANIFEST}\n", sha256_hex(manifest_bytes)).as_bytes() {
         return fail(
             out,
             format!("{MANIFEST} does not match {MANIFEST_SUM}: one of them was changed since the bundle was written"),
@@ -256,6 +259,13 @@ pub fn check(files: &[(String, Vec<u8>)], public_key: Option<&[u8; 32]>) -> Bund
 
 fn verify_signature(sig: &[u8], manifest: &[u8], pinned: Option<&[u8; 32]>) -> Result<String, String> {
     let s: SignatureFile = serde_json::from_slice(sig).map_err(|e| format!("not a signature file ({e})"))?;
+    // Byte for byte as the tool writes it (hex in lower case, its layout): the same key and
+    // signature spelt otherwise (upper-case hex, other spacing) is still a changed file.
+    let mut canonical = serde_json::to_vec_pretty(&s).map_err(|e| format!("not a signature file ({e})"))?;
+    canonical.push(b'\n');
+    if canonical != sig {
+        return Err("changed since the bundle was written (not as incident-console writes it)".into());
+    }
     if s.algorithm != "ed25519" {
         return Err(format!("unknown algorithm {:?}", crate::core::sanitize::line(&s.algorithm)));
     }
@@ -300,15 +310,19 @@ mod tests {
             assert!(ok.intact(), "{ok:?}");
             assert_eq!(ok.files_checked, 2);
             assert_eq!(ok.signed_by.is_some(), signed);
+            // Every byte of every file, flipped two ways (0x20 turns hex a-f into A-F, which a
+            // lenient reader would take for the same value).
             for i in 0..all.len() {
-                let mut changed = all.clone();
-                let name = changed[i].0.clone();
-                let b = &mut changed[i].1;
-                let at = b.len() / 2;
-                b[at] ^= 0x01;
-                let c = check(&changed, None);
-                let problem = c.problem.unwrap_or_default();
-                assert!(problem.contains(&name), "{name}: {problem}");
+                for at in 0..all[i].1.len() {
+                    for bit in [0x01, 0x20] {
+                        let mut changed = all.clone();
+                        let name = changed[i].0.clone();
+                        changed[i].1[at] ^= bit;
+                        let c = check(&changed, None);
+                        let problem = c.problem.unwrap_or_default();
+                        assert!(problem.contains(&name), "{name} byte {at} ^ {bit:#x}: {problem}");
+                    }
+                }
             }
         }
     }
@@ -402,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn the_signer_shown_is_canonical_hex_whatever_the_file_wraps_it_in() {
+    fn a_signature_file_spelt_otherwise_is_a_changed_file() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let mut all = bundle(Some(&key));
         for (p, b) in all.iter_mut() {
@@ -412,10 +426,14 @@ mod tests {
                 *b = serde_json::to_vec(&s).unwrap_or_default();
             }
         }
-        let c = check(&all, None);
-        assert_eq!(c.signed_by, Some(public_key_hex(&key)), "{c:?}");
-        let other = SigningKey::from_bytes(&[8; 32]);
-        let p = check(&all, Some(other.verifying_key().as_bytes())).problem.unwrap_or_default();
-        assert!(p.contains(&format!("signed by {},", public_key_hex(&key))), "{p}");
+        // A signature file spelt otherwise than the tool writes it is a changed file, and
+        // what is said of it carries none of the characters planted in it.
+        for pinned in [None, Some(*SigningKey::from_bytes(&[8; 32]).verifying_key().as_bytes())] {
+            let c = check(&all, pinned.as_ref());
+            let p = c.problem.unwrap_or_default();
+            assert!(p.starts_with(SIGNATURE) && p.contains("changed"), "{p}");
+            assert!(!p.chars().any(|ch| ch.is_control() || ch == '\u{2028}'), "{p:?}");
+            assert_eq!(c.signed_by, None);
+        }
     }
 }

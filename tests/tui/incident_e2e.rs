@@ -735,7 +735,7 @@ async fn a_release_rollback_from_the_console_is_proved_and_journaled() {
 }
 
 /// The breaker opened from another process shows in the console's header at once (it
-/// hears the switch), and goes when it is closed.
+/// hears the switch); K closes it from the console with a reason, which is journaled.
 #[tokio::test]
 async fn the_header_says_so_when_another_process_opens_the_breaker() {
     let t = seeded().await;
@@ -748,7 +748,20 @@ async fn the_header_says_so_when_another_process_opens_the_breaker() {
     let s = c.wait_for("BREAKER OPEN", Duration::from_secs(5)).await;
     assert!(s.contains("ledger looks wrong"), "{s}");
     println!("breaker shown {} ms after the CLI opened it", opened.elapsed().as_millis());
-    let out = dirs.run(&["breaker", "close", "--reason", "checked", "--database-url", &t.url]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.keys(&["K"]);
+    c.wait_for("Close the circuit breaker", T).await;
+    c.enter_text("the ledger was checked: clean").await;
     c.wait_until("the breaker to leave the header", Duration::from_secs(5), |s| !s.contains("BREAKER OPEN")).await;
+    c.wait_for("Circuit breaker closed", T).await;
+    let open: bool =
+        sqlx::query_scalar("SELECT open FROM circuit_breaker").fetch_one(&t.pool).await.expect("breaker state");
+    assert!(!open);
+    let (_, dir) = dirs.incident();
+    let entries = journal(&dir);
+    // The CLI's opening (it journals into the current incident) and the console's closing.
+    let switches: Vec<&Value> = entries.iter().filter(|e| kind_is(e, "breaker")).collect();
+    assert_eq!(switches.len(), 2, "{:?}", kinds(&entries));
+    assert_eq!(switches[0]["data"]["open"], true);
+    assert_eq!(switches[1]["data"]["open"], false);
+    assert_eq!(switches[1]["data"]["reason"], "the ledger was checked: clean");
 }

@@ -36,6 +36,9 @@ impl App {
             DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),
             DbEvent::BlastRadius { id, result } => crate::console::dialogs::blast::on_answer(self, id, result),
             DbEvent::Evidence { id, result } => self.on_evidence(id, result),
+            DbEvent::BreakerSwitched { id, open, reason, result } => {
+                crate::console::breaker::on_switched(self, id, open, reason, result)
+            }
             DbEvent::ReleasePlan { id, result } => crate::console::dialogs::release::on_plan(self, id, result),
             DbEvent::ReleaseRolledBack { id, reason, result } => {
                 crate::console::dialogs::release::on_rolled_back(self, id, reason, result)

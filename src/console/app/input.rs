@@ -180,6 +180,7 @@ impl App {
             KeyAction::Maintenance => maintenance::key(self),
             KeyAction::Report => Effects::journal(vec![JournalRequest::Report]),
             KeyAction::Bundle => self.gather_evidence(),
+            KeyAction::Breaker => crate::console::breaker::key(self),
             KeyAction::BlastRadius => dialogs::blast::open(self),
             KeyAction::Releases => dialogs::release::open(self),
             KeyAction::Detail => match dialogs::detail::of_focus(self) {

@@ -53,6 +53,8 @@ pub enum Purpose {
     Approver(String),
     /// Why one symbol's maintenance mode is switched on (true) or off.
     SymbolMaintenance { symbol: String, on: bool },
+    /// Why the circuit breaker is opened (true) or closed.
+    Breaker(bool),
 }
 
 impl Purpose {
@@ -64,6 +66,8 @@ impl Purpose {
             Purpose::LevelReason(l) => format!("Why Level {} {}?", l.number(), l.label()),
             Purpose::Person(r) => format!("Who is {}?", r.label()),
             Purpose::Field { label, .. } => format!("Fill: {label}"),
+            Purpose::Breaker(true) => "Open the circuit breaker (every rollback refused): why?".into(),
+            Purpose::Breaker(false) => "Close the circuit breaker (rollbacks accepted again): why?".into(),
             Purpose::Maintenance(true) => "Maintenance mode ON: why?".into(),
             Purpose::Maintenance(false) => "Maintenance mode OFF: why?".into(),
             Purpose::SymbolMaintenance { symbol, on: true } => format!("Maintenance mode ON for {symbol} only: why?"),
@@ -139,6 +143,13 @@ impl TextDialog {
                 }
                 Turn::close(Effects::redraw())
             }
+            Purpose::Breaker(open) => match crate::core::workflow::incident::reason_ok(&text, "A reason") {
+                Ok(reason) => Turn::close(crate::console::breaker::switch(app, open, reason)),
+                Err(why) => {
+                    self.hint = Some(format!("{why}."));
+                    Turn::open(Dialog::Text(self), Effects::redraw())
+                }
+            },
             Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. } => {
                 match crate::core::workflow::incident::reason_ok(&text, "A reason") {
                     Ok(reason) => {
@@ -245,6 +256,8 @@ fn step_of(purpose: &Purpose, text: &str, k: Keys, now: DateTime<Utc>) -> Result
             let at = parse_at(&text, now).map_err(|e| e.to_string())?;
             Some(Step::SetTime { which: *which, at, source: "commander".into(), now })
         }
-        Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. } | Purpose::TimelineFilter => None,
+        Purpose::Maintenance(_) | Purpose::SymbolMaintenance { .. } | Purpose::Breaker(_) | Purpose::TimelineFilter => {
+            None
+        }
     })
 }

@@ -257,6 +257,32 @@ pub(super) fn release_plan(job: Job, id: RequestId) {
     });
 }
 
+/// The circuit breaker opened or closed by a person, then the state as the header shows it.
+pub(super) fn switch_breaker(job: Job, id: RequestId, open: bool, reason: String) {
+    let Job { pool, events, .. } = job;
+    tokio::spawn(async move {
+        let answer = if open {
+            db::open_breaker(&pool, &reason, "person").await
+        } else {
+            db::close_breaker(&pool, &reason).await
+        };
+        let result = match answer {
+            Ok(v) if v.get("success").and_then(serde_json::Value::as_bool) == Some(true) => {
+                Ok(v.get("changed").and_then(serde_json::Value::as_bool) == Some(true))
+            }
+            Ok(v) => Err(crate::core::sanitize::line(
+                v.get("message").and_then(serde_json::Value::as_str).unwrap_or("refused"),
+            )
+            .into_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Ok(state) = db::maintenance_state(&pool).await {
+            let _ = events.send(DbEvent::Maintenance(state));
+        }
+        let _ = events.send(DbEvent::BreakerSwitched { id, open, reason, result });
+    });
+}
+
 /// The database's part of the evidence bundle.
 pub(super) fn gather_evidence(job: Job, id: RequestId, incident: String, touched: crate::core::bundle::Touched) {
     let Job { pool, events, .. } = job;

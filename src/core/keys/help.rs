@@ -60,6 +60,7 @@ pub const HELP: [HelpGroup; 4] = [
                     (KeyAction::Times, "set times"),
                     (KeyAction::Maintenance, "maintenance on/off"),
                     (KeyAction::Releases, "release rollback"),
+                    (KeyAction::Breaker, "breaker"),
                     (KeyAction::Report, "write the report"),
                     (KeyAction::Bundle, "evidence bundle"),
                     (KeyAction::Close, "close it"),

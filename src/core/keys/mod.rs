@@ -98,6 +98,8 @@ pub enum KeyAction {
     /// Open the blast radius: executions per minute and suspected repeated executions, one
     /// of which becomes the filter and the selection.
     BlastRadius,
+    /// Open or close the circuit breaker (with a reason): while open, every rollback is refused.
+    Breaker,
     /// Write the incident's evidence bundle (journal, reports, messages, rollbacks, audit
     /// rows, checksums; signed when a key is configured).
     Bundle,
@@ -139,7 +141,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 42] = [
+    pub const ALL: [KeyAction; 43] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -180,6 +182,7 @@ impl KeyAction {
         KeyAction::BlastRadius,
         KeyAction::Releases,
         KeyAction::Bundle,
+        KeyAction::Breaker,
         KeyAction::Times,
         KeyAction::Close,
     ];
@@ -243,6 +246,7 @@ impl KeyAction {
             KeyAction::BlastRadius => "blast radius (bursts)",
             KeyAction::Releases => "release rollback (Level 3)",
             KeyAction::Bundle => "write the evidence bundle",
+            KeyAction::Breaker => "circuit breaker open/close",
             KeyAction::Close => "end: close the incident",
             KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
@@ -268,7 +272,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 49] = [
+const DEFAULTS: [(KeyAction, &[&str]); 50] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -309,6 +313,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 49] = [
     (KeyAction::BlastRadius, &["B"]),
     (KeyAction::Releases, &["D"]),
     (KeyAction::Bundle, &["X"]),
+    (KeyAction::Breaker, &["K"]),
     (KeyAction::Close, &["E"]),
     (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
