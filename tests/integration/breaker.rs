@@ -94,3 +94,44 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
         .expect("a journal");
     assert!(journal.contains("\"kind\":\"breaker\""), "closing is journaled: {journal}");
 }
+
+/// Failures above the threshold open the breaker: five orders whose rollback the server
+/// fails (a trigger planted by the test raises for them, as a fault would), then the batch
+/// stops at the next order with breaker_open and the rest is not attempted.
+#[tokio::test]
+async fn five_failures_in_a_batch_open_the_breaker_and_it_stops() {
+    let t = test_db().await;
+    let mut items = Vec::new();
+    for _ in 0..8 {
+        let u = account(&t.pool, "1000").await;
+        let o = executed(&t.pool, u, "1", None).await;
+        items.push(BatchItem { order_id: o, user_id: u });
+    }
+    let failing: Vec<String> = items[..5].iter().map(|i| format!("'{}'", i.order_id)).collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.order_id IN ({}) AND NEW.action = 'order_rolled_back' THEN \
+                 RAISE EXCEPTION 'planted fault' USING ERRCODE = 'XX000'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER test_fault BEFORE INSERT ON order_audit_log FOR EACH ROW EXECUTE FUNCTION test_fault();",
+        failing.join(", ")
+    )))
+    .execute(&t.pool)
+    .await
+    .expect("plant the fault");
+
+    let mut opts = BatchOptions::new("failures drill".into());
+    opts.concurrency = 1;
+    opts.max_attempts = 1;
+    let (summary, outcomes) = batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
+    assert_eq!(summary.failed.len(), 5, "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[5].1, Outcome::Refused { error_code, .. } if error_code == "breaker_open"),
+        "the order after the fifth failure is refused: {outcomes:?}"
+    );
+    assert!(outcomes[6..].iter().all(|(_, o)| *o == Outcome::NotAttempted), "{outcomes:?}");
+    assert_eq!(summary.rolled_back, 0);
+    let (open, source): (bool, Option<String>) =
+        sqlx::query_as("SELECT open, source FROM circuit_breaker").fetch_one(&t.pool).await.expect("breaker");
+    assert!(open);
+    assert_eq!(source.as_deref(), Some("failures"));
+}
