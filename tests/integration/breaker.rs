@@ -122,7 +122,8 @@ async fn five_failures_in_a_batch_open_the_breaker_and_it_stops() {
     let mut opts = BatchOptions::new("failures drill".into());
     opts.concurrency = 1;
     opts.max_attempts = 1;
-    let (summary, outcomes) = batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
+    let (summary, outcomes) =
+        batch::run(&t.settings(), items, &opts, Arc::new(Progress::default())).await.expect("run");
     assert_eq!(summary.failed.len(), 5, "{outcomes:?}");
     assert!(
         matches!(&outcomes[5].1, Outcome::Refused { error_code, .. } if error_code == "breaker_open"),
