@@ -14,19 +14,12 @@ use serde_json::Value;
 #[tokio::test]
 async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollback_is_refused_until_closed() {
     let t = test_db().await;
-    // A's account does not match its ledger by one cent (the sandbox's way to practise it):
-    // rolling back its order moves money correctly, and its post-check fails.
-    let (a, b, c) = (account(&t.pool, "1000").await, account(&t.pool, "1000").await, account(&t.pool, "1000").await);
-    let (oa, ob, oc) = (
-        executed(&t.pool, a, "1", None).await,
-        executed(&t.pool, b, "1", None).await,
-        executed(&t.pool, c, "1", None).await,
-    );
-    sqlx::query("UPDATE profiles SET balance = balance + 0.01 WHERE id = $1")
-        .bind(a)
-        .execute(&t.pool)
-        .await
-        .expect("plant");
+    // A's order is the sandbox's practice order: its post-check is made to fail when it is
+    // rolled back (money moves as for any order).
+    let db = incident_console::store::db::Db::sessions(t.pool.clone());
+    let (oa, a) = incident_console::ops::drill::breaker_drill_order(&db).await.expect("drill order");
+    let (b, c) = (account(&t.pool, "1000").await, account(&t.pool, "1000").await);
+    let (ob, oc) = (executed(&t.pool, b, "1", None).await, executed(&t.pool, c, "1", None).await);
 
     let home = tempfile::tempdir().expect("home");
     let cli = |args: &[&str]| {
@@ -82,9 +75,25 @@ async fn a_failing_postcheck_opens_the_breaker_the_batch_stops_and_every_rollbac
         .await
         .code(0);
 
+    // A post-check that fails after a rollback (rollback_with_postcheck records it so, as
+    // the console's single and group rollbacks do) opens the breaker again.
+    let v: Value = sqlx::query_scalar("SELECT record_rollback_failure($1, $2, 'postcheck_failed', '{}'::jsonb)")
+        .bind(oc)
+        .bind(c)
+        .fetch_one(&t.pool)
+        .await
+        .expect("record");
+    assert_eq!(v["success"], true, "{v}");
     let log: Vec<(bool, String)> =
         sqlx::query_as("SELECT open, source FROM breaker_log ORDER BY id").fetch_all(&t.pool).await.expect("log");
-    assert_eq!(log, vec![(true, "postcheck_failed".to_string()), (false, "person".to_string())]);
+    assert_eq!(
+        log,
+        vec![
+            (true, "postcheck_failed".to_string()),
+            (false, "person".to_string()),
+            (true, "postcheck_failed".to_string())
+        ]
+    );
     let journal = std::fs::read_dir(home.path().join("incidents"))
         .expect("incidents")
         .flatten()
