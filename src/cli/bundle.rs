@@ -21,21 +21,11 @@ pub(super) async fn bundle_command(g: &GlobalArgs, id: Option<&str>, a: BundleAr
     }
 }
 
-fn read_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file("read the signing key", path, e))?;
-    bundle::signing_key(&text).ok_or_else(|| {
-        Error::BadInput(format!(
-            "{}: not a signing key (32 bytes of hex, as `incident bundle keygen` writes)",
-            path.display()
-        ))
-    })
-}
-
 async fn write(g: &GlobalArgs, id: Option<&str>, out: Option<PathBuf>, key: Option<PathBuf>, op: &str) -> Result<i32> {
     let config = crate::store::config::ConsoleConfig::load()?;
     let key_path = key.or(config.bundle_signing_key.clone());
-    let key = key_path.as_deref().map(read_key).transpose()?;
-    let config_text = crate::store::config::config_path().ok().and_then(|p| std::fs::read_to_string(p).ok());
+    let key = key_path.as_deref().map(crate::store::bundle::signing_key_file).transpose()?;
+    let config_text = crate::store::config::config_text();
     let mut inc = open(id)?;
     let settings = crate::store::target::at_hand(g.database_url(), &g.session()).await;
     let database = settings.as_ref().map(|s| s.url.clone()).unwrap_or_default();

@@ -8,7 +8,7 @@ use super::args::{GlobalArgs, ReleaseAction, ReleaseRollbackArgs};
 use super::output::print_json;
 use super::{check_reason, confirm, connect, not_confirmed, observe, say};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
-use crate::core::release::{ReleaseRefusal, RevertPrecheck};
+use crate::core::release::{Drift, ReleaseRefusal, RevertPrecheck};
 use crate::core::sanitize;
 use crate::ops::release::{self, Answer};
 use crate::store::db::Db;
@@ -28,19 +28,24 @@ pub(super) async fn release_command(g: &GlobalArgs, action: ReleaseAction) -> Re
     code
 }
 
+/// An object changed since its release was deployed, as a person reads it.
+fn drift_text(d: &Drift) -> String {
+    format!(
+        "{} {}: recorded {}, now {}",
+        d.kind,
+        sanitize::line(&d.identity),
+        d.recorded_sum.as_deref().unwrap_or("absent"),
+        d.current_sum.as_deref().unwrap_or("absent")
+    )
+}
+
 fn refused(g: &GlobalArgs, what: &str, r: &ReleaseRefusal) -> Result<i32> {
     if g.json {
         print_json(&json!({ "success": false, "error_code": r.error_code, "message": r.message, "drift": r.drift }))?;
     }
     eprintln!("{what} refused ({}): {}", r.error_code, sanitize::line(&r.message));
     for d in &r.drift {
-        eprintln!(
-            "  drift: {} {} recorded {} now {}",
-            d.kind,
-            sanitize::line(&d.identity),
-            d.recorded_sum.as_deref().unwrap_or("absent"),
-            d.current_sum.as_deref().unwrap_or("absent")
-        );
+        eprintln!("  drift: {}", drift_text(d));
     }
     Ok(EXIT_CHECK_FAILED)
 }
@@ -196,13 +201,7 @@ async fn verify(g: &GlobalArgs, pool: &Db) -> Result<i32> {
         } else {
             println!("DRIFT: {} object(s) changed since their release was deployed:", v.drift.len());
             for d in &v.drift {
-                println!(
-                    "  {} {}: recorded {}, now {}",
-                    d.kind,
-                    sanitize::line(&d.identity),
-                    d.recorded_sum.as_deref().unwrap_or("absent"),
-                    d.current_sum.as_deref().unwrap_or("absent")
-                );
+                println!("  {}", drift_text(d));
             }
         }
         match &v.verify_failed {
@@ -233,13 +232,7 @@ fn print_precheck(p: &RevertPrecheck) {
         println!("  Drift: none (every object is as its release deployed it)");
     } else {
         for d in &p.drift {
-            println!(
-                "  DRIFT: {} {} changed by hand since deployed (recorded {}, now {})",
-                d.kind,
-                sanitize::line(&d.identity),
-                d.recorded_sum.as_deref().unwrap_or("absent"),
-                d.current_sum.as_deref().unwrap_or("absent")
-            );
+            println!("  DRIFT, changed by hand since deployed: {}", drift_text(d));
         }
     }
     if let Some(v) = &p.target_service_version {

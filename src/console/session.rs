@@ -161,18 +161,9 @@ impl Session {
             }
             JournalRequest::Bundle { database, part } => {
                 let config = crate::store::config::ConsoleConfig::load().unwrap_or_default();
-                let key = match &config.bundle_signing_key {
-                    Some(p) => {
-                        let text = std::fs::read_to_string(p)
-                            .map_err(|e| crate::core::error::Error::file("read the signing key", p, e))?;
-                        Some(crate::core::bundle::signing_key(&text).ok_or_else(|| {
-                            crate::core::error::Error::BadInput(format!("{}: not a signing key", p.display()))
-                        })?)
-                    }
-                    None => None,
-                };
-                let config_text =
-                    crate::store::config::config_path().ok().and_then(|p| std::fs::read_to_string(p).ok());
+                let key =
+                    config.bundle_signing_key.as_deref().map(crate::store::bundle::signing_key_file).transpose()?;
+                let config_text = crate::store::config::config_text();
                 let w = crate::ops::bundle::write_files(
                     &mut self.incident,
                     part,

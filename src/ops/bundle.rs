@@ -121,7 +121,9 @@ pub async fn write(
 ) -> Result<Written> {
     let part = match pool {
         Some(pool) => {
-            let t = touched(inc.entries()?.iter().map(|e| &e.event));
+            // From the incident as folded, as the console does: the journal is read once, by
+            // write_files.
+            let t = touched(inc.incident.records.iter().map(|r| &r.event));
             gather(pool, &inc.incident.id, &t).await.map_err(|e| e.to_string())
         }
         None => Err("no database at hand".to_string()),

@@ -10,6 +10,17 @@ use crate::core::error::{Error, Result};
 
 const MAX_TOTAL: u64 = 1 << 30;
 
+/// The signing key in `path` (its 32-byte seed in hex, as `incident bundle keygen` writes).
+pub fn signing_key_file(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    let text = fs::read_to_string(path).map_err(|e| Error::file("read the signing key", path, e))?;
+    crate::core::bundle::signing_key(&text).ok_or_else(|| {
+        Error::BadInput(format!(
+            "{}: not a signing key (32 bytes of hex, as `incident bundle keygen` writes)",
+            path.display()
+        ))
+    })
+}
+
 /// Writes `files` (path inside the bundle, bytes) as a tar archive at `out`, which must not
 /// exist yet: a bundle is evidence, and `--out` naming the journal, the config or an earlier
 /// bundle must never replace it. Written to a temporary file beside it, synced, then linked

@@ -162,6 +162,12 @@ pub fn config_path() -> Result<PathBuf> {
         .ok_or(Error::NoHome("config"))
 }
 
+/// The configuration file's text as it is on disk (none: there is none, or it cannot be
+/// read), for the evidence bundle, which redacts it.
+pub fn config_text() -> Option<String> {
+    config_path().ok().and_then(|p| std::fs::read_to_string(p).ok())
+}
+
 /// Where the console writes its log file.
 pub fn log_dir() -> Result<PathBuf> {
     let dirs = directories::ProjectDirs::from("", "", "incident-console").ok_or(Error::NoHome("state"))?;

@@ -12,17 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 /// The nine functions of DESIGN.md's contract table, as `to_regprocedure` takes them.
-const CONTRACT: [&str; 9] = [
-    "create_trading_account(uuid,numeric)",
-    "execute_order_atomic(uuid,text,text,text,numeric,numeric,text,uuid)",
-    "rollback_execute_order_atomic(uuid,uuid,text)",
-    "rollback_order_execution(uuid,uuid,text)",
-    "rollback_precheck(uuid,uuid)",
-    "rollback_postcheck(uuid,uuid,jsonb)",
-    "check_active_transactions(uuid)",
-    "ledger_audit()",
-    "set_maintenance_mode(boolean,text)",
-];
+const CONTRACT: [&str; 9] = incident_console::core::contract::CONTRACT_SIGNATURES;
 
 const TABLES: [&str; 9] = [
     "instruments",
