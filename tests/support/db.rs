@@ -91,6 +91,12 @@ fn start_server() -> Result<Server, String> {
             .await
             .map_err(|e| e.to_string())?;
         db::migrate(&pool).await.map_err(|e| e.to_string())?;
+        // Four-eyes approval is off in the template: most tests roll back more than one
+        // login may alone. The approval tests switch it on (`enable_approvals`).
+        sqlx::query("SELECT set_approval_policy('{\"enabled\": false}')")
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
         pool.close().await;
         Ok::<(), String>(())
     })?;
