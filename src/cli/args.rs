@@ -135,6 +135,19 @@ pub enum Command {
         #[command(subcommand)]
         action: BreakerAction,
     },
+    /// Four-eyes approval: the requests other people filed, approved or denied here by a
+    /// second person (another database login and operator).
+    Approvals {
+        /// What to do [default: list the requests waiting].
+        #[command(subcommand)]
+        action: Option<ApprovalsAction>,
+    },
+    /// The four-eyes policy the database enforces: what needs a second person.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Automated drill, every step checked: Level 1 (default) rolls back orders of drill
     /// accounts; Level 3 takes a copy of the sandbox through a full-system rollback.
     Drill(DrillArgs),
@@ -756,6 +769,61 @@ pub enum BreakerAction {
         /// Why.
         #[arg(long)]
         reason: String,
+    },
+}
+
+/// `approvals` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApprovalsAction {
+    /// The requests waiting for a second person (with --all, the last 50 of any state).
+    List {
+        /// Every state, not only those waiting.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One request: its scope, the preview the requester saw, its orders, its decision.
+    Show {
+        /// Its id (the first 8 characters will do).
+        id: String,
+    },
+    /// Approve someone else's request, with the reason.
+    Approve {
+        /// Its id (the first 8 characters will do).
+        id: String,
+        /// Why it may go ahead.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deny someone else's request, with the reason.
+    Deny {
+        /// Its id (the first 8 characters will do).
+        id: String,
+        /// Why not.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw a request of your own that is not decided yet.
+    Cancel {
+        /// Its id (the first 8 characters will do).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `policy` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyAction {
+    /// The policy, the incident level the database sees, and what this login has used.
+    Show,
+    /// Change it (the database's owner only), e.g. `policy set batch_orders=50 enabled=true`.
+    Set {
+        /// SETTING=VALUE pairs: enabled, release_rollback, level3_batches,
+        /// level3_breaker_close (true/false); batch_orders, single_limit, window_minutes,
+        /// expiry_minutes (whole numbers); batch_refunded (an amount).
+        #[arg(required = true)]
+        settings: Vec<String>,
     },
 }
 

@@ -12,7 +12,10 @@ use uuid::Uuid;
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::signals::Interrupts;
+use super::approvals::{Obtained, obtain};
 use super::{check_reason, confirm, connect, not_confirmed};
+use crate::core::approval::ApprovalKind;
+use crate::ops::approval::{Ask, current_incident};
 use crate::core::batch::{self, BatchItem, Outcome, Proof, Summary};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, EXIT_UNREACHABLE, Error, Result};
 use crate::core::format::money;
@@ -73,6 +76,15 @@ async fn batch_items(pool: &db::Db, a: &args::RollbackArgs, json: bool) -> Resul
     }
 }
 
+/// Where the batch's orders came from, for the approver.
+fn batch_source(a: &args::RollbackArgs) -> String {
+    match (&a.orders, &a.symbol, a.from, a.to) {
+        (Some(path), ..) => format!("order file {}", path.display()),
+        (None, Some(symbol), Some(from), Some(to)) => format!("{symbol} {} orders from {from} to {to}", a.status.as_str()),
+        _ => String::new(),
+    }
+}
+
 pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Result<i32> {
     check_reason(&a.reason)?;
     let (settings, pool) = connect(g).await?;
@@ -111,6 +123,23 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     }
 
     let mut opts = BatchOptions::new(a.reason.clone());
+    // A second person, when the policy asks for one: the batch runs under the operation the
+    // approval names, and only over the orders it covers.
+    let pairs: Vec<(Uuid, Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
+    let ask = Ask {
+        kind: ApprovalKind::Batch,
+        operation: opts.batch_id,
+        orders: pairs.clone(),
+        target: None,
+        reason: a.reason.clone(),
+        incident: current_incident(),
+        preview: json!({ "preview": headline, "source": batch_source(&a) }),
+        single: false,
+    };
+    if let Obtained::Stopped(code) = obtain(g, &pool, &ask).await? {
+        pool.close().await;
+        return Ok(code);
+    }
     opts.concurrency = usize::from(a.concurrency);
     if let Some(secs) = a.reconnect_for_secs {
         opts.reconnect_for = Duration::from_secs(secs);
@@ -118,7 +147,6 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     // Nothing moves before the batch's intent is on disk in the incident's journal (or, with
     // --no-journal, its waiver is in the audit log); its id is the batch's.
     let intent = observed::batch_intended(opts.batch_id, items.len() as u64, preview.total_refund, &a.reason);
-    let pairs: Vec<(Uuid, Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
     let recorded = super::intend(g, a.no_journal, Vec::new(), intent, &pairs, &pool).await?;
     let (summary, outcomes) = run_with_progress(&settings, &pool, items, &opts).await?;
 

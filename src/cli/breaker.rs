@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 use super::args::{BreakerAction, GlobalArgs};
 use super::output::print_json;
+use super::approvals::{Obtained, obtain};
 use super::{check_reason, connect, observe};
+use crate::core::approval::ApprovalKind;
+use crate::ops::approval::{Ask, current_incident};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::journal::event;
 use crate::core::sanitize;
@@ -42,7 +45,25 @@ pub(super) async fn breaker(g: &GlobalArgs, action: BreakerAction) -> Result<i32
     let v = if open {
         db::open_breaker(&pool, &reason, "person").await?
     } else {
-        db::close_breaker(&pool, &reason).await?
+        // Closing it at Level 3 needs a second person, when the policy says so.
+        let ask = Ask {
+            kind: ApprovalKind::BreakerClose,
+            operation: uuid::Uuid::new_v4(),
+            orders: Vec::new(),
+            target: None,
+            reason: reason.clone(),
+            incident: current_incident(),
+            preview: json!({ "breaker": db::maintenance_state(&pool).await?.breaker }),
+            single: false,
+        };
+        match obtain(g, &pool, &ask).await? {
+            Obtained::NotNeeded => db::close_breaker(&pool, &reason).await?,
+            Obtained::Approved(req) => db::close_breaker_approved(&pool, &reason, req.operation_id).await?,
+            Obtained::Stopped(code) => {
+                pool.close().await;
+                return Ok(code);
+            }
+        }
     };
     if v.get("success").and_then(Value::as_bool) != Some(true) {
         pool.close().await;

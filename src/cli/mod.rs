@@ -3,6 +3,7 @@
 //! layer over `ops` (the use cases it shares with the console) and `store`.
 
 pub mod args;
+mod approvals;
 mod audit;
 mod batch;
 mod bench;
@@ -60,6 +61,8 @@ pub async fn run(command: Command, g: &GlobalArgs) -> Result<i32> {
         Command::Metrics(a) => metrics::metrics_command(g, a).await,
         Command::Maintenance(a) => maintenance::maintenance(g, a).await,
         Command::Breaker { action } => breaker::breaker(g, action).await,
+        Command::Approvals { action } => approvals::approvals(g, action).await,
+        Command::Policy { action } => approvals::policy(g, action).await,
         Command::Drill(a) => drill::drill(g, a.level).await,
         Command::Bench(a) => bench::bench(g, a).await,
         Command::Config { action } => config::config_command(g, action),

@@ -1,5 +1,8 @@
 //! `release list|show|diff|deploy|verify|rollback|restore`: the execution system's releases.
 
+use super::approvals::{Obtained, obtain};
+use crate::core::approval::ApprovalKind;
+use crate::ops::approval::{Ask, current_incident};
 use std::time::Instant;
 
 use serde_json::json;
@@ -263,9 +266,28 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
             "Rolling back, then proving …"
         });
     }
+    let operation = uuid::Uuid::new_v4();
+    if !a.dry_run {
+        let ask = Ask {
+            kind: ApprovalKind::ReleaseRollback,
+            operation,
+            orders: Vec::new(),
+            target: Some(a.to.clone()),
+            reason: reason.clone(),
+            incident: current_incident(),
+            preview: json!({ "reverts": pre.releases.iter().map(|r| r.name.clone()).collect::<Vec<_>>().join(", "),
+                             "objects changed": pre.objects.len(),
+                             "values archived": pre.archive.iter().map(|x| x.values).sum::<i64>(),
+                             "drift": pre.drift.len() }),
+            single: false,
+        };
+        if let Obtained::Stopped(code) = obtain(g, pool, &ask).await? {
+            return Ok(code);
+        }
+    }
     let started = Instant::now();
     let done =
-        match release::rollback(pool, &a.to, &reason, a.accept_drift, a.dry_run, Some(uuid::Uuid::new_v4())).await? {
+        match release::rollback(pool, &a.to, &reason, a.accept_drift, a.dry_run, Some(operation)).await? {
             Answer::Done(d) => d,
             Answer::Refused(r) => return refused(g, "Release rollback", &r),
         };

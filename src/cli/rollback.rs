@@ -2,6 +2,9 @@
 //! pre-check and a typed confirmation, journaled as intended before it runs, proved by the
 //! post-check. Batches are `batch.rs`.
 
+use super::approvals::{Obtained, obtain};
+use crate::core::approval::ApprovalKind;
+use crate::ops::approval::{Ask, current_incident};
 use std::time::Duration;
 
 use serde_json::json;
@@ -76,6 +79,23 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
     // Nothing moves before its intent is on disk in the incident's journal (or, with
     // --no-journal, its waiver is in the audit log): else refused, nothing changed.
     let operation = uuid::Uuid::new_v4();
+    // A second person, when the policy asks for one (a group at Level 3, or past this
+    // login's budget): the rollback then runs under the approval's operation.
+    let scope: Vec<(uuid::Uuid, uuid::Uuid)> =
+        if a.transaction { f.group.order_ids.iter().map(|&o| (o, user)).collect() } else { vec![(order, user)] };
+    let ask = Ask {
+        kind: if a.transaction { ApprovalKind::Group } else { ApprovalKind::Batch },
+        operation,
+        orders: scope,
+        target: None,
+        reason: a.reason.clone(),
+        incident: current_incident(),
+        preview: json!({ "preview": plan }),
+        single: !a.transaction,
+    };
+    if let Obtained::Stopped(code) = obtain(g, &pool, &ask).await? {
+        return Ok(code);
+    }
     let (orders, refund) =
         if a.transaction { (f.group.order_ids.len() as u64, f.group.expected_refund) } else { (1, f.expected_refund) };
     let intent = observed::rollback_intended(operation, order, user, a.transaction, orders, refund, &a.reason);

@@ -2,6 +2,7 @@
 //! workflow, the journal's line format, the SQL contract's values, the rules every front
 //! end applies (reasons, filters, money formatting), observations and the message context.
 
+pub mod approval;
 pub mod batch;
 pub mod blast;
 pub mod bundle;

@@ -148,6 +148,19 @@ fn describe_event(event: &Event) -> String {
             d.source,
             d.reason
         ),
+        Event::Approval(d) => format!(
+            "approval {} {} ({}): {} by {}: {}",
+            d.id.to_string().get(..8).unwrap_or_default(),
+            d.action,
+            approval_scope(d),
+            match d.action.as_str() {
+                "requested" => "asked",
+                "used" => "used",
+                other => other,
+            },
+            d.by,
+            d.reason
+        ),
         Event::BundleWritten(d) => format!(
             "evidence bundle written: {} ({} files, manifest {}{})",
             file_name(&d.path),
@@ -415,6 +428,15 @@ fn add_team_and_maintenance(c: &mut MessageContext, i: &Incident) {
         .collect();
 }
 
+/// What an approval covers, in a few words.
+fn approval_scope(d: &crate::core::journal::event::Approval) -> String {
+    match d.kind.as_str() {
+        "release_rollback" => format!("release rollback to {}", d.target.as_deref().unwrap_or("?")),
+        "breaker_close" => "closing the circuit breaker".into(),
+        kind => format!("{kind} of {} order(s), {} refunded", d.orders, crate::core::format::money(d.refunded)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -445,3 +467,4 @@ mod tests {
         assert_eq!(c.closed.map(|(_, r)| r), Some("done".to_string()));
     }
 }
+

@@ -2,6 +2,7 @@
 //! batch, maintenance mode switched and proved, the incident's records, write-ahead
 //! journaling of what moves money, the drill and the benchmark.
 
+pub mod approval;
 pub mod batch;
 pub(crate) mod bench;
 pub mod bundle;

@@ -92,6 +92,8 @@ pub enum Event {
     BundleWritten(BundleWritten),
     /// `breaker`: the circuit breaker opened or closed.
     Breaker(Breaker),
+    /// `approval`: a request for a second person filed, decided, withdrawn or used.
+    Approval(Approval),
     /// A kind this version does not know, or data it does not read exactly: kept as read.
     Unknown(Unknown),
 }
@@ -339,6 +341,28 @@ pub struct Breaker {
     pub source: String,
 }
 
+/// `approval`: four-eyes approval of dangerous work, as this incident saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The request's id.
+    pub id: Uuid,
+    /// requested, approved, denied, cancelled or used.
+    pub action: String,
+    /// batch, group, release_rollback or breaker_close.
+    pub kind: String,
+    /// Orders in its scope (0 for a release or the breaker).
+    pub orders: u64,
+    /// What they refund, as the server counted it.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub refunded: rust_decimal::Decimal,
+    /// The release it takes the system back to, if that is its kind.
+    pub target: Option<String>,
+    /// The request's reason (requested, used) or the decision's (approved, denied, cancelled).
+    pub reason: String,
+    /// Who requested (requested, used, cancelled) or decided (approved, denied).
+    pub by: String,
+}
+
 /// `bundle_written`: the incident's evidence bundle was written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleWritten {
@@ -499,6 +523,7 @@ impl Event {
             Event::ServiceRollback(_) => "service_rollback",
             Event::BundleWritten(_) => "bundle_written",
             Event::Breaker(_) => "breaker",
+            Event::Approval(_) => "approval",
             Event::Unknown(u) => &u.kind,
         }
     }
@@ -533,6 +558,7 @@ impl Event {
             Event::ServiceRollback(d) => serde_json::to_value(d),
             Event::BundleWritten(d) => serde_json::to_value(d),
             Event::Breaker(d) => serde_json::to_value(d),
+            Event::Approval(d) => serde_json::to_value(d),
             Event::Unknown(u) => return u.data.clone(),
         };
         // Plain structs of strings, numbers and lists always serialize; were one ever not
@@ -569,6 +595,7 @@ impl Event {
             "service_rollback" => exact(&data, Event::ServiceRollback),
             "bundle_written" => exact(&data, Event::BundleWritten),
             "breaker" => exact(&data, Event::Breaker),
+            "approval" => exact(&data, Event::Approval),
             _ => None,
         };
         typed.unwrap_or_else(|| Event::Unknown(Unknown { kind: kind.to_string(), data }))

@@ -342,6 +342,7 @@ impl Incident {
             | Event::ServiceRollback(_)
             | Event::BundleWritten(_)
             | Event::Breaker(_)
+            | Event::Approval(_)
             | Event::Unknown(_) => self.record(event, at, by),
         }
     }

@@ -2,6 +2,7 @@
 //! static text with bound parameters; nothing from a user is ever formatted into SQL.
 
 mod admin;
+mod approvals;
 mod audit;
 mod bench;
 mod blast;
@@ -21,6 +22,7 @@ mod seed;
 mod session;
 
 pub use admin::*;
+pub use approvals::*;
 pub use audit::*;
 pub use bench::*;
 pub use blast::*;

@@ -90,6 +90,8 @@ pub enum Observation {
     ServiceRollback(event::ServiceRollback),
     /// The circuit breaker opened or closed.
     Breaker(event::Breaker),
+    /// A request for a second person was filed, decided, withdrawn or used.
+    Approval(event::Approval),
     /// The evidence bundle was written.
     BundleWritten { path: String, manifest_sha256: String, files: u64, signed: bool },
 }
@@ -192,6 +194,7 @@ impl Observation {
             Observation::ReleaseRollback(r) => Event::ReleaseRollback(r),
             Observation::ServiceRollback(r) => Event::ServiceRollback(r),
             Observation::Breaker(b) => Event::Breaker(b),
+            Observation::Approval(a) => Event::Approval(a),
             Observation::BundleWritten { path, manifest_sha256, files, signed } => {
                 Event::BundleWritten(event::BundleWritten { path, manifest_sha256, files, signed })
             }
