@@ -47,6 +47,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     dialogs::detail::render(app, frame, area);
     dialogs::blast::render(app, frame, area);
     dialogs::release::render(app, frame, area);
+    dialogs::approvals::render(app, frame, area);
     if app.help {
         dialogs::help::render(app, frame, area);
     }
@@ -199,6 +200,18 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         )
     });
+    // Someone is waiting for a second person: said next to the breaker.
+    let waiting = dialogs::approvals::waiting_for_me(app);
+    let approvals = (waiting > 0).then(|| {
+        Span::styled(
+            format!(
+                " {waiting} APPROVAL{} WAITING ({}) ",
+                if waiting == 1 { "" } else { "S" },
+                Keys(&app.keymap).of(KeyAction::Approvals)
+            ),
+            Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD),
+        )
+    });
     let selection = if app.orders.all_matching {
         Span::styled(" batch: all matching the filter ", Style::new().fg(Color::Cyan))
     } else if !app.orders.selected.is_empty() {
@@ -222,6 +235,7 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
     let (lead, tail) = if db_down { (Some(db), None) } else { (None, Some(db)) };
     let mut spans: Vec<Span> = lead.into_iter().flat_map(|d| [d, Span::raw("│")]).collect();
     spans.extend(breaker.into_iter().flat_map(|b| [b, Span::raw("│")]));
+    spans.extend(approvals.into_iter().flat_map(|a| [a, Span::raw("│")]));
     spans.push(maintenance);
     spans.extend(due.map(|d| vec![Span::raw("│"), d]).unwrap_or_default());
     spans.push(selection);
@@ -241,6 +255,8 @@ fn footer(app: &App, frame: &mut Frame, area: Rect) {
             Style::new().fg(Color::Black).bg(Color::Cyan)
         };
         Line::from(Span::styled(format!(" {} ", sanitize::line(&m.text)), style))
+    } else if app.approvals_view.is_some() {
+        Line::from(dialogs::approvals::hint(app, k))
     } else if app.release.is_some() {
         Line::from(dialogs::release::hint(app, k))
     } else if app.blast.is_some() {

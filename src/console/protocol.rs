@@ -146,6 +146,8 @@ pub enum Command {
     GatherEvidence { id: RequestId, incident: String, touched: crate::core::bundle::Touched },
     /// Roll the execution system back to release `to`, then prove it.
     ReleaseRollback { id: RequestId, to: String, reason: String },
+    /// A second person's decision on someone else's approval request.
+    DecideApproval { id: RequestId, request: Uuid, approve: bool, reason: String },
     /// Copy the journal entries the database lacks to `incident_events` (now, and again
     /// after every reconnect).
     SyncJournal { incident: String, path: std::path::PathBuf },
@@ -218,6 +220,12 @@ pub enum DbEvent {
     /// The journal copy: what the database's copy now holds, or why the copy failed (the
     /// journal on disk stays the truth).
     JournalSynced(Result<crate::ops::incident::Copied, String>),
+    /// The approval requests (the last 20, newest first), as the database holds them.
+    Approvals(Vec<crate::core::approval::ApprovalRequest>),
+    /// A request of this console's, filed, decided, withdrawn: for its journal.
+    Approval { request: Box<crate::core::approval::ApprovalRequest>, action: String, reason: String, by: String },
+    /// This console's decision on someone else's request, as stored.
+    ApprovalDecided { id: RequestId, approve: bool, result: Result<Box<crate::core::approval::ApprovalRequest>, String> },
     /// A request was cancelled (on the server too).
     Cancelled { id: RequestId },
     /// A request failed in a way that belongs to no pane.

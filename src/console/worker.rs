@@ -14,6 +14,7 @@
 //! mode run in tasks of their own, so a dead or stopped server cannot hold up a command
 //! (a cancel, above all).
 
+mod approvals;
 mod health;
 mod requests;
 
@@ -282,6 +283,10 @@ impl Worker {
             if let Ok(Ok(m)) = tokio::time::timeout(READ_WITHIN, db::maintenance_state(&pool)).await {
                 let _ = events.send(DbEvent::Maintenance(m));
             }
+            // A database before migration 19 has no requests: nothing to show.
+            if let Ok(Ok(list)) = tokio::time::timeout(READ_WITHIN, db::approval_requests(&pool, false, 20)).await {
+                let _ = events.send(DbEvent::Approvals(list));
+            }
         });
     }
 
@@ -314,12 +319,13 @@ impl Worker {
         Some(tokio::spawn(async move {
             let Ok(mut l) = PgListener::connect_with(&pool).await else { return };
             // The breaker's state is read with maintenance mode's: its switch is heard the same way.
-            if l.listen_all(["order_audit", "maintenance_mode", "circuit_breaker"]).await.is_err() {
+            // Approval requests are read with it too: a request filed or decided anywhere shows at once.
+            if l.listen_all(["order_audit", "maintenance_mode", "circuit_breaker", "approvals"]).await.is_err() {
                 return;
             }
             while let Ok(n) = l.recv().await {
                 let flag = match n.channel() {
-                    "maintenance_mode" | "circuit_breaker" => &heard.maintenance,
+                    "maintenance_mode" | "circuit_breaker" | "approvals" => &heard.maintenance,
                     _ => &heard.audit,
                 };
                 flag.store(true, Ordering::Release);
@@ -433,7 +439,8 @@ impl Worker {
             }
             return;
         };
-        let job = Job { pool, running: self.running.clone(), events: self.events.clone() };
+        let job =
+            Job { pool, running: self.running.clone(), events: self.events.clone(), journal: self.journal.clone() };
         match cmd {
             Command::LoadOrders { id, query, sort, page, limit } => {
                 requests::load_orders(job, id, query, sort, page, limit)
@@ -461,6 +468,9 @@ impl Worker {
             Command::SwitchBreaker { id, open, reason } => requests::switch_breaker(job, id, open, reason),
             Command::GatherEvidence { id, incident, touched } => requests::gather_evidence(job, id, incident, touched),
             Command::ReleaseRollback { id, to, reason } => requests::release_rollback(job, id, to, reason),
+            Command::DecideApproval { id, request, approve, reason } => {
+                approvals::decide(job, id, request, approve, reason)
+            }
             Command::Cancel { .. }
             | Command::RefreshDashboard
             | Command::AuditNow
@@ -565,6 +575,7 @@ fn request_id(cmd: &Command) -> Option<RequestId> {
         | Command::GatherEvidence { id, .. }
         | Command::SwitchBreaker { id, .. }
         | Command::ReleaseRollback { id, .. }
+        | Command::DecideApproval { id, .. }
         | Command::Cancel { id } => Some(*id),
         Command::RefreshDashboard | Command::AuditNow | Command::Shutdown | Command::SyncJournal { .. } => None,
     }

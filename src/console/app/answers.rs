@@ -39,6 +39,13 @@ impl App {
             DbEvent::BreakerSwitched { id, open, reason, result } => {
                 crate::console::breaker::on_switched(self, id, open, reason, result)
             }
+            DbEvent::Approvals(list) => crate::console::dialogs::approvals::on_list(self, list),
+            DbEvent::Approval { request, action, reason, by } => {
+                crate::console::dialogs::approvals::on_event(self, *request, action, reason, by)
+            }
+            DbEvent::ApprovalDecided { id, approve, result } => {
+                crate::console::dialogs::approvals::on_decided(self, id, approve, result)
+            }
             DbEvent::ReleasePlan { id, result } => crate::console::dialogs::release::on_plan(self, id, result),
             DbEvent::ReleaseRolledBack { id, reason, result } => {
                 crate::console::dialogs::release::on_rolled_back(self, id, reason, result)

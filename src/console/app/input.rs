@@ -86,6 +86,9 @@ impl App {
         if self.release.is_some() {
             return dialogs::release::key(self, key);
         }
+        if self.approvals_view.is_some() {
+            return dialogs::approvals::key(self, key);
+        }
         if dialogs::is_open(self) {
             return dialogs::key(self, key);
         }
@@ -183,6 +186,7 @@ impl App {
             KeyAction::Breaker => crate::console::breaker::key(self),
             KeyAction::BlastRadius => dialogs::blast::open(self),
             KeyAction::Releases => dialogs::release::open(self),
+            KeyAction::Approvals => dialogs::approvals::open(self),
             KeyAction::Detail => match dialogs::detail::of_focus(self) {
                 Ok(d) => {
                     self.details = Some(d);

@@ -154,6 +154,12 @@ pub struct App {
     pub evidence_request: Option<RequestId>,
     /// The release overlay (Level 3), when open.
     pub release: Option<crate::console::dialogs::release::ReleaseView>,
+    /// The approval requests on the database, newest first (read with maintenance mode).
+    pub approvals: Vec<crate::core::approval::ApprovalRequest>,
+    /// The requests this console filed.
+    pub my_requests: Vec<uuid::Uuid>,
+    /// The approvals overlay, when open.
+    pub approvals_view: Option<crate::console::dialogs::approvals::ApprovalsView>,
     /// "A rollback is running: quit anyway?" is open.
     pub quit_confirm: bool,
     /// The console should exit.
@@ -200,6 +206,9 @@ impl App {
             details: None,
             blast: None,
             release: None,
+            approvals: Vec::new(),
+            my_requests: Vec::new(),
+            approvals_view: None,
             evidence_request: None,
             last_batch: None,
             planned_batches: Vec::new(),

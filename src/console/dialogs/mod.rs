@@ -6,6 +6,7 @@
 //! A key goes to the open dialog by value and comes back as a `Turn`: the dialog that is
 //! open afterwards (itself, another one, or none) and what the key asks of the loop.
 
+pub mod approvals;
 pub mod blast;
 pub mod classify;
 pub mod detail;

@@ -26,6 +26,8 @@ pub(super) struct Job {
     pub(super) pool: Db,
     pub(super) running: Running,
     pub(super) events: mpsc::UnboundedSender<DbEvent>,
+    /// The incident's journal (id, path), for the level an approval request declares.
+    pub(super) journal: Option<(String, std::path::PathBuf)>,
 }
 
 /// A page of orders, then which of its rows are repeated executions (the page's ids only:
@@ -169,13 +171,33 @@ pub(super) fn run_batch(
     operation: uuid::Uuid,
     waive_journal: bool,
 ) {
-    let Job { pool, running, events } = job;
+    let Job { pool, running, events, journal } = job;
     let progress = Arc::new(Progress::default());
     if let Ok(mut m) = running.lock() {
         m.insert(id, Cancel::Batch(progress.clone()));
     }
     tokio::spawn(async move {
         let total = items.len() as u64;
+        // A second person first, when the policy asks for one; cancelling the batch while
+        // it waits withdraws the request.
+        let ask = crate::ops::approval::Ask {
+            kind: crate::core::approval::ApprovalKind::Batch,
+            operation,
+            orders: items.iter().map(|i| (i.order_id, i.user_id)).collect(),
+            target: None,
+            reason: reason.clone(),
+            incident: super::approvals::incident_of(journal).await,
+            preview: serde_json::json!({ "source": "console batch", "orders": total }),
+            single: false,
+        };
+        let stop = super::approvals::stopped(progress.clone());
+        if let Err(why) = super::approvals::gate(&pool, &events, ask, stop).await {
+            if let Ok(mut m) = running.lock() {
+                m.remove(&id);
+            }
+            let _ = events.send(DbEvent::BatchDone { id, result: Err(format!("not started: {why}")) });
+            return;
+        }
         if waive_journal {
             let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
             if let Err(e) = journaling::waive(&pool, operation, "batch", &pairs, &reason).await {
@@ -259,12 +281,28 @@ pub(super) fn release_plan(job: Job, id: RequestId) {
 
 /// The circuit breaker opened or closed by a person, then the state as the header shows it.
 pub(super) fn switch_breaker(job: Job, id: RequestId, open: bool, reason: String) {
-    let Job { pool, events, .. } = job;
+    let Job { pool, events, journal, .. } = job;
     tokio::spawn(async move {
         let answer = if open {
             db::open_breaker(&pool, &reason, "person").await
         } else {
-            db::close_breaker(&pool, &reason).await
+            // Closing it at Level 3 needs a second person, when the policy says so.
+            let operation = uuid::Uuid::new_v4();
+            let ask = crate::ops::approval::Ask {
+                kind: crate::core::approval::ApprovalKind::BreakerClose,
+                operation,
+                orders: Vec::new(),
+                target: None,
+                reason: reason.clone(),
+                incident: super::approvals::incident_of(journal).await,
+                preview: serde_json::json!({ "source": "console" }),
+                single: false,
+            };
+            match super::approvals::gate(&pool, &events, ask, std::future::pending()).await {
+                Ok(true) => db::close_breaker_approved(&pool, &reason, operation).await,
+                Ok(false) => db::close_breaker(&pool, &reason).await,
+                Err(why) => Err(Error::CheckFailed(why)),
+            }
         };
         let result = match answer {
             Ok(v) if v.get("success").and_then(serde_json::Value::as_bool) == Some(true) => {
@@ -294,11 +332,25 @@ pub(super) fn gather_evidence(job: Job, id: RequestId, incident: String, touched
 
 /// A release rollback, then its proof; the maintenance state after it.
 pub(super) fn release_rollback(job: Job, id: RequestId, to: String, reason: String) {
-    let Job { pool, events, .. } = job;
+    let Job { pool, events, journal, .. } = job;
     tokio::spawn(async move {
-        let result = crate::ops::release::rollback(&pool, &to, &reason, false, false, Some(uuid::Uuid::new_v4()))
-            .await
-            .map_err(|e| e.to_string());
+        let operation = uuid::Uuid::new_v4();
+        let ask = crate::ops::approval::Ask {
+            kind: crate::core::approval::ApprovalKind::ReleaseRollback,
+            operation,
+            orders: Vec::new(),
+            target: Some(to.clone()),
+            reason: reason.clone(),
+            incident: super::approvals::incident_of(journal).await,
+            preview: serde_json::json!({ "source": "console release overlay" }),
+            single: false,
+        };
+        let result = match super::approvals::gate(&pool, &events, ask, std::future::pending()).await {
+            Ok(_) => crate::ops::release::rollback(&pool, &to, &reason, false, false, Some(operation))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(why) => Err(format!("not started: {why}")),
+        };
         let _ = events.send(DbEvent::ReleaseRolledBack { id, reason, result });
     });
 }

@@ -61,6 +61,7 @@ pub const HELP: [HelpGroup; 4] = [
                     (KeyAction::Maintenance, "maintenance on/off"),
                     (KeyAction::Releases, "release rollback"),
                     (KeyAction::Breaker, "breaker"),
+                    (KeyAction::Approvals, "approvals (4 eyes)"),
                     (KeyAction::Report, "write the report"),
                     (KeyAction::Bundle, "evidence bundle"),
                     (KeyAction::Close, "close it"),

@@ -100,6 +100,8 @@ pub enum KeyAction {
     BlastRadius,
     /// Open or close the circuit breaker (with a reason): while open, every rollback is refused.
     Breaker,
+    /// Open the approvals overlay: requests for a second person, approved or denied here.
+    Approvals,
     /// Write the incident's evidence bundle (journal, reports, messages, rollbacks, audit
     /// rows, checksums; signed when a key is configured).
     Bundle,
@@ -141,7 +143,7 @@ pub enum Context {
 
 impl KeyAction {
     /// Every screen action, in the order the help lists them.
-    pub const ALL: [KeyAction; 43] = [
+    pub const ALL: [KeyAction; 44] = [
         KeyAction::Help,
         KeyAction::Quit,
         KeyAction::NextPane,
@@ -183,6 +185,7 @@ impl KeyAction {
         KeyAction::Releases,
         KeyAction::Bundle,
         KeyAction::Breaker,
+        KeyAction::Approvals,
         KeyAction::Times,
         KeyAction::Close,
     ];
@@ -247,6 +250,7 @@ impl KeyAction {
             KeyAction::Releases => "release rollback (Level 3)",
             KeyAction::Bundle => "write the evidence bundle",
             KeyAction::Breaker => "circuit breaker open/close",
+            KeyAction::Approvals => "approvals: a second person decides",
             KeyAction::Close => "end: close the incident",
             KeyAction::Times => "set the incident's times",
             KeyAction::Accept => "dialog: accept / continue",
@@ -272,7 +276,7 @@ pub struct KeyMap {
     written: BTreeMap<KeyAction, Vec<Chord>>,
 }
 
-const DEFAULTS: [(KeyAction, &[&str]); 50] = [
+const DEFAULTS: [(KeyAction, &[&str]); 51] = [
     (KeyAction::Quit, &["q", "ctrl-c"]),
     (KeyAction::Help, &["?", "f1"]),
     (KeyAction::NextPane, &["tab"]),
@@ -314,6 +318,7 @@ const DEFAULTS: [(KeyAction, &[&str]); 50] = [
     (KeyAction::Releases, &["D"]),
     (KeyAction::Bundle, &["X"]),
     (KeyAction::Breaker, &["K"]),
+    (KeyAction::Approvals, &["V"]),
     (KeyAction::Close, &["E"]),
     (KeyAction::Times, &["T"]),
     (KeyAction::Accept, &["enter"]),
