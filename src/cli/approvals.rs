@@ -65,7 +65,12 @@ pub(super) async fn obtain(g: &GlobalArgs, pool: &Db, ask: &Ask) -> Result<Obtai
     match decided.state(Utc::now()) {
         RequestState::Approved => {
             observe(g, vec![Observation::Approval(decided.event("approved", &because, &by))], Some(pool)).await;
-            say(&format!("Approved by {} ({}): {}", line(&by), line(decided.decided_login.as_deref().unwrap_or("?")), line(&because)));
+            say(&format!(
+                "Approved by {} ({}): {}",
+                line(&by),
+                line(decided.decided_login.as_deref().unwrap_or("?")),
+                line(&because)
+            ));
             Ok(Obtained::Approved(Box::new(decided)))
         }
         RequestState::Denied => {
@@ -104,7 +109,10 @@ async fn run(g: &GlobalArgs, pool: &Db, action: ApprovalsAction) -> Result<i32> 
             if g.json {
                 print_json(&list)?;
             } else if list.is_empty() {
-                println!("{}", if all { "No approval requests." } else { "No request is waiting for a second person." });
+                println!(
+                    "{}",
+                    if all { "No approval requests." } else { "No request is waiting for a second person." }
+                );
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -127,14 +135,19 @@ async fn run(g: &GlobalArgs, pool: &Db, action: ApprovalsAction) -> Result<i32> 
             let r = approval::find(pool, &id).await?;
             let orders = db::approval_orders(pool, r.id, 20).await?;
             if g.json {
-                print_json(&json!({ "request": r, "orders_first_20": orders.iter().map(|(o, u)| json!({"order_id": o, "user_id": u})).collect::<Vec<_>>() }))?;
+                print_json(
+                    &json!({ "request": r, "orders_first_20": orders.iter().map(|(o, u)| json!({"order_id": o, "user_id": u})).collect::<Vec<_>>() }),
+                )?;
                 return Ok(EXIT_OK);
             }
             for l in describe(&r, now) {
                 println!("{l}");
             }
             if !orders.is_empty() {
-                println!("Orders{}:", if r.order_count > 20 { format!(" (first 20 of {})", r.order_count) } else { String::new() });
+                println!(
+                    "Orders{}:",
+                    if r.order_count > 20 { format!(" (first 20 of {})", r.order_count) } else { String::new() }
+                );
                 for (o, u) in orders {
                     println!("  {o}  user {u}");
                 }

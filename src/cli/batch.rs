@@ -9,19 +9,19 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::approvals::{Obtained, obtain};
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::signals::Interrupts;
-use super::approvals::{Obtained, obtain};
 use super::{check_reason, confirm, connect, not_confirmed};
 use crate::core::approval::ApprovalKind;
-use crate::ops::approval::{Ask, current_incident};
 use crate::core::batch::{self, BatchItem, Outcome, Proof, Summary};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, EXIT_OUTCOME_NOT_JOURNALED, EXIT_UNREACHABLE, Error, Result};
 use crate::core::format::money;
 use crate::core::observed;
 use crate::core::sanitize;
 use crate::core::workflow::incident::Observation;
+use crate::ops::approval::{Ask, current_incident};
 use crate::ops::batch::{BatchOptions, Progress, cancel as cancel_batch, known_so_far, run as run_batch};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
@@ -80,7 +80,9 @@ async fn batch_items(pool: &db::Db, a: &args::RollbackArgs, json: bool) -> Resul
 fn batch_source(a: &args::RollbackArgs) -> String {
     match (&a.orders, &a.symbol, a.from, a.to) {
         (Some(path), ..) => format!("order file {}", path.display()),
-        (None, Some(symbol), Some(from), Some(to)) => format!("{symbol} {} orders from {from} to {to}", a.status.as_str()),
+        (None, Some(symbol), Some(from), Some(to)) => {
+            format!("{symbol} {} orders from {from} to {to}", a.status.as_str())
+        }
         _ => String::new(),
     }
 }

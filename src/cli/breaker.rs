@@ -3,16 +3,16 @@
 
 use serde_json::{Value, json};
 
+use super::approvals::{Obtained, obtain};
 use super::args::{BreakerAction, GlobalArgs};
 use super::output::print_json;
-use super::approvals::{Obtained, obtain};
 use super::{check_reason, connect, observe};
 use crate::core::approval::ApprovalKind;
-use crate::ops::approval::{Ask, current_incident};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
 use crate::core::journal::event;
 use crate::core::sanitize;
 use crate::core::workflow::incident::Observation;
+use crate::ops::approval::{Ask, current_incident};
 use crate::store::db;
 
 pub(super) async fn breaker(g: &GlobalArgs, action: BreakerAction) -> Result<i32> {

@@ -2,8 +2,8 @@
 //! subcommand, human output by default and `--json` for scripts. Each command is a thin
 //! layer over `ops` (the use cases it shares with the console) and `store`.
 
-pub mod args;
 mod approvals;
+pub mod args;
 mod audit;
 mod batch;
 mod bench;

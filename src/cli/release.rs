@@ -286,11 +286,10 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
         }
     }
     let started = Instant::now();
-    let done =
-        match release::rollback(pool, &a.to, &reason, a.accept_drift, a.dry_run, Some(operation)).await? {
-            Answer::Done(d) => d,
-            Answer::Refused(r) => return refused(g, "Release rollback", &r),
-        };
+    let done = match release::rollback(pool, &a.to, &reason, a.accept_drift, a.dry_run, Some(operation)).await? {
+        Answer::Done(d) => d,
+        Answer::Refused(r) => return refused(g, "Release rollback", &r),
+    };
     let elapsed = started.elapsed();
     let proved = done.proof.as_ref().is_some_and(|p| p.passed);
     if !a.dry_run {

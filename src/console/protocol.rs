@@ -225,7 +225,11 @@ pub enum DbEvent {
     /// A request of this console's, filed, decided, withdrawn: for its journal.
     Approval { request: Box<crate::core::approval::ApprovalRequest>, action: String, reason: String, by: String },
     /// This console's decision on someone else's request, as stored.
-    ApprovalDecided { id: RequestId, approve: bool, result: Result<Box<crate::core::approval::ApprovalRequest>, String> },
+    ApprovalDecided {
+        id: RequestId,
+        approve: bool,
+        result: Result<Box<crate::core::approval::ApprovalRequest>, String>,
+    },
     /// A request was cancelled (on the server too).
     Cancelled { id: RequestId },
     /// A request failed in a way that belongs to no pane.

@@ -86,10 +86,8 @@ impl ApprovalPolicy {
     /// The policy in lines, for `policy show` and the console.
     pub fn lines(&self) -> Vec<String> {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        let mut out = vec![format!(
-            "Four-eyes approval: {}",
-            if self.enabled { "ON (enforced by the database)" } else { "OFF" }
-        )];
+        let mut out =
+            vec![format!("Four-eyes approval: {}", if self.enabled { "ON (enforced by the database)" } else { "OFF" })];
         out.push(format!("  every release rollback needs a second person: {}", yes(self.release_rollback)));
         out.push(format!("  every batch and group rollback at Level 3 does: {}", yes(self.level3_batches)));
         out.push(format!("  closing the circuit breaker at Level 3 does: {}", yes(self.level3_breaker_close)));
@@ -224,12 +222,21 @@ impl ApprovalRequest {
         }
     }
 
+    /// What it covers, in fewer words (for a list row).
+    pub fn brief(&self) -> String {
+        match self.kind.as_str() {
+            "release_rollback" => format!("release -> {}", line(self.target.as_deref().unwrap_or("?"))),
+            "breaker_close" => "close the breaker".into(),
+            kind => format!("{kind} of {}, {}", self.order_count, money(self.refunded)),
+        }
+    }
+
     /// Its state in a word or two, with the decider.
     pub fn state_text(&self, now: DateTime<Utc>) -> String {
         let by = line(self.decided_by.as_deref().unwrap_or("?")).into_owned();
         match self.state(now) {
             RequestState::Pending => {
-                format!("WAITING ({} min left)", (self.expires_at - now).num_minutes().max(0) + 1)
+                format!("WAITING ({} min left)", ((self.expires_at - now).num_seconds().max(0) + 59) / 60)
             }
             RequestState::Approved if self.used_at.is_some() => format!("approved by {by}, used"),
             RequestState::Approved => format!("APPROVED by {by}"),

@@ -467,4 +467,3 @@ mod tests {
         assert_eq!(c.closed.map(|(_, r)| r), Some("done".to_string()));
     }
 }
-

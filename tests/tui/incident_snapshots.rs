@@ -997,3 +997,102 @@ fn the_header_says_the_breaker_is_open() {
         assert_has(&text, &["BREAKER OPEN since 13:21"]);
     }
 }
+
+/// A request filed elsewhere, waiting for a second person, as the database lists it.
+fn waiting_request(now: chrono::DateTime<chrono::Utc>, by: &str) -> incident_console::core::approval::ApprovalRequest {
+    incident_console::core::approval::ApprovalRequest {
+        id: uuid::Uuid::from_u128(0x5b24_0884_0000_4000_8000_0000_0000_0001),
+        operation_id: uuid::Uuid::from_u128(2),
+        kind: "batch".into(),
+        incident_id: Some("INC-7".into()),
+        level: 3,
+        reason: "duplicate GBPUSD burst".into(),
+        target: None,
+        order_count: 60,
+        executed_count: 60,
+        refunded: "86443.853134".parse().expect("amount"),
+        scope_hash: "0".repeat(32),
+        preview: serde_json::json!({ "source": "GBPUSD executed orders from 13:02 to 13:06" }),
+        required_because: serde_json::json!(["every batch rollback at Level 3 needs a second person"]),
+        requested_at: now,
+        requested_by: by.into(),
+        requested_login: by.into(),
+        expires_at: now + chrono::Duration::minutes(30),
+        decision: None,
+        decided_at: None,
+        decided_by: None,
+        decided_login: None,
+        decision_reason: None,
+        used_at: None,
+    }
+}
+
+/// Someone else's request shows in the header and in the overlay (V), with its scope, the
+/// preview its requester saw and why the policy asks; y, a reason and Enter approve it, and
+/// the decision the database stored goes into this incident's journal.
+#[test]
+fn a_request_from_another_console_is_approved_here() {
+    for size in SIZES {
+        let mut c = open(size);
+        let now = c.app.now;
+        c.db(DbEvent::Approvals(vec![waiting_request(now, "bo")]));
+        assert_has(&c.screen(), &["1 APPROVAL WAITING (V)"]);
+        c.press('V');
+        let text = snap(&c, "approvals_overlay");
+        assert_has(
+            &text,
+            &[
+                "WAITING",
+                "batch of 60 order(s)",
+                "every batch rollback at Level 3 needs a second person",
+                "Asked by bo",
+            ],
+        );
+        c.press('y');
+        c.typed("checked the 60 orders");
+        let e = c.enter();
+        let Some(Command::DecideApproval { id, request, approve: true, reason }) = e.commands.first().cloned() else {
+            panic!("a decision for the worker: {:?}", e.commands)
+        };
+        assert_eq!(request, waiting_request(now, "bo").id);
+        assert_eq!(reason, "checked the 60 orders");
+        let mut decided = waiting_request(now, "bo");
+        decided.decision = Some("approved".into());
+        decided.decided_at = Some(now);
+        decided.decided_by = Some("alice".into());
+        decided.decision_reason = Some(reason.clone());
+        let e = c.db(DbEvent::ApprovalDecided { id, approve: true, result: Ok(Box::new(decided)) });
+        c.through_journal(e);
+        let seen: Vec<_> = c
+            .case()
+            .state
+            .records_of::<incident_console::core::journal::event::Approval>()
+            .map(|(_, a)| a.clone())
+            .collect();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!((seen[0].action.as_str(), seen[0].by.as_str()), ("approved", "alice"));
+        assert!(c.screen().contains("You approved request 5b240884"), "{}", c.screen());
+    }
+}
+
+/// This console's own request is journaled when filed and cannot be approved here.
+#[test]
+fn a_request_of_this_console_cannot_be_approved_by_it() {
+    let mut c = open((80, 24));
+    let now = c.app.now;
+    let mine = waiting_request(now, "alice");
+    let e = c.db(DbEvent::Approval {
+        request: Box::new(mine.clone()),
+        action: "requested".into(),
+        reason: mine.reason.clone(),
+        by: "alice".into(),
+    });
+    c.through_journal(e);
+    assert_eq!(c.last_kind(), "approval");
+    c.db(DbEvent::Approvals(vec![mine]));
+    assert!(!c.screen().contains("APPROVAL WAITING"), "{}", c.screen());
+    c.press('V');
+    let e = c.press('y');
+    assert!(e.commands.is_empty());
+    assert!(c.message().0.contains("yours"), "{:?}", c.message());
+}

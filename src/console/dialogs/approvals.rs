@@ -60,8 +60,7 @@ pub(crate) fn open(app: &mut App) -> Effects {
 
 /// The worker's list: kept, the cursor on the same request.
 pub(crate) fn on_list(app: &mut App, list: Vec<ApprovalRequest>) -> Effects {
-    let before: Option<Uuid> =
-        app.approvals_view.as_ref().and_then(|v| app.approvals.get(v.selected)).map(|r| r.id);
+    let before: Option<Uuid> = app.approvals_view.as_ref().and_then(|v| app.approvals.get(v.selected)).map(|r| r.id);
     let changed = app.approvals != list;
     app.approvals = list;
     if let (Some(v), Some(id)) = (app.approvals_view.as_mut(), before) {
@@ -262,11 +261,11 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
         let mine = app.my_requests.contains(&r.id);
         let state = r.state_text(app.now);
         let text = format!(
-            " {} {}  {:<24} {} — {}{}",
+            " {} {} {:<22} {} — {}{}",
             if i == v.selected { "▶" } else { " " },
             &r.id.to_string()[..8],
             state,
-            r.scope(),
+            r.brief(),
             sanitize::line(&r.requested_by),
             if mine { " (yours)" } else { "" }
         );

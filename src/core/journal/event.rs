@@ -683,6 +683,7 @@ event_data!(
     ServiceRollback,
     BundleWritten,
     Breaker,
+    Approval,
     Unknown,
 );
 

@@ -110,10 +110,10 @@ pub async fn request_approval<'e, E: Executor<'e, Database = Postgres>>(e: E, r:
     if let Some(err) = refused(&v, "request_approval") {
         return Err(err);
     }
-    v.get("id").and_then(Value::as_str).and_then(|s| s.parse().ok()).ok_or_else(|| Error::UnexpectedAnswer {
-        what: "request_approval".into(),
-        detail: "no request id".into(),
-    })
+    v.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::UnexpectedAnswer { what: "request_approval".into(), detail: "no request id".into() })
 }
 
 /// `decide_approval(id, approve, reason, incident)`: a second person's decision.
