@@ -765,3 +765,112 @@ async fn the_header_says_so_when_another_process_opens_the_breaker() {
     assert_eq!(switches[1]["data"]["open"], false);
     assert_eq!(switches[1]["data"]["reason"], "the ledger was checked: clean");
 }
+
+/// Four eyes, end to end: two consoles on one database under two logins. The first asks to
+/// roll back the burst as a batch above the policy; the request shows live in the second
+/// (header and V), which approves it with a reason; the first's batch then runs under the
+/// approval. Both journals and the database's approval log say who asked, who approved, and
+/// that it was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consoles_one_requests_the_other_approves() {
+    let t = seeded().await;
+    sqlx::query("SELECT set_approval_policy('{\"enabled\": true, \"batch_orders\": 10}')")
+        .execute(&t.pool)
+        .await
+        .expect("switch the policy on");
+    let (asker, approver) = (format!("ic_ask_{}", std::process::id()), format!("ic_ok_{}", std::process::id()));
+    for role in [&asker, &approver] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+             CREATE ROLE {role} LOGIN IN ROLE incident_operator; END IF; END $$"
+        )))
+        .execute(&t.pool)
+        .await
+        .expect("a login");
+    }
+    let (dirs_a, dirs_b) = (Dirs::new(), Dirs::new());
+    let url_a = t.url_as(&asker, "unused");
+    let url_b = t.url_as(&approver, "unused");
+    let a = open(&dirs_a, &["--database-url", &url_a, "--title", TITLE, "--level", "2"]);
+    let b = Console::options()
+        .home(dirs_b.home.path())
+        .env("INCIDENT_CONSOLE_DATA_DIR", dirs_b.data.path())
+        .env("INCIDENT_CONSOLE_CONFIG", dirs_b.config())
+        .env("INCIDENT_OPERATOR", "bo")
+        .open(&["--database-url", &url_b, "--title", "second pair of eyes", "--level", "2"]);
+    b.wait_until("the second console's orders", T, |s| s.contains("symbol") && s.contains("executed")).await;
+
+    // The first console asks for the batch: the policy wants a second person.
+    a.wait_for("Orders ·", T).await;
+    a.keys(&["/"]);
+    a.wait_for("typing the filter", T).await;
+    a.type_text("GBPUSD executed from:13:02 to:13:06");
+    a.keys(&["Enter"]);
+    a.wait_for("of 60", T).await;
+    a.keys(&["A"]);
+    a.wait_for("Batch: every executed order matching the filter", T).await;
+    a.keys(&["b"]);
+    a.wait_for("Reason (required):", T).await;
+    a.enter_text(ROLLBACK_REASON).await;
+    a.wait_for("Type 60 to roll back", T).await;
+    a.type_text("60");
+    a.keys(&["Enter"]);
+    let s = a.wait_for("Waiting for a second person", T).await;
+    assert!(s.contains("batch of 60"), "{s}");
+    assert_eq!(
+        count(&t, &format!("SELECT count(*) FROM orders WHERE {BURST_SQL} AND status = 'rolled_back'")).await,
+        0
+    );
+
+    // The second console hears it, shows it, and approves it.
+    let shown = Instant::now();
+    b.wait_for("1 APPROVAL WAITING", Duration::from_secs(5)).await;
+    println!("request shown in the second console {} ms after the first asked", shown.elapsed().as_millis());
+    b.keys(&["V"]);
+    let s = b.wait_for("Needs a second person", T).await;
+    assert!(s.contains("batch of 60 order(s) (60 executed)") && s.contains(ROLLBACK_REASON), "{s}");
+    assert!(s.contains(&asker), "the requester's login is shown: {s}");
+    b.keys(&["y"]);
+    b.wait_for("APPROVE — why:", T).await;
+    b.enter_text("checked the 60 duplicates against the blast radius").await;
+    b.wait_for("You approved request", T).await;
+
+    // The first console's batch goes ahead under the approval.
+    let s = a.wait_for("60 rolled back", Duration::from_secs(30)).await;
+    assert!(s.contains("60 rolled back, 0 already rolled back, 0 refused, 0 failed"), "{s}");
+    assert_consistent(&t.pool).await;
+    let log: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT action, operator, login FROM approval_log ORDER BY id")
+            .fetch_all(&t.pool)
+            .await
+            .expect("log");
+    let actions: Vec<&str> = log.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(actions, ["requested", "approved", "used"], "{log:?}");
+    assert_eq!(log[0].2, asker);
+    // The name is the one the second console claimed, attributed to its login.
+    assert!(log[1].1.starts_with("bo") && log[1].2 == approver, "{log:?}");
+    // Every order of the burst carries the approved operation.
+    let under: i64 = count(
+        &t,
+        &format!(
+            "SELECT count(*) FROM order_audit_log l JOIN approval_requests r ON r.operation_id = l.batch_id \
+             WHERE l.action = 'order_rolled_back' AND l.order_id IN (SELECT id FROM orders WHERE {BURST_SQL})"
+        ),
+    )
+    .await;
+    assert_eq!(under, 60);
+
+    // Both journals say it.
+    let (_, dir_a) = dirs_a.incident();
+    let approvals_a: Vec<String> = journal(&dir_a)
+        .iter()
+        .filter(|e| kind_is(e, "approval"))
+        .map(|e| e["data"]["action"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(approvals_a, ["requested", "approved"], "{:?}", kinds(&journal(&dir_a)));
+    let (_, dir_b) = dirs_b.incident();
+    let approvals_b: Vec<Value> = journal(&dir_b).into_iter().filter(|e| kind_is(e, "approval")).collect();
+    assert_eq!(approvals_b.len(), 1);
+    assert_eq!(approvals_b[0]["data"]["action"], "approved");
+    assert!(approvals_b[0]["data"]["by"].as_str().is_some_and(|b| b.starts_with("bo")), "{approvals_b:?}");
+}
