@@ -134,11 +134,14 @@ pub struct Touched {
     pub orders: Vec<Uuid>,
     /// Users of the rollbacks.
     pub users: Vec<Uuid>,
+    /// Approval requests the journal names (filed, decided, used).
+    pub approvals: Vec<Uuid>,
 }
 
 /// The operations, orders and users the journal says the incident's rollbacks touched.
 pub fn touched<'a>(events: impl Iterator<Item = &'a Event>) -> Touched {
     let (mut ops, mut orders, mut users) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut approvals = BTreeSet::new();
     for event in events {
         match event {
             Event::RollbackIntended(d) => {
@@ -160,6 +163,9 @@ pub fn touched<'a>(events: impl Iterator<Item = &'a Event>) -> Touched {
                 orders.insert(d.order);
                 users.insert(d.user);
             }
+            Event::Approval(d) => {
+                approvals.insert(d.id);
+            }
             _ => {}
         }
     }
@@ -167,6 +173,7 @@ pub fn touched<'a>(events: impl Iterator<Item = &'a Event>) -> Touched {
         operations: ops.into_iter().collect(),
         orders: orders.into_iter().collect(),
         users: users.into_iter().collect(),
+        approvals: approvals.into_iter().collect(),
     }
 }
 

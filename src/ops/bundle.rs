@@ -36,7 +36,8 @@ pub struct Written {
 }
 
 /// The journal's kinds the bundle lists in `events.json`: what was checked, done and proved.
-const EVIDENCE_KINDS: [&str; 11] = [
+const EVIDENCE_KINDS: [&str; 12] = [
+    "approval",
     "breaker",
     "precheck",
     "rollback_intended",
@@ -101,6 +102,14 @@ pub async fn gather(pool: &Db, incident: &str, touched: &Touched) -> Result<Data
         releases.push(json!({ "release": r, "objects": objects }));
     }
     files.push(json_file("database/releases.json", &releases)?);
+    // The approvals of the incident's work: the requests (with the scope, the preview, the
+    // decision) its rollbacks ran under or its journal names, and their log.
+    let ids: Vec<uuid::Uuid> = touched.operations.iter().chain(&touched.approvals).copied().collect();
+    let requests = db::approval_requests_of(pool, &ids).await?;
+    let request_ids: Vec<uuid::Uuid> = requests.iter().map(|r| r.id).collect();
+    let log = db::approval_log_of(pool, &request_ids).await?;
+    files.push(json_file("database/approvals.json", &json!({ "requests": requests, "log": log }))?);
+    files.push(json_file("database/breaker_log.json", &db::breaker_log(pool).await?)?);
     let copy = db::incident_event_hashes(pool, incident, 1).await?;
     let versions = db::server_versions(pool).await?;
     Ok(DatabasePart { files, copy, versions })

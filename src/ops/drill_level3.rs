@@ -6,6 +6,8 @@
 //! rolled back and proved, the ledger audited, maintenance off, the report written, the
 //! journal verified.
 
+use crate::core::approval::ApprovalKind;
+use crate::ops::approval::{self, Ask};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -219,9 +221,27 @@ async fn drill_steps(
     if !steps.record("release rollback pre-check", t, Ok((ok, detail))) {
         return Ok(());
     }
+    // Four eyes: the release rollback needs a second person (another login), who approves it.
     let t = Instant::now();
-    let done = match release::rollback(pool, "gateway-lookup", REASON, false, false, Some(uuid::Uuid::new_v4())).await?
-    {
+    let second = second_person(settings).await?;
+    let operation = uuid::Uuid::new_v4();
+    let ask = Ask {
+        kind: ApprovalKind::ReleaseRollback,
+        operation,
+        orders: Vec::new(),
+        target: Some("gateway-lookup".into()),
+        reason: REASON.into(),
+        incident: Some((inc.incident.id.clone(), 3)),
+        preview: serde_json::json!({ "source": "Level 3 drill" }),
+        single: false,
+    };
+    let approved = four_eyes(pool, &second, &mut inc, &ask).await;
+    if !steps.record("four eyes: the release rollback approved by a second login", t, approved) {
+        second.close().await;
+        return Ok(());
+    }
+    let t = Instant::now();
+    let done = match release::rollback(pool, "gateway-lookup", REASON, false, false, Some(operation)).await? {
         Answer::Done(d) => d,
         Answer::Refused(r) => return Err(Error::CheckFailed(format!("release rollback refused: {}", r.message))),
     };
@@ -269,6 +289,22 @@ async fn drill_steps(
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
     let preview = db::batch_preview(pool, &ids).await?;
     let opts = crate::ops::batch::BatchOptions::new(REASON.into());
+    let ask = Ask {
+        kind: ApprovalKind::Batch,
+        operation: opts.batch_id,
+        orders: items.iter().map(|i| (i.order_id, i.user_id)).collect(),
+        target: None,
+        reason: REASON.into(),
+        incident: Some((inc.incident.id.clone(), 3)),
+        preview: serde_json::json!({ "source": "Level 3 drill: the burst" }),
+        single: false,
+    };
+    let approved = four_eyes(pool, &second, &mut inc, &ask).await;
+    second.close().await;
+    if !steps.record("four eyes: the burst's batch approved by a second login", t, approved) {
+        return Ok(());
+    }
+    let t = Instant::now();
     observe(&mut inc, observed::batch_intended(opts.batch_id, items.len() as u64, preview.total_refund, REASON))?;
     let (summary, outcomes) =
         crate::ops::batch::run(settings, items.clone(), &opts, std::sync::Arc::new(Default::default())).await?;
@@ -368,15 +404,30 @@ async fn drill_steps(
         let check = crate::core::bundle::check(&files, None);
         let events =
             files.iter().find(|(p, _)| p == "events.json").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
-        let kinds =
-            ["maintenance", "release_rollback", "service_rollback", "rollback_intended", "\"rollback\"", "audit"];
+        let kinds = [
+            "maintenance",
+            "approval",
+            "release_rollback",
+            "service_rollback",
+            "rollback_intended",
+            "\"rollback\"",
+            "audit",
+        ];
         let missing: Vec<&str> =
             kinds.iter().copied().filter(|k| !events.as_deref().unwrap_or("").contains(k)).collect();
-        let ok = check.intact() && missing.is_empty() && w.database_missing.is_none();
+        // Both approvals are in it: requested, approved and used, with who did each.
+        let approvals: serde_json::Value = files
+            .iter()
+            .find(|(p, _)| p == "database/approvals.json")
+            .and_then(|(_, b)| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let used = approvals["log"].as_array().map_or(0, |l| l.iter().filter(|e| e["action"] == "used").count());
+        let requests = approvals["requests"].as_array().map_or(0, Vec::len);
+        let ok = check.intact() && missing.is_empty() && w.database_missing.is_none() && used == 2 && requests == 2;
         Ok::<_, Error>((
             ok,
             format!(
-                "{} ({} files) verifies offline: {}; every step's entry in it{}",
+                "{} ({} files) verifies offline: {}; {requests} approval request(s), {used} used; every step's entry in it{}",
                 w.path.display(),
                 w.files,
                 check.problem.as_deref().unwrap_or("intact"),
@@ -387,6 +438,52 @@ async fn drill_steps(
     .await;
     steps.record("evidence bundle written and checked offline", t, bundled);
     Ok(())
+}
+
+/// The drill's second person: a login of its own (created once on the sandbox's cluster)
+/// with the operator's role, under another operator name.
+async fn second_person(settings: &crate::store::connect::ConnectSettings) -> Result<Db> {
+    let first = settings.pool(1).await?;
+    // Roles are the cluster's; the sandbox's superuser creates it the first time.
+    sqlx::query(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_drill_second') THEN \
+         CREATE ROLE incident_drill_second LOGIN IN ROLE incident_operator; END IF; END $$",
+    )
+    .execute(&first)
+    .await?;
+    first.close().await;
+    let mut second = settings.clone();
+    second.url = settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_drill_second");
+    second.operator = "drill-second".into();
+    second.pool(1).await
+}
+
+/// Files the request (the policy must ask for it), shows that the requester cannot approve
+/// it, has the second person approve it; each step journaled.
+async fn four_eyes(pool: &Db, second: &Db, inc: &mut OpenIncident, ask: &Ask) -> Result<(bool, String)> {
+    let need = approval::needed(pool, ask).await?;
+    if !need.required {
+        return Ok((false, "the policy did not ask for a second person".into()));
+    }
+    let req = approval::file(pool, ask, &need).await?;
+    observe(inc, Observation::Approval(req.event("requested", &req.reason, &req.requested_by)))?;
+    let own = approval::decide(pool, req.id, true, "my own", Some(&inc.incident.id)).await;
+    let refused_own = matches!(&own, Err(e) if e.to_string().contains("self_approval"));
+    let decided = approval::decide(second, req.id, true, "second pair of eyes: scope checked", None).await?;
+    let by = decided.decided_by.clone().unwrap_or_default();
+    observe(inc, Observation::Approval(decided.event("approved", decided.decision_reason.as_deref().unwrap_or(""), &by)))?;
+    let ok = refused_own && decided.state(Utc::now()) == crate::core::approval::RequestState::Approved;
+    Ok((
+        ok,
+        format!(
+            "{} (required: {}); the requester's own approval {}; approved by {} ({})",
+            decided.scope(),
+            need.reasons.join("; "),
+            if refused_own { "refused (self_approval)" } else { "NOT refused" },
+            sanitize::line(&by),
+            sanitize::line(decided.decided_login.as_deref().unwrap_or("?"))
+        ),
+    ))
 }
 
 /// Starts the demo service on v42 (the fast path's), rolls it back to `expected` with its
