@@ -453,7 +453,8 @@ async fn second_person(settings: &crate::store::connect::ConnectSettings) -> Res
     .await?;
     first.close().await;
     let mut second = settings.clone();
-    second.url = settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_drill_second");
+    second.url =
+        settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_drill_second");
     second.operator = "drill-second".into();
     second.pool(1).await
 }
@@ -471,7 +472,10 @@ async fn four_eyes(pool: &Db, second: &Db, inc: &mut OpenIncident, ask: &Ask) ->
     let refused_own = matches!(&own, Err(e) if e.to_string().contains("self_approval"));
     let decided = approval::decide(second, req.id, true, "second pair of eyes: scope checked", None).await?;
     let by = decided.decided_by.clone().unwrap_or_default();
-    observe(inc, Observation::Approval(decided.event("approved", decided.decision_reason.as_deref().unwrap_or(""), &by)))?;
+    observe(
+        inc,
+        Observation::Approval(decided.event("approved", decided.decision_reason.as_deref().unwrap_or(""), &by)),
+    )?;
     let ok = refused_own && decided.state(Utc::now()) == crate::core::approval::RequestState::Approved;
     Ok((
         ok,

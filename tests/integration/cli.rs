@@ -1291,7 +1291,7 @@ async fn sandbox_lifecycle_start_url_psql_status_stop() {
     let drill = run_cmd(sandbox_cmd(&sandbox, &["drill", "--level", "3"]), None).await;
     drill.code(0).clean();
     assert!(drill.stdout.contains("Level 3 drill PASSED"), "{}", drill.stdout);
-    assert_eq!(drill.stdout.matches(". PASS  ").count(), 13, "{}", drill.stdout);
+    assert_eq!(drill.stdout.matches(". PASS  ").count(), 15, "{}", drill.stdout);
     assert!(!drill.stdout.contains("FAIL"), "{}", drill.stdout);
     assert_eq!(
         psql(&url, "SELECT count(*) FROM pg_database WHERE datname = 'incident_console_drill3'").await.trim(),

@@ -11,6 +11,7 @@ mod adversary2;
 mod adversary_bundle;
 mod adversary_release;
 mod adversary_symbol;
+mod approvals_cli;
 mod attribution;
 mod audit;
 mod audit_locks;

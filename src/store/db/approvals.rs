@@ -216,10 +216,8 @@ pub async fn close_breaker_approved<'e, E: Executor<'e, Database = Postgres>>(
 
 /// The approval log of these requests, oldest first.
 pub async fn approval_log_of<'e, E: Executor<'e, Database = Postgres>>(e: E, requests: &[Uuid]) -> Result<Vec<Value>> {
-    Ok(sqlx::query_scalar(
-        "SELECT to_jsonb(l) FROM approval_log l WHERE request_id = ANY ($1) ORDER BY id",
-    )
-    .bind(requests.to_vec())
-    .fetch_all(e)
-    .await?)
+    Ok(sqlx::query_scalar("SELECT to_jsonb(l) FROM approval_log l WHERE request_id = ANY ($1) ORDER BY id")
+        .bind(requests.to_vec())
+        .fetch_all(e)
+        .await?)
 }
