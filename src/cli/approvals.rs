@@ -41,7 +41,7 @@ pub(super) async fn obtain(g: &GlobalArgs, pool: &Db, ask: &Ask) -> Result<Obtai
     observe(g, vec![Observation::Approval(req.event("requested", &req.reason, &operator(g)))], Some(pool)).await;
     say(&format!(
         "Approval request {} filed: {}; reason: {}.\nWaiting for a second person (another login): \
-         `incident-console approvals approve {} --reason \"...\"`, or A in their console. Ctrl-C withdraws the request.",
+         `incident-console approvals approve {} --reason \"...\"`, or V in their console. Ctrl-C withdraws the request.",
         short(&req),
         req.scope(),
         line(&req.reason),

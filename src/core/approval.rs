@@ -131,7 +131,7 @@ pub struct ApprovalNeed {
 }
 
 /// A request as stored (`approval_requests`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     /// Its id.
     pub id: Uuid,
@@ -152,6 +152,7 @@ pub struct ApprovalRequest {
     /// Of which executed (what will move).
     pub executed_count: i32,
     /// What they refund, as the server counted it.
+    #[serde(with = "rust_decimal::serde::str")]
     pub refunded: Decimal,
     /// md5 of the scope.
     pub scope_hash: String,

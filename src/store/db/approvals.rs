@@ -9,10 +9,12 @@ use super::{call_json, decode};
 use crate::core::approval::{ApprovalKind, ApprovalNeed, ApprovalPolicy, ApprovalRequest};
 use crate::core::error::{Error, Result};
 
-/// The columns of a request, as `ApprovalRequest` reads them.
-const REQUEST_COLUMNS: &str = "id, operation_id, kind, incident_id, level, reason, target, order_count, \
-    executed_count, refunded, scope_hash, preview, required_because, requested_at, requested_by, requested_login, \
-    expires_at, decision, decided_at, decided_by, decided_login, decision_reason, used_at";
+/// A request as JSON `ApprovalRequest` reads (the amount as text: exact).
+const REQUEST_JSON: &str = "to_jsonb(r) || jsonb_build_object('refunded', r.refunded::text)";
+
+fn requests(rows: Vec<Value>) -> Result<Vec<ApprovalRequest>> {
+    rows.into_iter().map(|v| decode(v, "approval_requests")).collect()
+}
 
 /// A refusal answered by one of the approval functions, as an error that names its code.
 fn refused(v: &Value, what: &str) -> Option<Error> {
@@ -155,10 +157,10 @@ pub async fn approval_requests<'e, E: Executor<'e, Database = Postgres>>(
     limit: i64,
 ) -> Result<Vec<ApprovalRequest>> {
     let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM approval_requests \
+        "SELECT {REQUEST_JSON} FROM approval_requests r \
          WHERE NOT $1 OR (decision IS NULL AND expires_at > clock_timestamp()) ORDER BY requested_at DESC LIMIT $2"
     );
-    Ok(sqlx::query_as::<_, ApprovalRequest>(sqlx::AssertSqlSafe(sql)).bind(open_only).bind(limit).fetch_all(e).await?)
+    requests(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(open_only).bind(limit).fetch_all(e).await?)
 }
 
 /// One request.
@@ -166,8 +168,9 @@ pub async fn approval_request<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
     id: Uuid,
 ) -> Result<Option<ApprovalRequest>> {
-    let sql = format!("SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE id = $1");
-    Ok(sqlx::query_as::<_, ApprovalRequest>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(e).await?)
+    let sql = format!("SELECT {REQUEST_JSON} FROM approval_requests r WHERE id = $1");
+    let row: Option<Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(e).await?;
+    row.map(|v| decode(v, "approval_requests")).transpose()
 }
 
 /// The requests of these operations (an incident's rollbacks).
@@ -176,10 +179,10 @@ pub async fn approval_requests_of<'e, E: Executor<'e, Database = Postgres>>(
     operations: &[Uuid],
 ) -> Result<Vec<ApprovalRequest>> {
     let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM approval_requests WHERE operation_id = ANY ($1) OR id = ANY ($1) \
+        "SELECT {REQUEST_JSON} FROM approval_requests r WHERE operation_id = ANY ($1) OR id = ANY ($1) \
          ORDER BY requested_at"
     );
-    Ok(sqlx::query_as::<_, ApprovalRequest>(sqlx::AssertSqlSafe(sql)).bind(operations.to_vec()).fetch_all(e).await?)
+    requests(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(operations.to_vec()).fetch_all(e).await?)
 }
 
 /// The orders a request covers (order, user), the first `limit`.
