@@ -68,6 +68,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub operator: Option<String>,
 
+    /// On the sandbox: connect as its second login (`incident_second`), the other person who
+    /// approves what the first asks for (four eyes). Ignored with --database-url.
+    #[arg(long, global = true)]
+    pub second_login: bool,
+
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -937,6 +942,7 @@ impl GlobalArgs {
             statement_timeout: self.statement_timeout,
             lock_timeout: self.lock_timeout,
             pooling: self.pooling,
+            second_login: self.second_login,
         }
     }
 }

@@ -446,15 +446,14 @@ async fn second_person(settings: &crate::store::connect::ConnectSettings) -> Res
     let first = settings.pool(1).await?;
     // Roles are the cluster's; the sandbox's superuser creates it the first time.
     sqlx::query(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_drill_second') THEN \
-         CREATE ROLE incident_drill_second LOGIN IN ROLE incident_operator; END IF; END $$",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_second') THEN \
+         CREATE ROLE incident_second LOGIN IN ROLE incident_operator; END IF; END $$",
     )
     .execute(&first)
     .await?;
     first.close().await;
     let mut second = settings.clone();
-    second.url =
-        settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_drill_second");
+    second.url = settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_second");
     second.operator = "drill-second".into();
     second.pool(1).await
 }

@@ -56,6 +56,8 @@ pub struct SessionOptions {
     pub lock_timeout: Duration,
     /// How the server is reached.
     pub pooling: Pooling,
+    /// On the sandbox, connect as its second login (the other person of four eyes).
+    pub second_login: bool,
 }
 
 /// Where to connect and what every session is told about itself.

@@ -35,10 +35,18 @@ pub async fn resolve(
             let cluster =
                 tokio::task::spawn_blocking(sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
             let url = ensure_ready(&cluster, Durability::Durable, say).await?;
+            let url = if session.second_login {
+                url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), &format!("user={SECOND_LOGIN}"))
+            } else {
+                url
+            };
             Ok(settings_for(url, true, session))
         }
     }
 }
+
+/// The sandbox's second login, for the other person of four eyes (`--second-login`).
+pub const SECOND_LOGIN: &str = "incident_second";
 
 /// The database at hand without starting anything: the URL given, or the sandbox when it
 /// already runs. None when there is neither.
@@ -119,6 +127,13 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
         }
         return Err(e);
     }
+    // The sandbox's second person (four eyes): a login with the operator's role.
+    sqlx::query(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_second') THEN \
+         CREATE ROLE incident_second LOGIN IN ROLE incident_operator; END IF; END $$",
+    )
+    .execute(&pool)
+    .await?;
     let (accounts, orders) = db::book_size(&pool).await?;
     if accounts == 0 && orders == 0 {
         say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
