@@ -30,6 +30,13 @@
 //! - `a_level_no_rollback_can_read_in_a_journal_copy_stops_no_rollback`: an operator who
 //!   copied a journal entry whose level was not a number made every rollback of every login
 //!   fail (a cast in the level check), while the policy was on.
+//! - `an_approval_covers_the_releases_and_the_breaker_opening_it_was_asked_for`: an approval
+//!   to roll back to a release also reverted a release deployed after the approval; an
+//!   approval to close the breaker closed a later opening the approver never saw.
+//!
+//! Decided, and held by a test: a "batch" sent as single rollbacks under a new operation id
+//! each (or none) is that many single rollbacks, allowed at Level 3 within the login's
+//! budget of operations (`single_limit`); the server cannot tell them from separate work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,17 +173,37 @@ async fn a_lock_any_login_can_take_holds_up_no_logins_rollbacks() {
     set_policy(&t, json!({"enabled": true})).await;
     let b = book(&t, 1).await;
     let (victim, mut v) = login(&t, "aadv_victim", "incident_operator").await;
-    let (nobody, mut squatter) = login(&t, "aadv_nobody", "incident_viewer").await;
+    let nobody = login_role(&t, "aadv_nobody", None).await;
+    let mut squatter = connect_as(&t, &nobody).await;
     // Advisory locks need no privilege: any login can hold any key, this one the key the
     // budget of the victim's login was serialized on.
     let key = format!("SELECT pg_advisory_lock(hashtext('approval_budget'), hashtext('{victim}'))");
     assert_eq!(attempt(&mut squatter, &key).await, None);
+    // Another operator holds what its rights let it hold on the approval tables: nothing
+    // that conflicts (reading takes ACCESS SHARE).
+    let (m_name, mut m) = login(&t, "aadv_m", "incident_operator").await;
+    run(&mut m, "BEGIN").await;
+    run(&mut m, "SELECT count(*) FROM approval_requests, approval_policy, circuit_breaker").await;
+    for sql in [
+        "LOCK TABLE approval_requests IN SHARE MODE",
+        "LOCK TABLE approval_policy IN ROW SHARE MODE",
+        "LOCK TABLE circuit_breaker IN SHARE ROW EXCLUSIVE MODE",
+        "LOCK TABLE approval_budget_locks IN ACCESS SHARE MODE",
+        "SELECT * FROM approval_requests FOR SHARE",
+        "SELECT * FROM approval_policy FOR KEY SHARE",
+        "SELECT * FROM approval_budget_locks FOR UPDATE",
+    ] {
+        run(&mut m, "SAVEPOINT s").await;
+        assert_eq!(attempt(&mut m, sql).await.as_deref(), Some("42501"), "{sql}");
+        run(&mut m, "ROLLBACK TO SAVEPOINT s").await;
+    }
     run(&mut v, "SET lock_timeout = '2s'").await;
     let answer = try_rollback(&mut v, b.orders[0], b.users[0], "not held up").await;
     let answer = answer.unwrap_or_else(|e| panic!("the victim's rollback waited for the squatter: {e}"));
     ok(&answer);
+    run(&mut m, "COMMIT").await;
     b.assert_rolled_back(&t, &[0]).await;
-    cleanup(&t, vec![(victim, v), (nobody, squatter)]).await;
+    cleanup(&t, vec![(victim, v), (nobody, squatter), (m_name, m)]).await;
 }
 
 #[tokio::test]
@@ -733,4 +760,58 @@ async fn a_level_no_rollback_can_read_in_a_journal_copy_stops_no_rollback() {
     assert_eq!(shown["open_level"], 0, "{shown}");
     b.assert_rolled_back(&t, &[0]).await;
     cleanup(&t, vec![(m_name, m), (a_name, a)]).await;
+}
+
+#[tokio::test]
+async fn an_approval_covers_the_releases_and_the_breaker_opening_it_was_asked_for() {
+    let t = test_db().await;
+    set_policy(&t, json!({"enabled": true})).await;
+    two_releases(&t).await;
+    let _level3 = open_incident(&t, Level::Critical).await;
+    let (a_name, mut a) = login(&t, "aadv_a", "incident_operator").await;
+    let (b_name, mut bb) = login(&t, "aadv_b", "incident_operator").await;
+
+    // Approved: roll back to base, which reverts notes. Then notes2 is deployed: the same
+    // rollback would now revert a release the approver never saw.
+    let op = Uuid::new_v4();
+    let id = request_id(&request_other(&mut a, "release_rollback", op, Some("base"), "notes broke it").await);
+    ok(&decide(&mut bb, id, true, "notes broke it, yes").await);
+    let v: Value = sqlx::query_scalar(
+        "SELECT release_deploy('notes2', 'approvals', NULL, 'ALTER TABLE appr_t ADD COLUMN note2 text;', \
+         'ALTER TABLE appr_t DROP COLUMN note2;', 'SELECT note2 FROM appr_t WHERE false;', NULL)",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .expect("deploy");
+    ok(&v);
+    let v = release_rollback(&mut a, "base", "notes broke it", false, Some(op)).await;
+    refused(&v, "approval_required");
+    assert_eq!(count(&t, "SELECT count(*) FROM release_reverts").await, 0, "nothing reverted: {v}");
+    assert_eq!(count(&t, "SELECT count(*) FROM active_releases").await, 3);
+    assert_eq!(log_of(&t, id).await, ["requested", "approved"]);
+
+    // Approved: close the breaker as it was opened. It is closed (here by the owner) and
+    // opened again for something else: the approval does not close the new opening.
+    let mut c = connect_as(&t, &a_name).await;
+    open_breaker(&mut c).await;
+    let op = Uuid::new_v4();
+    let id = request_id(&request_other(&mut a, "breaker_close", op, None, "the first alarm was false").await);
+    ok(&decide(&mut bb, id, true, "agreed").await);
+    let v: Value = sqlx::query_scalar("SELECT _switch_breaker(false, 'the owner closes it', 'person')")
+        .fetch_one(&t.pool)
+        .await
+        .expect("owner closes");
+    ok(&v);
+    let v: Value = sqlx::query_scalar("SELECT open_breaker('a real ledger violation this time', 'ledger_audit')")
+        .fetch_one(&mut c)
+        .await
+        .expect("open again");
+    ok(&v);
+    operation(&mut a, Some(op)).await;
+    let v = close_breaker(&mut a, "the first alarm was false").await;
+    refused(&v, "approval_required");
+    assert!(breaker_open(&t).await, "{v}");
+    assert_eq!(log_of(&t, id).await, ["requested", "approved"]);
+    let _ = c.close().await;
+    cleanup(&t, vec![(a_name, a), (b_name, bb)]).await;
 }

@@ -678,6 +678,8 @@ async fn closing_the_breaker_at_level_3_needs_an_approval_used_once() {
 
     let _level3 = open_incident(&t, Level::Critical).await;
     assert_eq!(open_level(&t).await, 3);
+    // A closed breaker: nothing to approve.
+    refused(&request_other(&mut a, "breaker_close", Uuid::new_v4(), None, "early").await, "invalid_argument");
     open_breaker(&mut a).await;
     refused(&close_breaker(&mut a, "the ledger is fine").await, "approval_required");
     let op = Uuid::new_v4();
