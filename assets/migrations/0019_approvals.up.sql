@@ -29,8 +29,9 @@
 --     without the approval Level 3 needs; two closes under one approval both closed it;
 --   * a journal copy whose level was not 1, 2 or 3 made every rollback fail;
 --   * an approval to roll back to a release also reverted a release deployed after it was
---     approved, and an approval to close the breaker closed an opening after the one it
---     was asked for: the scope of each is now the releases reverted / the opening.
+--     approved (and, accepting drift, discarded a change made by hand after it), and an
+--     approval to close the breaker closed an opening after the one it was asked for: the
+--     scope of each is now the releases reverted with their drift / the opening.
 SET LOCAL ROLE incident_owner;
 
 CREATE TABLE approval_policy (
@@ -130,10 +131,12 @@ CREATE TABLE approval_budget_locks (
     charged_at timestamptz NOT NULL
 );
 
--- What an approval of a release rollback covers: its target and the releases it reverts.
-CREATE FUNCTION _release_scope(p_to text, p_ids bigint[])
+-- What an approval of a release rollback covers: its target, the releases it reverts, and
+-- the drift it would discard (objects changed by hand since deployed, with their checksums).
+CREATE FUNCTION _release_scope(p_to text, p_ids bigint[], p_drift jsonb)
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
-    SELECT md5('release:' || p_to || ':' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i) FROM unnest(p_ids) i), ''))
+    SELECT md5('release:' || p_to || ':' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i) FROM unnest(p_ids) i), '')
+               || ':' || coalesce(p_drift, '[]'::jsonb)::text)
 $$;
 
 -- What an approval to close the breaker covers: the opening it was asked for (the moment
@@ -318,6 +321,7 @@ CREATE FUNCTION request_approval(p_kind text, p_operation uuid, p_order_ids uuid
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_id       uuid := gen_random_uuid();
+    v_target   bigint;
     v_count    integer := 0;
     v_executed integer := 0;
     v_refunded numeric := 0;
@@ -387,14 +391,14 @@ BEGIN
         IF p_target IS NULL OR p_target !~ '^[a-z0-9][a-z0-9._-]{0,99}$' OR p_order_ids IS NOT NULL THEN
             RETURN _refusal('invalid_argument', 'a release rollback names its target release and no orders');
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM releases WHERE name = p_target) THEN
-            RETURN _refusal('invalid_argument', format('no release named %s', p_target));
+        SELECT id INTO v_target FROM active_releases WHERE name = p_target;
+        IF NOT FOUND THEN
+            RETURN _refusal('invalid_argument', format('no deployed release named %s', p_target));
         END IF;
-        -- The releases a rollback to the target reverts now: one deployed or reverted since
-        -- is another scope.
-        v_hash := _release_scope(p_target, ARRAY(
-            SELECT a.id FROM active_releases a
-            WHERE a.id > (SELECT t.id FROM active_releases t WHERE t.name = p_target)));
+        -- The releases a rollback to the target reverts now, and the drift it would discard:
+        -- a release deployed or reverted, or an object changed by hand, since is another scope.
+        v_hash := _release_scope(p_target, ARRAY(SELECT a.id FROM active_releases a WHERE a.id > v_target),
+                                 _release_drift_since(v_target));
     ELSE
         IF p_target IS NOT NULL OR p_order_ids IS NOT NULL THEN
             RETURN _refusal('invalid_argument', 'closing the breaker names no orders and no target');
@@ -703,15 +707,15 @@ BEGIN
         -- What was reverted is what was approved, checked on what the rollback did (so that
         -- nothing deployed between a check and its locks slips in); else all of it is undone.
         IF v_claim IS NOT NULL AND (v_result ->> 'success')::boolean
-           AND _release_scope(p_to, ARRAY(SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(v_result -> 'reverted') x))
-               IS DISTINCT FROM v_claim ->> 'scope_hash' THEN
+           AND _release_scope(p_to, ARRAY(SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(v_result -> 'reverted') x),
+                              v_result -> 'drift') IS DISTINCT FROM v_claim ->> 'scope_hash' THEN
             RAISE EXCEPTION USING ERRCODE = 'IC019', MESSAGE = (
                 SELECT coalesce(string_agg(x ->> 'name', ', '), 'none') FROM jsonb_array_elements(v_result -> 'reverted') x);
         END IF;
     EXCEPTION WHEN SQLSTATE 'IC019' THEN
         GET STACKED DIAGNOSTICS v_reverted = MESSAGE_TEXT;
         RETURN _refusal('approval_required',
-            format('the releases a rollback to %s reverts (now %s) are not those approved: a changed scope needs a new approval; nothing was changed',
+            format('the releases a rollback to %s reverts (now %s), or the changes made by hand it discards, are not those approved: a changed scope needs a new approval; nothing was changed',
                    _printable(p_to), _printable(v_reverted)),
             jsonb_build_object('approval_id', v_claim -> 'approval_id', 'scope_changed', true));
     END;
@@ -769,7 +773,7 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION _open_incident_level(), _unapproved_used(integer), _release_scope(text, bigint[]),
+REVOKE EXECUTE ON FUNCTION _open_incident_level(), _unapproved_used(integer), _release_scope(text, bigint[], jsonb),
     _breaker_scope(),
     _approval_reasons(text, integer, numeric, integer, uuid), approval_policy_show(), set_approval_policy(jsonb),
     approval_needed(text, uuid[], uuid[], integer, uuid),

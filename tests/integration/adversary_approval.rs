@@ -31,8 +31,9 @@
 //!   copied a journal entry whose level was not a number made every rollback of every login
 //!   fail (a cast in the level check), while the policy was on.
 //! - `an_approval_covers_the_releases_and_the_breaker_opening_it_was_asked_for`: an approval
-//!   to roll back to a release also reverted a release deployed after the approval; an
-//!   approval to close the breaker closed a later opening the approver never saw.
+//!   to roll back to a release also reverted a release deployed after the approval, and
+//!   (accepting drift) discarded a change made by hand after it; an approval to close the
+//!   breaker closed a later opening the approver never saw.
 //!
 //! Decided, and held by a test: a "batch" sent as single rollbacks under a new operation id
 //! each (or none) is that many single rollbacks, allowed at Level 3 within the login's
@@ -216,7 +217,7 @@ async fn another_logins_approved_operation_is_useless_to_a_forger() {
     let (m_name, mut m) = login(&t, "aadv_m", "incident_operator").await;
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &b.orders[..3]).await;
-    let id = request_id(&request_orders(&mut a, "batch", op, &b.orders[..3], &b.users[..3], "dup", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "batch", op, (&b.orders[..3], &b.users[..3]), "dup", shown, 2).await);
     ok(&decide(&mut bb, id, true, "ok").await);
 
     // Mallory reads the operation id (viewers read the requests) and runs under it: in the
@@ -267,7 +268,7 @@ async fn another_login_cannot_squat_the_operation_a_batch_runs_under() {
         .await
         .expect("read the audit log");
     assert_eq!(seen, Some(op));
-    let v = request_orders(&mut m, "batch", op, &b.orders[1..2], &b.users[1..2], "squat", dec("2.222"), 1).await;
+    let v = request_orders(&mut m, "batch", op, (&b.orders[1..2], &b.users[1..2]), "squat", dec("2.222"), 1).await;
     refused(&v, "invalid_argument");
     // The batch goes on.
     ok(&rollback(&mut a, b.orders[1], b.users[1], "small batch").await);
@@ -288,7 +289,7 @@ async fn a_request_cannot_be_changed_after_it_is_filed_nor_its_group_grown() {
     let (b_name, mut bb) = login(&t, "aadv_b", "incident_operator").await;
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &group).await;
-    let id = request_id(&request_orders(&mut a, "group", op, &group, &[user, user], "group dup", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "group", op, (&group, &[user, user]), "group dup", shown, 2).await);
 
     // The operator writes the tables directly: no privilege.
     for sql in [
@@ -397,7 +398,8 @@ async fn planted_functions_and_temporary_tables_change_no_decision() {
             .expect("rollback_with_postcheck");
         refused(&v["rollback"], "approval_required");
     }
-    let policy: Value = sqlx::query_scalar("SELECT public.approval_policy_show()").fetch_one(&mut a).await.expect("show");
+    let policy: Value =
+        sqlx::query_scalar("SELECT public.approval_policy_show()").fetch_one(&mut a).await.expect("show");
     assert_eq!(policy["enabled"], true, "{policy}");
     b.assert_rolled_back(&t, &[0]).await;
     cleanup(&t, vec![(a_name, a)]).await;
@@ -439,7 +441,7 @@ async fn a_connection_killed_mid_rollback_under_an_approval_leaves_nothing_and_t
     let (b_name, mut bb) = login(&t, "aadv_b", "incident_operator").await;
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &b.orders).await;
-    let id = request_id(&request_orders(&mut a, "batch", op, &b.orders, &b.users, "killed", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "batch", op, (&b.orders, &b.users), "killed", shown, 2).await);
     ok(&decide(&mut bb, id, true, "ok").await);
 
     // The profile row is held, so the rollback stops after its approval was claimed and its
@@ -457,7 +459,8 @@ async fn a_connection_killed_mid_rollback_under_an_approval_leaves_nothing_and_t
     let (o, u) = (b.orders[0], b.users[0]);
     let task = tokio::spawn(async move { try_rollback(&mut victim, o, u, "killed").await });
     wait_for_lock_wait(&t, pid).await;
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&t.pool).await.expect("kill");
+    let killed: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&t.pool).await.expect("kill");
     assert!(killed);
     assert!(task.await.expect("task").is_err(), "the killed call answers nothing");
     run(&mut holder, "ROLLBACK").await;
@@ -490,7 +493,7 @@ async fn at_level_3_a_group_needs_its_whole_approval_and_rotating_operations_sta
     // A group approval for half the group does not cover the group.
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &group[..1]).await;
-    let id = request_id(&request_orders(&mut a, "group", op, &group[..1], &[user], "half", shown, 3).await);
+    let id = request_id(&request_orders(&mut a, "group", op, (&group[..1], &[user]), "half", shown, 3).await);
     ok(&decide(&mut bb, id, true, "ok").await);
     operation(&mut a, Some(op)).await;
     refused(&group_rollback(&mut a, group[0], user, "half").await, "approval_required");
@@ -583,30 +586,27 @@ async fn text_a_terminal_acts_on_is_stored_printable() {
     let preview = json!({ "\u{1b}[2Jkey": ["a\u{9b}b", { "n": "\u{202e}x" }], "total": "11.11" });
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &b.orders).await;
-    let v: Value = sqlx::query_scalar(
-        "SELECT request_approval('batch', $1, $2, $3, NULL, $4, $5, 2, 'INC-1', $6)",
-    )
-    .bind(op)
-    .bind(&b.orders[..])
-    .bind(&b.users[..])
-    .bind(reason)
-    .bind(shown)
-    .bind(&preview)
-    .fetch_one(&mut a)
-    .await
-    .expect("request");
+    let v: Value = sqlx::query_scalar("SELECT request_approval('batch', $1, $2, $3, NULL, $4, $5, 2, 'INC-1', $6)")
+        .bind(op)
+        .bind(&b.orders[..])
+        .bind(&b.users[..])
+        .bind(reason)
+        .bind(shown)
+        .bind(&preview)
+        .fetch_one(&mut a)
+        .await
+        .expect("request");
     let id = request_id(&v);
     // An incident id with an escape in it is refused.
-    let v: Value = sqlx::query_scalar(
-        "SELECT request_approval('batch', $1, $2, $3, NULL, 'x', $4, 2, E'INC-1\\x1b[2J', NULL)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(&b.orders[..])
-    .bind(&b.users[..])
-    .bind(shown)
-    .fetch_one(&mut a)
-    .await
-    .expect("request");
+    let v: Value =
+        sqlx::query_scalar("SELECT request_approval('batch', $1, $2, $3, NULL, 'x', $4, 2, E'INC-1\\x1b[2J', NULL)")
+            .bind(Uuid::new_v4())
+            .bind(&b.orders[..])
+            .bind(&b.users[..])
+            .bind(shown)
+            .fetch_one(&mut a)
+            .await
+            .expect("request");
     refused(&v, "invalid_argument");
     ok(&decide(&mut bb, id, true, "ok\u{1b}[31m\u{202e}").await);
 
@@ -788,6 +788,22 @@ async fn an_approval_covers_the_releases_and_the_breaker_opening_it_was_asked_fo
     refused(&v, "approval_required");
     assert_eq!(count(&t, "SELECT count(*) FROM release_reverts").await, 0, "nothing reverted: {v}");
     assert_eq!(count(&t, "SELECT count(*) FROM active_releases").await, 3);
+    assert_eq!(log_of(&t, id).await, ["requested", "approved"]);
+
+    // Approved: roll back to notes, which reverts notes2, with no hand-made change in sight.
+    // Then someone changes notes2's column by hand: a rollback accepting drift would
+    // discard a change the approver never saw.
+    let op = Uuid::new_v4();
+    let id = request_id(&request_other(&mut a, "release_rollback", op, Some("notes"), "notes2 broke it").await);
+    ok(&decide(&mut bb, id, true, "notes2 broke it, yes").await);
+    sqlx::raw_sql("ALTER TABLE appr_t ALTER COLUMN note2 TYPE varchar(10)").execute(&t.pool).await.expect("hand edit");
+    let v: Value = sqlx::query_scalar("SELECT release_rollback('notes', 'notes2 broke it', true, false, $1)")
+        .bind(op)
+        .fetch_one(&mut a)
+        .await
+        .expect("release_rollback");
+    refused(&v, "approval_required");
+    assert_eq!(count(&t, "SELECT count(*) FROM release_reverts").await, 0, "nothing reverted: {v}");
     assert_eq!(log_of(&t, id).await, ["requested", "approved"]);
 
     // Approved: close the breaker as it was opened. It is closed (here by the owner) and

@@ -89,13 +89,13 @@ pub(crate) async fn group_rollback(c: &mut PgConnection, order: Uuid, user: Uuid
         .expect("rollback_order_execution")
 }
 
-/// A request for orders (`batch` or `group`), with what the requester was shown.
+/// A request for orders (`batch` or `group`): the orders and their users, with what the
+/// requester was shown refunded.
 pub(crate) async fn request_orders(
     c: &mut PgConnection,
     kind: &str,
     op: Uuid,
-    orders: &[Uuid],
-    users: &[Uuid],
+    (orders, users): (&[Uuid], &[Uuid]),
     reason: &str,
     refunded: Decimal,
     level: i32,
@@ -230,9 +230,8 @@ impl Book {
 pub(crate) async fn open_incident(t: &TestDb, level: Level) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = IncidentStore::new(dir.path().join("incidents"));
-    let inc = store
-        .create("approvals", level, "test", "commander", Utc::now(), Checklist::shipped())
-        .expect("open incident");
+    let inc =
+        store.create("approvals", level, "test", "commander", Utc::now(), Checklist::shipped()).expect("open incident");
     let entries = inc.entries().expect("entries");
     db::copy_incident_events(&t.pool, &inc.incident.id, &entries).await.expect("copy journal");
     dir
@@ -335,7 +334,7 @@ async fn an_approved_batch_goes_through_in_its_scope_for_its_requester_with_its_
     let scope = &b.orders[..5];
     let shown = refunded_of(&t, scope).await;
     assert_eq!(shown, dec("11.11"));
-    let req = request_orders(&mut a, "batch", op, scope, &b.users[..5], "duplicate burst", shown, 2).await;
+    let req = request_orders(&mut a, "batch", op, (scope, &b.users[..5]), "duplicate burst", shown, 2).await;
     let id = request_id(&req);
     assert_eq!(req["orders"], 5, "{req}");
     assert!(req["required_because"].as_array().is_some_and(|r| !r.is_empty()), "{req}");
@@ -391,13 +390,20 @@ async fn an_approved_batch_goes_through_in_its_scope_for_its_requester_with_its_
     assert_eq!(audit, vec![Some(op); 5], "each audit row names the operation");
 
     // A changed set needs a new request (a new operation); the old operation stays as it was.
-    let dup = request_orders(&mut a, "batch", op, &b.orders[5..], &b.users[5..], "duplicate burst", dec("4.444"), 2)
-        .await;
+    let dup =
+        request_orders(&mut a, "batch", op, (&b.orders[5..], &b.users[5..]), "duplicate burst", dec("4.444"), 2).await;
     refused(&dup, "invalid_argument");
     let op2 = Uuid::new_v4();
-    let req2 =
-        request_orders(&mut a, "batch", op2, &b.orders[5..], &b.users[5..], "the rest", refunded_of(&t, &b.orders[5..]).await, 2)
-            .await;
+    let req2 = request_orders(
+        &mut a,
+        "batch",
+        op2,
+        (&b.orders[5..], &b.users[5..]),
+        "the rest",
+        refunded_of(&t, &b.orders[5..]).await,
+        2,
+    )
+    .await;
     let id2 = request_id(&req2);
     ok(&decide(&mut bb, id2, true, "the rest too").await);
     operation(&mut a, Some(op2)).await;
@@ -417,7 +423,8 @@ async fn an_expired_approval_is_refused_and_a_late_decision_too() {
     let (b_name, mut bb) = login(&t, "appr_b", "incident_operator").await;
     let op = Uuid::new_v4();
     let shown = refunded_of(&t, &b.orders[..2]).await;
-    let id = request_id(&request_orders(&mut a, "batch", op, &b.orders[..2], &b.users[..2], "expiry", shown, 2).await);
+    let id =
+        request_id(&request_orders(&mut a, "batch", op, (&b.orders[..2], &b.users[..2]), "expiry", shown, 2).await);
     ok(&decide(&mut bb, id, true, "fine").await);
     operation(&mut a, Some(op)).await;
     ok(&rollback(&mut a, b.orders[0], b.users[0], "expiry").await);
@@ -438,8 +445,9 @@ async fn an_expired_approval_is_refused_and_a_late_decision_too() {
 
     // A request nobody decided in time cannot be approved late.
     let op2 = Uuid::new_v4();
-    let id2 =
-        request_id(&request_orders(&mut a, "batch", op2, &b.orders[1..], &b.users[1..], "late", dec("4.444"), 2).await);
+    let id2 = request_id(
+        &request_orders(&mut a, "batch", op2, (&b.orders[1..], &b.users[1..]), "late", dec("4.444"), 2).await,
+    );
     sqlx::query("UPDATE approval_requests SET expires_at = clock_timestamp() - interval '1 second' WHERE id = $1")
         .bind(id2)
         .execute(&t.pool)
@@ -463,7 +471,7 @@ async fn nobody_decides_their_own_request_not_with_another_login_under_the_same_
     run(&mut a, "SET incident.operator = 'alice'").await;
     let shown = refunded_of(&t, &b.orders).await;
     let op = Uuid::new_v4();
-    let id = request_id(&request_orders(&mut a, "batch", op, &b.orders, &b.users, "self", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "batch", op, (&b.orders, &b.users), "self", shown, 2).await);
 
     // The same login, whatever name it claims.
     refused(&decide(&mut a, id, true, "looks fine to me").await, "self_approval");
@@ -487,7 +495,8 @@ async fn nobody_decides_their_own_request_not_with_another_login_under_the_same_
     run(&mut d2, "SET incident.operator = 'Dana Whitfield'").await;
     let op_d = Uuid::new_v4();
     let id_d = request_id(
-        &request_orders(&mut d1, "batch", op_d, &b.orders, &b.users, "dana's", refunded_of(&t, &b.orders).await, 2).await,
+        &request_orders(&mut d1, "batch", op_d, (&b.orders, &b.users), "dana's", refunded_of(&t, &b.orders).await, 2)
+            .await,
     );
     refused(&decide(&mut d2, id_d, true, "my other login").await, "self_approval");
     assert_eq!(log_of(&t, id).await, ["requested"], "nothing decided");
@@ -514,7 +523,7 @@ async fn a_denied_request_refuses_and_only_the_requester_cancels() {
     let shown = refunded_of(&t, &b.orders).await;
 
     let op = Uuid::new_v4();
-    let id = request_id(&request_orders(&mut a, "batch", op, &b.orders, &b.users, "denied", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "batch", op, (&b.orders, &b.users), "denied", shown, 2).await);
     ok(&decide(&mut bb, id, false, "these are real trades, not duplicates").await);
     refused(&decide(&mut bb, id, true, "on second thought").await, "already_decided");
     refused(&cancel(&mut a, id, "withdrawn").await, "already_decided");
@@ -525,7 +534,7 @@ async fn a_denied_request_refuses_and_only_the_requester_cancels() {
     assert_eq!(log_of(&t, id).await, ["requested", "denied"]);
 
     let op2 = Uuid::new_v4();
-    let id2 = request_id(&request_orders(&mut a, "batch", op2, &b.orders, &b.users, "cancelled", shown, 2).await);
+    let id2 = request_id(&request_orders(&mut a, "batch", op2, (&b.orders, &b.users), "cancelled", shown, 2).await);
     refused(&cancel(&mut bb, id2, "not mine to cancel").await, "not_found");
     ok(&cancel(&mut a, id2, "filed by mistake").await);
     refused(&decide(&mut bb, id2, true, "too late").await, "already_decided");
@@ -545,12 +554,16 @@ async fn a_request_whose_refund_is_not_the_servers_is_refused_scope_changed() {
     let shown = refunded_of(&t, &b.orders).await;
     assert_eq!(shown, dec("6.666"));
 
-    let v = request_orders(&mut a, "batch", Uuid::new_v4(), &b.orders, &b.users, "r", shown + dec("0.00000001"), 2).await;
+    let v =
+        request_orders(&mut a, "batch", Uuid::new_v4(), (&b.orders, &b.users), "r", shown + dec("0.00000001"), 2).await;
     refused(&v, "scope_changed");
     assert_eq!(v["refunded"], "6.66600000", "the server says what it counts: {v}");
     // An order rolled back between what was shown and the request.
     ok(&rollback(&mut a, b.orders[0], b.users[0], "meanwhile").await);
-    refused(&request_orders(&mut a, "batch", Uuid::new_v4(), &b.orders, &b.users, "r", shown, 2).await, "scope_changed");
+    refused(
+        &request_orders(&mut a, "batch", Uuid::new_v4(), (&b.orders, &b.users), "r", shown, 2).await,
+        "scope_changed",
+    );
     assert_eq!(count(&t, "SELECT count(*) FROM approval_requests").await, 0, "nothing filed");
     assert_eq!(count(&t, "SELECT count(*) FROM approval_log").await, 0, "nothing logged");
     b.assert_rolled_back(&t, &[0]).await;
@@ -560,7 +573,12 @@ async fn a_request_whose_refund_is_not_the_servers_is_refused_scope_changed() {
 /// Release `base` (a table) and `notes` on top of it (a column), maintenance on.
 pub(crate) async fn two_releases(t: &TestDb) {
     for (name, deploy, revert, verify) in [
-        ("base", "CREATE TABLE appr_t (id bigint PRIMARY KEY);", "DROP TABLE appr_t;", "SELECT id FROM appr_t WHERE false;"),
+        (
+            "base",
+            "CREATE TABLE appr_t (id bigint PRIMARY KEY);",
+            "DROP TABLE appr_t;",
+            "SELECT id FROM appr_t WHERE false;",
+        ),
         (
             "notes",
             "ALTER TABLE appr_t ADD COLUMN note text;",
@@ -584,7 +602,13 @@ pub(crate) async fn two_releases(t: &TestDb) {
         .expect("maintenance"));
 }
 
-pub(crate) async fn release_rollback(c: &mut PgConnection, to: &str, reason: &str, dry: bool, op: Option<Uuid>) -> Value {
+pub(crate) async fn release_rollback(
+    c: &mut PgConnection,
+    to: &str,
+    reason: &str,
+    dry: bool,
+    op: Option<Uuid>,
+) -> Value {
     sqlx::query_scalar("SELECT release_rollback($1, $2, false, $3, $4)")
         .bind(to)
         .bind(reason)
@@ -612,6 +636,10 @@ async fn a_release_rollback_needs_an_approval_of_its_target_used_once() {
     assert_eq!(dry["dry_run"], true, "{dry}");
     assert_eq!(reverts().await, 0);
 
+    // The requester's session settings do not change what its request covers (the drift in
+    // it is read by _release_catalog, which pins its own settings).
+    run(&mut a, "SET quote_all_identifiers = on; SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Pacific/Kiritimati'")
+        .await;
     let op = Uuid::new_v4();
     refused(&request_other(&mut a, "release_rollback", op, Some("nonesuch"), "bad release").await, "invalid_argument");
     let id = request_id(&request_other(&mut a, "release_rollback", op, Some("base"), "bad release").await);
@@ -735,7 +763,8 @@ async fn at_level_3_a_batch_past_its_first_order_and_a_group_need_an_approval() 
     // The group with its approval (filed under a new operation).
     let op2 = Uuid::new_v4();
     let shown = refunded_of(&t, &group).await;
-    let id = request_id(&request_orders(&mut a, "group", op2, &group, &[user, user], "level 3 group", shown, 3).await);
+    let id =
+        request_id(&request_orders(&mut a, "group", op2, (&group, &[user, user]), "level 3 group", shown, 3).await);
     ok(&decide(&mut bb, id, true, "the whole group is a duplicate").await);
     operation(&mut a, Some(op2)).await;
     ok(&group_rollback(&mut a, group[0], user, "level 3 group").await);
@@ -755,7 +784,7 @@ async fn a_viewer_reads_the_policy_but_cannot_request_decide_cancel_or_set_it() 
     let (a_name, mut a) = login(&t, "appr_a", "incident_operator").await;
     let (v_name, mut viewer) = login(&t, "appr_viewer", "incident_viewer").await;
     let shown = refunded_of(&t, &b.orders).await;
-    let id = request_id(&request_orders(&mut a, "batch", Uuid::new_v4(), &b.orders, &b.users, "r", shown, 2).await);
+    let id = request_id(&request_orders(&mut a, "batch", Uuid::new_v4(), (&b.orders, &b.users), "r", shown, 2).await);
 
     let shown_policy: Value =
         sqlx::query_scalar("SELECT approval_policy_show()").fetch_one(&mut viewer).await.expect("a viewer reads it");
