@@ -79,7 +79,8 @@ DROP FUNCTION _mark_approval_used(jsonb), _claim_approval(uuid, text[], text), c
     decide_approval(uuid, boolean, text, text),
     request_approval(text, uuid, uuid[], uuid[], text, text, numeric, integer, text, jsonb),
     approval_needed(text, uuid[], uuid[], integer, uuid), set_approval_policy(jsonb), approval_policy_show(),
-    _approval_reasons(text, integer, numeric, integer, uuid), _unapproved_used(integer), _open_incident_level();
-DROP TABLE unapproved_rollbacks, approval_log, approval_orders, approval_requests, approval_policy;
+    _approval_reasons(text, integer, numeric, integer, uuid), _unapproved_used(integer), _open_incident_level(),
+    _release_scope(text, bigint[], jsonb), _breaker_scope();
+DROP TABLE approval_budget_locks, unapproved_rollbacks, approval_log, approval_orders, approval_requests, approval_policy;
 
 RESET ROLE;

@@ -14,6 +14,24 @@
 -- unapproved rollbacks are kept within a budget (policy: orders, money and operations in a
 -- window). At Level 3 (an open Level 3 incident in incident_events, or the level a client
 -- declares) every group rollback, and every batch past its first order, needs approval.
+--
+-- What the adversarial pass found before release (tests/integration/adversary_approval.rs):
+--   * a second login claiming the requester's name approved the request: names are compared
+--     without the " (via login)" a claim is recorded with;
+--   * calls of one login whose snapshots predate each other's commits (REPEATABLE READ,
+--     SERIALIZABLE) each read the budget unspent; and the budget's advisory lock, keyed by
+--     the login's name, could be held by any login to stop that login's rollbacks: a row
+--     lock per login now (approval_budget_locks), which only the contract functions take,
+--     and which raises a serialization failure for a snapshot older than its last charge;
+--   * a login could file a request under the operation another login's batch ran under,
+--     and stop that batch;
+--   * a close of the breaker that read it closed waited for an opening, then closed it
+--     without the approval Level 3 needs; two closes under one approval both closed it;
+--   * a journal copy whose level was not 1, 2 or 3 made every rollback fail;
+--   * an approval to roll back to a release also reverted a release deployed after it was
+--     approved (and, accepting drift, discarded a change made by hand after it), and an
+--     approval to close the breaker closed an opening after the one it was asked for: the
+--     scope of each is now the releases reverted with their drift / the opening.
 SET LOCAL ROLE incident_owner;
 
 CREATE TABLE approval_policy (
@@ -98,8 +116,36 @@ CREATE TABLE unapproved_rollbacks (
     refunded  numeric(20,8) NOT NULL
 );
 CREATE INDEX unapproved_rollbacks_login_at ON unapproved_rollbacks (login, at);
+CREATE INDEX unapproved_rollbacks_operation ON unapproved_rollbacks (operation) WHERE operation IS NOT NULL;
 CREATE TRIGGER unapproved_rollbacks_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON unapproved_rollbacks
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
+-- One row per login that rolled back without an approval: the lock its budget is taken
+-- under. A row lock only the contract functions can take (an advisory lock keyed by the
+-- login's name could be held by any login, stopping that login's rollbacks); and under
+-- REPEATABLE READ or SERIALIZABLE its update raises a serialization failure when another
+-- call of the login charged the budget after this transaction's snapshot, which would
+-- otherwise read the budget unspent (the client's retry reads it).
+CREATE TABLE approval_budget_locks (
+    login      text PRIMARY KEY,
+    charged_at timestamptz NOT NULL
+);
+
+-- What an approval of a release rollback covers: its target, the releases it reverts, and
+-- the drift it would discard (objects changed by hand since deployed, with their checksums).
+CREATE FUNCTION _release_scope(p_to text, p_ids bigint[], p_drift jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT md5('release:' || p_to || ':' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i) FROM unnest(p_ids) i), '')
+               || ':' || coalesce(p_drift, '[]'::jsonb)::text)
+$$;
+
+-- What an approval to close the breaker covers: the opening it was asked for (the moment
+-- it opened, independent of the session's time zone and date style).
+CREATE FUNCTION _breaker_scope()
+RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT md5('breaker_close:' || coalesce(to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), 'closed'))
+    FROM circuit_breaker
+$$;
 
 -- The highest level among the incidents still open in the journal copy (opened or
 -- re-classified within a week and not closed); 0 for none.
@@ -111,7 +157,11 @@ RETURNS integer LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_tem
                          WHEN 'level_changed' THEN (data ->> 'to')::integer
                          ELSE 0 END AS level
         FROM incident_events
-        WHERE kind IN ('incident_opened', 'level_changed', 'incident_closed')
+        -- Only a level the journal writes (1, 2 or 3): any login copies its own journal, and
+        -- a cast of anything else would make every rollback fail.
+        WHERE ((kind = 'incident_opened' AND data ->> 'level' ~ '^[123]$')
+               OR (kind = 'level_changed' AND data ->> 'to' ~ '^[123]$')
+               OR kind = 'incident_closed')
           AND at > pg_catalog.now() - interval '7 days'
         ORDER BY incident_id, seq DESC
     ) latest
@@ -271,6 +321,7 @@ CREATE FUNCTION request_approval(p_kind text, p_operation uuid, p_order_ids uuid
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     v_id       uuid := gen_random_uuid();
+    v_target   bigint;
     v_count    integer := 0;
     v_executed integer := 0;
     v_refunded numeric := 0;
@@ -298,6 +349,11 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM approval_requests WHERE operation_id = p_operation) THEN
         RETURN _refusal('invalid_argument', 'this operation already has a request; a new scope needs a new operation');
+    END IF;
+    -- An operation another login's rollbacks already run under is that login's (its id is
+    -- in the audit log): a request for it would stop the rest of that work.
+    IF EXISTS (SELECT 1 FROM unapproved_rollbacks WHERE operation = p_operation AND login <> session_user::text) THEN
+        RETURN _refusal('invalid_argument', 'another login''s rollbacks run under this operation; a request names an operation of its own');
     END IF;
     SELECT * INTO v_policy FROM approval_policy;
     IF p_kind IN ('batch', 'group') THEN
@@ -335,15 +391,23 @@ BEGIN
         IF p_target IS NULL OR p_target !~ '^[a-z0-9][a-z0-9._-]{0,99}$' OR p_order_ids IS NOT NULL THEN
             RETURN _refusal('invalid_argument', 'a release rollback names its target release and no orders');
         END IF;
-        IF NOT EXISTS (SELECT 1 FROM releases WHERE name = p_target) THEN
-            RETURN _refusal('invalid_argument', format('no release named %s', p_target));
+        SELECT id INTO v_target FROM active_releases WHERE name = p_target;
+        IF NOT FOUND THEN
+            RETURN _refusal('invalid_argument', format('no deployed release named %s', p_target));
         END IF;
-        v_hash := md5('release:' || p_target);
+        -- The releases a rollback to the target reverts now, and the drift it would discard:
+        -- a release deployed or reverted, or an object changed by hand, since is another scope.
+        v_hash := _release_scope(p_target, ARRAY(SELECT a.id FROM active_releases a WHERE a.id > v_target),
+                                 _release_drift_since(v_target));
     ELSE
         IF p_target IS NOT NULL OR p_order_ids IS NOT NULL THEN
             RETURN _refusal('invalid_argument', 'closing the breaker names no orders and no target');
         END IF;
-        v_hash := md5('breaker_close');
+        IF NOT (SELECT open FROM circuit_breaker) THEN
+            RETURN _refusal('invalid_argument', 'the circuit breaker is closed: there is nothing to approve');
+        END IF;
+        -- This opening: an approval does not close the breaker once it opened again.
+        v_hash := _breaker_scope();
     END IF;
     v_why := _approval_reasons(p_kind, v_executed, v_refunded, p_level, p_operation);
     INSERT INTO approval_requests (id, operation_id, kind, incident_id, level, reason, target, order_count,
@@ -398,7 +462,10 @@ BEGIN
     IF clock_timestamp() >= v_req.expires_at THEN
         RETURN _refusal('expired', 'this request expired; the requester files a new one');
     END IF;
-    IF v_req.requested_login = session_user::text OR lower(v_req.requested_by) = lower(_operator()) THEN
+    -- The name without the " (via login)" an unregistered claim is recorded with: a second
+    -- login claiming the requester's name is the requester.
+    IF v_req.requested_login = session_user::text
+       OR lower(btrim(split_part(v_req.requested_by, ' (via ', 1))) = lower(btrim(split_part(_operator(), ' (via ', 1))) THEN
         RETURN _refusal('self_approval',
             'the person who asked cannot decide: another person, with another database login, must');
     END IF;
@@ -450,7 +517,14 @@ RETURNS jsonb LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS 
 DECLARE
     v_req approval_requests;
 BEGIN
-    SELECT * INTO v_req FROM approval_requests WHERE operation_id = p_operation;
+    IF p_kinds && ARRAY['release_rollback', 'breaker_close'] THEN
+        -- Used once: a second use waits for the first to commit and reads it used (an older
+        -- snapshot raises a serialization failure). A batch's approval is used by many calls
+        -- at once, and only its first use is logged: no lock.
+        SELECT * INTO v_req FROM approval_requests WHERE operation_id = p_operation FOR UPDATE;
+    ELSE
+        SELECT * INTO v_req FROM approval_requests WHERE operation_id = p_operation;
+    END IF;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -476,7 +550,8 @@ BEGIN
         RETURN _refusal('approval_required', format('the approval %s was used already', v_req.id),
                         jsonb_build_object('approval_id', v_req.id, 'used', true));
     END IF;
-    RETURN jsonb_build_object('approval_id', v_req.id, 'reason', v_req.reason, 'used', v_req.used_at IS NOT NULL);
+    RETURN jsonb_build_object('approval_id', v_req.id, 'reason', v_req.reason, 'used', v_req.used_at IS NOT NULL,
+                              'scope_hash', v_req.scope_hash);
 END
 $$;
 
@@ -550,10 +625,12 @@ BEGIN
                     jsonb_build_object('approval_id', v_claim -> 'approval_id'));
             END IF;
             p_extra := p_extra || jsonb_build_object('approval_id', v_claim -> 'approval_id');
-        ELSIF NOT (SELECT is_drill FROM profiles WHERE id = p_user_id) THEN
-            -- Unapproved: one login's budget, taken one call at a time. (A drill account's
-            -- money is practice: the sandbox's drills roll it back without a second person.)
-            PERFORM pg_advisory_xact_lock(hashtext('approval_budget'), hashtext(session_user::text));
+        ELSIF NOT coalesce((SELECT is_drill FROM profiles WHERE id = p_user_id), false) THEN
+            -- Unapproved: one login's budget, taken one call at a time under its row of
+            -- approval_budget_locks (see there). (A drill account's money is practice: the
+            -- sandbox's drills roll it back without a second person.)
+            INSERT INTO approval_budget_locks AS b (login, charged_at) VALUES (session_user::text, clock_timestamp())
+            ON CONFLICT (login) DO UPDATE SET charged_at = excluded.charged_at;
             SELECT coalesce(sum(total_cost), 0) INTO v_refunded FROM orders
             WHERE id = ANY (p_order_ids) AND user_id = p_user_id AND status = 'executed';
             v_level := _open_incident_level();
@@ -604,9 +681,10 @@ CREATE FUNCTION release_rollback(p_to text, p_reason text, p_accept_drift boolea
                                  p_dry_run boolean DEFAULT false, p_operation uuid DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    v_claim  jsonb;
-    v_why    jsonb;
-    v_result jsonb;
+    v_claim    jsonb;
+    v_why      jsonb;
+    v_result   jsonb;
+    v_reverted text;
 BEGIN
     IF NOT coalesce(p_dry_run, true) THEN
         v_claim := CASE WHEN p_operation IS NOT NULL THEN _claim_approval(p_operation, ARRAY['release_rollback'], p_to) END;
@@ -624,7 +702,23 @@ BEGIN
                             jsonb_build_object('approval_id', v_claim -> 'approval_id'));
         END IF;
     END IF;
-    v_result := _release_rollback_unguarded(p_to, p_reason, p_accept_drift, p_dry_run, p_operation);
+    BEGIN
+        v_result := _release_rollback_unguarded(p_to, p_reason, p_accept_drift, p_dry_run, p_operation);
+        -- What was reverted is what was approved, checked on what the rollback did (so that
+        -- nothing deployed between a check and its locks slips in); else all of it is undone.
+        IF v_claim IS NOT NULL AND (v_result ->> 'success')::boolean
+           AND _release_scope(p_to, ARRAY(SELECT (x ->> 'id')::bigint FROM jsonb_array_elements(v_result -> 'reverted') x),
+                              v_result -> 'drift') IS DISTINCT FROM v_claim ->> 'scope_hash' THEN
+            RAISE EXCEPTION USING ERRCODE = 'IC019', MESSAGE = (
+                SELECT coalesce(string_agg(x ->> 'name', ', '), 'none') FROM jsonb_array_elements(v_result -> 'reverted') x);
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'IC019' THEN
+        GET STACKED DIAGNOSTICS v_reverted = MESSAGE_TEXT;
+        RETURN _refusal('approval_required',
+            format('the releases a rollback to %s reverts (now %s), or the changes made by hand it discards, are not those approved: a changed scope needs a new approval; nothing was changed',
+                   _printable(p_to), _printable(v_reverted)),
+            jsonb_build_object('approval_id', v_claim -> 'approval_id', 'scope_changed', true));
+    END;
     IF v_claim IS NOT NULL AND (v_result ->> 'success')::boolean THEN
         PERFORM _mark_approval_used(v_claim);
         v_result := v_result || jsonb_build_object('approval_id', v_claim -> 'approval_id');
@@ -643,7 +737,11 @@ BEGIN
     IF p_reason IS NULL OR p_reason !~ '[^[:space:]]' OR length(p_reason) > 1000 THEN
         RETURN _refusal('invalid_reason', 'a reason of 1 to 1000 characters is required');
     END IF;
-    IF NOT (SELECT open FROM circuit_breaker) THEN
+    -- The switch's lock first, then the breaker as it is: a close that read it closed and
+    -- then waited for an opening would close it without the approval (an older snapshot
+    -- raises a serialization failure here).
+    LOCK TABLE circuit_breaker IN EXCLUSIVE MODE;
+    IF NOT (SELECT open FROM circuit_breaker FOR UPDATE) THEN
         RETURN _switch_breaker(false, _printable(p_reason), 'person');
     END IF;
     v_claim := CASE WHEN _batch_id() IS NOT NULL THEN _claim_approval(_batch_id(), ARRAY['breaker_close'], NULL) END;
@@ -662,6 +760,11 @@ BEGIN
             RETURN _refusal('approval_required', 'the approval covers another reason',
                             jsonb_build_object('approval_id', v_claim -> 'approval_id'));
         END IF;
+        IF _breaker_scope() IS DISTINCT FROM v_claim ->> 'scope_hash' THEN
+            RETURN _refusal('approval_required',
+                'the breaker opened again since this approval was asked for: closing this opening needs a new approval',
+                jsonb_build_object('approval_id', v_claim -> 'approval_id', 'scope_changed', true));
+        END IF;
         PERFORM _mark_approval_used(v_claim);
         RETURN _switch_breaker(false, _printable(p_reason), 'person')
             || jsonb_build_object('approval_id', v_claim -> 'approval_id');
@@ -670,7 +773,8 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION _open_incident_level(), _unapproved_used(integer),
+REVOKE EXECUTE ON FUNCTION _open_incident_level(), _unapproved_used(integer), _release_scope(text, bigint[], jsonb),
+    _breaker_scope(),
     _approval_reasons(text, integer, numeric, integer, uuid), approval_policy_show(), set_approval_policy(jsonb),
     approval_needed(text, uuid[], uuid[], integer, uuid),
     request_approval(text, uuid, uuid[], uuid[], text, text, numeric, integer, text, jsonb),

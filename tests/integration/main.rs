@@ -8,9 +8,11 @@ mod support;
 
 mod adversary;
 mod adversary2;
+mod adversary_approval;
 mod adversary_bundle;
 mod adversary_release;
 mod adversary_symbol;
+mod approvals;
 mod approvals_cli;
 mod attribution;
 mod audit;

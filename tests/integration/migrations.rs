@@ -384,3 +384,66 @@ async fn migration_15_round_trips_and_its_undo_is_refused_once_a_journal_waiver_
     assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), all());
     assert_eq!(fingerprint(&t.pool).await, print, "the refused undo changed nothing");
 }
+
+#[tokio::test]
+async fn migration_19_round_trips_and_its_undo_is_refused_once_an_unapproved_rollback_is_counted() {
+    let t = test_db().await;
+    let (other, keep) = book_with_data(&t).await;
+    let print = fingerprint(&t.pool).await;
+    let exists = |signature: &'static str| {
+        let pool = t.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT to_regprocedure($1) IS NOT NULL")
+                .bind(format!("public.{signature}"))
+                .fetch_one(&pool)
+                .await
+                .expect("to_regprocedure")
+        }
+    };
+
+    db::undo_to(&t.pool, 18).await.expect("undo 19: nothing requested or counted yet");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), (1..=18).collect::<Vec<i64>>());
+    assert!(!exists("request_approval(text,uuid,uuid[],uuid[],text,text,numeric,integer,text,jsonb)").await);
+    assert!(!exists("_release_rollback_unguarded(text,text,boolean,boolean,uuid)").await);
+    let (operator, public) = granted_as_designed(&t, "release_rollback(text,text,boolean,boolean,uuid)").await;
+    assert!(operator && !public, "migration 17's release_rollback is back: operator {operator}, PUBLIC {public}");
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace \
+         AND relname IN ('approval_policy', 'approval_requests', 'approval_orders', 'approval_log', \
+                         'unapproved_rollbacks', 'approval_budget_locks')",
+    )
+    .fetch_one(&t.pool)
+    .await
+    .expect("tables");
+    assert_eq!(tables, 0);
+    assert_eq!(fingerprint(&t.pool).await, print);
+
+    db::migrate(&t.pool).await.expect("up again");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), all());
+    for f in [
+        "request_approval(text,uuid,uuid[],uuid[],text,text,numeric,integer,text,jsonb)",
+        "decide_approval(uuid,boolean,text,text)",
+        "cancel_approval(uuid,text)",
+        "release_rollback(text,text,boolean,boolean,uuid)",
+        "close_breaker(text)",
+    ] {
+        let (operator, public) = granted_as_designed(&t, f).await;
+        assert!(operator && !public, "{f}: operator {operator}, PUBLIC {public}");
+    }
+    let enabled: bool =
+        sqlx::query_scalar("SELECT enabled FROM approval_policy").fetch_one(&t.pool).await.expect("policy");
+    assert!(enabled, "a migrated database has the policy on");
+    assert_eq!(fingerprint(&t.pool).await, print);
+
+    // One unapproved rollback (within the default budget) is counted: the undo is refused.
+    let r = db::rollback_order(&t.pool, keep, other, "counted").await.expect("rollback");
+    assert!(r.success, "{r:?}");
+    assert_eq!(count(&t, "SELECT count(*) FROM unapproved_rollbacks").await, 1);
+    let print = fingerprint(&t.pool).await;
+    let err = db::undo_to(&t.pool, 18).await.expect_err("a counted rollback keeps migration 19");
+    assert_eq!(err.sqlstate(), Some("P0001"), "{err}");
+    assert!(err.to_string().contains("refusing to undo migration 19"), "{err}");
+    assert_eq!(db::applied_migrations(&t.pool).await.expect("applied"), all());
+    assert_eq!(fingerprint(&t.pool).await, print, "the refused undo changed nothing");
+    assert_consistent(&t.pool).await;
+}

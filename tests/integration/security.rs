@@ -439,6 +439,10 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
     // Exactly the contract's grants: the viewer runs the read-only checks, the operator
     // also the money paths; nobody but the owner runs the internal helpers.
     let viewer = [
+        // four-eyes approval (migration 19): whether work needs a second person, and the
+        // policy with what this login has left of its budget
+        "approval_needed",
+        "approval_policy_show",
         "check_active_transactions",
         "incident_events_max_seq",
         "ledger_audit",
@@ -479,6 +483,11 @@ async fn the_catalog_shows_pinned_search_paths_no_public_execute_and_a_nologin_o
         // the circuit breaker (migration 18): a person opens and closes it
         "open_breaker",
         "close_breaker",
+        // four-eyes approval (migration 19): one person asks, another decides, the asker
+        // may withdraw; the policy is the owner's (set_approval_policy is not here)
+        "request_approval",
+        "decide_approval",
+        "cancel_approval",
     ]);
     operator.sort_unstable();
     assert_eq!(executable_by(&t, "incident_operator").await, operator);
