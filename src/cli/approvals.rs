@@ -89,6 +89,14 @@ pub(super) async fn obtain(g: &GlobalArgs, pool: &Db, ask: &Ask) -> Result<Obtai
     }
 }
 
+/// After work ran under an approval: its use, in the journal (the database logged it when
+/// the first rollback committed).
+pub(super) async fn journal_use(g: &GlobalArgs, pool: &Db, obtained: &Obtained) {
+    if let Obtained::Approved(r) = obtained {
+        observe(g, vec![Observation::Approval(r.event("used", &r.reason, &operator(g)))], Some(pool)).await;
+    }
+}
+
 /// A request's id as lists show it.
 fn short(r: &ApprovalRequest) -> String {
     r.id.to_string().chars().take(8).collect()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::approvals::{Obtained, obtain};
+use super::approvals::{Obtained, journal_use, obtain};
 use super::args::{self, GlobalArgs};
 use super::output::{self, print_json};
 use super::signals::Interrupts;
@@ -138,7 +138,8 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
         preview: json!({ "preview": headline, "source": batch_source(&a) }),
         single: false,
     };
-    if let Obtained::Stopped(code) = obtain(g, &pool, &ask).await? {
+    let approval = obtain(g, &pool, &ask).await?;
+    if let Obtained::Stopped(code) = approval {
         pool.close().await;
         return Ok(code);
     }
@@ -191,6 +192,9 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     }
     // The journal file is written either way; its database copy catches up on the next run.
     let journal_error = super::outcome(g, &recorded, seen, gone.is_none().then_some(&pool)).await;
+    if summary.rolled_back > 0 {
+        journal_use(g, &pool, &approval).await;
+    }
     if gone.is_some() && matches!(recorded, crate::ops::journaling::Recorded::Journal { .. }) {
         eprintln!(
             "note: the journal's database copy was not updated (the database did not answer); the next run copies it"

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::approvals::{Obtained, obtain};
+use super::approvals::{Obtained, journal_use, obtain};
 use super::args::{BreakerAction, GlobalArgs};
 use super::output::print_json;
 use super::{check_reason, connect, observe};
@@ -56,14 +56,19 @@ pub(super) async fn breaker(g: &GlobalArgs, action: BreakerAction) -> Result<i32
             preview: json!({ "breaker": db::maintenance_state(&pool).await?.breaker }),
             single: false,
         };
-        match obtain(g, &pool, &ask).await? {
+        let approval = obtain(g, &pool, &ask).await?;
+        let v = match &approval {
             Obtained::NotNeeded => db::close_breaker(&pool, &reason).await?,
             Obtained::Approved(req) => db::close_breaker_approved(&pool, &reason, req.operation_id).await?,
             Obtained::Stopped(code) => {
                 pool.close().await;
-                return Ok(code);
+                return Ok(*code);
             }
+        };
+        if v.get("success").and_then(Value::as_bool) == Some(true) {
+            journal_use(g, &pool, &approval).await;
         }
+        v
     };
     if v.get("success").and_then(Value::as_bool) != Some(true) {
         pool.close().await;

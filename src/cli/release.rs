@@ -1,6 +1,6 @@
 //! `release list|show|diff|deploy|verify|rollback|restore`: the execution system's releases.
 
-use super::approvals::{Obtained, obtain};
+use super::approvals::{Obtained, journal_use, obtain};
 use crate::core::approval::ApprovalKind;
 use crate::ops::approval::{Ask, current_incident};
 use std::time::Instant;
@@ -267,6 +267,7 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
         });
     }
     let operation = uuid::Uuid::new_v4();
+    let mut approval = Obtained::NotNeeded;
     if !a.dry_run {
         let ask = Ask {
             kind: ApprovalKind::ReleaseRollback,
@@ -281,7 +282,8 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
                              "drift": pre.drift.len() }),
             single: false,
         };
-        if let Obtained::Stopped(code) = obtain(g, pool, &ask).await? {
+        approval = obtain(g, pool, &ask).await?;
+        if let Obtained::Stopped(code) = approval {
             return Ok(code);
         }
     }
@@ -295,6 +297,7 @@ async fn rollback(g: &GlobalArgs, pool: &Db, a: ReleaseRollbackArgs) -> Result<i
     if !a.dry_run {
         let seen = crate::core::observed::release_rollback(&done.answer, done.proof.as_ref(), &reason);
         observe(g, vec![seen], Some(pool)).await;
+        journal_use(g, pool, &approval).await;
     }
     if g.json {
         print_json(&json!({ "success": true, "dry_run": a.dry_run, "precheck": pre, "rollback": done.answer,

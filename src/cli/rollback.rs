@@ -2,7 +2,7 @@
 //! pre-check and a typed confirmation, journaled as intended before it runs, proved by the
 //! post-check. Batches are `batch.rs`.
 
-use super::approvals::{Obtained, obtain};
+use super::approvals::{Obtained, journal_use, obtain};
 use crate::core::approval::ApprovalKind;
 use crate::ops::approval::{Ask, current_incident};
 use std::time::Duration;
@@ -93,7 +93,8 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         preview: json!({ "preview": plan }),
         single: !a.transaction,
     };
-    if let Obtained::Stopped(code) = obtain(g, &pool, &ask).await? {
+    let approval = obtain(g, &pool, &ask).await?;
+    if let Obtained::Stopped(code) = approval {
         return Ok(code);
     }
     let (orders, refund) =
@@ -119,6 +120,9 @@ pub(super) async fn rollback_one(g: &GlobalArgs, a: args::RollbackArgs) -> Resul
         && !result.rollback.breaker_opened;
     let seen = observed::rollback(&result, order, user, a.transaction, &a.reason, operation);
     let journal_error = super::outcome(g, &recorded, seen, Some(&pool)).await;
+    if result.rollback.success {
+        journal_use(g, &pool, &approval).await;
+    }
     if journal_error.is_none() {
         super::settle(g, &recorded, &pool).await;
     }

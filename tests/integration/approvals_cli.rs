@@ -153,7 +153,7 @@ async fn a_batch_above_the_policy_waits_for_a_second_login_who_is_not_the_reques
         .filter(|e| e["kind"] == "approval")
         .collect();
     let actions: Vec<&str> = approvals.iter().filter_map(|e| e["data"]["action"].as_str()).collect();
-    assert_eq!(actions, ["requested", "approved"], "{approvals:?}");
+    assert_eq!(actions, ["requested", "approved", "used"], "{approvals:?}");
     assert_eq!(approvals[0]["data"]["id"], id.to_string());
     assert_eq!(approvals[0]["data"]["orders"], 60);
 }

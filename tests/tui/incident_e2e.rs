@@ -867,7 +867,7 @@ async fn two_consoles_one_requests_the_other_approves() {
         .filter(|e| kind_is(e, "approval"))
         .map(|e| e["data"]["action"].as_str().unwrap_or("?").to_string())
         .collect();
-    assert_eq!(approvals_a, ["requested", "approved"], "{:?}", kinds(&journal(&dir_a)));
+    assert_eq!(approvals_a, ["requested", "approved", "used"], "{:?}", kinds(&journal(&dir_a)));
     let (_, dir_b) = dirs_b.incident();
     let approvals_b: Vec<Value> = journal(&dir_b).into_iter().filter(|e| kind_is(e, "approval")).collect();
     assert_eq!(approvals_b.len(), 1);

@@ -74,6 +74,11 @@ pub(crate) fn on_event(app: &mut App, r: ApprovalRequest, action: String, reason
     if !app.my_requests.contains(&r.id) {
         app.my_requests.push(r.id);
     }
+    let journal = app.observe(vec![Observation::Approval(r.event(&action, &reason, &by))]);
+    // Its use follows the work's own outcome, which the footer keeps saying.
+    if action == "used" {
+        return Effects { journal, ..Effects::none() };
+    }
     let short: String = r.id.to_string().chars().take(8).collect();
     let text = match action.as_str() {
         "requested" => format!(
@@ -87,7 +92,7 @@ pub(crate) fn on_event(app: &mut App, r: ApprovalRequest, action: String, reason
         _ => format!("Request {short} withdrawn."),
     };
     let mut e = app.say(text, action == "denied");
-    e.journal = app.observe(vec![Observation::Approval(r.event(&action, &reason, &by))]);
+    e.journal = journal;
     e
 }
 

@@ -47,17 +47,17 @@ fn tell(events: &UnboundedSender<DbEvent>, r: &ApprovalRequest, action: &str, re
     });
 }
 
-/// Whether the work may go ahead: `Ok(false)` when the policy asks no second person,
-/// `Ok(true)` when one approved it (run it under `ask.operation`), else why not.
+/// Whether the work may go ahead: `Ok(None)` when the policy asks no second person,
+/// the request when one approved it (run it under `ask.operation`), else why not.
 pub(super) async fn gate(
     pool: &Db,
     events: &UnboundedSender<DbEvent>,
     ask: Ask,
     stop: impl Future<Output = ()>,
-) -> Result<bool, String> {
+) -> Result<Option<ApprovalRequest>, String> {
     let need = approval::needed(pool, &ask).await.map_err(|e| e.to_string())?;
     if !need.required {
-        return Ok(false);
+        return Ok(None);
     }
     let req = approval::file(pool, &ask, &need).await.map_err(|e| e.to_string())?;
     tell(events, &req, "requested", &req.reason, &req.requested_by);
@@ -73,7 +73,7 @@ pub(super) async fn gate(
     match d.state(Utc::now()) {
         RequestState::Approved => {
             tell(events, &d, "approved", &because, &by);
-            Ok(true)
+            Ok(Some(d))
         }
         RequestState::Denied => {
             tell(events, &d, "denied", &because, &by);
@@ -81,6 +81,13 @@ pub(super) async fn gate(
         }
         RequestState::Expired => Err("the approval request expired".into()),
         _ => Err("the approval request was withdrawn".into()),
+    }
+}
+
+/// The work ran under the approval: its use, for the journal.
+pub(super) fn used(events: &UnboundedSender<DbEvent>, approved: Option<&ApprovalRequest>) {
+    if let Some(r) = approved {
+        tell(events, r, "used", &r.reason, &r.requested_by);
     }
 }
 

@@ -191,13 +191,16 @@ pub(super) fn run_batch(
             single: false,
         };
         let stop = super::approvals::stopped(progress.clone());
-        if let Err(why) = super::approvals::gate(&pool, &events, ask, stop).await {
-            if let Ok(mut m) = running.lock() {
-                m.remove(&id);
+        let approved = match super::approvals::gate(&pool, &events, ask, stop).await {
+            Ok(a) => a,
+            Err(why) => {
+                if let Ok(mut m) = running.lock() {
+                    m.remove(&id);
+                }
+                let _ = events.send(DbEvent::BatchDone { id, result: Err(format!("not started: {why}")) });
+                return;
             }
-            let _ = events.send(DbEvent::BatchDone { id, result: Err(format!("not started: {why}")) });
-            return;
-        }
+        };
         if waive_journal {
             let pairs: Vec<(uuid::Uuid, uuid::Uuid)> = items.iter().map(|i| (i.order_id, i.user_id)).collect();
             if let Err(e) = journaling::waive(&pool, operation, "batch", &pairs, &reason).await {
@@ -232,6 +235,9 @@ pub(super) fn run_batch(
             // the pool and gives up after its own timeout when the server is gone.
             Ok((summary, outcomes)) => {
                 let _ = events.send(DbEvent::BatchDone { id, result: Ok(summary.clone()) });
+                if summary.rolled_back > 0 {
+                    super::approvals::used(&events, approved.as_ref());
+                }
                 let result = batch::prove(&pool, &summary, &outcomes).await.map_err(|e| e.to_string());
                 let _ = events.send(DbEvent::BatchProof { operation: summary.batch_id, result });
             }
@@ -299,8 +305,17 @@ pub(super) fn switch_breaker(job: Job, id: RequestId, open: bool, reason: String
                 single: false,
             };
             match super::approvals::gate(&pool, &events, ask, std::future::pending()).await {
-                Ok(true) => db::close_breaker_approved(&pool, &reason, operation).await,
-                Ok(false) => db::close_breaker(&pool, &reason).await,
+                Ok(Some(r)) => {
+                    let answer = db::close_breaker_approved(&pool, &reason, operation).await;
+                    if answer
+                        .as_ref()
+                        .is_ok_and(|v| v.get("success").and_then(serde_json::Value::as_bool) == Some(true))
+                    {
+                        super::approvals::used(&events, Some(&r));
+                    }
+                    answer
+                }
+                Ok(None) => db::close_breaker(&pool, &reason).await,
                 Err(why) => Err(Error::CheckFailed(why)),
             }
         };
@@ -346,9 +361,15 @@ pub(super) fn release_rollback(job: Job, id: RequestId, to: String, reason: Stri
             single: false,
         };
         let result = match super::approvals::gate(&pool, &events, ask, std::future::pending()).await {
-            Ok(_) => crate::ops::release::rollback(&pool, &to, &reason, false, false, Some(operation))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(approved) => {
+                let r = crate::ops::release::rollback(&pool, &to, &reason, false, false, Some(operation))
+                    .await
+                    .map_err(|e| e.to_string());
+                if matches!(&r, Ok(crate::ops::release::Answer::Done(_))) {
+                    super::approvals::used(&events, approved.as_ref());
+                }
+                r
+            }
             Err(why) => Err(format!("not started: {why}")),
         };
         let _ = events.send(DbEvent::ReleaseRolledBack { id, reason, result });
