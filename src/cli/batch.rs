@@ -102,14 +102,7 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     let ids: Vec<Uuid> = items.iter().map(|i| i.order_id).collect();
     let preview = db::batch_preview(&pool, &ids).await?;
     let maintenance = db::maintenance_state(&pool).await?;
-    let headline = format!(
-        "Batch: {} order(s) ({} executed) of {} user(s); refund {}, release margin {}.",
-        preview.orders,
-        preview.executed,
-        preview.users,
-        money(preview.total_refund),
-        money(preview.total_margin_release)
-    );
+    let headline = preview.headline();
     if !g.json {
         println!("{headline}");
         if !maintenance.maintenance_mode {

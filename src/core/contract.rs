@@ -230,6 +230,20 @@ pub struct BatchPreview {
     pub total_margin_release: Decimal,
 }
 
+impl BatchPreview {
+    /// The preview in a sentence (the CLI prints it; an approval request carries it).
+    pub fn headline(&self) -> String {
+        format!(
+            "Batch: {} order(s) ({} executed) of {} user(s); refund {}, release margin {}.",
+            self.orders,
+            self.executed,
+            self.users,
+            crate::core::format::money(self.total_refund),
+            crate::core::format::money(self.total_margin_release)
+        )
+    }
+}
+
 /// One rollback call (or a failure) as the metrics see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RollbackRecord {

@@ -830,6 +830,8 @@ async fn two_consoles_one_requests_the_other_approves() {
     let s = b.wait_for("Needs a second person", T).await;
     assert!(s.contains("batch of 60 order(s) (60 executed)") && s.contains(ROLLBACK_REASON), "{s}");
     assert!(s.contains(&asker), "the requester's login is shown: {s}");
+    // The same preview the requester's confirmation showed.
+    assert!(s.contains("preview: Batch: 60 order(s) (60 executed) of 20 user(s)"), "{s}");
     b.keys(&["y"]);
     b.wait_for("APPROVE — why:", T).await;
     b.enter_text("checked the 60 duplicates against the blast radius").await;

@@ -187,7 +187,7 @@ pub(super) fn run_batch(
             target: None,
             reason: reason.clone(),
             incident: super::approvals::incident_of(journal).await,
-            preview: serde_json::json!({ "source": "console batch", "orders": total }),
+            preview: batch_preview(&pool, &items).await,
             single: false,
         };
         let stop = super::approvals::stopped(progress.clone());
@@ -483,5 +483,14 @@ where
         if let Some(slot @ Cancel::Backend { pid: None, .. }) = m.get_mut(&id) {
             *slot = Cancel::Abort(task.abort_handle());
         }
+    }
+}
+
+/// What the requester's confirmation showed of a batch, for its approval request.
+async fn batch_preview(pool: &Db, items: &[BatchItem]) -> serde_json::Value {
+    let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
+    match db::batch_preview(pool, &ids).await {
+        Ok(p) => serde_json::json!({ "preview": p.headline(), "source": "console batch" }),
+        Err(_) => serde_json::json!({ "source": "console batch", "orders": items.len() }),
     }
 }
