@@ -588,6 +588,8 @@ DECLARE
     v_refunded   numeric;
     v_level      integer;
     v_why        jsonb;
+    v_request    uuid;
+    v_order      uuid;
 BEGIN
     LOCK TABLE circuit_breaker IN ROW SHARE MODE;
     IF current_setting('transaction_isolation') = 'read committed' THEN
@@ -617,13 +619,18 @@ BEGIN
                 RETURN _refusal('approval_required', 'the approval covers another reason',
                                 jsonb_build_object('approval_id', v_claim -> 'approval_id'));
             END IF;
-            IF (SELECT count(*) FROM approval_orders a
-                WHERE a.request_id = (v_claim ->> 'approval_id')::uuid AND a.order_id = ANY (p_order_ids)
-                  AND a.user_id = p_user_id) <> cardinality(p_order_ids) THEN
-                RETURN _refusal('approval_required',
-                    'an order here is outside the approved scope: a changed set of orders needs a new approval',
-                    jsonb_build_object('approval_id', v_claim -> 'approval_id'));
-            END IF;
+            -- One primary-key probe per order: a query over the request's rows would read
+            -- all of them (a whole batch's) on every call, as the planner sees one request.
+            v_request := (v_claim ->> 'approval_id')::uuid;
+            FOREACH v_order IN ARRAY p_order_ids LOOP
+                PERFORM 1 FROM approval_orders a
+                WHERE a.request_id = v_request AND a.order_id = v_order AND a.user_id = p_user_id;
+                IF NOT FOUND THEN
+                    RETURN _refusal('approval_required',
+                        'an order here is outside the approved scope: a changed set of orders needs a new approval',
+                        jsonb_build_object('approval_id', v_claim -> 'approval_id'));
+                END IF;
+            END LOOP;
             p_extra := p_extra || jsonb_build_object('approval_id', v_claim -> 'approval_id');
         ELSIF NOT coalesce((SELECT is_drill FROM profiles WHERE id = p_user_id), false) THEN
             -- Unapproved: one login's budget, taken one call at a time under its row of
