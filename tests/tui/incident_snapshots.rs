@@ -919,6 +919,20 @@ mod release_overlay {
             };
             assert_eq!((to.as_str(), reason.as_str()), ("gateway-lookup", "fast path skipped the idempotency check"));
             let id = *id;
+            // The policy asks for a second person: the worker filed the request; the overlay
+            // says it waits for them, not that it is rolling back.
+            let mut mine = super::waiting_request(c.app.now, "e2e");
+            mine.kind = "release_rollback".into();
+            mine.target = Some("gateway-lookup".into());
+            let e = c.db(DbEvent::Approval {
+                request: Box::new(mine.clone()),
+                action: "requested".into(),
+                reason: mine.reason.clone(),
+                by: "e2e".into(),
+            });
+            c.through_journal(e);
+            c.db(DbEvent::Approvals(vec![mine]));
+            assert!(c.screen().contains("Waiting for a second person to approve it"), "{}", c.screen());
             c.db(DbEvent::ReleaseRolledBack { id, reason: reason.clone(), result: Ok(Answer::Done(proved())) });
             let text = snap(&c, "release_overlay_proved");
             assert_has(&text, &["Release rollback PROVED.", "idempotency_probe", "1768 value(s)"]);

@@ -215,7 +215,7 @@ fn release_line(label: &str, r: Option<&ReleaseRow>) -> Line<'static> {
     })
 }
 
-fn plan_lines(v: &ReleaseView, p: &ReleasePlan, lines: &mut Vec<Line<'static>>) {
+fn plan_lines(v: &ReleaseView, p: &ReleasePlan, waiting: bool, lines: &mut Vec<Line<'static>>) {
     let mut active = p.releases.iter().filter(|r| r.active()).rev();
     lines.push(release_line("Current", active.next()));
     lines.push(release_line("Previous", active.next()));
@@ -281,7 +281,9 @@ fn plan_lines(v: &ReleaseView, p: &ReleasePlan, lines: &mut Vec<Line<'static>>) 
             cursor(Field::Confirm)
         )));
     }
-    if v.running {
+    if v.running && waiting {
+        lines.push(Line::from(" Waiting for a second person to approve it (in their console: V) …"));
+    } else if v.running {
         lines.push(Line::from(" Rolling back in one transaction, then proving …"));
     }
 }
@@ -344,7 +346,15 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect) {
             format!(" Could not read the releases: {}", sanitize::line(e)),
             Style::new().fg(Color::Red),
         ))),
-        (Some(p), _, _) => plan_lines(v, p, &mut lines),
+        (Some(p), _, _) => {
+            // This console's own request for it, not decided yet.
+            let waiting = app.approvals.iter().any(|r| {
+                r.kind == "release_rollback"
+                    && app.my_requests.contains(&r.id)
+                    && r.state(app.now) == crate::core::approval::RequestState::Pending
+            });
+            plan_lines(v, p, waiting, &mut lines)
+        }
         _ => lines.push(Line::from(" reading the releases and the pre-check …")),
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
