@@ -172,6 +172,51 @@ pub struct RollbackResult {
     pub breaker_opened: bool,
 }
 
+/// One order's answer from `rollback_orders` (migration 20), which rolls back many orders
+/// in one transaction, each in a subtransaction of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkAnswer {
+    /// `rollback_execute_order_atomic`'s answer for the order (done, or refused: nothing
+    /// changed).
+    Answered(RollbackResult),
+    /// Its subtransaction hit a retryable error (serialization failure, deadlock, lock
+    /// timeout) and was undone alone: send it again.
+    Retry {
+        /// The SQLSTATE it hit.
+        sqlstate: String,
+    },
+    /// Not tried: the circuit breaker refused an earlier order of the call.
+    NotAttempted,
+}
+
+/// Reads `rollback_orders`' answer for `n` orders: one answer per order in the order sent.
+/// A refusal of the whole call (a bad reason, bad arguments) is every order's answer.
+pub fn chunk_answers(v: Value, n: usize) -> std::result::Result<Vec<ChunkAnswer>, String> {
+    let Some(results) = v.get("results").and_then(Value::as_array) else {
+        let refusal: RollbackResult = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        if refusal.success {
+            return Err("a success without per-order results".into());
+        }
+        return Ok(vec![ChunkAnswer::Answered(refusal); n]);
+    };
+    if results.len() != n {
+        return Err(format!("{} answers for {n} orders", results.len()));
+    }
+    results
+        .iter()
+        .map(|r| {
+            if r.get("retry").and_then(Value::as_bool) == Some(true) {
+                let sqlstate = r.get("sqlstate").and_then(Value::as_str).unwrap_or_default().to_string();
+                return Ok(ChunkAnswer::Retry { sqlstate });
+            }
+            if r.get("attempted").and_then(Value::as_bool) == Some(false) {
+                return Ok(ChunkAnswer::NotAttempted);
+            }
+            serde_json::from_value(r.clone()).map(ChunkAnswer::Answered).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 /// The rollback and its post-check, from `rollback_with_postcheck`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RollbackAndPostcheck {
