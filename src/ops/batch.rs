@@ -352,8 +352,10 @@ impl Worker<'_> {
     /// connections: each order done, not done or unknown, in the chunk's order. Only the
     /// orders the server marked retryable are sent again (after the backoff); a call whose
     /// reply was lost is settled order by order from the database, and the orders it did
-    /// not do are sent again.
-    async fn roll_back_chunk(&mut self, chunk: &[BatchItem]) -> Vec<Outcome> {
+    /// not do are sent again. None for an order to send alone: the call failed as a whole
+    /// with an error no order's subtransaction caught (a fault, a statement timeout), which
+    /// rolled all of it back, so each order gets its own outcome as with one call per order.
+    async fn roll_back_chunk(&mut self, chunk: &[BatchItem]) -> Vec<Option<Outcome>> {
         let max = self.opts.max_attempts.max(1);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
         let mut attempts = vec![0u32; chunk.len()];
@@ -432,14 +434,16 @@ impl Worker<'_> {
                         }
                     }
                 }
-                Err(e) => {
-                    // Cancelled meanwhile (perhaps this very call, on the server): its
-                    // transaction rolled back, so every order of it is as it was.
-                    let cancelled = self.progress.cancel.load(Ordering::Relaxed);
+                // Cancelled meanwhile (perhaps this very call, on the server): its
+                // transaction rolled back, so every order of it is as it was.
+                Err(_) if self.progress.cancel.load(Ordering::Relaxed) => {
                     for &p in &pending {
-                        outcomes[p] =
-                            Some(if cancelled { Outcome::NotAttempted } else { Outcome::Failed { error: e.to_string() } });
+                        outcomes[p] = Some(Outcome::NotAttempted);
                     }
+                }
+                Err(e) => {
+                    tracing::warn!("a chunk of {} orders failed as a whole ({e}); sending them one by one", pending.len());
+                    return outcomes;
                 }
             }
             pending = again;
@@ -451,7 +455,7 @@ impl Worker<'_> {
             }
         }
         // What is left was never sent again: the batch was cancelled.
-        outcomes.into_iter().map(|o| o.unwrap_or(Outcome::NotAttempted)).collect()
+        outcomes.into_iter().map(|o| Some(o.unwrap_or(Outcome::NotAttempted))).collect()
     }
 
     /// Records a failure where the dashboard counts it, on the worker's connection (a new
@@ -616,15 +620,24 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
     for chunk in queue.chunks(size) {
         let stopped = w.progress.cancel.load(Ordering::Relaxed) || w.progress.breaker.load(Ordering::Relaxed);
         let outcomes = if stopped {
-            vec![Outcome::NotAttempted; chunk.len()]
+            vec![Some(Outcome::NotAttempted); chunk.len()]
         } else {
             w.progress.set_in_flight(w.index, chunk.iter().map(|(i, _)| *i).collect());
             match chunk {
-                [(_, item)] if size == 1 => vec![w.roll_back(*item).await],
+                [_] if size == 1 => vec![None],
                 _ => w.roll_back_chunk(&chunk.iter().map(|(_, item)| *item).collect::<Vec<_>>()).await,
             }
         };
         for (&(i, item), outcome) in chunk.iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(o) => o,
+                // Sent alone (a chunk of one, or one that failed as a whole), unless the
+                // batch stopped meanwhile (a cancel, a `breaker_open`, the failures).
+                None if w.progress.cancel.load(Ordering::Relaxed) || w.progress.breaker.load(Ordering::Relaxed) => {
+                    Outcome::NotAttempted
+                }
+                None => w.roll_back(item).await,
+            };
             finish(&mut w, i, item, &outcome).await;
             results.push((i, item, outcome));
         }
