@@ -178,7 +178,7 @@ pub struct RollbackResult {
 pub enum ChunkAnswer {
     /// `rollback_execute_order_atomic`'s answer for the order (done, or refused: nothing
     /// changed).
-    Answered(RollbackResult),
+    Answered(Box<RollbackResult>),
     /// Its subtransaction hit a retryable error (serialization failure, deadlock, lock
     /// timeout) and was undone alone: send it again.
     Retry {
@@ -197,7 +197,7 @@ pub fn chunk_answers(v: Value, n: usize) -> std::result::Result<Vec<ChunkAnswer>
         if refusal.success {
             return Err("a success without per-order results".into());
         }
-        return Ok(vec![ChunkAnswer::Answered(refusal); n]);
+        return Ok(vec![ChunkAnswer::Answered(Box::new(refusal)); n]);
     };
     if results.len() != n {
         return Err(format!("{} answers for {n} orders", results.len()));
@@ -212,7 +212,7 @@ pub fn chunk_answers(v: Value, n: usize) -> std::result::Result<Vec<ChunkAnswer>
             if r.get("attempted").and_then(Value::as_bool) == Some(false) {
                 return Ok(ChunkAnswer::NotAttempted);
             }
-            serde_json::from_value(r.clone()).map(ChunkAnswer::Answered).map_err(|e| e.to_string())
+            serde_json::from_value(r.clone()).map(|a| ChunkAnswer::Answered(Box::new(a))).map_err(|e| e.to_string())
         })
         .collect()
 }

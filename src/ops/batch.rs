@@ -387,7 +387,7 @@ impl Worker<'_> {
                 Ok(answers) => {
                     for (&p, a) in pending.iter().zip(answers) {
                         match a {
-                            ChunkAnswer::Answered(r) => outcomes[p] = Some(answered(r, attempts[p])),
+                            ChunkAnswer::Answered(r) => outcomes[p] = Some(answered(*r, attempts[p])),
                             ChunkAnswer::NotAttempted => outcomes[p] = Some(Outcome::NotAttempted),
                             ChunkAnswer::Retry { sqlstate } if attempts[p] >= max => {
                                 outcomes[p] = Some(Outcome::Failed {
@@ -442,7 +442,10 @@ impl Worker<'_> {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("a chunk of {} orders failed as a whole ({e}); sending them one by one", pending.len());
+                    tracing::warn!(
+                        "a chunk of {} orders failed as a whole ({e}); sending them one by one",
+                        pending.len()
+                    );
                     return outcomes;
                 }
             }

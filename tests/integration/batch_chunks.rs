@@ -50,8 +50,8 @@ async fn audit_rows(t: &TestDb, orders: &[Uuid]) -> Vec<i64> {
 async fn a_refusal_in_a_chunk_does_not_undo_its_neighbours() {
     let t = test_db().await;
     let (alice, bob) = (account(&t.pool, "100000").await, account(&t.pool, "100000").await);
-    let a: Vec<Uuid> = [executed(&t.pool, alice, "1000", None).await, executed(&t.pool, alice, "2000", None).await]
-        .to_vec();
+    let a: Vec<Uuid> =
+        [executed(&t.pool, alice, "1000", None).await, executed(&t.pool, alice, "2000", None).await].to_vec();
     let b = executed(&t.pool, bob, "500", None).await;
     let r = db::rollback_order(&t.pool, a[1], alice, "first").await.expect("rollback");
     assert!(r.success, "{r:?}");
@@ -104,9 +104,8 @@ async fn an_open_breaker_stops_the_chunk_at_its_first_order() {
     // The batch reports the rest not attempted and stops.
     let items: Vec<BatchItem> = orders.iter().map(|&order_id| BatchItem { order_id, user_id: user }).collect();
     let progress = Arc::new(Progress::default());
-    let (summary, _) = batch::run(&t.settings(), items, &BatchOptions::new("chunk".into()), progress.clone())
-        .await
-        .expect("batch");
+    let (summary, _) =
+        batch::run(&t.settings(), items, &BatchOptions::new("chunk".into()), progress.clone()).await.expect("batch");
     assert_eq!((summary.refused.len(), summary.not_attempted, summary.rolled_back), (1, 2, 0), "{summary:?}");
     assert!(progress.breaker.load(std::sync::atomic::Ordering::Relaxed));
     assert_eq!(fingerprint(&t.pool).await, before);
@@ -124,7 +123,11 @@ async fn a_lock_timeout_in_a_chunk_marks_only_that_order_for_retry() {
     }
     let mut holder = t.conn().await;
     sqlx::query("BEGIN").execute(&mut holder).await.expect("begin");
-    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE").bind(orders[1]).execute(&mut holder).await.expect("lock");
+    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+        .bind(orders[1])
+        .execute(&mut holder)
+        .await
+        .expect("lock");
     let mut c = t.conn().await;
     sqlx::query("SET lock_timeout = '200ms'").execute(&mut c).await.expect("lock_timeout");
     let answers = db::rollback_orders(&mut c, &orders, &[user; 3], "chunk").await.expect("answer");
@@ -265,12 +268,8 @@ async fn chunked_batches_and_single_rollbacks_reverse_each_order_exactly_once() 
         let opts = BatchOptions { concurrency: 2, chunk_size: chunk, ..BatchOptions::new("race".into()) };
         async move { batch::run(&settings, items, &opts, Arc::new(Progress::default())).await.expect("batch") }
     };
-    let ((one, _), (two, _), (s1, r1), (s2, r2)) = tokio::join!(
-        batch_of(1, 7),
-        batch_of(2, 50),
-        singles(&t, pairs.clone(), 3),
-        singles(&t, pairs.clone(), 4)
-    );
+    let ((one, _), (two, _), (s1, r1), (s2, r2)) =
+        tokio::join!(batch_of(1, 7), batch_of(2, 50), singles(&t, pairs.clone(), 3), singles(&t, pairs.clone(), 4));
     let check = |s: &Summary| {
         assert!(s.failed.is_empty() && s.unknown.is_empty() && s.refused.is_empty(), "{s:?}");
         assert_eq!(s.rolled_back + s.already_rolled_back, pairs.len(), "{s:?}");

@@ -483,7 +483,11 @@ async fn batch_losing_replies(name: &str, concurrency: u16, chunk: usize, skip: 
     };
     assert_eq!((r.total, r.rolled_back, r.already), (BURST_ORDERS as u64, BURST_ORDERS, 0), "{r:?}");
     assert!(r.failed.is_empty() && r.unknown.is_empty() && r.refused == 0 && r.not_attempted == 0, "{r:?}");
-    assert_eq!(r.reply_lost, s.proxy.dropped_after_commit() * chunk, "summary.reply_lost = the orders of the proxy's drops");
+    assert_eq!(
+        r.reply_lost,
+        s.proxy.dropped_after_commit() * chunk,
+        "summary.reply_lost = the orders of the proxy's drops"
+    );
     let a = batch_agrees(&s, &r, &after).await;
     assert_eq!(a.db, BURST_ORDERS);
     assert_eq!(last_progress(&out), "progress: 60/60 finished, 60 rolled back");

@@ -59,8 +59,7 @@ pub async fn rollback_orders<'e, E: Executor<'e, Database = Postgres>>(
             .bind(reason.to_string()),
     )
     .await?;
-    chunk_answers(v, orders.len())
-        .map_err(|detail| Error::UnexpectedAnswer { what: "rollback_orders".into(), detail })
+    chunk_answers(v, orders.len()).map_err(|detail| Error::UnexpectedAnswer { what: "rollback_orders".into(), detail })
 }
 
 /// `rollback_order_execution`: the order's whole transaction group.
