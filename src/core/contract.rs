@@ -490,3 +490,28 @@ mod session_operator_tests {
         assert!(who(Some("dana"), "dana (via app_rw)", &[]).check("dana").is_ok());
     }
 }
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunk_answers_keep_the_order_sent_and_refuse_a_short_answer() {
+        let v = serde_json::json!({"success": true, "results": [
+            {"success": true, "refunded": "1.5"},
+            {"success": false, "retry": true, "sqlstate": "40P01"},
+            {"success": false, "attempted": false},
+            {"success": false, "error_code": "breaker_open", "message": "open"},
+        ]});
+        let a = chunk_answers(v.clone(), 4).expect("answers");
+        assert!(matches!(&a[0], ChunkAnswer::Answered(r) if r.success && r.refunded == Some(Decimal::new(15, 1))));
+        assert_eq!(a[1], ChunkAnswer::Retry { sqlstate: "40P01".into() });
+        assert_eq!(a[2], ChunkAnswer::NotAttempted);
+        assert!(matches!(&a[3], ChunkAnswer::Answered(r) if r.error_code.as_deref() == Some("breaker_open")));
+        assert!(chunk_answers(v, 5).is_err(), "an answer per order, or none trusted");
+        let refusal = serde_json::json!({"success": false, "error_code": "invalid_reason", "message": "m"});
+        let a = chunk_answers(refusal, 2).expect("refusal");
+        assert!(a.iter().all(|x| matches!(x, ChunkAnswer::Answered(r) if !r.success)));
+        assert!(chunk_answers(serde_json::json!({"success": true}), 1).is_err());
+    }
+}

@@ -734,6 +734,10 @@ pub async fn known_so_far(
             *slot = Some((item, outcome));
         }
     }
+    // A chunk's orders are recorded one by one before the chunk leaves `in_flight`: those
+    // already recorded keep their outcome, only the rest are in flight.
+    let in_flight: Vec<(usize, i32)> =
+        in_flight.into_iter().filter(|&(i, _)| outcomes.get(i).is_some_and(Option::is_none)).collect();
     for &(i, _) in &in_flight {
         if let (Some(slot), Some(item)) = (outcomes.get_mut(i), items.get(i))
             && slot.is_none()
