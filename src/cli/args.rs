@@ -722,6 +722,11 @@ pub struct RollbackArgs {
     /// that stays down; an operator has no reason to change it.
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub reconnect_for_secs: Option<u64>,
+    /// Batch: orders per call and per transaction, each in a subtransaction of its own (1:
+    /// one call per order). Hidden: the default (`BatchOptions`) is what an operator wants;
+    /// it exists for measurements and tests.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub chunk_size: Option<u16>,
 }
 
 /// `postcheck` flags.
@@ -872,6 +877,10 @@ pub struct BenchArgs {
     /// Concurrency levels, comma separated.
     #[arg(long, default_value = "1,4", value_delimiter = ',')]
     pub concurrency: Vec<u16>,
+    /// Orders per call and per transaction of the batch, comma separated (1: one call per
+    /// order); each is measured at every concurrency level.
+    #[arg(long, default_value = "50", value_delimiter = ',')]
+    pub chunk: Vec<usize>,
     /// Size of the book the audit is timed on.
     #[arg(long, default_value_t = 1_000_000)]
     pub audit_orders: usize,

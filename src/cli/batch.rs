@@ -140,6 +140,9 @@ pub(super) async fn rollback_batch(g: &GlobalArgs, a: args::RollbackArgs) -> Res
     if let Some(secs) = a.reconnect_for_secs {
         opts.reconnect_for = Duration::from_secs(secs);
     }
+    if let Some(n) = a.chunk_size {
+        opts.chunk_size = usize::from(n);
+    }
     // Nothing moves before the batch's intent is on disk in the incident's journal (or, with
     // --no-journal, its waiver is in the audit log); its id is the batch's.
     let intent = observed::batch_intended(opts.batch_id, items.len() as u64, preview.total_refund, &a.reason);

@@ -16,6 +16,9 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         return Err(Error::BadInput("--concurrency takes positive numbers, e.g. 1,4".into()));
     }
+    if args.chunk.is_empty() || args.chunk.iter().any(|&c| c == 0 || c > crate::ops::batch::MAX_CHUNK_SIZE) {
+        return Err(Error::BadInput("--chunk takes numbers from 1 to 1000, e.g. 1,50".into()));
+    }
     let mut settings = match g.database_url() {
         Some(url) => target::settings_for(url.to_string(), false, &g.session()),
         None => {
@@ -32,6 +35,7 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
     let plan = BenchPlan {
         orders: args.orders,
         concurrency: args.concurrency,
+        chunk_sizes: args.chunk,
         audit_orders: args.audit_orders,
         pgbench_seconds: args.pgbench_seconds,
         keep_database: args.keep_database,
@@ -43,8 +47,9 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
         println!("Server: {}", crate::core::sanitize::line(&report.server));
         for f in &report.rollback {
             println!(
-                "Rollback, {} connection(s): {} orders in {:.2}s = {:.0} orders/s; pgbench TPC-B-like {}; ratio {} ({} retries)",
+                "Rollback, {} connection(s), {} per call: {} orders in {:.2}s = {:.0} orders/s; pgbench TPC-B-like {}; ratio {} ({} retries)",
                 f.concurrency,
+                f.chunk_size,
                 f.orders,
                 f.seconds,
                 f.orders_per_second,

@@ -172,6 +172,51 @@ pub struct RollbackResult {
     pub breaker_opened: bool,
 }
 
+/// One order's answer from `rollback_orders` (migration 20), which rolls back many orders
+/// in one transaction, each in a subtransaction of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkAnswer {
+    /// `rollback_execute_order_atomic`'s answer for the order (done, or refused: nothing
+    /// changed).
+    Answered(Box<RollbackResult>),
+    /// Its subtransaction hit a retryable error (serialization failure, deadlock, lock
+    /// timeout) and was undone alone: send it again.
+    Retry {
+        /// The SQLSTATE it hit.
+        sqlstate: String,
+    },
+    /// Not tried: the circuit breaker refused an earlier order of the call.
+    NotAttempted,
+}
+
+/// Reads `rollback_orders`' answer for `n` orders: one answer per order in the order sent.
+/// A refusal of the whole call (a bad reason, bad arguments) is every order's answer.
+pub fn chunk_answers(v: Value, n: usize) -> std::result::Result<Vec<ChunkAnswer>, String> {
+    let Some(results) = v.get("results").and_then(Value::as_array) else {
+        let refusal: RollbackResult = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        if refusal.success {
+            return Err("a success without per-order results".into());
+        }
+        return Ok(vec![ChunkAnswer::Answered(Box::new(refusal)); n]);
+    };
+    if results.len() != n {
+        return Err(format!("{} answers for {n} orders", results.len()));
+    }
+    results
+        .iter()
+        .map(|r| {
+            if r.get("retry").and_then(Value::as_bool) == Some(true) {
+                let sqlstate = r.get("sqlstate").and_then(Value::as_str).unwrap_or_default().to_string();
+                return Ok(ChunkAnswer::Retry { sqlstate });
+            }
+            if r.get("attempted").and_then(Value::as_bool) == Some(false) {
+                return Ok(ChunkAnswer::NotAttempted);
+            }
+            serde_json::from_value(r.clone()).map(|a| ChunkAnswer::Answered(Box::new(a))).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
 /// The rollback and its post-check, from `rollback_with_postcheck`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RollbackAndPostcheck {
@@ -443,5 +488,30 @@ mod session_operator_tests {
     #[test]
     fn a_login_without_registered_names_records_name_via_login() {
         assert!(who(Some("dana"), "dana (via app_rw)", &[]).check("dana").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunk_answers_keep_the_order_sent_and_refuse_a_short_answer() {
+        let v = serde_json::json!({"success": true, "results": [
+            {"success": true, "refunded": "1.5"},
+            {"success": false, "retry": true, "sqlstate": "40P01"},
+            {"success": false, "attempted": false},
+            {"success": false, "error_code": "breaker_open", "message": "open"},
+        ]});
+        let a = chunk_answers(v.clone(), 4).expect("answers");
+        assert!(matches!(&a[0], ChunkAnswer::Answered(r) if r.success && r.refunded == Some(Decimal::new(15, 1))));
+        assert_eq!(a[1], ChunkAnswer::Retry { sqlstate: "40P01".into() });
+        assert_eq!(a[2], ChunkAnswer::NotAttempted);
+        assert!(matches!(&a[3], ChunkAnswer::Answered(r) if r.error_code.as_deref() == Some("breaker_open")));
+        assert!(chunk_answers(v, 5).is_err(), "an answer per order, or none trusted");
+        let refusal = serde_json::json!({"success": false, "error_code": "invalid_reason", "message": "m"});
+        let a = chunk_answers(refusal, 2).expect("refusal");
+        assert!(a.iter().all(|x| matches!(x, ChunkAnswer::Answered(r) if !r.success)));
+        assert!(chunk_answers(serde_json::json!({"success": true}), 1).is_err());
     }
 }

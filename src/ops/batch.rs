@@ -1,13 +1,18 @@
-//! Rolling back many orders: one order per database transaction, on a few connections,
-//! with retries of serialization failures, deadlocks and lock timeouts. Orders of one user
-//! always go to the same connection, one after the other, so workers never queue on each
-//! other's profile locks. Running the same batch again rolls back nothing twice.
+//! Rolling back many orders on a few connections, in chunks: each chunk is one call of
+//! `rollback_orders` and one transaction (one round trip and one commit for many orders),
+//! each order in a subtransaction of its own, so one refusal or one retryable error does
+//! not undo its neighbours; only the orders the server marks retryable (serialization
+//! failure, deadlock, lock timeout) are sent again. With a chunk size of 1 each order is its
+//! own call of `rollback_execute_order_atomic`, as before. Orders of one user always go to
+//! the same connection, one after the other, so workers never queue on each other's profile
+//! locks. Running the same batch again rolls back nothing twice.
 //!
 //! Every order ends done, not done or unknown. A call whose reply never came (the
 //! connection broke, the server died) may have committed: its worker reconnects with
 //! backoff, ends the old server process (so what it did is settled), reads the order back,
-//! and counts it as this batch's only if the audit row carries this batch's id. Only what
-//! cannot be read back, because the server stays away, is reported unknown.
+//! and counts it as this batch's only if the audit row carries this batch's id (for a chunk:
+//! every order of it, each by its own audit row). Only what cannot be read back, because
+//! the server stays away, is reported unknown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +23,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use crate::core::batch::{BatchItem, BatchTally, Outcome, Summary, queues_by_user};
-use crate::core::contract::OrderRollbackState;
+use crate::core::contract::{ChunkAnswer, OrderRollbackState, RollbackResult};
 use crate::core::error::{Error, Result};
 use crate::store::connect::ConnectSettings;
 use crate::store::db::{self, DbConn, may_have_committed};
@@ -26,6 +31,13 @@ use crate::store::db::{self, DbConn, may_have_committed};
 mod prove;
 
 pub use prove::prove;
+
+/// Orders per call by default: most of the commit and round trip amortized, with room
+/// under the 64 subtransactions a transaction keeps in shared memory.
+pub const DEFAULT_CHUNK_SIZE: usize = 50;
+
+/// The most orders one `rollback_orders` call takes (the function's own bound).
+pub const MAX_CHUNK_SIZE: usize = 1000;
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
@@ -45,6 +57,10 @@ pub struct BatchOptions {
     pub reconnect_for: Duration,
     /// Orders that fail (past their retries) before the batch opens the circuit breaker.
     pub breaker_failures: u64,
+    /// Orders per call and per transaction (1: one `rollback_execute_order_atomic` call per
+    /// order). Kept under 64: past that many subtransactions with writes in one transaction,
+    /// every other session's snapshot overflows to pg_subtrans.
+    pub chunk_size: usize,
 }
 
 impl BatchOptions {
@@ -58,6 +74,7 @@ impl BatchOptions {
             notify_interval: Duration::from_millis(500),
             reconnect_for: Duration::from_secs(30),
             breaker_failures: 5,
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
@@ -82,9 +99,9 @@ pub struct Progress {
     /// The backend pids of the batch's connections, one slot per worker (for
     /// `pg_cancel_backend`; 0 while a worker has none).
     pub backends: std::sync::Mutex<Vec<i32>>,
-    /// The order each worker has in flight (its place in the batch), for a report made
-    /// without waiting for the workers.
-    pub in_flight: std::sync::Mutex<Vec<Option<usize>>>,
+    /// The orders each worker has in flight (their places in the batch: one chunk), for a
+    /// report made without waiting for the workers.
+    pub in_flight: std::sync::Mutex<Vec<Vec<usize>>>,
     /// Every outcome so far with its place in the batch.
     pub finished: std::sync::Mutex<Vec<(usize, BatchItem, Outcome)>>,
     /// Outcomes not yet shown, for a live display (drained by whoever draws).
@@ -130,12 +147,12 @@ impl Progress {
         }
     }
 
-    fn set_in_flight(&self, worker: usize, place: Option<usize>) {
+    fn set_in_flight(&self, worker: usize, places: Vec<usize>) {
         if let Ok(mut f) = self.in_flight.lock() {
             if f.len() <= worker {
-                f.resize(worker + 1, None);
+                f.resize(worker + 1, Vec::new());
             }
-            f[worker] = place;
+            f[worker] = places;
         }
     }
 
@@ -155,16 +172,10 @@ async fn roll_back_one(
     retries: &AtomicU64,
     cancel: &AtomicBool,
 ) -> std::result::Result<Outcome, (Error, u32)> {
-    // Exponential backoff with jitter, so colliding workers fall out of step; none once
-    // the batch is cancelled.
     let backoff = |attempt: u32| -> Option<Duration> {
-        if cancel.load(Ordering::Relaxed) {
-            return None;
-        }
+        let wait = backoff(cancel, item.order_id, attempt)?;
         retries.fetch_add(1, Ordering::Relaxed);
-        let base = 5u64 << attempt.min(8);
-        let jitter = u64::from(item.order_id.as_bytes()[attempt as usize % 16]) % base.max(1);
-        Some(Duration::from_millis(base + jitter))
+        Some(wait)
     };
     let mut retry = db::Retry::new(opts.max_attempts);
     let result = loop {
@@ -174,23 +185,43 @@ async fn roll_back_one(
         }
     };
     Ok(match (result, retry.attempts()) {
-        (Ok(r), attempts) if r.success => Outcome::RolledBack {
-            refunded: r.refunded.unwrap_or_default(),
-            margin_released: r.margin_released.unwrap_or_default(),
-            attempts,
-            reply_lost: false,
-        },
-        (Ok(r), _) if r.error_code.as_deref() == Some("already_rolled_back") => Outcome::AlreadyRolledBack,
-        (Ok(r), _) => Outcome::Refused {
-            error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
-            message: r.message.unwrap_or_default(),
-        },
+        (Ok(r), attempts) => answered(r, attempts),
         (Err(e), attempts) if may_have_committed(&e) => return Err((e, attempts)),
         // Cancelled meanwhile (perhaps this very call, on the server): its transaction
         // rolled back, so the order is as it was.
         (Err(_), _) if cancel.load(Ordering::Relaxed) => Outcome::NotAttempted,
         (Err(e), _) => Outcome::Failed { error: e.to_string() },
     })
+}
+
+/// What the server's answer for an order means: done, found done, or refused.
+fn answered(r: RollbackResult, attempts: u32) -> Outcome {
+    if r.success {
+        return Outcome::RolledBack {
+            refunded: r.refunded.unwrap_or_default(),
+            margin_released: r.margin_released.unwrap_or_default(),
+            attempts,
+            reply_lost: false,
+        };
+    }
+    if r.error_code.as_deref() == Some("already_rolled_back") {
+        return Outcome::AlreadyRolledBack;
+    }
+    Outcome::Refused {
+        error_code: r.error_code.unwrap_or_else(|| "unknown".into()),
+        message: r.message.unwrap_or_default(),
+    }
+}
+
+/// The wait before sending again after the `attempt`th try, exponential with jitter (from
+/// the order's id) so colliding workers fall out of step; none once the batch is cancelled.
+fn backoff(cancel: &AtomicBool, order: Uuid, attempt: u32) -> Option<Duration> {
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    let base = 5u64 << attempt.min(8);
+    let jitter = u64::from(order.as_bytes()[attempt as usize % 16]) % base.max(1);
+    Some(Duration::from_millis(base + jitter))
 }
 
 /// An order's outcome as the database shows it after a call whose reply was lost: this
@@ -268,10 +299,16 @@ impl Worker<'_> {
     /// settled, and reads the order back: its outcome if done, None if not done, or the
     /// error when the database cannot be asked.
     async fn settle(&mut self, item: BatchItem, attempts: u32) -> Result<Option<Outcome>> {
+        let states = self.read_back(&[item.order_id]).await?;
+        Ok(settled(states.first(), self.opts.batch_id, attempts))
+    }
+
+    /// Drops a connection that lost a reply, ends its server process so its work is
+    /// settled (committed or rolled back), and reads the orders back on a new connection.
+    async fn read_back(&mut self, orders: &[Uuid]) -> Result<Vec<OrderRollbackState>> {
         self.conn = None;
         self.progress.set_backend(self.index, 0);
         let old = self.backend.take();
-        let batch = self.opts.batch_id;
         let conn = self.connected().await?;
         if let (Some((pid, started)), Some(s)) = (old, conn.session())
             && !db::fence_backend(s, pid, started, 5000).await?
@@ -280,8 +317,7 @@ impl Worker<'_> {
                 "the server process {pid} that lost the reply is still running after 5 s"
             )));
         }
-        let states = db::order_rollback_states(&mut *conn, &[item.order_id]).await?;
-        Ok(settled(states.first(), batch, attempts))
+        db::order_rollback_states(&mut *conn, orders).await
     }
 
     /// Rolls back one order, through broken connections: done, not done or unknown.
@@ -310,6 +346,119 @@ impl Worker<'_> {
                 Err(e) => return Outcome::Unknown { error: format!("{lost}; then: {e}") },
             }
         }
+    }
+
+    /// Rolls back a chunk of orders in calls of `rollback_orders`, through broken
+    /// connections: each order done, not done or unknown, in the chunk's order. Only the
+    /// orders the server marked retryable are sent again (after the backoff); a call whose
+    /// reply was lost is settled order by order from the database, and the orders it did
+    /// not do are sent again. None for an order to send alone: the call failed as a whole
+    /// with an error no order's subtransaction caught (a fault, a statement timeout), which
+    /// rolled all of it back, so each order gets its own outcome as with one call per order.
+    async fn roll_back_chunk(&mut self, chunk: &[BatchItem]) -> Vec<Option<Outcome>> {
+        let max = self.opts.max_attempts.max(1);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; chunk.len()];
+        let mut attempts = vec![0u32; chunk.len()];
+        let mut pending: Vec<usize> = (0..chunk.len()).collect();
+        while !pending.is_empty() {
+            if self.progress.cancel.load(Ordering::Relaxed) {
+                // Cancelled before this call: nothing of it was sent.
+                break;
+            }
+            for &p in &pending {
+                attempts[p] += 1;
+            }
+            let orders: Vec<Uuid> = pending.iter().map(|&p| chunk[p].order_id).collect();
+            let users: Vec<Uuid> = pending.iter().map(|&p| chunk[p].user_id).collect();
+            let opts = self.opts;
+            let conn = match self.connected().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Nothing was sent: not done.
+                    for &p in &pending {
+                        outcomes[p] = Some(Outcome::Failed { error: format!("not sent: {e}") });
+                    }
+                    break;
+                }
+            };
+            let answer = db::rollback_orders(&mut *conn, &orders, &users, &opts.reason).await;
+            let mut again = Vec::new();
+            match answer {
+                Ok(answers) => {
+                    for (&p, a) in pending.iter().zip(answers) {
+                        match a {
+                            ChunkAnswer::Answered(r) => outcomes[p] = Some(answered(*r, attempts[p])),
+                            ChunkAnswer::NotAttempted => outcomes[p] = Some(Outcome::NotAttempted),
+                            ChunkAnswer::Retry { sqlstate } if attempts[p] >= max => {
+                                outcomes[p] = Some(Outcome::Failed {
+                                    error: format!(
+                                        "SQLSTATE {} after {} attempts",
+                                        crate::core::sanitize::line(&sqlstate),
+                                        attempts[p]
+                                    ),
+                                })
+                            }
+                            ChunkAnswer::Retry { .. } => again.push(p),
+                        }
+                    }
+                }
+                Err(lost) if may_have_committed(&lost) => match self.read_back(&orders).await {
+                    Ok(states) => {
+                        for &p in &pending {
+                            let state = states.iter().find(|s| s.order_id == chunk[p].order_id);
+                            match settled(state, self.opts.batch_id, attempts[p]) {
+                                Some(done) => outcomes[p] = Some(done),
+                                // Not done: again on the new connection, unless tried enough
+                                // (a cancel is seen at the top of the loop).
+                                None if attempts[p] >= max => {
+                                    outcomes[p] = Some(Outcome::Failed { error: lost.to_string() })
+                                }
+                                None => again.push(p),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        for &p in &pending {
+                            outcomes[p] = Some(Outcome::Unknown { error: format!("{lost}; then: {e}") });
+                        }
+                    }
+                },
+                // The call itself failed retryably (outside any order's subtransaction): the
+                // whole call rolled back, every order is sent again.
+                Err(e) if db::is_retryable(e.sqlstate()) => {
+                    for &p in &pending {
+                        if attempts[p] >= max {
+                            outcomes[p] = Some(Outcome::Failed { error: e.to_string() });
+                        } else {
+                            again.push(p);
+                        }
+                    }
+                }
+                // Cancelled meanwhile (perhaps this very call, on the server): its
+                // transaction rolled back, so every order of it is as it was.
+                Err(_) if self.progress.cancel.load(Ordering::Relaxed) => {
+                    for &p in &pending {
+                        outcomes[p] = Some(Outcome::NotAttempted);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "a chunk of {} orders failed as a whole ({e}); sending them one by one",
+                        pending.len()
+                    );
+                    return outcomes;
+                }
+            }
+            pending = again;
+            if let Some(&first) = pending.first() {
+                let attempt = pending.iter().map(|&p| attempts[p]).max().unwrap_or(1);
+                let Some(wait) = backoff(&self.progress.cancel, chunk[first].order_id, attempt) else { break };
+                self.retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+        }
+        // What is left was never sent again: the batch was cancelled.
+        outcomes.into_iter().map(|o| Some(o.unwrap_or(Outcome::NotAttempted))).collect()
     }
 
     /// Records a failure where the dashboard counts it, on the worker's connection (a new
@@ -465,20 +614,52 @@ async fn open_workers(
     Ok(conns)
 }
 
-/// One worker: its queue in order; after a cancel, the rest is not attempted. Returns each
-/// order's outcome with its place in the batch.
+/// One worker: its queue in order, in chunks of `chunk_size`; after a cancel or a
+/// `breaker_open`, the rest is not attempted. Returns each order's outcome with its place in
+/// the batch.
 async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(usize, BatchItem, Outcome)> {
     let mut results = Vec::with_capacity(queue.len());
-    for (i, item) in queue {
+    let size = w.opts.chunk_size.clamp(1, MAX_CHUNK_SIZE);
+    for chunk in queue.chunks(size) {
         let stopped = w.progress.cancel.load(Ordering::Relaxed) || w.progress.breaker.load(Ordering::Relaxed);
-        let outcome = if stopped {
-            Outcome::NotAttempted
+        let outcomes = if stopped {
+            vec![Some(Outcome::NotAttempted); chunk.len()]
         } else {
-            w.progress.set_in_flight(w.index, Some(i));
-            w.roll_back(item).await
+            w.progress.set_in_flight(w.index, chunk.iter().map(|(i, _)| *i).collect());
+            match chunk {
+                [_] if size == 1 => vec![None],
+                _ => w.roll_back_chunk(&chunk.iter().map(|(_, item)| *item).collect::<Vec<_>>()).await,
+            }
         };
-        if outcome != Outcome::NotAttempted {
-            if let Outcome::Failed { error } = &outcome {
+        for (&(i, item), outcome) in chunk.iter().zip(outcomes) {
+            let outcome = match outcome {
+                Some(o) => o,
+                // Sent alone (a chunk of one, or one that failed as a whole), unless the
+                // batch stopped meanwhile (a cancel, a `breaker_open`, the failures).
+                None if w.progress.cancel.load(Ordering::Relaxed) || w.progress.breaker.load(Ordering::Relaxed) => {
+                    Outcome::NotAttempted
+                }
+                None => w.roll_back(item).await,
+            };
+            finish(&mut w, i, item, &outcome).await;
+            results.push((i, item, outcome));
+        }
+        // Only once its outcomes are recorded: `known_so_far` reads the orders in flight
+        // before the finished ones, so an order is always in one or the other, never
+        // reported not attempted in between.
+        w.progress.set_in_flight(w.index, Vec::new());
+    }
+    // Its connection closes with it: nothing of this worker's is left to cancel.
+    w.progress.set_backend(w.index, 0);
+    results
+}
+
+/// What a worker does with an order's outcome: a failure recorded (and the breaker opened
+/// past the threshold), a `breaker_open` stops the batch, and the outcome counted.
+async fn finish(w: &mut Worker<'_>, i: usize, item: BatchItem, outcome: &Outcome) {
+    {
+        if *outcome != Outcome::NotAttempted {
+            if let Outcome::Failed { error } = outcome {
                 w.record_failure(item, error).await;
                 // Failures above the threshold open the breaker: something is wrong that
                 // more rollbacks would make worse.
@@ -490,24 +671,16 @@ async fn work_queue(mut w: Worker<'_>, queue: Vec<(usize, BatchItem)>) -> Vec<(u
                     let _ = db::open_breaker(&mut *conn, &why, "failures").await;
                 }
             }
-            if matches!(&outcome, Outcome::Refused { error_code, .. } if error_code == "breaker_open") {
+            if matches!(outcome, Outcome::Refused { error_code, .. } if error_code == "breaker_open") {
                 w.progress.breaker.store(true, Ordering::Relaxed);
             }
-            w.progress.record(i, item, &outcome);
+            w.progress.record(i, item, outcome);
         }
-        // Only once its outcome is recorded: `known_so_far` reads the orders in flight
-        // before the finished ones, so an order is always in one or the other, never
-        // reported not attempted in between.
-        w.progress.set_in_flight(w.index, None);
-        results.push((i, item, outcome));
     }
-    // Its connection closes with it: nothing of this worker's is left to cancel.
-    w.progress.set_backend(w.index, 0);
-    results
 }
 
 /// Stops a batch: no new order, no retry, and the calls in flight cancelled on the server
-/// (each is one transaction: a cancelled one changes nothing).
+/// (each is one transaction, a whole chunk: a cancelled one changes nothing).
 pub async fn cancel(pool: &db::Db, progress: &Progress) {
     progress.cancel.store(true, Ordering::Relaxed);
     let pids = progress.backend_pids();
@@ -550,7 +723,8 @@ pub async fn known_so_far(
         .map(|f| {
             f.iter()
                 .enumerate()
-                .filter_map(|(w, place)| place.map(|i| (i, backends.get(w).copied().unwrap_or(0))))
+                .flat_map(|(w, places)| places.iter().map(move |&i| (i, w)))
+                .map(|(i, w)| (i, backends.get(w).copied().unwrap_or(0)))
                 .collect()
         })
         .unwrap_or_default();
@@ -560,6 +734,10 @@ pub async fn known_so_far(
             *slot = Some((item, outcome));
         }
     }
+    // A chunk's orders are recorded one by one before the chunk leaves `in_flight`: those
+    // already recorded keep their outcome, only the rest are in flight.
+    let in_flight: Vec<(usize, i32)> =
+        in_flight.into_iter().filter(|&(i, _)| outcomes.get(i).is_some_and(Option::is_none)).collect();
     for &(i, _) in &in_flight {
         if let (Some(slot), Some(item)) = (outcomes.get_mut(i), items.get(i))
             && slot.is_none()

@@ -145,6 +145,18 @@ async fn db_figures(t: &TestDb, operation: Uuid) -> (i64, Decimal) {
 /// audit rows, so the journal's figures add up to the database's.
 #[tokio::test]
 async fn a_batch_killed_mid_run_is_settled_from_the_database_by_the_rerun() {
+    // One order per call, so the orders before the held one commit before the kill.
+    killed_mid_run_settled_by_rerun("1").await;
+}
+
+/// The same in chunks of 10: the held user's order is the 30th, so the first two chunks
+/// commit before the kill and the third, in flight, is rolled back whole by it.
+#[tokio::test]
+async fn a_chunked_batch_killed_mid_run_is_settled_from_the_database_by_the_rerun() {
+    killed_mid_run_settled_by_rerun("10").await;
+}
+
+async fn killed_mid_run_settled_by_rerun(chunk: &str) {
     use crate::support::cli::{console_in, run_cmd};
     let t = seeded().await;
     let dir = tempfile::tempdir().expect("data dir");
@@ -175,6 +187,8 @@ async fn a_batch_killed_mid_run_is_settled_from_the_database_by_the_rerun() {
         "--yes",
         "--concurrency",
         "1",
+        "--chunk-size",
+        chunk,
     ];
     let mut first = ic(&batch);
     first.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());

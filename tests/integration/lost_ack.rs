@@ -433,12 +433,14 @@ async fn lost_ack_single_rollback_is_read_back_and_reported_done() {
 /// Rolls back the burst through the proxy with `concurrency` workers, losing `times`
 /// replies after letting `skip` through, and checks the four records agree. `json`: read
 /// the summary from `--json`; else from the lines people read.
-async fn batch_losing_replies(name: &str, concurrency: u16, skip: usize, times: usize, json: bool) {
+/// `chunk` orders per call (`--chunk-size`): each lost reply is that many orders'.
+async fn batch_losing_replies(name: &str, concurrency: u16, chunk: usize, skip: usize, times: usize, json: bool) {
     let s = Scene::new().await;
     s.proxy.drop_replies_containing(MARKER, skip, times);
     let concurrency = concurrency.to_string();
+    let chunk_size = chunk.to_string();
     let mut args = BURST.to_vec();
-    args.extend(["--yes", "--concurrency", &concurrency]);
+    args.extend(["--yes", "--concurrency", &concurrency, "--chunk-size", &chunk_size]);
     if json {
         args.push("--json");
     }
@@ -470,7 +472,7 @@ async fn batch_losing_replies(name: &str, concurrency: u16, skip: usize, times: 
             failed: Vec::new(),
             unknown: Vec::new(),
             not_attempted: 0,
-            reply_lost: times,
+            reply_lost: times * chunk,
             refunded: figures.refunded,
         };
         out.says(&format!(": {}.\n", r.sentence()))
@@ -481,7 +483,11 @@ async fn batch_losing_replies(name: &str, concurrency: u16, skip: usize, times: 
     };
     assert_eq!((r.total, r.rolled_back, r.already), (BURST_ORDERS as u64, BURST_ORDERS, 0), "{r:?}");
     assert!(r.failed.is_empty() && r.unknown.is_empty() && r.refused == 0 && r.not_attempted == 0, "{r:?}");
-    assert_eq!(r.reply_lost, s.proxy.dropped_after_commit(), "summary.reply_lost = the proxy's drops");
+    assert_eq!(
+        r.reply_lost,
+        s.proxy.dropped_after_commit() * chunk,
+        "summary.reply_lost = the orders of the proxy's drops"
+    );
     let a = batch_agrees(&s, &r, &after).await;
     assert_eq!(a.db, BURST_ORDERS);
     assert_eq!(last_progress(&out), "progress: 60/60 finished, 60 rolled back");
@@ -510,14 +516,22 @@ async fn batch_losing_replies(name: &str, concurrency: u16, skip: usize, times: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_ack_batch_of_the_burst_loses_three_replies_mid_batch() {
-    batch_losing_replies("lost-ack-batch", 4, 10, 3, true).await;
+    batch_losing_replies("lost-ack-batch", 4, 1, 10, 3, true).await;
+}
+
+/// A chunk's reply lost after it committed (one worker, 50 orders per call: the first call
+/// is 50 of the burst's 60): every order of it is settled from the database as this
+/// batch's, none is sent twice, and the last 10 go through as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_ack_chunked_batch_loses_a_whole_chunks_reply() {
+    batch_losing_replies("lost-ack-chunked-batch", 1, 50, 0, 1, false).await;
 }
 
 /// One worker: the one connection breaks, and the whole queue depends on its reconnecting
 /// (a tester once saw "0 rolled back, 639 failed" here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_ack_batch_with_one_worker_loses_one_reply() {
-    batch_losing_replies("lost-ack-batch-concurrency-1", 1, 20, 1, false).await;
+    batch_losing_replies("lost-ack-batch-concurrency-1", 1, 1, 20, 1, false).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -540,7 +554,8 @@ async fn batch_killed_mid_batch(s: &Scene, extra: &[&str]) -> (tokio::task::Join
     args.extend_from_slice(extra);
     let cli = s.spawn(&s.server.url(), &args);
     until("a worker of the batch waits on the held row", Duration::from_secs(60), async || {
-        s.waiting_on_a_lock("%rollback_execute_order_atomic%").await > 0
+        // One order per call (rollback_execute_order_atomic) or a chunk (rollback_orders).
+        s.waiting_on_a_lock("%rollback_%order%").await > 0
     })
     .await;
     let at_kill = s.burst_rolled_back().await;
@@ -555,7 +570,8 @@ async fn batch_killed_mid_batch(s: &Scene, extra: &[&str]) -> (tokio::task::Join
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_ack_server_killed_mid_batch_and_restarted_finishes_the_batch() {
     let mut s = Scene::new().await;
-    let (cli, at_kill) = batch_killed_mid_batch(&s, &[]).await;
+    // One order per call: at most one reply per worker can be lost.
+    let (cli, at_kill) = batch_killed_mid_batch(&s, &["--chunk-size", "1"]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let restart = Instant::now();
     s.restart().await;
@@ -588,7 +604,8 @@ async fn lost_ack_server_killed_mid_batch_and_restarted_finishes_the_batch() {
 async fn lost_ack_server_killed_mid_batch_and_not_restarted_reports_what_it_knows() {
     let mut s = Scene::new().await;
     // Workers give up reconnecting after 3 s instead of 30 (a hidden flag, for this test).
-    let (cli, at_kill) = batch_killed_mid_batch(&s, &["--reconnect-for-secs", "3"]).await;
+    // One order per call: at most one unknown per worker.
+    let (cli, at_kill) = batch_killed_mid_batch(&s, &["--reconnect-for-secs", "3", "--chunk-size", "1"]).await;
     let down = Instant::now();
     let out = cli.await.expect("join");
     let ended_in = down.elapsed();

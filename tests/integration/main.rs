@@ -17,6 +17,7 @@ mod approvals_cli;
 mod attribution;
 mod audit;
 mod audit_locks;
+mod batch_chunks;
 mod batch_faults;
 mod batch_proof;
 mod blast;

@@ -28,6 +28,8 @@ pub type Say<'a> = &'a (dyn Fn(&str) + Sync);
 pub struct RollbackFigures {
     /// Connections.
     pub concurrency: u16,
+    /// Orders per call and per transaction (`BatchOptions::chunk_size`).
+    pub chunk_size: usize,
     /// Orders rolled back.
     pub orders: usize,
     /// Wall time.
@@ -88,6 +90,8 @@ pub struct BenchPlan {
     pub orders: usize,
     /// Concurrency levels.
     pub concurrency: Vec<u16>,
+    /// Orders per call of the batch, each measured at every concurrency level.
+    pub chunk_sizes: Vec<usize>,
     /// Size of the book the audit is timed on (0 skips it).
     pub audit_orders: usize,
     /// Seconds of each pgbench run (0 skips pgbench).
@@ -142,10 +146,14 @@ impl Bench<'_> {
         let mut rollback = Vec::new();
         let mut pgbench_ready = false;
         let mut seeded = 0usize;
-        for (level, &c) in self.plan.concurrency.iter().enumerate() {
-            let (figures, orders) = self.rollbacks_at(&mut conn, level, c, &mut pgbench_ready).await?;
-            seeded += orders;
-            rollback.push(figures);
+        let mut level = 0;
+        for &c in &self.plan.concurrency {
+            for &chunk in &self.plan.chunk_sizes {
+                let (figures, orders) = self.rollbacks_at(&mut conn, level, c, chunk, &mut pgbench_ready).await?;
+                seeded += orders;
+                level += 1;
+                rollback.push(figures);
+            }
         }
         let audit = if self.plan.audit_orders > 0 { Some(self.audit(&mut conn, seeded).await?) } else { None };
         let _ = conn.close().await;
@@ -159,10 +167,11 @@ impl Bench<'_> {
         conn: &mut PgConnection,
         level: usize,
         c: u16,
+        chunk: usize,
         pgbench_ready: &mut bool,
     ) -> Result<(RollbackFigures, usize)> {
         let say = self.say;
-        say(&format!("Concurrency {c}: seeding {} orders …", self.plan.orders));
+        say(&format!("Concurrency {c}, {chunk} order(s) per call: seeding {} orders …", self.plan.orders));
         let users = (self.plan.orders / 20).max(usize::from(c) * 16);
         let orders = book::seed(conn, say, 100 + level as u64, users, self.plan.orders, "seed").await?;
         db::vacuum_analyze(conn).await?;
@@ -178,7 +187,11 @@ impl Bench<'_> {
         }
         say(&format!("  rolling back {} orders on {c} connection(s) …", orders.len()));
         let items: Vec<BatchItem> = orders.iter().map(|o| BatchItem { order_id: o.id, user_id: o.user_id }).collect();
-        let opts = BatchOptions { concurrency: usize::from(c), ..BatchOptions::new("bench: batch rollback".into()) };
+        let opts = BatchOptions {
+            concurrency: usize::from(c),
+            chunk_size: chunk,
+            ..BatchOptions::new("bench: batch rollback".into())
+        };
         let started = Instant::now();
         let (summary, _) = batch::run(&self.book, items, &opts, Arc::new(Progress::default())).await?;
         let seconds = started.elapsed().as_secs_f64();
@@ -197,6 +210,7 @@ impl Bench<'_> {
         let pgbench = (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64);
         let figures = RollbackFigures {
             concurrency: c,
+            chunk_size: chunk,
             orders: orders.len(),
             seconds,
             orders_per_second: rate,

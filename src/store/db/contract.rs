@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::scope::Db;
 use super::{call_json, decode};
 use crate::core::contract::*;
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 
 /// `rollback_precheck(order, user)`: every pre-check in one round trip.
 pub async fn precheck<'e, E: Executor<'e, Database = Postgres>>(e: E, order: Uuid, user: Uuid) -> Result<Precheck> {
@@ -40,6 +40,26 @@ pub async fn rollback_order<'e, E: Executor<'e, Database = Postgres>>(
 ) -> Result<RollbackResult> {
     let sql = "SELECT rollback_execute_order_atomic($1, $2, $3)";
     rollback_call(e, sql, "rollback_execute_order_atomic", order, user, reason).await
+}
+
+/// `rollback_orders(orders, users, reason)` (migration 20): many orders in one call and one
+/// transaction, each rolled back by `rollback_execute_order_atomic` in a subtransaction of
+/// its own. One answer per order, in the order given; `orders` and `users` pair up.
+pub async fn rollback_orders<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    orders: &[Uuid],
+    users: &[Uuid],
+    reason: &str,
+) -> Result<Vec<ChunkAnswer>> {
+    let v = call_json(
+        e,
+        sqlx::query("SELECT rollback_orders($1, $2, $3)")
+            .bind(orders.to_vec())
+            .bind(users.to_vec())
+            .bind(reason.to_string()),
+    )
+    .await?;
+    chunk_answers(v, orders.len()).map_err(|detail| Error::UnexpectedAnswer { what: "rollback_orders".into(), detail })
 }
 
 /// `rollback_order_execution`: the order's whole transaction group.
