@@ -20,6 +20,7 @@ mod maintenance;
 pub mod panes;
 pub mod protocol;
 pub mod session;
+pub mod startup;
 pub mod terminal;
 pub mod widgets;
 pub mod worker;
@@ -61,7 +62,9 @@ pub async fn run(o: Options) -> Result<i32> {
         return status_summary(&o).await;
     }
     let config = crate::store::config::ConsoleConfig::load()?;
+    startup::mark("config");
     let _log = init_log();
+    startup::mark("log");
     let now = chrono::Utc::now();
     if o.no_journal {
         return run_without_journal(&o, config, now).await;
@@ -86,6 +89,7 @@ pub async fn run(o: Options) -> Result<i32> {
         now,
     )
     .map_err(Error::CheckFailed)?;
+    startup::mark("incident");
     let sync =
         protocol::Command::SyncJournal { incident: inc.incident.id.clone(), path: inc.journal.path().to_path_buf() };
     let session = session::Session::new(inc, o.session.operator.clone(), delivered, clipboard::terminal_sink());
@@ -95,6 +99,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let mut app = app::App::new(config.keymap.clone(), header, label, now, (w, h)).with_incident(panel);
     app.message = note.map(|text| app::Message { text, error: false });
     let worker = worker::spawn(target, config);
+    startup::mark("worker");
     let _ = worker.commands.send(sync);
     tracing::info!("console started");
     terminal::run_console(app, worker, Some(session)).await?;

@@ -180,6 +180,7 @@ impl Worker {
                     connecting = None;
                     match done.map_err(|e| Error::task("connecting", e)).and_then(|r| r) {
                         Ok((settings, pool)) => {
+                            crate::console::startup::mark("connected");
                             self.attempt = 0;
                             self.send(DbEvent::Target(settings.label()));
                             if probe.is_none() {
@@ -501,6 +502,7 @@ async fn connect(
                 .await
                 .map_err(|e| Error::Sandbox(e.to_string()))??;
             let url = crate::store::target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            crate::console::startup::mark("sandbox ready");
             ConnectSettings { url, is_sandbox: true, ..template }
         }
     };
