@@ -114,6 +114,16 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 /// How long a read of maintenance mode, or a transaction pooler's poll, may take.
 const READ_WITHIN: Duration = Duration::from_secs(5);
 
+/// After connecting, the work nobody waits for (the ledger audit and its checkpoint, the
+/// journal's copy, the worker's own dashboard read) waits this long, so that the first page
+/// of orders, asked for at once, does not queue behind it for the server's CPU and for new
+/// connections of the pool.
+const QUIET_AFTER_CONNECT: Duration = Duration::from_millis(400);
+
+/// After connecting, listening and reading maintenance mode wait for the first page of
+/// orders to be asked for (it then gets the pool's open connection), or this long.
+const FIRST_PAGE_FIRST: Duration = Duration::from_millis(100);
+
 impl Worker {
     fn new(target: WorkerTarget, config: ConsoleConfig, events: mpsc::UnboundedSender<DbEvent>) -> Self {
         Worker {
@@ -142,7 +152,7 @@ impl Worker {
         let mut listener: Option<JoinHandle<()>> = None;
         let mut probe: Option<JoinHandle<()>> = None;
         let (verdict_tx, mut verdicts) = tokio::sync::watch::channel(Verdict::Unknown);
-        let mut connecting: Option<JoinHandle<Result<(ConnectSettings, Db)>>> = None;
+        let mut connecting: Option<JoinHandle<Result<Connected>>> = None;
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
         // Its first tick waits for the first connection (connecting runs beside the loop);
@@ -154,6 +164,11 @@ impl Worker {
         // again at most every 300 ms, however many notifications came.
         let mut dashboard_due: Option<tokio::time::Instant> = None;
         let mut maintenance_due: Option<tokio::time::Instant> = None;
+        // The journal's copy after a connection, once the first page had its turn.
+        let mut journal_due: Option<tokio::time::Instant> = None;
+        // Listening and maintenance mode after a connection: when the first page is asked
+        // for, or at this time.
+        let mut watch_due: Option<tokio::time::Instant> = None;
         loop {
             if self.pool.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
                 // During an outage the header keeps saying what failed and since when,
@@ -169,7 +184,16 @@ impl Worker {
                     None | Some(Command::Shutdown) => break,
                     Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now()),
                     Some(Command::AuditNow) => self.background_audit(),
-                    Some(c) => self.handle(c),
+                    Some(c) => {
+                        let page = matches!(c, Command::LoadOrders { .. });
+                        self.handle(c);
+                        if page && watch_due.take().is_some() {
+                            self.maintenance();
+                            if let Some(l) = std::mem::replace(&mut listener, self.listen(heard.clone())) {
+                                l.abort();
+                            }
+                        }
+                    }
                 },
                 done = async {
                     match connecting.as_mut() {
@@ -179,10 +203,18 @@ impl Worker {
                 } => {
                     connecting = None;
                     match done.map_err(|e| Error::task("connecting", e)).and_then(|r| r) {
-                        Ok((settings, pool)) => {
+                        Ok(Connected { settings, pool, round_trip }) => {
                             crate::console::startup::mark("connected");
                             self.attempt = 0;
                             self.send(DbEvent::Target(settings.label()));
+                            // The pool just answered (its check of the operator's name, then
+                            // a timed round trip): the header may say so now, and the first
+                            // page be asked for, without waiting for the probe's own
+                            // connection. The probe goes on saying what it finds.
+                            self.health.outage_over();
+                            self.send(DbEvent::Connection(ConnState::Up {
+                                latency_ms: health::latency_bucket(round_trip.as_secs_f64() * 1000.0),
+                            }));
                             if probe.is_none() {
                                 let (shared, events) = (self.health.clone(), self.events.clone());
                                 probe = Some(health::spawn(settings.clone(), shared, events, verdict_tx.clone()));
@@ -192,11 +224,14 @@ impl Worker {
                             // The probe says "up" (with the round trip) once it has seen it.
                             self.health.pool_ready.store(true, Ordering::Release);
                             self.health.probe_now.notify_one();
-                            self.maintenance();
-                            listener = self.listen(heard.clone());
-                            dashboard_due = Some(tokio::time::Instant::now());
-                            // What was journalled while the database was away goes over now.
-                            self.sync_journal();
+                            watch_due = Some(tokio::time::Instant::now() + FIRST_PAGE_FIRST);
+                            let quiet = tokio::time::Instant::now() + QUIET_AFTER_CONNECT;
+                            // The console asks for the dashboard itself when it first
+                            // connects; this read is for a reconnection.
+                            dashboard_due = Some(dashboard_due.map_or(quiet, |d| d.min(quiet)));
+                            // What was journalled while the database was away goes over soon.
+                            journal_due = Some(quiet);
+                            audit.reset_at(quiet);
                         }
                         Err(e) => {
                             self.attempt += 1;
@@ -233,6 +268,17 @@ impl Worker {
                         Verdict::Answers if self.pool.is_none() => retry_at = tokio::time::Instant::now(),
                         _ => {}
                     }
+                }
+                _ = tokio::time::sleep_until(watch_due.unwrap_or(reconnect)), if watch_due.is_some() => {
+                    watch_due = None;
+                    self.maintenance();
+                    if let Some(l) = std::mem::replace(&mut listener, self.listen(heard.clone())) {
+                        l.abort();
+                    }
+                }
+                _ = tokio::time::sleep_until(journal_due.unwrap_or(reconnect)), if journal_due.is_some() => {
+                    journal_due = None;
+                    self.sync_journal();
                 }
                 _ = tokio::time::sleep_until(maintenance_due.unwrap_or(reconnect)), if maintenance_due.is_some() => {
                     maintenance_due = None;
@@ -484,11 +530,7 @@ impl Worker {
 /// Connects to the target (starting the sandbox first, when it is the target): the
 /// settings, filled in, and a pool checked as `ConnectSettings::pool` checks it. Progress
 /// is said as `Connecting` when `announce`.
-async fn connect(
-    target: WorkerTarget,
-    events: mpsc::UnboundedSender<DbEvent>,
-    announce: bool,
-) -> Result<(ConnectSettings, Db)> {
+async fn connect(target: WorkerTarget, events: mpsc::UnboundedSender<DbEvent>, announce: bool) -> Result<Connected> {
     let say = move |m: &str| {
         if announce {
             let _ = events.send(DbEvent::Connection(ConnState::Connecting { detail: m.to_string() }));
@@ -510,7 +552,18 @@ async fn connect(
     let pool = tokio::time::timeout(CONNECT_WITHIN, settings.pool(8))
         .await
         .map_err(|_| Error::Unreachable(format!("no connection within {} s", CONNECT_WITHIN.as_secs())))??;
-    Ok((settings, pool))
+    let started = std::time::Instant::now();
+    tokio::time::timeout(health::ANSWER_WITHIN, db::ping(&pool))
+        .await
+        .map_err(|_| Error::Unreachable(format!("no answer within {} ms", health::ANSWER_WITHIN.as_millis())))??;
+    Ok(Connected { settings, pool, round_trip: started.elapsed() })
+}
+
+/// A pool ready for requests, where it leads, and the round trip of a query on it.
+struct Connected {
+    settings: ConnectSettings,
+    pool: Db,
+    round_trip: Duration,
 }
 
 /// What the listener heard since the run loop last looked: flags, not a queue. Any login
