@@ -125,8 +125,6 @@ def one_run(binary, sock, db, home, size, startup_only=False, sandbox=None):
     # A fresh home each run: a run must not resume the incident the last one opened.
     home = tempfile.mkdtemp(prefix="run-", dir=home)
     env = f"HOME={home} XDG_CONFIG_HOME={home} XDG_DATA_HOME={home}"
-    if os.environ.get("INCIDENT_CONSOLE_STARTUP_TRACE"):
-        env += f" INCIDENT_CONSOLE_STARTUP_TRACE={os.environ['INCIDENT_CONSOLE_STARTUP_TRACE']}"
     if sandbox:
         cmd = f"env {env} INCIDENT_CONSOLE_SANDBOX_DIR={sandbox} {binary}"
     else:

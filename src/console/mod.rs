@@ -63,12 +63,15 @@ pub async fn run(o: Options) -> Result<i32> {
     }
     let config = crate::store::config::ConsoleConfig::load()?;
     startup::mark("config");
-    let _log = init_log();
-    startup::mark("log");
+    // The log file is set up beside the rest (it takes a thread and a file of its own),
+    // and is there before the console loop starts.
+    let log = std::thread::spawn(init_log);
     let now = chrono::Utc::now();
     if o.no_journal {
+        let _log = log.join().ok().flatten();
         return run_without_journal(&o, config, now).await;
     }
+
     let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))
         .map_err(|e| match e {
             // The console cannot keep the incident's record: say how to work without it.
@@ -101,6 +104,7 @@ pub async fn run(o: Options) -> Result<i32> {
     let worker = worker::spawn(target, config);
     startup::mark("worker");
     let _ = worker.commands.send(sync);
+    let _log = log.join().ok().flatten();
     tracing::info!("console started");
     terminal::run_console(app, worker, Some(session)).await?;
     Ok(EXIT_OK)

@@ -35,13 +35,6 @@ pub(crate) fn report() {
     let Ok(mut m) = MARKS.lock() else { return };
     let line = m.iter().map(|(what, at)| format!("{what} {:.1} ms", at.as_secs_f64() * 1000.0)).collect::<Vec<_>>();
     tracing::info!("startup: {}", line.join(", "));
-    // TEMPORARY measurement aid
-    if let Ok(path) = std::env::var("INCIDENT_CONSOLE_STARTUP_TRACE") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{}", line.join(", "));
-        }
-    }
     m.clear();
     m.shrink_to_fit();
 }
