@@ -115,9 +115,9 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 const READ_WITHIN: Duration = Duration::from_secs(5);
 
 /// After connecting, the work nobody waits for (the ledger audit and its checkpoint, the
-/// journal's copy, the worker's own dashboard read) waits this long, so that the first page
-/// of orders, asked for at once, does not queue behind it for the server's CPU and for new
-/// connections of the pool.
+/// journal's copy, the worker's own dashboard read and the one the console asks for with the
+/// first page) waits this long, so that the first page does not queue behind it for the
+/// server's CPU and for new connections of the pool.
 const QUIET_AFTER_CONNECT: Duration = Duration::from_millis(400);
 
 /// After connecting, listening and reading maintenance mode wait for the first page of
@@ -169,6 +169,8 @@ impl Worker {
         // Listening and maintenance mode after a connection: when the first page is asked
         // for, or at this time.
         let mut watch_due: Option<tokio::time::Instant> = None;
+        // The end of the quiet after the last connection.
+        let mut quiet_until = tokio::time::Instant::now();
         loop {
             if self.pool.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
                 // During an outage the header keeps saying what failed and since when,
@@ -182,7 +184,9 @@ impl Worker {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
-                    Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now()),
+                    // Not before the first page's turn after connecting (the console asks
+                    // for both at once then).
+                    Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now().max(quiet_until)),
                     Some(Command::AuditNow) => self.background_audit(),
                     Some(c) => {
                         let page = matches!(c, Command::LoadOrders { .. });
@@ -221,11 +225,14 @@ impl Worker {
                             }
                             self.settings = Some(settings);
                             self.pool = Some(pool);
-                            // The probe says "up" (with the round trip) once it has seen it.
                             self.health.pool_ready.store(true, Ordering::Release);
+                            // The probe looks now too: its own connection is then open
+                            // before anything can stop the server, and a server that stops
+                            // answering shows by the query's timeout.
                             self.health.probe_now.notify_one();
                             watch_due = Some(tokio::time::Instant::now() + FIRST_PAGE_FIRST);
                             let quiet = tokio::time::Instant::now() + QUIET_AFTER_CONNECT;
+                            quiet_until = quiet;
                             // The console asks for the dashboard itself when it first
                             // connects; this read is for a reconnection.
                             dashboard_due = Some(dashboard_due.map_or(quiet, |d| d.min(quiet)));
