@@ -29,7 +29,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::console::protocol::{Command, ConnState, DashboardData, DbEvent, RequestId};
-use crate::core::contract::MaintenanceState;
 use crate::core::error::{Error, Result};
 use crate::core::metrics;
 use crate::ops::batch::Progress;
@@ -102,9 +101,8 @@ struct Worker {
     maintenance_turn: Arc<tokio::sync::Mutex<()>>,
     /// The incident journal to keep copied to the database.
     journal: Option<(String, std::path::PathBuf)>,
-    /// Behind a transaction pooler: the audit log's last id and maintenance mode as last
-    /// polled.
-    polled: (Option<i64>, Option<MaintenanceState>),
+    /// Behind a transaction pooler: the audit log's last id as last polled.
+    polled: Option<i64>,
 }
 
 /// How long reconnecting to a database URL may take before it is tried afresh (the
@@ -139,7 +137,7 @@ impl Worker {
             health: Arc::new(health::Shared::default()),
             maintenance_turn: Arc::new(tokio::sync::Mutex::new(())),
             journal: None,
-            polled: (None, None),
+            polled: None,
         }
     }
 
@@ -344,22 +342,22 @@ impl Worker {
         });
     }
 
-    /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode
-    /// when it changed; true when the audit log grew.
+    /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode as
+    /// read; true when the audit log grew.
     async fn poll_changes(&mut self) -> bool {
         let Some(pool) = self.pool.clone() else { return false };
         let turn = self.maintenance_turn.clone();
         let _turn = turn.lock().await;
-        if let Ok(m) = db::maintenance_state(&pool).await
-            && self.polled.1.as_ref() != Some(&m)
-        {
-            self.polled.1 = Some(m.clone());
+        // Sent at every poll, not only when it differs from the last poll's: a switch made
+        // through this worker between two polls is not seen by them, and the next change
+        // back would then look like no change. The console ignores a state it already shows.
+        if let Ok(m) = db::maintenance_state(&pool).await {
             self.send(DbEvent::Maintenance(m));
         }
         match db::audit_log_mark(&pool).await {
-            Ok(mark) if self.polled.0 != Some(mark) => {
-                let first = self.polled.0.is_none();
-                self.polled.0 = Some(mark);
+            Ok(mark) if self.polled != Some(mark) => {
+                let first = self.polled.is_none();
+                self.polled = Some(mark);
                 !first
             }
             _ => false,
