@@ -4,7 +4,7 @@ tmux, the screen polled with capture-pane. Two builds (a baseline and a candidat
 turn, round after round, against the same PostgreSQL, so the ratios hold on a shared, noisy
 machine.
 
-    scripts/console-figures.py BASE_BINARY NEW_BINARY [--rounds 5] [--size 160x48]
+    scripts/console-figures.py BASE_BINARY NEW_BINARY [--rounds 5] [--size 160x48] [--startup-only]
 
 Per build and round: launch -> first frame, launch -> first orders listed, RSS after
 paging 20 pages, idle CPU over 10 s, key latency (j, median of 20, until the cursor
@@ -119,19 +119,27 @@ def rss_kb(pid):
     return 0
 
 
-def one_run(binary, sock, db, home, size):
+def one_run(binary, sock, db, home, size, startup_only=False, sandbox=None):
     session = f"figs{os.getpid()}"
     w, h = size
     # A fresh home each run: a run must not resume the incident the last one opened.
     home = tempfile.mkdtemp(prefix="run-", dir=home)
     env = f"HOME={home} XDG_CONFIG_HOME={home} XDG_DATA_HOME={home}"
-    cmd = f"env {env} {binary} --database-url '{url(sock, db)}'"
+    if sandbox:
+        cmd = f"env {env} INCIDENT_CONSOLE_SANDBOX_DIR={sandbox} {binary}"
+    else:
+        cmd = f"env {env} {binary} --database-url '{url(sock, db)}'"
     sh("tmux", "kill-session", "-t", session, check=False)
     launched = time.monotonic()
     sh("tmux", "new-session", "-d", "-s", session, "-x", str(w), "-y", str(h), f"exec {cmd}")
     try:
         first, _ = wait_for(session, lambda s: "Orders" in s)
-        listed, _ = wait_for(session, lambda s: "executed" in s)
+        # A row under the cursor: the first page is on screen ("executed" alone is also in
+        # the filter line's example, drawn in the first frame).
+        listed, _ = wait_for(session, lambda s: cursor_at(s)[0] is not None)
+        if startup_only:
+            sh("tmux", "send-keys", "-t", session, "q")
+            return {"first_frame_ms": (first - launched) * 1000, "orders_listed_ms": (listed - launched) * 1000}
         pid = pid_of(session)
         time.sleep(1.0)
         # Key latency: j moves the cursor; the cursor's line (and the row counter, where a
@@ -172,24 +180,38 @@ def main():
     p.add_argument("new")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--size", default="160x48")
+    p.add_argument("--startup-only", action="store_true", help="only launch -> first frame and -> orders listed")
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="each build on its own sandbox (started once before the rounds, stopped after) instead of a URL",
+    )
     a = p.parse_args()
     size = tuple(int(x) for x in a.size.split("x"))
     builds = {"base": os.path.abspath(a.base), "new": os.path.abspath(a.new)}
     root = tempfile.mkdtemp(prefix="console-figures-")
     os.chmod(root, 0o755)
     data, sock = start_server(root)
+    homes, sandboxes = {}, {}
     try:
-        homes = {}
         for name, binary in builds.items():
             homes[name] = tempfile.mkdtemp(prefix=f"home-{name}-")
-            prepare(binary, sock, f"figs_{name}", homes[name])
+            os.chmod(homes[name], 0o755)
+            if a.sandbox:
+                sandboxes[name] = os.path.join(root, f"sandbox-{name}")
+                env = dict(os.environ, HOME=homes[name], INCIDENT_CONSOLE_SANDBOX_DIR=sandboxes[name])
+                r = sh(binary, "sandbox", "start", env=env, check=False)
+                if r.returncode != 0:
+                    sys.exit(f"{binary} sandbox start: {r.stdout}{r.stderr}")
+            else:
+                prepare(binary, sock, f"figs_{name}", homes[name])
         # One run each first, not counted: the first launch pays for cold caches.
         for name, binary in builds.items():
-            one_run(binary, sock, f"figs_{name}", homes[name], size)
+            one_run(binary, sock, f"figs_{name}", homes[name], size, a.startup_only, sandboxes.get(name))
         results = {name: [] for name in builds}
         for r in range(a.rounds):
             for name, binary in builds.items():
-                f = one_run(binary, sock, f"figs_{name}", homes[name], size)
+                f = one_run(binary, sock, f"figs_{name}", homes[name], size, a.startup_only, sandboxes.get(name))
                 results[name].append(f)
                 print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()), flush=True)
         print(f"\nmedians over {a.rounds} rounds at {a.size}:")
@@ -200,6 +222,9 @@ def main():
             ratio = n / b if b else float("nan")
             print(f"  {k:<18} base {b:8.2f}   new {n:8.2f}   new/base {ratio:.2f}")
     finally:
+        for name, dir in sandboxes.items():
+            env = dict(os.environ, HOME=homes[name], INCIDENT_CONSOLE_SANDBOX_DIR=dir)
+            sh(builds[name], "sandbox", "stop", env=env, check=False)
         stop_server(data)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -9,6 +9,7 @@ use incident_console::store::connect::check_operator;
 use incident_console::{cli, console};
 
 fn main() {
+    incident_console::console::startup::launched();
     // Panics get a readable report (and, once the TUI exists, a restored terminal first).
     let _ = color_eyre::install();
     // `incident-console … | head` closes stdout early: stop quietly, as other tools do,

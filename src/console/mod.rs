@@ -20,6 +20,7 @@ mod maintenance;
 pub mod panes;
 pub mod protocol;
 pub mod session;
+pub mod startup;
 pub mod terminal;
 pub mod widgets;
 pub mod worker;
@@ -61,11 +62,16 @@ pub async fn run(o: Options) -> Result<i32> {
         return status_summary(&o).await;
     }
     let config = crate::store::config::ConsoleConfig::load()?;
-    let _log = init_log();
+    startup::mark("config");
+    // The log file is set up beside the rest (it takes a thread and a file of its own),
+    // and is there before the console loop starts.
+    let log = std::thread::spawn(init_log);
     let now = chrono::Utc::now();
     if o.no_journal {
+        let _log = log.join().ok().flatten();
         return run_without_journal(&o, config, now).await;
     }
+
     let (inc, note) = open_console_incident(&o.session.operator, title, level, now, hints::Keys(&config.keymap))
         .map_err(|e| match e {
             // The console cannot keep the incident's record: say how to work without it.
@@ -86,6 +92,7 @@ pub async fn run(o: Options) -> Result<i32> {
         now,
     )
     .map_err(Error::CheckFailed)?;
+    startup::mark("incident");
     let sync =
         protocol::Command::SyncJournal { incident: inc.incident.id.clone(), path: inc.journal.path().to_path_buf() };
     let session = session::Session::new(inc, o.session.operator.clone(), delivered, clipboard::terminal_sink());
@@ -95,7 +102,9 @@ pub async fn run(o: Options) -> Result<i32> {
     let mut app = app::App::new(config.keymap.clone(), header, label, now, (w, h)).with_incident(panel);
     app.message = note.map(|text| app::Message { text, error: false });
     let worker = worker::spawn(target, config);
+    startup::mark("worker");
     let _ = worker.commands.send(sync);
+    let _log = log.join().ok().flatten();
     tracing::info!("console started");
     terminal::run_console(app, worker, Some(session)).await?;
     Ok(EXIT_OK)

@@ -125,6 +125,7 @@ where
         app.size = (size.width, size.height);
     }
     draw(terminal, app)?;
+    crate::console::startup::mark("first frame");
     let mut animation = tokio::time::interval(Duration::from_millis(250));
     animation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut minute = tokio::time::interval(Duration::from_secs(60));
@@ -206,6 +207,10 @@ where
         }
         if effects.redraw && !app.quit {
             draw(terminal, app)?;
+            if !app.orders.rows.is_empty() {
+                crate::console::startup::mark("first page");
+                crate::console::startup::report();
+            }
         }
     }
     Ok(())
@@ -218,6 +223,7 @@ pub(crate) async fn run_console(
     mut session: Option<crate::console::session::Session>,
 ) -> crate::core::error::Result<()> {
     let mut guard = TerminalGuard::enter().map_err(crate::core::error::Error::Terminal)?;
+    crate::console::startup::mark("terminal");
     // A hang-up (closed SSH session) or a kill ends the console as quitting does: what
     // runs is cancelled on the server and what is known of it journaled, then the terminal
     // is restored. Should the loop not end within 5 s, the terminal is restored and the

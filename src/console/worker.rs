@@ -29,7 +29,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::console::protocol::{Command, ConnState, DashboardData, DbEvent, RequestId};
-use crate::core::contract::MaintenanceState;
 use crate::core::error::{Error, Result};
 use crate::core::metrics;
 use crate::ops::batch::Progress;
@@ -102,9 +101,8 @@ struct Worker {
     maintenance_turn: Arc<tokio::sync::Mutex<()>>,
     /// The incident journal to keep copied to the database.
     journal: Option<(String, std::path::PathBuf)>,
-    /// Behind a transaction pooler: the audit log's last id and maintenance mode as last
-    /// polled.
-    polled: (Option<i64>, Option<MaintenanceState>),
+    /// Behind a transaction pooler: the audit log's last id as last polled.
+    polled: Option<i64>,
 }
 
 /// How long reconnecting to a database URL may take before it is tried afresh (the
@@ -113,6 +111,16 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(20);
 
 /// How long a read of maintenance mode, or a transaction pooler's poll, may take.
 const READ_WITHIN: Duration = Duration::from_secs(5);
+
+/// After connecting, the work nobody waits for (the ledger audit and its checkpoint, the
+/// journal's copy, the worker's own dashboard read and the one the console asks for with the
+/// first page) waits this long, so that the first page does not queue behind it for the
+/// server's CPU and for new connections of the pool.
+const QUIET_AFTER_CONNECT: Duration = Duration::from_millis(400);
+
+/// After connecting, listening and reading maintenance mode wait for the first page of
+/// orders to be asked for (it then gets the pool's open connection), or this long.
+const FIRST_PAGE_FIRST: Duration = Duration::from_millis(100);
 
 impl Worker {
     fn new(target: WorkerTarget, config: ConsoleConfig, events: mpsc::UnboundedSender<DbEvent>) -> Self {
@@ -129,7 +137,7 @@ impl Worker {
             health: Arc::new(health::Shared::default()),
             maintenance_turn: Arc::new(tokio::sync::Mutex::new(())),
             journal: None,
-            polled: (None, None),
+            polled: None,
         }
     }
 
@@ -142,7 +150,7 @@ impl Worker {
         let mut listener: Option<JoinHandle<()>> = None;
         let mut probe: Option<JoinHandle<()>> = None;
         let (verdict_tx, mut verdicts) = tokio::sync::watch::channel(Verdict::Unknown);
-        let mut connecting: Option<JoinHandle<Result<(ConnectSettings, Db)>>> = None;
+        let mut connecting: Option<JoinHandle<Result<Connected>>> = None;
         let mut refresh = tokio::time::interval(self.config.refresh);
         let mut audit = tokio::time::interval(self.config.audit);
         // Its first tick waits for the first connection (connecting runs beside the loop);
@@ -154,6 +162,13 @@ impl Worker {
         // again at most every 300 ms, however many notifications came.
         let mut dashboard_due: Option<tokio::time::Instant> = None;
         let mut maintenance_due: Option<tokio::time::Instant> = None;
+        // The journal's copy after a connection, once the first page had its turn.
+        let mut journal_due: Option<tokio::time::Instant> = None;
+        // Listening and maintenance mode after a connection: when the first page is asked
+        // for, or at this time.
+        let mut watch_due: Option<tokio::time::Instant> = None;
+        // The end of the quiet after the last connection.
+        let mut quiet_until = tokio::time::Instant::now();
         loop {
             if self.pool.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
                 // During an outage the header keeps saying what failed and since when,
@@ -167,9 +182,20 @@ impl Worker {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
-                    Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now()),
+                    // Not before the first page's turn after connecting (the console asks
+                    // for both at once then).
+                    Some(Command::RefreshDashboard) => dashboard_due = Some(tokio::time::Instant::now().max(quiet_until)),
                     Some(Command::AuditNow) => self.background_audit(),
-                    Some(c) => self.handle(c),
+                    Some(c) => {
+                        let page = matches!(c, Command::LoadOrders { .. });
+                        self.handle(c);
+                        if page && watch_due.take().is_some() {
+                            self.maintenance();
+                            if let Some(l) = std::mem::replace(&mut listener, self.listen(heard.clone())) {
+                                l.abort();
+                            }
+                        }
+                    }
                 },
                 done = async {
                     match connecting.as_mut() {
@@ -179,23 +205,38 @@ impl Worker {
                 } => {
                     connecting = None;
                     match done.map_err(|e| Error::task("connecting", e)).and_then(|r| r) {
-                        Ok((settings, pool)) => {
+                        Ok(Connected { settings, pool, round_trip }) => {
+                            crate::console::startup::mark("connected");
                             self.attempt = 0;
                             self.send(DbEvent::Target(settings.label()));
+                            // The pool just answered (its check of the operator's name, then
+                            // a timed round trip): the header may say so now, and the first
+                            // page be asked for, without waiting for the probe's own
+                            // connection. The probe goes on saying what it finds.
+                            self.health.outage_over();
+                            self.send(DbEvent::Connection(ConnState::Up {
+                                latency_ms: health::latency_bucket(round_trip.as_secs_f64() * 1000.0),
+                            }));
                             if probe.is_none() {
                                 let (shared, events) = (self.health.clone(), self.events.clone());
                                 probe = Some(health::spawn(settings.clone(), shared, events, verdict_tx.clone()));
                             }
                             self.settings = Some(settings);
                             self.pool = Some(pool);
-                            // The probe says "up" (with the round trip) once it has seen it.
                             self.health.pool_ready.store(true, Ordering::Release);
+                            // The probe looks now too: its own connection is then open
+                            // before anything can stop the server, and a server that stops
+                            // answering shows by the query's timeout.
                             self.health.probe_now.notify_one();
-                            self.maintenance();
-                            listener = self.listen(heard.clone());
-                            dashboard_due = Some(tokio::time::Instant::now());
-                            // What was journalled while the database was away goes over now.
-                            self.sync_journal();
+                            watch_due = Some(tokio::time::Instant::now() + FIRST_PAGE_FIRST);
+                            let quiet = tokio::time::Instant::now() + QUIET_AFTER_CONNECT;
+                            quiet_until = quiet;
+                            // The console asks for the dashboard itself when it first
+                            // connects; this read is for a reconnection.
+                            dashboard_due = Some(dashboard_due.map_or(quiet, |d| d.min(quiet)));
+                            // What was journalled while the database was away goes over soon.
+                            journal_due = Some(quiet);
+                            audit.reset_at(quiet);
                         }
                         Err(e) => {
                             self.attempt += 1;
@@ -232,6 +273,17 @@ impl Worker {
                         Verdict::Answers if self.pool.is_none() => retry_at = tokio::time::Instant::now(),
                         _ => {}
                     }
+                }
+                _ = tokio::time::sleep_until(watch_due.unwrap_or(reconnect)), if watch_due.is_some() => {
+                    watch_due = None;
+                    self.maintenance();
+                    if let Some(l) = std::mem::replace(&mut listener, self.listen(heard.clone())) {
+                        l.abort();
+                    }
+                }
+                _ = tokio::time::sleep_until(journal_due.unwrap_or(reconnect)), if journal_due.is_some() => {
+                    journal_due = None;
+                    self.sync_journal();
                 }
                 _ = tokio::time::sleep_until(maintenance_due.unwrap_or(reconnect)), if maintenance_due.is_some() => {
                     maintenance_due = None;
@@ -290,22 +342,22 @@ impl Worker {
         });
     }
 
-    /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode
-    /// when it changed; true when the audit log grew.
+    /// Behind a transaction pooler: what LISTEN would have said. Sends maintenance mode as
+    /// read; true when the audit log grew.
     async fn poll_changes(&mut self) -> bool {
         let Some(pool) = self.pool.clone() else { return false };
         let turn = self.maintenance_turn.clone();
         let _turn = turn.lock().await;
-        if let Ok(m) = db::maintenance_state(&pool).await
-            && self.polled.1.as_ref() != Some(&m)
-        {
-            self.polled.1 = Some(m.clone());
+        // Sent at every poll, not only when it differs from the last poll's: a switch made
+        // through this worker between two polls is not seen by them, and the next change
+        // back would then look like no change. The console ignores a state it already shows.
+        if let Ok(m) = db::maintenance_state(&pool).await {
             self.send(DbEvent::Maintenance(m));
         }
         match db::audit_log_mark(&pool).await {
-            Ok(mark) if self.polled.0 != Some(mark) => {
-                let first = self.polled.0.is_none();
-                self.polled.0 = Some(mark);
+            Ok(mark) if self.polled != Some(mark) => {
+                let first = self.polled.is_none();
+                self.polled = Some(mark);
                 !first
             }
             _ => false,
@@ -483,11 +535,7 @@ impl Worker {
 /// Connects to the target (starting the sandbox first, when it is the target): the
 /// settings, filled in, and a pool checked as `ConnectSettings::pool` checks it. Progress
 /// is said as `Connecting` when `announce`.
-async fn connect(
-    target: WorkerTarget,
-    events: mpsc::UnboundedSender<DbEvent>,
-    announce: bool,
-) -> Result<(ConnectSettings, Db)> {
+async fn connect(target: WorkerTarget, events: mpsc::UnboundedSender<DbEvent>, announce: bool) -> Result<Connected> {
     let say = move |m: &str| {
         if announce {
             let _ = events.send(DbEvent::Connection(ConnState::Connecting { detail: m.to_string() }));
@@ -501,6 +549,7 @@ async fn connect(
                 .await
                 .map_err(|e| Error::Sandbox(e.to_string()))??;
             let url = crate::store::target::ensure_ready(&cluster, Durability::Durable, &say).await?;
+            crate::console::startup::mark("sandbox ready");
             ConnectSettings { url, is_sandbox: true, ..template }
         }
     };
@@ -508,7 +557,18 @@ async fn connect(
     let pool = tokio::time::timeout(CONNECT_WITHIN, settings.pool(8))
         .await
         .map_err(|_| Error::Unreachable(format!("no connection within {} s", CONNECT_WITHIN.as_secs())))??;
-    Ok((settings, pool))
+    let started = std::time::Instant::now();
+    tokio::time::timeout(health::ANSWER_WITHIN, db::ping(&pool))
+        .await
+        .map_err(|_| Error::Unreachable(format!("no answer within {} ms", health::ANSWER_WITHIN.as_millis())))??;
+    Ok(Connected { settings, pool, round_trip: started.elapsed() })
+}
+
+/// A pool ready for requests, where it leads, and the round trip of a query on it.
+struct Connected {
+    settings: ConnectSettings,
+    pool: Db,
+    round_trip: Duration,
 }
 
 /// What the listener heard since the run loop last looked: flags, not a queue. Any login

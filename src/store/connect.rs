@@ -218,9 +218,22 @@ impl ConnectSettings {
     /// transaction pooler that is not busy (PgBouncer hands the last used server connection
     /// out again), not every busy one, so `--pooling` stays the user's to say.
     async fn session_first(&self) -> Result<(PgConnectOptions, PgConnection)> {
-        let (opts, mut first) = self.first_connection().await?;
+        // Both at once: the second connect does not wait for the first (a connect is most
+        // of what the console waits for before its first page). A refused first connection
+        // is still reported by its own cause.
+        let opts = self.options()?;
+        let (first, second) = tokio::join!(self.first_connection(), PgConnection::connect_with(&opts));
+        let (opts, mut first) = match first {
+            Ok(f) => f,
+            Err(e) => {
+                if let Ok(second) = second {
+                    let _ = second.close().await;
+                }
+                return Err(e);
+            }
+        };
         let shared = async {
-            let mut second = PgConnection::connect_with(&opts).await?;
+            let mut second = second?;
             let pids = (db::backend_pid_unprepared(&mut first).await?, db::backend_pid_unprepared(&mut second).await?);
             let _ = second.close().await;
             Ok::<bool, Error>(pids.0 == pids.1)

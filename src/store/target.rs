@@ -95,6 +95,19 @@ pub async fn sandbox_unmigrated(create: bool, say: &(dyn Fn(&str) + Sync)) -> Re
 /// Starts the cluster (creating it if needed), creates the console's database, migrates
 /// it, and seeds the demo book into it when it is empty. Returns its URL.
 pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn Fn(&str) + Sync)) -> Result<String> {
+    // Every start but the first finds it running, migrated and seeded: one connection and
+    // a few reads say so, without a process (`pg_ctl status`), a migration's lock or a
+    // count of the book. Anything else (not running, no database, a migration pending or
+    // not this build's, a read that fails) takes the whole way below, which says why.
+    if cluster.is_initialized()
+        && let Ok(mut conn) = sqlx::PgConnection::connect(&cluster.url(SANDBOX_DATABASE)).await
+    {
+        let ready = already_ready(&mut conn).await;
+        let _ = conn.close().await;
+        if matches!(ready, Ok(true)) {
+            return Ok(cluster.url(SANDBOX_DATABASE));
+        }
+    }
     let c = cluster.clone();
     if !c.is_initialized() {
         say(&format!("Creating the sandbox PostgreSQL in {} …", c.root().display()));
@@ -134,8 +147,7 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
     )
     .execute(&pool)
     .await?;
-    let (accounts, orders) = db::book_size(&pool).await?;
-    if accounts == 0 && orders == 0 {
+    if db::book_is_empty(&pool).await? {
         say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
         let spec = DemoSpec::standard(1, demo::default_trading_date(chrono::Utc::now()));
         let mut conn = pool.acquire().await?;
@@ -160,6 +172,15 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
     }
     pool.close().await;
     Ok(url)
+}
+
+/// Whether the sandbox database needs nothing of [`ensure_ready`]: every migration applied,
+/// the second login made, a book and a release history seeded.
+async fn already_ready(conn: &mut sqlx::PgConnection) -> Result<bool> {
+    Ok(db::migrations_current(&mut *conn).await?
+        && db::role_exists(&mut *conn, SECOND_LOGIN).await?
+        && !db::book_is_empty(&mut *conn).await?
+        && db::release_count(&mut *conn).await? > 0)
 }
 
 /// The sandbox's release history, deployed for real and dated as the demo book tells it:

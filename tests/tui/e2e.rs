@@ -580,3 +580,59 @@ async fn the_list_sorted_by_quantity_marks_the_repeats_and_names_the_busiest_min
         .await;
     assert!(s.contains("row 60 of 60"), "{s}");
 }
+
+/// The first page does not wait for the health probe's own connection, nor queue behind
+/// the start-up work nobody waits for: the worker says the database is up the moment its
+/// pool answered (right after naming the target), the console asks for the first page
+/// then, and the ledger audit that waited its turn still reaches the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_page_is_asked_for_as_soon_as_the_pool_answers() {
+    use incident_console::console::protocol::{Command, ConnState};
+    let t = seeded().await;
+    let mut handle = worker::spawn(WorkerTarget::Url(t.settings()), ConsoleConfig::default());
+    let now = chrono::Utc::now();
+    let incident = IncidentHeader::new("first page".into(), Level::Moderate, now);
+    let mut app = App::new(KeyMap::default(), incident, t.settings().describe(), now, (160, 48));
+    let mut events = Vec::new();
+    let deadline = Instant::now() + T;
+    // Up to the target: a "connecting" note may come first.
+    loop {
+        let ev = tokio::time::timeout(deadline - Instant::now(), handle.events.recv())
+            .await
+            .expect("the worker connects in time")
+            .expect("the worker runs");
+        let target = matches!(ev, DbEvent::Target(_));
+        events.push(format!("{ev:?}"));
+        app.update(incident_console::console::app::Action::Db(Box::new(ev)));
+        if target {
+            break;
+        }
+    }
+    let up = tokio::time::timeout(deadline - Instant::now(), handle.events.recv())
+        .await
+        .expect("an event right after the target")
+        .expect("the worker runs");
+    assert!(
+        matches!(up, DbEvent::Connection(ConnState::Up { .. })),
+        "the worker says up right after the target, not after the probe's connection: {up:?} (before: {events:?})"
+    );
+    let e = app.update(incident_console::console::app::Action::Db(Box::new(up)));
+    assert!(e.commands.iter().any(|c| matches!(c, Command::LoadOrders { .. })), "the first page is asked for");
+    for c in e.commands {
+        handle.commands.send(c).expect("the worker takes commands");
+    }
+    let (mut page, mut audited) = (false, false);
+    while !(page && audited) {
+        let ev = tokio::time::timeout(deadline - Instant::now(), handle.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the first page ({page}) and the audit ({audited}) within {T:?}"))
+            .expect("the worker runs");
+        match &ev {
+            DbEvent::Orders { rows, .. } if !rows.is_empty() => page = true,
+            DbEvent::Dashboard(d) if d.audit_at.is_some() => audited = true,
+            _ => {}
+        }
+    }
+    let _ = handle.commands.send(Command::Shutdown);
+    let _ = tokio::time::timeout(Duration::from_secs(2), handle.task).await;
+}

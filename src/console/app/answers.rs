@@ -20,6 +20,9 @@ impl App {
                     return Effects::none();
                 }
                 self.conn = state;
+                if came_up {
+                    crate::console::startup::mark("up");
+                }
                 if came_up && !self.orders.started {
                     let mut e = orders::reload(self);
                     e.commands.push(Command::RefreshDashboard);

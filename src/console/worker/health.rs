@@ -76,7 +76,8 @@ impl Shared {
         self.outage.lock().map(|o| o.is_some()).unwrap_or(false)
     }
 
-    fn outage_over(&self) {
+    /// The outage under way, if any, is over.
+    pub(super) fn outage_over(&self) {
         if let Ok(mut o) = self.outage.lock() {
             *o = None;
         }
@@ -155,7 +156,7 @@ fn set(verdicts: &watch::Sender<Verdict>, v: Verdict) {
 
 /// The round trip rounded up to a bucket, so that a jittering round trip does not redraw
 /// an idle screen.
-fn latency_bucket(ms: f64) -> u32 {
+pub(super) fn latency_bucket(ms: f64) -> u32 {
     [1u32, 2, 5, 10, 20, 50, 100, 200, 500, 1000].into_iter().find(|b| ms <= f64::from(*b)).unwrap_or(5000)
 }
 

@@ -30,7 +30,15 @@ pub async fn drop_database<'e, E: Executor<'e, Database = Postgres>>(e: E, name:
     Ok(())
 }
 
-/// Whether a database exists.
+/// Whether a role (a login or a group) of this name exists.
+pub async fn role_exists<'e, E: Executor<'e, Database = Postgres>>(e: E, name: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(name.to_string())
+        .fetch_one(e)
+        .await?)
+}
+
+/// Whether a database of this name exists on the server.
 pub async fn database_exists<'e, E: Executor<'e, Database = Postgres>>(e: E, name: &str) -> Result<bool> {
     Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(name.to_string())

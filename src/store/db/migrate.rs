@@ -79,6 +79,26 @@ async fn apply_pending(conn: &mut sqlx::PgConnection) -> Result<()> {
     Ok(())
 }
 
+/// Whether every migration this build holds is applied, as this build holds it (same
+/// checksums, none failed, none unknown), read without a lock or a write: when it is,
+/// [`migrate`] would change nothing. False also for a database never migrated.
+pub async fn migrations_current(conn: &mut sqlx::PgConnection) -> Result<bool> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text").fetch_one(&mut *conn).await?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<(i64, bool, Vec<u8>)> =
+        sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    let ups: Vec<&sqlx::migrate::Migration> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).collect();
+    Ok(applied.len() == ups.len()
+        && applied.iter().all(|(version, success, checksum)| {
+            *success && ups.iter().any(|m| m.version == *version && m.checksum.as_ref() == checksum.as_slice())
+        }))
+}
+
 /// Undoes the migrations above `target`, newest first, all in one transaction: a down
 /// migration that refuses (it would delete financial history) leaves every migration in
 /// place. Returns the versions undone.

@@ -65,7 +65,14 @@ pub async fn batch_preview<'e, E: Executor<'e, Database = Postgres>>(e: E, ids: 
     })
 }
 
-/// Rows in the book's main tables (to refuse seeding a non-empty book).
+/// Whether the book holds no account and no order, read without counting either table.
+pub async fn book_is_empty<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM profiles) AND NOT EXISTS (SELECT 1 FROM orders)")
+        .fetch_one(e)
+        .await?)
+}
+
+/// How many accounts and orders the book holds (every row counted: for a summary, not a test).
 pub async fn book_size<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<(i64, i64)> {
     Ok(sqlx::query_as("SELECT (SELECT count(*) FROM profiles), (SELECT count(*) FROM orders)").fetch_one(e).await?)
 }

@@ -10,7 +10,7 @@ use sqlx::{Executor, PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::call_json;
-use super::scope::DbConn;
+use super::scope::{Db, DbConn};
 use crate::core::contract::SessionOperator;
 use crate::core::error::{Error, Result};
 
@@ -194,5 +194,12 @@ pub async fn backend_active<'e, E: Executor<'e, Database = Postgres>>(e: E, pid:
 /// the simple protocol names no statement, which such a pooler would lose.
 pub async fn health_probe(conn: &mut PgConnection) -> Result<()> {
     sqlx::raw_sql("BEGIN; SET LOCAL statement_timeout = '1s'; SELECT 1; COMMIT").execute(conn).await?;
+    Ok(())
+}
+
+/// One trivial round trip on a pool (on any of its connections, behind a transaction
+/// pooler in a transaction of its own): the console times it when it connects.
+pub async fn ping(db: &Db) -> Result<()> {
+    sqlx::query("SELECT 1").execute(db).await?;
     Ok(())
 }
