@@ -199,15 +199,7 @@ pub(super) fn describe(r: &ApprovalRequest, now: chrono::DateTime<Utc>) -> Vec<S
     for why in r.required_because() {
         out.push(format!("  needs a second person: {why}"));
     }
-    if let Some(p) = r.preview.as_object().filter(|p| !p.is_empty()) {
-        for (k, v) in p {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            out.push(format!("  {}: {}", line(k), line(&v)));
-        }
-    }
+    out.extend(r.preview_items().into_iter().map(|item| format!("  {item}")));
     if let (Some(d), Some(by)) = (&r.decision, &r.decided_by) {
         out.push(format!(
             "  {d} by {} (login {}): {}",

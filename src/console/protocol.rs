@@ -125,8 +125,16 @@ pub enum Command {
     /// What a batch would do.
     PreviewBatch { id: RequestId, target: BatchTarget },
     /// Run a batch, sent once its intent is in the journal; `operation` is the batch id, and
-    /// `waive_journal` as for `Rollback`.
-    RunBatch { id: RequestId, items: Vec<BatchItem>, reason: String, operation: Uuid, waive_journal: bool },
+    /// `waive_journal` as for `Rollback`; `preview` is the preview its confirmation showed
+    /// (an approval request carries it).
+    RunBatch {
+        id: RequestId,
+        items: Vec<BatchItem>,
+        reason: String,
+        operation: Uuid,
+        waive_journal: bool,
+        preview: String,
+    },
     /// Cancel a request: on the server too.
     Cancel { id: RequestId },
     /// Refresh the dashboard now.

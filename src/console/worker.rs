@@ -509,8 +509,9 @@ impl Worker {
                 )
             }
             Command::PreviewBatch { id, target } => requests::preview_batch(job, id, target),
-            Command::RunBatch { id, items, reason, operation, waive_journal } => {
-                requests::run_batch(job, settings, id, items, reason, operation, waive_journal)
+            Command::RunBatch { id, items, reason, operation, waive_journal, preview } => {
+                let run = requests::BatchRun { items, reason, operation, waive_journal, preview };
+                requests::run_batch(job, settings, id, run)
             }
             Command::SetMaintenance { id, on, reason, symbol } => {
                 requests::set_maintenance(job, id, on, reason, symbol)

@@ -247,6 +247,20 @@ impl ApprovalRequest {
         }
     }
 
+    /// What the requester saw besides the figures, one printable `key: value` per member.
+    pub fn preview_items(&self) -> Vec<String> {
+        let Some(p) = self.preview.as_object() else { return Vec::new() };
+        p.iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => line(s).into_owned(),
+                    other => line(&other.to_string()).into_owned(),
+                };
+                format!("{}: {v}", line(k))
+            })
+            .collect()
+    }
+
     /// The reasons the policy gave, as text.
     pub fn required_because(&self) -> Vec<String> {
         self.required_because

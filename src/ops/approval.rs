@@ -84,15 +84,11 @@ pub async fn find(pool: &Db, id_or_prefix: &str) -> Result<ApprovalRequest> {
             "{id_or_prefix:?} is not a request id (its first 8 characters, as `approvals list` shows, will do)"
         )));
     }
-    let found: Vec<ApprovalRequest> = db::approval_requests(pool, false, 1000)
-        .await?
-        .into_iter()
-        .filter(|r| r.id.to_string().starts_with(&wanted))
-        .collect();
+    let found = db::approval_requests_starting(pool, &wanted).await?;
     match found.len() {
         1 => Ok(found.into_iter().next().ok_or_else(|| Error::BadInput("no such request".into()))?),
         0 => Err(Error::BadInput(format!("no approval request starts with {wanted}"))),
-        n => Err(Error::BadInput(format!("{n} requests start with {wanted}: give more of the id"))),
+        _ => Err(Error::BadInput(format!("more than one request starts with {wanted}: give more of the id"))),
     }
 }
 

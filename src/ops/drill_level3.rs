@@ -440,20 +440,11 @@ async fn drill_steps(
     Ok(())
 }
 
-/// The drill's second person: a login of its own (created once on the sandbox's cluster)
-/// with the operator's role, under another operator name.
+/// The drill's second person: the sandbox's second login (a role of the cluster, made by
+/// `ensure_ready` before the drill began), under another operator name.
 async fn second_person(settings: &crate::store::connect::ConnectSettings) -> Result<Db> {
-    let first = settings.pool(1).await?;
-    // Roles are the cluster's; the sandbox's superuser creates it the first time.
-    sqlx::query(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_second') THEN \
-         CREATE ROLE incident_second LOGIN IN ROLE incident_operator; END IF; END $$",
-    )
-    .execute(&first)
-    .await?;
-    first.close().await;
     let mut second = settings.clone();
-    second.url = settings.url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), "user=incident_second");
+    second.url = target::as_second_login(&settings.url);
     second.operator = "drill-second".into();
     second.pool(1).await
 }

@@ -35,11 +35,7 @@ pub async fn resolve(
             let cluster =
                 tokio::task::spawn_blocking(sandbox_cluster).await.map_err(|e| Error::Sandbox(e.to_string()))??;
             let url = ensure_ready(&cluster, Durability::Durable, say).await?;
-            let url = if session.second_login {
-                url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), &format!("user={SECOND_LOGIN}"))
-            } else {
-                url
-            };
+            let url = if session.second_login { as_second_login(&url) } else { url };
             Ok(settings_for(url, true, session))
         }
     }
@@ -47,6 +43,11 @@ pub async fn resolve(
 
 /// The sandbox's second login, for the other person of four eyes (`--second-login`).
 pub const SECOND_LOGIN: &str = "incident_second";
+
+/// A sandbox URL (the superuser's) for its second login instead; `ensure_ready` creates it.
+pub fn as_second_login(url: &str) -> String {
+    url.replace(&format!("user={}", crate::store::sandbox::SUPERUSER), &format!("user={SECOND_LOGIN}"))
+}
 
 /// The database at hand without starting anything: the URL given, or the sandbox when it
 /// already runs. None when there is neither.
@@ -140,13 +141,8 @@ pub async fn ensure_ready(cluster: &Cluster, durability: Durability, say: &(dyn 
         }
         return Err(e);
     }
-    // The sandbox's second person (four eyes): a login with the operator's role.
-    sqlx::query(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_second') THEN \
-         CREATE ROLE incident_second LOGIN IN ROLE incident_operator; END IF; END $$",
-    )
-    .execute(&pool)
-    .await?;
+    // The sandbox's second person (four eyes).
+    db::create_second_login(&pool).await?;
     if db::book_is_empty(&pool).await? {
         say("Seeding the demo order book (200 accounts, ~5,000 orders, a bad burst) …");
         let spec = DemoSpec::standard(1, demo::default_trading_date(chrono::Utc::now()));

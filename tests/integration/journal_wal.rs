@@ -668,7 +668,14 @@ async fn journal_waived_by_the_console_worker_is_in_the_audit_log_before_its_rol
         BatchItem { order_id: b.other, user_id: b.other_user },
     ];
     h.commands
-        .send(Command::RunBatch { id: 4, items, reason: REASON.into(), operation: batch, waive_journal: true })
+        .send(Command::RunBatch {
+            id: 4,
+            items,
+            reason: REASON.into(),
+            operation: batch,
+            waive_journal: true,
+            preview: String::new(),
+        })
         .expect("send");
     loop {
         if let DbEvent::BatchDone { id: 4, result } = next("the batch").await {

@@ -232,15 +232,7 @@ fn request_lines(r: &ApprovalRequest, now: DateTime<Utc>, mine: bool, lines: &mu
     for why in r.required_because() {
         lines.push(Line::from(format!(" Needs a second person: {why}")));
     }
-    if let Some(p) = r.preview.as_object() {
-        for (k, v) in p {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            lines.push(Line::from(format!(" {}: {}", sanitize::line(k), sanitize::line(&v))));
-        }
-    }
+    lines.extend(r.preview_items().into_iter().map(|item| Line::from(format!(" {item}"))));
     lines.push(Line::from(format!(" State: {}", r.state_text(now))));
     if let Some(why) = &r.decision_reason {
         lines.push(Line::from(format!(" Decision: {}", sanitize::line(why))));

@@ -233,7 +233,8 @@ fn confirm(app: &mut App, id: RequestId) -> Effects {
             flow.run.total = items.len() as u64;
             planned = Some((operation, now));
             let intent = observed::batch_intended(operation, items.len() as u64, p.total_refund, &reason);
-            (Command::RunBatch { id, items: items.clone(), reason, operation, waive_journal }, intent)
+            let preview = p.headline();
+            (Command::RunBatch { id, items: items.clone(), reason, operation, waive_journal, preview }, intent)
         }
         _ => {
             flow.stage = Stage::Failed { error: "nothing to roll back: the pre-check gave no baseline".into() };

@@ -159,18 +159,21 @@ pub(super) fn preview_batch(job: Job, id: RequestId, target: BatchTarget) {
     });
 }
 
+/// A batch as `Command::RunBatch` asks for it.
+pub(super) struct BatchRun {
+    pub(super) items: Vec<BatchItem>,
+    pub(super) reason: String,
+    pub(super) operation: uuid::Uuid,
+    pub(super) waive_journal: bool,
+    /// The preview its confirmation showed.
+    pub(super) preview: String,
+}
+
 /// A batch runs on its own connections (one transaction per order); its progress is sent
 /// every 250 ms, and cancelling it raises its stop flag. `operation` is its batch id; with
 /// `waive_journal` the waiver goes to the audit log first, and stops the batch if it cannot.
-pub(super) fn run_batch(
-    job: Job,
-    settings: ConnectSettings,
-    id: RequestId,
-    items: Vec<BatchItem>,
-    reason: String,
-    operation: uuid::Uuid,
-    waive_journal: bool,
-) {
+pub(super) fn run_batch(job: Job, settings: ConnectSettings, id: RequestId, run: BatchRun) {
+    let BatchRun { items, reason, operation, waive_journal, preview } = run;
     let Job { pool, running, events, journal } = job;
     let progress = Arc::new(Progress::default());
     if let Ok(mut m) = running.lock() {
@@ -187,7 +190,7 @@ pub(super) fn run_batch(
             target: None,
             reason: reason.clone(),
             incident: super::approvals::incident_of(journal).await,
-            preview: batch_preview(&pool, &items).await,
+            preview: serde_json::json!({ "preview": preview, "source": "console batch" }),
             single: false,
         };
         let stop = super::approvals::stopped(progress.clone());
@@ -483,14 +486,5 @@ where
         if let Some(slot @ Cancel::Backend { pid: None, .. }) = m.get_mut(&id) {
             *slot = Cancel::Abort(task.abort_handle());
         }
-    }
-}
-
-/// What the requester's confirmation showed of a batch, for its approval request.
-async fn batch_preview(pool: &Db, items: &[BatchItem]) -> serde_json::Value {
-    let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.order_id).collect();
-    match db::batch_preview(pool, &ids).await {
-        Ok(p) => serde_json::json!({ "preview": p.headline(), "source": "console batch" }),
-        Err(_) => serde_json::json!({ "source": "console batch", "orders": items.len() }),
     }
 }

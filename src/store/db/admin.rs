@@ -30,6 +30,18 @@ pub async fn drop_database<'e, E: Executor<'e, Database = Postgres>>(e: E, name:
     Ok(())
 }
 
+/// The sandbox's second login (`incident_second`, a login with the operator's role), made
+/// once per cluster: the other person of four eyes.
+pub async fn create_second_login<'e, E: Executor<'e, Database = Postgres>>(e: E) -> Result<()> {
+    sqlx::query(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'incident_second') THEN \
+         CREATE ROLE incident_second LOGIN IN ROLE incident_operator; END IF; END $$",
+    )
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
 /// Whether a role (a login or a group) of this name exists.
 pub async fn role_exists<'e, E: Executor<'e, Database = Postgres>>(e: E, name: &str) -> Result<bool> {
     Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")

@@ -163,6 +163,16 @@ pub async fn approval_requests<'e, E: Executor<'e, Database = Postgres>>(
     requests(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(open_only).bind(limit).fetch_all(e).await?)
 }
 
+/// The requests whose id starts with `prefix` (lowercase hex and dashes), at most two: one
+/// names it, two say the prefix is too short.
+pub async fn approval_requests_starting<'e, E: Executor<'e, Database = Postgres>>(
+    e: E,
+    prefix: &str,
+) -> Result<Vec<ApprovalRequest>> {
+    let sql = format!("SELECT {REQUEST_JSON} FROM approval_requests r WHERE starts_with(id::text, $1) LIMIT 2");
+    requests(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(prefix.to_string()).fetch_all(e).await?)
+}
+
 /// One request.
 pub async fn approval_request<'e, E: Executor<'e, Database = Postgres>>(
     e: E,
