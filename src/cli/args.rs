@@ -890,6 +890,25 @@ pub struct BenchArgs {
     /// Keep the benchmark's database afterwards (for investigation) and print its name.
     #[arg(long)]
     pub keep_database: bool,
+    /// Clients of the pgbench script that calls rollback_execute_order_atomic one order per
+    /// call, as an outside tool would (0 skips it); it rolls back --orders orders.
+    #[arg(long, default_value_t = 4)]
+    pub script_clients: u16,
+    /// Orders the real CLI rolls back from an order file (`rollback --orders FILE --yes`),
+    /// launch to exit (0 skips it).
+    #[arg(long, default_value_t = 3_000)]
+    pub batch_orders: usize,
+    /// Rounds of the console launched in tmux: first frame, first page, key latency, RSS,
+    /// idle CPU, cancel (0 skips them).
+    #[arg(long, default_value_t = 5)]
+    pub console_rounds: usize,
+    /// A peer TUI launched with `--url URL` against the same database in the same rounds,
+    /// for the first-frame ratio (default: `rainfrog` when it is on PATH).
+    #[arg(long, value_name = "BINARY")]
+    pub peer: Option<PathBuf>,
+    /// Text the peer's first frame always shows (rainfrog 0.4: `<alt+1>`).
+    #[arg(long, default_value = "<alt+1>")]
+    pub peer_marker: String,
 }
 
 /// `session` or `transaction`.

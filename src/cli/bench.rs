@@ -7,7 +7,7 @@ use serde_json::json;
 use super::args::{BenchArgs, GlobalArgs};
 use super::{print_json, say};
 use crate::core::error::{EXIT_CHECK_FAILED, EXIT_OK, Error, Result};
-use crate::ops::bench::{BenchPlan, run};
+use crate::ops::bench::{BenchPlan, BenchReport, CallFigures, run};
 use crate::store::sandbox::{self, Durability};
 use crate::store::target;
 
@@ -39,6 +39,10 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
         audit_orders: args.audit_orders,
         pgbench_seconds: args.pgbench_seconds,
         keep_database: args.keep_database,
+        script_clients: args.script_clients,
+        batch_orders: args.batch_orders,
+        console_rounds: args.console_rounds,
+        peer: args.peer.or_else(|| on_path("rainfrog")).map(|p| (p, args.peer_marker.clone())),
     };
     let report = run(settings, &plan, &say).await?;
     if g.json {
@@ -74,6 +78,87 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
             );
         }
     }
+    if !g.json {
+        println!();
+        print!("{}", table(&report));
+    }
     let clean = report.audit.as_ref().is_none_or(|a| a.violations == 0);
     Ok(if clean { EXIT_OK } else { EXIT_CHECK_FAILED })
+}
+
+fn on_path(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
+}
+
+/// The table: each figure as measured in this run, next to its goal.
+fn table(r: &BenchReport) -> String {
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let versus = |f: &CallFigures| match (f.ratio, f.pgbench_tps) {
+        (Some(ratio), Some(tps)) => {
+            format!("{ratio:.2}x ({:.0} orders/s ÷ {tps:.0} tps)", f.orders_per_second)
+        }
+        _ => format!("{:.0} orders/s (no pgbench baseline)", f.orders_per_second),
+    };
+    if let Some(f) = &r.single_calls {
+        rows.push([
+            format!("rollback_execute_order_atomic, {} clients (pgbench script, one order per call)", f.clients),
+            versus(f),
+            "≥ 1.0x TPC-B".into(),
+        ]);
+    }
+    if let Some(f) = &r.cli_batch {
+        rows.push([
+            format!("CLI batch of {} orders from a file (rollback --orders FILE --yes)", f.orders),
+            versus(f),
+            "≥ 3.0x TPC-B".into(),
+        ]);
+    }
+    if let Some(a) = &r.audit {
+        rows.push([
+            format!("audit --full over {} orders ÷ count(*) over the tables it reads", a.orders),
+            format!("{:.2}x ({:.3}s ÷ {:.3}s)", a.full_ratio, a.full_seconds, a.full_count_seconds),
+            "≤ 3x".into(),
+        ]);
+    }
+    if let Some(c) = &r.console {
+        rows.push(match &c.peer {
+            Some(p) => [
+                format!("launch → first frame in tmux ÷ {}'s", crate::core::sanitize::line(&p.name)),
+                format!("{:.2}x ({:.1} ms vs {:.1} ms)", p.ratio, c.first_frame_ms, p.first_frame_ms),
+                "≤ 0.5x".into(),
+            ],
+            None => [
+                "launch → first frame in tmux (no peer to compare with)".into(),
+                format!("{:.1} ms", c.first_frame_ms),
+                "≤ 0.5x a peer's".into(),
+            ],
+        });
+        rows.push(["launch → orders listed".into(), format!("{:.1} ms", c.orders_listed_ms), "≤ 100 ms".into()]);
+        rows.push([
+            "RSS after paging, idle CPU, key latency, cancel".into(),
+            format!(
+                "{:.1} MB, {:.2}%, {:.1} ms, {}",
+                c.rss_mb,
+                c.idle_cpu_pct,
+                c.key_ms,
+                c.cancel_ms.map_or("not measured".into(), |m| format!("{m:.1} ms"))
+            ),
+            "keep (19–20 MB, 0.03%, 16–19 ms, 14 ms)".into(),
+        ]);
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let widths: Vec<usize> = (0..3).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
+    let mut out =
+        format!("{} | {} | {}\n", pad("figure (same server, same run)", widths[0]), pad("measured", widths[1]), "goal");
+    out.push_str(&format!("{}-|-{}-|-{}\n", "-".repeat(widths[0]), "-".repeat(widths[1]), "-".repeat(widths[2])));
+    for r in rows {
+        out.push_str(&format!("{} | {} | {}\n", pad(&r[0], widths[0]), pad(&r[1], widths[1]), r[2]));
+    }
+    if let Some(c) = &r.console {
+        out.push_str(&format!("(console figures: medians of {} rounds in tmux)\n", c.rounds));
+    }
+    out
 }

@@ -69,3 +69,43 @@ mod tests {
         Ok(())
     }
 }
+
+/// A private directory (mode 0700) under the system's temporary directory, removed with
+/// everything in it when dropped: the bench's scripts, order files and child homes.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Makes `<tmp>/<prefix>-<pid>-<n>`, refusing one that exists (never reuses another's).
+    pub fn new(prefix: &str) -> Result<ScratchDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        let mut last = None;
+        for n in 0..100u32 {
+            let path = base.join(format!("{prefix}-{}-{n}", std::process::id()));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(Error::file("create", path, e)),
+            }
+        }
+        Err(Error::file(
+            "create a scratch directory in",
+            base,
+            last.unwrap_or_else(|| std::io::Error::other("no free name")),
+        ))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

@@ -4,7 +4,10 @@
 //! because this machine is shared and only ratios are meaningful.
 
 mod book;
+mod calls;
+mod console;
 mod server;
+mod terminal;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +21,9 @@ use crate::ops::batch::{self, BatchOptions, Progress};
 use crate::store::connect::ConnectSettings;
 use crate::store::db;
 use crate::store::sandbox;
-use server::{Server, pgbench_tps};
+pub use calls::CallFigures;
+pub use console::ConsoleFigures;
+use server::{Server, Workload, pgbench_tps};
 
 /// Where progress is told (stderr for the CLI).
 pub type Say<'a> = &'a (dyn Fn(&str) + Sync);
@@ -79,8 +84,14 @@ pub struct BenchReport {
     pub server: String,
     /// Rollback figures per concurrency.
     pub rollback: Vec<RollbackFigures>,
+    /// `rollback_execute_order_atomic` driven by a pgbench script, one order per call.
+    pub single_calls: Option<CallFigures>,
+    /// The real CLI rolling back an order file.
+    pub cli_batch: Option<CallFigures>,
     /// Audit figures.
     pub audit: Option<AuditFigures>,
+    /// The console in tmux (and the peer's first frame).
+    pub console: Option<ConsoleFigures>,
 }
 
 /// What to measure.
@@ -98,6 +109,14 @@ pub struct BenchPlan {
     pub pgbench_seconds: u32,
     /// Keep the benchmark's database afterwards.
     pub keep_database: bool,
+    /// Clients of the pgbench script that calls the contract one order at a time (0 skips).
+    pub script_clients: u16,
+    /// Orders of the CLI's batch from an order file (0 skips).
+    pub batch_orders: usize,
+    /// Rounds of the console in tmux (0 skips).
+    pub console_rounds: usize,
+    /// A peer TUI to launch against the same database, and the text of its first frame.
+    pub peer: Option<(std::path::PathBuf, String)>,
 }
 
 /// Runs the benchmark on the server of `admin` (a database URL whose database can be
@@ -155,9 +174,24 @@ impl Bench<'_> {
                 rollback.push(figures);
             }
         }
+        let single_calls = if self.plan.script_clients > 0 {
+            let f = self.single_calls(&mut conn, 500, self.plan.script_clients, &mut pgbench_ready).await?;
+            seeded += f.orders;
+            Some(f)
+        } else {
+            None
+        };
+        let cli_batch = if self.plan.batch_orders > 0 {
+            let f = self.cli_batch(&mut conn, 600, &mut pgbench_ready).await?;
+            seeded += f.orders;
+            Some(f)
+        } else {
+            None
+        };
         let audit = if self.plan.audit_orders > 0 { Some(self.audit(&mut conn, seeded).await?) } else { None };
+        let console = if self.plan.console_rounds > 0 { self.console(&mut conn).await? } else { None };
         let _ = conn.close().await;
-        Ok(BenchReport { server: version, rollback, audit })
+        Ok(BenchReport { server: version, rollback, single_calls, cli_batch, audit, console })
     }
 
     /// Seeds a book, rolls all of it back on `c` connections, with pgbench at `c` clients
@@ -221,15 +255,42 @@ impl Bench<'_> {
         Ok((figures, orders.len()))
     }
 
+    /// The console's figures in tmux on a fresh book of executed orders (the rest of the
+    /// bench may have rolled all of its orders back).
+    async fn console(&self, conn: &mut PgConnection) -> Result<Option<ConsoleFigures>> {
+        let say = self.say;
+        say("Console: seeding 20000 executed orders to list and to cancel a batch of …");
+        book::seed(conn, say, 700, 200, 20_000, "console book").await?;
+        db::vacuum_analyze(conn).await?;
+        let plan = console::ConsolePlan {
+            url: self.book.url.clone(),
+            rounds: self.plan.console_rounds,
+            peer: self.plan.peer.clone(),
+            batch_symbol: crate::store::demo::SYMBOLS[0].0.to_string(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let task = tokio::task::spawn_blocking(move || {
+            let say = move |s: &str| {
+                let _ = tx.send(s.to_string());
+            };
+            console::measure(&plan, &say)
+        });
+        while let Some(line) = rx.recv().await {
+            say(&line);
+        }
+        task.await.map_err(|e| Error::task("the console's figures", e))?
+    }
+
     /// pgbench's TPS at `c` clients on the benchmark's pgbench database (None: no pgbench).
     async fn pgbench(&self, c: u16, init: bool, again: &str) -> Result<Option<f64>> {
         let pg = self.server.database(self.pg_db)?;
         let secs = self.plan.pgbench_seconds;
         (self.say)(&format!("  pgbench -c {c}{again} for {secs}s …"));
         let srv = Server { admin: self.server.admin.clone(), binaries: self.server.binaries.clone() };
-        let tps = tokio::task::spawn_blocking(move || pgbench_tps(&srv, &pg, c, secs, init))
-            .await
-            .map_err(|e| Error::task("pgbench", e))??;
+        let tps =
+            tokio::task::spawn_blocking(move || pgbench_tps(&srv, &pg, c, &Workload::TpcB { seconds: secs }, init))
+                .await
+                .map_err(|e| Error::task("pgbench", e))??;
         if tps.is_none() {
             (self.say)("pgbench is not installed: no TPS baseline");
         }

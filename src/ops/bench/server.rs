@@ -37,13 +37,22 @@ fn replace_database(url: &str, _current: &str, name: &str) -> Result<String> {
     })
 }
 
-/// The TPS pgbench measured at `clients` for `seconds` (after initialising its tables at
-/// scale 10 when `init`); None when pgbench is not installed.
+/// What pgbench runs.
+#[derive(Debug, Clone)]
+pub(super) enum Workload {
+    /// Its built-in TPC-B-like transaction for this many seconds.
+    TpcB { seconds: u32 },
+    /// This script file, this many transactions per client.
+    Script { file: std::path::PathBuf, per_client: u64 },
+}
+
+/// The TPS pgbench measured at `clients` running `workload` (after initialising its
+/// tables at scale 10 when `init`); None when pgbench is not installed.
 pub(super) fn pgbench_tps(
     server: &Server,
     db: &ConnectSettings,
     clients: u16,
-    seconds: u32,
+    workload: &Workload,
     init: bool,
 ) -> Result<Option<f64>> {
     let Some(bins) = &server.binaries else { return Ok(None) };
@@ -83,10 +92,12 @@ pub(super) fn pgbench_tps(
         }
     }
     let c = clients.to_string();
-    let out = base
-        .args(["-n", "-c", &c, "-j", &c, "-T", &seconds.to_string()])
-        .output()
-        .map_err(|e| Error::Tool { tool: "pgbench", detail: format!("cannot run it: {e}") })?;
+    base.args(["-n", "-c", &c, "-j", &c]);
+    match workload {
+        Workload::TpcB { seconds } => base.args(["-T", &seconds.to_string()]),
+        Workload::Script { file, per_client } => base.args(["-t", &per_client.to_string(), "-f"]).arg(file),
+    };
+    let out = base.output().map_err(|e| Error::Tool { tool: "pgbench", detail: format!("cannot run it: {e}") })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let tps = text
         .lines()

@@ -55,3 +55,51 @@ pub async fn time_audited_tables_count(conn: &mut PgConnection, incremental: boo
     }
     Ok(best)
 }
+
+/// The pgbench script of the single-call figure: each transaction takes the next order of
+/// `bench_script_queue` and rolls it back with `rollback_execute_order_atomic`, one order
+/// per call, as an outside tool would call the contract.
+pub const SCRIPT_ROLLBACK: &str = "SELECT rollback_execute_order_atomic(q.order_id, q.user_id, 'bench: pgbench script') \
+     FROM bench_script_queue q WHERE q.n = (SELECT nextval('bench_script_next'));\n";
+
+/// Fills `bench_script_queue` (made afresh) with the orders the script rolls back, numbered
+/// from 1 in the order given, and resets the sequence the script takes them by.
+pub async fn create_script_queue(conn: &mut PgConnection, orders: &[(Uuid, Uuid)]) -> Result<()> {
+    for sql in [
+        "DROP TABLE IF EXISTS bench_script_queue",
+        "DROP SEQUENCE IF EXISTS bench_script_next",
+        "CREATE TABLE bench_script_queue (n bigint PRIMARY KEY, order_id uuid NOT NULL, user_id uuid NOT NULL)",
+        "CREATE SEQUENCE bench_script_next",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    let (ids, users): (Vec<Uuid>, Vec<Uuid>) = orders.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO bench_script_queue (n, order_id, user_id) \
+         SELECT q.n, q.order_id, q.user_id FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS q (order_id, user_id, n)",
+    )
+    .bind(&ids)
+    .bind(&users)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("ANALYZE bench_script_queue").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// How many of the queued orders are rolled back now (what the script really did, whatever
+/// pgbench counted).
+pub async fn script_queue_rolled_back(conn: &mut PgConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM bench_script_queue q JOIN orders o ON o.id = q.order_id WHERE o.status = 'rolled_back'",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// How many orders are rolled back with this exact reason.
+pub async fn rolled_back_with_reason(conn: &mut PgConnection, reason: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = 'rolled_back' AND rolled_back_reason = $1")
+        .bind(reason)
+        .fetch_one(conn)
+        .await?)
+}
