@@ -124,7 +124,14 @@ fn table(r: &BenchReport) -> String {
         rows.push(match &c.peer {
             Some(p) => [
                 format!("launch → first frame in tmux ÷ {}'s", crate::core::sanitize::line(&p.name)),
-                format!("{:.2}x ({:.1} ms vs {:.1} ms)", p.ratio, c.first_frame_ms, p.first_frame_ms),
+                format!(
+                    "{:.2}x ({:.1} ms vs {:.1} ms; its {} at {:.1} ms)",
+                    p.ratio,
+                    c.first_frame_ms,
+                    p.first_frame_ms,
+                    crate::core::sanitize::line(&p.marker),
+                    p.marker_ms
+                ),
                 "≤ 0.5x".into(),
             ],
             None => [

@@ -22,7 +22,8 @@ const SIZE: (u16, u16) = (160, 48);
 pub struct ConsoleFigures {
     /// Rounds measured (after one uncounted warm-up of each program).
     pub rounds: usize,
-    /// Launch → the first frame (the orders pane's title drawn), ms.
+    /// Launch → the first frame (anything on screen; the console's first frame draws the
+    /// orders pane's title), ms.
     pub first_frame_ms: f64,
     /// Launch → the first page of orders listed (a row under the cursor), ms.
     pub orders_listed_ms: f64,
@@ -30,7 +31,7 @@ pub struct ConsoleFigures {
     pub key_ms: f64,
     /// Resident memory after 20 pages down, MB.
     pub rss_mb: f64,
-    /// CPU while idle over 5 s, percent of one core.
+    /// CPU while idle over 10 s (one clock tick is 0.1%), percent of one core.
     pub idle_cpu_pct: f64,
     /// `c` during a running batch → the batch's final summary on screen, ms.
     pub cancel_ms: Option<f64>,
@@ -43,8 +44,13 @@ pub struct ConsoleFigures {
 pub struct PeerFigures {
     /// Its file name.
     pub name: String,
-    /// Launch → its first frame (the text it always draws first), ms.
+    /// The text timed as `marker_ms`.
+    pub marker: String,
+    /// Launch → its first frame (anything on screen, as for the console), ms.
     pub first_frame_ms: f64,
+    /// Launch → `marker` on screen (rainfrog 0.4.4 draws `<alt+1>` once its schema menu
+    /// has loaded, after connecting), ms.
+    pub marker_ms: f64,
     /// The console's first frame ÷ the peer's (medians).
     pub ratio: f64,
 }
@@ -85,7 +91,7 @@ pub(super) fn measure(plan: &ConsolePlan, say: Say<'_>) -> Result<Option<Console
         say(&format!(
             "  round {r}: first frame {:.1} ms{}, orders listed {:.1} ms, key {:.1} ms, RSS {:.1} MB, idle CPU {:.2}%{}",
             f.first_frame_ms,
-            peer.map_or(String::new(), |p| format!(" (peer {p:.1} ms)")),
+            peer.map_or(String::new(), |p| format!(" (peer {:.1} ms, its marker {:.1} ms)", p.0, p.1)),
             f.orders_listed_ms,
             f.key_ms,
             f.rss_mb,
@@ -98,11 +104,13 @@ pub(super) fn measure(plan: &ConsolePlan, say: Say<'_>) -> Result<Option<Console
     let med = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let first_frame_ms = med(&|r| r.first_frame_ms);
     let cancels: Vec<f64> = rounds.iter().filter_map(|r| r.cancel_ms).collect();
-    let peer = plan.peer.as_ref().map(|(path, _)| {
-        let p = median(peer_frames.clone());
+    let peer = plan.peer.as_ref().map(|(path, marker)| {
+        let p = median(peer_frames.iter().map(|f: &(f64, f64)| f.0).collect());
         PeerFigures {
             name: path.file_name().map_or_else(|| "peer".into(), |n| n.to_string_lossy().into_owned()),
+            marker: marker.clone(),
             first_frame_ms: p,
+            marker_ms: median(peer_frames.iter().map(|f| f.1).collect()),
             ratio: first_frame_ms / p.max(f64::EPSILON),
         }
     });
@@ -168,7 +176,8 @@ fn console_round(exe: &Path, scratch: &Path, plan: &ConsolePlan, n: usize, full:
         ("XDG_DATA_HOME", home.to_string_lossy().into_owned()),
     ];
     let pane = Pane::launch(&home, &env, exe, &[], SIZE)?;
-    let first = pane.wait_for("the orders pane", WAIT, |s| s.contains("Orders"))?;
+    let first = pane.wait_for("a first frame", WAIT, drawn)?;
+    pane.wait_for("the orders pane", WAIT, |s| s.contains("Orders"))?;
     let listed = pane.wait_for("a page of orders", WAIT, |s| cursor_at(s).is_some())?;
     let mut round = Round {
         first_frame_ms: ms(pane.launched, first),
@@ -200,7 +209,7 @@ fn console_round(exe: &Path, scratch: &Path, plan: &ConsolePlan, n: usize, full:
     std::thread::sleep(Duration::from_millis(500));
     round.rss_mb = rss_kb_of(pid).map_or(f64::NAN, |kb| kb / 1024.0);
     let (t0, c0) = (Instant::now(), cpu_ticks(pid));
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(10));
     let (t1, c1) = (Instant::now(), cpu_ticks(pid));
     if let (Some(c0), Some(c1)) = (c0, c1) {
         round.idle_cpu_pct = (c1.saturating_sub(c0)) as f64 / ticks_per_second() / (t1 - t0).as_secs_f64() * 100.0;
@@ -250,16 +259,20 @@ fn cancel_a_batch(pane: &Pane, symbol: &str) -> Result<Option<f64>> {
     Ok(Some(ms(sent, done)))
 }
 
-/// The peer launched with `--url` (rainfrog's flag), timed to `marker` on screen.
-fn peer_first_frame(peer: &Path, marker: &str, scratch: &Path, url: &str) -> Result<f64> {
+/// Anything drawn: the same test of a first frame for both programs.
+fn drawn(screen: &str) -> bool {
+    screen.chars().any(|c| !c.is_whitespace())
+}
+
+/// The peer launched with `--url` (rainfrog's flag): its first frame, and `marker` on screen.
+fn peer_first_frame(peer: &Path, marker: &str, scratch: &Path, url: &str) -> Result<(f64, f64)> {
     let home = fresh_home(scratch, "peer")?;
     let env = [
         ("XDG_CONFIG_HOME", home.to_string_lossy().into_owned()),
         ("XDG_DATA_HOME", home.to_string_lossy().into_owned()),
     ];
     let pane = Pane::launch(&home, &env, peer, &["--url", url], SIZE)?;
-    let first = pane.wait_for("the peer's first frame", WAIT, |s| s.contains(marker))?;
-    let f = ms(pane.launched, first);
-    drop(pane);
-    Ok(f)
+    let first = pane.wait_for("the peer's first frame", WAIT, drawn)?;
+    let shown = pane.wait_for(&format!("the peer's {marker}"), WAIT, |s| s.contains(marker))?;
+    Ok((ms(pane.launched, first), ms(pane.launched, shown)))
 }
