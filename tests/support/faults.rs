@@ -430,7 +430,7 @@ impl PrivateServer {
         let out = tokio::task::spawn_blocking(move || {
             use std::os::unix::process::CommandExt;
             let mut cmd = std::process::Command::new(tool);
-            cmd.current_dir(&root_of(&data)).env("LC_ALL", "C").env_remove("PGDATA");
+            cmd.current_dir(root_of(&data)).env("LC_ALL", "C").env_remove("PGDATA");
             cmd.arg("-D").arg(&data).args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-d", &conninfo]);
             if let Some((uid, gid)) = owner {
                 cmd.uid(uid).gid(gid);

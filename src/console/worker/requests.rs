@@ -468,7 +468,7 @@ where
     let pooled = pool.transaction_pooled() || standby.transaction_pooled();
     let table = running.clone();
     let task = tokio::spawn(async move {
-        let first = attempt(&standby, Some(&standby), &running, id, &events, |c, e| f(c, e)).await;
+        let first = attempt(&standby, Some(&standby), &running, id, &events, &f).await;
         let outcome = match first {
             // A filter the book refuses is the person's to fix, not the standby's fault.
             Err(e) if !is_cancel(&e) && !matches!(e, Error::BadInput(_)) && !cancel_asked(&running, id) => {
@@ -479,7 +479,7 @@ where
                 {
                     *slot = Cancel::Backend { pid: None, requested: false, on: None };
                 }
-                attempt(&pool, None, &running, id, &events, |c, e| f(c, e)).await
+                attempt(&pool, None, &running, id, &events, &f).await
             }
             other => other,
         };
