@@ -111,6 +111,16 @@ impl Events {
         }
     }
 
+    /// Rollbacks in the dashboard's last hour, from the next dashboard the worker reads.
+    async fn dashboard_rollbacks(&mut self) -> u64 {
+        self.h.commands.send(Command::RefreshDashboard).expect("send");
+        loop {
+            if let DbEvent::Dashboard(d) = self.next("the dashboard", Duration::from_secs(20)).await {
+                return d.per_minute.iter().sum();
+            }
+        }
+    }
+
     async fn precheck(&mut self, id: u64, order: Uuid, user: Uuid) -> incident_console::core::contract::Precheck {
         self.h.commands.send(Command::Precheck { id, order, user }).expect("send");
         loop {
@@ -179,9 +189,24 @@ async fn the_orders_list_reads_the_standby_while_a_precheck_reads_the_primary() 
     assert!(!fresh.ready, "a pre-check never reads the lagging copy: {fresh:?}");
     assert_eq!(fresh.refusal().0, "already_rolled_back");
 
+    // The dashboard reads the standby too: no rollback in its last hour yet.
+    assert_eq!(ev.dashboard_rollbacks().await, 0, "the dashboard reads the (paused) standby");
+    ev.h.commands.send(Command::BlastRadius { id: 7 }).expect("send");
+    loop {
+        if let DbEvent::BlastRadius { id: 7, result } = ev.next("the blast radius", Duration::from_secs(20)).await {
+            assert!(result.is_ok_and(|b| !b.per_minute.is_empty()), "the blast radius is read on the standby");
+            break;
+        }
+    }
+    assert!(ev.replica.last().is_some_and(ReplicaStatus::in_use), "no read failed over: {:?}", ev.replica);
+
     standby.resume_replay().await;
     standby.wait_replayed(&primary).await;
     assert_eq!(ev.listed_status(6, order).await, "rolled_back", "replayed, the standby shows the rollback");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ev.dashboard_rollbacks().await != 1 {
+        assert!(Instant::now() < deadline, "the dashboard shows the replayed rollback");
+    }
     let _ = ev.h.commands.send(Command::Shutdown);
 }
 
