@@ -71,8 +71,12 @@ async fn run(cli: Cli) -> Result<i32> {
         None => {
             let database_url = g.database_url().map(str::to_string);
             let no_journal = cli.no_journal;
-            console::run(console::Options { database_url, session, title: cli.title, level: cli.level, no_journal })
-                .await
+            let replica = console::Replica {
+                url: g.replica_url().map(|u| incident_console::store::connect::SecretUrl(u.to_string())),
+                max_lag: g.replica_max_lag,
+            };
+            let o = console::Options { database_url, session, title: cli.title, level: cli.level, no_journal, replica };
+            console::run(o).await
         }
         Some(command) => cli::run(command, g).await,
     }

@@ -91,6 +91,28 @@ pub struct GlobalArgs {
     /// `session`).
     #[arg(long, global = true, env = "INCIDENT_POOLING", default_value = "session", value_parser = parse_pooling)]
     pub pooling: Pooling,
+
+    /// A hot standby of the database (postgres://user:password@standby/db): the console's
+    /// orders list, dashboard and blast radius, and `audit --full`, read from it while it is
+    /// at most --replica-max-lag behind (else from the primary, and the console's header
+    /// says so); pre-checks, rollbacks, post-checks and writes always go to the primary.
+    /// Wins over `replica_url` in config.toml. The password is never printed.
+    #[arg(long, env = "INCIDENT_REPLICA_URL", global = true, hide_env_values = true)]
+    pub replica_url: Option<String>,
+
+    /// How far behind the standby may be before reads go back to the primary (e.g. 500ms,
+    /// 5s) [default: `replica_max_lag` in config.toml, else 5s].
+    #[arg(long, global = true, value_parser = parse_max_lag)]
+    pub replica_max_lag: Option<Duration>,
+}
+
+/// A replica's lag limit: longer than 0, at most an hour.
+pub fn parse_max_lag(s: &str) -> Result<Duration, String> {
+    let d = parse_window(s)?;
+    if d > Duration::from_secs(3600) {
+        return Err("at most 1h".into());
+    }
+    Ok(d)
 }
 
 /// The commands.
@@ -961,6 +983,11 @@ impl GlobalArgs {
     /// The database URL given (`--database-url` / `DATABASE_URL`), if not blank.
     pub fn database_url(&self) -> Option<&str> {
         self.database_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    /// The replica URL given (`--replica-url` / `INCIDENT_REPLICA_URL`), if not blank.
+    pub fn replica_url(&self) -> Option<&str> {
+        self.replica_url.as_deref().filter(|u| !u.trim().is_empty())
     }
 
     /// What every session of this invocation tells the server about itself.

@@ -27,7 +27,9 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
                     .map(|a| (a.describe().to_string(), json!(c.keymap.keys_for(a))))
                     .collect();
                 print_json(&json!({ "path": path, "exists": path.exists(), "valid": true, "keys": keys,
-                                    "service_configured": c.service.is_some() }))?;
+                                    "service_configured": c.service.is_some(),
+                                    "replica_url": c.replica_url.as_ref().map(ToString::to_string),
+                                    "replica_max_lag_ms": c.replica_max_lag.as_millis() as u64 }))?;
             } else {
                 println!(
                     "{}: {}",
@@ -36,6 +38,13 @@ pub(super) fn config_command(g: &GlobalArgs, action: args::ConfigAction) -> Resu
                 );
                 for a in crate::core::keys::KeyAction::ALL.into_iter().chain(crate::core::keys::KeyAction::DIALOG) {
                     println!("  {:<16} {}", c.keymap.keys_for(a), a.describe());
+                }
+                if let Some(url) = &c.replica_url {
+                    // Displayed with the password hidden (`SecretUrl`).
+                    println!(
+                        "replica: {url} (reads go back to the primary past {} of lag)",
+                        crate::core::replica::lag_text(c.replica_max_lag.as_millis().try_into().unwrap_or(u64::MAX))
+                    );
                 }
                 if let Some(svc) = &c.service {
                     // Shown as `service rollback` would show them: secrets redacted.

@@ -17,6 +17,7 @@ use crate::console::panes::{self, Pane};
 use crate::console::protocol::ConnState;
 use crate::console::widgets::{level_style, tabs};
 use crate::core::keys::KeyAction;
+use crate::core::replica::{Fallback, ReplicaStatus};
 use crate::core::sanitize;
 
 /// Draws the whole screen.
@@ -229,6 +230,29 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
             Span::raw(format!(" next update {} ", d.format("%H:%M")))
         }
     });
+    // The standby: its lag at the end beside the database; reads sent back to the primary
+    // early, since the lists then cost the primary what the standby was there to take.
+    let (standby_early, standby_late, standby_detail) = match &app.replica {
+        None => (None, None, None),
+        Some(r @ ReplicaStatus::InUse { paused, .. }) => {
+            let colour = if *paused { Color::Yellow } else { Color::Green };
+            (None, Some(Span::styled(format!(" {} ", r.header_text()), Style::new().fg(colour))), None)
+        }
+        Some(r @ ReplicaStatus::Checking) => (None, Some(Span::raw(format!(" {} ", r.header_text()))), None),
+        Some(r @ ReplicaStatus::Fallback(f)) => {
+            let detail = match f {
+                Fallback::Unreachable(e) => {
+                    Some(Span::styled(format!(" standby: {} ", sanitize::line(e)), Style::new().fg(Color::Yellow)))
+                }
+                _ => None,
+            };
+            let span = Span::styled(
+                format!(" {} ", r.header_text()),
+                Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD),
+            );
+            (Some(span), None, detail)
+        }
+    };
     // Maintenance, the update timer and the selection are short and come first; a
     // database error is long, but an unreachable database is the first thing to know.
     let db_down = matches!(app.conn, ConnState::Down { .. });
@@ -237,10 +261,13 @@ fn status_line(app: &App, width: u16) -> Line<'static> {
     spans.extend(breaker.into_iter().flat_map(|b| [b, Span::raw("│")]));
     spans.extend(approvals.into_iter().flat_map(|a| [a, Span::raw("│")]));
     spans.push(maintenance);
+    spans.extend(standby_early.into_iter().flat_map(|s| [Span::raw("│"), s]));
     spans.extend(due.map(|d| vec![Span::raw("│"), d]).unwrap_or_default());
     spans.push(selection);
     spans.extend(tail.into_iter().flat_map(|d| [Span::raw("│"), d]));
+    spans.extend(standby_late.into_iter().flat_map(|s| [Span::raw("│"), s]));
     spans.extend(db_detail.into_iter().flat_map(|d| [Span::raw("│"), d]));
+    spans.extend(standby_detail.into_iter().flat_map(|d| [Span::raw("│"), d]));
     Line::from(spans)
 }
 

@@ -51,6 +51,30 @@ pub struct Options {
     /// Work without the incident's journal: no incident is opened, and every rollback and
     /// batch first records the waiver in the database's audit log.
     pub no_journal: bool,
+    /// The standby given on the command line (it wins over config.toml's).
+    pub replica: Replica,
+}
+
+/// A hot standby for the reads that decide nothing, as the command line gave it.
+#[derive(Debug, Clone, Default)]
+pub struct Replica {
+    /// `--replica-url`.
+    pub url: Option<crate::store::connect::SecretUrl>,
+    /// `--replica-max-lag`.
+    pub max_lag: Option<std::time::Duration>,
+}
+
+impl Replica {
+    /// The config with the command line's standby and lag limit put over its own.
+    pub fn over(&self, mut config: crate::store::config::ConsoleConfig) -> crate::store::config::ConsoleConfig {
+        if let Some(url) = &self.url {
+            config.replica_url = Some(url.clone());
+        }
+        if let Some(lag) = self.max_lag {
+            config.replica_max_lag = lag;
+        }
+        config
+    }
 }
 
 /// The console: opens at once, connects (starting the sandbox if needed) in the background.
@@ -61,7 +85,7 @@ pub async fn run(o: Options) -> Result<i32> {
         // Over a plain pipe the console cannot draw: say where things stand instead.
         return status_summary(&o).await;
     }
-    let config = crate::store::config::ConsoleConfig::load()?;
+    let config = o.replica.over(crate::store::config::ConsoleConfig::load()?);
     startup::mark("config");
     // The log file is set up beside the rest (it takes a thread and a file of its own),
     // and is there before the console loop starts.

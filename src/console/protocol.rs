@@ -170,6 +170,9 @@ pub enum DbEvent {
     Connection(ConnState),
     /// Where the console is connected ("sandbox", or user@host/db without password).
     Target(String),
+    /// The standby's lag, or why the reads that could go to it go to the primary (only
+    /// with a replica URL).
+    Replica(crate::core::replica::ReplicaStatus),
     /// A page of orders.
     Orders { id: RequestId, page: PageRequest, rows: Vec<OrderRow>, has_more: bool },
     /// Of a page's rows, the repeated executions: each with how many twins it has (the

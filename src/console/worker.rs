@@ -16,6 +16,7 @@
 
 mod approvals;
 mod health;
+mod replica;
 mod requests;
 
 use std::collections::HashMap;
@@ -73,8 +74,9 @@ pub fn spawn(target: WorkerTarget, config: ConsoleConfig) -> WorkerHandle {
 
 /// What a running request can be cancelled through.
 enum Cancel {
-    /// Its backend, once it has one, and whether the operator asked to cancel it.
-    Backend { pid: Option<i32>, requested: bool },
+    /// Its backend, once it has one, and whether the operator asked to cancel it; `on`, the
+    /// standby's pool when the backend is there (None: the primary).
+    Backend { pid: Option<i32>, requested: bool, on: Option<Db> },
     /// Its task (behind a transaction pooler, where a request has no backend of its own).
     Abort(tokio::task::AbortHandle),
     /// A batch's stop flag.
@@ -103,6 +105,9 @@ struct Worker {
     journal: Option<(String, std::path::PathBuf)>,
     /// Behind a transaction pooler: the audit log's last id as last polled.
     polled: Option<i64>,
+    /// The standby the reads that decide nothing may go to (with a replica URL), and the
+    /// task measuring its lag.
+    replica: Option<(Arc<replica::Replica>, JoinHandle<()>)>,
 }
 
 /// How long reconnecting to a database URL may take before it is tried afresh (the
@@ -138,6 +143,7 @@ impl Worker {
             maintenance_turn: Arc::new(tokio::sync::Mutex::new(())),
             journal: None,
             polled: None,
+            replica: None,
         }
     }
 
@@ -220,6 +226,20 @@ impl Worker {
                             if probe.is_none() {
                                 let (shared, events) = (self.health.clone(), self.events.clone());
                                 probe = Some(health::spawn(settings.clone(), shared, events, verdict_tx.clone()));
+                            }
+                            if self.replica.is_none()
+                                && let Some(url) = self.config.replica_url.clone()
+                            {
+                                let shared = Arc::new(replica::Replica::default());
+                                let max_lag = self.config.replica_max_lag;
+                                let task = replica::spawn(
+                                    settings.clone(),
+                                    url.expose().to_string(),
+                                    max_lag,
+                                    shared.clone(),
+                                    self.events.clone(),
+                                );
+                                self.replica = Some((shared, task));
                             }
                             self.settings = Some(settings);
                             self.pool = Some(pool);
@@ -312,6 +332,12 @@ impl Worker {
         for task in [listener, probe].iter().flatten() {
             task.abort();
         }
+        if let Some((shared, task)) = self.replica.take() {
+            task.abort();
+            if let Some(pool) = shared.reads() {
+                pool.close().await;
+            }
+        }
         if let Some(task) = connecting {
             task.abort();
         }
@@ -389,11 +415,17 @@ impl Worker {
     fn dashboard(&self) {
         let Some(pool) = self.pool.clone() else { return };
         let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
+        let replica = self.replica.as_ref().map(|(r, _)| r.clone());
         tokio::spawn(async move {
-            if let Ok(d) = dashboard_data(&pool, &config, &audit).await {
+            if let Ok(d) = dashboard_data(&pool, replica.as_deref(), &config, &audit).await {
                 let _ = events.send(DbEvent::Dashboard(d));
             }
         });
+    }
+
+    /// The standby's pool while reads may go to it.
+    fn reads(&self) -> Option<Db> {
+        self.replica.as_ref().and_then(|(r, _)| r.reads())
     }
 
     fn background_audit(&self) {
@@ -402,6 +434,7 @@ impl Worker {
         // pile audits up on the server.
         let Some(running) = AuditRunning::start(&self.audit_running) else { return };
         let (events, config, audit) = (self.events.clone(), self.config.clone(), self.audit.clone());
+        let replica = self.replica.as_ref().map(|(r, _)| r.clone());
         tokio::spawn(async move {
             let _running = running;
             let Ok(v) = db::ledger_audit(&pool).await else { return };
@@ -414,7 +447,7 @@ impl Worker {
                 let _ = db::refresh_audit_checkpoint(session, false).await;
             }
             // Show the result now: a violation raises the data-inconsistency alert.
-            if let Ok(d) = dashboard_data(&pool, &config, &audit).await {
+            if let Ok(d) = dashboard_data(&pool, replica.as_deref(), &config, &audit).await {
                 let _ = events.send(DbEvent::Dashboard(d));
             }
         });
@@ -442,11 +475,11 @@ impl Worker {
                 // No new order, no retry; and the calls in flight are cancelled on the
                 // server (each is one transaction: a cancelled one changes nothing).
                 p.cancel.store(true, Ordering::Relaxed);
-                p.backend_pids()
+                p.backend_pids().into_iter().map(|pid| (pid, None)).collect()
             }
-            Some(Cancel::Backend { pid: Some(pid), requested }) => {
+            Some(Cancel::Backend { pid: Some(pid), requested, on }) => {
                 *requested = true;
-                vec![*pid]
+                vec![(*pid, on.clone())]
             }
             Some(Cancel::Abort(task)) => {
                 // Its connection is closed mid-transaction: nothing of it commits, and the
@@ -468,8 +501,9 @@ impl Worker {
             && !pids.is_empty()
         {
             tokio::spawn(async move {
-                for pid in pids {
-                    let _ = db::cancel_backend(&pool, pid).await;
+                // A read on the standby is cancelled there.
+                for (pid, on) in pids {
+                    let _ = db::cancel_backend(on.as_ref().unwrap_or(&pool), pid).await;
                 }
             });
         }
@@ -491,8 +525,14 @@ impl Worker {
             }
             return;
         };
-        let job =
-            Job { pool, running: self.running.clone(), events: self.events.clone(), journal: self.journal.clone() };
+        let job = Job {
+            pool,
+            reads: self.reads(),
+            replica: self.replica.as_ref().map(|(r, _)| r.clone()),
+            running: self.running.clone(),
+            events: self.events.clone(),
+            journal: self.journal.clone(),
+        };
         match cmd {
             Command::LoadOrders { id, query, sort, page, limit } => {
                 requests::load_orders(job, id, query, sort, page, limit)
@@ -599,11 +639,49 @@ impl Drop for AuditRunning {
     }
 }
 
-async fn dashboard_data(pool: &Db, config: &ConsoleConfig, audit: &AuditState) -> Result<DashboardData> {
+/// The dashboard's figures: read on the standby while it may be used (a failure there sets
+/// it aside and reads the primary), except the rollbacks in flight, which only the
+/// primary's sessions show.
+async fn dashboard_data(
+    pool: &Db,
+    replica: Option<&replica::Replica>,
+    config: &ConsoleConfig,
+    audit: &AuditState,
+) -> Result<DashboardData> {
+    if let Some(r) = replica
+        && let Some(standby) = r.reads()
+    {
+        match dashboard_reads(&standby, config).await {
+            Ok(reads) => return dashboard_from(pool, reads, config, audit).await,
+            Err(e) => {
+                tracing::warn!("the dashboard's read on the standby failed, read on the primary: {e}");
+                r.failed();
+            }
+        }
+    }
+    let reads = dashboard_reads(pool, config).await?;
+    dashboard_from(pool, reads, config, audit).await
+}
+
+/// What the dashboard reads from the book: rollback records, failed post-checks and
+/// rollbacks per minute, at one instant.
+type DashboardReads = (chrono::DateTime<Utc>, Vec<crate::core::contract::RollbackRecord>, i64, Vec<u64>);
+
+async fn dashboard_reads(on: &Db, config: &ConsoleConfig) -> Result<DashboardReads> {
     let now = Utc::now();
     let since = now - config.metrics_window;
-    let records = db::rollback_records(pool, since).await?;
-    let failed_postchecks = db::failed_postchecks(pool, since).await?;
+    let records = db::rollback_records(on, since).await?;
+    let failed_postchecks = db::failed_postchecks(on, since).await?;
+    let per_minute = db::rollbacks_per_minute(on, 60).await?;
+    Ok((now, records, failed_postchecks, per_minute))
+}
+
+async fn dashboard_from(
+    pool: &Db,
+    (now, records, failed_postchecks, per_minute): DashboardReads,
+    config: &ConsoleConfig,
+    audit: &AuditState,
+) -> Result<DashboardData> {
     let (violations, audit_at) = audit.lock().map(|a| *a).unwrap_or((None, None));
     let m = metrics::compute(
         &records,
@@ -614,7 +692,7 @@ async fn dashboard_data(pool: &Db, config: &ConsoleConfig, audit: &AuditState) -
     );
     Ok(DashboardData {
         metrics: m,
-        per_minute: db::rollbacks_per_minute(pool, 60).await?,
+        per_minute,
         in_flight: db::rollbacks_in_flight(pool).await?.max(0) as u64,
         audit_violations: violations,
         audit_at,

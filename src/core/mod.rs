@@ -17,6 +17,7 @@ pub mod metrics;
 pub(crate) mod observed;
 pub mod orders;
 pub mod release;
+pub mod replica;
 pub mod report;
 pub mod sanitize;
 pub mod service;

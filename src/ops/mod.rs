@@ -12,5 +12,6 @@ pub mod incident;
 pub mod journaling;
 pub mod maintenance;
 pub mod release;
+pub mod replica;
 pub mod rollback;
 pub mod service;

@@ -15,11 +15,16 @@ use crate::core::keys::{KeyAction, KeyError, KeyMap};
 use crate::core::metrics::Thresholds;
 use crate::core::service::{CommandSpec, ServiceConfig};
 use crate::core::workflow::checklist::Checklist;
+pub use crate::store::connect::SecretUrl;
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// A hot standby the reads that decide nothing go to (see `core::replica`).
+    replica_url: Option<String>,
+    /// How far behind the standby may be before those reads go back to the primary.
+    replica_max_lag: Option<toml::Value>,
     #[serde(default)]
     keys: BTreeMap<KeyAction, Vec<String>>,
     #[serde(default)]
@@ -102,6 +107,14 @@ pub enum ConfigError {
     /// Not a domain name (shown sanitized).
     #[error("[messages] public_domains: \"{0}\" is not a domain name (like example.com)")]
     Domain(String),
+    /// A replica setting (`replica_url`, `replica_max_lag`) that cannot be used.
+    #[error("{setting}: {problem}")]
+    Replica {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong, and what it must be.
+        problem: String,
+    },
     /// A `[service]` setting that cannot be used.
     #[error("[service] {setting}: {problem}")]
     Service {
@@ -134,7 +147,15 @@ pub struct ConsoleConfig {
     pub service: Option<ServiceConfig>,
     /// The file holding the ed25519 key that signs evidence bundles (`[bundle] signing_key`).
     pub bundle_signing_key: Option<PathBuf>,
+    /// A hot standby for the reads that decide nothing (`replica_url`, or `--replica-url`,
+    /// which wins); its password is never shown, not even by `Debug`.
+    pub replica_url: Option<SecretUrl>,
+    /// How far behind the standby may be before those reads go back to the primary.
+    pub replica_max_lag: Duration,
 }
+
+/// How far behind a standby may be by default before reads go back to the primary.
+pub const DEFAULT_REPLICA_MAX_LAG: Duration = Duration::from_secs(5);
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
@@ -148,6 +169,8 @@ impl Default for ConsoleConfig {
             public_domains: Vec::new(),
             service: None,
             bundle_signing_key: None,
+            replica_url: None,
+            replica_max_lag: DEFAULT_REPLICA_MAX_LAG,
         }
     }
 }
@@ -239,7 +262,10 @@ impl ConsoleConfig {
             public_domains.push(d);
         }
         let service = file.service.map(service_config).transpose()?;
+        let (replica_url, replica_max_lag) = replica_settings(file.replica_url, file.replica_max_lag.as_ref())?;
         Ok(ConsoleConfig {
+            replica_url,
+            replica_max_lag: replica_max_lag.unwrap_or(d.replica_max_lag),
             service,
             bundle_signing_key: file.bundle.signing_key,
             public_domains,
@@ -255,6 +281,56 @@ impl ConsoleConfig {
             thresholds: t,
         })
     }
+}
+
+/// The replica's URL (blank: none) and lag limit (more than 0, at most an hour), checked.
+fn replica_settings(
+    url: Option<String>,
+    max_lag: Option<&toml::Value>,
+) -> std::result::Result<(Option<SecretUrl>, Option<Duration>), ConfigError> {
+    let url = url.filter(|u| !u.trim().is_empty()).map(SecretUrl);
+    let bad = |problem: String| ConfigError::Replica { setting: "replica_max_lag", problem };
+    let lag = match max_lag {
+        None => None,
+        Some(v) => {
+            let d = match v {
+                toml::Value::Integer(n) => {
+                    u64::try_from(*n).map(Duration::from_secs).map_err(|_| bad("negative".into()))
+                }
+                toml::Value::Float(_) => Err(bad("a duration, like \"500ms\" or \"5s\"".into())),
+                toml::Value::String(s) => humantime::parse_duration(s.trim())
+                    .map_err(|e| bad(format!("\"{}\" is not a duration ({e})", crate::core::sanitize::line(s)))),
+                other => Err(bad(format!("a {} is not a duration", other.type_str()))),
+            }?;
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return Err(bad("must be longer than 0 and at most 1h".into()));
+            }
+            Some(d)
+        }
+    };
+    Ok((url, lag))
+}
+
+/// The replica settings of the config file alone (`replica_url`, `replica_max_lag`), for
+/// the headless commands: the rest of the file is not read, so a setting of the console's
+/// that does not parse does not stop them. No file: none.
+pub fn replica_from_file() -> Result<(Option<SecretUrl>, Option<Duration>)> {
+    #[derive(Deserialize)]
+    struct Only {
+        replica_url: Option<String>,
+        replica_max_lag: Option<toml::Value>,
+    }
+    let path = config_path()?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(Error::BadInput(format!("cannot read {}: {e}", path.display()))),
+    };
+    let only: Only = toml::from_str(&text).map_err(|e| {
+        Error::BadInput(format!("{}: {}", path.display(), crate::core::sanitize::multiline(&e.to_string())))
+    })?;
+    replica_settings(only.replica_url, only.replica_max_lag.as_ref())
+        .map_err(|e| Error::BadInput(format!("{}: {e}", path.display())))
 }
 
 /// `[service]`, defaults filled in: `rollback` and `version` are required, each a list of
@@ -365,6 +441,13 @@ fn duration(setting: &'static str, v: &toml::Value) -> std::result::Result<Durat
 
 /// An example file, printed by `config example`.
 pub const EXAMPLE: &str = r#"# incident-console configuration
+# A hot standby of the database (streaming replication): the orders list, the dashboard,
+# the blast radius and `audit --full` read from it while it is at most replica_max_lag
+# behind; pre-checks, rollbacks, post-checks and every write always go to the primary.
+# --replica-url wins over this. The password is never shown.
+# replica_url = "postgres://reader:secret@standby.internal:5432/incident"
+replica_max_lag = "5s"
+
 [keys]
 # action = ["key", ...]; keys: q, G, ?, enter, esc, tab, shift-tab, space, ctrl-c, alt-x, f5, pgdn
 quit = ["q", "ctrl-c"]

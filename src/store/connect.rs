@@ -309,6 +309,30 @@ impl ConnectSettings {
     }
 }
 
+/// A database URL that may hold a password: `Debug` and `Display` show it redacted
+/// ([`redact_url`]); only [`SecretUrl::expose`] gives the URL itself, to connect with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub String);
+
+impl SecretUrl {
+    /// The URL itself, password included: for connecting, never for showing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretUrl({})", redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
 /// libpq takes `postgresql://user:pw@/db?host=/socket/dir` (an empty host, the socket in
 /// the query); the URL parser underneath sqlx refuses an empty host after a userinfo. A
 /// placeholder host is given, which the `host` parameter then replaces.
@@ -508,6 +532,13 @@ mod describe_tests {
         let m = s.scrub("cannot reach postgres://bob:s3cret@db.example:6432/prod (s3cret refused)\x1b[2J");
         assert!(!m.contains("s3cret") && !m.contains('\x1b'), "{m}");
         assert!(m.contains("bob:***@db.example"), "{m}");
+    }
+
+    #[test]
+    fn a_secret_url_never_shows_its_password() {
+        let u = SecretUrl("postgres://reader:s3cret@standby:5432/prod".into());
+        assert!(!format!("{u:?} {u}").contains("s3cret"));
+        assert_eq!(u.expose(), "postgres://reader:s3cret@standby:5432/prod");
     }
 
     #[test]

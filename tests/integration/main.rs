@@ -41,6 +41,7 @@ mod notify_flood;
 mod orders_filter;
 mod orders_sort;
 mod releases;
+mod replica;
 mod roles;
 mod rollback;
 mod rollback_failures;

@@ -391,6 +391,144 @@ impl PrivateServer {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// A hot standby
+
+impl PrivateServer {
+    /// A hot standby of this server, streaming from it: replication allowed on its socket
+    /// (with the password), `pg_basebackup -R` into a directory of its own, started there on
+    /// a socket of its own, returned once it answers reads as a server in recovery. It
+    /// is a `PrivateServer` too: `kill9`, `stop_answering` and `url` work on it, and it is
+    /// killed and deleted when dropped.
+    pub async fn standby(&self) -> PrivateServer {
+        let started = Instant::now();
+        append(&self.root.join("data/pg_hba.conf"), "local replication all scram-sha-256\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut admin = self.admin().await;
+        sqlx::query("SELECT pg_reload_conf()").execute(&mut admin).await.expect("reload pg_hba.conf");
+        let _ = admin.close().await;
+        let n = SERVERS.fetch_add(1, Ordering::SeqCst);
+        let root = base_dir().expect("base dir").join(format!("{}-standby-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let cluster = Cluster::new(root.clone()).expect("cluster");
+        let owner = server_owner();
+        for dir in [root.clone(), cluster.socket_dir()] {
+            fs::create_dir_all(&dir).expect("standby directory");
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("standby directory mode");
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("hand the standby's directory over");
+            }
+        }
+        let primary_socket = self.cluster.socket_dir();
+        let conninfo = format!(
+            "host={} port=5432 user={SUPERUSER} password={} dbname=postgres application_name=test_standby",
+            primary_socket.display(),
+            self.password
+        );
+        let tool = self.cluster.binaries().tool("pg_basebackup");
+        let data = root.join("data");
+        let out = tokio::task::spawn_blocking(move || {
+            use std::os::unix::process::CommandExt;
+            let mut cmd = std::process::Command::new(tool);
+            cmd.current_dir(root_of(&data)).env("LC_ALL", "C").env_remove("PGDATA");
+            cmd.arg("-D").arg(&data).args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-d", &conninfo]);
+            if let Some((uid, gid)) = owner {
+                cmd.uid(uid).gid(gid);
+            }
+            cmd.stdin(std::process::Stdio::null()).output()
+        })
+        .await
+        .expect("pg_basebackup thread")
+        .expect("run pg_basebackup");
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        // The copy's configuration names the primary's socket directory: its own comes last.
+        let socket_dir = cluster.socket_dir().to_string_lossy().replace('\'', "''");
+        append(&root.join("data/postgresql.conf"), &format!("unix_socket_directories = '{socket_dir}'\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut standby = PrivateServer {
+            cluster,
+            root,
+            password: self.password.clone(),
+            frozen: Mutex::new(Vec::new()),
+            started_in: Duration::ZERO,
+        };
+        standby.spawn().await;
+        let mut conn = standby.conn().await;
+        let in_recovery: bool =
+            sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut conn).await.expect("pg_is_in_recovery");
+        assert!(in_recovery, "the copy is not a standby");
+        let _ = conn.close().await;
+        standby.wait_replayed(self).await;
+        standby.started_in = started.elapsed();
+        standby
+    }
+
+    /// On a standby: stops replaying the WAL it receives, and returns once it has stopped.
+    pub async fn pause_replay(&self) {
+        let mut c = self.admin().await;
+        sqlx::query("SELECT pg_wal_replay_pause()").execute(&mut c).await.expect("pg_wal_replay_pause");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state: String =
+                sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()").fetch_one(&mut c).await.expect("state");
+            if state == "paused" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "replay did not pause within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = c.close().await;
+    }
+
+    /// On a standby: replays again.
+    pub async fn resume_replay(&self) {
+        let mut c = self.admin().await;
+        sqlx::query("SELECT pg_wal_replay_resume()").execute(&mut c).await.expect("pg_wal_replay_resume");
+        let _ = c.close().await;
+    }
+
+    /// On a standby: waits (up to 30 s) until it has replayed all `primary` has written now.
+    pub async fn wait_replayed(&self, primary: &PrivateServer) {
+        let mut p = primary.admin().await;
+        let target: i64 = sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")
+            .fetch_one(&mut p)
+            .await
+            .expect("primary lsn");
+        let _ = p.close().await;
+        let mut s = self.admin().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let at: Option<i64> = sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint")
+                .fetch_one(&mut s)
+                .await
+                .expect("standby lsn");
+            if at.is_some_and(|a| a >= target) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the standby did not replay {target} within 30 s (at {at:?})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = s.close().await;
+    }
+}
+
+fn root_of(data: &Path) -> PathBuf {
+    data.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The uid and gid a root-started server runs as (`postgres`); None when not root.
+fn server_owner() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions; getpwnam's static result is copied at once.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return None;
+        }
+        let name = std::ffi::CString::new("postgres").ok()?;
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() { None } else { Some(((*pw).pw_uid, (*pw).pw_gid)) }
+    }
+}
+
 impl Drop for PrivateServer {
     fn drop(&mut self) {
         let _ = self.kill_all();

@@ -18,6 +18,8 @@ mod outage_e2e;
 mod outage_snapshots;
 mod outage_update;
 mod pooler_snapshots;
+mod replica_e2e;
+mod replica_snapshots;
 mod signals_e2e;
 mod snapshots;
 mod update;

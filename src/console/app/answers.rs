@@ -34,6 +34,13 @@ impl App {
                 self.target = t;
                 Effects::redraw()
             }
+            DbEvent::Replica(status) => {
+                if self.replica.as_ref() == Some(&status) {
+                    return Effects::none();
+                }
+                self.replica = Some(status);
+                Effects::redraw()
+            }
             DbEvent::Orders { id, page, rows, has_more } => orders::on_page(self, id, page, rows, has_more),
             DbEvent::RepeatMarks { id, rows, marks } => orders::on_marks(self, id, rows, marks),
             DbEvent::OrdersPerMinute { id, result } => orders::on_per_minute(self, id, result),

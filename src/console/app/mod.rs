@@ -122,6 +122,9 @@ pub struct App {
     pub target: String,
     /// The connection.
     pub conn: ConnState,
+    /// The standby the reads that decide nothing go to, as last measured (None: no
+    /// replica URL).
+    pub replica: Option<crate::core::replica::ReplicaStatus>,
     /// Maintenance mode.
     pub maintenance: Option<MaintenanceState>,
     /// The focused pane.
@@ -194,6 +197,7 @@ impl App {
             incident,
             target,
             conn: ConnState::Connecting { detail: "connecting".into() },
+            replica: None,
             maintenance: None,
             focus: Pane::Orders,
             detail: Pane::Precheck,

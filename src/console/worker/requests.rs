@@ -23,7 +23,12 @@ use crate::store::db::{self, Db, DbConn, QUERY_CANCELED, is_cancel};
 /// What a request's task needs: the pool, the table of running requests (to be
 /// cancellable) and the way back to the UI.
 pub(super) struct Job {
+    /// The primary's pool: every request that decides or writes runs here.
     pub(super) pool: Db,
+    /// The standby's pool while the reads that decide nothing may go to it.
+    pub(super) reads: Option<Db>,
+    /// The standby's state, told when a read failed there.
+    pub(super) replica: Option<Arc<super::replica::Replica>>,
     pub(super) running: Running,
     pub(super) events: mpsc::UnboundedSender<DbEvent>,
     /// The incident's journal (id, path), for the level an approval request declares.
@@ -33,60 +38,69 @@ pub(super) struct Job {
 /// A page of orders, then which of its rows are repeated executions (the page's ids only:
 /// the marks cost a page, not the book).
 pub(super) fn load_orders(job: Job, id: RequestId, query: OrderQuery, sort: OrderSort, page: PageRequest, limit: i64) {
-    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = async {
-            let f = resolve(&mut conn, &query).await?;
-            let from = match &page {
-                PageRequest::First => db::PageFrom::Start,
-                PageRequest::Last => db::PageFrom::End,
-                PageRequest::Below(k) => db::PageFrom::After(k.clone()),
-                PageRequest::Above(k) => db::PageFrom::Before(k.clone()),
-            };
-            let (rows, has_more) = db::orders_page(&mut conn, &f, sort, &from, limit).await?;
-            let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
-            let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
-            // The marks help read the page; a page without them is still the truth, so a
-            // failure here leaves the rows unmarked rather than failing the page shown.
-            if let Ok(marks) = db::repeat_counts(&mut conn, &ids, crate::core::blast::REPEAT_WITHIN_SECONDS).await {
-                let _ = events.send(DbEvent::RepeatMarks { id, rows: ids, marks });
+    read_request(job, id, move |mut conn, events| {
+        let (query, page) = (query.clone(), page.clone());
+        async move {
+            let r = async {
+                let f = resolve(&mut conn, &query).await?;
+                let from = match &page {
+                    PageRequest::First => db::PageFrom::Start,
+                    PageRequest::Last => db::PageFrom::End,
+                    PageRequest::Below(k) => db::PageFrom::After(k.clone()),
+                    PageRequest::Above(k) => db::PageFrom::Before(k.clone()),
+                };
+                let (rows, has_more) = db::orders_page(&mut conn, &f, sort, &from, limit).await?;
+                let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+                let _ = events.send(DbEvent::Orders { id, page, rows, has_more });
+                // The marks help read the page; a page without them is still the truth, so a
+                // failure here leaves the rows unmarked rather than failing the page shown.
+                if let Ok(marks) = db::repeat_counts(&mut conn, &ids, crate::core::blast::REPEAT_WITHIN_SECONDS).await {
+                    let _ = events.send(DbEvent::RepeatMarks { id, rows: ids, marks });
+                }
+                Ok(())
             }
-            Ok(())
+            .await;
+            (conn, r)
         }
-        .await;
-        (conn, r)
     });
 }
 
 /// Orders matching the filter per minute, counted on the server.
 pub(super) fn orders_per_minute(job: Job, id: RequestId, query: OrderQuery) {
-    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = async {
-            let f = resolve(&mut conn, &query).await?;
-            let result = db::orders_per_minute(&mut conn, &f).await;
-            match result {
-                Err(e) if is_cancel(&e) => Err(e),
-                result => {
-                    let _ = events.send(DbEvent::OrdersPerMinute { id, result: result.map_err(|e| e.to_string()) });
-                    Ok(())
+    read_request(job, id, move |mut conn, events| {
+        let query = query.clone();
+        async move {
+            let r = async {
+                let f = resolve(&mut conn, &query).await?;
+                let result = db::orders_per_minute(&mut conn, &f).await;
+                match result {
+                    Err(e) if is_cancel(&e) => Err(e),
+                    result => {
+                        let _ = events.send(DbEvent::OrdersPerMinute { id, result: result.map_err(|e| e.to_string()) });
+                        Ok(())
+                    }
                 }
             }
+            .await;
+            (conn, r)
         }
-        .await;
-        (conn, r)
     });
 }
 
 /// How many orders match (capped).
 pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
-    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
-        let r = async {
-            let f = resolve(&mut conn, &query).await?;
-            let (count, capped) = db::count_orders(&mut conn, &f, 100_000).await?;
-            let _ = events.send(DbEvent::OrderCount { id, count, capped });
-            Ok(())
+    read_request(job, id, move |mut conn, events| {
+        let query = query.clone();
+        async move {
+            let r = async {
+                let f = resolve(&mut conn, &query).await?;
+                let (count, capped) = db::count_orders(&mut conn, &f, 100_000).await?;
+                let _ = events.send(DbEvent::OrderCount { id, count, capped });
+                Ok(())
+            }
+            .await;
+            (conn, r)
         }
-        .await;
-        (conn, r)
     });
 }
 
@@ -174,7 +188,7 @@ pub(super) struct BatchRun {
 /// `waive_journal` the waiver goes to the audit log first, and stops the batch if it cannot.
 pub(super) fn run_batch(job: Job, settings: ConnectSettings, id: RequestId, run: BatchRun) {
     let BatchRun { items, reason, operation, waive_journal, preview } = run;
-    let Job { pool, running, events, journal } = job;
+    let Job { pool, running, events, journal, .. } = job;
     let progress = Arc::new(Progress::default());
     if let Ok(mut m) = running.lock() {
         m.insert(id, Cancel::Batch(progress.clone()));
@@ -381,7 +395,7 @@ pub(super) fn release_rollback(job: Job, id: RequestId, to: String, reason: Stri
 
 /// The blast radius: executions per minute and the repeated executions, grouped.
 pub(super) fn blast_radius(job: Job, id: RequestId) {
-    request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
+    read_request(job, id, move |mut conn, events| async move {
         let r = async {
             let per_minute = db::executions_per_minute(&mut conn).await?;
             let repeated = db::repeated_executions(&mut conn, crate::core::blast::REPEAT_WITHIN_SECONDS).await?;
@@ -417,74 +431,154 @@ async fn resolve(conn: &mut Conn, q: &OrderQuery) -> Result<ResolvedQuery> {
     q.resolved(times, &unknown).map_err(crate::core::error::Error::BadInput)
 }
 
-/// Runs one cancellable request: a pooled connection whose backend id is registered, so
-/// `Cancel` can reach its query on the server (behind a transaction pooler the task is
-/// registered instead, and aborting it closes the connection mid-transaction). A
-/// cancelled connection is closed, never returned to the pool mid-way.
+/// Runs one cancellable request on the primary: a pooled connection whose backend id is
+/// registered, so `Cancel` can reach its query on the server (behind a transaction pooler
+/// the task is registered instead, and aborting it closes the connection mid-transaction).
+/// A cancelled connection is closed, never returned to the pool mid-way.
 fn request<F, Fut>(pool: Db, running: Running, events: mpsc::UnboundedSender<DbEvent>, id: RequestId, f: F)
 where
     F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
 {
-    if let Ok(mut m) = running.lock() {
-        m.insert(id, Cancel::Backend { pid: None, requested: false });
-    }
+    register(&running, id);
     let pooled = pool.transaction_pooled();
     let table = running.clone();
     let task = tokio::spawn(async move {
-        let outcome: Result<()> = async {
-            let mut conn = pool.acquire().await?;
-            let pid = match conn.session() {
-                Some(session) => Some(db::backend_pid(session).await?),
-                None => None,
-            };
-            let still_wanted = running
-                .lock()
-                .map(|mut m| match m.get_mut(&id) {
-                    Some(Cancel::Backend { pid: slot, .. }) => {
-                        *slot = pid;
-                        true
-                    }
-                    Some(Cancel::Abort(_)) => true,
-                    _ => false,
-                })
-                .unwrap_or(false);
-            if !still_wanted {
-                return Err(Error::Database(crate::core::error::DbErrorText {
-                    code: Some(QUERY_CANCELED.into()),
-                    message: "cancelled before it started".into(),
-                }));
-            }
-            let (conn, r) = f(conn, events.clone()).await;
-            if r.as_ref().err().is_some_and(is_cancel) {
-                // The server cancelled this connection's query: do not reuse it.
-                conn.close().await;
-            }
-            r
-        }
-        .await;
-        // Whether the operator asked for this cancel: an entry the cancel removed, or one it
-        // marked. A cancel nobody here asked for (a statement timeout, another session's
-        // pg_cancel_backend) is a failure, and is shown with the server's words.
-        let asked = match running.lock().map(|mut m| m.remove(&id)) {
-            Ok(None) => true,
-            Ok(Some(Cancel::Backend { requested, .. })) => requested,
-            Ok(Some(_)) | Err(_) => false,
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(e) if is_cancel(&e) && asked => {
-                let _ = events.send(DbEvent::Cancelled { id });
-            }
-            Err(e) => {
-                let _ = events.send(DbEvent::Failed { id, error: e.to_string() });
-            }
-        }
+        let outcome = attempt(&pool, None, &running, id, &events, f).await;
+        answer(&running, &events, id, outcome);
     });
+    abort_through(pooled, &table, id, task);
+}
+
+/// A read that decides nothing (the orders list, its count and strip, the blast radius):
+/// on the standby while it may be used, else on the primary. When it fails on the standby
+/// (not a cancel the operator asked for), the standby is set aside and the read runs again
+/// on the primary at once, so a standby that dies or is cut off from its primary costs a
+/// moment, not an answer.
+fn read_request<F, Fut>(job: Job, id: RequestId, f: F)
+where
+    F: Fn(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
+{
+    let Job { pool, reads, replica, running, events, .. } = job;
+    let (Some(standby), Some(replica)) = (reads, replica) else {
+        return request(pool, running, events, id, f);
+    };
+    register(&running, id);
+    let pooled = pool.transaction_pooled() || standby.transaction_pooled();
+    let table = running.clone();
+    let task = tokio::spawn(async move {
+        let first = attempt(&standby, Some(&standby), &running, id, &events, &f).await;
+        let outcome = match first {
+            // A filter the book refuses is the person's to fix, not the standby's fault.
+            Err(e) if !is_cancel(&e) && !matches!(e, Error::BadInput(_)) && !cancel_asked(&running, id) => {
+                tracing::warn!("a read on the standby failed, read on the primary: {e}");
+                replica.failed();
+                if let Ok(mut m) = running.lock()
+                    && let Some(slot @ Cancel::Backend { .. }) = m.get_mut(&id)
+                {
+                    *slot = Cancel::Backend { pid: None, requested: false, on: None };
+                }
+                attempt(&pool, None, &running, id, &events, &f).await
+            }
+            other => other,
+        };
+        answer(&running, &events, id, outcome);
+    });
+    abort_through(pooled, &table, id, task);
+}
+
+/// Registers a request as cancellable before its task starts.
+fn register(running: &Running, id: RequestId) {
+    if let Ok(mut m) = running.lock() {
+        m.insert(id, Cancel::Backend { pid: None, requested: false, on: None });
+    }
+}
+
+/// Whether the operator asked to cancel the request.
+fn cancel_asked(running: &Running, id: RequestId) -> bool {
+    running.lock().map(|m| !matches!(m.get(&id), Some(Cancel::Backend { requested: false, .. }))).unwrap_or(true)
+}
+
+/// Behind a transaction pooler a running request is cancelled by aborting its task.
+fn abort_through(pooled: bool, table: &Running, id: RequestId, task: tokio::task::JoinHandle<()>) {
     if pooled && let Ok(mut m) = table.lock() {
         // Still running (a finished task has removed itself): cancel it by aborting it.
         if let Some(slot @ Cancel::Backend { pid: None, .. }) = m.get_mut(&id) {
             *slot = Cancel::Abort(task.abort_handle());
+        }
+    }
+}
+
+/// One run of a request on `pool` (`on`: the standby's, for its cancel): a connection, its
+/// backend registered, then `f`.
+async fn attempt<F, Fut>(
+    pool: &Db,
+    on: Option<&Db>,
+    running: &Running,
+    id: RequestId,
+    events: &mpsc::UnboundedSender<DbEvent>,
+    f: F,
+) -> Result<()>
+where
+    F: FnOnce(Conn, mpsc::UnboundedSender<DbEvent>) -> Fut,
+    Fut: std::future::Future<Output = (Conn, Result<()>)>,
+{
+    // On the standby the wait is short: a dead one would hold the read for the pool's
+    // whole acquire timeout, and the primary can answer instead.
+    let mut conn = match on {
+        Some(_) => tokio::time::timeout(super::replica::ACQUIRE_WITHIN, pool.acquire())
+            .await
+            .map_err(|_| Error::Unreachable("the standby gave no connection in time".into()))??,
+        None => pool.acquire().await?,
+    };
+    let pid = match conn.session() {
+        Some(session) => Some(db::backend_pid(session).await?),
+        None => None,
+    };
+    let still_wanted = running
+        .lock()
+        .map(|mut m| match m.get_mut(&id) {
+            Some(Cancel::Backend { pid: slot, on: server, .. }) => {
+                *slot = pid;
+                *server = on.cloned();
+                true
+            }
+            Some(Cancel::Abort(_)) => true,
+            _ => false,
+        })
+        .unwrap_or(false);
+    if !still_wanted {
+        return Err(Error::Database(crate::core::error::DbErrorText {
+            code: Some(QUERY_CANCELED.into()),
+            message: "cancelled before it started".into(),
+        }));
+    }
+    let (conn, r) = f(conn, events.clone()).await;
+    if r.as_ref().err().is_some_and(is_cancel) {
+        // The server cancelled this connection's query: do not reuse it.
+        conn.close().await;
+    }
+    r
+}
+
+/// The request's end: removed from the table, and a failure or the operator's cancel told.
+fn answer(running: &Running, events: &mpsc::UnboundedSender<DbEvent>, id: RequestId, outcome: Result<()>) {
+    // Whether the operator asked for this cancel: an entry the cancel removed, or one it
+    // marked. A cancel nobody here asked for (a statement timeout, another session's
+    // pg_cancel_backend) is a failure, and is shown with the server's words.
+    let asked = match running.lock().map(|mut m| m.remove(&id)) {
+        Ok(None) => true,
+        Ok(Some(Cancel::Backend { requested, .. })) => requested,
+        Ok(Some(_)) | Err(_) => false,
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(e) if is_cancel(&e) && asked => {
+            let _ = events.send(DbEvent::Cancelled { id });
+        }
+        Err(e) => {
+            let _ = events.send(DbEvent::Failed { id, error: e.to_string() });
         }
     }
 }
