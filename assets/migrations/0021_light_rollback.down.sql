@@ -235,6 +235,66 @@ $$;
 CREATE TRIGGER order_audit_log_opens_breaker AFTER INSERT ON order_audit_log
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _breaker_on_failed_postcheck();
 
+-- Why work needs an approval, as migration 19 left it.
+CREATE OR REPLACE FUNCTION _approval_reasons(p_kind text, p_orders integer, p_refunded numeric, p_level integer,
+                                  p_operation uuid)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_policy approval_policy;
+    v_level  integer := greatest(coalesce(p_level, 0), _open_incident_level());
+    v_used   record;
+    v_new_op integer;
+    v_why    jsonb := '[]';
+BEGIN
+    SELECT * INTO v_policy FROM approval_policy;
+    IF NOT v_policy.enabled THEN
+        RETURN v_why;
+    END IF;
+    IF p_kind = 'release_rollback' THEN
+        IF v_policy.release_rollback THEN
+            v_why := v_why || to_jsonb('every release rollback needs a second person'::text);
+        END IF;
+        RETURN v_why;
+    END IF;
+    IF p_kind = 'breaker_close' THEN
+        IF v_policy.level3_breaker_close AND v_level >= 3 THEN
+            v_why := v_why || to_jsonb('closing the circuit breaker at Level 3 needs a second person'::text);
+        END IF;
+        RETURN v_why;
+    END IF;
+    IF v_policy.level3_batches AND v_level >= 3 AND p_kind IN ('batch', 'group') THEN
+        v_why := v_why || to_jsonb(format('every %s rollback at Level 3 needs a second person',
+                                          CASE p_kind WHEN 'batch' THEN 'batch' ELSE 'group' END));
+    END IF;
+    IF p_orders > v_policy.batch_orders THEN
+        v_why := v_why || to_jsonb(format('%s orders is more than the %s one person may roll back',
+                                          p_orders, v_policy.batch_orders));
+    END IF;
+    IF p_refunded > v_policy.batch_refunded THEN
+        v_why := v_why || to_jsonb(format('%s refunded is more than the %s one person may refund',
+                                          _money(p_refunded), _money(v_policy.batch_refunded)));
+    END IF;
+    SELECT * INTO v_used FROM _unapproved_used(v_policy.window_minutes);
+    v_new_op := CASE WHEN p_operation IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM unapproved_rollbacks u
+                         WHERE u.login = session_user::text AND u.operation = p_operation
+                           AND u.at > clock_timestamp() - make_interval(mins => v_policy.window_minutes))
+                     THEN 0 ELSE 1 END;
+    IF v_used.operations + v_new_op > v_policy.single_limit THEN
+        v_why := v_why || to_jsonb(format('this login already made %s rollbacks without approval in %s minutes (limit %s)',
+                                          v_used.operations, v_policy.window_minutes, v_policy.single_limit));
+    ELSIF v_used.orders + p_orders > v_policy.batch_orders AND p_orders <= v_policy.batch_orders THEN
+        v_why := v_why || to_jsonb(format('this login already rolled back %s orders without approval in %s minutes (limit %s)',
+                                          v_used.orders, v_policy.window_minutes, v_policy.batch_orders));
+    ELSIF v_used.refunded + p_refunded > v_policy.batch_refunded AND p_refunded <= v_policy.batch_refunded THEN
+        v_why := v_why || to_jsonb(format('this login already refunded %s without approval in %s minutes (limit %s)',
+                                          _money(v_used.refunded), v_policy.window_minutes, _money(v_policy.batch_refunded)));
+    END IF;
+    RETURN v_why;
+END
+$$;
+DROP FUNCTION _approval_reasons_at(approval_policy, integer, text, integer, numeric, uuid);
+
 DROP TRIGGER profiles_never_deleted ON profiles;
 DROP TRIGGER profiles_no_truncate ON profiles;
 

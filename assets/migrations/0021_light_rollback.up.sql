@@ -29,7 +29,9 @@
 --     of every kind, and that no role but the owner can write the ledger.
 --   * _operator() is PL/pgSQL: as a SQL function with a FROM clause it could not be
 --     inlined, and every call planned its query again (~0.2 ms, measured). A rollback now
---     asks for it once, and for the operation (_batch_id()) and the printable reason once.
+--     asks for it once, and for the operation (_batch_id()) and the printable reason once;
+--     an unapproved one reads the policy and the open incident level (a scan of the
+--     journal copy's last week) once, where _approval_reasons read both again.
 --   * The rollback's two steps are one function again (the breaker's and the approval's
 --     checks, then the money statement): the drill check reads the profile the statement
 --     updated instead of joining orders and profiles again.
@@ -111,6 +113,78 @@ END
 $$;
 CREATE TRIGGER order_audit_log_opens_breaker AFTER INSERT ON order_audit_log
     FOR EACH ROW WHEN (NEW.action = 'postcheck_failed') EXECUTE FUNCTION _breaker_on_failed_postcheck();
+
+---------------------------------------------------------------------------------------------
+-- Why work needs an approval (migration 19), for a caller that has read the policy and the
+-- open level already: the rollback step read both, and _approval_reasons read them again
+-- (the level is a scan of the journal copy's last week).
+---------------------------------------------------------------------------------------------
+
+CREATE FUNCTION _approval_reasons_at(p_policy approval_policy, p_level integer, p_kind text, p_orders integer,
+                                     p_refunded numeric, p_operation uuid)
+RETURNS jsonb LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_policy approval_policy := p_policy;
+    v_level  integer := coalesce(p_level, 0);
+    v_used   record;
+    v_new_op integer;
+    v_why    jsonb := '[]';
+BEGIN
+    IF NOT v_policy.enabled THEN
+        RETURN v_why;
+    END IF;
+    IF p_kind = 'release_rollback' THEN
+        IF v_policy.release_rollback THEN
+            v_why := v_why || to_jsonb('every release rollback needs a second person'::text);
+        END IF;
+        RETURN v_why;
+    END IF;
+    IF p_kind = 'breaker_close' THEN
+        IF v_policy.level3_breaker_close AND v_level >= 3 THEN
+            v_why := v_why || to_jsonb('closing the circuit breaker at Level 3 needs a second person'::text);
+        END IF;
+        RETURN v_why;
+    END IF;
+    IF v_policy.level3_batches AND v_level >= 3 AND p_kind IN ('batch', 'group') THEN
+        v_why := v_why || to_jsonb(format('every %s rollback at Level 3 needs a second person',
+                                          CASE p_kind WHEN 'batch' THEN 'batch' ELSE 'group' END));
+    END IF;
+    IF p_orders > v_policy.batch_orders THEN
+        v_why := v_why || to_jsonb(format('%s orders is more than the %s one person may roll back',
+                                          p_orders, v_policy.batch_orders));
+    END IF;
+    IF p_refunded > v_policy.batch_refunded THEN
+        v_why := v_why || to_jsonb(format('%s refunded is more than the %s one person may refund',
+                                          _money(p_refunded), _money(v_policy.batch_refunded)));
+    END IF;
+    SELECT * INTO v_used FROM _unapproved_used(v_policy.window_minutes);
+    v_new_op := CASE WHEN p_operation IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM unapproved_rollbacks u
+                         WHERE u.login = session_user::text AND u.operation = p_operation
+                           AND u.at > clock_timestamp() - make_interval(mins => v_policy.window_minutes))
+                     THEN 0 ELSE 1 END;
+    IF v_used.operations + v_new_op > v_policy.single_limit THEN
+        v_why := v_why || to_jsonb(format('this login already made %s rollbacks without approval in %s minutes (limit %s)',
+                                          v_used.operations, v_policy.window_minutes, v_policy.single_limit));
+    ELSIF v_used.orders + p_orders > v_policy.batch_orders AND p_orders <= v_policy.batch_orders THEN
+        v_why := v_why || to_jsonb(format('this login already rolled back %s orders without approval in %s minutes (limit %s)',
+                                          v_used.orders, v_policy.window_minutes, v_policy.batch_orders));
+    ELSIF v_used.refunded + p_refunded > v_policy.batch_refunded AND p_refunded <= v_policy.batch_refunded THEN
+        v_why := v_why || to_jsonb(format('this login already refunded %s without approval in %s minutes (limit %s)',
+                                          _money(v_used.refunded), v_policy.window_minutes, _money(v_policy.batch_refunded)));
+    END IF;
+    RETURN v_why;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION _approval_reasons_at(approval_policy, integer, text, integer, numeric, uuid) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION _approval_reasons(p_kind text, p_orders integer, p_refunded numeric, p_level integer,
+                                             p_operation uuid)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT _approval_reasons_at(p, greatest(coalesce(p_level, 0), _open_incident_level()), p_kind, p_orders,
+                                p_refunded, p_operation)
+    FROM approval_policy p
+$$;
 
 ---------------------------------------------------------------------------------------------
 -- The rollback step: the breaker, the approval, then the money (migrations 14, 18, 19)
@@ -210,8 +284,9 @@ BEGIN
                     WHERE u.login = session_user::text AND u.operation = v_operation) THEN
                 v_why := jsonb_build_array('every batch rollback at Level 3 needs a second person');
             ELSE
-                v_why := _approval_reasons(CASE p_mode WHEN 'transaction' THEN 'group' ELSE 'single' END,
-                                           v_n, v_refunded, v_level, v_operation);
+                v_why := _approval_reasons_at(v_policy, v_level,
+                                              CASE p_mode WHEN 'transaction' THEN 'group' ELSE 'single' END,
+                                              v_n, v_refunded, v_operation);
             END IF;
             IF jsonb_array_length(v_why) > 0 THEN
                 RETURN _refusal('approval_required',
