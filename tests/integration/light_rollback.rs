@@ -74,7 +74,8 @@ async fn a_rollback_updates_its_order_and_position_heap_only() {
     let user = account(&t.pool, "100000").await;
     let single = executed(&t.pool, user, "1000", None).await;
     let group = Uuid::new_v4();
-    let (g1, g2) = (executed(&t.pool, user, "1000", Some(group)).await, executed(&t.pool, user, "2000", Some(group)).await);
+    let (g1, g2) =
+        (executed(&t.pool, user, "1000", Some(group)).await, executed(&t.pool, user, "2000", Some(group)).await);
     let chunk = [executed(&t.pool, user, "300", None).await, executed(&t.pool, user, "400", None).await];
 
     let mut c = t.conn().await;
