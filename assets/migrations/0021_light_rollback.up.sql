@@ -16,7 +16,10 @@
 --     the original transfers' pages. What they guaranteed holds without them:
 --       - only the owner may INSERT into the ledger (no role is granted it; the owner cannot
 --         log in) and its rows are never updated, deleted or truncated (triggers, even for
---         the superuser): every row comes from a definer function;
+--         the superuser): every row comes from a definer function, or from the demo and
+--         benchmark seeding (store::db::seed, the migrating login), which writes each
+--         transfer in the statement that inserts its order (whose foreign key to the
+--         profile stays);
 --       - those functions take the ids from rows they hold: create_trading_account the
 --         profile it inserts, execute_order_atomic the profile it locked and the order it
 --         inserted, the rollback the original transfer it reverses (user, order and id
