@@ -415,7 +415,6 @@ async fn an_operator_cannot_call_the_internal_functions() {
     let calls = [
         format!("SELECT _claim_approval('{o}', ARRAY['batch'], NULL)"),
         "SELECT _mark_approval_used(jsonb_build_object('approval_id', gen_random_uuid(), 'used', false))".into(),
-        format!("SELECT _rollback_locked_orders_unguarded('{u}', ARRAY['{o}']::uuid[], 'x', 'single', NULL, now())"),
         format!("SELECT _rollback_locked_orders('{u}', ARRAY['{o}']::uuid[], 'x', 'single', NULL, now())"),
         "SELECT _release_rollback_unguarded('base', 'x', false, false, NULL)".into(),
         "SELECT _switch_breaker(false, 'x', 'person')".into(),

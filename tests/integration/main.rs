@@ -33,6 +33,7 @@ mod incident_cli;
 mod journal;
 mod journal_wal;
 mod layers;
+mod light_rollback;
 mod lock_squatting;
 mod lost_ack;
 mod migration_safety;
