@@ -81,7 +81,7 @@ pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
     request(job.pool, job.running, job.events, id, move |mut conn, events| async move {
         let r = async {
             let f = resolve(&mut conn, &query).await?;
-            let (count, capped) = db::count_orders(&mut conn, &f, 100_000).await?;
+            let (count, capped) = db::count_orders(&mut conn, &f, crate::core::orders::TITLE_COUNT_CAP).await?;
             let _ = events.send(DbEvent::OrderCount { id, count, capped });
             Ok(())
         }

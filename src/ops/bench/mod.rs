@@ -4,6 +4,9 @@
 //! because this machine is shared and only ratios are meaningful.
 
 mod book;
+mod console_rss;
+mod generate;
+pub mod scale;
 mod server;
 
 use std::sync::Arc;
