@@ -84,7 +84,10 @@ fn print_size(s: &SizeReport) {
         s.database_bytes as f64 / 1e9,
         s.checkpoint_seconds
     );
-    println!("  {:<33} {:>9}  {:>21}  {:>4}  {:>7}  expected as the book grows", "figure", "median", "min-max", "runs", "x prev");
+    println!(
+        "  {:<33} {:>9}  {:>21}  {:>4}  {:>7}  expected as the book grows",
+        "figure", "median", "min-max", "runs", "x prev"
+    );
     for f in &s.figures {
         println!(
             "  {:<33} {:>9}  {:>21}  {:>4}  {:>7}  {}",

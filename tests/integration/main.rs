@@ -20,6 +20,7 @@ mod audit_locks;
 mod batch_chunks;
 mod batch_faults;
 mod batch_proof;
+mod bench_scale;
 mod blast;
 mod breaker;
 mod bundle;

@@ -127,9 +127,9 @@ pub async fn build(conn: &mut PgConnection, orders: u64, end_ms: i64, say: Say<'
 
 /// "10k", "1m", "25500": a size as `--sizes` takes it.
 pub fn size_label(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}m", n / 1_000_000)
-    } else if n >= 1_000 && n % 1_000 == 0 {
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else {
         n.to_string()

@@ -176,7 +176,7 @@ fn figure(name: &'static str, unit: Unit, mut runs: Vec<f64>) -> Figure {
     let n = runs.len();
     let median = match n {
         0 => 0.0,
-        _ if n % 2 == 1 => runs[n / 2],
+        _ if !n.is_multiple_of(2) => runs[n / 2],
         _ => (runs[n / 2 - 1] + runs[n / 2]) / 2.0,
     };
     Figure {

@@ -65,7 +65,8 @@ pub async fn time_audited_tables_count(conn: &mut PgConnection, incremental: boo
 /// The book's tables whose secondary structure (indexes other than the primary key, foreign
 /// keys) a scale build drops and rebuilds: building an index once from sorted rows is many
 /// times cheaper than ten million random insertions into it.
-const BOOK_TABLES: &str = "ARRAY['orders', 'positions', 'ledger_transfers', 'profiles', 'daily_pnl_tracking']::regclass[]";
+const BOOK_TABLES: &str =
+    "ARRAY['orders', 'positions', 'ledger_transfers', 'profiles', 'daily_pnl_tracking']::regclass[]";
 
 /// An index or constraint of the book as the catalog defines it: the statement that drops
 /// it and the one that makes it again, both written by the server (`pg_get_indexdef`,
@@ -139,21 +140,18 @@ pub async fn begin_scale_build(conn: &mut PgConnection) -> Result<()> {
 
 /// Back to ordinary sessions: triggers fire again.
 pub async fn end_scale_build(conn: &mut PgConnection) -> Result<()> {
-    sqlx::raw_sql("RESET session_replication_role; RESET maintenance_work_mem; RESET synchronous_commit; RESET work_mem")
-        .execute(conn)
-        .await?;
+    sqlx::raw_sql(
+        "RESET session_replication_role; RESET maintenance_work_mem; RESET synchronous_commit; RESET work_mem",
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// `users` accounts with `deposit` each, and each deposit's ledger transfer (what
 /// `create_trading_account` writes), created a day before the book's first order. Ids
 /// derived from the account's number, so every run builds the same book.
-pub async fn scale_accounts(
-    conn: &mut PgConnection,
-    users: i64,
-    deposit: Decimal,
-    at: DateTime<Utc>,
-) -> Result<u64> {
+pub async fn scale_accounts(conn: &mut PgConnection, users: i64, deposit: Decimal, at: DateTime<Utc>) -> Result<u64> {
     let made = sqlx::query(
         "INSERT INTO profiles (id, balance, created_at) \
          SELECT md5('scale:u:' || k)::uuid, $2, $3 FROM generate_series(0, $1 - 1) k",
