@@ -18,7 +18,7 @@ const SCHEMA: &str = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM ( \
        SELECT 'i ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
        WHERE c.relnamespace = 'public'::regnamespace \
        UNION ALL \
-       SELECT 't ' || tgrelid::regclass || ' ' || tgname || ' ' || tgenabled FROM pg_trigger t \
+       SELECT 't ' || tgrelid::regclass || ' ' || tgname || ' ' || tgenabled::text FROM pg_trigger t \
        JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal) s";
 
 /// Runs `bench --scale` keeping its database; returns the report and the database's name.
