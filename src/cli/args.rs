@@ -931,6 +931,40 @@ pub struct BenchArgs {
     /// Text the peer's first frame always shows (rainfrog 0.4: `<alt+1>`).
     #[arg(long, default_value = "<alt+1>")]
     pub peer_marker: String,
+    /// The cost curve instead: books of each of --sizes orders generated on the server, and
+    /// what the console and the CLI take on each (pages, filter, count, pre-check, rollback,
+    /// batch, audits, blast radius, the console's memory). Needs a superuser login.
+    #[arg(long)]
+    pub scale: bool,
+    /// Book sizes for --scale, comma separated, with k or m for thousands and millions.
+    #[arg(long, default_value = "10k,100k,1m,10m", value_delimiter = ',', value_parser = parse_size)]
+    pub sizes: Vec<u64>,
+    /// Runs of each --scale figure (the median is shown; the full audit, the batch and the
+    /// console run at most 3 times).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub runs: u16,
+    /// --scale without the console's memory (no tmux needed).
+    #[arg(long)]
+    pub no_console: bool,
+}
+
+/// "10k", "1m", "25000": a number of orders, at least 10,000 (the batch figure rolls back
+/// 3,000 of them) and at most 100 million.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (digits, factor) = match t.strip_suffix('m') {
+        Some(d) => (d, 1_000_000),
+        None => match t.strip_suffix('k') {
+            Some(d) => (d, 1_000),
+            None => (t.as_str(), 1),
+        },
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size; try 10k, 1m or 25000"))?;
+    let n = n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too big"))?;
+    if !(10_000..=100_000_000).contains(&n) {
+        return Err(format!("{s:?}: a book has from 10k to 100m orders"));
+    }
+    Ok(n)
 }
 
 /// `session` or `transaction`.

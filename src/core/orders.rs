@@ -226,6 +226,10 @@ impl OrderQuery {
     }
 }
 
+/// The most orders the orders list's title counts ("100000+" beyond): the count costs at
+/// most this many index entries, however big the book.
+pub const TITLE_COUNT_CAP: i64 = 100_000;
+
 /// A filter as typed (the console's filter line, the CLI's flags): times may be times of
 /// day, resolved against the book when the query runs.
 pub type OrderQuery = OrderFilter<TimeBound>;

@@ -21,6 +21,7 @@ mod batch_chunks;
 mod batch_faults;
 mod batch_proof;
 mod bench_cli;
+mod bench_scale;
 mod blast;
 mod breaker;
 mod bundle;

@@ -189,6 +189,14 @@ pub fn admin_url() -> String {
     }
 }
 
+/// The URL of another database on the test server (one a test's command made).
+pub fn database_url(database: &str) -> String {
+    match SERVER.get_or_init(start_server) {
+        Ok(s) => s.url_of(database),
+        Err(e) => panic!("test PostgreSQL unavailable: {e}"),
+    }
+}
+
 impl TestDb {
     /// Connection settings as the console would use them.
     pub fn settings(&self) -> ConnectSettings {

@@ -94,7 +94,7 @@ pub(super) fn count_orders(job: Job, id: RequestId, query: OrderQuery) {
         async move {
             let r = async {
                 let f = resolve(&mut conn, &query).await?;
-                let (count, capped) = db::count_orders(&mut conn, &f, 100_000).await?;
+                let (count, capped) = db::count_orders(&mut conn, &f, crate::core::orders::TITLE_COUNT_CAP).await?;
                 let _ = events.send(DbEvent::OrderCount { id, count, capped });
                 Ok(())
             }

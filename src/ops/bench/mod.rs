@@ -6,6 +6,9 @@
 mod book;
 mod calls;
 mod console;
+mod console_rss;
+mod generate;
+pub mod scale;
 mod server;
 mod terminal;
 
