@@ -2,24 +2,20 @@
 --
 -- Measured on a book of 1 M orders (2 M transfers, 10 k accounts; EXPLAIN ANALYZE of the
 -- statements inside ledger_audit_full()): all of the time is in _audit_figures, one
--- parallel scan and hash aggregate per table; the reversal check and the comparison with
--- the profiles take ~50 ms. Of ~3.2 s:
---   * ~0.23 s compiling the statement with JIT (its cost is far above jit_above_cost, and
---     JIT pays back only on much longer runs): switched off for these functions;
---   * the ledger's partial hash aggregate spilled to disk (five numeric transition states
---     per account do not fit in 4 MB of work_mem): 32 MB here;
---   * five numeric sums per ledger row, each a CASE that negates (a new numeric per row):
---     now the same figures from FILTERed sums of the stored amount, at most three of which
---     advance for any one row (a margin lock: out of cash, into margin, taken);
---   * what remains is the grouping and the numeric arithmetic: grouping the 2 M transfers
---     by account costs about as much as count(*) over every audited table, and each
---     numeric sum per row adds ~0.25 s more (a bigint sum ~0.02 s). count(*) reads the
---     small deduplicated indexes (~15 k pages), the audit the heaps (~78 k pages, more than
---     shared_buffers). Summing integers (units of 1e-8) needs them stored beside the
---     amounts (generated columns): a change of the write path, left to it.
---
--- The figures, their NULLs and their scales are those of 0005 (8 decimals, or 0 where no
--- row counted), so a full and an incremental audit still print the same rows.
+-- parallel scan and hash aggregate per table (RETURN QUERY already runs in parallel); the
+-- reversal check and the comparison with the profiles take ~50 ms. Of ~3.2 s:
+--   * ~0.23 s compiling the statement with JIT (its cost is far above jit_above_cost):
+--     switched off for this function;
+--   * the ledger's hash aggregate spilled to disk (five numeric transition states per
+--     account do not fit in 4 MB of work_mem; 12-44 MB written per run): 32 MB here;
+--   * the rest is grouping and numeric arithmetic. Grouping the audited tables by account
+--     with nothing but count(*) costs ~5x a count(*) of them (count(*) reads the small
+--     deduplicated indexes, ~15 k pages; the audit reads the heaps, ~78 k pages, more than
+--     shared_buffers), and each numeric sum per row costs ~0.25 s per 2 M rows where a
+--     bigint sum costs ~0.02 s. Summing integers needs them stored beside the amounts
+--     (generated columns): a change of the write path, left to it. Rewriting the sums
+--     (FILTERed sums into and out of each account instead of five CASE sums) measured
+--     within the noise of this machine, so the statement is 0005's, unchanged.
 SET LOCAL ROLE incident_owner;
 
 -- Figures computed from the tables, for some users (NULL: all), counting ledger and audit
@@ -35,18 +31,14 @@ SET work_mem = '32MB' AS $$
 BEGIN
     RETURN QUERY
     WITH l AS (
-        -- Into and out of each account apart: a transfer advances two or three of these
-        -- sums (0005's CASE form advanced all five, negating a copy of the amount).
         SELECT t.user_id,
-               sum(t.amount) FILTER (WHERE t.credit_account = 'user_cash') AS cash_in,
-               sum(t.amount) FILTER (WHERE t.debit_account = 'user_cash') AS cash_out,
-               sum(t.amount) FILTER (WHERE t.credit_account = 'user_margin') AS margin_in,
-               sum(t.amount) FILTER (WHERE t.debit_account = 'user_margin') AS margin_out,
-               sum(t.amount) FILTER (WHERE t.credit_account IN ('house_clearing', 'house_commission')) AS house_in,
-               -- a transfer between two house accounts counts in, as 0005's CASE had it
-               sum(t.amount) FILTER (WHERE t.debit_account IN ('house_clearing', 'house_commission')
-                                       AND t.credit_account NOT IN ('house_clearing', 'house_commission'))
-                   AS house_out,
+               sum(CASE WHEN t.credit_account = 'user_cash' THEN t.amount
+                        WHEN t.debit_account = 'user_cash' THEN -t.amount ELSE 0 END) AS cash,
+               sum(CASE WHEN t.credit_account = 'user_margin' THEN t.amount
+                        WHEN t.debit_account = 'user_margin' THEN -t.amount ELSE 0 END) AS margin,
+               sum(CASE WHEN t.credit_account IN ('house_clearing', 'house_commission') THEN t.amount
+                        WHEN t.debit_account IN ('house_clearing', 'house_commission') THEN -t.amount
+                        ELSE 0 END) AS house,
                sum(t.amount) FILTER (WHERE t.kind IN ('margin_lock', 'commission')) AS taken,
                sum(t.amount) FILTER (WHERE t.kind = 'reversal') AS given_back
         FROM ledger_transfers t
@@ -82,10 +74,7 @@ BEGIN
         GROUP BY a.user_id
     )
     SELECT coalesce(l.user_id, o.user_id, p.user_id, a.user_id),
-           -- 8 decimals when some transfer moved the account, else 0, as 0005's CASE sums
-           coalesce(l.cash_in, 0) - coalesce(l.cash_out, 0),
-           coalesce(l.margin_in, 0) - coalesce(l.margin_out, 0),
-           coalesce(l.house_in, 0) - coalesce(l.house_out, 0),
+           coalesce(l.cash, 0), coalesce(l.margin, 0), coalesce(l.house, 0),
            coalesce(l.taken, 0), coalesce(l.given_back, 0),
            coalesce(o.cost_executed, 0), coalesce(o.cost_rolled_back, 0),
            coalesce(o.n_executed, 0), coalesce(o.n_rolled_back, 0),

@@ -193,10 +193,11 @@ async fn a_change_right_after_a_rollback_in_the_same_transaction_is_still_record
     assert_eq!(incremental, full);
 }
 
-/// The full audit sums the ledger into and out of each account apart (migration 22); an
-/// audit from a checkpoint taken on the empty book computes every figure the way 0005 did
-/// (book changes and transfers, summed with CASE). Each violation planted below must be
-/// found by the full audit, with the same figures, to the decimal place, as that one.
+/// The full audit recomputes every figure from the tables (`_audit_figures`, migration 22
+/// runs it without JIT and with the memory its aggregates need); an audit from a checkpoint
+/// taken on the empty book computes them apart (book changes and transfers since). Each
+/// violation planted below must be found by the full audit, with the same figures, to the
+/// decimal place, as that one, and by the audit of the accounts concerned.
 #[tokio::test]
 async fn the_full_audit_finds_every_planted_violation_with_the_figures_of_the_incremental_one() {
     let t = test_db().await;
