@@ -192,3 +192,121 @@ async fn a_change_right_after_a_rollback_in_the_same_transaction_is_still_record
     assert!(full.iter().any(|v| v.contains("execution_transfers_match_orders")), "{full:?}");
     assert_eq!(incremental, full);
 }
+
+/// The full audit recomputes every figure from the tables (`_audit_figures`, migration 22
+/// runs it without JIT and with the memory its aggregates need); an audit from a checkpoint
+/// taken on the empty book computes them apart (book changes and transfers since). Each
+/// violation planted below must be found by the full audit, with the same figures, to the
+/// decimal place, as that one, and by the audit of the accounts concerned.
+#[tokio::test]
+async fn the_full_audit_finds_every_planted_violation_with_the_figures_of_the_incremental_one() {
+    let t = test_db().await;
+    let first = checkpoint(&t.pool, true).await;
+    assert_eq!(first.users, 0, "the checkpoint is taken on the empty book");
+
+    // Ten accounts with executions; one rolled back; one account that only has its deposit
+    // (its margin is a sum that no transfer touched: 0, not 0.00000000).
+    let mut users = Vec::new();
+    for i in 0..10 {
+        let u = account(&t.pool, "100000").await;
+        let o = executed(&t.pool, u, &format!("{}", 1000 + 100 * i), None).await;
+        executed(&t.pool, u, "700", None).await;
+        users.push((u, o));
+    }
+    let rolled = users[9];
+    assert!(db::rollback_order(&t.pool, rolled.1, rolled.0, "r").await.expect("rollback").success);
+    let idle = account(&t.pool, "50").await;
+    assert_eq!(both(&t.pool).await, (vec![], vec![]));
+
+    // One tampering per account, each made directly by the superuser.
+    let plants: Vec<(usize, &str, &[&str])> = vec![
+        (
+            0,
+            "UPDATE profiles SET balance = balance + 1 WHERE id = $1",
+            &["balance_matches_ledger", "ledger_nets_to_zero"],
+        ),
+        (
+            1,
+            "UPDATE profiles SET margin_used = margin_used + 0.5 WHERE id = $1",
+            &["margin_matches_ledger", "margin_matches_open_positions"],
+        ),
+        (
+            2,
+            "UPDATE positions SET margin_used = margin_used + 1 WHERE user_id = $1",
+            &["margin_matches_open_positions"],
+        ),
+        (
+            3,
+            "UPDATE orders SET total_cost = total_cost + 0.00000001 WHERE id = (SELECT min(id::text)::uuid FROM orders \
+             WHERE user_id = $1)",
+            &["execution_transfers_match_orders"],
+        ),
+        (
+            4,
+            "UPDATE orders SET status = 'rolled_back', rolled_back_at = now(), rolled_back_reason = 'forged' \
+             WHERE id = (SELECT min(id::text)::uuid FROM orders WHERE user_id = $1)",
+            &["rolled_back_orders_have_one_audit_row", "reversals_match_rolled_back_orders"],
+        ),
+        (
+            5,
+            "UPDATE positions SET status = 'rolled_back', closed_at = now() \
+             WHERE id = (SELECT min(id::text)::uuid FROM positions WHERE user_id = $1)",
+            &["executed_orders_have_positions", "rolled_back_orders_closed_positions"],
+        ),
+        (
+            6,
+            "INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind) \
+             VALUES ($1, 'house_clearing', 'user_cash', 5, 'deposit')",
+            &["balance_matches_ledger"],
+        ),
+        (
+            7,
+            "INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind, order_id) \
+             SELECT $1, 'user_cash', 'user_margin', 3, 'margin_lock', min(id::text)::uuid FROM orders WHERE user_id = $1",
+            &["margin_matches_ledger", "execution_transfers_match_orders"],
+        ),
+    ];
+    for (i, sql, _) in &plants {
+        sqlx::query(*sql).bind(users[*i].0).execute(&t.pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // A reversal of the rolled-back order's commission that gives back more than it took.
+    sqlx::query(
+        "INSERT INTO ledger_transfers (user_id, debit_account, credit_account, amount, kind, order_id, reverses_id) \
+         SELECT user_id, credit_account, debit_account, amount + 1, 'reversal', order_id, id \
+         FROM ledger_transfers WHERE order_id = $1 AND kind = 'commission'",
+    )
+    .bind(users[8].1)
+    .execute(&t.pool)
+    .await
+    .expect("bad reversal");
+
+    let (incremental, full) = both(&t.pool).await;
+    assert_eq!(incremental, full, "the full audit and the audit from the empty checkpoint agree exactly");
+    for (i, _, checks) in &plants {
+        let u = users[*i].0.to_string();
+        for check in *checks {
+            let whose = |v: &&String| v.contains(check) && (*check == "ledger_nets_to_zero" || v.contains(&u));
+            assert!(full.iter().any(|v| whose(&v)), "account {i}: {check} not found in {full:?}");
+        }
+    }
+    let u8 = users[8].0.to_string();
+    for check in ["reversal_mirrors_original", "reversals_match_rolled_back_orders", "balance_matches_ledger"] {
+        assert!(full.iter().any(|v| v.contains(check) && v.contains(&u8)), "{check} not found in {full:?}");
+    }
+    // Nothing about the accounts left alone.
+    for (u, _) in [users[9], (idle, Uuid::nil())] {
+        assert!(!full.iter().any(|v| v.contains(&u.to_string())), "{u}: {full:?}");
+    }
+    // The per-account audit names the same violations for those accounts.
+    let some: Vec<Uuid> = users[..4].iter().map(|(u, _)| *u).collect();
+    let mut per_user: Vec<String> = db::ledger_audit_users(&t.pool, &some)
+        .await
+        .expect("user audit")
+        .into_iter()
+        .map(|v| format!("{:?} {} {:?} {:?}", v.user_id, v.check_name, v.expected, v.actual))
+        .collect();
+    per_user.sort();
+    let of_some: Vec<String> =
+        full.iter().filter(|v| some.iter().any(|u| v.contains(&u.to_string()))).cloned().collect();
+    assert_eq!(per_user, of_some);
+}
