@@ -95,7 +95,10 @@ pub(super) fn pgbench_tps(
     base.args(["-n", "-c", &c, "-j", &c]);
     match workload {
         Workload::TpcB { seconds } => base.args(["-T", &seconds.to_string()]),
-        Workload::Script { file, per_client } => base.args(["-t", &per_client.to_string(), "-f"]).arg(file),
+        // Prepared, as a client library calls the contract (sqlx prepares every statement).
+        Workload::Script { file, per_client } => {
+            base.args(["-M", "prepared", "-t", &per_client.to_string(), "-f"]).arg(file)
+        }
     };
     let out = base.output().map_err(|e| Error::Tool { tool: "pgbench", detail: format!("cannot run it: {e}") })?;
     let text = String::from_utf8_lossy(&out.stdout);
