@@ -168,7 +168,10 @@ async fn temporary_tables_and_a_planted_search_path_change_nothing_in_the_merged
     assert_eq!(v["results"][1]["attempted"], false, "{v}");
     let v = json(
         &mut a,
-        &format!("SELECT rollback_with_postcheck('{}', '{}', 'planted', '{{}}'::jsonb, false)", b.orders[2], b.users[2]),
+        &format!(
+            "SELECT rollback_with_postcheck('{}', '{}', 'planted', '{{}}'::jsonb, false)",
+            b.orders[2], b.users[2]
+        ),
     )
     .await
     .expect("rollback_with_postcheck");
@@ -376,9 +379,12 @@ async fn a_wrong_or_missing_user_is_refused_by_every_rollback_path() {
     ] {
         refused(&json(&mut a, &sql).await.expect("call"), "invalid_argument");
     }
-    let v = json(&mut a, &format!("SELECT rollback_orders(ARRAY['{o}', '{grouped}']::uuid[], ARRAY[NULL, '{u}']::uuid[], 'null user')"))
-        .await
-        .expect("chunk");
+    let v = json(
+        &mut a,
+        &format!("SELECT rollback_orders(ARRAY['{o}', '{grouped}']::uuid[], ARRAY[NULL, '{u}']::uuid[], 'null user')"),
+    )
+    .await
+    .expect("chunk");
     refused(&v["results"][0], "invalid_argument");
     ok(&v["results"][1]);
     // Only the grouped order, of its own user, went.
@@ -397,19 +403,23 @@ async fn every_failed_postcheck_opens_the_breaker_through_the_row_trigger() {
     let t = test_db().await;
     let b = book(&t, 4).await;
     let group = Uuid::new_v4();
-    let grouped = [executed(&t.pool, b.users[1], "10", Some(group)).await, executed(&t.pool, b.users[1], "10", Some(group)).await];
+    let grouped = [
+        executed(&t.pool, b.users[1], "10", Some(group)).await,
+        executed(&t.pool, b.users[1], "10", Some(group)).await,
+    ];
     let (a_name, mut a) = login(&t, "ladv_breaker", "incident_operator").await;
 
     // A single and a group rollback whose post-check fails, under REPEATABLE READ and
     // SERIALIZABLE: the rollback stands and the breaker opens in its transaction.
-    for (isolation, order, user, transaction) in [
-        ("REPEATABLE READ", b.orders[0], b.users[0], false),
-        ("SERIALIZABLE", grouped[0], b.users[1], true),
-    ] {
+    for (isolation, order, user, transaction) in
+        [("REPEATABLE READ", b.orders[0], b.users[0], false), ("SERIALIZABLE", grouped[0], b.users[1], true)]
+    {
         run(&mut a, &format!("BEGIN ISOLATION LEVEL {isolation}")).await;
         let v = json(
             &mut a,
-            &format!("SELECT rollback_with_postcheck('{order}', '{user}', 'bad baseline', '{{}}'::jsonb, {transaction})"),
+            &format!(
+                "SELECT rollback_with_postcheck('{order}', '{user}', 'bad baseline', '{{}}'::jsonb, {transaction})"
+            ),
         )
         .await
         .expect("rollback_with_postcheck");
@@ -417,7 +427,10 @@ async fn every_failed_postcheck_opens_the_breaker_through_the_row_trigger() {
         assert_eq!(v["postcheck"]["successful"], false, "{v}");
         run(&mut a, "COMMIT").await;
         let (open, source, reason): (bool, Option<String>, Option<String>) =
-            sqlx::query_as("SELECT open, source, reason FROM circuit_breaker").fetch_one(&t.pool).await.expect("breaker");
+            sqlx::query_as("SELECT open, source, reason FROM circuit_breaker")
+                .fetch_one(&t.pool)
+                .await
+                .expect("breaker");
         assert!(open, "{isolation}");
         assert_eq!(source.as_deref(), Some("postcheck_failed"));
         assert!(reason.unwrap_or_default().contains(&order.to_string()));
@@ -425,14 +438,26 @@ async fn every_failed_postcheck_opens_the_breaker_through_the_row_trigger() {
     }
 
     // Recorded by the client after its own post-check failed; a failed rollback does not open it.
-    let v = json(&mut a, &format!("SELECT record_rollback_failure('{}', '{}', 'rollback_failed', '{{}}'::jsonb)", b.orders[2], b.users[2]))
-        .await
-        .expect("record");
+    let v = json(
+        &mut a,
+        &format!(
+            "SELECT record_rollback_failure('{}', '{}', 'rollback_failed', '{{}}'::jsonb)",
+            b.orders[2], b.users[2]
+        ),
+    )
+    .await
+    .expect("record");
     ok(&v);
     assert!(!breaker_open(&t).await);
-    let v = json(&mut a, &format!("SELECT record_rollback_failure('{}', '{}', 'postcheck_failed', '{{}}'::jsonb)", b.orders[0], b.users[0]))
-        .await
-        .expect("record");
+    let v = json(
+        &mut a,
+        &format!(
+            "SELECT record_rollback_failure('{}', '{}', 'postcheck_failed', '{{}}'::jsonb)",
+            b.orders[0], b.users[0]
+        ),
+    )
+    .await
+    .expect("record");
     ok(&v);
     assert!(breaker_open(&t).await);
     close(&t).await;
@@ -440,7 +465,8 @@ async fn every_failed_postcheck_opens_the_breaker_through_the_row_trigger() {
     // The sandbox's practice order first in a chunk: it is rolled back, its post-check fails,
     // the breaker opens inside the chunk and the rest is refused or not tried.
     let pool = db::Db::sessions(t.pool.clone());
-    let (drill_order, drill_user) = incident_console::ops::drill::breaker_drill_order(&pool).await.expect("drill order");
+    let (drill_order, drill_user) =
+        incident_console::ops::drill::breaker_drill_order(&pool).await.expect("drill order");
     let v = chunk(&mut a, &[drill_order, b.orders[2], b.orders[3]], &[drill_user, b.users[2], b.users[3]], "drill")
         .await
         .expect("chunk");
@@ -519,7 +545,11 @@ async fn an_order_whose_transfers_name_no_order_is_flagged_and_its_rollback_move
     let mut c = t.conn().await;
     for full in [true, false] {
         let found = checks(&mut c, full).await;
-        assert_eq!(found, ["transfer_names_an_order_of_its_user", "transfer_names_an_order_of_its_user"], "full {full}");
+        assert_eq!(
+            found,
+            ["transfer_names_an_order_of_its_user", "transfer_names_an_order_of_its_user"],
+            "full {full}"
+        );
     }
     let cp: Value = json(&mut c, "SELECT ledger_audit_checkpoint(false)").await.expect("checkpoint");
     ok(&cp);
