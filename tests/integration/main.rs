@@ -10,6 +10,7 @@ mod adversary;
 mod adversary2;
 mod adversary_approval;
 mod adversary_bundle;
+mod adversary_light;
 mod adversary_release;
 mod adversary_symbol;
 mod approvals;
