@@ -151,7 +151,7 @@ fn ms(from: Instant, to: Instant) -> f64 {
 
 /// The line the cursor is on (the console marks it with ▶ after the border), and the row
 /// counter: what `j` changes.
-fn cursor_at(screen: &str) -> Option<(usize, String)> {
+pub(super) fn cursor_at(screen: &str) -> Option<(usize, String)> {
     screen
         .lines()
         .enumerate()
