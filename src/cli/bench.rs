@@ -107,7 +107,7 @@ fn print_curve(r: &ScaleReport) {
     println!();
     print!("  {:<33}", "figure (median; x: growth from the size before)");
     for s in &r.sizes {
-        print!(" {:>20}", format!("{} orders", crate::ops::bench::scale::label(s.orders)));
+        print!(" {:>20}", format!("{} orders", crate::ops::bench::scale::size_label(s.orders)));
     }
     println!();
     print!("  {:<33}", "generation");
@@ -150,7 +150,7 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
         script_clients: args.script_clients,
         batch_orders: args.batch_orders,
         console_rounds: args.console_rounds,
-        peer: args.peer.or_else(|| on_path("rainfrog")).map(|p| (p, args.peer_marker.clone())),
+        peer: args.peer.or_else(|| crate::ops::bench::on_path("rainfrog")).map(|p| (p, args.peer_marker.clone())),
     };
     let report = run(settings, &plan, &say).await?;
     if g.json {
@@ -192,10 +192,6 @@ pub(super) async fn bench(g: &GlobalArgs, args: BenchArgs) -> Result<i32> {
     }
     let clean = report.audit.as_ref().is_none_or(|a| a.violations == 0);
     Ok(if clean { EXIT_OK } else { EXIT_CHECK_FAILED })
-}
-
-fn on_path(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
 }
 
 /// The table: each figure as measured in this run, next to its goal.

@@ -145,18 +145,25 @@ pub enum Fallback {
 
 /// What one reading means: read the standby, or why not.
 pub fn decide(primary: &PrimaryPosition, standby: &StandbyPosition, lag: Lag, max_lag: Duration) -> ReplicaStatus {
-    if !standby.in_recovery || standby.replay_lsn.is_none() {
-        return ReplicaStatus::Fallback(Fallback::NotAStandby);
-    }
-    if let (Some(a), Some(b)) = (primary.system_id, standby.system_id)
-        && a != b
-    {
-        return ReplicaStatus::Fallback(Fallback::OtherCluster);
+    if let Some(f) = not_its_standby(primary, standby) {
+        return ReplicaStatus::Fallback(f);
     }
     let max_ms = millis(max_lag);
     match lag.millis {
         Some(ms) if ms <= max_ms => ReplicaStatus::InUse { lag_ms: tenths(ms), paused: standby.replay_paused },
         other => ReplicaStatus::Fallback(Fallback::Lagging { lag_ms: other.map(tenths), max_ms }),
+    }
+}
+
+/// Why `standby` cannot stand in for `primary` whatever its lag: it is not replaying (a
+/// primary, or promoted), or it was copied from another cluster.
+pub fn not_its_standby(primary: &PrimaryPosition, standby: &StandbyPosition) -> Option<Fallback> {
+    if !standby.in_recovery || standby.replay_lsn.is_none() {
+        return Some(Fallback::NotAStandby);
+    }
+    match (primary.system_id, standby.system_id) {
+        (Some(a), Some(b)) if a != b => Some(Fallback::OtherCluster),
+        _ => None,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Executor, Postgres};
 
 use crate::core::error::Result;
-use crate::core::replica::{Fallback, PrimaryPosition, StandbyPosition};
+use crate::core::replica::{Fallback, PrimaryPosition, StandbyPosition, not_its_standby};
 use crate::store::connect::ConnectSettings;
 use crate::store::db::{self, Db};
 
@@ -81,11 +81,8 @@ pub async fn fresh_standby(
         let p = p?;
         loop {
             let s = bounded(db::standby_position(&pool), "the standby's position", &|m| standby.scrub(m)).await?;
-            if !s.in_recovery || s.replay_lsn.is_none() {
-                return Err(Fallback::NotAStandby);
-            }
-            if matches!((p.system_id, s.system_id), (Some(a), Some(b)) if a != b) {
-                return Err(Fallback::OtherCluster);
+            if let Some(f) = not_its_standby(&p, &s) {
+                return Err(f);
             }
             if s.replay_lsn.is_some_and(|r| r >= p.lsn) {
                 return Ok(());

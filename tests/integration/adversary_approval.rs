@@ -54,7 +54,7 @@ use incident_console::core::workflow::Level;
 use incident_console::store::db;
 
 /// Runs `sql`; its SQLSTATE when it failed.
-async fn attempt(c: &mut PgConnection, sql: &str) -> Option<String> {
+pub(crate) async fn attempt(c: &mut PgConnection, sql: &str) -> Option<String> {
     match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut *c).await {
         Ok(_) => None,
         Err(e) => Some(sqlstate(&e).unwrap_or_else(|| format!("not a database error: {e}"))),
@@ -62,12 +62,12 @@ async fn attempt(c: &mut PgConnection, sql: &str) -> Option<String> {
 }
 
 /// The backend of a connection.
-async fn pid_of(c: &mut PgConnection) -> i32 {
+pub(crate) async fn pid_of(c: &mut PgConnection) -> i32 {
     sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *c).await.expect("pid")
 }
 
 /// Waits until backend `pid` waits for a lock.
-async fn wait_for_lock_wait(t: &TestDb, pid: i32) {
+pub(crate) async fn wait_for_lock_wait(t: &TestDb, pid: i32) {
     for _ in 0..400 {
         let waiting: bool =
             sqlx::query_scalar("SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1")

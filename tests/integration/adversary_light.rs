@@ -17,9 +17,9 @@
 
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
-use std::time::Duration;
 use uuid::Uuid;
 
+use crate::adversary_approval::{attempt, pid_of, wait_for_lock_wait};
 use crate::approvals::{
     Book, book, breaker_open, cleanup, decide, group_rollback, login, ok, open_breaker, operation, refunded_of,
     refused, request_id, request_orders, rollback, run, set_policy, try_rollback,
@@ -27,14 +27,6 @@ use crate::approvals::{
 use crate::security::{connect_as, drop_role, login_role, sqlstate};
 use crate::support::db::*;
 use incident_console::store::db;
-
-/// Runs `sql`; its SQLSTATE when it failed.
-async fn attempt(c: &mut PgConnection, sql: &str) -> Option<String> {
-    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut *c).await {
-        Ok(_) => None,
-        Err(e) => Some(sqlstate(&e).unwrap_or_else(|| format!("not a database error: {e}"))),
-    }
-}
 
 /// One jsonb a statement answers.
 async fn json(c: &mut PgConnection, sql: &str) -> Result<Value, sqlx::Error> {
@@ -49,29 +41,6 @@ async fn chunk(c: &mut PgConnection, orders: &[Uuid], users: &[Uuid], reason: &s
         .bind(reason)
         .fetch_one(&mut *c)
         .await
-}
-
-/// The backend of a connection.
-async fn pid_of(c: &mut PgConnection) -> i32 {
-    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *c).await.expect("pid")
-}
-
-/// Waits until backend `pid` waits for a lock.
-async fn wait_for_lock_wait(t: &TestDb, pid: i32) {
-    for _ in 0..400 {
-        let waiting: bool =
-            sqlx::query_scalar("SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1")
-                .bind(pid)
-                .fetch_optional(&t.pool)
-                .await
-                .expect("pg_stat_activity")
-                .unwrap_or(false);
-        if waiting {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("backend {pid} never waited for a lock");
 }
 
 /// The check names of a whole-book audit, full or incremental.

@@ -36,7 +36,7 @@ pub struct CallFigures {
 impl CallFigures {
     fn new(clients: u16, orders: usize, seconds: f64, tps: &[f64]) -> CallFigures {
         let rate = orders as f64 / seconds.max(f64::EPSILON);
-        let pgbench = (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64);
+        let pgbench = super::mean(tps);
         CallFigures {
             clients,
             orders,
@@ -49,21 +49,6 @@ impl CallFigures {
 }
 
 impl Bench<'_> {
-    /// TPC-B at `clients` (None when pgbench is not installed or the plan skips it).
-    async fn tpcb(&self, clients: u16, again: &str, pgbench_ready: &mut bool) -> Result<Option<f64>> {
-        if self.plan.pgbench_seconds == 0 {
-            return Ok(None);
-        }
-        if !*pgbench_ready {
-            let mut admin = self.server.admin.session_connection("the benchmark").await?;
-            db::drop_database(&mut admin, self.pg_db).await?;
-            db::create_database(&mut admin, self.pg_db, None).await?;
-        }
-        let tps = self.pgbench(clients, !*pgbench_ready, again).await?;
-        *pgbench_ready = true;
-        Ok(tps)
-    }
-
     /// `rollback_execute_order_atomic` called by a pgbench script at `clients` clients, one
     /// order per call, every call taking the next order of a queue.
     pub(super) async fn single_calls(

@@ -136,13 +136,8 @@ struct Round {
     cancel_ms: Option<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+fn median(v: Vec<f64>) -> f64 {
+    super::median(v).unwrap_or(f64::NAN)
 }
 
 fn ms(from: Instant, to: Instant) -> f64 {

@@ -122,6 +122,27 @@ pub struct BenchPlan {
     pub peer: Option<(std::path::PathBuf, String)>,
 }
 
+/// The mean of the TPC-B runs around a figure (None without any).
+fn mean(tps: &[f64]) -> Option<f64> {
+    (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64)
+}
+
+/// The median of some runs (None without any).
+fn median(mut runs: Vec<f64>) -> Option<f64> {
+    runs.sort_by(f64::total_cmp);
+    let n = runs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(runs[n / 2]),
+        _ => Some((runs[n / 2 - 1] + runs[n / 2]) / 2.0),
+    }
+}
+
+/// A tool's path when it is on PATH.
+pub fn on_path(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
+}
+
 /// Runs the benchmark on the server of `admin` (a database URL whose database can be
 /// swapped for the benchmark's own). Leaves nothing behind unless asked to keep it.
 pub async fn run(admin: ConnectSettings, plan: &BenchPlan, say: Say<'_>) -> Result<BenchReport> {
@@ -212,16 +233,7 @@ impl Bench<'_> {
         let users = (self.plan.orders / 20).max(usize::from(c) * 16);
         let orders = book::seed(conn, say, 100 + level as u64, users, self.plan.orders, "seed").await?;
         db::vacuum_analyze(conn).await?;
-        let mut tps = Vec::new();
-        if self.plan.pgbench_seconds > 0 {
-            if !*pgbench_ready {
-                let mut admin = self.server.admin.session_connection("the benchmark").await?;
-                db::drop_database(&mut admin, self.pg_db).await?;
-                db::create_database(&mut admin, self.pg_db, None).await?;
-            }
-            tps.extend(self.pgbench(c, !*pgbench_ready, "").await?);
-            *pgbench_ready = true;
-        }
+        let mut tps: Vec<f64> = self.tpcb(c, "", pgbench_ready).await?.into_iter().collect();
         say(&format!("  rolling back {} orders on {c} connection(s) …", orders.len()));
         let items: Vec<BatchItem> = orders.iter().map(|o| BatchItem { order_id: o.id, user_id: o.user_id }).collect();
         let opts = BatchOptions {
@@ -240,11 +252,9 @@ impl Bench<'_> {
                 summary.outcome_sentence()
             )));
         }
-        if self.plan.pgbench_seconds > 0 && *pgbench_ready {
-            tps.extend(self.pgbench(c, false, " again").await?);
-        }
+        tps.extend(self.tpcb(c, " again", pgbench_ready).await?);
         let rate = orders.len() as f64 / seconds;
-        let pgbench = (!tps.is_empty()).then(|| tps.iter().sum::<f64>() / tps.len() as f64);
+        let pgbench = mean(&tps);
         let figures = RollbackFigures {
             concurrency: c,
             chunk_size: chunk,
@@ -282,6 +292,22 @@ impl Bench<'_> {
             say(&line);
         }
         task.await.map_err(|e| Error::task("the console's figures", e))?
+    }
+
+    /// TPC-B at `clients` (None when pgbench is not installed or the plan skips it); the
+    /// first call makes pgbench's database and initialises its tables.
+    async fn tpcb(&self, clients: u16, again: &str, pgbench_ready: &mut bool) -> Result<Option<f64>> {
+        if self.plan.pgbench_seconds == 0 {
+            return Ok(None);
+        }
+        if !*pgbench_ready {
+            let mut admin = self.server.admin.session_connection("the benchmark").await?;
+            db::drop_database(&mut admin, self.pg_db).await?;
+            db::create_database(&mut admin, self.pg_db, None).await?;
+        }
+        let tps = self.pgbench(clients, !*pgbench_ready, again).await?;
+        *pgbench_ready = true;
+        Ok(tps)
     }
 
     /// pgbench's TPS at `c` clients on the benchmark's pgbench database (None: no pgbench).

@@ -17,7 +17,9 @@ use sqlx::Connection;
 use uuid::Uuid;
 
 use super::Say;
-use super::generate::{self, BuildTimes, SPACING_MS, size_label};
+/// "10k", "1m": a size as `--sizes` takes it.
+pub use super::generate::size_label;
+use super::generate::{self, BuildTimes, SPACING_MS};
 use super::server::Server;
 use crate::core::batch::BatchItem;
 use crate::core::error::{Error, Result};
@@ -165,20 +167,11 @@ pub async fn run(
     Ok(ScaleReport { server: version, sizes })
 }
 
-/// "10k", "1m": a size as `--sizes` takes it.
-pub fn label(n: u64) -> String {
-    size_label(n)
-}
-
 /// Median, fastest and slowest of some runs.
 fn figure(name: &'static str, unit: Unit, mut runs: Vec<f64>) -> Figure {
     runs.sort_by(f64::total_cmp);
     let n = runs.len();
-    let median = match n {
-        0 => 0.0,
-        _ if !n.is_multiple_of(2) => runs[n / 2],
-        _ => (runs[n / 2 - 1] + runs[n / 2]) / 2.0,
-    };
+    let median = super::median(runs.clone()).unwrap_or(0.0);
     Figure {
         name,
         unit,

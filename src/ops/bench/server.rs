@@ -59,7 +59,7 @@ pub(super) fn pgbench_tps(
     let pgbench = bins.tool("pgbench");
     let pgbench = if pgbench.is_file() {
         pgbench
-    } else if let Some(p) = which("pgbench") {
+    } else if let Some(p) = super::on_path("pgbench") {
         p
     } else {
         return Ok(None);
@@ -117,10 +117,6 @@ pub(super) fn pgbench_tps(
         });
     }
     Ok(tps)
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|p| p.is_file()))
 }
 
 fn password_of(url: &str) -> Option<String> {
